@@ -1,0 +1,56 @@
+"""yunpipe: turn an algorithm container into an event-driven pipeline on AWS."""
+import re
+from pathlib import Path
+
+from setuptools import setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "yunpipe" / "__init__.py").read_text()).group(1)
+
+setup(
+    name="yunpipe",
+    version=VERSION,
+    description="Turn an algorithm container into an event-driven pipeline on AWS, or offline on a local cloud.",
+    long_description=(HERE / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=[
+        "yunpipe",
+        "yunpipe.specs",
+        "yunpipe.wrapper",
+        "yunpipe.pipeline",
+        "yunpipe.runtime",
+        "yunpipe.aws",
+        "yunpipe.local",
+        # The top-level templates/ and lambda_src/ folders ship inside the package so a
+        # non-editable install carries them along.
+        "yunpipe.templates",
+        "yunpipe.lambda_src",
+    ],
+    package_dir={"yunpipe.templates": "templates", "yunpipe.lambda_src": "lambda_src"},
+    package_data={"yunpipe.templates": ["*/*.j2", "*/*.json"], "yunpipe.lambda_src": ["*.py"]},
+    install_requires=[
+        "boto3>=1.28,<2",
+        "docker>=7.0,<8",
+        "jinja2>=3.1,<4",
+        "pyyaml>=6.0,<7",
+        "jsonschema>=4.18,<5",
+        "tqdm>=4.66,<5",
+        # moto is the embedded local cloud. yunpipe hooks two of its internals (the S3
+        # notification dispatch and the ECS task state manager), so the range is pinned;
+        # tests/test_moto_hooks.py fails loudly if a release moves them.
+        "moto[server,s3,awslambda,events,ssm,resourcegroupstaggingapi]>=5.1.0,<5.3",
+        "localstack-client>=2.5,<3",
+    ],
+    extras_require={"test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3"]},
+    entry_points={
+        "console_scripts": [
+            "yunpipe=yunpipe.cli:main",
+            "wrap=yunpipe.cli:wrap_main",
+            "setup-pipe=yunpipe.cli:setup_pipe_main",
+            "clean-up=yunpipe.cli:clean_up_main",
+            "create-lambda-exec-role=yunpipe.cli:create_lambda_exec_role_main",
+        ]
+    },
+    classifiers=["Programming Language :: Python :: 3", "License :: OSI Approved :: MIT License"],
+)
