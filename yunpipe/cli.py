@@ -1,0 +1,170 @@
+"""Command-line entry points: the `yunpipe` umbrella and the 0.0.3 console scripts.
+
+This module only parses arguments; each verb lives in the module named for its job and is
+imported when the verb runs, so `yunpipe --version` stays fast.
+"""
+import argparse
+import importlib
+import logging
+import sys
+
+from yunpipe import __version__
+from yunpipe.errors import YunpipeError
+
+# verb -> "module:function"; each function takes the parsed args and returns an exit status.
+HANDLERS = {
+    "wrap": "yunpipe.wrapper.command:run_wrap",
+    "algorithms-list": "yunpipe.wrapper.command:run_algorithms_list",
+    "algorithms-show": "yunpipe.wrapper.command:run_algorithms_show",
+    "setup-pipe": "yunpipe.pipeline.commands:run_setup_pipe",
+    "clean-up": "yunpipe.pipeline.commands:run_clean_up",
+    "status": "yunpipe.pipeline.commands:run_status",
+    "create-lambda-exec-role": "yunpipe.pipeline.commands:run_create_lambda_exec_role",
+    "logs": "yunpipe.pipeline.commands:run_logs",
+    "upload": "yunpipe.pipeline.transfer:run_upload",
+    "results": "yunpipe.pipeline.transfer:run_results",
+    "local-up": "yunpipe.local.commands:run_up",
+    "local-down": "yunpipe.local.commands:run_down",
+    "local-status": "yunpipe.local.commands:run_status",
+    "demo": "yunpipe.demo:run_demo",
+}
+
+
+def add_aws_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("where (default: the standard AWS credential chain)")
+    group.add_argument("--profile", help="AWS profile to use")
+    group.add_argument("--region", help="AWS region (default: the workflow's, then the profile's)")
+    group.add_argument("--endpoint-url", help="AWS endpoint URL (also read from AWS_ENDPOINT_URL)")
+    group.add_argument("--localstack", action="store_true", help="target a running LocalStack")
+    group.add_argument("--local", action="store_true",
+                       help="target yunpipe's local cloud (`yunpipe local up`; also YUNPIPE_LOCAL=1)")
+
+
+def add_wrap_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-d", "--describe", action="store_true", help="use command line editor to describe your algorithm")
+    parser.add_argument("-f", "--files", nargs="+", metavar="FILES", help="JSON or YAML files describing your algorithms")
+    parser.add_argument("-s", "--show", action="store_true", help="show the described algorithm and ask before building")
+    parser.add_argument("-r", "--registry", help="registry to push to: a host[:port], or 'ecr' (default: Docker Hub)")
+    parser.add_argument("-u", "--user", help="registry namespace (your Docker Hub account, for example)")
+    parser.add_argument("--dry-run", action="store_true", help="write the build context and stop")
+    parser.add_argument("--output-dir", help="where --dry-run writes the build context")
+    parser.add_argument("--local", action="store_true",
+                        help="build into the local Docker daemon (or the local registry) for local pipelines")
+    parser.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    parser.add_argument("--profile", help="AWS profile (for -r ecr)")
+    parser.add_argument("--region", help="AWS region (for -r ecr)")
+    parser.add_argument("--endpoint-url", help="AWS endpoint URL (for -r ecr)")
+
+
+def add_setup_pipe_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-f", "--files", nargs="+", required=True, metavar="FILES", help="workflow JSON or YAML files")
+    parser.add_argument("-uu", "--use_user_credential", action="store_true",
+                        help="give tasks your own credentials (stored as SSM SecureString secrets, not recommended)")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+    add_aws_options(parser)
+
+
+def add_clean_up_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pipelines", nargs="*", metavar="PIPELINE", help="pipelines to remove")
+    parser.add_argument("--all", action="store_true", help="remove every pipeline yunpipe knows of")
+    parser.add_argument("--purge", action="store_true", help="also empty and delete the buckets yunpipe created")
+    parser.add_argument("--dry-run", action="store_true", help="print what would be removed and change nothing")
+    add_aws_options(parser)
+
+
+def add_create_role_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-f", "--files", nargs="+", required=True, metavar="FILES",
+                        help="workflow files whose launcher roles to create or update")
+    add_aws_options(parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="yunpipe", description="Turn an algorithm container into an event-driven pipeline on AWS.")
+    parser.add_argument("--version", action="version", version=f"yunpipe {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log AWS and Docker calls")
+    verbs = parser.add_subparsers(dest="verb", metavar="COMMAND", required=True)
+
+    add_wrap_arguments(verbs.add_parser("wrap", help="wrap an algorithm container and publish it"))
+    algorithms = verbs.add_parser("algorithms", help="the local algorithm registry").add_subparsers(dest="sub", required=True)
+    algorithms.add_parser("list", help="every algorithm and its latest version")
+    show = algorithms.add_parser("show", help="one algorithm version in full")
+    show.add_argument("reference", metavar="NAME[@VERSION]")
+    add_setup_pipe_arguments(verbs.add_parser("setup-pipe", help="provision a pipeline from a workflow file"))
+    add_clean_up_arguments(verbs.add_parser("clean-up", help="remove what setup-pipe created"))
+    add_create_role_arguments(verbs.add_parser("create-lambda-exec-role", help="create or update the launcher role"))
+    status = verbs.add_parser("status", help="queues, tasks and failures of a pipeline")
+    status.add_argument("pipeline")
+    add_aws_options(status)
+    logs = verbs.add_parser("logs", help="read a pipeline's task logs")
+    logs.add_argument("pipeline")
+    logs.add_argument("--step", help="only this step")
+    logs.add_argument("--follow", action="store_true", help="keep printing new lines")
+    add_aws_options(logs)
+    upload = verbs.add_parser("upload", help="upload files or folders to a pipeline's input bucket")
+    upload.add_argument("pipeline")
+    upload.add_argument("paths", nargs="+", metavar="PATH")
+    upload.add_argument("--prefix", default="", help="key prefix in the input bucket")
+    add_aws_options(upload)
+    results = verbs.add_parser("results", help="list or download a pipeline's results")
+    results.add_argument("pipeline")
+    results.add_argument("--download", metavar="DIR", help="download every result into DIR")
+    add_aws_options(results)
+    local = verbs.add_parser("local", help="the local cloud: the whole pipeline offline on this machine")
+    local_verbs = local.add_subparsers(dest="sub", required=True)
+    up = local_verbs.add_parser("up", help="start the embedded AWS and the local data plane")
+    up.add_argument("--detach", action="store_true", help="run in the background")
+    up.add_argument("--port", type=int, default=4750, help="loopback port of the embedded AWS (default 4750)")
+    up.add_argument("--lambda", dest="lambda_mode", choices=["host", "docker"], default="host",
+                    help="run the launcher on the host (default) or in moto's Docker Lambda")
+    local_verbs.add_parser("down", help="stop the local cloud and its containers")
+    local_verbs.add_parser("status", help="is the local cloud running, and where")
+    demo = verbs.add_parser("demo", help="the whole flow on the local cloud, from wrap to clean-up")
+    demo.add_argument("--files", type=int, default=12, help="number of sample files (default 12)")
+    demo.add_argument("--keep", action="store_true", help="skip the final clean-up")
+    return parser
+
+
+def _handler_key(args: argparse.Namespace) -> str:
+    sub = getattr(args, "sub", None)
+    return f"{args.verb}-{sub}" if args.verb in ("algorithms", "local") else args.verb
+
+
+def dispatch(key: str, args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    module_name, function_name = HANDLERS[key].split(":")
+    handler = getattr(importlib.import_module(module_name), function_name)
+    try:
+        return handler(args) or 0
+    except YunpipeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return dispatch(_handler_key(args), args)
+
+
+def _script(prog: str, description: str, add_arguments, key: str):
+    def entry(argv: list[str] | None = None) -> int:
+        parser = argparse.ArgumentParser(prog=prog, description=description)
+        parser.add_argument("--version", action="version", version=f"yunpipe {__version__}")
+        parser.add_argument("-v", "--verbose", action="store_true", help="log AWS and Docker calls")
+        add_arguments(parser)
+        return dispatch(key, parser.parse_args(argv))
+    return entry
+
+
+# The 0.0.3 console scripts, same flags as before.
+wrap_main = _script("wrap", "A tool to wrap your containers", add_wrap_arguments, "wrap")
+setup_pipe_main = _script("setup-pipe", "A tool to set up your pipeline", add_setup_pipe_arguments, "setup-pipe")
+clean_up_main = _script("clean-up", "Remove the pipelines setup-pipe created", add_clean_up_arguments, "clean-up")
+create_lambda_exec_role_main = _script("create-lambda-exec-role", "Create or update the launcher role of a pipeline",
+                                       add_create_role_arguments, "create-lambda-exec-role")
+
+if __name__ == "__main__":
+    sys.exit(main())

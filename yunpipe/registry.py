@@ -1,0 +1,126 @@
+"""The local algorithm registry: every wrap records an immutable, numbered version.
+
+Layout: <home>/algorithms/<name>/<N>.json, one record per version, written once with
+O_EXCL so version N is never overwritten (the 0.0.3 tool kept its JSON in the same folder).
+"""
+import json
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from yunpipe import paths
+from yunpipe.errors import InputError, YunpipeError
+from yunpipe.specs.algorithm import AlgorithmSpec, parse_algorithm
+
+REFERENCE = re.compile(r"^(?P<name>[^@]+?)(?:@(?P<version>[^@]*))?$")
+
+
+@dataclass(frozen=True)
+class AlgorithmRecord:
+    name: str
+    version: int
+    spec: AlgorithmSpec
+    image: str
+    digest: str
+    created_at: str
+
+    @property
+    def reference(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def image_uri(self) -> str:
+        """The image to run: pinned by digest when the registry gave one, else the tag."""
+        if not self.digest:
+            return self.image
+        last = self.image.rsplit("/", 1)
+        repository = self.image.rsplit(":", 1)[0] if ":" in last[-1] else self.image
+        return f"{repository}@{self.digest}"
+
+    def to_document(self) -> dict:
+        return {"name": self.name, "version": self.version, "image": self.image, "digest": self.digest,
+                "created_at": self.created_at, "spec": self.spec.to_document()}
+
+
+def parse_reference(reference: str) -> tuple[str, int | None]:
+    """'name' -> (name, None) meaning latest; 'name@3' -> (name, 3)."""
+    match = REFERENCE.match(reference)
+    if not match:
+        raise ValueError(reference)
+    version = match.group("version")
+    if version is None:
+        return match.group("name"), None
+    if not version.isdigit() or int(version) < 1:
+        raise ValueError(reference)
+    return match.group("name"), int(version)
+
+
+class AlgorithmRegistry:
+    def __init__(self, root: Path | None = None):
+        self.root = Path(root) if root else paths.algorithms_dir()
+
+    def _folder(self, name: str) -> Path:
+        return self.root / name
+
+    def versions(self, name: str) -> list[int]:
+        folder = self._folder(name)
+        if not folder.is_dir():
+            return []
+        return sorted(int(p.stem) for p in folder.glob("*.json") if p.stem.isdigit())
+
+    def next_version(self, name: str) -> int:
+        versions = self.versions(name)
+        return versions[-1] + 1 if versions else 1
+
+    def record(self, spec: AlgorithmSpec, image: str, digest: str = "", version: int | None = None) -> AlgorithmRecord:
+        """Write version `version` (default: the next one); never overwrites an existing one."""
+        version = version or self.next_version(spec.name)
+        record = AlgorithmRecord(spec.name, version, spec, image, digest,
+                                 datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        folder = self._folder(spec.name)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{version}.json"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            raise YunpipeError(f"{spec.name}@{version} is already recorded; versions are never overwritten") from None
+        with os.fdopen(fd, "w") as handle:
+            json.dump(record.to_document(), handle, indent=2)
+        return record
+
+    def get(self, name: str, version: int | None = None) -> AlgorithmRecord | None:
+        versions = self.versions(name)
+        if not versions:
+            return None
+        version = versions[-1] if version is None else version
+        path = self._folder(name) / f"{version}.json"
+        if not path.exists():
+            return None
+        doc = json.loads(path.read_text())
+        return AlgorithmRecord(doc["name"], doc["version"], parse_algorithm(doc["spec"], str(path)),
+                               doc["image"], doc.get("digest", ""), doc.get("created_at", ""))
+
+    def resolve(self, reference: str, source: str, field: str) -> AlgorithmRecord:
+        """A workflow's 'NAME' or 'NAME@VERSION', or an InputError naming the field."""
+        try:
+            name, version = parse_reference(reference)
+        except ValueError:
+            raise InputError(source, field, f"expected NAME or NAME@VERSION (VERSION a number from 1), got '{reference}'") from None
+        versions = self.versions(name)
+        if not versions:
+            known = ", ".join(self.names()) or "none recorded yet; run wrap first"
+            raise InputError(source, field, f"expected a recorded algorithm, '{name}' is unknown (known: {known})")
+        record = self.get(name, version)
+        if record is None:
+            raise InputError(source, field, f"expected a recorded version of '{name}' ({', '.join(map(str, versions))}), got {version}")
+        return record
+
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and self.versions(p.name))
+
+    def latest(self) -> list[AlgorithmRecord]:
+        return [self.get(name) for name in self.names()]

@@ -1,0 +1,210 @@
+"""The algorithm spec: the 0.0.3 algorithm JSON, with defaults and the newer optional fields.
+
+`AlgorithmSpec.to_document()` is the normalized description that the wrapped image carries
+(`docs/runtime-contract.md`) and that the registry records.
+"""
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import jsonschema
+
+from yunpipe.errors import InputError
+from yunpipe.specs.loading import load_document, validate
+
+SUPPORTED_SYSTEMS = ("ubuntu", "debian", "alpine", "rockylinux", "centos", "amazonlinux")
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+DEFAULT_INPUT_PATH = "/yunpipe/input"
+DEFAULT_OUTPUT_PATH = "/yunpipe/output"
+DEFAULT_MEMORY_MIB = 512
+DEFAULT_TIMEOUT_SECONDS = 3600
+
+ALGORITHM_SCHEMA: dict = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["name", "container_name", "run_command"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "pattern": NAME_PATTERN,
+                 "description": "a name of letters, digits, '-', '_' or '.' (at most 63 characters)"},
+        "container_name": {"type": "string", "minLength": 1, "description": "a Docker image reference"},
+        "system": {"type": "string", "enum": list(SUPPORTED_SYSTEMS)},
+        "input_file_path": {"type": "string", "pattern": "^/", "description": "an absolute folder path"},
+        "output_file_path": {"type": "string", "pattern": "^/", "description": "an absolute folder path"},
+        "executable_path": {"type": "string"},
+        "run_command": {"type": "string", "minLength": 1, "description": "a non-empty command"},
+        "instance_type": {"type": "string"},
+        "memory": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "minimal": {"type": "integer", "minimum": 1, "description": "a number of MiB (at least 1)"},
+                "suggested": {"type": "integer", "minimum": 1, "description": "a number of MiB (at least 1)"},
+            },
+        },
+        # 0.0.3 files carry a number, or an empty object when the developer skipped it.
+        "CPU": {"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "object", "maxProperties": 0}],
+                "description": "a number of vCPUs greater than 0"},
+        "user_specified_environment_variables": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string", "pattern": ENV_NAME_PATTERN,
+                             "description": "an environment variable name"},
+                    "required": {"type": "boolean"},
+                    "description": {"type": "string"},
+                    "schema": {"type": "object", "description": "a JSON Schema for the value"},
+                },
+            },
+        },
+        "port": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["port"],
+                "properties": {
+                    "port": {"type": "integer", "minimum": 1, "maximum": 65535, "description": "a port number"},
+                    "protocol": {"type": "string", "enum": ["tcp", "udp"]},
+                },
+            },
+        },
+        "version": {"type": ["string", "integer"], "description": "the developer's own release label"},
+        "description": {"type": "string"},
+        "timeout_seconds": {"type": "integer", "minimum": 1, "description": "a number of seconds (at least 1)"},
+        "environment": {"type": "object", "additionalProperties": {"type": "string"}},
+        "input_adapter": {"type": "string", "enum": ["path", "stdin"]},
+        "output_adapter": {"type": "string", "enum": ["path", "stdout"]},
+    },
+}
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A user variable the algorithm accepts, with the JSON Schema its value must satisfy."""
+
+    name: str
+    required: bool = False
+    description: str = ""
+    schema: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def default(self) -> Any:
+        return self.schema.get("default")
+
+    def to_document(self) -> dict:
+        doc = {"name": self.name, "required": self.required, "schema": dict(self.schema)}
+        if self.description:
+            doc["description"] = self.description
+        return doc
+
+
+@dataclass(frozen=True)
+class AlgorithmSpec:
+    name: str
+    container_name: str
+    run_command: str
+    system: str = "ubuntu"
+    input_file_path: str = DEFAULT_INPUT_PATH
+    output_file_path: str = DEFAULT_OUTPUT_PATH
+    executable_path: str = ""
+    instance_type: str = ""
+    memory_minimal: int | None = None
+    memory_suggested: int = DEFAULT_MEMORY_MIB
+    cpu: float = 1
+    parameters: tuple[Parameter, ...] = ()
+    ports: tuple[Mapping[str, Any], ...] = ()
+    version_label: str = ""
+    description: str = ""
+    timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
+    environment: Mapping[str, str] = field(default_factory=dict)
+    input_adapter: str = "path"
+    output_adapter: str = "path"
+
+    def parameter(self, name: str) -> Parameter | None:
+        return next((p for p in self.parameters if p.name == name), None)
+
+    def to_document(self) -> dict:
+        """The normalized algorithm JSON (runtime contract); parse_algorithm() reads it back."""
+        memory = {"suggested": self.memory_suggested}
+        if self.memory_minimal is not None:
+            memory = {"minimal": self.memory_minimal, **memory}
+        doc = {
+            "name": self.name,
+            "description": self.description,
+            "container_name": self.container_name,
+            "system": self.system,
+            "input_file_path": self.input_file_path,
+            "output_file_path": self.output_file_path,
+            "executable_path": self.executable_path,
+            "run_command": self.run_command,
+            "input_adapter": self.input_adapter,
+            "output_adapter": self.output_adapter,
+            "timeout_seconds": self.timeout_seconds,
+            "environment": dict(self.environment),
+            "instance_type": self.instance_type,
+            "memory": memory,
+            "CPU": self.cpu,
+            "user_specified_environment_variables": [p.to_document() for p in self.parameters],
+            "port": [dict(p) for p in self.ports],
+        }
+        if self.version_label:
+            doc["version"] = self.version_label
+        return doc
+
+
+def parse_algorithm(document: Any, source: str) -> AlgorithmSpec:
+    """Validate a 0.0.3 (or newer) algorithm document and fill in the defaults."""
+    validate(document, ALGORITHM_SCHEMA, source)
+    parameters = []
+    seen = set()
+    for index, var in enumerate(document.get("user_specified_environment_variables", [])):
+        where = f"user_specified_environment_variables[{index}]"
+        if var["name"] in seen:
+            raise InputError(source, f"{where}.name", f"expected a unique name, '{var['name']}' is declared twice")
+        seen.add(var["name"])
+        schema = var.get("schema", {"type": "string"})
+        try:
+            jsonschema.Draft202012Validator.check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            raise InputError(source, f"{where}.schema", f"expected a valid JSON Schema ({exc.message})") from None
+        if "default" in schema:
+            errors = list(jsonschema.Draft202012Validator(schema).iter_errors(schema["default"]))
+            if errors:
+                raise InputError(source, f"{where}.schema.default",
+                                 f"expected a default that satisfies its own schema ({errors[0].message})")
+        parameters.append(Parameter(var["name"], bool(var.get("required", False)), var.get("description", ""), schema))
+    memory = document.get("memory", {})
+    suggested = memory.get("suggested", max(memory.get("minimal", 0), DEFAULT_MEMORY_MIB))
+    if "minimal" in memory and memory["minimal"] > suggested:
+        raise InputError(source, "memory.minimal", f"expected at most memory.suggested ({suggested}), got {memory['minimal']}")
+    cpu = document.get("CPU", 1)
+    return AlgorithmSpec(
+        name=document["name"],
+        container_name=document["container_name"],
+        run_command=document["run_command"],
+        system=document.get("system", "ubuntu"),
+        input_file_path=document.get("input_file_path", DEFAULT_INPUT_PATH),
+        output_file_path=document.get("output_file_path", DEFAULT_OUTPUT_PATH),
+        executable_path=document.get("executable_path", ""),
+        instance_type=document.get("instance_type", ""),
+        memory_minimal=memory.get("minimal"),
+        memory_suggested=suggested,
+        cpu=cpu if isinstance(cpu, (int, float)) else 1,
+        parameters=tuple(parameters),
+        ports=tuple(document.get("port", [])),
+        version_label=str(document.get("version", "")),
+        description=document.get("description", ""),
+        timeout_seconds=document.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS),
+        environment=dict(document.get("environment", {})),
+        input_adapter=document.get("input_adapter", "path"),
+        output_adapter=document.get("output_adapter", "path"),
+    )
+
+
+def load_algorithm(path: str | Path) -> AlgorithmSpec:
+    return parse_algorithm(load_document(path), str(path))
