@@ -1,0 +1,595 @@
+"""The launcher Lambda against moto's in-process AWS (mock_aws), driven by real event shapes."""
+
+import io
+import json
+import logging
+import urllib.parse
+from types import SimpleNamespace
+
+import boto3
+import pytest
+from botocore.awsrequest import AWSResponse
+from moto import mock_aws
+
+from yunpipe.lambda_src import launcher
+
+REGION = "us-east-1"
+STARTED_BY = "yunpipe-demo-step1"
+
+
+@pytest.fixture
+def aws_env(monkeypatch):
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_REGION", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    # Cached clients would carry event hooks registered by an earlier test.
+    launcher.clients_for.cache_clear()
+    yield
+    launcher.clients_for.cache_clear()
+
+
+@pytest.fixture
+def step(aws_env, monkeypatch):
+    """A queue, a cluster and a FARGATE task definition in moto, and the launcher env naming them."""
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name=REGION)
+        ecs = boto3.client("ecs", region_name=REGION)
+        ec2 = boto3.client("ec2", region_name=REGION)
+        queue_url = sqs.create_queue(QueueName="yunpipe-demo-step1-queue")["QueueUrl"]
+        ecs.create_cluster(clusterName="yunpipe-demo")
+        ecs.register_task_definition(
+            family="yunpipe-demo-step1",
+            requiresCompatibilities=["FARGATE"],
+            networkMode="awsvpc",
+            cpu="256",
+            memory="512",
+            # moto sizes tasks from the container's memory, so it must be set here too.
+            containerDefinitions=[{"name": "step1", "image": "step1:latest", "memory": 512, "essential": True}],
+        )
+        subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+        group = ec2.describe_security_groups(GroupNames=["default"])["SecurityGroups"][0]["GroupId"]
+        env = {
+            "YUNPIPE_PIPELINE": "demo",
+            "YUNPIPE_STEP": "step1",
+            "YUNPIPE_QUEUE_URL": queue_url,
+            "YUNPIPE_CLUSTER": "yunpipe-demo",
+            "YUNPIPE_TASK_DEFINITION": "yunpipe-demo-step1",
+            "YUNPIPE_STARTED_BY": STARTED_BY,
+            "YUNPIPE_CONCURRENCY": "10",
+            "YUNPIPE_SUBNETS": subnet,
+            "YUNPIPE_SECURITY_GROUPS": group,
+        }
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        yield SimpleNamespace(sqs=sqs, ecs=ecs, queue_url=queue_url, subnet=subnet, group=group, env=env)
+
+
+def s3_record(key, etag="9a0364b9e99bb480dd25e1f0284c8555", size=12, bucket="in-bucket", name="ObjectCreated:Put"):
+    """One record as S3 delivers it to Lambda; `key` is given decoded and encoded the way S3 does."""
+    return {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": REGION,
+        "eventTime": "2024-05-01T12:00:00.000Z",
+        "eventName": name,
+        "userIdentity": {"principalId": "AWS:AIDAEXAMPLE"},
+        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+        "responseElements": {"x-amz-request-id": "C3D13FE58DE4C810", "x-amz-id-2": "FMyUVURIY8/IgAtTv8xRjskZQpcIZ9KG4V5Wp6S7S/JRWeUWerMUE5JgHvANOjpD"},
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "configurationId": "yunpipe-demo-step1",
+            "bucket": {"name": bucket, "ownerIdentity": {"principalId": "A3NL1KOZZKExample"}, "arn": f"arn:aws:s3:::{bucket}"},
+            "object": {"key": urllib.parse.quote_plus(key, safe="/"), "size": size, "eTag": etag, "sequencer": "0055AED6DCD90281E5"},
+        },
+    }
+
+
+def s3_event(*records):
+    return {"Records": list(records)}
+
+
+SCHEDULED_EVENT = {
+    "version": "0",
+    "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+    "detail-type": "Scheduled Event",
+    "source": "aws.events",
+    "account": "123456789012",
+    "time": "2024-05-01T12:00:00Z",
+    "region": REGION,
+    "resources": ["arn:aws:events:us-east-1:123456789012:rule/yunpipe-demo-step1-schedule"],
+    "detail": {},
+}
+
+
+def queued_bodies(step):
+    bodies = []
+    while True:
+        messages = step.sqs.receive_message(QueueUrl=step.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        if not messages:
+            return bodies
+        bodies.extend(json.loads(m["Body"]) for m in messages)
+
+
+def running_tasks(step):
+    return step.ecs.list_tasks(cluster="yunpipe-demo", startedBy=STARTED_BY, desiredStatus="RUNNING")["taskArns"]
+
+
+def launcher_clients():
+    return launcher.clients_from_env()
+
+
+def record_calls(client, operation):
+    """Collect the parameters of each call of `operation` the launcher's client makes."""
+    calls = []
+    client.meta.events.register(f"provide-client-params.{client.meta.service_model.service_id.hyphenize()}.{operation}",
+                                lambda params, **_: calls.append(dict(params)))
+    return calls
+
+
+class _RawBody(io.BytesIO):
+    def stream(self, **_):
+        yield self.getvalue()
+
+
+def _http(status=200, body=b"{}"):
+    return AWSResponse("https://ecs.us-east-1.amazonaws.com/", status, {}, _RawBody(body))
+
+
+# --- S3 events -> messages ---------------------------------------------------
+
+
+def test_put_event_queues_one_message_per_object_with_decoded_key_and_contract_body(step):
+    event = s3_event(
+        s3_record("data/a b.txt", etag="e1", size=12),
+        s3_record("data/x(1)+ü.csv", etag="e2", size=3),
+    )
+    assert event["Records"][0]["s3"]["object"]["key"] == "data/a+b.txt"
+
+    summary = launcher.handler(event, None)
+
+    assert summary["enqueued"] == 2 and summary["skipped"] == 0
+    assert sorted(queued_bodies(step), key=lambda b: b["etag"]) == [
+        {"bucket": "in-bucket", "key": "data/a b.txt", "etag": "e1", "size": 12, "pipeline": "demo", "step": "step1"},
+        {"bucket": "in-bucket", "key": "data/x(1)+ü.csv", "etag": "e2", "size": 3, "pipeline": "demo", "step": "step1"},
+    ]
+
+
+def test_duplicate_notifications_for_same_bucket_key_etag_are_queued_once(step):
+    event = s3_event(
+        s3_record("big.bin", etag="abc-2", name="ObjectCreated:CompleteMultipartUpload"),
+        s3_record("big.bin", etag="abc-2", name="ObjectCreated:Put"),
+        # A new version of the same key, and the same key in another bucket, are new work.
+        s3_record("big.bin", etag="def-2"),
+        s3_record("big.bin", etag="abc-2", bucket="other-bucket"),
+    )
+
+    summary = launcher.handler(event, None)
+
+    assert summary["enqueued"] == 3 and summary["skipped"] == 1
+    assert sorted((b["bucket"], b["etag"]) for b in queued_bodies(step)) == [
+        ("in-bucket", "abc-2"), ("in-bucket", "def-2"), ("other-bucket", "abc-2"),
+    ]
+
+
+def test_s3_test_event_is_ignored_without_queueing_or_starting_tasks(step):
+    test_event = {
+        "Service": "Amazon S3",
+        "Event": "s3:TestEvent",
+        "Time": "2024-05-01T12:00:00.000Z",
+        "Bucket": "in-bucket",
+        "RequestId": "5582815E1AEA5ADF",
+        "HostId": "8cLeGAmw098X5cv4Zkwcmo8vvZa3eH3eKxsPzbB9wrR+YstdA6Knx4Ip8EXAMPLE",
+    }
+    step.sqs.send_message(QueueUrl=step.queue_url, MessageBody="{}")
+
+    summary = launcher.handler(test_event, None)
+
+    assert summary == {"enqueued": 0, "skipped": 0, "started": 0, "running": 0, "failures": []}
+    assert running_tasks(step) == []
+
+
+def test_folder_keys_and_non_create_records_are_skipped(step):
+    event = s3_event(
+        s3_record("data/", size=0),
+        s3_record("data/sub folder/", size=0),
+        s3_record("data/gone.txt", name="ObjectRemoved:Delete"),
+        s3_record("data/real.txt"),
+    )
+
+    summary = launcher.handler(event, None)
+
+    assert summary["enqueued"] == 1 and summary["skipped"] == 3
+    assert [b["key"] for b in queued_bodies(step)] == ["data/real.txt"]
+
+
+def test_many_objects_are_sent_in_batches_of_ten(step):
+    calls = record_calls(launcher_clients().sqs, "SendMessageBatch")
+    event = s3_event(*(s3_record(f"f{i:02}.txt", etag=f"e{i}") for i in range(23)))
+
+    summary = launcher.handler(event, None)
+
+    assert summary["enqueued"] == 23
+    assert [len(c["Entries"]) for c in calls] == [10, 10, 3]
+    assert sorted(b["key"] for b in queued_bodies(step)) == [f"f{i:02}.txt" for i in range(23)]
+
+
+def fail_entries_once(sqs, failing_ids):
+    """Rewrite the first SendMessageBatch response so `failing_ids` look failed (as SQS may report)."""
+    state = {"done": False}
+
+    def rewrite(parsed, **_):
+        if state["done"]:
+            return
+        state["done"] = True
+        parsed["Successful"] = [e for e in parsed["Successful"] if e["Id"] not in failing_ids]
+        parsed["Failed"] = [
+            {"Id": i, "SenderFault": False, "Code": "InternalError", "Message": "try again"} for i in failing_ids
+        ]
+
+    sqs.meta.events.register("after-call.sqs.SendMessageBatch", rewrite)
+
+
+def test_failed_batch_entries_are_resent_alone(step):
+    sqs = launcher_clients().sqs
+    calls = record_calls(sqs, "SendMessageBatch")
+    fail_entries_once(sqs, {"1"})
+    sleeps = []
+    event = s3_event(s3_record("a.txt", etag="ea"), s3_record("b.txt", etag="eb"), s3_record("c.txt", etag="ec"))
+
+    summary = launcher.handle(event, launcher.Config.from_env(), launcher_clients(), sleep=sleeps.append)
+
+    assert summary["enqueued"] == 3
+    assert len(calls) == 2
+    assert [e["Id"] for e in calls[1]["Entries"]] == ["1"]
+    assert json.loads(calls[1]["Entries"][0]["MessageBody"])["key"] == "b.txt"
+    assert sleeps == [launcher.BACKOFF_SECONDS]
+
+
+def test_batch_entries_that_keep_failing_raise_so_lambda_retries_the_event(step):
+    sqs = launcher_clients().sqs
+
+    def always_fail(parsed, **_):
+        parsed["Failed"] = [{"Id": "0", "SenderFault": False, "Code": "InternalError", "Message": "down"}]
+        parsed["Successful"] = [e for e in parsed.get("Successful", []) if e["Id"] != "0"]
+
+    sqs.meta.events.register("after-call.sqs.SendMessageBatch", always_fail)
+    calls = record_calls(sqs, "SendMessageBatch")
+
+    with pytest.raises(launcher.SendError, match="1 message"):
+        launcher.handle(s3_event(s3_record("a.txt")), launcher.Config.from_env(), launcher_clients(), sleep=lambda _: None)
+    assert len(calls) == 1 + launcher.SEND_RETRIES
+
+
+def test_sender_fault_entries_are_not_resent(step):
+    sqs = launcher_clients().sqs
+
+    def sender_fault(parsed, **_):
+        parsed["Failed"] = [{"Id": "0", "SenderFault": True, "Code": "InvalidParameterValue", "Message": "too big"}]
+        parsed["Successful"] = []
+
+    sqs.meta.events.register("after-call.sqs.SendMessageBatch", sender_fault)
+    calls = record_calls(sqs, "SendMessageBatch")
+
+    with pytest.raises(launcher.SendError, match="InvalidParameterValue"):
+        launcher.handler(s3_event(s3_record("a.txt")), None)
+    assert len(calls) == 1
+
+
+# --- starting workers --------------------------------------------------------
+
+
+def test_tasks_started_match_messages_when_below_cap_with_awsvpc_and_started_by(step):
+    calls = record_calls(launcher_clients().ecs, "RunTask")
+
+    summary = launcher.handler(s3_event(*(s3_record(f"{i}.txt", etag=str(i)) for i in range(3))), None)
+
+    assert summary["started"] == 3 and summary["running"] == 0 and summary["failures"] == []
+    assert len(running_tasks(step)) == 3
+    assert calls == [{
+        "cluster": "yunpipe-demo",
+        "taskDefinition": "yunpipe-demo-step1",
+        "count": 3,
+        "launchType": "FARGATE",
+        "startedBy": STARTED_BY,
+        "networkConfiguration": {"awsvpcConfiguration": {
+            "subnets": [step.subnet], "securityGroups": [step.group], "assignPublicIp": "ENABLED",
+        }},
+    }]
+
+
+def test_tasks_never_exceed_concurrency_cap_across_invocations(step, monkeypatch):
+    monkeypatch.setenv("YUNPIPE_CONCURRENCY", "4")
+
+    first = launcher.handler(s3_event(*(s3_record(f"a{i}.txt", etag=f"a{i}") for i in range(6))), None)
+    second = launcher.handler(s3_event(*(s3_record(f"b{i}.txt", etag=f"b{i}") for i in range(3))), None)
+
+    assert (first["started"], first["running"]) == (4, 0)
+    assert (second["started"], second["running"]) == (0, 4)
+    assert len(running_tasks(step)) == 4
+
+
+def test_running_tasks_are_subtracted_from_wanted(step, monkeypatch):
+    monkeypatch.setenv("YUNPIPE_CONCURRENCY", "5")
+
+    first = launcher.handler(s3_event(s3_record("a.txt", etag="a"), s3_record("b.txt", etag="b")), None)
+    # The queue now holds 4 messages and 2 tasks run: 2 more are wanted.
+    second = launcher.handler(s3_event(s3_record("c.txt", etag="c"), s3_record("d.txt", etag="d")), None)
+
+    assert first["started"] == 2
+    assert (second["started"], second["running"]) == (2, 2)
+    assert len(running_tasks(step)) == 4
+
+
+def test_more_than_ten_wanted_tasks_are_started_in_run_task_chunks_of_ten(step, monkeypatch):
+    monkeypatch.setenv("YUNPIPE_CONCURRENCY", "25")
+    calls = record_calls(launcher_clients().ecs, "RunTask")
+
+    summary = launcher.handler(s3_event(*(s3_record(f"{i}.txt", etag=str(i)) for i in range(23))), None)
+
+    assert summary["started"] == 23
+    assert [c["count"] for c in calls] == [10, 10, 3]
+    assert len(running_tasks(step)) == 23
+
+
+def test_just_sent_messages_count_when_queue_attribute_lags(step):
+    def lagging(parsed, **_):
+        parsed["Attributes"]["ApproximateNumberOfMessages"] = "0"
+
+    launcher_clients().sqs.meta.events.register("after-call.sqs.GetQueueAttributes", lagging)
+
+    summary = launcher.handler(s3_event(s3_record("a.txt", etag="a"), s3_record("b.txt", etag="b")), None)
+
+    assert summary["started"] == 2
+
+
+def test_scheduled_event_starts_workers_only_when_messages_wait(step):
+    idle = launcher.handler(SCHEDULED_EVENT, None)
+    for i in range(2):
+        step.sqs.send_message(QueueUrl=step.queue_url, MessageBody=json.dumps({"key": f"{i}.txt"}))
+    busy = launcher.handler(SCHEDULED_EVENT, None)
+
+    assert idle == {"enqueued": 0, "skipped": 0, "started": 0, "running": 0, "failures": []}
+    assert (busy["enqueued"], busy["started"]) == (0, 2)
+    assert len(running_tasks(step)) == 2
+
+
+def test_scheduled_event_replaces_stopped_tasks(step):
+    launcher.handler(s3_event(s3_record("a.txt", etag="a"), s3_record("b.txt", etag="b")), None)
+    step.ecs.stop_task(cluster="yunpipe-demo", task=running_tasks(step)[0], reason="exited")
+
+    summary = launcher.handler(SCHEDULED_EVENT, None)
+
+    assert (summary["started"], summary["running"]) == (1, 1)
+    assert len(running_tasks(step)) == 2
+
+
+def test_running_count_follows_list_tasks_pages(step):
+    pages = iter([
+        {"taskArns": [f"arn:aws:ecs:us-east-1:123456789012:task/yunpipe-demo/{i}" for i in range(100)], "nextToken": "page2"},
+        {"taskArns": [f"arn:aws:ecs:us-east-1:123456789012:task/yunpipe-demo/x{i}" for i in range(5)]},
+    ])
+    # moto returns every task in one page; serve two pages so the paginator must follow nextToken.
+    launcher_clients().ecs.meta.events.register("before-call.ecs.ListTasks", lambda **_: (_http(), next(pages)))
+
+    summary = launcher.handler(SCHEDULED_EVENT, None)
+
+    assert summary["running"] == 105 and summary["started"] == 0
+
+
+def test_other_tasks_in_cluster_are_not_counted_as_running(step):
+    step.ecs.run_task(
+        cluster="yunpipe-demo", taskDefinition="yunpipe-demo-step1", count=3, launchType="FARGATE",
+        startedBy="yunpipe-demo-step2",
+        networkConfiguration={"awsvpcConfiguration": {"subnets": [step.subnet], "securityGroups": [step.group]}},
+    )
+
+    summary = launcher.handler(s3_event(s3_record("a.txt")), None)
+
+    assert (summary["started"], summary["running"]) == (1, 0)
+
+
+def capacity_failure(count):
+    return {
+        "tasks": [],
+        "failures": [{"arn": "arn:aws:ecs:us-east-1:123456789012:container-instance/x", "reason": "RESOURCE:MEMORY"}] * count,
+    }
+
+
+def test_capacity_failures_are_retried_with_backoff_then_reported_without_raising(step, caplog):
+    calls = record_calls(launcher_clients().ecs, "RunTask")
+    # Short-circuit RunTask with the response ECS gives when no capacity is left.
+    launcher_clients().ecs.meta.events.register(
+        "before-call.ecs.RunTask", lambda **_: (_http(), capacity_failure(calls[-1]["count"]))
+    )
+    sleeps = []
+    event = s3_event(s3_record("a.txt", etag="a"), s3_record("b.txt", etag="b"))
+
+    with caplog.at_level(logging.INFO, logger="yunpipe.launcher"):
+        summary = launcher.handle(event, launcher.Config.from_env(), launcher_clients(), sleep=sleeps.append)
+
+    assert summary["enqueued"] == 2 and summary["started"] == 0
+    assert {f["reason"] for f in summary["failures"]} == {"RESOURCE:MEMORY"}
+    assert len(calls) == 1 + launcher.CAPACITY_RETRIES
+    assert sleeps == [0.5, 1.0, 2.0]
+    assert any(r.levelno == logging.WARNING and "RESOURCE:MEMORY" in r.getMessage() for r in caplog.records)
+    assert len(queued_bodies(step)) == 2
+
+
+def test_capacity_failure_recovered_on_retry_starts_only_the_missing_tasks(step):
+    calls = record_calls(launcher_clients().ecs, "RunTask")
+    responses = iter([(_http(), {"tasks": [], "failures": [{"arn": "", "reason": "AGENT"}] * 3})])
+    # The first RunTask finds no capacity; later ones go through to moto.
+    launcher_clients().ecs.meta.events.register("before-call.ecs.RunTask", lambda **_: next(responses, None))
+    sleeps = []
+    event = s3_event(*(s3_record(f"{i}.txt", etag=str(i)) for i in range(3)))
+
+    summary = launcher.handle(event, launcher.Config.from_env(), launcher_clients(), sleep=sleeps.append)
+
+    assert (summary["started"], summary["failures"]) == (3, [])
+    assert [c["count"] for c in calls] == [3, 3]
+    assert sleeps == [0.5]
+    assert len(running_tasks(step)) == 3
+
+
+def test_partial_run_task_failure_retries_only_the_shortfall(step):
+    calls = record_calls(launcher_clients().ecs, "RunTask")
+    state = {"first": True}
+
+    def drop_one(parsed, **_):
+        # ECS started 3 but reports one as failed: pretend only 2 came up on the first call.
+        if state["first"]:
+            state["first"] = False
+            parsed["failures"] = [{"arn": "", "reason": "RESOURCE:CPU"}]
+            parsed["tasks"] = parsed["tasks"][:2]
+
+    launcher_clients().ecs.meta.events.register("after-call.ecs.RunTask", drop_one)
+
+    summary = launcher.handle(
+        s3_event(*(s3_record(f"{i}.txt", etag=str(i)) for i in range(3))),
+        launcher.Config.from_env(), launcher_clients(), sleep=lambda _: None,
+    )
+
+    assert summary["started"] == 3 and summary["failures"] == []
+    assert [c["count"] for c in calls] == [3, 1]
+
+
+def test_throttled_run_task_is_retried_by_botocore_standard_mode(step):
+    ecs = launcher_clients().ecs
+    attempts = []
+    throttled = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
+
+    def throttle_first(**_):
+        attempts.append(1)
+        return _http(400, throttled) if len(attempts) == 1 else None
+
+    # Ahead of moto's own before-send hook, so the first attempt never reaches moto.
+    ecs.meta.events.register_first("before-send.ecs.RunTask", throttle_first)
+
+    summary = launcher.handler(s3_event(s3_record("a.txt")), None)
+
+    assert (summary["started"], summary["failures"]) == (1, [])
+    assert len(attempts) == 2
+
+
+def test_api_error_while_topping_up_is_reported_and_messages_stay_queued(step, monkeypatch):
+    monkeypatch.setenv("YUNPIPE_CLUSTER", "no-such-cluster")
+
+    summary = launcher.handler(s3_event(s3_record("a.txt")), None)
+
+    assert summary["enqueued"] == 1 and summary["started"] == 0
+    assert summary["failures"][0]["reason"] == "ClusterNotFoundException"
+    assert len(queued_bodies(step)) == 1
+
+
+def test_handler_logs_one_summary_line(step, caplog):
+    with caplog.at_level(logging.INFO, logger="yunpipe.launcher"):
+        summary = launcher.handler(s3_event(s3_record("a.txt")), None)
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "yunpipe.launcher"]
+    assert len(lines) == 1
+    assert lines[0].startswith("yunpipe launcher demo/step1 s3: ")
+    assert json.loads(lines[0].split(": ", 1)[1]) == summary
+
+
+# --- RunTask parameters and configuration ------------------------------------
+
+
+REQUIRED_ENV = {
+    "YUNPIPE_PIPELINE": "demo",
+    "YUNPIPE_STEP": "step1",
+    "YUNPIPE_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/q",
+    "YUNPIPE_CLUSTER": "c",
+    "YUNPIPE_TASK_DEFINITION": "td",
+    "YUNPIPE_STARTED_BY": "yunpipe-demo-step1",
+}
+
+
+def test_config_defaults_follow_the_contract():
+    config = launcher.Config.from_env(REQUIRED_ENV)
+
+    assert config == launcher.Config(
+        pipeline="demo", step="step1", queue_url=REQUIRED_ENV["YUNPIPE_QUEUE_URL"], cluster="c",
+        task_definition="td", started_by="yunpipe-demo-step1", concurrency=10, launch_type="FARGATE",
+        subnets=(), security_groups=(), assign_public_ip="ENABLED",
+    )
+
+
+def test_config_splits_comma_separated_subnets_and_groups():
+    config = launcher.Config.from_env(
+        {**REQUIRED_ENV, "YUNPIPE_SUBNETS": "subnet-1, subnet-2,", "YUNPIPE_SECURITY_GROUPS": "sg-1",
+         "YUNPIPE_LAUNCH_TYPE": "ec2", "YUNPIPE_ASSIGN_PUBLIC_IP": "disabled", "YUNPIPE_CONCURRENCY": "3"}
+    )
+
+    assert (config.subnets, config.security_groups) == (("subnet-1", "subnet-2"), ("sg-1",))
+    assert (config.launch_type, config.assign_public_ip, config.concurrency) == ("EC2", "DISABLED", 3)
+
+
+def test_config_is_frozen():
+    config = launcher.Config.from_env(REQUIRED_ENV)
+    with pytest.raises(AttributeError):
+        config.concurrency = 99
+
+
+def test_config_missing_required_variables_are_all_named():
+    env = {k: v for k, v in REQUIRED_ENV.items() if k not in ("YUNPIPE_QUEUE_URL", "YUNPIPE_STARTED_BY")}
+    env["YUNPIPE_CLUSTER"] = "  "
+
+    with pytest.raises(launcher.ConfigError) as error:
+        launcher.Config.from_env(env)
+
+    message = str(error.value)
+    assert "YUNPIPE_QUEUE_URL" in message and "YUNPIPE_STARTED_BY" in message and "YUNPIPE_CLUSTER" in message
+
+
+@pytest.mark.parametrize(
+    "name, value, fragment",
+    [
+        ("YUNPIPE_CONCURRENCY", "ten", "integer"),
+        ("YUNPIPE_CONCURRENCY", "0", "at least 1"),
+        ("YUNPIPE_LAUNCH_TYPE", "EXTERNAL", "FARGATE, EC2"),
+        ("YUNPIPE_ASSIGN_PUBLIC_IP", "yes", "ENABLED, DISABLED"),
+        ("YUNPIPE_STARTED_BY", "x" * 37, "36"),
+    ],
+)
+def test_config_rejects_invalid_values(name, value, fragment):
+    with pytest.raises(launcher.ConfigError, match=fragment):
+        launcher.Config.from_env({**REQUIRED_ENV, name: value})
+
+
+def test_handler_without_configuration_raises_config_error(aws_env, monkeypatch):
+    for name in REQUIRED_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+    with pytest.raises(launcher.ConfigError, match="YUNPIPE_PIPELINE"):
+        launcher.handler(SCHEDULED_EVENT, None)
+
+
+def test_run_task_params_without_subnets_omit_network_configuration():
+    params = launcher.run_task_params(launcher.Config.from_env({**REQUIRED_ENV, "YUNPIPE_LAUNCH_TYPE": "EC2"}), 2)
+
+    assert params == {"cluster": "c", "taskDefinition": "td", "count": 2, "launchType": "EC2", "startedBy": "yunpipe-demo-step1"}
+
+
+def test_run_task_params_for_ec2_awsvpc_omit_assign_public_ip():
+    config = launcher.Config.from_env({**REQUIRED_ENV, "YUNPIPE_LAUNCH_TYPE": "EC2", "YUNPIPE_SUBNETS": "subnet-1"})
+
+    assert launcher.run_task_params(config, 1)["networkConfiguration"] == {"awsvpcConfiguration": {"subnets": ["subnet-1"]}}
+
+
+def test_clients_are_cached_per_region_and_endpoint(aws_env):
+    first = launcher.clients_from_env({"AWS_DEFAULT_REGION": REGION})
+    again = launcher.clients_from_env({"AWS_DEFAULT_REGION": REGION})
+    local = launcher.clients_from_env({"AWS_REGION": "eu-west-1", "AWS_ENDPOINT_URL": "http://127.0.0.1:5000"})
+
+    assert first is again
+    assert local is not first
+    assert local.sqs.meta.endpoint_url == "http://127.0.0.1:5000"
+    assert local.ecs.meta.region_name == "eu-west-1"
+    assert first.ecs.meta.config.retries["mode"] == "standard"
