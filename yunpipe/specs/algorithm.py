@@ -45,7 +45,8 @@ ALGORITHM_SCHEMA: dict = {
             },
         },
         # 0.0.3 files carry a number, or an empty object when the developer skipped it.
-        "CPU": {"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "object", "maxProperties": 0}],
+        "CPU": {"anyOf": [{"type": "number", "exclusiveMinimum": 0, "description": "a number of vCPUs greater than 0"},
+                          {"type": "object", "maxProperties": 0}],
                 "description": "a number of vCPUs greater than 0"},
         "user_specified_environment_variables": {
             "type": "array",

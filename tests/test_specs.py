@@ -1,0 +1,183 @@
+"""The algorithm and workflow specs: 0.0.3 files load unchanged; bad input names its field."""
+import json
+
+import pytest
+
+from yunpipe.errors import InputError
+from yunpipe.registry import AlgorithmRegistry
+from yunpipe.specs.algorithm import load_algorithm, parse_algorithm
+from yunpipe.specs.workflow import derive_pipeline_name, load_workflow, parse_workflow, resolve_workflow
+
+EXAMPLE_ALGORITHM = "examples/change123/change123-s3.json"
+EXAMPLE_WORKFLOW = "examples/change123/workflow.json"
+
+
+def algorithm(**overrides):
+    doc = {"name": "alg", "container_name": "me/alg", "run_command": "run $input $output"}
+    doc.update(overrides)
+    return doc
+
+
+def workflow(**overrides):
+    doc = {"input_s3_name": "in-bucket", "output_s3_name": "out-bucket",
+           "process": {"type": "single_run", "algorithms": [{"name": "alg"}]}}
+    doc.update(overrides)
+    return doc
+
+
+def error_of(call) -> InputError:
+    with pytest.raises(InputError) as caught:
+        call()
+    return caught.value
+
+
+def test_0_0_3_algorithm_example_loads_unchanged():
+    spec = load_algorithm(EXAMPLE_ALGORITHM)
+    assert (spec.name, spec.container_name, spec.system) == ("change123-s3", "wangyx2005/change123", "ubuntu")
+    assert (spec.memory_minimal, spec.memory_suggested, spec.cpu) == (50, 128, 1)
+    assert spec.parameters[0].name == "TEST_ENV" and spec.parameters[0].required
+    assert spec.ports == ({"port": 9090, "protocol": "tcp"},)
+
+
+def test_0_0_3_workflow_example_loads_unchanged():
+    spec = load_workflow(EXAMPLE_WORKFLOW)
+    assert (spec.input_bucket, spec.output_bucket, spec.process_type) == (
+        "container-clouds-input", "container-clouds-output", "single_run")
+    assert spec.steps[0].reference == "change123-s3"
+    assert spec.steps[0].variables == {"TEST_ENV": "blah blah blah"}
+    assert spec.name == "container-clouds-input"
+
+
+def test_yaml_algorithm_loads_like_json(tmp_path):
+    path = tmp_path / "alg.yaml"
+    path.write_text("name: alg\ncontainer_name: me/alg\nrun_command: run $input $output\nCPU: 2\n")
+    assert load_algorithm(path).cpu == 2
+
+
+def test_omitted_fields_get_defaults_and_empty_cpu_object_means_one():
+    spec = parse_algorithm(algorithm(CPU={}), "a.json")
+    assert spec.cpu == 1 and spec.system == "ubuntu"
+    assert spec.input_adapter == "path" and spec.output_adapter == "path"
+    assert spec.timeout_seconds > 0 and spec.memory_suggested > 0
+
+
+def test_normalized_document_reads_back_to_the_same_spec():
+    spec = parse_algorithm(algorithm(version="2.1", environment={"A": "b"},
+                                     user_specified_environment_variables=[
+                                         {"name": "SEED", "schema": {"type": "integer", "default": 7}}]), "a.json")
+    assert parse_algorithm(json.loads(json.dumps(spec.to_document())), "again") == spec
+
+
+@pytest.mark.parametrize("overrides, field, expected", [
+    ({"memory": {"suggested": "abc"}}, "memory.suggested", "expected integer"),
+    ({"system": "windows"}, "system", "expected one of"),
+    ({"CPU": -1}, "CPU", "vCPUs"),
+    ({"name": "bad name!"}, "name", "letters, digits"),
+    ({"input_adapter": "socket"}, "input_adapter", "expected one of"),
+    ({"surprise": 1}, "surprise", "unknown field"),
+    ({"user_specified_environment_variables": [{"name": "1BAD"}]},
+     "user_specified_environment_variables[0].name", "environment variable name"),
+    ({"user_specified_environment_variables": [{"name": "A", "schema": {"type": "nonsense"}}]},
+     "user_specified_environment_variables[0].schema", "valid JSON Schema"),
+    ({"user_specified_environment_variables": [{"name": "A", "schema": {"type": "integer", "default": "x"}}]},
+     "user_specified_environment_variables[0].schema.default", "satisfies its own schema"),
+    ({"memory": {"minimal": 600, "suggested": 100}}, "memory.minimal", "at most"),
+])
+def test_bad_algorithm_field_is_named(overrides, field, expected):
+    error = error_of(lambda: parse_algorithm(algorithm(**overrides), "alg.json"))
+    assert error.source == "alg.json" and error.field == field and expected in error.expected
+
+
+def test_missing_required_algorithm_field_is_named():
+    doc = algorithm()
+    del doc["run_command"]
+    error = error_of(lambda: parse_algorithm(doc, "alg.json"))
+    assert error.field == "run_command" and "missing" in error.expected
+
+
+def test_malformed_json_and_yaml_name_the_file_and_position(tmp_path):
+    bad_json = tmp_path / "w.json"
+    bad_json.write_text('{"input_s3_name": ')
+    error = error_of(lambda: load_workflow(bad_json))
+    assert error.source == str(bad_json) and "line 1" in error.field and "JSON" in error.expected
+    bad_yaml = tmp_path / "w.yaml"
+    bad_yaml.write_text("process: [unclosed\n")
+    error = error_of(lambda: load_workflow(bad_yaml))
+    assert "line" in error.field and "YAML" in error.expected
+
+
+def test_missing_file_is_an_input_error(tmp_path):
+    assert "not found" in error_of(lambda: load_workflow(tmp_path / "nope.json")).expected
+
+
+@pytest.mark.parametrize("bucket", ["UPPER", "ab", "a" * 64, "bad..dots", "192.168.1.1", "-lead", "xn--punycode"])
+def test_invalid_bucket_name_is_named(bucket):
+    error = error_of(lambda: parse_workflow(workflow(input_s3_name=bucket), "w.json"))
+    assert error.field == "input_s3_name" and "valid S3 bucket name" in error.expected
+
+
+def test_unknown_process_type_is_named():
+    doc = workflow(process={"type": "parallel_run", "algorithms": [{"name": "alg"}]})
+    error = error_of(lambda: parse_workflow(doc, "w.json"))
+    assert error.field == "process.type" and "single_run" in error.expected
+
+
+def test_single_run_takes_exactly_one_algorithm():
+    doc = workflow(process={"type": "single_run", "algorithms": [{"name": "a"}, {"name": "b"}]})
+    assert error_of(lambda: parse_workflow(doc, "w.json")).field == "process.algorithms"
+
+
+def test_same_input_and_output_bucket_is_refused():
+    assert error_of(lambda: parse_workflow(workflow(output_s3_name="in-bucket"), "w.json")).field == "output_s3_name"
+
+
+def test_pipeline_name_derives_from_input_bucket():
+    assert derive_pipeline_name("My.Input.Bucket-2024") == "my-input-bucket-2024"
+    assert len(derive_pipeline_name("x" * 63)) <= 24
+
+
+@pytest.fixture
+def registry(tmp_path):
+    registry = AlgorithmRegistry(tmp_path / "algorithms")
+    spec = parse_algorithm(algorithm(user_specified_environment_variables=[
+        {"name": "TEST_ENV", "required": True},
+        {"name": "SEED", "schema": {"type": "integer", "minimum": 0, "default": 7}},
+        {"name": "MODE", "schema": {"enum": ["fast", "exact"]}},
+    ]), "alg.json")
+    registry.record(spec, "me/alg:1")
+    registry.record(spec, "me/alg:2")
+    return registry
+
+
+def resolve(registry, steps):
+    return resolve_workflow(parse_workflow(workflow(process={"type": "sequence_run", "algorithms": steps}), "w.json"), registry)
+
+
+def test_resolution_fills_defaults_and_stringifies_values(registry):
+    resolved = resolve(registry, [{"name": "alg@1", "variables": {"TEST_ENV": "x", "MODE": "fast"}}])
+    step = resolved.steps[0]
+    assert step.record.version == 1
+    assert step.environment == {"TEST_ENV": "x", "SEED": "7", "MODE": "fast"}
+
+
+def test_bare_name_resolves_to_latest_version(registry):
+    assert resolve(registry, [{"name": "alg", "variables": {"TEST_ENV": "x"}}]).steps[0].record.version == 2
+
+
+@pytest.mark.parametrize("step, field, expected", [
+    ({"name": "ghost"}, "process.algorithms[0].name", "'ghost' is unknown"),
+    ({"name": "alg@9", "variables": {"TEST_ENV": "x"}}, "process.algorithms[0].name", "recorded version"),
+    ({"name": "alg@x"}, "process.algorithms[0].name", "NAME@VERSION"),
+    ({"name": "alg"}, "process.algorithms[0].variables.TEST_ENV", "missing required variable"),
+    ({"name": "alg", "variables": {"TEST_ENV": "x", "OTHER": 1}}, "process.algorithms[0].variables.OTHER", "declared"),
+    ({"name": "alg", "variables": {"TEST_ENV": "x", "SEED": -1}}, "process.algorithms[0].variables.SEED", "schema"),
+    ({"name": "alg", "variables": {"TEST_ENV": "x", "MODE": "slow"}}, "process.algorithms[0].variables.MODE", "schema"),
+])
+def test_bad_workflow_reference_is_named(registry, step, field, expected):
+    error = error_of(lambda: resolve(registry, [step]))
+    assert error.field == field and expected in error.expected
+
+
+def test_algorithm_may_appear_once_per_pipeline(registry):
+    steps = [{"name": "alg", "variables": {"TEST_ENV": "x"}}] * 2
+    assert error_of(lambda: resolve(registry, steps)).field == "process.algorithms[1].name"
