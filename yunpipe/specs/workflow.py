@@ -46,6 +46,8 @@ WORKFLOW_SCHEMA: dict = {
         },
         "log_retention_days": {"type": "integer", "enum": [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653]},
         "idle_seconds": {"type": "integer", "minimum": 1, "maximum": 3600, "description": "seconds from 1 to 3600"},
+        "visibility_timeout_seconds": {"type": "integer", "minimum": 5, "maximum": 43200,
+                                       "description": "seconds from 5 to 43200"},
         "process": {
             "type": "object",
             "required": ["type", "algorithms"],
@@ -103,6 +105,9 @@ class WorkflowSpec:
     filter_suffix: str = ""
     log_retention_days: int = 30
     idle_seconds: int = 30
+    # How long a received message stays hidden; the runscript keeps extending it while its
+    # job runs, so this bounds how soon a crashed worker's file is retried.
+    visibility_timeout_seconds: int = 300
 
 
 @dataclass(frozen=True)
@@ -182,6 +187,7 @@ def parse_workflow(document: Any, source: str) -> WorkflowSpec:
         filter_suffix=document.get("filter", {}).get("suffix", ""),
         log_retention_days=document.get("log_retention_days", 30),
         idle_seconds=document.get("idle_seconds", 30),
+        visibility_timeout_seconds=document.get("visibility_timeout_seconds", 300),
     )
 
 
