@@ -1,0 +1,686 @@
+"""The runscript against moto, with real commands (tr, sh, python3, sleep)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from yunpipe.runtime import runscript
+from yunpipe.runtime.runscript import (
+    Config,
+    command_env,
+    load_algorithm,
+    local_paths,
+    process_message,
+    report_key,
+    result_objects,
+    run_worker,
+    substitute,
+)
+
+RUNSCRIPT = Path(runscript.__file__)
+PY = sys.executable
+# A deadline only for waits on another process, so a broken build fails instead of hanging.
+PATIENCE = 30
+
+
+def process_state(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
+
+
+@pytest.fixture
+def aws_env(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+
+
+class Step:
+    """One pipeline step in moto: input, output and report buckets, a queue with a DLQ."""
+
+    def __init__(self, tmp_path, max_receive_count=1):
+        self.tmp = tmp_path
+        self.s3 = boto3.client("s3")
+        self.sqs = boto3.client("sqs")
+        for bucket in ("in-bucket", "out-bucket", "report-bucket"):
+            self.s3.create_bucket(Bucket=bucket)
+        dlq_url = self.sqs.create_queue(QueueName="step-dlq")["QueueUrl"]
+        dlq_arn = self.sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.dlq_url = dlq_url
+        self.queue_url = self.sqs.create_queue(
+            QueueName="step",
+            Attributes={
+                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)})
+            },
+        )["QueueUrl"]
+        self.env = {
+            "YUNPIPE_QUEUE_URL": self.queue_url,
+            "YUNPIPE_OUTPUT_BUCKET": "out-bucket",
+            "YUNPIPE_REPORT_BUCKET": "report-bucket",
+            "YUNPIPE_PIPELINE": "demo",
+            "YUNPIPE_STEP": "upper",
+            "YUNPIPE_MAX_RECEIVE_COUNT": str(max_receive_count),
+            "YUNPIPE_IDLE_SECONDS": "0",
+            "YUNPIPE_WAIT_SECONDS": "0",
+            "YUNPIPE_VISIBILITY_SECONDS": "30",
+            "YUNPIPE_ALGORITHM": str(tmp_path / "algorithm.json"),
+        }
+        # Input and output in one folder, like the contract's default "/" for both.
+        self.workdir = tmp_path / "work"
+
+    def algorithm(self, run_command, **fields):
+        alg = {
+            "name": "upper",
+            "run_command": run_command,
+            "input_file_path": str(self.workdir),
+            "output_file_path": str(self.workdir),
+            **fields,
+        }
+        Path(self.env["YUNPIPE_ALGORITHM"]).write_text(json.dumps(alg))
+        return load_algorithm(self.env["YUNPIPE_ALGORITHM"])
+
+    def config(self, **env):
+        return Config.from_env({**self.env, **env})
+
+    def put(self, key, data=b"hello world\n"):
+        self.s3.put_object(Bucket="in-bucket", Key=key, Body=data)
+
+    def send(self, key, body=None):
+        body = body if body is not None else json.dumps(
+            {"bucket": "in-bucket", "key": key, "etag": "e", "size": 1, "pipeline": "demo", "step": "upper"}
+        )
+        return self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=body)["MessageId"]
+
+    def run(self, algorithm, config=None, **kwargs):
+        kwargs.setdefault("retry_delay", 0)
+        return run_worker(config or self.config(), algorithm, self.sqs, self.s3, environ=dict(os.environ), **kwargs)
+
+    def output(self, key):
+        return self.s3.get_object(Bucket="out-bucket", Key=key)["Body"].read()
+
+    def output_keys(self):
+        return sorted(o["Key"] for o in self.s3.list_objects_v2(Bucket="out-bucket").get("Contents", []))
+
+    def reports(self):
+        keys = sorted(o["Key"] for o in self.s3.list_objects_v2(Bucket="report-bucket").get("Contents", []))
+        return {k: json.loads(self.s3.get_object(Bucket="report-bucket", Key=k)["Body"].read()) for k in keys}
+
+    def queue_counts(self, url=None):
+        attrs = self.sqs.get_queue_attributes(
+            QueueUrl=url or self.queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+    def receive_one(self):
+        messages = self.sqs.receive_message(
+            QueueUrl=self.queue_url, AttributeNames=["ApproximateReceiveCount"], VisibilityTimeout=30
+        ).get("Messages", [])
+        assert len(messages) == 1
+        return messages[0]
+
+    def leftover_files(self):
+        return sorted(str(p.relative_to(self.workdir)) for p in self.workdir.rglob("*")) if self.workdir.exists() else []
+
+
+@pytest.fixture
+def step(aws_env, tmp_path):
+    with mock_aws():
+        yield Step(tmp_path)
+
+
+# ----------------------------------------------------------------------------- configuration
+
+
+def test_config_from_env_applies_contract_defaults():
+    config = Config.from_env({"YUNPIPE_QUEUE_URL": "https://q", "YUNPIPE_OUTPUT_BUCKET": "out"})
+    assert config == Config(
+        queue_url="https://q",
+        output_bucket="out",
+        output_prefix="",
+        report_bucket=None,
+        pipeline="",
+        step="",
+        max_receive_count=3,
+        idle_seconds=30,
+        wait_seconds=5,
+        visibility_seconds=120,
+        algorithm_path="/opt/yunpipe/algorithm.json",
+    )
+
+
+def test_config_from_env_reads_every_variable():
+    config = Config.from_env(
+        {
+            "YUNPIPE_QUEUE_URL": "https://q",
+            "YUNPIPE_OUTPUT_BUCKET": "out",
+            "YUNPIPE_OUTPUT_PREFIX": "results/",
+            "YUNPIPE_REPORT_BUCKET": "rep",
+            "YUNPIPE_PIPELINE": "p",
+            "YUNPIPE_STEP": "s",
+            "YUNPIPE_MAX_RECEIVE_COUNT": "5",
+            "YUNPIPE_IDLE_SECONDS": "7",
+            "YUNPIPE_WAIT_SECONDS": "2",
+            "YUNPIPE_VISIBILITY_SECONDS": "60",
+            "YUNPIPE_ALGORITHM": "/a.json",
+        }
+    )
+    assert (config.output_prefix, config.report_bucket, config.pipeline, config.step) == ("results/", "rep", "p", "s")
+    assert (config.max_receive_count, config.idle_seconds, config.wait_seconds) == (5, 7, 2)
+    assert (config.visibility_seconds, config.algorithm_path) == (60, "/a.json")
+
+
+def test_config_from_env_requires_queue_url_and_output_bucket():
+    with pytest.raises(ValueError, match="YUNPIPE_QUEUE_URL, YUNPIPE_OUTPUT_BUCKET"):
+        Config.from_env({})
+
+
+def test_config_from_env_clamps_wait_to_sqs_maximum():
+    config = Config.from_env({"YUNPIPE_QUEUE_URL": "q", "YUNPIPE_OUTPUT_BUCKET": "o", "YUNPIPE_WAIT_SECONDS": "60"})
+    assert config.wait_seconds == 20
+
+
+@pytest.mark.parametrize(
+    "name,value", [("YUNPIPE_IDLE_SECONDS", "soon"), ("YUNPIPE_VISIBILITY_SECONDS", "0"), ("YUNPIPE_MAX_RECEIVE_COUNT", "0")]
+)
+def test_config_from_env_rejects_bad_integers(name, value):
+    with pytest.raises(ValueError, match=name):
+        Config.from_env({"YUNPIPE_QUEUE_URL": "q", "YUNPIPE_OUTPUT_BUCKET": "o", name: value})
+
+
+def test_config_is_frozen():
+    config = Config.from_env({"YUNPIPE_QUEUE_URL": "q", "YUNPIPE_OUTPUT_BUCKET": "o"})
+    with pytest.raises(AttributeError):
+        config.queue_url = "other"
+
+
+def test_load_algorithm_fills_defaults(tmp_path):
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps({"name": "x", "run_command": "sh /x.sh $input $output", "environment": None}))
+    alg = load_algorithm(str(path))
+    assert alg["input_file_path"] == alg["output_file_path"] == "/"
+    assert (alg["input_adapter"], alg["output_adapter"]) == ("path", "path")
+    assert (alg["timeout_seconds"], alg["environment"]) == (3600, {})
+
+
+@pytest.mark.parametrize(
+    "fields,message",
+    [
+        ({"run_command": "  "}, "run_command is empty"),
+        ({"run_command": "sh -c 'unbalanced"}, "cannot be split"),
+        ({"run_command": "cat", "input_adapter": "socket"}, "input_adapter"),
+        ({"run_command": "cat", "output_adapter": "stdin"}, "output_adapter"),
+    ],
+)
+def test_load_algorithm_rejects_what_cannot_run(tmp_path, fields, message):
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(fields))
+    with pytest.raises(ValueError, match=message):
+        load_algorithm(str(path))
+
+
+def test_command_env_lets_task_variables_override_algorithm_environment():
+    env = command_env({"environment": {"A": "alg", "B": 2}}, {"A": "task", "C": "c"})
+    assert env == {"A": "task", "B": "2", "C": "c"}
+
+
+# ----------------------------------------------------------------------------- substitution
+
+
+def test_substitute_replaces_all_four_placeholders():
+    argv = substitute("tool $input ${input_file} --out=$output ${output_file}", "/in/a.txt", "/out/a.txt")
+    assert argv == ["tool", "/in/a.txt", "/in/a.txt", "--out=/out/a.txt", "/out/a.txt"]
+
+
+def test_substitute_keeps_a_path_with_spaces_as_one_argument():
+    assert substitute("sh /run.sh $input $output", "/in/a b.txt", "/out/a b.txt") == [
+        "sh", "/run.sh", "/in/a b.txt", "/out/a b.txt"
+    ]
+
+
+def test_substitute_leaves_longer_variable_names_alone():
+    assert substitute("tool $inputs $output_dir $input.gz", "/i", "/o") == ["tool", "$inputs", "$output_dir", "/i.gz"]
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "printf %s $input",  # unquoted
+        'printf %s "$input"',  # double-quoted by the author
+        "printf %s '$input'",  # single-quoted by the author
+        "printf %s ${input_file}",
+    ],
+)
+def test_substitute_quotes_paths_inside_a_shell_c_script(script):
+    nasty = "/tmp/a b'c\"$HOME`x`\\d.txt"
+    argv = substitute(f"sh -c {json.dumps(script)}", nasty, "/o")
+    assert subprocess.run(argv, capture_output=True, check=True).stdout.decode() == nasty
+
+
+def test_substitute_finds_the_script_after_shell_options():
+    argv = substitute("bash -e -o pipefail -c 'printf %s $output' name $input", "/i x", "/o y")
+    assert argv == ["bash", "-e", "-o", "pipefail", "-c", "printf %s '/o y'", "name", "/i x"]
+    assert subprocess.run(argv, capture_output=True, check=True).stdout == b"/o y"
+
+
+def test_substitute_does_not_quote_arguments_of_a_shell_script_file():
+    assert substitute("sh /run.sh $input", "/a b", "/o") == ["sh", "/run.sh", "/a b"]
+
+
+# ----------------------------------------------------------------------------- paths and keys
+
+
+def test_local_paths_prefix_output_when_it_would_be_the_input():
+    alg = {"input_file_path": "/", "output_file_path": "/"}
+    assert local_paths(alg, "data/a b.txt") == ("/a b.txt", "/output-a b.txt")
+
+
+def test_local_paths_use_the_basename_in_separate_folders():
+    alg = {"input_file_path": "/in", "output_file_path": "/out/"}
+    assert local_paths(alg, "x/y/z.csv") == ("/in/z.csv", "/out/z.csv")
+
+
+@pytest.mark.parametrize("key", ["folder/", "a/..", "."])
+def test_local_paths_reject_keys_that_do_not_name_a_file(key):
+    with pytest.raises(ValueError, match="does not name a file"):
+        local_paths({"input_file_path": "/", "output_file_path": "/"}, key)
+
+
+def test_result_objects_for_a_file_and_a_directory(tmp_path):
+    (tmp_path / "f.txt").write_text("x")
+    assert result_objects("p/", "k/f.txt", str(tmp_path / "f.txt")) == [(str(tmp_path / "f.txt"), "p/k/f.txt")]
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    (tmp_path / "d" / "b.txt").write_text("b")
+    (tmp_path / "d" / "sub" / "a.txt").write_text("a")
+    assert result_objects("", "k", str(tmp_path / "d")) == [
+        (str(tmp_path / "d" / "b.txt"), "k/b.txt"),
+        (str(tmp_path / "d" / "sub" / "a.txt"), "k/sub/a.txt"),
+    ]
+    assert result_objects("", "k", str(tmp_path / "missing")) == []
+
+
+def test_report_key_follows_the_contract_and_names_unnamed_parts():
+    config = Config(queue_url="q", output_bucket="o", pipeline="demo", step="s1")
+    assert report_key(config, "data/a b.txt", 2) == "failures/demo/s1/data/a b.txt/attempt-2.json"
+    assert report_key(Config(queue_url="q", output_bucket="o"), "k", 1) == "failures/_/_/k/attempt-1.json"
+
+
+# ----------------------------------------------------------------------------- jobs against moto
+
+
+def test_path_adapter_sh_tr_uploads_uppercased_result_and_deletes_message(step):
+    alg = step.algorithm("sh -c 'tr a-z A-Z < $input > $output'")
+    step.put("data/a.txt")
+    step.send("data/a.txt")
+    assert step.run(alg) == 0
+    assert step.output("data/a.txt") == b"HELLO WORLD\n"
+    assert step.queue_counts() == (0, 0)
+    assert step.reports() == {}
+    assert step.leftover_files() == []
+
+
+def test_stdin_and_stdout_adapters_feed_input_and_capture_result(step):
+    alg = step.algorithm("tr -d x", input_adapter="stdin", output_adapter="stdout")
+    step.put("in.txt", b"xaxbxc")
+    step.send("in.txt")
+    step.run(alg)
+    assert step.output("in.txt") == b"abc"
+    assert step.queue_counts() == (0, 0)
+    assert step.leftover_files() == []
+
+
+def test_python_script_command_in_separate_folders_with_output_prefix(step, tmp_path):
+    script = tmp_path / "reverse.py"
+    script.write_text("import sys\nopen(sys.argv[2], 'w').write(open(sys.argv[1]).read()[::-1])\n")
+    alg = step.algorithm(
+        f"{PY} {script} $input $output",
+        input_file_path=str(step.workdir / "in"),
+        output_file_path=str(step.workdir / "out"),
+    )
+    step.put("abc.txt", b"abc")
+    step.send("abc.txt")
+    step.run(alg, step.config(YUNPIPE_OUTPUT_PREFIX="results/"))
+    assert step.output_keys() == ["results/abc.txt"]
+    assert step.output("results/abc.txt") == b"cba"
+    assert step.leftover_files() == ["in", "out"]
+
+
+def test_directory_output_uploads_every_file_under_the_key(step):
+    alg = step.algorithm("sh -c 'mkdir -p $output/sub && cp $input $output/copy.txt && echo two > $output/sub/two.txt'")
+    step.put("set/d.txt", b"one")
+    step.send("set/d.txt")
+    step.run(alg)
+    assert step.output_keys() == ["set/d.txt/copy.txt", "set/d.txt/sub/two.txt"]
+    assert step.output("set/d.txt/copy.txt") == b"one"
+    assert step.output("set/d.txt/sub/two.txt") == b"two\n"
+    assert step.leftover_files() == []
+
+
+def test_key_with_spaces_and_folders_keeps_the_same_result_key(step):
+    alg = step.algorithm("sh -c 'tr a-z A-Z < $input > \"$output\"'")
+    step.put("my data/a b+c.txt", b"spaced")
+    step.send("my data/a b+c.txt")
+    step.run(alg)
+    assert step.output_keys() == ["my data/a b+c.txt"]
+    assert step.output("my data/a b+c.txt") == b"SPACED"
+
+
+def test_url_encoded_key_in_message_falls_back_to_the_decoded_object(step):
+    alg = step.algorithm("sh -c 'tr a-z A-Z < $input > $output'")
+    step.put("my data/a b.txt", b"decoded")
+    step.send("my+data/a%20b.txt")
+    step.run(alg)
+    assert step.output_keys() == ["my data/a b.txt"]
+    assert step.output("my data/a b.txt") == b"DECODED"
+    assert step.queue_counts() == (0, 0)
+
+
+def test_many_messages_are_processed_by_one_worker(step):
+    alg = step.algorithm("sh -c 'tr a-z A-Z < $input > $output'")
+    for i in range(12):
+        step.put(f"f{i}.txt", f"file {i}".encode())
+        step.send(f"f{i}.txt")
+    step.run(alg)
+    assert step.output_keys() == sorted(f"f{i}.txt" for i in range(12))
+    assert step.output("f11.txt") == b"FILE 11"
+    assert step.queue_counts() == (0, 0)
+
+
+def test_failing_command_reports_exit_code_and_stderr_until_the_final_receive(aws_env, tmp_path):
+    with mock_aws():
+        step = Step(tmp_path, max_receive_count=2)
+        alg = step.algorithm("sh -c 'echo cannot parse $input >&2; exit 3'")
+        step.put("bad.txt")
+        step.send("bad.txt")
+        assert step.run(alg) == 0
+        reports = step.reports()
+        assert list(reports) == ["failures/demo/upper/bad.txt/attempt-1.json", "failures/demo/upper/bad.txt/attempt-2.json"]
+        first, second = reports.values()
+        assert (first["attempt"], first["final"], second["attempt"], second["final"]) == (1, False, 2, True)
+        assert first["reason"] == "nonzero_exit" and first["exit_code"] == 3
+        assert first["stderr_tail"] == f"cannot parse {step.workdir / 'bad.txt'}\n"
+        assert (first["pipeline"], first["step"], first["bucket"], first["key"], first["etag"]) == (
+            "demo", "upper", "in-bucket", "bad.txt", "e"
+        )
+        assert first["started_at"] <= first["finished_at"]
+        # Never deleted: SQS moved it to the dead-letter queue after the second try.
+        assert step.queue_counts() == (0, 0)
+        assert step.queue_counts(step.dlq_url) == (1, 0)
+        assert step.output_keys() == []
+        assert step.leftover_files() == []
+
+
+def test_failed_message_stays_on_the_queue_invisible_for_the_retry_delay(aws_env, tmp_path):
+    with mock_aws():
+        step = Step(tmp_path, max_receive_count=3)
+        alg = step.algorithm("false")
+        step.put("f.txt")
+        step.send("f.txt")
+        step.run(alg, retry_delay=60)
+        (report,) = step.reports().values()
+        assert (report["attempt"], report["final"]) == (1, False)
+        assert step.queue_counts() == (0, 1)
+
+
+def test_stderr_tail_keeps_the_last_4kb(step):
+    alg = step.algorithm(f"{PY} -c \"import sys; sys.stderr.write('a' * 10000 + 'END'); sys.exit(1)\"")
+    step.put("t.txt")
+    step.send("t.txt")
+    step.run(alg, step.config())
+    (report,) = step.reports().values()
+    assert len(report["stderr_tail"]) == 4096 and report["stderr_tail"].endswith("aaaEND")
+
+
+def test_timeout_kills_the_process_group_and_reports_timeout(step, tmp_path):
+    pidfile = tmp_path / "child.pid"
+    alg = step.algorithm(f"sh -c 'sleep 30 & echo $! > {pidfile}; wait'", timeout_seconds=1)
+    step.put("slow.txt")
+    step.send("slow.txt")
+    step.run(alg, step.config())
+    (report,) = step.reports().values()
+    assert report["reason"] == "timeout" and report["final"] is True
+    assert report["exit_code"] == -signal.SIGTERM
+    # The orphaned sleep is gone (or a zombie awaiting its new parent), not sleeping on.
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + PATIENCE
+    while process_state(child) not in ("Z", "X", "gone") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process_state(child) in ("Z", "X", "gone")
+
+
+def test_missing_output_is_a_failure(step):
+    alg = step.algorithm("sh -c 'cat $input > /dev/null'")
+    step.put("m.txt")
+    step.send("m.txt")
+    step.run(alg, step.config())
+    (report,) = step.reports().values()
+    assert (report["reason"], report["exit_code"]) == ("missing_output", 0)
+    assert "was not created" in report["stderr_tail"]
+    assert step.output_keys() == [] and step.leftover_files() == []
+
+
+def test_empty_output_directory_is_a_missing_output(step):
+    alg = step.algorithm("mkdir $output")
+    step.put("e.txt")
+    step.send("e.txt")
+    step.run(alg, step.config())
+    (report,) = step.reports().values()
+    assert report["reason"] == "missing_output" and "empty directory" in report["stderr_tail"]
+    assert step.leftover_files() == []
+
+
+def test_stale_output_from_an_earlier_job_is_not_taken_for_a_result(step):
+    alg = step.algorithm("true")
+    step.workdir.mkdir()
+    (step.workdir / "output-s.txt").write_text("stale")
+    step.put("s.txt")
+    step.send("s.txt")
+    step.run(alg, step.config())
+    assert [r["reason"] for r in step.reports().values()] == ["missing_output"]
+    assert step.output_keys() == []
+
+
+def test_missing_object_is_a_download_error(step):
+    alg = step.algorithm("sh -c 'cp $input $output'")
+    step.send("never-uploaded.txt")
+    step.run(alg, step.config())
+    (report,) = step.reports().values()
+    assert (report["reason"], report["exit_code"], report["key"]) == ("download_error", None, "never-uploaded.txt")
+    assert "never-uploaded.txt" in report["stderr_tail"]
+    assert step.leftover_files() == []
+
+
+def test_command_that_cannot_start_is_a_start_error(step):
+    alg = step.algorithm("/no/such/program $input")
+    step.put("p.txt")
+    step.send("p.txt")
+    step.run(alg, step.config())
+    (report,) = step.reports().values()
+    assert report["reason"] == "start_error" and "/no/such/program" in report["stderr_tail"]
+
+
+def test_bad_message_body_is_reported_under_its_message_id(step):
+    alg = step.algorithm("true")
+    message_id = step.send("", body="not json")
+    step.run(alg, step.config())
+    reports = step.reports()
+    assert list(reports) == [f"failures/demo/upper/_invalid-message/{message_id}/attempt-1.json"]
+    (report,) = reports.values()
+    assert (report["reason"], report["key"], report["final"]) == ("bad_message", None, True)
+    assert "not JSON" in report["stderr_tail"]
+
+
+def test_message_without_key_is_a_bad_message(step):
+    alg = step.algorithm("true")
+    step.send("", body=json.dumps({"bucket": "in-bucket"}))
+    result = process_message(step.receive_one(), step.config(), alg, step.s3, environ=os.environ)
+    assert (result.ok, result.reason) == (False, "bad_message")
+
+
+def test_without_report_bucket_the_failure_is_only_logged(step, caplog):
+    alg = step.algorithm("false")
+    step.put("n.txt")
+    step.send("n.txt")
+    config = Config.from_env({k: v for k, v in step.env.items() if k != "YUNPIPE_REPORT_BUCKET"})
+    with caplog.at_level("INFO", logger="yunpipe.runscript"):
+        result = process_message(step.receive_one(), config, alg, step.s3, environ=os.environ)
+    assert result.report["reason"] == "nonzero_exit"
+    assert step.reports() == {}
+    assert '"reason": "nonzero_exit"' in caplog.text
+
+
+def test_one_log_line_per_job_names_key_results_and_duration(step, caplog):
+    alg = step.algorithm("sh -c 'cp $input $output'")
+    step.put("log.txt")
+    step.send("log.txt")
+    with caplog.at_level("INFO", logger="yunpipe.runscript"):
+        step.run(alg)
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ok ")]
+    assert line.startswith("ok key=log.txt results=log.txt duration=") and line.endswith("s")
+
+
+def test_algorithm_environment_and_task_variables_reach_the_command(step, monkeypatch):
+    monkeypatch.setenv("TEST_ENV", "from-task")
+    alg = step.algorithm("sh -c 'echo $FIXED $TEST_ENV > $output'", environment={"FIXED": "from-alg", "TEST_ENV": "x"})
+    step.put("v.txt")
+    step.send("v.txt")
+    step.run(alg)
+    assert step.output("v.txt") == b"from-alg from-task\n"
+
+
+def test_worker_exits_zero_after_the_idle_period_on_an_empty_queue(step):
+    alg = step.algorithm("true")
+    calls = []
+    step.sqs.meta.events.register("before-parameter-build.sqs.ReceiveMessage", lambda **kw: calls.append(kw["params"]))
+    assert step.run(alg, step.config(YUNPIPE_IDLE_SECONDS="1", YUNPIPE_WAIT_SECONDS="1")) == 0
+    assert calls and all(c["WaitTimeSeconds"] == 1 and c["MaxNumberOfMessages"] == 10 for c in calls)
+    assert calls[0]["AttributeNames"] == ["ApproximateReceiveCount"]
+
+
+def test_visibility_is_extended_while_a_long_job_runs(step, tmp_path):
+    marker = tmp_path / "extended"
+
+    def on_extend(params, **kwargs):
+        if params["VisibilityTimeout"] == 2:
+            marker.touch()
+
+    step.sqs.meta.events.register("before-parameter-build.sqs.ChangeMessageVisibility", on_extend)
+    # The job ends only once an extension happened, so the test does not depend on timing.
+    alg = step.algorithm(f"sh -c 'while [ ! -e {marker} ]; do sleep 0.05; done; cp $input $output'", timeout_seconds=20)
+    step.put("long.txt")
+    step.send("long.txt")
+    step.run(alg, step.config(YUNPIPE_VISIBILITY_SECONDS="2"))
+    assert step.output("long.txt") == b"hello world\n"
+    assert step.queue_counts() == (0, 0)
+
+
+def test_stop_abandons_the_running_job_and_releases_its_message(step, tmp_path):
+    started = tmp_path / "started"
+    alg = step.algorithm(f"sh -c 'touch {started}; sleep 30; cp $input $output'")
+    step.put("a.txt")
+    step.put("b.txt")
+    step.send("a.txt")
+    step.send("b.txt")
+    stop = threading.Event()
+    outcome = []
+    worker = threading.Thread(target=lambda: outcome.append(step.run(alg, stop=stop)))
+    worker.start()
+    deadline = time.monotonic() + PATIENCE
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    worker.join(PATIENCE)
+    assert outcome == [0]
+    assert step.output_keys() == [] and step.reports() == {}
+    # Both the abandoned and the not-yet-started message are visible again at once.
+    assert step.queue_counts() == (2, 0)
+    assert step.leftover_files() == []
+
+
+# ----------------------------------------------------------------------------- main()
+
+
+def test_main_runs_the_worker_from_the_environment(step, monkeypatch):
+    step.algorithm("sh -c 'tr a-z A-Z < $input > $output'")
+    for name, value in step.env.items():
+        monkeypatch.setenv(name, value)
+    step.put("main.txt", b"main")
+    step.send("main.txt")
+    previous = signal.getsignal(signal.SIGTERM)
+    assert runscript.main() == 0
+    assert step.output("main.txt") == b"MAIN"
+    assert signal.getsignal(signal.SIGTERM) is previous
+
+
+def test_main_returns_2_on_a_configuration_error(aws_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("YUNPIPE_QUEUE_URL", "https://q")
+    monkeypatch.setenv("YUNPIPE_OUTPUT_BUCKET", "out")
+    monkeypatch.setenv("YUNPIPE_ALGORITHM", str(tmp_path / "missing.json"))
+    assert runscript.main() == 2
+    monkeypatch.delenv("YUNPIPE_QUEUE_URL")
+    assert runscript.main() == 2
+
+
+def test_script_runs_standalone_and_stops_on_sigterm(aws_env, tmp_path):
+    """`python3 runscript.py` as its own process against a moto server, as in a container:
+    SIGTERM during a job ends the worker with 0 and leaves the message for another worker."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        s3 = boto3.client("s3", endpoint_url=endpoint)
+        sqs = boto3.client("sqs", endpoint_url=endpoint)
+        s3.create_bucket(Bucket="in-bucket")
+        s3.create_bucket(Bucket="out-bucket")
+        queue_url = sqs.create_queue(QueueName="standalone")["QueueUrl"]
+        started = tmp_path / "started"
+        algorithm = tmp_path / "algorithm.json"
+        algorithm.write_text(json.dumps({
+            "run_command": f"sh -c 'touch {started}; sleep 60; cp $input $output'",
+            "input_file_path": str(tmp_path / "work"),
+            "output_file_path": str(tmp_path / "work"),
+        }))
+        s3.put_object(Bucket="in-bucket", Key="x.txt", Body=b"x")
+        sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps({"bucket": "in-bucket", "key": "x.txt"}))
+        env = {
+            **os.environ,
+            "AWS_ENDPOINT_URL": endpoint,
+            "YUNPIPE_QUEUE_URL": queue_url,
+            "YUNPIPE_OUTPUT_BUCKET": "out-bucket",
+            "YUNPIPE_ALGORITHM": str(algorithm),
+            "YUNPIPE_WAIT_SECONDS": "1",
+        }
+        # Run a copy from an empty folder: the script must not need the yunpipe package.
+        alone = tmp_path / "alone"
+        alone.mkdir()
+        (alone / "runscript.py").write_text(RUNSCRIPT.read_text())
+        proc = subprocess.Popen(
+            [PY, "-I", str(alone / "runscript.py")], env=env, cwd=alone, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + PATIENCE
+        while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=PATIENCE)[0].decode()
+        assert proc.returncode == 0, output
+        assert "signal 15 received" in output and "abandoned key=x.txt" in output
+        attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])
+        assert attrs["Attributes"]["ApproximateNumberOfMessages"] == "1"
+        assert "Contents" not in s3.list_objects_v2(Bucket="out-bucket")
+    finally:
+        server.stop()

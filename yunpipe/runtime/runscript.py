@@ -1,0 +1,695 @@
+"""yunpipe runscript: the worker loop inside a wrapped image.
+
+It drains the step's SQS queue: receive -> download the input object -> run the algorithm's
+command -> upload the result(s) -> delete the message, and exits once the queue has stayed
+empty for a while. See docs/runtime-contract.md for the environment, message and report
+formats it implements.
+
+This file is copied alone into Docker images and run as ``python3 /opt/yunpipe/runscript.py``,
+so it imports only the standard library and boto3, and must run on Python 3.9+.
+"""
+from __future__ import annotations
+
+import codecs
+import dataclasses
+import json
+import logging
+import os
+import posixpath
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Dict, List, Mapping, Optional, Tuple
+from urllib.parse import unquote_plus
+
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+log = logging.getLogger("yunpipe.runscript")
+
+DEFAULT_ALGORITHM_PATH = "/opt/yunpipe/algorithm.json"
+STDERR_TAIL_BYTES = 4096
+# SIGTERM first so the command can clean up, SIGKILL if it ignores it.
+KILL_GRACE_SECONDS = 5
+# A failed job's message becomes visible again after RETRY_DELAY_SECONDS * attempt (capped by
+# the visibility window): prompt enough for a retry, yet a transient S3 or network error does
+# not burn every try within a second. The final try is released at once so SQS can move it
+# to the dead-letter queue on the next receive.
+RETRY_DELAY_SECONDS = 10
+ADAPTERS = {"input_adapter": ("path", "stdin"), "output_adapter": ("path", "stdout")}
+ALGORITHM_DEFAULTS = {
+    "input_file_path": "/",
+    "output_file_path": "/",
+    "input_adapter": "path",
+    "output_adapter": "path",
+    "timeout_seconds": 3600,
+    "environment": {},
+}
+# The name `$input` ends where a shell variable name would, so `$inputs` is left alone.
+_PLACEHOLDER = re.compile(
+    r"\$\{input_file\}|\$\{output_file\}|\$input(?![A-Za-z0-9_])|\$output(?![A-Za-z0-9_])"
+)
+_SHELLS = {"sh", "bash", "dash", "ash", "ksh", "mksh", "zsh"}
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def _int_env(environ: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = environ.get(name, "")
+    if raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The task environment of the runtime contract."""
+
+    queue_url: str
+    output_bucket: str
+    output_prefix: str = ""
+    report_bucket: Optional[str] = None
+    pipeline: str = ""
+    step: str = ""
+    max_receive_count: int = 3
+    idle_seconds: int = 30
+    wait_seconds: int = 5
+    visibility_seconds: int = 120
+    algorithm_path: str = DEFAULT_ALGORITHM_PATH
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> "Config":
+        missing = [n for n in ("YUNPIPE_QUEUE_URL", "YUNPIPE_OUTPUT_BUCKET") if not environ.get(n)]
+        if missing:
+            raise ValueError(f"missing required environment variable(s): {', '.join(missing)}")
+        return cls(
+            queue_url=environ["YUNPIPE_QUEUE_URL"],
+            output_bucket=environ["YUNPIPE_OUTPUT_BUCKET"],
+            output_prefix=environ.get("YUNPIPE_OUTPUT_PREFIX", ""),
+            report_bucket=environ.get("YUNPIPE_REPORT_BUCKET") or None,
+            pipeline=environ.get("YUNPIPE_PIPELINE", ""),
+            step=environ.get("YUNPIPE_STEP", ""),
+            max_receive_count=_int_env(environ, "YUNPIPE_MAX_RECEIVE_COUNT", 3, 1),
+            idle_seconds=_int_env(environ, "YUNPIPE_IDLE_SECONDS", 30, 0),
+            # SQS rejects long polls over 20 s; clamp rather than crash the task.
+            wait_seconds=min(_int_env(environ, "YUNPIPE_WAIT_SECONDS", 5, 0), 20),
+            # At least 1 s: the heartbeat ticks every half window.
+            visibility_seconds=_int_env(environ, "YUNPIPE_VISIBILITY_SECONDS", 120, 1),
+            algorithm_path=environ.get("YUNPIPE_ALGORITHM") or DEFAULT_ALGORITHM_PATH,
+        )
+
+
+def load_algorithm(path: str) -> dict:
+    """Read the algorithm description, filling defaults and rejecting what cannot run."""
+    with open(path, encoding="utf-8") as f:
+        algorithm = json.load(f)
+    if not isinstance(algorithm, dict):
+        raise ValueError(f"{path}: the algorithm description must be a JSON object")
+    for name, default in ALGORITHM_DEFAULTS.items():
+        if algorithm.get(name) is None:
+            algorithm[name] = default
+    try:
+        words = shlex.split(str(algorithm.get("run_command") or ""))
+    except ValueError as exc:
+        raise ValueError(f"{path}: run_command cannot be split: {exc}") from None
+    if not words:
+        raise ValueError(f"{path}: run_command is empty")
+    for name, allowed in ADAPTERS.items():
+        if algorithm[name] not in allowed:
+            raise ValueError(f"{path}: {name} must be one of {allowed}, got {algorithm[name]!r}")
+    return algorithm
+
+
+def command_env(algorithm: dict, environ: Mapping[str, str]) -> Dict[str, str]:
+    """The command's environment: the algorithm's fixed variables, overridden by the task's
+    own (the workflow's user variables are set on the task, and the user has the last word)."""
+    env = {str(k): str(v) for k, v in algorithm.get("environment", {}).items()}
+    env.update(environ)
+    return env
+
+
+def make_clients(environ: Mapping[str, str]):
+    """SQS and S3 clients. The endpoint is passed explicitly because Debian's boto3 1.26
+    ignores AWS_ENDPOINT_URL; path-style S3 addressing keeps emulators on an IP working."""
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+    clients = []
+    for service in ("sqs", "s3"):
+        endpoint = environ.get(f"AWS_ENDPOINT_URL_{service.upper()}") or environ.get("AWS_ENDPOINT_URL")
+        config = BotoConfig(s3={"addressing_style": "path"}) if endpoint and service == "s3" else None
+        clients.append(boto3.client(service, region_name=region, endpoint_url=endpoint, config=config))
+    return clients[0], clients[1]
+
+
+# --------------------------------------------------------------------------- paths and keys
+
+
+def local_paths(algorithm: dict, key: str) -> Tuple[str, str]:
+    """(input path, output path) for an object key, as the contract places them."""
+    base = posixpath.basename(key)
+    # A "folder" marker key or a dot name cannot be a file name (and must not escape the dir).
+    if base in ("", ".", ".."):
+        raise ValueError(f"key {key!r} does not name a file")
+    input_path = os.path.join(algorithm["input_file_path"], base)
+    output_path = os.path.join(algorithm["output_file_path"], base)
+    if os.path.normpath(output_path) == os.path.normpath(input_path):
+        output_path = os.path.join(algorithm["output_file_path"], "output-" + base)
+    return input_path, output_path
+
+
+def result_objects(prefix: str, key: str, output_path: str) -> List[Tuple[str, str]]:
+    """(local file, result key) pairs: a file result goes to prefix+key, a directory result to
+    prefix+key/relpath for every file in it. Empty when there is nothing to upload."""
+    if os.path.isfile(output_path):
+        return [(output_path, prefix + key)]
+    pairs = []
+    if os.path.isdir(output_path):
+        for root, dirs, files in os.walk(output_path):
+            dirs.sort()
+            for name in sorted(files):
+                path = os.path.join(root, name)
+                rel = os.path.relpath(path, output_path).replace(os.sep, "/")
+                pairs.append((path, f"{prefix}{key}/{rel}"))
+    return pairs
+
+
+def report_key(config: Config, key: str, attempt: int) -> str:
+    # An unnamed pipeline/step becomes "_" so the key has no empty path segment.
+    return f"failures/{config.pipeline or '_'}/{config.step or '_'}/{key}/attempt-{attempt}.json"
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _quote_in_shell_script(script: str, paths: Dict[str, str]) -> str:
+    """Substitute placeholders inside a `sh -c` script, quoting each path for the shell state
+    it lands in, so keys with spaces or quotes work whether or not the author quoted them."""
+    out = []
+    state = None  # None (unquoted), "'" or '"'
+    i = 0
+    while i < len(script):
+        c = script[i]
+        if c == "\\" and state != "'":
+            out.append(script[i : i + 2])
+            i += 2
+            continue
+        match = _PLACEHOLDER.match(script, i)
+        if match:
+            path = paths[match.group()]
+            if state is None:
+                out.append(shlex.quote(path))
+            elif state == "'":
+                out.append(path.replace("'", "'\\''"))
+            else:
+                out.append(re.sub(r'([\\"$`])', r"\\\1", path))
+            i = match.end()
+            continue
+        if state is None and c in "'\"":
+            state = c
+        elif state == c:
+            state = None
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def _shell_script_index(argv: List[str]) -> Optional[int]:
+    """Index of the script operand when argv is `<shell> [options] -c script ...`."""
+    if not argv or posixpath.basename(argv[0]) not in _SHELLS:
+        return None
+    has_c = False
+    i = 1
+    while i < len(argv) and argv[i][:1] in ("-", "+") and argv[i] not in ("-", "--"):
+        option = argv[i]
+        if not option.startswith("--"):
+            has_c = has_c or "c" in option[1:]
+            if option[-1] in "oO":  # -o/+o take the option name as the next word
+                i += 1
+        i += 1
+    if has_c and i < len(argv):
+        return i
+    return None
+
+
+def substitute(command: str, input_path: str, output_path: str) -> List[str]:
+    """The argument list for run_command: split with shlex, then placeholders replaced in each
+    word (so a path with spaces stays one argument); inside a `sh -c` script they are quoted."""
+    paths = {
+        "$input": input_path,
+        "${input_file}": input_path,
+        "$output": output_path,
+        "${output_file}": output_path,
+    }
+    argv = shlex.split(command)
+    script_index = _shell_script_index(argv)
+    return [
+        _quote_in_shell_script(word, paths)
+        if i == script_index
+        else _PLACEHOLDER.sub(lambda m: paths[m.group()], word)
+        for i, word in enumerate(argv)
+    ]
+
+
+# --------------------------------------------------------------------------- running a command
+
+
+@dataclasses.dataclass
+class RunOutcome:
+    exit_code: int
+    timed_out: bool
+    interrupted: bool
+    stderr_tail: str
+
+
+def _kill_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _reap_orphans() -> None:
+    """As PID 1 of a container the runscript inherits the command's orphaned processes and
+    must reap them, or they pile up as zombies. Called only as PID 1 and between jobs, so it
+    cannot steal the exit status of a child someone else is waiting for."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _pump_stderr(stream, tail: bytearray) -> None:
+    """Copy the command's stderr to ours (CloudWatch) while keeping its last bytes."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    while True:
+        chunk = stream.read1(65536)
+        if not chunk:
+            break
+        sys.stderr.write(decoder.decode(chunk))
+        sys.stderr.flush()
+        tail.extend(chunk)
+        del tail[:-STDERR_TAIL_BYTES]
+    stream.close()
+
+
+def run_command(
+    argv: List[str],
+    *,
+    env: Mapping[str, str],
+    stdin_path: Optional[str] = None,
+    stdout_path: Optional[str] = None,
+    timeout: Optional[float] = None,
+    stop: Optional[threading.Event] = None,
+) -> RunOutcome:
+    """Run argv in its own process group; kill the group on timeout or when `stop` is set.
+    Raises OSError when the program cannot be started."""
+    stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
+    # Path adapter: the command's stdout is left on ours, so it reaches the task's log.
+    stdout = open(stdout_path, "wb") if stdout_path else None
+    try:
+        proc = subprocess.Popen(
+            argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=dict(env), start_new_session=True
+        )
+    finally:
+        for f in (stdin, stdout):
+            if hasattr(f, "close"):
+                f.close()
+    tail = bytearray()
+    pump = threading.Thread(target=_pump_stderr, args=(proc.stderr, tail), daemon=True)
+    pump.start()
+    deadline = time.monotonic() + timeout if timeout else None
+    timed_out = interrupted = False
+    while True:
+        try:
+            proc.wait(timeout=0.1)
+            break
+        except subprocess.TimeoutExpired:
+            pass
+        timed_out = deadline is not None and time.monotonic() >= deadline
+        interrupted = stop is not None and stop.is_set()
+        if timed_out or interrupted:
+            _kill_group(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=KILL_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc.pid, signal.SIGKILL)
+                proc.wait()
+            break
+    # Background processes the command left behind must not outlive the job (they would hold
+    # the stderr pipe and leak into the next job).
+    _kill_group(proc.pid, signal.SIGKILL)
+    pump.join(timeout=KILL_GRACE_SECONDS)
+    if os.getpid() == 1:
+        _reap_orphans()
+    return RunOutcome(
+        exit_code=proc.returncode,
+        timed_out=timed_out,
+        interrupted=interrupted,
+        stderr_tail=bytes(tail).decode("utf-8", errors="replace"),
+    )
+
+
+# --------------------------------------------------------------------------- one message
+
+
+@dataclasses.dataclass
+class JobResult:
+    ok: bool
+    key: Optional[str]
+    attempt: int
+    final: bool
+    result_keys: List[str] = dataclasses.field(default_factory=list)
+    # Set when the job was abandoned because the worker is stopping: no report, no retry delay.
+    interrupted: bool = False
+    reason: Optional[str] = None
+    report: Optional[dict] = None
+
+
+class JobFailure(Exception):
+    def __init__(self, reason: str, detail: str, exit_code: Optional[int] = None):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+        self.exit_code = exit_code
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def parse_body(body: str) -> Tuple[str, str, Optional[str]]:
+    """(bucket, key, etag) from a launcher message."""
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise JobFailure("bad_message", f"message body is not JSON: {exc}") from None
+    if not isinstance(data, dict) or not data.get("bucket") or not data.get("key"):
+        raise JobFailure("bad_message", "message body lacks bucket or key")
+    return str(data["bucket"]), str(data["key"]), data.get("etag")
+
+
+def _not_found(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound")
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
+def _job_paths(algorithm: dict, key: str) -> Tuple[str, str]:
+    try:
+        return local_paths(algorithm, key)
+    except ValueError as exc:
+        raise JobFailure("bad_message", str(exc)) from None
+
+
+def _download(s3, algorithm: dict, bucket: str, key: str, paths: List[str], try_decoded: bool = True) -> str:
+    """Download the input; returns the key actually found. `paths` is updated in place with
+    the local paths in use, so the caller can clean them up whatever happens."""
+    for path in paths:
+        _remove(path)
+    paths[:] = _job_paths(algorithm, key)
+    try:
+        for path in paths:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            _remove(path)  # a stale output from a crashed job would pass for a result
+        s3.download_file(bucket, key, paths[0])
+        return key
+    except (BotoCoreError, ClientError, OSError) as exc:
+        # The launcher decodes keys; a still-encoded key from another sender is retried decoded.
+        decoded = unquote_plus(key)
+        if try_decoded and decoded != key and isinstance(exc, ClientError) and _not_found(exc):
+            log.warning("s3://%s/%s not found, trying the URL-decoded key", bucket, key)
+            return _download(s3, algorithm, bucket, decoded, paths, try_decoded=False)
+        raise JobFailure("download_error", f"s3://{bucket}/{key}: {exc}") from None
+
+
+def process_message(
+    message: dict,
+    config: Config,
+    algorithm: dict,
+    s3,
+    *,
+    environ: Mapping[str, str],
+    stop: Optional[threading.Event] = None,
+) -> JobResult:
+    """Run one job. Does not touch the queue: run_worker deletes or releases the message."""
+    attempt = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+    final = attempt >= config.max_receive_count
+    started_at, t0 = _now(), time.monotonic()
+    bucket = key = etag = None
+    paths: List[str] = []
+    stderr_tail, exit_code = "", None
+    try:
+        bucket, key, etag = parse_body(message.get("Body", ""))
+        key = _download(s3, algorithm, bucket, key, paths)
+        input_path, output_path = paths
+        argv = substitute(algorithm["run_command"], input_path, output_path)
+        try:
+            outcome = run_command(
+                argv,
+                env=command_env(algorithm, environ),
+                stdin_path=input_path if algorithm["input_adapter"] == "stdin" else None,
+                stdout_path=output_path if algorithm["output_adapter"] == "stdout" else None,
+                timeout=algorithm["timeout_seconds"],
+                stop=stop,
+            )
+        except OSError as exc:
+            raise JobFailure("start_error", f"cannot start {argv[0]!r}: {exc}") from None
+        stderr_tail, exit_code = outcome.stderr_tail, outcome.exit_code
+        if outcome.interrupted:
+            log.warning("abandoned key=%s attempt=%d: worker is stopping", key, attempt)
+            return JobResult(ok=False, key=key, attempt=attempt, final=final, interrupted=True, reason="interrupted")
+        if outcome.timed_out:
+            raise JobFailure("timeout", f"killed after {algorithm['timeout_seconds']} s", exit_code)
+        if exit_code != 0:
+            raise JobFailure("nonzero_exit", f"command exited with {exit_code}", exit_code)
+        objects = result_objects(config.output_prefix, key, output_path)
+        if not objects:
+            what = "is an empty directory" if os.path.isdir(output_path) else "was not created"
+            raise JobFailure("missing_output", f"output {output_path} {what}", exit_code)
+        for local, result_key in objects:
+            try:
+                s3.upload_file(local, config.output_bucket, result_key)
+            except (BotoCoreError, ClientError, OSError) as exc:
+                raise JobFailure("upload_error", f"s3://{config.output_bucket}/{result_key}: {exc}", exit_code) from None
+        keys = [k for _, k in objects]
+        log.info("ok key=%s results=%s duration=%.2fs", key, ",".join(keys), time.monotonic() - t0)
+        return JobResult(ok=True, key=key, attempt=attempt, final=final, result_keys=keys)
+    except JobFailure as failure:
+        report_name = key if key is not None else f"_invalid-message/{message.get('MessageId', 'unknown')}"
+        report = {
+            "pipeline": config.pipeline,
+            "step": config.step,
+            "bucket": bucket,
+            "key": key,
+            "etag": etag,
+            "attempt": attempt,
+            "final": final,
+            "reason": failure.reason,
+            "exit_code": failure.exit_code,
+            # A job that failed before or outside the command reports why in place of stderr.
+            "stderr_tail": stderr_tail or failure.detail,
+            "started_at": started_at,
+            "finished_at": _now(),
+        }
+        log.error(
+            "failed key=%s reason=%s attempt=%d/%d final=%s duration=%.2fs: %s",
+            key, failure.reason, attempt, config.max_receive_count, final, time.monotonic() - t0, failure.detail,
+        )
+        write_report(s3, config, report_key(config, report_name, attempt), report)
+        return JobResult(ok=False, key=key, attempt=attempt, final=final, reason=failure.reason, report=report)
+    finally:
+        for path in paths:
+            _remove(path)
+
+
+def write_report(s3, config: Config, key: str, report: dict) -> None:
+    body = json.dumps(report, indent=2)
+    if not config.report_bucket:
+        log.error("failure report (no YUNPIPE_REPORT_BUCKET): %s", json.dumps(report))
+        return
+    try:
+        s3.put_object(Bucket=config.report_bucket, Key=key, Body=body.encode(), ContentType="application/json")
+        log.info("failure report at s3://%s/%s", config.report_bucket, key)
+    except (BotoCoreError, ClientError) as exc:
+        log.error("cannot write failure report s3://%s/%s (%s): %s", config.report_bucket, key, exc, json.dumps(report))
+
+
+# --------------------------------------------------------------------------- the queue loop
+
+
+class VisibilityHeartbeat:
+    """Keeps every message this worker holds invisible to other workers, extending each by
+    `visibility` seconds every `visibility / 2` seconds. A receive takes up to 10 messages, so
+    those waiting their turn are extended too, not only the running one."""
+
+    def __init__(self, sqs, queue_url: str, visibility: int):
+        self._sqs, self._queue_url, self._visibility = sqs, queue_url, visibility
+        self._held: Dict[str, str] = {}  # receipt handle -> message id
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="visibility-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+    def hold(self, messages: List[dict]) -> None:
+        with self._lock:
+            self._held.update((m["ReceiptHandle"], m.get("MessageId", "")) for m in messages)
+
+    def drop(self, message: dict) -> None:
+        """Stop extending; once this returns no extension is in flight for the message, so the
+        caller's delete or visibility change is the last word."""
+        with self._lock:
+            self._held.pop(message["ReceiptHandle"], None)
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._visibility / 2):
+            with self._lock:
+                for handle, message_id in list(self._held.items()):
+                    try:
+                        self._sqs.change_message_visibility(
+                            QueueUrl=self._queue_url, ReceiptHandle=handle, VisibilityTimeout=self._visibility
+                        )
+                    except (BotoCoreError, ClientError) as exc:
+                        log.warning("cannot extend visibility of message %s: %s", message_id, exc)
+
+
+def _settle(sqs, config: Config, message: dict, result: JobResult, retry_delay: int) -> None:
+    """Delete the message of a successful job; otherwise leave it for SQS to retry."""
+    try:
+        if result.ok:
+            sqs.delete_message(QueueUrl=config.queue_url, ReceiptHandle=message["ReceiptHandle"])
+            return
+        if result.interrupted or result.final:
+            delay = 0
+        else:
+            delay = min(retry_delay * result.attempt, config.visibility_seconds)
+        sqs.change_message_visibility(
+            QueueUrl=config.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=delay
+        )
+    except (BotoCoreError, ClientError) as exc:
+        # Typically an expired receipt handle: SQS already made the message visible again.
+        log.warning("cannot settle message %s: %s", message.get("MessageId"), exc)
+
+
+def _release(sqs, config: Config, message: dict) -> None:
+    try:
+        sqs.change_message_visibility(
+            QueueUrl=config.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        )
+    except (BotoCoreError, ClientError) as exc:
+        log.warning("cannot release message %s: %s", message.get("MessageId"), exc)
+
+
+def run_worker(
+    config: Config,
+    algorithm: dict,
+    sqs,
+    s3,
+    *,
+    environ: Optional[Mapping[str, str]] = None,
+    stop: Optional[threading.Event] = None,
+    retry_delay: int = RETRY_DELAY_SECONDS,
+) -> int:
+    """Drain the queue until it stays empty for config.idle_seconds or `stop` is set.
+    Returns the exit code (0). AWS errors outside a job propagate."""
+    environ = os.environ if environ is None else environ
+    stop = stop or threading.Event()
+    heartbeat = VisibilityHeartbeat(sqs, config.queue_url, config.visibility_seconds)
+    heartbeat.start()
+    idle_since = time.monotonic()
+    done = {"ok": 0, "failed": 0}
+    try:
+        while not stop.is_set():
+            response = sqs.receive_message(
+                QueueUrl=config.queue_url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=config.wait_seconds,
+                VisibilityTimeout=config.visibility_seconds,
+                AttributeNames=["ApproximateReceiveCount"],
+            )
+            messages = response.get("Messages", [])
+            if not messages:
+                if time.monotonic() - idle_since >= config.idle_seconds:
+                    log.info("queue empty for %ss, exiting: %d ok, %d failed", config.idle_seconds, done["ok"], done["failed"])
+                    return 0
+                continue
+            heartbeat.hold(messages)
+            for message in messages:
+                if stop.is_set():
+                    heartbeat.drop(message)
+                    _release(sqs, config, message)
+                    continue
+                result = process_message(message, config, algorithm, s3, environ=environ, stop=stop)
+                heartbeat.drop(message)
+                _settle(sqs, config, message, result, retry_delay)
+                if not result.interrupted:
+                    done["ok" if result.ok else "failed"] += 1
+            idle_since = time.monotonic()
+        log.info("stopped on request: %d ok, %d failed", done["ok"], done["failed"])
+        return 0
+    finally:
+        heartbeat.stop()
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
+    # botocore's INFO lines (credential discovery) would drown the one line per job.
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    try:
+        config = Config.from_env(os.environ)
+        algorithm = load_algorithm(config.algorithm_path)
+    except (OSError, ValueError) as exc:
+        log.error("configuration error: %s", exc)
+        return 2
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        # ECS sends SIGTERM, then SIGKILL after its stop timeout: abandon the running job
+        # (its message is released for another worker) and exit.
+        log.warning("signal %d received, stopping", signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        sqs, s3 = make_clients(os.environ)
+        log.info(
+            "worker started: pipeline=%s step=%s queue=%s algorithm=%s",
+            config.pipeline, config.step, config.queue_url, algorithm.get("name", ""),
+        )
+        return run_worker(config, algorithm, sqs, s3, environ=os.environ, stop=stop)
+    except (BotoCoreError, ClientError) as exc:
+        log.error("AWS error: %s", exc)
+        return 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
