@@ -114,8 +114,6 @@ def build_parser() -> argparse.ArgumentParser:
     up = local_verbs.add_parser("up", help="start the embedded AWS and the local data plane")
     up.add_argument("--detach", action="store_true", help="run in the background")
     up.add_argument("--port", type=int, default=4750, help="loopback port of the embedded AWS (default 4750)")
-    up.add_argument("--lambda", dest="lambda_mode", choices=["host", "docker"], default="host",
-                    help="run the launcher on the host (default) or in moto's Docker Lambda")
     local_verbs.add_parser("down", help="stop the local cloud and its containers")
     local_verbs.add_parser("status", help="is the local cloud running, and where")
     demo = verbs.add_parser("demo", help="the whole flow on the local cloud, from wrap to clean-up")
