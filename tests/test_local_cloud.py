@@ -1,0 +1,287 @@
+"""End to end on the local cloud: moto on loopback, the launcher on the host, tasks in Docker.
+
+Needs a Docker daemon and the local image yunpipe/base:bookworm (Debian bookworm + python3);
+skips only when no Docker daemon answers.
+"""
+import io
+import json
+import time
+import zipfile
+from importlib import resources
+
+import docker
+import docker.errors
+import pytest
+
+from yunpipe.local import state
+from yunpipe.local.clients import local_client
+from yunpipe.local.cloud import LocalCloud, running_state, start_detached, stop_running
+from yunpipe.local.ecs_runner import LABEL
+
+REGION = "us-east-1"
+IMAGE = "yunpipe/base:bookworm"
+
+
+def _docker_or_skip():
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        pytest.skip(f"no Docker daemon reachable: {exc}")
+    return client
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("YUNPIPE_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def docker_client():
+    return _docker_or_skip()
+
+
+@pytest.fixture
+def cloud(home, docker_client):
+    local = LocalCloud(port=0, regions=[REGION], schedule_speedup=60, docker_client=docker_client)
+    local.start()
+    yield local
+    local.stop()
+
+
+def _client(cloud, service):
+    return local_client(service, cloud.endpoint_url, REGION)
+
+
+def _wait(predicate, timeout=60, interval=0.25, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _network(cloud):
+    ec2 = _client(cloud, "ec2")
+    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+    group = ec2.describe_security_groups()["SecurityGroups"][0]["GroupId"]
+    return subnet, group
+
+
+def _register(cloud, family, command, environment=(), log_group=None, secrets=()):
+    definition = {
+        "name": "main",
+        "image": IMAGE,
+        "memory": 128,
+        "cpu": 256,
+        "essential": True,
+        "command": list(command),
+        "environment": [{"name": k, "value": v} for k, v in environment],
+        "secrets": [{"name": k, "valueFrom": v} for k, v in secrets],
+    }
+    if log_group:
+        definition["logConfiguration"] = {
+            "logDriver": "awslogs",
+            "options": {"awslogs-group": log_group, "awslogs-region": REGION, "awslogs-stream-prefix": "yunpipe"},
+        }
+    _client(cloud, "ecs").register_task_definition(
+        family=family,
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="256",
+        memory="512",
+        containerDefinitions=[definition],
+    )
+
+
+def _run(cloud, cluster, family, overrides=None):
+    subnet, group = _network(cloud)
+    return _client(cloud, "ecs").run_task(
+        cluster=cluster,
+        taskDefinition=family,
+        launchType="FARGATE",
+        overrides=overrides or {},
+        networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [group]}},
+    )["tasks"][0]["taskArn"]
+
+
+def _stopped(cloud, cluster, arn):
+    task = _client(cloud, "ecs").describe_tasks(cluster=cluster, tasks=[arn])["tasks"][0]
+    return task if task["lastStatus"] == "STOPPED" else None
+
+
+def _task_containers(docker_client, arn):
+    return docker_client.containers.list(all=True, filters={"label": f"yunpipe.task-arn={arn}"})
+
+
+def _launcher_function(cloud, name, environment):
+    iam = _client(cloud, "iam")
+    role = iam.create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("launcher.py", (resources.files("yunpipe.lambda_src") / "launcher.py").read_bytes())
+    return _client(cloud, "lambda").create_function(
+        FunctionName=name,
+        Runtime="python3.12",
+        Role=role,
+        Handler="launcher.handler",
+        Code={"ZipFile": buffer.getvalue()},
+        Environment={"Variables": environment},
+    )["FunctionArn"]
+
+
+def _step(cloud, name, command):
+    """Queue, cluster, task definition and launcher function of one step."""
+    queue_url = _client(cloud, "sqs").create_queue(QueueName=f"{name}-queue")["QueueUrl"]
+    _client(cloud, "ecs").create_cluster(clusterName=f"{name}-cluster")
+    _register(cloud, f"{name}-task", command)
+    subnet, group = _network(cloud)
+    fn_arn = _launcher_function(
+        cloud,
+        f"{name}-launcher",
+        {
+            "YUNPIPE_PIPELINE": "demo",
+            "YUNPIPE_STEP": name,
+            "YUNPIPE_QUEUE_URL": queue_url,
+            "YUNPIPE_CLUSTER": f"{name}-cluster",
+            "YUNPIPE_TASK_DEFINITION": f"{name}-task",
+            "YUNPIPE_STARTED_BY": f"yunpipe-{name}",
+            "YUNPIPE_SUBNETS": subnet,
+            "YUNPIPE_SECURITY_GROUPS": group,
+        },
+    )
+    return queue_url, fn_arn
+
+
+def _invocations(cloud, fn_arn, trigger):
+    return [i for i in cloud.status()["recent_lambda_invocations"] if i["function"] == fn_arn and i["trigger"] == trigger]
+
+
+def test_task_runs_in_docker_with_env_override_secret_logs_and_exit_code_in_stop_reason(cloud, docker_client):
+    _client(cloud, "logs").create_log_group(logGroupName="/yunpipe/demo")
+    _client(cloud, "ssm").put_parameter(Name="/yunpipe/demo/token", Value="s3cret", Type="SecureString")
+    _client(cloud, "ecs").create_cluster(clusterName="demo")
+    _register(
+        cloud,
+        "exit3",
+        ["python3", "-c", "import os, sys; print('hi', os.environ['KEEP'], os.environ['OVER'], os.environ['TOKEN']); sys.exit(3)"],
+        environment=[("KEEP", "kept"), ("OVER", "from-definition")],
+        secrets=[("TOKEN", "/yunpipe/demo/token")],
+        log_group="/yunpipe/demo",
+    )
+    arn = _run(cloud, "demo", "exit3", {"containerOverrides": [{"name": "main", "environment": [{"name": "OVER", "value": "from-override"}]}]})
+
+    task = _wait(lambda: _stopped(cloud, "demo", arn), what="the task to stop")
+    assert task["stoppedReason"] == "Essential container exited with code 3"
+    stream = f"yunpipe/main/{arn.rsplit('/', 1)[-1]}"
+    events = _client(cloud, "logs").get_log_events(logGroupName="/yunpipe/demo", logStreamName=stream)["events"]
+    assert [e["message"] for e in events] == ["hi kept from-override s3cret"]
+    _wait(lambda: not _task_containers(docker_client, arn), what="the container to be removed")
+
+
+def test_task_with_missing_image_stops_with_the_error_as_reason(cloud):
+    _client(cloud, "ecs").create_cluster(clusterName="demo")
+    _client(cloud, "ecs").register_task_definition(
+        family="missing",
+        containerDefinitions=[{"name": "main", "image": "yunpipe/does-not-exist:1", "memory": 64}],
+    )
+    arn = _run(cloud, "demo", "missing")
+    task = _wait(lambda: _stopped(cloud, "demo", arn), what="the task to stop")
+    assert "yunpipe/does-not-exist:1" in task["stoppedReason"]
+
+
+def test_running_task_container_has_limits_host_network_labels_and_emulator_endpoint(cloud, docker_client):
+    _client(cloud, "ecs").create_cluster(clusterName="demo")
+    _register(cloud, "sleeper", ["sleep", "300"])
+    arn = _run(cloud, "demo", "sleeper")
+    [container] = _wait(
+        lambda: [c for c in _task_containers(docker_client, arn) if c.status == "running"], what="a running container"
+    )
+    host = container.attrs["HostConfig"]
+    assert (host["NanoCpus"], host["Memory"], host["NetworkMode"]) == (250_000_000, 128 * 2**20, "host")
+    assert container.labels["yunpipe.local"] == "1"
+    assert container.labels["yunpipe.cluster"].endswith(":cluster/demo")
+    env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
+    assert env["AWS_ENDPOINT_URL"] == cloud.endpoint_url
+    assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == REGION
+
+
+def test_stop_task_through_the_api_kills_the_container_and_keeps_the_reason(cloud, docker_client):
+    _client(cloud, "ecs").create_cluster(clusterName="demo")
+    _register(cloud, "sleeper", ["sleep", "300"])
+    arn = _run(cloud, "demo", "sleeper")
+    _wait(lambda: [c for c in _task_containers(docker_client, arn) if c.status == "running"], what="a running container")
+
+    _client(cloud, "ecs").stop_task(cluster="demo", task=arn, reason="stopped by the user")
+    _wait(lambda: not _task_containers(docker_client, arn), what="the container to go")
+    assert _stopped(cloud, "demo", arn)["stoppedReason"] == "stopped by the user"
+
+
+def test_s3_notification_runs_the_launcher_on_the_host_which_queues_and_starts_a_task(cloud):
+    queue_url, fn_arn = _step(cloud, "s3step", ["python3", "-c", "print('worker')"])
+    s3 = _client(cloud, "s3")
+    s3.create_bucket(Bucket="demo-input")
+    s3.put_bucket_notification_configuration(
+        Bucket="demo-input",
+        NotificationConfiguration={
+            "LambdaFunctionConfigurations": [{"LambdaFunctionArn": fn_arn, "Events": ["s3:ObjectCreated:*"]}]
+        },
+    )
+    s3.put_object(Bucket="demo-input", Key="data/a b.txt", Body=b"hello")
+
+    [invocation] = _wait(lambda: _invocations(cloud, fn_arn, "s3"), what="the launcher to run")
+    assert invocation["ok"], invocation["result"]
+    assert invocation["result"]["enqueued"] == 1 and invocation["result"]["started"] == 1
+    message = _client(cloud, "sqs").receive_message(QueueUrl=queue_url, WaitTimeSeconds=1)["Messages"][0]
+    body = json.loads(message["Body"])
+    assert (body["bucket"], body["key"], body["step"]) == ("demo-input", "data/a b.txt", "s3step")
+    ecs = _client(cloud, "ecs")
+    [arn] = ecs.list_tasks(cluster="s3step-cluster", startedBy="yunpipe-s3step")["taskArns"]
+    task = _wait(lambda: _stopped(cloud, "s3step-cluster", arn), what="the started task to finish")
+    assert task["stoppedReason"] == "Essential container exited with code 0"
+
+
+def test_scheduler_fires_a_rate_rule_lambda_target_sped_up(cloud):
+    _, fn_arn = _step(cloud, "sched", ["true"])
+    events = _client(cloud, "events")
+    events.put_rule(Name="sched-topup", ScheduleExpression="rate(1 minute)", State="ENABLED")
+    events.put_targets(Rule="sched-topup", Targets=[{"Id": "launcher", "Arn": fn_arn}])
+
+    # speedup 60: one minute becomes one second.
+    runs = _wait(lambda: _invocations(cloud, fn_arn, "invoke"), timeout=15, what="the scheduled run")
+    assert runs[0]["ok"], runs[0]["result"]
+    assert runs[0]["result"]["enqueued"] == 0
+
+
+def test_state_file_names_the_endpoint_while_running(cloud, home):
+    current = running_state()
+    assert current == json.loads(state.state_path().read_text())
+    assert current["endpoint"] == cloud.endpoint_url == f"http://127.0.0.1:{cloud.port}"
+    assert state.state_path() == home / "local" / "cloud.json"
+
+
+def test_stop_kills_and_removes_every_yunpipe_local_container(home, docker_client):
+    local = LocalCloud(port=0, regions=[REGION], docker_client=docker_client)
+    local.start()
+    try:
+        _client(local, "ecs").create_cluster(clusterName="demo")
+        _register(local, "sleeper", ["sleep", "300"])
+        arn = _run(local, "demo", "sleeper")
+        _wait(lambda: [c for c in _task_containers(docker_client, arn) if c.status == "running"], what="a running container")
+    finally:
+        local.stop()
+    assert docker_client.containers.list(all=True, filters={"label": f"{LABEL}=1"}) == []
+    assert running_state() is None
+
+
+def test_detached_daemon_announces_its_endpoint_and_stops_on_request(home, docker_client):
+    current = start_detached(port=0)
+    try:
+        assert current["endpoint"].startswith("http://127.0.0.1:")
+        local_client("s3", current["endpoint"], REGION).list_buckets()
+    finally:
+        assert stop_running() is True
+    assert running_state() is None

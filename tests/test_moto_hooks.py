@@ -1,0 +1,114 @@
+"""Guards for the moto internals the local cloud relies on (see yunpipe/local/*.py).
+
+If a moto release moves any of them, these tests fail loudly: adapt yunpipe.local and the
+moto version range in setup.py together.
+"""
+import inspect
+import io
+import json
+import zipfile
+
+import boto3
+import pytest
+from moto import mock_aws
+
+import moto.s3.notifications as s3_notifications
+from moto.awslambda.utils import get_backend
+from moto.core import DEFAULT_ACCOUNT_ID
+
+from yunpipe.local.clients import local_client
+from yunpipe.local.server import EmulatorServer
+
+REGION = "us-east-1"
+
+
+def _zip(name: str, source: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(name, source)
+    return buffer.getvalue()
+
+
+def test_invoke_awslambda_keeps_its_signature():
+    assert list(inspect.signature(s3_notifications._invoke_awslambda).parameters) == [
+        "account_id",
+        "event_body",
+        "fn_arn",
+        "region_name",
+    ]
+
+
+@mock_aws
+def test_s3_notification_to_lambda_goes_through_invoke_awslambda(monkeypatch):
+    calls = []
+    monkeypatch.setattr(s3_notifications, "_invoke_awslambda", lambda *args: calls.append(args))
+    iam = boto3.client("iam", region_name=REGION)
+    role = iam.create_role(RoleName="fn-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    awslambda = boto3.client("lambda", region_name=REGION)
+    code = _zip("launcher.py", b"def handler(event, context):\n    return event\n")
+    fn_arn = awslambda.create_function(
+        FunctionName="fn",
+        Runtime="python3.12",
+        Role=role,
+        Handler="launcher.handler",
+        Code={"ZipFile": code},
+        Environment={"Variables": {"YUNPIPE_STEP": "s"}},
+    )["FunctionArn"]
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="hook-in")
+    s3.put_bucket_notification_configuration(
+        Bucket="hook-in",
+        NotificationConfiguration={
+            "LambdaFunctionConfigurations": [{"LambdaFunctionArn": fn_arn, "Events": ["s3:ObjectCreated:*"]}]
+        },
+    )
+    s3.put_object(Bucket="hook-in", Key="a b.txt", Body=b"x")
+
+    assert len(calls) == 1
+    account_id, event_body, called_arn, region_name = calls[0]
+    assert (account_id, called_arn, region_name) == (DEFAULT_ACCOUNT_ID, fn_arn, REGION)
+    record = event_body["Records"][0]
+    assert record["eventName"] == "ObjectCreated:Put"
+    assert record["s3"]["bucket"]["name"] == "hook-in"
+    assert record["s3"]["object"]["key"] == "a+b.txt"
+    json.dumps(event_body)  # the host launcher gets it as is; it must be plain JSON data
+
+    # What yunpipe.local.lambda_host reads from the function moto resolves from that ARN.
+    function = get_backend(account_id, region_name).get_function(called_arn)
+    assert function.handler == "launcher.handler"
+    assert function.environment_vars == {"YUNPIPE_STEP": "s"}
+    assert function.code_bytes == code
+    assert (function.region, function.function_arn, function.function_name) == (REGION, fn_arn, "fn")
+
+
+@pytest.fixture
+def emulator():
+    server = EmulatorServer(port=0)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_ecs_task_manual_transition_keeps_task_running_until_stop_task(emulator):
+    ecs = local_client("ecs", emulator.endpoint_url, REGION)
+    ecs.create_cluster(clusterName="c")
+    ecs.register_task_definition(
+        family="f", containerDefinitions=[{"name": "main", "image": "yunpipe/base:bookworm", "memory": 64}]
+    )
+    ec2 = local_client("ec2", emulator.endpoint_url, REGION)
+    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+    group = ec2.describe_security_groups()["SecurityGroups"][0]["GroupId"]
+    arn = ecs.run_task(
+        cluster="c",
+        taskDefinition="f",
+        launchType="FARGATE",
+        networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [group]}},
+    )["tasks"][0]["taskArn"]
+
+    # moto's default ("manual", times=1) would have moved it on after the first describe.
+    for _ in range(5):
+        assert ecs.describe_tasks(cluster="c", tasks=[arn])["tasks"][0]["lastStatus"] == "RUNNING"
+
+    ecs.stop_task(cluster="c", task=arn, reason="done")
+    task = ecs.describe_tasks(cluster="c", tasks=[arn])["tasks"][0]
+    assert (task["lastStatus"], task["desiredStatus"], task["stoppedReason"]) == ("STOPPED", "STOPPED", "done")

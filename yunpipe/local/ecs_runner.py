@@ -1,0 +1,400 @@
+"""yunpipe's ECS data plane for the local cloud: every RUNNING task becomes Docker containers.
+
+moto keeps ECS tasks as records only. The runner polls the emulator (all clusters of the given
+regions) and, for each task it has not seen yet, runs one Docker container per container
+definition through the Docker SDK:
+
+- image, command, entryPoint, workingDirectory from the container definition; environment from
+  the definition, then the task's containerOverrides; secrets resolved from SSM (``valueFrom``,
+  decrypted); cpu units/1024 -> ``nano_cpus``, memory MiB -> ``mem_limit`` (container values,
+  overrides, else the task-level ones);
+- ``network_mode="host"`` and ``AWS_ENDPOINT_URL=http://127.0.0.1:<port>``, the task's region and
+  fake credentials (the emulator listens on loopback only);
+- labels ``yunpipe.local=1``, ``yunpipe.task-arn``, ``yunpipe.cluster``.
+
+Output of a container whose logConfiguration is ``awslogs`` is copied into CloudWatch Logs
+(group and region from its options, stream ``<awslogs-stream-prefix>/<container>/<task id>``).
+When an essential container exits, the others are killed and the task is stopped with
+``"Essential container exited with code N"``; a task that cannot start (missing image, missing
+log group, unreadable secret) is stopped with the error as its reason. A task stopped through
+the API loses its containers. Containers are removed once their task is over.
+
+API:
+    EcsRunner(endpoint_url, regions, docker_client, poll_interval=0.5)
+        .start(), .stop()          stop() kills the containers of the tasks still running
+        .active_tasks() -> list[str]
+    remove_local_containers(docker_client) -> int   kill and remove every yunpipe.local container
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import threading
+import time
+from datetime import datetime
+from typing import Any
+
+import docker
+import docker.errors
+from botocore.exceptions import ClientError
+
+from .clients import FAKE_CREDENTIALS, local_client
+
+log = logging.getLogger(__name__)
+
+LABEL = "yunpipe.local"
+LABEL_TASK = "yunpipe.task-arn"
+LABEL_CLUSTER = "yunpipe.cluster"
+# put_log_events limits: 10,000 events per call; a batch is also sent after this many seconds.
+LOG_BATCH_EVENTS = 1000
+LOG_FLUSH_SECONDS = 1.0
+LOOPBACK_REGISTRIES = ("127.0.0.1", "localhost")
+
+
+class TaskStartError(Exception):
+    """A task cannot start; its message becomes the task's stoppedReason."""
+
+
+def remove_local_containers(docker_client: docker.DockerClient) -> int:
+    containers = docker_client.containers.list(all=True, filters={"label": f"{LABEL}=1"})
+    for container in containers:
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+    return len(containers)
+
+
+def _paginate(client, operation: str, key: str, **kwargs) -> list:
+    items: list = []
+    for page in client.get_paginator(operation).paginate(**kwargs):
+        items.extend(page.get(key, []))
+    return items
+
+
+def _docker_name(text: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9_.-]", "-", text)
+
+
+def _parse_docker_timestamp(stamp: str) -> int:
+    # Docker writes RFC 3339 with nanoseconds; Python parses up to microseconds.
+    match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)", stamp)
+    if not match:
+        return int(time.time() * 1000)
+    base, fraction, zone = match.groups()
+    fraction = (fraction or ".0")[:7]
+    zone = "+00:00" if zone == "Z" else zone
+    return int(datetime.fromisoformat(f"{base}{fraction}{zone}").timestamp() * 1000)
+
+
+class _LogPump(threading.Thread):
+    """Copies one container's output into one CloudWatch Logs stream, in batches."""
+
+    def __init__(self, container, logs_client, group: str, stream: str):
+        super().__init__(name=f"yunpipe-logs-{container.name}", daemon=True)
+        self._container = container
+        self._logs = logs_client
+        self._group = group
+        self._stream = stream
+        self._lines: queue.Queue = queue.Queue()
+        self._reader = threading.Thread(target=self._read, name=f"{self.name}-read", daemon=True)
+
+    def _read(self) -> None:
+        # The stream ends when the container stops; None tells the writer so.
+        try:
+            pending = b""
+            for chunk in self._container.logs(stream=True, follow=True, timestamps=True):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    self._lines.put(line)
+            if pending:
+                self._lines.put(pending)
+        except docker.errors.NotFound:
+            pass
+        finally:
+            self._lines.put(None)
+
+    def run(self) -> None:
+        self._reader.start()
+        batch: list[dict] = []
+        last_flush = time.monotonic()
+        done = False
+        while not done:
+            try:
+                line = self._lines.get(timeout=LOG_FLUSH_SECONDS)
+            except queue.Empty:
+                line = b""
+            if line is None:
+                done = True
+            elif line:
+                stamp, _, message = line.decode("utf-8", "replace").partition(" ")
+                batch.append({"timestamp": _parse_docker_timestamp(stamp), "message": message})
+            due = time.monotonic() - last_flush >= LOG_FLUSH_SECONDS
+            if batch and (done or due or len(batch) >= LOG_BATCH_EVENTS):
+                self._flush(batch)
+                batch = []
+                last_flush = time.monotonic()
+
+    def _flush(self, batch: list[dict]) -> None:
+        try:
+            self._logs.put_log_events(logGroupName=self._group, logStreamName=self._stream, logEvents=batch)
+        except ClientError as exc:
+            log.warning("cannot copy logs to %s/%s: %s", self._group, self._stream, exc)
+
+
+class _TaskRun(threading.Thread):
+    """Runs one ECS task's containers from creation to removal."""
+
+    def __init__(self, runner: "EcsRunner", task: dict, region: str):
+        super().__init__(name=f"yunpipe-task-{task['taskArn'].rsplit('/', 1)[-1]}", daemon=True)
+        self.task = task
+        self.arn = task["taskArn"]
+        self.task_id = self.arn.rsplit("/", 1)[-1]
+        self.cluster = task["clusterArn"]
+        self.region = region
+        self._runner = runner
+        self._ecs = local_client("ecs", runner.endpoint_url, region)
+        self._ssm = local_client("ssm", runner.endpoint_url, region)
+        self._stopped_elsewhere = threading.Event()
+        self._containers: list[tuple[dict, Any]] = []
+        self._pumps: list[_LogPump] = []
+
+    def stop_from_api(self) -> None:
+        """The task was stopped through the API: its containers go, its reason stays."""
+        self._stopped_elsewhere.set()
+
+    def run(self) -> None:
+        reason = None
+        try:
+            self._create_containers()
+            for _, container in self._containers:
+                container.start()
+            for pump in self._pumps:
+                pump.start()
+            reason = self._wait()
+        except (TaskStartError, docker.errors.APIError) as exc:
+            reason = f"CannotStartContainerError: {exc}"
+        except Exception as exc:  # noqa: BLE001 - any failure must still end the task
+            log.exception("task %s failed in the local runner", self.arn)
+            reason = f"yunpipe local runner error: {exc}"
+        finally:
+            for _, container in self._containers:
+                try:
+                    container.kill()
+                except docker.errors.APIError:
+                    pass  # already exited
+            for pump in self._pumps:
+                if pump.ident is not None:
+                    pump.join(timeout=30)
+            if not self._stopped_elsewhere.is_set() and reason is not None:
+                self._stop_task(reason)
+            for _, container in self._containers:
+                try:
+                    container.remove(force=True)
+                except docker.errors.NotFound:
+                    pass
+            self._runner._finished(self.arn)
+
+    def _stop_task(self, reason: str) -> None:
+        try:
+            self._ecs.stop_task(cluster=self.cluster, task=self.arn, reason=reason[:1024])
+        except ClientError as exc:
+            log.warning("cannot stop task %s: %s", self.arn, exc)
+
+    def _wait(self) -> str | None:
+        while True:
+            if self._stopped_elsewhere.wait(self._runner.poll_interval):
+                return None
+            for definition, container in self._containers:
+                container.reload()
+                if container.status in ("exited", "dead") and definition.get("essential", True):
+                    code = container.attrs["State"]["ExitCode"]
+                    return f"Essential container exited with code {code}"
+
+    def _create_containers(self) -> None:
+        task_definition = self._ecs.describe_task_definition(taskDefinition=self.task["taskDefinitionArn"])[
+            "taskDefinition"
+        ]
+        overrides = {o["name"]: o for o in self.task.get("overrides", {}).get("containerOverrides", []) if "name" in o}
+        for definition in task_definition["containerDefinitions"]:
+            kwargs = self._container_kwargs(task_definition, definition, overrides.get(definition["name"], {}))
+            self._ensure_image(kwargs["image"])
+            pump_target = self._log_target(definition)
+            container = self._runner.docker.containers.create(**kwargs)
+            self._containers.append((definition, container))
+            if pump_target:
+                logs = local_client("logs", self._runner.endpoint_url, pump_target[0])
+                self._pumps.append(_LogPump(container, logs, *pump_target[1:]))
+
+    def _container_kwargs(self, task_definition: dict, definition: dict, override: dict) -> dict:
+        environment = {e["name"]: e["value"] for e in definition.get("environment", [])}
+        environment.update({e["name"]: e["value"] for e in override.get("environment", [])})
+        for secret in definition.get("secrets", []):
+            environment[secret["name"]] = self._secret(secret["valueFrom"])
+        # The local cloud's own settings win: a task must never reach past the emulator.
+        environment.update(FAKE_CREDENTIALS)
+        environment.update(
+            {
+                "AWS_ENDPOINT_URL": self._runner.endpoint_url,
+                "AWS_REGION": self.region,
+                "AWS_DEFAULT_REGION": self.region,
+            }
+        )
+        cpu = override.get("cpu") or definition.get("cpu") or int(task_definition.get("cpu") or 0)
+        memory = override.get("memory") or definition.get("memory") or int(task_definition.get("memory") or 0)
+        reservation = override.get("memoryReservation") or definition.get("memoryReservation")
+        kwargs: dict[str, Any] = {
+            "image": definition["image"],
+            "name": _docker_name(f"yunpipe-{self.cluster.rsplit('/', 1)[-1]}-{self.task_id}-{definition['name']}"),
+            "environment": environment,
+            "network_mode": "host",
+            "labels": {LABEL: "1", LABEL_TASK: self.arn, LABEL_CLUSTER: self.cluster},
+            "detach": True,
+        }
+        command = override.get("command") or definition.get("command")
+        if command:
+            kwargs["command"] = command
+        if definition.get("entryPoint"):
+            kwargs["entrypoint"] = definition["entryPoint"]
+        if definition.get("workingDirectory"):
+            kwargs["working_dir"] = definition["workingDirectory"]
+        if definition.get("user"):
+            kwargs["user"] = definition["user"]
+        if cpu:
+            kwargs["nano_cpus"] = int(cpu) * 10**9 // 1024
+        if memory:
+            kwargs["mem_limit"] = f"{int(memory)}m"
+        if reservation:
+            kwargs["mem_reservation"] = f"{int(reservation)}m"
+        return kwargs
+
+    def _secret(self, value_from: str) -> str:
+        try:
+            return self._ssm.get_parameter(Name=value_from, WithDecryption=True)["Parameter"]["Value"]
+        except ClientError as exc:
+            raise TaskStartError(f"cannot read secret {value_from}: {exc}") from exc
+
+    def _ensure_image(self, image: str) -> None:
+        try:
+            self._runner.docker.images.get(image)
+            return
+        except docker.errors.ImageNotFound:
+            pass
+        # Only a registry on this machine is worth asking: the others are unreachable offline.
+        if image.split("/", 1)[0].split(":", 1)[0] in LOOPBACK_REGISTRIES and "/" in image:
+            try:
+                self._runner.docker.images.pull(image)
+                return
+            except docker.errors.APIError as exc:
+                raise TaskStartError(f"cannot pull image {image}: {exc}") from exc
+        raise TaskStartError(f"image {image} is not in the local Docker daemon")
+
+    def _log_target(self, definition: dict) -> tuple[str, str, str] | None:
+        config = definition.get("logConfiguration") or {}
+        if config.get("logDriver") != "awslogs":
+            return None
+        options = config.get("options", {})
+        group = options.get("awslogs-group")
+        if not group:
+            raise TaskStartError(f"container {definition['name']}: awslogs needs awslogs-group")
+        region = options.get("awslogs-region", self.region)
+        prefix = options.get("awslogs-stream-prefix")
+        stream = f"{prefix}/{definition['name']}/{self.task_id}" if prefix else f"{definition['name']}/{self.task_id}"
+        logs = local_client("logs", self._runner.endpoint_url, region)
+        if options.get("awslogs-create-group") == "true":
+            try:
+                logs.create_log_group(logGroupName=group)
+            except logs.exceptions.ResourceAlreadyExistsException:
+                pass
+        try:
+            logs.create_log_stream(logGroupName=group, logStreamName=stream)
+        except logs.exceptions.ResourceAlreadyExistsException:
+            pass
+        except logs.exceptions.ResourceNotFoundException as exc:
+            # As on AWS: a missing group fails the task instead of losing its output.
+            raise TaskStartError(f"log group {group} does not exist: {exc}") from exc
+        return region, group, stream
+
+
+class EcsRunner:
+    """Polls the emulator for RUNNING tasks and runs each in Docker (see the module docstring)."""
+
+    def __init__(self, endpoint_url: str, regions: list[str], docker_client: docker.DockerClient, poll_interval: float = 0.5):
+        self.endpoint_url = endpoint_url
+        self.regions = list(regions)
+        self.docker = docker_client
+        self.poll_interval = poll_interval
+        self._runs: dict[str, _TaskRun] = {}
+        # Tasks already run once are never run again, even if stopping them failed.
+        self._done: set[str] = set()
+        self._lock = threading.Lock()
+        self._ecs: dict[str, Any] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="yunpipe-ecs-runner", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        with self._lock:
+            runs = list(self._runs.values())
+        for run in runs:
+            # Shutting down is not a task outcome: the tasks stay as they are in the
+            # emulator, which stops right after.
+            run.stop_from_api()
+        for run in runs:
+            run.join(timeout=60)
+
+    def active_tasks(self) -> list[str]:
+        with self._lock:
+            return sorted(self._runs)
+
+    def _finished(self, arn: str) -> None:
+        with self._lock:
+            self._runs.pop(arn, None)
+            self._done.add(arn)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            for region in self.regions:
+                try:
+                    self._poll(region)
+                except Exception:  # noqa: BLE001 - keep watching; the next poll retries
+                    log.exception("ECS poll failed in %s", region)
+            self._stop.wait(self.poll_interval)
+
+    def _poll(self, region: str) -> None:
+        # Building a client costs more than a poll: one per region, used by this thread only.
+        if region not in self._ecs:
+            self._ecs[region] = local_client("ecs", self.endpoint_url, region)
+        ecs = self._ecs[region]
+        for cluster in _paginate(ecs, "list_clusters", "clusterArns"):
+            running = set(_paginate(ecs, "list_tasks", "taskArns", cluster=cluster, desiredStatus="RUNNING"))
+            with self._lock:
+                mine = {arn: run for arn, run in self._runs.items() if run.cluster == cluster}
+            for arn, run in mine.items():
+                if arn not in running:
+                    run.stop_from_api()
+            with self._lock:
+                new = sorted(running - set(mine) - self._done)
+            for start in range(0, len(new), 100):
+                described = ecs.describe_tasks(cluster=cluster, tasks=new[start : start + 100])["tasks"]
+                for task in described:
+                    if task.get("lastStatus") in ("PENDING", "RUNNING"):
+                        self._launch(task, region)
+
+    def _launch(self, task: dict, region: str) -> None:
+        run = _TaskRun(self, task, region)
+        with self._lock:
+            if self._stop.is_set() or task["taskArn"] in self._runs:
+                return
+            self._runs[task["taskArn"]] = run
+        run.start()

@@ -1,0 +1,90 @@
+"""The local cloud's AWS API: moto's ThreadedMotoServer, on loopback only.
+
+API:
+    EmulatorServer(port=DEFAULT_PORT)   port 0 picks a free port
+        .start() -> str                 starts moto, pins ECS task status, returns the endpoint URL
+        .stop()
+        .endpoint_url, .port            valid after start()
+    pin_ecs_tasks(endpoint_url)         the ECS state-manager setting described below
+
+moto 5.x models an ECS task with a state manager (model ``ecs::task``): a task is created
+RUNNING and, under moto's default ``{"progression": "manual", "times": 1}``, moves one step
+towards STOPPED each time describe_tasks has seen it once. The local runner owns the task
+lifecycle instead, so the transition is set to manual with a count no run will reach: a task
+stays RUNNING until stop_task (by the runner, or by anyone through the API) marks it STOPPED.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import urllib.request
+
+from moto.server import ThreadedMotoServer
+
+LOOPBACK = "127.0.0.1"
+DEFAULT_PORT = 4750
+# describe_tasks calls needed before moto advances a task: never reached in practice
+# (the runner polls about twice a second).
+ECS_TASK_TRANSITION = {"progression": "manual", "times": 2**62}
+
+
+def _check_port_free(port: int) -> None:
+    # ThreadedMotoServer.start() waits forever when its server thread fails to bind, so a
+    # taken port is reported here, before moto gets it.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError as exc:
+            raise OSError(f"cannot listen on {LOOPBACK}:{port}: {exc.strerror}") from exc
+
+
+def _post_moto_api(endpoint_url: str, path: str, body: dict | None = None) -> None:
+    data = json.dumps(body or {}).encode()
+    request = urllib.request.Request(f"{endpoint_url}{path}", data=data, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        response.read()
+
+
+def pin_ecs_tasks(endpoint_url: str) -> None:
+    """Keep ECS tasks RUNNING until stop_task (see the module docstring)."""
+    _post_moto_api(
+        endpoint_url,
+        "/moto-api/state-manager/set-transition",
+        {"model_name": "ecs::task", "transition": ECS_TASK_TRANSITION},
+    )
+
+
+class EmulatorServer:
+    """moto's server, bound to 127.0.0.1, with an empty state and ECS tasks pinned."""
+
+    def __init__(self, port: int = DEFAULT_PORT):
+        self._requested_port = port
+        self._server: ThreadedMotoServer | None = None
+        self.port: int | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("the emulator is not started")
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self) -> str:
+        if self._requested_port:
+            _check_port_free(self._requested_port)
+        self._server = ThreadedMotoServer(ip_address=LOOPBACK, port=self._requested_port, verbose=False)
+        self._server.start()
+        self.port = self._server.get_host_and_port()[1]
+        # moto's backends live in this process: a previous local cloud in the same process
+        # would otherwise leave its resources behind.
+        _post_moto_api(self.endpoint_url, "/moto-api/reset")
+        pin_ecs_tasks(self.endpoint_url)
+        return self.endpoint_url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            # The state manager is process-wide: give later moto users their default back.
+            _post_moto_api(self.endpoint_url, "/moto-api/state-manager/unset-transition", {"model_name": "ecs::task"})
+            self._server.stop()
+            self._server = None
+        self.port = None
