@@ -31,6 +31,8 @@ import time
 import docker
 import docker.errors
 
+from yunpipe import paths
+
 from . import state
 from .ecs_runner import EcsRunner, remove_local_containers
 from .lambda_host import LambdaHost
@@ -159,7 +161,7 @@ def start_detached(port: int = DEFAULT_PORT, timeout: float = 60, extra_args: tu
     current = state.read_state()
     if current is not None:
         raise RuntimeError(f"a local cloud already runs at {current['endpoint']} (pid {current['pid']})")
-    log_path = state.yunpipe_home() / "local" / "daemon.log"
+    log_path = paths.local_dir() / "daemon.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(

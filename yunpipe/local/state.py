@@ -1,10 +1,9 @@
 """Where a running local cloud announces itself, so other commands can find its endpoint.
 
 File: ``<yunpipe home>/local/cloud.json`` with ``{"endpoint": str, "port": int, "pid": int}``;
-the yunpipe home is ``$YUNPIPE_HOME`` or ``~/.yunpipe``.
+the yunpipe home is ``$YUNPIPE_HOME`` or ``~/.yunpipe`` (yunpipe.paths).
 
 API:
-    yunpipe_home() -> Path
     state_path() -> Path
     write_state(endpoint, port, pid=os.getpid()) -> Path
     read_state() -> dict | None       None when no file, or when its process is gone
@@ -16,13 +15,11 @@ import json
 import os
 from pathlib import Path
 
-
-def yunpipe_home() -> Path:
-    return Path(os.environ.get("YUNPIPE_HOME") or Path.home() / ".yunpipe")
+from yunpipe import paths
 
 
 def state_path() -> Path:
-    return yunpipe_home() / "local" / "cloud.json"
+    return paths.local_dir() / "cloud.json"
 
 
 def _process_alive(pid: int) -> bool:
