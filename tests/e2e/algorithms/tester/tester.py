@@ -1,0 +1,27 @@
+"""tester.py INPUT OUTPUT: append a stamp line to INPUT and write it to OUTPUT.
+
+Inputs steer it, so end-to-end tests can provoke each outcome:
+- a line 'FAIL' makes it exit 3 with a message on stderr;
+- a first line 'SLEEP n' makes it sleep n seconds first (a slow job).
+"""
+import os
+import sys
+import time
+
+
+def main(source: str, target: str) -> int:
+    with open(source) as handle:
+        text = handle.read()
+    lines = text.splitlines()
+    if "FAIL" in lines:
+        print(f"tester: refusing {os.path.basename(source)}: it asks to fail", file=sys.stderr)
+        return 3
+    if lines and lines[0].startswith("SLEEP "):
+        time.sleep(float(lines[0].split()[1]))
+    with open(target, "w") as handle:
+        handle.write(f"{text.rstrip()}\n-- {os.environ.get('STAMP', 'tested')}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2]))
