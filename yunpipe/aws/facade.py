@@ -1,0 +1,100 @@
+"""The one door to AWS: clients from one session, a generic call, and a call counter.
+
+Every client made here reports each API call through botocore's `before-call` event, so a
+command can count its mutating calls and tests can watch (or fail) calls without mocks.
+"""
+import contextlib
+from typing import Any, Callable, Iterator
+
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
+
+# Operations that only read. Anything else counts as a mutating call.
+READ_PREFIXES = ("Describe", "List", "Get", "Head")
+# Errors meaning "no AWS to talk to at all" (dry-runs plan as if nothing existed).
+UNREACHABLE = (EndpointConnectionError, NoCredentialsError)
+BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
+
+# Callbacks (service, operation) run before every call of every facade client; a callback
+# that raises stops the call.
+_observers: list[Callable[[str, str], None]] = []
+
+__all__ = ["Aws", "ClientError", "BotoCoreError", "UNREACHABLE", "error_code", "is_mutating", "watch_calls"]
+
+
+def is_mutating(operation: str) -> bool:
+    return not operation.startswith(READ_PREFIXES)
+
+
+def error_code(error: ClientError) -> str:
+    return error.response.get("Error", {}).get("Code", "")
+
+
+@contextlib.contextmanager
+def watch_calls(hook: Callable[[str, str], None] | None = None) -> Iterator[list[tuple[str, str]]]:
+    """Record (service, Operation) of every facade call in the block; `hook` runs first."""
+    seen: list[tuple[str, str]] = []
+
+    def observer(service: str, operation: str) -> None:
+        if hook:
+            hook(service, operation)
+        seen.append((service, operation))
+
+    _observers.append(observer)
+    try:
+        yield seen
+    finally:
+        _observers.remove(observer)
+
+
+class Aws:
+    """Clients built from one boto3-like session (boto3.Session or LocalStack's Session)."""
+
+    def __init__(self, session: Any, endpoint_url: str | None = None):
+        self.session = session
+        self.endpoint_url = endpoint_url
+        self.region = session.region_name
+        self.mutating_calls = 0
+        self._clients: dict[str, Any] = {}
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            kwargs = {"config": BOTO_CONFIG}
+            if self.endpoint_url:
+                kwargs["endpoint_url"] = self.endpoint_url
+            client = self.session.client(service, **kwargs)
+            client.meta.events.register("before-call.*.*", self._before_call)
+            self._clients[service] = client
+        return self._clients[service]
+
+    def _before_call(self, model, **_kwargs) -> None:
+        service, operation = model.service_model.service_name, model.name
+        if is_mutating(operation):
+            self.mutating_calls += 1
+        for observer in list(_observers):
+            observer(service, operation)
+
+    def call(self, service: str, operation: str, **params) -> dict:
+        """`operation` is the boto3 method name (create_queue); ResponseMetadata is dropped."""
+        response = getattr(self.client(service), operation)(**params)
+        response.pop("ResponseMetadata", None)
+        return response
+
+    def pages(self, service: str, operation: str, key: str, **params) -> Iterator[Any]:
+        """Every item under `key` of every page of a paginated read."""
+        for page in self.client(service).get_paginator(operation).paginate(**params):
+            yield from page.get(key, [])
+
+    def account_id(self) -> str:
+        return self.call("sts", "get_caller_identity")["Account"]
+
+    def credentials(self) -> dict[str, str]:
+        """The caller's own keys (for -uu), as environment variable names -> values."""
+        credentials = self.session.get_credentials()
+        if credentials is None:
+            return {}
+        frozen = credentials.get_frozen_credentials()
+        keys = {"AWS_ACCESS_KEY_ID": frozen.access_key, "AWS_SECRET_ACCESS_KEY": frozen.secret_key}
+        if frozen.token:
+            keys["AWS_SESSION_TOKEN"] = frozen.token
+        return keys

@@ -1,0 +1,44 @@
+"""Which AWS to talk to: the standard credential chain, a profile, an endpoint, LocalStack or
+yunpipe's local cloud. Builds the one `Aws` facade every command uses.
+"""
+import json
+import os
+
+import boto3
+
+from yunpipe import paths
+from yunpipe.aws.facade import Aws
+from yunpipe.errors import YunpipeError
+
+# The local cloud accepts any key pair; fixed fake keys keep real credentials out of it.
+LOCAL_CREDENTIALS = {"aws_access_key_id": "yunpipe-local", "aws_secret_access_key": "yunpipe-local"}
+LOCAL_REGION = "us-east-1"
+
+
+def local_endpoint() -> str:
+    """The endpoint the running local cloud announced in <YUNPIPE_HOME>/local/cloud.json."""
+    path = paths.local_dir() / "cloud.json"
+    try:
+        return json.loads(path.read_text())["endpoint"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        raise YunpipeError(f"no local cloud found ({path}): run `yunpipe local up` first") from None
+
+
+def wants_local(args) -> bool:
+    return bool(getattr(args, "local", False)) or os.environ.get("YUNPIPE_LOCAL") == "1"
+
+
+def open_aws(args, region: str | None = None) -> Aws:
+    """The facade for the command's AWS options; `region` is the workflow's, used when no
+    --region is given."""
+    region = getattr(args, "region", None) or region
+    if wants_local(args):
+        session = boto3.Session(region_name=LOCAL_REGION, **LOCAL_CREDENTIALS)
+        return Aws(session, endpoint_url=local_endpoint())
+    if getattr(args, "localstack", False):
+        # Imported here: only LocalStack users need the package at run time.
+        from localstack_client.session import Session as LocalstackSession
+        return Aws(LocalstackSession(region_name=region or LOCAL_REGION, profile_name=getattr(args, "profile", None)))
+    session = boto3.Session(profile_name=getattr(args, "profile", None), region_name=region)
+    # boto3 reads AWS_ENDPOINT_URL itself; an explicit flag wins over it.
+    return Aws(session, endpoint_url=getattr(args, "endpoint_url", None))

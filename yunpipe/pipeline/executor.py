@@ -1,0 +1,59 @@
+"""Run a plan: each call through the facade, in order, recording the state after each one."""
+import time
+from typing import Any, Callable
+
+from yunpipe.aws.facade import Aws, BotoCoreError, ClientError, error_code
+from yunpipe.errors import YunpipeError
+from yunpipe.pipeline.plan import Call, Plan, Ref
+from yunpipe.pipeline.state import PipelineState
+
+RETRY_ATTEMPTS = 10
+RETRY_MAX_DELAY = 10.0
+
+
+def substitute(value: Any, values: dict[str, Any]) -> Any:
+    """Replace each Ref with the value an earlier call produced."""
+    if isinstance(value, Ref):
+        return values[value.name]
+    if isinstance(value, dict):
+        return {k: substitute(v, values) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute(v, values) for v in value]
+    return value
+
+
+def _invoke(aws: Aws, call: Call, params: dict, sleep: Callable[[float], None]) -> dict:
+    for attempt in range(RETRY_ATTEMPTS):
+        try:
+            return aws.call(call.service, call.operation, **params)
+        except ClientError as error:
+            code = error_code(error)
+            if code in call.done_codes:
+                return {}
+            if code not in call.retry_codes or attempt == RETRY_ATTEMPTS - 1:
+                raise
+            sleep(min(2.0 ** attempt, RETRY_MAX_DELAY))
+    raise AssertionError("unreachable")
+
+
+def apply(plan: Plan, aws: Aws, state: PipelineState, echo: Callable[[str], None] = print,
+          sleep: Callable[[float], None] = time.sleep) -> None:
+    """Every call in order; a failure stops the run with the state recording what was done,
+    so running the same command again picks up where this one stopped."""
+    for kind, key in plan.gone:
+        state.remove(kind, key)
+    values: dict[str, Any] = {}
+    for number, call in enumerate(plan.calls, 1):
+        echo(f"  [{number}/{len(plan.calls)}] {call.message}")
+        try:
+            response = _invoke(aws, call, substitute(dict(call.params), values), sleep)
+        except (ClientError, BotoCoreError) as error:
+            raise YunpipeError(f"{call.message} failed: {error}\n"
+                               f"Nothing after this step was changed; run the same command again to resume, "
+                               f"or clean-up {state.pipeline} to remove what was created.") from None
+        for name, field in call.outputs:
+            values[name] = response[field]
+        if call.record == "add":
+            state.add(call.kind, call.key)
+        elif call.record == "remove":
+            state.remove(call.kind, call.key)

@@ -1,0 +1,46 @@
+"""A plan is data: a tuple of API calls, each with a message and the resource it settles."""
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A value an earlier call of the same plan produces (a new queue's URL)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Call:
+    service: str
+    operation: str  # the boto3 method name
+    params: Mapping[str, Any]
+    message: str
+    kind: str  # the resource kind and key the call creates, updates or deletes
+    key: str
+    action: str  # "create", "update" or "delete"
+    # After success: record the resource in the state ("add"), forget it ("remove"), or neither.
+    record: str = "add"
+    outputs: tuple[tuple[str, str], ...] = ()  # (Ref name, response field) to keep
+    # Error codes of AWS's eventual consistency (a role not yet assumable, a queue name
+    # deleted moments ago, tasks still stopping): retried with backoff.
+    retry_codes: tuple[str, ...] = ()
+    # Error codes meaning the work is already done (a delete of something already gone).
+    done_codes: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class Plan:
+    calls: tuple[Call, ...] = ()
+    # Resources recorded in the state that no longer exist: forgotten without a call.
+    gone: tuple[tuple[str, str], ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+    def __add__(self, other: "Plan") -> "Plan":
+        return Plan(self.calls + other.calls, self.gone + other.gone, self.notes + other.notes)
+
+    def __bool__(self) -> bool:
+        return bool(self.calls)

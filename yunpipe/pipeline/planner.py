@@ -1,0 +1,368 @@
+"""Compare the desired resources with what exists (reads only) and return the calls that close
+the gap. Unchanged resources give no call, so re-running setup-pipe plans nothing.
+"""
+import dataclasses
+import json
+import urllib.parse
+from typing import Any, Iterable
+
+from yunpipe.aws.facade import UNREACHABLE, Aws, ClientError, error_code
+from yunpipe.errors import YunpipeError
+from yunpipe.pipeline import model as m
+from yunpipe.pipeline.plan import Call, Plan, Ref
+
+NO_QUEUE = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
+NO_BUCKET = ("404", "NoSuchBucket", "NotFound")
+NOT_FOUND = ("ResourceNotFoundException",)
+NOTIFICATION_KEYS = ("TopicConfigurations", "QueueConfigurations", "LambdaFunctionConfigurations",
+                     "EventBridgeConfiguration")
+
+
+class Reader:
+    """Read-only AWS access where "missing" is None. Offline (no AWS at all, dry-run only),
+    everything is missing."""
+
+    def __init__(self, aws: Aws, offline: bool = False):
+        self.aws = aws
+        self.offline = offline
+
+    def read(self, service: str, operation: str, missing: Iterable[str] = (), **params) -> Any:
+        if self.offline:
+            return None
+        try:
+            return self.aws.call(service, operation, **params)
+        except ClientError as error:
+            if error_code(error) in tuple(missing):
+                return None
+            raise
+
+    def pages(self, service: str, operation: str, key: str, missing: Iterable[str] = (), **params) -> list:
+        if self.offline:
+            return []
+        try:
+            return list(self.aws.pages(service, operation, key, **params))
+        except ClientError as error:
+            if error_code(error) in tuple(missing):
+                return []
+            raise
+
+    def queue_url(self, name: str) -> str | None:
+        found = self.read("sqs", "get_queue_url", NO_QUEUE, QueueName=name)
+        return found and found["QueueUrl"]
+
+    def bucket_exists(self, name: str) -> bool:
+        try:
+            return self.read("s3", "head_bucket", NO_BUCKET, Bucket=name) is not None
+        except ClientError as error:
+            if error_code(error) in ("403", "AccessDenied"):
+                raise YunpipeError(f"bucket {name} exists but is not yours (S3 names are global); "
+                                   "choose another name in the workflow") from None
+            raise
+
+    def notification_configuration(self, bucket: str) -> dict:
+        found = self.read("s3", "get_bucket_notification_configuration", NO_BUCKET, Bucket=bucket) or {}
+        return {k: found[k] for k in NOTIFICATION_KEYS if found.get(k)}
+
+    def policy_statements(self, function: str) -> dict[str, dict]:
+        found = self.read("lambda", "get_policy", NOT_FOUND, FunctionName=function)
+        if not found:
+            return {}
+        return {s.get("Sid", ""): s for s in json.loads(found["Policy"]).get("Statement", [])}
+
+
+def lookup_default_network(aws: Aws) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Subnets and the default security group of the default VPC (empty when there is none)."""
+    vpcs = aws.call("ec2", "describe_vpcs", Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
+    if not vpcs:
+        return (), ()
+    vpc = [{"Name": "vpc-id", "Values": [vpcs[0]["VpcId"]]}]
+    subnets = sorted(s["SubnetId"] for s in aws.pages("ec2", "describe_subnets", "Subnets", Filters=vpc))
+    groups = aws.call("ec2", "describe_security_groups",
+                      Filters=vpc + [{"Name": "group-name", "Values": ["default"]}])["SecurityGroups"]
+    return tuple(subnets), tuple(g["GroupId"] for g in groups[:1])
+
+
+def resolve(value: Any, known: dict[str, Any]) -> Any:
+    """Replace QueueUrl markers with the URL (or a Ref to it when the queue is new)."""
+    if isinstance(value, m.QueueUrl):
+        return known[value.queue]
+    if isinstance(value, dict):
+        return {k: resolve(v, known) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve(v, known) for v in value]
+    return value
+
+
+def _policy_document(value: Any) -> Any:
+    """IAM documents come back as dicts from boto3, or URL-encoded strings from some emulators."""
+    if isinstance(value, str):
+        return json.loads(urllib.parse.unquote(value))
+    return value
+
+
+def _tag_list(tags, key="Key", value="Value") -> list[dict]:
+    return [{key: k, value: v} for k, v in tags.items()]
+
+
+class Planner:
+    def __init__(self, reader: Reader, owned: set[tuple[str, str]] = frozenset()):
+        self.reader = reader
+        # What the state says yunpipe created: only those buckets are checked for settings.
+        self.owned = owned
+        self.queue_urls: dict[str, Any] = {}
+
+    def plan(self, model: m.PipelineModel, resources: Iterable | None = None) -> Plan:
+        """Calls for every resource of the model, or only for `resources` (in model order)."""
+        wanted = None if resources is None else [(r.kind, r.key) for r in resources]
+        calls: list[Call] = []
+        for resource in model.resources():
+            if wanted is None or (resource.kind, resource.key) in wanted:
+                calls.extend(getattr(self, f"_{resource.kind}")(resource, model))
+        return Plan(tuple(calls))
+
+    def _call(self, resource, action: str, service: str, operation: str, message: str, **params) -> Call:
+        return Call(service, operation, params, message, resource.kind, resource.key, action)
+
+    def _bucket(self, bucket: m.Bucket, model: m.PipelineModel) -> list[Call]:
+        read = self.reader.read
+        calls = []
+        exists = self.reader.bucket_exists(bucket.name)
+        if exists and ("bucket", bucket.name) not in self.owned:
+            return []  # someone else's bucket: used, never altered (beyond notifications)
+        if not exists:
+            params: dict[str, Any] = {"Bucket": bucket.name}
+            if model.target.region != "us-east-1":
+                params["CreateBucketConfiguration"] = {"LocationConstraint": model.target.region}
+            calls.append(self._call(bucket, "create", "s3", "create_bucket",
+                                    f"create {bucket.purpose} bucket {bucket.name}", **params))
+        # A bucket yunpipe created is checked each time, so a setup that stopped half-way
+        # completes its settings.
+        if not exists or not read("s3", "get_public_access_block", ("NoSuchPublicAccessBlockConfiguration",),
+                                  Bucket=bucket.name):
+            calls.append(self._call(bucket, "update", "s3", "put_public_access_block",
+                                    f"block public access to bucket {bucket.name}", Bucket=bucket.name,
+                                    PublicAccessBlockConfiguration={
+                                        "BlockPublicAcls": True, "IgnorePublicAcls": True,
+                                        "BlockPublicPolicy": True, "RestrictPublicBuckets": True}))
+        if not exists or not read("s3", "get_bucket_encryption", ("ServerSideEncryptionConfigurationNotFoundError",),
+                                  Bucket=bucket.name):
+            calls.append(self._call(bucket, "update", "s3", "put_bucket_encryption",
+                                    f"encrypt bucket {bucket.name} at rest (AES256)", Bucket=bucket.name,
+                                    ServerSideEncryptionConfiguration={"Rules": [
+                                        {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}))
+        tagged = exists and read("s3", "get_bucket_tagging", ("NoSuchTagSet",), Bucket=bucket.name)
+        if not tagged or {t["Key"]: t["Value"] for t in tagged["TagSet"]}.get(m.TAG_KEY) != model.name:
+            calls.append(self._call(bucket, "update", "s3", "put_bucket_tagging", f"tag bucket {bucket.name}",
+                                    Bucket=bucket.name, Tagging={"TagSet": _tag_list(bucket.tags)}))
+        return calls
+
+    def _log_group(self, group: m.LogGroup, model: m.PipelineModel) -> list[Call]:
+        found = [g for g in self.reader.pages("logs", "describe_log_groups", "logGroups", logGroupNamePrefix=group.name)
+                 if g["logGroupName"] == group.name]
+        calls = []
+        if not found:
+            calls.append(self._call(group, "create", "logs", "create_log_group", f"create log group {group.name}",
+                                    logGroupName=group.name, tags=dict(group.tags)))
+        if not found or found[0].get("retentionInDays") != group.retention_days:
+            calls.append(self._call(group, "update", "logs", "put_retention_policy",
+                                    f"keep logs of {group.name} for {group.retention_days} days",
+                                    logGroupName=group.name, retentionInDays=group.retention_days))
+        return calls
+
+    def _queue(self, queue: m.Queue, model: m.PipelineModel) -> list[Call]:
+        url = self.reader.queue_url(queue.name)
+        if url is None:
+            ref = Ref(f"queue_url:{queue.name}")
+            self.queue_urls[queue.name] = ref
+            call = self._call(queue, "create", "sqs", "create_queue", f"create queue {queue.name} (encrypted)",
+                              QueueName=queue.name, Attributes=dict(queue.attributes), tags=dict(queue.tags))
+            # SQS refuses a queue name for 60 s after its deletion (a setup right after a clean-up).
+            return [dataclasses.replace(call, outputs=((ref.name, "QueueUrl"),),
+                                        retry_codes=("AWS.SimpleQueueService.QueueDeletedRecently",
+                                                     "QueueDeletedRecently"))]
+        self.queue_urls[queue.name] = url
+        current = self.reader.read("sqs", "get_queue_attributes", QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        changed = {k: v for k, v in queue.attributes.items() if not _same_attribute(k, current.get(k), v)}
+        if not changed:
+            return []
+        return [self._call(queue, "update", "sqs", "set_queue_attributes",
+                           f"update queue {queue.name}: {', '.join(sorted(changed))}", QueueUrl=url, Attributes=changed)]
+
+    def _parameter(self, parameter: m.Parameter, model: m.PipelineModel) -> list[Call]:
+        found = self.reader.read("ssm", "get_parameter", ("ParameterNotFound",), Name=parameter.name,
+                                 WithDecryption=True)
+        if found is None:
+            return [self._call(parameter, "create", "ssm", "put_parameter",
+                               f"store your {parameter.variable} as SecureString parameter {parameter.name}",
+                               Name=parameter.name, Value=parameter.value, Type="SecureString",
+                               Tags=_tag_list(parameter.tags))]
+        if found["Parameter"]["Value"] != parameter.value:
+            return [self._call(parameter, "update", "ssm", "put_parameter",
+                               f"update SecureString parameter {parameter.name}",
+                               Name=parameter.name, Value=parameter.value, Type="SecureString", Overwrite=True)]
+        return []
+
+    def _role(self, role: m.Role, model: m.PipelineModel) -> list[Call]:
+        read = self.reader.read
+        found = read("iam", "get_role", ("NoSuchEntity",), RoleName=role.name)
+        calls = []
+        if found is None:
+            calls.append(self._call(role, "create", "iam", "create_role", f"create role {role.name}",
+                                    RoleName=role.name, Path=m.ROLE_PATH, Description=role.description,
+                                    AssumeRolePolicyDocument=json.dumps(role.trust_policy), Tags=_tag_list(role.tags)))
+        elif _policy_document(found["Role"]["AssumeRolePolicyDocument"]) != role.trust_policy:
+            calls.append(self._call(role, "update", "iam", "update_assume_role_policy",
+                                    f"update who may assume role {role.name}", RoleName=role.name,
+                                    PolicyDocument=json.dumps(role.trust_policy)))
+        policy = found and read("iam", "get_role_policy", ("NoSuchEntity",), RoleName=role.name,
+                                PolicyName=role.policy_name)
+        if not policy or _policy_document(policy["PolicyDocument"]) != role.policy:
+            calls.append(self._call(role, "update", "iam", "put_role_policy", f"set the policy of role {role.name}",
+                                    RoleName=role.name, PolicyName=role.policy_name,
+                                    PolicyDocument=json.dumps(role.policy)))
+        return calls
+
+    def _cluster(self, cluster: m.Cluster, model: m.PipelineModel) -> list[Call]:
+        found = self.reader.read("ecs", "describe_clusters", clusters=[cluster.name])
+        if found and any(c["status"] == "ACTIVE" for c in found["clusters"]):
+            return []
+        return [self._call(cluster, "create", "ecs", "create_cluster", f"create ECS cluster {cluster.name}",
+                           clusterName=cluster.name, tags=_tag_list(cluster.tags, "key", "value"))]
+
+    def _task_definition(self, task: m.TaskDefinition, model: m.PipelineModel) -> list[Call]:
+        found = self.reader.read("ecs", "describe_task_definition", ("ClientException",),
+                                 taskDefinition=task.family, include=["TAGS"])
+        tags = {t["key"]: t["value"] for t in (found or {}).get("tags", [])}
+        if found and found["taskDefinition"].get("status") == "ACTIVE" and tags.get(m.SPEC_TAG_KEY) == task.spec_hash:
+            return []
+        revision = "new revision of " if found else ""
+        params = resolve(dict(task.registration), self.queue_urls)
+        params["tags"] = _tag_list({**task.tags, m.SPEC_TAG_KEY: task.spec_hash}, "key", "value")
+        return [Call("ecs", "register_task_definition", params,
+                     f"register {revision}task definition {task.family} ({params['cpu']} CPU units, "
+                     f"{params['memory']} MiB, {params['containerDefinitions'][0]['image']})",
+                     task.kind, task.key, "create")]
+
+    def _function(self, function: m.Function, model: m.PipelineModel) -> list[Call]:
+        found = self.reader.read("lambda", "get_function", NOT_FOUND, FunctionName=function.name)
+        environment = resolve(dict(function.environment), self.queue_urls)
+        configuration = {"Role": function.role_arn, "Handler": m.LAUNCHER_HANDLER, "Runtime": m.LAUNCHER_RUNTIME,
+                         "Timeout": m.LAUNCHER_TIMEOUT, "MemorySize": m.LAUNCHER_MEMORY,
+                         "Environment": {"Variables": environment}}
+        # Lambda is eventually consistent: a new role may not be assumable yet, and a
+        # function being created or updated rejects another update for a moment.
+        retry = ("InvalidParameterValueException", "ResourceConflictException")
+        if found is None:
+            return [Call("lambda", "create_function",
+                         {"FunctionName": function.name, "Code": {"ZipFile": function.code},
+                          "Tags": dict(function.tags), **configuration},
+                         f"create launcher Lambda {function.name} ({m.LAUNCHER_RUNTIME})",
+                         function.kind, function.key, "create", retry_codes=retry)]
+        calls = []
+        current = found["Configuration"]
+        if current.get("CodeSha256") != function.code_sha256:
+            calls.append(Call("lambda", "update_function_code", {"FunctionName": function.name, "ZipFile": function.code},
+                              f"update the code of launcher Lambda {function.name}", function.kind, function.key,
+                              "update", retry_codes=retry))
+        current_environment = (current.get("Environment") or {}).get("Variables", {})
+        if (any(current.get(k) != v for k, v in configuration.items() if k != "Environment")
+                or current_environment != environment):
+            calls.append(Call("lambda", "update_function_configuration",
+                              {"FunctionName": function.name, **configuration},
+                              f"update the configuration of launcher Lambda {function.name}", function.kind,
+                              function.key, "update", retry_codes=retry))
+        return calls
+
+    def _permission(self, permission: m.Permission, model: m.PipelineModel) -> list[Call]:
+        statement = self.reader.policy_statements(permission.function).get(permission.sid)
+        if statement and _permission_matches(statement, permission):
+            return []
+        calls = []
+        if statement:
+            calls.append(self._call(permission, "update", "lambda", "remove_permission",
+                                    f"replace permission {permission.sid} of {permission.function}",
+                                    FunctionName=permission.function, StatementId=permission.sid))
+        calls.append(self._call(permission, "create", "lambda", "add_permission",
+                                f"let {permission.principal} invoke {permission.function} from {permission.source_arn}",
+                                FunctionName=permission.function, StatementId=permission.sid,
+                                Action="lambda:InvokeFunction", Principal=permission.principal,
+                                SourceArn=permission.source_arn, SourceAccount=permission.source_account))
+        return calls
+
+    def _notification(self, notification: m.Notification, model: m.PipelineModel) -> list[Call]:
+        configuration = self.reader.notification_configuration(notification.bucket)
+        entries = configuration.get("LambdaFunctionConfigurations", [])
+        mine = [e for e in entries if e.get("Id") == notification.id]
+        if mine and _normal_entry(mine[0]) == _normal_entry(notification.entry()):
+            return []
+        # Merged: every other entry of the bucket is kept as it is.
+        others = [e for e in entries if e.get("Id") != notification.id]
+        merged = {**configuration, "LambdaFunctionConfigurations": others + [notification.entry()]}
+        return [self._call(notification, "create", "s3", "put_bucket_notification_configuration",
+                           f"notify {notification.function_arn.rsplit(':', 1)[-1]} of new objects in "
+                           f"{notification.bucket} (keeping {_count_entries(configuration) - len(mine)} other "
+                           "notification(s))", Bucket=notification.bucket, NotificationConfiguration=merged)]
+
+    def _rule(self, rule: m.Rule, model: m.PipelineModel) -> list[Call]:
+        found = self.reader.read("events", "describe_rule", NOT_FOUND, Name=rule.name)
+        calls = []
+        if found is None:
+            calls.append(self._call(rule, "create", "events", "put_rule",
+                                    f"create rule {rule.name}: run the launcher {rule.schedule} to top up workers",
+                                    Name=rule.name, ScheduleExpression=rule.schedule, State="ENABLED",
+                                    Description="yunpipe: re-run the launcher so waiting messages get a worker",
+                                    Tags=_tag_list(rule.tags)))
+        elif found.get("ScheduleExpression") != rule.schedule or found.get("State") != "ENABLED":
+            calls.append(self._call(rule, "update", "events", "put_rule", f"update rule {rule.name}",
+                                    Name=rule.name, ScheduleExpression=rule.schedule, State="ENABLED",
+                                    Description="yunpipe: re-run the launcher so waiting messages get a worker"))
+        targets = self.reader.pages("events", "list_targets_by_rule", "Targets", NOT_FOUND, Rule=rule.name)
+        if not any(t["Id"] == rule.target_id and t["Arn"] == rule.function_arn for t in targets):
+            calls.append(self._call(rule, "update", "events", "put_targets", f"aim rule {rule.name} at the launcher",
+                                    Rule=rule.name, Targets=[{"Id": rule.target_id, "Arn": rule.function_arn}]))
+        return calls
+
+
+def _same_attribute(name: str, current: str | None, desired: str) -> bool:
+    if current is None:
+        return False
+    if name == "RedrivePolicy":
+        return {k: str(v) for k, v in json.loads(current).items()} == {k: str(v) for k, v in json.loads(desired).items()}
+    return current.lower() == desired.lower()
+
+
+def _permission_matches(statement: dict, permission: m.Permission) -> bool:
+    condition = statement.get("Condition", {})
+    principal = statement.get("Principal", {})
+    principal = principal.get("Service") if isinstance(principal, dict) else principal
+    return (principal == permission.principal
+            and condition.get("ArnLike", {}).get("AWS:SourceArn") == permission.source_arn
+            and condition.get("StringEquals", {}).get("AWS:SourceAccount") == permission.source_account)
+
+
+def _normal_entry(entry: dict) -> tuple:
+    rules = entry.get("Filter", {}).get("Key", {}).get("FilterRules", [])
+    # S3 answers "Prefix"/"Suffix" for the "prefix"/"suffix" it was given.
+    return (entry.get("LambdaFunctionArn"), tuple(sorted(entry.get("Events", []))),
+            tuple(sorted((r["Name"].lower(), r["Value"]) for r in rules)))
+
+
+def _count_entries(configuration: dict) -> int:
+    return sum(len(v) for v in configuration.values() if isinstance(v, list))
+
+
+def resolve_target(aws: Aws, workflow_account: str, dry_run: bool, subnets=(), security_groups=(),
+                   credentials=None) -> tuple[m.Target, bool]:
+    """The account, region and network to deploy to, and whether AWS was unreachable (only
+    tolerated in a dry-run: then everything is planned as new)."""
+    try:
+        account = aws.account_id()
+        if not subnets:
+            subnets, default_groups = lookup_default_network(aws)
+            security_groups = security_groups or default_groups
+    except UNREACHABLE:
+        if not dry_run:
+            raise
+        account = workflow_account if workflow_account.isdigit() and len(workflow_account) == 12 else m.PLACEHOLDER_ACCOUNT
+        return m.Target(account, aws.region, tuple(subnets), tuple(security_groups), credentials or {}), True
+    return m.Target(account, aws.region, tuple(subnets), tuple(security_groups), credentials or {}), False

@@ -1,0 +1,84 @@
+"""A pipeline's state: what yunpipe created, recorded as it goes, so a half-done setup can be
+resumed or cleaned up. File: <YUNPIPE_HOME>/pipelines/<name>.json (schema-versioned JSON).
+"""
+import json
+import os
+from pathlib import Path
+
+from yunpipe import paths
+from yunpipe.errors import YunpipeError
+
+SCHEMA_VERSION = 1
+
+
+def state_path(pipeline: str) -> Path:
+    return paths.pipelines_dir() / f"{pipeline}.json"
+
+
+def known_pipelines() -> list[str]:
+    folder = paths.pipelines_dir()
+    return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+
+
+class PipelineState:
+    """`resources` are [kind, key] pairs of what yunpipe created; `summary` describes the
+    pipeline for the commands that read it (see PipelineModel.summary)."""
+
+    def __init__(self, pipeline: str, summary: dict | None = None, resources: list | None = None):
+        self.pipeline = pipeline
+        self.summary = summary or {}
+        self.resources: list[tuple[str, str]] = [tuple(r) for r in resources or []]
+
+    @classmethod
+    def load(cls, pipeline: str) -> "PipelineState":
+        """The recorded state, or an empty one when there is no file."""
+        path = state_path(pipeline)
+        try:
+            document = json.loads(path.read_text())
+        except FileNotFoundError:
+            return cls(pipeline)
+        except json.JSONDecodeError as error:
+            raise YunpipeError(f"{path} is not valid JSON ({error}); remove it and run clean-up {pipeline}") from None
+        if document.get("schema_version") != SCHEMA_VERSION:
+            raise YunpipeError(f"{path}: schema_version {document.get('schema_version')} is not {SCHEMA_VERSION}; "
+                               "this yunpipe cannot read it")
+        return cls(pipeline, document.get("summary"), document.get("resources"))
+
+    @property
+    def exists(self) -> bool:
+        return state_path(self.pipeline).exists()
+
+    def keys(self) -> set[tuple[str, str]]:
+        return set(self.resources)
+
+    def add(self, kind: str, key: str) -> None:
+        if (kind, key) not in self.resources:
+            self.resources.append((kind, key))
+            self.save()
+
+    def remove(self, kind: str, key: str) -> None:
+        if (kind, key) in self.resources:
+            self.resources.remove((kind, key))
+            self.save()
+
+    def save(self) -> None:
+        path = state_path(self.pipeline)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        document = {"schema_version": SCHEMA_VERSION, "pipeline": self.pipeline, "summary": self.summary,
+                    "resources": [list(r) for r in self.resources]}
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(document, indent=2))
+        # rename is atomic: a crash leaves the old state or the new one, never half a file.
+        tmp.replace(path)
+
+    def delete(self) -> None:
+        state_path(self.pipeline).unlink(missing_ok=True)
+
+
+def require_summary(pipeline: str) -> dict:
+    """The summary of a deployed pipeline, for status, logs, upload and results."""
+    state = PipelineState.load(pipeline)
+    if not state.summary:
+        known = ", ".join(known_pipelines()) or "none"
+        raise YunpipeError(f"no pipeline '{pipeline}' set up from this machine (known: {known}); run setup-pipe first")
+    return state.summary

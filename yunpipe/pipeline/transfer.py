@@ -1,0 +1,59 @@
+"""yunpipe upload / results: move files in and out of a pipeline's buckets (read from its state)."""
+from pathlib import Path
+
+from tqdm import tqdm
+
+from yunpipe.aws.session import open_aws
+from yunpipe.errors import InputError
+from yunpipe.pipeline.state import require_summary
+
+
+def files_to_upload(paths: list[str], prefix: str = "") -> list[tuple[Path, str]]:
+    """(file, key) pairs: a file keeps its name, a folder's files keep their relative paths."""
+    pairs = []
+    for index, raw in enumerate(paths):
+        path = Path(raw)
+        if path.is_file():
+            pairs.append((path, prefix + path.name))
+        elif path.is_dir():
+            pairs.extend((f, prefix + f.relative_to(path).as_posix()) for f in sorted(path.rglob("*")) if f.is_file())
+        else:
+            raise InputError("upload", f"PATH[{index}]", f"expected an existing file or folder, got '{raw}'")
+    return pairs
+
+
+def run_upload(args) -> int:
+    summary = require_summary(args.pipeline)
+    pairs = files_to_upload(args.paths, args.prefix)
+    s3 = open_aws(args, summary["region"]).client("s3")
+    bucket = summary["input_bucket"]
+    with tqdm(total=sum(f.stat().st_size for f, _ in pairs), unit="B", unit_scale=True,
+              desc=f"upload to {bucket}") as progress:
+        for path, key in pairs:
+            s3.upload_file(str(path), bucket, key, Callback=progress.update)
+    print(f"Uploaded {len(pairs)} file(s) to s3://{bucket}/{args.prefix}")
+    return 0
+
+
+def run_results(args) -> int:
+    summary = require_summary(args.pipeline)
+    aws = open_aws(args, summary["region"])
+    bucket = summary["output_bucket"]
+    objects = list(aws.pages("s3", "list_objects_v2", "Contents", Bucket=bucket))
+    if not args.download:
+        for obj in objects:
+            print(f"{obj['Size']:>12}  {obj['Key']}")
+        print(f"{len(objects)} result(s) in s3://{bucket}")
+        return 0
+    root = Path(args.download).resolve()
+    s3 = aws.client("s3")
+    with tqdm(total=sum(o["Size"] for o in objects), unit="B", unit_scale=True, desc=f"download {bucket}") as progress:
+        for obj in objects:
+            target = (root / obj["Key"]).resolve()
+            # A key such as "../x" must not write outside DIR.
+            if not target.is_relative_to(root) or obj["Key"].endswith("/"):
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, obj["Key"], str(target), Callback=progress.update)
+    print(f"Downloaded {len(objects)} result(s) from s3://{bucket} to {root}")
+    return 0
