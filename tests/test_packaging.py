@@ -1,0 +1,47 @@
+"""A non-editable install carries the Dockerfile templates and the launcher source along."""
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from yunpipe.specs.algorithm import SUPPORTED_SYSTEMS
+
+REPO = Path(__file__).resolve().parent.parent
+# Runs in the fresh venv, installed without dependencies: it imports nothing but yunpipe.
+CHECK = textwrap.dedent("""
+    import importlib.resources as resources
+    import sys
+    import yunpipe
+
+    # Installed, not read from the source tree.
+    assert "site-packages" in yunpipe.__file__, yunpipe.__file__
+    dockerfiles = resources.files("yunpipe.templates").joinpath("dockerfiles")
+    names = {entry.name for entry in dockerfiles.iterdir()}
+    missing = {f"{system}.Dockerfile.j2" for system in sys.argv[1:]} - names
+    assert not missing, missing
+    assert resources.files("yunpipe.lambda_src").joinpath("launcher.py").is_file()
+    assert resources.files("yunpipe.runtime").joinpath("runscript.py").is_file()
+    assert resources.files("yunpipe.wrapper").joinpath("entrypoint.py").is_file()
+    print("ok")
+""")
+
+
+@pytest.mark.timeout(300)
+def test_pip_install_carries_templates_and_lambda_src(tmp_path):
+    # A copy of the source, so the build leaves no build/ or egg-info in the work tree.
+    source = tmp_path / "src"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "bench"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    # The ordinary `pip install .`: pip fetches setuptools and wheel for the isolated build
+    # (ensurepip's setuptools lacks bdist_wheel); --no-deps keeps it to yunpipe itself.
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", str(source)],
+                   check=True, cwd=tmp_path)
+    result = subprocess.run([str(python), "-c", CHECK, *SUPPORTED_SYSTEMS], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
