@@ -1,0 +1,154 @@
+"""`wrap` and `yunpipe algorithms list|show`: the algorithm developer's verbs."""
+import ast
+import json
+import os
+import posixpath
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from yunpipe.errors import InputError
+from yunpipe.registry import AlgorithmRegistry
+from yunpipe.specs.algorithm import AlgorithmSpec, load_algorithm
+from yunpipe.wrapper.context import BaseImage, render_dockerfile, runscript_path, write_build_context
+from yunpipe.wrapper.describe import Prompter, describe_algorithm
+
+LOCAL_REPOSITORY = "yunpipe-local"
+
+
+def local_registry() -> str:
+    """The optional registry of the local cloud (Debian's docker-registry); overridable so
+    tests can run their own."""
+    return os.environ.get("YUNPIPE_LOCAL_REGISTRY", "127.0.0.1:5000")
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a wrapped image goes: the reference it is built or tagged as, and whether to push."""
+
+    reference: str
+    push: bool
+    auth_config: dict | None = None
+
+
+def _check_flags(args) -> None:
+    if bool(args.describe) == bool(args.files):
+        raise InputError("wrap", "-d/-f", "expected either -d (describe interactively) or -f FILES")
+    if args.output_dir and not args.dry_run:
+        raise InputError("wrap", "--output-dir", "expected together with --dry-run")
+    if not (args.dry_run or args.local or args.registry == "ecr" or args.user):
+        raise InputError("wrap", "-u/--user", "expected the registry user to publish as (there is no default user), "
+                                              "or --local, or -r ecr")
+
+
+def destination(args, spec: AlgorithmSpec, version: int) -> Destination:
+    name = spec.name
+    if args.local:
+        from yunpipe.wrapper.images import registry_answers
+        if registry_answers(local_registry()):
+            return Destination(f"{local_registry()}/{LOCAL_REPOSITORY}/{name}:{version}", push=True)
+        return Destination(f"{LOCAL_REPOSITORY}/{name}:{version}", push=False)
+    if args.registry == "ecr":
+        from yunpipe.aws import ecr
+        client = ecr.ecr_client(args.profile, args.region, args.endpoint_url)
+        uri = ecr.ensure_repository(client, f"{args.user}/{name}" if args.user else name)
+        return Destination(f"{uri}:{version}", push=True, auth_config=ecr.docker_auth(client))
+    # Docker Hub is the daemon's default registry, named by the bare user/name.
+    prefix = f"{args.registry.rstrip('/')}/" if args.registry else ""
+    return Destination(f"{prefix}{args.user}/{name}:{version}", push=True)
+
+
+def runscript_summary(spec: AlgorithmSpec) -> str:
+    doc = ast.get_docstring(ast.parse(runscript_path().read_text())) or ""
+    # The docstring's second paragraph says what the runscript does, the first only names it.
+    paragraphs = doc.split("\n\n")
+    about = paragraphs[min(1, len(paragraphs) - 1)].replace("\n", " ")
+    stdin = " (and fed on its stdin)" if spec.input_adapter == "stdin" else ""
+    stdout = "its stdout is the result" if spec.output_adapter == "stdout" else f"it writes $output in {spec.output_file_path}"
+    return "\n".join([
+        f"runscript (/opt/yunpipe/runscript.py): {about}",
+        f"  runs:   {spec.run_command}",
+        f"  input:  each file is downloaded to {posixpath.join(spec.input_file_path, '<name>')}{stdin}",
+        f"  output: {stdout}; uploaded to the output bucket under the input's key",
+        f"  limit:  {spec.timeout_seconds} s per file; a failed file is retried, then reported",
+        "  task environment: YUNPIPE_QUEUE_URL, YUNPIPE_OUTPUT_BUCKET (see docs/runtime-contract.md)",
+    ])
+
+
+def show(spec: AlgorithmSpec, dockerfile: str) -> None:
+    print(json.dumps(spec.to_document(), indent=2))
+    print(f"--- Dockerfile ---\n{dockerfile}--- runscript ---\n{runscript_summary(spec)}")
+
+
+def _dry_run(spec: AlgorithmSpec, version: int, directory: Path, args) -> None:
+    context = write_build_context(spec, version, directory)
+    if args.show:
+        show(spec, context.dockerfile)
+    print(f"{spec.name}: build context (version {version} if wrapped now) written to {context.dir}: "
+          f"{', '.join(context.files)}")
+    # Nothing is inspected in a dry run; a real build restores the image's own USER and WORKDIR.
+
+
+def _wrap(spec: AlgorithmSpec, args, registry: AlgorithmRegistry) -> bool:
+    """Build, publish and record one algorithm; False when the developer declined."""
+    from yunpipe.wrapper import images
+
+    version = registry.next_version(spec.name)
+    client = images.docker_client()
+    base: BaseImage = images.base_image(client, spec.container_name)
+    target = destination(args, spec, version)
+    with tempfile.TemporaryDirectory(prefix=f"yunpipe-wrap-{spec.name}-") as tmp:
+        context = write_build_context(spec, version, tmp, base)
+        if args.show:
+            show(spec, context.dockerfile)
+            if not args.yes and not Prompter().yes_no(f"build and publish {target.reference}?"):
+                print(f"{spec.name}: not wrapped", file=sys.stderr)
+                return False
+        print(f"building {target.reference}", file=sys.stderr)
+        local_tag = f"{LOCAL_REPOSITORY}/{spec.name}:{version}" if args.local else target.reference
+        image_id = images.build_image(client, context.dir, local_tag)
+    digest = ""
+    if target.push:
+        if local_tag != target.reference:
+            images.tag_image(client, image_id, target.reference)
+        print(f"pushing {target.reference}", file=sys.stderr)
+        digest = images.push_image(client, target.reference, target.auth_config)
+    record = registry.record(spec, target.reference, digest, version)
+    print(f"recorded {record.reference}: {record.image_uri}")
+    return True
+
+
+def run_wrap(args) -> int:
+    _check_flags(args)
+    specs = [describe_algorithm()] if args.describe else [load_algorithm(path) for path in args.files]
+    # Every file is checked (system, image reference) before anything is built.
+    for spec, source in zip(specs, args.files or ["described algorithm"]):
+        render_dockerfile(spec, 1, source=source)
+    registry = AlgorithmRegistry()
+    if args.dry_run:
+        root = Path(args.output_dir or tempfile.mkdtemp(prefix="yunpipe-wrap-"))
+        for spec in specs:
+            _dry_run(spec, registry.next_version(spec.name), root if len(specs) == 1 else root / spec.name, args)
+        return 0
+    wrapped = [_wrap(spec, args, registry) for spec in specs]
+    return 0 if all(wrapped) else 1
+
+
+def run_algorithms_list(args) -> int:
+    records = AlgorithmRegistry().latest()
+    if not records:
+        print("no algorithms recorded yet (run wrap first)")
+        return 0
+    rows = [("NAME", "LATEST", "IMAGE", "CREATED")]
+    rows += [(r.name, str(r.version), r.image_uri, r.created_at) for r in records]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])
+    return 0
+
+
+def run_algorithms_show(args) -> int:
+    record = AlgorithmRegistry().resolve(args.reference, "algorithms show", "NAME[@VERSION]")
+    print(json.dumps({**record.to_document(), "image_uri": record.image_uri}, indent=2))
+    return 0
