@@ -1,0 +1,11 @@
+# Every target prepares the machine first (scripts/bootstrap.sh is idempotent and quick when done).
+.PHONY: bootstrap test demo
+
+bootstrap:
+	scripts/bootstrap.sh
+
+test: bootstrap
+	.venv/bin/pytest
+
+demo: bootstrap
+	.venv/bin/yunpipe demo

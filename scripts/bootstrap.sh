@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Prepare this machine for yunpipe's tests and demo; safe to run again (each step is skipped
+# when already done). Meant for a fresh Debian, as root, without Docker Hub or GitHub:
+#   .venv with yunpipe installed (editable, with test extras), Docker and debootstrap,
+#   a running dockerd, and the offline base image yunpipe/base:bookworm.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+
+PYTHON=${PYTHON:-python3}
+DOCKERD_LOG=/var/log/dockerd.log
+
+# System packages, installed only where missing.
+missing=()
+command -v docker >/dev/null || missing+=(docker.io)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+# Debian's python3 has venv's ensurepip only with python3-venv.
+"$PYTHON" -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "bootstrap: missing ${missing[*]}; run as root or install them" >&2
+        exit 1
+    fi
+    echo "bootstrap: installing ${missing[*]}"
+    apt-get update
+    apt-get install -y "${missing[@]}"
+fi
+
+# The virtualenv; pip runs again only when setup.py changed since the last install (stamp).
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+stamp=.venv/.yunpipe-setup.sha256
+wanted=$(sha256sum setup.py | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ] || ! .venv/bin/python -c 'import yunpipe' 2>/dev/null; then
+    echo "bootstrap: pip install -e '.[test]'"
+    .venv/bin/pip install -e '.[test]'
+    echo "$wanted" >"$stamp"
+fi
+
+# A Docker daemon: started in the background when none answers (there is no systemd here).
+if ! docker info >/dev/null 2>&1; then
+    echo "bootstrap: starting dockerd (log: $DOCKERD_LOG)"
+    # setsid: the daemon outlives this script, make and the CI step.
+    setsid dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+    for _ in $(seq 60); do
+        docker info >/dev/null 2>&1 && break
+        sleep 1
+    done
+    if ! docker info >/dev/null 2>&1; then
+        echo "bootstrap: dockerd did not come up; the end of $DOCKERD_LOG:" >&2
+        tail -n 20 "$DOCKERD_LOG" >&2
+        exit 1
+    fi
+fi
+
+scripts/base-image.sh yunpipe/base:bookworm
+echo "bootstrap: ready"
