@@ -26,9 +26,12 @@ setup(
         # non-editable install carries them along.
         "yunpipe.templates",
         "yunpipe.lambda_src",
+        # The examples the demo wraps and runs.
+        "yunpipe.examples",
     ],
-    package_dir={"yunpipe.templates": "templates", "yunpipe.lambda_src": "lambda_src"},
-    package_data={"yunpipe.templates": ["*/*.j2", "*/*.json"], "yunpipe.lambda_src": ["*.py"]},
+    package_dir={"yunpipe.templates": "templates", "yunpipe.lambda_src": "lambda_src", "yunpipe.examples": "examples"},
+    package_data={"yunpipe.templates": ["*/*.j2", "*/*.json"], "yunpipe.lambda_src": ["*.py"],
+                  "yunpipe.examples": ["*/*"]},
     install_requires=[
         "boto3>=1.28,<2",
         "docker>=7.0,<8",

@@ -34,6 +34,9 @@ class BaseImage:
 
     user: str = ""
     workdir: str = ""
+    # The developer image's ID, labelled on the wrapped image so a rebuild can be skipped
+    # only when the very same developer image would be wrapped again.
+    image_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ def render_dockerfile(spec: AlgorithmSpec, version: int, base: BaseImage = BaseI
     user = "" if base.user in ("", "root", "0", "0:0") else base.user
     template = _environment().get_template(f"{spec.system}.Dockerfile.j2")
     return template.render(name=spec.name, version=version, container_name=spec.container_name,
-                           base_user=user, base_workdir=base.workdir)
+                           base_user=user, base_workdir=base.workdir, source_id=base.image_id)
 
 
 def runscript_path() -> Path:

@@ -39,7 +39,7 @@ def base_image(client: docker.DockerClient, reference: str) -> BaseImage:
         except docker.errors.DockerException as exc:
             raise YunpipeError(f"container_name {reference}: not in the local Docker daemon and cannot be pulled ({exc})") from None
     config = image.attrs.get("Config") or {}
-    return BaseImage(user=config.get("User") or "", workdir=config.get("WorkingDir") or "")
+    return BaseImage(user=config.get("User") or "", workdir=config.get("WorkingDir") or "", image_id=image.id)
 
 
 def build_image(client: docker.DockerClient, context_dir, tag: str, out: TextIO = sys.stderr) -> str:

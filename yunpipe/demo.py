@@ -1,0 +1,197 @@
+"""`yunpipe demo`: the whole flow on the local cloud, from wrap to clean-up.
+
+1. build the two example algorithm containers (examples/uppercase, examples/wordcount);
+2. wrap them (reusing the recorded version when nothing changed);
+3. start the local cloud (or use the one `yunpipe local up` runs);
+4. setup-pipe a 2-step sequence_run: uppercase -> wordcount;
+5. upload a folder of sample files, wait with a live count, print each result and its latency;
+6. clean-up --purge.
+"""
+import argparse
+import io
+import json
+import random
+import sys
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from tqdm import tqdm
+
+from yunpipe import cli, paths
+from yunpipe.aws.session import open_aws
+from yunpipe.errors import YunpipeError
+from yunpipe.local import cloud
+from yunpipe.pipeline import status as pipeline_status
+from yunpipe.pipeline.planner import Reader
+from yunpipe.pipeline.state import require_summary
+from yunpipe.registry import AlgorithmRegistry
+from yunpipe.specs.algorithm import load_algorithm
+from yunpipe.wrapper import images
+
+PIPELINE = "demo"
+EXAMPLES = ("uppercase", "wordcount")
+BASE_IMAGE = "yunpipe/base:bookworm"
+# Longest wait for the results; the demo's files take seconds, this only bounds a broken run.
+WAIT_SECONDS = 600
+# The AWS options of a command run with --local.
+LOCAL = argparse.Namespace(local=True, region=None)
+WORDS = ("data", "cloud", "pipeline", "queue", "bucket", "container", "result", "input", "task", "worker",
+         "algorithm", "image", "event", "step", "message", "research", "analysis", "sample", "file", "yunpipe")
+
+
+@dataclass(frozen=True)
+class Result:
+    key: str
+    location: str
+    seconds: float
+
+
+def say(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def run(*argv: str) -> None:
+    """One yunpipe command, exactly as a user types it; a failure stops the demo."""
+    print(f"$ yunpipe {' '.join(argv)}", flush=True)
+    status = cli.main(list(argv))
+    if status:
+        raise YunpipeError(f"`yunpipe {' '.join(argv)}` exited with status {status}")
+
+
+def example_dir(name: str) -> Path:
+    return Path(str(resources.files("yunpipe.examples").joinpath(name)))
+
+
+def wrap_example(client, registry: AlgorithmRegistry, name: str) -> str:
+    """Build the developer's container, then wrap it unless the latest version is the same."""
+    folder = example_dir(name)
+    spec = load_algorithm(folder / f"{name}.json")
+    say(f"building the algorithm developer's container {spec.container_name}")
+    # Its build log is noise here; a failing build still raises with the failing step's output.
+    source_id = images.build_image(client, folder, spec.container_name, out=io.StringIO())
+    latest = registry.get(spec.name)
+    if latest is not None and latest.spec == spec and _labelled_source(client, latest.image) == source_id:
+        say(f"{latest.reference} is up to date ({latest.image}); not wrapped again")
+        return latest.reference
+    run("wrap", "--local", "--yes", "-f", str(folder / f"{name}.json"))
+    return registry.get(spec.name).reference
+
+
+def _labelled_source(client, image: str) -> str | None:
+    try:
+        return client.images.get(image).labels.get("org.yunpipe.source.id")
+    except Exception:  # noqa: BLE001 - a missing or unreadable image just means "wrap again"
+        return None
+
+
+def write_workflow(folder: Path, references: list[str]) -> Path:
+    workflow = {
+        "name": PIPELINE,
+        "input_s3_name": "yunpipe-demo-input",
+        "output_s3_name": "yunpipe-demo-output",
+        "region": "us-east-1",
+        "idle_seconds": 10,
+        "process": {
+            "type": "sequence_run",
+            "algorithms": [
+                {"name": references[0]},
+                {"name": references[1], "variables": {"MIN_LENGTH": 4}, "concurrency": 4},
+            ],
+        },
+    }
+    path = folder / "workflow.json"
+    path.write_text(json.dumps(workflow, indent=2))
+    return path
+
+
+def write_samples(folder: Path, count: int) -> list[str]:
+    """Deterministic little texts, so every run processes the same files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.txt"):
+        old.unlink()
+    rng = random.Random(2016)
+    names = []
+    for index in range(count):
+        lines = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 12))) for _ in range(rng.randint(3, 8))]
+        name = f"sample-{index:03d}.txt"
+        (folder / name).write_text("\n".join(lines) + "\n")
+        names.append(name)
+    return names
+
+
+def wait_for_results(summary: dict, keys: list[str], uploaded_at: float) -> list[Result]:
+    """Poll until every input has a result (or is dead-lettered), showing a live count."""
+    aws = open_aws(LOCAL, summary["region"])
+    reader = Reader(aws)
+    bucket = summary["output_bucket"]
+    done: dict[str, float] = {}
+    deadline = time.monotonic() + WAIT_SECONDS
+    with tqdm(total=len(keys), desc="results", unit="file", file=sys.stdout) as bar:
+        while True:
+            for obj in aws.pages("s3", "list_objects_v2", "Contents", Bucket=bucket):
+                if obj["Key"] in keys and obj["Key"] not in done:
+                    done[obj["Key"]] = obj["LastModified"].timestamp()
+                    bar.update(1)
+            now = pipeline_status.collect(reader, summary, failures=0)
+            bar.set_postfix(queued=now.queued, running=now.running, done=len(done), failed=now.dead, refresh=True)
+            if len(done) + now.dead >= len(keys) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+    if len(done) < len(keys):
+        print(pipeline_status.render(summary, pipeline_status.collect(reader, summary)))
+        raise YunpipeError(f"{len(keys) - len(done)} of {len(keys)} files have no result")
+    return [Result(k, f"s3://{bucket}/{k}", max(0.0, done[k] - uploaded_at)) for k in sorted(done)]
+
+
+def show_results(results: list[Result], summary: dict) -> None:
+    s3 = open_aws(LOCAL, summary["region"]).client("s3")
+    first = results[0]
+    body = s3.get_object(Bucket=summary["output_bucket"], Key=first.key)["Body"].read().decode()
+    say("results (drop-to-result time):")
+    for result in results:
+        print(f"  {result.location}  {result.seconds:5.1f} s")
+    latencies = sorted(r.seconds for r in results)
+    print(f"  {len(results)} files, median {latencies[len(latencies) // 2]:.1f} s, slowest {latencies[-1]:.1f} s")
+    print(f"  first result, {first.key}:")
+    for line in body.splitlines()[:5]:
+        print(f"    {line}")
+
+
+def run_demo(args) -> int:
+    started = time.monotonic()
+    client = images.docker_client()
+    try:
+        client.images.get(BASE_IMAGE)
+    except Exception:  # noqa: BLE001 - docker.errors.ImageNotFound, or a daemon hiccup
+        raise YunpipeError(f"the base image {BASE_IMAGE} is missing: run scripts/bootstrap.sh (make demo does)") from None
+    registry = AlgorithmRegistry()
+    references = [wrap_example(client, registry, name) for name in EXAMPLES]
+
+    own_cloud = None
+    if cloud.running_state() is None:
+        say("starting the local cloud (embedded AWS on 127.0.0.1, ECS tasks on Docker)")
+        # Scheduled re-runs every 5 s instead of 5 min: the demo should not wait for a worker.
+        own_cloud = cloud.LocalCloud(port=0, schedule_speedup=60)
+        own_cloud.start()
+    try:
+        work = paths.home() / "demo"
+        work.mkdir(parents=True, exist_ok=True)
+        workflow = write_workflow(work, references)
+        run("setup-pipe", "--local", "-f", str(workflow))
+        keys = write_samples(work / "samples", args.files)
+        summary = require_summary(PIPELINE)
+        uploaded_at = time.time()
+        run("upload", "--local", PIPELINE, str(work / "samples"))
+        say(f"waiting for {len(keys)} results (queued / running / done / failed)")
+        results = wait_for_results(summary, keys, uploaded_at)
+        show_results(results, summary)
+        run("status", "--local", PIPELINE)
+        if not args.keep:
+            run("clean-up", "--local", "--purge", PIPELINE)
+    finally:
+        if own_cloud is not None:
+            own_cloud.stop()
+    say(f"demo done in {time.monotonic() - started:.0f} s")
+    return 0
