@@ -1,6 +1,5 @@
 """setup-pipe, clean-up, create-lambda-exec-role, status and logs: each validates its input,
 plans, prints the plan and (unless --dry-run) applies it."""
-import json
 import sys
 import time
 
@@ -8,6 +7,7 @@ from yunpipe.aws.facade import UNREACHABLE, Aws
 from yunpipe.aws.session import open_aws
 from yunpipe.errors import InputError, YunpipeError
 from yunpipe.pipeline import model as m
+from yunpipe.pipeline import status
 from yunpipe.pipeline.executor import apply
 from yunpipe.pipeline.plan import Plan
 from yunpipe.pipeline.planner import Planner, Reader, resolve_target
@@ -165,46 +165,10 @@ def run_clean_up(args) -> int:
     return 0
 
 
-def _queue_counts(reader: Reader, name: str) -> tuple[str, str]:
-    url = reader.queue_url(name)
-    if url is None:
-        return "-", "-"
-    attributes = reader.read("sqs", "get_queue_attributes", QueueUrl=url, AttributeNames=[
-        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
-    return attributes["ApproximateNumberOfMessages"], attributes["ApproximateNumberOfMessagesNotVisible"]
-
-
-def latest_failures(reader: Reader, summary: dict, step: str, count: int = 5) -> list[dict]:
-    """The newest failure reports of a step (runtime contract: failures/<pipeline>/<step>/...)."""
-    objects = reader.pages("s3", "list_objects_v2", "Contents", ("NoSuchBucket",), Bucket=summary["reports_bucket"],
-                           Prefix=f"failures/{summary['pipeline']}/{step}/")
-    newest = sorted(objects, key=lambda o: o["LastModified"], reverse=True)[:count]
-    reports = []
-    for obj in newest:
-        body = reader.read("s3", "get_object", ("NoSuchKey",), Bucket=summary["reports_bucket"], Key=obj["Key"])
-        if body:
-            try:
-                reports.append(json.loads(body["Body"].read()))
-            except json.JSONDecodeError:
-                reports.append({"key": obj["Key"], "reason": "unreadable report"})
-    return reports
-
-
 def run_status(args) -> int:
     summary = require_summary(args.pipeline)
     reader = Reader(_aws_for(args, summary["region"]))
-    print(f"Pipeline {summary['pipeline']} ({summary['region']}): {summary['input_bucket']} -> {summary['output_bucket']}")
-    for step in summary["steps"]:
-        waiting, in_flight = _queue_counts(reader, step["queue"])
-        dead, _ = _queue_counts(reader, step["dead_letter_queue"])
-        running = len(reader.pages("ecs", "list_tasks", "taskArns", ("ClusterNotFoundException",),
-                                   cluster=summary["cluster"], startedBy=step["started_by"], desiredStatus="RUNNING"))
-        print(f"step {step['name']}: {waiting} waiting, {in_flight} in flight, {dead} in the dead-letter queue, "
-              f"{running} task(s) running")
-        for report in latest_failures(reader, summary, step["name"]):
-            final = " (final try)" if report.get("final") else ""
-            print(f"  failed {report.get('key', '?')} attempt {report.get('attempt', '?')}{final}: "
-                  f"{report.get('reason', '')} {report.get('finished_at', '')}".rstrip())
+    print(status.render(summary, status.collect(reader, summary)))
     return 0
 
 
@@ -215,13 +179,15 @@ def run_logs(args) -> int:
     if args.step and args.step not in steps:
         raise InputError("logs", "--step", f"expected one of the pipeline's steps ({', '.join(steps)}), got '{args.step}'")
     params = {"logGroupName": summary["log_group"]}
-    if args.step:
-        params["logStreamNamePrefix"] = f"{m.container_name(args.step)}/"
+    prefix = f"{m.container_name(args.step)}/" if args.step else ""
+    if prefix:
+        params["logStreamNamePrefix"] = prefix
     start, seen = 0, set()
     while True:
         events = aws.pages("logs", "filter_log_events", "events", startTime=start, **params)
         for event in events:
-            if event["eventId"] in seen:
+            # Checked here too: some emulators ignore logStreamNamePrefix.
+            if event["eventId"] in seen or not event["logStreamName"].startswith(prefix):
                 continue
             seen.add(event["eventId"])
             start = max(start, event["timestamp"])

@@ -167,6 +167,9 @@ class Sweeper:
         calls = [self._delete("cluster", name, "ecs", "stop_task", f"stop task {arn.rsplit('/', 1)[-1]}", last=False,
                               cluster=name, task=arn, reason="yunpipe clean-up")
                  for arn in self.reader.pages("ecs", "list_tasks", "taskArns", cluster=name)]
+        # A deleted cluster lingers as INACTIVE; untagged, it no longer shows as the pipeline's.
+        calls.append(self._delete("cluster", name, "ecs", "untag_resource", f"untag ECS cluster {name}", last=False,
+                                  resourceArn=found["clusters"][0]["clusterArn"], tagKeys=[m.TAG_KEY]))
         call = self._delete("cluster", name, "ecs", "delete_cluster", f"delete ECS cluster {name}", cluster=name)
         # Stopped tasks take a moment to leave the cluster.
         calls.append(dataclasses.replace(call, retry_codes=("ClusterContainsTasksException",)))
