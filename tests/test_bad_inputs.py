@@ -1,0 +1,59 @@
+"""Each bad input: exit 2 from the console entry, the field named on stderr, and no AWS call."""
+import json
+
+import pytest
+
+from conftest import record_algorithm, single_run
+from yunpipe import cli
+from yunpipe.aws.facade import watch_calls
+
+
+def _with_algorithm(**step):
+    return {**single_run(), "process": {"type": "single_run", "algorithms": [{"name": "change123-s3", **step}]}}
+
+
+CASES = {
+    "malformed JSON": ("workflow.json", '{"input_s3_name": "a-bucket",', "line 1"),
+    "malformed YAML": ("workflow.yaml", "process: [unclosed\n", "expected valid YAML"),
+    "schema violation": ("workflow.json", {"input_s3_name": "in-bucket", "output_s3_name": "out-bucket"}, "process"),
+    "unknown algorithm": ("workflow.json", single_run(algorithm="nope"), "process.algorithms[0].name"),
+    "unknown version": ("workflow.json", single_run(algorithm="change123-s3@9"), "process.algorithms[0].name"),
+    "missing required variable": ("workflow.json", _with_algorithm(variables={}),
+                                  "process.algorithms[0].variables.TEST_ENV"),
+    "invalid bucket name": ("workflow.json", {**single_run(), "input_s3_name": "Bad_Bucket"}, "input_s3_name"),
+    "unknown process type": ("workflow.json", {**single_run(), "process": {"type": "parallel_run", "algorithms": [
+        {"name": "change123-s3"}]}}, "process.type"),
+    "undeclared variable": ("workflow.json", _with_algorithm(variables={"TEST_ENV": "x", "NOPE": "1"}),
+                            "process.algorithms[0].variables.NOPE"),
+    "value not matching schema": ("workflow.json", single_run(algorithm="typed"), "process.algorithms[0].variables.TEST_ENV"),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_exits_2_naming_the_field_without_aws(case, change123, tmp_path, capsys):
+    record_algorithm("typed", "user/typed:1",
+                     variables=[{"name": "TEST_ENV", "required": True, "schema": {"type": "integer"}}])
+    filename, content, field = CASES[case]
+    path = tmp_path / filename
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    with watch_calls() as calls:
+        status = cli.setup_pipe_main(["-f", str(path), "--region", "us-east-1"])
+    assert status == 2
+    assert field in capsys.readouterr().err
+    assert calls == []
+
+
+def test_a_bad_second_file_stops_before_the_first_is_deployed(change123, write_workflow, capsys):
+    good = write_workflow(single_run(), "good.json")
+    bad = write_workflow(single_run(name="other", algorithm="nope"), "bad.json")
+    with watch_calls() as calls:
+        assert cli.setup_pipe_main(["-f", good, bad]) == 2
+    assert calls == []
+    assert "bad.json: process.algorithms[0].name" in capsys.readouterr().err
+
+
+def test_an_algorithm_too_big_for_fargate_is_an_input_error(aws_env, write_workflow, capsys):
+    record_algorithm("huge", "user/huge:1", CPU=32)
+    with watch_calls() as calls:
+        assert cli.setup_pipe_main(["-f", write_workflow(single_run(algorithm="huge"))]) == 2
+    assert calls == [] and "CPU/memory" in capsys.readouterr().err

@@ -1,0 +1,98 @@
+"""clean-up deploys an empty desired state: from the state file, or from tags when it is lost."""
+import json
+
+import boto3
+import pytest
+
+from conftest import REGION, record_algorithm, single_run
+from test_setup_pipe import mutating, tagged_arns
+from yunpipe import cli
+from yunpipe.aws.facade import watch_calls
+from yunpipe.pipeline.state import state_path
+
+
+@pytest.fixture
+def deployed(moto, change123, write_workflow):
+    path = write_workflow(single_run())
+    assert cli.setup_pipe_main(["-f", path]) == 0
+    return path
+
+
+def test_purge_leaves_nothing_tagged_and_a_second_run_is_a_no_op(deployed):
+    assert cli.clean_up_main(["demo", "--purge"]) == 0
+    assert tagged_arns() == []
+    assert boto3.client("iam").list_roles(PathPrefix="/yunpipe/")["Roles"] == []
+    assert boto3.client("events", region_name=REGION).list_rules()["Rules"] == []
+    assert not state_path("demo").exists()
+    with watch_calls() as calls:
+        assert cli.clean_up_main(["demo", "--purge"]) == 0
+    assert mutating(calls) == []
+
+
+def test_without_purge_the_buckets_and_their_data_stay(deployed, capsys):
+    boto3.client("s3").put_object(Bucket="demo-out-bucket", Key="result.txt", Body=b"1")
+    assert cli.clean_up_main(["demo"]) == 0
+    assert "clean-up --purge demo" in capsys.readouterr().out
+    assert sorted(a.split(":::")[1] for a in tagged_arns()) == [
+        "demo-in-bucket", "demo-out-bucket", "yunpipe-demo-reports-123456789012"]
+    with watch_calls() as calls:
+        assert cli.clean_up_main(["demo"]) == 0
+    assert mutating(calls) == []
+    # The buckets are still recorded, so a later purge finds them.
+    assert cli.clean_up_main(["demo", "--purge"]) == 0
+    assert tagged_arns() == []
+
+
+def test_lost_state_file_cleans_up_from_tags(deployed):
+    s3 = boto3.client("s3")
+    s3.put_bucket_versioning(Bucket="demo-out-bucket", VersioningConfiguration={"Status": "Enabled"})
+    for body in (b"1", b"2"):
+        s3.put_object(Bucket="demo-out-bucket", Key="result.txt", Body=body)
+    state_path("demo").unlink()
+    assert cli.clean_up_main(["demo", "--purge"]) == 0
+    assert tagged_arns() == []
+    assert s3.list_buckets()["Buckets"] == []
+
+
+def test_lost_state_keeps_a_users_bucket_but_removes_yunpipes_notification(moto, change123, write_workflow):
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="demo-in-bucket")
+    assert cli.setup_pipe_main(["-f", write_workflow(single_run())]) == 0
+    state_path("demo").unlink()
+    assert cli.clean_up_main(["demo"]) == 0
+    assert "LambdaFunctionConfigurations" not in s3.get_bucket_notification_configuration(Bucket="demo-in-bucket")
+
+
+def test_all_finds_every_pipeline(moto, change123, write_workflow):
+    assert cli.setup_pipe_main(["-f", write_workflow(single_run("one"), "one.json"),
+                                write_workflow(single_run("two"), "two.json")]) == 0
+    state_path("two").unlink()
+    assert cli.clean_up_main(["--all", "--purge"]) == 0
+    assert tagged_arns("one") == [] and tagged_arns("two") == []
+
+
+def test_dry_run_changes_nothing(deployed, capsys):
+    with watch_calls() as calls:
+        assert cli.clean_up_main(["demo", "--purge", "--dry-run"]) == 0
+    assert mutating(calls) == []
+    out = capsys.readouterr().out
+    assert "delete launcher Lambda yunpipe-demo-change123-s3-launcher" in out and "Dry run" in out
+    assert json.loads(state_path("demo").read_text())["resources"]
+
+
+def test_setup_removes_the_steps_a_workflow_no_longer_has(moto, write_workflow):
+    for name in ("step-a", "step-b"):
+        record_algorithm(name, f"user/{name}:1", variables=[])
+    sequence = {"name": "seq", "input_s3_name": "seq-in-bucket", "output_s3_name": "seq-out-bucket",
+                "process": {"type": "sequence_run", "algorithms": [{"name": "step-a"}, {"name": "step-b"}]}}
+    assert cli.setup_pipe_main(["-f", write_workflow(sequence)]) == 0
+    single = {**sequence, "process": {"type": "single_run", "algorithms": [{"name": "step-a"}]}}
+    assert cli.setup_pipe_main(["-f", write_workflow(single, "single.json")]) == 0
+    lam = boto3.client("lambda", region_name=REGION)
+    assert [f["FunctionName"] for f in lam.list_functions()["Functions"]] == ["yunpipe-seq-step-a-launcher"]
+    s3 = boto3.client("s3")
+    intermediate = "yunpipe-seq-step-a-out-123456789012"
+    # The old intermediate bucket keeps its data (only --purge deletes buckets) but no longer triggers anything.
+    assert "LambdaFunctionConfigurations" not in s3.get_bucket_notification_configuration(Bucket=intermediate)
+    assert cli.clean_up_main(["seq", "--purge"]) == 0
+    assert tagged_arns("seq") == []

@@ -1,0 +1,131 @@
+"""The model: deterministic names, Fargate sizes, the launcher zip and the compiled resources
+(no AWS involved)."""
+import io
+import json
+import zipfile
+
+import pytest
+
+from conftest import record_algorithm, single_run
+from yunpipe.pipeline import model as m
+from yunpipe.registry import AlgorithmRegistry
+from yunpipe.specs.workflow import parse_workflow, resolve_workflow
+
+TARGET = m.Target("123456789012", "us-east-1", ("subnet-1", "subnet-2"), ("sg-1",))
+
+
+def compile_model(document, target=TARGET, use_user_credential=False):
+    workflow = resolve_workflow(parse_workflow(document, "workflow.json"), AlgorithmRegistry())
+    return m.build_model(workflow, target, use_user_credential)
+
+
+def test_names_fit_aws_limits_deterministically():
+    step = "a-very-long-algorithm-name-that-goes-on-and-on-and-on-and-on-x"
+    name = m.resource_name("function", "pipeline-with-24-chars-x", step, "launcher")
+    assert len(name) <= 64 and name == m.resource_name("function", "pipeline-with-24-chars-x", step, "launcher")
+    assert name != m.resource_name("function", "pipeline-with-24-chars-x", step + "y", "launcher")
+    assert m.resource_name("queue", "demo", "step", "queue") == "yunpipe-demo-step-queue"
+    assert m.resource_name("bucket", "demo", "My_Step.v2", "out") == "yunpipe-demo-my-step-v2-out"
+    assert len(m.resource_name("started_by", "demo", step)) <= 36
+
+
+@pytest.mark.parametrize("vcpu, memory, expected", [
+    (1, 128, (1024, 2048)), (0.25, 512, (256, 512)), (0.25, 4096, (512, 4096)),
+    (2, 5000, (2048, 5120)), (8, 20000, (8192, 20480)), (17, 1024, None), (16, 200000, None)])
+def test_fargate_sizes(vcpu, memory, expected):
+    assert m.fargate_size(vcpu, memory) == expected
+
+
+def test_launcher_zip_is_deterministic():
+    first, second = m.launcher_zip(), m.launcher_zip()
+    assert first == second
+    with zipfile.ZipFile(io.BytesIO(first)) as archive:
+        assert archive.namelist() == ["launcher.py"]
+        assert b"def handler(" in archive.read("launcher.py")
+
+
+def test_single_run_model(change123):
+    model = compile_model(single_run(log_retention_days=7, filter={"suffix": ".txt"}))
+    step = model.steps[0]
+    assert [b.name for b in model.buckets] == ["demo-in-bucket", "demo-out-bucket", "yunpipe-demo-reports-123456789012"]
+    assert json.loads(step.queue.attributes["RedrivePolicy"]) == {
+        "deadLetterTargetArn": "arn:aws:sqs:us-east-1:123456789012:yunpipe-demo-change123-s3-dlq", "maxReceiveCount": 3}
+    assert step.queue.attributes["SqsManagedSseEnabled"] == "true"
+    registration = step.task_definition.registration
+    assert registration["requiresCompatibilities"] == ["FARGATE"] and registration["networkMode"] == "awsvpc"
+    assert (registration["cpu"], registration["memory"]) == ("1024", "2048")
+    container = registration["containerDefinitions"][0]
+    environment = {e["name"]: e["value"] for e in container["environment"]}
+    assert environment["TEST_ENV"] == "blah blah blah"
+    assert environment["YUNPIPE_QUEUE_URL"] == m.QueueUrl("yunpipe-demo-change123-s3-queue")
+    assert environment["YUNPIPE_REPORT_BUCKET"] == "yunpipe-demo-reports-123456789012"
+    assert not any(name.startswith("AWS_ACCESS") or name.startswith("AWS_SECRET") for name in environment)
+    assert "secrets" not in container
+    assert container["logConfiguration"]["options"] == {
+        "awslogs-group": "/yunpipe/demo", "awslogs-region": "us-east-1", "awslogs-stream-prefix": "change123-s3"}
+    assert model.log_group.retention_days == 7
+    assert step.notification.entry()["Filter"] == {"Key": {"FilterRules": [{"Name": "suffix", "Value": ".txt"}]}}
+    assert step.function.environment["YUNPIPE_SUBNETS"] == "subnet-1,subnet-2"
+    assert step.function.environment["YUNPIPE_STARTED_BY"] == step.started_by
+    assert all(r.tags == {m.TAG_KEY: "demo"} for r in model.resources() if hasattr(r, "tags"))
+
+
+def test_policies_name_exact_arns(change123):
+    step = compile_model(single_run()).steps[0]
+    launcher = {s["Sid"]: s for s in step.launcher_role.policy["Statement"]}
+    assert launcher["QueueObjects"]["Resource"] == "arn:aws:sqs:us-east-1:123456789012:yunpipe-demo-change123-s3-queue"
+    assert launcher["StartTasks"]["Resource"] == "arn:aws:ecs:us-east-1:123456789012:task-definition/yunpipe-demo-change123-s3-task:*"
+    assert launcher["PassTaskRoles"]["Resource"] == [step.task_role.arn, step.execution_role.arn]
+    task = {s["Sid"]: s for s in step.task_role.policy["Statement"]}
+    assert task["ReadInputs"]["Resource"] == "arn:aws:s3:::demo-in-bucket/*"
+    assert task["WriteResultsAndReports"]["Resource"] == [
+        "arn:aws:s3:::demo-out-bucket/*", "arn:aws:s3:::yunpipe-demo-reports-123456789012/failures/*"]
+    execution = {s["Sid"]: s for s in step.execution_role.policy["Statement"]}
+    assert execution["WriteLogs"]["Resource"] == "arn:aws:logs:us-east-1:123456789012:log-group:/yunpipe/demo:*"
+    assert "ReadUserCredentials" not in execution
+    assert step.launcher_role.trust_policy["Statement"][0]["Principal"] == {"Service": "lambda.amazonaws.com"}
+    assert step.task_role.trust_policy["Statement"][0]["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+
+
+def test_ecr_image_scopes_the_pull_permission(aws_env):
+    record_algorithm("change123-s3", "123456789012.dkr.ecr.us-east-1.amazonaws.com/team/change123:1")
+    execution = compile_model(single_run()).steps[0].execution_role.policy
+    pull = next(s for s in execution["Statement"] if s["Sid"] == "PullImage")
+    assert pull["Resource"] == "arn:aws:ecr:us-east-1:123456789012:repository/team/change123"
+
+
+def test_sequence_chains_through_intermediate_buckets(aws_env):
+    for name in ("step-a", "step-b", "step-c"):
+        record_algorithm(name, f"user/{name}:1", variables=[])
+    document = {"name": "seq", "input_s3_name": "seq-in-bucket", "output_s3_name": "seq-out-bucket",
+                "process": {"type": "sequence_run", "algorithms": [{"name": n} for n in ("step-a", "step-b", "step-c")]}}
+    model = compile_model(document)
+    pairs = [(s.input_bucket, s.output_bucket) for s in model.steps]
+    assert pairs == [("seq-in-bucket", "yunpipe-seq-step-a-out-123456789012"),
+                     ("yunpipe-seq-step-a-out-123456789012", "yunpipe-seq-step-b-out-123456789012"),
+                     ("yunpipe-seq-step-b-out-123456789012", "seq-out-bucket")]
+    assert [b.purpose for b in model.buckets] == ["input", "intermediate", "intermediate", "output", "reports"]
+
+
+def test_user_credentials_are_secrets_never_values(change123):
+    target = m.Target("123456789012", "us-east-1", credentials={"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+                                                                 "AWS_SECRET_ACCESS_KEY": "s3cr3t"})
+    model = compile_model(single_run(), target, use_user_credential=True)
+    registration = model.steps[0].task_definition.registration
+    text = json.dumps(registration, default=repr)
+    assert "AKIAEXAMPLE" not in text and "s3cr3t" not in text
+    assert registration["containerDefinitions"][0]["secrets"] == [
+        {"name": "AWS_ACCESS_KEY_ID", "valueFrom": "arn:aws:ssm:us-east-1:123456789012:parameter/yunpipe/demo/aws-access-key-id"},
+        {"name": "AWS_SECRET_ACCESS_KEY",
+         "valueFrom": "arn:aws:ssm:us-east-1:123456789012:parameter/yunpipe/demo/aws-secret-access-key"}]
+    execution = {s["Sid"]: s for s in model.steps[0].execution_role.policy["Statement"]}
+    assert execution["ReadUserCredentials"]["Resource"] == [p.arn for p in model.parameters]
+    assert "s3cr3t" not in repr(model.parameters)
+
+
+def test_variable_change_changes_only_the_task_definition_hash(change123):
+    before, after = compile_model(single_run()), compile_model(
+        {**single_run(), "process": {"type": "single_run", "algorithms": [
+            {"name": "change123-s3", "variables": {"TEST_ENV": "other"}}]}})
+    assert before.steps[0].task_definition.spec_hash != after.steps[0].task_definition.spec_hash
+    assert before.steps[0].queue == after.steps[0].queue and before.steps[0].function == after.steps[0].function

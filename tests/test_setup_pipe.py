@@ -1,0 +1,334 @@
+"""setup-pipe end to end against moto: the resources, their settings and tags, idempotence,
+resuming after a failure, and the launcher driving the deployed queue."""
+import json
+import os
+import socket
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto.server import ThreadedMotoServer
+
+from conftest import REGION, record_algorithm, single_run
+from yunpipe import cli
+from yunpipe.aws.facade import is_mutating, watch_calls
+from yunpipe.lambda_src import launcher
+from yunpipe.pipeline.state import PipelineState, state_path
+
+ACCOUNT = "123456789012"
+TAG = {"Key": "yunpipe:pipeline", "Value": "demo"}
+
+
+def client(service):
+    return boto3.client(service, region_name=REGION)
+
+
+def mutating(calls):
+    return [c for c in calls if is_mutating(c[1])]
+
+
+def tagged_arns(pipeline="demo"):
+    mappings = client("resourcegroupstaggingapi").get_resources(
+        TagFilters=[{"Key": "yunpipe:pipeline", "Values": [pipeline]}])["ResourceTagMappingList"]
+    return sorted(r["ResourceARN"] for r in mappings)
+
+
+@pytest.fixture
+def demo(capsys, moto, change123, write_workflow):
+    path = write_workflow(single_run(filter={"prefix": "data/"}))
+    assert cli.setup_pipe_main(["-f", path]) == 0
+    return path
+
+
+def test_single_run_resources(demo, capsys):
+    out = capsys.readouterr().out
+    assert "You can start upload files at demo-in-bucket" in out
+    assert "You will get your result at demo-out-bucket" in out
+    s3, sqs, lam, ecs, iam = (client(s) for s in ("s3", "sqs", "lambda", "ecs", "iam"))
+
+    for bucket in ("demo-in-bucket", "demo-out-bucket", f"yunpipe-demo-reports-{ACCOUNT}"):
+        assert all(s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"].values())
+        rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+        assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+        assert TAG in s3.get_bucket_tagging(Bucket=bucket)["TagSet"]
+    # No notification on the reports bucket: a report never triggers a step.
+    assert "LambdaFunctionConfigurations" not in s3.get_bucket_notification_configuration(
+        Bucket=f"yunpipe-demo-reports-{ACCOUNT}")
+
+    url = sqs.get_queue_url(QueueName="yunpipe-demo-change123-s3-queue")["QueueUrl"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert attributes["SqsManagedSseEnabled"] == "true" and attributes["VisibilityTimeout"] == "300"
+    assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == 3
+    assert sqs.list_queue_tags(QueueUrl=url)["Tags"] == {"yunpipe:pipeline": "demo"}
+
+    function = lam.get_function(FunctionName="yunpipe-demo-change123-s3-launcher")
+    configuration = function["Configuration"]
+    assert (configuration["Runtime"], configuration["Handler"]) == ("python3.12", "launcher.handler")
+    environment = configuration["Environment"]["Variables"]
+    assert environment["YUNPIPE_QUEUE_URL"] == url
+    assert environment["YUNPIPE_TASK_DEFINITION"] == "yunpipe-demo-change123-s3-task"
+    assert environment["YUNPIPE_CLUSTER"] == "yunpipe-demo" and environment["YUNPIPE_SUBNETS"].startswith("subnet-")
+    assert function["Tags"] == {"yunpipe:pipeline": "demo"}
+    statements = {s["Sid"]: s for s in json.loads(lam.get_policy(FunctionName=configuration["FunctionName"])["Policy"])["Statement"]}
+    assert statements["yunpipe-s3"]["Condition"]["ArnLike"]["AWS:SourceArn"] == "arn:aws:s3:::demo-in-bucket"
+    assert statements["yunpipe-s3"]["Condition"]["StringEquals"]["AWS:SourceAccount"] == ACCOUNT
+    assert statements["yunpipe-schedule"]["Principal"] == {"Service": "events.amazonaws.com"}
+
+    notification = s3.get_bucket_notification_configuration(Bucket="demo-in-bucket")["LambdaFunctionConfigurations"]
+    assert [(n["Id"], n["LambdaFunctionArn"]) for n in notification] == [
+        ("yunpipe:demo:change123-s3", configuration["FunctionArn"])]
+    assert notification[0]["Filter"]["Key"]["FilterRules"][0]["Value"] == "data/"
+
+    described = ecs.describe_task_definition(taskDefinition="yunpipe-demo-change123-s3-task", include=["TAGS"])
+    task = described["taskDefinition"]
+    assert task["requiresCompatibilities"] == ["FARGATE"] and task["networkMode"] == "awsvpc"
+    assert task["taskRoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/yunpipe/yunpipe-demo-change123-s3-task-role"
+    container = task["containerDefinitions"][0]
+    assert container["image"] == "user/change123-s3:1"
+    variables = {e["name"]: e["value"] for e in container["environment"]}
+    assert variables["YUNPIPE_QUEUE_URL"] == url and variables["TEST_ENV"] == "blah blah blah"
+    assert "AWS_ACCESS_KEY_ID" not in json.dumps(task) and "testing" not in json.dumps(container)
+    assert {"key": "yunpipe:pipeline", "value": "demo"} in described["tags"]
+    assert container["logConfiguration"]["options"]["awslogs-group"] == "/yunpipe/demo"
+
+    role = "yunpipe-demo-change123-s3-launcher-role"
+    assert TAG in iam.list_role_tags(RoleName=role)["Tags"]
+    policy = iam.get_role_policy(RoleName=role, PolicyName="yunpipe")["PolicyDocument"]
+    sids = {s["Sid"]: s["Resource"] for s in policy["Statement"]}
+    assert sids["QueueObjects"] == f"arn:aws:sqs:{REGION}:{ACCOUNT}:yunpipe-demo-change123-s3-queue"
+    assert sids["PassTaskRoles"] == [task["taskRoleArn"], task["executionRoleArn"]]
+    task_policy = iam.get_role_policy(RoleName="yunpipe-demo-change123-s3-task-role", PolicyName="yunpipe")
+    assert {s["Sid"]: s["Resource"] for s in task_policy["PolicyDocument"]["Statement"]}["ReadInputs"] == \
+        "arn:aws:s3:::demo-in-bucket/*"
+
+    events = client("events")
+    rule = events.describe_rule(Name="yunpipe-demo-change123-s3-schedule")
+    assert rule["ScheduleExpression"] == "rate(5 minutes)"
+    assert events.list_targets_by_rule(Rule=rule["Name"])["Targets"][0]["Arn"] == configuration["FunctionArn"]
+    assert TAG in events.list_tags_for_resource(ResourceARN=rule["Arn"])["Tags"]
+    groups = client("logs").describe_log_groups(logGroupNamePrefix="/yunpipe/demo")["logGroups"]
+    assert groups[0]["retentionInDays"] == 30
+    assert ecs.describe_clusters(clusters=["yunpipe-demo"], include=["TAGS"])["clusters"][0]["tags"] == [
+        {"key": "yunpipe:pipeline", "value": "demo"}]
+
+    state = json.loads(state_path("demo").read_text())
+    assert state["schema_version"] == 1 and state["summary"]["input_bucket"] == "demo-in-bucket"
+
+
+def test_second_setup_makes_no_mutating_call(demo, capsys):
+    with watch_calls() as calls:
+        assert cli.setup_pipe_main(["-f", demo]) == 0
+    assert calls and mutating(calls) == []
+    assert "nothing to change" in capsys.readouterr().out
+
+
+def test_changed_variable_registers_only_a_new_task_definition_revision(demo, write_workflow):
+    changed = write_workflow({**single_run(filter={"prefix": "data/"}), "process": {"type": "single_run", "algorithms": [
+        {"name": "change123-s3", "variables": {"TEST_ENV": "changed"}}]}}, "changed.json")
+    with watch_calls() as calls:
+        assert cli.setup_pipe_main(["-f", changed]) == 0
+    assert mutating(calls) == [("ecs", "RegisterTaskDefinition")]
+    task = client("ecs").describe_task_definition(taskDefinition="yunpipe-demo-change123-s3-task")["taskDefinition"]
+    assert task["revision"] == 2
+
+
+def test_new_algorithm_version_registers_only_a_new_revision(demo):
+    record_algorithm("change123-s3", "user/change123-s3:2")
+    with watch_calls() as calls:
+        assert cli.setup_pipe_main(["-f", demo]) == 0
+    assert mutating(calls) == [("ecs", "RegisterTaskDefinition")]
+    task = client("ecs").describe_task_definition(taskDefinition="yunpipe-demo-change123-s3-task")["taskDefinition"]
+    assert task["containerDefinitions"][0]["image"] == "user/change123-s3:2"
+
+
+def test_sequence_run_of_three_steps(moto, write_workflow):
+    for name in ("step-a", "step-b", "step-c"):
+        record_algorithm(name, f"user/{name}:1", variables=[])
+    path = write_workflow({"name": "seq", "input_s3_name": "seq-in-bucket", "output_s3_name": "seq-out-bucket",
+                           "process": {"type": "sequence_run",
+                                       "algorithms": [{"name": n} for n in ("step-a", "step-b", "step-c")]}})
+    assert cli.setup_pipe_main(["-f", path]) == 0
+    s3, lam = client("s3"), client("lambda")
+    chain = ["seq-in-bucket", f"yunpipe-seq-step-a-out-{ACCOUNT}", f"yunpipe-seq-step-b-out-{ACCOUNT}", "seq-out-bucket"]
+    for step, (source, result) in zip(("step-a", "step-b", "step-c"), zip(chain, chain[1:])):
+        entries = s3.get_bucket_notification_configuration(Bucket=source)["LambdaFunctionConfigurations"]
+        assert [e["Id"] for e in entries] == [f"yunpipe:seq:{step}"]
+        environment = lam.get_function_configuration(FunctionName=f"yunpipe-seq-{step}-launcher")["Environment"]
+        task = client("ecs").describe_task_definition(taskDefinition=f"yunpipe-seq-{step}-task")["taskDefinition"]
+        variables = {e["name"]: e["value"] for e in task["containerDefinitions"][0]["environment"]}
+        assert variables["YUNPIPE_OUTPUT_BUCKET"] == result
+        assert environment["Variables"]["YUNPIPE_STEP"] == step
+    assert "LambdaFunctionConfigurations" not in s3.get_bucket_notification_configuration(Bucket="seq-out-bucket")
+    with watch_calls() as calls:
+        assert cli.setup_pipe_main(["-f", path]) == 0
+    assert mutating(calls) == []
+
+
+def test_existing_bucket_keeps_its_other_notifications(moto, change123, write_workflow):
+    s3, sqs = client("s3"), client("sqs")
+    s3.create_bucket(Bucket="demo-in-bucket")
+    queue_arn = sqs.get_queue_attributes(QueueUrl=sqs.create_queue(QueueName="someone-elses")["QueueUrl"],
+                                         AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    theirs = {"Id": "theirs", "QueueArn": queue_arn, "Events": ["s3:ObjectRemoved:*"]}
+    s3.put_bucket_notification_configuration(Bucket="demo-in-bucket",
+                                             NotificationConfiguration={"QueueConfigurations": [theirs]})
+    path = write_workflow(single_run())
+    assert cli.setup_pipe_main(["-f", path]) == 0
+    configuration = s3.get_bucket_notification_configuration(Bucket="demo-in-bucket")
+    assert [q["Id"] for q in configuration["QueueConfigurations"]] == ["theirs"]
+    assert [f["Id"] for f in configuration["LambdaFunctionConfigurations"]] == ["yunpipe:demo:change123-s3"]
+    # An existing bucket is used as it is: yunpipe neither tags nor reconfigures it.
+    with pytest.raises(ClientError):
+        s3.get_bucket_tagging(Bucket="demo-in-bucket")
+    assert cli.clean_up_main(["demo", "--purge"]) == 0
+    configuration = s3.get_bucket_notification_configuration(Bucket="demo-in-bucket")
+    assert [q["Id"] for q in configuration["QueueConfigurations"]] == ["theirs"]
+    assert "LambdaFunctionConfigurations" not in configuration
+    assert s3.head_bucket(Bucket="demo-in-bucket")  # not created by yunpipe: never purged
+
+
+def test_failure_half_way_resumes_and_cleans_up(moto, change123, write_workflow, capsys):
+    path = write_workflow(single_run())
+    count = []
+
+    def fail_fifth_change(service, operation):
+        if is_mutating(operation):
+            count.append(operation)
+            if len(count) == 6:
+                raise ClientError({"Error": {"Code": "InjectedFailure", "Message": "injected"}}, operation)
+
+    with watch_calls(fail_fifth_change):
+        assert cli.setup_pipe_main(["-f", path]) == 1
+    assert "run the same command again to resume" in capsys.readouterr().err
+    recorded = PipelineState.load("demo").resources
+    assert recorded == [("bucket", "demo-in-bucket"), ("bucket", "demo-out-bucket")]
+    with watch_calls() as calls:
+        assert cli.setup_pipe_main(["-f", path]) == 0
+    # The failed call and the rest run; nothing done before is repeated.
+    assert mutating(calls)[0] == ("s3", "PutPublicAccessBlock")
+    assert mutating(calls).count(("s3", "CreateBucket")) == 1  # only the reports bucket is left to create
+    with watch_calls() as calls:
+        assert cli.setup_pipe_main(["-f", path]) == 0
+    assert mutating(calls) == []
+    assert cli.clean_up_main(["demo", "--purge"]) == 0
+    assert tagged_arns() == []
+    assert not state_path("demo").exists()
+
+
+def test_launcher_queues_each_dropped_object_and_starts_tasks_within_the_cap(moto, change123, write_workflow,
+                                                                           monkeypatch):
+    path = write_workflow({**single_run(), "process": {"type": "single_run", "algorithms": [
+        {"name": "change123-s3", "variables": {"TEST_ENV": "x"}, "concurrency": 2}]}})
+    assert cli.setup_pipe_main(["-f", path]) == 0
+    s3, sqs = client("s3"), client("sqs")
+    keys = ["a.txt", "dir/b c.txt", "c.txt"]
+    for key in keys:
+        s3.put_object(Bucket="demo-in-bucket", Key=key, Body=b"123")
+    records = [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "awsRegion": REGION,
+                "s3": {"bucket": {"name": "demo-in-bucket"},
+                       "object": {"key": o["Key"].replace(" ", "+"), "eTag": o["ETag"].strip('"'), "size": o["Size"]}}}
+               for o in s3.list_objects_v2(Bucket="demo-in-bucket")["Contents"]]
+    environment = client("lambda").get_function_configuration(
+        FunctionName="yunpipe-demo-change123-s3-launcher")["Environment"]["Variables"]
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    launcher.clients_for.cache_clear()
+    summary = launcher.handler({"Records": records}, None)
+    assert summary["enqueued"] == 3 and summary["started"] == 2
+    url = environment["YUNPIPE_QUEUE_URL"]
+    bodies = []
+    while True:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        if not messages:
+            break
+        bodies += [json.loads(m["Body"]) for m in messages]
+    assert sorted(b["key"] for b in bodies) == sorted(keys)
+    tasks = client("ecs").list_tasks(cluster="yunpipe-demo", startedBy=environment["YUNPIPE_STARTED_BY"])["taskArns"]
+    assert len(tasks) == 2
+    launcher.clients_for.cache_clear()
+
+
+def test_a_message_failing_every_try_lands_in_the_dead_letter_queue(demo):
+    sqs = client("sqs")
+    url = sqs.get_queue_url(QueueName="yunpipe-demo-change123-s3-queue")["QueueUrl"]
+    dlq = sqs.get_queue_url(QueueName="yunpipe-demo-change123-s3-dlq")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"bucket": "demo-in-bucket", "key": "bad.txt"}))
+    for _ in range(3):
+        assert len(sqs.receive_message(QueueUrl=url, VisibilityTimeout=0)["Messages"]) == 1
+    assert sqs.receive_message(QueueUrl=url).get("Messages", []) == []
+    moved = sqs.receive_message(QueueUrl=dlq)["Messages"]
+    assert json.loads(moved[0]["Body"])["key"] == "bad.txt"
+
+
+def test_user_credentials_become_ssm_secrets(moto, change123, write_workflow, capsys):
+    assert cli.setup_pipe_main(["-f", write_workflow(single_run()), "-uu"]) == 0
+    assert "warning: -uu" in capsys.readouterr().err
+    ssm = client("ssm")
+    parameter = ssm.get_parameter(Name="/yunpipe/demo/aws-access-key-id", WithDecryption=True)["Parameter"]
+    own_key = boto3.Session().get_credentials().get_frozen_credentials().access_key
+    assert parameter["Type"] == "SecureString" and parameter["Value"] == own_key
+    task = client("ecs").describe_task_definition(taskDefinition="yunpipe-demo-change123-s3-task")["taskDefinition"]
+    container = task["containerDefinitions"][0]
+    assert {s["name"]: s["valueFrom"] for s in container["secrets"]}["AWS_ACCESS_KEY_ID"] == \
+        f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/yunpipe/demo/aws-access-key-id"
+    assert own_key not in json.dumps(task)
+
+
+def test_create_lambda_exec_role_creates_only_the_launcher_roles(moto, change123, write_workflow):
+    assert cli.create_lambda_exec_role_main(["-f", write_workflow(single_run())]) == 0
+    roles = [r["RoleName"] for r in client("iam").list_roles(PathPrefix="/yunpipe/")["Roles"]]
+    assert roles == ["yunpipe-demo-change123-s3-launcher-role"]
+    with watch_calls() as calls:
+        assert cli.create_lambda_exec_role_main(["-f", write_workflow(single_run())]) == 0
+    assert mutating(calls) == []
+
+
+def test_dry_run_of_the_example_prints_the_plan_and_changes_nothing(moto, change123, capsys):
+    with watch_calls() as calls:
+        assert cli.setup_pipe_main(["-f", "examples/change123/workflow.json", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "create input bucket container-clouds-input" in out and "Dry run: nothing was changed." in out
+    assert calls and mutating(calls) == []
+
+
+def test_dry_run_without_any_aws_plans_as_if_nothing_existed(change123, monkeypatch, tmp_path, capsys):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    assert cli.setup_pipe_main(["-f", "examples/change123/workflow.json", "--dry-run",
+                                "--endpoint-url", "http://127.0.0.1:9"]) == 0
+    out = capsys.readouterr().out
+    assert "not reachable" in out and "create launcher Lambda" in out
+    assert "account 000000000000" in out
+
+
+def test_local_without_a_running_local_cloud_says_so(change123, capsys):
+    assert cli.setup_pipe_main(["-f", "examples/change123/workflow.json", "--local", "--dry-run"]) == 1
+    assert "run `yunpipe local up` first" in capsys.readouterr().err
+
+
+def test_local_deploys_to_the_announced_endpoint(aws_env, change123, capsys):
+    """--local: the endpoint from <YUNPIPE_HOME>/local/cloud.json (a moto server on loopback)."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port())
+    server.start()
+    try:
+        home = os.environ["YUNPIPE_HOME"]
+        os.makedirs(f"{home}/local", exist_ok=True)
+        endpoint = f"http://127.0.0.1:{server._port}"
+        with open(f"{home}/local/cloud.json", "w") as handle:
+            json.dump({"endpoint": endpoint}, handle)
+        assert cli.setup_pipe_main(["-f", "examples/change123/workflow.json", "--local"]) == 0
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
+        assert "container-clouds-input" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+        assert cli.clean_up_main(["container-clouds-input", "--local", "--purge"]) == 0
+        assert s3.list_buckets()["Buckets"] == []
+    finally:
+        server.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

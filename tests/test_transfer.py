@@ -1,0 +1,72 @@
+"""upload, results, status and logs against a deployed pipeline in moto."""
+import time
+
+import boto3
+import pytest
+
+from conftest import REGION, single_run
+from yunpipe import cli
+
+
+@pytest.fixture
+def deployed(moto, change123, write_workflow):
+    assert cli.setup_pipe_main(["-f", write_workflow(single_run())]) == 0
+
+
+def test_upload_files_and_folders(deployed, tmp_path):
+    folder = tmp_path / "data"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text("a")
+    (folder / "sub" / "b.txt").write_text("b")
+    single = tmp_path / "c.txt"
+    single.write_text("c")
+    assert cli.main(["upload", "demo", str(folder), str(single)]) == 0
+    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="demo-in-bucket")["Contents"]]
+    assert sorted(keys) == ["a.txt", "c.txt", "sub/b.txt"]
+
+
+def test_upload_of_a_missing_path_is_an_input_error(deployed, capsys):
+    assert cli.main(["upload", "demo", "/no/such/path"]) == 2
+    assert "PATH[0]" in capsys.readouterr().err
+
+
+def test_results_lists_and_downloads(deployed, tmp_path, capsys):
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket="demo-out-bucket", Key="x/out.txt", Body=b"result")
+    assert cli.main(["results", "demo"]) == 0
+    assert "x/out.txt" in capsys.readouterr().out
+    assert cli.main(["results", "demo", "--download", str(tmp_path / "got")]) == 0
+    assert (tmp_path / "got" / "x" / "out.txt").read_bytes() == b"result"
+
+
+def test_status_shows_queues_and_failure_reports(deployed, capsys):
+    sqs, s3 = boto3.client("sqs", region_name=REGION), boto3.client("s3")
+    url = sqs.get_queue_url(QueueName="yunpipe-demo-change123-s3-queue")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="{}")
+    s3.put_object(Bucket="yunpipe-demo-reports-123456789012",
+                  Key="failures/demo/change123-s3/in.txt/attempt-3.json",
+                  Body=b'{"key": "in.txt", "attempt": 3, "final": true, "reason": "exit status 1"}')
+    capsys.readouterr()
+    assert cli.main(["status", "demo"]) == 0
+    out = capsys.readouterr().out
+    assert "step change123-s3: 1 waiting, 0 in flight, 0 in the dead-letter queue, 0 task(s) running" in out
+    assert "failed in.txt attempt 3 (final try): exit status 1" in out
+
+
+def test_status_of_an_unknown_pipeline(aws_env, capsys):
+    assert cli.main(["status", "nope"]) == 1
+    assert "run setup-pipe first" in capsys.readouterr().err
+
+
+def test_logs_of_a_step(deployed, capsys):
+    logs = boto3.client("logs", region_name=REGION)
+    now = int(time.time() * 1000)
+    for stream, message in (("change123-s3/change123-s3/task1", "processing a.txt"), ("other/x/task2", "elsewhere")):
+        logs.create_log_stream(logGroupName="/yunpipe/demo", logStreamName=stream)
+        logs.put_log_events(logGroupName="/yunpipe/demo", logStreamName=stream,
+                            logEvents=[{"timestamp": now, "message": message}])
+    capsys.readouterr()
+    assert cli.main(["logs", "demo", "--step", "change123-s3"]) == 0
+    out = capsys.readouterr().out
+    assert "change123-s3 | processing a.txt" in out and "elsewhere" not in out
+    assert cli.main(["logs", "demo", "--step", "nope"]) == 2
