@@ -332,3 +332,9 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def test_unreachable_aws_outside_a_dry_run_is_one_clear_error(change123, monkeypatch, capsys):
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    assert cli.setup_pipe_main(["-f", "examples/change123/workflow.json", "--endpoint-url", "http://127.0.0.1:9"]) == 1
+    assert "cannot reach AWS" in capsys.readouterr().err

@@ -1,9 +1,10 @@
 """setup-pipe, clean-up, create-lambda-exec-role, status and logs: each validates its input,
 plans, prints the plan and (unless --dry-run) applies it."""
+import contextlib
 import sys
 import time
 
-from yunpipe.aws.facade import UNREACHABLE, Aws
+from yunpipe.aws.facade import UNREACHABLE, Aws, BotoCoreError, ClientError
 from yunpipe.aws.session import open_aws
 from yunpipe.errors import InputError, YunpipeError
 from yunpipe.pipeline import model as m
@@ -77,8 +78,24 @@ def compile_pipeline(args, workflow: ResolvedWorkflow) -> tuple[Aws, m.PipelineM
     return aws, m.build_model(workflow, target, use_keys), offline
 
 
+@contextlib.contextmanager
+def aws_errors():
+    """AWS refusing or unreachable is explained in one line, not a traceback."""
+    try:
+        yield
+    except UNREACHABLE as error:
+        raise YunpipeError(f"cannot reach AWS: {error}") from None
+    except (ClientError, BotoCoreError) as error:
+        raise YunpipeError(str(error)) from None
+
+
 def run_setup_pipe(args) -> int:
     workflows = load_workflows(args.files)
+    with aws_errors():
+        return _setup_pipes(args, workflows)
+
+
+def _setup_pipes(args, workflows: list[ResolvedWorkflow]) -> int:
     for workflow in workflows:
         aws, model, offline = compile_pipeline(args, workflow)
         state = PipelineState.load(model.name)
@@ -104,7 +121,13 @@ def run_setup_pipe(args) -> int:
 
 def run_create_lambda_exec_role(args) -> int:
     args.dry_run = False
-    for workflow in load_workflows(args.files):
+    workflows = load_workflows(args.files)
+    with aws_errors():
+        return _create_roles(args, workflows)
+
+
+def _create_roles(args, workflows: list[ResolvedWorkflow]) -> int:
+    for workflow in workflows:
         aws, model, _ = compile_pipeline(args, workflow)
         state = PipelineState.load(model.name)
         plan = Planner(Reader(aws), state.keys()).plan(model, [s.launcher_role for s in model.steps])
@@ -136,7 +159,12 @@ def _pipelines_to_clean(args, aws_for_discovery: Aws | None) -> list[str]:
 
 
 def run_clean_up(args) -> int:
-    discovery = _aws_for(args, None) if args.all and not args.pipelines else None
+    with aws_errors():
+        return _clean_up(args)
+
+
+def _clean_up(args) -> int:
+    discovery = _aws_for(args, None) if args.all else None
     for pipeline in _pipelines_to_clean(args, discovery):
         state = PipelineState.load(pipeline)
         aws = _aws_for(args, state.summary.get("region"))
