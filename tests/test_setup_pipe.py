@@ -69,6 +69,8 @@ def test_single_run_resources(demo, capsys):
     assert environment["YUNPIPE_TASK_DEFINITION"] == "yunpipe-demo-change123-s3-task"
     assert environment["YUNPIPE_CLUSTER"] == "yunpipe-demo" and environment["YUNPIPE_SUBNETS"].startswith("subnet-")
     assert function["Tags"] == {"yunpipe:pipeline": "demo"}
+    # One launch at a time per step, so simultaneous uploads never start more tasks than files.
+    assert function["Concurrency"]["ReservedConcurrentExecutions"] == 1
     statements = {s["Sid"]: s for s in json.loads(lam.get_policy(FunctionName=configuration["FunctionName"])["Policy"])["Statement"]}
     assert statements["yunpipe-s3"]["Condition"]["ArnLike"]["AWS:SourceArn"] == "arn:aws:s3:::demo-in-bucket"
     assert statements["yunpipe-s3"]["Condition"]["StringEquals"]["AWS:SourceAccount"] == ACCOUNT

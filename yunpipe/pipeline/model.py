@@ -28,6 +28,9 @@ LAUNCHER_RUNTIME = "python3.12"
 LAUNCHER_HANDLER = "launcher.handler"
 LAUNCHER_TIMEOUT = 60
 LAUNCHER_MEMORY = 128
+# One launch of a step at a time: concurrent launches would each see the same queue and
+# start tasks for the same messages.
+LAUNCHER_RESERVED_CONCURRENCY = 1
 SCHEDULE = "rate(5 minutes)"
 # Longer than a receive-run-extend cycle of the runscript, which extends while a job runs.
 QUEUE_VISIBILITY_SECONDS = 300

@@ -14,6 +14,9 @@ from yunpipe.pipeline.plan import Call, Plan, Ref
 NO_QUEUE = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
 NO_BUCKET = ("404", "NoSuchBucket", "NotFound")
 NOT_FOUND = ("ResourceNotFoundException",)
+# Lambda keeps this many of an account's executions unreserved; an account with fewer
+# to spare (new accounts start at 10 in all) cannot reserve any.
+MIN_UNRESERVED_EXECUTIONS = 100
 NOTIFICATION_KEYS = ("TopicConfigurations", "QueueConfigurations", "LambdaFunctionConfigurations",
                      "EventBridgeConfiguration")
 
@@ -110,6 +113,8 @@ class Planner:
         # What the state says yunpipe created: only those buckets are checked for settings.
         self.owned = owned
         self.queue_urls: dict[str, Any] = {}
+        self.notes: list[str] = []
+        self._can_reserve: bool | None = None
 
     def plan(self, model: m.PipelineModel, resources: Iterable | None = None) -> Plan:
         """Calls for every resource of the model, or only for `resources` (in model order)."""
@@ -118,7 +123,7 @@ class Planner:
         for resource in model.resources():
             if wanted is None or (resource.kind, resource.key) in wanted:
                 calls.extend(getattr(self, f"_{resource.kind}")(resource, model))
-        return Plan(tuple(calls))
+        return Plan(tuple(calls), notes=tuple(self.notes))
 
     def _call(self, resource, action: str, service: str, operation: str, message: str, **params) -> Call:
         return Call(service, operation, params, message, resource.kind, resource.key, action)
@@ -257,8 +262,8 @@ class Planner:
                          {"FunctionName": function.name, "Code": {"ZipFile": function.code},
                           "Tags": dict(function.tags), **configuration},
                          f"create launcher Lambda {function.name} ({m.LAUNCHER_RUNTIME})",
-                         function.kind, function.key, "create", retry_codes=retry)]
-        calls = []
+                         function.kind, function.key, "create", retry_codes=retry)] + self._concurrency(function, None)
+        calls = self._concurrency(function, found.get("Concurrency", {}).get("ReservedConcurrentExecutions"))
         current = found["Configuration"]
         if current.get("CodeSha256") != function.code_sha256:
             calls.append(Call("lambda", "update_function_code", {"FunctionName": function.name, "ZipFile": function.code},
@@ -272,6 +277,25 @@ class Planner:
                               f"update the configuration of launcher Lambda {function.name}", function.kind,
                               function.key, "update", retry_codes=retry))
         return calls
+
+    def _concurrency(self, function: m.Function, reserved: int | None) -> list[Call]:
+        if reserved == m.LAUNCHER_RESERVED_CONCURRENCY:
+            return []
+        if self._can_reserve is None:
+            # Emulators without this call (moto answers 404) have no limit to respect.
+            settings = self.reader.read("lambda", "get_account_settings", ("404",))
+            spare = (settings or {}).get("AccountLimit", {}).get("UnreservedConcurrentExecutions")
+            self._can_reserve = spare is None or spare > MIN_UNRESERVED_EXECUTIONS
+            if not self._can_reserve:
+                self.notes.append(f"this account has only {spare} unreserved Lambda executions, too few to reserve one "
+                                  "per launcher: uploads that arrive together may start a few more tasks than files")
+        if not self._can_reserve:
+            return []
+        return [Call("lambda", "put_function_concurrency",
+                     {"FunctionName": function.name, "ReservedConcurrentExecutions": m.LAUNCHER_RESERVED_CONCURRENCY},
+                     f"run one launch of {function.name} at a time (so uploads arriving together never start "
+                     "more tasks than files)", function.kind, function.key, "update",
+                     retry_codes=("ResourceConflictException",))]
 
     def _permission(self, permission: m.Permission, model: m.PipelineModel) -> list[Call]:
         statement = self.reader.policy_statements(permission.function).get(permission.sid)
