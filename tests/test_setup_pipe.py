@@ -1,7 +1,6 @@
 """setup-pipe end to end against moto: the resources, their settings and tags, idempotence,
 resuming after a failure, and the launcher driving the deployed queue."""
 import json
-import os
 import socket
 
 import boto3
@@ -13,6 +12,7 @@ from conftest import REGION, record_algorithm, single_run
 from yunpipe import cli
 from yunpipe.aws.facade import is_mutating, watch_calls
 from yunpipe.lambda_src import launcher
+from yunpipe.local import state as local_state
 from yunpipe.pipeline.state import PipelineState, state_path
 
 ACCOUNT = "123456789012"
@@ -312,15 +312,12 @@ def test_local_without_a_running_local_cloud_says_so(change123, capsys):
 
 
 def test_local_deploys_to_the_announced_endpoint(aws_env, change123, capsys):
-    """--local: the endpoint from <YUNPIPE_HOME>/local/cloud.json (a moto server on loopback)."""
+    """--local: the endpoint a running local cloud announced (here a bare moto server on loopback)."""
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port())
     server.start()
     try:
-        home = os.environ["YUNPIPE_HOME"]
-        os.makedirs(f"{home}/local", exist_ok=True)
         endpoint = f"http://127.0.0.1:{server._port}"
-        with open(f"{home}/local/cloud.json", "w") as handle:
-            json.dump({"endpoint": endpoint}, handle)
+        local_state.write_state(endpoint, server._port)
         assert cli.setup_pipe_main(["-f", "examples/change123/workflow.json", "--local"]) == 0
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
         assert "container-clouds-input" in [b["Name"] for b in s3.list_buckets()["Buckets"]]

@@ -1,14 +1,13 @@
 """Which AWS to talk to: the standard credential chain, a profile, an endpoint, LocalStack or
 yunpipe's local cloud. Builds the one `Aws` facade every command uses.
 """
-import json
 import os
 
 import boto3
 
-from yunpipe import paths
 from yunpipe.aws.facade import Aws
 from yunpipe.errors import YunpipeError
+from yunpipe.local import state as local_state
 
 # The local cloud accepts any key pair; fixed fake keys keep real credentials out of it.
 LOCAL_CREDENTIALS = {"aws_access_key_id": "yunpipe-local", "aws_secret_access_key": "yunpipe-local"}
@@ -16,12 +15,11 @@ LOCAL_REGION = "us-east-1"
 
 
 def local_endpoint() -> str:
-    """The endpoint the running local cloud announced in <YUNPIPE_HOME>/local/cloud.json."""
-    path = paths.local_dir() / "cloud.json"
-    try:
-        return json.loads(path.read_text())["endpoint"]
-    except (FileNotFoundError, json.JSONDecodeError, KeyError):
-        raise YunpipeError(f"no local cloud found ({path}): run `yunpipe local up` first") from None
+    """The endpoint the running local cloud announced (yunpipe.local.state)."""
+    current = local_state.read_state()
+    if current is None:
+        raise YunpipeError(f"no local cloud runs ({local_state.state_path()}): run `yunpipe local up` first")
+    return current["endpoint"]
 
 
 def wants_local(args) -> bool:
