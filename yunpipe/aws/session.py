@@ -4,9 +4,10 @@ yunpipe's local cloud. Builds the one `Aws` facade every command uses.
 import os
 
 import boto3
+from botocore.exceptions import ProfileNotFound
 
 from yunpipe.aws.facade import Aws
-from yunpipe.errors import YunpipeError
+from yunpipe.errors import InputError, YunpipeError
 from yunpipe.local import state as local_state
 
 # The local cloud accepts any key pair; fixed fake keys keep real credentials out of it.
@@ -37,6 +38,9 @@ def open_aws(args, region: str | None = None) -> Aws:
         # Imported here: only LocalStack users need the package at run time.
         from localstack_client.session import Session as LocalstackSession
         return Aws(LocalstackSession(region_name=region or LOCAL_REGION, profile_name=getattr(args, "profile", None)))
-    session = boto3.Session(profile_name=getattr(args, "profile", None), region_name=region)
+    try:
+        session = boto3.Session(profile_name=getattr(args, "profile", None), region_name=region)
+    except ProfileNotFound as error:
+        raise InputError("--profile", args.profile, f"expected a profile of your AWS config ({error})") from None
     # boto3 reads AWS_ENDPOINT_URL itself; an explicit flag wins over it.
     return Aws(session, endpoint_url=getattr(args, "endpoint_url", None))
