@@ -5,8 +5,12 @@ skips only when no Docker daemon answers.
 """
 import io
 import json
+import logging
+import re
+import threading
 import time
 import zipfile
+from concurrent.futures import wait
 from importlib import resources
 
 import docker
@@ -17,6 +21,7 @@ from yunpipe.local import state
 from yunpipe.local.clients import local_client
 from yunpipe.local.cloud import LocalCloud, running_state, start_detached, stop_running
 from yunpipe.local.ecs_runner import LABEL
+from yunpipe.local.lambda_host import LAUNCHER_LOGGER
 
 REGION = "us-east-1"
 IMAGE = "yunpipe/base:bookworm"
@@ -133,7 +138,7 @@ def _launcher_function(cloud, name, environment):
     )["FunctionArn"]
 
 
-def _step(cloud, name, command):
+def _step(cloud, name, command, reserved_concurrency=None):
     """Queue, cluster, task definition and launcher function of one step."""
     queue_url = _client(cloud, "sqs").create_queue(QueueName=f"{name}-queue")["QueueUrl"]
     _client(cloud, "ecs").create_cluster(clusterName=f"{name}-cluster")
@@ -153,7 +158,32 @@ def _step(cloud, name, command):
             "YUNPIPE_SECURITY_GROUPS": group,
         },
     )
+    if reserved_concurrency is not None:
+        _client(cloud, "lambda").put_function_concurrency(
+            FunctionName=fn_arn, ReservedConcurrentExecutions=reserved_concurrency
+        )
     return queue_url, fn_arn
+
+
+def _notify(cloud, bucket, fn_arn):
+    s3 = _client(cloud, "s3")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "LambdaFunctionConfigurations": [{"LambdaFunctionArn": fn_arn, "Events": ["s3:ObjectCreated:*"]}]
+        },
+    )
+    return s3
+
+
+def _log_events(cloud, group):
+    """{stream name: [events]} of a CloudWatch Logs group."""
+    logs = _client(cloud, "logs")
+    return {
+        stream["logStreamName"]: logs.get_log_events(logGroupName=group, logStreamName=stream["logStreamName"])["events"]
+        for stream in logs.describe_log_streams(logGroupName=group)["logStreams"]
+    }
 
 
 def _invocations(cloud, fn_arn, trigger):
@@ -222,14 +252,7 @@ def test_stop_task_through_the_api_kills_the_container_and_keeps_the_reason(clou
 
 def test_s3_notification_runs_the_launcher_on_the_host_which_queues_and_starts_a_task(cloud):
     queue_url, fn_arn = _step(cloud, "s3step", ["python3", "-c", "print('worker')"])
-    s3 = _client(cloud, "s3")
-    s3.create_bucket(Bucket="demo-input")
-    s3.put_bucket_notification_configuration(
-        Bucket="demo-input",
-        NotificationConfiguration={
-            "LambdaFunctionConfigurations": [{"LambdaFunctionArn": fn_arn, "Events": ["s3:ObjectCreated:*"]}]
-        },
-    )
+    s3 = _notify(cloud, "demo-input", fn_arn)
     s3.put_object(Bucket="demo-input", Key="data/a b.txt", Body=b"hello")
 
     [invocation] = _wait(lambda: _invocations(cloud, fn_arn, "s3"), what="the launcher to run")
@@ -242,6 +265,110 @@ def test_s3_notification_runs_the_launcher_on_the_host_which_queues_and_starts_a
     [arn] = ecs.list_tasks(cluster="s3step-cluster", startedBy="yunpipe-s3step")["taskArns"]
     task = _wait(lambda: _stopped(cloud, "s3step-cluster", arn), what="the started task to finish")
     assert task["stoppedReason"] == "Essential container exited with code 0"
+
+
+def test_reserved_concurrency_1_runs_one_launcher_at_a_time_and_never_starts_more_tasks_than_files(cloud):
+    files = 6
+    # Workers that never take a message: each started task stays counted as running.
+    _, fn_arn = _step(cloud, "serial", ["sleep", "300"], reserved_concurrency=1)
+    s3 = _notify(cloud, "serial-input", fn_arn)
+    # All at once: each PutObject hands its notification to the host before the previous run ends.
+    threads = [
+        threading.Thread(target=s3.put_object, kwargs={"Bucket": "serial-input", "Key": f"f{i}", "Body": b"x"})
+        for i in range(files)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    runs = _wait(lambda: r if len(r := _invocations(cloud, fn_arn, "s3")) == files else None, what="every launcher run")
+    assert all(run["ok"] for run in runs), runs
+    assert sum(run["result"]["enqueued"] for run in runs) == files
+    started = sum(run["result"]["started"] for run in runs)
+    listed = _client(cloud, "ecs").list_tasks(cluster="serial-cluster", startedBy="yunpipe-serial")["taskArns"]
+    assert 1 <= started == len(listed) <= files
+    # One at a time: each run's START comes after the previous run's END.
+    windows = sorted(
+        (events[0]["timestamp"], events[-1]["timestamp"])
+        for events in _log_events(cloud, "/aws/lambda/serial-launcher").values()
+    )
+    assert len(windows) == files
+    assert all(later[0] >= earlier[1] for earlier, later in zip(windows, windows[1:])), windows
+
+
+def test_reserved_concurrency_0_throttles_every_invocation(cloud):
+    _, fn_arn = _step(cloud, "throttled", ["true"], reserved_concurrency=0)
+    future = cloud._lambda_host.invoke_function(fn_arn, {"detail-type": "Scheduled Event"})
+    with pytest.raises(RuntimeError, match="TooManyRequestsException"):
+        future.result(timeout=10)
+    [run] = _invocations(cloud, fn_arn, "invoke")
+    assert not run["ok"] and run["log_stream"] is None
+
+
+class _Collect(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+@pytest.fixture
+def console():
+    """What reaches the root logger's handlers (the console). Not caplog: pytest also hooks
+    its handler onto non-propagating loggers, the launcher's among them."""
+    handler = _Collect()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    yield handler.records
+    root.removeHandler(handler)
+
+
+def test_launcher_logs_go_to_the_function_log_group_not_the_console(cloud, console):
+    fns = {step: _step(cloud, step, ["true"])[1] for step in ("alpha", "beta")}
+    # The log group is missing (setup-pipe would create it): the host creates it, as Lambda does.
+    host = cloud._lambda_host
+    futures = [host.invoke_function(fn, {"detail-type": "Scheduled Event"}) for _ in range(4) for fn in fns.values()]
+    wait(futures, timeout=60)
+    assert all(f.result()["enqueued"] == 0 for f in futures)
+
+    stream_name = re.compile(r"^\d{4}/\d\d/\d\d/\[\$LATEST\][0-9a-f]{32}$")
+    for step, fn_arn in fns.items():
+        streams = _log_events(cloud, f"/aws/lambda/{step}-launcher")
+        runs = _invocations(cloud, fn_arn, "invoke")
+        assert sorted(streams) == sorted(run["log_stream"] for run in runs) and len(streams) == 4
+        for name, events in streams.items():
+            assert stream_name.match(name), name
+            messages = [e["message"] for e in events]
+            request_id = messages[0].removeprefix("START RequestId: ").split()[0]
+            assert messages[0] == f"START RequestId: {request_id} Version: $LATEST"
+            # Only this function's records, though both functions ran at the same time.
+            [summary] = messages[1:-2]
+            assert summary.startswith("[INFO]\t") and f"\t{request_id}\tyunpipe launcher demo/{step} schedule: " in summary
+            assert messages[-2] == f"END RequestId: {request_id}"
+            assert messages[-1].startswith(f"REPORT RequestId: {request_id}\tDuration: ")
+    assert not [r for r in console if r.name.startswith(LAUNCHER_LOGGER)]
+
+    # Outside an invocation the launcher's logger still reaches the host's handlers.
+    logging.getLogger(f"{LAUNCHER_LOGGER}.child").warning("outside any invocation")
+    assert [r.getMessage() for r in console if r.name.startswith(LAUNCHER_LOGGER)] == ["outside any invocation"]
+
+
+def test_failed_launcher_logs_its_error_to_the_function_log_and_one_line_to_the_console(cloud, console):
+    fn_arn = _launcher_function(cloud, "broken-launcher", {"YUNPIPE_STEP": "broken"})
+    future = cloud._lambda_host.invoke_function(fn_arn, {"detail-type": "Scheduled Event"})
+    with pytest.raises(Exception, match="YUNPIPE_PIPELINE"):
+        future.result(timeout=30)
+
+    [run] = _invocations(cloud, fn_arn, "invoke")
+    assert not run["ok"] and run["result"].startswith("ConfigError: ")
+    messages = [e["message"] for e in _log_events(cloud, "/aws/lambda/broken-launcher")[run["log_stream"]]]
+    assert messages[1].startswith("[ERROR] ConfigError: ") and "Traceback (most recent call last):" in messages[1]
+    assert messages[2].startswith("END RequestId: ")
+    [warning] = [r.getMessage() for r in console if r.levelno >= logging.WARNING]
+    assert "broken-launcher failed: ConfigError" in warning and run["log_stream"] in warning
 
 
 def test_scheduler_fires_a_rate_rule_lambda_target_sped_up(cloud):

@@ -6,6 +6,7 @@ moto version range in setup.py together.
 import inspect
 import io
 import json
+import logging
 import zipfile
 
 import boto3
@@ -17,6 +18,7 @@ from moto.awslambda.utils import get_backend
 from moto.core import DEFAULT_ACCOUNT_ID
 
 from yunpipe.local.clients import local_client
+from yunpipe.local.lambda_host import reserved_concurrency
 from yunpipe.local.server import EmulatorServer
 
 REGION = "us-east-1"
@@ -80,6 +82,13 @@ def test_s3_notification_to_lambda_goes_through_invoke_awslambda(monkeypatch):
     assert function.code_bytes == code
     assert (function.region, function.function_arn, function.function_name) == (REGION, fn_arn, "fn")
 
+    # The host's concurrency limit: moto keeps put_function_concurrency on the function object.
+    assert reserved_concurrency(function) is None
+    awslambda.put_function_concurrency(FunctionName="fn", ReservedConcurrentExecutions=1)
+    assert function.reserved_concurrency == 1 and reserved_concurrency(function) == 1
+    awslambda.delete_function_concurrency(FunctionName="fn")
+    assert reserved_concurrency(function) is None
+
 
 @pytest.fixture
 def emulator():
@@ -112,3 +121,17 @@ def test_ecs_task_manual_transition_keeps_task_running_until_stop_task(emulator)
     ecs.stop_task(cluster="c", task=arn, reason="done")
     task = ecs.describe_tasks(cluster="c", tasks=[arn])["tasks"][0]
     assert (task["lastStatus"], task["desiredStatus"], task["stoppedReason"]) == ("STOPPED", "STOPPED", "done")
+
+
+def test_emulator_quiets_moto_request_log(caplog):
+    # moto's server logs each request through the "werkzeug" logger at INFO; start() must raise
+    # that logger to WARNING (caplog puts the level back after the test).
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.INFO, logger="werkzeug")
+    server = EmulatorServer(port=0)
+    server.start()
+    try:
+        local_client("s3", server.endpoint_url, REGION).list_buckets()
+    finally:
+        server.stop()
+    assert not [r for r in caplog.records if r.name == "werkzeug"]

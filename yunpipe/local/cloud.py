@@ -130,7 +130,13 @@ class LocalCloud:
             "regions": self.regions,
             "running_tasks": self._runner.active_tasks() if self._runner else [],
             "recent_lambda_invocations": [
-                {"function": i.function_arn, "trigger": i.trigger, "ok": i.ok, "result": i.result}
+                {
+                    "function": i.function_arn,
+                    "trigger": i.trigger,
+                    "ok": i.ok,
+                    "result": i.result,
+                    "log_stream": i.log_stream,
+                }
                 for i in (self._lambda_host.recent() if self._lambda_host else [])
             ],
         }

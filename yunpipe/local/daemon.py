@@ -26,8 +26,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    # moto's server logs every request at INFO: far too much for a daemon log.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     cloud = LocalCloud(
         port=args.port,
         regions=args.regions,

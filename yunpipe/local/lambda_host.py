@@ -13,14 +13,29 @@ The launcher is called through its pure entry point ``handle(event, Config.from_
 Clients(sqs, ecs))``: nothing touches ``os.environ``, so concurrent invocations of different
 steps cannot see each other's settings.
 
+Reserved concurrency (``put_function_concurrency``, kept by moto as the function's
+``reserved_concurrency``) is honoured as on AWS: at most that many invocations of the function
+run at once; the others wait in a per-function queue (asynchronous invocations are queued, not
+dropped) without holding a pool thread. Reserved concurrency 0 throttles every invocation.
+
+Logs, as AWS Lambda writes them: while the installed host runs a launcher invocation, records of
+the ``yunpipe.launcher`` logger (and its children) made in that invocation's thread go to
+CloudWatch Logs group ``/aws/lambda/<function name>`` (created if missing), stream
+``YYYY/MM/DD/[$LATEST]<request id hex>``, between START / END / REPORT lines, and not to the
+host's console. Records made in other threads keep going to the parent loggers' handlers.
+
 API:
     LambdaHost(endpoint_url, max_workers=4)
-        .install()                   hook moto's S3 -> Lambda delivery (one host per process)
-        .uninstall()                 restore moto's function; waits for running invocations
+        .install()                   hook moto's S3 -> Lambda delivery and route launcher logs
+                                     (one host per process)
+        .uninstall()                 restore both; waits for running and queued invocations
         .invoke_function(name_or_arn, event, region="us-east-1") -> Future
                                      asynchronous invocation, as for a scheduled rule
         .recent() -> list[Invocation]  the last invocations, newest last
-    Invocation: function_arn, trigger ("s3" | "invoke"), ok, result (summary dict or error text)
+    Invocation: function_arn, trigger ("s3" | "invoke"), ok, result (summary dict or error text),
+                log_stream (the CloudWatch Logs stream of a host-run launcher, else None)
+    reserved_concurrency(function) -> int | None   the limit moto keeps for a function
+    LAUNCHER_LOGGER                  "yunpipe.launcher"
 """
 from __future__ import annotations
 
@@ -28,12 +43,16 @@ import io
 import json
 import logging
 import threading
+import time
+import traceback
+import uuid
 import zipfile
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from importlib import resources
-from typing import Any
+from typing import Any, Callable
 
 import moto.s3.notifications as s3_notifications
 from moto.awslambda.utils import get_backend
@@ -46,6 +65,10 @@ from .clients import local_client
 log = logging.getLogger(__name__)
 
 RECENT_INVOCATIONS = 100
+# The launcher's logger: its records belong in the function's CloudWatch Logs, not on the host.
+LAUNCHER_LOGGER = launcher.LOG.name
+# put_log_events takes at most 10,000 events per call.
+LOG_EVENTS_PER_CALL = 10_000
 _installed: "LambdaHost | None" = None
 _install_lock = threading.Lock()
 
@@ -56,6 +79,7 @@ class Invocation:
     trigger: str
     ok: bool
     result: Any
+    log_stream: str | None = None
 
 
 def _launcher_source() -> bytes:
@@ -76,14 +100,107 @@ def is_launcher(function: Any) -> bool:
     return source == _launcher_source()
 
 
+def reserved_concurrency(function: Any) -> int | None:
+    """The function's reserved concurrency as moto keeps it (None: unreserved)."""
+    value = function.reserved_concurrency
+    # moto stores the request's value as given: an int from JSON, but do not count on it.
+    return None if value is None else int(value)
+
+
+class _InvocationLog:
+    """One invocation's log events, in the Lambda Python runtime's format."""
+
+    def __init__(self, function: Any):
+        self.request_id = str(uuid.uuid4())
+        self.group = f"/aws/lambda/{function.function_name}"
+        started = datetime.now(timezone.utc)
+        self.stream = f"{started:%Y/%m/%d}/[$LATEST]{uuid.UUID(self.request_id).hex}"
+        # Only the invocation's own thread adds to it: no lock.
+        self.events: list[dict] = []
+        self._started = time.monotonic()
+        self._formatter = logging.Formatter(
+            f"[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t{self.request_id}\t%(message)s", "%Y-%m-%dT%H:%M:%S"
+        )
+        self._formatter.converter = time.gmtime
+        self.line(f"START RequestId: {self.request_id} Version: $LATEST")
+
+    def line(self, message: str, created: float | None = None) -> None:
+        self.events.append({"timestamp": int((created if created is not None else time.time()) * 1000), "message": message})
+
+    def add(self, record: logging.LogRecord) -> None:
+        self.line(self._formatter.format(record), record.created)
+
+    def error(self, exc: BaseException) -> None:
+        # What the runtime logs for an exception the handler lets out.
+        self.line(f"[ERROR] {type(exc).__name__}: {exc}\n" + "".join(traceback.format_exception(exc)).rstrip())
+
+    def end(self) -> None:
+        duration = (time.monotonic() - self._started) * 1000
+        self.line(f"END RequestId: {self.request_id}")
+        self.line(f"REPORT RequestId: {self.request_id}\tDuration: {duration:.2f} ms")
+
+
+class _LauncherLogRouter(logging.Handler):
+    """Handler on the launcher's logger (propagation off while installed): a record made in a
+    thread bound to an invocation goes to that invocation's log; any other goes on to the
+    parent loggers' handlers, as if it had propagated."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._logs: dict[int, _InvocationLog] = {}
+
+    def bind(self, invocation_log: _InvocationLog) -> None:
+        self._logs[threading.get_ident()] = invocation_log
+
+    def unbind(self) -> None:
+        self._logs.pop(threading.get_ident(), None)
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        # No handler lock: binding is per thread, and parents' handlers lock for themselves.
+        invocation_log = self._logs.get(threading.get_ident())
+        if invocation_log is not None:
+            invocation_log.add(record)
+        else:
+            logger = logging.getLogger(LAUNCHER_LOGGER)
+            if logger.parent is not None:
+                logger.parent.handle(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.handle(record)
+
+
+@dataclass
+class _Job:
+    run: Callable[[Any, dict, str], Any]
+    function: Any
+    event: dict
+    trigger: str
+    done: Future = field(default_factory=Future)
+
+
+@dataclass
+class _Slots:
+    """One function's invocations: how many run, and those waiting for a free slot."""
+
+    running: int = 0
+    waiting: deque = field(default_factory=deque)
+
+
 class LambdaHost:
     def __init__(self, endpoint_url: str, max_workers: int = 4):
         self.endpoint_url = endpoint_url
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="yunpipe-lambda")
         self._original = None
         self._recent: deque[Invocation] = deque(maxlen=RECENT_INVOCATIONS)
-        self._clients: dict[str, launcher.Clients] = {}
+        self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
+        # Function ARN -> its slots, while it has invocations running or waiting.
+        self._slots: dict[str, _Slots] = {}
+        self._idle = threading.Condition(self._lock)
+        self._closed = False
+        self._router = _LauncherLogRouter()
+        self._launcher_propagates = True
 
     def install(self) -> None:
         global _installed
@@ -92,6 +209,10 @@ class LambdaHost:
                 raise RuntimeError("another local cloud already hooks moto's S3 notifications in this process")
             self._original = s3_notifications._invoke_awslambda
             s3_notifications._invoke_awslambda = self._on_s3_notification
+            launcher_logger = logging.getLogger(LAUNCHER_LOGGER)
+            self._launcher_propagates = launcher_logger.propagate
+            launcher_logger.addHandler(self._router)
+            launcher_logger.propagate = False
             _installed = self
 
     def uninstall(self) -> None:
@@ -100,7 +221,16 @@ class LambdaHost:
             if _installed is self:
                 s3_notifications._invoke_awslambda = self._original
                 _installed = None
+        # Queued invocations still run (their events were accepted); the pool stays open for them.
+        with self._idle:
+            self._closed = True
+            self._idle.wait_for(lambda: not self._slots)
         self._pool.shutdown(wait=True)
+        with _install_lock:
+            launcher_logger = logging.getLogger(LAUNCHER_LOGGER)
+            if self._router in launcher_logger.handlers:
+                launcher_logger.removeHandler(self._router)
+                launcher_logger.propagate = self._launcher_propagates
 
     def recent(self) -> list[Invocation]:
         with self._lock:
@@ -122,34 +252,98 @@ class LambdaHost:
             log.exception("cannot deliver an S3 notification to %s", fn_arn)
 
     def _submit(self, function: Any, event: dict, trigger: str) -> Future:
-        if is_launcher(function):
-            return self._pool.submit(self._run_launcher, function, event, trigger)
-        # Not yunpipe's code: moto's own invocation (a Docker Lambda runtime, when configured).
-        return self._pool.submit(self._run_moto, function, event, trigger)
-
-    def _clients_for(self, region: str) -> launcher.Clients:
+        # Other code than yunpipe's launcher gets moto's own invocation (a Docker Lambda runtime).
+        job = _Job(self._run_launcher if is_launcher(function) else self._run_moto, function, event, trigger)
+        limit = reserved_concurrency(function)
+        if limit == 0:
+            # As on AWS: a function reserved at 0 is throttled, never run.
+            message = f"TooManyRequestsException: {function.function_name} has reserved concurrency 0"
+            self._record(function, trigger, False, message)
+            job.done.set_exception(RuntimeError(message))
+            return job.done
         with self._lock:
-            if region not in self._clients:
-                self._clients[region] = launcher.Clients(
-                    sqs=local_client("sqs", self.endpoint_url, region),
-                    ecs=local_client("ecs", self.endpoint_url, region),
-                )
-            return self._clients[region]
+            if self._closed:
+                raise RuntimeError("the local Lambda host is stopped")
+            slots = self._slots.setdefault(function.function_arn, _Slots())
+            if limit is not None and slots.running >= limit:
+                slots.waiting.append(job)
+                return job.done
+            slots.running += 1
+        self._pool.submit(self._execute, job)
+        return job.done
 
-    def _record(self, function: Any, trigger: str, ok: bool, result: Any) -> None:
+    def _execute(self, job: _Job) -> None:
+        try:
+            if job.done.set_running_or_notify_cancel():
+                try:
+                    job.done.set_result(job.run(job.function, job.event, job.trigger))
+                except Exception as exc:  # noqa: BLE001 - the caller's Future carries it
+                    job.done.set_exception(exc)
+        finally:
+            # The slot goes straight to the function's next waiting invocation, if any.
+            with self._lock:
+                slots = self._slots[job.function.function_arn]
+                following = slots.waiting.popleft() if slots.waiting else None
+                if following is None:
+                    slots.running -= 1
+                    if not slots.running:
+                        del self._slots[job.function.function_arn]
+                        self._idle.notify_all()
+            if following is not None:
+                self._pool.submit(self._execute, following)
+
+    def _client(self, service: str, region: str) -> Any:
         with self._lock:
-            self._recent.append(Invocation(function.function_arn, trigger, ok, result))
+            if (service, region) not in self._clients:
+                self._clients[(service, region)] = local_client(service, self.endpoint_url, region)
+            return self._clients[(service, region)]
+
+    def _record(self, function: Any, trigger: str, ok: bool, result: Any, log_stream: str | None = None) -> None:
+        with self._lock:
+            self._recent.append(Invocation(function.function_arn, trigger, ok, result, log_stream))
 
     def _run_launcher(self, function: Any, event: dict, trigger: str) -> Any:
+        invocation_log = _InvocationLog(function)
+        self._router.bind(invocation_log)
         try:
             config = launcher.Config.from_env(dict(function.environment_vars))
-            result = launcher.handle(event, config, self._clients_for(function.region))
+            clients = launcher.Clients(sqs=self._client("sqs", function.region), ecs=self._client("ecs", function.region))
+            result = launcher.handle(event, config, clients)
         except Exception as exc:
-            log.exception("launcher %s failed", function.function_name)
-            self._record(function, trigger, False, f"{type(exc).__name__}: {exc}")
+            invocation_log.error(exc)
+            log.warning(
+                "launcher %s failed: %s: %s (log: %s %s)",
+                function.function_name, type(exc).__name__, exc, invocation_log.group, invocation_log.stream,
+            )
+            self._record(function, trigger, False, f"{type(exc).__name__}: {exc}", invocation_log.stream)
             raise
-        self._record(function, trigger, True, result)
+        finally:
+            self._router.unbind()
+            invocation_log.end()
+            self._write_log(function.region, invocation_log)
+        self._record(function, trigger, True, result, invocation_log.stream)
         return result
+
+    def _write_log(self, region: str, invocation_log: _InvocationLog) -> None:
+        logs = self._client("logs", region)
+        try:
+            try:
+                logs.create_log_stream(logGroupName=invocation_log.group, logStreamName=invocation_log.stream)
+            except logs.exceptions.ResourceNotFoundException:
+                # Lambda creates its function's group when setup-pipe has not.
+                try:
+                    logs.create_log_group(logGroupName=invocation_log.group)
+                except logs.exceptions.ResourceAlreadyExistsException:
+                    pass
+                logs.create_log_stream(logGroupName=invocation_log.group, logStreamName=invocation_log.stream)
+            for start in range(0, len(invocation_log.events), LOG_EVENTS_PER_CALL):
+                logs.put_log_events(
+                    logGroupName=invocation_log.group,
+                    logStreamName=invocation_log.stream,
+                    logEvents=invocation_log.events[start : start + LOG_EVENTS_PER_CALL],
+                )
+        except Exception as exc:  # noqa: BLE001 - losing a log must not fail the invocation
+            log.warning("cannot write the log of %s to %s: %s", invocation_log.request_id, invocation_log.group, exc)
 
     def _run_moto(self, function: Any, event: dict, trigger: str) -> Any:
         try:

@@ -2,7 +2,8 @@
 
 API:
     EmulatorServer(port=DEFAULT_PORT)   port 0 picks a free port
-        .start() -> str                 starts moto, pins ECS task status, returns the endpoint URL
+        .start() -> str                 starts moto (its request log quieted to WARNING), pins ECS
+                                        task status, returns the endpoint URL
         .stop()
         .endpoint_url, .port            valid after start()
     pin_ecs_tasks(endpoint_url)         the ECS state-manager setting described below
@@ -16,6 +17,7 @@ stays RUNNING until stop_task (by the runner, or by anyone through the API) mark
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import urllib.request
 
@@ -72,6 +74,9 @@ class EmulatorServer:
     def start(self) -> str:
         if self._requested_port:
             _check_port_free(self._requested_port)
+        # moto's werkzeug server logs every request at INFO, which would flood the console of an
+        # in-process local cloud (yunpipe demo) as much as the daemon's log.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server = ThreadedMotoServer(ip_address=LOOPBACK, port=self._requested_port, verbose=False)
         self._server.start()
         self.port = self._server.get_host_and_port()[1]
