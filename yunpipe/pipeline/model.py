@@ -115,6 +115,14 @@ def render_policy(template: str, **values: Any) -> dict:
     return json.loads(_TEMPLATES.get_template(f"{template}.json.j2").render(**values))
 
 
+class Named:
+    """A resource whose name is its key in plans and in the pipeline's state."""
+
+    @property
+    def key(self) -> str:
+        return self.name
+
+
 @dataclass(frozen=True)
 class QueueUrl:
     """Stands for the URL of the queue named `queue`, known only once the queue exists."""
@@ -142,44 +150,32 @@ class Target:
 
 
 @dataclass(frozen=True)
-class Bucket:
+class Bucket(Named):
     name: str
     purpose: str  # input, output, intermediate or reports
     tags: Mapping[str, str]
     kind = "bucket"
 
-    @property
-    def key(self) -> str:
-        return self.name
-
 
 @dataclass(frozen=True)
-class Queue:
+class Queue(Named):
     name: str
     arn: str
     attributes: Mapping[str, str]
     tags: Mapping[str, str]
     kind = "queue"
 
-    @property
-    def key(self) -> str:
-        return self.name
-
 
 @dataclass(frozen=True)
-class LogGroup:
+class LogGroup(Named):
     name: str
     retention_days: int
     tags: Mapping[str, str]
     kind = "log_group"
 
-    @property
-    def key(self) -> str:
-        return self.name
-
 
 @dataclass(frozen=True)
-class Parameter:
+class Parameter(Named):
     name: str
     arn: str
     variable: str
@@ -187,13 +183,9 @@ class Parameter:
     tags: Mapping[str, str] = field(default_factory=dict)
     kind = "parameter"
 
-    @property
-    def key(self) -> str:
-        return self.name
-
 
 @dataclass(frozen=True)
-class Role:
+class Role(Named):
     name: str
     arn: str
     trust_policy: Mapping[str, Any]
@@ -203,21 +195,13 @@ class Role:
     kind = "role"
     policy_name = "yunpipe"
 
-    @property
-    def key(self) -> str:
-        return self.name
-
 
 @dataclass(frozen=True)
-class Cluster:
+class Cluster(Named):
     name: str
     arn: str
     tags: Mapping[str, str]
     kind = "cluster"
-
-    @property
-    def key(self) -> str:
-        return self.name
 
 
 @dataclass(frozen=True)
@@ -240,7 +224,7 @@ class TaskDefinition:
 
 
 @dataclass(frozen=True)
-class Function:
+class Function(Named):
     name: str
     arn: str
     role_arn: str
@@ -248,10 +232,6 @@ class Function:
     code: bytes = field(repr=False)
     tags: Mapping[str, str] = field(default_factory=dict)
     kind = "function"
-
-    @property
-    def key(self) -> str:
-        return self.name
 
     @property
     def code_sha256(self) -> str:
@@ -296,7 +276,7 @@ class Notification:
 
 
 @dataclass(frozen=True)
-class Rule:
+class Rule(Named):
     name: str
     arn: str
     schedule: str
@@ -304,10 +284,6 @@ class Rule:
     tags: Mapping[str, str]
     kind = "rule"
     target_id = "launcher"
-
-    @property
-    def key(self) -> str:
-        return self.name
 
 
 def container_name(step: str) -> str:
