@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     up = local_verbs.add_parser("up", help="start the embedded AWS and the local data plane")
     up.add_argument("--detach", action="store_true", help="run in the background")
     up.add_argument("--port", type=int, default=4750, help="loopback port of the embedded AWS (default 4750)")
+    # The modes of yunpipe.local.cloud.LAMBDA_MODES, spelled out: importing it here would slow every command.
+    up.add_argument("--lambda", dest="lambda_mode", choices=("host", "docker"), default="host",
+                    help="where Lambda functions run: on the host (default), or in moto's Docker Lambda "
+                         "(higher fidelity; builds its images on first use)")
     local_verbs.add_parser("down", help="stop the local cloud and its containers")
     local_verbs.add_parser("status", help="is the local cloud running, and where")
     demo = verbs.add_parser("demo", help="the whole flow on the local cloud, from wrap to clean-up")

@@ -3,6 +3,8 @@
 Modules, one job each:
     server       moto's ThreadedMotoServer on 127.0.0.1, ECS tasks pinned RUNNING
     lambda_host  the launcher Lambda run on the host when moto reports an S3 notification
+    lambda_images    the images of moto's Docker Lambda (``--lambda docker``), built offline
+    lambda_bootstrap their runtime's entry point (runs inside the image, not in yunpipe)
     scheduler    EventBridge rate() rules fired locally (moto never fires them)
     ecs_runner   ECS tasks run as Docker containers; logs to CloudWatch; exit code to stop_task
     cloud        LocalCloud composing the above; start_detached / stop_running / running_state

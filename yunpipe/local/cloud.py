@@ -1,13 +1,15 @@
-"""The local cloud: AWS APIs (moto) + the launcher on the host + schedules + ECS on Docker.
+"""The local cloud: AWS APIs (moto) + the launcher (on the host, or in moto's Docker Lambda) +
+schedules + ECS on Docker.
 
 API (what ``yunpipe local up/down/status`` is wired to):
+    LAMBDA_MODES                 ("host", "docker")
     LocalCloud(port=4750, regions=None, schedule_speedup=1.0, lambda_workers=4,
-               poll_interval=0.5, docker_client=None)
+               poll_interval=0.5, docker_client=None, lambda_mode="host")
         .start() -> str          endpoint URL; also writes <yunpipe home>/local/cloud.json
         .stop()                  stops everything, kills and removes yunpipe.local containers
         .run_forever()           start (if needed), serve until SIGINT/SIGTERM, stop
-        .endpoint_url, .port, .regions
-        .status() -> dict        endpoint, port, regions, running tasks, recent Lambda runs
+        .endpoint_url, .port, .regions, .lambda_mode
+        .status() -> dict        endpoint, port, regions, Lambda mode, running tasks, recent Lambda runs
         usable as a context manager
     start_detached(port=4750, timeout=60, extra_args=()) -> dict
                                  runs ``python -m yunpipe.local.daemon`` in its own session,
@@ -16,11 +18,25 @@ API (what ``yunpipe local up/down/status`` is wired to):
     running_state() -> dict | None     the state file of a live local cloud (see state.py)
 
 One local cloud per process: moto's backends and the S3 notification hook are process-wide.
+
 ``regions`` (default: $AWS_REGION, $AWS_DEFAULT_REGION or us-east-1, then any others given)
 are the regions whose ECS tasks and scheduled rules are served.
+
+``lambda_mode="docker"``: moto runs every Lambda invocation itself, in a container of its Docker
+Lambda (see lambda_images.py), instead of the launcher running on the host. moto reads its
+settings from the process environment at each invocation, so start() sets them (and stop()
+restores them): MOTO_DOCKER_LAMBDA_IMAGE (the runtime image, built if missing),
+MOTO_DOCKER_NETWORK_MODE=host, no MOTO_DOCKER_NETWORK_NAME (it would win over the mode), and
+MOTO_PORT, the emulator's port, which the runtime image turns into http://127.0.0.1:<port>.
+Differences from host mode, all moto's: an S3 notification runs the function synchronously,
+inside the PutObject request, and ignores reserved concurrency; S3-triggered runs are not in
+status(). Scheduled rules are invoked through moto's invoke, queued under reserved concurrency.
+moto talks to the Docker daemon of the environment (docker.from_env()), not docker_client.
+Code volumes moto left behind are removed: the launcher's at start, every function's at stop.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -30,14 +46,20 @@ import time
 
 import docker
 import docker.errors
+from moto.awslambda.models import lambda_backends
 
 from yunpipe import paths
+from yunpipe.pipeline.model import launcher_zip
 
 from . import state
 from .ecs_runner import EcsRunner, remove_local_containers
 from .lambda_host import LambdaHost
+from .lambda_images import ensure_lambda_images, remove_code_volumes
 from .scheduler import Scheduler
 from .server import DEFAULT_PORT, EmulatorServer
+
+
+LAMBDA_MODES = ("host", "docker")
 
 
 class DockerUnavailable(RuntimeError):
@@ -57,7 +79,11 @@ class LocalCloud:
         lambda_workers: int = 4,
         poll_interval: float = 0.5,
         docker_client: docker.DockerClient | None = None,
+        lambda_mode: str = "host",
     ):
+        if lambda_mode not in LAMBDA_MODES:
+            raise ValueError(f"lambda_mode must be one of {', '.join(LAMBDA_MODES)}, got {lambda_mode!r}")
+        self.lambda_mode = lambda_mode
         self.regions = list(dict.fromkeys(regions or [default_region()]))
         self._server = EmulatorServer(port)
         self._schedule_speedup = schedule_speedup
@@ -68,6 +94,8 @@ class LocalCloud:
         self._runner: EcsRunner | None = None
         self._scheduler: Scheduler | None = None
         self._stop_requested = threading.Event()
+        # Environment variables start() changed for moto, with their previous values (None: unset).
+        self._saved_environment: dict[str, str | None] = {}
 
     @property
     def endpoint_url(self) -> str:
@@ -93,10 +121,24 @@ class LocalCloud:
                 raise DockerUnavailable(f"no Docker daemon reachable: {exc}") from exc
         # Containers of a local cloud that died without stop() belong to tasks that no longer exist.
         remove_local_containers(self._docker)
-        endpoint = self._server.start()
+        on_host = self.lambda_mode == "host"
+        if not on_host:
+            remove_code_volumes(self._docker, [hashlib.sha256(launcher_zip()).hexdigest()])
+            self._set_environment("MOTO_DOCKER_LAMBDA_IMAGE", ensure_lambda_images(self._docker))
+            self._set_environment("MOTO_DOCKER_NETWORK_MODE", "host")
+            self._set_environment("MOTO_DOCKER_NETWORK_NAME", None)
         try:
-            self._lambda_host = LambdaHost(endpoint, max_workers=self._lambda_workers)
-            self._lambda_host.install()
+            endpoint = self._server.start()
+        except BaseException:
+            self._restore_environment()
+            raise
+        try:
+            if not on_host:
+                # Known only now when port 0 picked a free one; moto reads it per invocation.
+                self._set_environment("MOTO_PORT", str(self._server.port))
+            self._lambda_host = LambdaHost(endpoint, max_workers=self._lambda_workers, launchers_on_host=on_host)
+            if on_host:
+                self._lambda_host.install()
             self._runner = EcsRunner(endpoint, self.regions, self._docker, poll_interval=self._poll_interval)
             self._runner.start()
             self._scheduler = Scheduler(endpoint, self.regions, self._lambda_host, speedup=self._schedule_speedup)
@@ -121,13 +163,32 @@ class LocalCloud:
         if self._docker is not None:
             remove_local_containers(self._docker)
         self._server.stop()
+        if self.lambda_mode == "docker" and self._docker is not None:
+            remove_code_volumes(self._docker, _function_code_digests())
+        self._restore_environment()
         state.clear_state()
+
+    def _set_environment(self, name: str, value: str | None) -> None:
+        self._saved_environment.setdefault(name, os.environ.get(name))
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+    def _restore_environment(self) -> None:
+        for name, value in self._saved_environment.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_environment.clear()
 
     def status(self) -> dict:
         return {
             "endpoint": self.endpoint_url,
             "port": self.port,
             "regions": self.regions,
+            "lambda_mode": self.lambda_mode,
             "running_tasks": self._runner.active_tasks() if self._runner else [],
             "recent_lambda_invocations": [
                 {
@@ -156,6 +217,17 @@ class LocalCloud:
                 pass
         finally:
             self.stop()
+
+
+def _function_code_digests() -> list[str]:
+    """SHA-256 of the code of every zip function in moto's Lambda backends (its volume names)."""
+    return [
+        function.code_digest
+        for regions in lambda_backends.values()
+        for backend in regions.values()
+        for function in backend.list_functions()
+        if getattr(function, "code_digest", "")
+    ]
 
 
 def running_state() -> dict | None:

@@ -4,6 +4,7 @@ import json
 from yunpipe.errors import YunpipeError
 from yunpipe.local import cloud
 from yunpipe.local.cloud import DockerUnavailable, LocalCloud
+from yunpipe.local.lambda_images import LambdaImageError
 
 
 def run_up(args) -> int:
@@ -13,17 +14,19 @@ def run_up(args) -> int:
         return 0
     if args.detach:
         try:
-            current = cloud.start_detached(port=args.port)
+            current = cloud.start_detached(port=args.port, extra_args=("--lambda", args.lambda_mode))
         except (RuntimeError, TimeoutError) as exc:
             raise YunpipeError(str(exc)) from None
         print(f"The local cloud runs at {current['endpoint']} (pid {current['pid']}).")
         print("Use --local (or YUNPIPE_LOCAL=1) with any yunpipe command; `yunpipe local down` stops it.")
         return 0
-    local_cloud = LocalCloud(port=args.port)
+    local_cloud = LocalCloud(port=args.port, lambda_mode=args.lambda_mode)
     try:
         endpoint = local_cloud.start()
     except DockerUnavailable as exc:
         raise YunpipeError(f"{exc}; install and start Docker (scripts/bootstrap.sh does both)") from None
+    except LambdaImageError as exc:
+        raise YunpipeError(str(exc)) from None
     print(f"The local cloud runs at {endpoint}; Ctrl-C stops it.")
     local_cloud.run_forever()
     return 0

@@ -1,4 +1,4 @@
-"""Foreground process of a local cloud: ``python -m yunpipe.local.daemon --port N``.
+"""Foreground process of a local cloud: ``python -m yunpipe.local.daemon --port N [--lambda docker]``.
 
 ``yunpipe local up`` runs it directly, or through ``cloud.start_detached`` for ``--detach``.
 It serves until SIGINT/SIGTERM, then removes its containers and its state file.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .cloud import LocalCloud
+from .cloud import LAMBDA_MODES, LocalCloud
 from .server import DEFAULT_PORT
 
 
@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
         "--schedule-speedup", type=float, default=1.0, help="divide every rate() schedule by this factor"
     )
     parser.add_argument("--lambda-workers", type=int, default=4, help="launcher invocations run at once")
+    parser.add_argument("--lambda", dest="lambda_mode", choices=LAMBDA_MODES, default="host",
+                        help="run Lambda functions on the host or in moto's Docker Lambda")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -31,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         regions=args.regions,
         schedule_speedup=args.schedule_speedup,
         lambda_workers=args.lambda_workers,
+        lambda_mode=args.lambda_mode,
     )
     endpoint = cloud.start()
     logging.getLogger(__name__).info("local cloud serving at %s", endpoint)

@@ -24,15 +24,20 @@ CloudWatch Logs group ``/aws/lambda/<function name>`` (created if missing), stre
 ``YYYY/MM/DD/[$LATEST]<request id hex>``, between START / END / REPORT lines, and not to the
 host's console. Records made in other threads keep going to the parent loggers' handlers.
 
+With ``launchers_on_host=False`` (the local cloud's ``--lambda docker``) the host is not
+installed and runs every invocation through moto's own ``invoke`` (its Docker Lambda); it then
+only serves ``invoke_function`` (scheduled rules), still queued under reserved concurrency.
+
 API:
-    LambdaHost(endpoint_url, max_workers=4)
+    LambdaHost(endpoint_url, max_workers=4, launchers_on_host=True)
         .install()                   hook moto's S3 -> Lambda delivery and route launcher logs
                                      (one host per process)
         .uninstall()                 restore both; waits for running and queued invocations
         .invoke_function(name_or_arn, event, region="us-east-1") -> Future
                                      asynchronous invocation, as for a scheduled rule
         .recent() -> list[Invocation]  the last invocations, newest last
-    Invocation: function_arn, trigger ("s3" | "invoke"), ok, result (summary dict or error text),
+    Invocation: function_arn, trigger ("s3" | "invoke"), ok, result (the handler's JSON result or
+                error text),
                 log_stream (the CloudWatch Logs stream of a host-run launcher, else None)
     reserved_concurrency(function) -> int | None   the limit moto keeps for a function
     LAUNCHER_LOGGER                  "yunpipe.launcher"
@@ -188,8 +193,9 @@ class _Slots:
 
 
 class LambdaHost:
-    def __init__(self, endpoint_url: str, max_workers: int = 4):
+    def __init__(self, endpoint_url: str, max_workers: int = 4, launchers_on_host: bool = True):
         self.endpoint_url = endpoint_url
+        self._launchers_on_host = launchers_on_host
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="yunpipe-lambda")
         self._original = None
         self._recent: deque[Invocation] = deque(maxlen=RECENT_INVOCATIONS)
@@ -252,8 +258,10 @@ class LambdaHost:
             log.exception("cannot deliver an S3 notification to %s", fn_arn)
 
     def _submit(self, function: Any, event: dict, trigger: str) -> Future:
-        # Other code than yunpipe's launcher gets moto's own invocation (a Docker Lambda runtime).
-        job = _Job(self._run_launcher if is_launcher(function) else self._run_moto, function, event, trigger)
+        # Other code than yunpipe's launcher, and everything when launchers do not run on the host,
+        # gets moto's own invocation (a Docker Lambda runtime).
+        on_host = self._launchers_on_host and is_launcher(function)
+        job = _Job(self._run_launcher if on_host else self._run_moto, function, event, trigger)
         limit = reserved_concurrency(function)
         if limit == 0:
             # As on AWS: a function reserved at 0 is throttled, never run.
@@ -346,11 +354,23 @@ class LambdaHost:
             log.warning("cannot write the log of %s to %s: %s", invocation_log.request_id, invocation_log.group, exc)
 
     def _run_moto(self, function: Any, event: dict, trigger: str) -> Any:
+        response_headers: dict[str, str] = {}
         try:
-            result = function.invoke(json.dumps(event), {}, {})
+            payload = function.invoke(json.dumps(event), {}, response_headers)
         except Exception as exc:
             log.exception("Lambda function %s failed", function.function_name)
             self._record(function, trigger, False, f"{type(exc).__name__}: {exc}")
             raise
+        # moto returns the runtime's last output line, and flags a function error in the
+        # response headers instead of raising.
+        text = payload.decode(errors="replace") if isinstance(payload, bytes) else payload
+        try:
+            result = json.loads(text)
+        except ValueError:
+            result = text
+        if "x-amz-function-error" in response_headers:
+            log.warning("Lambda function %s failed: %s", function.function_name, text)
+            self._record(function, trigger, False, result)
+            raise RuntimeError(f"{function.function_name} failed: {text}")
         self._record(function, trigger, True, result)
         return result
