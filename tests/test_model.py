@@ -129,3 +129,14 @@ def test_variable_change_changes_only_the_task_definition_hash(change123):
             {"name": "change123-s3", "variables": {"TEST_ENV": "other"}}]}})
     assert before.steps[0].task_definition.spec_hash != after.steps[0].task_definition.spec_hash
     assert before.steps[0].queue == after.steps[0].queue and before.steps[0].function == after.steps[0].function
+
+
+def test_visibility_timeout_reaches_the_queue_and_the_worker(change123):
+    """How soon a crashed worker's file is retried: the queue hides a received message for the
+    workflow's visibility timeout, and the worker extends it by the same amount while it runs."""
+    step = compile_model(single_run(visibility_timeout_seconds=15)).steps[0]
+    assert step.queue.attributes["VisibilityTimeout"] == "15"
+    container = step.task_definition.registration["containerDefinitions"][0]
+    assert {e["name"]: e["value"] for e in container["environment"]}["YUNPIPE_VISIBILITY_SECONDS"] == "15"
+    default = compile_model(single_run()).steps[0]
+    assert default.queue.attributes["VisibilityTimeout"] == "300"

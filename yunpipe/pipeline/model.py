@@ -32,8 +32,6 @@ LAUNCHER_MEMORY = 128
 # start tasks for the same messages.
 LAUNCHER_RESERVED_CONCURRENCY = 1
 SCHEDULE = "rate(5 minutes)"
-# Longer than a receive-run-extend cycle of the runscript, which extends while a job runs.
-QUEUE_VISIBILITY_SECONDS = 300
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 S3_PERMISSION_SID = "yunpipe-s3"
 SCHEDULE_PERMISSION_SID = "yunpipe-schedule"
@@ -445,7 +443,7 @@ def _build_step(workflow, index, step, input_bucket, output_bucket, target, tags
     dead_letter_queue = Queue(dlq_name, dlq_arn, {**sse, "MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)}, tags)
     redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": step.max_receive_count})
     queue = Queue(queue_name, queue_arn,
-                  {**sse, "VisibilityTimeout": str(QUEUE_VISIBILITY_SECONDS), "RedrivePolicy": redrive}, tags)
+                  {**sse, "VisibilityTimeout": str(spec.visibility_timeout_seconds), "RedrivePolicy": redrive}, tags)
 
     family = resource_name("ecs", pipeline, step.name, "task")
     function_name = resource_name("function", pipeline, step.name, "launcher")
@@ -482,6 +480,9 @@ def _build_step(workflow, index, step, input_bucket, output_bucket, target, tags
         "YUNPIPE_STEP": step.name,
         "YUNPIPE_MAX_RECEIVE_COUNT": str(step.max_receive_count),
         "YUNPIPE_IDLE_SECONDS": str(spec.idle_seconds),
+        # The worker holds and extends messages for this long, so a crashed worker's file is
+        # visible again within it.
+        "YUNPIPE_VISIBILITY_SECONDS": str(spec.visibility_timeout_seconds),
         "AWS_REGION": target.region,
     }
     container = container_name(step.name)
