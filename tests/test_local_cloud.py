@@ -6,7 +6,9 @@ skips only when no Docker daemon answers.
 import io
 import json
 import logging
+import os
 import re
+import subprocess
 import threading
 import time
 import zipfile
@@ -232,7 +234,7 @@ def test_running_task_container_has_limits_host_network_labels_and_emulator_endp
     )
     host = container.attrs["HostConfig"]
     assert (host["NanoCpus"], host["Memory"], host["NetworkMode"]) == (250_000_000, 128 * 2**20, "host")
-    assert container.labels["yunpipe.local"] == "1"
+    assert container.labels["yunpipe.local"] == str(os.getpid())
     assert container.labels["yunpipe.cluster"].endswith(":cluster/demo")
     env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
     assert env["AWS_ENDPOINT_URL"] == cloud.endpoint_url
@@ -400,7 +402,7 @@ def test_stop_kills_and_removes_every_yunpipe_local_container(home, docker_clien
         _wait(lambda: [c for c in _task_containers(docker_client, arn) if c.status == "running"], what="a running container")
     finally:
         local.stop()
-    assert docker_client.containers.list(all=True, filters={"label": f"{LABEL}=1"}) == []
+    assert docker_client.containers.list(all=True, filters={"label": f"{LABEL}={os.getpid()}"}) == []
     assert running_state() is None
 
 
@@ -412,3 +414,25 @@ def test_detached_daemon_announces_its_endpoint_and_stops_on_request(home, docke
     finally:
         assert stop_running() is True
     assert running_state() is None
+
+
+def test_a_local_cloud_removes_only_its_own_and_orphaned_containers(home, docker_client):
+    """Several local clouds (a user's, a test run's, a benchmark's) may share one daemon."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    def sleeper(owner: int):
+        return docker_client.containers.run("yunpipe/base:bookworm", ["sleep", "120"], detach=True,
+                                            labels={LABEL: str(owner)}, network_mode="none")
+    alive, orphan = sleeper(1), sleeper(gone.pid)  # pid 1 never exits; `true` has exited
+    try:
+        local = LocalCloud(port=0)
+        local.start()
+        local.stop()
+        remaining = {c.id for c in docker_client.containers.list(all=True, filters={"label": LABEL})}
+        assert alive.id in remaining and orphan.id not in remaining
+    finally:
+        for container in (alive, orphan):
+            try:
+                container.remove(force=True)
+            except docker.errors.NotFound:
+                pass

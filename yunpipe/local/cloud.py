@@ -52,7 +52,7 @@ from yunpipe import paths
 from yunpipe.pipeline.model import launcher_zip
 
 from . import state
-from .ecs_runner import EcsRunner, remove_local_containers
+from .ecs_runner import EcsRunner, owner_id, remove_local_containers
 from .lambda_host import LambdaHost
 from .lambda_images import ensure_lambda_images, remove_code_volumes
 from .scheduler import Scheduler
@@ -161,7 +161,7 @@ class LocalCloud:
             self._runner = None
         self._lambda_host = None
         if self._docker is not None:
-            remove_local_containers(self._docker)
+            remove_local_containers(self._docker, owner_id())
         self._server.stop()
         if self.lambda_mode == "docker" and self._docker is not None:
             remove_code_volumes(self._docker, _function_code_digests())

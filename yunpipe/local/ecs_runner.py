@@ -10,7 +10,8 @@ definition through the Docker SDK:
   overrides, else the task-level ones);
 - ``network_mode="host"`` and ``AWS_ENDPOINT_URL=http://127.0.0.1:<port>``, the task's region and
   fake credentials (the emulator listens on loopback only);
-- labels ``yunpipe.local=1``, ``yunpipe.task-arn``, ``yunpipe.cluster``.
+- labels ``yunpipe.local=<pid of the process whose local cloud runs it>``, ``yunpipe.task-arn``,
+  ``yunpipe.cluster``.
 
 Output of a container whose logConfiguration is ``awslogs`` is copied into CloudWatch Logs
 (group and region from its options, stream ``<awslogs-stream-prefix>/<container>/<task id>``).
@@ -23,11 +24,14 @@ API:
     EcsRunner(endpoint_url, regions, docker_client, poll_interval=0.5)
         .start(), .stop()          stop() kills the containers of the tasks still running
         .active_tasks() -> list[str]
-    remove_local_containers(docker_client) -> int   kill and remove every yunpipe.local container
+    remove_local_containers(docker_client, owner=None) -> int
+                                 kill and remove the containers of one local cloud (owner: its
+                                 process id), or with no owner those whose local cloud is gone
 """
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import re
 import threading
@@ -40,6 +44,7 @@ import docker.errors
 from botocore.exceptions import ClientError
 
 from .clients import FAKE_CREDENTIALS, local_client
+from .state import process_alive
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +61,25 @@ class TaskStartError(Exception):
     """A task cannot start; its message becomes the task's stoppedReason."""
 
 
-def remove_local_containers(docker_client: docker.DockerClient) -> int:
-    containers = docker_client.containers.list(all=True, filters={"label": f"{LABEL}=1"})
-    for container in containers:
+def owner_id() -> str:
+    """Who owns the containers of this process's local cloud (one local cloud per process)."""
+    return str(os.getpid())
+
+
+def remove_local_containers(docker_client: docker.DockerClient, owner: str | None = None) -> int:
+    """Only one local cloud's containers, or those left by dead ones: several local clouds (a
+    user's, a test run's, a benchmark's) may share one Docker daemon."""
+    containers = docker_client.containers.list(all=True, filters={"label": LABEL})
+    if owner is None:
+        doomed = [c for c in containers if not process_alive(int(c.labels.get(LABEL, "0") or 0))]
+    else:
+        doomed = [c for c in containers if c.labels.get(LABEL) == owner]
+    for container in doomed:
         try:
             container.remove(force=True)
-        except docker.errors.NotFound:
-            pass
-    return len(containers)
+        except docker.errors.APIError:
+            pass  # gone already, or its removal is under way
+    return len(doomed)
 
 
 def _paginate(client, operation: str, key: str, **kwargs) -> list:
@@ -193,8 +209,8 @@ class _TaskRun(threading.Thread):
             for _, container in self._containers:
                 try:
                     container.remove(force=True)
-                except docker.errors.NotFound:
-                    pass
+                except docker.errors.APIError:
+                    pass  # gone already, or its removal is under way
             self._runner._finished(self.arn)
 
     def _stop_task(self, reason: str) -> None:
@@ -250,7 +266,7 @@ class _TaskRun(threading.Thread):
             "name": _docker_name(f"yunpipe-{self.cluster.rsplit('/', 1)[-1]}-{self.task_id}-{definition['name']}"),
             "environment": environment,
             "network_mode": "host",
-            "labels": {LABEL: "1", LABEL_TASK: self.arn, LABEL_CLUSTER: self.cluster},
+            "labels": {LABEL: owner_id(), LABEL_TASK: self.arn, LABEL_CLUSTER: self.cluster},
             "detach": True,
         }
         command = override.get("command") or definition.get("command")

@@ -22,7 +22,7 @@ def state_path() -> Path:
     return paths.local_dir() / "cloud.json"
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     if pid <= 0:
         return False
     try:
@@ -51,7 +51,7 @@ def read_state() -> dict | None:
     except (FileNotFoundError, json.JSONDecodeError):
         return None
     # A file left by a killed process must not send commands to a dead endpoint.
-    if not _process_alive(int(state.get("pid", 0))):
+    if not process_alive(int(state.get("pid", 0))):
         return None
     return state
 
