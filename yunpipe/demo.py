@@ -65,17 +65,21 @@ def example_dir(name: str) -> Path:
 
 
 def wrap_example(client, registry: AlgorithmRegistry, name: str) -> str:
-    """Build the developer's container, then wrap it unless the latest version is the same."""
-    folder = example_dir(name)
-    spec = load_algorithm(folder / f"{name}.json")
+    return wrap_algorithm(client, registry, example_dir(name) / f"{name}.json")
+
+
+def wrap_algorithm(client, registry: AlgorithmRegistry, spec_file: Path) -> str:
+    """Build the developer's container (the Dockerfile next to `spec_file`), then wrap it
+    unless the latest version is the same; returns the recorded NAME@VERSION."""
+    spec = load_algorithm(spec_file)
     say(f"building the algorithm developer's container {spec.container_name}")
     # Its build log is noise here; a failing build still raises with the failing step's output.
-    source_id = images.build_image(client, folder, spec.container_name, out=io.StringIO())
+    source_id = images.build_image(client, spec_file.parent, spec.container_name, out=io.StringIO())
     latest = registry.get(spec.name)
     if latest is not None and latest.spec == spec and _labelled_source(client, latest.image) == source_id:
         say(f"{latest.reference} is up to date ({latest.image}); not wrapped again")
         return latest.reference
-    run("wrap", "--local", "--yes", "-f", str(folder / f"{name}.json"))
+    run("wrap", "--local", "--yes", "-f", str(spec_file))
     return registry.get(spec.name).reference
 
 

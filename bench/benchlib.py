@@ -1,0 +1,77 @@
+"""What the benchmarks share: a throw-away yunpipe home, machine facts, the results file."""
+import contextlib
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import docker
+
+from yunpipe.errors import YunpipeError
+from yunpipe.local.ecs_runner import LABEL
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+RESULTS = BENCH / "results"
+UPPERCASE = REPO / "examples" / "uppercase" / "uppercase.json"
+CHECKSUM = REPO / "tests" / "e2e" / "algorithms" / "checksum" / "checksum.json"
+
+
+@contextlib.contextmanager
+def scratch_home() -> Iterator[Path]:
+    """A fresh YUNPIPE_HOME, so the benchmark's registry, pipelines and local cloud never
+    touch (or are helped by) the user's."""
+    home = Path(tempfile.mkdtemp(prefix="yunpipe-bench-"))
+    os.environ["YUNPIPE_HOME"] = str(home)
+    try:
+        yield home
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def require_idle_docker(client: docker.DockerClient) -> None:
+    """Another local cloud's tasks would compete for the CPU and skew every figure: refuse."""
+    others = client.containers.list(filters={"label": f"{LABEL}=1"})
+    if others:
+        names = ", ".join(c.name for c in others[:5])
+        raise YunpipeError(f"{len(others)} local-cloud container(s) run on this Docker daemon ({names}): "
+                           "another local cloud is busy; stop it (yunpipe local down) or wait")
+
+
+def machine_facts(client: docker.DockerClient) -> dict:
+    def git(*argv: str) -> str:
+        return subprocess.run(["git", *argv], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "nproc": os.cpu_count(),
+        # Other work on the machine skews every figure; this says how busy it was.
+        "load_average_1m_at_start": round(os.getloadavg()[0], 2),
+        "python": platform.python_version(),
+        "docker": client.version()["Version"],
+        "moto": importlib.metadata.version("moto"),
+        "boto3": importlib.metadata.version("boto3"),
+        "commit": git("describe", "--always", "--dirty"),
+    }
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process (it hosts the local cloud too); Linux reports KiB."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def write_results(name: str, document: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    # Written whole then renamed, so an interrupted run never leaves half a file.
+    partial = path.with_suffix(".json.tmp")
+    partial.write_text(json.dumps(document, indent=2) + "\n")
+    partial.replace(path)
+    return path

@@ -1,0 +1,265 @@
+"""End-to-end benchmark: N small files through a local pipeline, against the naive way.
+
+    .venv/bin/python bench/e2e.py [--files 200] [--steps 2] [--concurrency 10]
+
+Pipeline: uppercase (examples/) then checksum (tests/e2e/algorithms/), wrapped with
+`wrap --local`, deployed with setup-pipe on an in-process LocalCloud; the files are put
+into the input bucket one after another while the output bucket is listed every 0.25 s.
+Naive: the same developer images (unwrapped) on the same files, one `docker run` per file
+per step, sequentially, through the Docker SDK. Every result of both is checked.
+Figures go to stdout and bench/results/e2e.json (e2e-<files>x<steps>-c<concurrency>.json
+when not run with the defaults); see bench/README.md.
+"""
+import argparse
+import collections
+import hashlib
+import json
+import math
+import shutil
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import benchlib
+from yunpipe import demo
+from yunpipe.aws.session import open_aws
+from yunpipe.errors import YunpipeError
+from yunpipe.local import cloud
+from yunpipe.pipeline import status as pipeline_status
+from yunpipe.pipeline.planner import Reader
+from yunpipe.pipeline.state import require_summary
+from yunpipe.registry import AlgorithmRegistry
+from yunpipe.runtime.runscript import substitute
+from yunpipe.wrapper import images
+
+PIPELINE = "bench-e2e"
+POLL_SECONDS = 0.25
+# Dead letters are looked for this often while waiting (each look is several API calls).
+STATUS_EVERY_SECONDS = 2.0
+# Bounds a broken run only; a healthy one takes well under a minute.
+WAIT_SECONDS = 300
+# Workers exit after the queue stayed empty this long (as in the demo).
+IDLE_SECONDS = 10
+CLEAN_EXIT = "Essential container exited with code 0"
+
+
+def expected_result(text: bytes, steps: int) -> bytes:
+    """What the pipeline must produce, computed without any container."""
+    upper = text.upper()  # `tr '[:lower:]' '[:upper:]'` on the ASCII samples
+    if steps == 1:
+        return upper
+    return hashlib.sha256(upper).hexdigest().encode() + b"\n"
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def write_workflow(folder: Path, references: list[str], concurrency: int) -> Path:
+    workflow = {
+        "name": PIPELINE,
+        "input_s3_name": "yunpipe-bench-e2e-input",
+        "output_s3_name": "yunpipe-bench-e2e-output",
+        "region": "us-east-1",
+        "idle_seconds": IDLE_SECONDS,
+        "process": {"type": "sequence_run",
+                    "algorithms": [{"name": ref, "concurrency": concurrency} for ref in references]},
+    }
+    path = folder / "workflow.json"
+    path.write_text(json.dumps(workflow, indent=2))
+    return path
+
+
+def upload(s3, bucket: str, files: list[Path], finished: dict[str, float]) -> None:
+    """Put the files one by one, noting when each put returned (its drop time)."""
+    for path in files:
+        s3.put_object(Bucket=bucket, Key=path.name, Body=path.read_bytes())
+        finished[path.name] = time.time()
+
+
+def watch_results(summary: dict, files: list[Path]) -> tuple[float, dict[str, float], dict[str, float]]:
+    """Upload while polling the output bucket; returns the start time, each key's drop time
+    and the time its result was first listed."""
+    aws = open_aws(demo.LOCAL, summary["region"])
+    reader = Reader(aws)
+    # The upload has its own client: boto3 clients are not shared across threads here.
+    s3_upload = open_aws(demo.LOCAL, summary["region"]).client("s3")
+    keys = {f.name for f in files}
+    dropped: dict[str, float] = {}
+    seen: dict[str, float] = {}
+    started = time.time()
+    next_status = time.monotonic() + STATUS_EVERY_SECONDS
+    deadline = time.monotonic() + WAIT_SECONDS
+    with ThreadPoolExecutor(1) as pool:
+        uploading = pool.submit(upload, s3_upload, summary["input_bucket"], files, dropped)
+        while len(seen) < len(keys):
+            if uploading.done():
+                uploading.result()  # re-raises a failed upload
+            listed = [o["Key"] for o in aws.pages("s3", "list_objects_v2", "Contents", Bucket=summary["output_bucket"])]
+            now = time.time()
+            for key in listed:
+                seen.setdefault(key, now)
+            if time.monotonic() >= next_status or time.monotonic() > deadline:
+                next_status = time.monotonic() + STATUS_EVERY_SECONDS
+                dead = pipeline_status.collect(reader, summary, failures=0).dead
+                if dead or time.monotonic() > deadline:
+                    print(pipeline_status.render(summary, pipeline_status.collect(reader, summary)))
+                    raise YunpipeError(f"broken run: {len(seen)} of {len(keys)} results, {dead} dead-lettered")
+            time.sleep(POLL_SECONDS)
+        uploading.result()
+    unexpected = set(seen) - keys
+    if unexpected:
+        raise YunpipeError(f"broken run: unexpected result keys {sorted(unexpected)[:5]}")
+    return started, dropped, seen
+
+
+def wait_for_workers(reader: Reader, summary: dict) -> None:
+    """Workers exit IDLE_SECONDS after their queue emptied; count containers only after that."""
+    deadline = time.monotonic() + IDLE_SECONDS + 60
+    while any(reader.pages("ecs", "list_tasks", "taskArns", cluster=summary["cluster"],
+                           startedBy=step["started_by"], desiredStatus="RUNNING") for step in summary["steps"]):
+        if time.monotonic() > deadline:
+            raise YunpipeError("workers still running a minute after the queues emptied")
+        time.sleep(1)
+
+
+def worker_tasks(aws, summary: dict) -> dict[str, list[dict]]:
+    """Every task of each step, described; called once none runs, so STOPPED lists them all."""
+    tasks = {}
+    for step in summary["steps"]:
+        arns = list(aws.pages("ecs", "list_tasks", "taskArns", cluster=summary["cluster"],
+                              startedBy=step["started_by"], desiredStatus="STOPPED"))
+        # describe_tasks takes at most 100 tasks per call.
+        tasks[step["name"]] = [task for i in range(0, len(arns), 100)
+                               for task in aws.call("ecs", "describe_tasks", cluster=summary["cluster"],
+                                                    tasks=arns[i:i + 100])["tasks"]]
+    return tasks
+
+
+def check_clean_exits(tasks: dict[str, list[dict]]) -> None:
+    """A worker that did not exit 0 crashed or was killed from outside: a broken run, whatever
+    its results say."""
+    reasons = collections.Counter(t.get("stoppedReason", "")[:70] for step in tasks.values() for t in step)
+    reasons.pop(CLEAN_EXIT, None)
+    if reasons:
+        raise YunpipeError(f"broken run: workers stopped with {dict(reasons.most_common(3))}")
+
+
+def verify(read, files: list[Path], steps: int, where: str) -> int:
+    """Every result's content, so a broken run cannot report a fast number."""
+    wrong = [f.name for f in files if read(f.name) != expected_result(f.read_bytes(), steps)]
+    if wrong:
+        raise YunpipeError(f"{where}: {len(wrong)} of {len(files)} results are wrong, e.g. {wrong[:3]}")
+    return len(files)
+
+
+def run_pipeline(args, references: list[str], work: Path, files: list[Path]) -> dict:
+    # Scheduled top-ups every 5 s instead of 5 min, as in the demo.
+    with cloud.LocalCloud(port=0, schedule_speedup=60):
+        demo.run("setup-pipe", "--local", "-f", str(write_workflow(work, references, args.concurrency)))
+        summary = require_summary(PIPELINE)
+        demo.say(f"uploading {len(files)} files; listing the output bucket every {POLL_SECONDS} s")
+        started, dropped, seen = watch_results(summary, files)
+        aws = open_aws(demo.LOCAL, summary["region"])
+        s3 = aws.client("s3")
+        verified = verify(lambda key: s3.get_object(Bucket=summary["output_bucket"], Key=key)["Body"].read(),
+                          files, args.steps, "pipeline")
+        demo.say("all results correct; waiting for the workers to go idle and exit")
+        reader = Reader(aws)
+        wait_for_workers(reader, summary)
+        tasks = worker_tasks(aws, summary)
+        check_clean_exits(tasks)
+        demo.run("clean-up", "--local", "--purge", PIPELINE)
+    seconds = max(seen.values()) - started
+    latencies = [seen[k] - dropped[k] for k in dropped]
+    containers = {step: len(described) for step, described in tasks.items()}
+    return {
+        "seconds": round(seconds, 2),
+        "files_per_second": round(len(files) / seconds, 2),
+        "upload_seconds": round(max(dropped.values()) - started, 2),
+        "latency_p50_seconds": round(percentile(latencies, 50), 2),
+        "latency_p95_seconds": round(percentile(latencies, 95), 2),
+        "latency_max_seconds": round(max(latencies), 2),
+        "containers_per_step": containers,
+        "containers_per_100_files": round(100 * sum(containers.values()) / len(files), 1),
+        "verified_results": verified,
+    }
+
+
+def run_naive(client, registry: AlgorithmRegistry, references: list[str], work: Path, files: list[Path], steps: int) -> dict:
+    """What a researcher scripts by hand: for each file, for each step, `docker run --rm -v`
+    the developer's image with its run_command, waiting for each before the next."""
+    specs = [registry.resolve(ref, "bench", "algorithm").spec for ref in references]
+    root = work / "naive"
+    shutil.copytree(files[0].parent, root / "step0")
+    for index in range(1, steps + 1):
+        (root / f"step{index}").mkdir()
+    mount = {str(root): {"bind": "/bench", "mode": "rw"}}
+    demo.say(f"naive baseline: {len(files) * steps} sequential docker runs")
+    started = time.monotonic()
+    for path in files:
+        for index, spec in enumerate(specs, start=1):
+            argv = substitute(spec.run_command, f"/bench/step{index - 1}/{path.name}", f"/bench/step{index}/{path.name}")
+            client.containers.run(spec.container_name, argv, volumes=mount, remove=True)
+    seconds = time.monotonic() - started
+    verified = verify(lambda key: (root / f"step{steps}" / key).read_bytes(), files, steps, "naive")
+    return {"docker_runs": len(files) * steps, "seconds": round(seconds, 2),
+            "files_per_second": round(len(files) / seconds, 2), "verified_results": verified}
+
+
+def report(doc: dict) -> None:
+    p, n = doc["pipeline"], doc["naive"]
+    rows = [
+        ("files x steps", f"{doc['parameters']['files']} x {doc['parameters']['steps']}"),
+        ("pipeline files/s (first upload -> last result)", f"{p['files_per_second']}  ({p['seconds']} s)"),
+        ("drop-to-result latency p50 / p95 / max", f"{p['latency_p50_seconds']} / {p['latency_p95_seconds']} / {p['latency_max_seconds']} s"),
+        ("containers started per 100 files", f"{p['containers_per_100_files']}  {p['containers_per_step']}"),
+        ("naive files/s (sequential docker run)", f"{n['files_per_second']}  ({n['docker_runs']} runs, {n['seconds']} s)"),
+        ("pipeline / naive", f"{doc['speedup']}x"),
+        ("peak RSS of this process", f"{doc['peak_rss_mib']} MiB"),
+    ]
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        print(f"  {label:<{width}}  {value}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--files", type=int, default=200, help="number of small files (default 200)")
+    parser.add_argument("--steps", type=int, choices=(1, 2), default=2, help="1: uppercase; 2: uppercase -> checksum")
+    parser.add_argument("--concurrency", type=int, default=10, help="most tasks per step (default 10, the workflow default)")
+    args = parser.parse_args(argv)
+    with benchlib.scratch_home() as home:
+        client = images.docker_client()
+        benchlib.require_idle_docker(client)
+        machine = benchlib.machine_facts(client)
+        registry = AlgorithmRegistry()
+        references = [demo.wrap_algorithm(client, registry, spec)
+                      for spec in (benchlib.UPPERCASE, benchlib.CHECKSUM)[:args.steps]]
+        work = home / "bench"
+        files = [work / "samples" / name for name in demo.write_samples(work / "samples", args.files)]
+        pipeline = run_pipeline(args, references, work, files)
+        naive = run_naive(client, registry, references, work, files, args.steps)
+    doc = {
+        "benchmark": "e2e",
+        "machine": machine,
+        "parameters": {"files": args.files, "steps": args.steps, "algorithms": references,
+                       "concurrency": args.concurrency, "idle_seconds": IDLE_SECONDS, "poll_seconds": POLL_SECONDS},
+        "pipeline": pipeline,
+        "naive": naive,
+        "speedup": round(pipeline["files_per_second"] / naive["files_per_second"], 2),
+        "peak_rss_mib": benchlib.peak_rss_mib(),
+    }
+    report(doc)
+    # Only a run with the defaults replaces e2e.json, the run bench/README.md reports.
+    defaults = (args.files, args.steps, args.concurrency) == (200, 2, 10)
+    name = "e2e" if defaults else f"e2e-{args.files}x{args.steps}-c{args.concurrency}"
+    print(f"results: {benchlib.write_results(name, doc)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
