@@ -15,7 +15,11 @@ missing=()
 command -v docker >/dev/null || missing+=(docker.io)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 # Debian's python3 has venv's ensurepip only with python3-venv.
-"$PYTHON" -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
+if ! command -v "$PYTHON" >/dev/null; then
+    missing+=(python3 python3-venv)
+elif ! "$PYTHON" -c 'import ensurepip' 2>/dev/null; then
+    missing+=(python3-venv)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "bootstrap: missing ${missing[*]}; run as root or install them" >&2
