@@ -42,7 +42,7 @@ setup(
         # moto is the embedded local cloud. yunpipe hooks two of its internals (the S3
         # notification dispatch and the ECS task state manager), so the range is pinned;
         # tests/test_moto_hooks.py fails loudly if a release moves them.
-        "moto[server,s3,awslambda,events,ssm,resourcegroupstaggingapi]>=5.1.0,<5.3",
+        "moto[server,s3,awslambda,events,ssm,resourcegroupstaggingapi]>=5.2.1,<5.3",
         "localstack-client>=2.5,<3",
     ],
     extras_require={"test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3"]},
