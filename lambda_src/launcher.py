@@ -234,12 +234,16 @@ def top_up_workers(config: Config, clients: Clients, just_sent: int, sleep: Call
     """
     running = 0
     try:
+        running = count_running_tasks(clients.ecs, config)
+        if running >= config.concurrency:
+            # At the cap nothing can start, whatever waits: a busy step's invocations skip the
+            # queue's attributes (one call per file otherwise).
+            return {"started": 0, "running": running, "failures": []}
         attributes = clients.sqs.get_queue_attributes(
             QueueUrl=config.queue_url, AttributeNames=["ApproximateNumberOfMessages"]
         )["Attributes"]
         # The attribute is approximate and may not yet count what this invocation just sent.
         waiting = max(int(attributes.get("ApproximateNumberOfMessages", 0)), just_sent)
-        running = count_running_tasks(clients.ecs, config)
         wanted = max(0, min(waiting, config.concurrency) - running)
         started, failures = run_tasks(clients.ecs, config, wanted, sleep)
     except (ClientError, BotoCoreError) as error:

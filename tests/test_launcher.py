@@ -315,6 +315,18 @@ def test_tasks_never_exceed_concurrency_cap_across_invocations(step, monkeypatch
     assert len(running_tasks(step)) == 4
 
 
+def test_at_the_cap_the_queue_is_not_asked_how_many_messages_wait(step, monkeypatch):
+    monkeypatch.setenv("YUNPIPE_CONCURRENCY", "2")
+    calls = record_calls(launcher_clients().sqs, "GetQueueAttributes")
+
+    first = launcher.handler(s3_event(s3_record("a.txt", etag="a"), s3_record("b.txt", etag="b")), None)
+    second = launcher.handler(s3_event(s3_record("c.txt", etag="c")), None)
+
+    assert (first["started"], second["started"], second["running"]) == (2, 0, 2)
+    assert len(calls) == 1
+    assert len(queued_bodies(step)) == 3
+
+
 def test_running_tasks_are_subtracted_from_wanted(step, monkeypatch):
     monkeypatch.setenv("YUNPIPE_CONCURRENCY", "5")
 
