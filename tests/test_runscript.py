@@ -331,6 +331,22 @@ def test_path_adapter_sh_tr_uploads_uppercased_result_and_deletes_message(step):
     assert step.leftover_files() == []
 
 
+@pytest.mark.parametrize(
+    ("size", "operations"),
+    [(12, ["GetObject"]), (None, ["HeadObject", "GetObject"]), (runscript.SINGLE_GET_BYTES, ["HeadObject", "GetObject"])],
+)
+def test_a_small_input_of_known_size_is_fetched_with_one_get(step, size, operations):
+    alg = step.algorithm("sh -c 'tr a-z A-Z < $input > $output'")
+    seen = []
+    step.s3.meta.events.register("before-call.s3", lambda model, **_: seen.append(model.name))
+    step.put("a.txt")
+    body = {"bucket": "in-bucket", "key": "a.txt", "etag": "e"}
+    step.send("a.txt", body=json.dumps(body if size is None else {**body, "size": size}))
+    assert step.run(alg) == 0
+    assert [name for name in seen if name != "PutObject"] == operations
+    assert step.output("a.txt") == b"HELLO WORLD\n"
+
+
 def test_stdin_and_stdout_adapters_feed_input_and_capture_result(step):
     alg = step.algorithm("tr -d x", input_adapter="stdin", output_adapter="stdout")
     step.put("in.txt", b"xaxbxc")

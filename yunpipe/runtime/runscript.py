@@ -43,6 +43,10 @@ KILL_GRACE_SECONDS = 5
 # not burn every try within a second. The final try is released at once so SQS can move it
 # to the dead-letter queue on the next receive.
 RETRY_DELAY_SECONDS = 10
+# s3transfer's download_file asks HeadObject for the size before it GETs. Below its multipart
+# threshold (8 MiB) a single GetObject does the same, so an input whose message gives its size
+# is fetched with one request instead of two.
+SINGLE_GET_BYTES = 8 * 1024 * 1024
 ADAPTERS = {"input_adapter": ("path", "stdin"), "output_adapter": ("path", "stdout")}
 ALGORITHM_DEFAULTS = {
     "input_file_path": "/",
@@ -393,15 +397,17 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def parse_body(body: str) -> Tuple[str, str, Optional[str]]:
-    """(bucket, key, etag) from a launcher message."""
+def parse_body(body: str) -> Tuple[str, str, Optional[str], Optional[int]]:
+    """(bucket, key, etag, size) from a launcher message; size is None when not a whole number."""
     try:
         data = json.loads(body)
     except ValueError as exc:
         raise JobFailure("bad_message", f"message body is not JSON: {exc}") from None
     if not isinstance(data, dict) or not data.get("bucket") or not data.get("key"):
         raise JobFailure("bad_message", "message body lacks bucket or key")
-    return str(data["bucket"]), str(data["key"]), data.get("etag")
+    size = data.get("size")
+    size = size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None
+    return str(data["bucket"]), str(data["key"]), data.get("etag"), size
 
 
 def _not_found(exc: ClientError) -> bool:
@@ -422,9 +428,12 @@ def _job_paths(algorithm: dict, key: str) -> Tuple[str, str]:
         raise JobFailure("bad_message", str(exc)) from None
 
 
-def _download(s3, algorithm: dict, bucket: str, key: str, paths: List[str], try_decoded: bool = True) -> str:
+def _download(
+    s3, algorithm: dict, bucket: str, key: str, paths: List[str], size: Optional[int] = None, try_decoded: bool = True
+) -> str:
     """Download the input; returns the key actually found. `paths` is updated in place with
-    the local paths in use, so the caller can clean them up whatever happens."""
+    the local paths in use, so the caller can clean them up whatever happens. `size`, from the
+    message, picks a single GetObject for a small input."""
     for path in paths:
         _remove(path)
     paths[:] = _job_paths(algorithm, key)
@@ -432,14 +441,19 @@ def _download(s3, algorithm: dict, bucket: str, key: str, paths: List[str], try_
         for path in paths:
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             _remove(path)  # a stale output from a crashed job would pass for a result
-        s3.download_file(bucket, key, paths[0])
+        if size is not None and size < SINGLE_GET_BYTES:
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+            with open(paths[0], "wb") as out:
+                shutil.copyfileobj(body, out)
+        else:
+            s3.download_file(bucket, key, paths[0])
         return key
     except (BotoCoreError, ClientError, OSError) as exc:
         # The launcher decodes keys; a still-encoded key from another sender is retried decoded.
         decoded = unquote_plus(key)
         if try_decoded and decoded != key and isinstance(exc, ClientError) and _not_found(exc):
             log.warning("s3://%s/%s not found, trying the URL-decoded key", bucket, key)
-            return _download(s3, algorithm, bucket, decoded, paths, try_decoded=False)
+            return _download(s3, algorithm, bucket, decoded, paths, size, try_decoded=False)
         raise JobFailure("download_error", f"s3://{bucket}/{key}: {exc}") from None
 
 
@@ -460,8 +474,8 @@ def process_message(
     paths: List[str] = []
     stderr_tail, exit_code = "", None
     try:
-        bucket, key, etag = parse_body(message.get("Body", ""))
-        key = _download(s3, algorithm, bucket, key, paths)
+        bucket, key, etag, size = parse_body(message.get("Body", ""))
+        key = _download(s3, algorithm, bucket, key, paths, size)
         input_path, output_path = paths
         argv = substitute(algorithm["run_command"], input_path, output_path)
         try:
