@@ -62,6 +62,8 @@ from typing import Any, Callable
 import moto.s3.notifications as s3_notifications
 from moto.awslambda.utils import get_backend
 from moto.core import DEFAULT_ACCOUNT_ID
+from moto.logs.exceptions import ResourceAlreadyExistsException
+from moto.logs.models import logs_backends
 
 from yunpipe.lambda_src import launcher
 
@@ -72,8 +74,6 @@ log = logging.getLogger(__name__)
 RECENT_INVOCATIONS = 100
 # The launcher's logger: its records belong in the function's CloudWatch Logs, not on the host.
 LAUNCHER_LOGGER = launcher.LOG.name
-# put_log_events takes at most 10,000 events per call.
-LOG_EVENTS_PER_CALL = 10_000
 _installed: "LambdaHost | None" = None
 _install_lock = threading.Lock()
 
@@ -328,28 +328,25 @@ class LambdaHost:
         finally:
             self._router.unbind()
             invocation_log.end()
-            self._write_log(function.region, invocation_log)
+            self._write_log(function, invocation_log)
         self._record(function, trigger, True, result, invocation_log.stream)
         return result
 
-    def _write_log(self, region: str, invocation_log: _InvocationLog) -> None:
-        logs = self._client("logs", region)
+    def _write_log(self, function: Any, invocation_log: _InvocationLog) -> None:
+        # The host shares moto's process, so the log goes straight into its CloudWatch Logs
+        # backend: through the API it cost two requests per invocation, each serialized by
+        # botocore and served by moto on the same CPU as everything else.
+        account_id = function.function_arn.split(":")[4]
+        logs = logs_backends[account_id][function.region]
         try:
-            try:
-                logs.create_log_stream(logGroupName=invocation_log.group, logStreamName=invocation_log.stream)
-            except logs.exceptions.ResourceNotFoundException:
+            if invocation_log.group not in logs.groups:
                 # Lambda creates its function's group when setup-pipe has not.
                 try:
-                    logs.create_log_group(logGroupName=invocation_log.group)
-                except logs.exceptions.ResourceAlreadyExistsException:
-                    pass
-                logs.create_log_stream(logGroupName=invocation_log.group, logStreamName=invocation_log.stream)
-            for start in range(0, len(invocation_log.events), LOG_EVENTS_PER_CALL):
-                logs.put_log_events(
-                    logGroupName=invocation_log.group,
-                    logStreamName=invocation_log.stream,
-                    logEvents=invocation_log.events[start : start + LOG_EVENTS_PER_CALL],
-                )
+                    logs.create_log_group(invocation_log.group, tags={})
+                except ResourceAlreadyExistsException:
+                    pass  # another invocation of the function created it just now
+            logs.create_log_stream(invocation_log.group, invocation_log.stream)
+            logs.put_log_events(invocation_log.group, invocation_log.stream, invocation_log.events)
         except Exception as exc:  # noqa: BLE001 - losing a log must not fail the invocation
             log.warning("cannot write the log of %s to %s: %s", invocation_log.request_id, invocation_log.group, exc)
 
