@@ -1,7 +1,10 @@
 """Shared fixtures: fake AWS credentials, an isolated YUNPIPE_HOME, moto's in-process AWS and
 the example algorithm recorded in the registry."""
 import json
+import time
 
+import docker
+import docker.errors
 import pytest
 from moto import mock_aws
 
@@ -9,6 +12,32 @@ from yunpipe.registry import AlgorithmRegistry
 from yunpipe.specs.algorithm import load_algorithm, parse_algorithm
 
 REGION = "us-east-1"
+BASE_IMAGE = "yunpipe/base:bookworm"
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """The Docker daemon, with the offline base image every test image is built FROM. Tests
+    that need it skip, saying so, only when no daemon answers (make test starts one)."""
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        pytest.skip(f"no Docker daemon answers: {exc}")
+    if not client.images.list(name=BASE_IMAGE):
+        pytest.fail(f"{BASE_IMAGE} is missing: run scripts/base-image.sh (make bootstrap does)")
+    return client
+
+
+def wait_for(predicate, timeout=60, interval=0.25, what="condition"):
+    """Poll until predicate() is truthy and return its value; fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import threading
-import time
 import zipfile
 from concurrent.futures import wait
 from importlib import resources
@@ -19,6 +18,7 @@ import docker
 import docker.errors
 import pytest
 
+from conftest import wait_for
 from yunpipe.local import state
 from yunpipe.local.clients import local_client
 from yunpipe.local.cloud import LocalCloud, running_state, start_detached, stop_running
@@ -29,24 +29,10 @@ REGION = "us-east-1"
 IMAGE = "yunpipe/base:bookworm"
 
 
-def _docker_or_skip():
-    try:
-        client = docker.from_env()
-        client.ping()
-    except docker.errors.DockerException as exc:
-        pytest.skip(f"no Docker daemon reachable: {exc}")
-    return client
-
-
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     monkeypatch.setenv("YUNPIPE_HOME", str(tmp_path / "home"))
     return tmp_path / "home"
-
-
-@pytest.fixture
-def docker_client():
-    return _docker_or_skip()
 
 
 @pytest.fixture
@@ -59,16 +45,6 @@ def cloud(home, docker_client):
 
 def _client(cloud, service):
     return local_client(service, cloud.endpoint_url, REGION)
-
-
-def _wait(predicate, timeout=60, interval=0.25, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _network(cloud):
@@ -206,12 +182,12 @@ def test_task_runs_in_docker_with_env_override_secret_logs_and_exit_code_in_stop
     )
     arn = _run(cloud, "demo", "exit3", {"containerOverrides": [{"name": "main", "environment": [{"name": "OVER", "value": "from-override"}]}]})
 
-    task = _wait(lambda: _stopped(cloud, "demo", arn), what="the task to stop")
+    task = wait_for(lambda: _stopped(cloud, "demo", arn), what="the task to stop")
     assert task["stoppedReason"] == "Essential container exited with code 3"
     stream = f"yunpipe/main/{arn.rsplit('/', 1)[-1]}"
     events = _client(cloud, "logs").get_log_events(logGroupName="/yunpipe/demo", logStreamName=stream)["events"]
     assert [e["message"] for e in events] == ["hi kept from-override s3cret"]
-    _wait(lambda: not _task_containers(docker_client, arn), what="the container to be removed")
+    wait_for(lambda: not _task_containers(docker_client, arn), what="the container to be removed")
 
 
 def test_task_with_missing_image_stops_with_the_error_as_reason(cloud):
@@ -221,7 +197,7 @@ def test_task_with_missing_image_stops_with_the_error_as_reason(cloud):
         containerDefinitions=[{"name": "main", "image": "yunpipe/does-not-exist:1", "memory": 64}],
     )
     arn = _run(cloud, "demo", "missing")
-    task = _wait(lambda: _stopped(cloud, "demo", arn), what="the task to stop")
+    task = wait_for(lambda: _stopped(cloud, "demo", arn), what="the task to stop")
     assert "yunpipe/does-not-exist:1" in task["stoppedReason"]
 
 
@@ -229,7 +205,7 @@ def test_running_task_container_has_limits_host_network_labels_and_emulator_endp
     _client(cloud, "ecs").create_cluster(clusterName="demo")
     _register(cloud, "sleeper", ["sleep", "300"])
     arn = _run(cloud, "demo", "sleeper")
-    [container] = _wait(
+    [container] = wait_for(
         lambda: [c for c in _task_containers(docker_client, arn) if c.status == "running"], what="a running container"
     )
     host = container.attrs["HostConfig"]
@@ -245,10 +221,10 @@ def test_stop_task_through_the_api_kills_the_container_and_keeps_the_reason(clou
     _client(cloud, "ecs").create_cluster(clusterName="demo")
     _register(cloud, "sleeper", ["sleep", "300"])
     arn = _run(cloud, "demo", "sleeper")
-    _wait(lambda: [c for c in _task_containers(docker_client, arn) if c.status == "running"], what="a running container")
+    wait_for(lambda: [c for c in _task_containers(docker_client, arn) if c.status == "running"], what="a running container")
 
     _client(cloud, "ecs").stop_task(cluster="demo", task=arn, reason="stopped by the user")
-    _wait(lambda: not _task_containers(docker_client, arn), what="the container to go")
+    wait_for(lambda: not _task_containers(docker_client, arn), what="the container to go")
     assert _stopped(cloud, "demo", arn)["stoppedReason"] == "stopped by the user"
 
 
@@ -257,7 +233,7 @@ def test_s3_notification_runs_the_launcher_on_the_host_which_queues_and_starts_a
     s3 = _notify(cloud, "demo-input", fn_arn)
     s3.put_object(Bucket="demo-input", Key="data/a b.txt", Body=b"hello")
 
-    [invocation] = _wait(lambda: _invocations(cloud, fn_arn, "s3"), what="the launcher to run")
+    [invocation] = wait_for(lambda: _invocations(cloud, fn_arn, "s3"), what="the launcher to run")
     assert invocation["ok"], invocation["result"]
     assert invocation["result"]["enqueued"] == 1 and invocation["result"]["started"] == 1
     message = _client(cloud, "sqs").receive_message(QueueUrl=queue_url, WaitTimeSeconds=1)["Messages"][0]
@@ -265,7 +241,7 @@ def test_s3_notification_runs_the_launcher_on_the_host_which_queues_and_starts_a
     assert (body["bucket"], body["key"], body["step"]) == ("demo-input", "data/a b.txt", "s3step")
     ecs = _client(cloud, "ecs")
     [arn] = ecs.list_tasks(cluster="s3step-cluster", startedBy="yunpipe-s3step")["taskArns"]
-    task = _wait(lambda: _stopped(cloud, "s3step-cluster", arn), what="the started task to finish")
+    task = wait_for(lambda: _stopped(cloud, "s3step-cluster", arn), what="the started task to finish")
     assert task["stoppedReason"] == "Essential container exited with code 0"
 
 
@@ -284,7 +260,7 @@ def test_reserved_concurrency_1_runs_one_launcher_at_a_time_and_never_starts_mor
     for thread in threads:
         thread.join()
 
-    runs = _wait(lambda: r if len(r := _invocations(cloud, fn_arn, "s3")) == files else None, what="every launcher run")
+    runs = wait_for(lambda: r if len(r := _invocations(cloud, fn_arn, "s3")) == files else None, what="every launcher run")
     assert all(run["ok"] for run in runs), runs
     assert sum(run["result"]["enqueued"] for run in runs) == files
     started = sum(run["result"]["started"] for run in runs)
@@ -380,7 +356,7 @@ def test_scheduler_fires_a_rate_rule_lambda_target_sped_up(cloud):
     events.put_targets(Rule="sched-topup", Targets=[{"Id": "launcher", "Arn": fn_arn}])
 
     # speedup 60: one minute becomes one second.
-    runs = _wait(lambda: _invocations(cloud, fn_arn, "invoke"), timeout=15, what="the scheduled run")
+    runs = wait_for(lambda: _invocations(cloud, fn_arn, "invoke"), timeout=15, what="the scheduled run")
     assert runs[0]["ok"], runs[0]["result"]
     assert runs[0]["result"]["enqueued"] == 0
 
@@ -399,7 +375,7 @@ def test_stop_kills_and_removes_every_yunpipe_local_container(home, docker_clien
         _client(local, "ecs").create_cluster(clusterName="demo")
         _register(local, "sleeper", ["sleep", "300"])
         arn = _run(local, "demo", "sleeper")
-        _wait(lambda: [c for c in _task_containers(docker_client, arn) if c.status == "running"], what="a running container")
+        wait_for(lambda: [c for c in _task_containers(docker_client, arn) if c.status == "running"], what="a running container")
     finally:
         local.stop()
     assert docker_client.containers.list(all=True, filters={"label": f"{LABEL}={os.getpid()}"}) == []

@@ -6,13 +6,11 @@ already local, Debian's busybox-static on the host; skips only when no Docker da
 import hashlib
 import json
 import os
-import time
 
-import docker
-import docker.errors
 import moto.s3.notifications as s3_notifications
 import pytest
 
+from conftest import wait_for
 from yunpipe.cli import build_parser
 from yunpipe.local.clients import local_client
 from yunpipe.local.cloud import LocalCloud
@@ -24,16 +22,6 @@ IMAGE = "yunpipe/base:bookworm"
 MOTO_SETTINGS = ("MOTO_DOCKER_LAMBDA_IMAGE", "MOTO_DOCKER_NETWORK_MODE", "MOTO_DOCKER_NETWORK_NAME", "MOTO_PORT")
 # moto's own S3 -> Lambda delivery, before any local cloud could replace it.
 MOTO_DELIVERY = s3_notifications._invoke_awslambda
-
-
-@pytest.fixture
-def docker_client():
-    try:
-        client = docker.from_env()
-        client.ping()
-    except docker.errors.DockerException as exc:
-        pytest.skip(f"no Docker daemon reachable: {exc}")
-    return client
 
 
 @pytest.fixture
@@ -49,16 +37,6 @@ def cloud(tmp_path, monkeypatch, docker_client):
 
 def _client(cloud, service):
     return local_client(service, cloud.endpoint_url, REGION)
-
-
-def _wait(predicate, timeout=60, interval=0.25, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _step(cloud, name):
@@ -133,7 +111,7 @@ def test_s3_upload_runs_the_launcher_in_a_moto_docker_lambda_container_which_que
 
     s3.put_object(Bucket="dock-input", Key="data/a b.txt", Body=b"hello")
 
-    message = _wait(lambda: _client(cloud, "sqs").receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages"),
+    message = wait_for(lambda: _client(cloud, "sqs").receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages"),
                     what="the launcher's message")[0]
     body = json.loads(message["Body"])
     assert (body["bucket"], body["key"], body["pipeline"], body["step"]) == ("dock-input", "data/a b.txt", "demo", "dock")
@@ -162,7 +140,7 @@ def test_scheduled_rule_invokes_the_launcher_through_moto_docker_lambda(cloud):
     events.put_targets(Rule="tick-topup", Targets=[{"Id": "launcher", "Arn": fn_arn}])
 
     # speedup 60: one minute becomes one second.
-    runs = _wait(lambda: [i for i in cloud.status()["recent_lambda_invocations"] if i["function"] == fn_arn],
+    runs = wait_for(lambda: [i for i in cloud.status()["recent_lambda_invocations"] if i["function"] == fn_arn],
                  timeout=60, what="the scheduled run")
     assert runs[0]["trigger"] == "invoke" and runs[0]["ok"], runs[0]["result"]
     assert runs[0]["result"]["enqueued"] == 0

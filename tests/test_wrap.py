@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from yunpipe.errors import InputError, YunpipeError
+from yunpipe.errors import InputError
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.specs.algorithm import load_algorithm
 from yunpipe.wrapper import images
@@ -168,17 +168,6 @@ def test_ecr_destination_creates_the_repository_and_logs_in(moto):
 
 
 # ---------------------------------------------------------------------------- with Docker
-
-
-@pytest.fixture(scope="module")
-def docker_client():
-    try:
-        client = images.docker_client()
-    except YunpipeError as exc:
-        pytest.skip(f"no Docker daemon answers: {exc}")
-    if not client.images.list(name=BASE_IMAGE):
-        pytest.fail(f"{BASE_IMAGE} is missing: run scripts/base-image.sh (make bootstrap does)")
-    return client
 
 
 @pytest.fixture(scope="module")

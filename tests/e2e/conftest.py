@@ -80,16 +80,6 @@ def wait_until(check: Callable[[], str | None], timeout: float, interval: float 
 
 
 @pytest.fixture(scope="package")
-def docker_client():
-    try:
-        client = docker.from_env()
-        client.ping()
-    except docker.errors.DockerException as exc:
-        pytest.skip(f"end-to-end tests need a Docker daemon and none answers: {exc}")
-    return client
-
-
-@pytest.fixture(scope="package")
 def yunpipe_home(tmp_path_factory):
     """An empty YUNPIPE_HOME (registry, pipeline states, local cloud file) and no stray AWS settings."""
     home = tmp_path_factory.mktemp("yunpipe-home")
