@@ -20,6 +20,10 @@ def local_client(service: str, endpoint_url: str, region: str):
         aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
         region_name=region,
     )
-    # The emulator is local: fail fast instead of retrying for minutes.
-    config = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5, read_timeout=30)
+    # The emulator is local: fail fast instead of retrying for minutes. The local cloud shares
+    # one client among all its task threads and log pumps: a pool of botocore's default 10
+    # connections would drop and reopen connections under 20 busy tasks.
+    config = Config(
+        retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5, read_timeout=30, max_pool_connections=64
+    )
     return session.client(service, endpoint_url=endpoint_url, config=config)

@@ -24,6 +24,7 @@ API:
     EcsRunner(endpoint_url, regions, docker_client, poll_interval=0.5)
         .start(), .stop()          stop() kills the containers of the tasks still running
         .active_tasks() -> list[str]
+        .client(service, region)   the runner's botocore client, shared by its threads
     remove_local_containers(docker_client, owner=None) -> int
                                  kill and remove the containers of one local cloud (owner: its
                                  process id), or with no owner those whose local cloud is gone
@@ -171,8 +172,8 @@ class _TaskRun(threading.Thread):
         self.cluster = task["clusterArn"]
         self.region = region
         self._runner = runner
-        self._ecs = local_client("ecs", runner.endpoint_url, region)
-        self._ssm = local_client("ssm", runner.endpoint_url, region)
+        self._ecs = runner.client("ecs", region)
+        self._ssm = runner.client("ssm", region)
         self._stopped_elsewhere = threading.Event()
         self._containers: list[tuple[dict, Any]] = []
         self._pumps: list[_LogPump] = []
@@ -241,7 +242,7 @@ class _TaskRun(threading.Thread):
             container = self._runner.docker.containers.create(**kwargs)
             self._containers.append((definition, container))
             if pump_target:
-                logs = local_client("logs", self._runner.endpoint_url, pump_target[0])
+                logs = self._runner.client("logs", pump_target[0])
                 self._pumps.append(_LogPump(container, logs, *pump_target[1:]))
 
     def _container_kwargs(self, task_definition: dict, definition: dict, override: dict) -> dict:
@@ -318,7 +319,7 @@ class _TaskRun(threading.Thread):
         region = options.get("awslogs-region", self.region)
         prefix = options.get("awslogs-stream-prefix")
         stream = f"{prefix}/{definition['name']}/{self.task_id}" if prefix else f"{definition['name']}/{self.task_id}"
-        logs = local_client("logs", self._runner.endpoint_url, region)
+        logs = self._runner.client("logs", region)
         if options.get("awslogs-create-group") == "true":
             try:
                 logs.create_log_group(logGroupName=group)
@@ -346,7 +347,10 @@ class EcsRunner:
         # Tasks already run once are never run again, even if stopping them failed.
         self._done: set[str] = set()
         self._lock = threading.Lock()
-        self._ecs: dict[str, Any] = {}
+        # (service, region) -> client. Building one costs ~50 ms of this process's CPU, which a
+        # burst of task starts paid four times per task; botocore clients are thread-safe.
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._clients_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -369,6 +373,12 @@ class EcsRunner:
         for run in runs:
             run.join(timeout=60)
 
+    def client(self, service: str, region: str) -> Any:
+        with self._clients_lock:
+            if (service, region) not in self._clients:
+                self._clients[(service, region)] = local_client(service, self.endpoint_url, region)
+            return self._clients[(service, region)]
+
     def active_tasks(self) -> list[str]:
         with self._lock:
             return sorted(self._runs)
@@ -388,10 +398,7 @@ class EcsRunner:
             self._stop.wait(self.poll_interval)
 
     def _poll(self, region: str) -> None:
-        # Building a client costs more than a poll: one per region, used by this thread only.
-        if region not in self._ecs:
-            self._ecs[region] = local_client("ecs", self.endpoint_url, region)
-        ecs = self._ecs[region]
+        ecs = self.client("ecs", region)
         for cluster in _paginate(ecs, "list_clusters", "clusterArns"):
             running = set(_paginate(ecs, "list_tasks", "taskArns", cluster=cluster, desiredStatus="RUNNING"))
             with self._lock:
