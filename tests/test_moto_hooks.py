@@ -135,3 +135,21 @@ def test_emulator_quiets_moto_request_log(caplog):
     finally:
         server.stop()
     assert not [r for r in caplog.records if r.name == "werkzeug"]
+
+
+@mock_aws
+def test_logs_backend_takes_launcher_logs_written_in_process(monkeypatch):
+    """yunpipe.local.lambda_host writes launcher logs straight into moto's CloudWatch Logs
+    backend (groups, create_log_group, create_log_stream, put_log_events)."""
+    from moto.logs.models import logs_backends
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    backend = logs_backends[DEFAULT_ACCOUNT_ID][REGION]
+    assert "/aws/lambda/fn" not in backend.groups
+    backend.create_log_group("/aws/lambda/fn", tags={})
+    backend.create_log_stream("/aws/lambda/fn", "2026/11/21/[$LATEST]abc")
+    backend.put_log_events("/aws/lambda/fn", "2026/11/21/[$LATEST]abc", [{"timestamp": 1, "message": "hello"}])
+    events = boto3.client("logs", region_name=REGION).get_log_events(
+        logGroupName="/aws/lambda/fn", logStreamName="2026/11/21/[$LATEST]abc")["events"]
+    assert [e["message"] for e in events] == ["hello"]
