@@ -7,6 +7,7 @@ import inspect
 import io
 import json
 import logging
+import time
 import zipfile
 
 import boto3
@@ -149,7 +150,7 @@ def test_logs_backend_takes_launcher_logs_written_in_process(monkeypatch):
     assert "/aws/lambda/fn" not in backend.groups
     backend.create_log_group("/aws/lambda/fn", tags={})
     backend.create_log_stream("/aws/lambda/fn", "2026/11/21/[$LATEST]abc")
-    backend.put_log_events("/aws/lambda/fn", "2026/11/21/[$LATEST]abc", [{"timestamp": 1, "message": "hello"}])
+    backend.put_log_events("/aws/lambda/fn", "2026/11/21/[$LATEST]abc", [{"timestamp": int(time.time() * 1000), "message": "hello"}])
     events = boto3.client("logs", region_name=REGION).get_log_events(
         logGroupName="/aws/lambda/fn", logStreamName="2026/11/21/[$LATEST]abc")["events"]
     assert [e["message"] for e in events] == ["hello"]
