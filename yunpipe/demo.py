@@ -136,13 +136,14 @@ def wait_for_results(summary: dict, keys: list[str], uploaded_at: float) -> list
         while True:
             for obj in aws.pages("s3", "list_objects_v2", "Contents", Bucket=bucket):
                 if obj["Key"] in keys and obj["Key"] not in done:
-                    done[obj["Key"]] = obj["LastModified"].timestamp()
+                    # Seen now: S3's LastModified has whole seconds only (moto), too coarse here.
+                    done[obj["Key"]] = time.time()
                     bar.update(1)
             now = pipeline_status.collect(reader, summary, failures=0)
             bar.set_postfix(queued=now.queued, running=now.running, done=len(done), failed=now.dead, refresh=True)
             if len(done) + now.dead >= len(keys) or time.monotonic() > deadline:
                 break
-            time.sleep(1)
+            time.sleep(0.5)
     if len(done) < len(keys):
         print(pipeline_status.render(summary, pipeline_status.collect(reader, summary)))
         raise YunpipeError(f"{len(keys) - len(done)} of {len(keys)} files have no result")
@@ -153,7 +154,7 @@ def show_results(results: list[Result], summary: dict) -> None:
     s3 = open_aws(LOCAL, summary["region"]).client("s3")
     first = results[0]
     body = s3.get_object(Bucket=summary["output_bucket"], Key=first.key)["Body"].read().decode()
-    say("results (drop-to-result time):")
+    say("results (seconds from the start of the upload to the result):")
     for result in results:
         print(f"  {result.location}  {result.seconds:5.1f} s")
     latencies = sorted(r.seconds for r in results)
