@@ -24,7 +24,6 @@ from typing import Callable
 
 import boto3
 import docker
-import docker.errors
 import pytest
 
 from yunpipe import cli
@@ -36,7 +35,6 @@ from yunpipe.specs.algorithm import load_algorithm
 from yunpipe.wrapper import images
 
 REGION = "us-east-1"
-BASE_IMAGE = "yunpipe/base:bookworm"
 REPOSITORY = Path(__file__).resolve().parents[2]
 ALGORITHM_FOLDERS = {
     "uppercase": REPOSITORY / "examples" / "uppercase",
@@ -107,10 +105,6 @@ def local_cloud(docker_client, yunpipe_home):
 @pytest.fixture(scope="package")
 def algorithms(docker_client, yunpipe_home) -> dict[str, str]:
     """Each test algorithm built as its developer would, then wrapped once: name -> NAME@VERSION."""
-    try:
-        docker_client.images.get(BASE_IMAGE)
-    except docker.errors.ImageNotFound:
-        pytest.fail(f"the base image {BASE_IMAGE} is missing: run scripts/bootstrap.sh")
     files = []
     for name, folder in ALGORITHM_FOLDERS.items():
         description = folder / f"{name}.json"
