@@ -45,6 +45,7 @@ import docker.errors
 from botocore.exceptions import ClientError
 
 from .clients import FAKE_CREDENTIALS, local_client
+from .polling import PollingThread
 from .state import process_alive
 
 log = logging.getLogger(__name__)
@@ -335,14 +336,16 @@ class _TaskRun(threading.Thread):
         return region, group, stream
 
 
-class EcsRunner:
+class EcsRunner(PollingThread):
     """Polls the emulator for RUNNING tasks and runs each in Docker (see the module docstring)."""
 
+    thread_name = "yunpipe-ecs-runner"
+
     def __init__(self, endpoint_url: str, regions: list[str], docker_client: docker.DockerClient, poll_interval: float = 0.5):
+        super().__init__(poll_interval)
         self.endpoint_url = endpoint_url
         self.regions = list(regions)
         self.docker = docker_client
-        self.poll_interval = poll_interval
         self._runs: dict[str, _TaskRun] = {}
         # Tasks already run once are never run again, even if stopping them failed.
         self._done: set[str] = set()
@@ -351,19 +354,9 @@ class EcsRunner:
         # burst of task starts paid four times per task; botocore clients are thread-safe.
         self._clients: dict[tuple[str, str], Any] = {}
         self._clients_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="yunpipe-ecs-runner", daemon=True)
-        self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        super().stop()
         with self._lock:
             runs = list(self._runs.values())
         for run in runs:
@@ -388,14 +381,12 @@ class EcsRunner:
             self._runs.pop(arn, None)
             self._done.add(arn)
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            for region in self.regions:
-                try:
-                    self._poll(region)
-                except Exception:  # noqa: BLE001 - keep watching; the next poll retries
-                    log.exception("ECS poll failed in %s", region)
-            self._stop.wait(self.poll_interval)
+    def poll_once(self) -> None:
+        for region in self.regions:
+            try:
+                self._poll(region)
+            except Exception:  # noqa: BLE001 - one region failing must not stop the others
+                log.exception("ECS poll failed in %s", region)
 
     def _poll(self, region: str) -> None:
         ecs = self.client("ecs", region)

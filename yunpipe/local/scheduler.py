@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 import time
 import uuid
 from concurrent.futures import Future
@@ -26,6 +25,7 @@ from datetime import datetime, timezone
 
 from .clients import local_client
 from .lambda_host import LambdaHost
+from .polling import PollingThread
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,9 @@ def _list_all(client, operation: str, key: str, **kwargs) -> list:
         kwargs["NextToken"] = page["NextToken"]
 
 
-class Scheduler:
+class Scheduler(PollingThread):
+    thread_name = "yunpipe-scheduler"
+
     def __init__(
         self,
         endpoint_url: str,
@@ -62,37 +64,17 @@ class Scheduler:
     ):
         if speedup <= 0:
             raise ValueError("speedup must be positive")
+        super().__init__(poll_interval)
         self.endpoint_url = endpoint_url
         self.regions = list(regions)
         self.lambda_host = lambda_host
         self.speedup = speedup
-        self.poll_interval = poll_interval
         # (region, rule ARN, expression) -> monotonic time of its next firing
         self._next: dict[tuple[str, str, str], float] = {}
         self._warned: set[str] = set()
         self._events: dict[str, object] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="yunpipe-scheduler", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.poll_interval):
-            try:
-                self._tick()
-            except Exception:  # noqa: BLE001 - keep the schedule alive; the next tick retries
-                log.exception("scheduler tick failed")
-
-    def _tick(self) -> list[Future]:
+    def poll_once(self) -> list[Future]:
         now = time.monotonic()
         fired: list[Future] = []
         seen: set[tuple[str, str, str]] = set()
