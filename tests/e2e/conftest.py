@@ -135,7 +135,7 @@ class Pipeline:
     output_bucket: str
     summary: dict
     aws: Callable
-    docker: docker.DockerClient
+    daemon: docker.DockerClient
 
     def step(self, index: int) -> dict:
         return self.summary["steps"][index]
@@ -190,7 +190,7 @@ class Pipeline:
         """The runner's running Docker containers for this pipeline's tasks (one cluster per pipeline)."""
         summary = self.summary
         cluster = f"arn:aws:ecs:{summary['region']}:{summary['account_id']}:cluster/{summary['cluster']}"
-        return self.docker.containers.list(filters={"label": f"{LABEL_CLUSTER}={cluster}"})
+        return self.daemon.containers.list(filters={"label": f"{LABEL_CLUSTER}={cluster}"})
 
     @staticmethod
     def task_of(container) -> str:
