@@ -29,6 +29,45 @@ def docker_client():
     return client
 
 
+def launcher_function(client, name: str, environment: dict) -> str:
+    """The launcher Lambda as setup-pipe creates it (same zip, handler, runtime, limits).
+    `client(service)` gives a boto3 client of the AWS under test."""
+    from yunpipe.pipeline import model as m
+
+    role = client("iam").create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    return client("lambda").create_function(
+        FunctionName=name, Runtime=m.LAUNCHER_RUNTIME, Role=role, Handler=m.LAUNCHER_HANDLER,
+        Timeout=m.LAUNCHER_TIMEOUT, MemorySize=m.LAUNCHER_MEMORY, Code={"ZipFile": m.launcher_zip()},
+        Environment={"Variables": environment},
+    )["FunctionArn"]
+
+
+def launcher_step(client, name: str, command: list[str]) -> tuple[str, str]:
+    """Queue, cluster, task definition (BASE_IMAGE running `command`) and launcher of one step,
+    wired as docs/runtime-contract.md says: (queue URL, launcher ARN)."""
+    queue_url = client("sqs").create_queue(QueueName=f"{name}-queue")["QueueUrl"]
+    client("ecs").create_cluster(clusterName=f"{name}-cluster")
+    client("ecs").register_task_definition(
+        family=f"{name}-task", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
+        containerDefinitions=[{"name": "main", "image": BASE_IMAGE, "memory": 128, "cpu": 256, "essential": True,
+                               "command": list(command)}],
+    )
+    ec2 = client("ec2")
+    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+    group = ec2.describe_security_groups()["SecurityGroups"][0]["GroupId"]
+    fn_arn = launcher_function(client, f"{name}-launcher", {
+        "YUNPIPE_PIPELINE": "demo",
+        "YUNPIPE_STEP": name,
+        "YUNPIPE_QUEUE_URL": queue_url,
+        "YUNPIPE_CLUSTER": f"{name}-cluster",
+        "YUNPIPE_TASK_DEFINITION": f"{name}-task",
+        "YUNPIPE_STARTED_BY": f"yunpipe-{name}",
+        "YUNPIPE_SUBNETS": subnet,
+        "YUNPIPE_SECURITY_GROUPS": group,
+    })
+    return queue_url, fn_arn
+
+
 def wait_for(predicate, timeout=60, interval=0.25, what="condition"):
     """Poll until predicate() is truthy and return its value; fail after timeout seconds."""
     deadline = time.monotonic() + timeout

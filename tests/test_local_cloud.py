@@ -3,22 +3,19 @@
 Needs a Docker daemon and the local image yunpipe/base:bookworm (Debian bookworm + python3);
 skips only when no Docker daemon answers.
 """
-import io
 import json
 import logging
 import os
 import re
 import subprocess
 import threading
-import zipfile
 from concurrent.futures import wait
-from importlib import resources
 
 import docker
 import docker.errors
 import pytest
 
-from conftest import wait_for
+from conftest import launcher_function, launcher_step, wait_for
 from yunpipe.local import state
 from yunpipe.local.clients import local_client
 from yunpipe.local.cloud import LocalCloud, running_state, start_detached, stop_running
@@ -100,42 +97,9 @@ def _task_containers(docker_client, arn):
     return docker_client.containers.list(all=True, filters={"label": f"yunpipe.task-arn={arn}"})
 
 
-def _launcher_function(cloud, name, environment):
-    iam = _client(cloud, "iam")
-    role = iam.create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("launcher.py", (resources.files("yunpipe.lambda_src") / "launcher.py").read_bytes())
-    return _client(cloud, "lambda").create_function(
-        FunctionName=name,
-        Runtime="python3.12",
-        Role=role,
-        Handler="launcher.handler",
-        Code={"ZipFile": buffer.getvalue()},
-        Environment={"Variables": environment},
-    )["FunctionArn"]
-
-
 def _step(cloud, name, command, reserved_concurrency=None):
     """Queue, cluster, task definition and launcher function of one step."""
-    queue_url = _client(cloud, "sqs").create_queue(QueueName=f"{name}-queue")["QueueUrl"]
-    _client(cloud, "ecs").create_cluster(clusterName=f"{name}-cluster")
-    _register(cloud, f"{name}-task", command)
-    subnet, group = _network(cloud)
-    fn_arn = _launcher_function(
-        cloud,
-        f"{name}-launcher",
-        {
-            "YUNPIPE_PIPELINE": "demo",
-            "YUNPIPE_STEP": name,
-            "YUNPIPE_QUEUE_URL": queue_url,
-            "YUNPIPE_CLUSTER": f"{name}-cluster",
-            "YUNPIPE_TASK_DEFINITION": f"{name}-task",
-            "YUNPIPE_STARTED_BY": f"yunpipe-{name}",
-            "YUNPIPE_SUBNETS": subnet,
-            "YUNPIPE_SECURITY_GROUPS": group,
-        },
-    )
+    queue_url, fn_arn = launcher_step(lambda service: _client(cloud, service), name, command)
     if reserved_concurrency is not None:
         _client(cloud, "lambda").put_function_concurrency(
             FunctionName=fn_arn, ReservedConcurrentExecutions=reserved_concurrency
@@ -335,7 +299,7 @@ def test_launcher_logs_go_to_the_function_log_group_not_the_console(cloud, conso
 
 
 def test_failed_launcher_logs_its_error_to_the_function_log_and_one_line_to_the_console(cloud, console):
-    fn_arn = _launcher_function(cloud, "broken-launcher", {"YUNPIPE_STEP": "broken"})
+    fn_arn = launcher_function(lambda service: _client(cloud, service), "broken-launcher", {"YUNPIPE_STEP": "broken"})
     future = cloud._lambda_host.invoke_function(fn_arn, {"detail-type": "Scheduled Event"})
     with pytest.raises(Exception, match="YUNPIPE_PIPELINE"):
         future.result(timeout=30)

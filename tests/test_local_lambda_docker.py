@@ -10,7 +10,7 @@ import os
 import moto.s3.notifications as s3_notifications
 import pytest
 
-from conftest import wait_for
+from conftest import launcher_step, wait_for
 from yunpipe.cli import build_parser
 from yunpipe.local.clients import local_client
 from yunpipe.local.cloud import LocalCloud
@@ -40,42 +40,9 @@ def _client(cloud, service):
 
 
 def _step(cloud, name):
-    """Queue, cluster, task definition and launcher function of one step, as setup-pipe makes them."""
-    queue_url = _client(cloud, "sqs").create_queue(QueueName=f"{name}-queue")["QueueUrl"]
-    _client(cloud, "ecs").create_cluster(clusterName=f"{name}-cluster")
-    _client(cloud, "ecs").register_task_definition(
-        family=f"{name}-task",
-        networkMode="awsvpc",
-        requiresCompatibilities=["FARGATE"],
-        cpu="256",
-        memory="512",
-        # A worker that leaves the queue alone: the message stays for the test to read.
-        containerDefinitions=[{"name": "main", "image": IMAGE, "memory": 128, "essential": True, "command": ["true"]}],
-    )
-    ec2 = _client(cloud, "ec2")
-    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
-    group = ec2.describe_security_groups()["SecurityGroups"][0]["GroupId"]
-    role = _client(cloud, "iam").create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    fn_arn = _client(cloud, "lambda").create_function(
-        FunctionName=f"{name}-launcher",
-        Runtime=m.LAUNCHER_RUNTIME,
-        Role=role,
-        Handler=m.LAUNCHER_HANDLER,
-        Timeout=m.LAUNCHER_TIMEOUT,
-        MemorySize=m.LAUNCHER_MEMORY,
-        Code={"ZipFile": m.launcher_zip()},
-        Environment={"Variables": {
-            "YUNPIPE_PIPELINE": "demo",
-            "YUNPIPE_STEP": name,
-            "YUNPIPE_QUEUE_URL": queue_url,
-            "YUNPIPE_CLUSTER": f"{name}-cluster",
-            "YUNPIPE_TASK_DEFINITION": f"{name}-task",
-            "YUNPIPE_STARTED_BY": f"yunpipe-{name}",
-            "YUNPIPE_SUBNETS": subnet,
-            "YUNPIPE_SECURITY_GROUPS": group,
-        }},
-    )["FunctionArn"]
-    return queue_url, fn_arn
+    """One step as setup-pipe makes it, whose worker leaves the queue alone: the message stays
+    for the test to read."""
+    return launcher_step(lambda service: _client(cloud, service), name, ["true"])
 
 
 def _function_log(cloud, name):
