@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Prepare this machine for yunpipe's tests and demo; safe to run again (each step is skipped
 # when already done). Meant for a fresh Debian, as root, without Docker Hub or GitHub:
-#   .venv with yunpipe installed (editable, with test extras), Docker and debootstrap,
-#   a running dockerd, and the offline base image yunpipe/base:bookworm.
+#   .venv with yunpipe installed (editable, with test extras), the Docker engine, debootstrap
+#   and a static busybox, a running dockerd, and the offline base image yunpipe/base:bookworm.
+# Usage: scripts/bootstrap.sh            prepare everything
+#        scripts/bootstrap.sh --missing  only print the Debian packages it would install
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
@@ -10,16 +12,34 @@ export DEBIAN_FRONTEND=noninteractive
 PYTHON=${PYTHON:-python3}
 DOCKERD_LOG=/var/log/dockerd.log
 
-# System packages, installed only where missing.
-missing=()
-command -v docker >/dev/null || missing+=(docker.io)
-command -v debootstrap >/dev/null || missing+=(debootstrap)
-# Debian's python3 has venv's ensurepip only with python3-venv.
-if ! command -v "$PYTHON" >/dev/null; then
-    missing+=(python3 python3-venv)
-elif ! "$PYTHON" -c 'import ensurepip' 2>/dev/null; then
-    missing+=(python3-venv)
+# The Debian packages whose programs are missing. Each check names the program that is really
+# run: a machine may well have a `docker` client on the PATH and no engine (dockerd) at all.
+missing_packages() {
+    local missing=()
+    command -v dockerd >/dev/null && command -v docker >/dev/null || missing+=(docker.io)
+    command -v debootstrap >/dev/null || missing+=(debootstrap)
+    # moto's Docker Lambda copies code through a busybox:latest image, which the local cloud
+    # builds from the host's busybox; only a statically linked one runs in an empty image.
+    local busybox
+    busybox=$(command -v busybox || true)
+    if [ -z "$busybox" ] || ldd "$busybox" >/dev/null 2>&1; then
+        missing+=(busybox-static)
+    fi
+    # Debian's python3 has venv's ensurepip only with python3-venv.
+    if ! command -v "$PYTHON" >/dev/null; then
+        missing+=(python3 python3-venv)
+    elif ! "$PYTHON" -c 'import ensurepip' 2>/dev/null; then
+        missing+=(python3-venv)
+    fi
+    echo "${missing[@]}"
+}
+
+if [ "${1:-}" = "--missing" ]; then
+    missing_packages
+    exit 0
 fi
+
+read -r -a missing <<<"$(missing_packages)"
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "bootstrap: missing ${missing[*]}; run as root or install them" >&2
@@ -28,6 +48,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "bootstrap: installing ${missing[*]}"
     apt-get update
     apt-get install -y "${missing[@]}"
+    hash -r
 fi
 
 # The virtualenv; pip runs again only when setup.py changed since the last install (stamp).
