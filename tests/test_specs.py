@@ -1,10 +1,12 @@
 """The algorithm and workflow specs: 0.0.3 files load unchanged; bad input names its field."""
 import json
+from pathlib import Path
 
 import pytest
 
 from yunpipe.errors import InputError
 from yunpipe.registry import AlgorithmRegistry
+from yunpipe.runtime.runscript import substitute
 from yunpipe.specs.algorithm import load_algorithm, parse_algorithm
 from yunpipe.specs.workflow import derive_pipeline_name, load_workflow, parse_workflow, resolve_workflow
 
@@ -93,6 +95,69 @@ def test_missing_required_algorithm_field_is_named():
     del doc["run_command"]
     error = error_of(lambda: parse_algorithm(doc, "alg.json"))
     assert error.field == "run_command" and "missing" in error.expected
+
+
+SHIPPED_ALGORITHMS = sorted(str(p) for p in [*Path("examples").glob("*/*.json"), *Path("tests/e2e/algorithms").glob("*/*.json")]
+                            if p.name != "workflow.json")
+
+
+@pytest.mark.parametrize("path", SHIPPED_ALGORITHMS)
+def test_every_shipped_algorithm_loads(path):
+    assert load_algorithm(path).run_command
+
+
+def test_the_shipped_algorithms_are_all_found():
+    assert {Path(p).name for p in SHIPPED_ALGORITHMS} == {
+        "change123-s3.json", "uppercase.json", "wordcount.json", "checksum.json", "tester.json"}
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ({"run_command": "sh -c 'tr a-z A-Z < $input > $output"}, "splits like a shell's (No closing quotation)"),
+    ({"run_command": 'run "$input" "$output'}, "splits like a shell's (No closing quotation)"),
+    ({"run_command": "run $input \\"}, "splits like a shell's (No escaped character)"),
+    ({"run_command": "   "}, "a non-empty command"),
+    ({"run_command": "run $input"}, "expected $output or ${output_file}"),
+    # Names the runscript does not substitute: longer variables, the unbraced spelling.
+    ({"run_command": "run $input $outputs"}, "expected $output or ${output_file}"),
+    ({"run_command": "run $input $output_file"}, "expected $output or ${output_file}"),
+    ({"run_command": "run $input {output_file}"}, "expected $output or ${output_file}"),
+    ({"run_command": "cat $input", "input_adapter": "stdin", "output_adapter": "path"}, "expected $output"),
+    # The output folder proves nothing when it is "/" or the input folder itself.
+    ({"run_command": "run $input /", "output_file_path": "/"}, "expected $output"),
+    ({"run_command": "run /data/model.bin $input", "input_file_path": "/data", "output_file_path": "/data"},
+     "expected $output"),
+    ({"run_command": "cp $input /data/outbox/", "output_file_path": "/data/out"}, "expected $output"),
+])
+def test_a_run_command_that_cannot_run_or_writes_no_output_is_refused(overrides, expected):
+    error = error_of(lambda: parse_algorithm(algorithm(**overrides), "alg.json"))
+    assert (error.source, error.field) == ("alg.json", "run_command") and expected in error.expected
+    assert str(error).startswith("alg.json: run_command: expected ")
+
+
+PLACEHOLDER_COMMANDS = [
+    "run $input $output",
+    "run ${input_file} ${output_file}",
+    "run --in=$input --out=$output.tmp",
+    "sh -c 'sha256sum < $input | cut -c1-64 > $output'",
+    'run $input "$output"',
+]
+ACCEPTED_COMMANDS = [{"run_command": command} for command in PLACEHOLDER_COMMANDS] + [
+    {"run_command": "python3 /count.py", "input_adapter": "stdin", "output_adapter": "stdout"},
+    {"run_command": "run $input", "output_adapter": "stdout"},
+    # The command writes the contract's output path, <output_file_path>/<input name>, itself.
+    {"run_command": "sh -c 'tr a-z A-Z < $input > /data/out/$(basename $input)'", "output_file_path": "/data/out"},
+    {"run_command": "cp $input /yunpipe/output/"},
+]
+
+
+@pytest.mark.parametrize("overrides", ACCEPTED_COMMANDS)
+def test_a_run_command_that_writes_its_output_is_accepted(overrides):
+    assert parse_algorithm(algorithm(**overrides), "alg.json").run_command == overrides["run_command"]
+
+
+@pytest.mark.parametrize("command", PLACEHOLDER_COMMANDS)
+def test_the_accepted_output_placeholders_are_the_ones_the_runscript_substitutes(command):
+    assert any("/out/x.txt" in word for word in substitute(command, "/in/x.txt", "/out/x.txt"))
 
 
 def test_malformed_json_and_yaml_name_the_file_and_position(tmp_path):

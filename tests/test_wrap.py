@@ -78,8 +78,13 @@ def test_show_on_a_dry_run_prints_json_dockerfile_and_runscript_summary(home, tm
      ["memory.json: memory.suggested: expected integer, got \"abc\""]),
     ("system.yaml", "name: x\ncontainer_name: a/b\nrun_command: c\nsystem: gentoo\n",
      ["system.yaml: system: expected one of", '"alpine"', '"amazonlinux"', 'got "gentoo"']),
-    ("image.json", '{"name": "x", "container_name": "a b", "run_command": "c"}',
+    ("image.json", '{"name": "x", "container_name": "a b", "run_command": "c $input $output"}',
      ["image.json: container_name: expected a Docker image reference"]),
+    ("quotes.json", '{"name": "x", "container_name": "a/b", "run_command": "sh -c \'cp $input $output"}',
+     ["quotes.json: run_command: expected a command line that splits like a shell's (No closing quotation)"]),
+    ("nooutput.yaml", "name: x\ncontainer_name: a/b\nrun_command: python3 /x.py $input\n",
+     ["nooutput.yaml: run_command: expected $output or ${output_file} where the command writes its result",
+      '(or "output_adapter": "stdout")']),
     (None, None, ["missing.json: file not found"]),
 ])
 def test_bad_input_exits_2_naming_file_and_field(home, tmp_path, name, content, expected):
@@ -92,6 +97,30 @@ def test_bad_input_exits_2_naming_file_and_field(home, tmp_path, name, content, 
         assert text in result.stderr
     assert "Traceback" not in result.stderr
     assert recorded(home) == []
+
+
+@pytest.mark.parametrize("fields", [
+    {"run_command": "python3 /opt/tool.py ${input_file} ${output_file}"},
+    {"run_command": "sh -c 'tr a-z A-Z < $input > $output'"},
+    {"run_command": "python3 /opt/count.py", "input_adapter": "stdin", "output_adapter": "stdout"},
+    {"run_command": "sh -c 'cp $input /data/out/'", "output_file_path": "/data/out"},
+])
+def test_a_command_that_writes_its_output_is_wrapped(home, tmp_path, fields):
+    path = tmp_path / "good.json"
+    path.write_text(json.dumps({"name": "good", "container_name": "lab/tool:1", "system": "debian", **fields}))
+    result = run("wrap", "-f", path, "--dry-run", "--output-dir", tmp_path / "context")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "context" / "algorithm.json").read_text())["run_command"] == fields["run_command"]
+
+
+SHIPPED_ALGORITHMS = sorted(p for p in [*REPO.glob("examples/*/*.json"), *REPO.glob("tests/e2e/algorithms/*/*.json")]
+                            if p.name != "workflow.json")
+
+
+@pytest.mark.parametrize("path", SHIPPED_ALGORITHMS, ids=lambda p: p.name)
+def test_every_shipped_algorithm_passes_wraps_checks(home, tmp_path, path):
+    result = run("wrap", "-f", path, "--dry-run", "--output-dir", tmp_path / "context")
+    assert result.returncode == 0, result.stderr
 
 
 def test_publishing_needs_a_user(home):
@@ -257,11 +286,27 @@ def test_declining_at_show_builds_nothing(home, docker_client, algorithm):
     assert not docker_client.images.list(name=f"yunpipe-local/{name}")
 
 
+@pytest.mark.parametrize("run_command, expected", [
+    ("sh /usr/local/bin/uppercase.sh $input '$output", "expected a command line that splits like a shell's"),
+    ("sh /usr/local/bin/uppercase.sh $input", "expected $output or ${output_file}"),
+])
+def test_a_bad_run_command_builds_and_records_nothing(home, docker_client, algorithm, run_command, expected):
+    path, name = algorithm
+    document = json.loads(path.read_text())
+    path.write_text(json.dumps({**document, "run_command": run_command}))
+    result = run("wrap", "--local", "-f", path, "-y")
+    assert result.returncode == 2, result.stderr
+    assert f"{path}: run_command: {expected}" in result.stderr
+    assert "building" not in result.stderr and "Traceback" not in result.stderr
+    assert recorded(home) == []
+    assert not docker_client.images.list(filters={"label": f"org.yunpipe.algorithm.name={name}"})
+
+
 def test_a_missing_developer_image_fails_and_records_nothing(home, docker_client, tmp_path):
     path = tmp_path / "missing.json"
     # A registry on a closed loopback port: the pull fails at once, with no outside traffic.
     path.write_text(json.dumps({"name": "ghost", "container_name": "127.0.0.1:9/nobody/ghost:1",
-                                "system": "debian", "run_command": "true"}))
+                                "system": "debian", "run_command": "cp $input $output"}))
     result = run("wrap", "--local", "-f", path, "-y")
     assert result.returncode == 1
     assert "container_name 127.0.0.1:9/nobody/ghost:1: not in the local Docker daemon and cannot be pulled" in result.stderr
@@ -280,7 +325,8 @@ def test_a_failing_build_step_shows_its_output_and_records_nothing(home, docker_
     tag = f"yunpipe-test/broken-python:{uuid.uuid4().hex[:8]}"
     images.build_image(docker_client, developer, tag)
     path = tmp_path / "broken.json"
-    path.write_text(json.dumps({"name": "broken", "container_name": tag, "system": "debian", "run_command": "true"}))
+    path.write_text(json.dumps({"name": "broken", "container_name": tag, "system": "debian",
+                                "run_command": "cp $input $output"}))
     try:
         result = run("wrap", "--local", "-f", path, "-y")
     finally:

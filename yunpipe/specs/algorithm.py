@@ -3,6 +3,9 @@
 `AlgorithmSpec.to_document()` is the normalized description that the wrapped image carries
 (`docs/runtime-contract.md`) and that the registry records.
 """
+import posixpath
+import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -20,6 +23,9 @@ DEFAULT_INPUT_PATH = "/yunpipe/input"
 DEFAULT_OUTPUT_PATH = "/yunpipe/output"
 DEFAULT_MEMORY_MIB = 512
 DEFAULT_TIMEOUT_SECONDS = 3600
+# The output placeholders the runscript substitutes (its _PLACEHOLDER, which this package cannot
+# import: the runscript stands alone). `$output` ends where a shell variable name would.
+OUTPUT_PLACEHOLDER = re.compile(r"\$\{output_file\}|\$output(?![A-Za-z0-9_])")
 
 ALGORITHM_SCHEMA: dict = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -158,9 +164,38 @@ class AlgorithmSpec:
         return doc
 
 
+def _names_output_folder(document: Any, words: list[str]) -> bool:
+    """Whether the command names its output folder, so it may write the contract's output path
+    (`<output_file_path>/<input name>`) itself. Not when that folder is "/" or the input folder:
+    the output path is then unguessable (`output-<name>`) and naming the folder proves nothing."""
+    output = posixpath.normpath(document.get("output_file_path", DEFAULT_OUTPUT_PATH))
+    if output == "/" or output == posixpath.normpath(document.get("input_file_path", DEFAULT_INPUT_PATH)):
+        return False
+    folder = re.compile(re.escape(output) + r"(?![A-Za-z0-9_.-])")
+    return any(folder.search(word) for word in words)
+
+
+def check_run_command(document: Any, source: str) -> None:
+    """Refuse a run_command the runscript could not run, or whose every run would fail for want
+    of an output: it must split like a shell command line and write $output (or
+    ${output_file}), unless the output adapter is stdout or it names its own output folder."""
+    try:
+        words = shlex.split(document["run_command"])
+    except ValueError as exc:
+        raise InputError(source, "run_command", f"expected a command line that splits like a shell's ({exc})") from None
+    if not words:
+        raise InputError(source, "run_command", "expected a non-empty command")
+    if document.get("output_adapter") == "stdout" or any(OUTPUT_PLACEHOLDER.search(word) for word in words):
+        return
+    if not _names_output_folder(document, words):
+        raise InputError(source, "run_command", "expected $output or ${output_file} where the command writes its "
+                                                "result (or \"output_adapter\": \"stdout\"), got a command with no output")
+
+
 def parse_algorithm(document: Any, source: str) -> AlgorithmSpec:
     """Validate a 0.0.3 (or newer) algorithm document and fill in the defaults."""
     validate(document, ALGORITHM_SCHEMA, source)
+    check_run_command(document, source)
     parameters = []
     seen = set()
     for index, var in enumerate(document.get("user_specified_environment_variables", [])):
