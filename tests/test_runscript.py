@@ -14,7 +14,9 @@ from moto import mock_aws
 
 from yunpipe.runtime import runscript
 from yunpipe.runtime.runscript import (
+    CONFIG_ERROR_EXIT,
     Config,
+    check_variables,
     command_env,
     load_algorithm,
     local_paths,
@@ -200,6 +202,16 @@ def test_config_from_env_rejects_bad_integers(name, value):
         Config.from_env({"YUNPIPE_QUEUE_URL": "q", "YUNPIPE_OUTPUT_BUCKET": "o", name: value})
 
 
+def test_config_not_strict_keeps_what_it_can_and_defaults_the_rest():
+    config = Config.from_env(
+        {"YUNPIPE_QUEUE_URL": "q", "YUNPIPE_REPORT_BUCKET": "rep", "YUNPIPE_IDLE_SECONDS": "soon", "YUNPIPE_WAIT_SECONDS": "2"},
+        strict=False,
+    )
+    assert (config.queue_url, config.output_bucket, config.report_bucket) == ("q", "", "rep")
+    assert (config.idle_seconds, config.wait_seconds) == (30, 2)
+    assert Config.from_env({}, strict=False).queue_url == ""
+
+
 def test_config_is_frozen():
     config = Config.from_env({"YUNPIPE_QUEUE_URL": "q", "YUNPIPE_OUTPUT_BUCKET": "o"})
     with pytest.raises(AttributeError):
@@ -229,6 +241,28 @@ def test_load_algorithm_rejects_what_cannot_run(tmp_path, fields, message):
     path.write_text(json.dumps(fields))
     with pytest.raises(ValueError, match=message):
         load_algorithm(str(path))
+
+
+def test_load_algorithm_names_its_file_when_the_json_is_broken(tmp_path):
+    path = tmp_path / "a.json"
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match=f"{path}: the algorithm description is not valid JSON"):
+        load_algorithm(str(path))
+
+
+def test_check_variables_wants_every_required_variable_set():
+    algorithm = {
+        "environment": {"FIXED": "1"},
+        "user_specified_environment_variables": [
+            {"name": "FIXED", "required": True},
+            {"name": "TEST_ENV", "required": True},
+            {"name": "SEED", "required": False},
+            {"name": "MODE", "required": True},
+        ],
+    }
+    with pytest.raises(ValueError, match="required variable.* not set: TEST_ENV, MODE$"):
+        check_variables(algorithm, {"SEED": "1"})
+    check_variables(algorithm, {"TEST_ENV": "", "MODE": "fast"})
 
 
 def test_command_env_lets_task_variables_override_algorithm_environment():
@@ -640,13 +674,104 @@ def test_main_runs_the_worker_from_the_environment(step, monkeypatch):
     assert signal.getsignal(signal.SIGTERM) is previous
 
 
-def test_main_returns_2_on_a_configuration_error(aws_env, monkeypatch, tmp_path):
-    monkeypatch.setenv("YUNPIPE_QUEUE_URL", "https://q")
+def test_main_without_a_queue_prints_one_line_and_exits_with_the_config_status(aws_env, monkeypatch, capsys):
+    monkeypatch.delenv("YUNPIPE_QUEUE_URL", raising=False)
     monkeypatch.setenv("YUNPIPE_OUTPUT_BUCKET", "out")
-    monkeypatch.setenv("YUNPIPE_ALGORITHM", str(tmp_path / "missing.json"))
-    assert runscript.main() == 2
-    monkeypatch.delenv("YUNPIPE_QUEUE_URL")
-    assert runscript.main() == 2
+    monkeypatch.setenv("YUNPIPE_IDLE_SECONDS", "soon")
+    assert runscript.main() == CONFIG_ERROR_EXIT == 78
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (
+        "yunpipe runscript: configuration error: missing required environment variable(s): YUNPIPE_QUEUE_URL "
+        "(no queue to report on; exit status 78)"
+    )
+
+
+def _no_output_bucket(step, env):
+    del env["YUNPIPE_OUTPUT_BUCKET"]
+    return "missing required environment variable(s): YUNPIPE_OUTPUT_BUCKET"
+
+
+def _bad_number(step, env):
+    env["YUNPIPE_MAX_RECEIVE_COUNT"] = "two"
+    return "YUNPIPE_MAX_RECEIVE_COUNT must be an integer, got 'two'"
+
+
+def _broken_algorithm(step, env):
+    Path(env["YUNPIPE_ALGORITHM"]).write_text('{"run_command": ')
+    return f"{env['YUNPIPE_ALGORITHM']}: the algorithm description is not valid JSON"
+
+
+def _no_algorithm(step, env):
+    env["YUNPIPE_ALGORITHM"] = str(step.tmp / "missing.json")
+    return f"No such file or directory: '{step.tmp / 'missing.json'}'"
+
+
+def _required_variable(step, env):
+    step.algorithm("sh -c 'cp $input $output'", user_specified_environment_variables=[{"name": "TEST_ENV", "required": True}])
+    return "required variable(s) of the algorithm not set: TEST_ENV"
+
+
+@pytest.mark.parametrize("misconfigure", [_no_output_bucket, _bad_number, _broken_algorithm, _no_algorithm, _required_variable])
+def test_a_misconfigured_worker_reports_each_message_until_sqs_dead_letters_it(aws_env, monkeypatch, tmp_path, misconfigure):
+    """A worker that cannot run its command still drains its queue: each try leaves a report
+    naming the setting, the message goes to the DLQ after maxReceiveCount tries, and with the
+    queue empty the launcher has nothing to start a worker for."""
+    with mock_aws():
+        step = Step(tmp_path, max_receive_count=2)
+        step.algorithm("sh -c 'cp $input $output'")
+        # One-second retry delay (capped by the visibility window), so each run sees the message once.
+        env = {**step.env, "YUNPIPE_VISIBILITY_SECONDS": "1"}
+        problem = misconfigure(step, env)
+        for name in step.env:
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        step.put("in.txt")
+        step.send("in.txt")
+        for attempt in (1, 2):
+            deadline = time.monotonic() + PATIENCE
+            while step.queue_counts() != (1, 0):  # visible again after the retry delay
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            assert runscript.main() == CONFIG_ERROR_EXIT
+            assert len(step.reports()) == attempt
+        reports = step.reports()
+        assert list(reports) == ["failures/demo/upper/in.txt/attempt-1.json", "failures/demo/upper/in.txt/attempt-2.json"]
+        for attempt, report in enumerate(reports.values(), 1):
+            assert (report["reason"], report["attempt"], report["exit_code"]) == ("config_error", attempt, None)
+            assert (report["bucket"], report["key"], report["etag"]) == ("in-bucket", "in.txt", "e")
+            assert report["stderr_tail"].startswith("the worker's configuration is bad: ")
+            assert problem in report["stderr_tail"]
+        # With its own maxReceiveCount unreadable the worker cannot tell the last try: it waits
+        # out the retry delay, and the next receive finds the message gone to the DLQ.
+        assert reports["failures/demo/upper/in.txt/attempt-2.json"]["final"] is (misconfigure is not _bad_number)
+        if misconfigure is not _bad_number:
+            assert step.queue_counts() == (0, 0) and step.queue_counts(step.dlq_url) == (1, 0)
+        deadline = time.monotonic() + PATIENCE
+        while step.queue_counts()[1]:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        # A further run finds nothing to do: no new report, the same exit status.
+        assert runscript.main() == CONFIG_ERROR_EXIT
+        assert step.reports() == reports
+        assert step.queue_counts() == (0, 0) and step.queue_counts(step.dlq_url) == (1, 0)
+        assert step.output_keys() == [] and step.leftover_files() == []
+
+
+def test_one_long_lived_misconfigured_worker_takes_every_message_to_the_dead_letter_queue(aws_env, tmp_path):
+    with mock_aws():
+        step = Step(tmp_path, max_receive_count=3)
+        for key in ("a.txt", "b.txt"):
+            step.put(key)
+            step.send(key)
+        step.send("b.txt", body="not json")
+        assert step.run({}, config_error="YUNPIPE_OUTPUT_BUCKET missing") == 0
+        reports = step.reports()
+        assert sorted(k for k in reports if "_invalid-message" not in k) == [
+            f"failures/demo/upper/{key}/attempt-{n}.json" for key in ("a.txt", "b.txt") for n in (1, 2, 3)
+        ]
+        assert {r["reason"] for k, r in reports.items() if "_invalid-message" not in k} == {"config_error"}
+        assert step.queue_counts() == (0, 0) and step.queue_counts(step.dlq_url) == (3, 0)
 
 
 def test_script_runs_standalone_and_stops_on_sigterm(aws_env, tmp_path):

@@ -47,6 +47,10 @@ RETRY_DELAY_SECONDS = 10
 # threshold (8 MiB) a single GetObject does the same, so an input whose message gives its size
 # is fetched with one request instead of two.
 SINGLE_GET_BYTES = 8 * 1024 * 1024
+# Exit status of a worker whose configuration is bad (sysexits' EX_CONFIG): distinct from the
+# 0 of a drained queue, the 1 of an AWS error and the commands' own codes, so a stopped task
+# says why it stopped.
+CONFIG_ERROR_EXIT = 78
 ADAPTERS = {"input_adapter": ("path", "stdin"), "output_adapter": ("path", "stdout")}
 ALGORITHM_DEFAULTS = {
     "input_file_path": "/",
@@ -96,23 +100,34 @@ class Config:
     algorithm_path: str = DEFAULT_ALGORITHM_PATH
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> "Config":
+    def from_env(cls, environ: Mapping[str, str], strict: bool = True) -> "Config":
+        """The configuration, or ValueError naming the bad setting. Not strict: what a
+        misconfigured worker still knows, missing names empty and bad numbers at their default."""
         missing = [n for n in ("YUNPIPE_QUEUE_URL", "YUNPIPE_OUTPUT_BUCKET") if not environ.get(n)]
-        if missing:
+        if missing and strict:
             raise ValueError(f"missing required environment variable(s): {', '.join(missing)}")
+
+        def _int(name: str, default: int, minimum: int) -> int:
+            try:
+                return _int_env(environ, name, default, minimum)
+            except ValueError:
+                if strict:
+                    raise
+                return default
+
         return cls(
-            queue_url=environ["YUNPIPE_QUEUE_URL"],
-            output_bucket=environ["YUNPIPE_OUTPUT_BUCKET"],
+            queue_url=environ.get("YUNPIPE_QUEUE_URL", ""),
+            output_bucket=environ.get("YUNPIPE_OUTPUT_BUCKET", ""),
             output_prefix=environ.get("YUNPIPE_OUTPUT_PREFIX", ""),
             report_bucket=environ.get("YUNPIPE_REPORT_BUCKET") or None,
             pipeline=environ.get("YUNPIPE_PIPELINE", ""),
             step=environ.get("YUNPIPE_STEP", ""),
-            max_receive_count=_int_env(environ, "YUNPIPE_MAX_RECEIVE_COUNT", 3, 1),
-            idle_seconds=_int_env(environ, "YUNPIPE_IDLE_SECONDS", 30, 0),
+            max_receive_count=_int("YUNPIPE_MAX_RECEIVE_COUNT", 3, 1),
+            idle_seconds=_int("YUNPIPE_IDLE_SECONDS", 30, 0),
             # SQS rejects long polls over 20 s; clamp rather than crash the task.
-            wait_seconds=min(_int_env(environ, "YUNPIPE_WAIT_SECONDS", 5, 0), 20),
+            wait_seconds=min(_int("YUNPIPE_WAIT_SECONDS", 5, 0), 20),
             # At least 1 s: the heartbeat ticks every half window.
-            visibility_seconds=_int_env(environ, "YUNPIPE_VISIBILITY_SECONDS", 120, 1),
+            visibility_seconds=_int("YUNPIPE_VISIBILITY_SECONDS", 120, 1),
             algorithm_path=environ.get("YUNPIPE_ALGORITHM") or DEFAULT_ALGORITHM_PATH,
         )
 
@@ -120,7 +135,10 @@ class Config:
 def load_algorithm(path: str) -> dict:
     """Read the algorithm description, filling defaults and rejecting what cannot run."""
     with open(path, encoding="utf-8") as f:
-        algorithm = json.load(f)
+        try:
+            algorithm = json.load(f)
+        except ValueError as exc:
+            raise ValueError(f"{path}: the algorithm description is not valid JSON: {exc}") from None
     if not isinstance(algorithm, dict):
         raise ValueError(f"{path}: the algorithm description must be a JSON object")
     for name, default in ALGORITHM_DEFAULTS.items():
@@ -136,6 +154,16 @@ def load_algorithm(path: str) -> dict:
         if algorithm[name] not in allowed:
             raise ValueError(f"{path}: {name} must be one of {allowed}, got {algorithm[name]!r}")
     return algorithm
+
+
+def check_variables(algorithm: dict, environ: Mapping[str, str]) -> None:
+    """ValueError when a required user variable is not set for the command (setup-pipe sets
+    them on the task; a hand-edited task definition may not)."""
+    env = command_env(algorithm, environ)
+    declared = algorithm.get("user_specified_environment_variables") or []
+    missing = [v["name"] for v in declared if isinstance(v, dict) and v.get("required") and v.get("name") not in env]
+    if missing:
+        raise ValueError(f"required variable(s) of the algorithm not set: {', '.join(missing)}")
 
 
 def command_env(algorithm: dict, environ: Mapping[str, str]) -> Dict[str, str]:
@@ -465,8 +493,10 @@ def process_message(
     *,
     environ: Mapping[str, str],
     stop: Optional[threading.Event] = None,
+    config_error: Optional[str] = None,
 ) -> JobResult:
-    """Run one job. Does not touch the queue: run_worker deletes or releases the message."""
+    """Run one job. Does not touch the queue: run_worker deletes or releases the message.
+    With a config_error the job fails at once, reporting it."""
     attempt = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
     final = attempt >= config.max_receive_count
     started_at, t0 = _now(), time.monotonic()
@@ -475,6 +505,8 @@ def process_message(
     stderr_tail, exit_code = "", None
     try:
         bucket, key, etag, size = parse_body(message.get("Body", ""))
+        if config_error:
+            raise JobFailure("config_error", f"the worker's configuration is bad: {config_error}")
         key = _download(s3, algorithm, bucket, key, paths, size)
         input_path, output_path = paths
         argv = substitute(algorithm["run_command"], input_path, output_path)
@@ -629,9 +661,11 @@ def run_worker(
     environ: Optional[Mapping[str, str]] = None,
     stop: Optional[threading.Event] = None,
     retry_delay: int = RETRY_DELAY_SECONDS,
+    config_error: Optional[str] = None,
 ) -> int:
     """Drain the queue until it stays empty for config.idle_seconds or `stop` is set.
-    Returns the exit code (0). AWS errors outside a job propagate."""
+    Returns the exit code (0). AWS errors outside a job propagate. With a config_error every
+    message fails with a report, so SQS moves it to the dead-letter queue after its last try."""
     environ = os.environ if environ is None else environ
     stop = stop or threading.Event()
     heartbeat = VisibilityHeartbeat(sqs, config.queue_url, config.visibility_seconds)
@@ -659,7 +693,9 @@ def run_worker(
                     heartbeat.drop(message)
                     _release(sqs, config, message)
                     continue
-                result = process_message(message, config, algorithm, s3, environ=environ, stop=stop)
+                result = process_message(
+                    message, config, algorithm, s3, environ=environ, stop=stop, config_error=config_error
+                )
                 heartbeat.drop(message)
                 _settle(sqs, config, message, result, retry_delay)
                 if not result.interrupted:
@@ -675,12 +711,22 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
     # botocore's INFO lines (credential discovery) would drown the one line per job.
     logging.getLogger("botocore").setLevel(logging.WARNING)
+    problem = None
     try:
         config = Config.from_env(os.environ)
         algorithm = load_algorithm(config.algorithm_path)
+        check_variables(algorithm, os.environ)
     except (OSError, ValueError) as exc:
-        log.error("configuration error: %s", exc)
-        return 2
+        # Dying here would leave the messages queued, and the launcher's schedule would start
+        # worker after worker for them. Knowing its queue, the worker fails each message with a
+        # report instead, so SQS moves them to the dead-letter queue and the queue empties.
+        problem, config, algorithm = str(exc), Config.from_env(os.environ, strict=False), {}
+        if not config.queue_url:
+            print(f"yunpipe runscript: configuration error: {problem} (no queue to report on; "
+                  f"exit status {CONFIG_ERROR_EXIT})", file=sys.stderr, flush=True)
+            return CONFIG_ERROR_EXIT
+        log.error("configuration error: %s; every message received is reported and left for the "
+                  "dead-letter queue", problem)
     stop = threading.Event()
 
     def on_signal(signum, frame):
@@ -696,7 +742,8 @@ def main() -> int:
             "worker started: pipeline=%s step=%s queue=%s algorithm=%s",
             config.pipeline, config.step, config.queue_url, algorithm.get("name", ""),
         )
-        return run_worker(config, algorithm, sqs, s3, environ=os.environ, stop=stop)
+        code = run_worker(config, algorithm, sqs, s3, environ=os.environ, stop=stop, config_error=problem)
+        return CONFIG_ERROR_EXIT if problem else code
     except (BotoCoreError, ClientError) as exc:
         log.error("AWS error: %s", exc)
         return 1
