@@ -242,10 +242,11 @@ def test_local_wrap_builds_an_isolated_runnable_image_and_records_versions(home,
     labels = image.labels
     assert labels["org.yunpipe.algorithm.name"] == name and labels["org.yunpipe.algorithm.version"] == "1"
     # The runscript starts (python3 + boto3 from /opt/yunpipe/site-packages) and stops at its own
-    # configuration check, with its own exit status.
+    # configuration check, with its own exit status: no queue to report on, so one line.
     status, logs = run_container(docker_client, image.id)
-    assert status == 2, logs
-    assert "configuration error: missing required environment variable(s): YUNPIPE_QUEUE_URL" in logs
+    assert status == 78, logs
+    assert logs.strip() == ("yunpipe runscript: configuration error: missing required environment variable(s): "
+                            "YUNPIPE_QUEUE_URL, YUNPIPE_OUTPUT_BUCKET (no queue to report on; exit status 78)")
     # The algorithm's own Python sees no boto3, and no PYTHONPATH leaks into its environment.
     status, logs = run_container(docker_client, image.id, entrypoint=["python3", "-c", "import boto3"])
     assert status == 1 and "No module named 'boto3'" in logs
