@@ -45,7 +45,8 @@ setup(
         "moto[server,s3,awslambda,events,ssm,resourcegroupstaggingapi]>=5.2.1,<5.3",
         "localstack-client>=2.5,<3",
     ],
-    extras_require={"test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3"]},
+    # parliament lints the IAM policies setup-pipe renders (tests/test_policy_lint.py).
+    extras_require={"test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3", "parliament>=1.6,<2"]},
     entry_points={
         "console_scripts": [
             "yunpipe=yunpipe.cli:main",

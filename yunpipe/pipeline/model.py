@@ -369,10 +369,13 @@ class PipelineModel:
         }
 
 
-def _ecr_repository_arn(image: str, target: Target) -> str:
-    match = re.match(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/([^:@]+)", image)
+def _ecr_repository_arn(image: str, target: Target) -> str | None:
+    """The ECR repository the image is pulled from (standard, FIPS or dual-stack endpoint), or
+    None when it is not in ECR: the execution role then gets no ECR permission at all."""
+    match = re.match(r"^(\d{12})\.dkr(?:\.ecr|\.ecr-fips|-ecr)\.([a-z0-9-]+)\.(?:amazonaws\.com(?:\.cn)?|on\.aws)/([^:@]+)",
+                     image)
     if not match:
-        return "*"
+        return None
     account, region, repository = match.groups()
     return f"arn:{partition(region)}:ecr:{region}:{account}:repository/{repository}"
 
