@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Prepare this machine for yunpipe's tests and demo; safe to run again (each step is skipped
 # when already done). Meant for a fresh Debian, as root, without Docker Hub or GitHub:
-#   .venv with yunpipe installed (editable, with test extras), the Docker engine, debootstrap
-#   and a static busybox, a running dockerd, and the offline base image yunpipe/base:bookworm.
+#   .venv with yunpipe installed (editable, with test extras), the Docker engine, debootstrap,
+#   a static busybox and Debian's docker-registry, a running dockerd, and the offline base
+#   image yunpipe/base:bookworm.
 # Usage: scripts/bootstrap.sh            prepare everything
 #        scripts/bootstrap.sh --missing  only print the Debian packages it would install
 set -euo pipefail
@@ -18,6 +19,8 @@ missing_packages() {
     local missing=()
     command -v dockerd >/dev/null && command -v docker >/dev/null || missing+=(docker.io)
     command -v debootstrap >/dev/null || missing+=(debootstrap)
+    # The local registry the tests push wrapped images to (wrap --local).
+    command -v docker-registry >/dev/null || missing+=(docker-registry)
     # moto's Docker Lambda copies code through a busybox:latest image, which the local cloud
     # builds from the host's busybox; only a statically linked one runs in an empty image.
     local busybox

@@ -1,13 +1,19 @@
-"""Shared fixtures: fake AWS credentials, an isolated YUNPIPE_HOME, moto's in-process AWS and
-the example algorithm recorded in the registry."""
+"""Shared fixtures: fake AWS credentials, an isolated YUNPIPE_HOME, moto's in-process AWS held
+to real AWS's rules (tests/strict_aws.py) and the example algorithm recorded in the registry."""
 import json
+import os
+import socket
+import tempfile
 import time
+from pathlib import Path
 
 import docker
 import docker.errors
 import pytest
 from moto import mock_aws
 
+from strict_aws import Clock, StrictAws
+from yunpipe.pipeline import executor
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.specs.algorithm import load_algorithm, parse_algorithm
 
@@ -15,15 +21,44 @@ REGION = "us-east-1"
 BASE_IMAGE = "yunpipe/base:bookworm"
 
 
+def _closed_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def pytest_configure(config):
+    """No test depends on what else this machine has: a registry a user runs on 127.0.0.1:5000,
+    their ~/.aws, their ~/.yunpipe (and a local cloud running from it). Set here, before any
+    fixture, so session- and package-scoped fixtures see it too; tests that want a registry or a
+    home of their own set one."""
+    isolated = Path(tempfile.mkdtemp(prefix="yunpipe-tests-"))
+    os.environ.update({
+        "YUNPIPE_LOCAL_REGISTRY": f"127.0.0.1:{_closed_loopback_port()}",
+        "YUNPIPE_HOME": str(isolated / "home"),
+        "AWS_CONFIG_FILE": str(isolated / "aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(isolated / "aws-credentials"),
+    })
+
+
+def unavailable(reason: str):
+    """Skip for want of a part of the machine (Docker, a Debian package); in CI, where make test
+    installed everything, that is a failure instead."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI=true: make test should have provided it)")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def docker_client():
     """The Docker daemon, with the offline base image every test image is built FROM. Tests
-    that need it skip, saying so, only when no daemon answers (make test starts one)."""
+    that need it skip, saying so, only when no daemon answers (make test starts one), and
+    fail instead in CI."""
     try:
         client = docker.from_env()
         client.ping()
     except docker.errors.DockerException as exc:
-        pytest.skip(f"no Docker daemon answers: {exc}")
+        unavailable(f"no Docker daemon answers: {exc}")
     if not client.images.list(name=BASE_IMAGE):
         pytest.fail(f"{BASE_IMAGE} is missing: run scripts/base-image.sh (make bootstrap does)")
     return client
@@ -90,9 +125,13 @@ def aws_env(monkeypatch, tmp_path):
 
 
 @pytest.fixture
-def moto(aws_env):
-    with mock_aws():
-        yield
+def moto(aws_env, monkeypatch):
+    """moto in this process, refusing what real AWS refuses. Its clock is manual: it moves only
+    when the deploy engine backs off, so waiting out AWS's delays costs no real time."""
+    strict = StrictAws(clock=Clock(manual=True))
+    monkeypatch.setattr(executor, "backoff_sleep", strict.clock.sleep)
+    with mock_aws(), strict.active():
+        yield strict
 
 
 @pytest.fixture

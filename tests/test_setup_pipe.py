@@ -169,8 +169,12 @@ def test_sequence_run_of_three_steps(moto, write_workflow):
 def test_existing_bucket_keeps_its_other_notifications(moto, change123, write_workflow):
     s3, sqs = client("s3"), client("sqs")
     s3.create_bucket(Bucket="demo-in-bucket")
-    queue_arn = sqs.get_queue_attributes(QueueUrl=sqs.create_queue(QueueName="someone-elses")["QueueUrl"],
-                                         AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_url = sqs.create_queue(QueueName="someone-elses")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    # AWS accepts an SQS destination only once the queue lets S3 send to it.
+    sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": json.dumps({"Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "sqs:SendMessage",
+        "Resource": queue_arn, "Condition": {"ArnLike": {"aws:SourceArn": "arn:aws:s3:::demo-in-bucket"}}}]})})
     theirs = {"Id": "theirs", "QueueArn": queue_arn, "Events": ["s3:ObjectRemoved:*"]}
     s3.put_bucket_notification_configuration(Bucket="demo-in-bucket",
                                              NotificationConfiguration={"QueueConfigurations": [theirs]})

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import unavailable
 from yunpipe.errors import InputError
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.specs.algorithm import load_algorithm
@@ -351,7 +352,7 @@ def local_registry(tmp_path, monkeypatch):
     """Debian's docker-registry on a loopback port of its own, named by YUNPIPE_LOCAL_REGISTRY."""
     program = shutil.which("docker-registry")
     if not program:
-        pytest.skip("the Debian package docker-registry is not installed")
+        unavailable("the Debian package docker-registry is not installed")
     address = f"127.0.0.1:{_free_port()}"
     config = tmp_path / "registry.yml"
     config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'registry'}\n"

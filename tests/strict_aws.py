@@ -1,0 +1,299 @@
+"""A strict layer over moto: it refuses what real AWS refuses and moto 5.2 accepts.
+
+Test harness only (DESIGN.md, "Real AWS rules that moto does not enforce"). `StrictAws` patches
+moto's backends in this process, so it holds for the in-process `mock_aws` of the deploy tests
+and for the local cloud's embedded moto server alike. Each rule answers with the error code
+and message AWS gives:
+
+- S3: overlapping notification configurations for the same event type ("Configuration is
+  ambiguously defined"); a Lambda destination without an S3 invoke permission, or an SQS
+  destination whose queue policy does not let S3 send ("Unable to validate the following
+  destination configurations").
+- Lambda: a function whose role was created less than `role_propagation_seconds` ago ("The
+  role defined for the function cannot be assumed by Lambda"); reserved concurrency that would
+  leave fewer than 100 unreserved executions of `lambda_concurrency_limit` (moto's own
+  MOTO_LAMBDA_CONCURRENCY_QUOTA rule), with GetAccountSettings answered as AWS does.
+- SQS: a queue name reused within `queue_reuse_seconds` of its deletion (QueueDeletedRecently).
+- ECS: a Fargate task definition with a cpu/memory pair Fargate does not offer, a network mode
+  other than awsvpc, or ephemeral storage outside 21-200 GiB.
+
+Time comes from a `Clock`: real by default; `Clock(manual=True)` only moves when something
+sleeps on it, so a test can wait out AWS's 60 s without waiting.
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+from unittest import mock
+
+from botocore.awsrequest import AWSResponse
+from botocore.handlers import BUILTIN_HANDLERS
+from moto.awslambda.exceptions import InvalidParameterValueException
+from moto.awslambda.models import LambdaBackend, lambda_backends
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.core.botocore_stubber import MockRawResponse
+from moto.ecs.exceptions import EcsClientException
+from moto.ecs.models import EC2ContainerServiceBackend
+from moto.iam.models import IAMBackend
+from moto.s3.exceptions import S3ClientError
+from moto.s3.models import S3Backend
+from moto.sqs.exceptions import SQSException
+from moto.sqs.models import SQSBackend, sqs_backends
+
+AMBIGUOUS = ("Configuration is ambiguously defined. Cannot have overlapping suffixes in two rules if the prefixes "
+             "are overlapping for the same event type.")
+UNVALIDATED = "Unable to validate the following destination configurations"
+ROLE_NOT_ASSUMABLE = "The role defined for the function cannot be assumed by Lambda."
+QUEUE_DELETED_RECENTLY = ("You must wait 60 seconds after deleting a queue before you can create another with the "
+                          "same name.")
+MIN_UNRESERVED = 100
+
+# (cpu units, memory MiB allowed), from AWS's "task-cpu-memory-error" table.
+FARGATE_PAIRS = {
+    256: {512, 1024, 2048},
+    512: set(range(1024, 4097, 1024)),
+    1024: set(range(2048, 8193, 1024)),
+    2048: set(range(4096, 16385, 1024)),
+    4096: set(range(8192, 30721, 1024)),
+    8192: set(range(16384, 61441, 4096)),
+    16384: set(range(32768, 122881, 8192)),
+}
+# moto's parsed notification XML: configuration kind -> the field holding its destination ARN.
+DESTINATIONS = {"CloudFunctionConfiguration": "CloudFunction", "QueueConfiguration": "Queue",
+                "TopicConfiguration": "Topic"}
+
+
+@dataclass
+class Clock:
+    """Seconds, from the real clock or (manual) from the sleeps made on it."""
+
+    manual: bool = False
+    offset: float = 0.0
+
+    def time(self) -> float:
+        return self.offset if self.manual else time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        if self.manual:
+            self.offset += seconds
+        else:
+            time.sleep(seconds)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    rule: str
+    detail: str
+
+
+def _as_list(value: Any) -> list:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _events_overlap(first: str, second: str) -> bool:
+    # "s3:ObjectCreated:*" covers every "s3:ObjectCreated:..." event.
+    def covers(wide: str, narrow: str) -> bool:
+        return wide == narrow or (wide.endswith(":*") and narrow.startswith(wide[:-1]))
+    return covers(first, second) or covers(second, first)
+
+
+def _filters(entry: dict) -> tuple[str, str]:
+    rules = _as_list(((entry.get("Filter") or {}).get("S3Key") or {}).get("FilterRule"))
+    values = {r["Name"].lower(): r["Value"] for r in rules}
+    return values.get("prefix", ""), values.get("suffix", "")
+
+
+def notification_entries(configuration: dict) -> list[dict]:
+    """moto's parsed configuration as flat entries: id, kind, arn, events, prefix, suffix."""
+    entries = []
+    for kind, arn_field in DESTINATIONS.items():
+        for entry in _as_list(configuration.get(kind)):
+            prefix, suffix = _filters(entry)
+            entries.append({"id": entry.get("Id", ""), "kind": kind, "arn": entry[arn_field],
+                            "events": _as_list(entry.get("Event")), "prefix": prefix, "suffix": suffix})
+    return entries
+
+
+def overlapping(entries: list[dict]) -> tuple[dict, dict] | None:
+    """The first two entries S3 would find ambiguous: a shared event type, and prefixes and
+    suffixes of which one starts (ends) the other."""
+    for index, first in enumerate(entries):
+        for second in entries[index + 1:]:
+            if (any(_events_overlap(a, b) for a in first["events"] for b in second["events"])
+                    and (first["prefix"].startswith(second["prefix"]) or second["prefix"].startswith(first["prefix"]))
+                    and (first["suffix"].endswith(second["suffix"]) or second["suffix"].endswith(first["suffix"]))):
+                return first, second
+    return None
+
+
+def _statements(policy: str | None) -> list[dict]:
+    if not policy:
+        return []
+    return _as_list(json.loads(policy).get("Statement"))
+
+
+def _allows_s3(statement: dict, action: str, bucket_arn: str) -> bool:
+    principal = statement.get("Principal")
+    services = _as_list(principal.get("Service")) if isinstance(principal, dict) else [principal]
+    actions = _as_list(statement.get("Action"))
+    source = None
+    for operator in ("ArnLike", "ArnEquals", "StringEquals", "StringLike"):
+        conditions = (statement.get("Condition") or {}).get(operator) or {}
+        source = source or next((v for k, v in conditions.items() if k.lower() == "aws:sourcearn"), None)
+    return (statement.get("Effect") == "Allow" and "s3.amazonaws.com" in services
+            and (action in actions or "*" in actions or f"{action.split(':')[0]}:*" in actions)
+            and source in (None, bucket_arn))
+
+
+@dataclass
+class StrictAws:
+    """Patches moto while entered; `refusals` lists every call it refused."""
+
+    clock: Clock = field(default_factory=Clock)
+    role_propagation_seconds: float = 8.0
+    queue_reuse_seconds: float = 60.0
+    lambda_concurrency_limit: int = 1000
+    refusals: list[Refusal] = field(default_factory=list)
+    _roles_created: dict[str, float] = field(default_factory=dict)
+    _queues_deleted: dict[tuple[str, str, str], float] = field(default_factory=dict)
+
+    def refuse(self, rule: str, detail: str) -> None:
+        self.refusals.append(Refusal(rule, detail))
+
+    def rules_fired(self) -> set[str]:
+        return {r.rule for r in self.refusals}
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator["StrictAws"]:
+        layer = self
+        originals = {
+            "notify": S3Backend.put_bucket_notification_configuration,
+            "create_role": IAMBackend.create_role,
+            "create_function": LambdaBackend.create_function,
+            "update_configuration": LambdaBackend.update_function_configuration,
+            "create_queue": SQSBackend.create_queue,
+            "delete_queue": SQSBackend.delete_queue,
+            "register": EC2ContainerServiceBackend.register_task_definition,
+        }
+        register_signature = inspect.signature(originals["register"])
+
+        def put_bucket_notification_configuration(backend, bucket_name, configuration):
+            layer.check_notifications(bucket_name, configuration)
+            return originals["notify"](backend, bucket_name, configuration)
+
+        def create_role(backend, *args, **kwargs):
+            role = originals["create_role"](backend, *args, **kwargs)
+            layer._roles_created[role.arn] = layer.clock.time()
+            return role
+
+        def create_function(backend, spec):
+            layer.check_role(spec.get("Role", ""))
+            return originals["create_function"](backend, spec)
+
+        def update_function_configuration(backend, function_name, qualifier, body):
+            if "Role" in body:
+                layer.check_role(body["Role"])
+            return originals["update_configuration"](backend, function_name, qualifier, body)
+
+        def create_queue(backend, name, *args, **kwargs):
+            deleted = layer._queues_deleted.get((backend.account_id, backend.region_name, name))
+            if deleted is not None and layer.clock.time() - deleted < layer.queue_reuse_seconds:
+                layer.refuse("sqs-queue-deleted-recently", name)
+                raise SQSException("AWS.SimpleQueueService.QueueDeletedRecently", QUEUE_DELETED_RECENTLY)
+            return originals["create_queue"](backend, name, *args, **kwargs)
+
+        def delete_queue(backend, name):
+            originals["delete_queue"](backend, name)
+            layer._queues_deleted[(backend.account_id, backend.region_name, name)] = layer.clock.time()
+
+        def register_task_definition(backend, *args, **kwargs):
+            bound = register_signature.bind(backend, *args, **kwargs).arguments
+            layer.check_task_definition(bound)
+            return originals["register"](backend, *args, **kwargs)
+
+        patches = [
+            mock.patch.object(S3Backend, "put_bucket_notification_configuration", put_bucket_notification_configuration),
+            mock.patch.object(IAMBackend, "create_role", create_role),
+            mock.patch.object(LambdaBackend, "create_function", create_function),
+            mock.patch.object(LambdaBackend, "update_function_configuration", update_function_configuration),
+            mock.patch.object(SQSBackend, "create_queue", create_queue),
+            mock.patch.object(SQSBackend, "delete_queue", delete_queue),
+            mock.patch.object(EC2ContainerServiceBackend, "register_task_definition", register_task_definition),
+            # moto's own rule for reserved concurrency (awslambda/models.py put_function_concurrency).
+            mock.patch.dict(os.environ, {"MOTO_LAMBDA_CONCURRENCY_QUOTA": str(self.lambda_concurrency_limit)}),
+        ]
+        handler = ("before-send.lambda.GetAccountSettings", self.account_settings)
+        with contextlib.ExitStack() as stack:
+            for patch in patches:
+                stack.enter_context(patch)
+            # Clients made from here on answer GetAccountSettings (moto has no such route).
+            BUILTIN_HANDLERS.insert(0, handler)
+            stack.callback(BUILTIN_HANDLERS.remove, handler)
+            yield self
+
+    # The rules, each callable on its own.
+
+    def check_notifications(self, bucket: str, configuration: dict) -> None:
+        entries = notification_entries(configuration)
+        pair = overlapping(entries)
+        if pair:
+            self.refuse("s3-overlapping-notifications", f"{bucket}: {pair[0]['id']} and {pair[1]['id']}")
+            raise S3ClientError("InvalidArgument", AMBIGUOUS)
+        for entry in entries:
+            if not self._destination_allows(entry, f"arn:aws:s3:::{bucket}"):
+                self.refuse("s3-unvalidated-destination", f"{bucket}: {entry['id']} -> {entry['arn']}")
+                raise S3ClientError("InvalidArgument", UNVALIDATED)
+
+    def _destination_allows(self, entry: dict, bucket_arn: str) -> bool:
+        _, _, service, region, account, *rest = entry["arn"].split(":")
+        if entry["kind"] == "CloudFunctionConfiguration":
+            backend = lambda_backends[account][region]
+            try:
+                # The wire format wraps the policy document: {"Policy": "<json>", "RevisionId": ...}.
+                policy = json.loads(backend.get_policy(rest[-1], None))["Policy"]
+            except Exception:  # no such function, or no policy at all: S3 cannot validate it
+                return False
+            return any(_allows_s3(s, "lambda:InvokeFunction", bucket_arn) for s in _statements(policy))
+        if entry["kind"] == "QueueConfiguration":
+            queue = sqs_backends[account][region].queues.get(rest[-1])
+            return queue is not None and any(_allows_s3(s, "sqs:SendMessage", bucket_arn)
+                                             for s in _statements(queue.attributes.get("Policy")))
+        return True  # SNS topics are not used by yunpipe; left as moto has them
+
+    def check_role(self, role_arn: str) -> None:
+        created = self._roles_created.get(role_arn)
+        if created is not None and self.clock.time() - created < self.role_propagation_seconds:
+            self.refuse("lambda-role-not-assumable-yet", role_arn)
+            raise InvalidParameterValueException(ROLE_NOT_ASSUMABLE)
+
+    def check_task_definition(self, registration: dict) -> None:
+        storage = registration.get("ephemeral_storage")
+        if storage is not None and not 21 <= int(storage.get("sizeInGiB", 0)) <= 200:
+            self.refuse("ecs-ephemeral-storage", str(storage))
+            raise EcsClientException("The ephemeral storage size must be between 21 and 200 GiB.")
+        if "FARGATE" not in (registration.get("requires_compatibilities") or []):
+            return
+        if registration.get("network_mode") != "awsvpc":
+            self.refuse("ecs-fargate-network-mode", str(registration.get("network_mode")))
+            raise EcsClientException("Fargate only supports network mode 'awsvpc'.")
+        cpu, memory = registration.get("cpu"), registration.get("memory")
+        if not (str(cpu).isdigit() and str(memory).isdigit() and int(memory) in FARGATE_PAIRS.get(int(cpu), ())):
+            self.refuse("ecs-fargate-size", f"{cpu} CPU, {memory} memory")
+            raise EcsClientException(f"No Fargate configuration exists for given values: {cpu} CPU, {memory} memory. "
+                                     "See the Amazon ECS documentation for the valid values.")
+
+    def account_settings(self, request, **_kwargs) -> AWSResponse:
+        region = request.context.get("client_region") or "us-east-1"
+        backend = lambda_backends[DEFAULT_ACCOUNT_ID][region]
+        reserved = sum(int(f.reserved_concurrency or 0) for f in backend.list_functions())
+        body = {"AccountLimit": {"ConcurrentExecutions": self.lambda_concurrency_limit,
+                                 "UnreservedConcurrentExecutions": self.lambda_concurrency_limit - reserved},
+                "AccountUsage": {"FunctionCount": len(backend.list_functions())}}
+        return AWSResponse(request.url, 200, {"Content-Type": "application/json"}, MockRawResponse(json.dumps(body)))

@@ -1,0 +1,169 @@
+"""The strict layer (tests/strict_aws.py) refuses, with AWS's own error codes, each
+misconfiguration real AWS refuses and plain moto accepts: if a rule stopped firing, the deploy
+tests that lean on it would prove nothing."""
+import io
+import json
+import zipfile
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from conftest import REGION
+
+BUCKET = "strict-bucket"
+
+
+def client(service):
+    return boto3.client(service, region_name=REGION)
+
+
+def refused(call, code: str, message: str = "") -> None:
+    with pytest.raises(ClientError) as raised:
+        call()
+    assert raised.value.response["Error"]["Code"] == code
+    assert message in raised.value.response["Error"]["Message"]
+
+
+def _zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("handler.py", "def handler(event, context):\n    return event\n")
+    return buffer.getvalue()
+
+
+def new_function(strict, name: str, allow_bucket: str | None = None) -> str:
+    role = client("iam").create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    strict.clock.sleep(strict.role_propagation_seconds)
+    arn = client("lambda").create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="handler.handler",
+                                           Code={"ZipFile": _zip()})["FunctionArn"]
+    if allow_bucket:
+        client("lambda").add_permission(FunctionName=name, StatementId="s3", Action="lambda:InvokeFunction",
+                                        Principal="s3.amazonaws.com", SourceArn=f"arn:aws:s3:::{allow_bucket}")
+    return arn
+
+
+def lambda_entry(entry_id: str, arn: str, events=("s3:ObjectCreated:*",), prefix="", suffix="") -> dict:
+    entry = {"Id": entry_id, "LambdaFunctionArn": arn, "Events": list(events)}
+    rules = [{"Name": n, "Value": v} for n, v in (("prefix", prefix), ("suffix", suffix)) if v]
+    if rules:
+        entry["Filter"] = {"Key": {"FilterRules": rules}}
+    return entry
+
+
+def notify(*entries) -> None:
+    client("s3").put_bucket_notification_configuration(
+        Bucket=BUCKET, NotificationConfiguration={"LambdaFunctionConfigurations": list(entries)})
+
+
+@pytest.fixture
+def functions(moto):
+    client("s3").create_bucket(Bucket=BUCKET)
+    return new_function(moto, "first", BUCKET), new_function(moto, "second", BUCKET)
+
+
+@pytest.mark.parametrize("first, second", [
+    (dict(prefix="in/"), dict(prefix="in/deep/")),        # one prefix starts the other
+    (dict(), dict(suffix=".txt")),                        # an empty filter overlaps everything
+    (dict(prefix="in/", suffix=".txt"), dict(prefix="in/", suffix="a.txt")),
+    (dict(events=("s3:ObjectCreated:*",)), dict(events=("s3:ObjectCreated:Put",))),
+])
+def test_overlapping_notifications_for_one_event_type_are_ambiguous(functions, first, second):
+    refused(lambda: notify(lambda_entry("a", functions[0], **first), lambda_entry("b", functions[1], **second)),
+            "InvalidArgument", "Configuration is ambiguously defined")
+
+
+@pytest.mark.parametrize("first, second", [
+    (dict(prefix="in/"), dict(prefix="out/")),
+    (dict(suffix=".txt"), dict(suffix=".csv")),
+    (dict(events=("s3:ObjectCreated:*",)), dict(events=("s3:ObjectRemoved:*",))),
+])
+def test_disjoint_notifications_are_accepted(functions, first, second):
+    notify(lambda_entry("a", functions[0], **first), lambda_entry("b", functions[1], **second))
+    assert len(client("s3").get_bucket_notification_configuration(Bucket=BUCKET)["LambdaFunctionConfigurations"]) == 2
+
+
+def test_a_lambda_destination_needs_its_s3_permission_first(moto):
+    client("s3").create_bucket(Bucket=BUCKET)
+    unpermitted = new_function(moto, "unpermitted")
+    refused(lambda: notify(lambda_entry("a", unpermitted)), "InvalidArgument", "Unable to validate")
+    other_bucket = new_function(moto, "other-bucket", allow_bucket="another-bucket")
+    refused(lambda: notify(lambda_entry("a", other_bucket)), "InvalidArgument", "Unable to validate")
+    permitted = new_function(moto, "permitted", allow_bucket=BUCKET)
+    notify(lambda_entry("a", permitted))
+
+
+def test_an_sqs_destination_needs_a_queue_policy_letting_s3_send(moto):
+    s3, sqs = client("s3"), client("sqs")
+    s3.create_bucket(Bucket=BUCKET)
+    url = sqs.create_queue(QueueName="destination")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    configuration = {"QueueConfigurations": [{"Id": "q", "QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]}
+    refused(lambda: s3.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration=configuration),
+            "InvalidArgument", "Unable to validate")
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps({"Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "sqs:SendMessage", "Resource": arn}]})})
+    s3.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration=configuration)
+
+
+def test_a_role_created_moments_ago_cannot_be_assumed_by_lambda(moto):
+    role = client("iam").create_role(RoleName="fresh", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    create = lambda: client("lambda").create_function(  # noqa: E731
+        FunctionName="fresh", Runtime="python3.12", Role=role, Handler="handler.handler", Code={"ZipFile": _zip()})
+    refused(create, "InvalidParameterValueException", "cannot be assumed by Lambda")
+    moto.clock.sleep(moto.role_propagation_seconds)
+    assert create()["FunctionName"] == "fresh"
+
+
+def test_a_queue_name_is_refused_for_60_seconds_after_its_deletion(moto):
+    sqs = client("sqs")
+    sqs.delete_queue(QueueUrl=sqs.create_queue(QueueName="reused")["QueueUrl"])
+    moto.clock.sleep(59)
+    refused(lambda: sqs.create_queue(QueueName="reused"), "AWS.SimpleQueueService.QueueDeletedRecently")
+    moto.clock.sleep(1)
+    assert sqs.create_queue(QueueName="reused")["QueueUrl"].endswith("/reused")
+
+
+def _register(cpu="256", memory="512", **extra):
+    return client("ecs").register_task_definition(
+        family="sized", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu=cpu, memory=memory,
+        containerDefinitions=[{"name": "main", "image": "image", "memory": int(memory)}], **extra)
+
+
+@pytest.mark.parametrize("cpu, memory", [("256", "4096"), ("512", "512"), ("1024", "9216"), ("300", "1024"),
+                                         ("8192", "17408")])
+def test_fargate_refuses_a_cpu_memory_pair_it_does_not_offer(moto, cpu, memory):
+    refused(lambda: _register(cpu, memory), "ClientException", "No Fargate configuration exists")
+
+
+@pytest.mark.parametrize("cpu, memory", [("256", "512"), ("256", "2048"), ("512", "4096"), ("4096", "30720"),
+                                         ("8192", "20480"), ("16384", "122880")])
+def test_fargate_accepts_its_pairs(moto, cpu, memory):
+    assert _register(cpu, memory)["taskDefinition"]["cpu"] == cpu
+
+
+@pytest.mark.parametrize("size, accepted", [(20, False), (21, True), (200, True), (201, False)])
+def test_ephemeral_storage_is_21_to_200_gib(moto, size, accepted):
+    register = lambda: _register(ephemeralStorage={"sizeInGiB": size})  # noqa: E731
+    if accepted:
+        assert register()["taskDefinition"]["ephemeralStorage"] == {"sizeInGiB": size}
+    else:
+        refused(register, "ClientException", "between 21 and 200")
+
+
+def test_reserved_concurrency_leaves_100_unreserved_and_account_settings_say_so(aws_env):
+    from moto import mock_aws
+
+    from strict_aws import Clock, StrictAws
+
+    strict = StrictAws(clock=Clock(manual=True), lambda_concurrency_limit=103)
+    with mock_aws(), strict.active():
+        lam = client("lambda")
+        assert lam.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"] == 103
+        for name in ("one", "two", "three"):
+            new_function(strict, name)
+        lam.put_function_concurrency(FunctionName="one", ReservedConcurrentExecutions=2)
+        lam.put_function_concurrency(FunctionName="two", ReservedConcurrentExecutions=1)
+        refused(lambda: lam.put_function_concurrency(FunctionName="three", ReservedConcurrentExecutions=1),
+                "InvalidParameterValueException", "below its minimum value of [100]")
+        assert lam.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"] == 100
