@@ -7,8 +7,12 @@ from yunpipe.errors import YunpipeError
 from yunpipe.pipeline.plan import Call, Plan, Ref
 from yunpipe.pipeline.state import PipelineState
 
-RETRY_ATTEMPTS = 10
+# AWS's eventual consistency settles within this much waiting: a new role is assumable by
+# Lambda after some seconds (Chalice waits ~30 s), a deleted queue's name is free after 60 s.
+RETRY_BUDGET_SECONDS = 90.0
 RETRY_MAX_DELAY = 10.0
+# How the executor waits between retries; a test whose AWS runs on a manual clock replaces it.
+backoff_sleep = time.sleep
 
 
 def substitute(value: Any, values: dict[str, Any]) -> Any:
@@ -22,22 +26,23 @@ def substitute(value: Any, values: dict[str, Any]) -> Any:
     return value
 
 
-def _invoke(aws: Aws, call: Call, params: dict, sleep: Callable[[float], None]) -> dict:
-    for attempt in range(RETRY_ATTEMPTS):
+def _invoke(aws: Aws, call: Call, params: dict) -> dict:
+    waited, delay = 0.0, 1.0
+    while True:
         try:
             return aws.call(call.service, call.operation, **params)
         except ClientError as error:
             code = error_code(error)
             if code in call.done_codes:
                 return {}
-            if code not in call.retry_codes or attempt == RETRY_ATTEMPTS - 1:
+            if code not in call.retry_codes or waited >= RETRY_BUDGET_SECONDS:
                 raise
-            sleep(min(2.0 ** attempt, RETRY_MAX_DELAY))
-    raise AssertionError("unreachable")
+            backoff_sleep(delay)
+            waited += delay
+            delay = min(delay * 2, RETRY_MAX_DELAY)
 
 
-def apply(plan: Plan, aws: Aws, state: PipelineState, echo: Callable[[str], None] = print,
-          sleep: Callable[[float], None] = time.sleep) -> None:
+def apply(plan: Plan, aws: Aws, state: PipelineState, echo: Callable[[str], None] = print) -> None:
     """Every call in order; a failure stops the run with the state recording what was done,
     so running the same command again picks up where this one stopped."""
     for kind, key in plan.gone:
@@ -46,7 +51,7 @@ def apply(plan: Plan, aws: Aws, state: PipelineState, echo: Callable[[str], None
     for number, call in enumerate(plan.calls, 1):
         echo(f"  [{number}/{len(plan.calls)}] {call.message}")
         try:
-            response = _invoke(aws, call, substitute(dict(call.params), values), sleep)
+            response = _invoke(aws, call, substitute(dict(call.params), values))
         except (ClientError, BotoCoreError) as error:
             raise YunpipeError(f"{call.message} failed: {error}\n"
                                f"Nothing after this step was changed; run the same command again to resume, "

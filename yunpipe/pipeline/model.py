@@ -207,6 +207,8 @@ class TaskDefinition:
     family: str
     registration: Mapping[str, Any]  # register_task_definition params; may hold QueueUrl
     tags: Mapping[str, str]
+    # How the algorithm's cpu/memory request became a size Fargate offers ("" when exact).
+    sizing: str = ""
     kind = "task_definition"
 
     @property
@@ -327,6 +329,7 @@ class PipelineModel:
     parameters: tuple[Parameter, ...]
     steps: tuple[StepModel, ...]
     launch_type: str
+    source: str = ""  # the workflow file, for errors found while planning
 
     def resources(self) -> tuple:
         """Every desired resource, in the order they can be created."""
@@ -420,7 +423,7 @@ def build_model(workflow: ResolvedWorkflow, target: Target, use_user_credential:
         steps.append(_build_step(workflow, index, step, input_bucket, output_bucket, target, tags, log_group,
                                  log_group_arn, cluster, reports, parameters, code))
     return PipelineModel(pipeline, target, spec.input_bucket, spec.output_bucket, reports, tuple(buckets),
-                         log_group, cluster, parameters, tuple(steps), spec.launch_type)
+                         log_group, cluster, parameters, tuple(steps), spec.launch_type, spec.source)
 
 
 def _build_step(workflow, index, step, input_bucket, output_bucket, target, tags, log_group, log_group_arn,
@@ -434,6 +437,10 @@ def _build_step(workflow, index, step, input_bucket, output_bucket, target, tags
                          f"expected at most 16 vCPU and 120 GiB (the largest Fargate task), got {algorithm.cpu} vCPU "
                          f"and {algorithm.memory_suggested} MiB")
     cpu, memory = size
+    sizing = ""
+    if (cpu, memory) != (algorithm.cpu * 1024, algorithm.memory_suggested):
+        sizing = (f"rounded up from the {algorithm.cpu:g} vCPU and {algorithm.memory_suggested} MiB "
+                  f"{step.record.reference} asks for: Fargate offers only fixed cpu/memory pairs")
 
     def arn_of(service, resource, regional=True):
         return target.arn(service, resource, regional)
@@ -517,6 +524,8 @@ def _build_step(workflow, index, step, input_bucket, output_bucket, target, tags
         "memory": str(memory),
         "containerDefinitions": [definition],
     }
+    if step.ephemeral_storage_gib:
+        registration["ephemeralStorage"] = {"sizeInGiB": step.ephemeral_storage_gib}
     started_by = resource_name("started_by", pipeline, step.name)
     function = Function(function_name, function_arn, role_arns["launcher"], {
         "YUNPIPE_PIPELINE": pipeline,
@@ -542,7 +551,7 @@ def _build_step(workflow, index, step, input_bucket, output_bucket, target, tags
         launcher_role=launcher_role,
         task_role=task_role,
         execution_role=execution_role,
-        task_definition=TaskDefinition(family, registration, tags),
+        task_definition=TaskDefinition(family, registration, tags, sizing),
         function=function,
         s3_permission=Permission(function_name, S3_PERMISSION_SID, "s3.amazonaws.com", bucket_arn + input_bucket,
                                  target.account_id),

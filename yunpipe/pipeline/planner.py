@@ -7,7 +7,7 @@ import urllib.parse
 from typing import Any, Iterable
 
 from yunpipe.aws.facade import UNREACHABLE, Aws, ClientError, error_code
-from yunpipe.errors import YunpipeError
+from yunpipe.errors import InputError, YunpipeError
 from yunpipe.pipeline import model as m
 from yunpipe.pipeline.plan import Call, Plan, Ref
 
@@ -114,7 +114,10 @@ class Planner:
         self.owned = owned
         self.queue_urls: dict[str, Any] = {}
         self.notes: list[str] = []
-        self._can_reserve: bool | None = None
+        # The account's unreserved Lambda executions, less what this plan reserves; None when
+        # unknown (emulators without GetAccountSettings have no limit to respect).
+        self._unreserved: int | None = None
+        self._unreserved_read = False
 
     def plan(self, model: m.PipelineModel, resources: Iterable | None = None) -> Plan:
         """Calls for every resource of the model, or only for `resources` (in model order)."""
@@ -243,9 +246,12 @@ class Planner:
         revision = "new revision of " if found else ""
         params = resolve(dict(task.registration), self.queue_urls)
         params["tags"] = _tag_list({**task.tags, m.SPEC_TAG_KEY: task.spec_hash}, "key", "value")
+        storage = params.get("ephemeralStorage", {}).get("sizeInGiB")
+        details = [f"{params['cpu']} CPU units", f"{params['memory']} MiB"] + (
+            [f"{storage} GiB of storage"] if storage else []) + [params["containerDefinitions"][0]["image"]]
+        sizing = f"; {task.sizing}" if task.sizing else ""
         return [Call("ecs", "register_task_definition", params,
-                     f"register {revision}task definition {task.family} ({params['cpu']} CPU units, "
-                     f"{params['memory']} MiB, {params['containerDefinitions'][0]['image']})",
+                     f"register {revision}task definition {task.family} ({', '.join(details)}{sizing})",
                      task.kind, task.key, "create")]
 
     def _function(self, function: m.Function, model: m.PipelineModel) -> list[Call]:
@@ -281,16 +287,22 @@ class Planner:
     def _concurrency(self, function: m.Function, reserved: int | None) -> list[Call]:
         if reserved == m.LAUNCHER_RESERVED_CONCURRENCY:
             return []
-        if self._can_reserve is None:
-            # Emulators without this call (moto answers 404) have no limit to respect.
+        if not self._unreserved_read:
             settings = self.reader.read("lambda", "get_account_settings", ("404",))
-            spare = (settings or {}).get("AccountLimit", {}).get("UnreservedConcurrentExecutions")
-            self._can_reserve = spare is None or spare > MIN_UNRESERVED_EXECUTIONS
-            if not self._can_reserve:
-                self.notes.append(f"this account has only {spare} unreserved Lambda executions, too few to reserve one "
-                                  "per launcher: uploads that arrive together may start a few more tasks than files")
-        if not self._can_reserve:
-            return []
+            self._unreserved = (settings or {}).get("AccountLimit", {}).get("UnreservedConcurrentExecutions")
+            self._unreserved_read = True
+        needed = m.LAUNCHER_RESERVED_CONCURRENCY - (reserved or 0)
+        if self._unreserved is not None:
+            # Every reservation, this plan's included, comes out of the unreserved pool, which
+            # AWS keeps at MIN_UNRESERVED_EXECUTIONS or more.
+            if self._unreserved - needed < MIN_UNRESERVED_EXECUTIONS:
+                note = (f"this account has {self._unreserved} unreserved Lambda executions left, too few to reserve "
+                        f"one per launcher (AWS keeps {MIN_UNRESERVED_EXECUTIONS}): such launchers run unreserved, so "
+                        "uploads that arrive together may start a few more tasks than files, never fewer")
+                if note not in self.notes:
+                    self.notes.append(note)
+                return []
+            self._unreserved -= needed
         return [Call("lambda", "put_function_concurrency",
                      {"FunctionName": function.name, "ReservedConcurrentExecutions": m.LAUNCHER_RESERVED_CONCURRENCY},
                      f"run one launch of {function.name} at a time (so uploads arriving together never start "
@@ -319,6 +331,7 @@ class Planner:
         mine = [e for e in entries if e.get("Id") == notification.id]
         if mine and _normal_entry(mine[0]) == _normal_entry(notification.entry()):
             return []
+        _refuse_overlap(notification, configuration, model)
         # Merged: every other entry of the bucket is kept as it is.
         others = [e for e in entries if e.get("Id") != notification.id]
         merged = {**configuration, "LambdaFunctionConfigurations": others + [notification.entry()]}
@@ -369,6 +382,41 @@ def _normal_entry(entry: dict) -> tuple:
     # S3 answers "Prefix"/"Suffix" for the "prefix"/"suffix" it was given.
     return (entry.get("LambdaFunctionArn"), tuple(sorted(entry.get("Events", []))),
             tuple(sorted((r["Name"].lower(), r["Value"]) for r in rules)))
+
+
+def _key_filter(entry: dict) -> tuple[str, str]:
+    rules = {r["Name"].lower(): r["Value"] for r in entry.get("Filter", {}).get("Key", {}).get("FilterRules", [])}
+    return rules.get("prefix", ""), rules.get("suffix", "")
+
+
+def _events_overlap(first: str, second: str) -> bool:
+    def covers(wide: str, narrow: str) -> bool:  # "s3:ObjectCreated:*" covers "s3:ObjectCreated:Put"
+        return wide == narrow or (wide.endswith(":*") and narrow.startswith(wide[:-1]))
+    return covers(first, second) or covers(second, first)
+
+
+def overlap(first: dict, second: dict) -> bool:
+    """Whether S3 finds two notification entries ambiguous: an event type in common, one prefix
+    starting the other and one suffix ending the other (an empty filter matches everything)."""
+    (prefix1, suffix1), (prefix2, suffix2) = _key_filter(first), _key_filter(second)
+    return (any(_events_overlap(a, b) for a in first.get("Events", []) for b in second.get("Events", []))
+            and (prefix1.startswith(prefix2) or prefix2.startswith(prefix1))
+            and (suffix1.endswith(suffix2) or suffix2.endswith(suffix1)))
+
+
+def _refuse_overlap(notification: m.Notification, configuration: dict, model: m.PipelineModel) -> None:
+    """S3 rejects a configuration with overlapping entries ("Configuration is ambiguously
+    defined"); found while planning, it is bad input and nothing has been created yet."""
+    wanted = notification.entry()
+    for kind in ("TopicConfigurations", "QueueConfigurations", "LambdaFunctionConfigurations"):
+        for entry in configuration.get(kind, []):
+            if entry.get("Id") != notification.id and overlap(wanted, entry):
+                prefix, suffix = _key_filter(entry)
+                raise InputError(model.source, "filter",
+                                 f"expected a prefix/suffix that does not overlap notification '{entry.get('Id')}' "
+                                 f"already on bucket {notification.bucket} (events {', '.join(entry.get('Events', []))}, "
+                                 f"prefix '{prefix}', suffix '{suffix}'): S3 refuses two notifications of the same "
+                                 "event whose prefixes and suffixes overlap")
 
 
 def _count_entries(configuration: dict) -> int:

@@ -22,6 +22,9 @@ PIPELINE_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,23}$"
 BUCKET_CHARS = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 DEFAULT_CONCURRENCY = 10
 DEFAULT_MAX_RECEIVE_COUNT = 3
+# Fargate gives every task 20 GiB; more is asked for per task definition, 21 to 200 GiB.
+EPHEMERAL_STORAGE_SCHEMA = {"type": "integer", "minimum": 21, "maximum": 200,
+                            "description": "GiB of task storage from 21 to 200 (20 without it)"}
 
 WORKFLOW_SCHEMA: dict = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -48,6 +51,7 @@ WORKFLOW_SCHEMA: dict = {
         "idle_seconds": {"type": "integer", "minimum": 1, "maximum": 3600, "description": "seconds from 1 to 3600"},
         "visibility_timeout_seconds": {"type": "integer", "minimum": 5, "maximum": 43200,
                                        "description": "seconds from 5 to 43200"},
+        "ephemeral_storage_gib": EPHEMERAL_STORAGE_SCHEMA,
         "process": {
             "type": "object",
             "required": ["type", "algorithms"],
@@ -70,6 +74,7 @@ WORKFLOW_SCHEMA: dict = {
                                             "description": "a number of tasks from 1 to 100"},
                             "max_receive_count": {"type": "integer", "minimum": 1, "maximum": 1000,
                                                   "description": "a number of tries from 1 to 1000"},
+                            "ephemeral_storage_gib": EPHEMERAL_STORAGE_SCHEMA,
                         },
                     },
                 },
@@ -85,6 +90,7 @@ class StepSpec:
     variables: Mapping[str, Any] = field(default_factory=dict)
     concurrency: int = DEFAULT_CONCURRENCY
     max_receive_count: int = DEFAULT_MAX_RECEIVE_COUNT
+    ephemeral_storage_gib: int | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,7 @@ class WorkflowSpec:
     # How long a received message stays hidden; the runscript keeps extending it while its
     # job runs, so this bounds how soon a crashed worker's file is retried.
     visibility_timeout_seconds: int = 300
+    ephemeral_storage_gib: int | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,8 @@ class ResolvedStep:
     environment: Mapping[str, str]
     concurrency: int
     max_receive_count: int
+    # The step's own, else the workflow's; None keeps Fargate's default 20 GiB.
+    ephemeral_storage_gib: int | None = None
 
     @property
     def name(self) -> str:
@@ -167,7 +176,7 @@ def parse_workflow(document: Any, source: str) -> WorkflowSpec:
         raise InputError(source, "process.algorithms", f"expected exactly one algorithm for single_run, got {len(process['algorithms'])}")
     steps = tuple(
         StepSpec(a["name"], dict(a.get("variables", {})), a.get("concurrency", DEFAULT_CONCURRENCY),
-                 a.get("max_receive_count", DEFAULT_MAX_RECEIVE_COUNT))
+                 a.get("max_receive_count", DEFAULT_MAX_RECEIVE_COUNT), a.get("ephemeral_storage_gib"))
         for a in process["algorithms"]
     )
     return WorkflowSpec(
@@ -188,6 +197,7 @@ def parse_workflow(document: Any, source: str) -> WorkflowSpec:
         log_retention_days=document.get("log_retention_days", 30),
         idle_seconds=document.get("idle_seconds", 30),
         visibility_timeout_seconds=document.get("visibility_timeout_seconds", 300),
+        ephemeral_storage_gib=document.get("ephemeral_storage_gib"),
     )
 
 
@@ -231,5 +241,6 @@ def resolve_workflow(spec: WorkflowSpec, registry: AlgorithmRegistry) -> Resolve
             elif parameter.required:
                 raise InputError(spec.source, f"{where}.variables.{parameter.name}",
                                  f"missing required variable of {record.reference}")
-        steps.append(ResolvedStep(record, environment, step.concurrency, step.max_receive_count))
+        steps.append(ResolvedStep(record, environment, step.concurrency, step.max_receive_count,
+                                  step.ephemeral_storage_gib or spec.ephemeral_storage_gib))
     return ResolvedWorkflow(spec, tuple(steps))

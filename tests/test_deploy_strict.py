@@ -1,0 +1,205 @@
+"""The deploy engine against AWS's own rules (tests/strict_aws.py), each rule met by setup-pipe
+and clean-up through the command line. Every deploy test's `moto` is strict; these tests put
+each rule where it bites and check the engine got through it the way AWS wants."""
+import json
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from conftest import REGION, record_algorithm, single_run
+from strict_aws import Clock, StrictAws
+from yunpipe import cli
+from yunpipe.aws.facade import is_mutating, watch_calls
+from yunpipe.lambda_src import launcher
+from yunpipe.pipeline import executor
+from yunpipe.pipeline.state import state_path
+
+LAUNCHER = "yunpipe-demo-change123-s3-launcher"
+
+
+def client(service):
+    return boto3.client(service, region_name=REGION)
+
+
+def tagged(pipeline="demo"):
+    return client("resourcegroupstaggingapi").get_resources(
+        TagFilters=[{"Key": "yunpipe:pipeline", "Values": [pipeline]}])["ResourceTagMappingList"]
+
+
+def sequence(name: str, algorithms: list[str]) -> dict:
+    return {"name": name, "input_s3_name": f"{name}-in-bucket", "output_s3_name": f"{name}-out-bucket",
+            "process": {"type": "sequence_run", "algorithms": [{"name": a, "variables": {"TEST_ENV": "x"}}
+                                                                for a in algorithms]}}
+
+
+def test_an_overlapping_notification_already_on_the_bucket_is_bad_input_and_nothing_is_created(
+        moto, change123, write_workflow, capsys):
+    """Planned, not discovered half-way: the old engine created 30 resources, then S3 refused."""
+    s3 = client("s3")
+    s3.create_bucket(Bucket="demo-in-bucket")
+    role = client("iam").create_role(RoleName="theirs", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    moto.clock.sleep(moto.role_propagation_seconds)
+    theirs = client("lambda").create_function(FunctionName="theirs", Runtime="python3.12", Role=role,
+                                              Handler="h.h", Code={"ZipFile": b"PK\x05\x06" + b"\0" * 18})
+    client("lambda").add_permission(FunctionName="theirs", StatementId="s3", Action="lambda:InvokeFunction",
+                                    Principal="s3.amazonaws.com", SourceArn="arn:aws:s3:::demo-in-bucket")
+    s3.put_bucket_notification_configuration(Bucket="demo-in-bucket", NotificationConfiguration={
+        "LambdaFunctionConfigurations": [{"Id": "theirs", "LambdaFunctionArn": theirs["FunctionArn"],
+                                          "Events": ["s3:ObjectCreated:Put"],
+                                          "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "data/"}]}}}]})
+    path = write_workflow(single_run(filter={"prefix": "data/2026/"}))
+    with watch_calls() as calls:
+        assert cli.setup_pipe_main(["-f", path]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: filter: expected a prefix/suffix that does not overlap notification 'theirs'" in err
+    assert [c for c in calls if is_mutating(c[1])] == []
+    assert tagged() == [] and not state_path("demo").exists()
+    assert not moto.rules_fired()
+
+    # A prefix of its own is fine, and the bucket keeps their entry.
+    path = write_workflow(single_run(filter={"prefix": "results/"}))
+    assert cli.setup_pipe_main(["-f", path]) == 0
+    entries = s3.get_bucket_notification_configuration(Bucket="demo-in-bucket")["LambdaFunctionConfigurations"]
+    assert sorted(e["Id"] for e in entries) == ["theirs", "yunpipe:demo:change123-s3"]
+
+
+def test_notifications_come_after_their_permissions_in_setup_and_before_them_in_clean_up(moto, change123,
+                                                                                          write_workflow):
+    with watch_calls() as setup:
+        assert cli.setup_pipe_main(["-f", write_workflow(single_run())]) == 0
+    with watch_calls() as clean_up:
+        assert cli.clean_up_main(["demo", "--purge"]) == 0
+    setup, clean_up = ([operation for _, operation in calls if is_mutating(operation)] for calls in (setup, clean_up))
+    assert setup.index("AddPermission") < setup.index("PutBucketNotificationConfiguration")
+    assert clean_up.index("PutBucketNotificationConfiguration") < clean_up.index("RemovePermission")
+    assert "s3-unvalidated-destination" not in moto.rules_fired()
+
+
+def test_setup_waits_until_lambda_can_assume_the_new_launcher_role(moto, change123, write_workflow):
+    assert cli.setup_pipe_main(["-f", write_workflow(single_run())]) == 0
+    # AWS refused the first CreateFunction; the engine backed off until the role was assumable.
+    assert "lambda-role-not-assumable-yet" in moto.rules_fired()
+    assert moto.clock.time() >= moto.role_propagation_seconds
+    assert client("lambda").get_function(FunctionName=LAUNCHER)["Configuration"]["Role"].endswith("launcher-role")
+
+
+def test_setup_right_after_clean_up_waits_out_the_60_seconds_sqs_keeps_a_deleted_name(moto, change123,
+                                                                                   write_workflow):
+    path = write_workflow(single_run())
+    assert cli.setup_pipe_main(["-f", path]) == 0
+    assert cli.clean_up_main(["demo", "--purge"]) == 0
+    cleaned_at = moto.clock.time()
+    assert cli.setup_pipe_main(["-f", path]) == 0
+    assert "sqs-queue-deleted-recently" in moto.rules_fired()
+    assert moto.clock.time() - cleaned_at >= moto.queue_reuse_seconds
+    assert client("sqs").get_queue_url(QueueName="yunpipe-demo-change123-s3-queue")["QueueUrl"]
+
+
+def test_eventual_consistency_retries_give_up_after_the_budget(aws_env, change123, write_workflow, monkeypatch,
+                                                               capsys):
+    """A role that never becomes assumable ends setup-pipe with AWS's message, not a hang."""
+    strict = StrictAws(clock=Clock(manual=True), role_propagation_seconds=10_000)
+    monkeypatch.setattr(executor, "backoff_sleep", strict.clock.sleep)
+    with mock_aws(), strict.active():
+        assert cli.setup_pipe_main(["-f", write_workflow(single_run())]) == 1
+    assert "cannot be assumed by Lambda" in capsys.readouterr().err
+    assert executor.RETRY_BUDGET_SECONDS <= strict.clock.time() <= executor.RETRY_BUDGET_SECONDS + 2 * \
+        executor.RETRY_MAX_DELAY
+
+
+def test_a_request_between_fargate_sizes_is_rounded_up_and_the_plan_says_so(moto, aws_env, write_workflow, capsys):
+    record_algorithm("small", "user/small:1", CPU=0.3, memory={"minimal": 100, "suggested": 700})
+    path = write_workflow(single_run(algorithm="small"))
+    assert cli.setup_pipe_main(["-f", path, "--dry-run"]) == 0
+    assert ("register task definition yunpipe-demo-small-task (512 CPU units, 1024 MiB, user/small:1; rounded up "
+            "from the 0.3 vCPU and 700 MiB small@1 asks for: Fargate offers only fixed cpu/memory pairs)"
+            in capsys.readouterr().out)
+    assert cli.setup_pipe_main(["-f", path]) == 0
+    definition = client("ecs").describe_task_definition(taskDefinition="yunpipe-demo-small-task")["taskDefinition"]
+    assert (definition["cpu"], definition["memory"]) == ("512", "1024")
+    assert "ecs-fargate-size" not in moto.rules_fired()
+
+
+@pytest.mark.parametrize("cpu, memory, expected", [(0.25, 512, ("256", "512")), (1, 2048, ("1024", "2048")),
+                                                   (2, 17000, ("4096", "17408")), (9, 16384, ("16384", "32768"))])
+def test_every_request_becomes_a_size_fargate_accepts(moto, aws_env, write_workflow, cpu, memory, expected):
+    record_algorithm("sized", "user/sized:1", CPU=cpu, memory={"minimal": 1, "suggested": memory})
+    assert cli.setup_pipe_main(["-f", write_workflow(single_run(algorithm="sized"))]) == 0
+    definition = client("ecs").describe_task_definition(taskDefinition="yunpipe-demo-sized-task")["taskDefinition"]
+    assert (definition["cpu"], definition["memory"]) == expected
+
+
+def test_ephemeral_storage_of_the_workflow_and_of_a_step_reaches_the_task_definitions(moto, aws_env, write_workflow,
+                                                                                       capsys):
+    record_algorithm("first", "user/first:1")
+    record_algorithm("second", "user/second:1")
+    document = sequence("demo", ["first", "second"])
+    document["ephemeral_storage_gib"] = 50
+    document["process"]["algorithms"][1]["ephemeral_storage_gib"] = 200
+    assert cli.setup_pipe_main(["-f", write_workflow(document)]) == 0
+    assert "50 GiB of storage" in capsys.readouterr().out
+    ecs = client("ecs")
+    sizes = [ecs.describe_task_definition(taskDefinition=f"yunpipe-demo-{step}-task")["taskDefinition"]
+             .get("ephemeralStorage") for step in ("first", "second")]
+    assert sizes == [{"sizeInGiB": 50}, {"sizeInGiB": 200}]
+
+
+@pytest.mark.parametrize("where, size", [("workflow", 20), ("workflow", 201), ("step", 10)])
+def test_ephemeral_storage_outside_21_to_200_gib_is_bad_input(change123, write_workflow, capsys, where, size):
+    document = single_run()
+    field = "ephemeral_storage_gib"
+    if where == "workflow":
+        document[field] = size
+    else:
+        document["process"]["algorithms"][0][field] = size
+    assert cli.setup_pipe_main(["-f", write_workflow(document), "--dry-run"]) == 2
+    assert field in capsys.readouterr().err
+
+
+def reserved(function: str):
+    return client("lambda").get_function(FunctionName=function).get("Concurrency", {}).get(
+        "ReservedConcurrentExecutions")
+
+
+def test_reservations_stop_where_aws_would_leave_fewer_than_100_unreserved(aws_env, write_workflow, monkeypatch,
+                                                                            capsys):
+    """With 102 executions, two launchers can reserve one each; the third runs unreserved
+    (the old engine planned all three and failed on the third)."""
+    strict = StrictAws(clock=Clock(manual=True), lambda_concurrency_limit=102)
+    monkeypatch.setattr(executor, "backoff_sleep", strict.clock.sleep)
+    with mock_aws(), strict.active():
+        for name in ("a", "b", "c"):
+            record_algorithm(name, f"user/{name}:1")
+        assert cli.setup_pipe_main(["-f", write_workflow(sequence("demo", ["a", "b", "c"]))]) == 0
+        assert [reserved(f"yunpipe-demo-{s}-launcher") for s in "abc"] == [1, 1, None]
+        assert "has 100 unreserved Lambda executions left, too few" in capsys.readouterr().out
+        with watch_calls() as calls:
+            assert cli.setup_pipe_main(["-f", write_workflow(sequence("demo", ["a", "b", "c"]))]) == 0
+        assert [c for c in calls if is_mutating(c[1])] == []
+
+
+def test_a_new_account_without_spare_executions_gets_a_working_pipeline(aws_env, change123, write_workflow,
+                                                                        monkeypatch, capsys):
+    """10 executions in all (a new account): no reservation, and every simultaneous upload is
+    still queued exactly once, with tasks started within the cap."""
+    strict = StrictAws(clock=Clock(manual=True), lambda_concurrency_limit=10)
+    monkeypatch.setattr(executor, "backoff_sleep", strict.clock.sleep)
+    with mock_aws(), strict.active():
+        document = single_run()
+        document["process"]["algorithms"][0]["concurrency"] = 3
+        assert cli.setup_pipe_main(["-f", write_workflow(document)]) == 0
+        assert "too few to reserve" in capsys.readouterr().out
+        assert reserved(LAUNCHER) is None
+        environment = client("lambda").get_function_configuration(FunctionName=LAUNCHER)["Environment"]["Variables"]
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        launcher.clients_for.cache_clear()
+        # Two launches at once, as an unreserved Lambda may run them, each for its own file.
+        events = [{"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "awsRegion": REGION,
+                                "s3": {"bucket": {"name": "demo-in-bucket"},
+                                       "object": {"key": key, "eTag": key, "size": 1}}}]} for key in ("a", "b")]
+        summaries = [launcher.handler(event, None) for event in events]
+        launcher.clients_for.cache_clear()
+    assert [s["enqueued"] for s in summaries] == [1, 1]
+    assert sum(s["started"] for s in summaries) <= 3
