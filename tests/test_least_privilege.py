@@ -1,0 +1,298 @@
+"""Least privilege, proven: the launcher and the runscript run with the credentials of the roles
+setup-pipe created (`sts.assume_role`), in moto with IAM enforcement on. Each role can do what a
+job needs and is refused the rest.
+
+What moto 5.2 enforces here, and what it cannot:
+
+- S3 and SQS: every call made with assumed-role keys is checked against the role's own inline
+  policy, with the object ARN or the queue ARN as the resource. These checks are real.
+- SQS batch calls: moto checks them as `sqs:SendMessageBatch`, `sqs:DeleteMessageBatch` and
+  `sqs:ChangeMessageVisibilityBatch`, which are not IAM actions: AWS authorises a batch call with
+  the single call's action ("You cannot set permissions explicitly for SendMessageBatch ...",
+  docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-batch-api.html).
+  `AwsActionNames` makes moto name them as AWS does; nothing else changes.
+- ECS: moto checks ECS calls by action name only, always against Resource "*", so a RunTask
+  statement scoped to a task definition could never match. `_ecs_run_task_resource` makes moto
+  use the task definition revision ARN RunTask names (the resource AWS authorises RunTask on),
+  so moto's own policy engine decides. This resource lookup is the test's addition to moto.
+  moto does not evaluate the `ecs:cluster` condition of the launcher's ECS statements (it ignores
+  ArnEquals) nor `iam:PassedToService` (it has no value for it), and it does not check the
+  iam:PassRole that RunTask implies at all: the deployed statements are pinned as data by
+  test_what_moto_cannot_enforce_is_pinned_as_deployed, and linted in tests/test_policy_lint.py.
+- Lambda: the launcher's handler runs in this process with the launcher role's keys, on the
+  event moto's S3 produced for the deployed notification. moto's own Lambda invoke is not used:
+  it hands the code fixed fake keys, not the function role's, and needs a runtime image this
+  machine cannot pull.
+- CloudWatch Logs writes (launcher and execution roles) and ECR pulls (execution role) are made
+  by Lambda and the ECS agent, not by yunpipe's code: nothing here exercises them.
+- AssumeRole itself runs before enforcement is turned on: moto 5.2 crashes evaluating a
+  service-only trust policy for an authenticated AssumeRole, and the trust policies name only
+  lambda.amazonaws.com and ecs-tasks.amazonaws.com, as they must.
+"""
+import json
+from pathlib import Path
+
+import boto3
+import moto.s3.notifications as s3_notifications
+import pytest
+from botocore.exceptions import ClientError
+from moto.core import enable_iam_authentication
+from moto.ecs.exceptions import TaskDefinitionNotFoundException
+from moto.ecs.responses import EC2ContainerServiceResponse
+from moto.iam import access_control
+
+from conftest import REGION, record_algorithm, single_run
+from yunpipe import cli
+from yunpipe.lambda_src import launcher
+from yunpipe.runtime import runscript
+
+ACCOUNT = "123456789012"
+STEP = "change123-s3"
+PREFIX = f"yunpipe-demo-{STEP}"
+INPUT, OUTPUT, REPORTS = "demo-in-bucket", "demo-out-bucket", f"yunpipe-demo-reports-{ACCOUNT}"
+ADMIN = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+SQS_BATCH_ACTIONS = {
+    "sqs:SendMessageBatch": "sqs:SendMessage",
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+}
+
+
+class AwsActionNames(access_control.IAMRequest):
+    """moto's IAM request check, with SQS batch calls authorised under AWS's action names."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._action = SQS_BATCH_ACTIONS.get(self._action, self._action)
+
+
+def _ecs_run_task_resource(self) -> str:
+    """The resource moto checks an ECS call against: for RunTask, the task definition revision
+    it names (an unknown one stays "*", which no scoped statement matches); "*" otherwise, as
+    moto does for every ECS call."""
+    if self._get_action() != "RunTask":
+        return "*"
+    try:
+        return self.ecs_backend.describe_task_definition(self._get_param("taskDefinition")).arn
+    except TaskDefinitionNotFoundException:
+        return "*"
+
+
+def admin(service):
+    """A client with the deploying user's keys (moto's default account), never the role's."""
+    return boto3.client(service, region_name=REGION, **ADMIN)
+
+
+def as_role(service, credentials):
+    return boto3.client(service, region_name=REGION, **credentials)
+
+
+def assume(role_name: str) -> dict:
+    arn = admin("iam").get_role(RoleName=role_name)["Role"]["Arn"]
+    keys = admin("sts").assume_role(RoleArn=arn, RoleSessionName="least-privilege")["Credentials"]
+    return {"aws_access_key_id": keys["AccessKeyId"], "aws_secret_access_key": keys["SecretAccessKey"],
+            "aws_session_token": keys["SessionToken"]}
+
+
+def use_credentials(monkeypatch, credentials):
+    """Make `credentials` the environment's, as Lambda and ECS hand a role's keys to code."""
+    for variable, key in (("AWS_ACCESS_KEY_ID", "aws_access_key_id"), ("AWS_SECRET_ACCESS_KEY", "aws_secret_access_key"),
+                          ("AWS_SESSION_TOKEN", "aws_session_token")):
+        monkeypatch.setenv(variable, credentials[key])
+    # boto3's default session caches the keys it found first; the code under test must see these.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    launcher.clients_for.cache_clear()
+
+
+@pytest.fixture
+def enforced(monkeypatch):
+    """A context manager: moto checks every call against the caller's policies while inside."""
+    monkeypatch.setattr(access_control, "IAMRequest", AwsActionNames)
+    monkeypatch.setattr(EC2ContainerServiceResponse, "_determine_resource", _ecs_run_task_resource, raising=False)
+    yield enable_iam_authentication
+    launcher.clients_for.cache_clear()
+
+
+@pytest.fixture
+def s3_events(monkeypatch):
+    """The events moto's S3 would deliver to a launcher Lambda, captured instead of invoked."""
+    events = []
+    monkeypatch.setattr(s3_notifications, "_invoke_awslambda",
+                        lambda account_id, event, fn_arn, region: events.append((fn_arn, event)))
+    return events
+
+
+@pytest.fixture
+def pipeline(moto, change123, write_workflow, s3_events):
+    assert cli.setup_pipe_main(["-f", write_workflow(single_run())]) == 0
+    # Someone else's bucket and queue in the same account: the roles must not reach them.
+    s3, sqs = admin("s3"), admin("sqs")
+    s3.create_bucket(Bucket="unrelated-bucket")
+    s3.put_object(Bucket="unrelated-bucket", Key="secret.txt", Body=b"not yours")
+    unrelated_queue = sqs.create_queue(QueueName="unrelated-queue")["QueueUrl"]
+    return {
+        "queue": sqs.get_queue_url(QueueName=f"{PREFIX}-queue")["QueueUrl"],
+        "dlq": sqs.get_queue_url(QueueName=f"{PREFIX}-dlq")["QueueUrl"],
+        "unrelated_queue": unrelated_queue,
+        "launcher": assume(f"{PREFIX}-launcher-role"),
+        "task": assume(f"{PREFIX}-task-role"),
+    }
+
+
+def assert_denied(call, action: str):
+    with pytest.raises(ClientError) as caught:
+        call()
+    error = caught.value.response["Error"]
+    if action.startswith("s3:"):
+        assert error["Code"] == "AccessDenied", error
+    else:
+        # moto answers SQS and ECS denials with an XML body botocore cannot parse as JSON:
+        # the code is the HTTP status, the message holds the denial.
+        assert error["Code"] == "403" and f"not authorized to perform: {action}" in error["Message"], error
+
+
+def worker_algorithm(tmp_path: Path) -> str:
+    """An algorithm whose command upper-cases its input, and fails on an input saying 'fail'."""
+    script = tmp_path / "upper.sh"
+    script.write_text('if grep -q fail "$1"; then echo "refusing $1" >&2; exit 3; fi\ntr a-z A-Z < "$1" > "$2"\n')
+    path = tmp_path / "algorithm.json"
+    work = tmp_path / "work"
+    path.write_text(json.dumps({"name": STEP, "run_command": f"sh {script} $input $output",
+                                "input_file_path": str(work), "output_file_path": str(work)}))
+    return str(path)
+
+
+def test_a_file_goes_end_to_end_with_each_role_s_own_credentials(pipeline, s3_events, enforced, monkeypatch, tmp_path,
+                                                                 caplog):
+    s3 = admin("s3")
+    s3.put_object(Bucket=INPUT, Key="data/good one.txt", Body=b"hello\n")
+    s3.put_object(Bucket=INPUT, Key="bad.txt", Body=b"please fail\n")
+    function = admin("lambda").get_function_configuration(FunctionName=f"{PREFIX}-launcher")
+    assert [arn for arn, _ in s3_events] == [function["FunctionArn"]] * 2
+    container = admin("ecs").describe_task_definition(taskDefinition=f"{PREFIX}-task")["taskDefinition"][
+        "containerDefinitions"][0]
+
+    # The launcher, as Lambda runs it: its environment, its role's keys, the S3 events.
+    for name, value in function["Environment"]["Variables"].items():
+        monkeypatch.setenv(name, value)
+    use_credentials(monkeypatch, pipeline["launcher"])
+    with enforced():
+        summaries = [launcher.handler(event, None) for _, event in s3_events]
+    assert [s["failures"] for s in summaries] == [[], []], summaries
+    assert sum(s["enqueued"] for s in summaries) == 2 and sum(s["started"] for s in summaries) == 2
+
+    # The runscript, as a task runs it: the task definition's environment, the task role's keys.
+    for entry in container["environment"]:
+        monkeypatch.setenv(entry["name"], entry["value"])
+    # Not from the task definition: the algorithm file the image carries, and no idle wait.
+    monkeypatch.setenv("YUNPIPE_ALGORITHM", worker_algorithm(tmp_path))
+    monkeypatch.setenv("YUNPIPE_IDLE_SECONDS", "0")
+    monkeypatch.setenv("YUNPIPE_WAIT_SECONDS", "0")
+    use_credentials(monkeypatch, pipeline["task"])
+    with enforced():
+        assert runscript.main() == 0
+    # The worker logs, and carries on past, a refused report, visibility change or delete.
+    refused = [r.getMessage() for r in caplog.records if r.name == "yunpipe.runscript" and "cannot" in r.getMessage()]
+    assert refused == []
+
+    assert s3.get_object(Bucket=OUTPUT, Key="data/good one.txt")["Body"].read() == b"HELLO\n"
+    report = json.loads(s3.get_object(Bucket=REPORTS, Key=f"failures/demo/{STEP}/bad.txt/attempt-1.json")["Body"].read())
+    assert (report["reason"], report["exit_code"], report["final"]) == ("nonzero_exit", 3, False)
+    assert "refusing" in report["stderr_tail"]
+    # The good file's message is deleted; the failed one waits for its retry.
+    attributes = admin("sqs").get_queue_attributes(
+        QueueUrl=pipeline["queue"], AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    assert (attributes["ApproximateNumberOfMessages"], attributes["ApproximateNumberOfMessagesNotVisible"]) == ("0", "1")
+    tasks = admin("ecs").list_tasks(cluster="yunpipe-demo", startedBy=function["Environment"]["Variables"]["YUNPIPE_STARTED_BY"])
+    assert len(tasks["taskArns"]) == 2
+
+
+def test_the_task_role_reaches_nothing_but_its_step(pipeline, enforced):
+    s3 = admin("s3")
+    s3.put_object(Bucket=INPUT, Key="in.txt", Body=b"x")
+    sqs, task_s3 = as_role("sqs", pipeline["task"]), as_role("s3", pipeline["task"])
+    with enforced():
+        # What a job needs works with the same keys...
+        assert task_s3.get_object(Bucket=INPUT, Key="in.txt")["Body"].read() == b"x"
+        task_s3.put_object(Bucket=OUTPUT, Key="in.txt", Body=b"X")
+        task_s3.put_object(Bucket=REPORTS, Key=f"failures/demo/{STEP}/in.txt/attempt-1.json", Body=b"{}")
+        sqs.receive_message(QueueUrl=pipeline["queue"])
+        # ...and nothing else does.
+        assert_denied(lambda: task_s3.get_object(Bucket="unrelated-bucket", Key="secret.txt"), "s3:GetObject")
+        assert_denied(lambda: task_s3.put_object(Bucket=INPUT, Key="overwrite.txt", Body=b"x"), "s3:PutObject")
+        assert_denied(lambda: task_s3.get_object(Bucket=OUTPUT, Key="in.txt"), "s3:GetObject")
+        assert_denied(lambda: task_s3.get_object(Bucket=REPORTS, Key=f"failures/demo/{STEP}/in.txt/attempt-1.json"),
+                      "s3:GetObject")
+        assert_denied(lambda: task_s3.put_object(Bucket=REPORTS, Key="elsewhere.json", Body=b"{}"), "s3:PutObject")
+        assert_denied(lambda: task_s3.delete_object(Bucket=INPUT, Key="in.txt"), "s3:DeleteObject")
+        assert_denied(lambda: sqs.send_message(QueueUrl=pipeline["unrelated_queue"], MessageBody="x"), "sqs:SendMessage")
+        assert_denied(lambda: sqs.send_message(QueueUrl=pipeline["queue"], MessageBody="x"), "sqs:SendMessage")
+        assert_denied(lambda: sqs.receive_message(QueueUrl=pipeline["dlq"]), "sqs:ReceiveMessage")
+        assert_denied(lambda: sqs.receive_message(QueueUrl=pipeline["unrelated_queue"]), "sqs:ReceiveMessage")
+
+
+def test_the_launcher_role_only_queues_and_starts_its_step(pipeline, enforced):
+    s3 = admin("s3")
+    s3.put_object(Bucket=INPUT, Key="in.txt", Body=b"x")
+    admin("ecs").register_task_definition(
+        family="unrelated-task", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
+        containerDefinitions=[{"name": "main", "image": "busybox", "memory": 512, "essential": True}])
+    sqs, ecs, launcher_s3 = (as_role(service, pipeline["launcher"]) for service in ("sqs", "ecs", "s3"))
+    with enforced():
+        sqs.send_message(QueueUrl=pipeline["queue"], MessageBody="{}")
+        sqs.send_message_batch(QueueUrl=pipeline["queue"], Entries=[{"Id": "1", "MessageBody": "{}"}])
+        sqs.get_queue_attributes(QueueUrl=pipeline["queue"], AttributeNames=["ApproximateNumberOfMessages"])
+        ecs.list_tasks(cluster="yunpipe-demo")
+        assert_denied(lambda: sqs.send_message(QueueUrl=pipeline["unrelated_queue"], MessageBody="x"), "sqs:SendMessage")
+        assert_denied(lambda: sqs.send_message_batch(QueueUrl=pipeline["dlq"], Entries=[{"Id": "1", "MessageBody": "x"}]),
+                      "sqs:SendMessage")
+        assert_denied(lambda: sqs.receive_message(QueueUrl=pipeline["queue"]), "sqs:ReceiveMessage")
+        assert_denied(lambda: launcher_s3.get_object(Bucket=INPUT, Key="in.txt"), "s3:GetObject")
+        assert_denied(lambda: launcher_s3.put_object(Bucket=INPUT, Key="x.txt", Body=b"x"), "s3:PutObject")
+        assert_denied(lambda: ecs.run_task(cluster="yunpipe-demo", taskDefinition="unrelated-task", launchType="FARGATE"),
+                      "ecs:RunTask")
+
+
+def test_a_sequence_step_s_task_role_reaches_only_its_own_buckets_and_queue(moto, write_workflow, s3_events, enforced):
+    for name in ("step-a", "step-b"):
+        record_algorithm(name, f"user/{name}:1", variables=[])
+    document = {"name": "seq", "input_s3_name": "seq-in-bucket", "output_s3_name": "seq-out-bucket",
+                "process": {"type": "sequence_run", "algorithms": [{"name": "step-a"}, {"name": "step-b"}]}}
+    assert cli.setup_pipe_main(["-f", write_workflow(document)]) == 0
+    middle = f"yunpipe-seq-step-a-out-{ACCOUNT}"
+    s3 = admin("s3")
+    s3.put_object(Bucket="seq-in-bucket", Key="in.txt", Body=b"x")
+    s3.put_object(Bucket=middle, Key="in.txt", Body=b"y")
+    queues = {step: admin("sqs").get_queue_url(QueueName=f"yunpipe-seq-{step}-queue")["QueueUrl"]
+              for step in ("step-a", "step-b")}
+    keys = assume("yunpipe-seq-step-b-task-role")
+    task_s3, sqs = as_role("s3", keys), as_role("sqs", keys)
+    with enforced():
+        assert task_s3.get_object(Bucket=middle, Key="in.txt")["Body"].read() == b"y"
+        task_s3.put_object(Bucket="seq-out-bucket", Key="in.txt", Body=b"Y")
+        sqs.receive_message(QueueUrl=queues["step-b"])
+        # The first step's input, its own input written to, the first step's queue: all refused.
+        assert_denied(lambda: task_s3.get_object(Bucket="seq-in-bucket", Key="in.txt"), "s3:GetObject")
+        assert_denied(lambda: task_s3.put_object(Bucket=middle, Key="in.txt", Body=b"z"), "s3:PutObject")
+        assert_denied(lambda: sqs.receive_message(QueueUrl=queues["step-a"]), "sqs:ReceiveMessage")
+
+
+def test_what_moto_cannot_enforce_is_pinned_as_deployed(pipeline):
+    """The launcher's conditions and its PassRole, as setup-pipe deployed them."""
+    iam = admin("iam")
+    policy = iam.get_role_policy(RoleName=f"{PREFIX}-launcher-role", PolicyName="yunpipe")["PolicyDocument"]
+    statements = {s["Sid"]: s for s in policy["Statement"]}
+    cluster = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/yunpipe-demo"
+    assert statements["StartTasks"]["Resource"] == f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{PREFIX}-task:*"
+    assert statements["StartTasks"]["Condition"] == {"ArnEquals": {"ecs:cluster": cluster}}
+    assert statements["CountTasks"]["Condition"] == {"ArnEquals": {"ecs:cluster": cluster}}
+    assert statements["PassTaskRoles"]["Action"] == "iam:PassRole"
+    assert statements["PassTaskRoles"]["Resource"] == [
+        iam.get_role(RoleName=f"{PREFIX}-{kind}-role")["Role"]["Arn"] for kind in ("task", "exec")]
+    assert statements["PassTaskRoles"]["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
+    for kind, service in (("launcher", "lambda.amazonaws.com"), ("task", "ecs-tasks.amazonaws.com"),
+                          ("exec", "ecs-tasks.amazonaws.com")):
+        trust = iam.get_role(RoleName=f"{PREFIX}-{kind}-role")["Role"]["AssumeRolePolicyDocument"]
+        assert [s["Principal"] for s in trust["Statement"]] == [{"Service": service}]
