@@ -18,15 +18,43 @@ def deployed(moto, change123, write_workflow):
     return path
 
 
-def test_purge_leaves_nothing_tagged_and_a_second_run_is_a_no_op(deployed):
+def test_purge_leaves_nothing_tagged_and_a_second_run_finds_nothing(deployed, capsys):
     assert cli.clean_up_main(["demo", "--purge"]) == 0
     assert tagged_arns() == []
     assert boto3.client("iam").list_roles(PathPrefix="/yunpipe/")["Roles"] == []
     assert boto3.client("events", region_name=REGION).list_rules()["Rules"] == []
     assert not state_path("demo").exists()
+    capsys.readouterr()
     with watch_calls() as calls:
-        assert cli.clean_up_main(["demo", "--purge"]) == 0
+        assert cli.clean_up_main(["demo", "--purge"]) == 2
     assert mutating(calls) == []
+    assert capsys.readouterr().err == ("error: no pipeline 'demo' found (no state on this machine, "
+                                       "nothing tagged in AWS account 123456789012 region us-east-1)\n")
+
+
+def test_a_name_found_nowhere_stops_the_clean_up_of_every_name(deployed, capsys):
+    with watch_calls() as calls:
+        assert cli.clean_up_main(["demo", "nope", "--purge"]) == 2
+    assert mutating(calls) == []
+    assert "no pipeline 'nope' found" in capsys.readouterr().err
+    assert state_path("demo").exists() and tagged_arns() != []
+
+
+def test_all_with_nothing_to_do_is_a_success(moto, capsys):
+    with watch_calls() as calls:
+        assert cli.clean_up_main(["--all"]) == 0
+    assert mutating(calls) == []
+    assert capsys.readouterr() == ("No pipeline to clean up.\n", "")
+
+
+def test_all_skips_a_pipeline_recorded_where_the_flags_do_not_point(deployed, capsys):
+    # The launcher role (IAM is global) makes discovery in eu-west-1 find it too.
+    assert cli.clean_up_main(["--all", "--region", "eu-west-1"]) == 0
+    assert "Skipped pipeline demo: --region: eu-west-1: contradicts where pipeline 'demo' lives in AWS account " \
+           "123456789012 region us-east-1" in capsys.readouterr().out
+    assert state_path("demo").exists() and "yunpipe-demo-change123-s3-launcher" in " ".join(tagged_arns())
+    assert cli.clean_up_main(["--all", "--purge"]) == 0
+    assert tagged_arns() == [] and not state_path("demo").exists()
 
 
 def test_without_purge_the_buckets_and_their_data_stay(deployed, capsys):

@@ -144,6 +144,15 @@ def dispatch(key: str, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        # The one place every verb's unhandled AWS failure (no credentials, no endpoint) becomes
+        # one line; imported only on failure, so a command that never touches AWS never loads boto3.
+        from yunpipe.aws.facade import explain
+        explained = explain(exc)
+        if explained is None:
+            raise
+        print(f"error: {explained}", file=sys.stderr)
+        return explained.exit_status
 
 
 def main(argv: list[str] | None = None) -> int:

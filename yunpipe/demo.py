@@ -21,16 +21,20 @@ from tqdm import tqdm
 
 from yunpipe import cli, paths
 from yunpipe.aws.session import open_aws
-from yunpipe.errors import YunpipeError
+from yunpipe.errors import InputError, YunpipeError
 from yunpipe.local import cloud
+from yunpipe.pipeline import location
 from yunpipe.pipeline import status as pipeline_status
 from yunpipe.pipeline.planner import Reader
-from yunpipe.pipeline.state import require_summary
+from yunpipe.pipeline.state import PipelineState, require_summary
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.specs.algorithm import load_algorithm
 from yunpipe.wrapper import images
 
 PIPELINE = "demo"
+# The demo's name when a pipeline called demo lives elsewhere (the user's own, on AWS), which the
+# demo must never touch: setup-pipe would refuse to deploy over it anyway.
+FALLBACK_PIPELINE = "demo-local"
 EXAMPLES = ("uppercase", "wordcount")
 BASE_IMAGE = "yunpipe/base:bookworm"
 # Longest wait for the results; the demo's files take seconds, this only bounds a broken run.
@@ -90,11 +94,26 @@ def _labelled_source(client, image: str) -> str | None:
         return None
 
 
-def write_workflow(folder: Path, references: list[str]) -> Path:
+def pipeline_name() -> str:
+    """PIPELINE, unless a pipeline of that name is recorded somewhere other than the local cloud
+    (one recorded before yunpipe kept places counts as elsewhere: it may be on AWS)."""
+    for name in (PIPELINE, FALLBACK_PIPELINE):
+        state = PipelineState.load(name)
+        if not state.exists or (state.summary.get("location") or {}).get("cloud") == "local":
+            if name != PIPELINE:
+                recorded = PipelineState.load(PIPELINE).summary.get("location")
+                where = location.describe(recorded) if recorded else "a place not recorded (an older yunpipe)"
+                say(f"a pipeline named {PIPELINE} lives in {where}; the demo deploys {name} instead and leaves it alone")
+            return name
+    raise InputError("yunpipe demo", "", f"pipelines '{PIPELINE}' and '{FALLBACK_PIPELINE}' both live elsewhere than "
+                     f"the local cloud; clean-up one of them first")
+
+
+def write_workflow(folder: Path, references: list[str], name: str = PIPELINE) -> Path:
     workflow = {
-        "name": PIPELINE,
-        "input_s3_name": "yunpipe-demo-input",
-        "output_s3_name": "yunpipe-demo-output",
+        "name": name,
+        "input_s3_name": f"yunpipe-{name}-input",
+        "output_s3_name": f"yunpipe-{name}-output",
         "region": "us-east-1",
         "idle_seconds": 10,
         "process": {
@@ -166,6 +185,8 @@ def show_results(results: list[Result], summary: dict) -> None:
 
 def run_demo(args) -> int:
     started = time.monotonic()
+    # First: a name clash is known without Docker or the local cloud.
+    name = pipeline_name()
     client = images.docker_client()
     try:
         client.images.get(BASE_IMAGE)
@@ -183,18 +204,18 @@ def run_demo(args) -> int:
     try:
         work = paths.home() / "demo"
         work.mkdir(parents=True, exist_ok=True)
-        workflow = write_workflow(work, references)
+        workflow = write_workflow(work, references, name)
         run("setup-pipe", "--local", "-f", str(workflow))
         keys = write_samples(work / "samples", args.files)
-        summary = require_summary(PIPELINE)
+        summary = require_summary(name)
         uploaded_at = time.time()
-        run("upload", "--local", PIPELINE, str(work / "samples"))
+        run("upload", "--local", name, str(work / "samples"))
         say(f"waiting for {len(keys)} results (queued / running / done / failed)")
         results = wait_for_results(summary, keys, uploaded_at)
         show_results(results, summary)
-        run("status", "--local", PIPELINE)
+        run("status", "--local", name)
         if not args.keep:
-            run("clean-up", "--local", "--purge", PIPELINE)
+            run("clean-up", "--local", "--purge", name)
     finally:
         if own_cloud is not None:
             own_cloud.stop()

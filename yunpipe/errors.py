@@ -21,3 +21,9 @@ class InputError(YunpipeError):
         self.expected = expected
         where = f"{source}: {field}" if field else source
         super().__init__(f"{where}: {expected}")
+
+
+class NotFoundError(YunpipeError):
+    """What the user named exists nowhere yunpipe looked (exit status 2)."""
+
+    exit_status = 2

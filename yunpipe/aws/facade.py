@@ -6,8 +6,13 @@ command can count its mutating calls and tests can watch (or fail) calls without
 import contextlib
 from typing import Any, Callable, Iterator
 
+from boto3.exceptions import Boto3Error
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
+from botocore.exceptions import (BotoCoreError, ClientError, EndpointConnectionError, HTTPClientError,
+                                 NoCredentialsError)
+from botocore.exceptions import ConnectionError as AwsConnectionError
+
+from yunpipe.errors import YunpipeError
 
 # Operations that only read. Anything else counts as a mutating call.
 READ_PREFIXES = ("Describe", "List", "Get", "Head")
@@ -19,7 +24,9 @@ BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
 # that raises stops the call.
 _observers: list[Callable[[str, str], None]] = []
 
-__all__ = ["Aws", "ClientError", "BotoCoreError", "UNREACHABLE", "error_code", "is_mutating", "watch_calls"]
+__all__ = ["Aws", "ClientError", "BotoCoreError", "UNREACHABLE", "error_code", "explain", "is_mutating", "watch_calls"]
+NO_CREDENTIALS = ("no AWS credentials found: pass --profile or set AWS_PROFILE, or set AWS_ACCESS_KEY_ID and "
+                  "AWS_SECRET_ACCESS_KEY (or use --local for the local cloud)")
 
 
 def is_mutating(operation: str) -> bool:
@@ -28,6 +35,21 @@ def is_mutating(operation: str) -> bool:
 
 def error_code(error: ClientError) -> str:
     return error.response.get("Error", {}).get("Code", "")
+
+
+def explain(error: BaseException) -> YunpipeError | None:
+    """An AWS failure no command handled, as one line (no credentials, no endpoint, a refusal);
+    None when `error` does not come from AWS."""
+    if isinstance(error, NoCredentialsError):
+        return YunpipeError(NO_CREDENTIALS)
+    if isinstance(error, (AwsConnectionError, HTTPClientError)):
+        message = f"cannot reach AWS: {error}"
+    elif isinstance(error, (ClientError, BotoCoreError, Boto3Error)):
+        message = str(error)
+    else:
+        return None
+    # Some botocore messages span lines (parameter validation); the user gets one.
+    return YunpipeError(" ".join(message.split()))
 
 
 @contextlib.contextmanager

@@ -1,12 +1,12 @@
 """setup-pipe, clean-up, create-lambda-exec-role, status and logs: each validates its input,
 plans, prints the plan and (unless --dry-run) applies it."""
-import contextlib
 import sys
 import time
 
-from yunpipe.aws.facade import UNREACHABLE, Aws, BotoCoreError, ClientError
+from yunpipe.aws.facade import UNREACHABLE, Aws
 from yunpipe.aws.session import open_aws
-from yunpipe.errors import InputError, YunpipeError
+from yunpipe.errors import InputError, NotFoundError, YunpipeError
+from yunpipe.pipeline import location
 from yunpipe.pipeline import model as m
 from yunpipe.pipeline import status
 from yunpipe.pipeline.executor import apply
@@ -60,9 +60,12 @@ def print_plan(title: str, plan: Plan, dry_run: bool) -> None:
         print(f"  {len(plan.calls)} change(s):")
 
 
-def compile_pipeline(args, workflow: ResolvedWorkflow) -> tuple[Aws, m.PipelineModel, bool]:
-    """The facade, the model for the real account/region/network, and whether AWS is offline."""
+def compile_pipeline(args, workflow: ResolvedWorkflow, state: PipelineState) -> tuple[Aws, m.PipelineModel, bool]:
+    """The facade, the model for the real account/region/network, and whether AWS is offline.
+    A pipeline of the same name recorded elsewhere stops it before anything is created."""
     spec = workflow.spec
+    # Another cloud or endpoint is seen without any AWS call (nor a running local cloud).
+    location.refuse_elsewhere(spec, state, location.intended(args))
     aws = _aws_for(args, spec.region)
     use_keys = getattr(args, "use_user_credential", False)
     credentials = {}
@@ -75,30 +78,23 @@ def compile_pipeline(args, workflow: ResolvedWorkflow) -> tuple[Aws, m.PipelineM
             raise YunpipeError("-uu: no AWS credentials found to store")
         target = m.Target(target.account_id, target.region, target.subnets, target.security_groups,
                           {"AWS_ACCESS_KEY_ID": "<your key id>", "AWS_SECRET_ACCESS_KEY": "<your secret key>"})
+    here = location.record(args, aws, target.account_id)
+    # Offline (dry-run), the account is a guess: not compared.
+    location.refuse_elsewhere(spec, state, {k: v for k, v in here.items() if not (offline and k == "account_id")})
     return aws, m.build_model(workflow, target, use_keys), offline
 
 
-@contextlib.contextmanager
-def aws_errors():
-    """AWS refusing or unreachable is explained in one line, not a traceback."""
-    try:
-        yield
-    except UNREACHABLE as error:
-        raise YunpipeError(f"cannot reach AWS: {error}") from None
-    except (ClientError, BotoCoreError) as error:
-        raise YunpipeError(str(error)) from None
+def summary_of(args, aws: Aws, model: m.PipelineModel) -> dict:
+    """The model's summary and where it is deployed, for the commands that name the pipeline."""
+    return {**model.summary(), "location": location.record(args, aws, model.target.account_id)}
 
 
+# AWS failures (no credentials, no endpoint, a refusal) become one line in cli.dispatch, for every verb.
 def run_setup_pipe(args) -> int:
     workflows = load_workflows(args.files)
-    with aws_errors():
-        return _setup_pipes(args, workflows)
-
-
-def _setup_pipes(args, workflows: list[ResolvedWorkflow]) -> int:
     for workflow in workflows:
-        aws, model, offline = compile_pipeline(args, workflow)
-        state = PipelineState.load(model.name)
+        state = PipelineState.load(workflow.spec.name)
+        aws, model, offline = compile_pipeline(args, workflow, state)
         reader = Reader(aws, offline)
         plan = Planner(reader, state.keys()).plan(model) + Sweeper(reader).plan(state.keys(), keep=model.keys())
         if offline:
@@ -110,7 +106,7 @@ def _setup_pipes(args, workflows: list[ResolvedWorkflow]) -> int:
         if args.dry_run:
             print("Dry run: nothing was changed.")
             continue
-        state.summary = model.summary()
+        state.summary = summary_of(args, aws, model)
         state.save()
         apply(plan, aws, state)
         print(f"Pipeline {model.name} is ready ({aws.mutating_calls} change(s) made).")
@@ -122,17 +118,12 @@ def _setup_pipes(args, workflows: list[ResolvedWorkflow]) -> int:
 def run_create_lambda_exec_role(args) -> int:
     args.dry_run = False
     workflows = load_workflows(args.files)
-    with aws_errors():
-        return _create_roles(args, workflows)
-
-
-def _create_roles(args, workflows: list[ResolvedWorkflow]) -> int:
     for workflow in workflows:
-        aws, model, _ = compile_pipeline(args, workflow)
-        state = PipelineState.load(model.name)
+        state = PipelineState.load(workflow.spec.name)
+        aws, model, _ = compile_pipeline(args, workflow, state)
         plan = Planner(Reader(aws), state.keys()).plan(model, [s.launcher_role for s in model.steps])
         print_plan(f"Launcher roles of pipeline {model.name}:", plan, dry_run=False)
-        state.summary = state.summary or model.summary()
+        state.summary = state.summary or summary_of(args, aws, model)
         apply(plan, aws, state)
         for step in model.steps:
             print(f"Launcher role of {step.name}: {step.launcher_role.arn}")
@@ -153,32 +144,44 @@ def _pipelines_to_clean(args, aws_for_discovery: Aws | None) -> list[str]:
             except UNREACHABLE:
                 if not args.dry_run:
                     raise
-    if not names:
+    if not names and not args.all:
         raise InputError("clean-up", "PIPELINE", "expected at least one pipeline name, or --all")
     return sorted(names)
 
 
 def run_clean_up(args) -> int:
-    with aws_errors():
-        return _clean_up(args)
-
-
-def _clean_up(args) -> int:
     discovery = _aws_for(args, None) if args.all else None
+    # Every pipeline is looked up before any is removed: a name found nowhere stops them all.
+    work = []
     for pipeline in _pipelines_to_clean(args, discovery):
         state = PipelineState.load(pipeline)
-        aws = _aws_for(args, state.summary.get("region"))
+        try:
+            aws = location.open_pipeline_aws(args, pipeline, state.summary)
+        except YunpipeError as error:
+            if not args.all:
+                raise
+            # --all removes what lives where the flags point; a pipeline elsewhere is named, not touched.
+            print(f"Skipped pipeline {pipeline}: {error}")
+            continue
         reader = Reader(aws)
         candidates = state.keys()
         try:
             candidates |= discover(reader, pipeline)
             candidates |= attached(reader, pipeline, {key for kind, key in candidates if kind == "function"})
+            if not candidates and not state.exists:
+                place = location.describe(location.record(args, aws, aws.account_id()))
+                raise NotFoundError(f"no pipeline '{pipeline}' found (no state on this machine, "
+                                    f"nothing tagged in {place})")
             plan = Sweeper(reader, args.purge).plan(candidates)
         except UNREACHABLE:
             if not args.dry_run:
                 raise
             plan = Plan(notes=("AWS is not reachable: these are the resources the state file records",)
                         + tuple(f"{kind} {key}" for kind, key in sorted(candidates)))
+        work.append((pipeline, state, aws, plan))
+    if args.all and not work:
+        print("No pipeline to clean up.")
+    for pipeline, state, aws, plan in work:
         print_plan(f"Clean up pipeline {pipeline}:", plan, args.dry_run)
         if args.dry_run:
             print("Dry run: nothing was changed.")
@@ -195,14 +198,14 @@ def _clean_up(args) -> int:
 
 def run_status(args) -> int:
     summary = require_summary(args.pipeline)
-    reader = Reader(_aws_for(args, summary["region"]))
+    reader = Reader(location.open_pipeline_aws(args, args.pipeline, summary))
     print(status.render(summary, status.collect(reader, summary)))
     return 0
 
 
 def run_logs(args) -> int:
     summary = require_summary(args.pipeline)
-    aws = _aws_for(args, summary["region"])
+    aws = location.open_pipeline_aws(args, args.pipeline, summary)
     steps = [s["name"] for s in summary["steps"]]
     if args.step and args.step not in steps:
         raise InputError("logs", "--step", f"expected one of the pipeline's steps ({', '.join(steps)}), got '{args.step}'")

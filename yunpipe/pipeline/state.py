@@ -1,5 +1,7 @@
 """A pipeline's state: what yunpipe created, recorded as it goes, so a half-done setup can be
 resumed or cleaned up. File: <YUNPIPE_HOME>/pipelines/<name>.json (schema-versioned JSON).
+summary["location"] (where the pipeline is deployed, yunpipe.pipeline.location) is an optional
+field of schema 1: files written before it existed still load, and are reached by flags.
 """
 import json
 import os

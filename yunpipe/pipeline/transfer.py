@@ -3,8 +3,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from yunpipe.aws.session import open_aws
-from yunpipe.errors import InputError
+from yunpipe.errors import InputError, YunpipeError
+from yunpipe.pipeline.location import open_pipeline_aws
+from yunpipe.pipeline.planner import Reader
 from yunpipe.pipeline.state import require_summary
 
 
@@ -25,8 +26,13 @@ def files_to_upload(paths: list[str], prefix: str = "") -> list[tuple[Path, str]
 def run_upload(args) -> int:
     summary = require_summary(args.pipeline)
     pairs = files_to_upload(args.paths, args.prefix)
-    s3 = open_aws(args, summary["region"]).client("s3")
+    aws = open_pipeline_aws(args, args.pipeline, summary)
     bucket = summary["input_bucket"]
+    # Asked before the progress bar starts: no AWS, or no bucket, is then one line and nothing else.
+    if not Reader(aws).bucket_exists(bucket):
+        raise YunpipeError(f"the input bucket {bucket} of pipeline {args.pipeline} does not exist; "
+                           f"run setup-pipe again")
+    s3 = aws.client("s3")
     with tqdm(total=sum(f.stat().st_size for f, _ in pairs), unit="B", unit_scale=True,
               desc=f"upload to {bucket}") as progress:
         for path, key in pairs:
@@ -37,7 +43,7 @@ def run_upload(args) -> int:
 
 def run_results(args) -> int:
     summary = require_summary(args.pipeline)
-    aws = open_aws(args, summary["region"])
+    aws = open_pipeline_aws(args, args.pipeline, summary)
     bucket = summary["output_bucket"]
     objects = list(aws.pages("s3", "list_objects_v2", "Contents", Bucket=bucket))
     if not args.download:

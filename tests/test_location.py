@@ -1,0 +1,190 @@
+"""A pipeline records where it lives: the commands that name it go back there without flags, a
+flag naming another place is an error, and setup-pipe never deploys over a same-named pipeline
+that lives elsewhere (the local demo over an AWS pipeline called demo)."""
+import json
+import socket
+import urllib.request
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from conftest import REGION, single_run
+from yunpipe import cli
+from yunpipe.aws.facade import watch_calls
+from yunpipe.local import state as local_state
+from yunpipe.pipeline.state import state_path
+
+ACCOUNT = "123456789012"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def server(aws_env, monkeypatch):
+    """A moto server on loopback. Anything not sent to loopback goes to a proxy on a closed
+    loopback port: a command that lost its way fails here instead of reaching out."""
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "127.0.0.1")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port())
+    moto.start()
+    endpoint = f"http://127.0.0.1:{moto._port}"
+    yield endpoint
+    # moto's backends are process-wide: leave the next test an empty AWS.
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=30)
+    moto.stop()
+
+
+def s3_at(endpoint):
+    return boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
+
+
+def location(pipeline="demo"):
+    return json.loads(state_path(pipeline).read_text())["summary"]["location"]
+
+
+def run(capsys, *argv):
+    """(exit status, stdout, stderr) of `yunpipe ARGV`."""
+    capsys.readouterr()
+    status = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_the_state_records_where_and_never_credentials(moto, change123, write_workflow, tmp_path, monkeypatch):
+    config, credentials = tmp_path / "config", tmp_path / "credentials"
+    config.write_text(f"[profile work]\nregion = {REGION}\n")
+    credentials.write_text("[work]\naws_access_key_id = work-key-id\naws_secret_access_key = work-secret\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    assert cli.setup_pipe_main(["-f", write_workflow(single_run()), "--profile", "work"]) == 0
+    assert location() == {"cloud": "aws", "endpoint_url": None, "account_id": ACCOUNT, "region": REGION,
+                          "profile": "work"}
+    text = state_path("demo").read_text()
+    assert "work-key-id" not in text and "work-secret" not in text and "testing" not in text
+
+
+def test_commands_go_to_the_recorded_endpoint_and_refuse_flags_naming_another_place(
+        server, change123, write_workflow, tmp_path, capsys, monkeypatch):
+    assert cli.setup_pipe_main(["-f", write_workflow(single_run()), "--endpoint-url", server]) == 0
+    assert location() == {"cloud": "aws", "endpoint_url": server, "account_id": ACCOUNT, "region": REGION,
+                          "profile": None}
+    sample = tmp_path / "a.txt"
+    sample.write_text("a")
+    assert run(capsys, "upload", "demo", str(sample))[0] == 0
+    assert [o["Key"] for o in s3_at(server).list_objects_v2(Bucket="demo-in-bucket")["Contents"]] == ["a.txt"]
+    s3_at(server).put_object(Bucket="demo-out-bucket", Key="a.txt", Body=b"A")
+    status, out, _ = run(capsys, "results", "demo")
+    assert status == 0 and "1 result(s) in s3://demo-out-bucket" in out
+    status, out, _ = run(capsys, "status", "demo")
+    assert status == 0 and "step change123-s3: 0 waiting" in out
+    assert run(capsys, "logs", "demo")[0] == 0
+    # A flag that agrees with the record is fine.
+    assert run(capsys, "status", "demo", "--endpoint-url", server, "--region", REGION)[0] == 0
+
+    where = f"pipeline 'demo' lives in AWS account {ACCOUNT} region {REGION} at {server}"
+    for argv, flag in (((("--local",), "--local")), (("--endpoint-url", "http://127.0.0.1:9"), "--endpoint-url"),
+                       (("--region", "eu-west-1"), "--region"), (("--localstack",), "--localstack")):
+        for verb in (("status", "demo"), ("logs", "demo"), ("results", "demo"), ("upload", "demo", str(sample)),
+                     ("clean-up", "demo")):
+            status, _, err = run(capsys, *verb, *argv)
+            assert status == 2, (verb, argv)
+            assert err.startswith(f"error: {flag}") and where in err and err.count("\n") == 1, err
+    for variable, value in (("AWS_ENDPOINT_URL", "http://127.0.0.1:9"), ("YUNPIPE_LOCAL", "1")):
+        with monkeypatch.context() as patch:
+            patch.setenv(variable, value)
+            status, _, err = run(capsys, "status", "demo")
+        assert status == 2 and err.startswith(f"error: {variable}") and where in err
+
+    assert run(capsys, "clean-up", "demo", "--purge")[0] == 0
+    assert s3_at(server).list_buckets()["Buckets"] == []
+    assert not state_path("demo").exists()
+
+
+def test_a_local_pipeline_is_found_on_the_local_cloud_while_it_runs(server, change123, write_workflow, tmp_path,
+                                                                   capsys):
+    port = int(server.rsplit(":", 1)[1])
+    local_state.write_state(server, port)
+    path = write_workflow(single_run())
+    assert cli.setup_pipe_main(["-f", path, "--local"]) == 0
+    assert location() == {"cloud": "local", "endpoint_url": server, "account_id": ACCOUNT, "region": REGION,
+                          "profile": None}
+    sample = tmp_path / "a.txt"
+    sample.write_text("a")
+    assert run(capsys, "upload", "demo", str(sample))[0] == 0
+    assert [o["Key"] for o in s3_at(server).list_objects_v2(Bucket="demo-in-bucket")["Contents"]] == ["a.txt"]
+    status, _, err = run(capsys, "status", "demo", "--endpoint-url", server)
+    assert status == 2 and "error: --endpoint-url" in err and "lives in the local cloud" in err
+
+    local_state.clear_state()
+    for verb in (("status", "demo"), ("logs", "demo"), ("results", "demo"), ("upload", "demo", str(sample)),
+                 ("clean-up", "demo")):
+        status, out, err = run(capsys, *verb)
+        assert status == 1 and out == ""
+        assert err == "error: pipeline 'demo' lives on the local cloud, which is not running: run `yunpipe local up`\n"
+    # Deploying it to AWS instead is refused before any AWS call.
+    with watch_calls() as calls:
+        status, _, err = run(capsys, "setup-pipe", "-f", path)
+    assert status == 2 and calls == []
+    assert f"{path}: name: pipeline 'demo' already lives in the local cloud" in err
+
+    local_state.write_state(server, port)
+    assert run(capsys, "clean-up", "demo", "--purge")[0] == 0
+    assert s3_at(server).list_buckets()["Buckets"] == []
+
+
+def test_a_state_without_a_location_is_reached_with_the_flags(moto, change123, write_workflow, capsys):
+    """Written before yunpipe recorded places: same schema_version, no "location"."""
+    path = write_workflow(single_run())
+    assert cli.setup_pipe_main(["-f", path]) == 0
+    document = json.loads(state_path("demo").read_text())
+    del document["summary"]["location"]
+    state_path("demo").write_text(json.dumps(document))
+    status, out, _ = run(capsys, "status", "demo", "--region", REGION)
+    assert status == 0 and "step change123-s3: 0 waiting" in out
+    # The next setup-pipe records it.
+    assert cli.setup_pipe_main(["-f", path]) == 0
+    assert location()["cloud"] == "aws" and json.loads(state_path("demo").read_text())["schema_version"] == 1
+
+
+def test_setup_pipe_refuses_a_name_that_lives_in_aws_for_the_local_cloud(moto, change123, write_workflow, capsys):
+    path = write_workflow(single_run())
+    assert cli.setup_pipe_main(["-f", path]) == 0
+    before = state_path("demo").read_text()
+    # No local cloud runs: the refusal comes first, with no AWS call at all.
+    with watch_calls() as calls:
+        status, _, err = run(capsys, "setup-pipe", "--local", "-f", path)
+    assert status == 2 and calls == []
+    assert err == (f"error: {path}: name: pipeline 'demo' already lives in AWS account {ACCOUNT} region {REGION} "
+                   f"({state_path('demo')}); clean-up demo first, or pick another name\n")
+    assert state_path("demo").read_text() == before
+
+
+def test_setup_pipe_refuses_the_same_name_in_another_region(moto, change123, write_workflow, capsys):
+    assert cli.setup_pipe_main(["-f", write_workflow(single_run())]) == 0
+    before = state_path("demo").read_text()
+    moved = write_workflow(single_run(region="eu-west-1"), "moved.json")
+    with watch_calls() as calls:
+        status, _, err = run(capsys, "setup-pipe", "-f", moved)
+        assert run(capsys, "create-lambda-exec-role", "-f", moved)[0] == 2
+    assert status == 2 and [c for c in calls if not c[1].startswith(("Get", "Describe", "List", "Head"))] == []
+    assert f"{moved}: name: pipeline 'demo' already lives in AWS account {ACCOUNT} region {REGION}" in err
+    assert state_path("demo").read_text() == before
+
+
+def test_demo_refuses_when_both_of_its_names_live_elsewhere(aws_env, capsys):
+    from yunpipe.pipeline.state import PipelineState
+    for name in ("demo", "demo-local"):
+        PipelineState(name, {"pipeline": name, "location": {
+            "cloud": "aws", "endpoint_url": None, "account_id": ACCOUNT, "region": REGION, "profile": None}}).save()
+    status, _, err = run(capsys, "demo")
+    assert status == 2
+    assert err == ("error: yunpipe demo: pipelines 'demo' and 'demo-local' both live elsewhere than the local cloud; "
+                   "clean-up one of them first\n")

@@ -1,0 +1,124 @@
+"""Where a pipeline lives, recorded when it is deployed so the commands that name it (status,
+logs, upload, results, clean-up) go back there without --local or --endpoint-url again.
+
+Recorded as summary["location"] in the pipeline's state:
+    {"cloud": "local" | "localstack" | "aws", "endpoint_url": str | None, "account_id": str,
+     "region": str, "profile": str | None}
+Never credentials. The field was added to schema_version 1 backward-compatibly: a summary
+without it (written by an older yunpipe) is reached with the command's flags, as before.
+"""
+import argparse
+import os
+
+from yunpipe.aws.facade import Aws
+from yunpipe.aws.session import open_aws, wants_local
+from yunpipe.errors import InputError, YunpipeError
+from yunpipe.local import state as local_state
+from yunpipe.pipeline.state import PipelineState, state_path
+
+
+def cloud_of(args) -> str:
+    if wants_local(args):
+        return "local"
+    return "localstack" if getattr(args, "localstack", False) else "aws"
+
+
+def _flag_endpoint(args) -> str | None:
+    # As in open_aws: an explicit flag wins over AWS_ENDPOINT_URL, which boto3 reads itself.
+    return getattr(args, "endpoint_url", None) or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+def record(args, aws: Aws, account_id: str) -> dict:
+    """Where `aws` (opened from `args`) deploys."""
+    cloud = cloud_of(args)
+    if cloud == "local":
+        endpoint = aws.endpoint_url
+    elif cloud == "localstack":
+        endpoint = aws.client("sts").meta.endpoint_url
+    else:
+        endpoint = _flag_endpoint(args)
+    profile = None if cloud == "local" else getattr(args, "profile", None) or os.environ.get("AWS_PROFILE") or None
+    return {"cloud": cloud, "endpoint_url": endpoint, "account_id": account_id, "region": aws.region,
+            "profile": profile}
+
+
+def describe(location: dict) -> str:
+    if location["cloud"] == "local":
+        return "the local cloud"
+    name = "LocalStack" if location["cloud"] == "localstack" else "AWS"
+    text = f"{name} account {location.get('account_id')} region {location.get('region')}"
+    if location.get("endpoint_url") and location["cloud"] == "aws":
+        text += f" at {location['endpoint_url']}"
+    if location.get("profile"):
+        text += f" (profile {location['profile']})"
+    return text
+
+
+def same_place(recorded: dict, current: dict) -> bool:
+    """Keys missing from `current` are not known yet and not compared. One local cloud per
+    machine: its endpoint (port) may change between runs and is still the same place."""
+    if recorded["cloud"] != current["cloud"]:
+        return False
+    keys = ("region", "account_id") if recorded["cloud"] == "local" else ("endpoint_url", "region", "account_id")
+    return all(recorded.get(key) == current[key] for key in keys if key in current)
+
+
+def refuse_elsewhere(spec, state: PipelineState, current: dict) -> None:
+    """setup-pipe must not overwrite the state of a same-named pipeline that lives elsewhere
+    (a local demo over an AWS pipeline called demo): it would lose track of that one."""
+    recorded = state.summary.get("location")
+    if recorded and not same_place(recorded, current):
+        raise InputError(spec.source, "name", f"pipeline '{spec.name}' already lives in {describe(recorded)} "
+                         f"({state_path(spec.name)}); clean-up {spec.name} first, or pick another name")
+
+
+def check_flags(args, pipeline: str, location: dict) -> None:
+    """A flag (or its environment variable) naming another place than the record is an error,
+    not a silent detour. --profile is who you are, not where the pipeline is: it may differ."""
+    cloud = location["cloud"]
+    lives = f"pipeline '{pipeline}' lives in {describe(location)}; drop the flag, yunpipe goes there by itself"
+
+    def contradiction(flag: str, value: str = "") -> InputError:
+        return InputError(flag, value, f"contradicts where {lives}")
+
+    if getattr(args, "local", False) and cloud != "local":
+        raise contradiction("--local")
+    if os.environ.get("YUNPIPE_LOCAL") == "1" and cloud != "local":
+        raise contradiction("YUNPIPE_LOCAL=1")
+    if getattr(args, "localstack", False) and cloud != "localstack":
+        raise contradiction("--localstack")
+    flag = getattr(args, "endpoint_url", None)
+    if flag and (cloud != "aws" or flag != location.get("endpoint_url")):
+        raise contradiction("--endpoint-url", flag)
+    variable = os.environ.get("AWS_ENDPOINT_URL")
+    if cloud == "aws" and not flag and variable and variable != location.get("endpoint_url"):
+        raise contradiction("AWS_ENDPOINT_URL", variable)
+    region = getattr(args, "region", None)
+    if region and region != location["region"]:
+        raise contradiction("--region", region)
+
+
+def open_pipeline_aws(args, pipeline: str, summary: dict) -> Aws:
+    """The facade for where the pipeline lives; the command's flags for a summary recorded
+    before yunpipe kept the location."""
+    location = summary.get("location")
+    if location is None:
+        aws = open_aws(args, summary.get("region"))
+        if not aws.region:
+            raise YunpipeError("no AWS region: pass --region, or set region in the workflow or your AWS profile")
+        return aws
+    check_flags(args, pipeline, location)
+    if location["cloud"] == "local" and local_state.read_state() is None:
+        raise YunpipeError(f"pipeline '{pipeline}' lives on the local cloud, which is not running: "
+                           "run `yunpipe local up`")
+    there = argparse.Namespace(
+        local=location["cloud"] == "local", localstack=location["cloud"] == "localstack",
+        profile=getattr(args, "profile", None) or location.get("profile"), region=location["region"],
+        endpoint_url=location.get("endpoint_url") if location["cloud"] == "aws" else None)
+    return open_aws(there)
+
+
+def intended(args) -> dict:
+    """The place as far as the flags alone tell, before any AWS call."""
+    cloud = cloud_of(args)
+    return {"cloud": cloud, "endpoint_url": _flag_endpoint(args)} if cloud == "aws" else {"cloud": cloud}
