@@ -26,6 +26,7 @@ import boto3
 import docker
 import pytest
 
+from strict_aws import StrictAws
 from yunpipe import cli
 from yunpipe.local.cloud import LocalCloud
 from yunpipe.local.ecs_runner import LABEL_CLUSTER, LABEL_TASK
@@ -92,14 +93,19 @@ def yunpipe_home(tmp_path_factory):
 
 @pytest.fixture(scope="package")
 def local_cloud(docker_client, yunpipe_home):
+    """The local cloud, its moto held to real AWS's rules (tests/strict_aws.py) on the real clock.
+    AWS's delays are shortened (a role assumable after 1 s, a queue name free 5 s after its
+    deletion) so the suite stays quick; the deploy tests wait out the real ones on a manual clock."""
     cloud = LocalCloud(port=0, regions=[REGION], schedule_speedup=SCHEDULE_SPEEDUP, docker_client=docker_client)
-    cloud.start()
-    try:
-        yield cloud
-    finally:
-        # moto keeps its backends after the server stops: leave the next local cloud an empty one.
-        urllib.request.urlopen(urllib.request.Request(f"{cloud.endpoint_url}/moto-api/reset", method="POST"), timeout=30)
-        cloud.stop()
+    with StrictAws(role_propagation_seconds=1.0, queue_reuse_seconds=5.0).active():
+        cloud.start()
+        try:
+            yield cloud
+        finally:
+            # moto keeps its backends after the server stops: leave the next local cloud an empty one.
+            urllib.request.urlopen(urllib.request.Request(f"{cloud.endpoint_url}/moto-api/reset", method="POST"),
+                                   timeout=30)
+            cloud.stop()
 
 
 @pytest.fixture(scope="package")
