@@ -5,6 +5,7 @@ import json
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from conftest import REGION, record_algorithm, single_run
@@ -106,6 +107,23 @@ def test_eventual_consistency_retries_give_up_after_the_budget(aws_env, change12
     assert "cannot be assumed by Lambda" in capsys.readouterr().err
     assert executor.RETRY_BUDGET_SECONDS <= strict.clock.time() <= executor.RETRY_BUDGET_SECONDS + 2 * \
         executor.RETRY_MAX_DELAY
+
+
+def test_a_lasting_invalid_parameter_fails_at_once(moto, change123, write_workflow, capsys):
+    """Only the role's "cannot be assumed" passes with time; any other invalid parameter of the
+    same code is a mistake that waiting does not fix."""
+    moto.clock.sleep(60)  # roles are assumable at once; time is only spent by backing off
+
+    def invalid_runtime(service, operation):
+        if operation == "CreateFunction":
+            raise ClientError({"Error": {"Code": "InvalidParameterValueException",
+                                         "Message": "The runtime parameter of python3.12 is not supported"}}, operation)
+
+    started = moto.clock.time()
+    with watch_calls(invalid_runtime):
+        assert cli.setup_pipe_main(["-f", write_workflow(single_run())]) == 1
+    assert "runtime parameter" in capsys.readouterr().err
+    assert moto.clock.time() == started
 
 
 def test_a_request_between_fargate_sizes_is_rounded_up_and_the_plan_says_so(moto, aws_env, write_workflow, capsys):

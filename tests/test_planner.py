@@ -33,7 +33,7 @@ def test_empty_account_plan(moto, change123):
     function = next(c for c in plan.calls if c.operation == "create_function")
     assert function.params["Environment"]["Variables"]["YUNPIPE_QUEUE_URL"] == Ref(
         "queue_url:yunpipe-demo-change123-s3-queue")
-    assert function.retry_codes  # a new role takes a moment to become assumable
+    assert function.retry_on  # a new role takes a moment to become assumable
 
 
 def test_offline_plans_everything_without_a_call(aws_env, change123):

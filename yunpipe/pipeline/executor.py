@@ -35,7 +35,8 @@ def _invoke(aws: Aws, call: Call, params: dict) -> dict:
             code = error_code(error)
             if code in call.done_codes:
                 return {}
-            if code not in call.retry_codes or waited >= RETRY_BUDGET_SECONDS:
+            message = error.response.get("Error", {}).get("Message", "")
+            if not any(t.matches(code, message) for t in call.retry_on) or waited >= RETRY_BUDGET_SECONDS:
                 raise
             backoff_sleep(delay)
             waited += delay

@@ -11,6 +11,18 @@ class Ref:
 
 
 @dataclass(frozen=True)
+class Transient:
+    """An AWS error that passes with time: its code and, where the code also covers lasting
+    mistakes (InvalidParameterValueException), a part of its message."""
+
+    code: str
+    message: str = ""
+
+    def matches(self, code: str, message: str) -> bool:
+        return code == self.code and self.message in message
+
+
+@dataclass(frozen=True)
 class Call:
     service: str
     operation: str  # the boto3 method name
@@ -22,9 +34,9 @@ class Call:
     # After success: record the resource in the state ("add"), forget it ("remove"), or neither.
     record: str = "add"
     outputs: tuple[tuple[str, str], ...] = ()  # (Ref name, response field) to keep
-    # Error codes of AWS's eventual consistency (a role not yet assumable, a queue name
-    # deleted moments ago, tasks still stopping): retried with backoff.
-    retry_codes: tuple[str, ...] = ()
+    # AWS's eventual consistency (a role not yet assumable, a queue name deleted moments
+    # ago, tasks still stopping): retried with backoff.
+    retry_on: tuple[Transient, ...] = ()
     # Error codes meaning the work is already done (a delete of something already gone).
     done_codes: tuple[str, ...] = ()
 

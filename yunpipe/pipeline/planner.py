@@ -9,7 +9,7 @@ from typing import Any, Iterable
 from yunpipe.aws.facade import UNREACHABLE, Aws, ClientError, error_code
 from yunpipe.errors import InputError, YunpipeError
 from yunpipe.pipeline import model as m
-from yunpipe.pipeline.plan import Call, Plan, Ref
+from yunpipe.pipeline.plan import Call, Plan, Ref, Transient
 
 NO_QUEUE = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
 NO_BUCKET = ("404", "NoSuchBucket", "NotFound")
@@ -17,6 +17,12 @@ NOT_FOUND = ("ResourceNotFoundException",)
 # Lambda keeps this many of an account's executions unreserved; an account with fewer
 # to spare (new accounts start at 10 in all) cannot reserve any.
 MIN_UNRESERVED_EXECUTIONS = 100
+# SQS refuses a queue name for 60 s after its deletion (a setup right after a clean-up).
+QUEUE_NAME_IN_USE = (Transient("AWS.SimpleQueueService.QueueDeletedRecently"), Transient("QueueDeletedRecently"))
+# Lambda is eventually consistent: a new role is not assumable for some seconds, and a function
+# being created or updated rejects another change for a moment.
+LAMBDA_SETTLING = (Transient("InvalidParameterValueException", "cannot be assumed by Lambda"),
+                   Transient("ResourceConflictException"))
 NOTIFICATION_KEYS = ("TopicConfigurations", "QueueConfigurations", "LambdaFunctionConfigurations",
                      "EventBridgeConfiguration")
 
@@ -184,10 +190,8 @@ class Planner:
             self.queue_urls[queue.name] = ref
             call = self._call(queue, "create", "sqs", "create_queue", f"create queue {queue.name} (encrypted)",
                               QueueName=queue.name, Attributes=dict(queue.attributes), tags=dict(queue.tags))
-            # SQS refuses a queue name for 60 s after its deletion (a setup right after a clean-up).
             return [dataclasses.replace(call, outputs=((ref.name, "QueueUrl"),),
-                                        retry_codes=("AWS.SimpleQueueService.QueueDeletedRecently",
-                                                     "QueueDeletedRecently"))]
+                                        retry_on=QUEUE_NAME_IN_USE)]
         self.queue_urls[queue.name] = url
         current = self.reader.read("sqs", "get_queue_attributes", QueueUrl=url, AttributeNames=["All"])["Attributes"]
         changed = {k: v for k, v in queue.attributes.items() if not _same_attribute(k, current.get(k), v)}
@@ -260,28 +264,26 @@ class Planner:
         configuration = {"Role": function.role_arn, "Handler": m.LAUNCHER_HANDLER, "Runtime": m.LAUNCHER_RUNTIME,
                          "Timeout": m.LAUNCHER_TIMEOUT, "MemorySize": m.LAUNCHER_MEMORY,
                          "Environment": {"Variables": environment}}
-        # Lambda is eventually consistent: a new role may not be assumable yet, and a
-        # function being created or updated rejects another update for a moment.
-        retry = ("InvalidParameterValueException", "ResourceConflictException")
+        retry = LAMBDA_SETTLING
         if found is None:
             return [Call("lambda", "create_function",
                          {"FunctionName": function.name, "Code": {"ZipFile": function.code},
                           "Tags": dict(function.tags), **configuration},
                          f"create launcher Lambda {function.name} ({m.LAUNCHER_RUNTIME})",
-                         function.kind, function.key, "create", retry_codes=retry)] + self._concurrency(function, None)
+                         function.kind, function.key, "create", retry_on=retry)] + self._concurrency(function, None)
         calls = self._concurrency(function, found.get("Concurrency", {}).get("ReservedConcurrentExecutions"))
         current = found["Configuration"]
         if current.get("CodeSha256") != function.code_sha256:
             calls.append(Call("lambda", "update_function_code", {"FunctionName": function.name, "ZipFile": function.code},
                               f"update the code of launcher Lambda {function.name}", function.kind, function.key,
-                              "update", retry_codes=retry))
+                              "update", retry_on=retry))
         current_environment = (current.get("Environment") or {}).get("Variables", {})
         if (any(current.get(k) != v for k, v in configuration.items() if k != "Environment")
                 or current_environment != environment):
             calls.append(Call("lambda", "update_function_configuration",
                               {"FunctionName": function.name, **configuration},
                               f"update the configuration of launcher Lambda {function.name}", function.kind,
-                              function.key, "update", retry_codes=retry))
+                              function.key, "update", retry_on=retry))
         return calls
 
     def _concurrency(self, function: m.Function, reserved: int | None) -> list[Call]:
@@ -307,7 +309,7 @@ class Planner:
                      {"FunctionName": function.name, "ReservedConcurrentExecutions": m.LAUNCHER_RESERVED_CONCURRENCY},
                      f"run one launch of {function.name} at a time (so uploads arriving together never start "
                      "more tasks than files)", function.kind, function.key, "update",
-                     retry_codes=("ResourceConflictException",))]
+                     retry_on=(Transient("ResourceConflictException"),))]
 
     def _permission(self, permission: m.Permission, model: m.PipelineModel) -> list[Call]:
         statement = self.reader.policy_statements(permission.function).get(permission.sid)

@@ -8,7 +8,7 @@ import dataclasses
 import re
 
 from yunpipe.pipeline import model as m
-from yunpipe.pipeline.plan import Call, Plan
+from yunpipe.pipeline.plan import Call, Plan, Transient
 from yunpipe.pipeline.planner import NO_QUEUE, NOT_FOUND, Reader
 
 # Dependents before what they depend on.
@@ -172,7 +172,7 @@ class Sweeper:
                                   resourceArn=found["clusters"][0]["clusterArn"], tagKeys=[m.TAG_KEY]))
         call = self._delete("cluster", name, "ecs", "delete_cluster", f"delete ECS cluster {name}", cluster=name)
         # Stopped tasks take a moment to leave the cluster.
-        calls.append(dataclasses.replace(call, retry_codes=("ClusterContainsTasksException",)))
+        calls.append(dataclasses.replace(call, retry_on=(Transient("ClusterContainsTasksException"),)))
         return calls
 
     def _queue(self, name: str) -> list[Call]:
