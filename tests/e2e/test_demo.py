@@ -3,6 +3,8 @@ import re
 
 import pytest
 
+from yunpipe.pipeline.state import PipelineState, state_path
+
 from .conftest import run_cli
 
 pytestmark = pytest.mark.e2e
@@ -20,3 +22,20 @@ def test_demo_wraps_runs_a_two_step_pipeline_prints_results_and_cleans_up(local_
     status, out = run_cli("demo", "--files", "2")
     assert status == 0, out
     assert re.search(r"uppercase@\d+ is up to date", out) and re.search(r"wordcount@\d+ is up to date", out)
+
+
+def test_demo_leaves_an_aws_pipeline_called_demo_alone(local_cloud):
+    aws_demo = PipelineState("demo", {"pipeline": "demo", "location": {
+        "cloud": "aws", "endpoint_url": None, "account_id": "111122223333", "region": "eu-west-1", "profile": None}})
+    aws_demo.save()
+    before = state_path("demo").read_text()
+    try:
+        status, out = run_cli("demo", "--files", "1")
+        assert status == 0, out
+        assert "a pipeline named demo lives in AWS account 111122223333 region eu-west-1" in out
+        assert "s3://yunpipe-demo-local-output/sample-000.txt" in out
+        assert "Pipeline demo-local is cleaned up." in out
+        assert state_path("demo").read_text() == before
+    finally:
+        aws_demo.delete()
+
