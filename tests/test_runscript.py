@@ -10,6 +10,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from yunpipe.runtime import runscript
@@ -433,6 +434,29 @@ def test_url_encoded_key_in_message_falls_back_to_the_decoded_object(step):
     step.send("my+data/a%20b.txt")
     step.run(alg)
     assert step.output_keys() == ["my data/a b.txt"]
+    assert step.output("my data/a b.txt") == b"DECODED"
+    assert step.queue_counts() == (0, 0)
+
+
+def test_url_encoded_key_falls_back_when_s3_answers_403_as_it_does_to_the_task_role(step):
+    """The task role may not s3:ListBucket (least privilege), and to such a caller real S3
+    answers a missing key with 403 AccessDenied, not 404 (moto always answers 404)."""
+    checker = boto3.client("s3")
+
+    def answer_as_to_the_task_role(operation, code):  # a HEAD response has no body, so no error code
+        def check(params, **_):
+            try:
+                checker.head_object(Bucket=params["Bucket"], Key=params["Key"])
+            except ClientError:
+                raise ClientError({"Error": {"Code": code, "Message": "Access Denied"}}, operation) from None
+        return check
+
+    for operation, code in (("GetObject", "AccessDenied"), ("HeadObject", "403")):
+        step.s3.meta.events.register(f"before-parameter-build.s3.{operation}", answer_as_to_the_task_role(operation, code))
+    alg = step.algorithm("sh -c 'tr a-z A-Z < $input > $output'")
+    step.put("my data/a b.txt", b"decoded")
+    step.send("my+data/a%20b.txt")
+    step.run(alg)
     assert step.output("my data/a b.txt") == b"DECODED"
     assert step.queue_counts() == (0, 0)
 

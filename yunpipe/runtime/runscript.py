@@ -439,7 +439,9 @@ def parse_body(body: str) -> Tuple[str, str, Optional[str], Optional[int]]:
 
 
 def _not_found(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound")
+    # The task role may not list its input bucket, and S3 answers such a caller's request for a
+    # missing key with 403, not 404.
+    return exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound", "403", "AccessDenied")
 
 
 def _remove(path: str) -> None:
