@@ -94,7 +94,7 @@ def _stopped(cloud, cluster, arn):
 
 
 def _task_containers(docker_client, arn):
-    return docker_client.containers.list(all=True, filters={"label": f"yunpipe.task-arn={arn}"})
+    return docker_client.containers.list(all=True, filters={"label": f"yunpipe.task-arn={arn}"}, ignore_removed=True)
 
 
 def _step(cloud, name, command, reserved_concurrency=None):
@@ -368,7 +368,7 @@ def test_a_local_cloud_removes_only_its_own_and_orphaned_containers(home, docker
         local = LocalCloud(port=0)
         local.start()
         local.stop()
-        remaining = {c.id for c in docker_client.containers.list(all=True, filters={"label": LABEL})}
+        remaining = {c.id for c in docker_client.containers.list(all=True, filters={"label": LABEL}, ignore_removed=True)}
         assert alive.id in remaining and orphan.id not in remaining
     finally:
         for container in (alive, orphan):

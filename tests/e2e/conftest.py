@@ -196,7 +196,8 @@ class Pipeline:
         """The runner's running Docker containers for this pipeline's tasks (one cluster per pipeline)."""
         summary = self.summary
         cluster = f"arn:aws:ecs:{summary['region']}:{summary['account_id']}:cluster/{summary['cluster']}"
-        return self.daemon.containers.list(filters={"label": f"{LABEL_CLUSTER}={cluster}"})
+        # ignore_removed: a task container may be removed between the listing and its inspection.
+        return self.daemon.containers.list(filters={"label": f"{LABEL_CLUSTER}={cluster}"}, ignore_removed=True)
 
     @staticmethod
     def task_of(container) -> str:

@@ -71,7 +71,8 @@ def owner_id() -> str:
 def remove_local_containers(docker_client: docker.DockerClient, owner: str | None = None) -> int:
     """Only one local cloud's containers, or those left by dead ones: several local clouds (a
     user's, a test run's, a benchmark's) may share one Docker daemon."""
-    containers = docker_client.containers.list(all=True, filters={"label": LABEL})
+    # ignore_removed: another local cloud may be removing its containers at the same moment.
+    containers = docker_client.containers.list(all=True, filters={"label": LABEL}, ignore_removed=True)
     if owner is None:
         doomed = [c for c in containers if not process_alive(int(c.labels.get(LABEL, "0") or 0))]
     else:
