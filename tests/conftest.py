@@ -21,7 +21,8 @@ REGION = "us-east-1"
 BASE_IMAGE = "yunpipe/base:bookworm"
 
 
-def _closed_loopback_port() -> int:
+def free_port() -> int:
+    """A loopback port nothing listens on (at the time of asking)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -34,7 +35,7 @@ def pytest_configure(config):
     home of their own set one."""
     isolated = Path(tempfile.mkdtemp(prefix="yunpipe-tests-"))
     os.environ.update({
-        "YUNPIPE_LOCAL_REGISTRY": f"127.0.0.1:{_closed_loopback_port()}",
+        "YUNPIPE_LOCAL_REGISTRY": f"127.0.0.1:{free_port()}",
         "YUNPIPE_HOME": str(isolated / "home"),
         "AWS_CONFIG_FILE": str(isolated / "aws-config"),
         "AWS_SHARED_CREDENTIALS_FILE": str(isolated / "aws-credentials"),

@@ -1,7 +1,6 @@
 """The deploy engine against AWS's own rules (tests/strict_aws.py), each rule met by setup-pipe
 and clean-up through the command line. Every deploy test's `moto` is strict; these tests put
 each rule where it bites and check the engine got through it the way AWS wants."""
-import json
 
 import boto3
 import pytest

@@ -2,26 +2,19 @@
 flag naming another place is an error, and setup-pipe never deploys over a same-named pipeline
 that lives elsewhere (the local demo over an AWS pipeline called demo)."""
 import json
-import socket
 import urllib.request
 
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from conftest import REGION, single_run
+from conftest import REGION, free_port, single_run
 from yunpipe import cli
 from yunpipe.aws.facade import watch_calls
 from yunpipe.local import state as local_state
 from yunpipe.pipeline.state import state_path
 
 ACCOUNT = "123456789012"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

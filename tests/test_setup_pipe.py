@@ -1,14 +1,13 @@
 """setup-pipe end to end against moto: the resources, their settings and tags, idempotence,
 resuming after a failure, and the launcher driving the deployed queue."""
 import json
-import socket
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
-from conftest import REGION, record_algorithm, single_run
+from conftest import REGION, free_port, record_algorithm, single_run
 from yunpipe import cli
 from yunpipe.aws.facade import is_mutating, watch_calls
 from yunpipe.lambda_src import launcher
@@ -329,12 +328,6 @@ def test_local_deploys_to_the_announced_endpoint(aws_env, change123, capsys):
         assert s3.list_buckets()["Buckets"] == []
     finally:
         server.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_unreachable_aws_outside_a_dry_run_is_one_clear_error(change123, monkeypatch, capsys):

@@ -2,7 +2,6 @@
 import argparse
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import unavailable
+from conftest import free_port, unavailable
 from yunpipe.errors import InputError
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.specs.algorithm import load_algorithm
@@ -341,19 +340,13 @@ def test_a_failing_build_step_shows_its_output_and_records_nothing(home, docker_
     assert recorded(home) == []
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def local_registry(tmp_path, monkeypatch):
     """Debian's docker-registry on a loopback port of its own, named by YUNPIPE_LOCAL_REGISTRY."""
     program = shutil.which("docker-registry")
     if not program:
         unavailable("the Debian package docker-registry is not installed")
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     config = tmp_path / "registry.yml"
     config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'registry'}\n"
                       f"http:\n  addr: {address}\n")
