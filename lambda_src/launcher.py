@@ -26,8 +26,9 @@ LOG = logging.getLogger("yunpipe.launcher")
 # The Lambda runtime leaves the root logger at WARNING; the summary line is INFO.
 LOG.setLevel(logging.INFO)
 
-# SQS SendMessageBatch and ECS RunTask both take at most 10 per call.
+# SQS SendMessageBatch and ECS RunTask both take at most 10 per call; DescribeTasks 100.
 BATCH_SIZE = 10
+DESCRIBE_BATCH = 100
 # Failed batch entries are resent this many more times before the event is failed.
 SEND_RETRIES = 2
 # RunTask capacity failures: retried this many times, sleeping 0.5 s, 1 s, 2 s (3.5 s in all),
@@ -231,8 +232,9 @@ def top_up_workers(config: Config, clients: Clients, just_sent: int, sleep: Call
 
     The messages are already safe in the queue, so a failure here is logged and left to the
     scheduled run rather than failing the event (a retried event would queue duplicates).
+    "started" counts the tasks this launch added and kept (see keep_within_cap).
     """
-    running = 0
+    running, started, stopped = 0, [], 0
     try:
         running = count_running_tasks(clients.ecs, config)
         if running >= config.concurrency:
@@ -246,19 +248,63 @@ def top_up_workers(config: Config, clients: Clients, just_sent: int, sleep: Call
         waiting = max(int(attributes.get("ApproximateNumberOfMessages", 0)), just_sent)
         wanted = max(0, min(waiting, config.concurrency) - running)
         started, failures = run_tasks(clients.ecs, config, wanted, sleep)
+        if started:
+            stopped = keep_within_cap(clients.ecs, config, started)
     except (ClientError, BotoCoreError) as error:
         LOG.exception("yunpipe launcher %s/%s: could not top up workers", config.pipeline, config.step)
         code = error.response["Error"].get("Code", "") if isinstance(error, ClientError) else type(error).__name__
-        return {"started": 0, "running": running, "failures": [{"reason": code, "detail": str(error)}]}
-    return {"started": started, "running": running, "failures": failures}
+        return {"started": len(started) - stopped, "running": running,
+                "failures": [{"reason": code, "detail": str(error)}]}
+    return {"started": len(started) - stopped, "running": running, "failures": failures}
 
 
-def count_running_tasks(ecs: Any, config: Config) -> int:
+def running_task_arns(ecs: Any, config: Config) -> list[str]:
     """Tasks of this step that are running or about to (desired status RUNNING includes PENDING)."""
     pages = ecs.get_paginator("list_tasks").paginate(
         cluster=config.cluster, startedBy=config.started_by, desiredStatus="RUNNING"
     )
-    return sum(len(page.get("taskArns", [])) for page in pages)
+    return [arn for page in pages for arn in page.get("taskArns", [])]
+
+
+def count_running_tasks(ecs: Any, config: Config) -> int:
+    return len(running_task_arns(ecs, config))
+
+
+def keep_within_cap(ecs: Any, config: Config, started: list[str]) -> int:
+    """Stop what this launch started beyond the step's cap; returns how many it stopped.
+
+    Launches of one step run one at a time where the launcher has reserved concurrency 1. An
+    account too small for that (AWS keeps 100 executions unreserved) runs them side by side,
+    and each may start tasks for the same waiting messages. Every launch that started tasks then
+    ranks all the step's tasks oldest first (by createdAt, its own last among equals), keeps the
+    first `cap` and stops only its own beyond them. The launch that looks last sees every task, and its own
+    are the newest, so it stops them: no more than `cap` stay, and no task that was already at
+    work is touched. A stopped task is seconds old and has most likely taken no message yet (if
+    it had, the message returns after its visibility timeout).
+    """
+    arns = running_task_arns(ecs, config)
+    if len(arns) <= config.concurrency:
+        return 0
+    tasks = []
+    for start in range(0, len(arns), DESCRIBE_BATCH):
+        tasks += ecs.describe_tasks(cluster=config.cluster, tasks=arns[start : start + DESCRIBE_BATCH])["tasks"]
+    mine = set(started)
+    ranked = sorted(tasks, key=lambda task: _age_rank(task, mine))
+    keep = {task["taskArn"] for task in ranked[: config.concurrency]}
+    surplus = [arn for arn in started if arn not in keep]
+    for arn in surplus:
+        ecs.stop_task(cluster=config.cluster, task=arn, reason="yunpipe launcher: above the step's concurrency cap")
+    if surplus:
+        LOG.info("yunpipe launcher %s/%s: stopped %d task(s) above the cap of %d started by a simultaneous launch",
+                 config.pipeline, config.step, len(surplus), config.concurrency)
+    return len(surplus)
+
+
+def _age_rank(task: Mapping[str, Any], mine: set[str]) -> tuple[float, bool, str]:
+    """Oldest first; of tasks created at the same moment (or of unknown age) this launch's own
+    come last, so a tie makes it yield rather than keep."""
+    created = task.get("createdAt")
+    return (created.timestamp() if created else 0.0, task["taskArn"] in mine, task["taskArn"])
 
 
 def run_task_params(config: Config, count: int) -> dict[str, Any]:
@@ -280,14 +326,15 @@ def run_task_params(config: Config, count: int) -> dict[str, Any]:
     return params
 
 
-def run_tasks(ecs: Any, config: Config, wanted: int, sleep: Callable[[float], None]) -> tuple[int, list[dict[str, str]]]:
-    """Start up to `wanted` tasks; capacity failures are retried with backoff, then reported."""
-    started = 0
+def run_tasks(ecs: Any, config: Config, wanted: int, sleep: Callable[[float], None]) -> tuple[list[str], list[dict[str, str]]]:
+    """Start up to `wanted` tasks; capacity failures are retried with backoff, then reported.
+    Returns the ARNs of the tasks started."""
+    arns: list[str] = []
     retries = 0
-    while started < wanted:
-        count = min(BATCH_SIZE, wanted - started)
+    while len(arns) < wanted:
+        count = min(BATCH_SIZE, wanted - len(arns))
         response = ecs.run_task(**run_task_params(config, count))
-        started += len(response.get("tasks", []))
+        arns += [task["taskArn"] for task in response.get("tasks", [])]
         if len(response.get("tasks", [])) == count:
             continue
         failures = [
@@ -297,10 +344,10 @@ def run_tasks(ecs: Any, config: Config, wanted: int, sleep: Callable[[float], No
         if retries == CAPACITY_RETRIES:
             LOG.warning(
                 "yunpipe launcher %s/%s: %d task(s) not started, left to the scheduled run: %s",
-                config.pipeline, config.step, wanted - started, json.dumps(failures),
+                config.pipeline, config.step, wanted - len(arns), json.dumps(failures),
             )
-            return started, failures
+            return arns, failures
         LOG.info("yunpipe launcher %s/%s: RunTask failures, retrying: %s", config.pipeline, config.step, json.dumps(failures))
         sleep(BACKOFF_SECONDS * 2**retries)
         retries += 1
-    return started, []
+    return arns, []

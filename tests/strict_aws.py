@@ -15,7 +15,8 @@ and message AWS gives:
   MOTO_LAMBDA_CONCURRENCY_QUOTA rule), with GetAccountSettings answered as AWS does.
 - SQS: a queue name reused within `queue_reuse_seconds` of its deletion (QueueDeletedRecently).
 - ECS: a Fargate task definition with a cpu/memory pair Fargate does not offer, a network mode
-  other than awsvpc, or ephemeral storage outside 21-200 GiB.
+  other than awsvpc, or ephemeral storage outside 21-200 GiB. And one fact moto leaves out:
+  a task's createdAt, which the launcher ranks tasks by.
 
 Time comes from a `Clock`: real by default; `Clock(manual=True)` only moves when something
 sleeps on it, so a test can wait out AWS's 60 s without waiting.
@@ -23,6 +24,7 @@ sleeps on it, so a test can wait out AWS's 60 s without waiting.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import inspect
 import json
 import os
@@ -38,7 +40,7 @@ from moto.awslambda.models import LambdaBackend, lambda_backends
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.botocore_stubber import MockRawResponse
 from moto.ecs.exceptions import EcsClientException
-from moto.ecs.models import EC2ContainerServiceBackend
+from moto.ecs.models import EC2ContainerServiceBackend, Task
 from moto.iam.models import IAMBackend
 from moto.s3.exceptions import S3ClientError
 from moto.s3.models import S3Backend
@@ -181,6 +183,7 @@ class StrictAws:
             "create_queue": SQSBackend.create_queue,
             "delete_queue": SQSBackend.delete_queue,
             "register": EC2ContainerServiceBackend.register_task_definition,
+            "task": Task.__init__,
         }
         register_signature = inspect.signature(originals["register"])
 
@@ -218,7 +221,13 @@ class StrictAws:
             layer.check_task_definition(bound)
             return originals["register"](backend, *args, **kwargs)
 
+        def task(task_self, *args, **kwargs):
+            originals["task"](task_self, *args, **kwargs)
+            # moto's serializer sends the attribute as the task's createdAt.
+            task_self.created_at = datetime.datetime.now(datetime.timezone.utc)
+
         patches = [
+            mock.patch.object(Task, "__init__", task),
             mock.patch.object(S3Backend, "put_bucket_notification_configuration", put_bucket_notification_configuration),
             mock.patch.object(IAMBackend, "create_role", create_role),
             mock.patch.object(LambdaBackend, "create_function", create_function),

@@ -1,6 +1,8 @@
 """The deploy engine against AWS's own rules (tests/strict_aws.py), each rule met by setup-pipe
 and clean-up through the command line. Every deploy test's `moto` is strict; these tests put
 each rule where it bites and check the engine got through it the way AWS wants."""
+import concurrent.futures
+import threading
 
 import boto3
 import pytest
@@ -198,13 +200,13 @@ def test_reservations_stop_where_aws_would_leave_fewer_than_100_unreserved(aws_e
 
 def test_a_new_account_without_spare_executions_gets_a_working_pipeline(aws_env, change123, write_workflow,
                                                                         monkeypatch, capsys):
-    """10 executions in all (a new account): no reservation, and every simultaneous upload is
-    still queued exactly once, with tasks started within the cap."""
+    """10 executions in all (a new account): no reservation, so two uploads may launch at the
+    same moment. Both files are queued once, and the step's cap of one task still holds."""
     strict = StrictAws(clock=Clock(manual=True), lambda_concurrency_limit=10)
     monkeypatch.setattr(executor, "backoff_sleep", strict.clock.sleep)
     with mock_aws(), strict.active():
         document = single_run()
-        document["process"]["algorithms"][0]["concurrency"] = 3
+        document["process"]["algorithms"][0]["concurrency"] = 1
         assert cli.setup_pipe_main(["-f", write_workflow(document)]) == 0
         assert "too few to reserve" in capsys.readouterr().out
         assert reserved(LAUNCHER) is None
@@ -212,11 +214,30 @@ def test_a_new_account_without_spare_executions_gets_a_working_pipeline(aws_env,
         for name, value in environment.items():
             monkeypatch.setenv(name, value)
         launcher.clients_for.cache_clear()
-        # Two launches at once, as an unreserved Lambda may run them, each for its own file.
+        # Both launches have counted no running task before either starts one: the race that
+        # reserved concurrency 1 would have prevented.
+        both_counted = threading.Barrier(2, timeout=30)
+
+        def after_both_counted(**_):
+            both_counted.wait()  # returns nothing: a value here would replace RunTask's parameters
+
+        launcher.clients_from_env().ecs.meta.events.register("provide-client-params.ecs.RunTask", after_both_counted)
         events = [{"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "awsRegion": REGION,
                                 "s3": {"bucket": {"name": "demo-in-bucket"},
                                        "object": {"key": key, "eTag": key, "size": 1}}}]} for key in ("a", "b")]
-        summaries = [launcher.handler(event, None) for event in events]
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            summaries = list(pool.map(lambda event: launcher.handler(event, None), events))
         launcher.clients_for.cache_clear()
+        ecs, sqs = client("ecs"), client("sqs")
+        running = ecs.list_tasks(cluster="yunpipe-demo", startedBy=environment["YUNPIPE_STARTED_BY"],
+                                 desiredStatus="RUNNING")["taskArns"]
+        stopped = ecs.list_tasks(cluster="yunpipe-demo", startedBy=environment["YUNPIPE_STARTED_BY"],
+                                 desiredStatus="STOPPED")["taskArns"]
+        waiting = sqs.get_queue_attributes(QueueUrl=environment["YUNPIPE_QUEUE_URL"],
+                                           AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
     assert [s["enqueued"] for s in summaries] == [1, 1]
-    assert sum(s["started"] for s in summaries) <= 3
+    assert [s["failures"] for s in summaries] == [[], []]
+    # Each launch started one task; the one that looked last stopped its own.
+    assert (len(running), len(stopped)) == (1, 1)
+    assert sum(s["started"] for s in summaries) == 1
+    assert waiting["ApproximateNumberOfMessages"] == "2"

@@ -315,6 +315,23 @@ def test_tasks_never_exceed_concurrency_cap_across_invocations(step, monkeypatch
     assert len(running_tasks(step)) == 4
 
 
+def test_a_launch_that_finds_the_cap_exceeded_stops_only_its_own_new_tasks(step, monkeypatch):
+    """As after a simultaneous launch: two tasks already at work, the cap 2, and this launch's
+    own third task. It stops its own; the two at work go on (moto gives tasks no createdAt, so
+    all tie and a launch's own rank last)."""
+    monkeypatch.setenv("YUNPIPE_CONCURRENCY", "2")
+    config = launcher.Config.from_env()
+    at_work = [t["taskArn"] for t in step.ecs.run_task(**launcher.run_task_params(config, 2))["tasks"]]
+    own = [t["taskArn"] for t in step.ecs.run_task(**launcher.run_task_params(config, 1))["tasks"]]
+
+    assert launcher.keep_within_cap(launcher_clients().ecs, config, own) == 1
+    assert sorted(running_tasks(step)) == sorted(at_work)
+    # Within the cap nothing is described or stopped.
+    calls = record_calls(launcher_clients().ecs, "DescribeTasks")
+    assert launcher.keep_within_cap(launcher_clients().ecs, config, at_work[:1]) == 0
+    assert calls == [] and sorted(running_tasks(step)) == sorted(at_work)
+
+
 def test_at_the_cap_the_queue_is_not_asked_how_many_messages_wait(step, monkeypatch):
     monkeypatch.setenv("YUNPIPE_CONCURRENCY", "2")
     calls = record_calls(launcher_clients().sqs, "GetQueueAttributes")

@@ -288,6 +288,8 @@ def test_what_moto_cannot_enforce_is_pinned_as_deployed(pipeline):
     assert statements["StartTasks"]["Resource"] == f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{PREFIX}-task:*"
     assert statements["StartTasks"]["Condition"] == {"ArnEquals": {"ecs:cluster": cluster}}
     assert statements["CountTasks"]["Condition"] == {"ArnEquals": {"ecs:cluster": cluster}}
+    assert statements["KeepWithinCap"]["Resource"] == f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/yunpipe-demo/*"
+    assert statements["KeepWithinCap"]["Condition"] == {"ArnEquals": {"ecs:cluster": cluster}}
     assert statements["PassTaskRoles"]["Action"] == "iam:PassRole"
     assert statements["PassTaskRoles"]["Resource"] == [
         iam.get_role(RoleName=f"{PREFIX}-{kind}-role")["Role"]["Arn"] for kind in ("task", "exec")]

@@ -469,7 +469,8 @@ def _build_step(workflow, index, step, input_bucket, output_bucket, target, tags
     launcher_role = role(
         "launcher", "lambda.amazonaws.com", "launcher", f"yunpipe {pipeline}/{step.name}: launcher Lambda",
         queue_arn=queue_arn, task_definition_arn=arn_of("ecs", f"task-definition/{family}:*"),
-        cluster_arn=cluster.arn, task_role_arn=role_arns["task"], execution_role_arn=role_arns["exec"],
+        cluster_arn=cluster.arn, tasks_arn=arn_of("ecs", f"task/{cluster.name}/*"), task_role_arn=role_arns["task"],
+        execution_role_arn=role_arns["exec"],
         log_group_arn=arn_of("logs", f"log-group:{function_log_group.name}"))
     bucket_arn = f"arn:{target.partition}:s3:::"
     task_role = role(
