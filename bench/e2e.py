@@ -23,11 +23,11 @@ from pathlib import Path
 
 import benchlib
 from yunpipe import demo
+from yunpipe.aws.reader import Reader
 from yunpipe.aws.session import open_aws
 from yunpipe.errors import YunpipeError
 from yunpipe.local import cloud
 from yunpipe.pipeline import status as pipeline_status
-from yunpipe.pipeline.planner import Reader
 from yunpipe.pipeline.state import require_summary
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.runtime.runscript import substitute

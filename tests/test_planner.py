@@ -4,9 +4,10 @@ import boto3
 
 from conftest import single_run
 from yunpipe.aws.facade import Aws, watch_calls
+from yunpipe.aws.reader import Reader
 from yunpipe.pipeline import model as m
 from yunpipe.pipeline.plan import Ref
-from yunpipe.pipeline.planner import Planner, Reader
+from yunpipe.pipeline.planner import Planner
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.specs.workflow import parse_workflow, resolve_workflow
 

@@ -20,12 +20,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from yunpipe import cli, paths
+from yunpipe.aws.reader import Reader
 from yunpipe.aws.session import open_aws
 from yunpipe.errors import InputError, YunpipeError
 from yunpipe.local import cloud
 from yunpipe.pipeline import location
 from yunpipe.pipeline import status as pipeline_status
-from yunpipe.pipeline.planner import Reader
 from yunpipe.pipeline.state import PipelineState, require_summary
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.specs.algorithm import load_algorithm

@@ -4,6 +4,7 @@ import sys
 import time
 
 from yunpipe.aws.facade import UNREACHABLE, Aws
+from yunpipe.aws.reader import Reader
 from yunpipe.aws.session import open_aws
 from yunpipe.errors import InputError, NotFoundError, YunpipeError
 from yunpipe.pipeline import location
@@ -11,7 +12,7 @@ from yunpipe.pipeline import model as m
 from yunpipe.pipeline import status
 from yunpipe.pipeline.executor import apply
 from yunpipe.pipeline.plan import Plan
-from yunpipe.pipeline.planner import Planner, Reader, resolve_target
+from yunpipe.pipeline.planner import Planner, resolve_target
 from yunpipe.pipeline.state import PipelineState, known_pipelines, require_summary
 from yunpipe.pipeline.sweeper import Sweeper, attached, discover
 from yunpipe.registry import AlgorithmRegistry

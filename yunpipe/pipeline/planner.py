@@ -6,14 +6,12 @@ import json
 import urllib.parse
 from typing import Any, Iterable
 
-from yunpipe.aws.facade import UNREACHABLE, Aws, ClientError, error_code
-from yunpipe.errors import InputError, YunpipeError
+from yunpipe.aws.facade import UNREACHABLE, Aws
+from yunpipe.aws.reader import NOT_FOUND, Reader
+from yunpipe.errors import InputError
 from yunpipe.pipeline import model as m
 from yunpipe.pipeline.plan import Call, Plan, Ref, Transient
 
-NO_QUEUE = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
-NO_BUCKET = ("404", "NoSuchBucket", "NotFound")
-NOT_FOUND = ("ResourceNotFoundException",)
 # Lambda keeps this many of an account's executions unreserved; an account with fewer
 # to spare (new accounts start at 10 in all) cannot reserve any.
 MIN_UNRESERVED_EXECUTIONS = 100
@@ -23,60 +21,6 @@ QUEUE_NAME_IN_USE = (Transient("AWS.SimpleQueueService.QueueDeletedRecently"), T
 # being created or updated rejects another change for a moment.
 LAMBDA_SETTLING = (Transient("InvalidParameterValueException", "cannot be assumed by Lambda"),
                    Transient("ResourceConflictException"))
-NOTIFICATION_KEYS = ("TopicConfigurations", "QueueConfigurations", "LambdaFunctionConfigurations",
-                     "EventBridgeConfiguration")
-
-
-class Reader:
-    """Read-only AWS access where "missing" is None. Offline (no AWS at all, dry-run only),
-    everything is missing."""
-
-    def __init__(self, aws: Aws, offline: bool = False):
-        self.aws = aws
-        self.offline = offline
-
-    def read(self, service: str, operation: str, missing: Iterable[str] = (), **params) -> Any:
-        if self.offline:
-            return None
-        try:
-            return self.aws.call(service, operation, **params)
-        except ClientError as error:
-            if error_code(error) in tuple(missing):
-                return None
-            raise
-
-    def pages(self, service: str, operation: str, key: str, missing: Iterable[str] = (), **params) -> list:
-        if self.offline:
-            return []
-        try:
-            return list(self.aws.pages(service, operation, key, **params))
-        except ClientError as error:
-            if error_code(error) in tuple(missing):
-                return []
-            raise
-
-    def queue_url(self, name: str) -> str | None:
-        found = self.read("sqs", "get_queue_url", NO_QUEUE, QueueName=name)
-        return found and found["QueueUrl"]
-
-    def bucket_exists(self, name: str) -> bool:
-        try:
-            return self.read("s3", "head_bucket", NO_BUCKET, Bucket=name) is not None
-        except ClientError as error:
-            if error_code(error) in ("403", "AccessDenied"):
-                raise YunpipeError(f"bucket {name} exists but is not yours (S3 names are global); "
-                                   "choose another name in the workflow") from None
-            raise
-
-    def notification_configuration(self, bucket: str) -> dict:
-        found = self.read("s3", "get_bucket_notification_configuration", NO_BUCKET, Bucket=bucket) or {}
-        return {k: found[k] for k in NOTIFICATION_KEYS if found.get(k)}
-
-    def policy_statements(self, function: str) -> dict[str, dict]:
-        found = self.read("lambda", "get_policy", NOT_FOUND, FunctionName=function)
-        if not found:
-            return {}
-        return {s.get("Sid", ""): s for s in json.loads(found["Policy"]).get("Statement", [])}
 
 
 def lookup_default_network(aws: Aws) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -4,7 +4,7 @@ tasks running, and the newest failure reports. `yunpipe status` prints it; the d
 import json
 from dataclasses import dataclass
 
-from yunpipe.pipeline.planner import Reader
+from yunpipe.aws.reader import Reader
 
 
 @dataclass(frozen=True)

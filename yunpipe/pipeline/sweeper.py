@@ -7,9 +7,9 @@ what is already gone costs no call, which makes a second clean-up a no-op.
 import dataclasses
 import re
 
+from yunpipe.aws.reader import NO_QUEUE, NOT_FOUND, Reader
 from yunpipe.pipeline import model as m
 from yunpipe.pipeline.plan import Call, Plan, Transient
-from yunpipe.pipeline.planner import NO_QUEUE, NOT_FOUND, Reader
 
 # Dependents before what they depend on.
 ORDER = ("rule", "notification", "permission", "function", "task_definition", "cluster", "queue", "role",

@@ -3,9 +3,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from yunpipe.aws.reader import Reader
 from yunpipe.errors import InputError, YunpipeError
 from yunpipe.pipeline.location import open_pipeline_aws
-from yunpipe.pipeline.planner import Reader
 from yunpipe.pipeline.state import require_summary
 
 
