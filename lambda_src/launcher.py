@@ -39,6 +39,8 @@ BACKOFF_SECONDS = 0.5
 # botocore's standard mode retries throttling and transient errors with jittered backoff.
 BOTO_CONFIG = BotoConfig(retries={"mode": "standard", "max_attempts": 5})
 
+# The contract's default cap, here once (the workflow spec takes it from here).
+DEFAULT_CONCURRENCY = 10
 LAUNCH_TYPES = ("FARGATE", "EC2")
 PUBLIC_IP_SETTINGS = ("ENABLED", "DISABLED")
 MAX_STARTED_BY = 36
@@ -74,7 +76,7 @@ class Config:
     cluster: str
     task_definition: str
     started_by: str
-    concurrency: int = 10
+    concurrency: int = DEFAULT_CONCURRENCY
     launch_type: str = "FARGATE"
     subnets: tuple[str, ...] = ()
     security_groups: tuple[str, ...] = ()
@@ -88,7 +90,7 @@ class Config:
             raise ConfigError("launcher environment lacks required variable(s): " + ", ".join(missing))
         values = {field: env[var].strip() for field, var in REQUIRED_VARS.items()}
 
-        raw_concurrency = env.get("YUNPIPE_CONCURRENCY", "").strip() or "10"
+        raw_concurrency = env.get("YUNPIPE_CONCURRENCY", "").strip() or str(DEFAULT_CONCURRENCY)
         try:
             concurrency = int(raw_concurrency)
         except ValueError:
@@ -117,6 +119,17 @@ class Config:
             security_groups=_split(env.get("YUNPIPE_SECURITY_GROUPS", "")),
             assign_public_ip=public_ip,
         )
+
+    def to_env(self) -> dict[str, str]:
+        """The Lambda environment from_env reads back as this Config."""
+        return {
+            **{var: getattr(self, field) for field, var in REQUIRED_VARS.items()},
+            "YUNPIPE_CONCURRENCY": str(self.concurrency),
+            "YUNPIPE_LAUNCH_TYPE": self.launch_type,
+            "YUNPIPE_SUBNETS": ",".join(self.subnets),
+            "YUNPIPE_SECURITY_GROUPS": ",".join(self.security_groups),
+            "YUNPIPE_ASSIGN_PUBLIC_IP": self.assign_public_ip,
+        }
 
 
 class Clients(NamedTuple):

@@ -70,6 +70,19 @@ def test_single_run_model(change123):
     assert all(r.tags == {m.TAG_KEY: "demo"} for r in model.resources() if hasattr(r, "tags"))
 
 
+def test_resources_come_kind_by_kind_in_creation_order(aws_env):
+    """The sweeper deletes in the reverse of CREATION_ORDER, so resources() must follow it."""
+    for name in ("step-a", "step-b"):
+        record_algorithm(name, f"user/{name}:1", variables=[])
+    document = {"name": "seq", "input_s3_name": "seq-in-bucket", "output_s3_name": "seq-out-bucket",
+                "process": {"type": "sequence_run", "algorithms": [{"name": "step-a"}, {"name": "step-b"}]}}
+    target = m.Target("123456789012", "us-east-1", credentials={"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+                                                                 "AWS_SECRET_ACCESS_KEY": "s3cr3t"})
+    kinds = [r.kind for r in compile_model(document, target, use_user_credential=True).resources()]
+    assert list(dict.fromkeys(kinds)) == list(m.CREATION_ORDER)  # every kind, first seen in this order
+    assert kinds == sorted(kinds, key=m.CREATION_ORDER.index)  # and each kind's resources together
+
+
 def test_policies_name_exact_arns(change123):
     step = compile_model(single_run()).steps[0]
     launcher = {s["Sid"]: s for s in step.launcher_role.policy["Statement"]}
@@ -140,3 +153,50 @@ def test_visibility_timeout_reaches_the_queue_and_the_worker(change123):
     assert {e["name"]: e["value"] for e in container["environment"]}["YUNPIPE_VISIBILITY_SECONDS"] == "15"
     default = compile_model(single_run()).steps[0]
     assert default.queue.attributes["VisibilityTimeout"] == "300"
+
+
+def test_the_model_s_environments_reach_the_worker_and_the_launcher_whole(change123):
+    """The environment contract, end to end: what the model writes, each side reads back as
+    the settings the workflow asked for, and nothing is left at a default by omission."""
+    from yunpipe.lambda_src import launcher
+    from yunpipe.runtime import runscript
+
+    document = single_run(idle_seconds=45, visibility_timeout_seconds=90)
+    document["process"]["algorithms"][0].update(concurrency=4, max_receive_count=5)
+    model = compile_model({**document, "launch_type": "EC2"})
+    step = model.steps[0]
+    queue_url = "https://sqs.us-east-1.amazonaws.com/123456789012/yunpipe-demo-change123-s3-queue"
+
+    def resolved(environment):
+        return {k: queue_url if isinstance(v, m.QueueUrl) else v for k, v in environment.items()}
+
+    container = step.task_definition.registration["containerDefinitions"][0]
+    task_environment = resolved({e["name"]: e["value"] for e in container["environment"]})
+    worker = runscript.Config.from_env(task_environment)
+    assert worker == runscript.Config(
+        queue_url=queue_url, output_bucket="demo-out-bucket", output_prefix="",
+        report_bucket="yunpipe-demo-reports-123456789012", pipeline="demo", step="change123-s3",
+        max_receive_count=5, idle_seconds=45, wait_seconds=runscript.DEFAULT_WAIT_SECONDS, visibility_seconds=90,
+        algorithm_path=runscript.DEFAULT_ALGORITHM_PATH)
+    assert set(worker.to_env()) <= set(task_environment)
+    assert task_environment["TEST_ENV"] == "blah blah blah" and task_environment["AWS_REGION"] == "us-east-1"
+
+    launch = launcher.Config.from_env(resolved(step.function.environment))
+    assert launch == launcher.Config(
+        pipeline="demo", step="change123-s3", queue_url=queue_url, cluster="yunpipe-demo",
+        task_definition="yunpipe-demo-change123-s3-task", started_by=step.started_by, concurrency=4,
+        launch_type="EC2", subnets=("subnet-1", "subnet-2"), security_groups=("sg-1",), assign_public_ip="ENABLED")
+    assert set(launch.to_env()) == set(step.function.environment)
+
+
+def test_the_contract_s_defaults_are_the_specs_defaults(change123):
+    from yunpipe.lambda_src import launcher
+    from yunpipe.runtime import runscript
+
+    step = compile_model(single_run()).steps[0]
+    container = step.task_definition.registration["containerDefinitions"][0]
+    worker = runscript.Config.from_env({e["name"]: str(e["value"]) for e in container["environment"]})
+    defaults = runscript.Config(queue_url="", output_bucket="")
+    assert (worker.max_receive_count, worker.idle_seconds, worker.visibility_seconds) == (
+        defaults.max_receive_count, defaults.idle_seconds, defaults.visibility_seconds)
+    assert step.function.environment["YUNPIPE_CONCURRENCY"] == str(launcher.Config("", "", "", "", "", "").concurrency)

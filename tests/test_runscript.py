@@ -159,7 +159,7 @@ def test_config_from_env_applies_contract_defaults():
         max_receive_count=3,
         idle_seconds=30,
         wait_seconds=5,
-        visibility_seconds=120,
+        visibility_seconds=300,
         algorithm_path="/opt/yunpipe/algorithm.json",
     )
 
@@ -223,7 +223,7 @@ def test_load_algorithm_fills_defaults(tmp_path):
     path = tmp_path / "a.json"
     path.write_text(json.dumps({"name": "x", "run_command": "sh /x.sh $input $output", "environment": None}))
     alg = load_algorithm(str(path))
-    assert alg["input_file_path"] == alg["output_file_path"] == "/"
+    assert (alg["input_file_path"], alg["output_file_path"]) == ("/yunpipe/input", "/yunpipe/output")
     assert (alg["input_adapter"], alg["output_adapter"]) == ("path", "path")
     assert (alg["timeout_seconds"], alg["environment"]) == (3600, {})
 

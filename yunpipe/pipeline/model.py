@@ -17,6 +17,8 @@ from typing import Any, Mapping
 import jinja2
 
 from yunpipe.errors import InputError
+from yunpipe.lambda_src import launcher
+from yunpipe.runtime import runscript
 from yunpipe.specs.workflow import ResolvedWorkflow
 
 TAG_KEY = "yunpipe:pipeline"
@@ -36,6 +38,10 @@ DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 S3_PERMISSION_SID = "yunpipe-s3"
 SCHEDULE_PERMISSION_SID = "yunpipe-schedule"
 CREDENTIAL_PARAMETERS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+# The kinds of resource in the order they can be created, each after those it refers to:
+# PipelineModel.resources() yields them in this order, the sweeper deletes in the reverse.
+CREATION_ORDER = ("bucket", "log_group", "queue", "parameter", "role", "cluster", "task_definition", "function",
+                  "permission", "notification", "rule")
 
 # Fargate's valid (cpu units, memory MiB) combinations.
 FARGATE_SIZES = (
@@ -332,7 +338,7 @@ class PipelineModel:
     source: str = ""  # the workflow file, for errors found while planning
 
     def resources(self) -> tuple:
-        """Every desired resource, in the order they can be created."""
+        """Every desired resource, in the order they can be created (kind by kind, in CREATION_ORDER)."""
         steps = self.steps
         return (
             *self.buckets,
@@ -482,18 +488,16 @@ def _build_step(workflow, index, step, input_bucket, output_bucket, target, tags
         repository_arn=_ecr_repository_arn(step.record.image_uri, target), log_group_arn=log_group_arn,
         parameter_arns=[p.arn for p in parameters])
 
+    # The worker holds and extends messages for visibility_seconds, so a crashed worker's file
+    # is visible again within it.
+    worker = runscript.Config(queue_url="", output_bucket=output_bucket, report_bucket=reports, pipeline=pipeline,
+                              step=step.name, max_receive_count=step.max_receive_count,
+                              idle_seconds=spec.idle_seconds, visibility_seconds=spec.visibility_timeout_seconds)
     environment = {
         **step.environment,
+        **worker.to_env(),
+        # Known once the queue exists: a marker the planner resolves.
         "YUNPIPE_QUEUE_URL": QueueUrl(queue_name),
-        "YUNPIPE_OUTPUT_BUCKET": output_bucket,
-        "YUNPIPE_REPORT_BUCKET": reports,
-        "YUNPIPE_PIPELINE": pipeline,
-        "YUNPIPE_STEP": step.name,
-        "YUNPIPE_MAX_RECEIVE_COUNT": str(step.max_receive_count),
-        "YUNPIPE_IDLE_SECONDS": str(spec.idle_seconds),
-        # The worker holds and extends messages for this long, so a crashed worker's file is
-        # visible again within it.
-        "YUNPIPE_VISIBILITY_SECONDS": str(spec.visibility_timeout_seconds),
         "AWS_REGION": target.region,
     }
     container = container_name(step.name)
@@ -528,19 +532,12 @@ def _build_step(workflow, index, step, input_bucket, output_bucket, target, tags
     if step.ephemeral_storage_gib:
         registration["ephemeralStorage"] = {"sizeInGiB": step.ephemeral_storage_gib}
     started_by = resource_name("started_by", pipeline, step.name)
-    function = Function(function_name, function_arn, role_arns["launcher"], {
-        "YUNPIPE_PIPELINE": pipeline,
-        "YUNPIPE_STEP": step.name,
-        "YUNPIPE_QUEUE_URL": QueueUrl(queue_name),
-        "YUNPIPE_CLUSTER": cluster.name,
-        "YUNPIPE_TASK_DEFINITION": family,
-        "YUNPIPE_STARTED_BY": started_by,
-        "YUNPIPE_CONCURRENCY": str(step.concurrency),
-        "YUNPIPE_LAUNCH_TYPE": spec.launch_type,
-        "YUNPIPE_SUBNETS": ",".join(target.subnets),
-        "YUNPIPE_SECURITY_GROUPS": ",".join(target.security_groups),
-        "YUNPIPE_ASSIGN_PUBLIC_IP": "ENABLED",
-    }, code, tags)
+    launch = launcher.Config(pipeline=pipeline, step=step.name, queue_url="", cluster=cluster.name,
+                             task_definition=family, started_by=started_by, concurrency=step.concurrency,
+                             launch_type=spec.launch_type, subnets=target.subnets,
+                             security_groups=target.security_groups, assign_public_ip="ENABLED")
+    function = Function(function_name, function_arn, role_arns["launcher"],
+                        {**launch.to_env(), "YUNPIPE_QUEUE_URL": QueueUrl(queue_name)}, code, tags)
     rule_name = resource_name("rule", pipeline, step.name, "schedule")
     rule_arn = arn_of("events", f"rule/{rule_name}")
     return StepModel(

@@ -51,10 +51,18 @@ SINGLE_GET_BYTES = 8 * 1024 * 1024
 # 0 of a drained queue, the 1 of an AWS error and the commands' own codes, so a stopped task
 # says why it stopped.
 CONFIG_ERROR_EXIT = 78
+# The contract's defaults, here once: the deploy engine builds its task environment from
+# Config (Config.to_env) and the algorithm spec takes its defaults from ALGORITHM_DEFAULTS.
+DEFAULT_MAX_RECEIVE_COUNT = 3
+DEFAULT_IDLE_SECONDS = 30
+DEFAULT_WAIT_SECONDS = 5
+# How long a received message stays hidden; the worker extends it while its job runs, so it
+# bounds how soon a crashed worker's file is retried.
+DEFAULT_VISIBILITY_SECONDS = 300
 ADAPTERS = {"input_adapter": ("path", "stdin"), "output_adapter": ("path", "stdout")}
 ALGORITHM_DEFAULTS = {
-    "input_file_path": "/",
-    "output_file_path": "/",
+    "input_file_path": "/yunpipe/input",
+    "output_file_path": "/yunpipe/output",
     "input_adapter": "path",
     "output_adapter": "path",
     "timeout_seconds": 3600,
@@ -93,10 +101,10 @@ class Config:
     report_bucket: Optional[str] = None
     pipeline: str = ""
     step: str = ""
-    max_receive_count: int = 3
-    idle_seconds: int = 30
-    wait_seconds: int = 5
-    visibility_seconds: int = 120
+    max_receive_count: int = DEFAULT_MAX_RECEIVE_COUNT
+    idle_seconds: int = DEFAULT_IDLE_SECONDS
+    wait_seconds: int = DEFAULT_WAIT_SECONDS
+    visibility_seconds: int = DEFAULT_VISIBILITY_SECONDS
     algorithm_path: str = DEFAULT_ALGORITHM_PATH
 
     @classmethod
@@ -122,14 +130,31 @@ class Config:
             report_bucket=environ.get("YUNPIPE_REPORT_BUCKET") or None,
             pipeline=environ.get("YUNPIPE_PIPELINE", ""),
             step=environ.get("YUNPIPE_STEP", ""),
-            max_receive_count=_int("YUNPIPE_MAX_RECEIVE_COUNT", 3, 1),
-            idle_seconds=_int("YUNPIPE_IDLE_SECONDS", 30, 0),
+            max_receive_count=_int("YUNPIPE_MAX_RECEIVE_COUNT", DEFAULT_MAX_RECEIVE_COUNT, 1),
+            idle_seconds=_int("YUNPIPE_IDLE_SECONDS", DEFAULT_IDLE_SECONDS, 0),
             # SQS rejects long polls over 20 s; clamp rather than crash the task.
-            wait_seconds=min(_int("YUNPIPE_WAIT_SECONDS", 5, 0), 20),
+            wait_seconds=min(_int("YUNPIPE_WAIT_SECONDS", DEFAULT_WAIT_SECONDS, 0), 20),
             # At least 1 s: the heartbeat ticks every half window.
-            visibility_seconds=_int("YUNPIPE_VISIBILITY_SECONDS", 120, 1),
+            visibility_seconds=_int("YUNPIPE_VISIBILITY_SECONDS", DEFAULT_VISIBILITY_SECONDS, 1),
             algorithm_path=environ.get("YUNPIPE_ALGORITHM") or DEFAULT_ALGORITHM_PATH,
         )
+
+    def to_env(self) -> Dict[str, str]:
+        """The task environment from_env reads back as this Config (every setting, so a task
+        definition says all it means)."""
+        return {
+            "YUNPIPE_QUEUE_URL": self.queue_url,
+            "YUNPIPE_OUTPUT_BUCKET": self.output_bucket,
+            "YUNPIPE_OUTPUT_PREFIX": self.output_prefix,
+            "YUNPIPE_REPORT_BUCKET": self.report_bucket or "",
+            "YUNPIPE_PIPELINE": self.pipeline,
+            "YUNPIPE_STEP": self.step,
+            "YUNPIPE_MAX_RECEIVE_COUNT": str(self.max_receive_count),
+            "YUNPIPE_IDLE_SECONDS": str(self.idle_seconds),
+            "YUNPIPE_WAIT_SECONDS": str(self.wait_seconds),
+            "YUNPIPE_VISIBILITY_SECONDS": str(self.visibility_seconds),
+            "YUNPIPE_ALGORITHM": self.algorithm_path,
+        }
 
 
 def load_algorithm(path: str) -> dict:

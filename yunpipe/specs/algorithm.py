@@ -13,16 +13,18 @@ from typing import Any, Mapping
 import jsonschema
 
 from yunpipe.errors import InputError
+from yunpipe.runtime import runscript
 from yunpipe.specs.loading import load_document, validate
 
 SUPPORTED_SYSTEMS = ("ubuntu", "debian", "alpine", "rockylinux", "centos", "amazonlinux")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
-DEFAULT_INPUT_PATH = "/yunpipe/input"
-DEFAULT_OUTPUT_PATH = "/yunpipe/output"
+# The runtime contract's defaults: the worker fills the same ones into an algorithm file.
+DEFAULT_INPUT_PATH = runscript.ALGORITHM_DEFAULTS["input_file_path"]
+DEFAULT_OUTPUT_PATH = runscript.ALGORITHM_DEFAULTS["output_file_path"]
 DEFAULT_MEMORY_MIB = 512
-DEFAULT_TIMEOUT_SECONDS = 3600
+DEFAULT_TIMEOUT_SECONDS = runscript.ALGORITHM_DEFAULTS["timeout_seconds"]
 # The output placeholders the runscript substitutes (its _PLACEHOLDER, which this package cannot
 # import: the runscript stands alone). `$output` ends where a shell variable name would.
 OUTPUT_PLACEHOLDER = re.compile(r"\$\{output_file\}|\$output(?![A-Za-z0-9_])")

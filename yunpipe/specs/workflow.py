@@ -14,14 +14,17 @@ from typing import Any, Mapping
 import jsonschema
 
 from yunpipe.errors import InputError
+from yunpipe.lambda_src import launcher
 from yunpipe.registry import AlgorithmRecord, AlgorithmRegistry
+from yunpipe.runtime import runscript
 from yunpipe.specs.loading import load_document, validate
 
 PROCESS_TYPES = ("single_run", "sequence_run")
 PIPELINE_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,23}$"
 BUCKET_CHARS = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-DEFAULT_CONCURRENCY = 10
-DEFAULT_MAX_RECEIVE_COUNT = 3
+# The runtime contract's defaults (the launcher's and the worker's Config), not copies.
+DEFAULT_CONCURRENCY = launcher.DEFAULT_CONCURRENCY
+DEFAULT_MAX_RECEIVE_COUNT = runscript.DEFAULT_MAX_RECEIVE_COUNT
 # Fargate gives every task 20 GiB; more is asked for per task definition, 21 to 200 GiB.
 EPHEMERAL_STORAGE_SCHEMA = {"type": "integer", "minimum": 21, "maximum": 200,
                             "description": "GiB of task storage from 21 to 200 (20 without it)"}
@@ -110,10 +113,8 @@ class WorkflowSpec:
     filter_prefix: str = ""
     filter_suffix: str = ""
     log_retention_days: int = 30
-    idle_seconds: int = 30
-    # How long a received message stays hidden; the runscript keeps extending it while its
-    # job runs, so this bounds how soon a crashed worker's file is retried.
-    visibility_timeout_seconds: int = 300
+    idle_seconds: int = runscript.DEFAULT_IDLE_SECONDS
+    visibility_timeout_seconds: int = runscript.DEFAULT_VISIBILITY_SECONDS
     ephemeral_storage_gib: int | None = None
 
 
@@ -195,8 +196,8 @@ def parse_workflow(document: Any, source: str) -> WorkflowSpec:
         filter_prefix=document.get("filter", {}).get("prefix", ""),
         filter_suffix=document.get("filter", {}).get("suffix", ""),
         log_retention_days=document.get("log_retention_days", 30),
-        idle_seconds=document.get("idle_seconds", 30),
-        visibility_timeout_seconds=document.get("visibility_timeout_seconds", 300),
+        idle_seconds=document.get("idle_seconds", runscript.DEFAULT_IDLE_SECONDS),
+        visibility_timeout_seconds=document.get("visibility_timeout_seconds", runscript.DEFAULT_VISIBILITY_SECONDS),
         ephemeral_storage_gib=document.get("ephemeral_storage_gib"),
     )
 
