@@ -11,9 +11,8 @@ from yunpipe.aws.reader import NO_QUEUE, NOT_FOUND, Reader
 from yunpipe.pipeline import model as m
 from yunpipe.pipeline.plan import Call, Plan, Transient
 
-# Dependents before what they depend on.
-ORDER = ("rule", "notification", "permission", "function", "task_definition", "cluster", "queue", "role",
-         "log_group", "parameter", "bucket")
+# Dependents before what they depend on: the reverse of the order they are created in.
+ORDER = tuple(reversed(m.CREATION_ORDER))
 ARN_KINDS = (
     (re.compile(r"^arn:[^:]+:sqs:[^:]*:\d+:(?P<key>.+)$"), "queue"),
     (re.compile(r"^arn:[^:]+:lambda:[^:]*:\d+:function:(?P<key>[^:]+)$"), "function"),
@@ -24,7 +23,6 @@ ARN_KINDS = (
     (re.compile(r"^arn:[^:]+:ssm:[^:]*:\d+:parameter(?P<key>/.+)$"), "parameter"),
     (re.compile(r"^arn:[^:]+:s3:::(?P<key>[^/]+)$"), "bucket"),
 )
-TAG_FILTER_KEY = m.TAG_KEY
 
 
 def kind_of_arn(arn: str) -> tuple[str, str] | None:
