@@ -16,7 +16,7 @@ import docker.errors
 import pytest
 
 from conftest import launcher_function, launcher_step, wait_for
-from yunpipe.local import state
+from yunpipe.local import announcement
 from yunpipe.local.clients import local_client
 from yunpipe.local.cloud import LocalCloud, running_state, start_detached, stop_running
 from yunpipe.local.ecs_runner import LABEL
@@ -327,9 +327,9 @@ def test_scheduler_fires_a_rate_rule_lambda_target_sped_up(cloud):
 
 def test_state_file_names_the_endpoint_while_running(cloud, home):
     current = running_state()
-    assert current == json.loads(state.state_path().read_text())
+    assert current == json.loads(announcement.state_path().read_text())
     assert current["endpoint"] == cloud.endpoint_url == f"http://127.0.0.1:{cloud.port}"
-    assert state.state_path() == home / "local" / "cloud.json"
+    assert announcement.state_path() == home / "local" / "cloud.json"
 
 
 def test_stop_kills_and_removes_every_yunpipe_local_container(home, docker_client):

@@ -11,7 +11,7 @@ from moto.server import ThreadedMotoServer
 from conftest import REGION, free_port, single_run
 from yunpipe import cli
 from yunpipe.aws.facade import watch_calls
-from yunpipe.local import state as local_state
+from yunpipe.local import announcement
 from yunpipe.pipeline.state import state_path
 
 ACCOUNT = "123456789012"
@@ -104,7 +104,7 @@ def test_commands_go_to_the_recorded_endpoint_and_refuse_flags_naming_another_pl
 def test_a_local_pipeline_is_found_on_the_local_cloud_while_it_runs(server, change123, write_workflow, tmp_path,
                                                                    capsys):
     port = int(server.rsplit(":", 1)[1])
-    local_state.write_state(server, port)
+    announcement.write_state(server, port)
     path = write_workflow(single_run())
     assert cli.setup_pipe_main(["-f", path, "--local"]) == 0
     assert location() == {"cloud": "local", "endpoint_url": server, "account_id": ACCOUNT, "region": REGION,
@@ -116,7 +116,7 @@ def test_a_local_pipeline_is_found_on_the_local_cloud_while_it_runs(server, chan
     status, _, err = run(capsys, "status", "demo", "--endpoint-url", server)
     assert status == 2 and "error: --endpoint-url" in err and "lives in the local cloud" in err
 
-    local_state.clear_state()
+    announcement.clear_state()
     for verb in (("status", "demo"), ("logs", "demo"), ("results", "demo"), ("upload", "demo", str(sample)),
                  ("clean-up", "demo")):
         status, out, err = run(capsys, *verb)
@@ -128,7 +128,7 @@ def test_a_local_pipeline_is_found_on_the_local_cloud_while_it_runs(server, chan
     assert status == 2 and calls == []
     assert f"{path}: name: pipeline 'demo' already lives in the local cloud" in err
 
-    local_state.write_state(server, port)
+    announcement.write_state(server, port)
     assert run(capsys, "clean-up", "demo", "--purge")[0] == 0
     assert s3_at(server).list_buckets()["Buckets"] == []
 

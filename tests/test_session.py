@@ -8,7 +8,7 @@ from moto.server import ThreadedMotoServer
 from yunpipe import cli
 from yunpipe.aws.session import open_aws
 from yunpipe.errors import InputError, YunpipeError
-from yunpipe.local import state as local_state
+from yunpipe.local import announcement
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.specs.algorithm import load_algorithm
 
@@ -69,7 +69,7 @@ def test_local_needs_a_running_local_cloud(home):
 
 
 def test_yunpipe_local_variable_means_local(home, monkeypatch, server):
-    local_state.write_state(f"http://127.0.0.1:{server}", server)
+    announcement.write_state(f"http://127.0.0.1:{server}", server)
     monkeypatch.setenv("YUNPIPE_LOCAL", "1")
     aws = open_aws(options())
     assert aws.client("s3").meta.endpoint_url == f"http://127.0.0.1:{server}"

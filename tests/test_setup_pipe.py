@@ -11,7 +11,7 @@ from conftest import REGION, free_port, record_algorithm, single_run
 from yunpipe import cli
 from yunpipe.aws.facade import is_mutating, watch_calls
 from yunpipe.lambda_src import launcher
-from yunpipe.local import state as local_state
+from yunpipe.local import announcement
 from yunpipe.pipeline.state import PipelineState, state_path
 
 ACCOUNT = "123456789012"
@@ -320,7 +320,7 @@ def test_local_deploys_to_the_announced_endpoint(aws_env, change123, capsys):
     server.start()
     try:
         endpoint = f"http://127.0.0.1:{server._port}"
-        local_state.write_state(endpoint, server._port)
+        announcement.write_state(endpoint, server._port)
         assert cli.setup_pipe_main(["-f", "examples/change123/workflow.json", "--local"]) == 0
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
         assert "container-clouds-input" in [b["Name"] for b in s3.list_buckets()["Buckets"]]

@@ -8,7 +8,7 @@ from botocore.exceptions import ProfileNotFound
 
 from yunpipe.aws.facade import Aws
 from yunpipe.errors import InputError, YunpipeError
-from yunpipe.local import state as local_state
+from yunpipe.local import announcement
 
 # The local cloud accepts any key pair; fixed fake keys keep real credentials out of it.
 LOCAL_CREDENTIALS = {"aws_access_key_id": "yunpipe-local", "aws_secret_access_key": "yunpipe-local"}
@@ -16,10 +16,10 @@ LOCAL_REGION = "us-east-1"
 
 
 def local_endpoint() -> str:
-    """The endpoint the running local cloud announced (yunpipe.local.state)."""
-    current = local_state.read_state()
+    """The endpoint the running local cloud announced (yunpipe.local.announcement)."""
+    current = announcement.read_state()
     if current is None:
-        raise YunpipeError(f"no local cloud runs ({local_state.state_path()}): run `yunpipe local up` first")
+        raise YunpipeError(f"no local cloud runs ({announcement.state_path()}): run `yunpipe local up` first")
     return current["endpoint"]
 
 

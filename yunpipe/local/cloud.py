@@ -15,7 +15,7 @@ API (what ``yunpipe local up/down/status`` is wired to):
                                  runs ``python -m yunpipe.local.daemon`` in its own session,
                                  returns its state (endpoint, port, pid) once it serves
     stop_running(timeout=60) -> bool   SIGTERM to the daemon named in the state file; waits
-    running_state() -> dict | None     the state file of a live local cloud (see state.py)
+    running_state() -> dict | None     the state file of a live local cloud (see announcement.py)
 
 One local cloud per process: moto's backends and the S3 notification hook are process-wide.
 
@@ -51,7 +51,7 @@ from moto.awslambda.models import lambda_backends
 from yunpipe import paths
 from yunpipe.pipeline.model import launcher_zip
 
-from . import state
+from . import announcement
 from .ecs_runner import EcsRunner, owner_id, remove_local_containers
 from .lambda_host import LambdaHost
 from .lambda_images import ensure_lambda_images, remove_code_volumes
@@ -143,7 +143,7 @@ class LocalCloud:
             self._runner.start()
             self._scheduler = Scheduler(endpoint, self.regions, self._lambda_host, speedup=self._schedule_speedup)
             self._scheduler.start()
-            state.write_state(endpoint, self._server.port)
+            announcement.write_state(endpoint, self._server.port)
         except BaseException:
             self.stop()
             raise
@@ -166,7 +166,7 @@ class LocalCloud:
         if self.lambda_mode == "docker" and self._docker is not None:
             remove_code_volumes(self._docker, _function_code_digests())
         self._restore_environment()
-        state.clear_state()
+        announcement.clear_state()
 
     def _set_environment(self, name: str, value: str | None) -> None:
         self._saved_environment.setdefault(name, os.environ.get(name))
@@ -231,12 +231,12 @@ def _function_code_digests() -> list[str]:
 
 
 def running_state() -> dict | None:
-    return state.read_state()
+    return announcement.read_state()
 
 
 def start_detached(port: int = DEFAULT_PORT, timeout: float = 60, extra_args: tuple[str, ...] = ()) -> dict:
     """Start ``python -m yunpipe.local.daemon`` in the background; return its state when it serves."""
-    current = state.read_state()
+    current = announcement.read_state()
     if current is not None:
         raise RuntimeError(f"a local cloud already runs at {current['endpoint']} (pid {current['pid']})")
     log_path = paths.local_dir() / "daemon.log"
@@ -252,7 +252,7 @@ def start_detached(port: int = DEFAULT_PORT, timeout: float = 60, extra_args: tu
         )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        current = state.read_state()
+        current = announcement.read_state()
         if current is not None and current["pid"] == process.pid:
             return current
         if process.poll() is not None:
@@ -264,13 +264,13 @@ def start_detached(port: int = DEFAULT_PORT, timeout: float = 60, extra_args: tu
 
 def stop_running(timeout: float = 60) -> bool:
     """Stop the daemon named in the state file. False when none runs."""
-    current = state.read_state()
+    current = announcement.read_state()
     if current is None:
         return False
     os.kill(current["pid"], signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if state.read_state() is None:
+        if announcement.read_state() is None:
             return True
         time.sleep(0.2)
     raise TimeoutError(f"the local cloud (pid {current['pid']}) did not stop within {timeout} s")

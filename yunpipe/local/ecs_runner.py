@@ -44,9 +44,9 @@ import docker
 import docker.errors
 from botocore.exceptions import ClientError
 
+from .announcement import process_alive
 from .clients import FAKE_CREDENTIALS, local_client
 from .polling import PollingThread
-from .state import process_alive
 
 log = logging.getLogger(__name__)
 

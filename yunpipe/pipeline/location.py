@@ -13,7 +13,7 @@ import os
 from yunpipe.aws.facade import Aws
 from yunpipe.aws.session import open_aws, wants_local
 from yunpipe.errors import InputError, YunpipeError
-from yunpipe.local import state as local_state
+from yunpipe.local import announcement
 from yunpipe.pipeline.state import PipelineState, state_path
 
 
@@ -108,7 +108,7 @@ def open_pipeline_aws(args, pipeline: str, summary: dict) -> Aws:
             raise YunpipeError("no AWS region: pass --region, or set region in the workflow or your AWS profile")
         return aws
     check_flags(args, pipeline, location)
-    if location["cloud"] == "local" and local_state.read_state() is None:
+    if location["cloud"] == "local" and announcement.read_state() is None:
         raise YunpipeError(f"pipeline '{pipeline}' lives on the local cloud, which is not running: "
                            "run `yunpipe local up`")
     there = argparse.Namespace(
