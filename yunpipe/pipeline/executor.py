@@ -15,14 +15,14 @@ RETRY_MAX_DELAY = 10.0
 backoff_sleep = time.sleep
 
 
-def substitute(value: Any, values: dict[str, Any]) -> Any:
+def fill_refs(value: Any, values: dict[str, Any]) -> Any:
     """Replace each Ref with the value an earlier call produced."""
     if isinstance(value, Ref):
         return values[value.name]
     if isinstance(value, dict):
-        return {k: substitute(v, values) for k, v in value.items()}
+        return {k: fill_refs(v, values) for k, v in value.items()}
     if isinstance(value, list):
-        return [substitute(v, values) for v in value]
+        return [fill_refs(v, values) for v in value]
     return value
 
 
@@ -52,7 +52,7 @@ def apply(plan: Plan, aws: Aws, state: PipelineState, echo: Callable[[str], None
     for number, call in enumerate(plan.calls, 1):
         echo(f"  [{number}/{len(plan.calls)}] {call.message}")
         try:
-            response = _invoke(aws, call, substitute(dict(call.params), values))
+            response = _invoke(aws, call, fill_refs(dict(call.params), values))
         except (ClientError, BotoCoreError) as error:
             raise YunpipeError(f"{call.message} failed: {error}\n"
                                f"Nothing after this step was changed; run the same command again to resume, "
