@@ -1,21 +1,19 @@
 """Which AWS a command talks to: flags, AWS_ENDPOINT_URL, LocalStack, the local cloud."""
-import argparse
 import socket
 
 import pytest
 from moto.server import ThreadedMotoServer
 
 from yunpipe import cli
-from yunpipe.aws.session import open_aws
+from yunpipe.aws.session import AwsOptions, open_aws
 from yunpipe.errors import InputError, YunpipeError
 from yunpipe.local import announcement
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.specs.algorithm import load_algorithm
 
 
-def options(**given) -> argparse.Namespace:
-    defaults = {"profile": None, "region": None, "endpoint_url": None, "localstack": False, "local": False}
-    return argparse.Namespace(**{**defaults, **given})
+def options(**given) -> AwsOptions:
+    return AwsOptions(**given)
 
 
 @pytest.fixture
@@ -88,3 +86,11 @@ def test_localstack_target_deploys_through_localstack_client(home, monkeypatch, 
     # moto's backends are process-wide: look for this pipeline's buckets only.
     left = [b["Name"] for b in open_aws(options(localstack=True)).call("s3", "list_buckets")["Buckets"]]
     assert not [name for name in left if "container-clouds" in name]
+
+
+def test_options_come_from_the_parsed_flags_with_defaults_for_the_missing_ones():
+    parser = cli.build_parser()
+    args = parser.parse_args(["status", "demo", "--local", "--profile", "lab", "--endpoint-url", "http://127.0.0.1:9"])
+    assert AwsOptions.from_args(args) == AwsOptions(local=True, profile="lab", endpoint_url="http://127.0.0.1:9")
+    # demo has no AWS flags at all.
+    assert AwsOptions.from_args(parser.parse_args(["demo"])) == AwsOptions()

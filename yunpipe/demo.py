@@ -7,7 +7,6 @@
 5. upload a folder of sample files, wait with a live count, print each result and its latency;
 6. clean-up --purge.
 """
-import argparse
 import io
 import json
 import random
@@ -21,7 +20,7 @@ from tqdm import tqdm
 
 from yunpipe import cli, paths
 from yunpipe.aws.reader import Reader
-from yunpipe.aws.session import open_aws
+from yunpipe.aws.session import AwsOptions, open_aws
 from yunpipe.errors import InputError, YunpipeError
 from yunpipe.local import cloud
 from yunpipe.pipeline import location
@@ -40,7 +39,7 @@ BASE_IMAGE = "yunpipe/base:bookworm"
 # Longest wait for the results; the demo's files take seconds, this only bounds a broken run.
 WAIT_SECONDS = 600
 # The AWS options of a command run with --local.
-LOCAL = argparse.Namespace(local=True, region=None)
+LOCAL = AwsOptions(local=True)
 WORDS = ("data", "cloud", "pipeline", "queue", "bucket", "container", "result", "input", "task", "worker",
          "algorithm", "image", "event", "step", "message", "research", "analysis", "sample", "file", "yunpipe")
 

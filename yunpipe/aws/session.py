@@ -2,6 +2,7 @@
 yunpipe's local cloud. Builds the one `Aws` facade every command uses.
 """
 import os
+from dataclasses import dataclass
 
 import boto3
 from botocore.exceptions import ProfileNotFound
@@ -23,24 +24,41 @@ def local_endpoint() -> str:
     return current["endpoint"]
 
 
-def wants_local(args) -> bool:
-    return bool(getattr(args, "local", False)) or os.environ.get("YUNPIPE_LOCAL") == "1"
+@dataclass(frozen=True)
+class AwsOptions:
+    """Where a command's flags (--local, --localstack, --profile, --region, --endpoint-url) point."""
+    local: bool = False
+    localstack: bool = False
+    profile: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+
+    @classmethod
+    def from_args(cls, args) -> "AwsOptions":
+        """The options of parsed command-line arguments; a command without some flag gets its default."""
+        return cls(local=bool(getattr(args, "local", False)), localstack=bool(getattr(args, "localstack", False)),
+                   profile=getattr(args, "profile", None), region=getattr(args, "region", None),
+                   endpoint_url=getattr(args, "endpoint_url", None))
 
 
-def open_aws(args, region: str | None = None) -> Aws:
+def wants_local(options: AwsOptions) -> bool:
+    return options.local or os.environ.get("YUNPIPE_LOCAL") == "1"
+
+
+def open_aws(options: AwsOptions, region: str | None = None) -> Aws:
     """The facade for the command's AWS options; `region` is the workflow's, used when no
     --region is given."""
-    region = getattr(args, "region", None) or region
-    if wants_local(args):
+    region = options.region or region
+    if wants_local(options):
         session = boto3.Session(region_name=LOCAL_REGION, **LOCAL_CREDENTIALS)
         return Aws(session, endpoint_url=local_endpoint())
-    if getattr(args, "localstack", False):
+    if options.localstack:
         # Imported here: only LocalStack users need the package at run time.
         from localstack_client.session import Session as LocalstackSession
-        return Aws(LocalstackSession(region_name=region or LOCAL_REGION, profile_name=getattr(args, "profile", None)))
+        return Aws(LocalstackSession(region_name=region or LOCAL_REGION, profile_name=options.profile))
     try:
-        session = boto3.Session(profile_name=getattr(args, "profile", None), region_name=region)
+        session = boto3.Session(profile_name=options.profile, region_name=region)
     except ProfileNotFound as error:
-        raise InputError("--profile", args.profile, f"expected a profile of your AWS config ({error})") from None
+        raise InputError("--profile", options.profile, f"expected a profile of your AWS config ({error})") from None
     # boto3 reads AWS_ENDPOINT_URL itself; an explicit flag wins over it.
-    return Aws(session, endpoint_url=getattr(args, "endpoint_url", None))
+    return Aws(session, endpoint_url=options.endpoint_url)

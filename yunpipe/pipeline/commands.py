@@ -5,7 +5,7 @@ import time
 
 from yunpipe.aws.facade import UNREACHABLE, Aws
 from yunpipe.aws.reader import Reader
-from yunpipe.aws.session import open_aws
+from yunpipe.aws.session import AwsOptions, open_aws
 from yunpipe.errors import InputError, NotFoundError, YunpipeError
 from yunpipe.pipeline import location
 from yunpipe.pipeline import model as m
@@ -40,8 +40,8 @@ def load_workflows(files: list[str]) -> list[ResolvedWorkflow]:
     return workflows
 
 
-def _aws_for(args, region: str | None) -> Aws:
-    aws = open_aws(args, region)
+def _aws_for(options: AwsOptions, region: str | None) -> Aws:
+    aws = open_aws(options, region)
     if not aws.region:
         raise YunpipeError("no AWS region: pass --region, or set region in the workflow or your AWS profile")
     return aws
@@ -61,41 +61,43 @@ def print_plan(title: str, plan: Plan, dry_run: bool) -> None:
         print(f"  {len(plan.calls)} change(s):")
 
 
-def compile_pipeline(args, workflow: ResolvedWorkflow, state: PipelineState) -> tuple[Aws, m.PipelineModel, bool]:
+def compile_pipeline(options: AwsOptions, workflow: ResolvedWorkflow, state: PipelineState, dry_run: bool,
+                     use_keys: bool = False) -> tuple[Aws, m.PipelineModel, bool]:
     """The facade, the model for the real account/region/network, and whether AWS is offline.
     A pipeline of the same name recorded elsewhere stops it before anything is created."""
     spec = workflow.spec
     # Another cloud or endpoint is seen without any AWS call (nor a running local cloud).
-    location.refuse_elsewhere(spec, state, location.intended(args))
-    aws = _aws_for(args, spec.region)
-    use_keys = getattr(args, "use_user_credential", False)
+    location.refuse_elsewhere(spec, state, location.intended(options))
+    aws = _aws_for(options, spec.region)
     credentials = {}
     if use_keys:
         print(USER_CREDENTIAL_WARNING.format(pipeline=spec.name), file=sys.stderr)
         credentials = aws.credentials()
-    target, offline = resolve_target(aws, spec.account_id, args.dry_run, spec.subnets, spec.security_groups, credentials)
+    target, offline = resolve_target(aws, spec.account_id, dry_run, spec.subnets, spec.security_groups, credentials)
     if use_keys and not credentials:
-        if not args.dry_run:
+        if not dry_run:
             raise YunpipeError("-uu: no AWS credentials found to store")
         target = m.Target(target.account_id, target.region, target.subnets, target.security_groups,
                           {"AWS_ACCESS_KEY_ID": "<your key id>", "AWS_SECRET_ACCESS_KEY": "<your secret key>"})
-    here = location.record(args, aws, target.account_id)
+    here = location.record(options, aws, target.account_id)
     # Offline (dry-run), the account is a guess: not compared.
     location.refuse_elsewhere(spec, state, {k: v for k, v in here.items() if not (offline and k == "account_id")})
     return aws, m.build_model(workflow, target, use_keys), offline
 
 
-def summary_of(args, aws: Aws, model: m.PipelineModel) -> dict:
+def summary_of(options: AwsOptions, aws: Aws, model: m.PipelineModel) -> dict:
     """The model's summary and where it is deployed, for the commands that name the pipeline."""
-    return {**model.summary(), "location": location.record(args, aws, model.target.account_id)}
+    return {**model.summary(), "location": location.record(options, aws, model.target.account_id)}
 
 
 # AWS failures (no credentials, no endpoint, a refusal) become one line in cli.dispatch, for every verb.
 def run_setup_pipe(args) -> int:
+    options = AwsOptions.from_args(args)
     workflows = load_workflows(args.files)
     for workflow in workflows:
         state = PipelineState.load(workflow.spec.name)
-        aws, model, offline = compile_pipeline(args, workflow, state)
+        aws, model, offline = compile_pipeline(options, workflow, state, args.dry_run,
+                                               getattr(args, "use_user_credential", False))
         reader = Reader(aws, offline)
         plan = Planner(reader, state.keys()).plan(model) + Sweeper(reader).plan(state.keys(), keep=model.keys())
         if offline:
@@ -107,7 +109,7 @@ def run_setup_pipe(args) -> int:
         if args.dry_run:
             print("Dry run: nothing was changed.")
             continue
-        state.summary = summary_of(args, aws, model)
+        state.summary = summary_of(options, aws, model)
         state.save()
         apply(plan, aws, state)
         print(f"Pipeline {model.name} is ready ({aws.mutating_calls} change(s) made).")
@@ -117,14 +119,14 @@ def run_setup_pipe(args) -> int:
 
 
 def run_create_lambda_exec_role(args) -> int:
-    args.dry_run = False
+    options = AwsOptions.from_args(args)
     workflows = load_workflows(args.files)
     for workflow in workflows:
         state = PipelineState.load(workflow.spec.name)
-        aws, model, _ = compile_pipeline(args, workflow, state)
+        aws, model, _ = compile_pipeline(options, workflow, state, dry_run=False)
         plan = Planner(Reader(aws), state.keys()).plan(model, [s.launcher_role for s in model.steps])
         print_plan(f"Launcher roles of pipeline {model.name}:", plan, dry_run=False)
-        state.summary = state.summary or summary_of(args, aws, model)
+        state.summary = state.summary or summary_of(options, aws, model)
         apply(plan, aws, state)
         for step in model.steps:
             print(f"Launcher role of {step.name}: {step.launcher_role.arn}")
@@ -151,13 +153,14 @@ def _pipelines_to_clean(args, aws_for_discovery: Aws | None) -> list[str]:
 
 
 def run_clean_up(args) -> int:
-    discovery = _aws_for(args, None) if args.all else None
+    options = AwsOptions.from_args(args)
+    discovery = _aws_for(options, None) if args.all else None
     # Every pipeline is looked up before any is removed: a name found nowhere stops them all.
     work = []
     for pipeline in _pipelines_to_clean(args, discovery):
         state = PipelineState.load(pipeline)
         try:
-            aws = location.open_pipeline_aws(args, pipeline, state.summary)
+            aws = location.open_pipeline_aws(options, pipeline, state.summary)
         except YunpipeError as error:
             if not args.all:
                 raise
@@ -170,7 +173,7 @@ def run_clean_up(args) -> int:
             candidates |= discover(reader, pipeline)
             candidates |= attached(reader, pipeline, {key for kind, key in candidates if kind == "function"})
             if not candidates and not state.exists:
-                place = location.describe(location.record(args, aws, aws.account_id()))
+                place = location.describe(location.record(options, aws, aws.account_id()))
                 raise NotFoundError(f"no pipeline '{pipeline}' found (no state on this machine, "
                                     f"nothing tagged in {place})")
             plan = Sweeper(reader, args.purge).plan(candidates)
@@ -199,14 +202,14 @@ def run_clean_up(args) -> int:
 
 def run_status(args) -> int:
     summary = require_summary(args.pipeline)
-    reader = Reader(location.open_pipeline_aws(args, args.pipeline, summary))
+    reader = Reader(location.open_pipeline_aws(AwsOptions.from_args(args), args.pipeline, summary))
     print(status.render(summary, status.collect(reader, summary)))
     return 0
 
 
 def run_logs(args) -> int:
     summary = require_summary(args.pipeline)
-    aws = location.open_pipeline_aws(args, args.pipeline, summary)
+    aws = location.open_pipeline_aws(AwsOptions.from_args(args), args.pipeline, summary)
     steps = [s["name"] for s in summary["steps"]]
     if args.step and args.step not in steps:
         raise InputError("logs", "--step", f"expected one of the pipeline's steps ({', '.join(steps)}), got '{args.step}'")

@@ -7,37 +7,36 @@ Recorded as summary["location"] in the pipeline's state:
 Never credentials. The field was added to schema_version 1 backward-compatibly: a summary
 without it (written by an older yunpipe) is reached with the command's flags, as before.
 """
-import argparse
 import os
 
 from yunpipe.aws.facade import Aws
-from yunpipe.aws.session import open_aws, wants_local
+from yunpipe.aws.session import AwsOptions, open_aws, wants_local
 from yunpipe.errors import InputError, YunpipeError
 from yunpipe.local import announcement
 from yunpipe.pipeline.state import PipelineState, state_path
 
 
-def cloud_of(args) -> str:
-    if wants_local(args):
+def cloud_of(options: AwsOptions) -> str:
+    if wants_local(options):
         return "local"
-    return "localstack" if getattr(args, "localstack", False) else "aws"
+    return "localstack" if options.localstack else "aws"
 
 
-def _flag_endpoint(args) -> str | None:
+def _flag_endpoint(options: AwsOptions) -> str | None:
     # As in open_aws: an explicit flag wins over AWS_ENDPOINT_URL, which boto3 reads itself.
-    return getattr(args, "endpoint_url", None) or os.environ.get("AWS_ENDPOINT_URL") or None
+    return options.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
-def record(args, aws: Aws, account_id: str) -> dict:
-    """Where `aws` (opened from `args`) deploys."""
-    cloud = cloud_of(args)
+def record(options: AwsOptions, aws: Aws, account_id: str) -> dict:
+    """Where `aws` (opened from `options`) deploys."""
+    cloud = cloud_of(options)
     if cloud == "local":
         endpoint = aws.endpoint_url
     elif cloud == "localstack":
         endpoint = aws.client("sts").meta.endpoint_url
     else:
-        endpoint = _flag_endpoint(args)
-    profile = None if cloud == "local" else getattr(args, "profile", None) or os.environ.get("AWS_PROFILE") or None
+        endpoint = _flag_endpoint(options)
+    profile = None if cloud == "local" else options.profile or os.environ.get("AWS_PROFILE") or None
     return {"cloud": cloud, "endpoint_url": endpoint, "account_id": account_id, "region": aws.region,
             "profile": profile}
 
@@ -72,7 +71,7 @@ def refuse_elsewhere(spec, state: PipelineState, current: dict) -> None:
                          f"({state_path(spec.name)}); clean-up {spec.name} first, or pick another name")
 
 
-def check_flags(args, pipeline: str, location: dict) -> None:
+def check_flags(options: AwsOptions, pipeline: str, location: dict) -> None:
     """A flag (or its environment variable) naming another place than the record is an error,
     not a silent detour. --profile is who you are, not where the pipeline is: it may differ."""
     cloud = location["cloud"]
@@ -81,44 +80,44 @@ def check_flags(args, pipeline: str, location: dict) -> None:
     def contradiction(flag: str, value: str = "") -> InputError:
         return InputError(flag, value, f"contradicts where {lives}")
 
-    if getattr(args, "local", False) and cloud != "local":
+    if options.local and cloud != "local":
         raise contradiction("--local")
     if os.environ.get("YUNPIPE_LOCAL") == "1" and cloud != "local":
         raise contradiction("YUNPIPE_LOCAL=1")
-    if getattr(args, "localstack", False) and cloud != "localstack":
+    if options.localstack and cloud != "localstack":
         raise contradiction("--localstack")
-    flag = getattr(args, "endpoint_url", None)
+    flag = options.endpoint_url
     if flag and (cloud != "aws" or flag != location.get("endpoint_url")):
         raise contradiction("--endpoint-url", flag)
     variable = os.environ.get("AWS_ENDPOINT_URL")
     if cloud == "aws" and not flag and variable and variable != location.get("endpoint_url"):
         raise contradiction("AWS_ENDPOINT_URL", variable)
-    region = getattr(args, "region", None)
+    region = options.region
     if region and region != location["region"]:
         raise contradiction("--region", region)
 
 
-def open_pipeline_aws(args, pipeline: str, summary: dict) -> Aws:
+def open_pipeline_aws(options: AwsOptions, pipeline: str, summary: dict) -> Aws:
     """The facade for where the pipeline lives; the command's flags for a summary recorded
     before yunpipe kept the location."""
     location = summary.get("location")
     if location is None:
-        aws = open_aws(args, summary.get("region"))
+        aws = open_aws(options, summary.get("region"))
         if not aws.region:
             raise YunpipeError("no AWS region: pass --region, or set region in the workflow or your AWS profile")
         return aws
-    check_flags(args, pipeline, location)
+    check_flags(options, pipeline, location)
     if location["cloud"] == "local" and announcement.read_state() is None:
         raise YunpipeError(f"pipeline '{pipeline}' lives on the local cloud, which is not running: "
                            "run `yunpipe local up`")
-    there = argparse.Namespace(
+    there = AwsOptions(
         local=location["cloud"] == "local", localstack=location["cloud"] == "localstack",
-        profile=getattr(args, "profile", None) or location.get("profile"), region=location["region"],
+        profile=options.profile or location.get("profile"), region=location["region"],
         endpoint_url=location.get("endpoint_url") if location["cloud"] == "aws" else None)
     return open_aws(there)
 
 
-def intended(args) -> dict:
+def intended(options: AwsOptions) -> dict:
     """The place as far as the flags alone tell, before any AWS call."""
-    cloud = cloud_of(args)
-    return {"cloud": cloud, "endpoint_url": _flag_endpoint(args)} if cloud == "aws" else {"cloud": cloud}
+    cloud = cloud_of(options)
+    return {"cloud": cloud, "endpoint_url": _flag_endpoint(options)} if cloud == "aws" else {"cloud": cloud}

@@ -4,6 +4,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from yunpipe.aws.reader import Reader
+from yunpipe.aws.session import AwsOptions
 from yunpipe.errors import InputError, YunpipeError
 from yunpipe.pipeline.location import open_pipeline_aws
 from yunpipe.pipeline.state import require_summary
@@ -26,7 +27,7 @@ def files_to_upload(paths: list[str], prefix: str = "") -> list[tuple[Path, str]
 def run_upload(args) -> int:
     summary = require_summary(args.pipeline)
     pairs = files_to_upload(args.paths, args.prefix)
-    aws = open_pipeline_aws(args, args.pipeline, summary)
+    aws = open_pipeline_aws(AwsOptions.from_args(args), args.pipeline, summary)
     bucket = summary["input_bucket"]
     # Asked before the progress bar starts: no AWS, or no bucket, is then one line and nothing else.
     if not Reader(aws).bucket_exists(bucket):
@@ -43,7 +44,7 @@ def run_upload(args) -> int:
 
 def run_results(args) -> int:
     summary = require_summary(args.pipeline)
-    aws = open_pipeline_aws(args, args.pipeline, summary)
+    aws = open_pipeline_aws(AwsOptions.from_args(args), args.pipeline, summary)
     bucket = summary["output_bucket"]
     objects = list(aws.pages("s3", "list_objects_v2", "Contents", Bucket=bucket))
     if not args.download:
