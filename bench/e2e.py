@@ -28,7 +28,7 @@ from yunpipe.aws.session import open_aws
 from yunpipe.errors import YunpipeError
 from yunpipe.local import cloud
 from yunpipe.pipeline import status as pipeline_status
-from yunpipe.pipeline.state import require_summary
+from yunpipe.pipeline.state import PipelineSummary, require_summary
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.runtime.runscript import substitute
 from yunpipe.wrapper import images
@@ -80,13 +80,13 @@ def upload(s3, bucket: str, files: list[Path], finished: dict[str, float]) -> No
         finished[path.name] = time.time()
 
 
-def watch_results(summary: dict, files: list[Path]) -> tuple[float, dict[str, float], dict[str, float]]:
+def watch_results(summary: PipelineSummary, files: list[Path]) -> tuple[float, dict[str, float], dict[str, float]]:
     """Upload while polling the output bucket; returns the start time, each key's drop time
     and the time its result was first listed."""
-    aws = open_aws(demo.LOCAL, summary["region"])
+    aws = open_aws(demo.LOCAL, summary.region)
     reader = Reader(aws)
     # The upload has its own client: boto3 clients are not shared across threads here.
-    s3_upload = open_aws(demo.LOCAL, summary["region"]).client("s3")
+    s3_upload = open_aws(demo.LOCAL, summary.region).client("s3")
     keys = {f.name for f in files}
     dropped: dict[str, float] = {}
     seen: dict[str, float] = {}
@@ -94,11 +94,11 @@ def watch_results(summary: dict, files: list[Path]) -> tuple[float, dict[str, fl
     next_status = time.monotonic() + STATUS_EVERY_SECONDS
     deadline = time.monotonic() + WAIT_SECONDS
     with ThreadPoolExecutor(1) as pool:
-        uploading = pool.submit(upload, s3_upload, summary["input_bucket"], files, dropped)
+        uploading = pool.submit(upload, s3_upload, summary.input_bucket, files, dropped)
         while len(seen) < len(keys):
             if uploading.done():
                 uploading.result()  # re-raises a failed upload
-            listed = [o["Key"] for o in aws.pages("s3", "list_objects_v2", "Contents", Bucket=summary["output_bucket"])]
+            listed = [o["Key"] for o in aws.pages("s3", "list_objects_v2", "Contents", Bucket=summary.output_bucket)]
             now = time.time()
             for key in listed:
                 seen.setdefault(key, now)
@@ -116,25 +116,25 @@ def watch_results(summary: dict, files: list[Path]) -> tuple[float, dict[str, fl
     return started, dropped, seen
 
 
-def wait_for_workers(reader: Reader, summary: dict) -> None:
+def wait_for_workers(reader: Reader, summary: PipelineSummary) -> None:
     """Workers exit IDLE_SECONDS after their queue emptied; count containers only after that."""
     deadline = time.monotonic() + IDLE_SECONDS + 60
-    while any(reader.pages("ecs", "list_tasks", "taskArns", cluster=summary["cluster"],
-                           startedBy=step["started_by"], desiredStatus="RUNNING") for step in summary["steps"]):
+    while any(reader.pages("ecs", "list_tasks", "taskArns", cluster=summary.cluster,
+                           startedBy=step.started_by, desiredStatus="RUNNING") for step in summary.steps):
         if time.monotonic() > deadline:
             raise YunpipeError("workers still running a minute after the queues emptied")
         time.sleep(1)
 
 
-def worker_tasks(aws, summary: dict) -> dict[str, list[dict]]:
+def worker_tasks(aws, summary: PipelineSummary) -> dict[str, list[dict]]:
     """Every task of each step, described; called once none runs, so STOPPED lists them all."""
     tasks = {}
-    for step in summary["steps"]:
-        arns = list(aws.pages("ecs", "list_tasks", "taskArns", cluster=summary["cluster"],
-                              startedBy=step["started_by"], desiredStatus="STOPPED"))
+    for step in summary.steps:
+        arns = list(aws.pages("ecs", "list_tasks", "taskArns", cluster=summary.cluster,
+                              startedBy=step.started_by, desiredStatus="STOPPED"))
         # describe_tasks takes at most 100 tasks per call.
-        tasks[step["name"]] = [task for i in range(0, len(arns), 100)
-                               for task in aws.call("ecs", "describe_tasks", cluster=summary["cluster"],
+        tasks[step.name] = [task for i in range(0, len(arns), 100)
+                               for task in aws.call("ecs", "describe_tasks", cluster=summary.cluster,
                                                     tasks=arns[i:i + 100])["tasks"]]
     return tasks
 
@@ -163,9 +163,9 @@ def run_pipeline(args, references: list[str], work: Path, files: list[Path]) -> 
         summary = require_summary(PIPELINE)
         demo.say(f"uploading {len(files)} files; listing the output bucket every {POLL_SECONDS} s")
         started, dropped, seen = watch_results(summary, files)
-        aws = open_aws(demo.LOCAL, summary["region"])
+        aws = open_aws(demo.LOCAL, summary.region)
         s3 = aws.client("s3")
-        verified = verify(lambda key: s3.get_object(Bucket=summary["output_bucket"], Key=key)["Body"].read(),
+        verified = verify(lambda key: s3.get_object(Bucket=summary.output_bucket, Key=key)["Body"].read(),
                           files, args.steps, "pipeline")
         demo.say("all results correct; waiting for the workers to go idle and exit")
         reader = Reader(aws)

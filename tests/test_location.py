@@ -173,10 +173,12 @@ def test_setup_pipe_refuses_the_same_name_in_another_region(moto, change123, wri
 
 
 def test_demo_refuses_when_both_of_its_names_live_elsewhere(aws_env, capsys):
-    from yunpipe.pipeline.state import PipelineState
+    from yunpipe.pipeline.state import PipelineState, PipelineSummary
     for name in ("demo", "demo-local"):
-        PipelineState(name, {"pipeline": name, "location": {
-            "cloud": "aws", "endpoint_url": None, "account_id": ACCOUNT, "region": REGION, "profile": None}}).save()
+        PipelineState(name, PipelineSummary(
+            name, REGION, ACCOUNT, f"{name}-in", f"{name}-out", f"{name}-reports", f"/yunpipe/{name}", name, (),
+            location={"cloud": "aws", "endpoint_url": None, "account_id": ACCOUNT, "region": REGION,
+                      "profile": None})).save()
     status, _, err = run(capsys, "demo")
     assert status == 2
     assert err == ("error: yunpipe demo: pipelines 'demo' and 'demo-local' both live elsewhere than the local cloud; "

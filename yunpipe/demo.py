@@ -25,7 +25,7 @@ from yunpipe.errors import InputError, YunpipeError
 from yunpipe.local import cloud
 from yunpipe.pipeline import location
 from yunpipe.pipeline import status as pipeline_status
-from yunpipe.pipeline.state import PipelineState, require_summary
+from yunpipe.pipeline.state import PipelineState, PipelineSummary, require_summary
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.specs.algorithm import load_algorithm
 from yunpipe.wrapper import images
@@ -98,14 +98,19 @@ def pipeline_name() -> str:
     (one recorded before yunpipe kept places counts as elsewhere: it may be on AWS)."""
     for name in (PIPELINE, FALLBACK_PIPELINE):
         state = PipelineState.load(name)
-        if not state.exists or (state.summary.get("location") or {}).get("cloud") == "local":
+        if not state.exists or _recorded_location(state).get("cloud") == "local":
             if name != PIPELINE:
-                recorded = PipelineState.load(PIPELINE).summary.get("location")
+                recorded = _recorded_location(PipelineState.load(PIPELINE))
                 where = location.describe(recorded) if recorded else "a place not recorded (an older yunpipe)"
                 say(f"a pipeline named {PIPELINE} lives in {where}; the demo deploys {name} instead and leaves it alone")
             return name
     raise InputError("yunpipe demo", "", f"pipelines '{PIPELINE}' and '{FALLBACK_PIPELINE}' both live elsewhere than "
                      f"the local cloud; clean-up one of them first")
+
+
+def _recorded_location(state: PipelineState) -> dict:
+    """Where the state says its pipeline lives; {} when it does not say."""
+    return (state.summary.location if state.summary else None) or {}
 
 
 def write_workflow(folder: Path, references: list[str], name: str = PIPELINE) -> Path:
@@ -143,11 +148,11 @@ def write_samples(folder: Path, count: int) -> list[str]:
     return names
 
 
-def wait_for_results(summary: dict, keys: list[str], uploaded_at: float) -> list[Result]:
+def wait_for_results(summary: PipelineSummary, keys: list[str], uploaded_at: float) -> list[Result]:
     """Poll until every input has a result (or is dead-lettered), showing a live count."""
-    aws = open_aws(LOCAL, summary["region"])
+    aws = open_aws(LOCAL, summary.region)
     reader = Reader(aws)
-    bucket = summary["output_bucket"]
+    bucket = summary.output_bucket
     done: dict[str, float] = {}
     deadline = time.monotonic() + WAIT_SECONDS
     with tqdm(total=len(keys), desc="results", unit="file", file=sys.stdout) as bar:
@@ -168,10 +173,10 @@ def wait_for_results(summary: dict, keys: list[str], uploaded_at: float) -> list
     return [Result(k, f"s3://{bucket}/{k}", max(0.0, done[k] - uploaded_at)) for k in sorted(done)]
 
 
-def show_results(results: list[Result], summary: dict) -> None:
-    s3 = open_aws(LOCAL, summary["region"]).client("s3")
+def show_results(results: list[Result], summary: PipelineSummary) -> None:
+    s3 = open_aws(LOCAL, summary.region).client("s3")
     first = results[0]
-    body = s3.get_object(Bucket=summary["output_bucket"], Key=first.key)["Body"].read().decode()
+    body = s3.get_object(Bucket=summary.output_bucket, Key=first.key)["Body"].read().decode()
     say("results (seconds from the start of the upload to the result):")
     for result in results:
         print(f"  {result.location}  {result.seconds:5.1f} s")

@@ -30,7 +30,7 @@ from strict_aws import StrictAws
 from yunpipe import cli
 from yunpipe.local.cloud import LocalCloud
 from yunpipe.local.ecs_runner import LABEL_CLUSTER, LABEL_TASK
-from yunpipe.pipeline.state import require_summary, state_path
+from yunpipe.pipeline.state import PipelineSummary, StepSummary, require_summary, state_path
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.specs.algorithm import load_algorithm
 from yunpipe.wrapper import images
@@ -139,12 +139,12 @@ class Pipeline:
     name: str
     input_bucket: str
     output_bucket: str
-    summary: dict
+    summary: PipelineSummary
     aws: Callable
     daemon: docker.DockerClient
 
-    def step(self, index: int) -> dict:
-        return self.summary["steps"][index]
+    def step(self, index: int) -> StepSummary:
+        return self.summary.steps[index]
 
     def status(self) -> str:
         return run_cli("status", self.name, "--local")[1]
@@ -153,12 +153,12 @@ class Pipeline:
         """What a failed wait shows: `yunpipe status`, why each task stopped, the workers' errors."""
         lines = [self.status()]
         ecs = self.aws("ecs")
-        for index, step in enumerate(self.summary["steps"]):
+        for index, step in enumerate(self.summary.steps):
             stopped = self.tasks(index, "STOPPED")
             reasons = collections.Counter(
                 task.get("stoppedReason", "?") for start in range(0, len(stopped), 100)
-                for task in ecs.describe_tasks(cluster=self.summary["cluster"], tasks=stopped[start:start + 100])["tasks"])
-            lines.append(f"step {step['name']} stopped tasks: {dict(reasons)}")
+                for task in ecs.describe_tasks(cluster=self.summary.cluster, tasks=stopped[start:start + 100])["tasks"])
+            lines.append(f"step {step.name} stopped tasks: {dict(reasons)}")
         problems = [line for line in run_cli("logs", self.name, "--local")[1].splitlines()
                     if " ERROR " in line or " WARNING " in line or "Traceback" in line]
         lines.extend(["worker errors and warnings (last 20):", *problems[-20:]])
@@ -189,13 +189,13 @@ class Pipeline:
     def tasks(self, step: int, status: str) -> list[str]:
         ecs = self.aws("ecs")
         return [arn for page in ecs.get_paginator("list_tasks").paginate(
-                    cluster=self.summary["cluster"], startedBy=self.step(step)["started_by"], desiredStatus=status)
+                    cluster=self.summary.cluster, startedBy=self.step(step).started_by, desiredStatus=status)
                 for arn in page["taskArns"]]
 
     def containers(self) -> list:
         """The runner's running Docker containers for this pipeline's tasks (one cluster per pipeline)."""
         summary = self.summary
-        cluster = f"arn:aws:ecs:{summary['region']}:{summary['account_id']}:cluster/{summary['cluster']}"
+        cluster = f"arn:aws:ecs:{summary.region}:{summary.account_id}:cluster/{summary.cluster}"
         # ignore_removed: a task container may be removed between the listing and its inspection.
         return self.daemon.containers.list(filters={"label": f"{LABEL_CLUSTER}={cluster}"}, ignore_removed=True)
 

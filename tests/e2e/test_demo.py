@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from yunpipe.pipeline.state import PipelineState, state_path
+from yunpipe.pipeline.state import PipelineState, PipelineSummary, state_path
 
 from .conftest import run_cli
 
@@ -25,8 +25,10 @@ def test_demo_wraps_runs_a_two_step_pipeline_prints_results_and_cleans_up(local_
 
 
 def test_demo_leaves_an_aws_pipeline_called_demo_alone(local_cloud):
-    aws_demo = PipelineState("demo", {"pipeline": "demo", "location": {
-        "cloud": "aws", "endpoint_url": None, "account_id": "111122223333", "region": "eu-west-1", "profile": None}})
+    aws_demo = PipelineState("demo", PipelineSummary(
+        "demo", "eu-west-1", "111122223333", "demo-in", "demo-out", "demo-reports", "/yunpipe/demo", "demo", (),
+        location={"cloud": "aws", "endpoint_url": None, "account_id": "111122223333", "region": "eu-west-1",
+                  "profile": None}))
     aws_demo.save()
     before = state_path("demo").read_text()
     try:

@@ -96,7 +96,7 @@ def test_failing_inputs_end_in_the_dead_letter_queue_with_a_report(pipeline, aws
     upload(tester, write_inputs(tmp_path / "in", {**good, **bad}))
     step = tester.step(0)
     sqs = aws("sqs")
-    dlq = sqs.get_queue_url(QueueName=step["dead_letter_queue"])["QueueUrl"]
+    dlq = sqs.get_queue_url(QueueName=step.dead_letter_queue)["QueueUrl"]
 
     def dead_letters():
         count = int(sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])
@@ -117,8 +117,8 @@ def test_failing_inputs_end_in_the_dead_letter_queue_with_a_report(pipeline, aws
     assert sorted(json.loads(m["Body"])["key"] for m in messages) == sorted(bad)
     s3 = aws("s3")
     for key in bad:
-        report_key = f"failures/{tester.name}/{step['name']}/{key}/attempt-2.json"
-        report = json.loads(s3.get_object(Bucket=tester.summary["reports_bucket"], Key=report_key)["Body"].read())
+        report_key = f"failures/{tester.name}/{step.name}/{key}/attempt-2.json"
+        report = json.loads(s3.get_object(Bucket=tester.summary.reports_bucket, Key=report_key)["Body"].read())
         assert (report["reason"], report["exit_code"], report["final"]) == ("nonzero_exit", 3, True), report
         assert "asks to fail" in report["stderr_tail"], report
 
@@ -150,7 +150,7 @@ def test_killed_worker_file_is_still_processed(pipeline, aws, tmp_path):
     # 75 s is ample for that, and short of the 120 s a worker holds a message by default.
     slow.wait_for_results({"slow.txt": f"{text.rstrip()}\n-- tested\n".encode()}, timeout=75)
     ecs = aws("ecs")
-    stopped = ecs.describe_tasks(cluster=slow.summary["cluster"], tasks=[killed_task])["tasks"][0]
+    stopped = ecs.describe_tasks(cluster=slow.summary.cluster, tasks=[killed_task])["tasks"][0]
     assert "137" in stopped.get("stoppedReason", ""), f"the killed task was not stopped as killed: {stopped}"
     others = set(slow.tasks(0, "RUNNING") + slow.tasks(0, "STOPPED")) - {killed_task}
     assert others, "no other worker was started for the killed job"
@@ -164,8 +164,8 @@ def test_clean_up_purge_leaves_nothing_of_the_pipeline(pipeline, aws, tmp_path):
     expected = {key: f"{hashlib.sha256(text.upper().encode()).hexdigest()}\n".encode() for key, text in inputs.items()}
     doomed.wait_for_results(expected, timeout=120)
     assert doomed.containers(), "precondition: a worker should still be idling"
-    buckets = {doomed.input_bucket, doomed.output_bucket, doomed.summary["reports_bucket"],
-               *(s["output_bucket"] for s in doomed.summary["steps"])}
+    buckets = {doomed.input_bucket, doomed.output_bucket, doomed.summary.reports_bucket,
+               *(s.output_bucket for s in doomed.summary.steps)}
 
     run_ok("clean-up", "--local", "--purge", doomed.name)
 
@@ -188,8 +188,8 @@ def test_clean_up_purge_leaves_nothing_of_the_pipeline(pipeline, aws, tmp_path):
     left = buckets & {b["Name"] for b in aws("s3").list_buckets()["Buckets"]}
     assert left == set(), f"buckets left: {left}"
     ecs = aws("ecs")
-    active = [arn for step in doomed.summary["steps"]
-              for arn in ecs.list_task_definitions(familyPrefix=step["task_family"], status="ACTIVE")["taskDefinitionArns"]]
+    active = [arn for step in doomed.summary.steps
+              for arn in ecs.list_task_definitions(familyPrefix=step.task_family, status="ACTIVE")["taskDefinitionArns"]]
     assert active == [], f"active task definitions left: {active}"
 
     def no_containers():

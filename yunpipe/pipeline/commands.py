@@ -2,6 +2,7 @@
 plans, prints the plan and (unless --dry-run) applies it."""
 import sys
 import time
+from dataclasses import replace
 
 from yunpipe.aws.facade import UNREACHABLE, Aws
 from yunpipe.aws.reader import Reader
@@ -13,7 +14,7 @@ from yunpipe.pipeline import status
 from yunpipe.pipeline.executor import apply
 from yunpipe.pipeline.plan import Plan
 from yunpipe.pipeline.planner import Planner, resolve_target
-from yunpipe.pipeline.state import PipelineState, known_pipelines, require_summary
+from yunpipe.pipeline.state import PipelineState, PipelineSummary, known_pipelines, require_summary
 from yunpipe.pipeline.sweeper import Sweeper, attached, discover
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.specs.workflow import ResolvedWorkflow, load_workflow, resolve_workflow
@@ -85,9 +86,9 @@ def compile_pipeline(options: AwsOptions, workflow: ResolvedWorkflow, state: Pip
     return aws, m.build_model(workflow, target, use_keys), offline
 
 
-def summary_of(options: AwsOptions, aws: Aws, model: m.PipelineModel) -> dict:
+def summary_of(options: AwsOptions, aws: Aws, model: m.PipelineModel) -> PipelineSummary:
     """The model's summary and where it is deployed, for the commands that name the pipeline."""
-    return {**model.summary(), "location": location.record(options, aws, model.target.account_id)}
+    return replace(model.summary(), location=location.record(options, aws, model.target.account_id))
 
 
 # AWS failures (no credentials, no endpoint, a refusal) become one line in cli.dispatch, for every verb.
@@ -210,10 +211,10 @@ def run_status(args) -> int:
 def run_logs(args) -> int:
     summary = require_summary(args.pipeline)
     aws = location.open_pipeline_aws(AwsOptions.from_args(args), args.pipeline, summary)
-    steps = [s["name"] for s in summary["steps"]]
+    steps = [s.name for s in summary.steps]
     if args.step and args.step not in steps:
         raise InputError("logs", "--step", f"expected one of the pipeline's steps ({', '.join(steps)}), got '{args.step}'")
-    params = {"logGroupName": summary["log_group"]}
+    params = {"logGroupName": summary.log_group}
     prefix = f"{m.container_name(args.step)}/" if args.step else ""
     if prefix:
         params["logStreamNamePrefix"] = prefix

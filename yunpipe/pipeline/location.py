@@ -1,7 +1,7 @@
 """Where a pipeline lives, recorded when it is deployed so the commands that name it (status,
 logs, upload, results, clean-up) go back there without --local or --endpoint-url again.
 
-Recorded as summary["location"] in the pipeline's state:
+Recorded as the summary's location (PipelineSummary.location) in the pipeline's state:
     {"cloud": "local" | "localstack" | "aws", "endpoint_url": str | None, "account_id": str,
      "region": str, "profile": str | None}
 Never credentials. The field was added to schema_version 1 backward-compatibly: a summary
@@ -13,7 +13,7 @@ from yunpipe.aws.facade import Aws
 from yunpipe.aws.session import AwsOptions, open_aws, wants_local
 from yunpipe.errors import InputError, YunpipeError
 from yunpipe.local import announcement
-from yunpipe.pipeline.state import PipelineState, state_path
+from yunpipe.pipeline.state import PipelineState, PipelineSummary, state_path
 
 
 def cloud_of(options: AwsOptions) -> str:
@@ -65,7 +65,7 @@ def same_place(recorded: dict, current: dict) -> bool:
 def refuse_elsewhere(spec, state: PipelineState, current: dict) -> None:
     """setup-pipe must not overwrite the state of a same-named pipeline that lives elsewhere
     (a local demo over an AWS pipeline called demo): it would lose track of that one."""
-    recorded = state.summary.get("location")
+    recorded = state.summary.location if state.summary else None
     if recorded and not same_place(recorded, current):
         raise InputError(spec.source, "name", f"pipeline '{spec.name}' already lives in {describe(recorded)} "
                          f"({state_path(spec.name)}); clean-up {spec.name} first, or pick another name")
@@ -97,12 +97,12 @@ def check_flags(options: AwsOptions, pipeline: str, location: dict) -> None:
         raise contradiction("--region", region)
 
 
-def open_pipeline_aws(options: AwsOptions, pipeline: str, summary: dict) -> Aws:
+def open_pipeline_aws(options: AwsOptions, pipeline: str, summary: PipelineSummary | None) -> Aws:
     """The facade for where the pipeline lives; the command's flags for a summary recorded
-    before yunpipe kept the location."""
-    location = summary.get("location")
+    before yunpipe kept the location, or for no summary at all."""
+    location = summary.location if summary else None
     if location is None:
-        aws = open_aws(options, summary.get("region"))
+        aws = open_aws(options, summary.region if summary else None)
         if not aws.region:
             raise YunpipeError("no AWS region: pass --region, or set region in the workflow or your AWS profile")
         return aws

@@ -18,6 +18,7 @@ import jinja2
 
 from yunpipe.errors import InputError
 from yunpipe.lambda_src import launcher
+from yunpipe.pipeline.state import PipelineSummary, StepSummary
 from yunpipe.runtime import runscript
 from yunpipe.specs.workflow import ResolvedWorkflow
 
@@ -358,24 +359,24 @@ class PipelineModel:
     def keys(self) -> set[tuple[str, str]]:
         return {(r.kind, r.key) for r in self.resources()}
 
-    def summary(self) -> dict:
+    def summary(self) -> PipelineSummary:
         """What other commands (status, logs, upload, results) need to find the pipeline."""
-        return {
-            "pipeline": self.name,
-            "region": self.target.region,
-            "account_id": self.target.account_id,
-            "input_bucket": self.input_bucket,
-            "output_bucket": self.output_bucket,
-            "reports_bucket": self.reports_bucket,
-            "log_group": self.log_group.name,
-            "cluster": self.cluster.name,
-            "steps": [
-                {"name": s.name, "input_bucket": s.input_bucket, "output_bucket": s.output_bucket,
-                 "queue": s.queue.name, "dead_letter_queue": s.dead_letter_queue.name,
-                 "task_family": s.task_definition.family, "function": s.function.name, "started_by": s.started_by}
+        return PipelineSummary(
+            pipeline=self.name,
+            region=self.target.region,
+            account_id=self.target.account_id,
+            input_bucket=self.input_bucket,
+            output_bucket=self.output_bucket,
+            reports_bucket=self.reports_bucket,
+            log_group=self.log_group.name,
+            cluster=self.cluster.name,
+            steps=tuple(
+                StepSummary(name=s.name, input_bucket=s.input_bucket, output_bucket=s.output_bucket,
+                            queue=s.queue.name, dead_letter_queue=s.dead_letter_queue.name,
+                            task_family=s.task_definition.family, function=s.function.name, started_by=s.started_by)
                 for s in self.steps
-            ],
-        }
+            ),
+        )
 
 
 def _ecr_repository_arn(image: str, target: Target) -> str | None:

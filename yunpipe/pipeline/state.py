@@ -5,6 +5,7 @@ field of schema 1: files written before it existed still load, and are reached b
 """
 import json
 import os
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from yunpipe import paths
@@ -22,13 +23,59 @@ def known_pipelines() -> list[str]:
     return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
 
 
+@dataclass(frozen=True)
+class StepSummary:
+    """One step's resource names, as status and logs look them up."""
+    name: str
+    input_bucket: str
+    output_bucket: str
+    queue: str
+    dead_letter_queue: str
+    task_family: str
+    function: str
+    started_by: str
+
+
+@dataclass(frozen=True)
+class PipelineSummary:
+    """What the commands that name a deployed pipeline (status, logs, upload, results, clean-up)
+    need to find it: built by PipelineModel.summary, kept in the state file as `summary`.
+    `location` is the format yunpipe.pipeline.location records; None in a summary written
+    before yunpipe kept places."""
+    pipeline: str
+    region: str
+    account_id: str
+    input_bucket: str
+    output_bucket: str
+    reports_bucket: str
+    log_group: str
+    cluster: str
+    steps: tuple[StepSummary, ...]
+    location: dict | None = None
+
+    def to_document(self) -> dict:
+        """The state file's `summary` object (schema 1): keys in this order, no "location" key
+        when none is recorded."""
+        document = asdict(self)
+        document["steps"] = list(document["steps"])
+        if self.location is None:
+            del document["location"]
+        return document
+
+    @classmethod
+    def from_document(cls, document: dict) -> "PipelineSummary":
+        values = {f.name: document[f.name] for f in fields(cls) if f.name not in ("steps", "location")}
+        steps = tuple(StepSummary(**{f.name: step[f.name] for f in fields(StepSummary)}) for step in document["steps"])
+        return cls(**values, steps=steps, location=document.get("location"))
+
+
 class PipelineState:
     """`resources` are [kind, key] pairs of what yunpipe created; `summary` describes the
-    pipeline for the commands that read it (see PipelineModel.summary)."""
+    pipeline for the commands that read it (see PipelineModel.summary), None until recorded."""
 
-    def __init__(self, pipeline: str, summary: dict | None = None, resources: list | None = None):
+    def __init__(self, pipeline: str, summary: PipelineSummary | None = None, resources: list | None = None):
         self.pipeline = pipeline
-        self.summary = summary or {}
+        self.summary = summary
         self.resources: list[tuple[str, str]] = [tuple(r) for r in resources or []]
 
     @classmethod
@@ -44,7 +91,13 @@ class PipelineState:
         if document.get("schema_version") != SCHEMA_VERSION:
             raise YunpipeError(f"{path}: schema_version {document.get('schema_version')} is not {SCHEMA_VERSION}; "
                                "this yunpipe cannot read it")
-        return cls(pipeline, document.get("summary"), document.get("resources"))
+        summary = document.get("summary")
+        try:
+            summary = PipelineSummary.from_document(summary) if summary else None
+        except (KeyError, TypeError) as error:
+            raise YunpipeError(f"{path}: its summary is not one yunpipe records ({type(error).__name__}: {error}); "
+                               f"remove it and run clean-up {pipeline}") from None
+        return cls(pipeline, summary, document.get("resources"))
 
     @property
     def exists(self) -> bool:
@@ -66,7 +119,8 @@ class PipelineState:
     def save(self) -> None:
         path = state_path(self.pipeline)
         path.parent.mkdir(parents=True, exist_ok=True)
-        document = {"schema_version": SCHEMA_VERSION, "pipeline": self.pipeline, "summary": self.summary,
+        summary = self.summary.to_document() if self.summary else {}
+        document = {"schema_version": SCHEMA_VERSION, "pipeline": self.pipeline, "summary": summary,
                     "resources": [list(r) for r in self.resources]}
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(document, indent=2))
@@ -77,7 +131,7 @@ class PipelineState:
         state_path(self.pipeline).unlink(missing_ok=True)
 
 
-def require_summary(pipeline: str) -> dict:
+def require_summary(pipeline: str) -> PipelineSummary:
     """The summary of a deployed pipeline, for status, logs, upload and results."""
     state = PipelineState.load(pipeline)
     if not state.summary:

@@ -5,6 +5,7 @@ import json
 from dataclasses import dataclass
 
 from yunpipe.aws.reader import Reader
+from yunpipe.pipeline.state import PipelineSummary
 
 
 @dataclass(frozen=True)
@@ -44,14 +45,14 @@ def _queue_counts(reader: Reader, name: str) -> tuple[int, int]:
     return int(attributes["ApproximateNumberOfMessages"]), int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
 
-def latest_failures(reader: Reader, summary: dict, step: str, count: int = 5) -> tuple[dict, ...]:
+def latest_failures(reader: Reader, summary: PipelineSummary, step: str, count: int = 5) -> tuple[dict, ...]:
     """The newest failure reports of a step (runtime contract: failures/<pipeline>/<step>/...)."""
-    objects = reader.pages("s3", "list_objects_v2", "Contents", ("NoSuchBucket",), Bucket=summary["reports_bucket"],
-                           Prefix=f"failures/{summary['pipeline']}/{step}/")
+    objects = reader.pages("s3", "list_objects_v2", "Contents", ("NoSuchBucket",), Bucket=summary.reports_bucket,
+                           Prefix=f"failures/{summary.pipeline}/{step}/")
     newest = sorted(objects, key=lambda o: o["LastModified"], reverse=True)[:count]
     reports = []
     for obj in newest:
-        body = reader.read("s3", "get_object", ("NoSuchKey",), Bucket=summary["reports_bucket"], Key=obj["Key"])
+        body = reader.read("s3", "get_object", ("NoSuchKey",), Bucket=summary.reports_bucket, Key=obj["Key"])
         if body:
             try:
                 reports.append(json.loads(body["Body"].read()))
@@ -60,23 +61,23 @@ def latest_failures(reader: Reader, summary: dict, step: str, count: int = 5) ->
     return tuple(reports)
 
 
-def collect(reader: Reader, summary: dict, failures: int = 5, count_results: bool = False) -> PipelineStatus:
+def collect(reader: Reader, summary: PipelineSummary, failures: int = 5, count_results: bool = False) -> PipelineStatus:
     steps = []
-    for step in summary["steps"]:
-        waiting, in_flight = _queue_counts(reader, step["queue"])
-        dead, dead_in_flight = _queue_counts(reader, step["dead_letter_queue"])
+    for step in summary.steps:
+        waiting, in_flight = _queue_counts(reader, step.queue)
+        dead, dead_in_flight = _queue_counts(reader, step.dead_letter_queue)
         running = len(reader.pages("ecs", "list_tasks", "taskArns", ("ClusterNotFoundException",),
-                                   cluster=summary["cluster"], startedBy=step["started_by"], desiredStatus="RUNNING"))
-        reports = latest_failures(reader, summary, step["name"], failures) if failures else ()
-        steps.append(StepStatus(step["name"], waiting, in_flight, dead + dead_in_flight, running, reports))
+                                   cluster=summary.cluster, startedBy=step.started_by, desiredStatus="RUNNING"))
+        reports = latest_failures(reader, summary, step.name, failures) if failures else ()
+        steps.append(StepStatus(step.name, waiting, in_flight, dead + dead_in_flight, running, reports))
     results = None
     if count_results:
-        results = len(reader.pages("s3", "list_objects_v2", "Contents", ("NoSuchBucket",), Bucket=summary["output_bucket"]))
+        results = len(reader.pages("s3", "list_objects_v2", "Contents", ("NoSuchBucket",), Bucket=summary.output_bucket))
     return PipelineStatus(tuple(steps), results)
 
 
-def render(summary: dict, status: PipelineStatus) -> str:
-    lines = [f"Pipeline {summary['pipeline']} ({summary['region']}): {summary['input_bucket']} -> {summary['output_bucket']}"]
+def render(summary: PipelineSummary, status: PipelineStatus) -> str:
+    lines = [f"Pipeline {summary.pipeline} ({summary.region}): {summary.input_bucket} -> {summary.output_bucket}"]
     for step in status.steps:
         lines.append(f"step {step.name}: {step.waiting} waiting, {step.in_flight} in flight, "
                      f"{step.dead} in the dead-letter queue, {step.running} task(s) running")

@@ -28,7 +28,7 @@ def run_upload(args) -> int:
     summary = require_summary(args.pipeline)
     pairs = files_to_upload(args.paths, args.prefix)
     aws = open_pipeline_aws(AwsOptions.from_args(args), args.pipeline, summary)
-    bucket = summary["input_bucket"]
+    bucket = summary.input_bucket
     # Asked before the progress bar starts: no AWS, or no bucket, is then one line and nothing else.
     if not Reader(aws).bucket_exists(bucket):
         raise YunpipeError(f"the input bucket {bucket} of pipeline {args.pipeline} does not exist; "
@@ -45,7 +45,7 @@ def run_upload(args) -> int:
 def run_results(args) -> int:
     summary = require_summary(args.pipeline)
     aws = open_pipeline_aws(AwsOptions.from_args(args), args.pipeline, summary)
-    bucket = summary["output_bucket"]
+    bucket = summary.output_bucket
     objects = list(aws.pages("s3", "list_objects_v2", "Contents", Bucket=bucket))
     if not args.download:
         for obj in objects:
