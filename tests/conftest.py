@@ -68,12 +68,12 @@ def docker_client():
 def launcher_function(client, name: str, environment: dict) -> str:
     """The launcher Lambda as setup-pipe creates it (same zip, handler, runtime, limits).
     `client(service)` gives a boto3 client of the AWS under test."""
-    from yunpipe.pipeline import model as m
+    from yunpipe.lambda_src import package
 
     role = client("iam").create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     return client("lambda").create_function(
-        FunctionName=name, Runtime=m.LAUNCHER_RUNTIME, Role=role, Handler=m.LAUNCHER_HANDLER,
-        Timeout=m.LAUNCHER_TIMEOUT, MemorySize=m.LAUNCHER_MEMORY, Code={"ZipFile": m.launcher_zip()},
+        FunctionName=name, Runtime=package.RUNTIME, Role=role, Handler=package.HANDLER,
+        Timeout=package.TIMEOUT_SECONDS, MemorySize=package.MEMORY_MIB, Code={"ZipFile": package.launcher_zip()},
         Environment={"Variables": environment},
     )["FunctionArn"]
 

@@ -15,7 +15,7 @@ from yunpipe.cli import build_parser
 from yunpipe.local.clients import local_client
 from yunpipe.local.cloud import LocalCloud
 from yunpipe.local.lambda_images import RUNTIME_REPOSITORY
-from yunpipe.pipeline import model as m
+from yunpipe.lambda_src import package
 
 REGION = "us-east-1"
 IMAGE = "yunpipe/base:bookworm"
@@ -118,8 +118,8 @@ def test_a_failing_function_is_reported_as_failed(cloud):
     role = _client(cloud, "iam").create_role(RoleName="bare-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     # The launcher without its environment: Config.from_env raises inside the container.
     fn_arn = _client(cloud, "lambda").create_function(
-        FunctionName="bare-launcher", Runtime=m.LAUNCHER_RUNTIME, Role=role, Handler=m.LAUNCHER_HANDLER,
-        Code={"ZipFile": m.launcher_zip()},
+        FunctionName="bare-launcher", Runtime=package.RUNTIME, Role=role, Handler=package.HANDLER,
+        Code={"ZipFile": package.launcher_zip()},
     )["FunctionArn"]
     with pytest.raises(RuntimeError, match="ConfigError"):
         cloud._lambda_host.invoke_function(fn_arn, {"detail-type": "Scheduled Event"}, REGION).result(timeout=120)
@@ -141,7 +141,7 @@ def test_stop_gives_moto_settings_back(tmp_path, monkeypatch, docker_client):
 def test_an_empty_code_volume_left_behind_is_removed_at_start(tmp_path, monkeypatch, docker_client):
     monkeypatch.setenv("YUNPIPE_HOME", str(tmp_path / "home"))
     # What an interrupted copy leaves: moto would mount it, empty, as the launcher's /var/task.
-    docker_client.volumes.create(hashlib.sha256(m.launcher_zip()).hexdigest())
+    docker_client.volumes.create(hashlib.sha256(package.launcher_zip()).hexdigest())
     with LocalCloud(port=0, regions=[REGION], docker_client=docker_client, lambda_mode="docker") as local:
         _, fn_arn = _step(local, "fresh")
         result = local._lambda_host.invoke_function(fn_arn, {"detail-type": "Scheduled Event"}, REGION).result(timeout=120)

@@ -7,11 +7,13 @@ import zipfile
 import pytest
 
 from conftest import record_algorithm, single_run
+from yunpipe.lambda_src.package import launcher_zip
 from yunpipe.pipeline import model as m
+from yunpipe.pipeline.target import Target
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.specs.workflow import parse_workflow, resolve_workflow
 
-TARGET = m.Target("123456789012", "us-east-1", ("subnet-1", "subnet-2"), ("sg-1",))
+TARGET = Target("123456789012", "us-east-1", ("subnet-1", "subnet-2"), ("sg-1",))
 
 
 def compile_model(document, target=TARGET, use_user_credential=False):
@@ -37,7 +39,7 @@ def test_fargate_sizes(vcpu, memory, expected):
 
 
 def test_launcher_zip_is_deterministic():
-    first, second = m.launcher_zip(), m.launcher_zip()
+    first, second = launcher_zip(), launcher_zip()
     assert first == second
     with zipfile.ZipFile(io.BytesIO(first)) as archive:
         assert archive.namelist() == ["launcher.py"]
@@ -76,7 +78,7 @@ def test_resources_come_kind_by_kind_in_creation_order(aws_env):
         record_algorithm(name, f"user/{name}:1", variables=[])
     document = {"name": "seq", "input_s3_name": "seq-in-bucket", "output_s3_name": "seq-out-bucket",
                 "process": {"type": "sequence_run", "algorithms": [{"name": "step-a"}, {"name": "step-b"}]}}
-    target = m.Target("123456789012", "us-east-1", credentials={"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+    target = Target("123456789012", "us-east-1", credentials={"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
                                                                  "AWS_SECRET_ACCESS_KEY": "s3cr3t"})
     kinds = [r.kind for r in compile_model(document, target, use_user_credential=True).resources()]
     assert list(dict.fromkeys(kinds)) == list(m.CREATION_ORDER)  # every kind, first seen in this order
@@ -121,7 +123,7 @@ def test_sequence_chains_through_intermediate_buckets(aws_env):
 
 
 def test_user_credentials_are_secrets_never_values(change123):
-    target = m.Target("123456789012", "us-east-1", credentials={"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+    target = Target("123456789012", "us-east-1", credentials={"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
                                                                  "AWS_SECRET_ACCESS_KEY": "s3cr3t"})
     model = compile_model(single_run(), target, use_user_credential=True)
     registration = model.steps[0].task_definition.registration

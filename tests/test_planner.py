@@ -8,10 +8,11 @@ from yunpipe.aws.reader import Reader
 from yunpipe.pipeline import model as m
 from yunpipe.pipeline.plan import Ref
 from yunpipe.pipeline.planner import Planner
+from yunpipe.pipeline.target import Target
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.specs.workflow import parse_workflow, resolve_workflow
 
-TARGET = m.Target("123456789012", "us-east-1", ("subnet-1",), ("sg-1",))
+TARGET = Target("123456789012", "us-east-1", ("subnet-1",), ("sg-1",))
 
 
 def demo_model(**extra):

@@ -12,6 +12,7 @@ import pytest
 
 from conftest import record_algorithm, single_run
 from yunpipe.pipeline import model as m
+from yunpipe.pipeline.target import Target
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.specs.workflow import parse_workflow, resolve_workflow
 
@@ -21,7 +22,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)
     import parliament
 
-TARGET = m.Target("123456789012", "us-east-1", ("subnet-1",), ("sg-1",))
+TARGET = Target("123456789012", "us-east-1", ("subnet-1",), ("sg-1",))
 ECR_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/algo:1"
 
 ALLOWED = {
@@ -97,7 +98,7 @@ def models(aws_env):
     record_algorithm("ecr-algo", ECR_IMAGE, variables=[])
     for name in ("step-a", "step-b"):
         record_algorithm(name, f"user/{name}:1", variables=[])
-    credentials = m.Target(TARGET.account_id, TARGET.region, TARGET.subnets, TARGET.security_groups,
+    credentials = Target(TARGET.account_id, TARGET.region, TARGET.subnets, TARGET.security_groups,
                            {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "s3cr3t"})
     sequence = {"name": "seq", "input_s3_name": "seq-in-bucket", "output_s3_name": "seq-out-bucket",
                 "process": {"type": "sequence_run",

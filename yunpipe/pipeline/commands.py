@@ -13,9 +13,10 @@ from yunpipe.pipeline import model as m
 from yunpipe.pipeline import status
 from yunpipe.pipeline.executor import apply
 from yunpipe.pipeline.plan import Plan
-from yunpipe.pipeline.planner import Planner, resolve_target
+from yunpipe.pipeline.planner import Planner
 from yunpipe.pipeline.state import PipelineState, PipelineSummary, known_pipelines, require_summary
 from yunpipe.pipeline.sweeper import Sweeper, attached, discover
+from yunpipe.pipeline.target import PLACEHOLDER_ACCOUNT, Target, resolve_target
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.specs.workflow import ResolvedWorkflow, load_workflow, resolve_workflow
 
@@ -37,7 +38,7 @@ def load_workflows(files: list[str]) -> list[ResolvedWorkflow]:
             raise InputError(workflow.spec.source, "name", f"expected a pipeline name other than {seen[name]}'s ('{name}')")
         seen[name] = workflow.spec.source
         # The model is pure: compiling it with a placeholder account surfaces its input errors now.
-        m.build_model(workflow, m.Target(m.PLACEHOLDER_ACCOUNT, workflow.spec.region or "us-east-1"))
+        m.build_model(workflow, Target(PLACEHOLDER_ACCOUNT, workflow.spec.region or "us-east-1"))
     return workflows
 
 
@@ -78,7 +79,7 @@ def compile_pipeline(options: AwsOptions, workflow: ResolvedWorkflow, state: Pip
     if use_keys and not credentials:
         if not dry_run:
             raise YunpipeError("-uu: no AWS credentials found to store")
-        target = m.Target(target.account_id, target.region, target.subnets, target.security_groups,
+        target = Target(target.account_id, target.region, target.subnets, target.security_groups,
                           {"AWS_ACCESS_KEY_ID": "<your key id>", "AWS_SECRET_ACCESS_KEY": "<your secret key>"})
     here = location.record(options, aws, target.account_id)
     # Offline (dry-run), the account is a guess: not compared.

@@ -6,11 +6,8 @@ that the planner resolves. Account, region and network are inputs, resolved by t
 """
 import base64
 import hashlib
-import importlib.resources
-import io
 import json
 import re
-import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -18,19 +15,16 @@ import jinja2
 
 from yunpipe.errors import InputError
 from yunpipe.lambda_src import launcher
+from yunpipe.lambda_src.package import launcher_zip
 from yunpipe.pipeline.state import PipelineSummary, StepSummary
+from yunpipe.pipeline.target import Target, partition
 from yunpipe.runtime import runscript
 from yunpipe.specs.workflow import ResolvedWorkflow
 
 TAG_KEY = "yunpipe:pipeline"
 # A tag on each task definition revision: the hash of what it was registered from.
 SPEC_TAG_KEY = "yunpipe:spec"
-PLACEHOLDER_ACCOUNT = "000000000000"
 ROLE_PATH = "/yunpipe/"
-LAUNCHER_RUNTIME = "python3.12"
-LAUNCHER_HANDLER = "launcher.handler"
-LAUNCHER_TIMEOUT = 60
-LAUNCHER_MEMORY = 128
 # One launch of a step at a time: concurrent launches would each see the same queue and
 # start tasks for the same messages.
 LAUNCHER_RESERVED_CONCURRENCY = 1
@@ -78,14 +72,6 @@ def resource_name(kind: str, *parts: str) -> str:
     return f"{name[:limit - 9].rstrip('-.')}-{digest}"
 
 
-def partition(region: str) -> str:
-    if region.startswith("cn-"):
-        return "aws-cn"
-    if region.startswith("us-gov-"):
-        return "aws-us-gov"
-    return "aws"
-
-
 def fargate_size(vcpu: float, memory_mib: int) -> tuple[int, int] | None:
     """The smallest valid Fargate (cpu units, memory MiB) covering the request, or None."""
     for cpu, memories in FARGATE_SIZES:
@@ -95,19 +81,6 @@ def fargate_size(vcpu: float, memory_mib: int) -> tuple[int, int] | None:
             if memory >= memory_mib:
                 return cpu, memory
     return None
-
-
-def launcher_zip() -> bytes:
-    """The launcher Lambda package; fixed timestamps and modes so the same source gives the
-    same bytes (and the same CodeSha256), which is how an unchanged launcher is recognised."""
-    source = importlib.resources.files("yunpipe.lambda_src").joinpath("launcher.py").read_bytes()
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        info = zipfile.ZipInfo("launcher.py", date_time=(1980, 1, 1, 0, 0, 0))
-        info.external_attr = 0o644 << 16
-        info.compress_type = zipfile.ZIP_DEFLATED
-        archive.writestr(info, source)
-    return buffer.getvalue()
 
 
 _TEMPLATES = jinja2.Environment(
@@ -133,25 +106,6 @@ class QueueUrl:
     """Stands for the URL of the queue named `queue`, known only once the queue exists."""
 
     queue: str
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where the pipeline goes: resolved by the caller (STS, the workflow, the default VPC)."""
-
-    account_id: str
-    region: str
-    subnets: tuple[str, ...] = ()
-    security_groups: tuple[str, ...] = ()
-    credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
-
-    @property
-    def partition(self) -> str:
-        return partition(self.region)
-
-    def arn(self, service: str, resource: str, regional: bool = True) -> str:
-        region = self.region if regional else ""
-        return f"arn:{self.partition}:{service}:{region}:{self.account_id}:{resource}"
 
 
 @dataclass(frozen=True)

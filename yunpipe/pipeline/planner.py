@@ -6,9 +6,9 @@ import json
 import urllib.parse
 from typing import Any, Iterable
 
-from yunpipe.aws.facade import UNREACHABLE, Aws
 from yunpipe.aws.reader import NOT_FOUND, Reader
 from yunpipe.errors import InputError
+from yunpipe.lambda_src import package
 from yunpipe.pipeline import model as m
 from yunpipe.pipeline.plan import Call, Plan, Ref, Transient
 
@@ -21,18 +21,6 @@ QUEUE_NAME_IN_USE = (Transient("AWS.SimpleQueueService.QueueDeletedRecently"), T
 # being created or updated rejects another change for a moment.
 LAMBDA_SETTLING = (Transient("InvalidParameterValueException", "cannot be assumed by Lambda"),
                    Transient("ResourceConflictException"))
-
-
-def lookup_default_network(aws: Aws) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Subnets and the default security group of the default VPC (empty when there is none)."""
-    vpcs = aws.call("ec2", "describe_vpcs", Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
-    if not vpcs:
-        return (), ()
-    vpc = [{"Name": "vpc-id", "Values": [vpcs[0]["VpcId"]]}]
-    subnets = sorted(s["SubnetId"] for s in aws.pages("ec2", "describe_subnets", "Subnets", Filters=vpc))
-    groups = aws.call("ec2", "describe_security_groups",
-                      Filters=vpc + [{"Name": "group-name", "Values": ["default"]}])["SecurityGroups"]
-    return tuple(subnets), tuple(g["GroupId"] for g in groups[:1])
 
 
 def resolve(value: Any, known: dict[str, Any]) -> Any:
@@ -205,15 +193,15 @@ class Planner:
     def _function(self, function: m.Function, model: m.PipelineModel) -> list[Call]:
         found = self.reader.read("lambda", "get_function", NOT_FOUND, FunctionName=function.name)
         environment = resolve(dict(function.environment), self.queue_urls)
-        configuration = {"Role": function.role_arn, "Handler": m.LAUNCHER_HANDLER, "Runtime": m.LAUNCHER_RUNTIME,
-                         "Timeout": m.LAUNCHER_TIMEOUT, "MemorySize": m.LAUNCHER_MEMORY,
+        configuration = {"Role": function.role_arn, "Handler": package.HANDLER, "Runtime": package.RUNTIME,
+                         "Timeout": package.TIMEOUT_SECONDS, "MemorySize": package.MEMORY_MIB,
                          "Environment": {"Variables": environment}}
         retry = LAMBDA_SETTLING
         if found is None:
             return [Call("lambda", "create_function",
                          {"FunctionName": function.name, "Code": {"ZipFile": function.code},
                           "Tags": dict(function.tags), **configuration},
-                         f"create launcher Lambda {function.name} ({m.LAUNCHER_RUNTIME})",
+                         f"create launcher Lambda {function.name} ({package.RUNTIME})",
                          function.kind, function.key, "create", retry_on=retry)] + self._concurrency(function, None)
         calls = self._concurrency(function, found.get("Concurrency", {}).get("ReservedConcurrentExecutions"))
         current = found["Configuration"]
@@ -367,20 +355,3 @@ def _refuse_overlap(notification: m.Notification, configuration: dict, model: m.
 
 def _count_entries(configuration: dict) -> int:
     return sum(len(v) for v in configuration.values() if isinstance(v, list))
-
-
-def resolve_target(aws: Aws, workflow_account: str, dry_run: bool, subnets=(), security_groups=(),
-                   credentials=None) -> tuple[m.Target, bool]:
-    """The account, region and network to deploy to, and whether AWS was unreachable (only
-    tolerated in a dry-run: then everything is planned as new)."""
-    try:
-        account = aws.account_id()
-        if not subnets:
-            subnets, default_groups = lookup_default_network(aws)
-            security_groups = security_groups or default_groups
-    except UNREACHABLE:
-        if not dry_run:
-            raise
-        account = workflow_account if workflow_account.isdigit() and len(workflow_account) == 12 else m.PLACEHOLDER_ACCOUNT
-        return m.Target(account, aws.region, tuple(subnets), tuple(security_groups), credentials or {}), True
-    return m.Target(account, aws.region, tuple(subnets), tuple(security_groups), credentials or {}), False
