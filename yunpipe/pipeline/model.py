@@ -19,7 +19,7 @@ from yunpipe.lambda_src.package import launcher_zip
 from yunpipe.pipeline.state import PipelineSummary, StepSummary
 from yunpipe.pipeline.target import Target, partition
 from yunpipe.runtime import runscript
-from yunpipe.specs.workflow import ResolvedWorkflow
+from yunpipe.specs.workflow import ResolvedStep, ResolvedWorkflow, WorkflowSpec
 
 TAG_KEY = "yunpipe:pipeline"
 # A tag on each task definition revision: the hash of what it was registered from.
@@ -360,12 +360,11 @@ def build_model(workflow: ResolvedWorkflow, target: Target, use_user_credential:
     pipeline = spec.name
     tags = {TAG_KEY: pipeline}
     log_group = LogGroup(f"/yunpipe/{pipeline}", spec.log_retention_days, tags)
-    log_group_arn = target.arn("logs", f"log-group:{log_group.name}")
     reports = resource_name("bucket", pipeline, "reports", target.account_id)
     cluster_name = resource_name("ecs", pipeline)
     cluster = Cluster(cluster_name, target.arn("ecs", f"cluster/{cluster_name}"), tags)
 
-    parameters = ()
+    parameters: tuple[Parameter, ...] = ()
     if use_user_credential:
         parameters = tuple(
             Parameter(f"/yunpipe/{pipeline}/{variable.lower().replace('_', '-')}",
@@ -379,83 +378,176 @@ def build_model(workflow: ResolvedWorkflow, target: Target, use_user_credential:
     buckets = [Bucket(name, purposes.get(name, "intermediate"), tags)
                for name in [pair[0] for pair in step_buckets] + [spec.output_bucket, reports]]
     code = launcher_zip()
-    steps = []
-    for index, (step, (input_bucket, output_bucket)) in enumerate(zip(workflow.steps, step_buckets)):
-        steps.append(_build_step(workflow, index, step, input_bucket, output_bucket, target, tags, log_group,
-                                 log_group_arn, cluster, reports, parameters, code))
+    steps = tuple(
+        build_step(StepContext(spec, step, index, input_bucket, output_bucket, target, tags, log_group, cluster,
+                               reports, parameters), code)
+        for index, (step, (input_bucket, output_bucket)) in enumerate(zip(workflow.steps, step_buckets)))
     return PipelineModel(pipeline, target, spec.input_bucket, spec.output_bucket, reports, tuple(buckets),
-                         log_group, cluster, parameters, tuple(steps), spec.launch_type, spec.source)
+                         log_group, cluster, parameters, steps, spec.launch_type, spec.source)
 
 
-def _build_step(workflow, index, step, input_bucket, output_bucket, target, tags, log_group, log_group_arn,
-                cluster, reports, parameters, code) -> StepModel:
-    spec = workflow.spec
-    pipeline = spec.name
-    algorithm = step.record.spec
+@dataclass(frozen=True)
+class StepContext:
+    """One step's place in its pipeline, and the names and ARNs its resources refer to one
+    another by (all derived from names, so each builder below can compute what it needs)."""
+
+    spec: WorkflowSpec
+    step: ResolvedStep
+    index: int
+    input_bucket: str
+    output_bucket: str
+    target: Target
+    tags: Mapping[str, str]
+    log_group: LogGroup
+    cluster: Cluster
+    reports_bucket: str
+    parameters: tuple[Parameter, ...]
+
+    @property
+    def pipeline(self) -> str:
+        return self.spec.name
+
+    @property
+    def name(self) -> str:
+        return self.step.name
+
+    def resource_name(self, kind: str, *parts: str) -> str:
+        return resource_name(kind, self.pipeline, self.name, *parts)
+
+    def arn(self, service: str, resource: str, regional: bool = True) -> str:
+        return self.target.arn(service, resource, regional)
+
+    def bucket_arn(self, bucket: str) -> str:
+        return f"arn:{self.target.partition}:s3:::{bucket}"
+
+    def queue_name(self, kind: str = "queue") -> str:
+        return self.resource_name("queue", kind)
+
+    @property
+    def family(self) -> str:
+        return self.resource_name("ecs", "task")
+
+    @property
+    def function_name(self) -> str:
+        return self.resource_name("function", "launcher")
+
+    @property
+    def function_arn(self) -> str:
+        return self.arn("lambda", f"function:{self.function_name}")
+
+    @property
+    def rule_name(self) -> str:
+        return self.resource_name("rule", "schedule")
+
+    @property
+    def started_by(self) -> str:
+        return self.resource_name("started_by")
+
+    def role_name(self, kind: str) -> str:
+        return self.resource_name("role", kind, "role")
+
+    def role_arn(self, kind: str) -> str:
+        return self.arn("iam", f"role{ROLE_PATH}{self.role_name(kind)}", regional=False)
+
+
+def build_step(ctx: StepContext, code: bytes) -> StepModel:
+    queue, dead_letter_queue = step_queues(ctx)
+    function_log_group = LogGroup(f"/aws/lambda/{ctx.function_name}", ctx.spec.log_retention_days, ctx.tags)
+    rule = Rule(ctx.rule_name, ctx.arn("events", f"rule/{ctx.rule_name}"), SCHEDULE, ctx.function_arn, ctx.tags)
+    return StepModel(
+        name=ctx.name,
+        input_bucket=ctx.input_bucket,
+        output_bucket=ctx.output_bucket,
+        queue=queue,
+        dead_letter_queue=dead_letter_queue,
+        launcher_role=launcher_role(ctx, function_log_group),
+        task_role=task_role(ctx),
+        execution_role=execution_role(ctx),
+        task_definition=task_definition(ctx),
+        function=launcher_function(ctx, code),
+        s3_permission=Permission(ctx.function_name, S3_PERMISSION_SID, "s3.amazonaws.com",
+                                 ctx.bucket_arn(ctx.input_bucket), ctx.target.account_id),
+        schedule_permission=Permission(ctx.function_name, SCHEDULE_PERMISSION_SID, "events.amazonaws.com", rule.arn,
+                                       ctx.target.account_id),
+        notification=step_notification(ctx),
+        rule=rule,
+        function_log_group=function_log_group,
+        started_by=ctx.started_by,
+    )
+
+
+def step_queues(ctx: StepContext) -> tuple[Queue, Queue]:
+    """The step's queue and its dead-letter queue, both encrypted."""
+    sse = {"SqsManagedSseEnabled": "true"}
+    dlq_arn = ctx.arn("sqs", ctx.queue_name("dlq"))
+    dead_letter_queue = Queue(ctx.queue_name("dlq"), dlq_arn,
+                              {**sse, "MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)}, ctx.tags)
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": ctx.step.max_receive_count})
+    queue = Queue(ctx.queue_name(), ctx.arn("sqs", ctx.queue_name()),
+                  {**sse, "VisibilityTimeout": str(ctx.spec.visibility_timeout_seconds), "RedrivePolicy": redrive},
+                  ctx.tags)
+    return queue, dead_letter_queue
+
+
+def _role(ctx: StepContext, kind: str, service: str, template: str, what: str, **values: Any) -> Role:
+    return Role(ctx.role_name(kind), ctx.role_arn(kind), render_policy("trust", service=service),
+                render_policy(template, **values), f"yunpipe {ctx.pipeline}/{ctx.name}: {what}", ctx.tags)
+
+
+def launcher_role(ctx: StepContext, function_log_group: LogGroup) -> Role:
+    return _role(ctx, "launcher", "lambda.amazonaws.com", "launcher", "launcher Lambda",
+                 queue_arn=ctx.arn("sqs", ctx.queue_name()),
+                 task_definition_arn=ctx.arn("ecs", f"task-definition/{ctx.family}:*"),
+                 cluster_arn=ctx.cluster.arn, tasks_arn=ctx.arn("ecs", f"task/{ctx.cluster.name}/*"),
+                 task_role_arn=ctx.role_arn("task"), execution_role_arn=ctx.role_arn("exec"),
+                 log_group_arn=ctx.arn("logs", f"log-group:{function_log_group.name}"))
+
+
+def task_role(ctx: StepContext) -> Role:
+    return _role(ctx, "task", "ecs-tasks.amazonaws.com", "task", "ECS task",
+                 input_bucket_arn=ctx.bucket_arn(ctx.input_bucket), output_bucket_arn=ctx.bucket_arn(ctx.output_bucket),
+                 reports_bucket_arn=ctx.bucket_arn(ctx.reports_bucket), queue_arn=ctx.arn("sqs", ctx.queue_name()))
+
+
+def execution_role(ctx: StepContext) -> Role:
+    return _role(ctx, "exec", "ecs-tasks.amazonaws.com", "execution", "ECS task execution",
+                 repository_arn=_ecr_repository_arn(ctx.step.record.image_uri, ctx.target),
+                 log_group_arn=ctx.arn("logs", f"log-group:{ctx.log_group.name}"),
+                 parameter_arns=[p.arn for p in ctx.parameters])
+
+
+def task_size(ctx: StepContext) -> tuple[int, int, str]:
+    """Fargate's (cpu units, memory MiB) for the algorithm's request, and how it was rounded."""
+    algorithm = ctx.step.record.spec
     size = fargate_size(algorithm.cpu, algorithm.memory_suggested)
     if size is None:
-        raise InputError(step.record.reference, "CPU/memory",
+        raise InputError(ctx.step.record.reference, "CPU/memory",
                          f"expected at most 16 vCPU and 120 GiB (the largest Fargate task), got {algorithm.cpu} vCPU "
                          f"and {algorithm.memory_suggested} MiB")
     cpu, memory = size
     sizing = ""
     if (cpu, memory) != (algorithm.cpu * 1024, algorithm.memory_suggested):
         sizing = (f"rounded up from the {algorithm.cpu:g} vCPU and {algorithm.memory_suggested} MiB "
-                  f"{step.record.reference} asks for: Fargate offers only fixed cpu/memory pairs")
+                  f"{ctx.step.record.reference} asks for: Fargate offers only fixed cpu/memory pairs")
+    return cpu, memory, sizing
 
-    def arn_of(service, resource, regional=True):
-        return target.arn(service, resource, regional)
 
-    queue_name = resource_name("queue", pipeline, step.name, "queue")
-    dlq_name = resource_name("queue", pipeline, step.name, "dlq")
-    dlq_arn = arn_of("sqs", dlq_name)
-    queue_arn = arn_of("sqs", queue_name)
-    sse = {"SqsManagedSseEnabled": "true"}
-    dead_letter_queue = Queue(dlq_name, dlq_arn, {**sse, "MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)}, tags)
-    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": step.max_receive_count})
-    queue = Queue(queue_name, queue_arn,
-                  {**sse, "VisibilityTimeout": str(spec.visibility_timeout_seconds), "RedrivePolicy": redrive}, tags)
-
-    family = resource_name("ecs", pipeline, step.name, "task")
-    function_name = resource_name("function", pipeline, step.name, "launcher")
-    function_arn = arn_of("lambda", f"function:{function_name}")
-    function_log_group = LogGroup(f"/aws/lambda/{function_name}", spec.log_retention_days, tags)
-    role_names = {kind: resource_name("role", pipeline, step.name, kind, "role") for kind in ("launcher", "task", "exec")}
-    role_arns = {kind: arn_of("iam", f"role{ROLE_PATH}{name}", regional=False) for kind, name in role_names.items()}
-
-    def role(kind, service, template, description, **values):
-        return Role(role_names[kind], role_arns[kind], render_policy("trust", service=service),
-                    render_policy(template, **values), description, tags)
-
-    launcher_role = role(
-        "launcher", "lambda.amazonaws.com", "launcher", f"yunpipe {pipeline}/{step.name}: launcher Lambda",
-        queue_arn=queue_arn, task_definition_arn=arn_of("ecs", f"task-definition/{family}:*"),
-        cluster_arn=cluster.arn, tasks_arn=arn_of("ecs", f"task/{cluster.name}/*"), task_role_arn=role_arns["task"],
-        execution_role_arn=role_arns["exec"],
-        log_group_arn=arn_of("logs", f"log-group:{function_log_group.name}"))
-    bucket_arn = f"arn:{target.partition}:s3:::"
-    task_role = role(
-        "task", "ecs-tasks.amazonaws.com", "task", f"yunpipe {pipeline}/{step.name}: ECS task",
-        input_bucket_arn=bucket_arn + input_bucket, output_bucket_arn=bucket_arn + output_bucket,
-        reports_bucket_arn=bucket_arn + reports, queue_arn=queue_arn)
-    execution_role = role(
-        "exec", "ecs-tasks.amazonaws.com", "execution", f"yunpipe {pipeline}/{step.name}: ECS task execution",
-        repository_arn=_ecr_repository_arn(step.record.image_uri, target), log_group_arn=log_group_arn,
-        parameter_arns=[p.arn for p in parameters])
-
+def task_definition(ctx: StepContext) -> TaskDefinition:
+    spec, step, algorithm = ctx.spec, ctx.step, ctx.step.record.spec
+    cpu, memory, sizing = task_size(ctx)
     # The worker holds and extends messages for visibility_seconds, so a crashed worker's file
     # is visible again within it.
-    worker = runscript.Config(queue_url="", output_bucket=output_bucket, report_bucket=reports, pipeline=pipeline,
-                              step=step.name, max_receive_count=step.max_receive_count,
+    worker = runscript.Config(queue_url="", output_bucket=ctx.output_bucket, report_bucket=ctx.reports_bucket,
+                              pipeline=ctx.pipeline, step=ctx.name, max_receive_count=step.max_receive_count,
                               idle_seconds=spec.idle_seconds, visibility_seconds=spec.visibility_timeout_seconds)
     environment = {
         **step.environment,
         **worker.to_env(),
         # Known once the queue exists: a marker the planner resolves.
-        "YUNPIPE_QUEUE_URL": QueueUrl(queue_name),
-        "AWS_REGION": target.region,
+        "YUNPIPE_QUEUE_URL": QueueUrl(ctx.queue_name()),
+        "AWS_REGION": ctx.target.region,
     }
-    container = container_name(step.name)
+    container = container_name(ctx.name)
     definition: dict[str, Any] = {
         "name": container,
         "image": step.record.image_uri,
@@ -465,19 +557,19 @@ def _build_step(workflow, index, step, input_bucket, output_bucket, target, tags
         "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],
         "logConfiguration": {
             "logDriver": "awslogs",
-            "options": {"awslogs-group": log_group.name, "awslogs-region": target.region,
+            "options": {"awslogs-group": ctx.log_group.name, "awslogs-region": ctx.target.region,
                         "awslogs-stream-prefix": container},
         },
     }
     if algorithm.ports:
         definition["portMappings"] = [{"containerPort": p["port"], "protocol": p.get("protocol", "tcp")}
                                      for p in algorithm.ports]
-    if parameters:
-        definition["secrets"] = [{"name": p.variable, "valueFrom": p.arn} for p in parameters]
-    registration = {
-        "family": family,
-        "taskRoleArn": role_arns["task"],
-        "executionRoleArn": role_arns["exec"],
+    if ctx.parameters:
+        definition["secrets"] = [{"name": p.variable, "valueFrom": p.arn} for p in ctx.parameters]
+    registration: dict[str, Any] = {
+        "family": ctx.family,
+        "taskRoleArn": ctx.role_arn("task"),
+        "executionRoleArn": ctx.role_arn("exec"),
         "networkMode": "awsvpc",
         "requiresCompatibilities": [spec.launch_type],
         "cpu": str(cpu),
@@ -486,34 +578,20 @@ def _build_step(workflow, index, step, input_bucket, output_bucket, target, tags
     }
     if step.ephemeral_storage_gib:
         registration["ephemeralStorage"] = {"sizeInGiB": step.ephemeral_storage_gib}
-    started_by = resource_name("started_by", pipeline, step.name)
-    launch = launcher.Config(pipeline=pipeline, step=step.name, queue_url="", cluster=cluster.name,
-                             task_definition=family, started_by=started_by, concurrency=step.concurrency,
-                             launch_type=spec.launch_type, subnets=target.subnets,
-                             security_groups=target.security_groups, assign_public_ip="ENABLED")
-    function = Function(function_name, function_arn, role_arns["launcher"],
-                        {**launch.to_env(), "YUNPIPE_QUEUE_URL": QueueUrl(queue_name)}, code, tags)
-    rule_name = resource_name("rule", pipeline, step.name, "schedule")
-    rule_arn = arn_of("events", f"rule/{rule_name}")
-    return StepModel(
-        name=step.name,
-        input_bucket=input_bucket,
-        output_bucket=output_bucket,
-        queue=queue,
-        dead_letter_queue=dead_letter_queue,
-        launcher_role=launcher_role,
-        task_role=task_role,
-        execution_role=execution_role,
-        task_definition=TaskDefinition(family, registration, tags, sizing),
-        function=function,
-        s3_permission=Permission(function_name, S3_PERMISSION_SID, "s3.amazonaws.com", bucket_arn + input_bucket,
-                                 target.account_id),
-        schedule_permission=Permission(function_name, SCHEDULE_PERMISSION_SID, "events.amazonaws.com", rule_arn,
-                                       target.account_id),
-        # The workflow's filter selects the user's uploads; later steps take every result.
-        notification=Notification(input_bucket, notification_id(pipeline, step.name), function_arn,
-                                  spec.filter_prefix if index == 0 else "", spec.filter_suffix if index == 0 else ""),
-        rule=Rule(rule_name, rule_arn, SCHEDULE, function_arn, tags),
-        function_log_group=function_log_group,
-        started_by=started_by,
-    )
+    return TaskDefinition(ctx.family, registration, ctx.tags, sizing)
+
+
+def launcher_function(ctx: StepContext, code: bytes) -> Function:
+    launch = launcher.Config(pipeline=ctx.pipeline, step=ctx.name, queue_url="", cluster=ctx.cluster.name,
+                             task_definition=ctx.family, started_by=ctx.started_by, concurrency=ctx.step.concurrency,
+                             launch_type=ctx.spec.launch_type, subnets=ctx.target.subnets,
+                             security_groups=ctx.target.security_groups, assign_public_ip="ENABLED")
+    return Function(ctx.function_name, ctx.function_arn, ctx.role_arn("launcher"),
+                    {**launch.to_env(), "YUNPIPE_QUEUE_URL": QueueUrl(ctx.queue_name())}, code, ctx.tags)
+
+
+def step_notification(ctx: StepContext) -> Notification:
+    # The workflow's filter selects the user's uploads; later steps take every result.
+    first = ctx.index == 0
+    return Notification(ctx.input_bucket, notification_id(ctx.pipeline, ctx.name), ctx.function_arn,
+                        ctx.spec.filter_prefix if first else "", ctx.spec.filter_suffix if first else "")
