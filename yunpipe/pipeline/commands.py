@@ -2,6 +2,7 @@
 plans, prints the plan and (unless --dry-run) applies it."""
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 
 from yunpipe.aws.facade import UNREACHABLE, Aws
@@ -80,7 +81,7 @@ def compile_pipeline(options: AwsOptions, workflow: ResolvedWorkflow, state: Pip
         if not dry_run:
             raise YunpipeError("-uu: no AWS credentials found to store")
         target = Target(target.account_id, target.region, target.subnets, target.security_groups,
-                          {"AWS_ACCESS_KEY_ID": "<your key id>", "AWS_SECRET_ACCESS_KEY": "<your secret key>"})
+                        {"AWS_ACCESS_KEY_ID": "<your key id>", "AWS_SECRET_ACCESS_KEY": "<your secret key>"})
     here = location.record(options, aws, target.account_id)
     # Offline (dry-run), the account is a guess: not compared.
     location.refuse_elsewhere(spec, state, {k: v for k, v in here.items() if not (offline and k == "account_id")})
@@ -94,26 +95,7 @@ def summary_of(options: AwsOptions, aws: Aws, model: m.PipelineModel) -> Pipelin
 
 # AWS failures (no credentials, no endpoint, a refusal) become one line in cli.dispatch, for every verb.
 def run_setup_pipe(args) -> int:
-    options = AwsOptions.from_args(args)
-    workflows = load_workflows(args.files)
-    for workflow in workflows:
-        state = PipelineState.load(workflow.spec.name)
-        aws, model, offline = compile_pipeline(options, workflow, state, args.dry_run,
-                                               getattr(args, "use_user_credential", False))
-        reader = Reader(aws, offline)
-        plan = Planner(reader, state.keys()).plan(model) + Sweeper(reader).plan(state.keys(), keep=model.keys())
-        if offline:
-            plan = plan + Plan(notes=(UNREACHABLE_NOTE,))
-        print_plan(f"Pipeline {model.name} in {model.target.region} (account {model.target.account_id}):", plan, args.dry_run)
-        if model.launch_type == "EC2":
-            print(f"  note: launch_type EC2 needs container instances in cluster {model.cluster.name}; "
-                  "yunpipe never creates EC2 instances")
-        if args.dry_run:
-            print("Dry run: nothing was changed.")
-            continue
-        state.summary = summary_of(options, aws, model)
-        state.save()
-        apply(plan, aws, state)
+    for aws, model in deploy(args):
         print(f"Pipeline {model.name} is ready ({aws.mutating_calls} change(s) made).")
         print(f"You can start upload files at {model.input_bucket}")
         print(f"You will get your result at {model.output_bucket}")
@@ -121,18 +103,45 @@ def run_setup_pipe(args) -> int:
 
 
 def run_create_lambda_exec_role(args) -> int:
-    options = AwsOptions.from_args(args)
-    workflows = load_workflows(args.files)
-    for workflow in workflows:
-        state = PipelineState.load(workflow.spec.name)
-        aws, model, _ = compile_pipeline(options, workflow, state, dry_run=False)
-        plan = Planner(Reader(aws), state.keys()).plan(model, [s.launcher_role for s in model.steps])
-        print_plan(f"Launcher roles of pipeline {model.name}:", plan, dry_run=False)
-        state.summary = state.summary or summary_of(options, aws, model)
-        apply(plan, aws, state)
+    for _, model in deploy(args, launcher_roles_only=True):
         for step in model.steps:
             print(f"Launcher role of {step.name}: {step.launcher_role.arn}")
     return 0
+
+
+def deploy(args, launcher_roles_only: bool = False) -> Iterator[tuple[Aws, m.PipelineModel]]:
+    """setup-pipe, or only its launcher roles (create-lambda-exec-role): every workflow checked
+    first, then each planned, printed and (unless a dry-run) applied; yields what it applied."""
+    options = AwsOptions.from_args(args)
+    dry_run = getattr(args, "dry_run", False)
+    for workflow in load_workflows(args.files):
+        state = PipelineState.load(workflow.spec.name)
+        aws, model, offline = compile_pipeline(options, workflow, state, dry_run,
+                                               getattr(args, "use_user_credential", False))
+        reader = Reader(aws, offline)
+        if launcher_roles_only:
+            title = f"Launcher roles of pipeline {model.name}:"
+            plan = Planner(reader, state.keys()).plan(model, [s.launcher_role for s in model.steps])
+        else:
+            title = f"Pipeline {model.name} in {model.target.region} (account {model.target.account_id}):"
+            plan = Planner(reader, state.keys()).plan(model) + Sweeper(reader).plan(state.keys(), keep=model.keys())
+        if offline:
+            plan = plan + Plan(notes=(UNREACHABLE_NOTE,))
+        print_plan(title, plan, dry_run)
+        if model.launch_type == "EC2" and not launcher_roles_only:
+            print(f"  note: launch_type EC2 needs container instances in cluster {model.cluster.name}; "
+                  "yunpipe never creates EC2 instances")
+        if dry_run:
+            print("Dry run: nothing was changed.")
+            continue
+        if launcher_roles_only:
+            # The roles alone do not make a pipeline: a summary recorded by setup-pipe stays.
+            state.summary = state.summary or summary_of(options, aws, model)
+        else:
+            state.summary = summary_of(options, aws, model)
+            state.save()
+        apply(plan, aws, state)
+        yield aws, model
 
 
 def _pipelines_to_clean(args, aws_for_discovery: Aws | None) -> list[str]:
