@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import single_run
+from helpers import single_run
 from yunpipe import cli
 from yunpipe.pipeline.state import state_path
 

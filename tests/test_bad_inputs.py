@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from conftest import record_algorithm, single_run
+from helpers import record_algorithm, single_run
 from yunpipe import cli
 from yunpipe.aws.facade import watch_calls
 

@@ -9,7 +9,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from conftest import REGION, record_algorithm, single_run
+from helpers import REGION, record_algorithm, single_run
 from strict_aws import Clock, StrictAws
 from yunpipe import cli
 from yunpipe.aws.facade import is_mutating, watch_calls

@@ -41,7 +41,7 @@ from moto.ecs.exceptions import TaskDefinitionNotFoundException
 from moto.ecs.responses import EC2ContainerServiceResponse
 from moto.iam import access_control
 
-from conftest import REGION, record_algorithm, single_run
+from helpers import REGION, record_algorithm, single_run
 from yunpipe import cli
 from yunpipe.lambda_src import launcher
 from yunpipe.runtime import runscript

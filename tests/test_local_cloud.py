@@ -15,7 +15,7 @@ import docker
 import docker.errors
 import pytest
 
-from conftest import launcher_function, launcher_step, wait_for
+from helpers import launcher_function, launcher_step, wait_for
 from yunpipe.local import announcement
 from yunpipe.local.clients import local_client
 from yunpipe.local.cloud import LocalCloud, running_state, start_detached, stop_running

@@ -10,7 +10,7 @@ import os
 import moto.s3.notifications as s3_notifications
 import pytest
 
-from conftest import launcher_step, wait_for
+from helpers import launcher_step, wait_for
 from yunpipe.cli import build_parser
 from yunpipe.local.clients import local_client
 from yunpipe.local.cloud import LocalCloud

@@ -8,7 +8,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from conftest import REGION, free_port, single_run
+from helpers import REGION, free_port, single_run
 from yunpipe import cli
 from yunpipe.aws.facade import watch_calls
 from yunpipe.local import announcement

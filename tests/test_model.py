@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-from conftest import record_algorithm, single_run
+from helpers import record_algorithm, single_run
 from yunpipe.lambda_src.package import launcher_zip
 from yunpipe.pipeline import model as m
 from yunpipe.pipeline.target import Target

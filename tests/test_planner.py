@@ -2,7 +2,7 @@
 bucket with notifications of its own."""
 import boto3
 
-from conftest import single_run
+from helpers import single_run
 from yunpipe.aws.facade import Aws, watch_calls
 from yunpipe.aws.reader import Reader
 from yunpipe.pipeline import model as m

@@ -10,7 +10,7 @@ import warnings
 
 import pytest
 
-from conftest import record_algorithm, single_run
+from helpers import record_algorithm, single_run
 from yunpipe.pipeline import model as m
 from yunpipe.pipeline.target import Target
 from yunpipe.registry import AlgorithmRegistry

@@ -7,7 +7,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
-from conftest import REGION, free_port, record_algorithm, single_run
+from helpers import REGION, free_port, record_algorithm, single_run
 from yunpipe import cli
 from yunpipe.aws.facade import is_mutating, watch_calls
 from yunpipe.lambda_src import launcher

@@ -9,7 +9,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import REGION
+from helpers import REGION
 
 BUCKET = "strict-bucket"
 

@@ -4,7 +4,7 @@ import time
 import boto3
 import pytest
 
-from conftest import REGION, single_run
+from helpers import REGION, single_run
 from yunpipe import cli
 
 

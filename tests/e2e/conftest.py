@@ -13,10 +13,8 @@ their own.
 from __future__ import annotations
 
 import collections
-import contextlib
 import io
 import json
-import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,13 +25,14 @@ import docker
 import pytest
 
 from strict_aws import StrictAws
-from yunpipe import cli
 from yunpipe.local.cloud import LocalCloud
 from yunpipe.local.ecs_runner import LABEL_CLUSTER, LABEL_TASK
 from yunpipe.pipeline.state import PipelineSummary, StepSummary, require_summary, state_path
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.specs.algorithm import load_algorithm
 from yunpipe.wrapper import images
+
+from .helpers import run_cli, run_ok, wait_until
 
 REGION = "us-east-1"
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -49,33 +48,6 @@ SCHEDULE_SPEEDUP = 100
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "e2e: end to end on the local cloud (real wrapped images, Docker containers)")
-
-
-def run_cli(*argv: str) -> tuple[int, str]:
-    """`yunpipe ARGV` as a user types it: (exit status, what it printed on stdout)."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        status = cli.main(list(argv))
-    return status, out.getvalue()
-
-
-def run_ok(*argv: str) -> str:
-    status, out = run_cli(*argv)
-    assert status == 0, f"`yunpipe {' '.join(argv)}` exited with {status}:\n{out}"
-    return out
-
-
-def wait_until(check: Callable[[], str | None], timeout: float, interval: float = 1.0,
-               explain: Callable[[], str] = lambda: "") -> None:
-    """Poll `check` (None when satisfied, else what is still missing) until `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        missing = check()
-        if missing is None:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"after {timeout:.0f} s: {missing}\n{explain()}")
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="package")
@@ -232,12 +204,3 @@ def pipeline(request, local_cloud, algorithms, aws, docker_client, tmp_path):
     for name in deployed:
         if state_path(name).exists():
             run_ok("clean-up", "--local", "--purge", name)
-
-
-def write_inputs(folder: Path, files: dict[str, str]) -> Path:
-    """A folder whose relative paths are the keys `yunpipe upload` will use."""
-    for key, text in files.items():
-        path = folder / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return folder

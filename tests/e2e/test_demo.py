@@ -5,7 +5,7 @@ import pytest
 
 from yunpipe.pipeline.state import PipelineState, PipelineSummary, state_path
 
-from .conftest import run_cli
+from .helpers import run_cli
 
 pytestmark = pytest.mark.e2e
 

@@ -10,7 +10,7 @@ import threading
 import docker.errors
 import pytest
 
-from .conftest import run_ok, wait_until, write_inputs
+from .helpers import run_ok, wait_until, write_inputs
 
 pytestmark = pytest.mark.e2e
 
