@@ -5,6 +5,8 @@ bootstrap:
 	scripts/bootstrap.sh
 
 test: bootstrap
+	.venv/bin/ruff check .
+	.venv/bin/mypy yunpipe lambda_src
 	.venv/bin/pytest
 
 demo: bootstrap

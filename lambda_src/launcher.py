@@ -247,7 +247,8 @@ def top_up_workers(config: Config, clients: Clients, just_sent: int, sleep: Call
     scheduled run rather than failing the event (a retried event would queue duplicates).
     "started" counts the tasks this launch added and kept (see keep_within_cap).
     """
-    running, started, stopped = 0, [], 0
+    running, stopped = 0, 0
+    started: list[str] = []
     try:
         running = count_running_tasks(clients.ecs, config)
         if running >= config.concurrency:

@@ -83,7 +83,10 @@ def wrap_algorithm(client, registry: AlgorithmRegistry, spec_file: Path) -> str:
         say(f"{latest.reference} is up to date ({latest.image}); not wrapped again")
         return latest.reference
     run("wrap", "--local", "--yes", "-f", str(spec_file))
-    return registry.get(spec.name).reference
+    recorded = registry.get(spec.name)
+    if recorded is None:
+        raise YunpipeError(f"wrap recorded no version of {spec.name}")
+    return recorded.reference
 
 
 def _labelled_source(client, image: str) -> str | None:

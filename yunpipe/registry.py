@@ -123,4 +123,5 @@ class AlgorithmRegistry:
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and self.versions(p.name))
 
     def latest(self) -> list[AlgorithmRecord]:
-        return [self.get(name) for name in self.names()]
+        # names() lists only algorithms with a version, so each has a latest one.
+        return [record for name in self.names() if (record := self.get(name)) is not None]

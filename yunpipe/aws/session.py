@@ -59,6 +59,6 @@ def open_aws(options: AwsOptions, region: str | None = None) -> Aws:
     try:
         session = boto3.Session(profile_name=options.profile, region_name=region)
     except ProfileNotFound as error:
-        raise InputError("--profile", options.profile, f"expected a profile of your AWS config ({error})") from None
+        raise InputError("--profile", options.profile or "", f"expected a profile of your AWS config ({error})") from None
     # boto3 reads AWS_ENDPOINT_URL itself; an explicit flag wins over it.
     return Aws(session, endpoint_url=options.endpoint_url)

@@ -143,7 +143,7 @@ class LocalCloud:
             self._runner.start()
             self._scheduler = Scheduler(endpoint, self.regions, self._lambda_host, speedup=self._schedule_speedup)
             self._scheduler.start()
-            announcement.write_state(endpoint, self._server.port)
+            announcement.write_state(endpoint, self._server.port or 0)
         except BaseException:
             self.stop()
             raise

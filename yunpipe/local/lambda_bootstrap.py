@@ -53,9 +53,10 @@ def main(argv: list[str]) -> int:
     request_id = str(uuid.uuid4())
     # As the AWS runtime: the root logger at WARNING, one handler in its line format.
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t{request_id}\t%(message)s",
-                                           "%Y-%m-%dT%H:%M:%S"))
-    handler.formatter.converter = time.gmtime
+    formatter = logging.Formatter(f"[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t{request_id}\t%(message)s",
+                                  "%Y-%m-%dT%H:%M:%S")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
     # This file's own folder (/var/runtime, with boto3) is already first on sys.path.
     sys.path[:0] = [TASK_ROOT, LAYER_PYTHON]

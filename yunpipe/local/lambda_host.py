@@ -197,7 +197,7 @@ class LambdaHost:
         self.endpoint_url = endpoint_url
         self._launchers_on_host = launchers_on_host
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="yunpipe-lambda")
-        self._original = None
+        self._original: Callable[..., Any] | None = None
         self._recent: deque[Invocation] = deque(maxlen=RECENT_INVOCATIONS)
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
@@ -224,7 +224,7 @@ class LambdaHost:
     def uninstall(self) -> None:
         global _installed
         with _install_lock:
-            if _installed is self:
+            if _installed is self and self._original is not None:
                 s3_notifications._invoke_awslambda = self._original
                 _installed = None
         # Queued invocations still run (their events were accepted); the pool stays open for them.

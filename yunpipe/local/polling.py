@@ -20,7 +20,7 @@ class PollingThread:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def poll_once(self) -> None:
+    def poll_once(self) -> object:
         raise NotImplementedError
 
     def start(self) -> None:

@@ -32,7 +32,7 @@ def load_workflows(files: list[str]) -> list[ResolvedWorkflow]:
     """Every workflow checked completely (files, registry, sizes) before any AWS call."""
     registry = AlgorithmRegistry()
     workflows = [resolve_workflow(load_workflow(path), registry) for path in files]
-    seen = {}
+    seen: dict[str, str] = {}
     for workflow in workflows:
         name = workflow.spec.name
         if name in seen:

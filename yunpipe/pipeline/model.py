@@ -96,6 +96,8 @@ def render_policy(template: str, **values: Any) -> dict:
 class Named:
     """A resource whose name is its key in plans and in the pipeline's state."""
 
+    name: str
+
     @property
     def key(self) -> str:
         return self.name

@@ -4,6 +4,7 @@ the gap. Unchanged resources give no call, so re-running setup-pipe plans nothin
 import dataclasses
 import json
 import urllib.parse
+from collections.abc import Set as AbstractSet
 from typing import Any, Iterable
 
 from yunpipe.aws.reader import NOT_FOUND, Reader
@@ -46,7 +47,7 @@ def _tag_list(tags, key="Key", value="Value") -> list[dict]:
 
 
 class Planner:
-    def __init__(self, reader: Reader, owned: set[tuple[str, str]] = frozenset()):
+    def __init__(self, reader: Reader, owned: AbstractSet[tuple[str, str]] = frozenset()):
         self.reader = reader
         # What the state says yunpipe created: only those buckets are checked for settings.
         self.owned = owned

@@ -6,6 +6,7 @@ what is already gone costs no call, which makes a second clean-up a no-op.
 """
 import dataclasses
 import re
+from collections.abc import Set as AbstractSet
 
 from yunpipe.aws.reader import NO_QUEUE, NOT_FOUND, Reader
 from yunpipe.pipeline import model as m
@@ -82,7 +83,7 @@ class Sweeper:
         self.reader = reader
         self.purge = purge
 
-    def plan(self, candidates: set[tuple[str, str]], keep: set[tuple[str, str]] = frozenset()) -> Plan:
+    def plan(self, candidates: AbstractSet[tuple[str, str]], keep: AbstractSet[tuple[str, str]] = frozenset()) -> Plan:
         """Calls deleting every candidate not in `keep`; buckets only with purge."""
         calls: list[Call] = []
         gone: list[tuple[str, str]] = []

@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import unquote_plus
 
 import boto3
@@ -60,7 +60,7 @@ DEFAULT_WAIT_SECONDS = 5
 # bounds how soon a crashed worker's file is retried.
 DEFAULT_VISIBILITY_SECONDS = 300
 ADAPTERS = {"input_adapter": ("path", "stdin"), "output_adapter": ("path", "stdout")}
-ALGORITHM_DEFAULTS = {
+ALGORITHM_DEFAULTS: Dict[str, Any] = {
     "input_file_path": "/yunpipe/input",
     "output_file_path": "/yunpipe/output",
     "input_adapter": "path",
@@ -385,8 +385,9 @@ def run_command(
         )
     finally:
         for f in (stdin, stdout):
-            if hasattr(f, "close"):
-                f.close()
+            close = getattr(f, "close", None)
+            if close is not None:
+                close()
     tail = bytearray()
     pump = threading.Thread(target=_pump_stderr, args=(proc.stderr, tail), daemon=True)
     pump.start()

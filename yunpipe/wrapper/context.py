@@ -92,7 +92,7 @@ def copy_boto3(destination: Path) -> None:
                 continue
             target = destination / relative
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(dist.locate_file(file), target)
+            shutil.copyfile(str(dist.locate_file(file)), target)
 
 
 def write_build_context(spec: AlgorithmSpec, version: int, directory: str | Path,
