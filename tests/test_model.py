@@ -11,7 +11,8 @@ from yunpipe.lambda_src.package import launcher_zip
 from yunpipe.pipeline import model as m
 from yunpipe.pipeline.target import Target
 from yunpipe.registry import AlgorithmRegistry
-from yunpipe.specs.workflow import parse_workflow, resolve_workflow
+from yunpipe.resolve import resolve_workflow
+from yunpipe.specs.workflow import parse_workflow
 
 TARGET = Target("123456789012", "us-east-1", ("subnet-1", "subnet-2"), ("sg-1",))
 

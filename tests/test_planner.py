@@ -10,7 +10,8 @@ from yunpipe.pipeline.plan import Ref
 from yunpipe.pipeline.planner import Planner
 from yunpipe.pipeline.target import Target
 from yunpipe.registry import AlgorithmRegistry
-from yunpipe.specs.workflow import parse_workflow, resolve_workflow
+from yunpipe.resolve import resolve_workflow
+from yunpipe.specs.workflow import parse_workflow
 
 TARGET = Target("123456789012", "us-east-1", ("subnet-1",), ("sg-1",))
 

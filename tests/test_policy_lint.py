@@ -14,7 +14,8 @@ from helpers import record_algorithm, single_run
 from yunpipe.pipeline import model as m
 from yunpipe.pipeline.target import Target
 from yunpipe.registry import AlgorithmRegistry
-from yunpipe.specs.workflow import parse_workflow, resolve_workflow
+from yunpipe.resolve import resolve_workflow
+from yunpipe.specs.workflow import parse_workflow
 
 with warnings.catch_warnings():
     # parliament 1.6 loads its data with pkg_resources, which newer setuptools deprecates.

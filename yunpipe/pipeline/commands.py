@@ -19,7 +19,8 @@ from yunpipe.pipeline.state import PipelineState, PipelineSummary, known_pipelin
 from yunpipe.pipeline.sweeper import Sweeper, attached, discover
 from yunpipe.pipeline.target import PLACEHOLDER_ACCOUNT, Target, resolve_target
 from yunpipe.registry import AlgorithmRegistry
-from yunpipe.specs.workflow import ResolvedWorkflow, load_workflow, resolve_workflow
+from yunpipe.resolve import ResolvedWorkflow, resolve_workflow
+from yunpipe.specs.workflow import load_workflow
 
 UNREACHABLE_NOTE = "AWS is not reachable (no endpoint or no credentials): planned as if nothing existed."
 USER_CREDENTIAL_WARNING = (

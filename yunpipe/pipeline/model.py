@@ -18,8 +18,9 @@ from yunpipe.lambda_src import launcher
 from yunpipe.lambda_src.package import launcher_zip
 from yunpipe.pipeline.state import PipelineSummary, StepSummary
 from yunpipe.pipeline.target import Target, partition
+from yunpipe.resolve import ResolvedStep, ResolvedWorkflow
 from yunpipe.runtime import runscript
-from yunpipe.specs.workflow import ResolvedStep, ResolvedWorkflow, WorkflowSpec
+from yunpipe.specs.workflow import WorkflowSpec
 
 TAG_KEY = "yunpipe:pipeline"
 # A tag on each task definition revision: the hash of what it was registered from.
