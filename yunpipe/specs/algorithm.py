@@ -14,6 +14,7 @@ import jsonschema
 
 from yunpipe.errors import InputError
 from yunpipe.runtime import runscript
+from yunpipe.specs.fields import object_schema, read_fields, spec_field
 from yunpipe.specs.loading import load_document, validate
 
 SUPPORTED_SYSTEMS = ("ubuntu", "debian", "alpine", "rockylinux", "centos", "amazonlinux")
@@ -29,67 +30,38 @@ DEFAULT_TIMEOUT_SECONDS = runscript.ALGORITHM_DEFAULTS["timeout_seconds"]
 # import: the runscript stands alone). `$output` ends where a shell variable name would.
 OUTPUT_PLACEHOLDER = re.compile(r"\$\{output_file\}|\$output(?![A-Za-z0-9_])")
 
-ALGORITHM_SCHEMA: dict = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "type": "object",
-    "required": ["name", "container_name", "run_command"],
-    "additionalProperties": False,
-    "properties": {
-        "name": {"type": "string", "pattern": NAME_PATTERN,
-                 "description": "a name of letters, digits, '-', '_' or '.' (at most 63 characters)"},
-        "container_name": {"type": "string", "minLength": 1, "description": "a Docker image reference"},
-        "system": {"type": "string", "enum": list(SUPPORTED_SYSTEMS)},
-        "input_file_path": {"type": "string", "pattern": "^/", "description": "an absolute folder path"},
-        "output_file_path": {"type": "string", "pattern": "^/", "description": "an absolute folder path"},
-        "executable_path": {"type": "string"},
-        "run_command": {"type": "string", "minLength": 1, "description": "a non-empty command"},
-        "instance_type": {"type": "string"},
-        "memory": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "minimal": {"type": "integer", "minimum": 1, "description": "a number of MiB (at least 1)"},
-                "suggested": {"type": "integer", "minimum": 1, "description": "a number of MiB (at least 1)"},
-            },
+PARAMETERS_SCHEMA = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["name"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "pattern": ENV_NAME_PATTERN, "description": "an environment variable name"},
+            "required": {"type": "boolean"},
+            "description": {"type": "string"},
+            "schema": {"type": "object", "description": "a JSON Schema for the value"},
         },
-        # 0.0.3 files carry a number, or an empty object when the developer skipped it.
-        "CPU": {"anyOf": [{"type": "number", "exclusiveMinimum": 0, "description": "a number of vCPUs greater than 0"},
-                          {"type": "object", "maxProperties": 0}],
-                "description": "a number of vCPUs greater than 0"},
-        "user_specified_environment_variables": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["name"],
-                "additionalProperties": False,
-                "properties": {
-                    "name": {"type": "string", "pattern": ENV_NAME_PATTERN,
-                             "description": "an environment variable name"},
-                    "required": {"type": "boolean"},
-                    "description": {"type": "string"},
-                    "schema": {"type": "object", "description": "a JSON Schema for the value"},
-                },
-            },
-        },
-        "port": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["port"],
-                "properties": {
-                    "port": {"type": "integer", "minimum": 1, "maximum": 65535, "description": "a port number"},
-                    "protocol": {"type": "string", "enum": ["tcp", "udp"]},
-                },
-            },
-        },
-        "version": {"type": ["string", "integer"], "description": "the developer's own release label"},
-        "description": {"type": "string"},
-        "timeout_seconds": {"type": "integer", "minimum": 1, "description": "a number of seconds (at least 1)"},
-        "environment": {"type": "object", "additionalProperties": {"type": "string"}},
-        "input_adapter": {"type": "string", "enum": ["path", "stdin"]},
-        "output_adapter": {"type": "string", "enum": ["path", "stdout"]},
     },
 }
+PORTS_SCHEMA = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["port"],
+        "properties": {
+            "port": {"type": "integer", "minimum": 1, "maximum": 65535, "description": "a port number"},
+            "protocol": {"type": "string", "enum": ["tcp", "udp"]},
+        },
+    },
+}
+MIB = {"type": "integer", "minimum": 1, "description": "a number of MiB (at least 1)"}
+FOLDER = {"type": "string", "pattern": "^/", "description": "an absolute folder path"}
+
+
+def _vcpus(value: Any) -> float:
+    # 0.0.3 files carry a number, or an empty object when the developer skipped it.
+    return value if isinstance(value, (int, float)) else 1
 
 
 @dataclass(frozen=True)
@@ -114,25 +86,42 @@ class Parameter:
 
 @dataclass(frozen=True)
 class AlgorithmSpec:
-    name: str
-    container_name: str
-    run_command: str
-    system: str = "ubuntu"
-    input_file_path: str = DEFAULT_INPUT_PATH
-    output_file_path: str = DEFAULT_OUTPUT_PATH
-    executable_path: str = ""
-    instance_type: str = ""
-    memory_minimal: int | None = None
-    memory_suggested: int = DEFAULT_MEMORY_MIB
-    cpu: float = 1
-    parameters: tuple[Parameter, ...] = ()
-    ports: tuple[Mapping[str, Any], ...] = ()
-    version_label: str = ""
-    description: str = ""
-    timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
-    environment: Mapping[str, str] = field(default_factory=dict)
-    input_adapter: str = "path"
-    output_adapter: str = "path"
+    """The algorithm, each field declared once (yunpipe.specs.fields): document key, schema, default."""
+
+    name: str = spec_field("name", {"type": "string", "pattern": NAME_PATTERN,
+                                    "description": "a name of letters, digits, '-', '_' or '.' (at most 63 characters)"},
+                           required=True)
+    container_name: str = spec_field("container_name", {"type": "string", "minLength": 1,
+                                                        "description": "a Docker image reference"}, required=True)
+    run_command: str = spec_field("run_command", {"type": "string", "minLength": 1, "description": "a non-empty command"},
+                                  required=True)
+    system: str = spec_field("system", {"type": "string", "enum": list(SUPPORTED_SYSTEMS)}, "ubuntu")
+    input_file_path: str = spec_field("input_file_path", FOLDER, DEFAULT_INPUT_PATH)
+    output_file_path: str = spec_field("output_file_path", FOLDER, DEFAULT_OUTPUT_PATH)
+    executable_path: str = spec_field("executable_path", {"type": "string"}, "")
+    instance_type: str = spec_field("instance_type", {"type": "string"}, "")
+    memory_minimal: int | None = spec_field("memory.minimal", MIB, None)
+    # Without it: the minimal memory when larger than DEFAULT_MEMORY_MIB (parse_algorithm).
+    memory_suggested: int = spec_field("memory.suggested", MIB, DEFAULT_MEMORY_MIB)
+    cpu: float = spec_field("CPU", {"anyOf": [{"type": "number", "exclusiveMinimum": 0,
+                                               "description": "a number of vCPUs greater than 0"},
+                                              {"type": "object", "maxProperties": 0}],
+                                    "description": "a number of vCPUs greater than 0"}, 1, convert=_vcpus)
+    # Read by parse_algorithm itself, which also checks each parameter's own schema.
+    parameters: tuple[Parameter, ...] = spec_field("user_specified_environment_variables", PARAMETERS_SCHEMA, ())
+    ports: tuple[Mapping[str, Any], ...] = spec_field("port", PORTS_SCHEMA, (), convert=tuple)
+    version_label: str = spec_field("version", {"type": ["string", "integer"],
+                                                "description": "the developer's own release label"}, "", convert=str)
+    description: str = spec_field("description", {"type": "string"}, "")
+    timeout_seconds: int = spec_field("timeout_seconds", {"type": "integer", "minimum": 1,
+                                                          "description": "a number of seconds (at least 1)"},
+                                      DEFAULT_TIMEOUT_SECONDS)
+    environment: Mapping[str, str] = spec_field("environment", {"type": "object", "additionalProperties": {"type": "string"}},
+                                                default_factory=dict, convert=dict)
+    input_adapter: str = spec_field("input_adapter", {"type": "string", "enum": list(runscript.ADAPTERS["input_adapter"])},
+                                    "path")
+    output_adapter: str = spec_field("output_adapter",
+                                     {"type": "string", "enum": list(runscript.ADAPTERS["output_adapter"])}, "path")
 
     def parameter(self, name: str) -> Parameter | None:
         return next((p for p in self.parameters if p.name == name), None)
@@ -164,6 +153,9 @@ class AlgorithmSpec:
         if self.version_label:
             doc["version"] = self.version_label
         return doc
+
+
+ALGORITHM_SCHEMA: dict = {"$schema": "https://json-schema.org/draft/2020-12/schema", **object_schema(AlgorithmSpec)}
 
 
 def _names_output_folder(document: Any, words: list[str]) -> bool:
@@ -216,32 +208,12 @@ def parse_algorithm(document: Any, source: str) -> AlgorithmSpec:
                 raise InputError(source, f"{where}.schema.default",
                                  f"expected a default that satisfies its own schema ({errors[0].message})")
         parameters.append(Parameter(var["name"], bool(var.get("required", False)), var.get("description", ""), schema))
+    values = read_fields(AlgorithmSpec, document, exclude=["parameters"])
     memory = document.get("memory", {})
-    suggested = memory.get("suggested", max(memory.get("minimal", 0), DEFAULT_MEMORY_MIB))
+    suggested = values.setdefault("memory_suggested", max(memory.get("minimal", 0), DEFAULT_MEMORY_MIB))
     if "minimal" in memory and memory["minimal"] > suggested:
         raise InputError(source, "memory.minimal", f"expected at most memory.suggested ({suggested}), got {memory['minimal']}")
-    cpu = document.get("CPU", 1)
-    return AlgorithmSpec(
-        name=document["name"],
-        container_name=document["container_name"],
-        run_command=document["run_command"],
-        system=document.get("system", "ubuntu"),
-        input_file_path=document.get("input_file_path", DEFAULT_INPUT_PATH),
-        output_file_path=document.get("output_file_path", DEFAULT_OUTPUT_PATH),
-        executable_path=document.get("executable_path", ""),
-        instance_type=document.get("instance_type", ""),
-        memory_minimal=memory.get("minimal"),
-        memory_suggested=suggested,
-        cpu=cpu if isinstance(cpu, (int, float)) else 1,
-        parameters=tuple(parameters),
-        ports=tuple(document.get("port", [])),
-        version_label=str(document.get("version", "")),
-        description=document.get("description", ""),
-        timeout_seconds=document.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS),
-        environment=dict(document.get("environment", {})),
-        input_adapter=document.get("input_adapter", "path"),
-        output_adapter=document.get("output_adapter", "path"),
-    )
+    return AlgorithmSpec(**{**values, "parameters": tuple(parameters)})
 
 
 def load_algorithm(path: str | Path) -> AlgorithmSpec:
