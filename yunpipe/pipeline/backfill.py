@@ -1,0 +1,187 @@
+"""yunpipe submit / retry: put work into a deployed pipeline by hand. submit queues the objects
+already in a step's input bucket (or one gather message), retry moves a step's dead-lettered
+messages back to its queue after a fix. Both then wake the step's launcher, so workers start now
+rather than at its next scheduled run.
+
+The messages are the launcher's (docs/runtime-contract.md, "Queue message"), sent as it sends
+them: batches of 10, failed entries resent.
+"""
+import json
+import time
+from typing import Any, Callable
+
+from tqdm import tqdm
+
+from yunpipe.aws.facade import Aws
+from yunpipe.aws.reader import Reader
+from yunpipe.aws.session import AwsOptions
+from yunpipe.errors import InputError, YunpipeError
+from yunpipe.lambda_src import launcher
+from yunpipe.pipeline.location import open_pipeline_aws
+from yunpipe.pipeline.state import PipelineSummary, StepSummary, require_summary
+
+GATHER_KEY = "gather"
+# A long poll, however short, asks every SQS server; a short poll may answer empty while messages wait.
+RECEIVE_WAIT_SECONDS = 1
+# How long a received dead letter stays hidden: one whose move failed returns to the DLQ then.
+RECEIVE_VISIBILITY_SECONDS = 60
+
+
+def find_step(summary: PipelineSummary, name: str | None, verb: str) -> StepSummary:
+    """The step --step names; the pipeline's first step when it names none."""
+    if name is None:
+        return summary.steps[0]
+    for step in summary.steps:
+        if step.name == name:
+            return step
+    names = ", ".join(s.name for s in summary.steps)
+    raise InputError(verb, "--step", f"expected one of the pipeline's steps ({names}), got '{name}'")
+
+
+def object_message(summary: PipelineSummary, step: StepSummary, obj: dict) -> dict:
+    """The launcher's message for an object of a list_objects_v2 page (whose ETag is quoted)."""
+    return {"bucket": step.input_bucket, "key": obj["Key"], "etag": obj["ETag"].strip('"'), "size": obj["Size"],
+            "pipeline": summary.pipeline, "step": step.name}
+
+
+def gather_message(summary: PipelineSummary, step: StepSummary, name: str, prefix: str) -> dict:
+    """The one message a gather step's queue expects: gather what is under `prefix`, as `name`."""
+    return {"key": name, "bucket": step.input_bucket, "etag": "", "gather": {"prefix": prefix},
+            "pipeline": summary.pipeline, "step": step.name}
+
+
+def send_batch(sqs: Any, queue_url: str, bodies: list[str],
+               sleep: Callable[[float], None] = time.sleep) -> dict[int, str]:
+    """Queue at most 10 bodies, resending failed entries as launcher.send_messages does. Returns
+    the index and error of each body SQS did not take (empty when all were queued)."""
+    pending = dict(enumerate(bodies))
+    errors: dict[int, str] = {}
+    for attempt in range(launcher.SEND_RETRIES + 1):
+        if attempt:
+            sleep(launcher.BACKOFF_SECONDS * 2 ** (attempt - 1))
+        response = sqs.send_message_batch(
+            QueueUrl=queue_url, Entries=[{"Id": str(index), "MessageBody": body} for index, body in pending.items()])
+        failed = response.get("Failed", [])
+        errors = {int(entry["Id"]): f"{entry.get('Code')}: {entry.get('Message', '')}" for entry in failed}
+        pending = {index: pending[index] for index in errors}
+        # A sender fault (a message too large) fails the same way every time.
+        if not pending or any(entry.get("SenderFault") for entry in failed):
+            break
+    return errors
+
+
+def _send_all(sqs: Any, queue_url: str, bodies: list[str], queued_before: int) -> None:
+    errors = send_batch(sqs, queue_url, bodies)
+    if errors:
+        raise YunpipeError(f"{len(errors)} message(s) not queued to {queue_url} ({'; '.join(set(errors.values()))}); "
+                           f"{queued_before + len(bodies) - len(errors)} message(s) were queued")
+
+
+def wake_launcher(aws: Aws, step: StepSummary) -> None:
+    """Invoke the step's launcher asynchronously with an empty event, its scheduled top-up: it
+    starts workers for what waits in the queue."""
+    aws.call("lambda", "invoke", FunctionName=step.function, InvocationType="Event", Payload=b"{}")
+
+
+def _queue_url(reader: Reader, name: str, pipeline: str) -> str:
+    url = reader.queue_url(name)
+    if url is None:
+        raise YunpipeError(f"the queue {name} of pipeline {pipeline} does not exist; run setup-pipe again")
+    return url
+
+
+def queue_objects(aws: Aws, queue_url: str, summary: PipelineSummary, step: StepSummary, prefix: str) -> int:
+    """Queue every object under `prefix` in the step's input bucket, once; returns how many.
+    Sent while listing, so a large bucket starts queuing at once."""
+    sqs = aws.client("sqs")
+    seen: set[str] = set()
+    batch: list[str] = []
+    with tqdm(unit="object", desc=f"queue to {step.name}") as progress:
+        objects = aws.pages("s3", "list_objects_v2", "Contents", Bucket=step.input_bucket, Prefix=prefix)
+        for obj in objects:
+            # A key ending in '/' is a folder marker, as the launcher skips it.
+            if obj["Key"].endswith("/") or obj["Key"] in seen:
+                continue
+            seen.add(obj["Key"])
+            batch.append(json.dumps(object_message(summary, step, obj)))
+            if len(batch) == launcher.BATCH_SIZE:
+                _send_all(sqs, queue_url, batch, progress.n)
+                progress.update(len(batch))
+                batch = []
+        if batch:
+            _send_all(sqs, queue_url, batch, progress.n)
+            progress.update(len(batch))
+    return len(seen)
+
+
+def run_submit(args) -> int:
+    summary = require_summary(args.pipeline)
+    step = find_step(summary, args.step, "submit")
+    if args.name is not None and not args.gather:
+        raise InputError("submit", "--name", "expected only with --gather (it names the gather message's key)")
+    aws = open_pipeline_aws(AwsOptions.from_args(args), args.pipeline, summary)
+    reader = Reader(aws)
+    queue_url = _queue_url(reader, step.queue, args.pipeline)
+    if args.gather:
+        name = args.name or GATHER_KEY
+        _send_all(aws.client("sqs"), queue_url, [json.dumps(gather_message(summary, step, name, args.prefix))], 0)
+        print(f"Queued a gather message '{name}' for s3://{step.input_bucket}/{args.prefix} to step {step.name}")
+    else:
+        # Asked before the progress bar starts, as upload does: no bucket is one line.
+        if not reader.bucket_exists(step.input_bucket):
+            raise YunpipeError(f"the input bucket {step.input_bucket} of step {step.name} does not exist; "
+                               "run setup-pipe again")
+        count = queue_objects(aws, queue_url, summary, step, args.prefix)
+        print(f"Queued {count} object(s) of s3://{step.input_bucket}/{args.prefix} to step {step.name}")
+        if not count:
+            return 0
+    wake_launcher(aws, step)
+    print(f"Invoked launcher {step.function}: workers start now")
+    return 0
+
+
+def move_dead_letters(aws: Aws, dlq_url: str, queue_url: str, step: StepSummary) -> int:
+    """Move every message of the dead-letter queue back to the step's queue, body unchanged;
+    returns how many. Client-side, since moto has no StartMessageMoveTask: each message is
+    deleted from the DLQ only once the queue has taken it."""
+    sqs = aws.client("sqs")
+    waiting = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
+    moved = 0
+    with tqdm(total=int(waiting["Attributes"]["ApproximateNumberOfMessages"]), unit="message",
+              desc=f"retry {step.name}") as progress:
+        while True:
+            messages = sqs.receive_message(
+                QueueUrl=dlq_url, MaxNumberOfMessages=launcher.BATCH_SIZE, WaitTimeSeconds=RECEIVE_WAIT_SECONDS,
+                VisibilityTimeout=RECEIVE_VISIBILITY_SECONDS).get("Messages", [])
+            if not messages:
+                return moved
+            errors = send_batch(sqs, queue_url, [message["Body"] for message in messages])
+            sent = [message for index, message in enumerate(messages) if index not in errors]
+            if sent:
+                deleted = sqs.delete_message_batch(QueueUrl=dlq_url, Entries=[
+                    {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]} for index, message in enumerate(sent)])
+                if deleted.get("Failed"):
+                    raise YunpipeError(f"{len(deleted['Failed'])} message(s) were queued to {step.queue} again but "
+                                       f"are still in {step.dead_letter_queue}: a later retry queues them twice")
+            moved += len(sent)
+            progress.update(len(sent))
+            if errors:
+                raise YunpipeError(f"{len(errors)} message(s) of step {step.name} stay in {step.dead_letter_queue}, "
+                                   f"{step.queue} did not take them ({'; '.join(set(errors.values()))}); "
+                                   f"{moved} were moved")
+
+
+def run_retry(args) -> int:
+    summary = require_summary(args.pipeline)
+    steps = [find_step(summary, args.step, "retry")] if args.step else list(summary.steps)
+    aws = open_pipeline_aws(AwsOptions.from_args(args), args.pipeline, summary)
+    reader = Reader(aws)
+    # Every queue is found before any message moves.
+    urls = [(_queue_url(reader, step.dead_letter_queue, args.pipeline), _queue_url(reader, step.queue, args.pipeline))
+            for step in steps]
+    for step, (dlq_url, queue_url) in zip(steps, urls):
+        moved = move_dead_letters(aws, dlq_url, queue_url, step)
+        print(f"step {step.name}: moved {moved} message(s) from {step.dead_letter_queue} back to {step.queue}")
+        if moved:
+            wake_launcher(aws, step)
+    return 0

@@ -1,0 +1,71 @@
+"""yunpipe pipelines: the pipelines set up from this machine, read from their state files
+(no AWS call): name, region, where each runs, its steps, input -> output bucket."""
+import json
+from dataclasses import asdict, dataclass
+
+from yunpipe.errors import YunpipeError
+from yunpipe.pipeline.location import describe
+from yunpipe.pipeline.state import PipelineState, known_pipelines
+
+
+@dataclass(frozen=True)
+class ListedPipeline:
+    """One state file. `problem` says why there is no summary (setup-pipe has not recorded one
+    yet, or the file does not load); the other fields are then None."""
+    name: str
+    region: str | None = None
+    account_id: str | None = None
+    where: str | None = None
+    location: dict | None = None
+    steps: tuple[str, ...] = ()
+    input_bucket: str | None = None
+    output_bucket: str | None = None
+    problem: str | None = None
+
+
+def place(location: dict | None, account_id: str) -> str:
+    if location is None:
+        return f"account {account_id}, place not recorded (reached with the command's flags)"
+    if location["cloud"] == "local":
+        return f"the local cloud (last at {location.get('endpoint_url')})"
+    return describe(location)
+
+
+def listed(name: str) -> ListedPipeline:
+    try:
+        summary = PipelineState.load(name).summary
+    except YunpipeError as error:
+        # One unreadable file must not hide the others.
+        return ListedPipeline(name, problem=f"unreadable state: {error}")
+    if summary is None:
+        return ListedPipeline(name, problem=f"no summary yet: setup-pipe did not finish (run it again, or clean-up {name})")
+    return ListedPipeline(name, summary.region, summary.account_id, place(summary.location, summary.account_id),
+                          summary.location, tuple(step.name for step in summary.steps), summary.input_bucket,
+                          summary.output_bucket)
+
+
+def list_pipelines() -> list[ListedPipeline]:
+    return [listed(name) for name in known_pipelines()]
+
+
+def render(pipelines: list[ListedPipeline]) -> str:
+    width = max(len(p.name) for p in pipelines)
+    lines = []
+    for p in pipelines:
+        if p.problem:
+            lines.append(f"{p.name:<{width}}  {p.problem}")
+        else:
+            lines.append(f"{p.name:<{width}}  {p.region}  {p.where}  {len(p.steps)} step(s)  "
+                         f"{p.input_bucket} -> {p.output_bucket}")
+    return "\n".join(lines)
+
+
+def run_pipelines(args) -> int:
+    pipelines = list_pipelines()
+    if args.json:
+        print(json.dumps([asdict(p) for p in pipelines], indent=2))
+    elif pipelines:
+        print(render(pipelines))
+    else:
+        print("No pipelines set up from this machine (setup-pipe records them)")
+    return 0
