@@ -1,4 +1,5 @@
 """The runscript against moto, with real commands (tr, sh, python3, sleep)."""
+import dataclasses
 import json
 import os
 import signal
@@ -7,6 +8,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import boto3
 import pytest
@@ -17,10 +19,16 @@ from yunpipe.runtime import runscript
 from yunpipe.runtime.runscript import (
     CONFIG_ERROR_EXIT,
     Config,
+    JobFailure,
     check_variables,
     command_env,
+    gather_folder_name,
+    gather_relative_path,
     load_algorithm,
     local_paths,
+    metadata_value,
+    local_output_path,
+    parse_body,
     process_message,
     report_key,
     result_objects,
@@ -161,6 +169,9 @@ def test_config_from_env_applies_contract_defaults():
         wait_seconds=5,
         visibility_seconds=300,
         algorithm_path="/opt/yunpipe/algorithm.json",
+        algorithm_ref="",
+        image="",
+        timeout_seconds=0,
     )
 
 
@@ -178,11 +189,25 @@ def test_config_from_env_reads_every_variable():
             "YUNPIPE_WAIT_SECONDS": "2",
             "YUNPIPE_VISIBILITY_SECONDS": "60",
             "YUNPIPE_ALGORITHM": "/a.json",
+            "YUNPIPE_ALGORITHM_REF": "upper@3",
+            "YUNPIPE_IMAGE": "registry/upper@sha256:abc",
+            "YUNPIPE_TIMEOUT_SECONDS": "90",
         }
     )
     assert (config.output_prefix, config.report_bucket, config.pipeline, config.step) == ("results/", "rep", "p", "s")
     assert (config.max_receive_count, config.idle_seconds, config.wait_seconds) == (5, 7, 2)
     assert (config.visibility_seconds, config.algorithm_path) == (60, "/a.json")
+    assert (config.algorithm_ref, config.image, config.timeout_seconds) == ("upper@3", "registry/upper@sha256:abc", 90)
+
+
+def test_config_to_env_reads_back_as_the_same_config():
+    config = Config(
+        queue_url="https://q", output_bucket="out", output_prefix="r/", report_bucket="rep", pipeline="p", step="s",
+        max_receive_count=4, idle_seconds=9, wait_seconds=3, visibility_seconds=45, algorithm_path="/a.json",
+        algorithm_ref="upper@2", image="img@sha256:1", timeout_seconds=12,
+    )
+    assert Config.from_env(config.to_env()) == config
+    assert len(config.to_env()) == len(dataclasses.fields(Config))
 
 
 def test_config_from_env_requires_queue_url_and_output_bucket():
@@ -196,7 +221,13 @@ def test_config_from_env_clamps_wait_to_sqs_maximum():
 
 
 @pytest.mark.parametrize(
-    "name,value", [("YUNPIPE_IDLE_SECONDS", "soon"), ("YUNPIPE_VISIBILITY_SECONDS", "0"), ("YUNPIPE_MAX_RECEIVE_COUNT", "0")]
+    "name,value",
+    [
+        ("YUNPIPE_IDLE_SECONDS", "soon"),
+        ("YUNPIPE_VISIBILITY_SECONDS", "0"),
+        ("YUNPIPE_MAX_RECEIVE_COUNT", "0"),
+        ("YUNPIPE_TIMEOUT_SECONDS", "-1"),
+    ],
 )
 def test_config_from_env_rejects_bad_integers(name, value):
     with pytest.raises(ValueError, match=name):
@@ -436,6 +467,8 @@ def test_url_encoded_key_in_message_falls_back_to_the_decoded_object(step):
     assert step.output_keys() == ["my data/a b.txt"]
     assert step.output("my data/a b.txt") == b"DECODED"
     assert step.queue_counts() == (0, 0)
+    metadata = step.s3.head_object(Bucket="out-bucket", Key="my data/a b.txt")["Metadata"]
+    assert metadata["yunpipe-input"] == "s3://in-bucket/my data/a b.txt"
 
 
 def test_url_encoded_key_falls_back_when_s3_answers_403_as_it_does_to_the_task_role(step):
@@ -681,6 +714,274 @@ def test_stop_abandons_the_running_job_and_releases_its_message(step, tmp_path):
     # Both the abandoned and the not-yet-started message are visible again at once.
     assert step.queue_counts() == (2, 0)
     assert step.leftover_files() == []
+
+
+# ----------------------------------------------------------------------------- joins, gathers, provenance
+
+
+def join_body(key, *inputs):
+    """A join message: `inputs` are (step, bucket, etag) in the workflow's order, all at `key`."""
+    return json.dumps({
+        "bucket": inputs[-1][1], "key": key, "etag": inputs[-1][2], "pipeline": "demo", "step": "upper",
+        "inputs": [{"step": s, "bucket": b, "key": key, "etag": e} for s, b, e in inputs],
+    })
+
+
+def gather_body(key, prefix):
+    return json.dumps({"key": key, "bucket": "in-bucket", "etag": "", "gather": {"prefix": prefix},
+                       "pipeline": "demo", "step": "upper"})
+
+
+def test_substitute_names_each_join_input_by_its_step():
+    inputs = {"a": "/in/a/k", "ab": "/in/ab/k", "a-b": "/in/a-b/k"}
+    argv = substitute("tool $input_a $input_ab ${input_a-b} $input_a-b ${input_ab} $input_x $input", "/first", "/o", inputs)
+    # A bare name is the whole shell name, so `$input_a-b` is input a then "-b", as a shell reads it.
+    assert argv == ["tool", "/in/a/k", "/in/ab/k", "/in/a-b/k", "/in/a/k-b", "/in/ab/k", "$input_x", "/first"]
+
+
+def test_substitute_keeps_input_file_for_the_first_input_when_a_step_is_named_file():
+    argv = substitute("tool ${input_file} $input_file", "/in/seg/k", "/o", {"seg": "/in/seg/k", "file": "/in/file/k"})
+    assert argv == ["tool", "/in/seg/k", "/in/file/k"]
+
+
+def test_substitute_quotes_join_inputs_inside_a_shell_c_script():
+    nasty = "/tmp/my-step/a b'c\"$HOME.txt"
+    argv = substitute("sh -c 'printf %s ${input_my-step}'", "/first", "/o", {"my-step": nasty})
+    assert subprocess.run(argv, capture_output=True, check=True).stdout.decode() == nasty
+
+
+def test_local_output_path_steps_aside_from_an_input_folder_of_the_same_name():
+    alg = {"output_file_path": "/w"}
+    assert local_output_path(alg, "a", ["/w/seg/a"]) == "/w/a"
+    assert local_output_path(alg, "seg", ["/w/mask/seg", "/w/seg/seg"]) == "/w/output-seg"
+
+
+@pytest.mark.parametrize(
+    ("prefix", "key", "relative"),
+    [
+        ("runs/r1/", "runs/r1/a.txt", "a.txt"),
+        ("runs/r1/", "runs/r1/sub//./b.txt", "sub/b.txt"),
+        ("runs/r1", "runs/r1/a.txt", "a.txt"),  # no leading slash: never an absolute path
+        ("runs/r1.txt", "runs/r1.txt", "r1.txt"),  # the object at the prefix keeps its name
+    ],
+)
+def test_gather_relative_path_keeps_the_path_under_the_prefix(prefix, key, relative):
+    assert gather_relative_path(prefix, key) == relative
+
+
+@pytest.mark.parametrize("key", ["runs/r1/../evil.txt", "runs/r1/a/../../evil.txt", "runs/r1/.."])
+def test_gather_relative_path_refuses_keys_that_leave_the_folder(key):
+    with pytest.raises(ValueError, match="does not name a file inside the gather folder"):
+        gather_relative_path("runs/r1/", key)
+
+
+@pytest.mark.parametrize(("key", "folder"), [("runs/r1", "r1"), ("runs/", "gather"), ("..", "gather")])
+def test_gather_folder_is_named_for_the_run(key, folder):
+    assert gather_folder_name(key) == folder
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"inputs": []}, "non-empty list"),
+        ({"inputs": [{"step": "Seg", "bucket": "b", "key": "k"}]}, r"inputs\[0\].step must match"),
+        ({"inputs": [{"step": "seg", "bucket": "b", "key": "k"}, {"step": "seg\n", "bucket": "b", "key": "k"}]},
+         r"inputs\[1\].step must match"),
+        ({"inputs": [{"step": "seg", "bucket": "b", "key": "k"}, {"step": "seg", "bucket": "c", "key": "k"}]},
+         "name a step twice"),
+        ({"inputs": [{"step": "seg", "bucket": "b"}]}, r"inputs\[0\] lacks bucket or key"),
+        ({"gather": "runs/"}, "gather must be"),
+        ({"gather": {"prefix": "p/"}, "inputs": [{"step": "seg", "bucket": "b", "key": "k"}]}, "both inputs and gather"),
+    ],
+)
+def test_parse_body_rejects_malformed_joins_and_gathers(body, message):
+    with pytest.raises(JobFailure, match=message) as failure:
+        parse_body(json.dumps({"bucket": "b", "key": "k", **body}))
+    assert failure.value.reason == "bad_message"
+
+
+def test_join_downloads_each_input_to_its_step_folder(step):
+    step.s3.create_bucket(Bucket="mask-bucket")
+    step.put("run/a.txt", b"segmented\n")
+    step.s3.put_object(Bucket="mask-bucket", Key="run/a.txt", Body=b"masked\n")
+    alg = step.algorithm("sh -c 'printf \"%s\\n\" $input_seg ${input_my-mask} $input > $output; cat $input_seg ${input_my-mask} >> $output'")
+    step.send("", body=join_body("run/a.txt", ("seg", "in-bucket", "e1"), ("my-mask", "mask-bucket", "e2")))
+    assert step.run(alg) == 0
+    seg, mask = step.workdir / "seg" / "a.txt", step.workdir / "my-mask" / "a.txt"
+    assert step.output("run/a.txt").decode() == f"{seg}\n{mask}\n{seg}\nsegmented\nmasked\n"
+    assert step.queue_counts() == (0, 0) and step.reports() == {}
+    # The step folders go with the inputs, being empty.
+    assert step.leftover_files() == []
+
+
+def test_join_feeds_its_first_input_on_stdin(step):
+    step.s3.create_bucket(Bucket="mask-bucket")
+    step.put("k.txt", b"first")
+    step.s3.put_object(Bucket="mask-bucket", Key="k.txt", Body=b"second")
+    alg = step.algorithm("tr a-z A-Z", input_adapter="stdin", output_adapter="stdout")
+    step.send("", body=join_body("k.txt", ("seg", "in-bucket", "e1"), ("mask", "mask-bucket", "e2")))
+    step.run(alg)
+    assert step.output("k.txt") == b"FIRST"
+
+
+def test_join_with_a_missing_input_is_a_download_error(step):
+    step.s3.create_bucket(Bucket="mask-bucket")
+    step.put("k.txt")
+    alg = step.algorithm("sh -c 'cat $input_seg $input_mask > $output'")
+    step.send("", body=join_body("k.txt", ("seg", "in-bucket", "e1"), ("mask", "mask-bucket", "e2")))
+    step.run(alg)
+    (report,) = step.reports().values()
+    assert (report["reason"], report["key"], report["bucket"]) == ("download_error", "k.txt", "mask-bucket")
+    assert report["stderr_tail"].startswith("s3://mask-bucket/k.txt: ")
+    assert step.output_keys() == [] and step.leftover_files() == []
+
+
+def test_join_leaves_a_step_folder_that_holds_other_files(step):
+    """A step id may name a folder the image has; the worker removes only its own file there."""
+    (step.workdir / "seg").mkdir(parents=True)
+    (step.workdir / "seg" / "image-file").write_text("keep")
+    step.put("k.txt")
+    alg = step.algorithm("sh -c 'cp $input_seg $output'")
+    step.send("", body=join_body("k.txt", ("seg", "in-bucket", "e1")))
+    step.run(alg)
+    assert step.output("k.txt") == b"hello world\n"
+    assert step.leftover_files() == ["seg", "seg/image-file"]
+
+
+def test_gather_downloads_every_object_under_the_prefix_page_by_page(step):
+    for key in ("runs/r1/a.txt", "runs/r1/sub/b.txt", "runs/r1/", "runs/r1/done", "runs/r10.txt", "other/c.txt"):
+        step.put(key, key.encode())
+    lists = []
+
+    def small_pages(params, **_):
+        lists.append(params.get("ContinuationToken"))
+        params["MaxKeys"] = 2
+
+    step.s3.meta.events.register("before-parameter-build.s3.ListObjectsV2", small_pages)
+    alg = step.algorithm("sh -c 'cd $input && find . -type f | sort | xargs cat > $output'")
+    # The run's own key, a marker under the prefix, is not gathered.
+    step.send("", body=gather_body("runs/r1/done", "runs/r1/"))
+    assert step.run(alg) == 0
+    assert step.output("runs/r1/done") == b"runs/r1/a.txtruns/r1/sub/b.txt"
+    assert len(lists) == 2 and lists[1] is not None
+    assert step.queue_counts() == (0, 0) and step.leftover_files() == []
+
+
+def test_gather_result_can_be_a_directory(step):
+    for key in ("batch/a.txt", "batch/b.txt"):
+        step.put(key, key.encode())
+    alg = step.algorithm("sh -c 'mkdir $output && for f in $input/*; do tr a-z A-Z < $f > $output/$(basename $f); done'")
+    step.send("", body=gather_body("run-7", "batch/"))
+    step.run(alg, step.config(YUNPIPE_OUTPUT_PREFIX="results/"))
+    assert step.output_keys() == ["results/run-7/a.txt", "results/run-7/b.txt"]
+    assert step.output("results/run-7/b.txt") == b"BATCH/B.TXT"
+
+
+def test_an_empty_gather_fails(step):
+    step.put("runs/r1/")
+    step.put("runs/r1/done")
+    alg = step.algorithm("sh -c 'ls $input > $output'")
+    step.send("", body=gather_body("runs/r1/done", "runs/r1/"))
+    step.run(alg)
+    (report,) = step.reports().values()
+    assert (report["reason"], report["key"]) == ("empty_gather", "runs/r1/done")
+    assert report["stderr_tail"] == "no objects under s3://in-bucket/runs/r1/"
+    assert step.output_keys() == [] and step.leftover_files() == []
+
+
+def test_a_gather_key_that_would_leave_its_folder_fails_before_any_download(step):
+    step.put("runs/r1/a.txt")
+    step.put("runs/r1/../evil.txt")
+    fetched = []
+    step.s3.meta.events.register("before-parameter-build.s3.GetObject", lambda params, **_: fetched.append(params))
+    alg = step.algorithm("sh -c 'ls $input > $output'")
+    step.send("", body=gather_body("run", "runs/r1/"))
+    step.run(alg)
+    assert fetched == []
+    (report,) = step.reports().values()
+    assert report["reason"] == "download_error" and "runs/r1/../evil.txt" in report["stderr_tail"]
+    assert step.leftover_files() == [] and not (step.tmp / "evil.txt").exists()
+
+
+def test_a_gather_for_an_algorithm_reading_stdin_is_refused(step):
+    step.put("batch/a.txt")
+    alg = step.algorithm("cat", input_adapter="stdin", output_adapter="stdout")
+    step.send("", body=gather_body("run", "batch/"))
+    step.run(alg)
+    (report,) = step.reports().values()
+    assert report["reason"] == "unsupported_input" and "input_adapter stdin" in report["stderr_tail"]
+
+
+def test_every_result_carries_its_provenance(step):
+    alg = step.algorithm("sh -c 'mkdir -p $output/sub && cp $input $output/a && cp $input $output/sub/b'")
+    step.put("data/x.txt")
+    step.send("data/x.txt")
+    step.run(alg, step.config(YUNPIPE_ALGORITHM_REF="upper@3", YUNPIPE_IMAGE="reg/upper@sha256:abc"))
+    expected = {
+        "yunpipe-pipeline": "demo",
+        "yunpipe-step": "upper",
+        "yunpipe-algorithm": "upper@3",
+        "yunpipe-image": "reg/upper@sha256:abc",
+        "yunpipe-input": "s3://in-bucket/data/x.txt",
+        "yunpipe-input-etag": "e",
+        "yunpipe-attempt": "1",
+    }
+    assert list(expected) == list(runscript.PROVENANCE_FIELDS)
+    for key in ("data/x.txt/a", "data/x.txt/sub/b"):
+        assert step.s3.head_object(Bucket="out-bucket", Key=key)["Metadata"] == expected
+
+
+def test_provenance_of_a_join_lists_every_input_and_of_a_gather_its_prefix(step):
+    step.s3.create_bucket(Bucket="mask-bucket")
+    step.put("k.txt")
+    step.s3.put_object(Bucket="mask-bucket", Key="k.txt", Body=b"m")
+    step.put("batch/a.txt")
+    alg = step.algorithm("sh -c 'echo done > $output'")
+    step.send("", body=join_body("k.txt", ("seg", "in-bucket", "e1"), ("mask", "mask-bucket", "e2")))
+    step.send("", body=gather_body("run-1", "batch/"))
+    step.run(alg)
+    join = step.s3.head_object(Bucket="out-bucket", Key="k.txt")["Metadata"]
+    assert join["yunpipe-input"] == "s3://in-bucket/k.txt,s3://mask-bucket/k.txt"
+    assert join["yunpipe-input-etag"] == "e1,e2"
+    gather = step.s3.head_object(Bucket="out-bucket", Key="run-1")["Metadata"]
+    assert gather["yunpipe-input"] == "s3://in-bucket/batch/*" and "yunpipe-input-etag" not in gather
+
+
+def test_provenance_of_a_key_that_is_not_plain_ascii_is_percent_encoded(step):
+    key = "données/été 100%.txt"
+    alg = step.algorithm("sh -c 'cp $input $output'")
+    step.put(key)
+    step.send(key)
+    step.run(alg)
+    metadata = step.s3.head_object(Bucket="out-bucket", Key=key)["Metadata"]
+    assert metadata["yunpipe-input"] == "s3://in-bucket/donn%C3%A9es/%C3%A9t%C3%A9%20100%25.txt"
+    assert unquote(metadata["yunpipe-input"]) == f"s3://in-bucket/{key}"
+
+
+@pytest.mark.parametrize(
+    ("value", "stored"),
+    [
+        ("s3://b/a b.txt,s3://c/d*", "s3://b/a b.txt,s3://c/d*"),
+        ("s3://b/100%.txt", "s3://b/100%25.txt"),  # so decoding an unencoded value changes nothing
+        ("s3://b/é", "s3://b/%C3%A9"),
+        ("s3://b/tab\there", "s3://b/tab%09here"),
+        ("s3://b/trailing ", "s3://b/trailing%20"),  # an HTTP header would lose the space
+    ],
+)
+def test_metadata_values_are_printable_ascii(value, stored):
+    assert metadata_value(value) == stored
+    assert unquote(stored) == value
+
+
+def test_the_step_s_timeout_replaces_the_algorithm_s(step):
+    alg = step.algorithm("sh -c 'sleep 30; cp $input $output'", timeout_seconds=600)
+    step.put("slow.txt")
+    step.send("slow.txt")
+    started = time.monotonic()
+    step.run(alg, step.config(YUNPIPE_TIMEOUT_SECONDS="1"))
+    assert time.monotonic() - started < 15
+    (report,) = step.reports().values()
+    assert (report["reason"], report["stderr_tail"]) == ("timeout", "killed after 1 s")
 
 
 # ----------------------------------------------------------------------------- main()

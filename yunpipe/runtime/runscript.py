@@ -1,6 +1,6 @@
 """yunpipe runscript: the worker loop inside a wrapped image.
 
-It drains the step's SQS queue: receive -> download the input object -> run the algorithm's
+It drains the step's SQS queue: receive -> download the input object(s) -> run the algorithm's
 command -> upload the result(s) -> delete the message, and exits once the queue has stayed
 empty for a while. See docs/runtime-contract.md for the environment, message and report
 formats it implements.
@@ -26,7 +26,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Mapping, Optional, Tuple
-from urllib.parse import unquote_plus
+from urllib.parse import quote, unquote_plus
 
 import boto3
 from botocore.config import Config as BotoConfig
@@ -68,10 +68,18 @@ ALGORITHM_DEFAULTS: Dict[str, Any] = {
     "timeout_seconds": 3600,
     "environment": {},
 }
-# The name `$input` ends where a shell variable name would, so `$inputs` is left alone.
-_PLACEHOLDER = re.compile(
-    r"\$\{input_file\}|\$\{output_file\}|\$input(?![A-Za-z0-9_])|\$output(?![A-Za-z0-9_])"
+# A join input's step id, as the workflow spec allows it.
+STEP_ID = re.compile(r"[a-z0-9][a-z0-9-]*")
+# The folder of a gather whose run name has no usable basename.
+GATHER_FOLDER = "gather"
+# The S3 user metadata of every result, in this order (`yunpipe results --provenance`).
+PROVENANCE_FIELDS = (
+    "yunpipe-pipeline", "yunpipe-step", "yunpipe-algorithm", "yunpipe-image",
+    "yunpipe-input", "yunpipe-input-etag", "yunpipe-attempt",
 )
+# Kept as they are when a metadata value is percent-encoded: they read well in an s3:// URI
+# and a comma-separated list.
+METADATA_SAFE = "/:@*,"
 _SHELLS = {"sh", "bash", "dash", "ash", "ksh", "mksh", "zsh"}
 
 
@@ -106,6 +114,11 @@ class Config:
     wait_seconds: int = DEFAULT_WAIT_SECONDS
     visibility_seconds: int = DEFAULT_VISIBILITY_SECONDS
     algorithm_path: str = DEFAULT_ALGORITHM_PATH
+    # Provenance only: NAME@VERSION in the registry, and the image the task runs.
+    algorithm_ref: str = ""
+    image: str = ""
+    # The step's own limit per job; 0 keeps the algorithm's timeout_seconds.
+    timeout_seconds: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], strict: bool = True) -> "Config":
@@ -137,6 +150,9 @@ class Config:
             # At least 1 s: the heartbeat ticks every half window.
             visibility_seconds=_int("YUNPIPE_VISIBILITY_SECONDS", DEFAULT_VISIBILITY_SECONDS, 1),
             algorithm_path=environ.get("YUNPIPE_ALGORITHM") or DEFAULT_ALGORITHM_PATH,
+            algorithm_ref=environ.get("YUNPIPE_ALGORITHM_REF", ""),
+            image=environ.get("YUNPIPE_IMAGE", ""),
+            timeout_seconds=_int("YUNPIPE_TIMEOUT_SECONDS", 0, 0),
         )
 
     def to_env(self) -> Dict[str, str]:
@@ -154,6 +170,9 @@ class Config:
             "YUNPIPE_WAIT_SECONDS": str(self.wait_seconds),
             "YUNPIPE_VISIBILITY_SECONDS": str(self.visibility_seconds),
             "YUNPIPE_ALGORITHM": self.algorithm_path,
+            "YUNPIPE_ALGORITHM_REF": self.algorithm_ref,
+            "YUNPIPE_IMAGE": self.image,
+            "YUNPIPE_TIMEOUT_SECONDS": str(self.timeout_seconds),
         }
 
 
@@ -214,17 +233,56 @@ def make_clients(environ: Mapping[str, str]):
 # --------------------------------------------------------------------------- paths and keys
 
 
-def local_paths(algorithm: dict, key: str) -> Tuple[str, str]:
-    """(input path, output path) for an object key, as the contract places them."""
+def file_name(key: str) -> str:
+    """The local file name of an object key: its basename."""
     base = posixpath.basename(key)
     # A "folder" marker key or a dot name cannot be a file name (and must not escape the dir).
     if base in ("", ".", ".."):
         raise ValueError(f"key {key!r} does not name a file")
+    return base
+
+
+def _within(path: str, folder: str) -> bool:
+    path, folder = os.path.normpath(path), os.path.normpath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def local_output_path(algorithm: dict, name: str, input_paths: List[str]) -> str:
+    """`<output_file_path>/<name>`, or `output-<name>` there when that would be an input or a
+    folder holding one (input and output folders are often the same)."""
+    path = os.path.join(algorithm["output_file_path"], name)
+    if any(_within(p, path) for p in input_paths):
+        path = os.path.join(algorithm["output_file_path"], "output-" + name)
+    return path
+
+
+def local_paths(algorithm: dict, key: str) -> Tuple[str, str]:
+    """(input path, output path) for an object key, as the contract places them."""
+    base = file_name(key)
     input_path = os.path.join(algorithm["input_file_path"], base)
-    output_path = os.path.join(algorithm["output_file_path"], base)
-    if os.path.normpath(output_path) == os.path.normpath(input_path):
-        output_path = os.path.join(algorithm["output_file_path"], "output-" + base)
-    return input_path, output_path
+    return input_path, local_output_path(algorithm, base, [input_path])
+
+
+def join_input_path(algorithm: dict, step: str, key: str) -> str:
+    """Where a join's input from `step` goes: `<input_file_path>/<step>/<basename of key>`."""
+    return os.path.join(algorithm["input_file_path"], step, file_name(key))
+
+
+def gather_folder_name(key: str) -> str:
+    """The folder a gather downloads into: the run name's basename, or GATHER_FOLDER."""
+    base = posixpath.basename(key)
+    return GATHER_FOLDER if base in ("", ".", "..") else base
+
+
+def gather_relative_path(prefix: str, key: str) -> str:
+    """The path under the gather folder of an object found under `prefix`; ValueError for a key
+    that would land outside it."""
+    # The object at the prefix itself keeps its own name.
+    rest = key[len(prefix):] or posixpath.basename(key)
+    parts = [p for p in rest.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise ValueError(f"key {key!r} does not name a file inside the gather folder")
+    return "/".join(parts)
 
 
 def result_objects(prefix: str, key: str, output_path: str) -> List[Tuple[str, str]]:
@@ -251,7 +309,15 @@ def report_key(config: Config, key: str, attempt: int) -> str:
 # --------------------------------------------------------------------------- command line
 
 
-def _quote_in_shell_script(script: str, paths: Dict[str, str]) -> str:
+def _placeholder_pattern(names: List[str]) -> "re.Pattern[str]":
+    """Braced placeholders match as written; a bare one only as a whole shell variable name, so
+    `$inputs`, and `$input_x` when no input is named x, are left alone (and `$input_ab` is never
+    `$input_a` followed by "b")."""
+    alternatives = [re.escape(name) + ("" if name.startswith("${") else r"(?![A-Za-z0-9_])") for name in names]
+    return re.compile("|".join(alternatives))
+
+
+def _quote_in_shell_script(script: str, paths: Dict[str, str], pattern: "re.Pattern[str]") -> str:
     """Substitute placeholders inside a `sh -c` script, quoting each path for the shell state
     it lands in, so keys with spaces or quotes work whether or not the author quoted them."""
     out = []
@@ -263,7 +329,7 @@ def _quote_in_shell_script(script: str, paths: Dict[str, str]) -> str:
             out.append(script[i : i + 2])
             i += 2
             continue
-        match = _PLACEHOLDER.match(script, i)
+        match = pattern.match(script, i)
         if match:
             path = paths[match.group()]
             if state is None:
@@ -301,21 +367,31 @@ def _shell_script_index(argv: List[str]) -> Optional[int]:
     return None
 
 
-def substitute(command: str, input_path: str, output_path: str) -> List[str]:
+def substitute(
+    command: str, input_path: str, output_path: str, inputs: Optional[Mapping[str, str]] = None
+) -> List[str]:
     """The argument list for run_command: split with shlex, then placeholders replaced in each
-    word (so a path with spaces stays one argument); inside a `sh -c` script they are quoted."""
+    word (so a path with spaces stays one argument); inside a `sh -c` script they are quoted.
+    `inputs` (a join's step id -> local path) adds `${input_<id>}`, and `$input_<id>` for an
+    id without '-' (a shell name ends at '-')."""
     paths = {
         "$input": input_path,
         "${input_file}": input_path,
         "$output": output_path,
         "${output_file}": output_path,
     }
+    for step, path in (inputs or {}).items():
+        # setdefault: `${input_file}` stays the first input even when a step is named "file".
+        paths.setdefault("${input_" + step + "}", path)
+        if "-" not in step:
+            paths["$input_" + step] = path
+    pattern = _placeholder_pattern(list(paths))
     argv = shlex.split(command)
     script_index = _shell_script_index(argv)
     return [
-        _quote_in_shell_script(word, paths)
+        _quote_in_shell_script(word, paths, pattern)
         if i == script_index
-        else _PLACEHOLDER.sub(lambda m: paths[m.group()], word)
+        else pattern.sub(lambda m: paths[m.group()], word)
         for i, word in enumerate(argv)
     ]
 
@@ -451,17 +527,76 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def parse_body(body: str) -> Tuple[str, str, Optional[str], Optional[int]]:
-    """(bucket, key, etag, size) from a launcher message; size is None when not a whole number."""
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """An object a job reads: the message's own, or one input of a join (`step` set)."""
+
+    bucket: str
+    key: str
+    etag: Optional[str] = None
+    size: Optional[int] = None
+    step: str = ""
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """A message: one object; a join of one object per upstream step (`inputs`, in the
+    workflow's order); or a gather of every object under `gather_prefix`."""
+
+    source: Source
+    inputs: Tuple[Source, ...] = ()
+    gather_prefix: Optional[str] = None
+
+
+def _source(data: Any, what: str, step: str = "") -> Source:
+    if not isinstance(data, dict) or not data.get("bucket") or not data.get("key"):
+        raise JobFailure("bad_message", f"{what} lacks bucket or key")
+    size = data.get("size")
+    size = size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None
+    return Source(str(data["bucket"]), str(data["key"]), data.get("etag"), size, step)
+
+
+def _join_inputs(inputs: Any) -> Tuple[Source, ...]:
+    if not isinstance(inputs, list) or not inputs:
+        raise JobFailure("bad_message", "message inputs must be a non-empty list")
+    sources = []
+    for index, item in enumerate(inputs):
+        step = item.get("step") if isinstance(item, dict) else None
+        if not isinstance(step, str) or not STEP_ID.fullmatch(step):
+            raise JobFailure("bad_message", f"inputs[{index}].step must match ^{STEP_ID.pattern}$, got {step!r}")
+        sources.append(_source(item, f"inputs[{index}]", step))
+    steps = [s.step for s in sources]
+    if len(set(steps)) != len(steps):
+        raise JobFailure("bad_message", f"message inputs name a step twice: {', '.join(steps)}")
+    return tuple(sources)
+
+
+def _gather_prefix(gather: Any) -> str:
+    prefix = gather.get("prefix") if isinstance(gather, dict) else None
+    if not isinstance(prefix, str):
+        raise JobFailure("bad_message", 'message gather must be {"prefix": "<prefix>"}')
+    return prefix
+
+
+def parse_body(body: str) -> Job:
+    """The job of a message body; the size is dropped when not a whole number."""
     try:
         data = json.loads(body)
     except ValueError as exc:
         raise JobFailure("bad_message", f"message body is not JSON: {exc}") from None
-    if not isinstance(data, dict) or not data.get("bucket") or not data.get("key"):
-        raise JobFailure("bad_message", "message body lacks bucket or key")
-    size = data.get("size")
-    size = size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None
-    return str(data["bucket"]), str(data["key"]), data.get("etag"), size
+    source = _source(data, "message body")
+    inputs, gather = data.get("inputs"), data.get("gather")
+    if inputs is not None and gather is not None:
+        raise JobFailure("bad_message", "message has both inputs and gather")
+    if inputs is not None:
+        return Job(source, inputs=_join_inputs(inputs))
+    if gather is not None:
+        return Job(source, gather_prefix=_gather_prefix(gather))
+    return Job(source)
 
 
 def _not_found(exc: ClientError) -> bool:
@@ -477,6 +612,63 @@ def _remove(path: str) -> None:
         os.remove(path)
 
 
+class Scratch:
+    """The local paths of one job, removed when it ends. A join's step folders go only when
+    empty: a step id may name a folder the image has (`tmp` under input_file_path `/`)."""
+
+    def __init__(self) -> None:
+        self.paths: List[str] = []
+        self.folders: List[str] = []
+
+    def claim(self, path: str) -> str:
+        """Take `path` for this job: make its folder, clear what a crashed job left there (a
+        stale output would pass for a result, stale gathered files for input)."""
+        self.paths.append(path)
+        try:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            _remove(path)
+        except OSError as exc:
+            raise JobFailure("download_error", f"cannot prepare {path}: {exc}") from None
+        return path
+
+    def clear(self) -> None:
+        for path in self.paths:
+            _remove(path)
+        for folder in self.folders:
+            try:
+                os.rmdir(folder)
+            except OSError:
+                pass  # not empty: not only this job's
+
+
+@dataclasses.dataclass(frozen=True)
+class Staged:
+    """A job's inputs on disk."""
+
+    key: str  # the message's key, URL-decoded when only the decoded object exists
+    input_path: str  # `$input`: the (first) input file, or the gathered folder
+    output_path: str
+    step_inputs: Dict[str, str] = dataclasses.field(default_factory=dict)  # a join's step id -> file
+
+
+def _fetch(s3, bucket: str, key: str, path: str, size: Optional[int]) -> None:
+    """Download one object; `size`, when known, picks a single GetObject for a small one."""
+    if size is not None and size < SINGLE_GET_BYTES:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+        with open(path, "wb") as out:
+            shutil.copyfileobj(body, out)
+    else:
+        s3.download_file(bucket, key, path)
+
+
+def _download(s3, source: Source, path: str) -> None:
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        _fetch(s3, source.bucket, source.key, path, source.size)
+    except (BotoCoreError, ClientError, OSError) as exc:
+        raise JobFailure("download_error", f"{source.uri}: {exc}") from None
+
+
 def _job_paths(algorithm: dict, key: str) -> Tuple[str, str]:
     try:
         return local_paths(algorithm, key)
@@ -484,33 +676,105 @@ def _job_paths(algorithm: dict, key: str) -> Tuple[str, str]:
         raise JobFailure("bad_message", str(exc)) from None
 
 
-def _download(
-    s3, algorithm: dict, bucket: str, key: str, paths: List[str], size: Optional[int] = None, try_decoded: bool = True
-) -> str:
-    """Download the input; returns the key actually found. `paths` is updated in place with
-    the local paths in use, so the caller can clean them up whatever happens. `size`, from the
-    message, picks a single GetObject for a small input."""
-    for path in paths:
-        _remove(path)
-    paths[:] = _job_paths(algorithm, key)
+def _stage_object(s3, algorithm: dict, source: Source, scratch: Scratch, try_decoded: bool = True) -> Staged:
+    input_path, output = (scratch.claim(p) for p in _job_paths(algorithm, source.key))
     try:
-        for path in paths:
-            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-            _remove(path)  # a stale output from a crashed job would pass for a result
-        if size is not None and size < SINGLE_GET_BYTES:
-            body = s3.get_object(Bucket=bucket, Key=key)["Body"]
-            with open(paths[0], "wb") as out:
-                shutil.copyfileobj(body, out)
-        else:
-            s3.download_file(bucket, key, paths[0])
-        return key
+        _fetch(s3, source.bucket, source.key, input_path, source.size)
     except (BotoCoreError, ClientError, OSError) as exc:
         # The launcher decodes keys; a still-encoded key from another sender is retried decoded.
-        decoded = unquote_plus(key)
-        if try_decoded and decoded != key and isinstance(exc, ClientError) and _not_found(exc):
-            log.warning("s3://%s/%s not found, trying the URL-decoded key", bucket, key)
-            return _download(s3, algorithm, bucket, decoded, paths, size, try_decoded=False)
-        raise JobFailure("download_error", f"s3://{bucket}/{key}: {exc}") from None
+        decoded = unquote_plus(source.key)
+        if try_decoded and decoded != source.key and isinstance(exc, ClientError) and _not_found(exc):
+            log.warning("%s not found, trying the URL-decoded key", source.uri)
+            return _stage_object(s3, algorithm, dataclasses.replace(source, key=decoded), scratch, try_decoded=False)
+        raise JobFailure("download_error", f"{source.uri}: {exc}") from None
+    return Staged(source.key, input_path, output)
+
+
+def _stage_join(s3, algorithm: dict, job: Job, scratch: Scratch) -> Staged:
+    try:
+        paths = {s.step: join_input_path(algorithm, s.step, s.key) for s in job.inputs}
+        name = file_name(job.source.key)
+    except ValueError as exc:
+        raise JobFailure("bad_message", str(exc)) from None
+    for path in paths.values():
+        scratch.folders.append(os.path.dirname(path))
+        scratch.claim(path)
+    output = scratch.claim(local_output_path(algorithm, name, list(paths.values())))
+    for source in job.inputs:
+        _download(s3, source, paths[source.step])
+    return Staged(job.source.key, paths[job.inputs[0].step], output, paths)
+
+
+def _gather_listing(s3, source: Source, prefix: str) -> List[Source]:
+    """Every object to gather: folder markers and the run's own marker object are not data."""
+    found = []
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=source.bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                if not obj["Key"].endswith("/") and obj["Key"] != source.key:
+                    found.append(Source(source.bucket, obj["Key"], size=obj.get("Size")))
+    except (BotoCoreError, ClientError) as exc:
+        raise JobFailure("download_error", f"cannot list s3://{source.bucket}/{prefix}*: {exc}") from None
+    return found
+
+
+def _stage_gather(s3, algorithm: dict, job: Job, scratch: Scratch) -> Staged:
+    source, prefix = job.source, job.gather_prefix or ""
+    if algorithm["input_adapter"] == "stdin":
+        raise JobFailure("unsupported_input", "a gather is a folder of files; this algorithm reads a single "
+                         "file on its stdin (input_adapter stdin)")
+    name = gather_folder_name(source.key)
+    folder = scratch.claim(os.path.join(algorithm["input_file_path"], name))
+    output = scratch.claim(local_output_path(algorithm, name, [folder]))
+    objects = _gather_listing(s3, source, prefix)
+    if not objects:
+        raise JobFailure("empty_gather", f"no objects under s3://{source.bucket}/{prefix}")
+    try:
+        # Every path is checked before the first download: a bad key fails the job at once.
+        targets = [(obj, os.path.join(folder, gather_relative_path(prefix, obj.key))) for obj in objects]
+    except ValueError as exc:
+        raise JobFailure("download_error", str(exc)) from None
+    for obj, path in targets:
+        _download(s3, obj, path)
+    return Staged(source.key, folder, output)
+
+
+def stage(s3, algorithm: dict, job: Job, scratch: Scratch) -> Staged:
+    """Download a job's input(s) to where the command expects them."""
+    if job.inputs:
+        return _stage_join(s3, algorithm, job, scratch)
+    if job.gather_prefix is not None:
+        return _stage_gather(s3, algorithm, job, scratch)
+    return _stage_object(s3, algorithm, job.source, scratch)
+
+
+def metadata_value(value: str) -> str:
+    """`value` as S3 user metadata can carry it: an HTTP header holds printable ASCII and loses
+    surrounding spaces. Anything else, or a '%' (so a reader can always percent-decode), is
+    percent-encoded."""
+    if value.isascii() and value.isprintable() and "%" not in value and value == value.strip():
+        return value
+    return quote(value, safe=METADATA_SAFE)
+
+
+def provenance(config: Config, job: Job, key: str, attempt: int) -> Dict[str, str]:
+    """The S3 user metadata of a job's results (PROVENANCE_FIELDS); empty values are left out."""
+    if job.gather_prefix is not None:
+        inputs, etags = f"s3://{job.source.bucket}/{job.gather_prefix}*", [job.source.etag]
+    else:
+        sources = job.inputs or (dataclasses.replace(job.source, key=key),)
+        inputs, etags = ",".join(s.uri for s in sources), [s.etag for s in sources]
+    values = {
+        "yunpipe-pipeline": config.pipeline,
+        "yunpipe-step": config.step,
+        "yunpipe-algorithm": config.algorithm_ref,
+        "yunpipe-image": config.image,
+        "yunpipe-input": inputs,
+        # One per input, in order, so a missing one keeps its place.
+        "yunpipe-input-etag": ",".join(str(e or "") for e in etags) if any(etags) else "",
+        "yunpipe-attempt": str(attempt),
+    }
+    return {name: metadata_value(values[name]) for name in PROVENANCE_FIELDS if values[name]}
 
 
 def process_message(
@@ -528,23 +792,26 @@ def process_message(
     attempt = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
     final = attempt >= config.max_receive_count
     started_at, t0 = _now(), time.monotonic()
-    bucket = key = etag = None
-    paths: List[str] = []
+    job: Optional[Job] = None
+    key: Optional[str] = None
+    scratch = Scratch()
     stderr_tail, exit_code = "", None
     try:
-        bucket, key, etag, size = parse_body(message.get("Body", ""))
+        job = parse_body(message.get("Body", ""))
+        key = job.source.key
         if config_error:
             raise JobFailure("config_error", f"the worker's configuration is bad: {config_error}")
-        key = _download(s3, algorithm, bucket, key, paths, size)
-        input_path, output_path = paths
-        argv = substitute(algorithm["run_command"], input_path, output_path)
+        staged = stage(s3, algorithm, job, scratch)
+        key = staged.key
+        argv = substitute(algorithm["run_command"], staged.input_path, staged.output_path, staged.step_inputs)
+        timeout = config.timeout_seconds or algorithm["timeout_seconds"]
         try:
             outcome = run_command(
                 argv,
                 env=command_env(algorithm, environ),
-                stdin_path=input_path if algorithm["input_adapter"] == "stdin" else None,
-                stdout_path=output_path if algorithm["output_adapter"] == "stdout" else None,
-                timeout=algorithm["timeout_seconds"],
+                stdin_path=staged.input_path if algorithm["input_adapter"] == "stdin" else None,
+                stdout_path=staged.output_path if algorithm["output_adapter"] == "stdout" else None,
+                timeout=timeout,
                 stop=stop,
             )
         except OSError as exc:
@@ -554,16 +821,17 @@ def process_message(
             log.warning("abandoned key=%s attempt=%d: worker is stopping", key, attempt)
             return JobResult(ok=False, key=key, attempt=attempt, final=final, interrupted=True, reason="interrupted")
         if outcome.timed_out:
-            raise JobFailure("timeout", f"killed after {algorithm['timeout_seconds']} s", exit_code)
+            raise JobFailure("timeout", f"killed after {timeout} s", exit_code)
         if exit_code != 0:
             raise JobFailure("nonzero_exit", f"command exited with {exit_code}", exit_code)
-        objects = result_objects(config.output_prefix, key, output_path)
+        objects = result_objects(config.output_prefix, key, staged.output_path)
         if not objects:
-            what = "is an empty directory" if os.path.isdir(output_path) else "was not created"
-            raise JobFailure("missing_output", f"output {output_path} {what}", exit_code)
+            what = "is an empty directory" if os.path.isdir(staged.output_path) else "was not created"
+            raise JobFailure("missing_output", f"output {staged.output_path} {what}", exit_code)
+        metadata = provenance(config, job, key, attempt)
         for local, result_key in objects:
             try:
-                s3.upload_file(local, config.output_bucket, result_key)
+                s3.upload_file(local, config.output_bucket, result_key, ExtraArgs={"Metadata": metadata})
             except (BotoCoreError, ClientError, OSError) as exc:
                 raise JobFailure("upload_error", f"s3://{config.output_bucket}/{result_key}: {exc}", exit_code) from None
         keys = [k for _, k in objects]
@@ -574,9 +842,9 @@ def process_message(
         report = {
             "pipeline": config.pipeline,
             "step": config.step,
-            "bucket": bucket,
+            "bucket": job.source.bucket if job else None,
             "key": key,
-            "etag": etag,
+            "etag": job.source.etag if job else None,
             "attempt": attempt,
             "final": final,
             "reason": failure.reason,
@@ -593,8 +861,7 @@ def process_message(
         write_report(s3, config, report_key(config, report_name, attempt), report)
         return JobResult(ok=False, key=key, attempt=attempt, final=final, reason=failure.reason, report=report)
     finally:
-        for path in paths:
-            _remove(path)
+        scratch.clear()
 
 
 def write_report(s3, config: Config, key: str, report: dict) -> None:
