@@ -2,6 +2,9 @@
 
 One module serves every step; the step is chosen by environment variables
 (docs/runtime-contract.md, "Launcher environment"). Handler: ``launcher.handler``.
+It takes S3 notifications, S3 events routed by EventBridge and scheduled events (top-up only).
+A join step queues a key once every upstream step's result for it exists; a gather step
+queues one job over a folder when its marker object arrives.
 
 Only the standard library and boto3 are used, so the file runs unchanged on the
 python3.12 Lambda runtime and on the host in the local cloud. It must not import yunpipe.
@@ -10,6 +13,7 @@ python3.12 Lambda runtime and on the host in the local cloud. It must not import
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -44,6 +48,10 @@ DEFAULT_CONCURRENCY = 10
 LAUNCH_TYPES = ("FARGATE", "EC2")
 PUBLIC_IP_SETTINGS = ("ENABLED", "DISABLED")
 MAX_STARTED_BY = 36
+# HeadObject answers 403 instead of 404 for a missing key when the caller may not list the bucket.
+NOT_YET = frozenset({"404", "403", "NoSuchKey", "NotFound"})
+# A conditional PutObject that lost: the key exists (412), or a write or delete of it was in flight (409).
+CLAIMED = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 
 
 class ConfigError(ValueError):
@@ -68,6 +76,44 @@ def _split(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
+class JoinInput(NamedTuple):
+    """One upstream step of a join, and the bucket its results land in."""
+
+    step: str
+    bucket: str
+
+
+def _join_inputs(raw: str) -> tuple[JoinInput, ...]:
+    """YUNPIPE_JOIN: a JSON list of {"step", "bucket"}; empty means the step is no join."""
+    if not raw.strip():
+        return ()
+    try:
+        entries = json.loads(raw)
+    except ValueError as error:
+        raise ConfigError(f"YUNPIPE_JOIN is not valid JSON: {error}") from None
+    if not isinstance(entries, list) or not all(_is_join_entry(entry) for entry in entries):
+        raise ConfigError(
+            f'YUNPIPE_JOIN must be a JSON list of {{"step": ..., "bucket": ...}} with non-empty strings, got {raw!r}'
+        )
+    inputs = tuple(JoinInput(entry["step"], entry["bucket"]) for entry in entries)
+    # A record is told apart by its bucket, so each upstream step needs its own.
+    if inputs and len({join.bucket for join in inputs}) < max(len(inputs), 2):
+        raise ConfigError(f"YUNPIPE_JOIN must name at least two steps, each with its own bucket, got {raw!r}")
+    return inputs
+
+
+def _is_join_entry(entry: Any) -> bool:
+    return isinstance(entry, dict) and all(isinstance(entry.get(field), str) and entry[field]
+                                           for field in JoinInput._fields)
+
+
+def _flag(env: Mapping[str, str], var: str) -> bool:
+    value = env.get(var, "").strip() or "0"
+    if value not in ("0", "1"):
+        raise ConfigError(f"{var} must be 1 or 0, got {value!r}")
+    return value == "1"
+
+
 @dataclass(frozen=True)
 class Config:
     pipeline: str
@@ -81,6 +127,9 @@ class Config:
     subnets: tuple[str, ...] = ()
     security_groups: tuple[str, ...] = ()
     assign_public_ip: str = "ENABLED"
+    join: tuple[JoinInput, ...] = ()
+    claim_bucket: str = ""
+    gather: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Config":
@@ -111,6 +160,14 @@ class Config:
         if len(values["started_by"]) > MAX_STARTED_BY:
             raise ConfigError(f"YUNPIPE_STARTED_BY must be at most {MAX_STARTED_BY} characters (ECS limit)")
 
+        join = _join_inputs(env.get("YUNPIPE_JOIN", ""))
+        claim_bucket = env.get("YUNPIPE_CLAIM_BUCKET", "").strip()
+        if join and not claim_bucket:
+            raise ConfigError("YUNPIPE_CLAIM_BUCKET is required when YUNPIPE_JOIN is set (joins are claimed there)")
+        gather = _flag(env, "YUNPIPE_GATHER")
+        if join and gather:
+            raise ConfigError("YUNPIPE_JOIN and YUNPIPE_GATHER=1 exclude each other")
+
         return cls(
             **values,
             concurrency=concurrency,
@@ -118,6 +175,9 @@ class Config:
             subnets=_split(env.get("YUNPIPE_SUBNETS", "")),
             security_groups=_split(env.get("YUNPIPE_SECURITY_GROUPS", "")),
             assign_public_ip=public_ip,
+            join=join,
+            claim_bucket=claim_bucket,
+            gather=gather,
         )
 
     def to_env(self) -> dict[str, str]:
@@ -129,19 +189,31 @@ class Config:
             "YUNPIPE_SUBNETS": ",".join(self.subnets),
             "YUNPIPE_SECURITY_GROUPS": ",".join(self.security_groups),
             "YUNPIPE_ASSIGN_PUBLIC_IP": self.assign_public_ip,
+            "YUNPIPE_JOIN": json.dumps([join._asdict() for join in self.join]) if self.join else "",
+            "YUNPIPE_CLAIM_BUCKET": self.claim_bucket,
+            "YUNPIPE_GATHER": "1" if self.gather else "0",
         }
 
 
-class Clients(NamedTuple):
+@dataclass
+class Clients:
+    """The launcher's AWS clients. S3 is needed by join steps only, so it is made on first use."""
+
     sqs: Any
     ecs: Any
+    make_s3: Callable[[], Any]
+
+    @functools.cached_property
+    def s3(self) -> Any:
+        return self.make_s3()
 
 
 @functools.lru_cache(maxsize=4)
 def clients_for(region: str | None, endpoint_url: str | None) -> Clients:
     """Clients are reused across warm invocations; the cache key follows the environment."""
     kwargs = {"region_name": region, "endpoint_url": endpoint_url, "config": BOTO_CONFIG}
-    return Clients(sqs=boto3.client("sqs", **kwargs), ecs=boto3.client("ecs", **kwargs))
+    return Clients(sqs=boto3.client("sqs", **kwargs), ecs=boto3.client("ecs", **kwargs),
+                   make_s3=functools.partial(boto3.client, "s3", **kwargs))
 
 
 def clients_from_env(environ: Mapping[str, str] | None = None) -> Clients:
@@ -164,57 +236,180 @@ def handle(
     """Queue the event's new objects, then top up workers. Returns the invocation summary."""
     if event.get("Event") == "s3:TestEvent":
         # S3 sends this once when a notification is configured; there is nothing to run.
-        summary = {"enqueued": 0, "skipped": 0, "started": 0, "running": 0, "failures": []}
-        _log_summary(config, "s3:TestEvent", summary)
-        return summary
+        idle: dict[str, Any] = {"enqueued": 0, "skipped": 0, "started": 0, "running": 0, "failures": []}
+        _log_summary(config, "s3:TestEvent", idle)
+        return idle
 
-    records = event.get("Records") or []
-    bodies, skipped = messages_for_records(records, config)
-    enqueued = send_messages(clients.sqs, config.queue_url, bodies, sleep)
-    summary = {"enqueued": enqueued, "skipped": skipped}
-    summary.update(top_up_workers(config, clients, enqueued, sleep))
-    _log_summary(config, "s3" if records else "schedule", summary)
+    trigger, objects, skipped = read_event(event)
+    counts = queue_objects(objects, config, clients, sleep)
+    counts["skipped"] += skipped
+    summary = {**counts, **top_up_workers(config, clients, counts["enqueued"], sleep)}
+    _log_summary(config, trigger, summary)
     return summary
+
+
+def queue_objects(
+    objects: list[NewObject], config: Config, clients: Clients, sleep: Callable[[float], None]
+) -> dict[str, int]:
+    """Queue the step's messages for the new objects; returns the counts for the summary."""
+    if config.join:
+        return queue_joins(objects, config, clients, sleep)
+    body = gather_body if config.gather else object_body
+    bodies = [body(obj, config) for obj in objects]
+    return {"enqueued": send_messages(clients.sqs, config.queue_url, bodies, sleep), "skipped": 0}
 
 
 def _log_summary(config: Config, trigger: str, summary: Mapping[str, Any]) -> None:
     LOG.info("yunpipe launcher %s/%s %s: %s", config.pipeline, config.step, trigger, json.dumps(summary))
 
 
-def messages_for_records(records: Iterable[Mapping[str, Any]], config: Config) -> tuple[list[dict[str, Any]], int]:
-    """Message bodies for the ObjectCreated records, and how many records were skipped."""
-    bodies: list[dict[str, Any]] = []
-    seen: set[tuple[str, str, str]] = set()
-    skipped = 0
-    for record in records:
-        s3 = record.get("s3") or {}
-        bucket = (s3.get("bucket") or {}).get("name", "")
-        obj = s3.get("object") or {}
-        # Keys arrive form-encoded: spaces as '+', other characters %-escaped.
-        key = urllib.parse.unquote_plus(obj.get("key", ""))
-        etag = obj.get("eTag", "")
-        created = record.get("eventSource") == "aws:s3" and record.get("eventName", "").startswith("ObjectCreated:")
-        # A key ending in '/' is a console "folder" marker, not a file to process.
-        if not created or not bucket or not key or key.endswith("/"):
-            skipped += 1
+class NewObject(NamedTuple):
+    """An object an event reports as created, its key decoded."""
+
+    bucket: str
+    key: str
+    etag: str
+    size: int
+
+
+def read_event(event: Mapping[str, Any]) -> tuple[str, list[NewObject], int]:
+    """The trigger's name, the distinct new objects the event reports, and how many of its
+    entries were skipped (no creation, a folder marker, or one already reported)."""
+    if event.get("source") == "aws.s3":
+        trigger, entries = "eventbridge", [_from_eventbridge(event)]
+    elif event.get("Records"):
+        trigger, entries = "s3", [_from_record(record) for record in event["Records"]]
+    else:
+        # A scheduled event ("source": "aws.events") or a plain invocation only tops up workers.
+        return "schedule", [], 0
+    # A multipart upload may be reported more than once for the same object version.
+    distinct: dict[tuple[str, str, str], NewObject] = {}
+    for entry in entries:
+        if entry is not None:
+            distinct.setdefault((entry.bucket, entry.key, entry.etag), entry)
+    return trigger, list(distinct.values()), len(entries) - len(distinct)
+
+
+def _from_record(record: Mapping[str, Any]) -> NewObject | None:
+    """A record of an S3 notification (event["Records"])."""
+    if record.get("eventSource") != "aws:s3" or not record.get("eventName", "").startswith("ObjectCreated:"):
+        return None
+    s3 = record.get("s3") or {}
+    obj = s3.get("object") or {}
+    # Keys arrive form-encoded: spaces as '+', other characters %-escaped.
+    key = urllib.parse.unquote_plus(obj.get("key", ""))
+    return _new_object((s3.get("bucket") or {}).get("name", ""), key, obj.get("eTag", ""), obj.get("size", 0))
+
+
+def _from_eventbridge(event: Mapping[str, Any]) -> NewObject | None:
+    """An S3 event routed by an EventBridge rule: one object, its key as stored (not encoded)."""
+    if event.get("detail-type") != "Object Created":
+        return None
+    detail = event.get("detail") or {}
+    obj = detail.get("object") or {}
+    # AWS names the field "etag"; moto, like S3 notifications, "eTag".
+    etag = obj.get("etag") or obj.get("eTag", "")
+    return _new_object((detail.get("bucket") or {}).get("name", ""), obj.get("key", ""), etag, obj.get("size", 0))
+
+
+def _new_object(bucket: str, key: str, etag: str, size: int) -> NewObject | None:
+    # A key ending in '/' is a console "folder" marker, not a file to process.
+    if not bucket or not key or key.endswith("/"):
+        return None
+    return NewObject(bucket, key, etag, size)
+
+
+def object_body(obj: NewObject, config: Config) -> dict[str, Any]:
+    return {"bucket": obj.bucket, "key": obj.key, "etag": obj.etag, "size": obj.size,
+            "pipeline": config.pipeline, "step": config.step}
+
+
+def gather_body(marker: NewObject, config: Config) -> dict[str, Any]:
+    """One job over every object of the marker's folder ("" at the bucket's root)."""
+    folder, slash, _ = marker.key.rpartition("/")
+    return {"key": marker.key, "bucket": marker.bucket, "etag": "", "gather": {"prefix": folder + slash},
+            "pipeline": config.pipeline, "step": config.step}
+
+
+def queue_joins(
+    objects: Iterable[NewObject], config: Config, clients: Clients, sleep: Callable[[float], None]
+) -> dict[str, int]:
+    """Queue the join of each object's key once every upstream step's result for it exists.
+
+    Two launches may see the last input arrive at once (one per upstream bucket), so a join is
+    claimed with a conditional write before it is queued, and queued right after: a failure
+    never leaves a claim without its message (the claim is released and the event retried).
+    """
+    counts = {"enqueued": 0, "skipped": 0, "waiting": 0}
+    buckets = {join.bucket for join in config.join}
+    for obj in objects:
+        if obj.bucket not in buckets:
+            counts["skipped"] += 1
             continue
-        # A multipart upload may be reported more than once for the same object version.
-        identity = (bucket, key, etag)
-        if identity in seen:
-            skipped += 1
+        inputs = join_inputs(clients.s3, config, obj)
+        if inputs is None:
+            counts["waiting"] += 1
             continue
-        seen.add(identity)
-        bodies.append(
-            {
-                "bucket": bucket,
-                "key": key,
-                "etag": etag,
-                "size": obj.get("size", 0),
-                "pipeline": config.pipeline,
-                "step": config.step,
-            }
-        )
-    return bodies, skipped
+        body = {**object_body(obj, config), "inputs": inputs}
+        claim = claim_key(config, obj.key, inputs)
+        if not claim_join(clients.s3, config.claim_bucket, claim, body):
+            counts["skipped"] += 1
+            continue
+        try:
+            counts["enqueued"] += send_messages(clients.sqs, config.queue_url, [body], sleep)
+        except Exception:
+            _release_claim(clients.s3, config, claim)
+            raise
+    return counts
+
+
+def join_inputs(s3: Any, config: Config, obj: NewObject) -> list[dict[str, str]] | None:
+    """Each upstream step's result for the object's key, in Config order; None while one is missing."""
+    inputs = []
+    for join in config.join:
+        etag = obj.etag if join.bucket == obj.bucket else _etag(s3, join.bucket, obj.key)
+        if etag is None:
+            return None
+        inputs.append({"step": join.step, "bucket": join.bucket, "key": obj.key, "etag": etag})
+    return inputs
+
+
+def _etag(s3: Any, bucket: str, key: str) -> str | None:
+    try:
+        return s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
+    except ClientError as error:
+        if _error_code(error) in NOT_YET:
+            return None
+        raise
+
+
+def claim_key(config: Config, key: str, inputs: Iterable[Mapping[str, str]]) -> str:
+    # The inputs' content is part of the name: a re-upload with new content joins again.
+    digest = hashlib.sha256("\n".join(sorted(entry["etag"] for entry in inputs)).encode()).hexdigest()
+    return f"joins/{config.pipeline}/{config.step}/{key}/{digest}"
+
+
+def claim_join(s3: Any, bucket: str, claim: str, body: Mapping[str, Any]) -> bool:
+    """Create the claim object unless it exists; False when another launch has claimed the join."""
+    try:
+        s3.put_object(Bucket=bucket, Key=claim, Body=json.dumps(body).encode(), IfNoneMatch="*")
+    except ClientError as error:
+        if _error_code(error) in CLAIMED:
+            return False
+        raise
+    return True
+
+
+def _release_claim(s3: Any, config: Config, claim: str) -> None:
+    try:
+        s3.delete_object(Bucket=config.claim_bucket, Key=claim)
+    except (ClientError, BotoCoreError):
+        LOG.exception("yunpipe launcher %s/%s: a join is claimed but not queued; delete s3://%s/%s to let it run",
+                      config.pipeline, config.step, config.claim_bucket, claim)
+
+
+def _error_code(error: ClientError) -> str:
+    return error.response.get("Error", {}).get("Code", "")
 
 
 def send_messages(sqs: Any, queue_url: str, bodies: list[dict[str, Any]], sleep: Callable[[float], None]) -> int:

@@ -1,8 +1,11 @@
 """The launcher Lambda against moto's in-process AWS (mock_aws), driven by real event shapes."""
 
+import concurrent.futures
+import hashlib
 import io
 import json
 import logging
+import threading
 import urllib.parse
 from types import SimpleNamespace
 
@@ -280,6 +283,72 @@ def test_sender_fault_entries_are_not_resent(step):
     with pytest.raises(launcher.SendError, match="InvalidParameterValue"):
         launcher.handler(s3_event(s3_record("a.txt")), None)
     assert len(calls) == 1
+
+
+# --- EventBridge events -> messages --------------------------------------------
+
+
+def eventbridge_event(key, etag="9a0364b9e99bb480dd25e1f0284c8555", size=12, bucket="in-bucket",
+                      detail_type="Object Created", etag_field="etag"):
+    """An S3 event as an EventBridge rule delivers it to Lambda: one object, the key as stored.
+    AWS names the tag field "etag"; moto names it "eTag"."""
+    return {
+        "version": "0",
+        "id": "17793124-05d4-b198-2fde-7ededc63b103",
+        "detail-type": detail_type,
+        "source": "aws.s3",
+        "account": "123456789012",
+        "time": "2024-05-01T12:00:00Z",
+        "region": REGION,
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": {"key": key, "size": size, etag_field: etag, "version-id": "IYV3p45BT0ac8hjHg1houSdS1a.Mro8e",
+                       "sequencer": "617f08299329d189"},
+            "request-id": "N4N7GDK58NMKJ12R",
+            "requester": "123456789012",
+            "source-ip-address": "1.2.3.4",
+            "reason": "PutObject",
+        },
+    }
+
+
+def test_eventbridge_events_queue_the_same_bodies_as_s3_notifications(step):
+    objects = [("data/a b.txt", "e1", 12), ("data/x(1)+ü.csv", "e2", 3), ("top%20level.txt", "e3", 5)]
+    launcher.handler(s3_event(*(s3_record(key, etag=etag, size=size) for key, etag, size in objects)), None)
+    from_notifications = queued_bodies(step)
+
+    for (key, etag, size), etag_field in zip(objects, ("etag", "eTag", "etag")):
+        summary = launcher.handler(eventbridge_event(key, etag=etag, size=size, etag_field=etag_field), None)
+        assert (summary["enqueued"], summary["skipped"]) == (1, 0)
+    from_eventbridge = queued_bodies(step)
+
+    assert sorted(from_eventbridge, key=lambda b: b["etag"]) == sorted(from_notifications, key=lambda b: b["etag"])
+    assert sorted(b["key"] for b in from_eventbridge) == ["data/a b.txt", "data/x(1)+ü.csv", "top%20level.txt"]
+
+
+def test_eventbridge_folder_markers_and_other_object_events_are_skipped(step):
+    for event in (eventbridge_event("data/", size=0), eventbridge_event("data/gone.txt", detail_type="Object Deleted")):
+        summary = launcher.handler(event, None)
+        assert (summary["enqueued"], summary["skipped"]) == (0, 1)
+    assert queued_bodies(step) == []
+
+
+@pytest.mark.parametrize("event, trigger", [
+    (s3_event(s3_record("a.txt")), "s3"),
+    (eventbridge_event("a.txt"), "eventbridge"),
+    (SCHEDULED_EVENT, "schedule"),
+])
+def test_each_trigger_is_named_in_the_summary_line(step, caplog, event, trigger):
+    with caplog.at_level(logging.INFO, logger="yunpipe.launcher"):
+        summary = launcher.handler(event, None)
+
+    [line] = [r.getMessage() for r in caplog.records if r.name == "yunpipe.launcher"]
+    assert line.startswith(f"yunpipe launcher demo/step1 {trigger}: ")
+    # A scheduled event comes through EventBridge too, but only tops up workers.
+    assert summary["enqueued"] == (0 if trigger == "schedule" else 1)
+
 
 
 # --- starting workers --------------------------------------------------------
@@ -622,3 +691,188 @@ def test_clients_are_cached_per_region_and_endpoint(aws_env):
     assert local.sqs.meta.endpoint_url == "http://127.0.0.1:5000"
     assert local.ecs.meta.region_name == "eu-west-1"
     assert first.ecs.meta.config.retries["mode"] == "standard"
+
+
+# --- join steps -----------------------------------------------------------------
+
+
+JOIN = [{"step": "a", "bucket": "demo-a-out"}, {"step": "b", "bucket": "demo-b-out"}]
+CLAIMS = "demo-reports"
+
+
+@pytest.fixture
+def join(step, monkeypatch):
+    """The step joins steps a and b: their result buckets and the claim bucket, in moto."""
+    s3 = boto3.client("s3", region_name=REGION)
+    for bucket in ("demo-a-out", "demo-b-out", CLAIMS):
+        s3.create_bucket(Bucket=bucket)
+    monkeypatch.setenv("YUNPIPE_JOIN", json.dumps(JOIN))
+    monkeypatch.setenv("YUNPIPE_CLAIM_BUCKET", CLAIMS)
+    return SimpleNamespace(s3=s3, step=step)
+
+
+def result(join, step, key, body):
+    """Upstream step `step` stores its result for `key`; returns the arrival event and the etag."""
+    bucket = f"demo-{step}-out"
+    etag = join.s3.put_object(Bucket=bucket, Key=key, Body=body)["ETag"].strip('"')
+    return s3_event(s3_record(key, etag=etag, size=len(body), bucket=bucket)), etag
+
+
+def claims(join):
+    return [o["Key"] for o in join.s3.list_objects_v2(Bucket=CLAIMS).get("Contents", [])]
+
+
+def test_join_waits_for_every_upstream_result_then_queues_one_message_with_all_inputs(join):
+    key = "data/a b+c.txt"
+    first, etag_a = result(join, "a", key, b"from a")
+
+    waiting = launcher.handler(first, None)
+
+    assert (waiting["enqueued"], waiting["skipped"], waiting["waiting"]) == (0, 0, 1)
+    assert queued_bodies(join.step) == [] and claims(join) == []
+
+    second, etag_b = result(join, "b", key, b"from b!")
+    joined = launcher.handler(second, None)
+
+    assert (joined["enqueued"], joined["skipped"], joined["waiting"], joined["started"]) == (1, 0, 0, 1)
+    assert queued_bodies(join.step) == [{
+        "bucket": "demo-b-out", "key": key, "etag": etag_b, "size": 7, "pipeline": "demo", "step": "step1",
+        "inputs": [{"step": "a", "bucket": "demo-a-out", "key": key, "etag": etag_a},
+                   {"step": "b", "bucket": "demo-b-out", "key": key, "etag": etag_b}],
+    }]
+    digest = hashlib.sha256("\n".join(sorted([etag_a, etag_b])).encode()).hexdigest()
+    assert claims(join) == [f"joins/demo/step1/{key}/{digest}"]
+
+
+def test_a_repeated_arrival_queues_nothing_and_new_content_joins_again(join):
+    result(join, "a", "k.txt", b"a1")
+    arrival_b, etag_b = result(join, "b", "k.txt", b"b1")
+    assert launcher.handler(arrival_b, None)["enqueued"] == 1
+    queued_bodies(join.step)
+
+    # The same object reported again (a retried notification, or a's arrival after b's).
+    again = launcher.handler(arrival_b, None)
+    assert (again["enqueued"], again["skipped"]) == (0, 1)
+    assert queued_bodies(join.step) == []
+
+    new_a, etag_a2 = result(join, "a", "k.txt", b"a2")
+    rejoined = launcher.handler(new_a, None)
+
+    assert rejoined["enqueued"] == 1
+    [body] = queued_bodies(join.step)
+    assert [(i["step"], i["etag"]) for i in body["inputs"]] == [("a", etag_a2), ("b", etag_b)]
+    assert len(claims(join)) == 2
+
+
+def test_two_launches_racing_for_one_join_queue_it_once(join):
+    arrivals = [result(join, "a", "k.txt", b"a")[0], result(join, "b", "k.txt", b"b")[0]]
+    s3 = launcher_clients().s3
+    # Both launches have found every input before either claims the join.
+    both_found = threading.Barrier(2, timeout=30)
+    # moto checks If-None-Match and stores the object in two steps, S3 in one: the claims go one
+    # at a time, so the test does not depend on moto's window between the two.
+    one_write = threading.Lock()
+
+    def before_claim(**_):
+        both_found.wait()
+        assert one_write.acquire(timeout=30)  # returns nothing: a value would replace the parameters
+
+    s3.meta.events.register("provide-client-params.s3.PutObject", before_claim)
+    s3.meta.events.register("after-call.s3.PutObject", lambda **_: one_write.release())
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        summaries = list(pool.map(lambda event: launcher.handler(event, None), arrivals))
+
+    assert sorted((s["enqueued"], s["skipped"]) for s in summaries) == [(0, 1), (1, 0)]
+    assert len(queued_bodies(join.step)) == 1 and len(claims(join)) == 1
+
+
+def test_a_join_that_cannot_be_queued_releases_its_claim_so_the_retried_event_joins(join):
+    result(join, "a", "k.txt", b"a")
+    arrival, _ = result(join, "b", "k.txt", b"b")
+    sqs = launcher_clients().sqs
+
+    def queue_down(**_):
+        # Short-circuits the call: SQS answers that the message was not queued.
+        return _http(), {"Failed": [{"Id": "0", "SenderFault": False, "Code": "InternalError", "Message": "down"}],
+                         "Successful": []}
+
+    sqs.meta.events.register("before-call.sqs.SendMessageBatch", queue_down)
+    with pytest.raises(launcher.SendError):
+        launcher.handle(arrival, launcher.Config.from_env(), launcher_clients(), sleep=lambda _: None)
+    assert claims(join) == [] and queued_bodies(join.step) == []
+
+    sqs.meta.events.unregister("before-call.sqs.SendMessageBatch", queue_down)
+    assert launcher.handler(arrival, None)["enqueued"] == 1
+    assert len(queued_bodies(join.step)) == 1 and len(claims(join)) == 1
+
+
+def test_an_object_outside_the_join_buckets_is_skipped(join):
+    summary = launcher.handler(s3_event(s3_record("k.txt", bucket="in-bucket")), None)
+
+    assert (summary["enqueued"], summary["skipped"], summary["waiting"]) == (0, 1, 0)
+
+
+def test_a_step_that_is_no_join_needs_no_s3_client(step):
+    made = []
+    clients = launcher.Clients(sqs=launcher_clients().sqs, ecs=launcher_clients().ecs, make_s3=lambda: made.append(1))
+
+    launcher.handle(s3_event(s3_record("a.txt")), launcher.Config.from_env(), clients)
+
+    assert made == []
+
+
+# --- gather steps ---------------------------------------------------------------
+
+
+def test_a_gather_marker_queues_one_job_over_its_folder(step, monkeypatch):
+    monkeypatch.setenv("YUNPIPE_GATHER", "1")
+
+    summary = launcher.handler(s3_event(s3_record("batch 1/_DONE", etag="m1"), s3_record("_DONE", etag="m2")), None)
+
+    assert summary["enqueued"] == 2
+    assert sorted(queued_bodies(step), key=lambda b: b["key"]) == [
+        {"key": "_DONE", "bucket": "in-bucket", "etag": "", "gather": {"prefix": ""},
+         "pipeline": "demo", "step": "step1"},
+        {"key": "batch 1/_DONE", "bucket": "in-bucket", "etag": "", "gather": {"prefix": "batch 1/"},
+         "pipeline": "demo", "step": "step1"},
+    ]
+
+
+# --- join and gather configuration ------------------------------------------------
+
+
+def test_config_with_join_or_gather_round_trips_through_the_environment():
+    base = launcher.Config.from_env(REQUIRED_ENV)
+    inputs = (launcher.JoinInput("a", "a-out"), launcher.JoinInput("b", "b-out"))
+    joined = launcher.Config(**{**base.__dict__, "join": inputs, "claim_bucket": "reports"})
+    gathering = launcher.Config(**{**base.__dict__, "gather": True})
+
+    for config in (base, joined, gathering):
+        assert launcher.Config.from_env(config.to_env()) == config
+    assert (base.join, base.claim_bucket, base.gather) == ((), "", False)
+    assert {k: base.to_env()[k] for k in ("YUNPIPE_JOIN", "YUNPIPE_CLAIM_BUCKET", "YUNPIPE_GATHER")} == {
+        "YUNPIPE_JOIN": "", "YUNPIPE_CLAIM_BUCKET": "", "YUNPIPE_GATHER": "0"}
+    assert json.loads(joined.to_env()["YUNPIPE_JOIN"]) == [{"step": "a", "bucket": "a-out"},
+                                                            {"step": "b", "bucket": "b-out"}]
+    assert launcher.Config.from_env({**REQUIRED_ENV, "YUNPIPE_JOIN": "[]"}).join == ()
+
+
+@pytest.mark.parametrize(
+    "settings, fragment",
+    [
+        ({"YUNPIPE_JOIN": "[{'step': 'a'}]", "YUNPIPE_CLAIM_BUCKET": "r"}, "YUNPIPE_JOIN is not valid JSON"),
+        ({"YUNPIPE_JOIN": '{"step": "a", "bucket": "x"}', "YUNPIPE_CLAIM_BUCKET": "r"},
+         "YUNPIPE_JOIN must be a JSON list"),
+        ({"YUNPIPE_JOIN": '[{"step": "a"}, {"step": "b", "bucket": "y"}]', "YUNPIPE_CLAIM_BUCKET": "r"},
+         "YUNPIPE_JOIN must be a JSON list"),
+        ({"YUNPIPE_JOIN": '[{"step": "a", "bucket": "x"}]', "YUNPIPE_CLAIM_BUCKET": "r"}, "at least two steps"),
+        ({"YUNPIPE_JOIN": '[{"step": "a", "bucket": "x"}, {"step": "b", "bucket": "x"}]', "YUNPIPE_CLAIM_BUCKET": "r"},
+         "each with its own bucket"),
+        ({"YUNPIPE_JOIN": json.dumps(JOIN)}, "YUNPIPE_CLAIM_BUCKET is required"),
+        ({"YUNPIPE_GATHER": "yes"}, "YUNPIPE_GATHER must be 1 or 0"),
+        ({"YUNPIPE_JOIN": json.dumps(JOIN), "YUNPIPE_CLAIM_BUCKET": "r", "YUNPIPE_GATHER": "1"}, "exclude each other"),
+    ],
+)
+def test_config_rejects_invalid_join_and_gather_settings(settings, fragment):
+    with pytest.raises(launcher.ConfigError, match=fragment):
+        launcher.Config.from_env({**REQUIRED_ENV, **settings})

@@ -376,3 +376,61 @@ def test_a_local_cloud_removes_only_its_own_and_orphaned_containers(home, docker
                 container.remove(force=True)
             except docker.errors.NotFound:
                 pass
+
+
+def _after_queued_runs(cloud, fn_arn):
+    """Waits until every invocation already queued for a function reserved at 1 has run: a run
+    queued now comes after them."""
+    cloud._lambda_host.invoke_function(fn_arn, {"detail-type": "Scheduled Event", "source": "aws.events"}).result(60)
+
+
+def test_an_eventbridge_rule_runs_the_launcher_on_the_host_for_matching_objects_only(cloud):
+    queue_url, fn_arn = _step(cloud, "fanout", ["true"], reserved_concurrency=1)
+    s3 = _client(cloud, "s3")
+    s3.create_bucket(Bucket="fanout-input")
+    s3.put_bucket_notification_configuration(Bucket="fanout-input",
+                                             NotificationConfiguration={"EventBridgeConfiguration": {}})
+    events = _client(cloud, "events")
+    pattern = {"source": ["aws.s3"], "detail-type": ["Object Created"],
+               "detail": {"bucket": {"name": ["fanout-input"]}, "object": {"key": [{"prefix": "data/"}]}}}
+    events.put_rule(Name="fanout-input", EventPattern=json.dumps(pattern), State="ENABLED")
+    events.put_targets(Rule="fanout-input", Targets=[{"Id": "launcher", "Arn": fn_arn}])
+    # A schedule aimed at the same launcher takes no S3 events (moto would match it to all).
+    events.put_rule(Name="fanout-topup", ScheduleExpression="rate(1 day)", State="ENABLED")
+    events.put_targets(Rule="fanout-topup", Targets=[{"Id": "launcher", "Arn": fn_arn}])
+
+    s3.put_object(Bucket="fanout-input", Key="data/a b+c.txt", Body=b"hello")
+    s3.put_object(Bucket="fanout-input", Key="elsewhere/x.txt", Body=b"not for this step")
+    _after_queued_runs(cloud, fn_arn)
+
+    [run] = _invocations(cloud, fn_arn, "eventbridge")
+    assert run["ok"], run["result"]
+    assert (run["result"]["enqueued"], run["result"]["skipped"]) == (1, 0)
+    body = json.loads(_client(cloud, "sqs").receive_message(QueueUrl=queue_url)["Messages"][0]["Body"])
+    assert (body["bucket"], body["key"], body["size"]) == ("fanout-input", "data/a b+c.txt", 5)
+
+
+def test_a_join_step_queues_once_every_upstream_result_exists(cloud):
+    queue_url, fn_arn = _step(cloud, "joined", ["true"], reserved_concurrency=1)
+    awslambda = _client(cloud, "lambda")
+    environment = awslambda.get_function_configuration(FunctionName=fn_arn)["Environment"]["Variables"]
+    join = [{"step": "a", "bucket": "joined-a-out"}, {"step": "b", "bucket": "joined-b-out"}]
+    awslambda.update_function_configuration(FunctionName=fn_arn, Environment={"Variables": {
+        **environment, "YUNPIPE_JOIN": json.dumps(join), "YUNPIPE_CLAIM_BUCKET": "joined-reports"}})
+    s3 = _client(cloud, "s3")
+    s3.create_bucket(Bucket="joined-reports")
+    for upstream in join:
+        _notify(cloud, upstream["bucket"], fn_arn)
+
+    etags = []
+    for upstream in join:
+        stored = s3.put_object(Bucket=upstream["bucket"], Key="k.txt", Body=upstream["step"].encode())
+        etags.append(stored["ETag"].strip('"'))
+        _after_queued_runs(cloud, fn_arn)
+
+    runs = _invocations(cloud, fn_arn, "s3")
+    assert [(run["result"]["enqueued"], run["result"]["waiting"]) for run in runs] == [(0, 1), (1, 0)]
+    body = json.loads(_client(cloud, "sqs").receive_message(QueueUrl=queue_url)["Messages"][0]["Body"])
+    assert [(i["step"], i["etag"]) for i in body["inputs"]] == [("a", etags[0]), ("b", etags[1])]
+    [claim] = s3.list_objects_v2(Bucket="joined-reports")["Contents"]
+    assert claim["Key"].startswith("joins/demo/joined/k.txt/")

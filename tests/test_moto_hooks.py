@@ -17,6 +17,7 @@ from moto import mock_aws
 import moto.s3.notifications as s3_notifications
 from moto.awslambda.utils import get_backend
 from moto.core import DEFAULT_ACCOUNT_ID
+from moto.events.models import EventPattern, Rule
 
 from yunpipe.local.clients import local_client
 from yunpipe.local.lambda_host import reserved_concurrency
@@ -89,6 +90,60 @@ def test_s3_notification_to_lambda_goes_through_invoke_awslambda(monkeypatch):
     assert function.reserved_concurrency == 1 and reserved_concurrency(function) == 1
     awslambda.delete_function_concurrency(FunctionName="fn")
     assert reserved_concurrency(function) is None
+
+
+def test_eventbridge_rule_delivery_keeps_its_signatures():
+    assert list(inspect.signature(Rule.send_to_targets).parameters) == ["self", "original_event", "transform_input"]
+    assert list(inspect.signature(EventPattern.matches_event).parameters) == ["self", "event"]
+    assert list(inspect.signature(s3_notifications._send_event_bridge_message).parameters) == [
+        "account_id",
+        "bucket",
+        "event_name",
+        "key",
+    ]
+
+
+@mock_aws
+def test_s3_event_bridge_notification_goes_through_every_rule_s_send_to_targets(monkeypatch):
+    calls = []
+    monkeypatch.setattr(Rule, "send_to_targets", lambda rule, event, transform_input=True: calls.append((rule, event)))
+    fn_arn = f"arn:aws:lambda:{REGION}:{DEFAULT_ACCOUNT_ID}:function:fn"
+    events = boto3.client("events", region_name=REGION)
+
+    def pattern(bucket):
+        return json.dumps({"source": ["aws.s3"], "detail-type": ["Object Created"],
+                           "detail": {"bucket": {"name": [bucket]}, "object": {"key": [{"prefix": "data/"}]}}})
+
+    events.put_rule(Name="fan-out", EventPattern=pattern("hook-eb"), State="ENABLED")
+    events.put_targets(Rule="fan-out", Targets=[{"Id": "fn", "Arn": fn_arn}])
+    events.put_rule(Name="elsewhere", EventPattern=pattern("other-bucket"), State="ENABLED")
+    events.put_rule(Name="top-up", ScheduleExpression="rate(5 minutes)", State="ENABLED")
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="hook-eb")
+    s3.put_bucket_notification_configuration(
+        Bucket="hook-eb", NotificationConfiguration={"EventBridgeConfiguration": {}}
+    )
+    s3.put_object(Bucket="hook-eb", Key="data/a b+c.txt", Body=b"x")
+
+    # moto's PutObject also raises "Object Tags Added" (a pattern on detail-type leaves it out).
+    rules = {rule.name: (rule, event) for rule, event in calls if event["detail-type"] == "Object Created"}
+    assert set(rules) == {"fan-out", "elsewhere", "top-up"}
+    rule, event = rules["fan-out"]
+    assert (event["source"], event["detail"]["bucket"]["name"]) == ("aws.s3", "hook-eb")
+    # The key as stored, not URL-encoded as in an S3 notification; moto's tag field is "eTag".
+    assert (event["detail"]["object"]["key"], event["detail"]["object"]["size"]) == ("data/a b+c.txt", 1)
+    assert event["detail"]["object"]["eTag"]
+    json.dumps(event)  # the host launcher gets it as is; it must be plain JSON data
+
+    # What yunpipe.local.lambda_host reads from the rule.
+    assert (rule.state, rule.targets) == ("ENABLED", [{"Id": "fn", "Arn": fn_arn}])
+    assert rule.event_pattern.matches_event(event)
+    assert not rules["elsewhere"][0].event_pattern.matches_event(event)
+    others = [other for named, other in calls if named is rule and other is not event]
+    assert others and not any(rule.event_pattern.matches_event(other) for other in others)
+    # A schedule has no pattern and moto matches it to every event: the host must skip it.
+    schedule = rules["top-up"][0].event_pattern
+    assert schedule.get_pattern() == {} and schedule.matches_event(event)
 
 
 @pytest.fixture

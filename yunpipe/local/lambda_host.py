@@ -9,8 +9,15 @@ yunpipe's launcher (the zip's handler module has the same bytes as
 on the host, configured from the function's environment variables (moto's Lambda backend)
 and with SQS/ECS clients aimed at the emulator. Other functions keep moto's behaviour.
 
+EventBridge rules: moto matches each event (an S3 event of a bucket with EventBridge
+notifications on, or PutEvents) against every rule in ``Rule.send_to_targets``, but delivers to
+no Lambda target. ``install()`` wraps that method: after moto's own delivery, each Lambda target
+of an enabled rule whose event pattern matches gets the event, queued as an S3 notification is.
+A rule without an event pattern (a schedule) takes no events, as on AWS; moto would match it to
+every event.
+
 The launcher is called through its pure entry point ``handle(event, Config.from_env(env),
-Clients(sqs, ecs))``: nothing touches ``os.environ``, so concurrent invocations of different
+Clients(sqs, ecs, s3))``: nothing touches ``os.environ``, so concurrent invocations of different
 steps cannot see each other's settings.
 
 Reserved concurrency (``put_function_concurrency``, kept by moto as the function's
@@ -30,14 +37,14 @@ only serves ``invoke_function`` (scheduled rules), still queued under reserved c
 
 API:
     LambdaHost(endpoint_url, max_workers=4, launchers_on_host=True)
-        .install()                   hook moto's S3 -> Lambda delivery and route launcher logs
-                                     (one host per process)
+        .install()                   hook moto's S3 -> Lambda delivery and EventBridge rules' Lambda
+                                     targets, and route launcher logs (one host per process)
         .uninstall()                 restore both; waits for running and queued invocations
         .invoke_function(name_or_arn, event, region="us-east-1") -> Future
                                      asynchronous invocation, as for a scheduled rule
         .recent() -> list[Invocation]  the last invocations, newest last
-    Invocation: function_arn, trigger ("s3" | "invoke"), ok, result (the handler's JSON result or
-                error text),
+    Invocation: function_arn, trigger ("s3" | "eventbridge": a rule's event pattern matched |
+                "invoke"), ok, result (the handler's JSON result or error text),
                 log_stream (the CloudWatch Logs stream of a host-run launcher, else None)
     reserved_concurrency(function) -> int | None   the limit moto keeps for a function
     LAUNCHER_LOGGER                  "yunpipe.launcher"
@@ -62,6 +69,7 @@ from typing import Any, Callable
 import moto.s3.notifications as s3_notifications
 from moto.awslambda.utils import get_backend
 from moto.core import DEFAULT_ACCOUNT_ID
+from moto.events.models import Rule
 from moto.logs.exceptions import ResourceAlreadyExistsException
 from moto.logs.models import logs_backends
 
@@ -198,6 +206,7 @@ class LambdaHost:
         self._launchers_on_host = launchers_on_host
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="yunpipe-lambda")
         self._original: Callable[..., Any] | None = None
+        self._original_send_to_targets: Callable[..., Any] | None = None
         self._recent: deque[Invocation] = deque(maxlen=RECENT_INVOCATIONS)
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
@@ -215,6 +224,8 @@ class LambdaHost:
                 raise RuntimeError("another local cloud already hooks moto's S3 notifications in this process")
             self._original = s3_notifications._invoke_awslambda
             s3_notifications._invoke_awslambda = self._on_s3_notification
+            self._original_send_to_targets = Rule.send_to_targets
+            Rule.send_to_targets = self._rule_delivery_hook(Rule.send_to_targets)  # type: ignore[method-assign]
             launcher_logger = logging.getLogger(LAUNCHER_LOGGER)
             self._launcher_propagates = launcher_logger.propagate
             launcher_logger.addHandler(self._router)
@@ -224,8 +235,9 @@ class LambdaHost:
     def uninstall(self) -> None:
         global _installed
         with _install_lock:
-            if _installed is self and self._original is not None:
+            if _installed is self and self._original is not None and self._original_send_to_targets is not None:
                 s3_notifications._invoke_awslambda = self._original
+                Rule.send_to_targets = self._original_send_to_targets  # type: ignore[method-assign]
                 _installed = None
         # Queued invocations still run (their events were accepted); the pool stays open for them.
         with self._idle:
@@ -256,6 +268,34 @@ class LambdaHost:
             self._submit(function, event_body, "s3")
         except Exception:  # noqa: BLE001 - S3 delivery to Lambda is asynchronous on AWS too
             log.exception("cannot deliver an S3 notification to %s", fn_arn)
+
+    def _rule_delivery_hook(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        # A plain function, so that it binds to the rule moto calls it on.
+        def send_to_targets(rule: Any, original_event: Any, transform_input: bool = True) -> None:
+            try:
+                original(rule, original_event, transform_input)
+            finally:
+                # A failing target of moto's must not keep the event from the Lambda targets.
+                self._on_rule_event(rule, original_event)
+
+        return send_to_targets
+
+    def _on_rule_event(self, rule: Any, event: dict) -> None:
+        # Called inside the request that raised the event (PutObject, PutEvents): must not raise.
+        if rule.state != "ENABLED" or not rule.event_pattern.get_pattern():
+            return
+        if not rule.event_pattern.matches_event(event):
+            return
+        for target in rule.targets:
+            arn = target["Arn"]
+            parts = arn.split(":")
+            if len(parts) < 7 or parts[2] != "lambda" or parts[5] != "function":
+                continue
+            try:
+                function = get_backend(parts[4], parts[3]).get_function(arn)
+                self._submit(function, event, "eventbridge")
+            except Exception:  # noqa: BLE001 - EventBridge delivers to Lambda asynchronously
+                log.exception("rule %s: cannot deliver an event to %s", rule.name, arn)
 
     def _submit(self, function: Any, event: dict, trigger: str) -> Future:
         # Other code than yunpipe's launcher, and everything when launchers do not run on the host,
@@ -315,7 +355,9 @@ class LambdaHost:
         self._router.bind(invocation_log)
         try:
             config = launcher.Config.from_env(dict(function.environment_vars))
-            clients = launcher.Clients(sqs=self._client("sqs", function.region), ecs=self._client("ecs", function.region))
+            region = function.region
+            clients = launcher.Clients(sqs=self._client("sqs", region), ecs=self._client("ecs", region),
+                                       make_s3=lambda: self._client("s3", region))
             result = launcher.handle(event, config, clients)
         except Exception as exc:
             invocation_log.error(exc)
