@@ -67,7 +67,7 @@ def test_single_run_model(change123):
     assert container["logConfiguration"]["options"] == {
         "awslogs-group": "/yunpipe/demo", "awslogs-region": "us-east-1", "awslogs-stream-prefix": "change123-s3"}
     assert model.log_group.retention_days == 7
-    assert step.notification.entry()["Filter"] == {"Key": {"FilterRules": [{"Name": "suffix", "Value": ".txt"}]}}
+    assert step.notifications[0].entry()["Filter"] == {"Key": {"FilterRules": [{"Name": "suffix", "Value": ".txt"}]}}
     assert step.function.environment["YUNPIPE_SUBNETS"] == "subnet-1,subnet-2"
     assert step.function.environment["YUNPIPE_STARTED_BY"] == step.started_by
     assert all(r.tags == {m.TAG_KEY: "demo"} for r in model.resources() if hasattr(r, "tags"))
@@ -78,7 +78,9 @@ def test_resources_come_kind_by_kind_in_creation_order(aws_env):
     for name in ("step-a", "step-b"):
         record_algorithm(name, f"user/{name}:1", variables=[])
     document = {"name": "seq", "input_s3_name": "seq-in-bucket", "output_s3_name": "seq-out-bucket",
-                "process": {"type": "sequence_run", "algorithms": [{"name": "step-a"}, {"name": "step-b"}]}}
+                # A fan-out (bucket events, rules) and a step after one step (a notification): every kind.
+                "process": {"type": "graph", "steps": [{"name": "step-a"}, {"name": "step-b"},
+                                                       {"id": "c", "name": "step-a", "after": ["step-a"]}]}}
     target = Target("123456789012", "us-east-1", credentials={"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
                                                                  "AWS_SECRET_ACCESS_KEY": "s3cr3t"})
     kinds = [r.kind for r in compile_model(document, target, use_user_credential=True).resources()]
@@ -180,7 +182,7 @@ def test_the_model_s_environments_reach_the_worker_and_the_launcher_whole(change
         queue_url=queue_url, output_bucket="demo-out-bucket", output_prefix="",
         report_bucket="yunpipe-demo-reports-123456789012", pipeline="demo", step="change123-s3",
         max_receive_count=5, idle_seconds=45, wait_seconds=runscript.DEFAULT_WAIT_SECONDS, visibility_seconds=90,
-        algorithm_path=runscript.DEFAULT_ALGORITHM_PATH)
+        algorithm_path=runscript.DEFAULT_ALGORITHM_PATH, algorithm_ref="change123-s3@1", image=change123.image_uri)
     assert set(worker.to_env()) <= set(task_environment)
     assert task_environment["TEST_ENV"] == "blah blah blah" and task_environment["AWS_REGION"] == "us-east-1"
 

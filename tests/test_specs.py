@@ -109,7 +109,7 @@ def test_every_shipped_algorithm_loads(path):
 
 def test_the_shipped_algorithms_are_all_found():
     assert {Path(p).name for p in SHIPPED_ALGORITHMS} == {
-        "change123-s3.json", "uppercase.json", "wordcount.json", "checksum.json", "tester.json"}
+        "change123-s3.json", "uppercase.json", "wordcount.json", "checksum.json", "tester.json", "pair.json", "gather.json"}
 
 
 @pytest.mark.parametrize("overrides, expected", [

@@ -9,7 +9,7 @@ import jsonschema
 
 from yunpipe.errors import InputError
 from yunpipe.registry import AlgorithmRecord, AlgorithmRegistry
-from yunpipe.specs.workflow import WorkflowSpec
+from yunpipe.specs.workflow import StepSpec, WorkflowSpec
 
 
 @dataclass(frozen=True)
@@ -18,14 +18,34 @@ class ResolvedStep:
 
     record: AlgorithmRecord
     environment: Mapping[str, str]
-    concurrency: int
-    max_receive_count: int
+    spec: StepSpec
     # The step's own, else the workflow's; None keeps Fargate's default 20 GiB.
     ephemeral_storage_gib: int | None = None
 
     @property
     def name(self) -> str:
-        return self.record.name
+        """The step's id: resources, `after` and the pipeline's summary name steps by it."""
+        return self.spec.step_id
+
+    @property
+    def concurrency(self) -> int:
+        return self.spec.concurrency
+
+    @property
+    def max_receive_count(self) -> int:
+        return self.spec.max_receive_count
+
+    @property
+    def cpu(self) -> float:
+        return self.spec.cpu or self.record.spec.cpu
+
+    @property
+    def memory(self) -> int:
+        return self.spec.memory or self.record.spec.memory_suggested
+
+    @property
+    def timeout_seconds(self) -> int:
+        return self.spec.timeout_seconds or self.record.spec.timeout_seconds
 
 
 @dataclass(frozen=True)
@@ -42,14 +62,9 @@ def _as_environment_value(value: Any) -> str:
 
 def resolve_workflow(spec: WorkflowSpec, registry: AlgorithmRegistry) -> ResolvedWorkflow:
     steps = []
-    seen = set()
     for index, step in enumerate(spec.steps):
-        where = f"process.algorithms[{index}]"
+        where = f"{spec.steps_field}[{index}]"
         record = registry.resolve(step.reference, spec.source, f"{where}.name")
-        if record.name in seen:
-            # Resource names derive from the algorithm name, so a step may appear once.
-            raise InputError(spec.source, f"{where}.name", f"expected each algorithm once per pipeline, '{record.name}' repeats")
-        seen.add(record.name)
         algorithm = record.spec
         environment = dict(algorithm.environment)
         for var_name, value in step.variables.items():
@@ -70,6 +85,8 @@ def resolve_workflow(spec: WorkflowSpec, registry: AlgorithmRegistry) -> Resolve
             elif parameter.required:
                 raise InputError(spec.source, f"{where}.variables.{parameter.name}",
                                  f"missing required variable of {record.reference}")
-        steps.append(ResolvedStep(record, environment, step.concurrency, step.max_receive_count,
-                                  step.ephemeral_storage_gib or spec.ephemeral_storage_gib))
+        if step.gather and algorithm.input_adapter == "stdin":
+            raise InputError(spec.source, f"{where}.gather",
+                             f"expected an algorithm that reads a folder: {record.reference} reads its input from stdin")
+        steps.append(ResolvedStep(record, environment, step, step.ephemeral_storage_gib or spec.ephemeral_storage_gib))
     return ResolvedWorkflow(spec, tuple(steps))

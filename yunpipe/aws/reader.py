@@ -58,7 +58,8 @@ class Reader:
 
     def notification_configuration(self, bucket: str) -> dict:
         found = self.read("s3", "get_bucket_notification_configuration", NO_BUCKET, Bucket=bucket) or {}
-        return {k: found[k] for k in NOTIFICATION_KEYS if found.get(k)}
+        # An empty list is no entry, but an empty EventBridgeConfiguration means "switched on".
+        return {k: found[k] for k in NOTIFICATION_KEYS if k in found and found[k] != []}
 
     def policy_statements(self, function: str) -> dict[str, dict]:
         found = self.read("lambda", "get_policy", NOT_FOUND, FunctionName=function)

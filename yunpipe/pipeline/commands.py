@@ -9,7 +9,7 @@ from yunpipe.aws.facade import UNREACHABLE, Aws
 from yunpipe.aws.reader import Reader
 from yunpipe.aws.session import AwsOptions, open_aws
 from yunpipe.errors import InputError, NotFoundError, YunpipeError
-from yunpipe.pipeline import location
+from yunpipe.pipeline import graph, location
 from yunpipe.pipeline import model as m
 from yunpipe.pipeline import status
 from yunpipe.pipeline.executor import apply
@@ -94,6 +94,13 @@ def summary_of(options: AwsOptions, aws: Aws, model: m.PipelineModel) -> Pipelin
     return replace(model.summary(), location=location.record(options, aws, model.target.account_id))
 
 
+def run_show(args) -> int:
+    summary = require_summary(args.pipeline)
+    layout = graph.Layout.from_document(summary.layout) if summary.layout else graph.chain_of(summary)
+    print(graph.dot(layout, summary.pipeline) if args.dot else "\n".join(graph.describe(layout)), end="\n" * (not args.dot))
+    return 0
+
+
 # AWS failures (no credentials, no endpoint, a refusal) become one line in cli.dispatch, for every verb.
 def run_setup_pipe(args) -> int:
     for aws, model in deploy(args):
@@ -128,6 +135,10 @@ def deploy(args, launcher_roles_only: bool = False) -> Iterator[tuple[Aws, m.Pip
             plan = Planner(reader, state.keys()).plan(model) + Sweeper(reader).plan(state.keys(), keep=model.keys())
         if offline:
             plan = plan + Plan(notes=(UNREACHABLE_NOTE,))
+        if dry_run and not launcher_roles_only:
+            print("Steps:")
+            for line in graph.describe(model.layout):
+                print(f"  {line}")
         print_plan(title, plan, dry_run)
         if model.launch_type == "EC2" and not launcher_roles_only:
             print(f"  note: launch_type EC2 needs container instances in cluster {model.cluster.name}; "

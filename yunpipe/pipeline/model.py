@@ -16,6 +16,7 @@ import jinja2
 from yunpipe.errors import InputError
 from yunpipe.lambda_src import launcher
 from yunpipe.lambda_src.package import launcher_zip
+from yunpipe.pipeline.graph import Layout, Placement, lay_out
 from yunpipe.pipeline.state import PipelineSummary, StepSummary
 from yunpipe.pipeline.target import Target, partition
 from yunpipe.resolve import ResolvedStep, ResolvedWorkflow
@@ -32,12 +33,13 @@ LAUNCHER_RESERVED_CONCURRENCY = 1
 SCHEDULE = "rate(5 minutes)"
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 S3_PERMISSION_SID = "yunpipe-s3"
+EVENTS_PERMISSION_SID = "yunpipe-events"
 SCHEDULE_PERMISSION_SID = "yunpipe-schedule"
 CREDENTIAL_PARAMETERS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 # The kinds of resource in the order they can be created, each after those it refers to:
 # PipelineModel.resources() yields them in this order, the sweeper deletes in the reverse.
 CREATION_ORDER = ("bucket", "log_group", "queue", "parameter", "role", "cluster", "task_definition", "function",
-                  "permission", "notification", "rule")
+                  "permission", "notification", "bucket_events", "rule")
 
 # Fargate's valid (cpu units, memory MiB) combinations.
 FARGATE_SIZES = (
@@ -240,14 +242,44 @@ class Notification:
 
 
 @dataclass(frozen=True)
+class BucketEvents:
+    """The bucket sends its events to EventBridge: how several steps each take what arrives in
+    one bucket, which S3's own notifications refuse when their filters overlap."""
+
+    bucket: str
+    kind = "bucket_events"
+
+    @property
+    def key(self) -> str:
+        return self.bucket
+
+
+@dataclass(frozen=True)
 class Rule(Named):
+    """An EventBridge rule aimed at a launcher: on a schedule, or on an event pattern."""
+
     name: str
     arn: str
-    schedule: str
     function_arn: str
     tags: Mapping[str, str]
+    schedule: str = ""
+    pattern: str = ""  # JSON, as EventBridge stores it
     kind = "rule"
     target_id = "launcher"
+
+
+def object_created_pattern(bucket: str, prefix: str, suffix: str) -> str:
+    """The event pattern of S3's "Object Created" events in `bucket` whose key matches the filter."""
+    keys: list[dict[str, str]] = []
+    if prefix and suffix:
+        # Two filters on one field would match either; a wildcard matches both.
+        keys = [{"wildcard": prefix.replace("*", "\\*") + "*" + suffix.replace("*", "\\*")}]
+    elif prefix or suffix:
+        keys = [{"prefix": prefix} if prefix else {"suffix": suffix}]
+    detail: dict[str, Any] = {"bucket": {"name": [bucket]}}
+    if keys:
+        detail["object"] = {"key": keys}
+    return json.dumps({"source": ["aws.s3"], "detail-type": ["Object Created"], "detail": detail}, sort_keys=True)
 
 
 def container_name(step: str) -> str:
@@ -263,8 +295,7 @@ def notification_id(pipeline: str, step: str) -> str:
 @dataclass(frozen=True)
 class StepModel:
     name: str
-    input_bucket: str
-    output_bucket: str
+    placement: Placement
     queue: Queue
     dead_letter_queue: Queue
     launcher_role: Role
@@ -272,12 +303,22 @@ class StepModel:
     execution_role: Role
     task_definition: TaskDefinition
     function: Function
-    s3_permission: Permission
-    schedule_permission: Permission
-    notification: Notification
+    # One per bucket the step reads: an S3 notification where it is the bucket's only reader,
+    # else an EventBridge rule; each with the permission that lets it invoke the launcher.
+    permissions: tuple[Permission, ...]
+    notifications: tuple[Notification, ...]
+    event_rules: tuple[Rule, ...]
     rule: Rule
     function_log_group: LogGroup
     started_by: str
+
+    @property
+    def input_bucket(self) -> str:
+        return self.placement.sources[0].bucket
+
+    @property
+    def output_bucket(self) -> str:
+        return self.placement.output_bucket
 
 
 @dataclass(frozen=True)
@@ -288,6 +329,8 @@ class PipelineModel:
     output_bucket: str
     reports_bucket: str
     buckets: tuple[Bucket, ...]
+    bucket_events: tuple[BucketEvents, ...]
+    layout: Layout
     log_group: LogGroup
     cluster: Cluster
     parameters: tuple[Parameter, ...]
@@ -308,9 +351,10 @@ class PipelineModel:
             self.cluster,
             *(s.task_definition for s in steps),
             *(s.function for s in steps),
-            *(p for s in steps for p in (s.s3_permission, s.schedule_permission)),
-            *(s.notification for s in steps),
-            *(s.rule for s in steps),
+            *(p for s in steps for p in s.permissions),
+            *(n for s in steps for n in s.notifications),
+            *self.bucket_events,
+            *(r for s in steps for r in (*s.event_rules, s.rule)),
         )
 
     def keys(self) -> set[tuple[str, str]]:
@@ -333,6 +377,7 @@ class PipelineModel:
                             task_family=s.task_definition.family, function=s.function.name, started_by=s.started_by)
                 for s in self.steps
             ),
+            layout=self.layout.to_document(),
         )
 
 
@@ -345,17 +390,6 @@ def _ecr_repository_arn(image: str, target: Target) -> str | None:
         return None
     account, region, repository = match.groups()
     return f"arn:{partition(region)}:ecr:{region}:{account}:repository/{repository}"
-
-
-def _step_buckets(workflow: ResolvedWorkflow, account_id: str) -> list[tuple[str, str]]:
-    """(input, output) bucket of each step: a sequence chains through intermediate buckets."""
-    spec = workflow.spec
-    names = [spec.input_bucket]
-    for step in workflow.steps[:-1]:
-        # The account id keeps these global names from colliding with another account's pipeline.
-        names.append(resource_name("bucket", spec.name, step.name, "out", account_id))
-    names.append(spec.output_bucket)
-    return list(zip(names, names[1:]))
 
 
 def build_model(workflow: ResolvedWorkflow, target: Target, use_user_credential: bool = False) -> PipelineModel:
@@ -376,17 +410,20 @@ def build_model(workflow: ResolvedWorkflow, target: Target, use_user_credential:
             for variable in CREDENTIAL_PARAMETERS if target.credentials.get(variable)
         )
 
-    step_buckets = _step_buckets(workflow, target.account_id)
-    purposes = {spec.input_bucket: "input", spec.output_bucket: "output", reports: "reports"}
-    buckets = [Bucket(name, purposes.get(name, "intermediate"), tags)
-               for name in [pair[0] for pair in step_buckets] + [spec.output_bucket, reports]]
+    # The account id keeps the intermediate buckets' global names from colliding with another account's pipeline.
+    layout = lay_out(workflow, lambda step: resource_name("bucket", pipeline, step, "out", target.account_id))
+    buckets = ([Bucket(spec.input_bucket, "input", tags)]
+               + [Bucket(name, "intermediate", tags) for name in layout.intermediate_buckets]
+               + [Bucket(spec.output_bucket, "output", tags), Bucket(reports, "reports", tags)])
+    shared = [b for b in dict.fromkeys(s.bucket for p in layout.steps for s in p.sources) if layout.shared(b)]
     code = launcher_zip()
     steps = tuple(
-        build_step(StepContext(spec, step, index, input_bucket, output_bucket, target, tags, log_group, cluster,
-                               reports, parameters), code)
-        for index, (step, (input_bucket, output_bucket)) in enumerate(zip(workflow.steps, step_buckets)))
+        build_step(StepContext(spec, step, layout.step(step.name), layout, target, tags, log_group, cluster, reports,
+                               parameters), code)
+        for step in workflow.steps)
     return PipelineModel(pipeline, target, spec.input_bucket, spec.output_bucket, reports, tuple(buckets),
-                         log_group, cluster, parameters, steps, spec.launch_type, spec.source)
+                         tuple(BucketEvents(b) for b in shared), layout, log_group, cluster, parameters, steps,
+                         spec.launch_type, spec.source)
 
 
 @dataclass(frozen=True)
@@ -396,9 +433,8 @@ class StepContext:
 
     spec: WorkflowSpec
     step: ResolvedStep
-    index: int
-    input_bucket: str
-    output_bucket: str
+    placement: Placement
+    layout: Layout
     target: Target
     tags: Mapping[str, str]
     log_group: LogGroup
@@ -413,6 +449,10 @@ class StepContext:
     @property
     def name(self) -> str:
         return self.step.name
+
+    @property
+    def output_bucket(self) -> str:
+        return self.placement.output_bucket
 
     def resource_name(self, kind: str, *parts: str) -> str:
         return resource_name(kind, self.pipeline, self.name, *parts)
@@ -456,11 +496,11 @@ class StepContext:
 def build_step(ctx: StepContext, code: bytes) -> StepModel:
     queue, dead_letter_queue = step_queues(ctx)
     function_log_group = LogGroup(f"/aws/lambda/{ctx.function_name}", ctx.spec.log_retention_days, ctx.tags)
-    rule = Rule(ctx.rule_name, ctx.arn("events", f"rule/{ctx.rule_name}"), SCHEDULE, ctx.function_arn, ctx.tags)
+    rule = Rule(ctx.rule_name, ctx.arn("events", f"rule/{ctx.rule_name}"), ctx.function_arn, ctx.tags, SCHEDULE)
+    notifications, event_rules, permissions = step_triggers(ctx)
     return StepModel(
         name=ctx.name,
-        input_bucket=ctx.input_bucket,
-        output_bucket=ctx.output_bucket,
+        placement=ctx.placement,
         queue=queue,
         dead_letter_queue=dead_letter_queue,
         launcher_role=launcher_role(ctx, function_log_group),
@@ -468,11 +508,10 @@ def build_step(ctx: StepContext, code: bytes) -> StepModel:
         execution_role=execution_role(ctx),
         task_definition=task_definition(ctx),
         function=launcher_function(ctx, code),
-        s3_permission=Permission(ctx.function_name, S3_PERMISSION_SID, "s3.amazonaws.com",
-                                 ctx.bucket_arn(ctx.input_bucket), ctx.target.account_id),
-        schedule_permission=Permission(ctx.function_name, SCHEDULE_PERMISSION_SID, "events.amazonaws.com", rule.arn,
-                                       ctx.target.account_id),
-        notification=step_notification(ctx),
+        permissions=(*permissions, Permission(ctx.function_name, SCHEDULE_PERMISSION_SID, "events.amazonaws.com",
+                                              rule.arn, ctx.target.account_id)),
+        notifications=notifications,
+        event_rules=event_rules,
         rule=rule,
         function_log_group=function_log_group,
         started_by=ctx.started_by,
@@ -498,7 +537,10 @@ def _role(ctx: StepContext, kind: str, service: str, template: str, what: str, *
 
 
 def launcher_role(ctx: StepContext, function_log_group: LogGroup) -> Role:
+    # A join's launcher looks for the key in each bucket it joins, and claims the join once.
+    joins = [ctx.bucket_arn(s.bucket) + "/*" for s in ctx.placement.sources] if ctx.placement.join else []
     return _role(ctx, "launcher", "lambda.amazonaws.com", "launcher", "launcher Lambda",
+                 join_object_arns=joins, claims_arn=ctx.bucket_arn(ctx.reports_bucket) + "/" + join_claims(ctx) + "*",
                  queue_arn=ctx.arn("sqs", ctx.queue_name()),
                  task_definition_arn=ctx.arn("ecs", f"task-definition/{ctx.family}:*"),
                  cluster_arn=ctx.cluster.arn, tasks_arn=ctx.arn("ecs", f"task/{ctx.cluster.name}/*"),
@@ -507,8 +549,10 @@ def launcher_role(ctx: StepContext, function_log_group: LogGroup) -> Role:
 
 
 def task_role(ctx: StepContext) -> Role:
+    sources = [ctx.bucket_arn(s.bucket) for s in ctx.placement.sources]
     return _role(ctx, "task", "ecs-tasks.amazonaws.com", "task", "ECS task",
-                 input_bucket_arn=ctx.bucket_arn(ctx.input_bucket), output_bucket_arn=ctx.bucket_arn(ctx.output_bucket),
+                 input_bucket_arns=sources, gather=ctx.placement.gather,
+                 output_arn=ctx.bucket_arn(ctx.output_bucket) + "/" + ctx.placement.output_prefix + "*",
                  reports_bucket_arn=ctx.bucket_arn(ctx.reports_bucket), queue_arn=ctx.arn("sqs", ctx.queue_name()))
 
 
@@ -520,18 +564,22 @@ def execution_role(ctx: StepContext) -> Role:
 
 
 def task_size(ctx: StepContext) -> tuple[int, int, str]:
-    """Fargate's (cpu units, memory MiB) for the algorithm's request, and how it was rounded."""
-    algorithm = ctx.step.record.spec
-    size = fargate_size(algorithm.cpu, algorithm.memory_suggested)
+    """Fargate's (cpu units, memory MiB) for the step's request (its own cpu/memory, else its
+    algorithm's), and how it was rounded."""
+    step = ctx.step
+    # Who asked: the workflow when the step overrides, else the algorithm.
+    asker = ctx.spec.source if (step.spec.cpu or step.spec.memory) else step.record.reference
+    size = fargate_size(step.cpu, step.memory)
     if size is None:
-        raise InputError(ctx.step.record.reference, "CPU/memory",
-                         f"expected at most 16 vCPU and 120 GiB (the largest Fargate task), got {algorithm.cpu} vCPU "
-                         f"and {algorithm.memory_suggested} MiB")
+        raise InputError(asker, "cpu/memory" if asker == ctx.spec.source else "CPU/memory",
+                         f"expected at most 16 vCPU and 120 GiB (the largest Fargate task), got {step.cpu} vCPU "
+                         f"and {step.memory} MiB")
     cpu, memory = size
     sizing = ""
-    if (cpu, memory) != (algorithm.cpu * 1024, algorithm.memory_suggested):
-        sizing = (f"rounded up from the {algorithm.cpu:g} vCPU and {algorithm.memory_suggested} MiB "
-                  f"{ctx.step.record.reference} asks for: Fargate offers only fixed cpu/memory pairs")
+    if (cpu, memory) != (step.cpu * 1024, step.memory):
+        who = f"step {step.name}" if asker == ctx.spec.source else step.record.reference
+        sizing = (f"rounded up from the {step.cpu:g} vCPU and {step.memory} MiB "
+                  f"{who} asks for: Fargate offers only fixed cpu/memory pairs")
     return cpu, memory, sizing
 
 
@@ -540,9 +588,12 @@ def task_definition(ctx: StepContext) -> TaskDefinition:
     cpu, memory, sizing = task_size(ctx)
     # The worker holds and extends messages for visibility_seconds, so a crashed worker's file
     # is visible again within it.
-    worker = runscript.Config(queue_url="", output_bucket=ctx.output_bucket, report_bucket=ctx.reports_bucket,
-                              pipeline=ctx.pipeline, step=ctx.name, max_receive_count=step.max_receive_count,
-                              idle_seconds=spec.idle_seconds, visibility_seconds=spec.visibility_timeout_seconds)
+    worker = runscript.Config(queue_url="", output_bucket=ctx.output_bucket, output_prefix=ctx.placement.output_prefix,
+                              report_bucket=ctx.reports_bucket, pipeline=ctx.pipeline, step=ctx.name,
+                              max_receive_count=step.max_receive_count, idle_seconds=spec.idle_seconds,
+                              visibility_seconds=spec.visibility_timeout_seconds,
+                              timeout_seconds=step.spec.timeout_seconds or 0,
+                              algorithm_ref=step.record.reference, image=step.record.image_uri)
     environment = {
         **step.environment,
         **worker.to_env(),
@@ -585,16 +636,43 @@ def task_definition(ctx: StepContext) -> TaskDefinition:
 
 
 def launcher_function(ctx: StepContext, code: bytes) -> Function:
+    placement = ctx.placement
     launch = launcher.Config(pipeline=ctx.pipeline, step=ctx.name, queue_url="", cluster=ctx.cluster.name,
                              task_definition=ctx.family, started_by=ctx.started_by, concurrency=ctx.step.concurrency,
                              launch_type=ctx.spec.launch_type, subnets=ctx.target.subnets,
-                             security_groups=ctx.target.security_groups, assign_public_ip="ENABLED")
+                             security_groups=ctx.target.security_groups, assign_public_ip="ENABLED",
+                             join=tuple(launcher.JoinInput(s.step, s.bucket) for s in placement.sources) if placement.join else (),
+                             claim_bucket=ctx.reports_bucket if placement.join else "", gather=placement.gather)
     return Function(ctx.function_name, ctx.function_arn, ctx.role_arn("launcher"),
                     {**launch.to_env(), "YUNPIPE_QUEUE_URL": QueueUrl(ctx.queue_name())}, code, ctx.tags)
 
 
-def step_notification(ctx: StepContext) -> Notification:
-    # The workflow's filter selects the user's uploads; later steps take every result.
-    first = ctx.index == 0
-    return Notification(ctx.input_bucket, notification_id(ctx.pipeline, ctx.name), ctx.function_arn,
-                        ctx.spec.filter_prefix if first else "", ctx.spec.filter_suffix if first else "")
+def join_claims(ctx: StepContext) -> str:
+    """The key prefix under which the launcher claims a step's joins (the runtime contract's)."""
+    return f"joins/{ctx.pipeline}/{ctx.name}/"
+
+
+def step_triggers(ctx: StepContext) -> tuple[tuple[Notification, ...], tuple[Rule, ...], tuple[Permission, ...]]:
+    """What tells the launcher about new objects in each bucket the step reads: S3's own
+    notification where the step is the bucket's only reader, else an EventBridge rule. A gather
+    step without a marker has none: it runs on `yunpipe submit --gather`."""
+    placement = ctx.placement
+    if placement.gather and not placement.marker:
+        return (), (), ()
+    notifications, rules, permissions = [], [], []
+    for source in placement.sources:
+        # One source keeps the names of a chain's step; a join's sources are told apart by step.
+        suffix = [source.step] if placement.join else []
+        if ctx.layout.shared(source.bucket):
+            name = ctx.resource_name("rule", "from", source.step)
+            rule = Rule(name, ctx.arn("events", f"rule/{name}"), ctx.function_arn, ctx.tags,
+                        pattern=object_created_pattern(source.bucket, placement.prefix, placement.suffix))
+            rules.append(rule)
+            permissions.append(Permission(ctx.function_name, "-".join([EVENTS_PERMISSION_SID, source.step]),
+                                          "events.amazonaws.com", rule.arn, ctx.target.account_id))
+        else:
+            notifications.append(Notification(source.bucket, notification_id(ctx.pipeline, ctx.name), ctx.function_arn,
+                                              placement.prefix, placement.suffix))
+            permissions.append(Permission(ctx.function_name, "-".join([S3_PERMISSION_SID, *suffix]), "s3.amazonaws.com",
+                                          ctx.bucket_arn(source.bucket), ctx.target.account_id))
+    return tuple(notifications), tuple(rules), tuple(permissions)

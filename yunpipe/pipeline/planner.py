@@ -275,19 +275,34 @@ class Planner:
                            f"{notification.bucket} (keeping {_count_entries(configuration) - len(mine)} other "
                            "notification(s))", Bucket=notification.bucket, NotificationConfiguration=merged)]
 
+    def _bucket_events(self, events: m.BucketEvents, model: m.PipelineModel) -> list[Call]:
+        configuration = self.reader.notification_configuration(events.bucket)
+        if "EventBridgeConfiguration" in configuration:
+            return []
+        # Merged: the bucket keeps every notification it has.
+        merged = {**configuration, "EventBridgeConfiguration": {}}
+        return [self._call(events, "create", "s3", "put_bucket_notification_configuration",
+                           f"send the events of bucket {events.bucket} to EventBridge (several steps read it; keeping "
+                           f"{_count_entries(configuration)} notification(s))",
+                           Bucket=events.bucket, NotificationConfiguration=merged)]
+
     def _rule(self, rule: m.Rule, model: m.PipelineModel) -> list[Call]:
         found = self.reader.read("events", "describe_rule", NOT_FOUND, Name=rule.name)
         calls = []
+        if rule.schedule:
+            trigger = {"ScheduleExpression": rule.schedule,
+                       "Description": "yunpipe: re-run the launcher so waiting messages get a worker"}
+            what = f"run the launcher {rule.schedule} to top up workers"
+        else:
+            trigger = {"EventPattern": rule.pattern, "Description": "yunpipe: run the launcher on new objects"}
+            what = f"run the launcher on new objects in {json.loads(rule.pattern)['detail']['bucket']['name'][0]}"
         if found is None:
-            calls.append(self._call(rule, "create", "events", "put_rule",
-                                    f"create rule {rule.name}: run the launcher {rule.schedule} to top up workers",
-                                    Name=rule.name, ScheduleExpression=rule.schedule, State="ENABLED",
-                                    Description="yunpipe: re-run the launcher so waiting messages get a worker",
-                                    Tags=_tag_list(rule.tags)))
-        elif found.get("ScheduleExpression") != rule.schedule or found.get("State") != "ENABLED":
+            calls.append(self._call(rule, "create", "events", "put_rule", f"create rule {rule.name}: {what}",
+                                    Name=rule.name, State="ENABLED", **trigger, Tags=_tag_list(rule.tags)))
+        elif (found.get("ScheduleExpression", "") != rule.schedule or found.get("State") != "ENABLED"
+              or json.loads(found.get("EventPattern") or "null") != json.loads(rule.pattern or "null")):
             calls.append(self._call(rule, "update", "events", "put_rule", f"update rule {rule.name}",
-                                    Name=rule.name, ScheduleExpression=rule.schedule, State="ENABLED",
-                                    Description="yunpipe: re-run the launcher so waiting messages get a worker"))
+                                    Name=rule.name, State="ENABLED", **trigger))
         targets = self.reader.pages("events", "list_targets_by_rule", "Targets", NOT_FOUND, Rule=rule.name)
         if not any(t["Id"] == rule.target_id and t["Arn"] == rule.function_arn for t in targets):
             calls.append(self._call(rule, "update", "events", "put_targets", f"aim rule {rule.name} at the launcher",

@@ -52,21 +52,25 @@ class PipelineSummary:
     cluster: str
     steps: tuple[StepSummary, ...]
     location: dict | None = None
+    # The graph (yunpipe.pipeline.graph.Layout.to_document()); None in a summary written before
+    # yunpipe kept it, which `show` then reads as the chain of its steps.
+    layout: dict | None = None
 
     def to_document(self) -> dict:
-        """The state file's `summary` object (schema 1): keys in this order, no "location" key
-        when none is recorded."""
+        """The state file's `summary` object (schema 1): keys in this order, no "location" or
+        "layout" key when none is recorded."""
         document = asdict(self)
         document["steps"] = list(document["steps"])
-        if self.location is None:
-            del document["location"]
+        for optional in ("location", "layout"):
+            if document[optional] is None:
+                del document[optional]
         return document
 
     @classmethod
     def from_document(cls, document: dict) -> "PipelineSummary":
-        values = {f.name: document[f.name] for f in fields(cls) if f.name not in ("steps", "location")}
+        values = {f.name: document[f.name] for f in fields(cls) if f.name not in ("steps", "location", "layout")}
         steps = tuple(StepSummary(**{f.name: step[f.name] for f in fields(StepSummary)}) for step in document["steps"])
-        return cls(**values, steps=steps, location=document.get("location"))
+        return cls(**values, steps=steps, location=document.get("location"), layout=document.get("layout"))
 
 
 class PipelineState:

@@ -126,6 +126,16 @@ class Sweeper:
                              f"remove notification {entry_id} from bucket {bucket} (others kept)",
                              Bucket=bucket, NotificationConfiguration=remaining)]
 
+    def _bucket_events(self, bucket: str) -> list[Call]:
+        configuration = self.reader.notification_configuration(bucket)
+        if "EventBridgeConfiguration" not in configuration:
+            return []
+        # Only in the state when setup-pipe switched it on: the bucket keeps its notifications.
+        remaining = {k: v for k, v in configuration.items() if k != "EventBridgeConfiguration"}
+        return [self._delete("bucket_events", bucket, "s3", "put_bucket_notification_configuration",
+                             f"stop sending the events of bucket {bucket} to EventBridge", Bucket=bucket,
+                             NotificationConfiguration=remaining)]
+
     def _permission(self, key: str) -> list[Call]:
         function, sid = key.split("/", 1)
         if sid not in self.reader.policy_statements(function):

@@ -1,119 +1,134 @@
 """The workflow spec read by setup-pipe: the 0.0.3 workflow JSON plus optional new fields.
 
-`load_workflow` checks the file on its own; `yunpipe.resolve.resolve_workflow` checks it against the
-algorithm registry (known algorithms and versions, declared and required variables, values
-against each variable's schema). Both raise InputError before anything touches AWS.
+A workflow is a chain (`single_run`, `sequence_run`: `process.algorithms` in order) or a graph
+(`graph`: `process.steps`, each naming the steps it comes `after`). Every field is declared once,
+on the dataclasses below (yunpipe.specs.fields): the schema and the parser derive from them.
+`load_workflow` checks the file on its own, the graph included; `yunpipe.resolve.resolve_workflow`
+checks it against the algorithm registry. Both raise InputError before anything touches AWS.
 """
 import ipaddress
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
-
 
 from yunpipe.errors import InputError
 from yunpipe.lambda_src import launcher
 from yunpipe.runtime import runscript
+from yunpipe.specs.fields import object_schema, read_fields, spec_field
 from yunpipe.specs.loading import load_document, validate
 
-PROCESS_TYPES = ("single_run", "sequence_run")
+CHAIN_TYPES = ("single_run", "sequence_run")
+PROCESS_TYPES = CHAIN_TYPES + ("graph",)
 PIPELINE_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,23}$"
+# A step id names AWS resources and a `$input_<id>` placeholder: short, lower-case, no '_'.
+STEP_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,23}$"
 BUCKET_CHARS = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-# The runtime contract's defaults (the launcher's and the worker's Config), not copies.
-DEFAULT_CONCURRENCY = launcher.DEFAULT_CONCURRENCY
-DEFAULT_MAX_RECEIVE_COUNT = runscript.DEFAULT_MAX_RECEIVE_COUNT
+LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653]
 # Fargate gives every task 20 GiB; more is asked for per task definition, 21 to 200 GiB.
 EPHEMERAL_STORAGE_SCHEMA = {"type": "integer", "minimum": 21, "maximum": 200,
                             "description": "GiB of task storage from 21 to 200 (20 without it)"}
-
-WORKFLOW_SCHEMA: dict = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "type": "object",
-    "required": ["input_s3_name", "output_s3_name", "process"],
-    "additionalProperties": False,
-    "properties": {
-        "name": {"type": "string", "pattern": PIPELINE_NAME_PATTERN,
-                 "description": "a pipeline name of lower-case letters, digits and '-' (at most 24 characters)"},
-        "input_s3_name": {"type": "string"},
-        "output_s3_name": {"type": "string"},
-        "key_pair": {"type": "string"},
-        "account_id": {"type": ["string", "integer"]},
-        "region": {"type": "string", "pattern": r"^[a-z]{2}(-[a-z]+)+-\d$", "description": "an AWS region such as us-east-1"},
-        "launch_type": {"type": "string", "enum": ["FARGATE", "EC2"]},
-        "subnets": {"type": "array", "items": {"type": "string", "pattern": "^subnet-", "description": "a subnet id"}},
-        "security_groups": {"type": "array", "items": {"type": "string", "pattern": "^sg-", "description": "a security group id"}},
-        "filter": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {"prefix": {"type": "string"}, "suffix": {"type": "string"}},
-        },
-        "log_retention_days": {"type": "integer", "enum": [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653]},
-        "idle_seconds": {"type": "integer", "minimum": 1, "maximum": 3600, "description": "seconds from 1 to 3600"},
-        "visibility_timeout_seconds": {"type": "integer", "minimum": 5, "maximum": 43200,
-                                       "description": "seconds from 5 to 43200"},
-        "ephemeral_storage_gib": EPHEMERAL_STORAGE_SCHEMA,
-        "process": {
-            "type": "object",
-            "required": ["type", "algorithms"],
-            "additionalProperties": False,
-            "properties": {
-                "type": {"type": "string", "enum": list(PROCESS_TYPES)},
-                "algorithms": {
-                    "type": "array",
-                    "minItems": 1,
-                    "description": "a list of at least one algorithm",
-                    "items": {
-                        "type": "object",
-                        "required": ["name"],
-                        "additionalProperties": False,
-                        "properties": {
-                            "name": {"type": "string", "minLength": 1, "description": "NAME or NAME@VERSION"},
-                            "port": {"type": "array"},
-                            "variables": {"type": "object"},
-                            "concurrency": {"type": "integer", "minimum": 1, "maximum": 100,
-                                            "description": "a number of tasks from 1 to 100"},
-                            "max_receive_count": {"type": "integer", "minimum": 1, "maximum": 1000,
-                                                  "description": "a number of tries from 1 to 1000"},
-                            "ephemeral_storage_gib": EPHEMERAL_STORAGE_SCHEMA,
-                        },
-                    },
-                },
-            },
-        },
-    },
-}
+# The fields of a step that only make sense in a graph.
+GRAPH_ONLY = ("id", "after", "filter_prefix", "filter_suffix", "gather", "marker")
 
 
 @dataclass(frozen=True)
 class StepSpec:
-    reference: str
-    variables: Mapping[str, Any] = field(default_factory=dict)
-    concurrency: int = DEFAULT_CONCURRENCY
-    max_receive_count: int = DEFAULT_MAX_RECEIVE_COUNT
-    ephemeral_storage_gib: int | None = None
+    """One step: an algorithm, its variables and its own settings (each overrides the
+    algorithm's or the workflow's)."""
+
+    reference: str = spec_field("name", {"type": "string", "minLength": 1, "description": "NAME or NAME@VERSION"},
+                                required=True)
+    # The step's name in resource names and `after`; the algorithm's name when not given.
+    id: str = spec_field("id", {"type": "string", "pattern": STEP_ID_PATTERN,
+                                "description": "a step id of lower-case letters, digits and '-' (at most 24 characters)"},
+                         "")
+    after: tuple[str, ...] = spec_field("after", {"type": "array", "items": {"type": "string"},
+                                                  "description": "a list of step ids"}, (), convert=tuple)
+    variables: Mapping[str, Any] = spec_field("variables", {"type": "object"}, default_factory=dict, convert=dict)
+    concurrency: int = spec_field("concurrency", {"type": "integer", "minimum": 1, "maximum": 100,
+                                                  "description": "a number of tasks from 1 to 100"},
+                                  launcher.DEFAULT_CONCURRENCY)
+    max_receive_count: int = spec_field("max_receive_count", {"type": "integer", "minimum": 1, "maximum": 1000,
+                                                              "description": "a number of tries from 1 to 1000"},
+                                        runscript.DEFAULT_MAX_RECEIVE_COUNT)
+    ephemeral_storage_gib: int | None = spec_field("ephemeral_storage_gib", EPHEMERAL_STORAGE_SCHEMA, None)
+    cpu: float | None = spec_field("cpu", {"type": "number", "exclusiveMinimum": 0, "maximum": 16,
+                                           "description": "a number of vCPUs greater than 0, at most 16"}, None)
+    memory: int | None = spec_field("memory", {"type": "integer", "minimum": 1, "maximum": 122880,
+                                               "description": "a number of MiB from 1 to 122880"}, None)
+    timeout_seconds: int | None = spec_field("timeout_seconds", {"type": "integer", "minimum": 1,
+                                                                 "description": "a number of seconds (at least 1)"},
+                                             None)
+    filter_prefix: str = spec_field("filter.prefix", {"type": "string"}, "")
+    filter_suffix: str = spec_field("filter.suffix", {"type": "string"}, "")
+    # A gather step runs one job over everything its input holds: on `yunpipe submit --gather`,
+    # or when an object whose key ends with `marker` arrives.
+    gather: bool = spec_field("gather", {"type": "boolean"}, False)
+    marker: str = spec_field("marker", {"type": "string", "minLength": 1, "description": "a non-empty key suffix"}, "")
+
+    @property
+    def step_id(self) -> str:
+        return self.id or self.reference.split("@", 1)[0]
+
+
+# 0.0.3 workflow files give each algorithm a "port" list; the algorithm's own ports apply.
+CHAIN_STEP_SCHEMA = object_schema(StepSpec, extra={"port": {"type": "array"}},
+                                  exclude=[f for f in GRAPH_ONLY if f != "id"])
+GRAPH_STEP_SCHEMA = object_schema(StepSpec)
 
 
 @dataclass(frozen=True)
 class WorkflowSpec:
     source: str
     name: str
-    input_bucket: str
-    output_bucket: str
-    process_type: str
-    steps: tuple[StepSpec, ...]
-    region: str | None = None
-    account_id: str = ""
-    key_pair: str = ""
-    launch_type: str = "FARGATE"
-    subnets: tuple[str, ...] = ()
-    security_groups: tuple[str, ...] = ()
-    filter_prefix: str = ""
-    filter_suffix: str = ""
-    log_retention_days: int = 30
-    idle_seconds: int = runscript.DEFAULT_IDLE_SECONDS
-    visibility_timeout_seconds: int = runscript.DEFAULT_VISIBILITY_SECONDS
-    ephemeral_storage_gib: int | None = None
+    input_bucket: str = spec_field("input_s3_name", {"type": "string"}, required=True)
+    output_bucket: str = spec_field("output_s3_name", {"type": "string"}, required=True)
+    process_type: str = spec_field("process.type", {"type": "string", "enum": list(PROCESS_TYPES)}, required=True)
+    steps: tuple[StepSpec, ...] = ()
+    declared_name: str = spec_field(
+        "name", {"type": "string", "pattern": PIPELINE_NAME_PATTERN,
+                 "description": "a pipeline name of lower-case letters, digits and '-' (at most 24 characters)"}, "")
+    region: str | None = spec_field("region", {"type": "string", "pattern": r"^[a-z]{2}(-[a-z]+)+-\d$",
+                                               "description": "an AWS region such as us-east-1"}, None)
+    account_id: str = spec_field("account_id", {"type": ["string", "integer"]}, "", convert=str)
+    key_pair: str = spec_field("key_pair", {"type": "string"}, "")
+    launch_type: str = spec_field("launch_type", {"type": "string", "enum": list(launcher.LAUNCH_TYPES)}, "FARGATE")
+    subnets: tuple[str, ...] = spec_field(
+        "subnets", {"type": "array", "items": {"type": "string", "pattern": "^subnet-", "description": "a subnet id"}},
+        (), convert=tuple)
+    security_groups: tuple[str, ...] = spec_field(
+        "security_groups",
+        {"type": "array", "items": {"type": "string", "pattern": "^sg-", "description": "a security group id"}},
+        (), convert=tuple)
+    # The user's uploads a pipeline takes (a graph step may set its own).
+    filter_prefix: str = spec_field("filter.prefix", {"type": "string"}, "")
+    filter_suffix: str = spec_field("filter.suffix", {"type": "string"}, "")
+    log_retention_days: int = spec_field("log_retention_days", {"type": "integer", "enum": LOG_RETENTION_DAYS}, 30)
+    idle_seconds: int = spec_field("idle_seconds", {"type": "integer", "minimum": 1, "maximum": 3600,
+                                                    "description": "seconds from 1 to 3600"},
+                                   runscript.DEFAULT_IDLE_SECONDS)
+    visibility_timeout_seconds: int = spec_field(
+        "visibility_timeout_seconds", {"type": "integer", "minimum": 5, "maximum": 43200,
+                                       "description": "seconds from 5 to 43200"}, runscript.DEFAULT_VISIBILITY_SECONDS)
+    ephemeral_storage_gib: int | None = spec_field("ephemeral_storage_gib", EPHEMERAL_STORAGE_SCHEMA, None)
+
+    @property
+    def steps_field(self) -> str:
+        """Where the steps sit in the file, for errors."""
+        return "process.steps" if self.process_type == "graph" else "process.algorithms"
+
+
+WORKFLOW_SCHEMA: dict = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    **object_schema(WorkflowSpec, extra={
+        "process.algorithms": {"type": "array", "minItems": 1, "items": CHAIN_STEP_SCHEMA,
+                               "description": "a list of at least one algorithm"},
+        "process.steps": {"type": "array", "minItems": 1, "items": GRAPH_STEP_SCHEMA,
+                          "description": "a list of at least one step"},
+    }),
+}
 
 
 def bucket_name_problem(name: str) -> str | None:
@@ -140,6 +155,17 @@ def derive_pipeline_name(input_bucket: str) -> str:
     return slug[:24].rstrip("-") or "pipeline"
 
 
+def _steps_document(document: Mapping[str, Any], source: str) -> tuple[str, list]:
+    """(field, list of step documents): `algorithms` for a chain, `steps` for a graph."""
+    process = document["process"]
+    wanted, other = ("steps", "algorithms") if process["type"] == "graph" else ("algorithms", "steps")
+    if other in process:
+        raise InputError(source, f"process.{other}", f"expected process.{wanted} for process type {process['type']}")
+    if wanted not in process:
+        raise InputError(source, f"process.{wanted}", f"missing required field (process type {process['type']})")
+    return f"process.{wanted}", process[wanted]
+
+
 def parse_workflow(document: Any, source: str) -> WorkflowSpec:
     validate(document, WORKFLOW_SCHEMA, source)
     for key in ("input_s3_name", "output_s3_name"):
@@ -148,34 +174,82 @@ def parse_workflow(document: Any, source: str) -> WorkflowSpec:
             raise InputError(source, key, f"expected a valid S3 bucket name ({problem}), got {json.dumps(document[key])}")
     if document["input_s3_name"] == document["output_s3_name"]:
         raise InputError(source, "output_s3_name", "expected a bucket other than input_s3_name (results would trigger the pipeline again)")
-    process = document["process"]
-    if process["type"] == "single_run" and len(process["algorithms"]) != 1:
-        raise InputError(source, "process.algorithms", f"expected exactly one algorithm for single_run, got {len(process['algorithms'])}")
-    steps = tuple(
-        StepSpec(a["name"], dict(a.get("variables", {})), a.get("concurrency", DEFAULT_CONCURRENCY),
-                 a.get("max_receive_count", DEFAULT_MAX_RECEIVE_COUNT), a.get("ephemeral_storage_gib"))
-        for a in process["algorithms"]
-    )
-    return WorkflowSpec(
-        source=source,
-        name=document.get("name") or derive_pipeline_name(document["input_s3_name"]),
-        input_bucket=document["input_s3_name"],
-        output_bucket=document["output_s3_name"],
-        process_type=process["type"],
-        steps=steps,
-        region=document.get("region"),
-        account_id=str(document.get("account_id", "")),
-        key_pair=document.get("key_pair", ""),
-        launch_type=document.get("launch_type", "FARGATE"),
-        subnets=tuple(document.get("subnets", ())),
-        security_groups=tuple(document.get("security_groups", ())),
-        filter_prefix=document.get("filter", {}).get("prefix", ""),
-        filter_suffix=document.get("filter", {}).get("suffix", ""),
-        log_retention_days=document.get("log_retention_days", 30),
-        idle_seconds=document.get("idle_seconds", runscript.DEFAULT_IDLE_SECONDS),
-        visibility_timeout_seconds=document.get("visibility_timeout_seconds", runscript.DEFAULT_VISIBILITY_SECONDS),
-        ephemeral_storage_gib=document.get("ephemeral_storage_gib"),
-    )
+    where, items = _steps_document(document, source)
+    if document["process"]["type"] == "single_run" and len(items) != 1:
+        raise InputError(source, where, f"expected exactly one algorithm for single_run, got {len(items)}")
+    values = read_fields(WorkflowSpec, document)
+    spec = WorkflowSpec(source=source, name=values.get("declared_name") or derive_pipeline_name(document["input_s3_name"]),
+                        steps=tuple(StepSpec(**read_fields(StepSpec, item)) for item in items), **values)
+    check_step_ids(spec)
+    if spec.process_type == "graph":
+        check_graph(spec)
+    return spec
+
+
+def check_step_ids(spec: WorkflowSpec) -> None:
+    """Each step's id (its algorithm's name unless given) is unique: resources are named by it."""
+    seen: dict[str, int] = {}
+    for index, step in enumerate(spec.steps):
+        field = f"{spec.steps_field}[{index}].{'id' if step.id else 'name'}"
+        if step.step_id in seen:
+            hint = "" if step.id else ": give the repeated algorithm an \"id\""
+            raise InputError(spec.source, field, f"expected a step id used once, '{step.step_id}' is already "
+                                                 f"{spec.steps_field}[{seen[step.step_id]}]{hint}")
+        seen[step.step_id] = index
+
+
+def check_graph(spec: WorkflowSpec) -> None:
+    """`after` names other steps, each once; no cycle; a gather step reads one input; a marker
+    belongs to a gather step."""
+    index = {step.step_id: i for i, step in enumerate(spec.steps)}
+    for i, step in enumerate(spec.steps):
+        where = f"process.steps[{i}]"
+        for j, upstream in enumerate(step.after):
+            if upstream not in index:
+                raise InputError(spec.source, f"{where}.after[{j}]",
+                                 f"expected the id of another step ({', '.join(index)}), got '{upstream}'")
+            if upstream == step.step_id:
+                raise InputError(spec.source, f"{where}.after[{j}]", "expected another step, not the step itself")
+            if step.after.index(upstream) != j:
+                raise InputError(spec.source, f"{where}.after[{j}]",
+                                 f"expected each step once, '{upstream}' would feed the step twice with the same keys")
+        if step.gather and len(step.after) > 1:
+            raise InputError(spec.source, f"{where}.after", "expected at most one step before a gather step")
+        if step.marker and not step.gather:
+            raise InputError(spec.source, f"{where}.marker", "expected a marker only on a gather step (\"gather\": true)")
+    cycle = find_cycle(spec.steps)
+    if cycle:
+        i = index[cycle[0]]
+        raise InputError(spec.source, f"process.steps[{i}].after",
+                         f"expected steps without a cycle, got {' -> '.join(cycle + [cycle[0]])}")
+
+
+def find_cycle(steps: tuple[StepSpec, ...]) -> list[str]:
+    """One cycle of `after` edges as a list of step ids, or [] (depth-first search)."""
+    after = {step.step_id: step.after for step in steps}
+    state: dict[str, str] = {}
+    path: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = "open"
+        path.append(node)
+        for upstream in after.get(node, ()):
+            if state.get(upstream) == "open":
+                return path[path.index(upstream):]
+            if upstream not in state:
+                found = visit(upstream)
+                if found:
+                    return found
+        state[node] = "done"
+        path.pop()
+        return []
+
+    for node in after:
+        if node not in state:
+            cycle = visit(node)
+            if cycle:
+                return cycle
+    return []
 
 
 def load_workflow(path: str | Path) -> WorkflowSpec:
