@@ -6,6 +6,7 @@ import pytest
 
 from helpers import REGION, single_run
 from yunpipe import cli
+from yunpipe.runtime import runscript
 
 
 @pytest.fixture
@@ -37,6 +38,40 @@ def test_results_lists_and_downloads(deployed, tmp_path, capsys):
     assert "x/out.txt" in capsys.readouterr().out
     assert cli.main(["results", "demo", "--download", str(tmp_path / "got")]) == 0
     assert (tmp_path / "got" / "x" / "out.txt").read_bytes() == b"result"
+
+
+def test_results_with_provenance_prints_what_each_result_came_from(deployed, capsys):
+    """The metadata the worker stores (runscript.provenance), read back decoded; a result
+    stored by hand has none."""
+    s3 = boto3.client("s3")
+    config = runscript.Config(queue_url="q", output_bucket="demo-out-bucket", pipeline="demo", step="change123-s3",
+                              algorithm_ref="change123-s3@1", image="user/change123-s3@sha256:abc")
+    key = "données/a 100%.txt"
+    job = runscript.Job(runscript.Source("demo-in-bucket", key, etag="e1"))
+    s3.put_object(Bucket="demo-out-bucket", Key=key, Body=b"r", Metadata=runscript.provenance(config, job, key, 2))
+    s3.put_object(Bucket="demo-out-bucket", Key="z/by-hand.txt", Body=b"h")
+    capsys.readouterr()
+    assert cli.main(["results", "demo", "--provenance"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        key,
+        "    pipeline: demo",
+        "    step: change123-s3",
+        "    algorithm: change123-s3@1",
+        "    image: user/change123-s3@sha256:abc",
+        f"    input: s3://demo-in-bucket/{key}",
+        "    input-etag: e1",
+        "    attempt: 2",
+        "z/by-hand.txt",
+        "    (no provenance: not written by a yunpipe worker)",
+        "2 result(s) in s3://demo-out-bucket",
+    ]
+
+
+def test_results_provenance_and_download_do_not_mix(deployed, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["results", "demo", "--provenance", "--download", str(tmp_path)])
+    assert exited.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 def test_status_shows_queues_and_failure_reports(deployed, capsys):

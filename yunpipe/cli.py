@@ -23,6 +23,10 @@ HANDLERS = {
     "logs": "yunpipe.pipeline.commands:run_logs",
     "upload": "yunpipe.pipeline.transfer:run_upload",
     "results": "yunpipe.pipeline.transfer:run_results",
+    "submit": "yunpipe.pipeline.backfill:run_submit",
+    "retry": "yunpipe.pipeline.backfill:run_retry",
+    "pipelines": "yunpipe.pipeline.listing:run_pipelines",
+    "show": "yunpipe.pipeline.commands:run_show",
     "local-up": "yunpipe.local.commands:run_up",
     "local-down": "yunpipe.local.commands:run_down",
     "local-status": "yunpipe.local.commands:run_status",
@@ -107,8 +111,28 @@ def build_parser() -> argparse.ArgumentParser:
     add_aws_options(upload)
     results = verbs.add_parser("results", help="list or download a pipeline's results")
     results.add_argument("pipeline")
-    results.add_argument("--download", metavar="DIR", help="download every result into DIR")
+    shown = results.add_mutually_exclusive_group()
+    shown.add_argument("--download", metavar="DIR", help="download every result into DIR")
+    shown.add_argument("--provenance", action="store_true",
+                       help="with each result, the pipeline, step, algorithm, image, input(s) and attempt it came from")
     add_aws_options(results)
+    submit = verbs.add_parser("submit", help="queue the objects already in a step's input bucket")
+    submit.add_argument("pipeline")
+    submit.add_argument("--prefix", default="", help="only the keys that start with this")
+    submit.add_argument("--step", help="the step to queue them to (default: the first)")
+    submit.add_argument("--gather", action="store_true",
+                        help="queue one gather message for the objects under --prefix instead of one per object")
+    submit.add_argument("--name", help="with --gather: the key of the gathered result (default: gather)")
+    add_aws_options(submit)
+    retry = verbs.add_parser("retry", help="move dead-lettered messages back to their step's queue")
+    retry.add_argument("pipeline")
+    retry.add_argument("--step", help="only this step (default: every step)")
+    add_aws_options(retry)
+    graph = verbs.add_parser("show", help="a pipeline's steps: what each reads, runs and writes")
+    graph.add_argument("pipeline")
+    graph.add_argument("--dot", action="store_true", help="print the graph in Graphviz DOT")
+    pipelines = verbs.add_parser("pipelines", help="the pipelines set up from this machine")
+    pipelines.add_argument("--json", action="store_true", help="print a JSON list")
     local = verbs.add_parser("local", help="the local cloud: the whole pipeline offline on this machine")
     local_verbs = local.add_subparsers(dest="sub", required=True)
     up = local_verbs.add_parser("up", help="start the embedded AWS and the local data plane")

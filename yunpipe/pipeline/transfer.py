@@ -1,5 +1,6 @@
 """yunpipe upload / results: move files in and out of a pipeline's buckets (read from its state)."""
 from pathlib import Path
+from urllib.parse import unquote
 
 from tqdm import tqdm
 
@@ -8,6 +9,7 @@ from yunpipe.aws.session import AwsOptions
 from yunpipe.errors import InputError, YunpipeError
 from yunpipe.pipeline.location import open_pipeline_aws
 from yunpipe.pipeline.state import require_summary
+from yunpipe.runtime.runscript import PROVENANCE_FIELDS
 
 
 def files_to_upload(paths: list[str], prefix: str = "") -> list[tuple[Path, str]]:
@@ -42,11 +44,29 @@ def run_upload(args) -> int:
     return 0
 
 
+def provenance_lines(key: str, metadata: dict[str, str]) -> list[str]:
+    """A result's key and, indented, the provenance the worker stored with it (in the contract's
+    order, names without "yunpipe-", values percent-decoded)."""
+    lines = [key]
+    for name in PROVENANCE_FIELDS:
+        if name in metadata:
+            lines.append(f"    {name.removeprefix('yunpipe-')}: {unquote(metadata[name])}")
+    if len(lines) == 1:
+        lines.append("    (no provenance: not written by a yunpipe worker)")
+    return lines
+
+
 def run_results(args) -> int:
     summary = require_summary(args.pipeline)
     aws = open_pipeline_aws(AwsOptions.from_args(args), args.pipeline, summary)
     bucket = summary.output_bucket
     objects = list(aws.pages("s3", "list_objects_v2", "Contents", Bucket=bucket))
+    if args.provenance:
+        for obj in objects:
+            metadata = aws.call("s3", "head_object", Bucket=bucket, Key=obj["Key"]).get("Metadata", {})
+            print("\n".join(provenance_lines(obj["Key"], metadata)))
+        print(f"{len(objects)} result(s) in s3://{bucket}")
+        return 0
     if not args.download:
         for obj in objects:
             print(f"{obj['Size']:>12}  {obj['Key']}")
