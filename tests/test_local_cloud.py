@@ -398,14 +398,22 @@ def test_an_eventbridge_rule_runs_the_launcher_on_the_host_for_matching_objects_
     # A schedule aimed at the same launcher takes no S3 events (moto would match it to all).
     events.put_rule(Name="fanout-topup", ScheduleExpression="rate(1 day)", State="ENABLED")
     events.put_targets(Rule="fanout-topup", Targets=[{"Id": "launcher", "Arn": fn_arn}])
+    # A second reader's rule, made after the schedule: moto fails on the schedule rule and then
+    # skips every later rule unless the hook contains that failure.
+    _, second_arn = _step(cloud, "fanout-b", ["true"], reserved_concurrency=1)
+    events.put_rule(Name="fanout-input-b", EventPattern=json.dumps(pattern), State="ENABLED")
+    events.put_targets(Rule="fanout-input-b", Targets=[{"Id": "launcher", "Arn": second_arn}])
 
     s3.put_object(Bucket="fanout-input", Key="data/a b+c.txt", Body=b"hello")
     s3.put_object(Bucket="fanout-input", Key="elsewhere/x.txt", Body=b"not for this step")
     _after_queued_runs(cloud, fn_arn)
 
+    _after_queued_runs(cloud, second_arn)
     [run] = _invocations(cloud, fn_arn, "eventbridge")
     assert run["ok"], run["result"]
     assert (run["result"]["enqueued"], run["result"]["skipped"]) == (1, 0)
+    [second] = _invocations(cloud, second_arn, "eventbridge")
+    assert second["ok"] and second["result"]["enqueued"] == 1, second["result"]
     body = json.loads(_client(cloud, "sqs").receive_message(QueueUrl=queue_url)["Messages"][0]["Body"])
     assert (body["bucket"], body["key"], body["size"]) == ("fanout-input", "data/a b+c.txt", 5)
 

@@ -15,6 +15,7 @@ import pytest
 from moto import mock_aws
 
 import moto.s3.notifications as s3_notifications
+from moto.awslambda.models import LambdaBackend
 from moto.awslambda.utils import get_backend
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.events.models import EventPattern, Rule
@@ -90,6 +91,27 @@ def test_s3_notification_to_lambda_goes_through_invoke_awslambda(monkeypatch):
     assert function.reserved_concurrency == 1 and reserved_concurrency(function) == 1
     awslambda.delete_function_concurrency(FunctionName="fn")
     assert reserved_concurrency(function) is None
+
+
+@mock_aws
+def test_the_invoke_api_goes_through_the_backend_invoke_and_a_payload_answers_202(monkeypatch):
+    # LambdaHost replaces LambdaBackend.invoke to run asynchronous invocations on the host.
+    assert list(inspect.signature(LambdaBackend.invoke).parameters) == [
+        "self", "function_name", "qualifier", "body", "headers", "response_headers"]
+    calls = []
+
+    def invoke(backend, function_name, qualifier, body, headers, response_headers):
+        calls.append((function_name, json.loads(body), headers.get("X-Amz-Invocation-Type")))
+        return b""
+
+    monkeypatch.setattr(LambdaBackend, "invoke", invoke)
+    role = boto3.client("iam", region_name=REGION).create_role(RoleName="fn-role", AssumeRolePolicyDocument="{}")
+    awslambda = boto3.client("lambda", region_name=REGION)
+    awslambda.create_function(FunctionName="fn", Runtime="python3.12", Role=role["Role"]["Arn"],
+                              Handler="launcher.handler", Code={"ZipFile": _zip("launcher.py", b"")})
+    response = awslambda.invoke(FunctionName="fn", InvocationType="Event", Payload=b"{}")
+    assert response["StatusCode"] == 202 and response["Payload"].read() == b""
+    assert calls == [("fn", {}, "Event")]
 
 
 def test_eventbridge_rule_delivery_keeps_its_signatures():
@@ -209,3 +231,19 @@ def test_logs_backend_takes_launcher_logs_written_in_process(monkeypatch):
     events = boto3.client("logs", region_name=REGION).get_log_events(
         logGroupName="/aws/lambda/fn", logStreamName="2026/11/21/[$LATEST]abc")["events"]
     assert [e["message"] for e in events] == ["hello"]
+
+
+@mock_aws
+def test_moto_still_leaves_eventbridge_out_of_the_notification_configuration():
+    """yunpipe.local.moto_fixes.event_bridge_reported corrects this; once moto reports the
+    setting itself, the fix goes."""
+    from yunpipe.local.moto_fixes import event_bridge_reported
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="events-bucket")
+    s3.put_bucket_notification_configuration(Bucket="events-bucket",
+                                             NotificationConfiguration={"EventBridgeConfiguration": {}})
+    assert "EventBridgeConfiguration" not in s3.get_bucket_notification_configuration(Bucket="events-bucket")
+    with event_bridge_reported():
+        assert s3.get_bucket_notification_configuration(Bucket="events-bucket")["EventBridgeConfiguration"] == {}
+        s3.put_bucket_notification_configuration(Bucket="events-bucket", NotificationConfiguration={})
+        assert "EventBridgeConfiguration" not in s3.get_bucket_notification_configuration(Bucket="events-bucket")

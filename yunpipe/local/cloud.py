@@ -36,6 +36,7 @@ Code volumes moto left behind are removed: the launcher's at start, every functi
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -55,6 +56,7 @@ from . import announcement
 from .ecs_runner import EcsRunner, owner_id, remove_local_containers
 from .lambda_host import LambdaHost
 from .lambda_images import ensure_lambda_images, remove_code_volumes
+from .moto_fixes import event_bridge_reported
 from .scheduler import Scheduler
 from .server import DEFAULT_PORT, EmulatorServer
 
@@ -93,6 +95,7 @@ class LocalCloud:
         self._lambda_host: LambdaHost | None = None
         self._runner: EcsRunner | None = None
         self._scheduler: Scheduler | None = None
+        self._fixes = contextlib.ExitStack()
         self._stop_requested = threading.Event()
         # Environment variables start() changed for moto, with their previous values (None: unset).
         self._saved_environment: dict[str, str | None] = {}
@@ -127,9 +130,12 @@ class LocalCloud:
             self._set_environment("MOTO_DOCKER_LAMBDA_IMAGE", ensure_lambda_images(self._docker))
             self._set_environment("MOTO_DOCKER_NETWORK_MODE", "host")
             self._set_environment("MOTO_DOCKER_NETWORK_NAME", None)
+        # Undone by stop(): moto corrected where its answers differ from AWS's.
+        self._fixes.enter_context(event_bridge_reported())
         try:
             endpoint = self._server.start()
         except BaseException:
+            self._fixes.close()
             self._restore_environment()
             raise
         try:
@@ -163,6 +169,7 @@ class LocalCloud:
         if self._docker is not None:
             remove_local_containers(self._docker, owner_id())
         self._server.stop()
+        self._fixes.close()
         if self.lambda_mode == "docker" and self._docker is not None:
             remove_code_volumes(self._docker, _function_code_digests())
         self._restore_environment()

@@ -9,6 +9,11 @@ yunpipe's launcher (the zip's handler module has the same bytes as
 on the host, configured from the function's environment variables (moto's Lambda backend)
 and with SQS/ECS clients aimed at the emulator. Other functions keep moto's behaviour.
 
+The Lambda API's asynchronous ``Invoke`` (``InvocationType="Event"``, as ``yunpipe submit`` and
+``retry`` wake a step's launcher) goes the same way: moto would run it in its Docker Lambda
+inside the request, so ``install()`` has ``LambdaBackend.invoke`` queue it as an S3 notification
+is queued, and answer 202 at once. Synchronous invocations keep moto's behaviour.
+
 EventBridge rules: moto matches each event (an S3 event of a bucket with EventBridge
 notifications on, or PutEvents) against every rule in ``Rule.send_to_targets``, but delivers to
 no Lambda target. ``install()`` wraps that method: after moto's own delivery, each Lambda target
@@ -37,14 +42,16 @@ only serves ``invoke_function`` (scheduled rules), still queued under reserved c
 
 API:
     LambdaHost(endpoint_url, max_workers=4, launchers_on_host=True)
-        .install()                   hook moto's S3 -> Lambda delivery and EventBridge rules' Lambda
-                                     targets, and route launcher logs (one host per process)
+        .install()                   hook moto's S3 -> Lambda delivery, EventBridge rules' Lambda
+                                     targets and asynchronous Invoke API calls, and route launcher
+                                     logs (one host per process)
         .uninstall()                 restore both; waits for running and queued invocations
         .invoke_function(name_or_arn, event, region="us-east-1") -> Future
                                      asynchronous invocation, as for a scheduled rule
         .recent() -> list[Invocation]  the last invocations, newest last
     Invocation: function_arn, trigger ("s3" | "eventbridge": a rule's event pattern matched |
-                "invoke"), ok, result (the handler's JSON result or error text),
+                "invoke": a scheduled rule or the Invoke API), ok,
+                result (the handler's JSON result or error text),
                 log_stream (the CloudWatch Logs stream of a host-run launcher, else None)
     reserved_concurrency(function) -> int | None   the limit moto keeps for a function
     LAUNCHER_LOGGER                  "yunpipe.launcher"
@@ -67,6 +74,7 @@ from importlib import resources
 from typing import Any, Callable
 
 import moto.s3.notifications as s3_notifications
+from moto.awslambda.models import LambdaBackend
 from moto.awslambda.utils import get_backend
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.events.models import Rule
@@ -206,6 +214,7 @@ class LambdaHost:
         self._launchers_on_host = launchers_on_host
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="yunpipe-lambda")
         self._original: Callable[..., Any] | None = None
+        self._original_invoke: Callable[..., Any] | None = None
         self._original_send_to_targets: Callable[..., Any] | None = None
         self._recent: deque[Invocation] = deque(maxlen=RECENT_INVOCATIONS)
         self._clients: dict[tuple[str, str], Any] = {}
@@ -224,6 +233,8 @@ class LambdaHost:
                 raise RuntimeError("another local cloud already hooks moto's S3 notifications in this process")
             self._original = s3_notifications._invoke_awslambda
             s3_notifications._invoke_awslambda = self._on_s3_notification
+            self._original_invoke = LambdaBackend.invoke
+            LambdaBackend.invoke = self._invoke_api_hook(LambdaBackend.invoke)  # type: ignore[method-assign]
             self._original_send_to_targets = Rule.send_to_targets
             Rule.send_to_targets = self._rule_delivery_hook(Rule.send_to_targets)  # type: ignore[method-assign]
             launcher_logger = logging.getLogger(LAUNCHER_LOGGER)
@@ -235,8 +246,10 @@ class LambdaHost:
     def uninstall(self) -> None:
         global _installed
         with _install_lock:
-            if _installed is self and self._original is not None and self._original_send_to_targets is not None:
+            if (_installed is self and self._original is not None and self._original_invoke is not None
+                    and self._original_send_to_targets is not None):
                 s3_notifications._invoke_awslambda = self._original
+                LambdaBackend.invoke = self._original_invoke  # type: ignore[method-assign]
                 Rule.send_to_targets = self._original_send_to_targets  # type: ignore[method-assign]
                 _installed = None
         # Queued invocations still run (their events were accepted); the pool stays open for them.
@@ -261,6 +274,19 @@ class LambdaHost:
         function = get_backend(account_id, region).get_function(name_or_arn)
         return self._submit(function, event, "invoke")
 
+    def _invoke_api_hook(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        # A plain function, so that it binds to the backend moto calls it on.
+        def invoke(backend: Any, function_name: str, qualifier: str | None, body: Any, headers: Any,
+                   response_headers: Any) -> Any:
+            if headers.get("X-Amz-Invocation-Type") != "Event":
+                return original(backend, function_name, qualifier, body, headers, response_headers)
+            function = backend.get_function(function_name, qualifier)
+            self._submit(function, json.loads(body) if body else {}, "invoke")
+            # Not None: moto's response then answers 202 Accepted with an empty payload.
+            return b""
+
+        return invoke
+
     def _on_s3_notification(self, account_id: str, event_body: Any, fn_arn: str, region_name: str) -> None:
         # Same contract as moto's function: called inside the S3 request, must not raise.
         try:
@@ -274,9 +300,11 @@ class LambdaHost:
         def send_to_targets(rule: Any, original_event: Any, transform_input: bool = True) -> None:
             try:
                 original(rule, original_event, transform_input)
-            finally:
-                # A failing target of moto's must not keep the event from the Lambda targets.
-                self._on_rule_event(rule, original_event)
+            except Exception:  # noqa: BLE001
+                # moto raises for some rules (a schedule rule given an S3 event), and its caller then
+                # skips every later rule: this rule's failure must not hide the event from the others.
+                log.debug("rule %s: moto could not deliver an event to its own targets", rule.name, exc_info=True)
+            self._on_rule_event(rule, original_event)
 
         return send_to_targets
 
@@ -284,7 +312,11 @@ class LambdaHost:
         # Called inside the request that raised the event (PutObject, PutEvents): must not raise.
         if rule.state != "ENABLED" or not rule.event_pattern.get_pattern():
             return
-        if not rule.event_pattern.matches_event(event):
+        try:
+            if not rule.event_pattern.matches_event(event):
+                return
+        except Exception:  # noqa: BLE001 - a pattern moto cannot evaluate matches nothing
+            log.debug("rule %s: moto cannot match its pattern", rule.name, exc_info=True)
             return
         for target in rule.targets:
             arn = target["Arn"]
