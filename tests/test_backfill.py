@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 from helpers import REGION, record_algorithm, single_run, wait_for
 from yunpipe import cli
 from yunpipe.aws.facade import watch_calls
+from yunpipe.lambda_src import launcher
 from yunpipe.pipeline import backfill
 
 ACCOUNT = "123456789012"
@@ -258,3 +259,42 @@ def test_submit_on_the_local_cloud_runs_the_launcher_on_the_host(local_cloud, ch
     assert (run["result"]["enqueued"], run["result"]["started"]) == (0, 2)
     tasks = client("ecs").list_tasks(cluster="yunpipe-demo", startedBy=f"yunpipe-demo-{STEP}")["taskArns"]
     assert len(tasks) == 2
+
+
+def test_retry_moves_only_what_was_dead_lettered_when_it_started(deployed, monkeypatch, capsys):
+    """A worker still running the broken code fails each retried file at once, back into the
+    dead-letter queue: retry must not chase those round and round."""
+    for body in DEAD[:3]:
+        sqs().send_message(QueueUrl=url(DLQ), MessageBody=body)
+    real_send = backfill.send_batch
+
+    def send_and_fail_again(client, queue_url, bodies):
+        errors = real_send(client, queue_url, bodies)
+        for body in bodies:
+            sqs().send_message(QueueUrl=url(DLQ), MessageBody=body)
+        return errors
+    monkeypatch.setattr(backfill, "send_batch", send_and_fail_again)
+    capsys.readouterr()
+    status, _ = run(["retry", "demo"])
+    assert status == 0
+    assert f"step {STEP}: moved 3 message(s)" in capsys.readouterr().out
+    assert counts(DLQ)[0] == 3 and sorted(drain(QUEUE)) == sorted(DEAD[:3])
+
+
+def test_retry_stops_the_tasks_started_from_an_older_task_definition(deployed, capsys):
+    ecs, awslambda = boto3.client("ecs", region_name=REGION), boto3.client("lambda", region_name=REGION)
+    family = f"yunpipe-demo-{STEP}-task"
+    config = launcher.Config.from_env(awslambda.get_function_configuration(FunctionName=LAUNCHER)["Environment"]["Variables"])
+    old = ecs.run_task(**launcher.run_task_params(config, 1))["tasks"][0]["taskArn"]
+    # The fix: setup-pipe registered a new revision (here by hand, the same definition).
+    current = ecs.describe_task_definition(taskDefinition=family)["taskDefinition"]
+    keep = ("family", "taskRoleArn", "executionRoleArn", "networkMode", "containerDefinitions",
+            "requiresCompatibilities", "cpu", "memory")
+    ecs.register_task_definition(**{k: current[k] for k in keep})
+    new = ecs.run_task(**launcher.run_task_params(config, 1))["tasks"][0]["taskArn"]
+    capsys.readouterr()
+    assert cli.main(["retry", "demo"]) == 0
+    statuses = {t["taskArn"]: t["desiredStatus"] for t in ecs.describe_tasks(cluster=config.cluster,
+                                                                              tasks=[old, new])["tasks"]}
+    assert statuses == {old: "STOPPED", new: "RUNNING"}
+    assert f"step {STEP}: stopped 1 task(s) started from an older task definition" in capsys.readouterr().out

@@ -25,6 +25,8 @@ GATHER_KEY = "gather"
 RECEIVE_WAIT_SECONDS = 1
 # How long a received dead letter stays hidden: one whose move failed returns to the DLQ then.
 RECEIVE_VISIBILITY_SECONDS = 60
+# ECS gives a stopped task's containers 30 s (its default stopTimeout) before it kills them.
+STOP_WAIT_SECONDS = 45
 
 
 def find_step(summary: PipelineSummary, name: str | None, verb: str) -> StepSummary:
@@ -141,18 +143,20 @@ def run_submit(args) -> int:
 
 
 def move_dead_letters(aws: Aws, dlq_url: str, queue_url: str, step: StepSummary) -> int:
-    """Move every message of the dead-letter queue back to the step's queue, body unchanged;
-    returns how many. Client-side, since moto has no StartMessageMoveTask: each message is
-    deleted from the DLQ only once the queue has taken it."""
+    """Move the messages the dead-letter queue holds when it starts back to the step's queue,
+    body unchanged; returns how many. At most that many: a message that fails again while this
+    runs returns to the dead-letter queue and must not be moved round and round. Client-side,
+    since moto has no StartMessageMoveTask: each message is deleted from the DLQ only once the
+    queue has taken it."""
     sqs = aws.client("sqs")
     waiting = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
+    total = int(waiting["Attributes"]["ApproximateNumberOfMessages"])
     moved = 0
-    with tqdm(total=int(waiting["Attributes"]["ApproximateNumberOfMessages"]), unit="message",
-              desc=f"retry {step.name}") as progress:
-        while True:
+    with tqdm(total=total, unit="message", desc=f"retry {step.name}") as progress:
+        while moved < total:
             messages = sqs.receive_message(
-                QueueUrl=dlq_url, MaxNumberOfMessages=launcher.BATCH_SIZE, WaitTimeSeconds=RECEIVE_WAIT_SECONDS,
-                VisibilityTimeout=RECEIVE_VISIBILITY_SECONDS).get("Messages", [])
+                QueueUrl=dlq_url, MaxNumberOfMessages=min(launcher.BATCH_SIZE, total - moved),
+                WaitTimeSeconds=RECEIVE_WAIT_SECONDS, VisibilityTimeout=RECEIVE_VISIBILITY_SECONDS).get("Messages", [])
             if not messages:
                 return moved
             errors = send_batch(sqs, queue_url, [message["Body"] for message in messages])
@@ -169,6 +173,32 @@ def move_dead_letters(aws: Aws, dlq_url: str, queue_url: str, step: StepSummary)
                 raise YunpipeError(f"{len(errors)} message(s) of step {step.name} stay in {step.dead_letter_queue}, "
                                    f"{step.queue} did not take them ({'; '.join(set(errors.values()))}); "
                                    f"{moved} were moved")
+    return moved
+
+
+def stop_outdated_workers(aws: Aws, cluster: str, step: StepSummary, sleep: Callable[[float], None] = time.sleep) -> int:
+    """Stop the step's tasks started from an older revision of its task definition, and wait
+    until ECS reports them stopped: after a fix (a new variable, a new algorithm version) they
+    would fail the retried files again. A file such a task was working on returns to the queue
+    after its visibility timeout."""
+    ecs = aws.client("ecs")
+    latest = ecs.describe_task_definition(taskDefinition=step.task_family)["taskDefinition"]["taskDefinitionArn"]
+    arns = list(aws.pages("ecs", "list_tasks", "taskArns", cluster=cluster, startedBy=step.started_by,
+                          desiredStatus="RUNNING"))
+    outdated = [task["taskArn"] for start in range(0, len(arns), launcher.DESCRIBE_BATCH)
+                for task in ecs.describe_tasks(cluster=cluster, tasks=arns[start:start + launcher.DESCRIBE_BATCH])["tasks"]
+                if task["taskDefinitionArn"] != latest]
+    for arn in outdated:
+        ecs.stop_task(cluster=cluster, task=arn, reason="yunpipe retry: started from an older task definition")
+    waited = 0.0
+    while outdated and waited < STOP_WAIT_SECONDS:
+        tasks = [task for start in range(0, len(outdated), launcher.DESCRIBE_BATCH)
+                 for task in ecs.describe_tasks(cluster=cluster, tasks=outdated[start:start + launcher.DESCRIBE_BATCH])["tasks"]]
+        if all(task["lastStatus"] == "STOPPED" for task in tasks):
+            break
+        sleep(1)
+        waited += 1
+    return len(outdated)
 
 
 def run_retry(args) -> int:
@@ -180,6 +210,9 @@ def run_retry(args) -> int:
     urls = [(_queue_url(reader, step.dead_letter_queue, args.pipeline), _queue_url(reader, step.queue, args.pipeline))
             for step in steps]
     for step, (dlq_url, queue_url) in zip(steps, urls):
+        stopped = stop_outdated_workers(aws, summary.cluster, step)
+        if stopped:
+            print(f"step {step.name}: stopped {stopped} task(s) started from an older task definition")
         moved = move_dead_letters(aws, dlq_url, queue_url, step)
         print(f"step {step.name}: moved {moved} message(s) from {step.dead_letter_queue} back to {step.queue}")
         if moved:
