@@ -41,6 +41,9 @@ ALGORITHM_FOLDERS = {
     "wordcount": REPOSITORY / "examples" / "wordcount",
     "tester": Path(__file__).resolve().parent / "algorithms" / "tester",
     "checksum": Path(__file__).resolve().parent / "algorithms" / "checksum",
+    # Descriptions only: they run on the checksum image.
+    "pair": Path(__file__).resolve().parent / "algorithms" / "checksum",
+    "gather": Path(__file__).resolve().parent / "algorithms" / "checksum",
 }
 # rate(5 minutes) / 100 = a scheduled top-up every 3 s, so a lost worker is replaced quickly.
 SCHEDULE_SPEEDUP = 100
@@ -184,13 +187,15 @@ def pipeline(request, local_cloud, algorithms, aws, docker_client, tmp_path):
 
     def deploy(steps: list[dict], process_type: str | None = None, **fields) -> Pipeline:
         name = request.node.name.removeprefix("test_").replace("_", "-")[:24].rstrip("-")
+        kind = process_type or ("single_run" if len(steps) == 1 else "sequence_run")
         document = {
             "name": name,
             "input_s3_name": f"e2e-{name}-in",
             "output_s3_name": f"e2e-{name}-out",
             "region": REGION,
-            "process": {"type": process_type or ("single_run" if len(steps) == 1 else "sequence_run"),
-                        "algorithms": [{**step, "name": algorithms[step["name"]]} for step in steps]},
+            "process": {"type": kind,
+                        "steps" if kind == "graph" else "algorithms": [{**step, "name": algorithms[step["name"]]}
+                                                                       for step in steps]},
             **fields,
         }
         workflow = tmp_path / f"{name}.json"

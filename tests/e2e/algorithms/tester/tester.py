@@ -1,7 +1,7 @@
 """tester.py INPUT OUTPUT: append a stamp line to INPUT and write it to OUTPUT.
 
 Inputs steer it, so end-to-end tests can provoke each outcome:
-- a line 'FAIL' makes it exit 3 with a message on stderr;
+- a line 'FAIL' (or the variable REFUSE's value) makes it exit 3 with a message on stderr;
 - a first line 'SLEEP n' makes it sleep n seconds first (a slow job).
 """
 import os
@@ -13,7 +13,7 @@ def main(source: str, target: str) -> int:
     with open(source) as handle:
         text = handle.read()
     lines = text.splitlines()
-    if "FAIL" in lines:
+    if os.environ.get("REFUSE", "FAIL") in lines:
         print(f"tester: refusing {os.path.basename(source)}: it asks to fail", file=sys.stderr)
         return 3
     if lines and lines[0].startswith("SLEEP "):
