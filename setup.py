@@ -44,6 +44,8 @@ setup(
         # tests/test_moto_hooks.py fails loudly if a release moves them.
         "moto[server,s3,awslambda,events,ssm,resourcegroupstaggingapi]>=5.2.1,<5.3",
         "localstack-client>=2.5,<3",
+        # `wrap -f tool.cwl` reads CWL CommandLineTools with cwl-utils' parser (yunpipe/specs/cwl.py).
+        "cwl-utils>=0.45,<0.46",
     ],
     # parliament lints the IAM policies setup-pipe renders (tests/test_policy_lint.py).
     extras_require={"test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3", "parliament>=1.6,<2",
