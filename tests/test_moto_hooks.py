@@ -7,11 +7,13 @@ import inspect
 import io
 import json
 import logging
+import threading
 import time
 import zipfile
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 import moto.s3.notifications as s3_notifications
@@ -19,6 +21,7 @@ from moto.awslambda.models import LambdaBackend
 from moto.awslambda.utils import get_backend
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.events.models import EventPattern, Rule
+from moto.s3.models import S3Backend
 
 from yunpipe.local.clients import local_client
 from yunpipe.local.lambda_host import reserved_concurrency
@@ -247,3 +250,39 @@ def test_moto_still_leaves_eventbridge_out_of_the_notification_configuration():
         assert s3.get_bucket_notification_configuration(Bucket="events-bucket")["EventBridgeConfiguration"] == {}
         s3.put_bucket_notification_configuration(Bucket="events-bucket", NotificationConfiguration={})
         assert "EventBridgeConfiguration" not in s3.get_bucket_notification_configuration(Bucket="events-bucket")
+
+
+@mock_aws
+def test_moto_still_checks_a_conditional_put_apart_from_storing_it(monkeypatch):
+    """yunpipe.local.moto_fixes.conditional_writes_atomic corrects this: a put that slips in
+    between moto's If-None-Match check and its store makes both conditional puts succeed, where S3
+    lets exactly one create the object (two colleagues publishing one algorithm version). Once
+    moto refuses the rival by itself, the fix goes."""
+    from yunpipe.local.moto_fixes import conditional_writes_atomic
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="race")
+    original = S3Backend.put_object
+    rival: dict = {}
+
+    def attempt(key: str) -> str:
+        try:
+            s3.put_object(Bucket="race", Key=key, Body=b"x", IfNoneMatch="*")
+            return "created"
+        except ClientError as error:
+            return error.response["Error"]["Code"]
+
+    def put_object(self, bucket_name, key_name, *args, **kwargs):
+        if "thread" not in rival:
+            # The first put, checked and about to store: a rival put of the same key runs now.
+            rival["thread"] = threading.Thread(target=lambda: rival.update(result=attempt(key_name)))
+            rival["thread"].start()
+            rival["thread"].join(timeout=0.5)
+        return original(self, bucket_name, key_name, *args, **kwargs)
+
+    monkeypatch.setattr(S3Backend, "put_object", put_object)
+    assert (attempt("racy"), rival["result"]) == ("created", "created")
+    rival.clear()
+    with conditional_writes_atomic():
+        first = attempt("atomic")
+        rival["thread"].join()
+    assert (first, rival["result"]) == ("created", "PreconditionFailed")

@@ -17,3 +17,7 @@ def pipelines_dir() -> Path:
 
 def local_dir() -> Path:
     return home() / "local"
+
+
+def config_file() -> Path:
+    return home() / "config.yaml"

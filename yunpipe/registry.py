@@ -1,4 +1,5 @@
-"""The local algorithm registry: every wrap records an immutable, numbered version.
+"""The local algorithm registry: every wrap records an immutable, numbered version; a record
+pulled from a shared registry (yunpipe.remote) keeps its publisher's version.
 
 Layout: <home>/algorithms/<name>/<N>.json, one record per version, written once with
 O_EXCL so version N is never overwritten (the 0.0.3 tool kept its JSON in the same folder).
@@ -43,6 +44,22 @@ class AlgorithmRecord:
         return {"name": self.name, "version": self.version, "image": self.image, "digest": self.digest,
                 "created_at": self.created_at, "spec": self.spec.to_document()}
 
+    @classmethod
+    def from_document(cls, doc: object, source: str) -> "AlgorithmRecord":
+        """The record of a document written by to_document (a local file or a shared one), or
+        an InputError naming `source` and the field."""
+        if not isinstance(doc, dict):
+            raise InputError(source, "", "expected an algorithm record (a JSON object)")
+        for key, kind, what, default in (("name", str, "a name", None), ("version", int, "a version number", None),
+                                         ("image", str, "an image reference", None), ("spec", dict, "an algorithm", None),
+                                         ("digest", str, "an image digest", ""), ("created_at", str, "a time", "")):
+            if not isinstance(doc.get(key, default), kind):
+                raise InputError(source, key, f"expected {what}")
+        spec = parse_algorithm(doc["spec"], source)
+        if doc["name"] != spec.name:
+            raise InputError(source, "name", f"expected the name of its spec, '{spec.name}'")
+        return cls(doc["name"], doc["version"], spec, doc["image"], doc.get("digest", ""), doc.get("created_at", ""))
+
 
 def parse_reference(reference: str) -> tuple[str, int | None]:
     """'name' -> (name, None) meaning latest; 'name@3' -> (name, 3)."""
@@ -55,6 +72,14 @@ def parse_reference(reference: str) -> tuple[str, int | None]:
     if not version.isdigit() or int(version) < 1:
         raise ValueError(reference)
     return match.group("name"), int(version)
+
+
+def parse_algorithm_reference(reference: str, source: str, field: str) -> tuple[str, int | None]:
+    """parse_reference, or an InputError naming `source` and `field`."""
+    try:
+        return parse_reference(reference)
+    except ValueError:
+        raise InputError(source, field, f"expected NAME or NAME@VERSION (VERSION a number from 1), got '{reference}'") from None
 
 
 class AlgorithmRegistry:
@@ -79,16 +104,33 @@ class AlgorithmRegistry:
         version = version or self.next_version(spec.name)
         record = AlgorithmRecord(spec.name, version, spec, image, digest,
                                  datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        folder = self._folder(spec.name)
+        if not self._write(record):
+            raise YunpipeError(f"{record.reference} is already recorded; versions are never overwritten")
+        return record
+
+    def store(self, record: AlgorithmRecord) -> bool:
+        """Keep a record made in another home (pulled) under its own version, unchanged: True
+        when written, False when this registry holds that very record already; another record
+        of the same version is an error (versions are never overwritten)."""
+        if self._write(record):
+            return True
+        here = self.get(record.name, record.version)
+        if here is not None and here.to_document() == record.to_document():
+            return False
+        raise YunpipeError(f"{record.reference} is already recorded here ({self._folder(record.name)}/{record.version}.json) "
+                           "with other content; versions are never overwritten")
+
+    def _write(self, record: AlgorithmRecord) -> bool:
+        """Write the record's file once (O_EXCL); False when that version's file exists."""
+        folder = self._folder(record.name)
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{version}.json"
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(folder / f"{record.version}.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
-            raise YunpipeError(f"{spec.name}@{version} is already recorded; versions are never overwritten") from None
+            return False
         with os.fdopen(fd, "w") as handle:
             json.dump(record.to_document(), handle, indent=2)
-        return record
+        return True
 
     def get(self, name: str, version: int | None = None) -> AlgorithmRecord | None:
         versions = self.versions(name)
@@ -98,16 +140,11 @@ class AlgorithmRegistry:
         path = self._folder(name) / f"{version}.json"
         if not path.exists():
             return None
-        doc = json.loads(path.read_text())
-        return AlgorithmRecord(doc["name"], doc["version"], parse_algorithm(doc["spec"], str(path)),
-                               doc["image"], doc.get("digest", ""), doc.get("created_at", ""))
+        return AlgorithmRecord.from_document(json.loads(path.read_text()), str(path))
 
     def resolve(self, reference: str, source: str, field: str) -> AlgorithmRecord:
         """A workflow's 'NAME' or 'NAME@VERSION', or an InputError naming the field."""
-        try:
-            name, version = parse_reference(reference)
-        except ValueError:
-            raise InputError(source, field, f"expected NAME or NAME@VERSION (VERSION a number from 1), got '{reference}'") from None
+        name, version = parse_algorithm_reference(reference, source, field)
         versions = self.versions(name)
         if not versions:
             known = ", ".join(self.names()) or "none recorded yet; run wrap first"

@@ -3,13 +3,20 @@ its variables checked (declared, required, against each variable's schema) and t
 environment strings. Lives next to the registry, so the specs read files and nothing else."""
 import json
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Protocol
 
 import jsonschema
 
 from yunpipe.errors import InputError
-from yunpipe.registry import AlgorithmRecord, AlgorithmRegistry
+from yunpipe.registry import AlgorithmRecord
 from yunpipe.specs.workflow import StepSpec, WorkflowSpec
+
+
+class Algorithms(Protocol):
+    """Where a step's NAME[@VERSION] is looked up: the local registry (AlgorithmRegistry), or
+    it and the shared ones (yunpipe.remote.SharedAlgorithms)."""
+
+    def resolve(self, reference: str, source: str, field: str) -> AlgorithmRecord: ...
 
 
 @dataclass(frozen=True)
@@ -60,7 +67,7 @@ def _as_environment_value(value: Any) -> str:
     return json.dumps(value)
 
 
-def resolve_workflow(spec: WorkflowSpec, registry: AlgorithmRegistry) -> ResolvedWorkflow:
+def resolve_workflow(spec: WorkflowSpec, registry: Algorithms) -> ResolvedWorkflow:
     steps = []
     for index, step in enumerate(spec.steps):
         where = f"{spec.steps_field}[{index}]"

@@ -4,6 +4,7 @@ tests/test_moto_hooks.py, which fails once moto answers right by itself.
 """
 import contextlib
 import re
+import threading
 from typing import Any, Iterator
 
 from moto.s3 import responses as s3_responses
@@ -37,3 +38,24 @@ def event_bridge_reported() -> Iterator[None]:
         yield
     finally:
         s3_responses.S3Response.get_bucket_notification = original  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
+def conditional_writes_atomic() -> Iterator[None]:
+    """PutObject with `If-None-Match: *` creates the object or fails, as S3's conditional writes
+    do: moto checks that the key is free, then stores, and a concurrent put slips in between, so
+    two publishers of one algorithm version would both succeed. One lock spans both."""
+    original = s3_responses.S3Response.put_object
+    lock = threading.Lock()
+
+    def put_object(self: Any) -> Any:
+        if self.headers.get("If-None-Match") != "*":
+            return original(self)
+        with lock:
+            return original(self)
+
+    s3_responses.S3Response.put_object = put_object  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        s3_responses.S3Response.put_object = original  # type: ignore[method-assign]

@@ -19,6 +19,7 @@ from yunpipe.pipeline.state import PipelineState, PipelineSummary, known_pipelin
 from yunpipe.pipeline.sweeper import Sweeper, attached, discover
 from yunpipe.pipeline.target import PLACEHOLDER_ACCOUNT, Target, resolve_target
 from yunpipe.registry import AlgorithmRegistry
+from yunpipe.remote import SharedAlgorithms
 from yunpipe.resolve import ResolvedWorkflow, resolve_workflow
 from yunpipe.specs.workflow import load_workflow
 
@@ -29,9 +30,10 @@ USER_CREDENTIAL_WARNING = (
     "they expire. Without -uu each task runs with a role limited to its own queue and buckets.")
 
 
-def load_workflows(files: list[str]) -> list[ResolvedWorkflow]:
-    """Every workflow checked completely (files, registry, sizes) before any AWS call."""
-    registry = AlgorithmRegistry()
+def load_workflows(files: list[str], options: AwsOptions) -> list[ResolvedWorkflow]:
+    """Every workflow checked completely (files, registry, sizes) before any AWS change; the
+    shared algorithms it names are pulled from S3 with the command's AWS options."""
+    registry = SharedAlgorithms(AlgorithmRegistry(), lambda: open_aws(options))
     workflows = [resolve_workflow(load_workflow(path), registry) for path in files]
     seen: dict[str, str] = {}
     for workflow in workflows:
@@ -122,7 +124,7 @@ def deploy(args, launcher_roles_only: bool = False) -> Iterator[tuple[Aws, m.Pip
     first, then each planned, printed and (unless a dry-run) applied; yields what it applied."""
     options = AwsOptions.from_args(args)
     dry_run = getattr(args, "dry_run", False)
-    for workflow in load_workflows(args.files):
+    for workflow in load_workflows(args.files, options):
         state = PipelineState.load(workflow.spec.name)
         aws, model, offline = compile_pipeline(options, workflow, state, dry_run,
                                                getattr(args, "use_user_credential", False))

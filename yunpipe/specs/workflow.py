@@ -38,7 +38,8 @@ class StepSpec:
     """One step: an algorithm, its variables and its own settings (each overrides the
     algorithm's or the workflow's)."""
 
-    reference: str = spec_field("name", {"type": "string", "minLength": 1, "description": "NAME or NAME@VERSION"},
+    reference: str = spec_field("name", {"type": "string", "minLength": 1,
+                                         "description": "NAME, NAME@VERSION or s3://BUCKET/PREFIX/NAME[@VERSION]"},
                                 required=True)
     # The step's name in resource names and `after`; the algorithm's name when not given.
     id: str = spec_field("id", {"type": "string", "pattern": STEP_ID_PATTERN,
@@ -70,7 +71,8 @@ class StepSpec:
 
     @property
     def step_id(self) -> str:
-        return self.id or self.reference.split("@", 1)[0]
+        # The algorithm's name also when a shared registry's URL comes first (s3://B/P/NAME@V).
+        return self.id or self.reference.split("@", 1)[0].rsplit("/", 1)[-1]
 
 
 # 0.0.3 workflow files give each algorithm a "port" list; the algorithm's own ports apply.
