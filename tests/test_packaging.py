@@ -42,6 +42,8 @@ def test_pip_install_carries_templates_and_lambda_src(tmp_path):
     # (ensurepip's setuptools lacks bdist_wheel); --no-deps keeps it to yunpipe itself.
     subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", str(source)],
                    check=True, cwd=tmp_path)
-    result = subprocess.run([str(python), "-c", CHECK, *SUPPORTED_SYSTEMS], capture_output=True, text=True, cwd=tmp_path)
+    # Every base system's template, and the runtime image's of packaged algorithms.
+    templates = [*SUPPORTED_SYSTEMS, "runtime"]
+    result = subprocess.run([str(python), "-c", CHECK, *templates], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
