@@ -6,7 +6,8 @@ empty for a while. See docs/runtime-contract.md for the environment, message and
 formats it implements.
 
 This file is copied alone into Docker images and run as ``python3 /opt/yunpipe/runscript.py``,
-so it imports only the standard library and boto3, and must run on Python 3.9+.
+so it imports only the standard library and boto3, and must run on Python 3.7+ (the wrapped
+image runs it on its own python3; wrap gives it a boto3 that supports that python3).
 """
 from __future__ import annotations
 

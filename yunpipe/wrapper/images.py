@@ -1,8 +1,11 @@
 """Building, tagging and pushing images through the Docker SDK, with visible progress."""
+import dataclasses
 import re
 import sys
+import tempfile
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import TextIO
 
 import docker
@@ -10,12 +13,17 @@ import docker.errors
 from tqdm import tqdm
 
 from yunpipe.errors import YunpipeError
-from yunpipe.wrapper.context import BaseImage
+from yunpipe.specs.algorithm import AlgorithmSpec
+from yunpipe.wrapper.context import BaseImage, render_dockerfile
 
 # Lines of the failing step shown when a build fails (the whole log was streamed already).
 FAILED_STEP_LINES = 40
 # The daemon colours a step's stderr; the error message is plain text.
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+# Prints the running python's major.minor; a python3 that takes longer than PROBE_SECONDS to
+# answer is a hung image.
+PYTHON_VERSION = "import sys; print('%d.%d' % sys.version_info[:2])"
+PROBE_SECONDS = 60
 
 
 def docker_client() -> docker.DockerClient:
@@ -28,8 +36,27 @@ def docker_client() -> docker.DockerClient:
     return client
 
 
-def base_image(client: docker.DockerClient, reference: str) -> BaseImage:
-    """The developer's image config (pulled when not local), so the wrapper can restore it."""
+def python_version(client: docker.DockerClient, image: str) -> tuple[int, int] | None:
+    """The version of the python3 on the image's PATH, or None when none runs."""
+    # Created, then started: a container whose command cannot start is removed all the same.
+    container = client.containers.create(image, ["-c", PYTHON_VERSION], entrypoint=["python3"],
+                                         network_disabled=True)
+    try:
+        container.start()
+        status = container.wait(timeout=PROBE_SECONDS).get("StatusCode")
+        output = container.logs(stdout=True, stderr=False).decode(errors="replace").strip()
+    except docker.errors.APIError:
+        return None  # no python3 to start
+    finally:
+        container.remove(force=True)
+    match = re.fullmatch(r"(\d+)\.(\d+)", output)
+    return (int(match[1]), int(match[2])) if status == 0 and match else None
+
+
+def base_image(client: docker.DockerClient, spec: AlgorithmSpec) -> BaseImage:
+    """The developer's image (pulled when not local): its config, so the wrapper can restore it,
+    and the python3 the runscript will run on, so the wrapper picks a boto3 that supports it."""
+    reference = spec.container_name
     try:
         image = client.images.get(reference)
     except docker.errors.ImageNotFound:
@@ -39,11 +66,25 @@ def base_image(client: docker.DockerClient, reference: str) -> BaseImage:
         except docker.errors.DockerException as exc:
             raise YunpipeError(f"container_name {reference}: not in the local Docker daemon and cannot be pulled ({exc})") from None
     config = image.attrs.get("Config") or {}
-    return BaseImage(user=config.get("User") or "", workdir=config.get("WorkingDir") or "", image_id=image.id)
+    base = BaseImage(user=config.get("User") or "", workdir=config.get("WorkingDir") or "", image_id=image.id)
+    python = python_version(client, image.id)
+    if python is None:
+        # The wrapped Dockerfile installs the system's python3 when the image has none: build
+        # just that much (the full build reuses these layers) and ask the result.
+        print(f"{reference}: no python3 answers; building the {spec.system} python3 install to ask again",
+              file=sys.stderr)
+        with tempfile.TemporaryDirectory(prefix="yunpipe-python-stage-") as tmp:
+            Path(tmp, "Dockerfile").write_text(render_dockerfile(spec, 0, base, python_stage=True))
+            python = python_version(client, build_image(client, tmp, None))
+    # Still None (a python3 that does not run): the host's boto3, and the build's own check of
+    # the image's python3 shows what is wrong.
+    return dataclasses.replace(base, python=python)
 
 
-def build_image(client: docker.DockerClient, context_dir, tag: str, out: TextIO = sys.stderr) -> str:
-    """`docker build` a directory with a Dockerfile, streaming its log to out; returns the image id."""
+def build_image(client: docker.DockerClient, context_dir, tag: str | None, out: TextIO = sys.stderr) -> str:
+    """`docker build` a directory with a Dockerfile (tagged tag, if any), streaming its log to out;
+    returns the image id."""
+    what = tag or str(context_dir)
     step: list[str] = []
     image_id = ""
     try:
@@ -51,7 +92,7 @@ def build_image(client: docker.DockerClient, context_dir, tag: str, out: TextIO 
             if "error" in chunk or "errorDetail" in chunk:
                 message = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error", "")
                 tail = ANSI_ESCAPE.sub("", "".join(step[-FAILED_STEP_LINES:])).strip()
-                raise YunpipeError(f"docker build of {tag} failed: {message.strip()}\n"
+                raise YunpipeError(f"docker build of {what} failed: {message.strip()}\n"
                                    f"--- output of the failing step ---\n{tail}")
             text = chunk.get("stream", "")
             if text:
@@ -63,9 +104,9 @@ def build_image(client: docker.DockerClient, context_dir, tag: str, out: TextIO 
                 step.append(text)
             image_id = (chunk.get("aux") or {}).get("ID", image_id)
     except docker.errors.APIError as exc:
-        raise YunpipeError(f"docker build of {tag} failed: {exc.explanation or exc}") from None
+        raise YunpipeError(f"docker build of {what} failed: {exc.explanation or exc}") from None
     if not image_id:
-        raise YunpipeError(f"docker build of {tag} ended without an image")
+        raise YunpipeError(f"docker build of {what} ended without an image")
     return image_id
 
 
