@@ -14,8 +14,12 @@ from yunpipe.errors import YunpipeError
 # verb -> "module:function"; each function takes the parsed args and returns an exit status.
 HANDLERS = {
     "wrap": "yunpipe.wrapper.command:run_wrap",
+    "init": "yunpipe.wrapper.package:run_init",
     "algorithms-list": "yunpipe.wrapper.command:run_algorithms_list",
     "algorithms-show": "yunpipe.wrapper.command:run_algorithms_show",
+    "algorithms-publish": "yunpipe.remote:run_publish",
+    "algorithms-pull": "yunpipe.remote:run_pull",
+    "algorithms-remote": "yunpipe.remote:run_remote",
     "setup-pipe": "yunpipe.pipeline.commands:run_setup_pipe",
     "clean-up": "yunpipe.pipeline.commands:run_clean_up",
     "status": "yunpipe.pipeline.commands:run_status",
@@ -46,7 +50,8 @@ def add_aws_options(parser: argparse.ArgumentParser) -> None:
 
 def add_wrap_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-d", "--describe", action="store_true", help="use command line editor to describe your algorithm")
-    parser.add_argument("-f", "--files", nargs="+", metavar="FILES", help="JSON or YAML files describing your algorithms")
+    parser.add_argument("-f", "--files", nargs="+", metavar="FILES",
+                        help="JSON or YAML files describing your algorithms, or package folders (`yunpipe init`)")
     parser.add_argument("-s", "--show", action="store_true", help="show the described algorithm and ask before building")
     parser.add_argument("-r", "--registry", help="registry to push to: a host[:port], or 'ecr' (default: Docker Hub)")
     parser.add_argument("-u", "--user", help="registry namespace (your Docker Hub account, for example)")
@@ -89,10 +94,26 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", metavar="COMMAND", required=True)
 
     add_wrap_arguments(verbs.add_parser("wrap", help="wrap an algorithm container and publish it"))
-    algorithms = verbs.add_parser("algorithms", help="the local algorithm registry").add_subparsers(dest="sub", required=True)
+    init = verbs.add_parser("init", help="start a packaged algorithm: a folder with yunpipe.yaml, code and an example")
+    init.add_argument("name", metavar="NAME", help="the folder to create; its last part names the algorithm")
+    init.add_argument("--runtime", default="python", help="python (the default) or shell")
+    algorithms = verbs.add_parser("algorithms", help="the local algorithm registry, and shared ones on S3").add_subparsers(
+        dest="sub", required=True)
     algorithms.add_parser("list", help="every algorithm and its latest version")
     show = algorithms.add_parser("show", help="one algorithm version in full")
     show.add_argument("reference", metavar="NAME[@VERSION]")
+    publish = algorithms.add_parser("publish", help="share algorithm versions: copy their records to a shared registry on S3")
+    publish.add_argument("references", nargs="+", metavar="NAME[@VERSION]")
+    publish.add_argument("--to", metavar="s3://BUCKET/PREFIX", help="the shared registry (default: the default remote)")
+    add_aws_options(publish)
+    pull = algorithms.add_parser("pull", help="copy published algorithm versions into the local registry")
+    pull.add_argument("references", nargs="*", metavar="NAME[@VERSION]", help="NAME pulls its latest published version")
+    pull.add_argument("--from", dest="source", metavar="s3://BUCKET/PREFIX",
+                      help="the shared registry (default: the default remote)")
+    pull.add_argument("--all", action="store_true", help="every version of every algorithm published there")
+    add_aws_options(pull)
+    remote = algorithms.add_parser("remote", help="show or set the default shared registry (YUNPIPE_REMOTE overrides it)")
+    remote.add_argument("url", nargs="?", metavar="s3://BUCKET/PREFIX")
     add_setup_pipe_arguments(verbs.add_parser("setup-pipe", help="provision a pipeline from a workflow file"))
     add_clean_up_arguments(verbs.add_parser("clean-up", help="remove what setup-pipe created"))
     add_create_role_arguments(verbs.add_parser("create-lambda-exec-role", help="create or update the launcher role"))

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from yunpipe.errors import InputError
-from yunpipe.registry import AlgorithmRegistry
+from yunpipe.registry import AlgorithmRecord, AlgorithmRegistry
 from yunpipe.specs.algorithm import AlgorithmSpec, load_algorithm
 from yunpipe.wrapper.context import BaseImage, render_dockerfile, runscript_path, write_build_context
 from yunpipe.wrapper.describe import Prompter, describe_algorithm
+from yunpipe.wrapper.package import Packaged, build_runtime_image, load_packaged, write_runtime_context
 
 LOCAL_REPOSITORY = "yunpipe-local"
 
@@ -40,6 +41,14 @@ def _check_flags(args) -> None:
     if not (args.dry_run or args.local or args.registry == "ecr" or args.user):
         raise InputError("wrap", "-u/--user", "expected the registry user to publish as (there is no default user), "
                                               "or --local, or -r ecr")
+
+
+def load_algorithm_file(path: str) -> AlgorithmSpec:
+    """An algorithm file (JSON or YAML), or a CWL CommandLineTool (`.cwl`, issue 10)."""
+    if Path(path).suffix.lower() == ".cwl":
+        from yunpipe.specs.cwl import load_cwl_algorithm
+        return load_cwl_algorithm(path)
+    return load_algorithm(path)
 
 
 def destination(args, spec: AlgorithmSpec, version: int) -> Destination:
@@ -96,7 +105,7 @@ def _wrap(spec: AlgorithmSpec, args, registry: AlgorithmRegistry) -> bool:
 
     version = registry.next_version(spec.name)
     client = images.docker_client()
-    base: BaseImage = images.base_image(client, spec.container_name)
+    base: BaseImage = images.base_image(client, spec)
     target = destination(args, spec, version)
     with tempfile.TemporaryDirectory(prefix=f"yunpipe-wrap-{spec.name}-") as tmp:
         context = write_build_context(spec, version, tmp, base)
@@ -119,19 +128,59 @@ def _wrap(spec: AlgorithmSpec, args, registry: AlgorithmRegistry) -> bool:
     return True
 
 
+def _recorded_and_there(client, args, spec: AlgorithmSpec, latest: AlgorithmRecord) -> bool:
+    """Whether the latest version is this very algorithm, published where this wrap would
+    publish it, and its image still to be had (pushed, or in the local daemon)."""
+    import docker.errors
+
+    if latest.spec != spec or destination(args, spec, latest.version).reference != latest.image:
+        return False
+    if latest.digest:
+        return True
+    try:
+        client.images.get(latest.image)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
+
+
+def _wrap_package(packaged: Packaged, args, registry: AlgorithmRegistry) -> bool:
+    """Build the package's runtime image and wrap it, unless nothing changed: the spec names the
+    runtime image by a hash of the folder's content, so an equal spec is the same code."""
+    from yunpipe.wrapper import images
+
+    spec = packaged.spec
+    client = images.docker_client()
+    latest = registry.get(spec.name)
+    if latest is not None and _recorded_and_there(client, args, spec, latest):
+        print(f"{spec.name}: unchanged, still {latest.reference}: {latest.image_uri}")
+        return True
+    build_runtime_image(client, packaged.package, packaged.image)
+    return _wrap(spec, args, registry)
+
+
 def run_wrap(args) -> int:
     _check_flags(args)
-    specs = [describe_algorithm()] if args.describe else [load_algorithm(path) for path in args.files]
+    # A folder made by `yunpipe init` (or its yunpipe.yaml) is a package: wrap builds its image too.
+    packaged = {path: package for path in args.files or () if (package := load_packaged(path))}
+    specs = [describe_algorithm()] if args.describe else [
+        packaged[path].spec if path in packaged else load_algorithm_file(path) for path in args.files]
     # Every file is checked (system, image reference) before anything is built.
     for spec, source in zip(specs, args.files or ["described algorithm"]):
         render_dockerfile(spec, 1, source=source)
     registry = AlgorithmRegistry()
     if args.dry_run:
         root = Path(args.output_dir or tempfile.mkdtemp(prefix="yunpipe-wrap-"))
-        for spec in specs:
-            _dry_run(spec, registry.next_version(spec.name), root if len(specs) == 1 else root / spec.name, args)
+        for spec, source in zip(specs, args.files or [""]):
+            directory = root if len(specs) == 1 else root / spec.name
+            _dry_run(spec, registry.next_version(spec.name), directory, args)
+            if source in packaged:
+                files = write_runtime_context(packaged[source].package, packaged[source].image, directory / "runtime")
+                print(f"{spec.name}: runtime image {spec.container_name}: build context written to "
+                      f"{directory / 'runtime'}: {', '.join(files)}")
         return 0
-    wrapped = [_wrap(spec, args, registry) for spec in specs]
+    wrapped = [_wrap_package(packaged[source], args, registry) if source in packaged else _wrap(spec, args, registry)
+               for spec, source in zip(specs, args.files or [""])]
     return 0 if all(wrapped) else 1
 
 
