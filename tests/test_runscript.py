@@ -172,6 +172,7 @@ def test_config_from_env_applies_contract_defaults():
         algorithm_ref="",
         image="",
         timeout_seconds=0,
+        parallelism=1,
     )
 
 
@@ -192,19 +193,21 @@ def test_config_from_env_reads_every_variable():
             "YUNPIPE_ALGORITHM_REF": "upper@3",
             "YUNPIPE_IMAGE": "registry/upper@sha256:abc",
             "YUNPIPE_TIMEOUT_SECONDS": "90",
+            "YUNPIPE_PARALLELISM": "4",
         }
     )
     assert (config.output_prefix, config.report_bucket, config.pipeline, config.step) == ("results/", "rep", "p", "s")
     assert (config.max_receive_count, config.idle_seconds, config.wait_seconds) == (5, 7, 2)
     assert (config.visibility_seconds, config.algorithm_path) == (60, "/a.json")
     assert (config.algorithm_ref, config.image, config.timeout_seconds) == ("upper@3", "registry/upper@sha256:abc", 90)
+    assert config.parallelism == 4
 
 
 def test_config_to_env_reads_back_as_the_same_config():
     config = Config(
         queue_url="https://q", output_bucket="out", output_prefix="r/", report_bucket="rep", pipeline="p", step="s",
         max_receive_count=4, idle_seconds=9, wait_seconds=3, visibility_seconds=45, algorithm_path="/a.json",
-        algorithm_ref="upper@2", image="img@sha256:1", timeout_seconds=12,
+        algorithm_ref="upper@2", image="img@sha256:1", timeout_seconds=12, parallelism=3,
     )
     assert Config.from_env(config.to_env()) == config
     assert len(config.to_env()) == len(dataclasses.fields(Config))
@@ -227,6 +230,7 @@ def test_config_from_env_clamps_wait_to_sqs_maximum():
         ("YUNPIPE_VISIBILITY_SECONDS", "0"),
         ("YUNPIPE_MAX_RECEIVE_COUNT", "0"),
         ("YUNPIPE_TIMEOUT_SECONDS", "-1"),
+        ("YUNPIPE_PARALLELISM", "0"),
     ],
 )
 def test_config_from_env_rejects_bad_integers(name, value):
@@ -667,12 +671,15 @@ def test_algorithm_environment_and_task_variables_reach_the_command(step, monkey
     assert step.output("v.txt") == b"from-alg from-task\n"
 
 
-def test_worker_exits_zero_after_the_idle_period_on_an_empty_queue(step):
+@pytest.mark.parametrize(("parallelism", "batch"), [("1", 1), ("4", 4), ("12", 10)])
+def test_worker_exits_zero_after_the_idle_period_on_an_empty_queue(step, parallelism, batch):
+    """A receive asks for a message per free job slot, at most SQS's 10."""
     alg = step.algorithm("true")
     calls = []
     step.sqs.meta.events.register("before-parameter-build.sqs.ReceiveMessage", lambda **kw: calls.append(kw["params"]))
-    assert step.run(alg, step.config(YUNPIPE_IDLE_SECONDS="1", YUNPIPE_WAIT_SECONDS="1")) == 0
-    assert calls and all(c["WaitTimeSeconds"] == 1 and c["MaxNumberOfMessages"] == 10 for c in calls)
+    config = step.config(YUNPIPE_IDLE_SECONDS="1", YUNPIPE_WAIT_SECONDS="1", YUNPIPE_PARALLELISM=parallelism)
+    assert step.run(alg, config) == 0
+    assert calls and all(c["WaitTimeSeconds"] == 1 and c["MaxNumberOfMessages"] == batch for c in calls)
     assert calls[0]["AttributeNames"] == ["ApproximateReceiveCount"]
 
 
@@ -714,6 +721,131 @@ def test_stop_abandons_the_running_job_and_releases_its_message(step, tmp_path):
     # Both the abandoned and the not-yet-started message are visible again at once.
     assert step.queue_counts() == (2, 0)
     assert step.leftover_files() == []
+
+
+# ----------------------------------------------------------------------------- parallel jobs
+
+
+def most_at_once(log):
+    """The most commands running at once, from the start/end lines they appended to `log`."""
+    running = most = 0
+    for line in log.read_text().split():
+        running += 1 if line == "start" else -1
+        most = max(most, running)
+    assert running == 0
+    return most
+
+
+def test_parallel_jobs_run_up_to_parallelism_at_once(step, tmp_path):
+    log = tmp_path / "log"
+    alg = step.algorithm(f"sh -c 'echo start >> {log}; sleep 0.5; echo end >> {log}; tr a-z A-Z < $input > $output'")
+    asked = []
+    step.sqs.meta.events.register("before-parameter-build.sqs.ReceiveMessage",
+                                  lambda params, **_: asked.append(params["MaxNumberOfMessages"]))
+    for i in range(6):
+        step.put(f"f{i}.txt", f"file {i}".encode())
+        step.send(f"f{i}.txt")
+    assert step.run(alg, step.config(YUNPIPE_PARALLELISM="3")) == 0
+    assert most_at_once(log) == 3
+    # Never more messages asked for than there were free slots.
+    assert asked and max(asked) == 3
+    assert step.output_keys() == [f"f{i}.txt" for i in range(6)]
+    assert [step.output(f"f{i}.txt") for i in range(6)] == [f"FILE {i}".encode() for i in range(6)]
+    assert step.queue_counts() == (0, 0)
+    assert step.reports() == {} and step.leftover_files() == []
+
+
+def test_parallel_jobs_with_the_same_local_paths_take_turns(step, tmp_path):
+    """x/a.txt and y/a.txt both land at <input_file_path>/a.txt: each job must see its own input
+    from start to end (it is read twice, apart), and one key queued twice likewise."""
+    log = tmp_path / "log"
+    alg = step.algorithm(f"sh -c 'echo start >> {log}; cp $input $output; sleep 0.3; cat $input >> $output; "
+                         f"echo end >> {log}'")
+    step.put("x/a.txt", b"x\n")
+    step.put("y/a.txt", b"y\n")
+    for key in ("x/a.txt", "y/a.txt", "x/a.txt"):
+        step.send(key)
+    assert step.run(alg, step.config(YUNPIPE_PARALLELISM="3")) == 0
+    assert most_at_once(log) == 1
+    assert log.read_text().split().count("start") == 3
+    assert (step.output("x/a.txt"), step.output("y/a.txt")) == (b"x\nx\n", b"y\ny\n")
+    assert step.queue_counts() == (0, 0)
+    assert step.reports() == {} and step.leftover_files() == []
+
+
+def test_a_failing_job_among_parallel_ones_is_reported_and_left_for_sqs(aws_env, tmp_path):
+    with mock_aws():
+        step = Step(tmp_path, max_receive_count=3)
+        alg = step.algorithm("sh -c 'case $input in */bad.txt) echo broken >&2; exit 4;; esac; sleep 0.3; "
+                             "tr a-z A-Z < $input > $output'")
+        for key in ("ok1.txt", "bad.txt", "ok2.txt"):
+            step.put(key)
+            step.send(key)
+        assert step.run(alg, step.config(YUNPIPE_PARALLELISM="3"), retry_delay=60) == 0
+        assert step.output_keys() == ["ok1.txt", "ok2.txt"]
+        assert step.output("ok2.txt") == b"HELLO WORLD\n"
+        (report,) = step.reports().values()
+        assert (report["key"], report["reason"], report["exit_code"]) == ("bad.txt", "nonzero_exit", 4)
+        assert report["stderr_tail"] == "broken\n"
+        # The other two are deleted; the failed one waits invisible for its retry.
+        assert step.queue_counts() == (0, 1)
+        assert step.leftover_files() == []
+
+
+def test_stop_releases_every_job_in_flight(step, tmp_path):
+    started = tmp_path / "started"
+    started.mkdir()
+    alg = step.algorithm(f"sh -c 'touch {started}/$(basename $input); sleep 30; cp $input $output'")
+    for i in range(4):
+        step.put(f"f{i}.txt")
+        step.send(f"f{i}.txt")
+    stop = threading.Event()
+    outcome = []
+    worker = threading.Thread(target=lambda: outcome.append(step.run(alg, step.config(YUNPIPE_PARALLELISM="3"),
+                                                                     stop=stop)))
+    worker.start()
+    deadline = time.monotonic() + PATIENCE
+    while len(list(started.iterdir())) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(list(started.iterdir())) == 3
+    stop.set()
+    worker.join(PATIENCE)
+    assert outcome == [0]
+    assert step.output_keys() == [] and step.reports() == {}
+    # The three abandoned jobs' messages are visible again at once, with the one never received.
+    assert step.queue_counts() == (4, 0)
+    assert step.leftover_files() == []
+
+
+def test_a_job_that_crashes_the_worker_code_releases_its_message(aws_env, tmp_path, monkeypatch, caplog):
+    with mock_aws():
+        step = Step(tmp_path, max_receive_count=1)
+        alg = step.algorithm("true")
+
+        def crash(*args, **kwargs):
+            raise RuntimeError("bug")
+
+        monkeypatch.setattr(runscript, "process_message", crash)
+        step.send("a.txt")
+        assert step.run(alg, step.config(YUNPIPE_PARALLELISM="2")) == 0
+        assert "job of message" in caplog.text and "RuntimeError: bug" in caplog.text
+        # Released, not held: the next receive saw it again, over maxReceiveCount, and SQS moved it.
+        assert step.queue_counts() == (0, 0) and step.queue_counts(step.dlq_url) == (1, 0)
+
+
+def test_reaping_orphans_leaves_a_running_command_s_exit_status_alone(monkeypatch):
+    """As PID 1 the worker reaps orphaned processes while other jobs' commands run: a zombie that
+    is a running command's is left for its job's wait."""
+    orphan = subprocess.Popen(["sh", "-c", "exit 0"])
+    command = subprocess.Popen(["sh", "-c", "exit 3"])
+    monkeypatch.setattr(runscript, "_COMMANDS", {command.pid})
+    deadline = time.monotonic() + PATIENCE
+    while {process_state(orphan.pid), process_state(command.pid)} != {"Z"} and time.monotonic() < deadline:
+        time.sleep(0.05)
+    runscript._reap_orphans()
+    assert (process_state(orphan.pid), process_state(command.pid)) == ("gone", "Z")
+    assert command.wait(timeout=PATIENCE) == 3
+    orphan.wait(timeout=PATIENCE)
 
 
 # ----------------------------------------------------------------------------- joins, gathers, provenance

@@ -25,8 +25,9 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 from urllib.parse import quote, unquote_plus
 
 import boto3
@@ -48,6 +49,9 @@ RETRY_DELAY_SECONDS = 10
 # threshold (8 MiB) a single GetObject does the same, so an input whose message gives its size
 # is fetched with one request instead of two.
 SINGLE_GET_BYTES = 8 * 1024 * 1024
+# Larger objects go through s3transfer (download_file, upload_file): ranged GETs and multipart
+# uploads, this many at once per object (its default).
+TRANSFER_CONCURRENCY = 10
 # Exit status of a worker whose configuration is bad (sysexits' EX_CONFIG): distinct from the
 # 0 of a drained queue, the 1 of an AWS error and the commands' own codes, so a stopped task
 # says why it stopped.
@@ -60,6 +64,11 @@ DEFAULT_WAIT_SECONDS = 5
 # How long a received message stays hidden; the worker extends it while its job runs, so it
 # bounds how soon a crashed worker's file is retried.
 DEFAULT_VISIBILITY_SECONDS = 300
+# Jobs one worker runs at once. 1 for a task definition that does not say (it behaves as
+# before); the deploy engine sets the step's own, by default the task's vCPUs.
+DEFAULT_PARALLELISM = 1
+# SQS hands out at most this many messages per ReceiveMessage.
+RECEIVE_BATCH = 10
 ADAPTERS = {"input_adapter": ("path", "stdin"), "output_adapter": ("path", "stdout")}
 ALGORITHM_DEFAULTS: Dict[str, Any] = {
     "input_file_path": "/yunpipe/input",
@@ -120,6 +129,7 @@ class Config:
     image: str = ""
     # The step's own limit per job; 0 keeps the algorithm's timeout_seconds.
     timeout_seconds: int = 0
+    parallelism: int = DEFAULT_PARALLELISM
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], strict: bool = True) -> "Config":
@@ -154,6 +164,7 @@ class Config:
             algorithm_ref=environ.get("YUNPIPE_ALGORITHM_REF", ""),
             image=environ.get("YUNPIPE_IMAGE", ""),
             timeout_seconds=_int("YUNPIPE_TIMEOUT_SECONDS", 0, 0),
+            parallelism=_int("YUNPIPE_PARALLELISM", DEFAULT_PARALLELISM, 1),
         )
 
     def to_env(self) -> Dict[str, str]:
@@ -174,6 +185,7 @@ class Config:
             "YUNPIPE_ALGORITHM_REF": self.algorithm_ref,
             "YUNPIPE_IMAGE": self.image,
             "YUNPIPE_TIMEOUT_SECONDS": str(self.timeout_seconds),
+            "YUNPIPE_PARALLELISM": str(self.parallelism),
         }
 
 
@@ -219,14 +231,18 @@ def command_env(algorithm: dict, environ: Mapping[str, str]) -> Dict[str, str]:
     return env
 
 
-def make_clients(environ: Mapping[str, str]):
-    """SQS and S3 clients. The endpoint is passed explicitly because Debian's boto3 1.26
-    ignores AWS_ENDPOINT_URL; path-style S3 addressing keeps emulators on an IP working."""
+def make_clients(environ: Mapping[str, str], parallelism: int):
+    """SQS and S3 clients, made once in the main thread (boto3's default session is not
+    thread-safe, its clients are) and shared by the jobs. The endpoint is passed explicitly
+    because Debian's boto3 1.26 ignores AWS_ENDPOINT_URL; path-style S3 addressing keeps
+    emulators on an IP working. The connection pool has room for every job's transfer threads."""
     region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+    connections = TRANSFER_CONCURRENCY * parallelism
     clients = []
     for service in ("sqs", "s3"):
         endpoint = environ.get(f"AWS_ENDPOINT_URL_{service.upper()}") or environ.get("AWS_ENDPOINT_URL")
-        config = BotoConfig(s3={"addressing_style": "path"}) if endpoint and service == "s3" else None
+        s3_options = {"addressing_style": "path"} if endpoint and service == "s3" else None
+        config = BotoConfig(s3=s3_options, max_pool_connections=connections)
         clients.append(boto3.client(service, region_name=region, endpoint_url=endpoint, config=config))
     return clients[0], clients[1]
 
@@ -415,17 +431,39 @@ def _kill_group(pid: int, sig: int) -> None:
         pass
 
 
-def _reap_orphans() -> None:
-    """As PID 1 of a container the runscript inherits the command's orphaned processes and
-    must reap them, or they pile up as zombies. Called only as PID 1 and between jobs, so it
-    cannot steal the exit status of a child someone else is waiting for."""
-    while True:
+# The commands running now, by pid. Jobs run at once, so reaping orphans must leave alone the
+# children whose exit status a job is waiting for.
+_COMMANDS: Set[int] = set()
+_COMMANDS_LOCK = threading.Lock()
+
+
+def _zombie_children() -> List[int]:
+    """Our children that have exited and are not reaped yet (Linux /proc)."""
+    me, found = str(os.getpid()), []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if fields[:2] == ["Z", me]:
+            found.append(int(entry))
+    return found
+
+
+def _reap_orphans() -> None:
+    """As PID 1 of a container the runscript inherits the commands' orphaned processes and
+    must reap them, or they pile up as zombies. Only zombies that are no running command are
+    reaped, pid by pid, so it never steals the exit status another job's command will report."""
+    with _COMMANDS_LOCK:
+        for pid in _zombie_children():
+            if pid not in _COMMANDS:
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
 
 
 def _pump_stderr(stream, tail: bytearray) -> None:
@@ -457,9 +495,12 @@ def run_command(
     # Path adapter: the command's stdout is left on ours, so it reaches the task's log.
     stdout = open(stdout_path, "wb") if stdout_path else None
     try:
-        proc = subprocess.Popen(
-            argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=dict(env), start_new_session=True
-        )
+        # Registered before a reaper can see it exit.
+        with _COMMANDS_LOCK:
+            proc = subprocess.Popen(
+                argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=dict(env), start_new_session=True
+            )
+            _COMMANDS.add(proc.pid)
     finally:
         for f in (stdin, stdout):
             close = getattr(f, "close", None)
@@ -486,6 +527,9 @@ def run_command(
                 _kill_group(proc.pid, signal.SIGKILL)
                 proc.wait()
             break
+    # Reaped by the wait above: its pid is no running command's any more.
+    with _COMMANDS_LOCK:
+        _COMMANDS.discard(proc.pid)
     # Background processes the command left behind must not outlive the job (they would hold
     # the stderr pipe and leak into the next job).
     _kill_group(proc.pid, signal.SIGKILL)
@@ -613,13 +657,96 @@ def _remove(path: str) -> None:
         os.remove(path)
 
 
-class Scratch:
-    """The local paths of one job, removed when it ends. A join's step folders go only when
-    empty: a step id may name a folder the image has (`tmp` under input_file_path `/`)."""
+def _overlap(paths: Tuple[str, ...], others: Tuple[str, ...]) -> bool:
+    return any(_within(p, q) or _within(q, p) for p in paths for q in others)
+
+
+class PathLocks:
+    """The local paths of the jobs running at once. The algorithm's folders are fixed, so two
+    messages whose keys share a basename (or one message delivered twice) would use the same
+    files: a job waits while another holds a path equal to, inside or holding one of its own."""
 
     def __init__(self) -> None:
+        self._held: List[Tuple[str, ...]] = []
+        self._changed = threading.Condition()
+
+    def acquire(self, paths: Tuple[str, ...], stop: Optional[threading.Event]) -> bool:
+        """Hold `paths` once no job holds one of them; False when `stop` is set first."""
+        with self._changed:
+            while not (stop is not None and stop.is_set()):
+                if not any(_overlap(paths, held) for held in self._held):
+                    self._held.append(paths)
+                    return True
+                # `stop` cannot notify: look again now and then.
+                self._changed.wait(0.1)
+            return False
+
+    def release(self, paths: Tuple[str, ...], folders: List[str]) -> None:
+        """Let `paths` go, and remove each of `folders` that is empty and holds no other
+        job's path (a join's step folders are shared by the jobs of that step)."""
+        with self._changed:
+            self._held.remove(paths)
+            for folder in folders:
+                if not any(_within(p, folder) for held in self._held for p in held):
+                    try:
+                        os.rmdir(folder)
+                    except OSError:
+                        pass  # not empty: not only this job's
+            self._changed.notify_all()
+
+
+def _join_paths(algorithm: dict, job: Job) -> Tuple[Dict[str, str], str]:
+    """A join's (step id -> input path, output path); ValueError for a key naming no file."""
+    inputs = {s.step: join_input_path(algorithm, s.step, s.key) for s in job.inputs}
+    return inputs, local_output_path(algorithm, file_name(job.source.key), list(inputs.values()))
+
+
+def _gather_paths(algorithm: dict, key: str) -> Tuple[str, str]:
+    """A gather's (folder, output path)."""
+    name = gather_folder_name(key)
+    folder = os.path.join(algorithm["input_file_path"], name)
+    return folder, local_output_path(algorithm, name, [folder])
+
+
+def job_paths(algorithm: dict, job: Job) -> Tuple[str, ...]:
+    """Every local path a job may write: its input(s) or gather folder and its output, for a
+    plain message those of its URL-decoded key too. A key naming no file adds nothing (the
+    job fails on it before it touches the disk)."""
+    try:
+        if job.inputs:
+            inputs, output = _join_paths(algorithm, job)
+            return tuple(inputs.values()) + (output,)
+        if job.gather_prefix is not None:
+            return _gather_paths(algorithm, job.source.key)
+    except ValueError:
+        return ()
+    paths: List[str] = []
+    for key in dict.fromkeys((job.source.key, unquote_plus(job.source.key))):
+        try:
+            paths.extend(local_paths(algorithm, key))
+        except ValueError:
+            pass
+    return tuple(paths)
+
+
+class Scratch:
+    """The local paths of one job: held in `locks` while it runs, removed when it ends. A
+    join's step folders go only when empty: a step id may name a folder the image has (`tmp`
+    under input_file_path `/`)."""
+
+    def __init__(self, locks: PathLocks) -> None:
         self.paths: List[str] = []
         self.folders: List[str] = []
+        self._locks = locks
+        self._held: Optional[Tuple[str, ...]] = None
+
+    def hold(self, paths: Tuple[str, ...], stop: Optional[threading.Event]) -> bool:
+        """Wait until no other job uses `paths`, then keep them until clear(); False when the
+        worker stops first."""
+        if not self._locks.acquire(paths, stop):
+            return False
+        self._held = paths
+        return True
 
     def claim(self, path: str) -> str:
         """Take `path` for this job: make its folder, clear what a crashed job left there (a
@@ -633,13 +760,13 @@ class Scratch:
         return path
 
     def clear(self) -> None:
-        for path in self.paths:
-            _remove(path)
-        for folder in self.folders:
-            try:
-                os.rmdir(folder)
-            except OSError:
-                pass  # not empty: not only this job's
+        try:
+            for path in self.paths:
+                _remove(path)
+        finally:
+            # Folders are claimed only by a job holding its paths.
+            if self._held is not None:
+                self._locks.release(self._held, self.folders)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -693,14 +820,13 @@ def _stage_object(s3, algorithm: dict, source: Source, scratch: Scratch, try_dec
 
 def _stage_join(s3, algorithm: dict, job: Job, scratch: Scratch) -> Staged:
     try:
-        paths = {s.step: join_input_path(algorithm, s.step, s.key) for s in job.inputs}
-        name = file_name(job.source.key)
+        paths, output_path = _join_paths(algorithm, job)
     except ValueError as exc:
         raise JobFailure("bad_message", str(exc)) from None
     for path in paths.values():
         scratch.folders.append(os.path.dirname(path))
         scratch.claim(path)
-    output = scratch.claim(local_output_path(algorithm, name, list(paths.values())))
+    output = scratch.claim(output_path)
     for source in job.inputs:
         _download(s3, source, paths[source.step])
     return Staged(job.source.key, paths[job.inputs[0].step], output, paths)
@@ -724,9 +850,7 @@ def _stage_gather(s3, algorithm: dict, job: Job, scratch: Scratch) -> Staged:
     if algorithm["input_adapter"] == "stdin":
         raise JobFailure("unsupported_input", "a gather is a folder of files; this algorithm reads a single "
                          "file on its stdin (input_adapter stdin)")
-    name = gather_folder_name(source.key)
-    folder = scratch.claim(os.path.join(algorithm["input_file_path"], name))
-    output = scratch.claim(local_output_path(algorithm, name, [folder]))
+    folder, output = (scratch.claim(p) for p in _gather_paths(algorithm, source.key))
     objects = _gather_listing(s3, source, prefix)
     if not objects:
         raise JobFailure("empty_gather", f"no objects under s3://{source.bucket}/{prefix}")
@@ -787,21 +911,26 @@ def process_message(
     environ: Mapping[str, str],
     stop: Optional[threading.Event] = None,
     config_error: Optional[str] = None,
+    locks: Optional[PathLocks] = None,
 ) -> JobResult:
     """Run one job. Does not touch the queue: run_worker deletes or releases the message.
-    With a config_error the job fails at once, reporting it."""
+    With a config_error the job fails at once, reporting it. `locks` holds the local paths of
+    the jobs running at once: the job starts once none of its own is among them, unless
+    `stop` is set first (then it is abandoned untouched)."""
     attempt = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
     final = attempt >= config.max_receive_count
     started_at, t0 = _now(), time.monotonic()
     job: Optional[Job] = None
     key: Optional[str] = None
-    scratch = Scratch()
+    scratch = Scratch(locks or PathLocks())
     stderr_tail, exit_code = "", None
     try:
         job = parse_body(message.get("Body", ""))
         key = job.source.key
         if config_error:
             raise JobFailure("config_error", f"the worker's configuration is bad: {config_error}")
+        if not scratch.hold(job_paths(algorithm, job), stop):
+            return _abandoned(key, attempt, final)
         staged = stage(s3, algorithm, job, scratch)
         key = staged.key
         argv = substitute(algorithm["run_command"], staged.input_path, staged.output_path, staged.step_inputs)
@@ -819,8 +948,7 @@ def process_message(
             raise JobFailure("start_error", f"cannot start {argv[0]!r}: {exc}") from None
         stderr_tail, exit_code = outcome.stderr_tail, outcome.exit_code
         if outcome.interrupted:
-            log.warning("abandoned key=%s attempt=%d: worker is stopping", key, attempt)
-            return JobResult(ok=False, key=key, attempt=attempt, final=final, interrupted=True, reason="interrupted")
+            return _abandoned(key, attempt, final)
         if outcome.timed_out:
             raise JobFailure("timeout", f"killed after {timeout} s", exit_code)
         if exit_code != 0:
@@ -865,6 +993,11 @@ def process_message(
         scratch.clear()
 
 
+def _abandoned(key: Optional[str], attempt: int, final: bool) -> JobResult:
+    log.warning("abandoned key=%s attempt=%d: worker is stopping", key, attempt)
+    return JobResult(ok=False, key=key, attempt=attempt, final=final, interrupted=True, reason="interrupted")
+
+
 def write_report(s3, config: Config, key: str, report: dict) -> None:
     body = json.dumps(report, indent=2)
     if not config.report_bucket:
@@ -882,8 +1015,8 @@ def write_report(s3, config: Config, key: str, report: dict) -> None:
 
 class VisibilityHeartbeat:
     """Keeps every message this worker holds invisible to other workers, extending each by
-    `visibility` seconds every `visibility / 2` seconds. A receive takes up to 10 messages, so
-    those waiting their turn are extended too, not only the running one."""
+    `visibility` seconds every `visibility / 2` seconds: every job in flight, also one waiting
+    for another job's local paths."""
 
     def __init__(self, sqs, queue_url: str, visibility: int):
         self._sqs, self._queue_url, self._visibility = sqs, queue_url, visibility
@@ -948,6 +1081,44 @@ def _release(sqs, config: Config, message: dict) -> None:
         log.warning("cannot release message %s: %s", message.get("MessageId"), exc)
 
 
+class _Slots:
+    """run_worker's jobs in flight: how many, how they ended, and since when none is."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.busy, self.ok, self.failed = size, 0, 0, 0
+        self.idle_since = time.monotonic()
+        self._changed = threading.Condition()
+
+    def wait_free(self, stop: threading.Event) -> int:
+        """The number of free slots, once there is one (or `stop` is set)."""
+        with self._changed:
+            while self.busy >= self.size and not stop.is_set():
+                # `stop` cannot notify: look again now and then.
+                self._changed.wait(0.1)
+            return self.size - self.busy
+
+    def take(self, count: int) -> None:
+        with self._changed:
+            self.busy += count
+
+    def end(self, result: Optional[JobResult]) -> None:
+        """A job ended: with its result, or None when it crashed."""
+        with self._changed:
+            self.busy -= 1
+            if result is None or not result.interrupted:
+                if result is not None and result.ok:
+                    self.ok += 1
+                else:
+                    self.failed += 1
+            self.idle_since = time.monotonic()
+            self._changed.notify_all()
+
+    def idle_for(self) -> Optional[float]:
+        """Seconds since the last job ended (or the worker started), None while one runs."""
+        with self._changed:
+            return None if self.busy else time.monotonic() - self.idle_since
+
+
 def run_worker(
     config: Config,
     algorithm: dict,
@@ -959,45 +1130,68 @@ def run_worker(
     retry_delay: int = RETRY_DELAY_SECONDS,
     config_error: Optional[str] = None,
 ) -> int:
-    """Drain the queue until it stays empty for config.idle_seconds or `stop` is set.
-    Returns the exit code (0). AWS errors outside a job propagate. With a config_error every
-    message fails with a report, so SQS moves it to the dead-letter queue after its last try."""
+    """Drain the queue until nothing is in flight and it stayed empty for config.idle_seconds,
+    or until `stop` is set (jobs running then are abandoned and their messages released).
+
+    Up to config.parallelism jobs run at once, each on a thread of a pool: a receive asks for
+    at most as many messages as there are free threads (10 at most), so one job's download or
+    upload overlaps another's command. Every message in flight stays in the heartbeat until its
+    job is settled. Jobs whose local paths meet take turns (PathLocks).
+
+    Returns the exit code (0). AWS errors outside a job propagate, once the jobs in flight have
+    ended. With a config_error every message fails with a report, so SQS moves it to the
+    dead-letter queue after its last try."""
     environ = os.environ if environ is None else environ
     stop = stop or threading.Event()
     heartbeat = VisibilityHeartbeat(sqs, config.queue_url, config.visibility_seconds)
-    heartbeat.start()
-    idle_since = time.monotonic()
-    done = {"ok": 0, "failed": 0}
-    try:
-        while not stop.is_set():
-            response = sqs.receive_message(
-                QueueUrl=config.queue_url,
-                MaxNumberOfMessages=10,
-                WaitTimeSeconds=config.wait_seconds,
-                VisibilityTimeout=config.visibility_seconds,
-                AttributeNames=["ApproximateReceiveCount"],
+    locks = PathLocks()
+    slots = _Slots(config.parallelism)
+
+    def work(message: dict) -> None:
+        result = None
+        try:
+            result = process_message(
+                message, config, algorithm, s3, environ=environ, stop=stop, config_error=config_error, locks=locks
             )
-            messages = response.get("Messages", [])
-            if not messages:
-                if time.monotonic() - idle_since >= config.idle_seconds:
-                    log.info("queue empty for %ss, exiting: %d ok, %d failed", config.idle_seconds, done["ok"], done["failed"])
-                    return 0
-                continue
-            heartbeat.hold(messages)
-            for message in messages:
-                if stop.is_set():
-                    heartbeat.drop(message)
-                    _release(sqs, config, message)
-                    continue
-                result = process_message(
-                    message, config, algorithm, s3, environ=environ, stop=stop, config_error=config_error
-                )
-                heartbeat.drop(message)
+        except Exception:
+            # A bug, not the job's failure: the message goes back to SQS, the worker goes on.
+            log.exception("job of message %s crashed", message.get("MessageId"))
+        finally:
+            heartbeat.drop(message)
+            if result is None:
+                _release(sqs, config, message)
+            else:
                 _settle(sqs, config, message, result, retry_delay)
-                if not result.interrupted:
-                    done["ok" if result.ok else "failed"] += 1
-            idle_since = time.monotonic()
-        log.info("stopped on request: %d ok, %d failed", done["ok"], done["failed"])
+            slots.end(result)
+
+    heartbeat.start()
+    try:
+        with ThreadPoolExecutor(max_workers=config.parallelism, thread_name_prefix="job") as pool:
+            while True:
+                free = slots.wait_free(stop)
+                if stop.is_set():
+                    break
+                response = sqs.receive_message(
+                    QueueUrl=config.queue_url,
+                    MaxNumberOfMessages=min(RECEIVE_BATCH, free),
+                    WaitTimeSeconds=config.wait_seconds,
+                    VisibilityTimeout=config.visibility_seconds,
+                    AttributeNames=["ApproximateReceiveCount"],
+                )
+                messages = response.get("Messages", [])
+                if not messages:
+                    idle = slots.idle_for()
+                    if idle is not None and idle >= config.idle_seconds:
+                        log.info("queue empty for %ss, exiting: %d ok, %d failed",
+                                 config.idle_seconds, slots.ok, slots.failed)
+                        return 0
+                    continue
+                heartbeat.hold(messages)
+                slots.take(len(messages))
+                for message in messages:
+                    # Received as stop was set: process_message abandons it, and it is released.
+                    pool.submit(work, message)
+        log.info("stopped on request: %d ok, %d failed", slots.ok, slots.failed)
         return 0
     finally:
         heartbeat.stop()
@@ -1026,14 +1220,14 @@ def main() -> int:
     stop = threading.Event()
 
     def on_signal(signum, frame):
-        # ECS sends SIGTERM, then SIGKILL after its stop timeout: abandon the running job
-        # (its message is released for another worker) and exit.
+        # ECS sends SIGTERM, then SIGKILL after its stop timeout: abandon the running jobs
+        # (their messages are released for other workers) and exit.
         log.warning("signal %d received, stopping", signum)
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        sqs, s3 = make_clients(os.environ)
+        sqs, s3 = make_clients(os.environ, config.parallelism)
         log.info(
             "worker started: pipeline=%s step=%s queue=%s algorithm=%s",
             config.pipeline, config.step, config.queue_url, algorithm.get("name", ""),
