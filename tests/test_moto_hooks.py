@@ -286,3 +286,10 @@ def test_moto_still_checks_a_conditional_put_apart_from_storing_it(monkeypatch):
         first = attempt("atomic")
         rival["thread"].join()
     assert (first, rival["result"]) == ("created", "PreconditionFailed")
+
+
+def test_moto_counts_the_users_of_a_code_volume_in_the_process():
+    """yunpipe.local.lambda_images forgets a stale count when a local cloud starts or stops."""
+    from moto.awslambda.models import _DockerDataVolumeContext
+    assert isinstance(_DockerDataVolumeContext._data_vol_map, dict)
+    assert hasattr(_DockerDataVolumeContext._lock, "acquire")

@@ -20,7 +20,10 @@ Built here, from the local base image (Debian bookworm + python3), never pulled:
 moto names the volume of a function's code by the code's SHA-256 and reuses an existing volume
 of that name without looking inside; it removes the volume after each invocation, except when
 the copy fails or is interrupted, which leaves it empty: every later invocation of the same code
-would then find no handler. ``remove_code_volumes`` drops such leftovers.
+would then find no handler. Worse, when the copy cannot even start (no ``busybox`` image yet),
+moto's in-process count of the volume's users stays at one, and from then on every invocation of
+that code in the process reuses the volume by name without filling it, even after the volume is
+gone. ``remove_code_volumes`` drops such leftovers, and moto's stale counts with them.
 
 API:
     BASE_IMAGE, RUNTIME_REPOSITORY, BUSYBOX_IMAGE
@@ -128,6 +131,7 @@ def _ensure_busybox(docker_client: docker.DockerClient) -> None:
 
 def remove_code_volumes(docker_client: docker.DockerClient, digests) -> None:
     for digest in set(digests):
+        _forget_volume_users(digest)
         try:
             docker_client.volumes.get(digest).remove()
         except docker.errors.NotFound:
@@ -142,3 +146,13 @@ def ensure_lambda_images(docker_client: docker.DockerClient, base_image: str = B
     """Build the images moto's Docker Lambda needs, when missing; return the runtime image's tag."""
     _ensure_busybox(docker_client)
     return _ensure_runtime(docker_client, base_image)
+
+
+def _forget_volume_users(digest: str) -> None:
+    """Drop moto's count of the code volume's users when no invocation of this process can be
+    using it (called as a local cloud starts or stops): a count left by a failed copy makes moto
+    skip filling the volume forever."""
+    from moto.awslambda.models import _DockerDataVolumeContext
+
+    with _DockerDataVolumeContext._lock:
+        _DockerDataVolumeContext._data_vol_map.pop(digest, None)
