@@ -16,6 +16,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 import urllib.parse
@@ -45,7 +46,15 @@ BOTO_CONFIG = BotoConfig(retries={"mode": "standard", "max_attempts": 5})
 
 # The contract's default cap, here once (the workflow spec takes it from here).
 DEFAULT_CONCURRENCY = 10
+# Tasks are started for the backlog, one per this many waiting files (KEDA's SQS scaler's
+# queueLength): a task works through many files, so a task start (seconds locally, up to a
+# minute on Fargate, which bills a minute at least) is paid per 50 files, not per file.
+# bench/e2e.py: 10 tasks per step (20 files each of 200) gave 7x the naive way, 2 tasks (100
+# files each) 9.3x. 50 starts 3 for a backlog of 150 and 1 for a trickle of files.
+DEFAULT_FILES_PER_TASK = 50
 LAUNCH_TYPES = ("FARGATE", "EC2")
+# Capacity providers a Fargate task may run on instead of the plain launch type ("" in Config).
+FARGATE_CAPACITY_PROVIDERS = ("FARGATE", "FARGATE_SPOT")
 PUBLIC_IP_SETTINGS = ("ENABLED", "DISABLED")
 MAX_STARTED_BY = 36
 # HeadObject answers 403 instead of 404 for a missing key when the caller may not list the bucket.
@@ -107,6 +116,17 @@ def _is_join_entry(entry: Any) -> bool:
                                            for field in JoinInput._fields)
 
 
+def _positive(env: Mapping[str, str], var: str, default: int) -> int:
+    raw = env.get(var, "").strip() or str(default)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{var} must be an integer, got {raw!r}") from None
+    if value < 1:
+        raise ConfigError(f"{var} must be at least 1, got {value}")
+    return value
+
+
 def _flag(env: Mapping[str, str], var: str) -> bool:
     value = env.get(var, "").strip() or "0"
     if value not in ("0", "1"):
@@ -123,7 +143,9 @@ class Config:
     task_definition: str
     started_by: str
     concurrency: int = DEFAULT_CONCURRENCY
+    files_per_task: int = DEFAULT_FILES_PER_TASK
     launch_type: str = "FARGATE"
+    capacity_provider: str = ""
     subnets: tuple[str, ...] = ()
     security_groups: tuple[str, ...] = ()
     assign_public_ip: str = "ENABLED"
@@ -139,17 +161,19 @@ class Config:
             raise ConfigError("launcher environment lacks required variable(s): " + ", ".join(missing))
         values = {field: env[var].strip() for field, var in REQUIRED_VARS.items()}
 
-        raw_concurrency = env.get("YUNPIPE_CONCURRENCY", "").strip() or str(DEFAULT_CONCURRENCY)
-        try:
-            concurrency = int(raw_concurrency)
-        except ValueError:
-            raise ConfigError(f"YUNPIPE_CONCURRENCY must be an integer, got {raw_concurrency!r}") from None
-        if concurrency < 1:
-            raise ConfigError(f"YUNPIPE_CONCURRENCY must be at least 1, got {concurrency}")
+        concurrency = _positive(env, "YUNPIPE_CONCURRENCY", DEFAULT_CONCURRENCY)
+        files_per_task = _positive(env, "YUNPIPE_FILES_PER_TASK", DEFAULT_FILES_PER_TASK)
 
         launch_type = env.get("YUNPIPE_LAUNCH_TYPE", "").strip().upper() or "FARGATE"
         if launch_type not in LAUNCH_TYPES:
             raise ConfigError(f"YUNPIPE_LAUNCH_TYPE must be one of {', '.join(LAUNCH_TYPES)}, got {launch_type!r}")
+        capacity_provider = env.get("YUNPIPE_CAPACITY_PROVIDER", "").strip().upper()
+        if capacity_provider and capacity_provider not in FARGATE_CAPACITY_PROVIDERS:
+            raise ConfigError(f"YUNPIPE_CAPACITY_PROVIDER must be empty or one of "
+                              f"{', '.join(FARGATE_CAPACITY_PROVIDERS)}, got {capacity_provider!r}")
+        if capacity_provider and launch_type != "FARGATE":
+            raise ConfigError(f"YUNPIPE_CAPACITY_PROVIDER {capacity_provider} needs YUNPIPE_LAUNCH_TYPE FARGATE, "
+                              f"got {launch_type}")
 
         public_ip = env.get("YUNPIPE_ASSIGN_PUBLIC_IP", "").strip().upper() or "ENABLED"
         if public_ip not in PUBLIC_IP_SETTINGS:
@@ -171,7 +195,9 @@ class Config:
         return cls(
             **values,
             concurrency=concurrency,
+            files_per_task=files_per_task,
             launch_type=launch_type,
+            capacity_provider=capacity_provider,
             subnets=_split(env.get("YUNPIPE_SUBNETS", "")),
             security_groups=_split(env.get("YUNPIPE_SECURITY_GROUPS", "")),
             assign_public_ip=public_ip,
@@ -185,7 +211,9 @@ class Config:
         return {
             **{var: getattr(self, field) for field, var in REQUIRED_VARS.items()},
             "YUNPIPE_CONCURRENCY": str(self.concurrency),
+            "YUNPIPE_FILES_PER_TASK": str(self.files_per_task),
             "YUNPIPE_LAUNCH_TYPE": self.launch_type,
+            "YUNPIPE_CAPACITY_PROVIDER": self.capacity_provider,
             "YUNPIPE_SUBNETS": ",".join(self.subnets),
             "YUNPIPE_SECURITY_GROUPS": ",".join(self.security_groups),
             "YUNPIPE_ASSIGN_PUBLIC_IP": self.assign_public_ip,
@@ -436,7 +464,8 @@ def send_messages(sqs: Any, queue_url: str, bodies: list[dict[str, Any]], sleep:
 
 
 def top_up_workers(config: Config, clients: Clients, just_sent: int, sleep: Callable[[float], None]) -> dict[str, Any]:
-    """Start tasks so that min(messages waiting, cap) are running; never raises on AWS errors.
+    """Start tasks so that min(one per files_per_task messages waiting, cap) are running, at least
+    one while anything waits; never raises on AWS errors.
 
     The messages are already safe in the queue, so a failure here is logged and left to the
     scheduled run rather than failing the event (a retried event would queue duplicates).
@@ -455,7 +484,7 @@ def top_up_workers(config: Config, clients: Clients, just_sent: int, sleep: Call
         )["Attributes"]
         # The attribute is approximate and may not yet count what this invocation just sent.
         waiting = max(int(attributes.get("ApproximateNumberOfMessages", 0)), just_sent)
-        wanted = max(0, min(waiting, config.concurrency) - running)
+        wanted = max(0, min(math.ceil(waiting / config.files_per_task), config.concurrency) - running)
         started, failures = run_tasks(clients.ecs, config, wanted, sleep)
         if started:
             stopped = keep_within_cap(clients.ecs, config, started)
@@ -521,9 +550,13 @@ def run_task_params(config: Config, count: int) -> dict[str, Any]:
         "cluster": config.cluster,
         "taskDefinition": config.task_definition,
         "count": count,
-        "launchType": config.launch_type,
         "startedBy": config.started_by,
     }
+    # ECS refuses a launch type together with a capacity provider strategy.
+    if config.capacity_provider:
+        params["capacityProviderStrategy"] = [{"capacityProvider": config.capacity_provider, "weight": 1}]
+    else:
+        params["launchType"] = config.launch_type
     if config.subnets:
         vpc: dict[str, Any] = {"subnets": list(config.subnets)}
         if config.security_groups:

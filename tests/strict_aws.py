@@ -15,7 +15,8 @@ and message AWS gives:
   MOTO_LAMBDA_CONCURRENCY_QUOTA rule), with GetAccountSettings answered as AWS does.
 - SQS: a queue name reused within `queue_reuse_seconds` of its deletion (QueueDeletedRecently).
 - ECS: a Fargate task definition with a cpu/memory pair Fargate does not offer, a network mode
-  other than awsvpc, or ephemeral storage outside 21-200 GiB. And one fact moto leaves out:
+  other than awsvpc, or ephemeral storage outside 21-200 GiB; a RunTask whose capacity provider
+  strategy names a provider the cluster does not have associated. And one fact moto leaves out:
   a task's createdAt, which the launcher ranks tasks by.
 
 Time comes from a `Clock`: real by default; `Clock(manual=True)` only moves when something
@@ -39,7 +40,7 @@ from moto.awslambda.exceptions import InvalidParameterValueException
 from moto.awslambda.models import LambdaBackend, lambda_backends
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.botocore_stubber import MockRawResponse
-from moto.ecs.exceptions import EcsClientException
+from moto.ecs.exceptions import EcsClientException, InvalidParameterException
 from moto.ecs.models import EC2ContainerServiceBackend, Task
 from moto.iam.models import IAMBackend
 from moto.s3.exceptions import S3ClientError
@@ -183,9 +184,11 @@ class StrictAws:
             "create_queue": SQSBackend.create_queue,
             "delete_queue": SQSBackend.delete_queue,
             "register": EC2ContainerServiceBackend.register_task_definition,
+            "run_task": EC2ContainerServiceBackend.run_task,
             "task": Task.__init__,
         }
         register_signature = inspect.signature(originals["register"])
+        run_task_signature = inspect.signature(originals["run_task"])
 
         def put_bucket_notification_configuration(backend, bucket_name, configuration):
             layer.check_notifications(bucket_name, configuration)
@@ -221,6 +224,13 @@ class StrictAws:
             layer.check_task_definition(bound)
             return originals["register"](backend, *args, **kwargs)
 
+        def run_task(backend, *args, **kwargs):
+            bound = run_task_signature.bind(backend, *args, **kwargs).arguments
+            cluster = backend._get_cluster(bound["cluster_str"])
+            layer.check_capacity_providers(cluster.name, cluster.capacity_providers or [],
+                                           bound.get("capacity_provider_strategy") or [])
+            return originals["run_task"](backend, *args, **kwargs)
+
         def task(task_self, *args, **kwargs):
             originals["task"](task_self, *args, **kwargs)
             # moto's serializer sends the attribute as the task's createdAt.
@@ -235,6 +245,7 @@ class StrictAws:
             mock.patch.object(SQSBackend, "create_queue", create_queue),
             mock.patch.object(SQSBackend, "delete_queue", delete_queue),
             mock.patch.object(EC2ContainerServiceBackend, "register_task_definition", register_task_definition),
+            mock.patch.object(EC2ContainerServiceBackend, "run_task", run_task),
             # moto's own rule for reserved concurrency (awslambda/models.py put_function_concurrency).
             mock.patch.dict(os.environ, {"MOTO_LAMBDA_CONCURRENCY_QUOTA": str(self.lambda_concurrency_limit)}),
         ]
@@ -281,6 +292,15 @@ class StrictAws:
         if created is not None and self.clock.time() - created < self.role_propagation_seconds:
             self.refuse("lambda-role-not-assumable-yet", role_arn)
             raise InvalidParameterValueException(ROLE_NOT_ASSUMABLE)
+
+    def check_capacity_providers(self, cluster: str, associated: list[str], strategy: list[dict]) -> None:
+        unknown = [item["capacityProvider"] for item in strategy if item["capacityProvider"] not in associated]
+        if unknown:
+            self.refuse("ecs-capacity-provider-not-associated", f"{cluster}: {', '.join(unknown)}")
+            raise InvalidParameterException(
+                "The specified capacity provider strategy cannot contain a capacity provider that is not associated "
+                "with the cluster. Associate the capacity provider with the cluster or specify a valid capacity "
+                "provider and try again.")
 
     def check_task_definition(self, registration: dict) -> None:
         storage = registration.get("ephemeral_storage")

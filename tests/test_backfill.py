@@ -245,7 +245,7 @@ def test_submit_on_the_local_cloud_runs_the_launcher_on_the_host(local_cloud, ch
     for key in KEYS:
         client("s3").put_object(Bucket="demo-in-bucket", Key=key, Body=b"x")
     workflow = single_run()
-    workflow["process"]["algorithms"][0]["concurrency"] = 2
+    workflow["process"]["algorithms"][0].update(concurrency=2, files_per_task=1)
     assert cli.setup_pipe_main(["--local", "-f", write_workflow(workflow)]) == 0
 
     assert cli.main(["submit", "demo"]) == 0

@@ -161,6 +161,30 @@ def test_per_step_overrides_reach_the_task(algorithms):
     assert step.function.environment["YUNPIPE_CONCURRENCY"] == "4"
 
 
+def test_files_per_task_and_spot_capacity_reach_the_launcher_and_only_spot_adds_cluster_providers(algorithms):
+    plain = compile_model(workflow([{"name": "upper"}, {"name": "count"}], kind="sequence_run"))
+    spot = compile_model(workflow([{"name": "upper", "files_per_task": 5},
+                                   {"name": "count", "capacity": "FARGATE_SPOT"}], kind="sequence_run"))
+
+    assert plain.cluster.capacity_providers == ()
+    assert spot.cluster.capacity_providers == ("FARGATE", "FARGATE_SPOT")
+    configs = [launcher.Config.from_env({**s.function.environment, "YUNPIPE_QUEUE_URL": "url"}) for s in spot.steps]
+    assert [(c.files_per_task, c.capacity_provider, c.launch_type) for c in configs] == [
+        (5, "", "FARGATE"), (launcher.DEFAULT_FILES_PER_TASK, "FARGATE_SPOT", "FARGATE")]
+    # Without Spot every launcher keeps the plain launch type.
+    assert {s.function.environment["YUNPIPE_CAPACITY_PROVIDER"] for s in plain.steps} == {""}
+
+
+@pytest.mark.parametrize("step, field, words", [
+    ({"name": "upper", "capacity": "FARGATE_SPOT"}, "process.algorithms[0].capacity", "launch_type EC2"),
+    ({"name": "upper", "capacity": "SPOT"}, "process.algorithms[0].capacity", "FARGATE_SPOT"),
+    ({"name": "upper", "files_per_task": 0}, "process.algorithms[0].files_per_task", "from 1 to 1000"),
+])
+def test_bad_capacity_and_files_per_task_name_the_field(step, field, words):
+    error = error_of(workflow([step], kind="single_run", launch_type="EC2"))
+    assert error.field == field and words in str(error)
+
+
 def test_an_override_that_fargate_cannot_size_names_the_workflow(algorithms):
     record_algorithm("huge", "user/huge:1", variables=[], memory={"suggested": 200000})
     with pytest.raises(InputError) as caught:

@@ -66,6 +66,8 @@ def step(aws_env, monkeypatch):
             "YUNPIPE_TASK_DEFINITION": "yunpipe-demo-step1",
             "YUNPIPE_STARTED_BY": STARTED_BY,
             "YUNPIPE_CONCURRENCY": "10",
+            # One task per waiting message, so the cap tests below count tasks by files.
+            "YUNPIPE_FILES_PER_TASK": "1",
             "YUNPIPE_SUBNETS": subnet,
             "YUNPIPE_SECURITY_GROUPS": group,
         }
@@ -425,6 +427,55 @@ def test_running_tasks_are_subtracted_from_wanted(step, monkeypatch):
     assert len(running_tasks(step)) == 4
 
 
+def test_tasks_are_started_for_the_backlog_one_per_files_per_task(step, monkeypatch):
+    monkeypatch.setenv("YUNPIPE_FILES_PER_TASK", "10")
+
+    summary = launcher.handler(s3_event(*(s3_record(f"{i}.txt", etag=str(i)) for i in range(25))), None)
+
+    assert (summary["enqueued"], summary["started"]) == (25, 3)
+    assert len(running_tasks(step)) == 3
+
+
+def test_one_waiting_file_and_no_task_running_starts_one_task(step, monkeypatch):
+    monkeypatch.setenv("YUNPIPE_FILES_PER_TASK", "10")
+
+    summary = launcher.handler(s3_event(s3_record("a.txt")), None)
+
+    assert (summary["started"], summary["running"]) == (1, 0)
+    assert len(running_tasks(step)) == 1
+
+
+def test_backlog_scaling_subtracts_running_tasks_and_keeps_the_cap(step, monkeypatch):
+    monkeypatch.setenv("YUNPIPE_FILES_PER_TASK", "10")
+    monkeypatch.setenv("YUNPIPE_CONCURRENCY", "4")
+
+    first = launcher.handler(s3_event(s3_record("a.txt", etag="a")), None)
+    # 25 waiting want 3 tasks; 1 runs.
+    second = launcher.handler(s3_event(*(s3_record(f"b{i}.txt", etag=f"b{i}") for i in range(24))), None)
+    # 85 waiting would want 9: the cap of 4 holds.
+    third = launcher.handler(s3_event(*(s3_record(f"c{i}.txt", etag=f"c{i}") for i in range(60))), None)
+
+    assert [s["started"] for s in (first, second, third)] == [1, 2, 1]
+    assert len(running_tasks(step)) == 4
+
+
+def test_a_spot_step_runs_its_tasks_on_the_fargate_spot_capacity_provider(step, monkeypatch):
+    monkeypatch.setenv("YUNPIPE_CAPACITY_PROVIDER", "FARGATE_SPOT")
+    step.ecs.put_cluster_capacity_providers(cluster="yunpipe-demo", capacityProviders=["FARGATE", "FARGATE_SPOT"],
+                                            defaultCapacityProviderStrategy=[])
+    calls = record_calls(launcher_clients().ecs, "RunTask")
+
+    summary = launcher.handler(s3_event(s3_record("a.txt")), None)
+
+    assert (summary["started"], summary["failures"]) == (1, [])
+    # ECS refuses a launch type together with a capacity provider strategy.
+    assert "launchType" not in calls[0]
+    assert calls[0]["capacityProviderStrategy"] == [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]
+    assert calls[0]["networkConfiguration"]["awsvpcConfiguration"]["assignPublicIp"] == "ENABLED"
+    [task] = step.ecs.describe_tasks(cluster="yunpipe-demo", tasks=running_tasks(step))["tasks"]
+    assert task["capacityProviderName"] == "FARGATE_SPOT"
+
+
 def test_more_than_ten_wanted_tasks_are_started_in_run_task_chunks_of_ten(step, monkeypatch):
     monkeypatch.setenv("YUNPIPE_CONCURRENCY", "25")
     calls = record_calls(launcher_clients().ecs, "RunTask")
@@ -614,8 +665,8 @@ def test_config_defaults_follow_the_contract():
 
     assert config == launcher.Config(
         pipeline="demo", step="step1", queue_url=REQUIRED_ENV["YUNPIPE_QUEUE_URL"], cluster="c",
-        task_definition="td", started_by="yunpipe-demo-step1", concurrency=10, launch_type="FARGATE",
-        subnets=(), security_groups=(), assign_public_ip="ENABLED",
+        task_definition="td", started_by="yunpipe-demo-step1", concurrency=10, files_per_task=50,
+        launch_type="FARGATE", capacity_provider="", subnets=(), security_groups=(), assign_public_ip="ENABLED",
     )
 
 
@@ -651,6 +702,10 @@ def test_config_missing_required_variables_are_all_named():
     [
         ("YUNPIPE_CONCURRENCY", "ten", "integer"),
         ("YUNPIPE_CONCURRENCY", "0", "at least 1"),
+        ("YUNPIPE_FILES_PER_TASK", "many", "YUNPIPE_FILES_PER_TASK must be an integer"),
+        ("YUNPIPE_FILES_PER_TASK", "0", "YUNPIPE_FILES_PER_TASK must be at least 1"),
+        ("YUNPIPE_FILES_PER_TASK", "-5", "YUNPIPE_FILES_PER_TASK must be at least 1"),
+        ("YUNPIPE_CAPACITY_PROVIDER", "SPOT", "FARGATE, FARGATE_SPOT"),
         ("YUNPIPE_LAUNCH_TYPE", "EXTERNAL", "FARGATE, EC2"),
         ("YUNPIPE_ASSIGN_PUBLIC_IP", "yes", "ENABLED, DISABLED"),
         ("YUNPIPE_STARTED_BY", "x" * 37, "36"),
@@ -659,6 +714,33 @@ def test_config_missing_required_variables_are_all_named():
 def test_config_rejects_invalid_values(name, value, fragment):
     with pytest.raises(launcher.ConfigError, match=fragment):
         launcher.Config.from_env({**REQUIRED_ENV, name: value})
+
+
+def test_a_capacity_provider_needs_the_fargate_launch_type():
+    with pytest.raises(launcher.ConfigError, match="YUNPIPE_CAPACITY_PROVIDER FARGATE_SPOT needs YUNPIPE_LAUNCH_TYPE"):
+        launcher.Config.from_env({**REQUIRED_ENV, "YUNPIPE_LAUNCH_TYPE": "EC2", "YUNPIPE_CAPACITY_PROVIDER": "fargate_spot"})
+
+
+def test_files_per_task_and_capacity_provider_round_trip_through_the_environment():
+    config = launcher.Config(**{**launcher.Config.from_env(REQUIRED_ENV).__dict__, "files_per_task": 7,
+                                "capacity_provider": "FARGATE_SPOT"})
+
+    env = config.to_env()
+
+    assert (env["YUNPIPE_FILES_PER_TASK"], env["YUNPIPE_CAPACITY_PROVIDER"]) == ("7", "FARGATE_SPOT")
+    assert launcher.Config.from_env(env) == config
+    assert launcher.Config.from_env({**REQUIRED_ENV, "YUNPIPE_FILES_PER_TASK": " 20 "}).files_per_task == 20
+
+
+def test_run_task_params_on_spot_name_the_capacity_provider_instead_of_the_launch_type():
+    config = launcher.Config.from_env({**REQUIRED_ENV, "YUNPIPE_CAPACITY_PROVIDER": "FARGATE_SPOT",
+                                       "YUNPIPE_SUBNETS": "subnet-1"})
+
+    assert launcher.run_task_params(config, 2) == {
+        "cluster": "c", "taskDefinition": "td", "count": 2, "startedBy": "yunpipe-demo-step1",
+        "capacityProviderStrategy": [{"capacityProvider": "FARGATE_SPOT", "weight": 1}],
+        "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"], "assignPublicIp": "ENABLED"}},
+    }
 
 
 def test_handler_without_configuration_raises_config_error(aws_env, monkeypatch):

@@ -180,7 +180,8 @@ def test_a_file_goes_end_to_end_with_each_role_s_own_credentials(pipeline, s3_ev
     with enforced():
         summaries = [launcher.handler(event, None) for _, event in s3_events]
     assert [s["failures"] for s in summaries] == [[], []], summaries
-    assert sum(s["enqueued"] for s in summaries) == 2 and sum(s["started"] for s in summaries) == 2
+    # Both files wait for one task (one per files_per_task waiting).
+    assert sum(s["enqueued"] for s in summaries) == 2 and sum(s["started"] for s in summaries) == 1
 
     # The runscript, as a task runs it: the task definition's environment, the task role's keys.
     for entry in container["environment"]:
@@ -206,7 +207,7 @@ def test_a_file_goes_end_to_end_with_each_role_s_own_credentials(pipeline, s3_ev
     )["Attributes"]
     assert (attributes["ApproximateNumberOfMessages"], attributes["ApproximateNumberOfMessagesNotVisible"]) == ("0", "1")
     tasks = admin("ecs").list_tasks(cluster="yunpipe-demo", startedBy=function["Environment"]["Variables"]["YUNPIPE_STARTED_BY"])
-    assert len(tasks["taskArns"]) == 2
+    assert len(tasks["taskArns"]) == 1
 
 
 def test_the_task_role_reaches_nothing_but_its_step(pipeline, enforced):

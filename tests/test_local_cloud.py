@@ -154,6 +154,22 @@ def test_task_runs_in_docker_with_env_override_secret_logs_and_exit_code_in_stop
     wait_for(lambda: not _task_containers(docker_client, arn), what="the container to be removed")
 
 
+def test_a_fargate_spot_task_runs_in_docker_like_any_other(cloud):
+    """RunTask with a capacity provider strategy instead of a launch type, as a Spot step's launcher sends it."""
+    ecs = _client(cloud, "ecs")
+    ecs.create_cluster(clusterName="spot", capacityProviders=["FARGATE", "FARGATE_SPOT"])
+    _register(cloud, "exit4", ["python3", "-c", "import sys; sys.exit(4)"])
+    subnet, group = _network(cloud)
+    [task] = ecs.run_task(
+        cluster="spot", taskDefinition="exit4", capacityProviderStrategy=[{"capacityProvider": "FARGATE_SPOT", "weight": 1}],
+        networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [group]}},
+    )["tasks"]
+
+    stopped = wait_for(lambda: _stopped(cloud, "spot", task["taskArn"]), what="the Spot task to stop")
+    assert stopped["stoppedReason"] == "Essential container exited with code 4"
+    assert stopped["capacityProviderName"] == "FARGATE_SPOT"
+
+
 def test_task_with_missing_image_stops_with_the_error_as_reason(cloud):
     _client(cloud, "ecs").create_cluster(clusterName="demo")
     _client(cloud, "ecs").register_task_definition(

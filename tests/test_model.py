@@ -167,7 +167,7 @@ def test_the_model_s_environments_reach_the_worker_and_the_launcher_whole(change
     from yunpipe.runtime import runscript
 
     document = single_run(idle_seconds=45, visibility_timeout_seconds=90)
-    document["process"]["algorithms"][0].update(concurrency=4, max_receive_count=5)
+    document["process"]["algorithms"][0].update(concurrency=4, max_receive_count=5, files_per_task=7)
     model = compile_model({**document, "launch_type": "EC2"})
     step = model.steps[0]
     queue_url = "https://sqs.us-east-1.amazonaws.com/123456789012/yunpipe-demo-change123-s3-queue"
@@ -190,7 +190,7 @@ def test_the_model_s_environments_reach_the_worker_and_the_launcher_whole(change
     assert launch == launcher.Config(
         pipeline="demo", step="change123-s3", queue_url=queue_url, cluster="yunpipe-demo",
         task_definition="yunpipe-demo-change123-s3-task", started_by=step.started_by, concurrency=4,
-        launch_type="EC2", subnets=("subnet-1", "subnet-2"), security_groups=("sg-1",), assign_public_ip="ENABLED")
+        files_per_task=7, launch_type="EC2", subnets=("subnet-1", "subnet-2"), security_groups=("sg-1",), assign_public_ip="ENABLED")
     assert set(launch.to_env()) == set(step.function.environment)
 
 
@@ -204,4 +204,7 @@ def test_the_contract_s_defaults_are_the_specs_defaults(change123):
     defaults = runscript.Config(queue_url="", output_bucket="")
     assert (worker.max_receive_count, worker.idle_seconds, worker.visibility_seconds) == (
         defaults.max_receive_count, defaults.idle_seconds, defaults.visibility_seconds)
-    assert step.function.environment["YUNPIPE_CONCURRENCY"] == str(launcher.Config("", "", "", "", "", "").concurrency)
+    launch_defaults = launcher.Config("", "", "", "", "", "")
+    assert step.function.environment["YUNPIPE_CONCURRENCY"] == str(launch_defaults.concurrency)
+    assert step.function.environment["YUNPIPE_FILES_PER_TASK"] == str(launch_defaults.files_per_task)
+    assert step.function.environment["YUNPIPE_CAPACITY_PROVIDER"] == launch_defaults.capacity_provider == ""

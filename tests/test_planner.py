@@ -64,3 +64,21 @@ def test_notification_is_merged_into_the_buckets_own(moto, change123):
         "Id": "yunpipe:demo:change123-s3", "Events": ["s3:ObjectCreated:*"],
         "LambdaFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:yunpipe-demo-change123-s3-launcher",
         "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "in/"}]}}}]
+
+
+def test_an_existing_cluster_gets_fargate_spot_keeping_its_own_providers_and_default_strategy(moto, change123):
+    default = [{"capacityProvider": "FARGATE", "weight": 1, "base": 0}]
+    boto3.client("ecs").create_cluster(clusterName="yunpipe-demo", capacityProviders=["FARGATE"],
+                                       defaultCapacityProviderStrategy=default)
+    document = single_run()
+    document["process"]["algorithms"][0]["capacity"] = "FARGATE_SPOT"
+    spot = m.build_model(resolve_workflow(parse_workflow(document, "workflow.json"), AlgorithmRegistry()), TARGET)
+
+    calls = [c for c in Planner(Reader(Aws(boto3.Session()))).plan(spot).calls if c.kind == "cluster"]
+    plain = [c for c in Planner(Reader(Aws(boto3.Session()))).plan(demo_model()).calls if c.kind == "cluster"]
+
+    assert [(c.operation, c.action) for c in calls] == [("put_cluster_capacity_providers", "update")]
+    assert calls[0].params == {"cluster": "yunpipe-demo", "capacityProviders": ["FARGATE", "FARGATE_SPOT"],
+                               "defaultCapacityProviderStrategy": default}
+    # A pipeline without Spot leaves the cluster as it is.
+    assert plain == []

@@ -223,7 +223,7 @@ def test_failure_half_way_resumes_and_cleans_up(moto, change123, write_workflow,
 def test_launcher_queues_each_dropped_object_and_starts_tasks_within_the_cap(moto, change123, write_workflow,
                                                                            monkeypatch):
     path = write_workflow({**single_run(), "process": {"type": "single_run", "algorithms": [
-        {"name": "change123-s3", "variables": {"TEST_ENV": "x"}, "concurrency": 2}]}})
+        {"name": "change123-s3", "variables": {"TEST_ENV": "x"}, "concurrency": 2, "files_per_task": 1}]}})
     assert cli.setup_pipe_main(["-f", path]) == 0
     s3, sqs = client("s3"), client("sqs")
     keys = ["a.txt", "dir/b c.txt", "c.txt"]
@@ -251,6 +251,65 @@ def test_launcher_queues_each_dropped_object_and_starts_tasks_within_the_cap(mot
     tasks = client("ecs").list_tasks(cluster="yunpipe-demo", startedBy=environment["YUNPIPE_STARTED_BY"])["taskArns"]
     assert len(tasks) == 2
     launcher.clients_for.cache_clear()
+
+
+def spot_workflow(capacity):
+    return {**single_run(), "process": {"type": "single_run", "algorithms": [
+        {"name": "change123-s3", "variables": {"TEST_ENV": "x"}, "capacity": capacity}]}}
+
+
+def test_a_spot_step_gets_a_cluster_with_fargate_spot_and_its_launcher_starts_spot_tasks(moto, change123,
+                                                                                          write_workflow, monkeypatch):
+    ecs = client("ecs")
+    # First on-demand: the cluster is created as before, with no capacity provider.
+    assert cli.setup_pipe_main(["-f", write_workflow(spot_workflow("FARGATE"))]) == 0
+    [cluster] = ecs.describe_clusters(clusters=["yunpipe-demo"])["clusters"]
+    assert not cluster.get("capacityProviders")
+    environment = client("lambda").get_function_configuration(
+        FunctionName="yunpipe-demo-change123-s3-launcher")["Environment"]["Variables"]
+    assert environment["YUNPIPE_CAPACITY_PROVIDER"] == ""
+    # Such a cluster refuses Spot tasks (as ECS does).
+    spot = launcher.run_task_params(launcher.Config.from_env({**environment, "YUNPIPE_CAPACITY_PROVIDER": "FARGATE_SPOT"}), 1)
+    with pytest.raises(ClientError, match="not associated with the cluster"):
+        ecs.run_task(**spot)
+
+    # Then Spot: the existing cluster gets the providers, the launcher its setting, nothing else changes.
+    path = write_workflow(spot_workflow("FARGATE_SPOT"), "spot.json")
+    with watch_calls() as calls:
+        assert cli.setup_pipe_main(["-f", path]) == 0
+    assert mutating(calls) == [("ecs", "PutClusterCapacityProviders"), ("lambda", "UpdateFunctionConfiguration")]
+    [cluster] = ecs.describe_clusters(clusters=["yunpipe-demo"])["clusters"]
+    assert cluster["capacityProviders"] == ["FARGATE", "FARGATE_SPOT"]
+    with watch_calls() as calls:
+        assert cli.setup_pipe_main(["-f", path]) == 0
+    assert calls and mutating(calls) == []
+
+    environment = client("lambda").get_function_configuration(
+        FunctionName="yunpipe-demo-change123-s3-launcher")["Environment"]["Variables"]
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    client("sqs").send_message(QueueUrl=environment["YUNPIPE_QUEUE_URL"], MessageBody="{}")
+    launcher.clients_for.cache_clear()
+    # A scheduled run: it tops up workers for the waiting message.
+    summary = launcher.handler({"source": "aws.events"}, None)
+    launcher.clients_for.cache_clear()
+    assert (summary["started"], summary["failures"]) == (1, [])
+    [task] = ecs.describe_tasks(cluster="yunpipe-demo", tasks=ecs.list_tasks(cluster="yunpipe-demo")["taskArns"])["tasks"]
+    assert task["capacityProviderName"] == "FARGATE_SPOT"
+
+
+def test_a_new_spot_pipeline_creates_its_cluster_with_the_providers_and_cleans_up(moto, change123, write_workflow):
+    path = write_workflow(spot_workflow("FARGATE_SPOT"))
+    with watch_calls() as calls:
+        assert cli.setup_pipe_main(["-f", path]) == 0
+    assert ("ecs", "PutClusterCapacityProviders") not in mutating(calls)
+    [cluster] = client("ecs").describe_clusters(clusters=["yunpipe-demo"])["clusters"]
+    assert cluster["capacityProviders"] == ["FARGATE", "FARGATE_SPOT"]
+    with watch_calls() as calls:
+        assert cli.setup_pipe_main(["-f", path]) == 0
+    assert calls and mutating(calls) == []
+    assert cli.clean_up_main(["demo", "--purge"]) == 0
+    assert tagged_arns() == []
 
 
 def test_a_message_failing_every_try_lands_in_the_dead_letter_queue(demo):

@@ -165,6 +165,8 @@ class Cluster(Named):
     name: str
     arn: str
     tags: Mapping[str, str]
+    # Associated only when a step runs on Fargate Spot: RunTask may name only these providers.
+    capacity_providers: tuple[str, ...] = ()
     kind = "cluster"
 
 
@@ -399,7 +401,9 @@ def build_model(workflow: ResolvedWorkflow, target: Target, use_user_credential:
     log_group = LogGroup(f"/yunpipe/{pipeline}", spec.log_retention_days, tags)
     reports = resource_name("bucket", pipeline, "reports", target.account_id)
     cluster_name = resource_name("ecs", pipeline)
-    cluster = Cluster(cluster_name, target.arn("ecs", f"cluster/{cluster_name}"), tags)
+    spot = any(step.spec.capacity == "FARGATE_SPOT" for step in workflow.steps)
+    cluster = Cluster(cluster_name, target.arn("ecs", f"cluster/{cluster_name}"), tags,
+                      launcher.FARGATE_CAPACITY_PROVIDERS if spot else ())
 
     parameters: tuple[Parameter, ...] = ()
     if use_user_credential:
@@ -639,7 +643,10 @@ def launcher_function(ctx: StepContext, code: bytes) -> Function:
     placement = ctx.placement
     launch = launcher.Config(pipeline=ctx.pipeline, step=ctx.name, queue_url="", cluster=ctx.cluster.name,
                              task_definition=ctx.family, started_by=ctx.started_by, concurrency=ctx.step.concurrency,
-                             launch_type=ctx.spec.launch_type, subnets=ctx.target.subnets,
+                             files_per_task=ctx.step.spec.files_per_task, launch_type=ctx.spec.launch_type,
+                             # On-demand Fargate keeps the plain launch type: no capacity provider needed.
+                             capacity_provider="FARGATE_SPOT" if ctx.step.spec.capacity == "FARGATE_SPOT" else "",
+                             subnets=ctx.target.subnets,
                              security_groups=ctx.target.security_groups, assign_public_ip="ENABLED",
                              join=tuple(launcher.JoinInput(s.step, s.bucket) for s in placement.sources) if placement.join else (),
                              claim_bucket=ctx.reports_bucket if placement.join else "", gather=placement.gather)

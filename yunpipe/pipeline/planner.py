@@ -169,10 +169,23 @@ class Planner:
 
     def _cluster(self, cluster: m.Cluster, model: m.PipelineModel) -> list[Call]:
         found = self.reader.read("ecs", "describe_clusters", clusters=[cluster.name])
-        if found and any(c["status"] == "ACTIVE" for c in found["clusters"]):
+        active = [c for c in (found or {}).get("clusters", []) if c["status"] == "ACTIVE"]
+        providers = list(cluster.capacity_providers)
+        if not active:
+            # A cluster of steps without Spot is created exactly as before, with no providers.
+            extra: dict[str, Any] = {"capacityProviders": providers} if providers else {}
+            what = f" with capacity providers {', '.join(providers)}" if providers else ""
+            return [self._call(cluster, "create", "ecs", "create_cluster", f"create ECS cluster {cluster.name}{what}",
+                               clusterName=cluster.name, tags=_tag_list(cluster.tags, "key", "value"), **extra)]
+        current = list(active[0].get("capacityProviders") or [])
+        missing = [p for p in providers if p not in current]
+        if not missing:
             return []
-        return [self._call(cluster, "create", "ecs", "create_cluster", f"create ECS cluster {cluster.name}",
-                           clusterName=cluster.name, tags=_tag_list(cluster.tags, "key", "value"))]
+        # The call replaces the cluster's providers and default strategy: both are kept as they are.
+        return [self._call(cluster, "update", "ecs", "put_cluster_capacity_providers",
+                           f"let ECS cluster {cluster.name} run tasks on {', '.join(missing)}", cluster=cluster.name,
+                           capacityProviders=current + missing,
+                           defaultCapacityProviderStrategy=active[0].get("defaultCapacityProviderStrategy") or [])]
 
     def _task_definition(self, task: m.TaskDefinition, model: m.PipelineModel) -> list[Call]:
         found = self.reader.read("ecs", "describe_task_definition", ("ClientException",),

@@ -51,6 +51,13 @@ class StepSpec:
     concurrency: int = spec_field("concurrency", {"type": "integer", "minimum": 1, "maximum": 100,
                                                   "description": "a number of tasks from 1 to 100"},
                                   launcher.DEFAULT_CONCURRENCY)
+    # Tasks are started for the backlog: one per this many waiting files, within `concurrency`.
+    files_per_task: int = spec_field("files_per_task", {"type": "integer", "minimum": 1, "maximum": 1000,
+                                                        "description": "a number of files from 1 to 1000"},
+                                     launcher.DEFAULT_FILES_PER_TASK)
+    # FARGATE_SPOT: interruptible, cheaper Fargate capacity (launch_type FARGATE only).
+    capacity: str = spec_field("capacity", {"type": "string", "enum": list(launcher.FARGATE_CAPACITY_PROVIDERS)},
+                               "FARGATE")
     max_receive_count: int = spec_field("max_receive_count", {"type": "integer", "minimum": 1, "maximum": 1000,
                                                               "description": "a number of tries from 1 to 1000"},
                                         runscript.DEFAULT_MAX_RECEIVE_COUNT)
@@ -183,6 +190,7 @@ def parse_workflow(document: Any, source: str) -> WorkflowSpec:
     spec = WorkflowSpec(source=source, name=values.get("declared_name") or derive_pipeline_name(document["input_s3_name"]),
                         steps=tuple(StepSpec(**read_fields(StepSpec, item)) for item in items), **values)
     check_step_ids(spec)
+    check_capacity(spec)
     if spec.process_type == "graph":
         check_graph(spec)
     return spec
@@ -198,6 +206,15 @@ def check_step_ids(spec: WorkflowSpec) -> None:
             raise InputError(spec.source, field, f"expected a step id used once, '{step.step_id}' is already "
                                                  f"{spec.steps_field}[{seen[step.step_id]}]{hint}")
         seen[step.step_id] = index
+
+
+def check_capacity(spec: WorkflowSpec) -> None:
+    """Fargate Spot is Fargate capacity: a step asks for it only when the pipeline runs on Fargate."""
+    for index, step in enumerate(spec.steps):
+        if step.capacity != "FARGATE" and spec.launch_type != "FARGATE":
+            raise InputError(spec.source, f"{spec.steps_field}[{index}].capacity",
+                             f"expected FARGATE (or no capacity) with launch_type {spec.launch_type}: "
+                             f"{step.capacity} runs Fargate tasks only")
 
 
 def check_graph(spec: WorkflowSpec) -> None:
