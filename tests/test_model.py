@@ -7,11 +7,13 @@ import zipfile
 import pytest
 
 from helpers import record_algorithm, single_run
+from yunpipe.errors import InputError
 from yunpipe.lambda_src.package import launcher_zip
 from yunpipe.pipeline import model as m
 from yunpipe.pipeline.target import Target
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.resolve import resolve_workflow
+from yunpipe.runtime import runscript
 from yunpipe.specs.workflow import parse_workflow
 
 TARGET = Target("123456789012", "us-east-1", ("subnet-1", "subnet-2"), ("sg-1",))
@@ -37,6 +39,26 @@ def test_names_fit_aws_limits_deterministically():
     (2, 5000, (2048, 5120)), (8, 20000, (8192, 20480)), (17, 1024, None), (16, 200000, None)])
 def test_fargate_sizes(vcpu, memory, expected):
     assert m.fargate_size(vcpu, memory) == expected
+
+
+@pytest.mark.parametrize(("overrides", "parallelism"), [
+    ({}, 1), ({"cpu": 0.25}, 1), ({"cpu": 2.5}, 2), ({"cpu": 4}, 4), ({"cpu": 1, "parallelism": 6}, 6)])
+def test_a_worker_runs_as_many_jobs_at_once_as_the_task_has_vcpus_unless_the_step_says(change123, overrides,
+                                                                                         parallelism):
+    document = single_run()
+    document["process"]["algorithms"][0].update(overrides)
+    container = compile_model(document).steps[0].task_definition.registration["containerDefinitions"][0]
+    environment = {e["name"]: e["value"] for e in container["environment"]}
+    assert environment["YUNPIPE_PARALLELISM"] == str(parallelism)
+    assert runscript.Config.from_env({**environment, "YUNPIPE_QUEUE_URL": "url"}).parallelism == parallelism
+
+
+@pytest.mark.parametrize("parallelism", [0, 65])
+def test_a_step_s_parallelism_is_1_to_64_jobs(change123, parallelism):
+    document = single_run()
+    document["process"]["algorithms"][0]["parallelism"] = parallelism
+    with pytest.raises(InputError, match="parallelism"):
+        compile_model(document)
 
 
 def test_launcher_zip_is_deterministic():

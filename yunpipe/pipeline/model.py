@@ -597,6 +597,7 @@ def task_definition(ctx: StepContext) -> TaskDefinition:
                               max_receive_count=step.max_receive_count, idle_seconds=spec.idle_seconds,
                               visibility_seconds=spec.visibility_timeout_seconds,
                               timeout_seconds=step.spec.timeout_seconds or 0,
+                              parallelism=step.spec.parallelism or max(1, int(step.cpu)),
                               algorithm_ref=step.record.reference, image=step.record.image_uri)
     environment = {
         **step.environment,
