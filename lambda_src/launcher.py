@@ -440,26 +440,31 @@ def _error_code(error: ClientError) -> str:
     return error.response.get("Error", {}).get("Code", "")
 
 
+def send_batch(sqs: Any, queue_url: str, texts: list[str], sleep: Callable[[float], None] = time.sleep) -> dict[int, str]:
+    """Queue at most BATCH_SIZE message bodies as they are, resending failed entries; returns
+    the index and error ("Code: Message") of each body SQS never took (empty when all were)."""
+    pending = dict(enumerate(texts))
+    errors: dict[int, str] = {}
+    for attempt in range(SEND_RETRIES + 1):
+        if attempt:
+            sleep(BACKOFF_SECONDS * 2 ** (attempt - 1))
+        response = sqs.send_message_batch(
+            QueueUrl=queue_url, Entries=[{"Id": str(index), "MessageBody": text} for index, text in pending.items()])
+        failed = response.get("Failed", [])
+        errors = {int(entry["Id"]): f"{entry.get('Code')}: {entry.get('Message', '')}" for entry in failed}
+        pending = {index: pending[index] for index in errors}
+        # A sender fault (e.g. a message too large) fails the same way every time.
+        if not pending or any(entry.get("SenderFault") for entry in failed):
+            break
+    return errors
+
+
 def send_messages(sqs: Any, queue_url: str, bodies: list[dict[str, Any]], sleep: Callable[[float], None]) -> int:
     """Queue every body, resending failed batch entries; raises SendError if some never make it."""
     for start in range(0, len(bodies), BATCH_SIZE):
-        pending = {str(index): json.dumps(body) for index, body in enumerate(bodies[start : start + BATCH_SIZE])}
-        failed: list[dict[str, Any]] = []
-        for attempt in range(SEND_RETRIES + 1):
-            if attempt:
-                sleep(BACKOFF_SECONDS * 2 ** (attempt - 1))
-            response = sqs.send_message_batch(
-                QueueUrl=queue_url,
-                Entries=[{"Id": entry_id, "MessageBody": body} for entry_id, body in pending.items()],
-            )
-            failed = response.get("Failed", [])
-            pending = {entry["Id"]: pending[entry["Id"]] for entry in failed}
-            # A sender fault (e.g. a message too large) fails the same way every time.
-            if not pending or any(entry.get("SenderFault") for entry in failed):
-                break
-        if pending:
-            details = "; ".join(f"{entry.get('Code')}: {entry.get('Message', '')}" for entry in failed)
-            raise SendError(f"{len(pending)} message(s) not queued to {queue_url}: {details}")
+        errors = send_batch(sqs, queue_url, [json.dumps(body) for body in bodies[start : start + BATCH_SIZE]], sleep)
+        if errors:
+            raise SendError(f"{len(errors)} message(s) not queued to {queue_url}: {'; '.join(errors.values())}")
     return len(bodies)
 
 

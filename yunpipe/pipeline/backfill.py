@@ -52,24 +52,9 @@ def gather_message(summary: PipelineSummary, step: StepSummary, name: str, prefi
             "pipeline": summary.pipeline, "step": step.name}
 
 
-def send_batch(sqs: Any, queue_url: str, bodies: list[str],
-               sleep: Callable[[float], None] = time.sleep) -> dict[int, str]:
-    """Queue at most 10 bodies, resending failed entries as launcher.send_messages does. Returns
-    the index and error of each body SQS did not take (empty when all were queued)."""
-    pending = dict(enumerate(bodies))
-    errors: dict[int, str] = {}
-    for attempt in range(launcher.SEND_RETRIES + 1):
-        if attempt:
-            sleep(launcher.BACKOFF_SECONDS * 2 ** (attempt - 1))
-        response = sqs.send_message_batch(
-            QueueUrl=queue_url, Entries=[{"Id": str(index), "MessageBody": body} for index, body in pending.items()])
-        failed = response.get("Failed", [])
-        errors = {int(entry["Id"]): f"{entry.get('Code')}: {entry.get('Message', '')}" for entry in failed}
-        pending = {index: pending[index] for index in errors}
-        # A sender fault (a message too large) fails the same way every time.
-        if not pending or any(entry.get("SenderFault") for entry in failed):
-            break
-    return errors
+# The launcher's own batch send (with its retries), which retry also needs for bodies that are
+# not JSON: one send path for every message a pipeline's queues get.
+send_batch = launcher.send_batch
 
 
 def _send_all(sqs: Any, queue_url: str, bodies: list[str], queued_before: int) -> None:
