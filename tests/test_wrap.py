@@ -247,6 +247,13 @@ def test_local_wrap_builds_an_isolated_runnable_image_and_records_versions(home,
     assert status == 78, logs
     assert logs.strip() == ("yunpipe runscript: configuration error: missing required environment variable(s): "
                             "YUNPIPE_QUEUE_URL, YUNPIPE_OUTPUT_BUCKET (no queue to report on; exit status 78)")
+    # Fast starts: the runscript and boto3 load from bytecode compiled into the image, so no
+    # task compiles them again.
+    status, logs = run_container(docker_client, image.id, entrypoint=[
+        "python3", "-c", "import os, sys; sys.path[:0] = ['/opt/yunpipe/site-packages', '/opt/yunpipe']; "
+        "sys.dont_write_bytecode = True; import runscript, boto3, botocore.client, s3transfer.manager as m; "
+        "print([os.path.exists(x.__cached__) for x in (runscript, boto3, botocore.client, m)])"])
+    assert (status, logs.strip()) == (0, "[True, True, True, True]"), logs
     # The algorithm's own Python sees no boto3, and no PYTHONPATH leaks into its environment.
     status, logs = run_container(docker_client, image.id, entrypoint=["python3", "-c", "import boto3"])
     assert status == 1 and "No module named 'boto3'" in logs
