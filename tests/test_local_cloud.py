@@ -170,6 +170,21 @@ def test_a_fargate_spot_task_runs_in_docker_like_any_other(cloud):
     assert stopped["capacityProviderName"] == "FARGATE_SPOT"
 
 
+def test_a_task_starts_when_it_is_run_not_at_the_next_poll(home, docker_client):
+    """RunTask wakes the ECS runner: with a poll every minute, the container still runs at once."""
+    local = LocalCloud(port=0, regions=[REGION], docker_client=docker_client, poll_interval=60)
+    local.start()
+    try:
+        _client(local, "ecs").create_cluster(clusterName="demo")
+        _register(local, "sleeper", ["sleep", "300"])
+        # The runner polled once when it started; without a wake-up this task would wait a minute.
+        arn = _run(local, "demo", "sleeper")
+        wait_for(lambda: [c for c in _task_containers(docker_client, arn) if c.status == "running"],
+                 what="the task's container", timeout=20)
+    finally:
+        local.stop()
+
+
 def test_task_with_missing_image_stops_with_the_error_as_reason(cloud):
     _client(cloud, "ecs").create_cluster(clusterName="demo")
     _client(cloud, "ecs").register_task_definition(
