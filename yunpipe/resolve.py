@@ -9,7 +9,7 @@ import jsonschema
 
 from yunpipe.errors import InputError
 from yunpipe.registry import AlgorithmRecord
-from yunpipe.specs.workflow import StepSpec, WorkflowSpec
+from yunpipe.specs.workflow import DEFAULT_GPU_INSTANCE_TYPE, StepSpec, WorkflowSpec, check_instance, instance_for
 
 
 class Algorithms(Protocol):
@@ -28,6 +28,9 @@ class ResolvedStep:
     spec: StepSpec
     # The step's own, else the workflow's; None keeps Fargate's default 20 GiB.
     ephemeral_storage_gib: int | None = None
+    # EC2 instance type and GPUs per task (the step's, else its algorithm's); "": Fargate.
+    instance_type: str = ""
+    gpu: int = 0
 
     @property
     def name(self) -> str:
@@ -95,5 +98,27 @@ def resolve_workflow(spec: WorkflowSpec, registry: Algorithms) -> ResolvedWorkfl
         if step.gather and algorithm.input_adapter == "stdin":
             raise InputError(spec.source, f"{where}.gather",
                              f"expected an algorithm that reads a folder: {record.reference} reads its input from stdin")
-        steps.append(ResolvedStep(record, environment, step, step.ephemeral_storage_gib or spec.ephemeral_storage_gib))
+        instance_type, gpu = resolve_instance(spec, where, step, record)
+        steps.append(ResolvedStep(record, environment, step, step.ephemeral_storage_gib or spec.ephemeral_storage_gib,
+                                  instance_type, gpu))
     return ResolvedWorkflow(spec, tuple(steps))
+
+
+def resolve_instance(spec: WorkflowSpec, where: str, step: StepSpec, record: AlgorithmRecord) -> tuple[str, int]:
+    """The step's instance type and GPUs: each its own when set, else its algorithm's; checked
+    together, as they may come from the workflow and the algorithm each."""
+    algorithm = record.spec
+    instance_type = algorithm.instance_type if step.instance_type is None else step.instance_type
+    gpu = algorithm.gpu if step.gpu is None else step.gpu
+    # Blame the workflow when the step set either field, else the algorithm.
+    source, prefix = (spec.source, where) if (step.instance_type, step.gpu) != (None, None) else (record.reference, "")
+    check_instance(source, prefix, instance_type, gpu)
+    chosen = instance_for(gpu, instance_type)
+    if chosen is None:
+        raise InputError(source, f"{prefix}.instance_type" if prefix else "instance_type",
+                         f"expected an instance type with {gpu} GPUs (the default {DEFAULT_GPU_INSTANCE_TYPE} has one)")
+    if chosen and step.capacity != "FARGATE":
+        raise InputError(spec.source, f"{where}.capacity",
+                         f"expected no capacity on a step that runs on EC2 ({chosen}, from {source}): "
+                         f"{step.capacity} is Fargate capacity")
+    return chosen, gpu

@@ -16,6 +16,8 @@ from yunpipe.errors import InputError
 from yunpipe.runtime import runscript
 from yunpipe.specs.fields import object_schema, read_fields, spec_field
 from yunpipe.specs.loading import load_document, validate
+from yunpipe.specs.workflow import (DEFAULT_GPU_INSTANCE_TYPE, GPU_SCHEMA, INSTANCE_TYPE_SCHEMA, check_instance,
+                                    instance_for)
 
 SUPPORTED_SYSTEMS = ("ubuntu", "debian", "alpine", "rockylinux", "centos", "amazonlinux")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
@@ -99,7 +101,9 @@ class AlgorithmSpec:
     input_file_path: str = spec_field("input_file_path", FOLDER, DEFAULT_INPUT_PATH)
     output_file_path: str = spec_field("output_file_path", FOLDER, DEFAULT_OUTPUT_PATH)
     executable_path: str = spec_field("executable_path", {"type": "string"}, "")
-    instance_type: str = spec_field("instance_type", {"type": "string"}, "")
+    # The developer's suggestion, honoured since 0.1: a step runs on EC2 instances of this type (docs/compute.md).
+    instance_type: str = spec_field("instance_type", INSTANCE_TYPE_SCHEMA, "")
+    gpu: int = spec_field("gpu", GPU_SCHEMA, 0)
     memory_minimal: int | None = spec_field("memory.minimal", MIB, None)
     # Without it: the minimal memory when larger than DEFAULT_MEMORY_MIB (parse_algorithm).
     memory_suggested: int = spec_field("memory.suggested", MIB, DEFAULT_MEMORY_MIB)
@@ -152,6 +156,9 @@ class AlgorithmSpec:
         }
         if self.version_label:
             doc["version"] = self.version_label
+        # Only when asked for: documents of algorithms without GPUs stay as they were.
+        if self.gpu:
+            doc["gpu"] = self.gpu
         return doc
 
 
@@ -209,6 +216,10 @@ def parse_algorithm(document: Any, source: str) -> AlgorithmSpec:
                                  f"expected a default that satisfies its own schema ({errors[0].message})")
         parameters.append(Parameter(var["name"], bool(var.get("required", False)), var.get("description", ""), schema))
     values = read_fields(AlgorithmSpec, document, exclude=["parameters"])
+    check_instance(source, "", values.get("instance_type", ""), values.get("gpu", 0))
+    if instance_for(values.get("gpu", 0), values.get("instance_type", "")) is None:
+        raise InputError(source, "instance_type", f"expected an instance type with {values['gpu']} GPUs "
+                                                  f"(the default {DEFAULT_GPU_INSTANCE_TYPE} has one)")
     memory = document.get("memory", {})
     suggested = values.setdefault("memory_suggested", max(memory.get("minimal", 0), DEFAULT_MEMORY_MIB))
     if "minimal" in memory and memory["minimal"] > suggested:

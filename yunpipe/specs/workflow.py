@@ -29,6 +29,14 @@ LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 # Fargate gives every task 20 GiB; more is asked for per task definition, 21 to 200 GiB.
 EPHEMERAL_STORAGE_SCHEMA = {"type": "integer", "minimum": 21, "maximum": 200,
                             "description": "GiB of task storage from 21 to 200 (20 without it)"}
+# An EC2 instance type (family.size, e.g. g4dn.xlarge); "" on a step: Fargate, whatever the algorithm suggests.
+INSTANCE_TYPE_SCHEMA = {"type": "string", "pattern": r"^([a-z][a-z0-9-]*\.[a-z0-9]+)?$",
+                        "description": "an EC2 instance type such as g4dn.xlarge (or \"\" for Fargate)"}
+# Graviton families: a digit, then a 'g' among the letters before the size (c7g, m6gd, t4g, g5g).
+GRAVITON = re.compile(r"^[a-z]+\d+[a-z]*g[a-z]*\.")
+# A step that asks for one GPU and no instance type: the smallest NVIDIA GPU instance ECS supports well.
+DEFAULT_GPU_INSTANCE_TYPE = "g4dn.xlarge"
+GPU_SCHEMA = {"type": "integer", "minimum": 0, "maximum": 8, "description": "a number of GPUs from 0 to 8"}
 # The fields of a step that only make sense in a graph.
 GRAPH_ONLY = ("id", "after", "filter_prefix", "filter_suffix", "gather", "marker")
 
@@ -58,6 +66,11 @@ class StepSpec:
     # FARGATE_SPOT: interruptible, cheaper Fargate capacity (launch_type FARGATE only).
     capacity: str = spec_field("capacity", {"type": "string", "enum": list(launcher.FARGATE_CAPACITY_PROVIDERS)},
                                "FARGATE")
+    # Run on EC2 instances of this type (an ECS capacity provider scaled from zero, docs/compute.md)
+    # instead of Fargate; None: the algorithm's own instance_type.
+    instance_type: str | None = spec_field("instance_type", INSTANCE_TYPE_SCHEMA, None)
+    # GPUs per task (EC2 only); None: the algorithm's own gpu.
+    gpu: int | None = spec_field("gpu", GPU_SCHEMA, None)
     max_receive_count: int = spec_field("max_receive_count", {"type": "integer", "minimum": 1, "maximum": 1000,
                                                               "description": "a number of tries from 1 to 1000"},
                                         runscript.DEFAULT_MAX_RECEIVE_COUNT)
@@ -212,12 +225,42 @@ def check_step_ids(spec: WorkflowSpec) -> None:
 
 
 def check_capacity(spec: WorkflowSpec) -> None:
-    """Fargate Spot is Fargate capacity: a step asks for it only when the pipeline runs on Fargate."""
+    """Fargate Spot is Fargate capacity: a step asks for it only when the pipeline runs on Fargate,
+    and not together with an instance type or GPUs (EC2 capacity)."""
     for index, step in enumerate(spec.steps):
+        where = f"{spec.steps_field}[{index}]"
         if step.capacity != "FARGATE" and spec.launch_type != "FARGATE":
-            raise InputError(spec.source, f"{spec.steps_field}[{index}].capacity",
+            raise InputError(spec.source, f"{where}.capacity",
                              f"expected FARGATE (or no capacity) with launch_type {spec.launch_type}: "
                              f"{step.capacity} runs Fargate tasks only")
+        if step.capacity != "FARGATE" and (step.instance_type or step.gpu):
+            raise InputError(spec.source, f"{where}.capacity",
+                             f"expected no capacity with {'instance_type' if step.instance_type else 'gpu'}: "
+                             f"{step.capacity} is Fargate capacity, an instance type or GPUs run on EC2")
+        check_instance(spec.source, where, step.instance_type, step.gpu)
+
+
+def check_instance(source: str, where: str, instance_type: str | None, gpu: int | None) -> None:
+    """What ECS can run: x86-64 instances (the ECS-optimized AMIs yunpipe launches and the
+    images it wraps are x86-64), GPUs on NVIDIA GPU instances (families g and p). `where` is the
+    path of the object holding the fields ("" at the top of an algorithm file)."""
+    prefix = f"{where}." if where else ""
+    if instance_type and GRAVITON.match(instance_type):
+        raise InputError(source, f"{prefix}instance_type",
+                         f"expected an x86-64 instance type, got Graviton (arm64) {instance_type}: "
+                         "yunpipe's images and AMIs are x86-64")
+    if gpu and instance_type and not instance_type.startswith(("g", "p")):
+        raise InputError(source, f"{prefix}gpu",
+                         f"expected a GPU instance type (families g and p, e.g. g4dn.xlarge) for {gpu} GPU(s), "
+                         f"got {instance_type}")
+
+
+def instance_for(gpu: int, instance_type: str) -> str | None:
+    """The instance type a step runs on: its own, else DEFAULT_GPU_INSTANCE_TYPE for one GPU;
+    None when it asks for more GPUs than that has and names no instance type."""
+    if instance_type or not gpu:
+        return instance_type
+    return DEFAULT_GPU_INSTANCE_TYPE if gpu == 1 else None
 
 
 def check_graph(spec: WorkflowSpec) -> None:
