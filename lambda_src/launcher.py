@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -55,6 +56,8 @@ DEFAULT_FILES_PER_TASK = 50
 LAUNCH_TYPES = ("FARGATE", "EC2")
 # Capacity providers a Fargate task may run on instead of the plain launch type ("" in Config).
 FARGATE_CAPACITY_PROVIDERS = ("FARGATE", "FARGATE_SPOT")
+# A capacity provider of the cluster's own (an Auto Scaling group): ECS's name rule.
+PROVIDER_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 PUBLIC_IP_SETTINGS = ("ENABLED", "DISABLED")
 MAX_STARTED_BY = 36
 # HeadObject answers 403 instead of 404 for a missing key when the caller may not list the bucket.
@@ -167,11 +170,13 @@ class Config:
         launch_type = env.get("YUNPIPE_LAUNCH_TYPE", "").strip().upper() or "FARGATE"
         if launch_type not in LAUNCH_TYPES:
             raise ConfigError(f"YUNPIPE_LAUNCH_TYPE must be one of {', '.join(LAUNCH_TYPES)}, got {launch_type!r}")
-        capacity_provider = env.get("YUNPIPE_CAPACITY_PROVIDER", "").strip().upper()
-        if capacity_provider and capacity_provider not in FARGATE_CAPACITY_PROVIDERS:
-            raise ConfigError(f"YUNPIPE_CAPACITY_PROVIDER must be empty or one of "
-                              f"{', '.join(FARGATE_CAPACITY_PROVIDERS)}, got {capacity_provider!r}")
-        if capacity_provider and launch_type != "FARGATE":
+        capacity_provider = env.get("YUNPIPE_CAPACITY_PROVIDER", "").strip()
+        if capacity_provider.upper() in FARGATE_CAPACITY_PROVIDERS:
+            capacity_provider = capacity_provider.upper()
+        elif capacity_provider and not PROVIDER_NAME.match(capacity_provider):
+            raise ConfigError(f"YUNPIPE_CAPACITY_PROVIDER must be empty, one of {', '.join(FARGATE_CAPACITY_PROVIDERS)} "
+                              f"or the name of an Auto Scaling group capacity provider, got {capacity_provider!r}")
+        if capacity_provider in FARGATE_CAPACITY_PROVIDERS and launch_type != "FARGATE":
             raise ConfigError(f"YUNPIPE_CAPACITY_PROVIDER {capacity_provider} needs YUNPIPE_LAUNCH_TYPE FARGATE, "
                               f"got {launch_type}")
 
@@ -205,6 +210,12 @@ class Config:
             claim_bucket=claim_bucket,
             gather=gather,
         )
+
+    @property
+    def on_instances(self) -> bool:
+        """Tasks go to the EC2 instances of an Auto Scaling group capacity provider: their task
+        definitions use bridge networking, which takes no network configuration."""
+        return bool(self.capacity_provider) and self.capacity_provider not in FARGATE_CAPACITY_PROVIDERS
 
     def to_env(self) -> dict[str, str]:
         """The Lambda environment from_env reads back as this Config."""
@@ -562,7 +573,7 @@ def run_task_params(config: Config, count: int) -> dict[str, Any]:
         params["capacityProviderStrategy"] = [{"capacityProvider": config.capacity_provider, "weight": 1}]
     else:
         params["launchType"] = config.launch_type
-    if config.subnets:
+    if config.subnets and not config.on_instances:
         vpc: dict[str, Any] = {"subnets": list(config.subnets)}
         if config.security_groups:
             vpc["securityGroups"] = list(config.security_groups)

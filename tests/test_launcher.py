@@ -705,7 +705,7 @@ def test_config_missing_required_variables_are_all_named():
         ("YUNPIPE_FILES_PER_TASK", "many", "YUNPIPE_FILES_PER_TASK must be an integer"),
         ("YUNPIPE_FILES_PER_TASK", "0", "YUNPIPE_FILES_PER_TASK must be at least 1"),
         ("YUNPIPE_FILES_PER_TASK", "-5", "YUNPIPE_FILES_PER_TASK must be at least 1"),
-        ("YUNPIPE_CAPACITY_PROVIDER", "SPOT", "FARGATE, FARGATE_SPOT"),
+        ("YUNPIPE_CAPACITY_PROVIDER", "spot please", "FARGATE, FARGATE_SPOT"),
         ("YUNPIPE_LAUNCH_TYPE", "EXTERNAL", "FARGATE, EC2"),
         ("YUNPIPE_ASSIGN_PUBLIC_IP", "yes", "ENABLED, DISABLED"),
         ("YUNPIPE_STARTED_BY", "x" * 37, "36"),
@@ -740,6 +740,18 @@ def test_run_task_params_on_spot_name_the_capacity_provider_instead_of_the_launc
         "cluster": "c", "taskDefinition": "td", "count": 2, "startedBy": "yunpipe-demo-step1",
         "capacityProviderStrategy": [{"capacityProvider": "FARGATE_SPOT", "weight": 1}],
         "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"], "assignPublicIp": "ENABLED"}},
+    }
+
+
+def test_run_task_params_on_an_auto_scaling_group_provider_keep_its_name_and_take_no_network_configuration():
+    # The provider's tasks use bridge networking on their instances (docs/compute.md); any launch type is ignored.
+    config = launcher.Config.from_env({**REQUIRED_ENV, "YUNPIPE_CAPACITY_PROVIDER": "yunpipe-demo-ec2-g4dn-xlarge",
+                                       "YUNPIPE_LAUNCH_TYPE": "EC2", "YUNPIPE_SUBNETS": "subnet-1"})
+
+    assert config.on_instances and config.to_env()["YUNPIPE_CAPACITY_PROVIDER"] == "yunpipe-demo-ec2-g4dn-xlarge"
+    assert launcher.run_task_params(config, 2) == {
+        "cluster": "c", "taskDefinition": "td", "count": 2, "startedBy": "yunpipe-demo-step1",
+        "capacityProviderStrategy": [{"capacityProvider": "yunpipe-demo-ec2-g4dn-xlarge", "weight": 1}],
     }
 
 
