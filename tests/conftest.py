@@ -12,7 +12,7 @@ from moto import mock_aws
 
 from helpers import BASE_IMAGE, REGION, free_port, unavailable
 from strict_aws import Clock, StrictAws
-from yunpipe.local.moto_fixes import conditional_writes_atomic, event_bridge_reported
+from yunpipe.local.moto_fixes import capacity_providers_scale, conditional_writes_atomic, event_bridge_reported
 from yunpipe.pipeline import executor
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.specs.algorithm import load_algorithm
@@ -63,7 +63,8 @@ def moto(aws_env, monkeypatch):
     when the deploy engine backs off, so waiting out AWS's delays costs no real time."""
     strict = StrictAws(clock=Clock(manual=True))
     monkeypatch.setattr(executor, "backoff_sleep", strict.clock.sleep)
-    with mock_aws(), strict.active(), event_bridge_reported(), conditional_writes_atomic():
+    # Entered before the strict layer, which checks RunTask's capacity providers before they scale.
+    with mock_aws(), capacity_providers_scale(), strict.active(), event_bridge_reported(), conditional_writes_atomic():
         yield strict
 
 

@@ -16,7 +16,9 @@ and message AWS gives:
 - SQS: a queue name reused within `queue_reuse_seconds` of its deletion (QueueDeletedRecently).
 - ECS: a Fargate task definition with a cpu/memory pair Fargate does not offer, a network mode
   other than awsvpc, or ephemeral storage outside 21-200 GiB; a RunTask whose capacity provider
-  strategy names a provider the cluster does not have associated. And one fact moto leaves out:
+  strategy names a provider the cluster does not have associated; GPU resource requirements in a
+  task definition Fargate may run; a capacity provider whose Auto Scaling group does not exist, or
+  the deletion of one still associated with an active cluster. And one fact moto leaves out:
   a task's createdAt, which the launcher ranks tasks by.
 
 Time comes from a `Clock`: real by default; `Clock(manual=True)` only moves when something
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import inspect
 import json
 import os
@@ -37,6 +40,7 @@ from unittest import mock
 from botocore.awsrequest import AWSResponse
 from botocore.handlers import BUILTIN_HANDLERS
 from moto.awslambda.exceptions import InvalidParameterValueException
+from moto.autoscaling.models import autoscaling_backends
 from moto.awslambda.models import LambdaBackend, lambda_backends
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.botocore_stubber import MockRawResponse
@@ -185,6 +189,8 @@ class StrictAws:
             "delete_queue": SQSBackend.delete_queue,
             "register": EC2ContainerServiceBackend.register_task_definition,
             "run_task": EC2ContainerServiceBackend.run_task,
+            "create_provider": EC2ContainerServiceBackend.create_capacity_provider,
+            "delete_provider": EC2ContainerServiceBackend.delete_capacity_provider,
             "task": Task.__init__,
         }
         register_signature = inspect.signature(originals["register"])
@@ -224,12 +230,23 @@ class StrictAws:
             layer.check_task_definition(bound)
             return originals["register"](backend, *args, **kwargs)
 
+        @functools.wraps(originals["run_task"])  # keeps the signature for layers over it (moto_fixes)
         def run_task(backend, *args, **kwargs):
             bound = run_task_signature.bind(backend, *args, **kwargs).arguments
             cluster = backend._get_cluster(bound["cluster_str"])
             layer.check_capacity_providers(cluster.name, cluster.capacity_providers or [],
                                            bound.get("capacity_provider_strategy") or [])
             return originals["run_task"](backend, *args, **kwargs)
+
+        def create_capacity_provider(backend, name, asg_details, tags):
+            layer.check_auto_scaling_group(backend, name, asg_details.get("autoScalingGroupArn", ""))
+            return originals["create_provider"](backend, name, asg_details, tags)
+
+        def delete_capacity_provider(backend, name_or_arn):
+            provider = backend._get_provider(name_or_arn)
+            if provider is not None:
+                layer.check_provider_detached(backend, provider.name)
+            return originals["delete_provider"](backend, name_or_arn)
 
         def task(task_self, *args, **kwargs):
             originals["task"](task_self, *args, **kwargs)
@@ -246,6 +263,8 @@ class StrictAws:
             mock.patch.object(SQSBackend, "delete_queue", delete_queue),
             mock.patch.object(EC2ContainerServiceBackend, "register_task_definition", register_task_definition),
             mock.patch.object(EC2ContainerServiceBackend, "run_task", run_task),
+            mock.patch.object(EC2ContainerServiceBackend, "create_capacity_provider", create_capacity_provider),
+            mock.patch.object(EC2ContainerServiceBackend, "delete_capacity_provider", delete_capacity_provider),
             # moto's own rule for reserved concurrency (awslambda/models.py put_function_concurrency).
             mock.patch.dict(os.environ, {"MOTO_LAMBDA_CONCURRENCY_QUOTA": str(self.lambda_concurrency_limit)}),
         ]
@@ -302,6 +321,22 @@ class StrictAws:
                 "with the cluster. Associate the capacity provider with the cluster or specify a valid capacity "
                 "provider and try again.")
 
+    def check_auto_scaling_group(self, backend, provider: str, group: str) -> None:
+        """ECS takes the group's ARN or name, and refuses a group that does not exist."""
+        groups = autoscaling_backends[backend.account_id][backend.region_name].autoscaling_groups
+        if not any(group in (name, g.arn) for name, g in groups.items()):
+            self.refuse("ecs-capacity-provider-no-group", f"{provider}: {group}")
+            raise InvalidParameterException(f"The specified Auto Scaling group ARN {group} is not valid. Specify a "
+                                            "valid Auto Scaling group ARN and try again.")
+
+    def check_provider_detached(self, backend, provider: str) -> None:
+        clusters = [c.name for c in backend.clusters.values()
+                    if c.status == "ACTIVE" and provider in (c.capacity_providers or [])]
+        if clusters:
+            self.refuse("ecs-capacity-provider-in-use", f"{provider}: {', '.join(clusters)}")
+            raise EcsClientException(f"The specified capacity provider is in use by cluster {clusters[0]}. Disassociate "
+                                     "the capacity provider from the cluster and try again.")
+
     def check_task_definition(self, registration: dict) -> None:
         storage = registration.get("ephemeral_storage")
         if storage is not None and not 21 <= int(storage.get("sizeInGiB", 0)) <= 200:
@@ -309,6 +344,11 @@ class StrictAws:
             raise EcsClientException("The ephemeral storage size must be between 21 and 200 GiB.")
         if "FARGATE" not in (registration.get("requires_compatibilities") or []):
             return
+        gpus = [r for c in registration.get("container_definitions") or [] for r in c.get("resourceRequirements") or []
+                if r.get("type") == "GPU"]
+        if gpus:
+            self.refuse("ecs-fargate-gpu", str(gpus))
+            raise EcsClientException("Tasks using the Fargate launch type do not support GPU resource requirements.")
         if registration.get("network_mode") != "awsvpc":
             self.refuse("ecs-fargate-network-mode", str(registration.get("network_mode")))
             raise EcsClientException("Fargate only supports network mode 'awsvpc'.")

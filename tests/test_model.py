@@ -100,9 +100,11 @@ def test_resources_come_kind_by_kind_in_creation_order(aws_env):
     for name in ("step-a", "step-b"):
         record_algorithm(name, f"user/{name}:1", variables=[])
     document = {"name": "seq", "input_s3_name": "seq-in-bucket", "output_s3_name": "seq-out-bucket",
-                # A fan-out (bucket events, rules) and a step after one step (a notification): every kind.
+                # A fan-out (bucket events, rules), a step after one step (a notification), on EC2
+                # instances (their role, profile, template, group, provider): every kind.
                 "process": {"type": "graph", "steps": [{"name": "step-a"}, {"name": "step-b"},
-                                                       {"id": "c", "name": "step-a", "after": ["step-a"]}]}}
+                                                       {"id": "c", "name": "step-a", "after": ["step-a"],
+                                                        "instance_type": "m5.large"}]}}
     target = Target("123456789012", "us-east-1", credentials={"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
                                                                  "AWS_SECRET_ACCESS_KEY": "s3cr3t"})
     kinds = [r.kind for r in compile_model(document, target, use_user_credential=True).resources()]

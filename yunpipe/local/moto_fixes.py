@@ -3,10 +3,13 @@ AWS is corrected here (the local cloud and the tests' moto both use it). Each fi
 tests/test_moto_hooks.py, which fails once moto answers right by itself.
 """
 import contextlib
+import functools
+import inspect
 import re
 import threading
 from typing import Any, Iterator
 
+from moto.ecs import models as ecs_models
 from moto.s3 import responses as s3_responses
 
 _CLOSING = re.compile(rb"</NotificationConfiguration>\s*$")
@@ -59,3 +62,43 @@ def conditional_writes_atomic() -> Iterator[None]:
         yield
     finally:
         s3_responses.S3Response.put_object = original  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
+def capacity_providers_scale() -> Iterator[None]:
+    """Auto Scaling group capacity providers as ECS has them. RunTask on one starts the task, as
+    ECS managed scaling does by launching an instance for it: moto places such a task only on
+    container instances already registered, of which an emulator has none (it fails with "No
+    instances found"). DescribeCapacityProviders without names lists them all, as ECS does (moto
+    fails on it), which is how clean-up finds a pipeline's providers without its state file."""
+    backend = ecs_models.EC2ContainerServiceBackend
+    original, original_describe = backend.run_task, backend.describe_capacity_providers
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)  # keeps the signature for layers over it (the tests' strict AWS)
+    def run_task(self: Any, *args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(self, *args, **kwargs)
+        strategy = bound.arguments.get("capacity_provider_strategy") or []
+        name = strategy[0]["capacityProvider"] if strategy else ""
+        cluster = self._get_cluster(bound.arguments["cluster_str"])
+        if not name or name in ("FARGATE", "FARGATE_SPOT") or self.container_instances.get(cluster.name):
+            return original(self, *args, **kwargs)
+        # Placed as moto places Fargate tasks (no container instance), then told apart again.
+        bound.arguments["capacity_provider_strategy"] = None
+        bound.arguments["launch_type"] = "FARGATE"
+        tasks = original(*bound.args, **bound.kwargs)
+        for task in tasks:
+            task.capacity_provider_name = name
+            task.launch_type = "EC2"
+        return tasks
+
+    def describe_capacity_providers(self: Any, names: Any) -> Any:
+        return original_describe(self, names if names else list(self.capacity_providers))
+
+    backend.run_task = run_task  # type: ignore[method-assign]
+    backend.describe_capacity_providers = describe_capacity_providers  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        backend.run_task = original  # type: ignore[method-assign]
+        backend.describe_capacity_providers = original_describe  # type: ignore[method-assign]

@@ -38,8 +38,18 @@ SCHEDULE_PERMISSION_SID = "yunpipe-schedule"
 CREDENTIAL_PARAMETERS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 # The kinds of resource in the order they can be created, each after those it refers to:
 # PipelineModel.resources() yields them in this order, the sweeper deletes in the reverse.
-CREATION_ORDER = ("bucket", "log_group", "queue", "parameter", "role", "cluster", "task_definition", "function",
-                  "permission", "notification", "bucket_events", "rule")
+CREATION_ORDER = ("bucket", "log_group", "queue", "parameter", "role", "instance_profile", "launch_template",
+                  "auto_scaling_group", "capacity_provider", "cluster", "task_definition", "function", "permission",
+                  "notification", "bucket_events", "rule")
+# The public SSM parameters naming the current ECS-optimized AMIs (x86-64): with the NVIDIA
+# driver for GPU steps, Amazon Linux 2023 otherwise. Launch templates refer to them
+# (resolve:ssm:), so each new instance boots the AMI that is current when it starts.
+ECS_AMI_PARAMETERS = {
+    True: "/aws/service/ecs/optimized-ami/amazon-linux-2/gpu/recommended/image_id",
+    False: "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id",
+}
+# ECS managed scaling keeps the instances this full of tasks: 100 adds none beyond what waiting tasks need.
+TARGET_CAPACITY = 100
 
 # Fargate's valid (cpu units, memory MiB) combinations.
 FARGATE_SIZES = (
@@ -60,6 +70,7 @@ LIMITS = {
     "role": (64, r"[^A-Za-z0-9_+=,.@-]"),
     "rule": (64, r"[^A-Za-z0-9_.-]"),
     "ecs": (255, r"[^A-Za-z0-9_-]"),
+    "launch_template": (128, r"[^A-Za-z0-9_-]"),
     "started_by": (36, r"[^A-Za-z0-9_-]"),
 }
 
@@ -161,11 +172,62 @@ class Role(Named):
 
 
 @dataclass(frozen=True)
+class InstanceProfile(Named):
+    """How EC2 instances get the instance role (the ECS agent's permissions)."""
+
+    name: str
+    arn: str
+    role: str
+    tags: Mapping[str, str]
+    kind = "instance_profile"
+
+
+@dataclass(frozen=True)
+class LaunchTemplate(Named):
+    name: str
+    data: Mapping[str, Any]  # create_launch_template's LaunchTemplateData
+    tags: Mapping[str, str]
+    kind = "launch_template"
+
+
+@dataclass(frozen=True)
+class AutoScalingGroup(Named):
+    """Instances of one type, from 0 up to `max_size`; ECS managed scaling sets how many."""
+
+    name: str
+    launch_template: str
+    max_size: int
+    subnets: tuple[str, ...]
+    tags: Mapping[str, str]
+    kind = "auto_scaling_group"
+
+
+@dataclass(frozen=True)
+class CapacityProvider(Named):
+    name: str
+    auto_scaling_group: str  # its name: ECS takes a name or an ARN, and the ARN holds a random id
+    tags: Mapping[str, str]
+    kind = "capacity_provider"
+
+
+@dataclass(frozen=True)
+class InstanceGroup:
+    """The EC2 capacity of one instance type, for the steps that ask for it."""
+
+    instance_type: str
+    gpu: bool  # some step runs GPU tasks on it: the GPU AMI
+    launch_template: LaunchTemplate
+    auto_scaling_group: AutoScalingGroup
+    capacity_provider: CapacityProvider
+
+
+@dataclass(frozen=True)
 class Cluster(Named):
     name: str
     arn: str
     tags: Mapping[str, str]
-    # Associated only when a step runs on Fargate Spot: RunTask may name only these providers.
+    # Associated only when a step runs on Fargate Spot or on EC2 instances: RunTask may name
+    # only these providers.
     capacity_providers: tuple[str, ...] = ()
     kind = "cluster"
 
@@ -177,6 +239,8 @@ class TaskDefinition:
     tags: Mapping[str, str]
     # How the algorithm's cpu/memory request became a size Fargate offers ("" when exact).
     sizing: str = ""
+    # Where its tasks run when not on Fargate ("on g4dn.xlarge instances, 1 GPU(s)"), for the plan.
+    placement: str = ""
     kind = "task_definition"
 
     @property
@@ -339,10 +403,15 @@ class PipelineModel:
     steps: tuple[StepModel, ...]
     launch_type: str
     source: str = ""  # the workflow file, for errors found while planning
+    # Only for steps with an instance type: one role and profile for the pipeline's instances
+    # (the ECS agent's permissions do not depend on the type), one group per instance type.
+    instance_role: tuple[Role, ...] = ()
+    instance_profile: tuple[InstanceProfile, ...] = ()
+    instance_groups: tuple[InstanceGroup, ...] = ()
 
     def resources(self) -> tuple:
         """Every desired resource, in the order they can be created (kind by kind, in CREATION_ORDER)."""
-        steps = self.steps
+        steps, groups = self.steps, self.instance_groups
         return (
             *self.buckets,
             self.log_group,
@@ -350,6 +419,11 @@ class PipelineModel:
             *(q for s in steps for q in (s.dead_letter_queue, s.queue)),
             *self.parameters,
             *(r for s in steps for r in (s.launcher_role, s.task_role, s.execution_role)),
+            *self.instance_role,
+            *self.instance_profile,
+            *(g.launch_template for g in groups),
+            *(g.auto_scaling_group for g in groups),
+            *(g.capacity_provider for g in groups),
             self.cluster,
             *(s.task_definition for s in steps),
             *(s.function for s in steps),
@@ -402,8 +476,10 @@ def build_model(workflow: ResolvedWorkflow, target: Target, use_user_credential:
     reports = resource_name("bucket", pipeline, "reports", target.account_id)
     cluster_name = resource_name("ecs", pipeline)
     spot = any(step.spec.capacity == "FARGATE_SPOT" for step in workflow.steps)
+    instance_role, instance_profile, groups = instances(workflow, target, tags, cluster_name)
     cluster = Cluster(cluster_name, target.arn("ecs", f"cluster/{cluster_name}"), tags,
-                      launcher.FARGATE_CAPACITY_PROVIDERS if spot else ())
+                      (launcher.FARGATE_CAPACITY_PROVIDERS if spot else ())
+                      + tuple(g.capacity_provider.name for g in groups))
 
     parameters: tuple[Parameter, ...] = ()
     if use_user_credential:
@@ -427,7 +503,53 @@ def build_model(workflow: ResolvedWorkflow, target: Target, use_user_credential:
         for step in workflow.steps)
     return PipelineModel(pipeline, target, spec.input_bucket, spec.output_bucket, reports, tuple(buckets),
                          tuple(BucketEvents(b) for b in shared), layout, log_group, cluster, parameters, steps,
-                         spec.launch_type, spec.source)
+                         spec.launch_type, spec.source, instance_role, instance_profile, groups)
+
+
+def capacity_provider_name(pipeline: str, instance_type: str) -> str:
+    """The capacity provider (and its launch template and Auto Scaling group) of one instance type."""
+    return resource_name("ecs", pipeline, "ec2", instance_type)
+
+
+def instances(workflow: ResolvedWorkflow, target: Target, tags: Mapping[str, str],
+              cluster: str) -> tuple[tuple[Role, ...], tuple[InstanceProfile, ...], tuple[InstanceGroup, ...]]:
+    """The instance role and profile and one InstanceGroup per instance type the steps ask for
+    (none at all when every step runs on Fargate)."""
+    pipeline = workflow.spec.name
+    types = sorted({step.instance_type for step in workflow.steps if step.instance_type})
+    if not types:
+        return (), (), ()
+    role_name = resource_name("role", pipeline, "instance", "role")
+    role = Role(role_name, target.arn("iam", f"role{ROLE_PATH}{role_name}", regional=False),
+                render_policy("trust", service="ec2.amazonaws.com"),
+                render_policy("instance", cluster_arn=target.arn("ecs", f"cluster/{cluster}"),
+                              container_instances_arn=target.arn("ecs", f"container-instance/{cluster}/*")),
+                f"yunpipe {pipeline}: ECS container instances", tags)
+    profile = InstanceProfile(role_name, target.arn("iam", f"instance-profile{ROLE_PATH}{role_name}", regional=False),
+                              role_name, tags)
+    # The ECS agent joins the pipeline's cluster.
+    user_data = base64.b64encode(f"#!/bin/bash\necho ECS_CLUSTER={cluster} >> /etc/ecs/ecs.config\n".encode()).decode()
+    groups = []
+    for instance_type in types:
+        steps = [step for step in workflow.steps if step.instance_type == instance_type]
+        gpu = any(step.gpu for step in steps)
+        name = capacity_provider_name(pipeline, instance_type)
+        data: dict[str, Any] = {
+            "ImageId": f"resolve:ssm:{ECS_AMI_PARAMETERS[gpu]}",
+            "InstanceType": instance_type,
+            "IamInstanceProfile": {"Name": profile.name},
+            "UserData": user_data,
+            # IMDSv2 only, one hop: the host reaches it, task containers (a hop further) do not,
+            # so tasks get their task role's credentials and never the instance role's.
+            "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 1},
+        }
+        if target.security_groups:
+            data["SecurityGroupIds"] = list(target.security_groups)
+        template = LaunchTemplate(resource_name("launch_template", pipeline, "ec2", instance_type), data, tags)
+        # Each task needs at most one instance: the steps' caps bound the instances.
+        group = AutoScalingGroup(name, template.name, sum(step.concurrency for step in steps), target.subnets, tags)
+        groups.append(InstanceGroup(instance_type, gpu, template, group, CapacityProvider(name, group.name, tags)))
+    return (role,), (profile,), tuple(groups)
 
 
 @dataclass(frozen=True)
@@ -589,7 +711,8 @@ def task_size(ctx: StepContext) -> tuple[int, int, str]:
 
 def task_definition(ctx: StepContext) -> TaskDefinition:
     spec, step, algorithm = ctx.spec, ctx.step, ctx.step.record.spec
-    cpu, memory, sizing = task_size(ctx)
+    # On EC2 the task takes what it asks for from its instance; Fargate offers fixed sizes.
+    cpu, memory, sizing = (max(128, round(step.cpu * 1024)), step.memory, "") if step.instance_type else task_size(ctx)
     # The worker holds and extends messages for visibility_seconds, so a crashed worker's file
     # is visible again within it.
     worker = runscript.Config(queue_url="", output_bucket=ctx.output_bucket, output_prefix=ctx.placement.output_prefix,
@@ -625,19 +748,26 @@ def task_definition(ctx: StepContext) -> TaskDefinition:
                                      for p in algorithm.ports]
     if ctx.parameters:
         definition["secrets"] = [{"name": p.variable, "valueFrom": p.arn} for p in ctx.parameters]
+    if step.gpu:
+        definition["resourceRequirements"] = [{"type": "GPU", "value": str(step.gpu)}]
     registration: dict[str, Any] = {
         "family": ctx.family,
         "taskRoleArn": ctx.role_arn("task"),
         "executionRoleArn": ctx.role_arn("exec"),
-        "networkMode": "awsvpc",
-        "requiresCompatibilities": [spec.launch_type],
+        # On EC2 instances, bridge: a task reaches S3 and SQS through its instance's public IP
+        # (an awsvpc task on EC2 gets none, so it would need NAT), and the IMDS hop limit keeps
+        # it from the instance role.
+        "networkMode": "bridge" if step.instance_type else "awsvpc",
+        "requiresCompatibilities": ["EC2"] if step.instance_type else [spec.launch_type],
         "cpu": str(cpu),
         "memory": str(memory),
         "containerDefinitions": [definition],
     }
-    if step.ephemeral_storage_gib:
+    # Fargate's task storage; an EC2 task writes to its instance's disk.
+    if step.ephemeral_storage_gib and not step.instance_type:
         registration["ephemeralStorage"] = {"sizeInGiB": step.ephemeral_storage_gib}
-    return TaskDefinition(ctx.family, registration, ctx.tags, sizing)
+    where = f"on {step.instance_type} instances" + (f", {step.gpu} GPU(s)" if step.gpu else "") if step.instance_type else ""
+    return TaskDefinition(ctx.family, registration, ctx.tags, sizing, where)
 
 
 def launcher_function(ctx: StepContext, code: bytes) -> Function:
@@ -645,14 +775,21 @@ def launcher_function(ctx: StepContext, code: bytes) -> Function:
     launch = launcher.Config(pipeline=ctx.pipeline, step=ctx.name, queue_url="", cluster=ctx.cluster.name,
                              task_definition=ctx.family, started_by=ctx.started_by, concurrency=ctx.step.concurrency,
                              files_per_task=ctx.step.spec.files_per_task, launch_type=ctx.spec.launch_type,
-                             # On-demand Fargate keeps the plain launch type: no capacity provider needed.
-                             capacity_provider="FARGATE_SPOT" if ctx.step.spec.capacity == "FARGATE_SPOT" else "",
+                             capacity_provider=step_capacity_provider(ctx),
                              subnets=ctx.target.subnets,
                              security_groups=ctx.target.security_groups, assign_public_ip="ENABLED",
                              join=tuple(launcher.JoinInput(s.step, s.bucket) for s in placement.sources) if placement.join else (),
                              claim_bucket=ctx.reports_bucket if placement.join else "", gather=placement.gather)
     return Function(ctx.function_name, ctx.function_arn, ctx.role_arn("launcher"),
                     {**launch.to_env(), "YUNPIPE_QUEUE_URL": QueueUrl(ctx.queue_name())}, code, ctx.tags)
+
+
+def step_capacity_provider(ctx: StepContext) -> str:
+    """The capacity provider RunTask names: the instance type's, Fargate Spot, or "" for
+    on-demand Fargate, which keeps the plain launch type (no capacity provider needed)."""
+    if ctx.step.instance_type:
+        return capacity_provider_name(ctx.pipeline, ctx.step.instance_type)
+    return "FARGATE_SPOT" if ctx.step.spec.capacity == "FARGATE_SPOT" else ""
 
 
 def join_claims(ctx: StepContext) -> str:

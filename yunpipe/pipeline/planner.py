@@ -167,6 +167,98 @@ class Planner:
                                     PolicyDocument=json.dumps(role.policy)))
         return calls
 
+    def _instance_profile(self, profile: m.InstanceProfile, model: m.PipelineModel) -> list[Call]:
+        found = self.reader.read("iam", "get_instance_profile", ("NoSuchEntity",), InstanceProfileName=profile.name)
+        calls = []
+        roles = [r["RoleName"] for r in (found or {}).get("InstanceProfile", {}).get("Roles", [])]
+        if found is None:
+            calls.append(self._call(profile, "create", "iam", "create_instance_profile",
+                                    f"create instance profile {profile.name} (for the pipeline's EC2 instances)",
+                                    InstanceProfileName=profile.name, Path=m.ROLE_PATH, Tags=_tag_list(profile.tags)))
+        # A profile holds one role.
+        calls += [self._call(profile, "update", "iam", "remove_role_from_instance_profile",
+                             f"remove role {role} from instance profile {profile.name}",
+                             InstanceProfileName=profile.name, RoleName=role) for role in roles if role != profile.role]
+        if profile.role not in roles:
+            calls.append(self._call(profile, "update", "iam", "add_role_to_instance_profile",
+                                    f"give instance profile {profile.name} role {profile.role}",
+                                    InstanceProfileName=profile.name, RoleName=profile.role))
+        return calls
+
+    def _launch_template(self, template: m.LaunchTemplate, model: m.PipelineModel) -> list[Call]:
+        self._check_ami(template, model)
+        found = self.reader.read("ec2", "describe_launch_template_versions",
+                                 ("InvalidLaunchTemplateName.NotFoundException", "InvalidLaunchTemplateId.NotFound"),
+                                 LaunchTemplateName=template.name, Versions=["$Latest"])
+        what = (f"{template.data['InstanceType']}, AMI {template.data['ImageId'].split(':', 2)[-1]}, "
+                "IMDSv2 only")
+        if found is None:
+            return [self._call(template, "create", "ec2", "create_launch_template",
+                               f"create launch template {template.name} ({what})", LaunchTemplateName=template.name,
+                               LaunchTemplateData=dict(template.data),
+                               TagSpecifications=[{"ResourceType": "launch-template", "Tags": _tag_list(template.tags)}])]
+        current = found["LaunchTemplateVersions"][0]["LaunchTemplateData"]
+        if all(current.get(k) == v for k, v in template.data.items()):
+            return []
+        # The Auto Scaling group launches $Latest: a new version is all a change needs.
+        return [self._call(template, "update", "ec2", "create_launch_template_version",
+                           f"new version of launch template {template.name} ({what})",
+                           LaunchTemplateName=template.name, LaunchTemplateData=dict(template.data))]
+
+    def _check_ami(self, template: m.LaunchTemplate, model: m.PipelineModel) -> None:
+        """The AMI's public parameter exists in the region (a GPU AMI is not in every region)."""
+        if self.reader.offline:
+            return
+        parameter = template.data["ImageId"].split(":", 2)[-1]
+        if self.reader.read("ssm", "get_parameter", ("ParameterNotFound",), Name=parameter) is None:
+            raise InputError(model.source, "instance_type",
+                             f"expected a region with an ECS-optimized AMI for {template.data['InstanceType']}: "
+                             f"{model.target.region} has no parameter {parameter}")
+
+    def _auto_scaling_group(self, group: m.AutoScalingGroup, model: m.PipelineModel) -> list[Call]:
+        found = self.reader.read("autoscaling", "describe_auto_scaling_groups", AutoScalingGroupNames=[group.name])
+        current = (found or {}).get("AutoScalingGroups") or [{}]
+        settings = {"LaunchTemplate": {"LaunchTemplateName": group.launch_template, "Version": "$Latest"},
+                    "MinSize": 0, "MaxSize": group.max_size, "VPCZoneIdentifier": ",".join(group.subnets),
+                    "NewInstancesProtectedFromScaleIn": False}
+        if not current[0]:
+            return [self._call(group, "create", "autoscaling", "create_auto_scaling_group",
+                               f"create Auto Scaling group {group.name} (0 to {group.max_size} instances, "
+                               f"scaled by ECS)", AutoScalingGroupName=group.name, DesiredCapacity=0, **settings,
+                               Tags=[{"Key": k, "Value": v, "PropagateAtLaunch": True} for k, v in group.tags.items()])]
+        existing = current[0]
+        template = existing.get("LaunchTemplate") or {}
+        if ({k: template.get(k) for k in ("LaunchTemplateName", "Version")} == settings["LaunchTemplate"]
+                and existing.get("MinSize") == 0 and existing.get("MaxSize") == group.max_size
+                and set(filter(None, existing.get("VPCZoneIdentifier", "").split(","))) == set(group.subnets)
+                and existing.get("NewInstancesProtectedFromScaleIn") is False):
+            return []
+        # DesiredCapacity is left to ECS managed scaling.
+        return [self._call(group, "update", "autoscaling", "update_auto_scaling_group",
+                           f"update Auto Scaling group {group.name} (0 to {group.max_size} instances)",
+                           AutoScalingGroupName=group.name, **settings)]
+
+    def _capacity_provider(self, provider: m.CapacityProvider, model: m.PipelineModel) -> list[Call]:
+        found = self.reader.read("ecs", "describe_capacity_providers", capacityProviders=[provider.name])
+        active = [p for p in (found or {}).get("capacityProviders", []) if p.get("status") == "ACTIVE"]
+        scaling = {"status": "ENABLED", "targetCapacity": m.TARGET_CAPACITY}
+        if not active:
+            return [self._call(provider, "create", "ecs", "create_capacity_provider",
+                               f"create capacity provider {provider.name} (ECS scales {provider.auto_scaling_group} "
+                               "from 0 to what waiting tasks need)", name=provider.name,
+                               autoScalingGroupProvider={"autoScalingGroupArn": provider.auto_scaling_group,
+                                                         "managedScaling": scaling,
+                                                         "managedTerminationProtection": "DISABLED"},
+                               tags=_tag_list(provider.tags, "key", "value"))]
+        current = active[0].get("autoScalingGroupProvider", {}).get("managedScaling", {})
+        if all(current.get(k) == v for k, v in scaling.items()):
+            return []
+        return [self._call(provider, "update", "ecs", "update_capacity_provider",
+                           f"let ECS scale {provider.auto_scaling_group} (managed scaling, target "
+                           f"{m.TARGET_CAPACITY}%)", name=provider.name,
+                           autoScalingGroupProvider={"managedScaling": scaling,
+                                                     "managedTerminationProtection": "DISABLED"})]
+
     def _cluster(self, cluster: m.Cluster, model: m.PipelineModel) -> list[Call]:
         found = self.reader.read("ecs", "describe_clusters", clusters=[cluster.name])
         active = [c for c in (found or {}).get("clusters", []) if c["status"] == "ACTIVE"]
@@ -179,12 +271,16 @@ class Planner:
                                clusterName=cluster.name, tags=_tag_list(cluster.tags, "key", "value"), **extra)]
         current = list(active[0].get("capacityProviders") or [])
         missing = [p for p in providers if p not in current]
-        if not missing:
+        # Providers of instance types no step asks for any more: detached here, so the sweep can delete them.
+        stale = [p for p in current if p not in providers and ("capacity_provider", p) in self.owned]
+        if not missing and not stale:
             return []
+        changes = ([f"run tasks on {', '.join(missing)}"] if missing else []) + (
+            [f"stop using {', '.join(stale)}"] if stale else [])
         # The call replaces the cluster's providers and default strategy: both are kept as they are.
         return [self._call(cluster, "update", "ecs", "put_cluster_capacity_providers",
-                           f"let ECS cluster {cluster.name} run tasks on {', '.join(missing)}", cluster=cluster.name,
-                           capacityProviders=current + missing,
+                           f"let ECS cluster {cluster.name} {' and '.join(changes)}", cluster=cluster.name,
+                           capacityProviders=[p for p in current if p not in stale] + missing,
                            defaultCapacityProviderStrategy=active[0].get("defaultCapacityProviderStrategy") or [])]
 
     def _task_definition(self, task: m.TaskDefinition, model: m.PipelineModel) -> list[Call]:
@@ -199,7 +295,7 @@ class Planner:
         storage = params.get("ephemeralStorage", {}).get("sizeInGiB")
         details = [f"{params['cpu']} CPU units", f"{params['memory']} MiB"] + (
             [f"{storage} GiB of storage"] if storage else []) + [params["containerDefinitions"][0]["image"]]
-        sizing = f"; {task.sizing}" if task.sizing else ""
+        sizing = (f"; {task.placement}" if task.placement else "") + (f"; {task.sizing}" if task.sizing else "")
         return [Call("ecs", "register_task_definition", params,
                      f"register {revision}task definition {task.family} ({', '.join(details)}{sizing})",
                      task.kind, task.key, "create")]

@@ -12,8 +12,12 @@ from yunpipe.aws.reader import NO_QUEUE, NOT_FOUND, Reader
 from yunpipe.pipeline import model as m
 from yunpipe.pipeline.plan import Call, Plan, Transient
 
-# Dependents before what they depend on: the reverse of the order they are created in.
-ORDER = tuple(reversed(m.CREATION_ORDER))
+# Dependents before what they depend on: the reverse of the order they are created in, except
+# that an Auto Scaling group goes before the cluster. Its instances are the cluster's container
+# instances, which keep ECS from deleting the cluster; the cluster's deletion in turn detaches
+# its capacity providers, which ECS deletes only once detached.
+_REVERSED = [kind for kind in reversed(m.CREATION_ORDER) if kind != "auto_scaling_group"]
+ORDER = tuple(_REVERSED[:_REVERSED.index("cluster")] + ["auto_scaling_group"] + _REVERSED[_REVERSED.index("cluster"):])
 ARN_KINDS = (
     (re.compile(r"^arn:[^:]+:sqs:[^:]*:\d+:(?P<key>.+)$"), "queue"),
     (re.compile(r"^arn:[^:]+:lambda:[^:]*:\d+:function:(?P<key>[^:]+)$"), "function"),
@@ -52,11 +56,38 @@ def discover(reader: Reader, pipeline: str) -> set[tuple[str, str]]:
         tags = reader.read("iam", "list_role_tags", ("NoSuchEntity",), RoleName=role["RoleName"]) or {}
         if _tagged(tags.get("Tags", []), pipeline):
             found.add(("role", role["RoleName"]))
+    for profile in reader.pages("iam", "list_instance_profiles", "InstanceProfiles", PathPrefix=m.ROLE_PATH):
+        # Listings leave tags out.
+        tags = reader.read("iam", "get_instance_profile", ("NoSuchEntity",),
+                           InstanceProfileName=profile["InstanceProfileName"]) or {}
+        if _tagged(tags.get("InstanceProfile", {}).get("Tags", []), pipeline):
+            found.add(("instance_profile", profile["InstanceProfileName"]))
+    tag_filter = [{"Name": f"tag:{m.TAG_KEY}", "Values": [pipeline]}]
+    for template in reader.pages("ec2", "describe_launch_templates", "LaunchTemplates", Filters=tag_filter):
+        found.add(("launch_template", template["LaunchTemplateName"]))
+    for group in reader.pages("autoscaling", "describe_auto_scaling_groups", "AutoScalingGroups", Filters=tag_filter):
+        found.add(("auto_scaling_group", group["AutoScalingGroupName"]))
+    for provider in capacity_providers(reader):
+        if _tagged([{"Key": t.get("key"), "Value": t.get("value")} for t in provider.get("tags", [])], pipeline):
+            found.add(("capacity_provider", provider["name"]))
     for rule in reader.pages("events", "list_rules", "Rules", NamePrefix=f"yunpipe-{pipeline}-"):
         tags = reader.read("events", "list_tags_for_resource", NOT_FOUND, ResourceARN=rule["Arn"]) or {}
         if _tagged(tags.get("Tags", []), pipeline):
             found.add(("rule", rule["Name"]))
     return found
+
+
+def capacity_providers(reader: Reader) -> list[dict]:
+    """Every capacity provider of the region with its tags (DescribeCapacityProviders has no paginator)."""
+    providers: list[dict] = []
+    token = ""
+    while True:
+        page = reader.read("ecs", "describe_capacity_providers", include=["TAGS"],
+                           **({"nextToken": token} if token else {})) or {}
+        providers += page.get("capacityProviders", [])
+        token = page.get("nextToken", "")
+        if not token:
+            return providers
 
 
 def attached(reader: Reader, pipeline: str, functions: set[str]) -> set[tuple[str, str]]:
@@ -180,8 +211,45 @@ class Sweeper:
         calls.append(self._delete("cluster", name, "ecs", "untag_resource", f"untag ECS cluster {name}", last=False,
                                   resourceArn=found["clusters"][0]["clusterArn"], tagKeys=[m.TAG_KEY]))
         call = self._delete("cluster", name, "ecs", "delete_cluster", f"delete ECS cluster {name}", cluster=name)
-        # Stopped tasks take a moment to leave the cluster.
-        calls.append(dataclasses.replace(call, retry_on=(Transient("ClusterContainsTasksException"),)))
+        # Stopped tasks take a moment to leave the cluster, instances of a deleted Auto Scaling group too.
+        calls.append(dataclasses.replace(call, retry_on=(Transient("ClusterContainsTasksException"),
+                                                         Transient("ClusterContainsContainerInstancesException"))))
+        return calls
+
+    def _auto_scaling_group(self, name: str) -> list[Call]:
+        found = self.reader.read("autoscaling", "describe_auto_scaling_groups", AutoScalingGroupNames=[name])
+        if not (found or {}).get("AutoScalingGroups"):
+            return []
+        # Forced: its instances are terminated with it (their tasks are the pipeline's own).
+        return [self._delete("auto_scaling_group", name, "autoscaling", "delete_auto_scaling_group",
+                             f"delete Auto Scaling group {name} and its instances", AutoScalingGroupName=name,
+                             ForceDelete=True)]
+
+    def _capacity_provider(self, name: str) -> list[Call]:
+        found = self.reader.read("ecs", "describe_capacity_providers", capacityProviders=[name])
+        if not any(p.get("status") == "ACTIVE" for p in (found or {}).get("capacityProviders", [])):
+            return []
+        return [self._delete("capacity_provider", name, "ecs", "delete_capacity_provider",
+                             f"delete capacity provider {name}", capacityProvider=name)]
+
+    def _launch_template(self, name: str) -> list[Call]:
+        found = self.reader.read("ec2", "describe_launch_templates", ("InvalidLaunchTemplateName.NotFoundException",),
+                                 LaunchTemplateNames=[name])
+        if not (found or {}).get("LaunchTemplates"):
+            return []
+        return [self._delete("launch_template", name, "ec2", "delete_launch_template", f"delete launch template {name}",
+                             LaunchTemplateName=name)]
+
+    def _instance_profile(self, name: str) -> list[Call]:
+        found = self.reader.read("iam", "get_instance_profile", ("NoSuchEntity",), InstanceProfileName=name)
+        if found is None:
+            return []
+        calls = [self._delete("instance_profile", name, "iam", "remove_role_from_instance_profile",
+                              f"remove role {r['RoleName']} from instance profile {name}", last=False,
+                              InstanceProfileName=name, RoleName=r["RoleName"])
+                 for r in found["InstanceProfile"].get("Roles", [])]
+        calls.append(self._delete("instance_profile", name, "iam", "delete_instance_profile",
+                                  f"delete instance profile {name}", InstanceProfileName=name))
         return calls
 
     def _queue(self, name: str) -> list[Call]:

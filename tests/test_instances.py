@@ -1,0 +1,249 @@
+"""Steps on EC2 instance types and GPUs (issue 11, docs/compute.md): an ECS capacity provider on
+an Auto Scaling group that ECS scales from zero. Deploy, redeploy and clean-up against the strict
+moto; the spec's checks; the policies of the instances' role."""
+import base64
+import json
+import warnings
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from helpers import REGION, record_algorithm, single_run
+from yunpipe import cli
+from yunpipe.aws.facade import is_mutating, watch_calls
+from yunpipe.lambda_src import launcher
+from yunpipe.pipeline import model as m
+from yunpipe.pipeline.state import state_path
+from yunpipe.pipeline.target import Target
+from yunpipe.registry import AlgorithmRegistry
+from yunpipe.resolve import resolve_workflow
+from yunpipe.specs.workflow import parse_workflow
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore", UserWarning)
+    import parliament
+
+PROVIDER = "yunpipe-demo-ec2-g4dn-xlarge"
+ROLE = "yunpipe-demo-instance-role"
+LAUNCHER = "yunpipe-demo-change123-s3-launcher"
+TARGET = Target("123456789012", "us-east-1", ("subnet-1",), ("sg-1",))
+
+
+def client(service):
+    return boto3.client(service, region_name=REGION)
+
+
+def mutating(calls):
+    return [c for c in calls if is_mutating(c[1])]
+
+
+def workflow(**step) -> dict:
+    return {**single_run(), "process": {"type": "single_run", "algorithms": [
+        {"name": "change123-s3", "variables": {"TEST_ENV": "x"}, **step}]}}
+
+
+def compile_model(document):
+    return m.build_model(resolve_workflow(parse_workflow(document, "workflow.json"), AlgorithmRegistry()), TARGET)
+
+
+def test_a_gpu_step_deploys_an_auto_scaling_group_scaled_by_ecs_from_zero(moto, change123, write_workflow, capsys):
+    path = write_workflow(workflow(gpu=1, concurrency=3))
+    assert cli.setup_pipe_main(["-f", path]) == 0
+    out = capsys.readouterr().out
+    assert f"create capacity provider {PROVIDER}" in out and "on g4dn.xlarge instances, 1 GPU(s)" in out
+
+    [template] = client("ec2").describe_launch_template_versions(
+        LaunchTemplateName=PROVIDER, Versions=["$Latest"])["LaunchTemplateVersions"]
+    data = template["LaunchTemplateData"]
+    assert data["ImageId"] == f"resolve:ssm:{m.ECS_AMI_PARAMETERS[True]}"
+    assert data["InstanceType"] == "g4dn.xlarge" and data["IamInstanceProfile"] == {"Name": ROLE}
+    assert data["MetadataOptions"] == {"HttpTokens": "required", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 1}
+    assert "echo ECS_CLUSTER=yunpipe-demo >> /etc/ecs/ecs.config" in base64.b64decode(data["UserData"]).decode()
+
+    [group] = client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[PROVIDER])["AutoScalingGroups"]
+    assert (group["MinSize"], group["MaxSize"], group["DesiredCapacity"]) == (0, 3, 0)
+    assert group["NewInstancesProtectedFromScaleIn"] is False
+    subnets = sorted(s["SubnetId"] for s in client("ec2").describe_subnets()["Subnets"]
+                     if s["DefaultForAz"])
+    assert sorted(group["VPCZoneIdentifier"].split(",")) == subnets
+
+    ecs = client("ecs")
+    [provider] = ecs.describe_capacity_providers(capacityProviders=[PROVIDER])["capacityProviders"]
+    assert provider["autoScalingGroupProvider"]["managedScaling"]["status"] == "ENABLED"
+    assert provider["autoScalingGroupProvider"]["managedScaling"]["targetCapacity"] == 100
+    [cluster] = ecs.describe_clusters(clusters=["yunpipe-demo"])["clusters"]
+    assert cluster["capacityProviders"] == [PROVIDER]
+    profile = client("iam").get_instance_profile(InstanceProfileName=ROLE)["InstanceProfile"]
+    assert [r["RoleName"] for r in profile["Roles"]] == [ROLE]
+
+    definition = ecs.describe_task_definition(taskDefinition="yunpipe-demo-change123-s3-task")["taskDefinition"]
+    assert definition["requiresCompatibilities"] == ["EC2"] and definition["networkMode"] == "bridge"
+    assert definition["containerDefinitions"][0]["resourceRequirements"] == [{"type": "GPU", "value": "1"}]
+
+    with watch_calls() as calls:
+        assert cli.setup_pipe_main(["-f", path]) == 0
+    assert calls and mutating(calls) == []
+
+    # The launcher starts the step's tasks on the provider, with no launch type or awsvpc settings.
+    environment = client("lambda").get_function_configuration(FunctionName=LAUNCHER)["Environment"]["Variables"]
+    assert environment["YUNPIPE_CAPACITY_PROVIDER"] == PROVIDER
+    params = launcher.run_task_params(launcher.Config.from_env(environment), 1)
+    assert params["capacityProviderStrategy"] == [{"capacityProvider": PROVIDER, "weight": 1}]
+    assert "launchType" not in params and "networkConfiguration" not in params
+    [task] = ecs.run_task(**params)["tasks"]
+    assert task["capacityProviderName"] == PROVIDER
+    assert moto.rules_fired() <= {"lambda-role-not-assumable-yet"}  # retried, as on AWS
+
+
+def test_clean_up_removes_the_instances_resources_and_nothing_of_the_users(moto, change123, write_workflow):
+    ec2, autoscaling, ecs, iam = (client(s) for s in ("ec2", "autoscaling", "ecs", "iam"))
+    # The user's own: a launch template, a group and a provider, an instance profile under yunpipe's path.
+    ec2.create_launch_template(LaunchTemplateName="theirs", LaunchTemplateData={"InstanceType": "m5.large"})
+    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+    autoscaling.create_auto_scaling_group(AutoScalingGroupName="theirs", MinSize=0, MaxSize=1, VPCZoneIdentifier=subnet,
+                                          LaunchTemplate={"LaunchTemplateName": "theirs", "Version": "$Latest"})
+    ecs.create_capacity_provider(name="theirs", autoScalingGroupProvider={"autoScalingGroupArn": "theirs"})
+    iam.create_instance_profile(InstanceProfileName="theirs", Path=m.ROLE_PATH)
+
+    path = write_workflow(workflow(instance_type="g4dn.xlarge", gpu=1))
+    assert cli.setup_pipe_main(["-f", path]) == 0
+    ecs.run_task(**launcher.run_task_params(launcher.Config.from_env(
+        client("lambda").get_function_configuration(FunctionName=LAUNCHER)["Environment"]["Variables"]), 1))
+    # The state file lost: clean-up finds them by their tags.
+    state_path("demo").unlink()
+    with watch_calls() as calls:
+        assert cli.clean_up_main(["demo", "--purge"]) == 0
+    operations = [op for _, op in mutating(calls)]
+    # Instances go first (they keep ECS from deleting the cluster), providers once detached.
+    assert (operations.index("DeleteAutoScalingGroup") < operations.index("DeleteCluster")
+            < operations.index("DeleteCapacityProvider") < operations.index("DeleteLaunchTemplate"))
+    assert [t["LaunchTemplateName"] for t in ec2.describe_launch_templates()["LaunchTemplates"]] == ["theirs"]
+    assert [g["AutoScalingGroupName"] for g in autoscaling.describe_auto_scaling_groups()["AutoScalingGroups"]] == ["theirs"]
+    assert "theirs" in [p["name"] for p in ecs.describe_capacity_providers()["capacityProviders"]]
+    assert PROVIDER not in [p["name"] for p in ecs.describe_capacity_providers()["capacityProviders"]]
+    assert [p["InstanceProfileName"] for p in iam.list_instance_profiles()["InstanceProfiles"]] == ["theirs"]
+    assert ROLE not in [r["RoleName"] for r in iam.list_roles()["Roles"]]
+    assert moto.rules_fired() <= {"lambda-role-not-assumable-yet"}  # retried, as on AWS
+
+
+def test_a_step_back_on_fargate_detaches_and_deletes_its_instance_type(moto, change123, write_workflow):
+    assert cli.setup_pipe_main(["-f", write_workflow(workflow(instance_type="m5.large"))]) == 0
+    [template] = client("ec2").describe_launch_template_versions(
+        LaunchTemplateName="yunpipe-demo-ec2-m5-large", Versions=["$Latest"])["LaunchTemplateVersions"]
+    assert template["LaunchTemplateData"]["ImageId"] == f"resolve:ssm:{m.ECS_AMI_PARAMETERS[False]}"
+
+    with watch_calls() as calls:
+        assert cli.setup_pipe_main(["-f", write_workflow(workflow())]) == 0
+    operations = [op for _, op in mutating(calls)]
+    assert operations.index("PutClusterCapacityProviders") < operations.index("DeleteCapacityProvider")
+    ecs = client("ecs")
+    [cluster] = ecs.describe_clusters(clusters=["yunpipe-demo"])["clusters"]
+    assert not cluster.get("capacityProviders")
+    assert client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"] == []
+    assert client("ec2").describe_launch_templates()["LaunchTemplates"] == []
+    definition = ecs.describe_task_definition(taskDefinition="yunpipe-demo-change123-s3-task")["taskDefinition"]
+    assert definition["requiresCompatibilities"] == ["FARGATE"] and definition["networkMode"] == "awsvpc"
+    assert moto.rules_fired() <= {"lambda-role-not-assumable-yet"}  # retried, as on AWS
+
+
+def test_dry_run_says_what_the_instances_need(moto, change123, write_workflow, capsys):
+    assert cli.setup_pipe_main(["-f", write_workflow(workflow(instance_type="c5.2xlarge")), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    for line in ("create instance profile yunpipe-demo-instance-role",
+                 "create launch template yunpipe-demo-ec2-c5-2xlarge (c5.2xlarge, AMI "
+                 "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id, IMDSv2 only)",
+                 "create Auto Scaling group yunpipe-demo-ec2-c5-2xlarge (0 to 10 instances, scaled by ECS)",
+                 "create ECS cluster yunpipe-demo with capacity providers yunpipe-demo-ec2-c5-2xlarge",
+                 "on c5.2xlarge instances"):
+        assert line in out
+    assert client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"] == []
+
+
+def test_the_algorithms_instance_type_is_the_default_and_a_step_may_set_fargate(aws_env):
+    record_algorithm("change123-s3", "user/change123-s3:1", instance_type="p3.2xlarge", gpu=1)
+    model = compile_model(workflow())
+    [group] = model.instance_groups
+    assert (group.instance_type, group.gpu) == ("p3.2xlarge", True)
+    assert model.steps[0].task_definition.registration["requiresCompatibilities"] == ["EC2"]
+    # "" on the step: Fargate, whatever the algorithm suggests.
+    model = compile_model(workflow(instance_type="", gpu=0))
+    assert model.instance_groups == () and model.instance_role == () and model.cluster.capacity_providers == ()
+    registration = model.steps[0].task_definition.registration
+    assert registration["requiresCompatibilities"] == ["FARGATE"]
+    assert "resourceRequirements" not in registration["containerDefinitions"][0]
+
+
+def test_steps_of_one_instance_type_share_its_group(aws_env):
+    for name in ("step-a", "step-b", "step-c"):
+        record_algorithm(name, f"user/{name}:1", variables=[])
+    document = {"name": "seq", "input_s3_name": "seq-in-bucket", "output_s3_name": "seq-out-bucket",
+                "process": {"type": "sequence_run", "algorithms": [
+                    {"name": "step-a", "instance_type": "g5.xlarge", "concurrency": 2},
+                    {"name": "step-b", "instance_type": "g5.xlarge", "gpu": 1, "concurrency": 3},
+                    {"name": "step-c", "capacity": "FARGATE_SPOT"}]}}
+    model = compile_model(document)
+    [group] = model.instance_groups
+    assert group.gpu and group.auto_scaling_group.max_size == 5
+    assert model.cluster.capacity_providers == ("FARGATE", "FARGATE_SPOT", "yunpipe-seq-ec2-g5-xlarge")
+    providers = [s.function.environment["YUNPIPE_CAPACITY_PROVIDER"] for s in model.steps]
+    assert providers == ["yunpipe-seq-ec2-g5-xlarge", "yunpipe-seq-ec2-g5-xlarge", "FARGATE_SPOT"]
+
+
+def test_the_instance_role_lints_clean_and_is_scoped_to_the_cluster(aws_env):
+    record_algorithm("change123-s3", "user/change123-s3:1")
+    [role] = compile_model(workflow(gpu=1)).instance_role
+    assert role.trust_policy["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
+    findings = parliament.analyze_policy_string(json.dumps(role.policy), include_community_auditors=True).findings
+    assert [(f.issue, f.detail) for f in findings] == []
+    resources = {s["Sid"]: s["Resource"] for s in role.policy["Statement"]}
+    assert resources == {"JoinCluster": "arn:aws:ecs:us-east-1:123456789012:cluster/yunpipe-demo",
+                         "RunTasks": "arn:aws:ecs:us-east-1:123456789012:container-instance/yunpipe-demo/*",
+                         # No resource-level permission exists for it.
+                         "FindEndpoint": "*"}
+
+
+@pytest.mark.parametrize("step, field, message", [
+    ({"instance_type": "G4DN.XLARGE"}, "instance_type", "expected an EC2 instance type"),
+    ({"gpu": 9}, "gpu", "expected a number of GPUs from 0 to 8"),
+    ({"gpu": 1, "capacity": "FARGATE_SPOT"}, "capacity", "expected no capacity with gpu"),
+    ({"instance_type": "m5.large", "capacity": "FARGATE_SPOT"}, "capacity", "expected no capacity with instance_type"),
+    ({"instance_type": "c7g.large"}, "instance_type", "expected an x86-64 instance type, got Graviton"),
+    ({"instance_type": "m5.large", "gpu": 1}, "gpu", "expected a GPU instance type"),
+    ({"gpu": 2}, "instance_type", "expected an instance type with 2 GPUs"),
+])
+def test_bad_instance_settings_name_the_file_and_field(change123, write_workflow, capsys, step, field, message):
+    path = write_workflow(workflow(**step))
+    assert cli.setup_pipe_main(["-f", path, "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: process.algorithms[0].{field}: {message}" in err
+
+
+def test_an_algorithm_asking_for_an_instance_type_refuses_a_spot_step(aws_env, write_workflow, capsys):
+    record_algorithm("change123-s3", "user/change123-s3:1", instance_type="m5.large")
+    path = write_workflow(workflow(capacity="FARGATE_SPOT"))
+    assert cli.setup_pipe_main(["-f", path, "--dry-run"]) == 2
+    assert (f"{path}: process.algorithms[0].capacity: expected no capacity on a step that runs on EC2 (m5.large"
+            in capsys.readouterr().err)
+
+
+def test_strict_aws_refuses_what_ecs_refuses_for_instances(moto):
+    ecs = client("ecs")
+    with pytest.raises(ClientError, match="Auto Scaling group ARN"):
+        ecs.create_capacity_provider(name="nogroup", autoScalingGroupProvider={"autoScalingGroupArn": "nogroup"})
+    with pytest.raises(ClientError, match="do not support GPU"):
+        ecs.register_task_definition(family="f", requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="1024",
+                                     memory="2048", containerDefinitions=[{
+                                         "name": "c", "image": "i", "memory": 2048,
+                                         "resourceRequirements": [{"type": "GPU", "value": "1"}]}])
+    ec2 = client("ec2")
+    ec2.create_launch_template(LaunchTemplateName="lt-x", LaunchTemplateData={"InstanceType": "m5.large"})
+    client("autoscaling").create_auto_scaling_group(
+        AutoScalingGroupName="g", MinSize=0, MaxSize=1, VPCZoneIdentifier=ec2.describe_subnets()["Subnets"][0]["SubnetId"],
+        LaunchTemplate={"LaunchTemplateName": "lt-x", "Version": "$Latest"})
+    ecs.create_capacity_provider(name="p", autoScalingGroupProvider={"autoScalingGroupArn": "g"})
+    ecs.create_cluster(clusterName="c", capacityProviders=["p"])
+    with pytest.raises(ClientError, match="in use by cluster c"):
+        ecs.delete_capacity_provider(capacityProvider="p")
+    assert moto.rules_fired() == {"ecs-capacity-provider-no-group", "ecs-fargate-gpu", "ecs-capacity-provider-in-use"}
