@@ -7,7 +7,8 @@ definition through the Docker SDK:
 - image, command, entryPoint, workingDirectory from the container definition; environment from
   the definition, then the task's containerOverrides; secrets resolved from SSM (``valueFrom``,
   decrypted); cpu units/1024 -> ``nano_cpus``, memory MiB -> ``mem_limit`` (container values,
-  overrides, else the task-level ones);
+  overrides, else the task-level ones); GPU resource requirements -> a device request when Docker
+  has the nvidia runtime, else the container runs without GPUs (with a warning);
 - ``network_mode="host"`` and ``AWS_ENDPOINT_URL=http://127.0.0.1:<port>``, the task's region and
   fake credentials (the emulator listens on loopback only);
 - labels ``yunpipe.local=<pid of the process whose local cloud runs it>``, ``yunpipe.task-arn``,
@@ -43,6 +44,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import docker.types
 from botocore.exceptions import ClientError
 from moto.ecs.models import EC2ContainerServiceBackend
 
@@ -324,6 +326,12 @@ class _TaskRun(threading.Thread):
             kwargs["mem_limit"] = f"{int(memory)}m"
         if reservation:
             kwargs["mem_reservation"] = f"{int(reservation)}m"
+        gpus = sum(int(r["value"]) for r in definition.get("resourceRequirements", []) if r.get("type") == "GPU")
+        if gpus and self._runner.has_gpus():
+            kwargs["device_requests"] = [docker.types.DeviceRequest(count=gpus, capabilities=[["gpu"]])]
+        elif gpus:
+            log.warning("task %s asks for %d GPU(s), but this Docker has no nvidia runtime: it runs without",
+                        self.task_id, gpus)
         return kwargs
 
     def _secret(self, value_from: str) -> str:
@@ -392,6 +400,7 @@ class EcsRunner(PollingThread):
         # burst of task starts paid four times per task; botocore clients are thread-safe.
         self._clients: dict[tuple[str, str], Any] = {}
         self._clients_lock = threading.Lock()
+        self._gpus: bool | None = None  # asked of Docker when a task first wants GPUs
 
     def start(self) -> None:
         _wake_on_run_task(self)
@@ -408,6 +417,12 @@ class EcsRunner(PollingThread):
             run.stop_from_api()
         for run in runs:
             run.join(timeout=60)
+
+    def has_gpus(self) -> bool:
+        """Whether Docker can hand GPUs to containers (the NVIDIA container runtime is installed)."""
+        if self._gpus is None:
+            self._gpus = "nvidia" in (self.docker.info().get("Runtimes") or {})
+        return self._gpus
 
     def client(self, service: str, region: str) -> Any:
         with self._clients_lock:
