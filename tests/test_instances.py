@@ -121,8 +121,8 @@ def test_clean_up_removes_the_instances_resources_and_nothing_of_the_users(moto,
             < operations.index("DeleteCapacityProvider") < operations.index("DeleteLaunchTemplate"))
     assert [t["LaunchTemplateName"] for t in ec2.describe_launch_templates()["LaunchTemplates"]] == ["theirs"]
     assert [g["AutoScalingGroupName"] for g in autoscaling.describe_auto_scaling_groups()["AutoScalingGroups"]] == ["theirs"]
-    assert "theirs" in [p["name"] for p in ecs.describe_capacity_providers()["capacityProviders"]]
-    assert PROVIDER not in [p["name"] for p in ecs.describe_capacity_providers()["capacityProviders"]]
+    providers = ecs.describe_capacity_providers(capacityProviders=["theirs", PROVIDER])["capacityProviders"]
+    assert [p["name"] for p in providers] == ["theirs"]
     assert [p["InstanceProfileName"] for p in iam.list_instance_profiles()["InstanceProfiles"]] == ["theirs"]
     assert ROLE not in [r["RoleName"] for r in iam.list_roles()["Roles"]]
     assert moto.rules_fired() <= {"lambda-role-not-assumable-yet"}  # retried, as on AWS
@@ -212,6 +212,7 @@ def test_the_instance_role_lints_clean_and_is_scoped_to_the_cluster(aws_env):
     ({"instance_type": "c7g.large"}, "instance_type", "expected an x86-64 instance type, got Graviton"),
     ({"instance_type": "m5.large", "gpu": 1}, "gpu", "expected a GPU instance type"),
     ({"gpu": 2}, "instance_type", "expected an instance type with 2 GPUs"),
+    ({"gpu": 1, "ephemeral_storage_gib": 50}, "ephemeral_storage_gib", "expected no ephemeral_storage_gib"),
 ])
 def test_bad_instance_settings_name_the_file_and_field(change123, write_workflow, capsys, step, field, message):
     path = write_workflow(workflow(**step))

@@ -66,13 +66,11 @@ def conditional_writes_atomic() -> Iterator[None]:
 
 @contextlib.contextmanager
 def capacity_providers_scale() -> Iterator[None]:
-    """Auto Scaling group capacity providers as ECS has them. RunTask on one starts the task, as
-    ECS managed scaling does by launching an instance for it: moto places such a task only on
-    container instances already registered, of which an emulator has none (it fails with "No
-    instances found"). DescribeCapacityProviders without names lists them all, as ECS does (moto
-    fails on it), which is how clean-up finds a pipeline's providers without its state file."""
+    """RunTask on an Auto Scaling group capacity provider starts the task, as ECS managed scaling
+    does by launching an instance for it: moto places such a task only on container instances
+    already registered, of which an emulator has none (it fails with "No instances found")."""
     backend = ecs_models.EC2ContainerServiceBackend
-    original, original_describe = backend.run_task, backend.describe_capacity_providers
+    original = backend.run_task
     signature = inspect.signature(original)
 
     @functools.wraps(original)  # keeps the signature for layers over it (the tests' strict AWS)
@@ -92,13 +90,8 @@ def capacity_providers_scale() -> Iterator[None]:
             task.launch_type = "EC2"
         return tasks
 
-    def describe_capacity_providers(self: Any, names: Any) -> Any:
-        return original_describe(self, names if names else list(self.capacity_providers))
-
     backend.run_task = run_task  # type: ignore[method-assign]
-    backend.describe_capacity_providers = describe_capacity_providers  # type: ignore[method-assign]
     try:
         yield
     finally:
         backend.run_task = original  # type: ignore[method-assign]
-        backend.describe_capacity_providers = original_describe  # type: ignore[method-assign]

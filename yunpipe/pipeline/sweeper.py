@@ -67,27 +67,24 @@ def discover(reader: Reader, pipeline: str) -> set[tuple[str, str]]:
         found.add(("launch_template", template["LaunchTemplateName"]))
     for group in reader.pages("autoscaling", "describe_auto_scaling_groups", "AutoScalingGroups", Filters=tag_filter):
         found.add(("auto_scaling_group", group["AutoScalingGroupName"]))
-    for provider in capacity_providers(reader):
-        if _tagged([{"Key": t.get("key"), "Value": t.get("value")} for t in provider.get("tags", [])], pipeline):
-            found.add(("capacity_provider", provider["name"]))
+    # A provider is named as its group, and attached to the pipeline's cluster.
+    names = {key for kind, key in found if kind == "auto_scaling_group"}
+    for kind, cluster in list(found):
+        if kind == "cluster":
+            clusters = reader.read("ecs", "describe_clusters", clusters=[cluster]) or {}
+            names.update(p for c in clusters.get("clusters", []) for p in c.get("capacityProviders") or [])
+    names -= {"FARGATE", "FARGATE_SPOT"}
+    if names:
+        providers = reader.read("ecs", "describe_capacity_providers", capacityProviders=sorted(names),
+                                include=["TAGS"]) or {}
+        for provider in providers.get("capacityProviders", []):
+            if _tagged([{"Key": t.get("key"), "Value": t.get("value")} for t in provider.get("tags", [])], pipeline):
+                found.add(("capacity_provider", provider["name"]))
     for rule in reader.pages("events", "list_rules", "Rules", NamePrefix=f"yunpipe-{pipeline}-"):
         tags = reader.read("events", "list_tags_for_resource", NOT_FOUND, ResourceARN=rule["Arn"]) or {}
         if _tagged(tags.get("Tags", []), pipeline):
             found.add(("rule", rule["Name"]))
     return found
-
-
-def capacity_providers(reader: Reader) -> list[dict]:
-    """Every capacity provider of the region with its tags (DescribeCapacityProviders has no paginator)."""
-    providers: list[dict] = []
-    token = ""
-    while True:
-        page = reader.read("ecs", "describe_capacity_providers", include=["TAGS"],
-                           **({"nextToken": token} if token else {})) or {}
-        providers += page.get("capacityProviders", [])
-        token = page.get("nextToken", "")
-        if not token:
-            return providers
 
 
 def attached(reader: Reader, pipeline: str, functions: set[str]) -> set[tuple[str, str]]:
