@@ -121,4 +121,8 @@ def resolve_instance(spec: WorkflowSpec, where: str, step: StepSpec, record: Alg
         raise InputError(spec.source, f"{where}.capacity",
                          f"expected no capacity on a step that runs on EC2 ({chosen}, from {source}): "
                          f"{step.capacity} is Fargate capacity")
+    if chosen and step.ephemeral_storage_gib:
+        raise InputError(spec.source, f"{where}.ephemeral_storage_gib",
+                         f"expected no ephemeral_storage_gib on a step that runs on EC2 ({chosen}, from {source}): "
+                         "its tasks use the instance's disk (Fargate alone has task storage)")
     return chosen, gpu

@@ -10,6 +10,7 @@ from yunpipe.errors import InputError
 from yunpipe.specs.algorithm import (DEFAULT_INPUT_PATH, DEFAULT_MEMORY_MIB, DEFAULT_OUTPUT_PATH,
                                      DEFAULT_TIMEOUT_SECONDS, ENV_NAME_PATTERN, NAME_PATTERN,
                                      SUPPORTED_SYSTEMS, AlgorithmSpec, parse_algorithm)
+from yunpipe.specs.workflow import INSTANCE_TYPE_SCHEMA
 from yunpipe.wrapper.context import IMAGE_REFERENCE
 
 SOURCE = "described algorithm"
@@ -123,7 +124,9 @@ def describe_document(p: Prompter) -> dict:
         "executable_path": p.text("full path of the executable", ""),
         "input_adapter": p.choice("input given as a file path, or on stdin", ("path", "stdin"), "path"),
         "output_adapter": p.choice("output written to $output, or to stdout", ("path", "stdout"), "path"),
-        "instance_type": p.text("suggested EC2 instance type", ""),
+        # Honoured since 0.1: the algorithm's steps run on such instances instead of Fargate.
+        "instance_type": p.text("EC2 instance type to run on, e.g. g4dn.xlarge (empty: Fargate)", "",
+                                INSTANCE_TYPE_SCHEMA["pattern"], "an EC2 instance type such as g4dn.xlarge"),
     }
     suggested = p.integer("suggested memory (MiB)", DEFAULT_MEMORY_MIB)
     minimal = p.integer("minimal memory (MiB)", suggested, maximum=suggested)
