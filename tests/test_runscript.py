@@ -417,6 +417,20 @@ def test_a_small_input_of_known_size_is_fetched_with_one_get(step, size, operati
     assert step.output("a.txt") == b"HELLO WORLD\n"
 
 
+@pytest.mark.parametrize(("threshold", "logged"), [(12, True), (13, False)])
+def test_a_large_download_and_upload_are_logged_with_their_size(step, caplog, monkeypatch, threshold, logged):
+    monkeypatch.setattr(runscript, "LOG_TRANSFER_BYTES", threshold)
+    alg = step.algorithm("sh -c 'cat $input > $output'")
+    step.put("a.txt")  # 12 bytes, its size not in the message: fetched by s3transfer
+    step.send("a.txt", body=json.dumps({"bucket": "in-bucket", "key": "a.txt", "etag": "e"}))
+    with caplog.at_level("INFO", logger="yunpipe.runscript"):
+        assert step.run(alg) == 0
+    transfers = [r.getMessage().split(" in ")[0] for r in caplog.records if r.getMessage().startswith(("downloaded", "uploaded"))]
+    expected = ["downloaded s3://in-bucket/a.txt bytes=12", "uploaded s3://out-bucket/a.txt bytes=12"]
+    assert transfers == (expected if logged else [])
+    assert step.output("a.txt") == b"hello world\n"
+
+
 def test_stdin_and_stdout_adapters_feed_input_and_capture_result(step):
     alg = step.algorithm("tr -d x", input_adapter="stdin", output_adapter="stdout")
     step.put("in.txt", b"xaxbxc")

@@ -52,6 +52,10 @@ SINGLE_GET_BYTES = 8 * 1024 * 1024
 # Larger objects go through s3transfer (download_file, upload_file): ranged GETs and multipart
 # uploads, this many at once per object (its default).
 TRANSFER_CONCURRENCY = 10
+# A download or upload of at least this many bytes is logged with its time and rate, so the
+# log of a slow large file says whether the transfers or the command took the time; smaller
+# files (the many-small-files case) add no lines.
+LOG_TRANSFER_BYTES = SINGLE_GET_BYTES
 # Exit status of a worker whose configuration is bad (sysexits' EX_CONFIG): distinct from the
 # 0 of a drained queue, the 1 of an AWS error and the commands' own codes, so a stopped task
 # says why it stopped.
@@ -786,7 +790,23 @@ def _fetch(s3, bucket: str, key: str, path: str, size: Optional[int]) -> None:
         with open(path, "wb") as out:
             shutil.copyfileobj(body, out)
     else:
+        started = time.monotonic()
         s3.download_file(bucket, key, path)
+        _log_transfer("downloaded", f"s3://{bucket}/{key}", os.path.getsize(path), time.monotonic() - started)
+
+
+def _upload(s3, path: str, bucket: str, key: str, metadata: Dict[str, str]) -> None:
+    """Upload one result (s3transfer: multipart above 8 MiB) with its provenance metadata."""
+    size = os.path.getsize(path)
+    started = time.monotonic()
+    s3.upload_file(path, bucket, key, ExtraArgs={"Metadata": metadata})
+    _log_transfer("uploaded", f"s3://{bucket}/{key}", size, time.monotonic() - started)
+
+
+def _log_transfer(verb: str, uri: str, size: int, seconds: float) -> None:
+    if size >= LOG_TRANSFER_BYTES:
+        rate = size / 2**20 / max(seconds, 1e-6)
+        log.info("%s %s bytes=%d in %.2fs (%.1f MiB/s)", verb, uri, size, seconds, rate)
 
 
 def _download(s3, source: Source, path: str) -> None:
@@ -960,7 +980,7 @@ def process_message(
         metadata = provenance(config, job, key, attempt)
         for local, result_key in objects:
             try:
-                s3.upload_file(local, config.output_bucket, result_key, ExtraArgs={"Metadata": metadata})
+                _upload(s3, local, config.output_bucket, result_key, metadata)
             except (BotoCoreError, ClientError, OSError) as exc:
                 raise JobFailure("upload_error", f"s3://{config.output_bucket}/{result_key}: {exc}", exit_code) from None
         keys = [k for _, k in objects]
