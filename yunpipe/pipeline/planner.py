@@ -264,7 +264,7 @@ class Planner:
         active = [c for c in (found or {}).get("clusters", []) if c["status"] == "ACTIVE"]
         providers = list(cluster.capacity_providers)
         if not active:
-            # A cluster of steps without Spot is created exactly as before, with no providers.
+            # A cluster of steps all on on-demand Fargate is created exactly as before, with no providers.
             extra: dict[str, Any] = {"capacityProviders": providers} if providers else {}
             what = f" with capacity providers {', '.join(providers)}" if providers else ""
             return [self._call(cluster, "create", "ecs", "create_cluster", f"create ECS cluster {cluster.name}{what}",
