@@ -42,9 +42,13 @@ def test_fargate_sizes(vcpu, memory, expected):
 
 
 @pytest.mark.parametrize(("overrides", "parallelism"), [
-    ({}, 1), ({"cpu": 0.25}, 1), ({"cpu": 2.5}, 2), ({"cpu": 4}, 4), ({"cpu": 1, "parallelism": 6}, 6)])
-def test_a_worker_runs_as_many_jobs_at_once_as_the_task_has_vcpus_unless_the_step_says(change123, overrides,
-                                                                                         parallelism):
+    # change123 asks 1 vCPU and 128 MiB: its task has 2048 MiB, room for 4 jobs (the most by memory).
+    ({}, 4), ({"memory": 1024}, 2), ({"memory": 2048}, 1), ({"cpu": 0.25}, 4), ({"cpu": 0.25, "memory": 512}, 1),
+    # One job per vCPU when memory holds fewer (2.5 vCPU are rounded up to a 4 vCPU task).
+    ({"cpu": 2.5, "memory": 4096}, 4), ({"cpu": 8, "memory": 128}, 8),
+    ({"cpu": 1, "parallelism": 6}, 6), ({"parallelism": 1}, 1)])
+def test_a_worker_runs_a_job_per_vcpu_or_as_many_as_the_task_memory_holds_unless_the_step_says(
+        change123, overrides, parallelism):
     document = single_run()
     document["process"]["algorithms"][0].update(overrides)
     container = compile_model(document).steps[0].task_definition.registration["containerDefinitions"][0]
@@ -191,7 +195,7 @@ def test_the_model_s_environments_reach_the_worker_and_the_launcher_whole(change
     from yunpipe.runtime import runscript
 
     document = single_run(idle_seconds=45, visibility_timeout_seconds=90)
-    document["process"]["algorithms"][0].update(concurrency=4, max_receive_count=5, files_per_task=7)
+    document["process"]["algorithms"][0].update(concurrency=4, max_receive_count=5, files_per_task=7, parallelism=3)
     model = compile_model({**document, "launch_type": "EC2"})
     step = model.steps[0]
     queue_url = "https://sqs.us-east-1.amazonaws.com/123456789012/yunpipe-demo-change123-s3-queue"
@@ -206,7 +210,7 @@ def test_the_model_s_environments_reach_the_worker_and_the_launcher_whole(change
         queue_url=queue_url, output_bucket="demo-out-bucket", output_prefix="",
         report_bucket="yunpipe-demo-reports-123456789012", pipeline="demo", step="change123-s3",
         max_receive_count=5, idle_seconds=45, wait_seconds=runscript.DEFAULT_WAIT_SECONDS, visibility_seconds=90,
-        algorithm_path=runscript.DEFAULT_ALGORITHM_PATH, algorithm_ref="change123-s3@1", image=change123.image_uri)
+        parallelism=3, algorithm_path=runscript.DEFAULT_ALGORITHM_PATH, algorithm_ref="change123-s3@1", image=change123.image_uri)
     assert set(worker.to_env()) <= set(task_environment)
     assert task_environment["TEST_ENV"] == "blah blah blah" and task_environment["AWS_REGION"] == "us-east-1"
 

@@ -709,6 +709,21 @@ def task_size(ctx: StepContext) -> tuple[int, int, str]:
     return cpu, memory, sizing
 
 
+# Jobs one task runs at once when its memory holds more than one; more would split a
+# compute-heavy command's CPU too thinly.
+MAX_DEFAULT_PARALLELISM = 4
+
+
+def default_parallelism(cpu_units: int, task_memory: int, job_memory: int) -> int:
+    """Jobs at once in a task of this size: one per vCPU, and as many as the task's memory holds
+    at the algorithm's memory (up to 4), whichever is more. A job mostly waits on S3 and SQS, so
+    several overlap even on a fraction of a vCPU (bench/e2e.py: 0.25 vCPU tasks of 128 MiB jobs
+    did more with 4 at once than with 2 tasks of 1); memory is what they cannot share. Fargate's
+    smallest sizes leave room: 0.25 vCPU comes with at least 512 MiB."""
+    by_memory = min(MAX_DEFAULT_PARALLELISM, task_memory // max(1, job_memory))
+    return max(1, cpu_units // 1024, by_memory)
+
+
 def task_definition(ctx: StepContext) -> TaskDefinition:
     spec, step, algorithm = ctx.spec, ctx.step, ctx.step.record.spec
     # On EC2 the task takes what it asks for from its instance; Fargate offers fixed sizes.
@@ -720,7 +735,7 @@ def task_definition(ctx: StepContext) -> TaskDefinition:
                               max_receive_count=step.max_receive_count, idle_seconds=spec.idle_seconds,
                               visibility_seconds=spec.visibility_timeout_seconds,
                               timeout_seconds=step.spec.timeout_seconds or 0,
-                              parallelism=step.spec.parallelism or max(1, int(step.cpu)),
+                              parallelism=step.spec.parallelism or default_parallelism(cpu, memory, step.memory),
                               algorithm_ref=step.record.reference, image=step.record.image_uri)
     environment = {
         **step.environment,

@@ -79,7 +79,8 @@ class StepSpec:
                                            "description": "a number of vCPUs greater than 0, at most 16"}, None)
     memory: int | None = spec_field("memory", {"type": "integer", "minimum": 1, "maximum": 122880,
                                                "description": "a number of MiB from 1 to 122880"}, None)
-    # Jobs one task runs at once; None: the task's vCPUs (the step's cpu rounded down, at least 1).
+    # Jobs one task runs at once; None: one per vCPU, or as many as the task's memory holds at
+    # the step's memory (at most 4), whichever is more (model.default_parallelism).
     parallelism: int | None = spec_field("parallelism", {"type": "integer", "minimum": 1, "maximum": 64,
                                                          "description": "a number of jobs from 1 to 64"}, None)
     timeout_seconds: int | None = spec_field("timeout_seconds", {"type": "integer", "minimum": 1,
