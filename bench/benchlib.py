@@ -38,7 +38,7 @@ def scratch_home() -> Iterator[Path]:
 
 def require_idle_docker(client: docker.DockerClient) -> None:
     """Another local cloud's tasks would compete for the CPU and skew every figure: refuse."""
-    others = client.containers.list(filters={"label": f"{LABEL}=1"}, ignore_removed=True)
+    others = client.containers.list(filters={"label": LABEL}, ignore_removed=True)
     if others:
         names = ", ".join(c.name for c in others[:5])
         raise YunpipeError(f"{len(others)} local-cloud container(s) run on this Docker daemon ({names}): "

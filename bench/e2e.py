@@ -1,13 +1,16 @@
 """End-to-end benchmark: N small files through a local pipeline, against the naive way.
 
-    .venv/bin/python bench/e2e.py [--files 200] [--steps 2] [--concurrency 10]
+    .venv/bin/python bench/e2e.py [--files 200] [--steps 2] [--concurrency 10] [--files-per-task N]
+                                  [--caps 1,2,4]
 
 Pipeline: uppercase (examples/) then checksum (tests/e2e/algorithms/), wrapped with
 `wrap --local`, deployed with setup-pipe on an in-process LocalCloud; the files are put
 into the input bucket one after another while the output bucket is listed every 0.25 s.
+The same files then go through the pipeline again for each hand-tuned cap of --caps (at most
+that many tasks per step, one task started per waiting file: the scaling before issue 11).
 Naive: the same developer images (unwrapped) on the same files, one `docker run` per file
-per step, sequentially, through the Docker SDK. Every result of both is checked.
-Figures go to stdout and bench/results/e2e.json (e2e-<files>x<steps>-c<concurrency>.json
+per step, sequentially, through the Docker SDK. Every result of all is checked.
+Figures go to stdout and bench/results/e2e.json (e2e-<files>x<steps>-c<concurrency>[-f<N>].json
 when not run with the defaults); see bench/README.md.
 """
 import argparse
@@ -58,7 +61,10 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
-def write_workflow(folder: Path, references: list[str], concurrency: int) -> Path:
+def write_workflow(folder: Path, references: list[str], concurrency: int, files_per_task: int | None) -> Path:
+    step: dict = {"concurrency": concurrency}
+    if files_per_task is not None:
+        step["files_per_task"] = files_per_task
     workflow = {
         "name": PIPELINE,
         "input_s3_name": "yunpipe-bench-e2e-input",
@@ -66,7 +72,7 @@ def write_workflow(folder: Path, references: list[str], concurrency: int) -> Pat
         "region": "us-east-1",
         "idle_seconds": IDLE_SECONDS,
         "process": {"type": "sequence_run",
-                    "algorithms": [{"name": ref, "concurrency": concurrency} for ref in references]},
+                    "algorithms": [{"name": ref, **step} for ref in references]},
     }
     path = folder / "workflow.json"
     path.write_text(json.dumps(workflow, indent=2))
@@ -156,17 +162,18 @@ def verify(read, files: list[Path], steps: int, where: str) -> int:
     return len(files)
 
 
-def run_pipeline(args, references: list[str], work: Path, files: list[Path]) -> dict:
+def run_pipeline(steps: int, concurrency: int, files_per_task: int | None, references: list[str], work: Path,
+                 files: list[Path]) -> dict:
     # Scheduled top-ups every 5 s instead of 5 min, as in the demo.
     with cloud.LocalCloud(port=0, schedule_speedup=60):
-        demo.run("setup-pipe", "--local", "-f", str(write_workflow(work, references, args.concurrency)))
+        demo.run("setup-pipe", "--local", "-f", str(write_workflow(work, references, concurrency, files_per_task)))
         summary = require_summary(PIPELINE)
         demo.say(f"uploading {len(files)} files; listing the output bucket every {POLL_SECONDS} s")
         started, dropped, seen = watch_results(summary, files)
         aws = open_aws(demo.LOCAL, summary.region)
         s3 = aws.client("s3")
         verified = verify(lambda key: s3.get_object(Bucket=summary.output_bucket, Key=key)["Body"].read(),
-                          files, args.steps, "pipeline")
+                          files, steps, "pipeline")
         demo.say("all results correct; waiting for the workers to go idle and exit")
         reader = Reader(aws)
         wait_for_workers(reader, summary)
@@ -212,6 +219,11 @@ def run_naive(client, registry: AlgorithmRegistry, references: list[str], work: 
 
 def report(doc: dict) -> None:
     p, n = doc["pipeline"], doc["naive"]
+    caps = [(f"  cap {cap}, a task per file: files/s, containers per 100 files",
+             f"{c['files_per_second']}  ({c['seconds']} s), {c['containers_per_100_files']}")
+            for cap, c in doc["caps"].items()]
+    if caps:
+        caps.append(("default / best cap", f"{doc['default_vs_best_cap']}x  (best: cap {doc['best_cap']})"))
     rows = [
         ("files x steps", f"{doc['parameters']['files']} x {doc['parameters']['steps']}"),
         ("pipeline files/s (first upload -> last result)", f"{p['files_per_second']}  ({p['seconds']} s)"),
@@ -219,6 +231,7 @@ def report(doc: dict) -> None:
         ("containers started per 100 files", f"{p['containers_per_100_files']}  {p['containers_per_step']}"),
         ("naive files/s (sequential docker run)", f"{n['files_per_second']}  ({n['docker_runs']} runs, {n['seconds']} s)"),
         ("pipeline / naive", f"{doc['speedup']}x"),
+        *caps,
         ("peak RSS of this process", f"{doc['peak_rss_mib']} MiB"),
     ]
     width = max(len(label) for label, _ in rows)
@@ -231,7 +244,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=200, help="number of small files (default 200)")
     parser.add_argument("--steps", type=int, choices=(1, 2), default=2, help="1: uppercase; 2: uppercase -> checksum")
     parser.add_argument("--concurrency", type=int, default=10, help="most tasks per step (default 10, the workflow default)")
+    parser.add_argument("--files-per-task", type=int, default=None,
+                        help="waiting files per task started (default: the workflow default)")
+    parser.add_argument("--caps", default="1,2,4",
+                        help="hand-tuned caps to compare, comma-separated (default 1,2,4; '' for none)")
     args = parser.parse_args(argv)
+    caps = [int(cap) for cap in args.caps.split(",") if cap.strip()]
     with benchlib.scratch_home() as home:
         client = images.docker_client()
         benchlib.require_idle_docker(client)
@@ -241,22 +259,33 @@ def main(argv: list[str] | None = None) -> int:
                       for spec in (benchlib.UPPERCASE, benchlib.CHECKSUM)[:args.steps]]
         work = home / "bench"
         files = [work / "samples" / name for name in demo.write_samples(work / "samples", args.files)]
-        pipeline = run_pipeline(args, references, work, files)
+        pipeline = run_pipeline(args.steps, args.concurrency, args.files_per_task, references, work, files)
+        by_cap = {}
+        for cap in caps:
+            demo.say(f"hand-tuned cap {cap}: at most {cap} task(s) per step, one started per waiting file")
+            by_cap[str(cap)] = run_pipeline(args.steps, cap, 1, references, work, files)
         naive = run_naive(client, registry, references, work, files, args.steps)
     doc = {
         "benchmark": "e2e",
         "machine": machine,
         "parameters": {"files": args.files, "steps": args.steps, "algorithms": references,
-                       "concurrency": args.concurrency, "idle_seconds": IDLE_SECONDS, "poll_seconds": POLL_SECONDS},
+                       "concurrency": args.concurrency, "files_per_task": args.files_per_task, "caps": caps, "idle_seconds": IDLE_SECONDS, "poll_seconds": POLL_SECONDS},
         "pipeline": pipeline,
         "naive": naive,
         "speedup": round(pipeline["files_per_second"] / naive["files_per_second"], 2),
+        "caps": by_cap,
         "peak_rss_mib": benchlib.peak_rss_mib(),
     }
+    if by_cap:
+        best = max(by_cap, key=lambda cap: by_cap[cap]["files_per_second"])
+        doc["best_cap"] = int(best)
+        doc["default_vs_best_cap"] = round(pipeline["files_per_second"] / by_cap[best]["files_per_second"], 2)
     report(doc)
     # Only a run with the defaults replaces e2e.json, the run bench/README.md reports.
-    defaults = (args.files, args.steps, args.concurrency) == (200, 2, 10)
+    defaults = (args.files, args.steps, args.concurrency, args.files_per_task, caps) == (200, 2, 10, None, [1, 2, 4])
     name = "e2e" if defaults else f"e2e-{args.files}x{args.steps}-c{args.concurrency}"
+    if args.files_per_task is not None:
+        name += f"-f{args.files_per_task}"
     print(f"results: {benchlib.write_results(name, doc)}")
     return 0
 
