@@ -4,12 +4,15 @@ Copied next to runscript.py (/opt/yunpipe/). The boto3 folder goes on sys.path o
 process only; an environment variable such as PYTHONPATH would leak into the algorithm's
 command, which the runscript starts with the task's environment, and shadow its own Python.
 """
-import runpy
+import os
 import sys
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(HERE / "site-packages"))
-    runpy.run_path(str(HERE / "runscript.py"), run_name="__main__")
+    sys.path.insert(0, os.path.join(HERE, "site-packages"))
+    # Imported, not run from its path: the import loads the bytecode compiled into the image,
+    # where runpy.run_path would compile the runscript anew in every task.
+    import runscript
+
+    sys.exit(runscript.main())
