@@ -12,6 +12,9 @@ from typing import Any, Iterator
 from moto.ecs import models as ecs_models
 from moto.s3 import responses as s3_responses
 
+# moto's own RunTask parameters, read before anything wraps it: a layer over it that does not
+# keep its signature (functools.wraps) would otherwise hide the names bound below.
+_RUN_TASK = inspect.signature(ecs_models.EC2ContainerServiceBackend.run_task)
 _CLOSING = re.compile(rb"</NotificationConfiguration>\s*$")
 
 
@@ -71,11 +74,10 @@ def capacity_providers_scale() -> Iterator[None]:
     already registered, of which an emulator has none (it fails with "No instances found")."""
     backend = ecs_models.EC2ContainerServiceBackend
     original = backend.run_task
-    signature = inspect.signature(original)
 
     @functools.wraps(original)  # keeps the signature for layers over it (the tests' strict AWS)
     def run_task(self: Any, *args: Any, **kwargs: Any) -> Any:
-        bound = signature.bind(self, *args, **kwargs)
+        bound = _RUN_TASK.bind(self, *args, **kwargs)
         strategy = bound.arguments.get("capacity_provider_strategy") or []
         name = strategy[0]["capacityProvider"] if strategy else ""
         cluster = self._get_cluster(bound.arguments["cluster_str"])
