@@ -417,6 +417,21 @@ def test_a_small_input_of_known_size_is_fetched_with_one_get(step, size, operati
     assert step.output("a.txt") == b"HELLO WORLD\n"
 
 
+def test_a_large_result_is_uploaded_in_parts_with_its_provenance_and_a_small_one_in_one_put(step):
+    """Results from 8 MiB go through s3transfer's multipart upload; smaller ones take one PutObject."""
+    seen = []
+    step.s3.meta.events.register("before-call.s3", lambda model, **_: seen.append(model.name))
+    for name, size in (("big.txt", runscript.SINGLE_GET_BYTES), ("small.txt", runscript.SINGLE_GET_BYTES - 1)):
+        step.put(name)
+        step.send(name)
+        seen.clear()
+        assert step.run(step.algorithm(f"sh -c 'head -c {size} /dev/zero > $output'")) == 0
+        uploads = [op for op in seen if op in ("PutObject", "CreateMultipartUpload", "UploadPart")]
+        assert uploads == (["CreateMultipartUpload", "UploadPart"] if name == "big.txt" else ["PutObject"])
+        head = step.s3.head_object(Bucket="out-bucket", Key=name)
+        assert head["ContentLength"] == size and head["Metadata"]["yunpipe-pipeline"] == "demo"
+
+
 @pytest.mark.parametrize(("threshold", "logged"), [(12, True), (13, False)])
 def test_a_large_download_and_upload_are_logged_with_their_size(step, caplog, monkeypatch, threshold, logged):
     monkeypatch.setattr(runscript, "LOG_TRANSFER_BYTES", threshold)

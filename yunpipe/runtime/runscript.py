@@ -6,8 +6,9 @@ empty for a while. See docs/runtime-contract.md for the environment, message and
 formats it implements.
 
 This file is copied alone into Docker images and run as ``python3 /opt/yunpipe/runscript.py``,
-so it imports only the standard library and boto3, and must run on Python 3.7+ (the wrapped
-image runs it on its own python3; wrap gives it a boto3 that supports that python3).
+so it imports only the standard library and botocore (s3transfer for large objects), and must
+run on Python 3.7+ (the wrapped image runs it on its own python3; wrap gives it a boto3 set that
+supports that python3).
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from datetime import datetime, timezone
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 from urllib.parse import quote, unquote_plus
 
-import boto3
+import botocore.session
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -45,12 +46,12 @@ KILL_GRACE_SECONDS = 5
 # not burn every try within a second. The final try is released at once so SQS can move it
 # to the dead-letter queue on the next receive.
 RETRY_DELAY_SECONDS = 10
-# s3transfer's download_file asks HeadObject for the size before it GETs. Below its multipart
-# threshold (8 MiB) a single GetObject does the same, so an input whose message gives its size
-# is fetched with one request instead of two.
+# s3transfer asks HeadObject for the size before it GETs. Below its multipart threshold (8 MiB)
+# a single GetObject does the same, so an input whose message gives its size is fetched with one
+# request instead of two; a result that small is stored with one PutObject.
 SINGLE_GET_BYTES = 8 * 1024 * 1024
-# Larger objects go through s3transfer (download_file, upload_file): ranged GETs and multipart
-# uploads, this many at once per object (its default).
+# Larger objects go through s3transfer: ranged GETs and multipart uploads, this many at once per
+# object (its default, as `aws s3 cp`).
 TRANSFER_CONCURRENCY = 10
 # A download or upload of at least this many bytes is logged with its time and rate, so the
 # log of a slow large file says whether the transfers or the command took the time; smaller
@@ -236,18 +237,20 @@ def command_env(algorithm: dict, environ: Mapping[str, str]) -> Dict[str, str]:
 
 
 def make_clients(environ: Mapping[str, str], parallelism: int):
-    """SQS and S3 clients, made once in the main thread (boto3's default session is not
-    thread-safe, its clients are) and shared by the jobs. The endpoint is passed explicitly
-    because Debian's boto3 1.26 ignores AWS_ENDPOINT_URL; path-style S3 addressing keeps
-    emulators on an IP working. The connection pool has room for every job's transfer threads."""
+    """SQS and S3 clients, made once in the main thread (a session is not thread-safe, its
+    clients are) and shared by the jobs. botocore's own session: boto3's costs a 0.25 vCPU task
+    another 0.3 s of its cold start (bench/latency.py), and nothing here needs it. The endpoint is
+    passed explicitly because older botocore ignores AWS_ENDPOINT_URL; path-style S3 addressing
+    keeps emulators on an IP working. The connection pool has room for every job's transfers."""
     region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
     connections = TRANSFER_CONCURRENCY * parallelism
+    session = botocore.session.get_session()
     clients = []
     for service in ("sqs", "s3"):
         endpoint = environ.get(f"AWS_ENDPOINT_URL_{service.upper()}") or environ.get("AWS_ENDPOINT_URL")
         s3_options = {"addressing_style": "path"} if endpoint and service == "s3" else None
         config = BotoConfig(s3=s3_options, max_pool_connections=connections)
-        clients.append(boto3.client(service, region_name=region, endpoint_url=endpoint, config=config))
+        clients.append(session.create_client(service, region_name=region, endpoint_url=endpoint, config=config))
     return clients[0], clients[1]
 
 
@@ -791,16 +794,29 @@ def _fetch(s3, bucket: str, key: str, path: str, size: Optional[int]) -> None:
             shutil.copyfileobj(body, out)
     else:
         started = time.monotonic()
-        s3.download_file(bucket, key, path)
+        with _transfers(s3) as manager:
+            manager.download(bucket, key, path).result()
         _log_transfer("downloaded", f"s3://{bucket}/{key}", os.path.getsize(path), time.monotonic() - started)
 
 
 def _upload(s3, path: str, bucket: str, key: str, metadata: Dict[str, str]) -> None:
-    """Upload one result (s3transfer: multipart above 8 MiB) with its provenance metadata."""
+    """Upload one result (s3transfer: multipart from 8 MiB) with its provenance metadata."""
     size = os.path.getsize(path)
     started = time.monotonic()
-    s3.upload_file(path, bucket, key, ExtraArgs={"Metadata": metadata})
+    if size < SINGLE_GET_BYTES:
+        with open(path, "rb") as body:
+            s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata=metadata)
+    else:
+        with _transfers(s3) as manager:
+            manager.upload(path, bucket, key, extra_args={"Metadata": metadata}).result()
     _log_transfer("uploaded", f"s3://{bucket}/{key}", size, time.monotonic() - started)
+
+
+def _transfers(s3):
+    """An s3transfer manager for one large object, imported only then: most jobs never need it."""
+    from s3transfer.manager import TransferConfig, TransferManager
+
+    return TransferManager(s3, TransferConfig(max_request_concurrency=TRANSFER_CONCURRENCY))
 
 
 def _log_transfer(verb: str, uri: str, size: int, seconds: float) -> None:
