@@ -53,6 +53,8 @@ DEFAULT_CONCURRENCY = 10
 # bench/e2e.py: 10 tasks per step (20 files each of 200) gave 7x the naive way, 2 tasks (100
 # files each) 9.3x. 50 starts 3 for a backlog of 150 and 1 for a trickle of files.
 DEFAULT_FILES_PER_TASK = 50
+# How often per files_per_task waiting files a busy step looks at its backlog (backlog_check_due).
+BACKLOG_CHECKS_PER_TASK = 5
 LAUNCH_TYPES = ("FARGATE", "EC2")
 # Capacity providers a Fargate task may run on instead of the plain launch type ("" in Config).
 FARGATE_CAPACITY_PROVIDERS = ("FARGATE", "FARGATE_SPOT")
@@ -282,7 +284,8 @@ def handle(
     trigger, objects, skipped = read_event(event)
     counts = queue_objects(objects, config, clients, sleep)
     counts["skipped"] += skipped
-    summary = {**counts, **top_up_workers(config, clients, counts["enqueued"], sleep)}
+    keys = tuple(obj.key for obj in objects)
+    summary = {**counts, **top_up_workers(config, clients, counts["enqueued"], sleep, keys)}
     _log_summary(config, trigger, summary)
     return summary
 
@@ -479,9 +482,11 @@ def send_messages(sqs: Any, queue_url: str, bodies: list[dict[str, Any]], sleep:
     return len(bodies)
 
 
-def top_up_workers(config: Config, clients: Clients, just_sent: int, sleep: Callable[[float], None]) -> dict[str, Any]:
+def top_up_workers(config: Config, clients: Clients, just_sent: int, sleep: Callable[[float], None],
+                   keys: tuple[str, ...] = ()) -> dict[str, Any]:
     """Start tasks so that min(one per files_per_task messages waiting, cap) are running, at least
-    one while anything waits; never raises on AWS errors.
+    one while anything waits; never raises on AWS errors. With tasks running, an event of a few
+    files looks at the backlog only when backlog_check_due says so.
 
     The messages are already safe in the queue, so a failure here is logged and left to the
     scheduled run rather than failing the event (a retried event would queue duplicates).
@@ -494,6 +499,8 @@ def top_up_workers(config: Config, clients: Clients, just_sent: int, sleep: Call
         if running >= config.concurrency:
             # At the cap nothing can start, whatever waits: a busy step's invocations skip the
             # queue's attributes (one call per file otherwise).
+            return {"started": 0, "running": running, "failures": []}
+        if running and not backlog_check_due(config, keys, just_sent):
             return {"started": 0, "running": running, "failures": []}
         attributes = clients.sqs.get_queue_attributes(
             QueueUrl=config.queue_url, AttributeNames=["ApproximateNumberOfMessages"]
@@ -510,6 +517,18 @@ def top_up_workers(config: Config, clients: Clients, just_sent: int, sleep: Call
         return {"started": len(started) - stopped, "running": running,
                 "failures": [{"reason": code, "detail": str(error)}]}
     return {"started": len(started) - stopped, "running": running, "failures": failures}
+
+
+def backlog_check_due(config: Config, keys: tuple[str, ...], just_sent: int) -> bool:
+    """Whether an invocation with tasks already at work asks how many messages wait. The answer
+    changes what to start only once per files_per_task files, and asking on every file's event
+    was the busiest call of a burst, so one event in files_per_task / BACKLOG_CHECKS_PER_TASK
+    asks, chosen by a hash of its key (deterministic, spread evenly over a burst). Scheduled
+    top-ups (no keys) and events of that many files always ask."""
+    every = max(1, config.files_per_task // BACKLOG_CHECKS_PER_TASK)
+    if not keys or just_sent >= every:
+        return True
+    return any(int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % every == 0 for key in keys)
 
 
 def running_task_arns(ecs: Any, config: Config) -> list[str]:

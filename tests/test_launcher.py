@@ -445,6 +445,29 @@ def test_one_waiting_file_and_no_task_running_starts_one_task(step, monkeypatch)
     assert len(running_tasks(step)) == 1
 
 
+def test_a_busy_step_looks_at_its_backlog_on_one_event_in_files_per_task_over_5(step, monkeypatch):
+    """With a task at work, single-file events mostly skip GetQueueAttributes; the sampled ones
+    (by key hash: one in 50 // 5 = 10) still scale up for the backlog."""
+    monkeypatch.setenv("YUNPIPE_FILES_PER_TASK", "50")
+    config = launcher.Config.from_env()
+    keys = [f"f{i}.txt" for i in range(200)]
+    sampled = [k for k in keys if launcher.backlog_check_due(config, (k,), 1)]
+    assert 8 <= len(sampled) <= 40  # about one in 10
+    quiet = [k for k in keys if k not in sampled]
+    assert launcher.handler(s3_event(s3_record("first.txt", etag="x")), None)["started"] == 1
+    for key in quiet[:60]:
+        launcher.handler(s3_event(s3_record(key, etag=key)), None)
+    calls = record_calls(launcher_clients().sqs, "GetQueueAttributes")
+
+    unsampled = launcher.handler(s3_event(s3_record(quiet[60], etag="q")), None)
+    assert (calls, unsampled["started"], len(running_tasks(step))) == ([], 0, 1)
+    # 63 waiting: the next sampled event asks, and a second task starts.
+    assert launcher.handler(s3_event(s3_record(sampled[0], etag="s")), None)["started"] == 1
+    assert len(calls) == 1 and len(running_tasks(step)) == 2
+    # The scheduled top-up (no keys) always asks.
+    assert launcher.backlog_check_due(config, (), 0)
+
+
 def test_backlog_scaling_subtracts_running_tasks_and_keeps_the_cap(step, monkeypatch):
     monkeypatch.setenv("YUNPIPE_FILES_PER_TASK", "10")
     monkeypatch.setenv("YUNPIPE_CONCURRENCY", "4")
