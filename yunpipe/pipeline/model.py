@@ -716,10 +716,10 @@ MAX_DEFAULT_PARALLELISM = 4
 
 def default_parallelism(cpu_units: int, task_memory: int, job_memory: int) -> int:
     """Jobs at once in a task of this size: one per vCPU, and as many as the task's memory holds
-    at the algorithm's memory (up to 4), whichever is more. A job mostly waits on S3 and SQS, so
-    several overlap even on a fraction of a vCPU (bench/e2e.py: 0.25 vCPU tasks of 128 MiB jobs
-    did more with 4 at once than with 2 tasks of 1); memory is what they cannot share. Fargate's
-    smallest sizes leave room: 0.25 vCPU comes with at least 512 MiB."""
+    at the step's memory (up to 4), whichever is more. A job mostly waits on S3 and SQS, so
+    several overlap even on a fraction of a vCPU (bench/README.md: one 0.25 vCPU task running
+    4 of the 128 MiB jobs did more than two running one each); memory is what they cannot
+    share. Fargate's smallest sizes leave room: 0.25 vCPU comes with at least 512 MiB."""
     by_memory = min(MAX_DEFAULT_PARALLELISM, task_memory // max(1, job_memory))
     return max(1, cpu_units // 1024, by_memory)
 
