@@ -12,7 +12,8 @@ from moto import mock_aws
 
 from helpers import BASE_IMAGE, REGION, free_port, unavailable
 from strict_aws import Clock, StrictAws
-from yunpipe.local.moto_fixes import capacity_providers_scale, conditional_writes_atomic, event_bridge_reported
+from yunpipe.local.moto_fixes import (capacity_providers_scale, conditional_writes_atomic, event_bridge_reported,
+                                      multipart_uploads_notify_once)
 from yunpipe.pipeline import executor
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.specs.algorithm import load_algorithm
@@ -64,7 +65,8 @@ def moto(aws_env, monkeypatch):
     strict = StrictAws(clock=Clock(manual=True))
     monkeypatch.setattr(executor, "backoff_sleep", strict.clock.sleep)
     # Entered before the strict layer, which checks RunTask's capacity providers before they scale.
-    with mock_aws(), capacity_providers_scale(), strict.active(), event_bridge_reported(), conditional_writes_atomic():
+    with (mock_aws(), capacity_providers_scale(), strict.active(), event_bridge_reported(), conditional_writes_atomic(),
+          multipart_uploads_notify_once()):
         yield strict
 
 

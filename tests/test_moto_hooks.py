@@ -312,3 +312,35 @@ def test_moto_still_places_auto_scaling_group_provider_tasks_only_on_registered_
     with capacity_providers_scale():
         [task] = ecs.run_task(cluster="c", taskDefinition="f", capacityProviderStrategy=strategy)["tasks"]
         assert (task["capacityProviderName"], task["launchType"]) == ("gpus", "EC2")
+
+
+@mock_aws
+def test_moto_still_notifies_a_multipart_upload_twice():
+    """yunpipe.local.moto_fixes.multipart_uploads_notify_once corrects this: S3 sends one
+    ObjectCreated:CompleteMultipartUpload; moto adds an ObjectCreated:Put, so the launcher would
+    queue every large file twice. Once moto sends one event by itself, the fix goes."""
+    from yunpipe.local.moto_fixes import multipart_uploads_notify_once
+    s3, sqs = boto3.client("s3", region_name=REGION), boto3.client("sqs", region_name=REGION)
+    queue = sqs.create_queue(QueueName="events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3.create_bucket(Bucket="large")
+    s3.put_bucket_notification_configuration(Bucket="large", NotificationConfiguration={
+        "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]})
+
+    def events_of_one_multipart_upload(key: str) -> list[str]:
+        upload = s3.create_multipart_upload(Bucket="large", Key=key)["UploadId"]
+        part = s3.upload_part(Bucket="large", Key=key, UploadId=upload, PartNumber=1, Body=b"x" * 5)
+        s3.complete_multipart_upload(Bucket="large", Key=key, UploadId=upload, MultipartUpload={
+            "Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+        names = []
+        while messages := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages"):
+            for message in messages:
+                names += [r["eventName"] for r in json.loads(message["Body"]).get("Records", [])]
+                sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+        return sorted(names)
+
+    assert events_of_one_multipart_upload("a.bin") == ["ObjectCreated:CompleteMultipartUpload", "ObjectCreated:Put"]
+    with multipart_uploads_notify_once():
+        assert events_of_one_multipart_upload("b.bin") == ["ObjectCreated:CompleteMultipartUpload"]
+        s3.put_object(Bucket="large", Key="c.txt", Body=b"c")
+        assert "ObjectCreated:Put" in json.dumps(sqs.receive_message(QueueUrl=queue)["Messages"][0]["Body"])

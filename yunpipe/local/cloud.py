@@ -56,7 +56,8 @@ from . import announcement
 from .ecs_runner import EcsRunner, owner_id, remove_local_containers
 from .lambda_host import LambdaHost
 from .lambda_images import ensure_lambda_images, remove_code_volumes
-from .moto_fixes import capacity_providers_scale, conditional_writes_atomic, event_bridge_reported
+from .moto_fixes import (capacity_providers_scale, conditional_writes_atomic, event_bridge_reported,
+                         multipart_uploads_notify_once)
 from .scheduler import Scheduler
 from .server import DEFAULT_PORT, EmulatorServer
 
@@ -133,6 +134,7 @@ class LocalCloud:
         # Undone by stop(): moto corrected where its answers differ from AWS's.
         self._fixes.enter_context(event_bridge_reported())
         self._fixes.enter_context(conditional_writes_atomic())
+        self._fixes.enter_context(multipart_uploads_notify_once())
         self._fixes.enter_context(capacity_providers_scale())
         try:
             endpoint = self._server.start()

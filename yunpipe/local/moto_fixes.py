@@ -10,6 +10,7 @@ import threading
 from typing import Any, Iterator
 
 from moto.ecs import models as ecs_models
+from moto.s3 import models as s3_models
 from moto.s3 import responses as s3_responses
 
 # moto's own RunTask parameters, read before anything wraps it: a layer over it that does not
@@ -65,6 +66,36 @@ def conditional_writes_atomic() -> Iterator[None]:
         yield
     finally:
         s3_responses.S3Response.put_object = original  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
+def multipart_uploads_notify_once() -> Iterator[None]:
+    """A completed multipart upload sends one ObjectCreated event (CompleteMultipartUpload), as
+    S3 does: moto stores the object with its PutObject, which sends an ObjectCreated:Put too, so
+    every large file reached the launcher twice and was processed twice."""
+    backend = s3_models.S3Backend
+    original_complete, original_put = backend.complete_multipart_upload, backend.put_object
+    completing = threading.local()
+
+    def complete_multipart_upload(self: Any, *args: Any, **kwargs: Any) -> Any:
+        completing.active = True
+        try:
+            return original_complete(self, *args, **kwargs)
+        finally:
+            completing.active = False
+
+    def put_object(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(completing, "active", False):
+            kwargs["disable_notification"] = True
+        return original_put(self, *args, **kwargs)
+
+    backend.complete_multipart_upload = complete_multipart_upload  # type: ignore[method-assign]
+    backend.put_object = put_object  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        backend.complete_multipart_upload = original_complete  # type: ignore[method-assign]
+        backend.put_object = original_put  # type: ignore[method-assign]
 
 
 @contextlib.contextmanager
