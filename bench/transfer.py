@@ -245,9 +245,7 @@ def report(doc: dict) -> None:
         ("input put (s3transfer upload)", f"{p['input_put_seconds']} s"),
         ("peak RSS of this process", f"{doc['peak_rss_mib']} MiB"),
     ]
-    width = max(len(label) for label, _ in rows)
-    for label, value in rows:
-        print(f"  {label:<{width}}  {value}")
+    benchlib.print_rows(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
