@@ -403,7 +403,7 @@ def test_path_adapter_sh_tr_uploads_uppercased_result_and_deletes_message(step):
 
 @pytest.mark.parametrize(
     ("size", "operations"),
-    [(12, ["GetObject"]), (None, ["HeadObject", "GetObject"]), (runscript.SINGLE_GET_BYTES, ["HeadObject", "GetObject"])],
+    [(12, ["GetObject"]), (None, ["HeadObject", "GetObject"]), (runscript.SINGLE_REQUEST_BYTES, ["HeadObject", "GetObject"])],
 )
 def test_a_small_input_of_known_size_is_fetched_with_one_get(step, size, operations):
     alg = step.algorithm("sh -c 'tr a-z A-Z < $input > $output'")
@@ -421,7 +421,7 @@ def test_a_large_result_is_uploaded_in_parts_with_its_provenance_and_a_small_one
     """Results from 8 MiB go through s3transfer's multipart upload; smaller ones take one PutObject."""
     seen = []
     step.s3.meta.events.register("before-call.s3", lambda model, **_: seen.append(model.name))
-    for name, size in (("big.txt", runscript.SINGLE_GET_BYTES), ("small.txt", runscript.SINGLE_GET_BYTES - 1)):
+    for name, size in (("big.txt", runscript.SINGLE_REQUEST_BYTES), ("small.txt", runscript.SINGLE_REQUEST_BYTES - 1)):
         step.put(name)
         step.send(name)
         seen.clear()

@@ -8,10 +8,13 @@ import inspect
 import re
 import threading
 from typing import Any, Iterator
+from unittest import mock
 
 from moto.ecs import models as ecs_models
 from moto.s3 import models as s3_models
 from moto.s3 import responses as s3_responses
+
+from yunpipe.lambda_src.launcher import FARGATE_CAPACITY_PROVIDERS
 
 # moto's own RunTask parameters, read before anything wraps it: a layer over it that does not
 # keep its signature (functools.wraps) would otherwise hide the names bound below.
@@ -40,11 +43,8 @@ def event_bridge_reported() -> Iterator[None]:
                     b"</NotificationConfiguration>")
         return status, {**headers, "content-length": str(len(data))}, data
 
-    s3_responses.S3Response.get_bucket_notification = get_bucket_notification  # type: ignore[method-assign]
-    try:
+    with mock.patch.object(s3_responses.S3Response, "get_bucket_notification", get_bucket_notification):
         yield
-    finally:
-        s3_responses.S3Response.get_bucket_notification = original  # type: ignore[method-assign]
 
 
 @contextlib.contextmanager
@@ -61,11 +61,8 @@ def conditional_writes_atomic() -> Iterator[None]:
         with lock:
             return original(self)
 
-    s3_responses.S3Response.put_object = put_object  # type: ignore[method-assign]
-    try:
+    with mock.patch.object(s3_responses.S3Response, "put_object", put_object):
         yield
-    finally:
-        s3_responses.S3Response.put_object = original  # type: ignore[method-assign]
 
 
 @contextlib.contextmanager
@@ -89,13 +86,8 @@ def multipart_uploads_notify_once() -> Iterator[None]:
             kwargs["disable_notification"] = True
         return original_put(self, *args, **kwargs)
 
-    backend.complete_multipart_upload = complete_multipart_upload  # type: ignore[method-assign]
-    backend.put_object = put_object  # type: ignore[method-assign]
-    try:
+    with mock.patch.multiple(backend, complete_multipart_upload=complete_multipart_upload, put_object=put_object):
         yield
-    finally:
-        backend.complete_multipart_upload = original_complete  # type: ignore[method-assign]
-        backend.put_object = original_put  # type: ignore[method-assign]
 
 
 @contextlib.contextmanager
@@ -112,7 +104,7 @@ def capacity_providers_scale() -> Iterator[None]:
         strategy = bound.arguments.get("capacity_provider_strategy") or []
         name = strategy[0]["capacityProvider"] if strategy else ""
         cluster = self._get_cluster(bound.arguments["cluster_str"])
-        if not name or name in ("FARGATE", "FARGATE_SPOT") or self.container_instances.get(cluster.name):
+        if not name or name in FARGATE_CAPACITY_PROVIDERS or self.container_instances.get(cluster.name):
             return original(self, *args, **kwargs)
         # Placed as moto places Fargate tasks (no container instance), then told apart again.
         bound.arguments["capacity_provider_strategy"] = None
@@ -123,8 +115,5 @@ def capacity_providers_scale() -> Iterator[None]:
             task.launch_type = "EC2"
         return tasks
 
-    backend.run_task = run_task  # type: ignore[method-assign]
-    try:
+    with mock.patch.object(backend, "run_task", run_task):
         yield
-    finally:
-        backend.run_task = original  # type: ignore[method-assign]

@@ -49,14 +49,14 @@ RETRY_DELAY_SECONDS = 10
 # s3transfer asks HeadObject for the size before it GETs. Below its multipart threshold (8 MiB)
 # a single GetObject does the same, so an input whose message gives its size is fetched with one
 # request instead of two; a result that small is stored with one PutObject.
-SINGLE_GET_BYTES = 8 * 1024 * 1024
+SINGLE_REQUEST_BYTES = 8 * 1024 * 1024
 # Larger objects go through s3transfer: ranged GETs and multipart uploads, this many at once per
 # object (its default, as `aws s3 cp`).
 TRANSFER_CONCURRENCY = 10
 # A download or upload of at least this many bytes is logged with its time and rate, so the
 # log of a slow large file says whether the transfers or the command took the time; smaller
 # files (the many-small-files case) add no lines.
-LOG_TRANSFER_BYTES = SINGLE_GET_BYTES
+LOG_TRANSFER_BYTES = SINGLE_REQUEST_BYTES
 # Exit status of a worker whose configuration is bad (sysexits' EX_CONFIG): distinct from the
 # 0 of a drained queue, the 1 of an AWS error and the commands' own codes, so a stopped task
 # says why it stopped.
@@ -788,7 +788,7 @@ class Staged:
 
 def _fetch(s3, bucket: str, key: str, path: str, size: Optional[int]) -> None:
     """Download one object; `size`, when known, picks a single GetObject for a small one."""
-    if size is not None and size < SINGLE_GET_BYTES:
+    if size is not None and size < SINGLE_REQUEST_BYTES:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"]
         with open(path, "wb") as out:
             shutil.copyfileobj(body, out)
@@ -803,7 +803,7 @@ def _upload(s3, path: str, bucket: str, key: str, metadata: Dict[str, str]) -> N
     """Upload one result (s3transfer: multipart from 8 MiB) with its provenance metadata."""
     size = os.path.getsize(path)
     started = time.monotonic()
-    if size < SINGLE_GET_BYTES:
+    if size < SINGLE_REQUEST_BYTES:
         with open(path, "rb") as body:
             s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata=metadata)
     else:
