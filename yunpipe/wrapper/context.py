@@ -8,7 +8,8 @@ Layout of the context directory:
 
 The boto3 is the host's own when the image's python3 is one the host's boto3 supports; for an
 older python3 (Debian 11, Ubuntu 20.04, Amazon Linux 2, RHEL 9...) it is the newest boto3
-release that supports it, downloaded once from PyPI (see BOTO3_FOR_OLD_PYTHON).
+release that supports it, downloaded once from PyPI (see BOTO3_FOR_OLD_PYTHON). Either way
+botocore keeps the data of the runtime's services only, slimmed (botocore_data).
 """
 import hashlib
 import json
@@ -27,6 +28,7 @@ import jinja2
 
 from yunpipe.errors import InputError, YunpipeError
 from yunpipe.specs.algorithm import SUPPORTED_SYSTEMS, AlgorithmSpec
+from yunpipe.wrapper import botocore_data
 
 # boto3 and everything it imports; all pure Python, so the host's copies run in any image
 # whose python3 is recent enough (their Requires-Python; host_boto3_python).
@@ -249,4 +251,5 @@ def write_build_context(spec: AlgorithmSpec, version: int, directory: str | Path
         unpack_wheels(fetch_wheels(wheels, python), site_packages)
     else:
         copy_boto3(site_packages)
+    botocore_data.slim(site_packages / "botocore" / "data", RUNTIME_SERVICES)
     return BuildContext(directory, dockerfile, ("Dockerfile", "runscript.py", "entrypoint.py", "algorithm.json", "opt"))
