@@ -1,14 +1,14 @@
 """The local cloud: yunpipe's whole pipeline on one machine, offline, with no AWS account.
 
 Modules, one job each:
-    server       moto's ThreadedMotoServer on 127.0.0.1, ECS tasks pinned RUNNING
+    server       moto's server on 127.0.0.1, ECS tasks pinned RUNNING
     lambda_host  the launcher Lambda run on the host when moto reports an S3 notification
     lambda_images    the images of moto's Docker Lambda (``--lambda docker``), built offline
     lambda_bootstrap their runtime's entry point (runs inside the image, not in yunpipe)
     scheduler    EventBridge rate() rules fired locally (moto never fires them)
     ecs_runner   ECS tasks run as Docker containers; logs to CloudWatch; exit code to stop_task
     cloud        LocalCloud composing the above; start_detached / stop_running / running_state
-    state        <yunpipe home>/local/cloud.json, how other commands find the endpoint
+    announcement <yunpipe home>/local/cloud.json, how other commands find the endpoint
     clients      boto3 clients aimed at the emulator
     daemon       ``python -m yunpipe.local.daemon --port N``
 """
