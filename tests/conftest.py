@@ -14,6 +14,7 @@ from helpers import BASE_IMAGE, REGION, free_port, unavailable
 from strict_aws import Clock, StrictAws
 from yunpipe.local.moto_fixes import (capacity_providers_scale, conditional_writes_atomic, event_bridge_reported,
                                       multipart_uploads_notify_once)
+from yunpipe.local.moto_speedups import sqs_clock_fast
 from yunpipe.pipeline import executor
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.specs.algorithm import load_algorithm
@@ -66,7 +67,7 @@ def moto(aws_env, monkeypatch):
     monkeypatch.setattr(executor, "backoff_sleep", strict.clock.sleep)
     # Entered before the strict layer, which checks RunTask's capacity providers before they scale.
     with (mock_aws(), capacity_providers_scale(), strict.active(), event_bridge_reported(), conditional_writes_atomic(),
-          multipart_uploads_notify_once()):
+          multipart_uploads_notify_once(), sqs_clock_fast()):
         yield strict
 
 

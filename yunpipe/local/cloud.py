@@ -58,6 +58,7 @@ from .lambda_host import LambdaHost
 from .lambda_images import ensure_lambda_images, remove_code_volumes
 from .moto_fixes import (capacity_providers_scale, conditional_writes_atomic, event_bridge_reported,
                          multipart_uploads_notify_once)
+from .moto_speedups import sqs_clock_fast
 from .scheduler import Scheduler
 from .server import DEFAULT_PORT, EmulatorServer
 
@@ -131,11 +132,12 @@ class LocalCloud:
             self._set_environment("MOTO_DOCKER_LAMBDA_IMAGE", ensure_lambda_images(self._docker))
             self._set_environment("MOTO_DOCKER_NETWORK_MODE", "host")
             self._set_environment("MOTO_DOCKER_NETWORK_NAME", None)
-        # Undone by stop(): moto corrected where its answers differ from AWS's.
+        # Undone by stop(): moto corrected where its answers differ from AWS's, and sped up.
         self._fixes.enter_context(event_bridge_reported())
         self._fixes.enter_context(conditional_writes_atomic())
         self._fixes.enter_context(multipart_uploads_notify_once())
         self._fixes.enter_context(capacity_providers_scale())
+        self._fixes.enter_context(sqs_clock_fast())
         try:
             endpoint = self._server.start()
         except BaseException:
