@@ -1,13 +1,15 @@
 """End-to-end benchmark: N small files through a local pipeline, against the naive way.
 
     .venv/bin/python bench/e2e.py [--files 200] [--steps 2] [--concurrency 10] [--files-per-task N]
-                                  [--caps 1,2,4]
+                                  [--caps 1,2,4] [--rounds 3]
 
 Pipeline: uppercase (examples/) then checksum (tests/e2e/algorithms/), wrapped with
 `wrap --local`, deployed with setup-pipe on an in-process LocalCloud; the files are put
 into the input bucket one after another while the output bucket is listed every 0.25 s.
 The same files then go through the pipeline again for each hand-tuned cap of --caps (at most
 that many tasks per step, one task started per waiting file: the scaling before issue 11).
+All of that --rounds times, each round in another order; each configuration is reported by its
+median run, since one run of each differs from the next by +-15% on a shared 2-core machine.
 Naive: the same developer images (unwrapped) on the same files, one `docker run` per file
 per step, sequentially, through the Docker SDK. Every result of all is checked.
 Figures go to stdout and bench/results/e2e.json (e2e-<files>x<steps>-c<concurrency>[-f<N>].json
@@ -197,6 +199,13 @@ def run_pipeline(steps: int, concurrency: int, files_per_task: int | None, refer
     }
 
 
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median files/s (the lower middle one of an even count), with every run's
+    files/s beside it."""
+    ordered = sorted(runs, key=lambda run: run["files_per_second"])
+    return {**ordered[(len(ordered) - 1) // 2], "files_per_second_runs": [run["files_per_second"] for run in runs]}
+
+
 def run_naive(client, registry: AlgorithmRegistry, references: list[str], work: Path, files: list[Path], steps: int) -> dict:
     """What a researcher scripts by hand: for each file, for each step, `docker run --rm -v`
     the developer's image with its run_command, waiting for each before the next."""
@@ -220,14 +229,16 @@ def run_naive(client, registry: AlgorithmRegistry, references: list[str], work: 
 
 def report(doc: dict) -> None:
     p, n = doc["pipeline"], doc["naive"]
-    caps = [(f"  cap {cap}, a task per file: files/s, containers per 100 files",
-             f"{c['files_per_second']}  ({c['seconds']} s), {c['containers_per_100_files']}")
+    caps = [(f"  cap {cap}, a task per file: files/s (runs), containers per 100 files",
+             f"{c['files_per_second']}  {c['files_per_second_runs']}, {c['containers_per_100_files']}")
             for cap, c in doc["caps"].items()]
     if caps:
         caps.append(("default / best cap", f"{doc['default_vs_best_cap']}x  (best: cap {doc['best_cap']})"))
     rows = [
         ("files x steps", f"{doc['parameters']['files']} x {doc['parameters']['steps']}"),
-        ("pipeline files/s (first upload -> last result)", f"{p['files_per_second']}  ({p['seconds']} s)"),
+        ("pipeline files/s (first upload -> last result), median (runs)",
+         f"{p['files_per_second']}  ({p['seconds']} s)  {p['files_per_second_runs']}"),
+        ("upload of the files (part of the above)", f"{p['upload_seconds']} s"),
         ("drop-to-result latency p50 / p95 / max", f"{p['latency_p50_seconds']} / {p['latency_p95_seconds']} / {p['latency_max_seconds']} s"),
         ("containers started per 100 files", f"{p['containers_per_100_files']}  {p['containers_per_step']}"),
         ("naive files/s (sequential docker run)", f"{n['files_per_second']}  ({n['docker_runs']} runs, {n['seconds']} s)"),
@@ -247,7 +258,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="waiting files per task started (default: the workflow default)")
     parser.add_argument("--caps", default="1,2,4",
                         help="hand-tuned caps to compare, comma-separated (default 1,2,4; '' for none)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="runs of each configuration, reported by the median (default 3)")
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     caps = [int(cap) for cap in args.caps.split(",") if cap.strip()]
     with benchlib.scratch_home() as home:
         client = images.docker_client()
@@ -262,17 +277,30 @@ def main(argv: list[str] | None = None) -> int:
         # page cache, which would otherwise count against whichever configuration runs first.
         demo.say(f"warm-up: {WARM_UP_FILES} files, not counted")
         run_pipeline(args.steps, args.concurrency, args.files_per_task, references, work, files[:WARM_UP_FILES])
-        pipeline = run_pipeline(args.steps, args.concurrency, args.files_per_task, references, work, files)
-        by_cap = {}
-        for cap in caps:
-            demo.say(f"hand-tuned cap {cap}: at most {cap} task(s) per step, one started per waiting file")
-            by_cap[str(cap)] = run_pipeline(args.steps, cap, 1, references, work, files)
+        # None: the defaults; a number: that hand-tuned cap.
+        configurations: list[int | None] = [None, *caps]
+        runs: dict[int | None, list[dict]] = {c: [] for c in configurations}
+        for round_ in range(args.rounds):
+            # Each round starts one configuration later, so none always runs first.
+            shift = round_ % len(configurations)
+            for configuration in configurations[shift:] + configurations[:shift]:
+                if configuration is None:
+                    demo.say(f"round {round_ + 1}/{args.rounds}: the defaults")
+                    run = run_pipeline(args.steps, args.concurrency, args.files_per_task, references, work, files)
+                else:
+                    demo.say(f"round {round_ + 1}/{args.rounds}: hand-tuned cap {configuration}: at most "
+                             f"{configuration} task(s) per step, one started per waiting file")
+                    run = run_pipeline(args.steps, configuration, 1, references, work, files)
+                runs[configuration].append(run)
+        pipeline = median_run(runs[None])
+        by_cap = {str(cap): median_run(runs[cap]) for cap in caps}
         naive = run_naive(client, registry, references, work, files, args.steps)
     doc = {
         "benchmark": "e2e",
         "machine": machine,
         "parameters": {"files": args.files, "steps": args.steps, "algorithms": references,
-                       "concurrency": args.concurrency, "files_per_task": args.files_per_task, "caps": caps, "idle_seconds": IDLE_SECONDS, "poll_seconds": POLL_SECONDS},
+                       "concurrency": args.concurrency, "files_per_task": args.files_per_task, "caps": caps,
+                       "rounds": args.rounds, "idle_seconds": IDLE_SECONDS, "poll_seconds": POLL_SECONDS},
         "pipeline": pipeline,
         "naive": naive,
         "speedup": round(pipeline["files_per_second"] / naive["files_per_second"], 2),
@@ -285,10 +313,13 @@ def main(argv: list[str] | None = None) -> int:
         doc["default_vs_best_cap"] = round(pipeline["files_per_second"] / by_cap[best]["files_per_second"], 2)
     report(doc)
     # Only a run with the defaults replaces e2e.json, the run bench/README.md reports.
-    defaults = (args.files, args.steps, args.concurrency, args.files_per_task, caps) == (200, 2, 10, None, [1, 2, 4])
+    defaults = (args.files, args.steps, args.concurrency, args.files_per_task, caps, args.rounds) == (
+        200, 2, 10, None, [1, 2, 4], 3)
     name = "e2e" if defaults else f"e2e-{args.files}x{args.steps}-c{args.concurrency}"
     if args.files_per_task is not None:
         name += f"-f{args.files_per_task}"
+    if args.rounds != 3 and not defaults:
+        name += f"-r{args.rounds}"
     print(f"results: {benchlib.write_results(name, doc)}")
     return 0
 
