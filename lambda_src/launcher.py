@@ -48,11 +48,11 @@ BOTO_CONFIG = BotoConfig(retries={"mode": "standard", "max_attempts": 5})
 # The contract's default cap, here once (the workflow spec takes it from here).
 DEFAULT_CONCURRENCY = 10
 # Tasks are started for the backlog, one per this many waiting files (KEDA's SQS scaler's
-# queueLength): a task works through many files, so a task start (seconds locally, up to a
-# minute on Fargate, which bills a minute at least) is paid per 50 files, not per file.
-# bench/e2e.py: 10 tasks per step (20 files each of 200) gave 7x the naive way, 2 tasks (100
-# files each) 9.3x. 50 starts 3 for a backlog of 150 and 1 for a trickle of files.
-DEFAULT_FILES_PER_TASK = 50
+# queueLength, whose own default is 5): a task works through many files, so a task start
+# (seconds locally, up to a minute on Fargate, which bills a minute at least) is paid per 10
+# files, not per file. bench/e2e.py (200 files, 3 rounds each): 10 gave 22.8 files/s with 5
+# tasks per 100 files, 50 gave 17.0 with 2, cap 2 a task per file 21.3-21.5 with 2.
+DEFAULT_FILES_PER_TASK = 10
 # How often per files_per_task waiting files a busy step looks at its backlog (backlog_check_due).
 BACKLOG_CHECKS_PER_TASK = 5
 LAUNCH_TYPES = ("FARGATE", "EC2")

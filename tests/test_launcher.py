@@ -688,7 +688,7 @@ def test_config_defaults_follow_the_contract():
 
     assert config == launcher.Config(
         pipeline="demo", step="step1", queue_url=REQUIRED_ENV["YUNPIPE_QUEUE_URL"], cluster="c",
-        task_definition="td", started_by="yunpipe-demo-step1", concurrency=10, files_per_task=50,
+        task_definition="td", started_by="yunpipe-demo-step1", concurrency=10, files_per_task=10,
         launch_type="FARGATE", capacity_provider="", subnets=(), security_groups=(), assign_public_ip="ENABLED",
     )
 
