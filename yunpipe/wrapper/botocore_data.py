@@ -4,8 +4,9 @@ Building the runscript's two clients parses botocore's JSON: the S3 model and en
 (2.3 MB once ungzipped, mostly documentation and pretty-printing) and endpoints.json (1.25 MB for
 every AWS service). At Fargate's 0.25 vCPU hard limit each 10 ms of CPU is 40 ms of a cold
 start (bench/latency.py). Loading is the same with less to parse: the files are rewritten as
-compact JSON without the documentation of operations, shapes and endpoint rules, endpoints.json keeps only the runtime's
-services, and nothing stays gzipped (botocore tries NAME.json before NAME.json.gz).
+compact JSON without the documentation of operations, shapes and endpoint rules,
+endpoints.json keeps only the runtime's services, and nothing stays gzipped (botocore tries
+NAME.json before NAME.json.gz).
 """
 import gzip
 import json
