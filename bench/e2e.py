@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     name = "e2e" if defaults else f"e2e-{args.files}x{args.steps}-c{args.concurrency}"
     if args.files_per_task is not None:
         name += f"-f{args.files_per_task}"
-    if args.rounds != 3 and not defaults:
+    if args.rounds != 3:
         name += f"-r{args.rounds}"
     print(f"results: {benchlib.write_results(name, doc)}")
     return 0

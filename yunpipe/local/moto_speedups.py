@@ -3,7 +3,7 @@ changing an answer (tests/test_moto_speedups.py compares each with moto's own).
 
 The local cloud serves every request of every worker from one Python process, so moto's CPU per
 request is what bounds how many files a pipeline moves per second (bench/e2e.py). Under load
-most of it went to SQS's clock: each message's visibility and delay are checked against a
+the largest part went to SQS's clock: each message's visibility and delay are checked against a
 datetime built for every check, and each message a ReceiveMessage returns builds all of its
 queue's attributes three times (to read the retention period), which walks all messages again.
 """
