@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import benchlib
+
 from yunpipe import demo
 from yunpipe.aws.facade import is_mutating, watch_calls
 from yunpipe.local import cloud

@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import benchlib
+
 from yunpipe import demo
 from yunpipe.aws.reader import Reader
 from yunpipe.aws.session import open_aws

@@ -20,6 +20,7 @@ import threading
 import time
 
 import benchlib
+
 from yunpipe import demo
 from yunpipe.aws.reader import Reader
 from yunpipe.aws.session import open_aws

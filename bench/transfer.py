@@ -19,11 +19,11 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import benchlib
 import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
 
-import benchlib
 from yunpipe import demo
 from yunpipe.aws.session import LOCAL_CREDENTIALS, open_aws
 from yunpipe.errors import YunpipeError

@@ -21,8 +21,9 @@ import os
 import re
 import time
 import urllib.parse
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 import boto3
 from botocore.config import Config as BotoConfig
@@ -159,7 +160,7 @@ class Config:
     gather: bool = False
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Config":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
         env = os.environ if environ is None else environ
         missing = [var for var in REQUIRED_VARS.values() if not env.get(var, "").strip()]
         if missing:

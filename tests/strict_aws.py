@@ -33,14 +33,15 @@ import inspect
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 from unittest import mock
 
 from botocore.awsrequest import AWSResponse
 from botocore.handlers import BUILTIN_HANDLERS
-from moto.awslambda.exceptions import InvalidParameterValueException
 from moto.autoscaling.models import autoscaling_backends
+from moto.awslambda.exceptions import InvalidParameterValueException
 from moto.awslambda.models import LambdaBackend, lambda_backends
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.botocore_stubber import MockRawResponse
@@ -178,7 +179,7 @@ class StrictAws:
         return {r.rule for r in self.refusals}
 
     @contextlib.contextmanager
-    def active(self) -> Iterator["StrictAws"]:
+    def active(self) -> Iterator[StrictAws]:
         layer = self
         originals = {
             "notify": S3Backend.put_bucket_notification_configuration,

@@ -8,8 +8,8 @@ import sys
 import time
 
 import pytest
-
 from helpers import single_run
+
 from yunpipe import cli
 from yunpipe.pipeline.state import state_path
 

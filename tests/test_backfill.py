@@ -6,11 +6,11 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
-
 from helpers import REGION, record_algorithm, single_run, wait_for
+from yunpipe.lambda_src import launcher
+
 from yunpipe import cli
 from yunpipe.aws.facade import watch_calls
-from yunpipe.lambda_src import launcher
 from yunpipe.pipeline import backfill
 
 ACCOUNT = "123456789012"

@@ -2,8 +2,8 @@
 import json
 
 import pytest
-
 from helpers import record_algorithm, single_run
+
 from yunpipe import cli
 from yunpipe.aws.facade import watch_calls
 

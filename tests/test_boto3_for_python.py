@@ -17,8 +17,17 @@ from packaging.version import Version
 from yunpipe.errors import InputError
 from yunpipe.specs.algorithm import load_algorithm
 from yunpipe.wrapper import context
-from yunpipe.wrapper.context import (BOTO3_DISTRIBUTIONS, BOTO3_FOR_OLD_PYTHON, MIN_PYTHON, BaseImage, boto3_wheels,
-                                     fetch_wheels, host_boto3_python, render_dockerfile, write_build_context)
+from yunpipe.wrapper.context import (
+    BOTO3_DISTRIBUTIONS,
+    BOTO3_FOR_OLD_PYTHON,
+    MIN_PYTHON,
+    BaseImage,
+    boto3_wheels,
+    fetch_wheels,
+    host_boto3_python,
+    render_dockerfile,
+    write_build_context,
+)
 
 UPPERCASE = Path(__file__).resolve().parents[1] / "examples" / "uppercase" / "uppercase.json"
 

@@ -10,8 +10,16 @@ import pytest
 
 from yunpipe.specs.algorithm import load_algorithm
 from yunpipe.wrapper import botocore_data
-from yunpipe.wrapper.context import (BOTO3_FOR_OLD_PYTHON, RUNTIME_SERVICES, SITE_PACKAGES, BaseImage, fetch_wheels,
-                                     host_boto3_python, unpack_wheels, write_build_context)
+from yunpipe.wrapper.context import (
+    BOTO3_FOR_OLD_PYTHON,
+    RUNTIME_SERVICES,
+    SITE_PACKAGES,
+    BaseImage,
+    fetch_wheels,
+    host_boto3_python,
+    unpack_wheels,
+    write_build_context,
+)
 
 UPPERCASE = Path(__file__).resolve().parents[1] / "examples" / "uppercase" / "uppercase.json"
 

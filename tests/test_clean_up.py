@@ -3,9 +3,9 @@ import json
 
 import boto3
 import pytest
-
 from helpers import REGION, record_algorithm, single_run
 from test_setup_pipe import mutating, tagged_arns
+
 from yunpipe import cli
 from yunpipe.aws.facade import watch_calls
 from yunpipe.pipeline.state import state_path

@@ -7,13 +7,13 @@ import threading
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
-
 from helpers import REGION, record_algorithm, single_run
+from moto import mock_aws
 from strict_aws import Clock, StrictAws
+from yunpipe.lambda_src import launcher
+
 from yunpipe import cli
 from yunpipe.aws.facade import is_mutating, watch_calls
-from yunpipe.lambda_src import launcher
 from yunpipe.pipeline import executor
 from yunpipe.pipeline.state import state_path
 

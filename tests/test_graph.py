@@ -3,10 +3,10 @@ no AWS involved). The e2e suite runs such a graph on the local cloud."""
 import json
 
 import pytest
-
 from helpers import record_algorithm
-from yunpipe.errors import InputError
 from yunpipe.lambda_src import launcher
+
+from yunpipe.errors import InputError
 from yunpipe.pipeline import graph
 from yunpipe.pipeline import model as m
 from yunpipe.pipeline.target import Target
@@ -218,8 +218,8 @@ def test_a_graph_deploys_redeploys_with_no_change_and_cleans_up(moto, write_work
     """Against moto held to AWS's rules: the shared input bucket sends its events to EventBridge,
     each fan-out step has its rule; a second setup-pipe changes nothing; clean-up removes all."""
     import boto3
-
     from test_setup_pipe import mutating, tagged_arns
+
     from yunpipe import cli
     from yunpipe.aws.facade import watch_calls
 

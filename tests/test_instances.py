@@ -8,11 +8,11 @@ import warnings
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-
 from helpers import REGION, record_algorithm, single_run
+from yunpipe.lambda_src import launcher
+
 from yunpipe import cli
 from yunpipe.aws.facade import is_mutating, watch_calls
-from yunpipe.lambda_src import launcher
 from yunpipe.pipeline import model as m
 from yunpipe.pipeline.state import state_path
 from yunpipe.pipeline.target import Target

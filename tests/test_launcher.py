@@ -13,7 +13,6 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
-
 from yunpipe.lambda_src import launcher
 
 REGION = "us-east-1"

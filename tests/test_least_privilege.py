@@ -36,14 +36,14 @@ import boto3
 import moto.s3.notifications as s3_notifications
 import pytest
 from botocore.exceptions import ClientError
+from helpers import REGION, record_algorithm, single_run
 from moto.core import enable_iam_authentication
 from moto.ecs.exceptions import TaskDefinitionNotFoundException
 from moto.ecs.responses import EC2ContainerServiceResponse
 from moto.iam import access_control
-
-from helpers import REGION, record_algorithm, single_run
-from yunpipe import cli
 from yunpipe.lambda_src import launcher
+
+from yunpipe import cli
 from yunpipe.runtime import runscript
 
 ACCOUNT = "123456789012"

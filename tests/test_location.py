@@ -6,9 +6,9 @@ import urllib.request
 
 import boto3
 import pytest
+from helpers import REGION, free_port, single_run
 from moto.server import ThreadedMotoServer
 
-from helpers import REGION, free_port, single_run
 from yunpipe import cli
 from yunpipe.aws.facade import watch_calls
 from yunpipe.local import announcement

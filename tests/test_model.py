@@ -5,10 +5,10 @@ import json
 import zipfile
 
 import pytest
-
 from helpers import record_algorithm, single_run
-from yunpipe.errors import InputError
 from yunpipe.lambda_src.package import launcher_zip
+
+from yunpipe.errors import InputError
 from yunpipe.pipeline import model as m
 from yunpipe.pipeline.target import Target
 from yunpipe.registry import AlgorithmRegistry
@@ -192,6 +192,7 @@ def test_the_model_s_environments_reach_the_worker_and_the_launcher_whole(change
     """The environment contract, end to end: what the model writes, each side reads back as
     the settings the workflow asked for, and nothing is left at a default by omission."""
     from yunpipe.lambda_src import launcher
+
     from yunpipe.runtime import runscript
 
     document = single_run(idle_seconds=45, visibility_timeout_seconds=90)
@@ -224,6 +225,7 @@ def test_the_model_s_environments_reach_the_worker_and_the_launcher_whole(change
 
 def test_the_contract_s_defaults_are_the_specs_defaults(change123):
     from yunpipe.lambda_src import launcher
+
     from yunpipe.runtime import runscript
 
     step = compile_model(single_run()).steps[0]

@@ -12,11 +12,10 @@ import time
 import zipfile
 
 import boto3
+import moto.s3.notifications as s3_notifications
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
-
-import moto.s3.notifications as s3_notifications
 from moto.awslambda.models import LambdaBackend
 from moto.awslambda.utils import get_backend
 from moto.core import DEFAULT_ACCOUNT_ID

@@ -2,8 +2,8 @@
 import json
 
 import pytest
-
 from helpers import single_run
+
 from yunpipe import cli
 from yunpipe.pipeline.state import PipelineState, PipelineSummary, StepSummary, state_path
 

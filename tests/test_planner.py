@@ -1,8 +1,8 @@
 """Plans as data: what the planner asks for against an empty account, an offline one, and a
 bucket with notifications of its own."""
 import boto3
-
 from helpers import single_run
+
 from yunpipe.aws.facade import Aws, watch_calls
 from yunpipe.aws.reader import Reader
 from yunpipe.pipeline import model as m

@@ -9,8 +9,8 @@ import json
 import warnings
 
 import pytest
-
 from helpers import record_algorithm, single_run
+
 from yunpipe.pipeline import model as m
 from yunpipe.pipeline.target import Target
 from yunpipe.registry import AlgorithmRegistry

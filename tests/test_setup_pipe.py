@@ -5,12 +5,12 @@ import json
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
-
 from helpers import REGION, free_port, record_algorithm, single_run
+from moto.server import ThreadedMotoServer
+from yunpipe.lambda_src import launcher
+
 from yunpipe import cli
 from yunpipe.aws.facade import is_mutating, watch_calls
-from yunpipe.lambda_src import launcher
 from yunpipe.local import announcement
 from yunpipe.pipeline.state import PipelineState, state_path
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import boto3
 import pytest
-
 from helpers import REGION, single_run
+
 from yunpipe import cli
 from yunpipe.aws.facade import is_mutating, watch_calls
 from yunpipe.aws.session import AwsOptions, open_aws

@@ -8,7 +8,6 @@ import zipfile
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-
 from helpers import REGION
 
 BUCKET = "strict-bucket"
@@ -153,7 +152,6 @@ def test_ephemeral_storage_is_21_to_200_gib(moto, size, accepted):
 
 def test_reserved_concurrency_leaves_100_unreserved_and_account_settings_say_so(aws_env):
     from moto import mock_aws
-
     from strict_aws import Clock, StrictAws
 
     strict = StrictAws(clock=Clock(manual=True), lambda_concurrency_limit=103)

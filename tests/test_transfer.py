@@ -3,8 +3,8 @@ import time
 
 import boto3
 import pytest
-
 from helpers import REGION, single_run
+
 from yunpipe import cli
 from yunpipe.runtime import runscript
 

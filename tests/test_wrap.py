@@ -9,8 +9,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from helpers import free_port, unavailable
+
 from yunpipe.errors import InputError
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.specs.algorithm import load_algorithm

@@ -2,8 +2,9 @@
 its variables checked (declared, required, against each variable's schema) and turned into
 environment strings. Lives next to the registry, so the specs read files and nothing else."""
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 import jsonschema
 

@@ -16,15 +16,15 @@ import collections
 import io
 import json
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import boto3
 import docker
 import pytest
-
 from strict_aws import StrictAws
+
 from yunpipe.local.cloud import LocalCloud
 from yunpipe.local.ecs_runner import LABEL_CLUSTER, LABEL_TASK
 from yunpipe.pipeline.state import PipelineSummary, StepSummary, require_summary, state_path

@@ -12,8 +12,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from helpers import unavailable
+
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.wrapper import images
 

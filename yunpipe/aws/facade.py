@@ -4,12 +4,12 @@ Every client made here reports each API call through botocore's `before-call` ev
 command can count its mutating calls and tests can watch (or fail) calls without mocks.
 """
 import contextlib
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from boto3.exceptions import Boto3Error
 from botocore.config import Config
-from botocore.exceptions import (BotoCoreError, ClientError, EndpointConnectionError, HTTPClientError,
-                                 NoCredentialsError)
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, HTTPClientError, NoCredentialsError
 from botocore.exceptions import ConnectionError as AwsConnectionError
 
 from yunpipe.errors import YunpipeError
@@ -24,7 +24,7 @@ BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
 # that raises stops the call.
 _observers: list[Callable[[str, str], None]] = []
 
-__all__ = ["Aws", "ClientError", "BotoCoreError", "UNREACHABLE", "error_code", "explain", "is_mutating", "watch_calls"]
+__all__ = ["UNREACHABLE", "Aws", "BotoCoreError", "ClientError", "error_code", "explain", "is_mutating", "watch_calls"]
 NO_CREDENTIALS = ("no AWS credentials found: pass --profile or set AWS_PROFILE, or set AWS_ACCESS_KEY_ID and "
                   "AWS_SECRET_ACCESS_KEY (or use --local for the local cloud)")
 

@@ -3,7 +3,8 @@ resource that does not exist. The planner, the sweeper and the commands that loo
 deployed pipeline (status, transfer, demo) read AWS through it.
 """
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from yunpipe.aws.facade import Aws, ClientError, error_code
 from yunpipe.errors import YunpipeError

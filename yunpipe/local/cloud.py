@@ -56,12 +56,15 @@ from . import announcement
 from .ecs_runner import EcsRunner, owner_id, remove_local_containers
 from .lambda_host import LambdaHost
 from .lambda_images import ensure_lambda_images, remove_code_volumes
-from .moto_fixes import (capacity_providers_scale, conditional_writes_atomic, event_bridge_reported,
-                         multipart_uploads_notify_once)
+from .moto_fixes import (
+    capacity_providers_scale,
+    conditional_writes_atomic,
+    event_bridge_reported,
+    multipart_uploads_notify_once,
+)
 from .moto_speedups import sqs_clock_fast
 from .scheduler import Scheduler
 from .server import DEFAULT_PORT, EmulatorServer
-
 
 LAMBDA_MODES = ("host", "docker")
 
@@ -110,7 +113,7 @@ class LocalCloud:
     def port(self) -> int | None:
         return self._server.port
 
-    def __enter__(self) -> "LocalCloud":
+    def __enter__(self) -> LocalCloud:
         self.start()
         return self
 

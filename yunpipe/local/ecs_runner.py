@@ -66,12 +66,12 @@ LOOPBACK_REGISTRIES = ("127.0.0.1", "localhost")
 # once instead of at the next poll (a quarter of a second on average at the default interval).
 # The hook goes over whatever run_task is when the first runner starts (other layers wrap it
 # too) and that is restored when the last one stops.
-_awake: set["EcsRunner"] = set()
+_awake: set[EcsRunner] = set()
 _awake_lock = threading.Lock()
 _unhooked: list[Any] = []
 
 
-def _wake_on_run_task(runner: "EcsRunner") -> None:
+def _wake_on_run_task(runner: EcsRunner) -> None:
     with _awake_lock:
         if not _awake:
             original = EC2ContainerServiceBackend.run_task
@@ -90,7 +90,7 @@ def _wake_on_run_task(runner: "EcsRunner") -> None:
         _awake.add(runner)
 
 
-def _stop_waking(runner: "EcsRunner") -> None:
+def _stop_waking(runner: EcsRunner) -> None:
     with _awake_lock:
         if runner in _awake:
             _awake.discard(runner)
@@ -205,7 +205,7 @@ class _LogPump(threading.Thread):
 class _TaskRun(threading.Thread):
     """Runs one ECS task's containers from creation to removal."""
 
-    def __init__(self, runner: "EcsRunner", task: dict, region: str):
+    def __init__(self, runner: EcsRunner, task: dict, region: str):
         super().__init__(name=f"yunpipe-task-{task['taskArn'].rsplit('/', 1)[-1]}", daemon=True)
         self.task = task
         self.arn = task["taskArn"]
@@ -234,7 +234,7 @@ class _TaskRun(threading.Thread):
             reason = self._wait()
         except (TaskStartError, docker.errors.APIError) as exc:
             reason = f"CannotStartContainerError: {exc}"
-        except Exception as exc:  # noqa: BLE001 - any failure must still end the task
+        except Exception as exc:
             log.exception("task %s failed in the local runner", self.arn)
             reason = f"yunpipe local runner error: {exc}"
         finally:
@@ -443,7 +443,7 @@ class EcsRunner(PollingThread):
         for region in self.regions:
             try:
                 self._poll(region)
-            except Exception:  # noqa: BLE001 - one region failing must not stop the others
+            except Exception:
                 log.exception("ECS poll failed in %s", region)
 
     def _poll(self, region: str) -> None:

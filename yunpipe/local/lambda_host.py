@@ -67,11 +67,12 @@ import traceback
 import uuid
 import zipfile
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
-from typing import Any, Callable
+from typing import Any
 
 import moto.s3.notifications as s3_notifications
 from moto.awslambda.models import LambdaBackend
@@ -90,7 +91,7 @@ log = logging.getLogger(__name__)
 RECENT_INVOCATIONS = 100
 # The launcher's logger: its records belong in the function's CloudWatch Logs, not on the host.
 LAUNCHER_LOGGER = launcher.LOG.name
-_installed: "LambdaHost | None" = None
+_installed: LambdaHost | None = None
 _install_lock = threading.Lock()
 
 
@@ -292,7 +293,7 @@ class LambdaHost:
         try:
             function = get_backend(account_id, region_name).get_function(fn_arn)
             self._submit(function, event_body, "s3")
-        except Exception:  # noqa: BLE001 - S3 delivery to Lambda is asynchronous on AWS too
+        except Exception:
             log.exception("cannot deliver an S3 notification to %s", fn_arn)
 
     def _rule_delivery_hook(self, original: Callable[..., Any]) -> Callable[..., Any]:
@@ -300,7 +301,7 @@ class LambdaHost:
         def send_to_targets(rule: Any, original_event: Any, transform_input: bool = True) -> None:
             try:
                 original(rule, original_event, transform_input)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 # moto raises for some rules (a schedule rule given an S3 event), and its caller then
                 # skips every later rule: this rule's failure must not hide the event from the others.
                 log.debug("rule %s: moto could not deliver an event to its own targets", rule.name, exc_info=True)
@@ -315,7 +316,7 @@ class LambdaHost:
         try:
             if not rule.event_pattern.matches_event(event):
                 return
-        except Exception:  # noqa: BLE001 - a pattern moto cannot evaluate matches nothing
+        except Exception:
             log.debug("rule %s: moto cannot match its pattern", rule.name, exc_info=True)
             return
         for target in rule.targets:
@@ -326,7 +327,7 @@ class LambdaHost:
             try:
                 function = get_backend(parts[4], parts[3]).get_function(arn)
                 self._submit(function, event, "eventbridge")
-            except Exception:  # noqa: BLE001 - EventBridge delivers to Lambda asynchronously
+            except Exception:
                 log.exception("rule %s: cannot deliver an event to %s", rule.name, arn)
 
     def _submit(self, function: Any, event: dict, trigger: str) -> Future:

@@ -7,7 +7,8 @@ import functools
 import inspect
 import re
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 from unittest import mock
 
 from moto.ecs import models as ecs_models

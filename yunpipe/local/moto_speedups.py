@@ -9,7 +9,8 @@ queue's attributes three times (to read the retention period), which walks all m
 """
 import contextlib
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 from unittest import mock
 
 from moto.sqs import models as sqs_models

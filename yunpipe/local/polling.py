@@ -45,7 +45,7 @@ class PollingThread:
         while not self._stop.is_set():
             try:
                 self.poll_once()
-            except Exception:  # noqa: BLE001 - keep the loop alive; the next round retries
+            except Exception:
                 log.exception("%s: a round failed", self.thread_name)
             self._wake.wait(self.poll_interval)
             self._wake.clear()

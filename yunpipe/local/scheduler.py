@@ -127,6 +127,6 @@ class Scheduler(PollingThread):
                 }
             try:
                 futures.append(self.lambda_host.invoke_function(target["Arn"], event, region))
-            except Exception:  # noqa: BLE001 - one missing function must not stop the others
+            except Exception:
                 log.exception("rule %s: cannot invoke %s", rule["Name"], target["Arn"])
         return futures

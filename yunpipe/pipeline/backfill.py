@@ -8,7 +8,8 @@ them: batches of 10, failed entries resent.
 """
 import json
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from tqdm import tqdm
 

@@ -9,9 +9,8 @@ from yunpipe.aws.facade import UNREACHABLE, Aws
 from yunpipe.aws.reader import Reader
 from yunpipe.aws.session import AwsOptions, open_aws
 from yunpipe.errors import InputError, NotFoundError, YunpipeError
-from yunpipe.pipeline import graph, location
+from yunpipe.pipeline import graph, location, status
 from yunpipe.pipeline import model as m
-from yunpipe.pipeline import status
 from yunpipe.pipeline.executor import apply
 from yunpipe.pipeline.plan import Plan
 from yunpipe.pipeline.planner import Planner

@@ -1,6 +1,7 @@
 """Run a plan: each call through the facade, in order, recording the state after each one."""
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from yunpipe.aws.facade import Aws, BotoCoreError, ClientError, error_code
 from yunpipe.errors import YunpipeError

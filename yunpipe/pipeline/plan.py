@@ -1,6 +1,7 @@
 """A plan is data: a tuple of API calls, each with a message and the resource it settles."""
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 
 @dataclass(frozen=True)

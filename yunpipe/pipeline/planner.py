@@ -4,8 +4,9 @@ the gap. Unchanged resources give no call, so re-running setup-pipe plans nothin
 import dataclasses
 import json
 import urllib.parse
+from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
-from typing import Any, Iterable
+from typing import Any
 
 from yunpipe.aws.reader import NOT_FOUND, Reader
 from yunpipe.errors import InputError

@@ -1,7 +1,7 @@
 """Where a pipeline is deployed: account, region, network (and -uu's credentials), resolved
 from AWS once, before the model is compiled; the model itself makes no AWS call."""
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from yunpipe.aws.facade import UNREACHABLE, Aws
 

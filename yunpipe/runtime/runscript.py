@@ -137,7 +137,7 @@ class Config:
     parallelism: int = DEFAULT_PARALLELISM
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str], strict: bool = True) -> "Config":
+    def from_env(cls, environ: Mapping[str, str], strict: bool = True) -> Config:
         """The configuration, or ValueError naming the bad setting. Not strict: what a
         misconfigured worker still knows, missing names empty and bad numbers at their default."""
         missing = [n for n in ("YUNPIPE_QUEUE_URL", "YUNPIPE_OUTPUT_BUCKET") if not environ.get(n)]
@@ -333,7 +333,7 @@ def report_key(config: Config, key: str, attempt: int) -> str:
 # --------------------------------------------------------------------------- command line
 
 
-def _placeholder_pattern(names: List[str]) -> "re.Pattern[str]":
+def _placeholder_pattern(names: List[str]) -> re.Pattern[str]:
     """Braced placeholders match as written; a bare one only as a whole shell variable name, so
     `$inputs`, and `$input_x` when no input is named x, are left alone (and `$input_ab` is never
     `$input_a` followed by "b")."""
@@ -341,7 +341,7 @@ def _placeholder_pattern(names: List[str]) -> "re.Pattern[str]":
     return re.compile("|".join(alternatives))
 
 
-def _quote_in_shell_script(script: str, paths: Dict[str, str], pattern: "re.Pattern[str]") -> str:
+def _quote_in_shell_script(script: str, paths: Dict[str, str], pattern: re.Pattern[str]) -> str:
     """Substitute placeholders inside a `sh -c` script, quoting each path for the shell state
     it lands in, so keys with spaces or quotes work whether or not the author quoted them."""
     out = []

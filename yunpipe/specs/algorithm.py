@@ -6,9 +6,10 @@
 import posixpath
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import jsonschema
 
@@ -16,8 +17,13 @@ from yunpipe.errors import InputError
 from yunpipe.runtime import runscript
 from yunpipe.specs.fields import object_schema, read_fields, spec_field
 from yunpipe.specs.loading import load_document, validate
-from yunpipe.specs.workflow import (DEFAULT_GPU_INSTANCE_TYPE, GPU_SCHEMA, INSTANCE_TYPE_SCHEMA, check_instance,
-                                    instance_for)
+from yunpipe.specs.workflow import (
+    DEFAULT_GPU_INSTANCE_TYPE,
+    GPU_SCHEMA,
+    INSTANCE_TYPE_SCHEMA,
+    check_instance,
+    instance_for,
+)
 
 SUPPORTED_SYSTEMS = ("ubuntu", "debian", "alpine", "rockylinux", "centos", "amazonlinux")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"

@@ -25,9 +25,10 @@ naming the CWL field. The rules (README "Files", "CWL tools"):
 import math
 import re
 import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from cwl_utils.parser import load_document_by_uri
 from ruamel.yaml.error import YAMLError

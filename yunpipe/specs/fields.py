@@ -3,8 +3,9 @@ its JSON Schema and (as the dataclass default) its default. The schema that vali
 document and the parser that reads it are both derived from those fields, so the three
 cannot drift apart.
 """
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, field, fields
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 
 def spec_field(path: str, schema: Mapping[str, Any], default: Any = MISSING, *, default_factory: Any = MISSING,

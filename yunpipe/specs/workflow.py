@@ -9,9 +9,10 @@ checks it against the algorithm registry. Both raise InputError before anything 
 import ipaddress
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from yunpipe.errors import InputError
 from yunpipe.lambda_src import launcher

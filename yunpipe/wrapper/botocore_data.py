@@ -10,8 +10,9 @@ NAME.json before NAME.json.gz).
 """
 import gzip
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 GZIP_SUFFIX = ".gz"
 

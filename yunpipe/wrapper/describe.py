@@ -4,12 +4,21 @@ Every question shows its default (Enter keeps it) and is asked again until the a
 valid. Answers come from an input function, so a script or a piped stdin can drive it.
 """
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from yunpipe.errors import InputError
-from yunpipe.specs.algorithm import (DEFAULT_INPUT_PATH, DEFAULT_MEMORY_MIB, DEFAULT_OUTPUT_PATH,
-                                     DEFAULT_TIMEOUT_SECONDS, ENV_NAME_PATTERN, NAME_PATTERN,
-                                     SUPPORTED_SYSTEMS, AlgorithmSpec, parse_algorithm)
+from yunpipe.specs.algorithm import (
+    DEFAULT_INPUT_PATH,
+    DEFAULT_MEMORY_MIB,
+    DEFAULT_OUTPUT_PATH,
+    DEFAULT_TIMEOUT_SECONDS,
+    ENV_NAME_PATTERN,
+    NAME_PATTERN,
+    SUPPORTED_SYSTEMS,
+    AlgorithmSpec,
+    parse_algorithm,
+)
 from yunpipe.specs.workflow import INSTANCE_TYPE_SCHEMA
 from yunpipe.wrapper.context import IMAGE_REFERENCE
 
