@@ -73,8 +73,8 @@ def _workflows() -> dict[str, dict]:
 
 def compile_all() -> dict[str, Any]:
     """Each workflow compiled against a fixed target, in a registry of its own."""
-    from yunpipe.pipeline import model as m
-    from yunpipe.pipeline.target import Target
+    from yunpipe.engine import model as m
+    from yunpipe.engine.target import Target
     from yunpipe.registry import AlgorithmRegistry
     from yunpipe.resolve import resolve_workflow
     from yunpipe.specs.algorithm import parse_algorithm

@@ -14,8 +14,8 @@ from yunpipe.lambda_src import launcher
 
 from yunpipe import cli
 from yunpipe.aws.facade import is_mutating, watch_calls
-from yunpipe.pipeline import executor
-from yunpipe.pipeline.state import state_path
+from yunpipe.engine import executor
+from yunpipe.engine.state import state_path
 
 LAUNCHER = "yunpipe-demo-change123-s3-launcher"
 

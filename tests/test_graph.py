@@ -6,10 +6,10 @@ import pytest
 from helpers import record_algorithm
 from yunpipe.lambda_src import launcher
 
+from yunpipe.engine import graph
+from yunpipe.engine import model as m
+from yunpipe.engine.target import Target
 from yunpipe.errors import InputError
-from yunpipe.pipeline import graph
-from yunpipe.pipeline import model as m
-from yunpipe.pipeline.target import Target
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.resolve import resolve_workflow
 from yunpipe.runtime import runscript

@@ -13,9 +13,9 @@ from yunpipe.lambda_src import launcher
 
 from yunpipe import cli
 from yunpipe.aws.facade import is_mutating, watch_calls
-from yunpipe.pipeline import model as m
-from yunpipe.pipeline.state import state_path
-from yunpipe.pipeline.target import Target
+from yunpipe.engine import model as m
+from yunpipe.engine.state import state_path
+from yunpipe.engine.target import Target
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.resolve import resolve_workflow
 from yunpipe.specs.workflow import parse_workflow

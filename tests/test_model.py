@@ -8,9 +8,9 @@ import pytest
 from helpers import record_algorithm, single_run
 from yunpipe.lambda_src.package import launcher_zip
 
+from yunpipe.engine import model as m
+from yunpipe.engine.target import Target
 from yunpipe.errors import InputError
-from yunpipe.pipeline import model as m
-from yunpipe.pipeline.target import Target
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.resolve import resolve_workflow
 from yunpipe.runtime import runscript

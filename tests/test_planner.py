@@ -5,10 +5,10 @@ from helpers import single_run
 
 from yunpipe.aws.facade import Aws, watch_calls
 from yunpipe.aws.reader import Reader
-from yunpipe.pipeline import model as m
-from yunpipe.pipeline.plan import Ref
-from yunpipe.pipeline.planner import Planner
-from yunpipe.pipeline.target import Target
+from yunpipe.engine import model as m
+from yunpipe.engine.plan import Ref
+from yunpipe.engine.planner import Planner
+from yunpipe.engine.target import Target
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.resolve import resolve_workflow
 from yunpipe.specs.workflow import parse_workflow

@@ -11,8 +11,8 @@ import warnings
 import pytest
 from helpers import record_algorithm, single_run
 
-from yunpipe.pipeline import model as m
-from yunpipe.pipeline.target import Target
+from yunpipe.engine import model as m
+from yunpipe.engine.target import Target
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.resolve import resolve_workflow
 from yunpipe.specs.workflow import parse_workflow

@@ -11,8 +11,8 @@ from yunpipe.lambda_src import launcher
 
 from yunpipe import cli
 from yunpipe.aws.facade import is_mutating, watch_calls
+from yunpipe.engine.state import PipelineState, state_path
 from yunpipe.local import announcement
-from yunpipe.pipeline.state import PipelineState, state_path
 
 ACCOUNT = "123456789012"
 TAG = {"Key": "yunpipe:pipeline", "Value": "demo"}

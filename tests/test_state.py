@@ -5,8 +5,8 @@ import json
 
 import pytest
 
+from yunpipe.engine.state import PipelineState, PipelineSummary, StepSummary, require_summary, state_path
 from yunpipe.errors import YunpipeError
-from yunpipe.pipeline.state import PipelineState, PipelineSummary, StepSummary, require_summary, state_path
 
 # A summary as yunpipe has written it since schema 1 (keys in the order it writes them).
 SUMMARY = {

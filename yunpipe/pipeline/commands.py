@@ -8,15 +8,16 @@ from dataclasses import replace
 from yunpipe.aws.facade import UNREACHABLE, Aws
 from yunpipe.aws.reader import Reader
 from yunpipe.aws.session import AwsOptions, open_aws
+from yunpipe.engine import graph
+from yunpipe.engine import model as m
+from yunpipe.engine.executor import apply
+from yunpipe.engine.plan import Plan
+from yunpipe.engine.planner import Planner
+from yunpipe.engine.state import PipelineState, PipelineSummary, known_pipelines, require_summary
+from yunpipe.engine.sweeper import Sweeper, attached, discover
+from yunpipe.engine.target import PLACEHOLDER_ACCOUNT, Target, resolve_target
 from yunpipe.errors import InputError, NotFoundError, YunpipeError
-from yunpipe.pipeline import graph, location, status
-from yunpipe.pipeline import model as m
-from yunpipe.pipeline.executor import apply
-from yunpipe.pipeline.plan import Plan
-from yunpipe.pipeline.planner import Planner
-from yunpipe.pipeline.state import PipelineState, PipelineSummary, known_pipelines, require_summary
-from yunpipe.pipeline.sweeper import Sweeper, attached, discover
-from yunpipe.pipeline.target import PLACEHOLDER_ACCOUNT, Target, resolve_target
+from yunpipe.pipeline import location, status
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.remote import SharedAlgorithms
 from yunpipe.resolve import ResolvedWorkflow, resolve_workflow

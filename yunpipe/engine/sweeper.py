@@ -9,8 +9,8 @@ import re
 from collections.abc import Set as AbstractSet
 
 from yunpipe.aws.reader import NO_QUEUE, NOT_FOUND, Reader
-from yunpipe.pipeline import model as m
-from yunpipe.pipeline.plan import Call, Plan, Transient
+from yunpipe.engine import model as m
+from yunpipe.engine.plan import Call, Plan, Transient
 
 # Dependents before what they depend on: the reverse of the order they are created in, except
 # that an Auto Scaling group goes before the cluster. Its instances are the cluster's container

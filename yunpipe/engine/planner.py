@@ -9,10 +9,10 @@ from collections.abc import Set as AbstractSet
 from typing import Any
 
 from yunpipe.aws.reader import NOT_FOUND, Reader
+from yunpipe.engine import model as m
+from yunpipe.engine.plan import Call, Plan, Ref, Transient
 from yunpipe.errors import InputError
 from yunpipe.lambda_src import package
-from yunpipe.pipeline import model as m
-from yunpipe.pipeline.plan import Call, Plan, Ref, Transient
 
 # Lambda keeps this many of an account's executions unreserved; an account with fewer
 # to spare (new accounts start at 10 in all) cannot reserve any.

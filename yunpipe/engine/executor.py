@@ -4,9 +4,9 @@ from collections.abc import Callable
 from typing import Any
 
 from yunpipe.aws.facade import Aws, BotoCoreError, ClientError, error_code
+from yunpipe.engine.plan import Call, Plan, Ref
+from yunpipe.engine.state import PipelineState
 from yunpipe.errors import YunpipeError
-from yunpipe.pipeline.plan import Call, Plan, Ref
-from yunpipe.pipeline.state import PipelineState
 
 # AWS's eventual consistency settles within this much waiting: a new role is assumable by
 # Lambda after some seconds (Chalice waits ~30 s), a deleted queue's name is free after 60 s.

@@ -8,7 +8,7 @@ several such steps; any other step writes into a bucket of its own.
 """
 from dataclasses import asdict, dataclass
 
-from yunpipe.pipeline.state import PipelineSummary
+from yunpipe.engine.state import PipelineSummary
 from yunpipe.resolve import ResolvedWorkflow
 
 INPUT = "input"  # the source name of the pipeline's input bucket

@@ -14,12 +14,12 @@ from typing import Any
 
 import jinja2
 
+from yunpipe.engine.graph import Layout, Placement, lay_out
+from yunpipe.engine.state import PipelineSummary, StepSummary
+from yunpipe.engine.target import Target, partition
 from yunpipe.errors import InputError
 from yunpipe.lambda_src import launcher
 from yunpipe.lambda_src.package import launcher_zip
-from yunpipe.pipeline.graph import Layout, Placement, lay_out
-from yunpipe.pipeline.state import PipelineSummary, StepSummary
-from yunpipe.pipeline.target import Target, partition
 from yunpipe.resolve import ResolvedStep, ResolvedWorkflow
 from yunpipe.runtime import runscript
 from yunpipe.specs.workflow import WorkflowSpec
