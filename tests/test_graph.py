@@ -6,8 +6,7 @@ import pytest
 from helpers import record_algorithm
 from yunpipe.lambda_src import launcher
 
-from yunpipe.engine import graph
-from yunpipe.engine import model as m
+from yunpipe.engine import compiler, graph
 from yunpipe.engine.target import Target
 from yunpipe.errors import InputError
 from yunpipe.registry import AlgorithmRegistry
@@ -33,7 +32,7 @@ def workflow(steps, kind="graph", **extra):
 
 def compile_model(document):
     resolved = resolve_workflow(parse_workflow(document, "wf.json"), AlgorithmRegistry())
-    return m.build_model(resolved, TARGET)
+    return compiler.build_model(resolved, TARGET)
 
 
 FAN_OUT_JOIN_GATHER = [
@@ -106,7 +105,7 @@ def test_fan_out_routes_the_shared_bucket_through_eventbridge(algorithms):
 
 
 def test_prefix_and_suffix_together_become_one_wildcard():
-    pattern = json.loads(m.object_created_pattern("b", "in/", ".txt"))
+    pattern = json.loads(compiler.object_created_pattern("b", "in/", ".txt"))
     assert pattern["detail"]["object"]["key"] == [{"wildcard": "in/*.txt"}]
 
 

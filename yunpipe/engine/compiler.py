@@ -1,0 +1,456 @@
+"""The compiler: a resolved workflow and its target in, the pipeline's desired resources out
+(a PipelineModel), with no AWS call.
+
+Names are deterministic (`yunpipe-<pipeline>-<step>-<kind>`), and so are the ARNs AWS derives
+from names; the queue URL is the one value AWS hands out, so it stays a `QueueUrl` marker
+that the planner resolves. Account, region and network are inputs, resolved by the caller.
+"""
+import base64
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+
+from yunpipe.engine.graph import Layout, Placement, lay_out
+from yunpipe.engine.kinds.auto_scaling_group import AutoScalingGroup
+from yunpipe.engine.kinds.bucket import Bucket
+from yunpipe.engine.kinds.bucket_events import BucketEvents
+from yunpipe.engine.kinds.capacity_provider import CapacityProvider
+from yunpipe.engine.kinds.cluster import Cluster
+from yunpipe.engine.kinds.function import Function
+from yunpipe.engine.kinds.instance_profile import InstanceProfile
+from yunpipe.engine.kinds.launch_template import LaunchTemplate
+from yunpipe.engine.kinds.log_group import LogGroup
+from yunpipe.engine.kinds.notification import Notification
+from yunpipe.engine.kinds.parameter import Parameter
+from yunpipe.engine.kinds.permission import Permission
+from yunpipe.engine.kinds.queue import Queue
+from yunpipe.engine.kinds.role import Role
+from yunpipe.engine.kinds.rule import Rule
+from yunpipe.engine.kinds.task_definition import TaskDefinition
+from yunpipe.engine.model import (
+    ROLE_PATH,
+    TAG_KEY,
+    InstanceGroup,
+    PipelineModel,
+    QueueUrl,
+    StepModel,
+    container_name,
+    notification_id,
+    resource_name,
+)
+from yunpipe.engine.sizing import default_parallelism, fargate_size
+from yunpipe.engine.target import Target, partition
+from yunpipe.errors import InputError
+from yunpipe.lambda_src import launcher
+from yunpipe.lambda_src.package import launcher_zip
+from yunpipe.resolve import ResolvedStep, ResolvedWorkflow
+from yunpipe.runtime import runscript
+from yunpipe.specs.workflow import WorkflowSpec
+
+SCHEDULE = "rate(5 minutes)"
+DLQ_RETENTION_SECONDS = 14 * 24 * 3600
+S3_PERMISSION_SID = "yunpipe-s3"
+EVENTS_PERMISSION_SID = "yunpipe-events"
+SCHEDULE_PERMISSION_SID = "yunpipe-schedule"
+CREDENTIAL_PARAMETERS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+# The public SSM parameters naming the current ECS-optimized AMIs (x86-64): with the NVIDIA
+# driver for GPU steps, Amazon Linux 2023 otherwise. Launch templates refer to them
+# (resolve:ssm:), so each new instance boots the AMI that is current when it starts.
+ECS_AMI_PARAMETERS = {
+    True: "/aws/service/ecs/optimized-ami/amazon-linux-2/gpu/recommended/image_id",
+    False: "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id",
+}
+
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("yunpipe.templates", "iam"), undefined=jinja2.StrictUndefined, autoescape=False
+)
+
+
+def render_policy(template: str, **values: Any) -> dict:
+    """A policy document from templates/iam/<template>.json.j2; always valid JSON."""
+    return json.loads(_TEMPLATES.get_template(f"{template}.json.j2").render(**values))
+
+
+def object_created_pattern(bucket: str, prefix: str, suffix: str) -> str:
+    """The event pattern of S3's "Object Created" events in `bucket` whose key matches the filter."""
+    keys: list[dict[str, str]] = []
+    if prefix and suffix:
+        # Two filters on one field would match either; a wildcard matches both.
+        keys = [{"wildcard": prefix.replace("*", "\\*") + "*" + suffix.replace("*", "\\*")}]
+    elif prefix or suffix:
+        keys = [{"prefix": prefix} if prefix else {"suffix": suffix}]
+    detail: dict[str, Any] = {"bucket": {"name": [bucket]}}
+    if keys:
+        detail["object"] = {"key": keys}
+    return json.dumps({"source": ["aws.s3"], "detail-type": ["Object Created"], "detail": detail}, sort_keys=True)
+
+
+def _ecr_repository_arn(image: str, target: Target) -> str | None:
+    """The ECR repository the image is pulled from (standard, FIPS or dual-stack endpoint), or
+    None when it is not in ECR: the execution role then gets no ECR permission at all."""
+    match = re.match(r"^(\d{12})\.dkr(?:\.ecr|\.ecr-fips|-ecr)\.([a-z0-9-]+)\.(?:amazonaws\.com(?:\.cn)?|on\.aws)/([^:@]+)",
+                     image)
+    if not match:
+        return None
+    account, region, repository = match.groups()
+    return f"arn:{partition(region)}:ecr:{region}:{account}:repository/{repository}"
+
+
+def build_model(workflow: ResolvedWorkflow, target: Target, use_user_credential: bool = False) -> PipelineModel:
+    spec = workflow.spec
+    pipeline = spec.name
+    tags = {TAG_KEY: pipeline}
+    log_group = LogGroup(f"/yunpipe/{pipeline}", spec.log_retention_days, tags)
+    reports = resource_name("bucket", pipeline, "reports", target.account_id)
+    cluster_name = resource_name("ecs", pipeline)
+    spot = any(step.spec.capacity == "FARGATE_SPOT" for step in workflow.steps)
+    instance_role, instance_profile, groups = instances(workflow, target, tags, cluster_name)
+    cluster = Cluster(cluster_name, target.arn("ecs", f"cluster/{cluster_name}"), tags,
+                      (launcher.FARGATE_CAPACITY_PROVIDERS if spot else ())
+                      + tuple(g.capacity_provider.name for g in groups))
+
+    parameters: tuple[Parameter, ...] = ()
+    if use_user_credential:
+        parameters = tuple(
+            Parameter(f"/yunpipe/{pipeline}/{variable.lower().replace('_', '-')}",
+                      target.arn("ssm", f"parameter/yunpipe/{pipeline}/{variable.lower().replace('_', '-')}"),
+                      variable, target.credentials[variable], tags)
+            for variable in CREDENTIAL_PARAMETERS if target.credentials.get(variable)
+        )
+
+    # The account id keeps the intermediate buckets' global names from colliding with another account's pipeline.
+    layout = lay_out(workflow, lambda step: resource_name("bucket", pipeline, step, "out", target.account_id))
+    buckets = ([Bucket(spec.input_bucket, "input", tags)]
+               + [Bucket(name, "intermediate", tags) for name in layout.intermediate_buckets]
+               + [Bucket(spec.output_bucket, "output", tags), Bucket(reports, "reports", tags)])
+    shared = [b for b in dict.fromkeys(s.bucket for p in layout.steps for s in p.sources) if layout.shared(b)]
+    code = launcher_zip()
+    steps = tuple(
+        build_step(StepContext(spec, step, layout.step(step.name), layout, target, tags, log_group, cluster, reports,
+                               parameters), code)
+        for step in workflow.steps)
+    return PipelineModel(pipeline, target, spec.input_bucket, spec.output_bucket, reports, tuple(buckets),
+                         tuple(BucketEvents(b) for b in shared), layout, log_group, cluster, parameters, steps,
+                         spec.launch_type, spec.source, instance_role, instance_profile, groups)
+
+
+def capacity_provider_name(pipeline: str, instance_type: str) -> str:
+    """The capacity provider (and its launch template and Auto Scaling group) of one instance type."""
+    return resource_name("ecs", pipeline, "ec2", instance_type)
+
+
+def instances(workflow: ResolvedWorkflow, target: Target, tags: Mapping[str, str],
+              cluster: str) -> tuple[tuple[Role, ...], tuple[InstanceProfile, ...], tuple[InstanceGroup, ...]]:
+    """The instance role and profile and one InstanceGroup per instance type the steps ask for
+    (none at all when every step runs on Fargate)."""
+    pipeline = workflow.spec.name
+    types = sorted({step.instance_type for step in workflow.steps if step.instance_type})
+    if not types:
+        return (), (), ()
+    role_name = resource_name("role", pipeline, "instance", "role")
+    role = Role(role_name, target.arn("iam", f"role{ROLE_PATH}{role_name}", regional=False),
+                render_policy("trust", service="ec2.amazonaws.com"),
+                render_policy("instance", cluster_arn=target.arn("ecs", f"cluster/{cluster}"),
+                              container_instances_arn=target.arn("ecs", f"container-instance/{cluster}/*")),
+                f"yunpipe {pipeline}: ECS container instances", tags)
+    profile = InstanceProfile(role_name, target.arn("iam", f"instance-profile{ROLE_PATH}{role_name}", regional=False),
+                              role_name, tags)
+    # The ECS agent joins the pipeline's cluster.
+    user_data = base64.b64encode(f"#!/bin/bash\necho ECS_CLUSTER={cluster} >> /etc/ecs/ecs.config\n".encode()).decode()
+    groups = []
+    for instance_type in types:
+        steps = [step for step in workflow.steps if step.instance_type == instance_type]
+        gpu = any(step.gpu for step in steps)
+        name = capacity_provider_name(pipeline, instance_type)
+        data: dict[str, Any] = {
+            "ImageId": f"resolve:ssm:{ECS_AMI_PARAMETERS[gpu]}",
+            "InstanceType": instance_type,
+            "IamInstanceProfile": {"Name": profile.name},
+            "UserData": user_data,
+            # IMDSv2 only, one hop: the host reaches it, task containers (a hop further) do not,
+            # so tasks get their task role's credentials and never the instance role's.
+            "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 1},
+        }
+        if target.security_groups:
+            data["SecurityGroupIds"] = list(target.security_groups)
+        template = LaunchTemplate(resource_name("launch_template", pipeline, "ec2", instance_type), data, tags)
+        # Each task needs at most one instance: the steps' caps bound the instances.
+        group = AutoScalingGroup(name, template.name, sum(step.concurrency for step in steps), target.subnets, tags)
+        groups.append(InstanceGroup(instance_type, gpu, template, group, CapacityProvider(name, group.name, tags)))
+    return (role,), (profile,), tuple(groups)
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """One step's place in its pipeline, and the names and ARNs its resources refer to one
+    another by (all derived from names, so each builder below can compute what it needs)."""
+
+    spec: WorkflowSpec
+    step: ResolvedStep
+    placement: Placement
+    layout: Layout
+    target: Target
+    tags: Mapping[str, str]
+    log_group: LogGroup
+    cluster: Cluster
+    reports_bucket: str
+    parameters: tuple[Parameter, ...]
+
+    @property
+    def pipeline(self) -> str:
+        return self.spec.name
+
+    @property
+    def name(self) -> str:
+        return self.step.name
+
+    @property
+    def output_bucket(self) -> str:
+        return self.placement.output_bucket
+
+    def resource_name(self, kind: str, *parts: str) -> str:
+        return resource_name(kind, self.pipeline, self.name, *parts)
+
+    def arn(self, service: str, resource: str, regional: bool = True) -> str:
+        return self.target.arn(service, resource, regional)
+
+    def bucket_arn(self, bucket: str) -> str:
+        return f"arn:{self.target.partition}:s3:::{bucket}"
+
+    def queue_name(self, kind: str = "queue") -> str:
+        return self.resource_name("queue", kind)
+
+    @property
+    def family(self) -> str:
+        return self.resource_name("ecs", "task")
+
+    @property
+    def function_name(self) -> str:
+        return self.resource_name("function", "launcher")
+
+    @property
+    def function_arn(self) -> str:
+        return self.arn("lambda", f"function:{self.function_name}")
+
+    @property
+    def rule_name(self) -> str:
+        return self.resource_name("rule", "schedule")
+
+    @property
+    def started_by(self) -> str:
+        return self.resource_name("started_by")
+
+    def role_name(self, kind: str) -> str:
+        return self.resource_name("role", kind, "role")
+
+    def role_arn(self, kind: str) -> str:
+        return self.arn("iam", f"role{ROLE_PATH}{self.role_name(kind)}", regional=False)
+
+
+def build_step(ctx: StepContext, code: bytes) -> StepModel:
+    queue, dead_letter_queue = step_queues(ctx)
+    function_log_group = LogGroup(f"/aws/lambda/{ctx.function_name}", ctx.spec.log_retention_days, ctx.tags)
+    rule = Rule(ctx.rule_name, ctx.arn("events", f"rule/{ctx.rule_name}"), ctx.function_arn, ctx.tags, SCHEDULE)
+    notifications, event_rules, permissions = step_triggers(ctx)
+    return StepModel(
+        name=ctx.name,
+        placement=ctx.placement,
+        queue=queue,
+        dead_letter_queue=dead_letter_queue,
+        launcher_role=launcher_role(ctx, function_log_group),
+        task_role=task_role(ctx),
+        execution_role=execution_role(ctx),
+        task_definition=task_definition(ctx),
+        function=launcher_function(ctx, code),
+        permissions=(*permissions, Permission(ctx.function_name, SCHEDULE_PERMISSION_SID, "events.amazonaws.com",
+                                              rule.arn, ctx.target.account_id)),
+        notifications=notifications,
+        event_rules=event_rules,
+        rule=rule,
+        function_log_group=function_log_group,
+        started_by=ctx.started_by,
+    )
+
+
+def step_queues(ctx: StepContext) -> tuple[Queue, Queue]:
+    """The step's queue and its dead-letter queue, both encrypted."""
+    sse = {"SqsManagedSseEnabled": "true"}
+    dlq_arn = ctx.arn("sqs", ctx.queue_name("dlq"))
+    dead_letter_queue = Queue(ctx.queue_name("dlq"), dlq_arn,
+                              {**sse, "MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)}, ctx.tags)
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": ctx.step.max_receive_count})
+    queue = Queue(ctx.queue_name(), ctx.arn("sqs", ctx.queue_name()),
+                  {**sse, "VisibilityTimeout": str(ctx.spec.visibility_timeout_seconds), "RedrivePolicy": redrive},
+                  ctx.tags)
+    return queue, dead_letter_queue
+
+
+def _role(ctx: StepContext, kind: str, service: str, template: str, what: str, **values: Any) -> Role:
+    return Role(ctx.role_name(kind), ctx.role_arn(kind), render_policy("trust", service=service),
+                render_policy(template, **values), f"yunpipe {ctx.pipeline}/{ctx.name}: {what}", ctx.tags)
+
+
+def launcher_role(ctx: StepContext, function_log_group: LogGroup) -> Role:
+    # A join's launcher looks for the key in each bucket it joins, and claims the join once.
+    joins = [ctx.bucket_arn(s.bucket) + "/*" for s in ctx.placement.sources] if ctx.placement.join else []
+    return _role(ctx, "launcher", "lambda.amazonaws.com", "launcher", "launcher Lambda",
+                 join_object_arns=joins, claims_arn=ctx.bucket_arn(ctx.reports_bucket) + "/" + join_claims(ctx) + "*",
+                 queue_arn=ctx.arn("sqs", ctx.queue_name()),
+                 task_definition_arn=ctx.arn("ecs", f"task-definition/{ctx.family}:*"),
+                 cluster_arn=ctx.cluster.arn, tasks_arn=ctx.arn("ecs", f"task/{ctx.cluster.name}/*"),
+                 task_role_arn=ctx.role_arn("task"), execution_role_arn=ctx.role_arn("exec"),
+                 log_group_arn=ctx.arn("logs", f"log-group:{function_log_group.name}"))
+
+
+def task_role(ctx: StepContext) -> Role:
+    sources = [ctx.bucket_arn(s.bucket) for s in ctx.placement.sources]
+    return _role(ctx, "task", "ecs-tasks.amazonaws.com", "task", "ECS task",
+                 input_bucket_arns=sources, gather=ctx.placement.gather,
+                 output_arn=ctx.bucket_arn(ctx.output_bucket) + "/" + ctx.placement.output_prefix + "*",
+                 reports_bucket_arn=ctx.bucket_arn(ctx.reports_bucket), queue_arn=ctx.arn("sqs", ctx.queue_name()))
+
+
+def execution_role(ctx: StepContext) -> Role:
+    return _role(ctx, "exec", "ecs-tasks.amazonaws.com", "execution", "ECS task execution",
+                 repository_arn=_ecr_repository_arn(ctx.step.record.image_uri, ctx.target),
+                 log_group_arn=ctx.arn("logs", f"log-group:{ctx.log_group.name}"),
+                 parameter_arns=[p.arn for p in ctx.parameters])
+
+
+def task_size(ctx: StepContext) -> tuple[int, int, str]:
+    """Fargate's (cpu units, memory MiB) for the step's request (its own cpu/memory, else its
+    algorithm's), and how it was rounded."""
+    step = ctx.step
+    # Who asked: the workflow when the step overrides, else the algorithm.
+    asker = ctx.spec.source if (step.spec.cpu or step.spec.memory) else step.record.reference
+    size = fargate_size(step.cpu, step.memory)
+    if size is None:
+        raise InputError(asker, "cpu/memory" if asker == ctx.spec.source else "CPU/memory",
+                         f"expected at most 16 vCPU and 120 GiB (the largest Fargate task), got {step.cpu} vCPU "
+                         f"and {step.memory} MiB")
+    cpu, memory = size
+    sizing = ""
+    if (cpu, memory) != (step.cpu * 1024, step.memory):
+        who = f"step {step.name}" if asker == ctx.spec.source else step.record.reference
+        sizing = (f"rounded up from the {step.cpu:g} vCPU and {step.memory} MiB "
+                  f"{who} asks for: Fargate offers only fixed cpu/memory pairs")
+    return cpu, memory, sizing
+
+
+def task_definition(ctx: StepContext) -> TaskDefinition:
+    spec, step, algorithm = ctx.spec, ctx.step, ctx.step.record.spec
+    # On EC2 the task takes what it asks for from its instance; Fargate offers fixed sizes.
+    cpu, memory, sizing = (max(128, round(step.cpu * 1024)), step.memory, "") if step.instance_type else task_size(ctx)
+    # The worker holds and extends messages for visibility_seconds, so a crashed worker's file
+    # is visible again within it.
+    worker = runscript.Config(queue_url="", output_bucket=ctx.output_bucket, output_prefix=ctx.placement.output_prefix,
+                              report_bucket=ctx.reports_bucket, pipeline=ctx.pipeline, step=ctx.name,
+                              max_receive_count=step.max_receive_count, idle_seconds=spec.idle_seconds,
+                              visibility_seconds=spec.visibility_timeout_seconds,
+                              timeout_seconds=step.spec.timeout_seconds or 0,
+                              parallelism=step.spec.parallelism or default_parallelism(cpu, memory, step.memory),
+                              algorithm_ref=step.record.reference, image=step.record.image_uri)
+    environment = {
+        **step.environment,
+        **worker.to_env(),
+        # Known once the queue exists: a marker the planner resolves.
+        "YUNPIPE_QUEUE_URL": QueueUrl(ctx.queue_name()),
+        "AWS_REGION": ctx.target.region,
+    }
+    container = container_name(ctx.name)
+    definition: dict[str, Any] = {
+        "name": container,
+        "image": step.record.image_uri,
+        "essential": True,
+        # Also set on the container: EC2 tasks and moto size the container from it.
+        "memory": memory,
+        "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],
+        "logConfiguration": {
+            "logDriver": "awslogs",
+            "options": {"awslogs-group": ctx.log_group.name, "awslogs-region": ctx.target.region,
+                        "awslogs-stream-prefix": container},
+        },
+    }
+    if algorithm.ports:
+        definition["portMappings"] = [{"containerPort": p["port"], "protocol": p.get("protocol", "tcp")}
+                                     for p in algorithm.ports]
+    if ctx.parameters:
+        definition["secrets"] = [{"name": p.variable, "valueFrom": p.arn} for p in ctx.parameters]
+    if step.gpu:
+        definition["resourceRequirements"] = [{"type": "GPU", "value": str(step.gpu)}]
+    registration: dict[str, Any] = {
+        "family": ctx.family,
+        "taskRoleArn": ctx.role_arn("task"),
+        "executionRoleArn": ctx.role_arn("exec"),
+        # On EC2 instances, bridge: a task reaches S3 and SQS through its instance's public IP
+        # (an awsvpc task on EC2 gets none, so it would need NAT), and the IMDS hop limit keeps
+        # it from the instance role.
+        "networkMode": "bridge" if step.instance_type else "awsvpc",
+        "requiresCompatibilities": ["EC2"] if step.instance_type else [spec.launch_type],
+        "cpu": str(cpu),
+        "memory": str(memory),
+        "containerDefinitions": [definition],
+    }
+    # Fargate's task storage; an EC2 task writes to its instance's disk.
+    if step.ephemeral_storage_gib and not step.instance_type:
+        registration["ephemeralStorage"] = {"sizeInGiB": step.ephemeral_storage_gib}
+    where = f"on {step.instance_type} instances" + (f", {step.gpu} GPU(s)" if step.gpu else "") if step.instance_type else ""
+    return TaskDefinition(ctx.family, registration, ctx.tags, sizing, where)
+
+
+def launcher_function(ctx: StepContext, code: bytes) -> Function:
+    placement = ctx.placement
+    launch = launcher.Config(pipeline=ctx.pipeline, step=ctx.name, queue_url="", cluster=ctx.cluster.name,
+                             task_definition=ctx.family, started_by=ctx.started_by, concurrency=ctx.step.concurrency,
+                             files_per_task=ctx.step.spec.files_per_task, launch_type=ctx.spec.launch_type,
+                             capacity_provider=step_capacity_provider(ctx),
+                             subnets=ctx.target.subnets,
+                             security_groups=ctx.target.security_groups, assign_public_ip="ENABLED",
+                             join=tuple(launcher.JoinInput(s.step, s.bucket) for s in placement.sources) if placement.join else (),
+                             claim_bucket=ctx.reports_bucket if placement.join else "", gather=placement.gather)
+    return Function(ctx.function_name, ctx.function_arn, ctx.role_arn("launcher"),
+                    {**launch.to_env(), "YUNPIPE_QUEUE_URL": QueueUrl(ctx.queue_name())}, code, ctx.tags)
+
+
+def step_capacity_provider(ctx: StepContext) -> str:
+    """The capacity provider RunTask names: the instance type's, Fargate Spot, or "" for
+    on-demand Fargate, which keeps the plain launch type (no capacity provider needed)."""
+    if ctx.step.instance_type:
+        return capacity_provider_name(ctx.pipeline, ctx.step.instance_type)
+    return "FARGATE_SPOT" if ctx.step.spec.capacity == "FARGATE_SPOT" else ""
+
+
+def join_claims(ctx: StepContext) -> str:
+    """The key prefix under which the launcher claims a step's joins (the runtime contract's)."""
+    return f"joins/{ctx.pipeline}/{ctx.name}/"
+
+
+def step_triggers(ctx: StepContext) -> tuple[tuple[Notification, ...], tuple[Rule, ...], tuple[Permission, ...]]:
+    """What tells the launcher about new objects in each bucket the step reads: S3's own
+    notification where the step is the bucket's only reader, else an EventBridge rule. A gather
+    step without a marker has none: it runs on `yunpipe submit --gather`."""
+    placement = ctx.placement
+    if placement.gather and not placement.marker:
+        return (), (), ()
+    notifications, rules, permissions = [], [], []
+    for source in placement.sources:
+        # One source keeps the names of a chain's step; a join's sources are told apart by step.
+        suffix = [source.step] if placement.join else []
+        if ctx.layout.shared(source.bucket):
+            name = ctx.resource_name("rule", "from", source.step)
+            rule = Rule(name, ctx.arn("events", f"rule/{name}"), ctx.function_arn, ctx.tags,
+                        pattern=object_created_pattern(source.bucket, placement.prefix, placement.suffix))
+            rules.append(rule)
+            permissions.append(Permission(ctx.function_name, "-".join([EVENTS_PERMISSION_SID, source.step]),
+                                          "events.amazonaws.com", rule.arn, ctx.target.account_id))
+        else:
+            notifications.append(Notification(source.bucket, notification_id(ctx.pipeline, ctx.name), ctx.function_arn,
+                                              placement.prefix, placement.suffix))
+            permissions.append(Permission(ctx.function_name, "-".join([S3_PERMISSION_SID, *suffix]), "s3.amazonaws.com",
+                                          ctx.bucket_arn(source.bucket), ctx.target.account_id))
+    return tuple(notifications), tuple(rules), tuple(permissions)
