@@ -66,6 +66,7 @@ def test_the_summary_is_typed():
                                            "yunpipe-demo-count-1-queue", "yunpipe-demo-count-1-dlq",
                                            "yunpipe-demo-count-1", "yunpipe-demo-count-1-launcher",
                                            "yunpipe-demo-count-1")
+    assert summary.location is not None
     assert (summary.cluster, summary.location["profile"]) == ("yunpipe-demo", "lab")
     assert summary.to_document() == SUMMARY
     assert PipelineSummary.from_document(without_location()).location is None
