@@ -26,9 +26,9 @@ from botocore.config import Config as BotoConfig
 
 from yunpipe import demo
 from yunpipe.aws.session import LOCAL_CREDENTIALS, open_aws
+from yunpipe.engine.state import PipelineSummary, require_summary
 from yunpipe.errors import YunpipeError
 from yunpipe.local import cloud
-from yunpipe.pipeline.state import PipelineSummary, require_summary
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.wrapper import images
 

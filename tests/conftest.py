@@ -12,6 +12,7 @@ from helpers import BASE_IMAGE, REGION, free_port, unavailable
 from moto import mock_aws
 from strict_aws import Clock, StrictAws
 
+from yunpipe.engine import executor
 from yunpipe.local.moto_fixes import (
     capacity_providers_scale,
     conditional_writes_atomic,
@@ -19,7 +20,6 @@ from yunpipe.local.moto_fixes import (
     multipart_uploads_notify_once,
 )
 from yunpipe.local.moto_speedups import sqs_clock_fast
-from yunpipe.pipeline import executor
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.specs.algorithm import load_algorithm
 

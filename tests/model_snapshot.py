@@ -73,8 +73,8 @@ def _workflows() -> dict[str, dict]:
 
 def compile_all() -> dict[str, Any]:
     """Each workflow compiled against a fixed target, in a registry of its own."""
-    from yunpipe.pipeline import model as m
-    from yunpipe.pipeline.target import Target
+    from yunpipe.engine import compiler
+    from yunpipe.engine.target import Target
     from yunpipe.registry import AlgorithmRegistry
     from yunpipe.resolve import resolve_workflow
     from yunpipe.specs.algorithm import parse_algorithm
@@ -93,7 +93,7 @@ def compile_all() -> dict[str, Any]:
     for label, document in _workflows().items():
         workflow = resolve_workflow(parse_workflow(document, f"{label}.json"), registry)
         for credential in (False, True):
-            model = m.build_model(workflow, target, credential)
+            model = compiler.build_model(workflow, target, credential)
             models[label + ("+uu" if credential else "")] = {
                 "model": _plain(model),
                 "resources": [[r.kind, r.key] for r in model.resources()],

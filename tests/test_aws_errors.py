@@ -11,7 +11,7 @@ import pytest
 from helpers import single_run
 
 from yunpipe import cli
-from yunpipe.pipeline.state import state_path
+from yunpipe.engine.state import state_path
 
 CLOSED = "http://127.0.0.1:9"  # discard port on loopback: nothing listens, the connection is refused
 

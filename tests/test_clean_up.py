@@ -8,7 +8,7 @@ from test_setup_pipe import mutating, tagged_arns
 
 from yunpipe import cli
 from yunpipe.aws.facade import watch_calls
-from yunpipe.pipeline.state import state_path
+from yunpipe.engine.state import state_path
 
 
 @pytest.fixture

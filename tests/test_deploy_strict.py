@@ -14,8 +14,8 @@ from yunpipe.lambda_src import launcher
 
 from yunpipe import cli
 from yunpipe.aws.facade import is_mutating, watch_calls
-from yunpipe.pipeline import executor
-from yunpipe.pipeline.state import state_path
+from yunpipe.engine import executor
+from yunpipe.engine.state import state_path
 
 LAUNCHER = "yunpipe-demo-change123-s3-launcher"
 
@@ -72,9 +72,9 @@ def test_notifications_come_after_their_permissions_in_setup_and_before_them_in_
         assert cli.setup_pipe_main(["-f", write_workflow(single_run())]) == 0
     with watch_calls() as clean_up:
         assert cli.clean_up_main(["demo", "--purge"]) == 0
-    setup, clean_up = ([operation for _, operation in calls if is_mutating(operation)] for calls in (setup, clean_up))
-    assert setup.index("AddPermission") < setup.index("PutBucketNotificationConfiguration")
-    assert clean_up.index("PutBucketNotificationConfiguration") < clean_up.index("RemovePermission")
+    created, deleted = ([operation for _, operation in calls if is_mutating(operation)] for calls in (setup, clean_up))
+    assert created.index("AddPermission") < created.index("PutBucketNotificationConfiguration")
+    assert deleted.index("PutBucketNotificationConfiguration") < deleted.index("RemovePermission")
     assert "s3-unvalidated-destination" not in moto.rules_fired()
 
 

@@ -6,10 +6,9 @@ import pytest
 from helpers import record_algorithm
 from yunpipe.lambda_src import launcher
 
+from yunpipe.engine import compiler, graph
+from yunpipe.engine.target import Target
 from yunpipe.errors import InputError
-from yunpipe.pipeline import graph
-from yunpipe.pipeline import model as m
-from yunpipe.pipeline.target import Target
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.resolve import resolve_workflow
 from yunpipe.runtime import runscript
@@ -33,7 +32,7 @@ def workflow(steps, kind="graph", **extra):
 
 def compile_model(document):
     resolved = resolve_workflow(parse_workflow(document, "wf.json"), AlgorithmRegistry())
-    return m.build_model(resolved, TARGET)
+    return compiler.build_model(resolved, TARGET)
 
 
 FAN_OUT_JOIN_GATHER = [
@@ -106,7 +105,7 @@ def test_fan_out_routes_the_shared_bucket_through_eventbridge(algorithms):
 
 
 def test_prefix_and_suffix_together_become_one_wildcard():
-    pattern = json.loads(m.object_created_pattern("b", "in/", ".txt"))
+    pattern = json.loads(compiler.object_created_pattern("b", "in/", ".txt"))
     assert pattern["detail"]["object"]["key"] == [{"wildcard": "in/*.txt"}]
 
 
@@ -127,7 +126,7 @@ def test_a_join_step_gets_its_inputs_and_its_claims_in_config_and_policy(algorit
 
 
 def test_a_gather_step_lists_its_input_and_a_marker_free_one_has_no_trigger(algorithms):
-    steps = FAN_OUT_JOIN_GATHER[:3] + [{"id": "all", "name": "summary", "after": ["both"], "gather": True}]
+    steps = [*FAN_OUT_JOIN_GATHER[:3], {"id": "all", "name": "summary", "after": ["both"], "gather": True}]
     gather = compile_model(workflow(steps)).steps[-1]
     assert gather.notifications == () and gather.event_rules == ()
     assert [p.sid for p in gather.permissions] == ["yunpipe-schedule"]

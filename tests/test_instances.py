@@ -13,9 +13,10 @@ from yunpipe.lambda_src import launcher
 
 from yunpipe import cli
 from yunpipe.aws.facade import is_mutating, watch_calls
-from yunpipe.pipeline import model as m
-from yunpipe.pipeline.state import state_path
-from yunpipe.pipeline.target import Target
+from yunpipe.engine import compiler
+from yunpipe.engine import model as m
+from yunpipe.engine.state import state_path
+from yunpipe.engine.target import Target
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.resolve import resolve_workflow
 from yunpipe.specs.workflow import parse_workflow
@@ -45,7 +46,7 @@ def workflow(**step) -> dict:
 
 
 def compile_model(document):
-    return m.build_model(resolve_workflow(parse_workflow(document, "workflow.json"), AlgorithmRegistry()), TARGET)
+    return compiler.build_model(resolve_workflow(parse_workflow(document, "workflow.json"), AlgorithmRegistry()), TARGET)
 
 
 def test_a_gpu_step_deploys_an_auto_scaling_group_scaled_by_ecs_from_zero(moto, change123, write_workflow, capsys):
@@ -57,7 +58,7 @@ def test_a_gpu_step_deploys_an_auto_scaling_group_scaled_by_ecs_from_zero(moto, 
     [template] = client("ec2").describe_launch_template_versions(
         LaunchTemplateName=PROVIDER, Versions=["$Latest"])["LaunchTemplateVersions"]
     data = template["LaunchTemplateData"]
-    assert data["ImageId"] == f"resolve:ssm:{m.ECS_AMI_PARAMETERS[True]}"
+    assert data["ImageId"] == f"resolve:ssm:{compiler.ECS_AMI_PARAMETERS[True]}"
     assert data["InstanceType"] == "g4dn.xlarge" and data["IamInstanceProfile"] == {"Name": ROLE}
     assert data["MetadataOptions"] == {"HttpTokens": "required", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 1}
     assert "echo ECS_CLUSTER=yunpipe-demo >> /etc/ecs/ecs.config" in base64.b64decode(data["UserData"]).decode()
@@ -132,7 +133,7 @@ def test_a_step_back_on_fargate_detaches_and_deletes_its_instance_type(moto, cha
     assert cli.setup_pipe_main(["-f", write_workflow(workflow(instance_type="m5.large"))]) == 0
     [template] = client("ec2").describe_launch_template_versions(
         LaunchTemplateName="yunpipe-demo-ec2-m5-large", Versions=["$Latest"])["LaunchTemplateVersions"]
-    assert template["LaunchTemplateData"]["ImageId"] == f"resolve:ssm:{m.ECS_AMI_PARAMETERS[False]}"
+    assert template["LaunchTemplateData"]["ImageId"] == f"resolve:ssm:{compiler.ECS_AMI_PARAMETERS[False]}"
 
     with watch_calls() as calls:
         assert cli.setup_pipe_main(["-f", write_workflow(workflow())]) == 0

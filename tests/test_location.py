@@ -11,8 +11,8 @@ from moto.server import ThreadedMotoServer
 
 from yunpipe import cli
 from yunpipe.aws.facade import watch_calls
+from yunpipe.engine.state import state_path
 from yunpipe.local import announcement
-from yunpipe.pipeline.state import state_path
 
 ACCOUNT = "123456789012"
 
@@ -173,7 +173,7 @@ def test_setup_pipe_refuses_the_same_name_in_another_region(moto, change123, wri
 
 
 def test_demo_refuses_when_both_of_its_names_live_elsewhere(aws_env, capsys):
-    from yunpipe.pipeline.state import PipelineState, PipelineSummary
+    from yunpipe.engine.state import PipelineState, PipelineSummary
     for name in ("demo", "demo-local"):
         PipelineState(name, PipelineSummary(
             name, REGION, ACCOUNT, f"{name}-in", f"{name}-out", f"{name}-reports", f"/yunpipe/{name}", name, (),

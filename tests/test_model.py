@@ -8,9 +8,10 @@ import pytest
 from helpers import record_algorithm, single_run
 from yunpipe.lambda_src.package import launcher_zip
 
+from yunpipe.engine import compiler, sizing
+from yunpipe.engine import model as m
+from yunpipe.engine.target import Target
 from yunpipe.errors import InputError
-from yunpipe.pipeline import model as m
-from yunpipe.pipeline.target import Target
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.resolve import resolve_workflow
 from yunpipe.runtime import runscript
@@ -21,7 +22,7 @@ TARGET = Target("123456789012", "us-east-1", ("subnet-1", "subnet-2"), ("sg-1",)
 
 def compile_model(document, target=TARGET, use_user_credential=False):
     workflow = resolve_workflow(parse_workflow(document, "workflow.json"), AlgorithmRegistry())
-    return m.build_model(workflow, target, use_user_credential)
+    return compiler.build_model(workflow, target, use_user_credential)
 
 
 def test_names_fit_aws_limits_deterministically():
@@ -38,7 +39,7 @@ def test_names_fit_aws_limits_deterministically():
     (1, 128, (1024, 2048)), (0.25, 512, (256, 512)), (0.25, 4096, (512, 4096)),
     (2, 5000, (2048, 5120)), (8, 20000, (8192, 20480)), (17, 1024, None), (16, 200000, None)])
 def test_fargate_sizes(vcpu, memory, expected):
-    assert m.fargate_size(vcpu, memory) == expected
+    assert sizing.fargate_size(vcpu, memory) == expected
 
 
 @pytest.mark.parametrize(("overrides", "parallelism"), [

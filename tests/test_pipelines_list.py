@@ -5,7 +5,7 @@ import pytest
 from helpers import single_run
 
 from yunpipe import cli
-from yunpipe.pipeline.state import PipelineState, PipelineSummary, StepSummary, state_path
+from yunpipe.engine.state import PipelineState, PipelineSummary, StepSummary, state_path
 
 LOCAL = {"cloud": "local", "endpoint_url": "http://127.0.0.1:4750", "account_id": "123456789012",
          "region": "us-east-1", "profile": None}

@@ -5,10 +5,11 @@ from helpers import single_run
 
 from yunpipe.aws.facade import Aws, watch_calls
 from yunpipe.aws.reader import Reader
-from yunpipe.pipeline import model as m
-from yunpipe.pipeline.plan import Ref
-from yunpipe.pipeline.planner import Planner
-from yunpipe.pipeline.target import Target
+from yunpipe.engine import compiler
+from yunpipe.engine import model as m
+from yunpipe.engine.plan import Ref
+from yunpipe.engine.planner import Planner
+from yunpipe.engine.target import Target
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.resolve import resolve_workflow
 from yunpipe.specs.workflow import parse_workflow
@@ -18,7 +19,7 @@ TARGET = Target("123456789012", "us-east-1", ("subnet-1",), ("sg-1",))
 
 def demo_model(**extra):
     workflow = resolve_workflow(parse_workflow(single_run(**extra), "workflow.json"), AlgorithmRegistry())
-    return m.build_model(workflow, TARGET)
+    return compiler.build_model(workflow, TARGET)
 
 
 def test_empty_account_plan(moto, change123):
@@ -72,7 +73,7 @@ def test_an_existing_cluster_gets_fargate_spot_keeping_its_own_providers_and_def
                                        defaultCapacityProviderStrategy=default)
     document = single_run()
     document["process"]["algorithms"][0]["capacity"] = "FARGATE_SPOT"
-    spot = m.build_model(resolve_workflow(parse_workflow(document, "workflow.json"), AlgorithmRegistry()), TARGET)
+    spot = compiler.build_model(resolve_workflow(parse_workflow(document, "workflow.json"), AlgorithmRegistry()), TARGET)
 
     calls = [c for c in Planner(Reader(Aws(boto3.Session()))).plan(spot).calls if c.kind == "cluster"]
     plain = [c for c in Planner(Reader(Aws(boto3.Session()))).plan(demo_model()).calls if c.kind == "cluster"]

@@ -11,8 +11,8 @@ import warnings
 import pytest
 from helpers import record_algorithm, single_run
 
-from yunpipe.pipeline import model as m
-from yunpipe.pipeline.target import Target
+from yunpipe.engine import compiler
+from yunpipe.engine.target import Target
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.resolve import resolve_workflow
 from yunpipe.specs.workflow import parse_workflow
@@ -52,7 +52,7 @@ TRUST_NO_RESOURCE = ("MALFORMED", "Statement contains neither Resource nor NotRe
 
 def compile_model(document, target=TARGET, use_user_credential=False):
     workflow = resolve_workflow(parse_workflow(document, "workflow.json"), AlgorithmRegistry())
-    return m.build_model(workflow, target, use_user_credential)
+    return compiler.build_model(workflow, target, use_user_credential)
 
 
 def roles(model):
@@ -139,7 +139,7 @@ def test_every_trust_policy_lints_clean(models):
 
 def test_resource_star_only_where_aws_accepts_nothing_else(models):
     for model in models.values():
-        for kind, role in roles(model):
+        for _kind, role in roles(model):
             for statement in statements(role.policy):
                 if "*" not in as_list(statement["Resource"]):
                     continue
@@ -184,7 +184,7 @@ def test_an_image_outside_ecr_gets_no_ecr_permission(models):
     ("127.0.0.1:5000/algo:1", None),
 ])
 def test_ecr_repository_of_an_image(image, arn):
-    assert m._ecr_repository_arn(image, TARGET) == arn
+    assert compiler._ecr_repository_arn(image, TARGET) == arn
 
 
 @pytest.mark.parametrize("mutation, issue", [

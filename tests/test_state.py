@@ -5,8 +5,8 @@ import json
 
 import pytest
 
+from yunpipe.engine.state import PipelineState, PipelineSummary, StepSummary, require_summary, state_path
 from yunpipe.errors import YunpipeError
-from yunpipe.pipeline.state import PipelineState, PipelineSummary, StepSummary, require_summary, state_path
 
 # A summary as yunpipe has written it since schema 1 (keys in the order it writes them).
 SUMMARY = {
@@ -66,6 +66,7 @@ def test_the_summary_is_typed():
                                            "yunpipe-demo-count-1-queue", "yunpipe-demo-count-1-dlq",
                                            "yunpipe-demo-count-1", "yunpipe-demo-count-1-launcher",
                                            "yunpipe-demo-count-1")
+    assert summary.location is not None
     assert (summary.cluster, summary.location["profile"]) == ("yunpipe-demo", "lab")
     assert summary.to_document() == SUMMARY
     assert PipelineSummary.from_document(without_location()).location is None

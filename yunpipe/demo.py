@@ -21,11 +21,11 @@ from tqdm import tqdm
 from yunpipe import cli, paths
 from yunpipe.aws.reader import Reader
 from yunpipe.aws.session import AwsOptions, open_aws
+from yunpipe.engine.state import PipelineState, PipelineSummary, require_summary
 from yunpipe.errors import InputError, YunpipeError
 from yunpipe.local import cloud
 from yunpipe.pipeline import location
 from yunpipe.pipeline import status as pipeline_status
-from yunpipe.pipeline.state import PipelineState, PipelineSummary, require_summary
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.specs.algorithm import load_algorithm
 from yunpipe.wrapper import images

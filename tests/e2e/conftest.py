@@ -25,9 +25,9 @@ import docker
 import pytest
 from strict_aws import StrictAws
 
+from yunpipe.engine.state import PipelineSummary, StepSummary, require_summary, state_path
 from yunpipe.local.cloud import LocalCloud
 from yunpipe.local.ecs_runner import LABEL_CLUSTER, LABEL_TASK
-from yunpipe.pipeline.state import PipelineSummary, StepSummary, require_summary, state_path
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.specs.algorithm import load_algorithm
 from yunpipe.wrapper import images

@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from yunpipe.pipeline.state import PipelineState, PipelineSummary, state_path
+from yunpipe.engine.state import PipelineState, PipelineSummary, state_path
 
 from .helpers import run_cli
 

@@ -19,7 +19,7 @@ from yunpipe.aws.session import AwsOptions
 from yunpipe.errors import InputError, YunpipeError
 from yunpipe.lambda_src import launcher
 from yunpipe.pipeline.location import open_pipeline_aws
-from yunpipe.pipeline.state import PipelineSummary, StepSummary, require_summary
+from yunpipe.engine.state import PipelineSummary, StepSummary, require_summary
 
 GATHER_KEY = "gather"
 # A long poll, however short, asks every SQS server; a short poll may answer empty while messages wait.

@@ -8,15 +8,16 @@ from dataclasses import replace
 from yunpipe.aws.facade import UNREACHABLE, Aws
 from yunpipe.aws.reader import Reader
 from yunpipe.aws.session import AwsOptions, open_aws
+from yunpipe.engine import compiler, graph
+from yunpipe.engine import model as m
+from yunpipe.engine.executor import apply
+from yunpipe.engine.plan import Plan
+from yunpipe.engine.planner import Planner
+from yunpipe.engine.state import PipelineState, PipelineSummary, known_pipelines, require_summary
+from yunpipe.engine.sweeper import Sweeper, attached, discover
+from yunpipe.engine.target import PLACEHOLDER_ACCOUNT, Target, resolve_target
 from yunpipe.errors import InputError, NotFoundError, YunpipeError
-from yunpipe.pipeline import graph, location, status
-from yunpipe.pipeline import model as m
-from yunpipe.pipeline.executor import apply
-from yunpipe.pipeline.plan import Plan
-from yunpipe.pipeline.planner import Planner
-from yunpipe.pipeline.state import PipelineState, PipelineSummary, known_pipelines, require_summary
-from yunpipe.pipeline.sweeper import Sweeper, attached, discover
-from yunpipe.pipeline.target import PLACEHOLDER_ACCOUNT, Target, resolve_target
+from yunpipe.pipeline import location, status
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.remote import SharedAlgorithms
 from yunpipe.resolve import ResolvedWorkflow, resolve_workflow
@@ -41,7 +42,7 @@ def load_workflows(files: list[str], options: AwsOptions) -> list[ResolvedWorkfl
             raise InputError(workflow.spec.source, "name", f"expected a pipeline name other than {seen[name]}'s ('{name}')")
         seen[name] = workflow.spec.source
         # The model is pure: compiling it with a placeholder account surfaces its input errors now.
-        m.build_model(workflow, Target(PLACEHOLDER_ACCOUNT, workflow.spec.region or "us-east-1"))
+        compiler.build_model(workflow, Target(PLACEHOLDER_ACCOUNT, workflow.spec.region or "us-east-1"))
     return workflows
 
 
@@ -87,7 +88,7 @@ def compile_pipeline(options: AwsOptions, workflow: ResolvedWorkflow, state: Pip
     here = location.record(options, aws, target.account_id)
     # Offline (dry-run), the account is a guess: not compared.
     location.refuse_elsewhere(spec, state, {k: v for k, v in here.items() if not (offline and k == "account_id")})
-    return aws, m.build_model(workflow, target, use_keys), offline
+    return aws, compiler.build_model(workflow, target, use_keys), offline
 
 
 def summary_of(options: AwsOptions, aws: Aws, model: m.PipelineModel) -> PipelineSummary:

@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass
 
 from yunpipe.errors import YunpipeError
 from yunpipe.pipeline.location import describe
-from yunpipe.pipeline.state import PipelineState, known_pipelines
+from yunpipe.engine.state import PipelineState, known_pipelines
 
 
 @dataclass(frozen=True)

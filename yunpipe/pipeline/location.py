@@ -13,7 +13,7 @@ from yunpipe.aws.facade import Aws
 from yunpipe.aws.session import AwsOptions, open_aws, wants_local
 from yunpipe.errors import InputError, YunpipeError
 from yunpipe.local import announcement
-from yunpipe.pipeline.state import PipelineState, PipelineSummary, state_path
+from yunpipe.engine.state import PipelineState, PipelineSummary, state_path
 
 
 def cloud_of(options: AwsOptions) -> str:

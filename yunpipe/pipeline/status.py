@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass
 
 from yunpipe.aws.reader import Reader
-from yunpipe.pipeline.state import PipelineSummary
+from yunpipe.engine.state import PipelineSummary
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from yunpipe.aws.reader import Reader
 from yunpipe.aws.session import AwsOptions
 from yunpipe.errors import InputError, YunpipeError
 from yunpipe.pipeline.location import open_pipeline_aws
-from yunpipe.pipeline.state import require_summary
+from yunpipe.engine.state import require_summary
 from yunpipe.runtime.runscript import PROVENANCE_FIELDS
 
 

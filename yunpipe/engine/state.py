@@ -52,7 +52,7 @@ class PipelineSummary:
     cluster: str
     steps: tuple[StepSummary, ...]
     location: dict | None = None
-    # The graph (yunpipe.pipeline.graph.Layout.to_document()); None in a summary written before
+    # The graph (yunpipe.engine.graph.Layout.to_document()); None in a summary written before
     # yunpipe kept it, which `show` then reads as the chain of its steps.
     layout: dict | None = None
 

@@ -1,7 +1,9 @@
 """A plan is data: a tuple of API calls, each with a message and the resource it settles."""
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+M = TypeVar("M")
 
 
 @dataclass(frozen=True)
@@ -9,6 +11,18 @@ class Ref:
     """A value an earlier call of the same plan produces (a new queue's URL)."""
 
     name: str
+
+
+def substitute(value: Any, marker: type[M], lookup: Callable[[M], Any]) -> Any:
+    """`value` with each `marker` in it (in dicts and lists, at any depth) replaced by
+    lookup(marker): the planner's queue URLs, the executor's values of earlier calls."""
+    if isinstance(value, marker):
+        return lookup(value)
+    if isinstance(value, dict):
+        return {k: substitute(v, marker, lookup) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute(v, marker, lookup) for v in value]
+    return value
 
 
 @dataclass(frozen=True)

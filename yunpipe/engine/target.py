@@ -1,6 +1,6 @@
 """Where a pipeline is deployed: account, region, network (and -uu's credentials), resolved
 from AWS once, before the model is compiled; the model itself makes no AWS call."""
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from yunpipe.aws.facade import UNREACHABLE, Aws
@@ -44,12 +44,13 @@ def lookup_default_network(aws: Aws) -> tuple[tuple[str, ...], tuple[str, ...]]:
     vpc = [{"Name": "vpc-id", "Values": [vpcs[0]["VpcId"]]}]
     subnets = sorted(s["SubnetId"] for s in aws.pages("ec2", "describe_subnets", "Subnets", Filters=vpc))
     groups = aws.call("ec2", "describe_security_groups",
-                      Filters=vpc + [{"Name": "group-name", "Values": ["default"]}])["SecurityGroups"]
+                      Filters=[*vpc, {"Name": "group-name", "Values": ["default"]}])["SecurityGroups"]
     return tuple(subnets), tuple(g["GroupId"] for g in groups[:1])
 
 
-def resolve_target(aws: Aws, workflow_account: str, dry_run: bool, subnets=(), security_groups=(),
-                   credentials=None) -> tuple[Target, bool]:
+def resolve_target(aws: Aws, workflow_account: str, dry_run: bool, subnets: Sequence[str] = (),
+                   security_groups: Sequence[str] = (),
+                   credentials: Mapping[str, str] | None = None) -> tuple[Target, bool]:
     """The account, region and network to deploy to, and whether AWS was unreachable (only
     tolerated in a dry-run: then everything is planned as new)."""
     try:

@@ -4,9 +4,9 @@ from collections.abc import Callable
 from typing import Any
 
 from yunpipe.aws.facade import Aws, BotoCoreError, ClientError, error_code
+from yunpipe.engine.plan import Call, Plan, Ref, substitute
+from yunpipe.engine.state import PipelineState
 from yunpipe.errors import YunpipeError
-from yunpipe.pipeline.plan import Call, Plan, Ref
-from yunpipe.pipeline.state import PipelineState
 
 # AWS's eventual consistency settles within this much waiting: a new role is assumable by
 # Lambda after some seconds (Chalice waits ~30 s), a deleted queue's name is free after 60 s.
@@ -14,17 +14,6 @@ RETRY_BUDGET_SECONDS = 90.0
 RETRY_MAX_DELAY = 10.0
 # How the executor waits between retries; a test whose AWS runs on a manual clock replaces it.
 backoff_sleep = time.sleep
-
-
-def fill_refs(value: Any, values: dict[str, Any]) -> Any:
-    """Replace each Ref with the value an earlier call produced."""
-    if isinstance(value, Ref):
-        return values[value.name]
-    if isinstance(value, dict):
-        return {k: fill_refs(v, values) for k, v in value.items()}
-    if isinstance(value, list):
-        return [fill_refs(v, values) for v in value]
-    return value
 
 
 def _invoke(aws: Aws, call: Call, params: dict) -> dict:
@@ -53,7 +42,7 @@ def apply(plan: Plan, aws: Aws, state: PipelineState, echo: Callable[[str], None
     for number, call in enumerate(plan.calls, 1):
         echo(f"  [{number}/{len(plan.calls)}] {call.message}")
         try:
-            response = _invoke(aws, call, fill_refs(dict(call.params), values))
+            response = _invoke(aws, call, substitute(dict(call.params), Ref, lambda ref: values[ref.name]))
         except (ClientError, BotoCoreError) as error:
             raise YunpipeError(f"{call.message} failed: {error}\n"
                                f"Nothing after this step was changed; run the same command again to resume, "

@@ -6,9 +6,10 @@ after several (a join) reads each of theirs and runs once per key they all hold.
 no other step comes after writes into the output bucket, under `<step id>/` when there are
 several such steps; any other step writes into a bucket of its own.
 """
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from yunpipe.pipeline.state import PipelineSummary
+from yunpipe.engine.state import PipelineSummary
 from yunpipe.resolve import ResolvedWorkflow
 
 INPUT = "input"  # the source name of the pipeline's input bucket
@@ -88,7 +89,7 @@ def upstream(workflow: ResolvedWorkflow) -> dict[str, tuple[str, ...]]:
     return {s.name: (steps[i - 1].name,) if i else () for i, s in enumerate(steps)}
 
 
-def lay_out(workflow: ResolvedWorkflow, intermediate_bucket) -> Layout:
+def lay_out(workflow: ResolvedWorkflow, intermediate_bucket: Callable[[str], str]) -> Layout:
     """The layout; `intermediate_bucket(step)` names the bucket a step writes for later steps."""
     spec = workflow.spec
     after = upstream(workflow)

@@ -1,47 +1,62 @@
-"""The desired resources of a pipeline, compiled from the resolved workflow with no AWS call.
+"""The compiler: a resolved workflow and its target in, the pipeline's desired resources out
+(a PipelineModel), with no AWS call.
 
 Names are deterministic (`yunpipe-<pipeline>-<step>-<kind>`), and so are the ARNs AWS derives
 from names; the queue URL is the one value AWS hands out, so it stays a `QueueUrl` marker
 that the planner resolves. Account, region and network are inputs, resolved by the caller.
 """
 import base64
-import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import jinja2
 
+from yunpipe.engine.graph import Layout, Placement, lay_out
+from yunpipe.engine.kinds.auto_scaling_group import AutoScalingGroup
+from yunpipe.engine.kinds.bucket import Bucket
+from yunpipe.engine.kinds.bucket_events import BucketEvents
+from yunpipe.engine.kinds.capacity_provider import CapacityProvider
+from yunpipe.engine.kinds.cluster import Cluster
+from yunpipe.engine.kinds.function import Function
+from yunpipe.engine.kinds.instance_profile import InstanceProfile
+from yunpipe.engine.kinds.launch_template import LaunchTemplate
+from yunpipe.engine.kinds.log_group import LogGroup
+from yunpipe.engine.kinds.notification import Notification
+from yunpipe.engine.kinds.parameter import Parameter
+from yunpipe.engine.kinds.permission import Permission
+from yunpipe.engine.kinds.queue import Queue
+from yunpipe.engine.kinds.role import Role
+from yunpipe.engine.kinds.rule import Rule
+from yunpipe.engine.kinds.task_definition import TaskDefinition
+from yunpipe.engine.model import (
+    ROLE_PATH,
+    TAG_KEY,
+    InstanceGroup,
+    PipelineModel,
+    QueueUrl,
+    StepModel,
+    container_name,
+    notification_id,
+    resource_name,
+)
+from yunpipe.engine.sizing import default_parallelism, fargate_size
+from yunpipe.engine.target import Target, partition
 from yunpipe.errors import InputError
 from yunpipe.lambda_src import launcher
 from yunpipe.lambda_src.package import launcher_zip
-from yunpipe.pipeline.graph import Layout, Placement, lay_out
-from yunpipe.pipeline.state import PipelineSummary, StepSummary
-from yunpipe.pipeline.target import Target, partition
 from yunpipe.resolve import ResolvedStep, ResolvedWorkflow
 from yunpipe.runtime import runscript
 from yunpipe.specs.workflow import WorkflowSpec
 
-TAG_KEY = "yunpipe:pipeline"
-# A tag on each task definition revision: the hash of what it was registered from.
-SPEC_TAG_KEY = "yunpipe:spec"
-ROLE_PATH = "/yunpipe/"
-# One launch of a step at a time: concurrent launches would each see the same queue and
-# start tasks for the same messages.
-LAUNCHER_RESERVED_CONCURRENCY = 1
 SCHEDULE = "rate(5 minutes)"
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 S3_PERMISSION_SID = "yunpipe-s3"
 EVENTS_PERMISSION_SID = "yunpipe-events"
 SCHEDULE_PERMISSION_SID = "yunpipe-schedule"
 CREDENTIAL_PARAMETERS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
-# The kinds of resource in the order they can be created, each after those it refers to:
-# PipelineModel.resources() yields them in this order, the sweeper deletes in the reverse.
-CREATION_ORDER = ("bucket", "log_group", "queue", "parameter", "role", "instance_profile", "launch_template",
-                  "auto_scaling_group", "capacity_provider", "cluster", "task_definition", "function", "permission",
-                  "notification", "bucket_events", "rule")
 # The public SSM parameters naming the current ECS-optimized AMIs (x86-64): with the NVIDIA
 # driver for GPU steps, Amazon Linux 2023 otherwise. Launch templates refer to them
 # (resolve:ssm:), so each new instance boots the AMI that is current when it starts.
@@ -49,53 +64,6 @@ ECS_AMI_PARAMETERS = {
     True: "/aws/service/ecs/optimized-ami/amazon-linux-2/gpu/recommended/image_id",
     False: "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id",
 }
-# ECS managed scaling keeps the instances this full of tasks: 100 adds none beyond what waiting tasks need.
-TARGET_CAPACITY = 100
-
-# Fargate's valid (cpu units, memory MiB) combinations.
-FARGATE_SIZES = (
-    (256, (512, 1024, 2048)),
-    (512, tuple(range(1024, 4097, 1024))),
-    (1024, tuple(range(2048, 8193, 1024))),
-    (2048, tuple(range(4096, 16385, 1024))),
-    (4096, tuple(range(8192, 30721, 1024))),
-    (8192, tuple(range(16384, 61441, 4096))),
-    (16384, tuple(range(32768, 122881, 8192))),
-)
-
-# AWS name limits: (length, characters not allowed).
-LIMITS = {
-    "bucket": (63, r"[^a-z0-9-]"),
-    "queue": (80, r"[^A-Za-z0-9_-]"),
-    "function": (64, r"[^A-Za-z0-9_-]"),
-    "role": (64, r"[^A-Za-z0-9_+=,.@-]"),
-    "rule": (64, r"[^A-Za-z0-9_.-]"),
-    "ecs": (255, r"[^A-Za-z0-9_-]"),
-    "launch_template": (128, r"[^A-Za-z0-9_-]"),
-    "started_by": (36, r"[^A-Za-z0-9_-]"),
-}
-
-
-def resource_name(kind: str, *parts: str) -> str:
-    """`yunpipe-<parts>` within the AWS limits of `kind`; too long -> truncated + short hash."""
-    limit, disallowed = LIMITS[kind]
-    full = "-".join(("yunpipe",) + parts)
-    name = re.sub(disallowed, "-", full.lower() if kind == "bucket" else full)
-    if len(name) <= limit:
-        return name
-    digest = hashlib.sha256(full.encode()).hexdigest()[:8]
-    return f"{name[:limit - 9].rstrip('-.')}-{digest}"
-
-
-def fargate_size(vcpu: float, memory_mib: int) -> tuple[int, int] | None:
-    """The smallest valid Fargate (cpu units, memory MiB) covering the request, or None."""
-    for cpu, memories in FARGATE_SIZES:
-        if cpu < vcpu * 1024:
-            continue
-        for memory in memories:
-            if memory >= memory_mib:
-                return cpu, memory
-    return None
 
 
 _TEMPLATES = jinja2.Environment(
@@ -106,233 +74,6 @@ _TEMPLATES = jinja2.Environment(
 def render_policy(template: str, **values: Any) -> dict:
     """A policy document from templates/iam/<template>.json.j2; always valid JSON."""
     return json.loads(_TEMPLATES.get_template(f"{template}.json.j2").render(**values))
-
-
-class Named:
-    """A resource whose name is its key in plans and in the pipeline's state."""
-
-    name: str
-
-    @property
-    def key(self) -> str:
-        return self.name
-
-
-@dataclass(frozen=True)
-class QueueUrl:
-    """Stands for the URL of the queue named `queue`, known only once the queue exists."""
-
-    queue: str
-
-
-@dataclass(frozen=True)
-class Bucket(Named):
-    name: str
-    purpose: str  # input, output, intermediate or reports
-    tags: Mapping[str, str]
-    kind = "bucket"
-
-
-@dataclass(frozen=True)
-class Queue(Named):
-    name: str
-    arn: str
-    attributes: Mapping[str, str]
-    tags: Mapping[str, str]
-    kind = "queue"
-
-
-@dataclass(frozen=True)
-class LogGroup(Named):
-    name: str
-    retention_days: int
-    tags: Mapping[str, str]
-    kind = "log_group"
-
-
-@dataclass(frozen=True)
-class Parameter(Named):
-    name: str
-    arn: str
-    variable: str
-    value: str = field(repr=False)
-    tags: Mapping[str, str] = field(default_factory=dict)
-    kind = "parameter"
-
-
-@dataclass(frozen=True)
-class Role(Named):
-    name: str
-    arn: str
-    trust_policy: Mapping[str, Any]
-    policy: Mapping[str, Any]
-    description: str
-    tags: Mapping[str, str]
-    kind = "role"
-    policy_name = "yunpipe"
-
-
-@dataclass(frozen=True)
-class InstanceProfile(Named):
-    """How EC2 instances get the instance role (the ECS agent's permissions)."""
-
-    name: str
-    arn: str
-    role: str
-    tags: Mapping[str, str]
-    kind = "instance_profile"
-
-
-@dataclass(frozen=True)
-class LaunchTemplate(Named):
-    name: str
-    data: Mapping[str, Any]  # create_launch_template's LaunchTemplateData
-    tags: Mapping[str, str]
-    kind = "launch_template"
-
-
-@dataclass(frozen=True)
-class AutoScalingGroup(Named):
-    """Instances of one type, from 0 up to `max_size`; ECS managed scaling sets how many."""
-
-    name: str
-    launch_template: str
-    max_size: int
-    subnets: tuple[str, ...]
-    tags: Mapping[str, str]
-    kind = "auto_scaling_group"
-
-
-@dataclass(frozen=True)
-class CapacityProvider(Named):
-    name: str
-    auto_scaling_group: str  # its name: ECS takes a name or an ARN, and the ARN holds a random id
-    tags: Mapping[str, str]
-    kind = "capacity_provider"
-
-
-@dataclass(frozen=True)
-class InstanceGroup:
-    """The EC2 capacity of one instance type, for the steps that ask for it."""
-
-    instance_type: str
-    gpu: bool  # some step runs GPU tasks on it: the GPU AMI
-    launch_template: LaunchTemplate
-    auto_scaling_group: AutoScalingGroup
-    capacity_provider: CapacityProvider
-
-
-@dataclass(frozen=True)
-class Cluster(Named):
-    name: str
-    arn: str
-    tags: Mapping[str, str]
-    # Associated only when a step runs on Fargate Spot or on EC2 instances: RunTask may name
-    # only these providers.
-    capacity_providers: tuple[str, ...] = ()
-    kind = "cluster"
-
-
-@dataclass(frozen=True)
-class TaskDefinition:
-    family: str
-    registration: Mapping[str, Any]  # register_task_definition params; may hold QueueUrl
-    tags: Mapping[str, str]
-    # How the algorithm's cpu/memory request became a size Fargate offers ("" when exact).
-    sizing: str = ""
-    # Where its tasks run when not on Fargate ("on g4dn.xlarge instances, 1 GPU(s)"), for the plan.
-    placement: str = ""
-    kind = "task_definition"
-
-    @property
-    def key(self) -> str:
-        return self.family
-
-    @property
-    def spec_hash(self) -> str:
-        # The queue's name stands for its URL: the same queue gives the same hash whether
-        # or not its URL is known yet.
-        text = json.dumps(self.registration, sort_keys=True, default=lambda marker: marker.queue)
-        return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-@dataclass(frozen=True)
-class Function(Named):
-    name: str
-    arn: str
-    role_arn: str
-    environment: Mapping[str, Any]  # may hold QueueUrl
-    code: bytes = field(repr=False)
-    tags: Mapping[str, str] = field(default_factory=dict)
-    kind = "function"
-
-    @property
-    def code_sha256(self) -> str:
-        """As Lambda reports it: base64 of the zip's SHA-256."""
-        return base64.b64encode(hashlib.sha256(self.code).digest()).decode()
-
-
-@dataclass(frozen=True)
-class Permission:
-    function: str
-    sid: str
-    principal: str
-    source_arn: str
-    source_account: str
-    kind = "permission"
-
-    @property
-    def key(self) -> str:
-        return f"{self.function}/{self.sid}"
-
-
-@dataclass(frozen=True)
-class Notification:
-    bucket: str
-    id: str
-    function_arn: str
-    prefix: str = ""
-    suffix: str = ""
-    kind = "notification"
-
-    @property
-    def key(self) -> str:
-        return f"{self.bucket}/{self.id}"
-
-    def entry(self) -> dict:
-        """The LambdaFunctionConfigurations entry as S3 takes it."""
-        entry: dict[str, Any] = {"Id": self.id, "LambdaFunctionArn": self.function_arn, "Events": ["s3:ObjectCreated:*"]}
-        rules = [{"Name": name, "Value": value} for name, value in (("prefix", self.prefix), ("suffix", self.suffix)) if value]
-        if rules:
-            entry["Filter"] = {"Key": {"FilterRules": rules}}
-        return entry
-
-
-@dataclass(frozen=True)
-class BucketEvents:
-    """The bucket sends its events to EventBridge: how several steps each take what arrives in
-    one bucket, which S3's own notifications refuse when their filters overlap."""
-
-    bucket: str
-    kind = "bucket_events"
-
-    @property
-    def key(self) -> str:
-        return self.bucket
-
-
-@dataclass(frozen=True)
-class Rule(Named):
-    """An EventBridge rule aimed at a launcher: on a schedule, or on an event pattern."""
-
-    name: str
-    arn: str
-    function_arn: str
-    tags: Mapping[str, str]
-    schedule: str = ""
-    pattern: str = ""  # JSON, as EventBridge stores it
-    kind = "rule"
-    target_id = "launcher"
 
 
 def object_created_pattern(bucket: str, prefix: str, suffix: str) -> str:
@@ -347,115 +88,6 @@ def object_created_pattern(bucket: str, prefix: str, suffix: str) -> str:
     if keys:
         detail["object"] = {"key": keys}
     return json.dumps({"source": ["aws.s3"], "detail-type": ["Object Created"], "detail": detail}, sort_keys=True)
-
-
-def container_name(step: str) -> str:
-    """The step's container, also its log stream prefix (`<prefix>/<container>/<task id>`)."""
-    return re.sub(r"[^A-Za-z0-9_-]", "-", step)
-
-
-def notification_id(pipeline: str, step: str) -> str:
-    # ':' never appears in pipeline names, so one pipeline's prefix never matches another's.
-    return f"yunpipe:{pipeline}:{step}"
-
-
-@dataclass(frozen=True)
-class StepModel:
-    name: str
-    placement: Placement
-    queue: Queue
-    dead_letter_queue: Queue
-    launcher_role: Role
-    task_role: Role
-    execution_role: Role
-    task_definition: TaskDefinition
-    function: Function
-    # One per bucket the step reads: an S3 notification where it is the bucket's only reader,
-    # else an EventBridge rule; each with the permission that lets it invoke the launcher.
-    permissions: tuple[Permission, ...]
-    notifications: tuple[Notification, ...]
-    event_rules: tuple[Rule, ...]
-    rule: Rule
-    function_log_group: LogGroup
-    started_by: str
-
-    @property
-    def input_bucket(self) -> str:
-        return self.placement.sources[0].bucket
-
-    @property
-    def output_bucket(self) -> str:
-        return self.placement.output_bucket
-
-
-@dataclass(frozen=True)
-class PipelineModel:
-    name: str
-    target: Target
-    input_bucket: str
-    output_bucket: str
-    reports_bucket: str
-    buckets: tuple[Bucket, ...]
-    bucket_events: tuple[BucketEvents, ...]
-    layout: Layout
-    log_group: LogGroup
-    cluster: Cluster
-    parameters: tuple[Parameter, ...]
-    steps: tuple[StepModel, ...]
-    launch_type: str
-    source: str = ""  # the workflow file, for errors found while planning
-    # Only for steps with an instance type: one role and profile for the pipeline's instances
-    # (the ECS agent's permissions do not depend on the type), one group per instance type.
-    instance_role: tuple[Role, ...] = ()
-    instance_profile: tuple[InstanceProfile, ...] = ()
-    instance_groups: tuple[InstanceGroup, ...] = ()
-
-    def resources(self) -> tuple:
-        """Every desired resource, in the order they can be created (kind by kind, in CREATION_ORDER)."""
-        steps, groups = self.steps, self.instance_groups
-        return (
-            *self.buckets,
-            self.log_group,
-            *(s.function_log_group for s in steps),
-            *(q for s in steps for q in (s.dead_letter_queue, s.queue)),
-            *self.parameters,
-            *(r for s in steps for r in (s.launcher_role, s.task_role, s.execution_role)),
-            *self.instance_role,
-            *self.instance_profile,
-            *(g.launch_template for g in groups),
-            *(g.auto_scaling_group for g in groups),
-            *(g.capacity_provider for g in groups),
-            self.cluster,
-            *(s.task_definition for s in steps),
-            *(s.function for s in steps),
-            *(p for s in steps for p in s.permissions),
-            *(n for s in steps for n in s.notifications),
-            *self.bucket_events,
-            *(r for s in steps for r in (*s.event_rules, s.rule)),
-        )
-
-    def keys(self) -> set[tuple[str, str]]:
-        return {(r.kind, r.key) for r in self.resources()}
-
-    def summary(self) -> PipelineSummary:
-        """What other commands (status, logs, upload, results) need to find the pipeline."""
-        return PipelineSummary(
-            pipeline=self.name,
-            region=self.target.region,
-            account_id=self.target.account_id,
-            input_bucket=self.input_bucket,
-            output_bucket=self.output_bucket,
-            reports_bucket=self.reports_bucket,
-            log_group=self.log_group.name,
-            cluster=self.cluster.name,
-            steps=tuple(
-                StepSummary(name=s.name, input_bucket=s.input_bucket, output_bucket=s.output_bucket,
-                            queue=s.queue.name, dead_letter_queue=s.dead_letter_queue.name,
-                            task_family=s.task_definition.family, function=s.function.name, started_by=s.started_by)
-                for s in self.steps
-            ),
-            layout=self.layout.to_document(),
-        )
 
 
 def _ecr_repository_arn(image: str, target: Target) -> str | None:
@@ -708,21 +340,6 @@ def task_size(ctx: StepContext) -> tuple[int, int, str]:
         sizing = (f"rounded up from the {step.cpu:g} vCPU and {step.memory} MiB "
                   f"{who} asks for: Fargate offers only fixed cpu/memory pairs")
     return cpu, memory, sizing
-
-
-# Jobs one task runs at once when its memory holds more than one; more would split a
-# compute-heavy command's CPU too thinly.
-MAX_DEFAULT_PARALLELISM = 4
-
-
-def default_parallelism(cpu_units: int, task_memory: int, job_memory: int) -> int:
-    """Jobs at once in a task of this size: one per vCPU, and as many as the task's memory holds
-    at the step's memory (up to 4), whichever is more. A job mostly waits on S3 and SQS, so
-    several overlap even on a fraction of a vCPU (bench/README.md: one 0.25 vCPU task running
-    4 of the 128 MiB jobs did more than two running one each); memory is what they cannot
-    share. Fargate's smallest sizes leave room: 0.25 vCPU comes with at least 512 MiB."""
-    by_memory = min(MAX_DEFAULT_PARALLELISM, task_memory // max(1, job_memory))
-    return max(1, cpu_units // 1024, by_memory)
 
 
 def task_definition(ctx: StepContext) -> TaskDefinition:

@@ -1,0 +1,64 @@
+"""Every kind of resource yunpipe deploys, one module each, registered here in creation order.
+
+KINDS lists them in the order they can be created, each after those it refers to;
+PipelineModel.resources() yields resources in this order, and the sweeper deletes in
+SWEEP_ORDER. To add a kind: write its module (dataclass + a Kind subclass + KIND), and add
+one line to KINDS at its place in the order.
+"""
+from typing import Any
+
+from yunpipe.engine.kinds import (
+    auto_scaling_group,
+    bucket,
+    bucket_events,
+    capacity_provider,
+    cluster,
+    function,
+    instance_profile,
+    launch_template,
+    log_group,
+    notification,
+    parameter,
+    permission,
+    queue,
+    role,
+    rule,
+    task_definition,
+)
+from yunpipe.engine.kinds.base import Kind, PlanContext, ResourceKey, SweepContext
+
+KINDS: tuple[Kind[Any], ...] = (
+    bucket.KIND,
+    log_group.KIND,
+    queue.KIND,
+    parameter.KIND,
+    role.KIND,
+    instance_profile.KIND,
+    launch_template.KIND,
+    auto_scaling_group.KIND,
+    capacity_provider.KIND,
+    cluster.KIND,
+    task_definition.KIND,
+    function.KIND,
+    permission.KIND,
+    notification.KIND,
+    bucket_events.KIND,
+    rule.KIND,
+)
+BY_NAME: dict[str, Kind[Any]] = {kind.name: kind for kind in KINDS}
+CREATION_ORDER = tuple(kind.name for kind in KINDS)
+
+
+def _sweep_order() -> tuple[str, ...]:
+    """Dependents before what they depend on: the reverse of the creation order, except that an
+    Auto Scaling group goes before the cluster. Its instances are the cluster's container
+    instances, which keep ECS from deleting the cluster; the cluster's deletion in turn detaches
+    its capacity providers, which ECS deletes only once detached."""
+    reverse = [name for name in reversed(CREATION_ORDER) if name != "auto_scaling_group"]
+    at = reverse.index("cluster")
+    return (*reverse[:at], "auto_scaling_group", *reverse[at:])
+
+
+SWEEP_ORDER = _sweep_order()
+
+__all__ = ["BY_NAME", "CREATION_ORDER", "KINDS", "SWEEP_ORDER", "Kind", "PlanContext", "ResourceKey", "SweepContext"]

@@ -1,0 +1,77 @@
+"""S3 buckets: the pipeline's input, output, intermediate and reports buckets."""
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from yunpipe.engine.kinds.base import TAG_KEY, Kind, Named, PlanContext, SweepContext, call, delete, tag_list
+from yunpipe.engine.plan import Call
+
+
+@dataclass(frozen=True)
+class Bucket(Named):
+    name: str
+    purpose: str  # input, output, intermediate or reports
+    tags: Mapping[str, str]
+    kind = "bucket"
+
+
+class BucketKind(Kind[Bucket]):
+    name = "bucket"
+    arn_pattern = re.compile(r"^arn:[^:]+:s3:::(?P<key>[^/]+)$")
+    kept_unless_purged = True
+
+    def plan(self, bucket: Bucket, ctx: PlanContext) -> list[Call]:
+        read = ctx.reader.read
+        calls = []
+        exists = ctx.reader.bucket_exists(bucket.name)
+        if exists and ("bucket", bucket.name) not in ctx.owned:
+            return []  # someone else's bucket: used, never altered (beyond notifications)
+        if not exists:
+            params: dict[str, Any] = {"Bucket": bucket.name}
+            if ctx.target.region != "us-east-1":
+                params["CreateBucketConfiguration"] = {"LocationConstraint": ctx.target.region}
+            calls.append(call(bucket, "create", "s3", "create_bucket",
+                              f"create {bucket.purpose} bucket {bucket.name}", **params))
+        # A bucket yunpipe created is checked each time, so a setup that stopped half-way
+        # completes its settings.
+        if not exists or not read("s3", "get_public_access_block", ("NoSuchPublicAccessBlockConfiguration",),
+                                  Bucket=bucket.name):
+            calls.append(call(bucket, "update", "s3", "put_public_access_block",
+                              f"block public access to bucket {bucket.name}", Bucket=bucket.name,
+                              PublicAccessBlockConfiguration={
+                                  "BlockPublicAcls": True, "IgnorePublicAcls": True,
+                                  "BlockPublicPolicy": True, "RestrictPublicBuckets": True}))
+        if not exists or not read("s3", "get_bucket_encryption", ("ServerSideEncryptionConfigurationNotFoundError",),
+                                  Bucket=bucket.name):
+            calls.append(call(bucket, "update", "s3", "put_bucket_encryption",
+                              f"encrypt bucket {bucket.name} at rest (AES256)", Bucket=bucket.name,
+                              ServerSideEncryptionConfiguration={"Rules": [
+                                  {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}))
+        tagged = exists and read("s3", "get_bucket_tagging", ("NoSuchTagSet",), Bucket=bucket.name)
+        if not tagged or {t["Key"]: t["Value"] for t in tagged["TagSet"]}.get(TAG_KEY) != ctx.pipeline:
+            calls.append(call(bucket, "update", "s3", "put_bucket_tagging", f"tag bucket {bucket.name}",
+                              Bucket=bucket.name, Tagging={"TagSet": tag_list(bucket.tags)}))
+        return calls
+
+    def sweep(self, name: str, ctx: SweepContext) -> list[Call]:
+        if not ctx.reader.bucket_exists(name):
+            return []
+        objects = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                   for key in ("Versions", "DeleteMarkers")
+                   for page in _version_pages(ctx, name) for v in page.get(key, [])]
+        calls = [delete("bucket", name, "s3", "delete_objects",
+                        f"empty bucket {name} ({len(objects[i:i + 1000])} object version(s))", last=False,
+                        Bucket=name, Delete={"Objects": objects[i:i + 1000], "Quiet": True})
+                 for i in range(0, len(objects), 1000)]
+        calls.append(delete("bucket", name, "s3", "delete_bucket", f"delete bucket {name}", Bucket=name))
+        return calls
+
+
+def _version_pages(ctx: SweepContext, bucket: str) -> list[dict]:
+    if ctx.reader.offline:
+        return []
+    return list(ctx.reader.aws.client("s3").get_paginator("list_object_versions").paginate(Bucket=bucket))
+
+
+KIND = BucketKind()

@@ -1,0 +1,43 @@
+"""CloudWatch log groups: the pipeline's (tasks' logs) and each launcher's."""
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from yunpipe.engine.kinds.base import Kind, Named, PlanContext, SweepContext, call, delete
+from yunpipe.engine.plan import Call
+
+
+@dataclass(frozen=True)
+class LogGroup(Named):
+    name: str
+    retention_days: int
+    tags: Mapping[str, str]
+    kind = "log_group"
+
+
+class LogGroupKind(Kind[LogGroup]):
+    name = "log_group"
+    arn_pattern = re.compile(r"^arn:[^:]+:logs:[^:]*:\d+:log-group:(?P<key>[^:]+)(:\*)?$")
+
+    def plan(self, group: LogGroup, ctx: PlanContext) -> list[Call]:
+        found = [g for g in ctx.reader.pages("logs", "describe_log_groups", "logGroups", logGroupNamePrefix=group.name)
+                 if g["logGroupName"] == group.name]
+        calls = []
+        if not found:
+            calls.append(call(group, "create", "logs", "create_log_group", f"create log group {group.name}",
+                              logGroupName=group.name, tags=dict(group.tags)))
+        if not found or found[0].get("retentionInDays") != group.retention_days:
+            calls.append(call(group, "update", "logs", "put_retention_policy",
+                              f"keep logs of {group.name} for {group.retention_days} days",
+                              logGroupName=group.name, retentionInDays=group.retention_days))
+        return calls
+
+    def sweep(self, name: str, ctx: SweepContext) -> list[Call]:
+        groups = ctx.reader.pages("logs", "describe_log_groups", "logGroups", logGroupNamePrefix=name)
+        if not any(g["logGroupName"] == name for g in groups):
+            return []
+        return [delete("log_group", name, "logs", "delete_log_group", f"delete log group {name}",
+                       logGroupName=name)]
+
+
+KIND = LogGroupKind()

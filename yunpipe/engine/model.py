@@ -1,0 +1,176 @@
+"""The desired resources of a pipeline, as the compiler (compiler.py) builds them: a
+PipelineModel of StepModels and InstanceGroups, whose resources are the dataclasses of the
+kinds (kinds/), and the naming rules every name follows.
+"""
+import hashlib
+import re
+from dataclasses import dataclass
+
+from yunpipe.engine.graph import Layout, Placement
+from yunpipe.engine.kinds import CREATION_ORDER
+from yunpipe.engine.kinds.auto_scaling_group import AutoScalingGroup
+from yunpipe.engine.kinds.base import ROLE_PATH, TAG_KEY, QueueUrl
+from yunpipe.engine.kinds.bucket import Bucket
+from yunpipe.engine.kinds.bucket_events import BucketEvents
+from yunpipe.engine.kinds.capacity_provider import CapacityProvider
+from yunpipe.engine.kinds.cluster import Cluster
+from yunpipe.engine.kinds.function import Function
+from yunpipe.engine.kinds.instance_profile import InstanceProfile
+from yunpipe.engine.kinds.launch_template import LaunchTemplate
+from yunpipe.engine.kinds.log_group import LogGroup
+from yunpipe.engine.kinds.notification import Notification
+from yunpipe.engine.kinds.parameter import Parameter
+from yunpipe.engine.kinds.permission import Permission
+from yunpipe.engine.kinds.queue import Queue
+from yunpipe.engine.kinds.role import Role
+from yunpipe.engine.kinds.rule import Rule
+from yunpipe.engine.kinds.task_definition import SPEC_TAG_KEY, TaskDefinition
+from yunpipe.engine.state import PipelineSummary, StepSummary
+from yunpipe.engine.target import Target
+
+# The names model users need, whether defined here or in kinds/.
+__all__ = ["CREATION_ORDER", "ROLE_PATH", "SPEC_TAG_KEY", "TAG_KEY", "InstanceGroup", "PipelineModel", "QueueUrl",
+           "StepModel", "container_name", "notification_id", "resource_name"]
+
+# AWS name limits: (length, characters not allowed).
+LIMITS = {
+    "bucket": (63, r"[^a-z0-9-]"),
+    "queue": (80, r"[^A-Za-z0-9_-]"),
+    "function": (64, r"[^A-Za-z0-9_-]"),
+    "role": (64, r"[^A-Za-z0-9_+=,.@-]"),
+    "rule": (64, r"[^A-Za-z0-9_.-]"),
+    "ecs": (255, r"[^A-Za-z0-9_-]"),
+    "launch_template": (128, r"[^A-Za-z0-9_-]"),
+    "started_by": (36, r"[^A-Za-z0-9_-]"),
+}
+
+
+def resource_name(kind: str, *parts: str) -> str:
+    """`yunpipe-<parts>` within the AWS limits of `kind`; too long -> truncated + short hash."""
+    limit, disallowed = LIMITS[kind]
+    full = "-".join(("yunpipe", *parts))
+    name = re.sub(disallowed, "-", full.lower() if kind == "bucket" else full)
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(full.encode()).hexdigest()[:8]
+    return f"{name[:limit - 9].rstrip('-.')}-{digest}"
+
+
+@dataclass(frozen=True)
+class InstanceGroup:
+    """The EC2 capacity of one instance type, for the steps that ask for it."""
+
+    instance_type: str
+    gpu: bool  # some step runs GPU tasks on it: the GPU AMI
+    launch_template: LaunchTemplate
+    auto_scaling_group: AutoScalingGroup
+    capacity_provider: CapacityProvider
+
+
+def container_name(step: str) -> str:
+    """The step's container, also its log stream prefix (`<prefix>/<container>/<task id>`)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", step)
+
+
+def notification_id(pipeline: str, step: str) -> str:
+    # ':' never appears in pipeline names, so one pipeline's prefix never matches another's.
+    return f"yunpipe:{pipeline}:{step}"
+
+
+@dataclass(frozen=True)
+class StepModel:
+    name: str
+    placement: Placement
+    queue: Queue
+    dead_letter_queue: Queue
+    launcher_role: Role
+    task_role: Role
+    execution_role: Role
+    task_definition: TaskDefinition
+    function: Function
+    # One per bucket the step reads: an S3 notification where it is the bucket's only reader,
+    # else an EventBridge rule; each with the permission that lets it invoke the launcher.
+    permissions: tuple[Permission, ...]
+    notifications: tuple[Notification, ...]
+    event_rules: tuple[Rule, ...]
+    rule: Rule
+    function_log_group: LogGroup
+    started_by: str
+
+    @property
+    def input_bucket(self) -> str:
+        return self.placement.sources[0].bucket
+
+    @property
+    def output_bucket(self) -> str:
+        return self.placement.output_bucket
+
+
+@dataclass(frozen=True)
+class PipelineModel:
+    name: str
+    target: Target
+    input_bucket: str
+    output_bucket: str
+    reports_bucket: str
+    buckets: tuple[Bucket, ...]
+    bucket_events: tuple[BucketEvents, ...]
+    layout: Layout
+    log_group: LogGroup
+    cluster: Cluster
+    parameters: tuple[Parameter, ...]
+    steps: tuple[StepModel, ...]
+    launch_type: str
+    source: str = ""  # the workflow file, for errors found while planning
+    # Only for steps with an instance type: one role and profile for the pipeline's instances
+    # (the ECS agent's permissions do not depend on the type), one group per instance type.
+    instance_role: tuple[Role, ...] = ()
+    instance_profile: tuple[InstanceProfile, ...] = ()
+    instance_groups: tuple[InstanceGroup, ...] = ()
+
+    def resources(self) -> tuple:
+        """Every desired resource, in the order they can be created (kind by kind, in CREATION_ORDER)."""
+        steps, groups = self.steps, self.instance_groups
+        return (
+            *self.buckets,
+            self.log_group,
+            *(s.function_log_group for s in steps),
+            *(q for s in steps for q in (s.dead_letter_queue, s.queue)),
+            *self.parameters,
+            *(r for s in steps for r in (s.launcher_role, s.task_role, s.execution_role)),
+            *self.instance_role,
+            *self.instance_profile,
+            *(g.launch_template for g in groups),
+            *(g.auto_scaling_group for g in groups),
+            *(g.capacity_provider for g in groups),
+            self.cluster,
+            *(s.task_definition for s in steps),
+            *(s.function for s in steps),
+            *(p for s in steps for p in s.permissions),
+            *(n for s in steps for n in s.notifications),
+            *self.bucket_events,
+            *(r for s in steps for r in (*s.event_rules, s.rule)),
+        )
+
+    def keys(self) -> set[tuple[str, str]]:
+        return {(r.kind, r.key) for r in self.resources()}
+
+    def summary(self) -> PipelineSummary:
+        """What other commands (status, logs, upload, results) need to find the pipeline."""
+        return PipelineSummary(
+            pipeline=self.name,
+            region=self.target.region,
+            account_id=self.target.account_id,
+            input_bucket=self.input_bucket,
+            output_bucket=self.output_bucket,
+            reports_bucket=self.reports_bucket,
+            log_group=self.log_group.name,
+            cluster=self.cluster.name,
+            steps=tuple(
+                StepSummary(name=s.name, input_bucket=s.input_bucket, output_bucket=s.output_bucket,
+                            queue=s.queue.name, dead_letter_queue=s.dead_letter_queue.name,
+                            task_family=s.task_definition.family, function=s.function.name, started_by=s.started_by)
+                for s in self.steps
+            ),
+            layout=self.layout.to_document(),
+        )
