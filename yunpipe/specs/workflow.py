@@ -21,7 +21,7 @@ from yunpipe.specs.fields import object_schema, read_fields, spec_field
 from yunpipe.specs.loading import load_document, validate
 
 CHAIN_TYPES = ("single_run", "sequence_run")
-PROCESS_TYPES = CHAIN_TYPES + ("graph",)
+PROCESS_TYPES = (*CHAIN_TYPES, "graph")
 PIPELINE_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,23}$"
 # A step id names AWS resources and a `$input_<id>` placeholder: short, lower-case, no '_'.
 STEP_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,23}$"
@@ -288,7 +288,7 @@ def check_graph(spec: WorkflowSpec) -> None:
     if cycle:
         i = index[cycle[0]]
         raise InputError(spec.source, f"process.steps[{i}].after",
-                         f"expected steps without a cycle, got {' -> '.join(cycle + [cycle[0]])}")
+                         f"expected steps without a cycle, got {' -> '.join([*cycle, cycle[0]])}")
 
 
 def find_cycle(steps: tuple[StepSpec, ...]) -> list[str]:
