@@ -127,7 +127,7 @@ def test_a_join_step_gets_its_inputs_and_its_claims_in_config_and_policy(algorit
 
 
 def test_a_gather_step_lists_its_input_and_a_marker_free_one_has_no_trigger(algorithms):
-    steps = FAN_OUT_JOIN_GATHER[:3] + [{"id": "all", "name": "summary", "after": ["both"], "gather": True}]
+    steps = [*FAN_OUT_JOIN_GATHER[:3], {"id": "all", "name": "summary", "after": ["both"], "gather": True}]
     gather = compile_model(workflow(steps)).steps[-1]
     assert gather.notifications == () and gather.event_rules == ()
     assert [p.sid for p in gather.permissions] == ["yunpipe-schedule"]

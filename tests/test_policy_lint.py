@@ -139,7 +139,7 @@ def test_every_trust_policy_lints_clean(models):
 
 def test_resource_star_only_where_aws_accepts_nothing_else(models):
     for model in models.values():
-        for kind, role in roles(model):
+        for _kind, role in roles(model):
             for statement in statements(role.policy):
                 if "*" not in as_list(statement["Resource"]):
                     continue

@@ -1,5 +1,6 @@
 """setup-pipe end to end against moto: the resources, their settings and tags, idempotence,
 resuming after a failure, and the launcher driving the deployed queue."""
+import itertools
 import json
 
 import boto3
@@ -151,7 +152,7 @@ def test_sequence_run_of_three_steps(moto, write_workflow):
     assert cli.setup_pipe_main(["-f", path]) == 0
     s3, lam = client("s3"), client("lambda")
     chain = ["seq-in-bucket", f"yunpipe-seq-step-a-out-{ACCOUNT}", f"yunpipe-seq-step-b-out-{ACCOUNT}", "seq-out-bucket"]
-    for step, (source, result) in zip(("step-a", "step-b", "step-c"), zip(chain, chain[1:])):
+    for step, (source, result) in zip(("step-a", "step-b", "step-c"), itertools.pairwise(chain), strict=True):
         entries = s3.get_bucket_notification_configuration(Bucket=source)["LambdaFunctionConfigurations"]
         assert [e["Id"] for e in entries] == [f"yunpipe:seq:{step}"]
         environment = lam.get_function_configuration(FunctionName=f"yunpipe-seq-{step}-launcher")["Environment"]
