@@ -1,5 +1,8 @@
-"""What the benchmarks share: a throw-away yunpipe home, machine facts, the results file."""
+"""What the benchmarks share: a throw-away yunpipe home on an idle Docker daemon, machine facts,
+the workflow file, the results file."""
+import argparse
 import contextlib
+import dataclasses
 import datetime
 import importlib.metadata
 import json
@@ -9,13 +12,14 @@ import resource
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docker
 
 from yunpipe.errors import YunpipeError
 from yunpipe.local.ecs_runner import LABEL
+from yunpipe.wrapper import images
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -34,6 +38,51 @@ def scratch_home() -> Iterator[Path]:
         yield home
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Bench:
+    """Where a benchmark runs: its scratch home, a folder there for its files and workflows,
+    the Docker client and the machine's facts at the start."""
+    home: Path
+    work: Path
+    client: docker.DockerClient
+    machine: dict
+
+
+@contextlib.contextmanager
+def bench() -> Iterator[Bench]:
+    """A scratch home on an idle Docker daemon (see require_idle_docker)."""
+    with scratch_home() as home:
+        client = images.docker_client()
+        require_idle_docker(client)
+        machine = machine_facts(client)
+        work = home / "bench"
+        work.mkdir()
+        yield Bench(home, work, client, machine)
+
+
+def arguments(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's command line, described by the first paragraph of its docstring."""
+    return argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+
+
+def write_workflow(folder: Path, name: str, process_type: str, steps: list[dict],
+                   idle_seconds: int | None = None) -> Path:
+    """The workflow file of pipeline `name` (buckets yunpipe-<name>-input and -output, us-east-1):
+    folder/<name>.json."""
+    workflow: dict = {
+        "name": name,
+        "input_s3_name": f"yunpipe-{name}-input",
+        "output_s3_name": f"yunpipe-{name}-output",
+        "region": "us-east-1",
+    }
+    if idle_seconds is not None:
+        workflow["idle_seconds"] = idle_seconds
+    workflow["process"] = {"type": process_type, "algorithms": steps}
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps(workflow, indent=2))
+    return path
 
 
 def require_idle_docker(client: docker.DockerClient) -> None:
@@ -72,6 +121,13 @@ def print_rows(rows: list[tuple[str, str]]) -> None:
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
         print(f"  {label:<{width}}  {value}")
+
+
+def finish(name: str, document: dict, report: Callable[[dict], None]) -> int:
+    """Print a benchmark's figures and write them to bench/results/<name>.json; main's exit status."""
+    report(document)
+    print(f"results: {write_results(name, document)}")
+    return 0
 
 
 def write_results(name: str, document: dict) -> Path:

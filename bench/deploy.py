@@ -11,10 +11,8 @@ bench/results/deploy.json; see bench/README.md.
 """
 import collections
 import dataclasses
-import json
 import sys
 import time
-from pathlib import Path
 
 import benchlib
 
@@ -22,7 +20,6 @@ from yunpipe import demo
 from yunpipe.aws.facade import is_mutating, watch_calls
 from yunpipe.local import cloud
 from yunpipe.registry import AlgorithmRegistry
-from yunpipe.wrapper import images
 
 SIZES = (1, 3, 10)
 PHASES = ("deploy", "redeploy", "clean-up")
@@ -38,19 +35,6 @@ def record_steps(registry: AlgorithmRegistry, reference: str, count: int) -> lis
     return names
 
 
-def write_workflow(folder: Path, name: str, references: list[str]) -> Path:
-    workflow = {
-        "name": name,
-        "input_s3_name": f"yunpipe-{name}-input",
-        "output_s3_name": f"yunpipe-{name}-output",
-        "region": "us-east-1",
-        "process": {"type": "sequence_run", "algorithms": [{"name": ref} for ref in references]},
-    }
-    path = folder / f"{name}.json"
-    path.write_text(json.dumps(workflow, indent=2))
-    return path
-
-
 def measure(*argv: str) -> dict:
     """Wall time and API calls of one yunpipe command, run as a user types it."""
     with watch_calls() as calls:
@@ -62,7 +46,8 @@ def measure(*argv: str) -> dict:
             "mutating_by_operation": dict(sorted(mutating.items()))}
 
 
-def report(rows: dict) -> None:
+def report(doc: dict) -> None:
+    rows = doc["sequences"]
     header = f"{'steps':>5}" + "".join(f" | {phase + ' s':>11} {'calls':>6} {'mut.':>5}" for phase in PHASES)
     print(header)
     print("-" * len(header))
@@ -72,24 +57,20 @@ def report(rows: dict) -> None:
 
 
 def main() -> int:
-    with benchlib.scratch_home() as home:
-        client = images.docker_client()
-        benchlib.require_idle_docker(client)
-        machine = benchlib.machine_facts(client)
+    with benchlib.bench() as bench:
         registry = AlgorithmRegistry()
-        steps = record_steps(registry, demo.wrap_algorithm(client, registry, benchlib.UPPERCASE), max(SIZES))
+        steps = record_steps(registry, demo.wrap_algorithm(bench.client, registry, benchlib.UPPERCASE), max(SIZES))
         rows = {}
         with cloud.LocalCloud(port=0):
             for size in SIZES:
                 name = f"bench-deploy-{size}"
-                workflow = str(write_workflow(home, name, steps[:size]))
+                chain = [{"name": ref} for ref in steps[:size]]
+                workflow = str(benchlib.write_workflow(bench.work, name, "sequence_run", chain))
                 rows[size] = {"deploy": measure("setup-pipe", "--local", "-f", workflow),
                               "redeploy": measure("setup-pipe", "--local", "-f", workflow),
                               "clean-up": measure("clean-up", "--local", "--purge", name)}
-    report(rows)
-    doc = {"benchmark": "deploy", "machine": machine, "sequences": rows, "peak_rss_mib": benchlib.peak_rss_mib()}
-    print(f"results: {benchlib.write_results('deploy', doc)}")
-    return 0
+    doc = {"benchmark": "deploy", "machine": bench.machine, "sequences": rows, "peak_rss_mib": benchlib.peak_rss_mib()}
+    return benchlib.finish("deploy", doc, report)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,8 @@ per step, sequentially, through the Docker SDK. Every result of all is checked.
 Figures go to stdout and bench/results/e2e.json (e2e-<files>x<steps>-c<concurrency>[-f<N>].json
 when not run with the defaults); see bench/README.md.
 """
-import argparse
 import collections
 import hashlib
-import json
 import math
 import shutil
 import sys
@@ -37,7 +35,6 @@ from yunpipe.local import cloud
 from yunpipe.pipeline import status as pipeline_status
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.runtime.runscript import substitute
-from yunpipe.wrapper import images
 
 PIPELINE = "bench-e2e"
 POLL_SECONDS = 0.25
@@ -65,22 +62,11 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
-def write_workflow(folder: Path, references: list[str], concurrency: int, files_per_task: int | None) -> Path:
+def workflow_steps(references: list[str], concurrency: int, files_per_task: int | None) -> list[dict]:
     step: dict = {"concurrency": concurrency}
     if files_per_task is not None:
         step["files_per_task"] = files_per_task
-    workflow = {
-        "name": PIPELINE,
-        "input_s3_name": "yunpipe-bench-e2e-input",
-        "output_s3_name": "yunpipe-bench-e2e-output",
-        "region": "us-east-1",
-        "idle_seconds": IDLE_SECONDS,
-        "process": {"type": "sequence_run",
-                    "algorithms": [{"name": ref, **step} for ref in references]},
-    }
-    path = folder / "workflow.json"
-    path.write_text(json.dumps(workflow, indent=2))
-    return path
+    return [{"name": ref, **step} for ref in references]
 
 
 def upload(s3, bucket: str, files: list[Path], finished: dict[str, float]) -> None:
@@ -170,7 +156,8 @@ def run_pipeline(steps: int, concurrency: int, files_per_task: int | None, refer
                  files: list[Path]) -> dict:
     # Scheduled top-ups every 5 s instead of 5 min, as in the demo.
     with cloud.LocalCloud(port=0, schedule_speedup=60):
-        demo.run("setup-pipe", "--local", "-f", str(write_workflow(work, references, concurrency, files_per_task)))
+        demo.run("setup-pipe", "--local", "-f", str(benchlib.write_workflow(
+            work, PIPELINE, "sequence_run", workflow_steps(references, concurrency, files_per_task), IDLE_SECONDS)))
         summary = require_summary(PIPELINE)
         demo.say(f"uploading {len(files)} files; listing the output bucket every {POLL_SECONDS} s")
         started, dropped, seen = watch_results(summary, files)
@@ -251,7 +238,7 @@ def report(doc: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = benchlib.arguments(__doc__)
     parser.add_argument("--files", type=int, default=200, help="number of small files (default 200)")
     parser.add_argument("--steps", type=int, choices=(1, 2), default=2, help="1: uppercase; 2: uppercase -> checksum")
     parser.add_argument("--concurrency", type=int, default=10, help="most tasks per step (default 10, the workflow default)")
@@ -265,14 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     caps = [int(cap) for cap in args.caps.split(",") if cap.strip()]
-    with benchlib.scratch_home() as home:
-        client = images.docker_client()
-        benchlib.require_idle_docker(client)
-        machine = benchlib.machine_facts(client)
+    with benchlib.bench() as bench:
+        client, work = bench.client, bench.work
         registry = AlgorithmRegistry()
         references = [demo.wrap_algorithm(client, registry, spec)
                       for spec in (benchlib.UPPERCASE, benchlib.CHECKSUM)[:args.steps]]
-        work = home / "bench"
         files = [work / "samples" / name for name in demo.write_samples(work / "samples", args.files)]
         # Not counted: the process's first pipeline pays for imports, connections and a cold
         # page cache, which would otherwise count against whichever configuration runs first.
@@ -298,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         naive = run_naive(client, registry, references, work, files, args.steps)
     doc = {
         "benchmark": "e2e",
-        "machine": machine,
+        "machine": bench.machine,
         "parameters": {"files": args.files, "steps": args.steps, "algorithms": references,
                        "concurrency": args.concurrency, "files_per_task": args.files_per_task, "caps": caps,
                        "rounds": args.rounds, "idle_seconds": IDLE_SECONDS, "poll_seconds": POLL_SECONDS},
@@ -312,7 +296,6 @@ def main(argv: list[str] | None = None) -> int:
         best = max(by_cap, key=lambda cap: by_cap[cap]["files_per_second"])
         doc["best_cap"] = int(best)
         doc["default_vs_best_cap"] = round(pipeline["files_per_second"] / by_cap[best]["files_per_second"], 2)
-    report(doc)
     # Only a run with the defaults replaces e2e.json, the run bench/README.md reports.
     defaults = (args.files, args.steps, args.concurrency, args.files_per_task, caps, args.rounds) == (
         200, 2, 10, None, [1, 2, 4], 3)
@@ -321,8 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         name += f"-f{args.files_per_task}"
     if args.rounds != 3:
         name += f"-r{args.rounds}"
-    print(f"results: {benchlib.write_results(name, doc)}")
-    return 0
+    return benchlib.finish(name, doc, report)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,7 @@ bench/results/latency.json (latency-<runs>[-cpu<VCPU>].json when not run with th
 see bench/README.md. --cpu sizes the step's tasks (the algorithm asks 0.25 vCPU, Fargate's
 smallest, whose hard CPU limit the local cloud applies as Docker's --cpus).
 """
-import argparse
 import functools
-import json
 import statistics
 import sys
 import threading
@@ -41,21 +39,11 @@ WAIT_SECONDS = 60
 TEXT = b"the quick brown fox jumps over the lazy dog\n"
 
 
-def write_workflow(folder, reference: str, cpu: float | None):
-    step: dict = {"name": reference}
+def step(reference: str, cpu: float | None) -> dict:
+    fields: dict = {"name": reference}
     if cpu is not None:
-        step["cpu"] = cpu
-    workflow = {
-        "name": PIPELINE,
-        "input_s3_name": "yunpipe-bench-latency-input",
-        "output_s3_name": "yunpipe-bench-latency-output",
-        "region": "us-east-1",
-        "idle_seconds": IDLE_SECONDS,
-        "process": {"type": "single_run", "algorithms": [step]},
-    }
-    path = folder / "workflow.json"
-    path.write_text(json.dumps(workflow, indent=2))
-    return path
+        fields["cpu"] = cpu
+    return fields
 
 
 class DockerEvents(threading.Thread):
@@ -196,7 +184,7 @@ def run(reference: str, work, runs: int, cpu: float | None) -> dict:
     cold, warm = [], []
     try:
         with cloud.LocalCloud(port=0, schedule_speedup=60):
-            demo.run("setup-pipe", "--local", "-f", str(write_workflow(work, reference, cpu)))
+            demo.run("setup-pipe", "--local", "-f", str(benchlib.write_workflow(work, PIPELINE, "single_run", [step(reference, cpu)], IDLE_SECONDS)))
             summary = require_summary(PIPELINE)
             aws = open_aws(demo.LOCAL, summary.region)
             s3 = aws.client("s3")
@@ -250,32 +238,25 @@ def report(doc: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = benchlib.arguments(__doc__)
     parser.add_argument("--runs", type=int, default=5, help="cold and warm files each (default 5)")
     parser.add_argument("--cpu", type=float, default=None, help="vCPUs of the step's tasks (default: the algorithm's 0.25)")
     args = parser.parse_args(argv)
-    with benchlib.scratch_home() as home:
-        client = images.docker_client()
-        benchlib.require_idle_docker(client)
-        machine = benchlib.machine_facts(client)
-        reference = demo.wrap_algorithm(client, AlgorithmRegistry(), benchlib.UPPERCASE)
-        work = home / "bench"
-        work.mkdir()
-        latency = run(reference, work, args.runs, args.cpu)
+    with benchlib.bench() as bench:
+        reference = demo.wrap_algorithm(bench.client, AlgorithmRegistry(), benchlib.UPPERCASE)
+        latency = run(reference, bench.work, args.runs, args.cpu)
     doc = {
         "benchmark": "latency",
-        "machine": machine,
+        "machine": bench.machine,
         "parameters": {"runs": args.runs, "cpu": args.cpu, "algorithm": reference, "idle_seconds": IDLE_SECONDS,
                        "poll_seconds": POLL_SECONDS},
         "latency": latency,
         "peak_rss_mib": benchlib.peak_rss_mib(),
     }
-    report(doc)
     name = "latency" if (args.runs, args.cpu) == (5, None) else f"latency-{args.runs}"
     if args.cpu is not None:
         name += f"-cpu{args.cpu:g}"
-    print(f"results: {benchlib.write_results(name, doc)}")
-    return 0
+    return benchlib.finish(name, doc, report)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,7 @@ transfers plus its fixed costs (launcher, container start). Prints the figures a
 with the machine's facts to bench/results/transfer.json (transfer-<size>.json when not run with
 the default size); see bench/README.md.
 """
-import argparse
 import hashlib
-import json
 import multiprocessing
 import os
 import re
@@ -30,7 +28,6 @@ from yunpipe.engine.state import PipelineSummary, require_summary
 from yunpipe.errors import YunpipeError
 from yunpipe.local import cloud
 from yunpipe.registry import AlgorithmRegistry
-from yunpipe.wrapper import images
 
 PIPELINE = "bench-transfer"
 COPY = benchlib.BENCH / "algorithms" / "copy" / "copy.json"
@@ -74,20 +71,6 @@ def sha256_of_file(path: Path) -> str:
         while chunk := f.read(MIB):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def write_workflow(folder: Path, reference: str) -> Path:
-    workflow = {
-        "name": PIPELINE,
-        "input_s3_name": "yunpipe-bench-transfer-input",
-        "output_s3_name": "yunpipe-bench-transfer-output",
-        "region": "us-east-1",
-        "idle_seconds": IDLE_SECONDS,
-        "process": {"type": "sequence_run", "algorithms": [{"name": reference, "concurrency": 1}]},
-    }
-    path = folder / "workflow.json"
-    path.write_text(json.dumps(workflow, indent=2))
-    return path
 
 
 def wait_for_result(s3, bucket: str, key: str, deadline_seconds: float) -> float:
@@ -208,7 +191,8 @@ def plain_copies(s3, endpoint: str, region: str, bucket: str, work: Path, size: 
 
 def run(reference: str, work: Path, source: Path, expected: str, size: int) -> tuple[dict, dict]:
     with cloud.LocalCloud(port=0, schedule_speedup=60) as local_cloud:
-        demo.run("setup-pipe", "--local", "-f", str(write_workflow(work, reference)))
+        demo.run("setup-pipe", "--local", "-f", str(benchlib.write_workflow(
+            work, PIPELINE, "sequence_run", [{"name": reference, "concurrency": 1}], IDLE_SECONDS)))
         summary = require_summary(PIPELINE)
         aws = open_aws(demo.LOCAL, summary.region)
         s3 = aws.client("s3")
@@ -249,26 +233,22 @@ def report(doc: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = benchlib.arguments(__doc__)
     parser.add_argument("--size-mib", type=int, default=1024, help="size of the file in MiB (default 1024)")
     args = parser.parse_args(argv)
     if args.size_mib < 1:
         parser.error("--size-mib must be at least 1")
     size = args.size_mib * MIB
-    with benchlib.scratch_home() as home:
-        client = images.docker_client()
-        benchlib.require_idle_docker(client)
-        machine = benchlib.machine_facts(client)
-        reference = demo.wrap_algorithm(client, AlgorithmRegistry(), COPY)
-        work = home / "bench"
-        work.mkdir()
+    with benchlib.bench() as bench:
+        reference = demo.wrap_algorithm(bench.client, AlgorithmRegistry(), COPY)
+        work = bench.work
         source = work / KEY
         demo.say(f"writing {args.size_mib} MiB of random bytes to {source}")
         expected = write_input(source, args.size_mib)
         pipeline, plain = run(reference, work, source, expected, size)
     doc = {
         "benchmark": "transfer",
-        "machine": machine,
+        "machine": bench.machine,
         "parameters": {"size_mib": args.size_mib, "algorithm": reference, "poll_seconds": POLL_SECONDS,
                        "transfer_config": {"max_concurrency": PLAIN.max_concurrency,
                                            "multipart_chunksize": PLAIN.multipart_chunksize,
@@ -279,10 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         "verified": True,
         "peak_rss_mib": benchlib.peak_rss_mib(),
     }
-    report(doc)
     name = "transfer" if args.size_mib == 1024 else f"transfer-{args.size_mib}"
-    print(f"results: {benchlib.write_results(name, doc)}")
-    return 0
+    return benchlib.finish(name, doc, report)
 
 
 if __name__ == "__main__":

@@ -88,9 +88,3 @@ def write_workflow(tmp_path):
         path.write_text(json.dumps(document))
         return str(path)
     return write
-
-
-def single_run(name: str = "demo", algorithm: str = "change123-s3", **extra) -> dict:
-    return {"name": name, "input_s3_name": f"{name}-in-bucket", "output_s3_name": f"{name}-out-bucket",
-            "process": {"type": "single_run",
-                        "algorithms": [{"name": algorithm, "variables": {"TEST_ENV": "blah blah blah"}}]}, **extra}

@@ -4,6 +4,7 @@ import json
 import os
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
@@ -81,7 +82,7 @@ def wait_for(predicate, timeout=60, interval=0.25, what="condition"):
 
 def record_algorithm(name: str, image: str, variables: list | None = None, **fields):
     """Record a variant of the example algorithm under `name` (a new version each call)."""
-    document = json.loads(open("examples/change123/change123-s3.json").read())
+    document = json.loads(Path("examples/change123/change123-s3.json").read_text())
     document.update(name=name, **fields)
     if variables is not None:
         document["user_specified_environment_variables"] = variables

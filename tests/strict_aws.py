@@ -41,7 +41,7 @@ from unittest import mock
 from botocore.awsrequest import AWSResponse
 from botocore.handlers import BUILTIN_HANDLERS
 from moto.autoscaling.models import autoscaling_backends
-from moto.awslambda.exceptions import InvalidParameterValueException
+from moto.awslambda.exceptions import InvalidParameterValueException, LambdaClientError
 from moto.awslambda.models import LambdaBackend, lambda_backends
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.botocore_stubber import MockRawResponse
@@ -178,8 +178,8 @@ class StrictAws:
     def rules_fired(self) -> set[str]:
         return {r.rule for r in self.refusals}
 
-    @contextlib.contextmanager
-    def active(self) -> Iterator[StrictAws]:
+    def _storage_patches(self) -> list[Any]:
+        """The checks on S3 notifications, IAM roles, Lambda functions and SQS queues."""
         layer = self
         originals = {
             "notify": S3Backend.put_bucket_notification_configuration,
@@ -188,14 +188,7 @@ class StrictAws:
             "update_configuration": LambdaBackend.update_function_configuration,
             "create_queue": SQSBackend.create_queue,
             "delete_queue": SQSBackend.delete_queue,
-            "register": EC2ContainerServiceBackend.register_task_definition,
-            "run_task": EC2ContainerServiceBackend.run_task,
-            "create_provider": EC2ContainerServiceBackend.create_capacity_provider,
-            "delete_provider": EC2ContainerServiceBackend.delete_capacity_provider,
-            "task": Task.__init__,
         }
-        register_signature = inspect.signature(originals["register"])
-        run_task_signature = inspect.signature(originals["run_task"])
 
         def put_bucket_notification_configuration(backend, bucket_name, configuration):
             layer.check_notifications(bucket_name, configuration)
@@ -226,6 +219,28 @@ class StrictAws:
             originals["delete_queue"](backend, name)
             layer._queues_deleted[(backend.account_id, backend.region_name, name)] = layer.clock.time()
 
+        return [
+            mock.patch.object(S3Backend, "put_bucket_notification_configuration", put_bucket_notification_configuration),
+            mock.patch.object(IAMBackend, "create_role", create_role),
+            mock.patch.object(LambdaBackend, "create_function", create_function),
+            mock.patch.object(LambdaBackend, "update_function_configuration", update_function_configuration),
+            mock.patch.object(SQSBackend, "create_queue", create_queue),
+            mock.patch.object(SQSBackend, "delete_queue", delete_queue),
+        ]
+
+    def _ecs_patches(self) -> list[Any]:
+        """The checks on task definitions, RunTask and capacity providers; tasks get a createdAt."""
+        layer = self
+        originals = {
+            "register": EC2ContainerServiceBackend.register_task_definition,
+            "run_task": EC2ContainerServiceBackend.run_task,
+            "create_provider": EC2ContainerServiceBackend.create_capacity_provider,
+            "delete_provider": EC2ContainerServiceBackend.delete_capacity_provider,
+            "task": Task.__init__,
+        }
+        register_signature = inspect.signature(originals["register"])
+        run_task_signature = inspect.signature(originals["run_task"])
+
         def register_task_definition(backend, *args, **kwargs):
             bound = register_signature.bind(backend, *args, **kwargs).arguments
             layer.check_task_definition(bound)
@@ -254,18 +269,19 @@ class StrictAws:
             # moto's serializer sends the attribute as the task's createdAt.
             task_self.created_at = datetime.datetime.now(datetime.timezone.utc)
 
-        patches = [
+        return [
             mock.patch.object(Task, "__init__", task),
-            mock.patch.object(S3Backend, "put_bucket_notification_configuration", put_bucket_notification_configuration),
-            mock.patch.object(IAMBackend, "create_role", create_role),
-            mock.patch.object(LambdaBackend, "create_function", create_function),
-            mock.patch.object(LambdaBackend, "update_function_configuration", update_function_configuration),
-            mock.patch.object(SQSBackend, "create_queue", create_queue),
-            mock.patch.object(SQSBackend, "delete_queue", delete_queue),
             mock.patch.object(EC2ContainerServiceBackend, "register_task_definition", register_task_definition),
             mock.patch.object(EC2ContainerServiceBackend, "run_task", run_task),
             mock.patch.object(EC2ContainerServiceBackend, "create_capacity_provider", create_capacity_provider),
             mock.patch.object(EC2ContainerServiceBackend, "delete_capacity_provider", delete_capacity_provider),
+        ]
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[StrictAws]:
+        patches = [
+            *self._storage_patches(),
+            *self._ecs_patches(),
             # moto's own rule for reserved concurrency (awslambda/models.py put_function_concurrency).
             mock.patch.dict(os.environ, {"MOTO_LAMBDA_CONCURRENCY_QUOTA": str(self.lambda_concurrency_limit)}),
         ]
@@ -292,13 +308,13 @@ class StrictAws:
                 raise S3ClientError("InvalidArgument", UNVALIDATED)
 
     def _destination_allows(self, entry: dict, bucket_arn: str) -> bool:
-        _, _, service, region, account, *rest = entry["arn"].split(":")
+        _, _, _service, region, account, *rest = entry["arn"].split(":")
         if entry["kind"] == "CloudFunctionConfiguration":
             backend = lambda_backends[account][region]
             try:
                 # The wire format wraps the policy document: {"Policy": "<json>", "RevisionId": ...}.
                 policy = json.loads(backend.get_policy(rest[-1], None))["Policy"]
-            except Exception:  # no such function, or no policy at all: S3 cannot validate it
+            except LambdaClientError:  # no such function, or no policy at all: S3 cannot validate it
                 return False
             return any(_allows_s3(s, "lambda:InvokeFunction", bucket_arn) for s in _statements(policy))
         if entry["kind"] == "QueueConfiguration":

@@ -74,7 +74,7 @@ def deployed(moto, change123, write_workflow):
     """Pipeline demo, set up over an input bucket that already held 20 objects and a folder
     marker, so S3 notified nobody of them."""
     boto3.client("s3", region_name=REGION).create_bucket(Bucket="demo-in-bucket")
-    put_objects("demo-in-bucket", KEYS + ["batch/"])
+    put_objects("demo-in-bucket", [*KEYS, "batch/"])
     assert cli.setup_pipe_main(["-f", write_workflow(single_run())]) == 0
 
 

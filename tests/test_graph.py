@@ -86,6 +86,26 @@ def test_same_algorithm_twice_in_a_sequence_by_id(algorithms):
     assert len({s.queue.name for s in model.steps}) == 2 and len({s.function.name for s in model.steps}) == 2
 
 
+def test_same_algorithm_twice_in_a_sequence_without_ids_as_in_0_0_3(algorithms):
+    """Numbered step ids (specs.workflow.number_repeats): a chain of its own resources per repeat."""
+    steps = [{"name": "upper", "variables": {}}, {"name": "count"}, {"name": "upper", "cpu": 2}]
+    model = compile_model(workflow(steps, kind="sequence_run"))
+    first, count, second = model.steps
+    assert [s.name for s in model.steps] == ["upper", "count", "upper-2"]
+    assert count.input_bucket == first.output_bucket == f"yunpipe-g-upper-out-{ACCOUNT}"
+    assert second.input_bucket == count.output_bucket and second.output_bucket == "g-out-bucket"
+    assert second.queue.name == "yunpipe-g-upper-2-queue" and second.function.name == "yunpipe-g-upper-2-launcher"
+    for resources in ({s.queue.name for s in model.steps}, {s.dead_letter_queue.name for s in model.steps},
+                      {s.function.name for s in model.steps}, {s.task_definition.family for s in model.steps},
+                      {s.task_role.name for s in model.steps}, {s.rule.name for s in model.steps}):
+        assert len(resources) == 3, resources
+    # Each repeat at its own settings.
+    assert (first.task_definition.registration["cpu"], second.task_definition.registration["cpu"]) == ("1024", "2048")
+    # Given the ids the numbering gives, the same model: it is the file with those ids.
+    explicit = [steps[0], steps[1], {**steps[2], "id": "upper-2"}]
+    assert compile_model(workflow(explicit, kind="sequence_run")) == model
+
+
 def test_fan_out_routes_the_shared_bucket_through_eventbridge(algorithms):
     model = compile_model(workflow(FAN_OUT_JOIN_GATHER))
     assert [e.bucket for e in model.bucket_events] == ["g-in-bucket"]

@@ -3,6 +3,8 @@
 Needs a Docker daemon and the local image yunpipe/base:bookworm (Debian bookworm + python3);
 skips only when no Docker daemon answers.
 """
+import contextlib
+import itertools
 import json
 import logging
 import os
@@ -267,7 +269,7 @@ def test_reserved_concurrency_1_runs_one_launcher_at_a_time_and_never_starts_mor
         for events in _log_events(cloud, "/aws/lambda/serial-launcher").values()
     )
     assert len(windows) == files
-    assert all(later[0] >= earlier[1] for earlier, later in zip(windows, windows[1:])), windows
+    assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(windows)), windows
 
 
 def test_reserved_concurrency_0_throttles_every_invocation(cloud):
@@ -403,10 +405,8 @@ def test_a_local_cloud_removes_only_its_own_and_orphaned_containers(home, docker
         assert alive.id in remaining and orphan.id not in remaining
     finally:
         for container in (alive, orphan):
-            try:
+            with contextlib.suppress(docker.errors.NotFound):
                 container.remove(force=True)
-            except docker.errors.NotFound:
-                pass
 
 
 def _after_queued_runs(cloud, fn_arn):

@@ -166,6 +166,52 @@ def test_sequence_run_of_three_steps(moto, write_workflow):
     assert mutating(calls) == []
 
 
+def repeated_tool(write_workflow) -> str:
+    """A 0.0.3 sequence_run naming one tool twice, at two settings, without ids."""
+    record_algorithm("step-a", "user/step-a:1", variables=[])
+    return write_workflow({"name": "twice", "input_s3_name": "twice-in-bucket", "output_s3_name": "twice-out-bucket",
+                           "process": {"type": "sequence_run",
+                                       "algorithms": [{"name": "step-a", "cpu": 1}, {"name": "step-a", "cpu": 2}]}})
+
+
+def test_a_tool_twice_in_a_sequence_dry_run_shows_both_steps(moto, write_workflow, capsys):
+    assert cli.main(["setup-pipe", "-f", repeated_tool(write_workflow), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert (f"  step-a [step-a@1]: twice-in-bucket -> s3://yunpipe-twice-step-a-out-{ACCOUNT}/\n"
+            f"  step-a-2 [step-a@1]: yunpipe-twice-step-a-out-{ACCOUNT} (step-a) -> s3://twice-out-bucket/\n") in out
+    for step in ("step-a", "step-a-2"):
+        assert f"create queue yunpipe-twice-{step}-queue" in out
+        assert f"create launcher Lambda yunpipe-twice-{step}-launcher" in out
+    assert "Dry run: nothing was changed." in out
+
+
+def test_a_tool_twice_in_a_sequence_deploys_two_steps_the_same_on_every_redeploy(moto, write_workflow, capsys):
+    path = repeated_tool(write_workflow)
+    assert cli.main(["setup-pipe", "-f", path]) == 0
+    lam = client("lambda")
+    for step in ("step-a", "step-a-2"):
+        variables = lam.get_function_configuration(FunctionName=f"yunpipe-twice-{step}-launcher")["Environment"]
+        assert variables["Variables"]["YUNPIPE_STEP"] == step
+    capsys.readouterr()
+    assert cli.main(["show", "twice"]) == 0
+    shown = capsys.readouterr().out
+    assert "step-a [step-a@1]" in shown and "step-a-2 [step-a@1]" in shown
+    with watch_calls() as calls:
+        assert cli.main(["setup-pipe", "-f", path]) == 0
+    assert mutating(calls) == []
+
+
+def test_a_tool_twice_in_a_graph_still_needs_ids(moto, write_workflow, capsys):
+    record_algorithm("step-a", "user/step-a:1", variables=[])
+    path = write_workflow({"name": "g", "input_s3_name": "g-in-bucket", "output_s3_name": "g-out-bucket",
+                           "process": {"type": "graph", "steps": [{"name": "step-a"}, {"name": "step-a"}]}})
+    with watch_calls() as calls:
+        assert cli.main(["setup-pipe", "-f", path, "--dry-run"]) == 2
+    assert calls == []
+    assert capsys.readouterr().err == (f"error: {path}: process.steps[1].name: expected a step id used once, 'step-a' "
+                                       "is already process.steps[0]: give the repeated algorithm an \"id\"\n")
+
+
 def test_existing_bucket_keeps_its_other_notifications(moto, change123, write_workflow):
     s3, sqs = client("s3"), client("sqs")
     s3.create_bucket(Bucket="demo-in-bucket")

@@ -249,20 +249,20 @@ def test_concurrent_publishers_of_one_version_one_wins_the_other_fails_cleanly(h
             registry.record(spec(command=f"{who}.py $input $output"), f"registry.example/{who}/change123-s3:{version}",
                             digest("a" if who == "alice" else "b"))
     location = parse_remote(REMOTE, "test", "remote")
+
+    def publish(who: str, version: int, start: threading.Barrier, outcome: dict[str, object]) -> None:
+        remote = RemoteRegistry(open_aws(AwsOptions()), location)
+        record = registries[who].get("change123-s3", version)
+        start.wait()
+        try:
+            outcome[who] = remote.publish(record)
+        except YunpipeError as error:
+            outcome[who] = error
+
     for version in range(1, 6):
         start = threading.Barrier(2)
         outcome: dict[str, object] = {}
-
-        def publish(who: str) -> None:
-            remote = RemoteRegistry(open_aws(AwsOptions()), location)
-            record = registries[who].get("change123-s3", version)
-            start.wait()
-            try:
-                outcome[who] = remote.publish(record)
-            except YunpipeError as error:
-                outcome[who] = error
-
-        threads = [threading.Thread(target=publish, args=(who,)) for who in registries]
+        threads = [threading.Thread(target=publish, args=(who, version, start, outcome)) for who in registries]
         for thread in threads:
             thread.start()
         for thread in threads:

@@ -244,6 +244,39 @@ def test_bad_workflow_reference_is_named(registry, step, field, expected):
     assert error.field == field and expected in error.expected
 
 
-def test_algorithm_may_appear_once_per_pipeline(registry):
-    steps = [{"name": "alg", "variables": {"TEST_ENV": "x"}}] * 2
-    assert error_of(lambda: resolve(registry, steps)).field == "process.algorithms[1].name"
+def chain_ids(*steps) -> list[str]:
+    """The step ids a sequence_run of these steps gets (a bare string: {"name": it})."""
+    items = [{"name": step} if isinstance(step, str) else step for step in steps]
+    spec = parse_workflow(workflow(process={"type": "sequence_run", "algorithms": items}), "w.json")
+    return [step.step_id for step in spec.steps]
+
+
+def test_an_algorithm_repeated_in_a_sequence_as_in_0_0_3_gets_numbered_step_ids(registry):
+    """0.0.3 accepted the same tool twice in a sequence, at two settings: the repeats are numbered."""
+    steps = [{"name": "alg", "variables": {"TEST_ENV": "x", "MODE": mode}} for mode in ("fast", "exact", "fast")]
+    resolved = resolve(registry, steps)
+    assert [s.name for s in resolved.steps] == ["alg", "alg-2", "alg-3"]
+    assert [s.environment["MODE"] for s in resolved.steps] == ["fast", "exact", "fast"]
+    # Versions and shared registries' URLs name the same algorithm.
+    assert chain_ids("alg@1", "alg@2", "s3://lab-bucket/tools/alg") == ["alg", "alg-2", "alg-3"]
+    # The same file, the same ids (so a redeploy finds the same resources).
+    assert chain_ids("a", "b", "a", "b", "a") == chain_ids("a", "b", "a", "b", "a") == ["a", "b", "a-2", "b-2", "a-3"]
+
+
+def test_a_generated_step_id_never_takes_an_explicit_id_or_another_algorithms_name():
+    # upper-2 is another algorithm's name: the repeat of upper skips it.
+    assert chain_ids("upper", "upper", "upper-2") == ["upper", "upper-3", "upper-2"]
+    # ... and an explicit id, wherever it stands.
+    assert chain_ids("upper", "upper", {"name": "count", "id": "upper-3"}, {"name": "upper", "id": "upper-2"}) == [
+        "upper", "upper-4", "upper-3", "upper-2"]
+    # A step whose algorithm's name is another step's explicit id is numbered, before or after it.
+    assert chain_ids({"name": "count", "id": "upper"}, "upper") == ["upper", "upper-2"]
+    assert chain_ids("upper", {"name": "count", "id": "upper"}) == ["upper-2", "upper"]
+
+
+def test_explicit_step_ids_in_a_sequence_are_kept_and_must_be_unique():
+    assert chain_ids("upper", {"name": "upper", "id": "again"}) == ["upper", "again"]
+    assert chain_ids({"name": "upper", "id": "first"}, "upper") == ["first", "upper"]
+    assert chain_ids({"name": "upper", "id": "upper"}, "upper") == ["upper", "upper-2"]
+    error = error_of(lambda: chain_ids({"name": "upper", "id": "x"}, {"name": "count", "id": "x"}))
+    assert error.field == "process.algorithms[1].id" and "expected a step id used once, 'x' is already" in str(error)

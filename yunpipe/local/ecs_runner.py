@@ -32,6 +32,7 @@ API:
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -77,7 +78,7 @@ def _wake_on_run_task(runner: EcsRunner) -> None:
             original = EC2ContainerServiceBackend.run_task
 
             @functools.wraps(original)
-            def run_task(backend, *args, **kwargs):
+            def run_task(backend: EC2ContainerServiceBackend, *args: Any, **kwargs: Any) -> Any:
                 tasks = original(backend, *args, **kwargs)
                 with _awake_lock:
                     runners = list(_awake)
@@ -117,15 +118,14 @@ def remove_local_containers(docker_client: docker.DockerClient, owner: str | Non
     else:
         doomed = [c for c in containers if c.labels.get(LABEL) == owner]
     for container in doomed:
-        try:
+        # APIError: gone already, or its removal is under way
+        with contextlib.suppress(docker.errors.APIError):
             container.remove(force=True)
-        except docker.errors.APIError:
-            pass  # gone already, or its removal is under way
     return len(doomed)
 
 
-def _paginate(client, operation: str, key: str, **kwargs) -> list:
-    items: list = []
+def _paginate(client: Any, operation: str, key: str, **kwargs: Any) -> list[Any]:
+    items: list[Any] = []
     for page in client.get_paginator(operation).paginate(**kwargs):
         items.extend(page.get(key, []))
     return items
@@ -149,7 +149,7 @@ def _parse_docker_timestamp(stamp: str) -> int:
 class _LogPump(threading.Thread):
     """Copies one container's output into one CloudWatch Logs stream, in batches."""
 
-    def __init__(self, container, logs_client, group: str, stream: str):
+    def __init__(self, container: Any, logs_client: Any, group: str, stream: str) -> None:
         super().__init__(name=f"yunpipe-logs-{container.name}", daemon=True)
         self._container = container
         self._logs = logs_client
@@ -239,20 +239,17 @@ class _TaskRun(threading.Thread):
             reason = f"yunpipe local runner error: {exc}"
         finally:
             for _, container in self._containers:
-                try:
+                with contextlib.suppress(docker.errors.APIError):  # already exited
                     container.kill()
-                except docker.errors.APIError:
-                    pass  # already exited
             for pump in self._pumps:
                 if pump.ident is not None:
                     pump.join(timeout=30)
             if not self._stopped_elsewhere.is_set() and reason is not None:
                 self._stop_task(reason)
             for _, container in self._containers:
-                try:
+                # APIError: gone already, or its removal is under way
+                with contextlib.suppress(docker.errors.APIError):
                     container.remove(force=True)
-                except docker.errors.APIError:
-                    pass  # gone already, or its removal is under way
             self._runner._finished(self.arn)
 
     def _stop_task(self, reason: str) -> None:
@@ -368,10 +365,8 @@ class _TaskRun(threading.Thread):
         stream = f"{prefix}/{definition['name']}/{self.task_id}" if prefix else f"{definition['name']}/{self.task_id}"
         logs = self._runner.client("logs", region)
         if options.get("awslogs-create-group") == "true":
-            try:
+            with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
                 logs.create_log_group(logGroupName=group)
-            except logs.exceptions.ResourceAlreadyExistsException:
-                pass
         try:
             logs.create_log_stream(logGroupName=group, logStreamName=stream)
         except logs.exceptions.ResourceAlreadyExistsException:

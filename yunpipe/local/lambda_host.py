@@ -58,6 +58,7 @@ API:
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -416,10 +417,9 @@ class LambdaHost:
         try:
             if invocation_log.group not in logs.groups:
                 # Lambda creates its function's group when setup-pipe has not.
-                try:
+                # another invocation of the function may have created it just now
+                with contextlib.suppress(ResourceAlreadyExistsException):
                     logs.create_log_group(invocation_log.group, tags={})
-                except ResourceAlreadyExistsException:
-                    pass  # another invocation of the function created it just now
             logs.create_log_stream(invocation_log.group, invocation_log.stream)
             logs.put_log_events(invocation_log.group, invocation_log.stream, invocation_log.events)
         except Exception as exc:  # noqa: BLE001 - losing a log must not fail the invocation

@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 
@@ -129,7 +130,7 @@ def _ensure_busybox(docker_client: docker.DockerClient) -> None:
             raise LambdaImageError(f"{exc}\n{binary} must be statically linked: apt-get install busybox-static") from None
 
 
-def remove_code_volumes(docker_client: docker.DockerClient, digests) -> None:
+def remove_code_volumes(docker_client: docker.DockerClient, digests: Iterable[str]) -> None:
     for digest in set(digests):
         _forget_volume_users(digest)
         try:

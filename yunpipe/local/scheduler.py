@@ -22,6 +22,7 @@ import time
 import uuid
 from concurrent.futures import Future
 from datetime import datetime, timezone
+from typing import Any
 
 from .clients import local_client
 from .lambda_host import LambdaHost
@@ -40,9 +41,9 @@ def parse_rate(expression: str) -> float | None:
     return int(match.group(1)) * _UNIT_SECONDS[match.group(2).rstrip("s")]
 
 
-def _list_all(client, operation: str, key: str, **kwargs) -> list:
+def _list_all(client: Any, operation: str, key: str, **kwargs: Any) -> list[Any]:
     # EventBridge's list calls have NextToken but no botocore paginator.
-    items: list = []
+    items: list[Any] = []
     while True:
         page = getattr(client, operation)(**kwargs)
         items.extend(page.get(key, []))
@@ -105,7 +106,7 @@ class Scheduler(PollingThread):
             del self._next[key]
         return fired
 
-    def _fire(self, events, region: str, bus: str, rule: dict) -> list[Future]:
+    def _fire(self, events: Any, region: str, bus: str, rule: dict) -> list[Future]:
         futures = []
         targets = _list_all(events, "list_targets_by_rule", "Targets", Rule=rule["Name"], EventBusName=bus)
         for target in targets:

@@ -1,5 +1,6 @@
 """Reading spec files (JSON or YAML) and turning schema violations into InputErrors."""
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ def load_document(path: str | Path) -> Any:
         raise InputError(str(path), f"line {exc.lineno}, column {exc.colno}", f"expected valid JSON ({exc.msg})") from None
 
 
-def field_path(parts) -> str:
+def field_path(parts: Iterable[str | int]) -> str:
     """['process', 'algorithms', 0, 'name'] -> 'process.algorithms[0].name'."""
     out = ""
     for part in parts:
@@ -45,10 +46,10 @@ def _describe(error: jsonschema.ValidationError) -> tuple[list, str]:
     value = error.instance
     if error.validator == "required":
         missing = error.message.split("'")[1]
-        return parts + [missing], "missing required field"
+        return [*parts, missing], "missing required field"
     if error.validator == "additionalProperties":
         extra = sorted(set(value) - set(error.schema.get("properties", {})))
-        return parts + [extra[0]] if extra else parts, "unknown field (not part of the format)"
+        return [*parts, extra[0]] if extra else parts, "unknown field (not part of the format)"
     if error.validator == "type":
         expected = error.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected

@@ -10,7 +10,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from yunpipe.specs.fields import object_schema, read_fields, spec_field
 from yunpipe.specs.loading import load_document, validate
 
 CHAIN_TYPES = ("single_run", "sequence_run")
-PROCESS_TYPES = CHAIN_TYPES + ("graph",)
+PROCESS_TYPES = (*CHAIN_TYPES, "graph")
 PIPELINE_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,23}$"
 # A step id names AWS resources and a `$input_<id>` placeholder: short, lower-case, no '_'.
 STEP_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,23}$"
@@ -95,9 +95,13 @@ class StepSpec:
     marker: str = spec_field("marker", {"type": "string", "minLength": 1, "description": "a non-empty key suffix"}, "")
 
     @property
+    def algorithm_name(self) -> str:
+        # Also when a shared registry's URL comes first (s3://B/P/NAME@V).
+        return self.reference.split("@", 1)[0].rsplit("/", 1)[-1]
+
+    @property
     def step_id(self) -> str:
-        # The algorithm's name also when a shared registry's URL comes first (s3://B/P/NAME@V).
-        return self.id or self.reference.split("@", 1)[0].rsplit("/", 1)[-1]
+        return self.id or self.algorithm_name
 
 
 # 0.0.3 workflow files give each algorithm a "port" list; the algorithm's own ports apply.
@@ -205,13 +209,45 @@ def parse_workflow(document: Any, source: str) -> WorkflowSpec:
     if document["process"]["type"] == "single_run" and len(items) != 1:
         raise InputError(source, where, f"expected exactly one algorithm for single_run, got {len(items)}")
     values = read_fields(WorkflowSpec, document)
+    steps = tuple(StepSpec(**read_fields(StepSpec, item)) for item in items)
+    if document["process"]["type"] != "graph":
+        steps = number_repeats(steps)
     spec = WorkflowSpec(source=source, name=values.get("declared_name") or derive_pipeline_name(document["input_s3_name"]),
-                        steps=tuple(StepSpec(**read_fields(StepSpec, item)) for item in items), **values)
+                        steps=steps, **values)
     check_step_ids(spec)
     check_capacity(spec)
     if spec.process_type == "graph":
         check_graph(spec)
     return spec
+
+
+def number_repeats(steps: tuple[StepSpec, ...]) -> tuple[StepSpec, ...]:
+    """A chain may name one algorithm more than once (the same tool at two settings; yunpipe 0.0.3
+    accepted that, and its files have no ids): each step without an `id` gets one here.
+
+    In file order, such a step's id is its algorithm's name (as it always was), unless an explicit
+    `id` anywhere in the chain or an earlier step already has that name; then it is NAME-2, NAME-3,
+    ...: the smallest number >= 2 whose id is none of the chain's explicit ids, none of its
+    algorithms' names and none given so far. So a generated id never takes an id the file gives
+    nor the name another step would get (a chain "upper, upper, upper-2" is upper, upper-3,
+    upper-2), and the same file gets the same ids, hence the same resources, on every redeploy.
+    Explicit ids are kept as written and must be unique (check_step_ids). A graph is not numbered:
+    `after` names its steps by id, so there a repeated algorithm needs an explicit one."""
+    explicit = {step.id for step in steps if step.id}
+    names = {step.algorithm_name for step in steps}
+    given: set[str] = set()
+    numbered = []
+    for step in steps:
+        if step.id or (step.algorithm_name not in explicit and step.algorithm_name not in given):
+            given.add(step.step_id)
+            numbered.append(step)
+            continue
+        number = 2
+        while f"{step.algorithm_name}-{number}" in explicit | names | given:
+            number += 1
+        given.add(f"{step.algorithm_name}-{number}")
+        numbered.append(replace(step, id=f"{step.algorithm_name}-{number}"))
+    return tuple(numbered)
 
 
 def check_step_ids(spec: WorkflowSpec) -> None:
@@ -288,7 +324,7 @@ def check_graph(spec: WorkflowSpec) -> None:
     if cycle:
         i = index[cycle[0]]
         raise InputError(spec.source, f"process.steps[{i}].after",
-                         f"expected steps without a cycle, got {' -> '.join(cycle + [cycle[0]])}")
+                         f"expected steps without a cycle, got {' -> '.join([*cycle, cycle[0]])}")
 
 
 def find_cycle(steps: tuple[StepSpec, ...]) -> list[str]:

@@ -81,7 +81,7 @@ def base_image(client: docker.DockerClient, spec: AlgorithmSpec) -> BaseImage:
     return dataclasses.replace(base, python=python)
 
 
-def build_image(client: docker.DockerClient, context_dir, tag: str | None, out: TextIO = sys.stderr) -> str:
+def build_image(client: docker.DockerClient, context_dir: str | Path, tag: str | None, out: TextIO = sys.stderr) -> str:
     """`docker build` a directory with a Dockerfile (tagged tag, if any), streaming its log to out;
     returns the image id."""
     what = tag or str(context_dir)
