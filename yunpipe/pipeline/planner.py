@@ -10,9 +10,9 @@ from typing import Any
 
 from yunpipe.aws.reader import NOT_FOUND, Reader
 from yunpipe.errors import InputError
-from yunpipe.lambda_src import package
 from yunpipe.pipeline import model as m
 from yunpipe.pipeline.plan import Call, Plan, Ref, Transient
+from yunpipe.runtime import launcher_package
 
 # Lambda keeps this many of an account's executions unreserved; an account with fewer
 # to spare (new accounts start at 10 in all) cannot reserve any.
@@ -304,15 +304,15 @@ class Planner:
     def _function(self, function: m.Function, model: m.PipelineModel) -> list[Call]:
         found = self.reader.read("lambda", "get_function", NOT_FOUND, FunctionName=function.name)
         environment = resolve(dict(function.environment), self.queue_urls)
-        configuration = {"Role": function.role_arn, "Handler": package.HANDLER, "Runtime": package.RUNTIME,
-                         "Timeout": package.TIMEOUT_SECONDS, "MemorySize": package.MEMORY_MIB,
+        configuration = {"Role": function.role_arn, "Handler": launcher_package.HANDLER, "Runtime": launcher_package.RUNTIME,
+                         "Timeout": launcher_package.TIMEOUT_SECONDS, "MemorySize": launcher_package.MEMORY_MIB,
                          "Environment": {"Variables": environment}}
         retry = LAMBDA_SETTLING
         if found is None:
             return [Call("lambda", "create_function",
                          {"FunctionName": function.name, "Code": {"ZipFile": function.code},
                           "Tags": dict(function.tags), **configuration},
-                         f"create launcher Lambda {function.name} ({package.RUNTIME})",
+                         f"create launcher Lambda {function.name} ({launcher_package.RUNTIME})",
                          function.kind, function.key, "create", retry_on=retry)] + self._concurrency(function, None)
         calls = self._concurrency(function, found.get("Concurrency", {}).get("ReservedConcurrentExecutions"))
         current = found["Configuration"]
