@@ -36,7 +36,7 @@ from yunpipe.local import cloud
 from yunpipe.pipeline import status as pipeline_status
 from yunpipe.pipeline.state import PipelineSummary, require_summary
 from yunpipe.registry import AlgorithmRegistry
-from yunpipe.runtime.runscript import substitute
+from yunpipe.runtime.worker.command import substitute
 from yunpipe.wrapper import images
 
 PIPELINE = "bench-e2e"
