@@ -351,7 +351,7 @@ def test_a_failing_build_step_shows_its_output_and_records_nothing(home, docker_
     assert "error: docker build of yunpipe-local/broken:1 failed" in result.stderr
     assert "returned a non-zero code: 3" in result.stderr
     failing_step = result.stderr.split("--- output of the failing step ---\n")[1]
-    assert failing_step.startswith("Step 5/") and "python3 is broken here" in failing_step
+    assert failing_step.startswith("Step 6/") and "python3 is broken here" in failing_step
     assert recorded(home) == []
 
 
