@@ -42,7 +42,7 @@ def top_up_workers(config: LauncherConfig, clients: Clients, just_sent: int, sle
         )["Attributes"]
         # The attribute is approximate and may not yet count what this invocation just sent.
         waiting = max(int(attributes.get("ApproximateNumberOfMessages", 0)), just_sent)
-        wanted = max(0, min(math.ceil(waiting / config.files_per_task), config.concurrency) - running)
+        wanted = tasks_wanted(config, waiting, running)
         started, failures = run_tasks(clients.ecs, config, wanted, sleep)
         if started:
             stopped = keep_within_cap(clients.ecs, config, started)
@@ -52,6 +52,12 @@ def top_up_workers(config: LauncherConfig, clients: Clients, just_sent: int, sle
         return {"started": len(started) - stopped, "running": running,
                 "failures": [{"reason": code, "detail": str(error)}]}
     return {"started": len(started) - stopped, "running": running, "failures": failures}
+
+
+def tasks_wanted(config: LauncherConfig, waiting: int, running: int) -> int:
+    """How many tasks to start: one per files_per_task waiting messages (at least one while any
+    waits), up to the step's cap, less those running."""
+    return max(0, min(math.ceil(waiting / config.files_per_task), config.concurrency) - running)
 
 
 def backlog_check_due(config: LauncherConfig, keys: tuple[str, ...], just_sent: int) -> bool:
