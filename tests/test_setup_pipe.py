@@ -65,7 +65,7 @@ def test_single_run_resources(demo, capsys):
 
     function = lam.get_function(FunctionName="yunpipe-demo-change123-s3-launcher")
     configuration = function["Configuration"]
-    assert (configuration["Runtime"], configuration["Handler"]) == ("python3.12", "launcher.handler")
+    assert (configuration["Runtime"], configuration["Handler"]) == ("python3.12", "yunpipe.runtime.launcher.handler.handler")
     environment = configuration["Environment"]["Variables"]
     assert environment["YUNPIPE_QUEUE_URL"] == url
     assert environment["YUNPIPE_TASK_DEFINITION"] == "yunpipe-demo-change123-s3-task"
