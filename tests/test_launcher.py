@@ -326,7 +326,7 @@ def test_eventbridge_events_queue_the_same_bodies_as_s3_notifications(step):
     launcher.handler(s3_event(*(s3_record(key, etag=etag, size=size) for key, etag, size in objects)), None)
     from_notifications = queued_bodies(step)
 
-    for (key, etag, size), etag_field in zip(objects, ("etag", "eTag", "etag")):
+    for (key, etag, size), etag_field in zip(objects, ("etag", "eTag", "etag"), strict=True):
         summary = launcher.handler(eventbridge_event(key, etag=etag, size=size, etag_field=etag_field), None)
         assert (summary["enqueued"], summary["skipped"]) == (1, 0)
     from_eventbridge = queued_bodies(step)

@@ -296,7 +296,7 @@ def test_check_variables_wants_every_required_variable_set():
             {"name": "MODE", "required": True},
         ],
     }
-    with pytest.raises(ValueError, match="required variable.* not set: TEST_ENV, MODE$"):
+    with pytest.raises(ValueError, match=r"required variable.* not set: TEST_ENV, MODE$"):
         check_variables(algorithm, {"SEED": "1"})
     check_variables(algorithm, {"TEST_ENV": "", "MODE": "fast"})
 
