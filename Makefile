@@ -6,7 +6,7 @@ bootstrap:
 
 test: bootstrap
 	.venv/bin/ruff check .
-	.venv/bin/mypy yunpipe lambda_src
+	.venv/bin/mypy yunpipe
 	.venv/bin/pytest
 
 demo: bootstrap

@@ -20,18 +20,18 @@ setup(
         "yunpipe.wrapper",
         "yunpipe.pipeline",
         "yunpipe.runtime",
+        "yunpipe.runtime.worker",
+        "yunpipe.runtime.launcher",
         "yunpipe.aws",
         "yunpipe.local",
-        # The top-level templates/ and lambda_src/ folders ship inside the package so a
-        # non-editable install carries them along.
+        # The top-level templates/ folder ships inside the package so a non-editable install
+        # carries it along.
         "yunpipe.templates",
-        "yunpipe.lambda_src",
         # The examples the demo wraps and runs.
         "yunpipe.examples",
     ],
-    package_dir={"yunpipe.templates": "templates", "yunpipe.lambda_src": "lambda_src", "yunpipe.examples": "examples"},
-    package_data={"yunpipe.templates": ["*/*.j2", "*/*.json"], "yunpipe.lambda_src": ["*.py"],
-                  "yunpipe.examples": ["*/*"]},
+    package_dir={"yunpipe.templates": "templates", "yunpipe.examples": "examples"},
+    package_data={"yunpipe.templates": ["*/*.j2", "*/*.json"], "yunpipe.examples": ["*/*"]},
     install_requires=[
         "boto3>=1.28,<2",
         "docker>=7.0,<8",

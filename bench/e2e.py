@@ -34,7 +34,8 @@ from yunpipe.errors import YunpipeError
 from yunpipe.local import cloud
 from yunpipe.pipeline import status as pipeline_status
 from yunpipe.registry import AlgorithmRegistry
-from yunpipe.runtime.runscript import substitute
+from yunpipe.runtime.worker.command import substitute
+from yunpipe.wrapper import images
 
 PIPELINE = "bench-e2e"
 POLL_SECONDS = 0.25

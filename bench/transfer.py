@@ -39,7 +39,7 @@ MIB = 1024 * 1024
 # What `aws s3 cp` uses: 10 requests at once, 8 MiB parts and ranges, multipart from 8 MiB.
 PLAIN = TransferConfig()
 CLEAN_EXIT = "Essential container exited with code 0"
-# The worker's own account of its transfers (runscript._log_transfer) and of the whole job.
+# The worker's own account of its transfers (worker.transfers._log_transfer) and of the whole job.
 TRANSFER_LINE = re.compile(r"(downloaded|uploaded) s3://\S+ bytes=(\d+) in ([\d.]+)s")
 OK_LINE = re.compile(r"ok key=\S+ results=\S+ duration=([\d.]+)s")
 

@@ -33,7 +33,7 @@ def unavailable(reason: str):
 def launcher_function(client, name: str, environment: dict) -> str:
     """The launcher Lambda as setup-pipe creates it (same zip, handler, runtime, limits).
     `client(service)` gives a boto3 client of the AWS under test."""
-    from yunpipe.lambda_src import package
+    from yunpipe.runtime import launcher_package as package
 
     role = client("iam").create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     return client("lambda").create_function(

@@ -7,11 +7,12 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 from helpers import REGION, record_algorithm, single_run, wait_for
-from yunpipe.lambda_src import launcher
 
 from yunpipe import cli
 from yunpipe.aws.facade import watch_calls
 from yunpipe.pipeline import backfill
+from yunpipe.runtime import contract
+from yunpipe.runtime.launcher.tasks import run_task_params
 
 ACCOUNT = "123456789012"
 STEP = "change123-s3"
@@ -284,14 +285,14 @@ def test_retry_moves_only_what_was_dead_lettered_when_it_started(deployed, monke
 def test_retry_stops_the_tasks_started_from_an_older_task_definition(deployed, capsys):
     ecs, awslambda = boto3.client("ecs", region_name=REGION), boto3.client("lambda", region_name=REGION)
     family = f"yunpipe-demo-{STEP}-task"
-    config = launcher.Config.from_env(awslambda.get_function_configuration(FunctionName=LAUNCHER)["Environment"]["Variables"])
-    old = ecs.run_task(**launcher.run_task_params(config, 1))["tasks"][0]["taskArn"]
+    config = contract.LauncherConfig.from_env(awslambda.get_function_configuration(FunctionName=LAUNCHER)["Environment"]["Variables"])
+    old = ecs.run_task(**run_task_params(config, 1))["tasks"][0]["taskArn"]
     # The fix: setup-pipe registered a new revision (here by hand, the same definition).
     current = ecs.describe_task_definition(taskDefinition=family)["taskDefinition"]
     keep = ("family", "taskRoleArn", "executionRoleArn", "networkMode", "containerDefinitions",
             "requiresCompatibilities", "cpu", "memory")
     ecs.register_task_definition(**{k: current[k] for k in keep})
-    new = ecs.run_task(**launcher.run_task_params(config, 1))["tasks"][0]["taskArn"]
+    new = ecs.run_task(**run_task_params(config, 1))["tasks"][0]["taskArn"]
     capsys.readouterr()
     assert cli.main(["retry", "demo"]) == 0
     statuses = {t["taskArn"]: t["desiredStatus"] for t in ecs.describe_tasks(cluster=config.cluster,

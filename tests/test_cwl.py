@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from yunpipe.errors import InputError
-from yunpipe.runtime import runscript
+from yunpipe.runtime.worker.command import substitute
+from yunpipe.runtime.worker.process import run_command
 from yunpipe.specs.algorithm import AlgorithmSpec
 from yunpipe.specs.cwl import load_cwl_algorithm
 
@@ -37,8 +38,8 @@ def run_like_the_runscript(spec: AlgorithmSpec, text: str, tmp_path: Path, varia
             default = parameter.default
             env[parameter.name] = default if isinstance(default, str) else json.dumps(default)
     env.update({name: value if isinstance(value, str) else json.dumps(value) for name, value in (variables or {}).items()})
-    outcome = runscript.run_command(
-        runscript.substitute(spec.run_command, str(source), str(output)), env=env,
+    outcome = run_command(
+        substitute(spec.run_command, str(source), str(output)), env=env,
         stdin_path=str(source) if spec.input_adapter == "stdin" else None,
         stdout_path=str(output) if spec.output_adapter == "stdout" else None, timeout=30)
     assert outcome.exit_code == 0, outcome.stderr_tail

@@ -10,12 +10,13 @@ from botocore.exceptions import ClientError
 from helpers import REGION, record_algorithm, single_run
 from moto import mock_aws
 from strict_aws import Clock, StrictAws
-from yunpipe.lambda_src import launcher
 
 from yunpipe import cli
 from yunpipe.aws.facade import is_mutating, watch_calls
 from yunpipe.engine import executor
 from yunpipe.engine.state import state_path
+from yunpipe.runtime.launcher import handler as launcher
+from yunpipe.runtime.launcher.clients import clients_for, clients_from_env
 
 LAUNCHER = "yunpipe-demo-change123-s3-launcher"
 
@@ -213,7 +214,7 @@ def test_a_new_account_without_spare_executions_gets_a_working_pipeline(aws_env,
         environment = client("lambda").get_function_configuration(FunctionName=LAUNCHER)["Environment"]["Variables"]
         for name, value in environment.items():
             monkeypatch.setenv(name, value)
-        launcher.clients_for.cache_clear()
+        clients_for.cache_clear()
         # Both launches have counted no running task before either starts one: the race that
         # reserved concurrency 1 would have prevented.
         both_counted = threading.Barrier(2, timeout=30)
@@ -221,13 +222,13 @@ def test_a_new_account_without_spare_executions_gets_a_working_pipeline(aws_env,
         def after_both_counted(**_):
             both_counted.wait()  # returns nothing: a value here would replace RunTask's parameters
 
-        launcher.clients_from_env().ecs.meta.events.register("provide-client-params.ecs.RunTask", after_both_counted)
+        clients_from_env().ecs.meta.events.register("provide-client-params.ecs.RunTask", after_both_counted)
         events = [{"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "awsRegion": REGION,
                                 "s3": {"bucket": {"name": "demo-in-bucket"},
                                        "object": {"key": key, "eTag": key, "size": 1}}}]} for key in ("a", "b")]
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
             summaries = list(pool.map(lambda event: launcher.handler(event, None), events))
-        launcher.clients_for.cache_clear()
+        clients_for.cache_clear()
         ecs, sqs = client("ecs"), client("sqs")
         running = ecs.list_tasks(cluster="yunpipe-demo", startedBy=environment["YUNPIPE_STARTED_BY"],
                                  desiredStatus="RUNNING")["taskArns"]

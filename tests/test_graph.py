@@ -4,14 +4,13 @@ import json
 
 import pytest
 from helpers import record_algorithm
-from yunpipe.lambda_src import launcher
 
 from yunpipe.engine import compiler, graph
 from yunpipe.engine.target import Target
 from yunpipe.errors import InputError
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.resolve import resolve_workflow
-from yunpipe.runtime import runscript
+from yunpipe.runtime import contract
 from yunpipe.specs.workflow import parse_workflow
 
 TARGET = Target("123456789012", "us-east-1", ("subnet-1",), ("sg-1",))
@@ -132,7 +131,7 @@ def test_prefix_and_suffix_together_become_one_wildcard():
 def test_a_join_step_gets_its_inputs_and_its_claims_in_config_and_policy(algorithms):
     model = compile_model(workflow(FAN_OUT_JOIN_GATHER))
     upper, count, both, _ = model.steps
-    config = launcher.Config.from_env({k: v if isinstance(v, str) else "url" for k, v in both.function.environment.items()})
+    config = contract.LauncherConfig.from_env({k: v if isinstance(v, str) else "url" for k, v in both.function.environment.items()})
     assert [(j.step, j.bucket) for j in config.join] == [("upper", upper.output_bucket), ("count", count.output_bucket)]
     assert config.claim_bucket == model.reports_bucket and not config.gather
     statements = {s["Sid"]: s for s in both.launcher_role.policy["Statement"]}
@@ -175,7 +174,7 @@ def test_per_step_overrides_reach_the_task(algorithms):
     assert "step upper asks for" in step.task_definition.sizing
     assert registration["ephemeralStorage"] == {"sizeInGiB": 30}
     environment = {e["name"]: e["value"] for e in registration["containerDefinitions"][0]["environment"]}
-    worker = runscript.Config.from_env({**environment, "YUNPIPE_QUEUE_URL": "url"})
+    worker = contract.WorkerConfig.from_env({**environment, "YUNPIPE_QUEUE_URL": "url"})
     assert (worker.timeout_seconds, worker.max_receive_count) == (42, 7)
     assert step.function.environment["YUNPIPE_CONCURRENCY"] == "4"
 
@@ -187,9 +186,9 @@ def test_files_per_task_and_spot_capacity_reach_the_launcher_and_only_spot_adds_
 
     assert plain.cluster.capacity_providers == ()
     assert spot.cluster.capacity_providers == ("FARGATE", "FARGATE_SPOT")
-    configs = [launcher.Config.from_env({**s.function.environment, "YUNPIPE_QUEUE_URL": "url"}) for s in spot.steps]
+    configs = [contract.LauncherConfig.from_env({**s.function.environment, "YUNPIPE_QUEUE_URL": "url"}) for s in spot.steps]
     assert [(c.files_per_task, c.capacity_provider, c.launch_type) for c in configs] == [
-        (5, "", "FARGATE"), (launcher.DEFAULT_FILES_PER_TASK, "FARGATE_SPOT", "FARGATE")]
+        (5, "", "FARGATE"), (contract.DEFAULT_FILES_PER_TASK, "FARGATE_SPOT", "FARGATE")]
     # Without Spot every launcher keeps the plain launch type.
     assert {s.function.environment["YUNPIPE_CAPACITY_PROVIDER"] for s in plain.steps} == {""}
 

@@ -9,7 +9,6 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from helpers import REGION, record_algorithm, single_run
-from yunpipe.lambda_src import launcher
 
 from yunpipe import cli
 from yunpipe.aws.facade import is_mutating, watch_calls
@@ -19,6 +18,8 @@ from yunpipe.engine.state import state_path
 from yunpipe.engine.target import Target
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.resolve import resolve_workflow
+from yunpipe.runtime import contract
+from yunpipe.runtime.launcher.tasks import run_task_params
 from yunpipe.specs.workflow import parse_workflow
 
 with warnings.catch_warnings():
@@ -90,7 +91,7 @@ def test_a_gpu_step_deploys_an_auto_scaling_group_scaled_by_ecs_from_zero(moto, 
     # The launcher starts the step's tasks on the provider, with no launch type or awsvpc settings.
     environment = client("lambda").get_function_configuration(FunctionName=LAUNCHER)["Environment"]["Variables"]
     assert environment["YUNPIPE_CAPACITY_PROVIDER"] == PROVIDER
-    params = launcher.run_task_params(launcher.Config.from_env(environment), 1)
+    params = run_task_params(contract.LauncherConfig.from_env(environment), 1)
     assert params["capacityProviderStrategy"] == [{"capacityProvider": PROVIDER, "weight": 1}]
     assert "launchType" not in params and "networkConfiguration" not in params
     [task] = ecs.run_task(**params)["tasks"]
@@ -110,7 +111,7 @@ def test_clean_up_removes_the_instances_resources_and_nothing_of_the_users(moto,
 
     path = write_workflow(workflow(instance_type="g4dn.xlarge", gpu=1))
     assert cli.setup_pipe_main(["-f", path]) == 0
-    ecs.run_task(**launcher.run_task_params(launcher.Config.from_env(
+    ecs.run_task(**run_task_params(contract.LauncherConfig.from_env(
         client("lambda").get_function_configuration(FunctionName=LAUNCHER)["Environment"]["Variables"]), 1))
     # The state file lost: clean-up finds them by their tags.
     state_path("demo").unlink()

@@ -13,7 +13,13 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
-from yunpipe.lambda_src import launcher
+
+from yunpipe.runtime import contract
+from yunpipe.runtime.launcher import handler as launcher
+from yunpipe.runtime.launcher import scaling
+from yunpipe.runtime.launcher.clients import Clients, clients_for, clients_from_env
+from yunpipe.runtime.launcher.sending import BACKOFF_SECONDS, SEND_RETRIES, SendError
+from yunpipe.runtime.launcher.tasks import CAPACITY_RETRIES, run_task_params
 
 REGION = "us-east-1"
 STARTED_BY = "yunpipe-demo-step1"
@@ -32,9 +38,9 @@ def aws_env(monkeypatch):
     for name in ("AWS_REGION", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     # Cached clients would carry event hooks registered by an earlier test.
-    launcher.clients_for.cache_clear()
+    clients_for.cache_clear()
     yield
-    launcher.clients_for.cache_clear()
+    clients_for.cache_clear()
 
 
 @pytest.fixture
@@ -126,7 +132,7 @@ def running_tasks(step):
 
 
 def launcher_clients():
-    return launcher.clients_from_env()
+    return clients_from_env()
 
 
 def record_calls(client, operation):
@@ -247,13 +253,13 @@ def test_failed_batch_entries_are_resent_alone(step):
     sleeps = []
     event = s3_event(s3_record("a.txt", etag="ea"), s3_record("b.txt", etag="eb"), s3_record("c.txt", etag="ec"))
 
-    summary = launcher.handle(event, launcher.Config.from_env(), launcher_clients(), sleep=sleeps.append)
+    summary = launcher.handle(event, contract.LauncherConfig.from_env(), launcher_clients(), sleep=sleeps.append)
 
     assert summary["enqueued"] == 3
     assert len(calls) == 2
     assert [e["Id"] for e in calls[1]["Entries"]] == ["1"]
     assert json.loads(calls[1]["Entries"][0]["MessageBody"])["key"] == "b.txt"
-    assert sleeps == [launcher.BACKOFF_SECONDS]
+    assert sleeps == [BACKOFF_SECONDS]
 
 
 def test_batch_entries_that_keep_failing_raise_so_lambda_retries_the_event(step):
@@ -266,9 +272,9 @@ def test_batch_entries_that_keep_failing_raise_so_lambda_retries_the_event(step)
     sqs.meta.events.register("after-call.sqs.SendMessageBatch", always_fail)
     calls = record_calls(sqs, "SendMessageBatch")
 
-    with pytest.raises(launcher.SendError, match="1 message"):
-        launcher.handle(s3_event(s3_record("a.txt")), launcher.Config.from_env(), launcher_clients(), sleep=lambda _: None)
-    assert len(calls) == 1 + launcher.SEND_RETRIES
+    with pytest.raises(SendError, match="1 message"):
+        launcher.handle(s3_event(s3_record("a.txt")), contract.LauncherConfig.from_env(), launcher_clients(), sleep=lambda _: None)
+    assert len(calls) == 1 + SEND_RETRIES
 
 
 def test_sender_fault_entries_are_not_resent(step):
@@ -281,7 +287,7 @@ def test_sender_fault_entries_are_not_resent(step):
     sqs.meta.events.register("after-call.sqs.SendMessageBatch", sender_fault)
     calls = record_calls(sqs, "SendMessageBatch")
 
-    with pytest.raises(launcher.SendError, match="InvalidParameterValue"):
+    with pytest.raises(SendError, match="InvalidParameterValue"):
         launcher.handler(s3_event(s3_record("a.txt")), None)
     assert len(calls) == 1
 
@@ -390,15 +396,15 @@ def test_a_launch_that_finds_the_cap_exceeded_stops_only_its_own_new_tasks(step,
     own third task. It stops its own; the two at work go on (moto gives tasks no createdAt, so
     all tie and a launch's own rank last)."""
     monkeypatch.setenv("YUNPIPE_CONCURRENCY", "2")
-    config = launcher.Config.from_env()
-    at_work = [t["taskArn"] for t in step.ecs.run_task(**launcher.run_task_params(config, 2))["tasks"]]
-    own = [t["taskArn"] for t in step.ecs.run_task(**launcher.run_task_params(config, 1))["tasks"]]
+    config = contract.LauncherConfig.from_env()
+    at_work = [t["taskArn"] for t in step.ecs.run_task(**run_task_params(config, 2))["tasks"]]
+    own = [t["taskArn"] for t in step.ecs.run_task(**run_task_params(config, 1))["tasks"]]
 
-    assert launcher.keep_within_cap(launcher_clients().ecs, config, own) == 1
+    assert scaling.keep_within_cap(launcher_clients().ecs, config, own) == 1
     assert sorted(running_tasks(step)) == sorted(at_work)
     # Within the cap nothing is described or stopped.
     calls = record_calls(launcher_clients().ecs, "DescribeTasks")
-    assert launcher.keep_within_cap(launcher_clients().ecs, config, at_work[:1]) == 0
+    assert scaling.keep_within_cap(launcher_clients().ecs, config, at_work[:1]) == 0
     assert calls == [] and sorted(running_tasks(step)) == sorted(at_work)
 
 
@@ -448,9 +454,9 @@ def test_a_busy_step_looks_at_its_backlog_on_one_event_in_files_per_task_over_5(
     """With a task at work, single-file events mostly skip GetQueueAttributes; the sampled ones
     (by key hash: one in 50 // 5 = 10) still scale up for the backlog."""
     monkeypatch.setenv("YUNPIPE_FILES_PER_TASK", "50")
-    config = launcher.Config.from_env()
+    config = contract.LauncherConfig.from_env()
     keys = [f"f{i}.txt" for i in range(200)]
-    sampled = [k for k in keys if launcher.backlog_check_due(config, (k,), 1)]
+    sampled = [k for k in keys if scaling.backlog_check_due(config, (k,), 1)]
     assert 8 <= len(sampled) <= 40  # about one in 10
     quiet = [k for k in keys if k not in sampled]
     assert launcher.handler(s3_event(s3_record("first.txt", etag="x")), None)["started"] == 1
@@ -464,7 +470,7 @@ def test_a_busy_step_looks_at_its_backlog_on_one_event_in_files_per_task_over_5(
     assert launcher.handler(s3_event(s3_record(sampled[0], etag="s")), None)["started"] == 1
     assert len(calls) == 1 and len(running_tasks(step)) == 2
     # The scheduled top-up (no keys) always asks.
-    assert launcher.backlog_check_due(config, (), 0)
+    assert scaling.backlog_check_due(config, (), 0)
 
 
 def test_backlog_scaling_subtracts_running_tasks_and_keeps_the_cap(step, monkeypatch):
@@ -583,11 +589,11 @@ def test_capacity_failures_are_retried_with_backoff_then_reported_without_raisin
     event = s3_event(s3_record("a.txt", etag="a"), s3_record("b.txt", etag="b"))
 
     with caplog.at_level(logging.INFO, logger="yunpipe.launcher"):
-        summary = launcher.handle(event, launcher.Config.from_env(), launcher_clients(), sleep=sleeps.append)
+        summary = launcher.handle(event, contract.LauncherConfig.from_env(), launcher_clients(), sleep=sleeps.append)
 
     assert summary["enqueued"] == 2 and summary["started"] == 0
     assert {f["reason"] for f in summary["failures"]} == {"RESOURCE:MEMORY"}
-    assert len(calls) == 1 + launcher.CAPACITY_RETRIES
+    assert len(calls) == 1 + CAPACITY_RETRIES
     assert sleeps == [0.5, 1.0, 2.0]
     assert any(r.levelno == logging.WARNING and "RESOURCE:MEMORY" in r.getMessage() for r in caplog.records)
     assert len(queued_bodies(step)) == 2
@@ -601,7 +607,7 @@ def test_capacity_failure_recovered_on_retry_starts_only_the_missing_tasks(step)
     sleeps = []
     event = s3_event(*(s3_record(f"{i}.txt", etag=str(i)) for i in range(3)))
 
-    summary = launcher.handle(event, launcher.Config.from_env(), launcher_clients(), sleep=sleeps.append)
+    summary = launcher.handle(event, contract.LauncherConfig.from_env(), launcher_clients(), sleep=sleeps.append)
 
     assert (summary["started"], summary["failures"]) == (3, [])
     assert [c["count"] for c in calls] == [3, 3]
@@ -624,7 +630,7 @@ def test_partial_run_task_failure_retries_only_the_shortfall(step):
 
     summary = launcher.handle(
         s3_event(*(s3_record(f"{i}.txt", etag=str(i)) for i in range(3))),
-        launcher.Config.from_env(), launcher_clients(), sleep=lambda _: None,
+        contract.LauncherConfig.from_env(), launcher_clients(), sleep=lambda _: None,
     )
 
     assert summary["started"] == 3 and summary["failures"] == []
@@ -683,9 +689,9 @@ REQUIRED_ENV = {
 
 
 def test_config_defaults_follow_the_contract():
-    config = launcher.Config.from_env(REQUIRED_ENV)
+    config = contract.LauncherConfig.from_env(REQUIRED_ENV)
 
-    assert config == launcher.Config(
+    assert config == contract.LauncherConfig(
         pipeline="demo", step="step1", queue_url=REQUIRED_ENV["YUNPIPE_QUEUE_URL"], cluster="c",
         task_definition="td", started_by="yunpipe-demo-step1", concurrency=10, files_per_task=10,
         launch_type="FARGATE", capacity_provider="", subnets=(), security_groups=(), assign_public_ip="ENABLED",
@@ -693,7 +699,7 @@ def test_config_defaults_follow_the_contract():
 
 
 def test_config_splits_comma_separated_subnets_and_groups():
-    config = launcher.Config.from_env(
+    config = contract.LauncherConfig.from_env(
         {**REQUIRED_ENV, "YUNPIPE_SUBNETS": "subnet-1, subnet-2,", "YUNPIPE_SECURITY_GROUPS": "sg-1",
          "YUNPIPE_LAUNCH_TYPE": "ec2", "YUNPIPE_ASSIGN_PUBLIC_IP": "disabled", "YUNPIPE_CONCURRENCY": "3"}
     )
@@ -703,7 +709,7 @@ def test_config_splits_comma_separated_subnets_and_groups():
 
 
 def test_config_is_frozen():
-    config = launcher.Config.from_env(REQUIRED_ENV)
+    config = contract.LauncherConfig.from_env(REQUIRED_ENV)
     with pytest.raises(AttributeError):
         config.concurrency = 99
 
@@ -712,8 +718,8 @@ def test_config_missing_required_variables_are_all_named():
     env = {k: v for k, v in REQUIRED_ENV.items() if k not in ("YUNPIPE_QUEUE_URL", "YUNPIPE_STARTED_BY")}
     env["YUNPIPE_CLUSTER"] = "  "
 
-    with pytest.raises(launcher.ConfigError) as error:
-        launcher.Config.from_env(env)
+    with pytest.raises(contract.ConfigError) as error:
+        contract.LauncherConfig.from_env(env)
 
     message = str(error.value)
     assert "YUNPIPE_QUEUE_URL" in message and "YUNPIPE_STARTED_BY" in message and "YUNPIPE_CLUSTER" in message
@@ -734,31 +740,31 @@ def test_config_missing_required_variables_are_all_named():
     ],
 )
 def test_config_rejects_invalid_values(name, value, fragment):
-    with pytest.raises(launcher.ConfigError, match=fragment):
-        launcher.Config.from_env({**REQUIRED_ENV, name: value})
+    with pytest.raises(contract.ConfigError, match=fragment):
+        contract.LauncherConfig.from_env({**REQUIRED_ENV, name: value})
 
 
 def test_a_capacity_provider_needs_the_fargate_launch_type():
-    with pytest.raises(launcher.ConfigError, match="YUNPIPE_CAPACITY_PROVIDER FARGATE_SPOT needs YUNPIPE_LAUNCH_TYPE"):
-        launcher.Config.from_env({**REQUIRED_ENV, "YUNPIPE_LAUNCH_TYPE": "EC2", "YUNPIPE_CAPACITY_PROVIDER": "fargate_spot"})
+    with pytest.raises(contract.ConfigError, match="YUNPIPE_CAPACITY_PROVIDER FARGATE_SPOT needs YUNPIPE_LAUNCH_TYPE"):
+        contract.LauncherConfig.from_env({**REQUIRED_ENV, "YUNPIPE_LAUNCH_TYPE": "EC2", "YUNPIPE_CAPACITY_PROVIDER": "fargate_spot"})
 
 
 def test_files_per_task_and_capacity_provider_round_trip_through_the_environment():
-    config = launcher.Config(**{**launcher.Config.from_env(REQUIRED_ENV).__dict__, "files_per_task": 7,
+    config = contract.LauncherConfig(**{**contract.LauncherConfig.from_env(REQUIRED_ENV).__dict__, "files_per_task": 7,
                                 "capacity_provider": "FARGATE_SPOT"})
 
     env = config.to_env()
 
     assert (env["YUNPIPE_FILES_PER_TASK"], env["YUNPIPE_CAPACITY_PROVIDER"]) == ("7", "FARGATE_SPOT")
-    assert launcher.Config.from_env(env) == config
-    assert launcher.Config.from_env({**REQUIRED_ENV, "YUNPIPE_FILES_PER_TASK": " 20 "}).files_per_task == 20
+    assert contract.LauncherConfig.from_env(env) == config
+    assert contract.LauncherConfig.from_env({**REQUIRED_ENV, "YUNPIPE_FILES_PER_TASK": " 20 "}).files_per_task == 20
 
 
 def test_run_task_params_on_spot_name_the_capacity_provider_instead_of_the_launch_type():
-    config = launcher.Config.from_env({**REQUIRED_ENV, "YUNPIPE_CAPACITY_PROVIDER": "FARGATE_SPOT",
+    config = contract.LauncherConfig.from_env({**REQUIRED_ENV, "YUNPIPE_CAPACITY_PROVIDER": "FARGATE_SPOT",
                                        "YUNPIPE_SUBNETS": "subnet-1"})
 
-    assert launcher.run_task_params(config, 2) == {
+    assert run_task_params(config, 2) == {
         "cluster": "c", "taskDefinition": "td", "count": 2, "startedBy": "yunpipe-demo-step1",
         "capacityProviderStrategy": [{"capacityProvider": "FARGATE_SPOT", "weight": 1}],
         "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"], "assignPublicIp": "ENABLED"}},
@@ -767,11 +773,11 @@ def test_run_task_params_on_spot_name_the_capacity_provider_instead_of_the_launc
 
 def test_run_task_params_on_an_auto_scaling_group_provider_keep_its_name_and_take_no_network_configuration():
     # The provider's tasks use bridge networking on their instances (docs/compute.md); any launch type is ignored.
-    config = launcher.Config.from_env({**REQUIRED_ENV, "YUNPIPE_CAPACITY_PROVIDER": "yunpipe-demo-ec2-g4dn-xlarge",
+    config = contract.LauncherConfig.from_env({**REQUIRED_ENV, "YUNPIPE_CAPACITY_PROVIDER": "yunpipe-demo-ec2-g4dn-xlarge",
                                        "YUNPIPE_LAUNCH_TYPE": "EC2", "YUNPIPE_SUBNETS": "subnet-1"})
 
     assert config.on_instances and config.to_env()["YUNPIPE_CAPACITY_PROVIDER"] == "yunpipe-demo-ec2-g4dn-xlarge"
-    assert launcher.run_task_params(config, 2) == {
+    assert run_task_params(config, 2) == {
         "cluster": "c", "taskDefinition": "td", "count": 2, "startedBy": "yunpipe-demo-step1",
         "capacityProviderStrategy": [{"capacityProvider": "yunpipe-demo-ec2-g4dn-xlarge", "weight": 1}],
     }
@@ -781,26 +787,26 @@ def test_handler_without_configuration_raises_config_error(aws_env, monkeypatch)
     for name in REQUIRED_ENV:
         monkeypatch.delenv(name, raising=False)
 
-    with pytest.raises(launcher.ConfigError, match="YUNPIPE_PIPELINE"):
+    with pytest.raises(contract.ConfigError, match="YUNPIPE_PIPELINE"):
         launcher.handler(SCHEDULED_EVENT, None)
 
 
 def test_run_task_params_without_subnets_omit_network_configuration():
-    params = launcher.run_task_params(launcher.Config.from_env({**REQUIRED_ENV, "YUNPIPE_LAUNCH_TYPE": "EC2"}), 2)
+    params = run_task_params(contract.LauncherConfig.from_env({**REQUIRED_ENV, "YUNPIPE_LAUNCH_TYPE": "EC2"}), 2)
 
     assert params == {"cluster": "c", "taskDefinition": "td", "count": 2, "launchType": "EC2", "startedBy": "yunpipe-demo-step1"}
 
 
 def test_run_task_params_for_ec2_awsvpc_omit_assign_public_ip():
-    config = launcher.Config.from_env({**REQUIRED_ENV, "YUNPIPE_LAUNCH_TYPE": "EC2", "YUNPIPE_SUBNETS": "subnet-1"})
+    config = contract.LauncherConfig.from_env({**REQUIRED_ENV, "YUNPIPE_LAUNCH_TYPE": "EC2", "YUNPIPE_SUBNETS": "subnet-1"})
 
-    assert launcher.run_task_params(config, 1)["networkConfiguration"] == {"awsvpcConfiguration": {"subnets": ["subnet-1"]}}
+    assert run_task_params(config, 1)["networkConfiguration"] == {"awsvpcConfiguration": {"subnets": ["subnet-1"]}}
 
 
 def test_clients_are_cached_per_region_and_endpoint(aws_env):
-    first = launcher.clients_from_env({"AWS_DEFAULT_REGION": REGION})
-    again = launcher.clients_from_env({"AWS_DEFAULT_REGION": REGION})
-    local = launcher.clients_from_env({"AWS_REGION": "eu-west-1", "AWS_ENDPOINT_URL": "http://127.0.0.1:5000"})
+    first = clients_from_env({"AWS_DEFAULT_REGION": REGION})
+    again = clients_from_env({"AWS_DEFAULT_REGION": REGION})
+    local = clients_from_env({"AWS_REGION": "eu-west-1", "AWS_ENDPOINT_URL": "http://127.0.0.1:5000"})
 
     assert first is again
     assert local is not first
@@ -913,8 +919,8 @@ def test_a_join_that_cannot_be_queued_releases_its_claim_so_the_retried_event_jo
                          "Successful": []}
 
     sqs.meta.events.register("before-call.sqs.SendMessageBatch", queue_down)
-    with pytest.raises(launcher.SendError):
-        launcher.handle(arrival, launcher.Config.from_env(), launcher_clients(), sleep=lambda _: None)
+    with pytest.raises(SendError):
+        launcher.handle(arrival, contract.LauncherConfig.from_env(), launcher_clients(), sleep=lambda _: None)
     assert claims(join) == [] and queued_bodies(join.step) == []
 
     sqs.meta.events.unregister("before-call.sqs.SendMessageBatch", queue_down)
@@ -930,9 +936,9 @@ def test_an_object_outside_the_join_buckets_is_skipped(join):
 
 def test_a_step_that_is_no_join_needs_no_s3_client(step):
     made = []
-    clients = launcher.Clients(sqs=launcher_clients().sqs, ecs=launcher_clients().ecs, make_s3=lambda: made.append(1))
+    clients = Clients(sqs=launcher_clients().sqs, ecs=launcher_clients().ecs, make_s3=lambda: made.append(1))
 
-    launcher.handle(s3_event(s3_record("a.txt")), launcher.Config.from_env(), clients)
+    launcher.handle(s3_event(s3_record("a.txt")), contract.LauncherConfig.from_env(), clients)
 
     assert made == []
 
@@ -958,19 +964,19 @@ def test_a_gather_marker_queues_one_job_over_its_folder(step, monkeypatch):
 
 
 def test_config_with_join_or_gather_round_trips_through_the_environment():
-    base = launcher.Config.from_env(REQUIRED_ENV)
-    inputs = (launcher.JoinInput("a", "a-out"), launcher.JoinInput("b", "b-out"))
-    joined = launcher.Config(**{**base.__dict__, "join": inputs, "claim_bucket": "reports"})
-    gathering = launcher.Config(**{**base.__dict__, "gather": True})
+    base = contract.LauncherConfig.from_env(REQUIRED_ENV)
+    inputs = (contract.JoinInput("a", "a-out"), contract.JoinInput("b", "b-out"))
+    joined = contract.LauncherConfig(**{**base.__dict__, "join": inputs, "claim_bucket": "reports"})
+    gathering = contract.LauncherConfig(**{**base.__dict__, "gather": True})
 
     for config in (base, joined, gathering):
-        assert launcher.Config.from_env(config.to_env()) == config
+        assert contract.LauncherConfig.from_env(config.to_env()) == config
     assert (base.join, base.claim_bucket, base.gather) == ((), "", False)
     assert {k: base.to_env()[k] for k in ("YUNPIPE_JOIN", "YUNPIPE_CLAIM_BUCKET", "YUNPIPE_GATHER")} == {
         "YUNPIPE_JOIN": "", "YUNPIPE_CLAIM_BUCKET": "", "YUNPIPE_GATHER": "0"}
     assert json.loads(joined.to_env()["YUNPIPE_JOIN"]) == [{"step": "a", "bucket": "a-out"},
                                                             {"step": "b", "bucket": "b-out"}]
-    assert launcher.Config.from_env({**REQUIRED_ENV, "YUNPIPE_JOIN": "[]"}).join == ()
+    assert contract.LauncherConfig.from_env({**REQUIRED_ENV, "YUNPIPE_JOIN": "[]"}).join == ()
 
 
 @pytest.mark.parametrize(
@@ -990,5 +996,5 @@ def test_config_with_join_or_gather_round_trips_through_the_environment():
     ],
 )
 def test_config_rejects_invalid_join_and_gather_settings(settings, fragment):
-    with pytest.raises(launcher.ConfigError, match=fragment):
-        launcher.Config.from_env({**REQUIRED_ENV, **settings})
+    with pytest.raises(contract.ConfigError, match=fragment):
+        contract.LauncherConfig.from_env({**REQUIRED_ENV, **settings})

@@ -1,4 +1,4 @@
-"""Least privilege, proven: the launcher and the runscript run with the credentials of the roles
+"""Least privilege, proven: the launcher and the worker run with the credentials of the roles
 setup-pipe created (`sts.assume_role`), in moto with IAM enforcement on. Each role can do what a
 job needs and is refused the rest.
 
@@ -41,10 +41,11 @@ from moto.core import enable_iam_authentication
 from moto.ecs.exceptions import TaskDefinitionNotFoundException
 from moto.ecs.responses import EC2ContainerServiceResponse
 from moto.iam import access_control
-from yunpipe.lambda_src import launcher
 
 from yunpipe import cli
-from yunpipe.runtime import runscript
+from yunpipe.runtime.launcher import handler as launcher
+from yunpipe.runtime.launcher.clients import clients_for
+from yunpipe.runtime.worker import main as worker
 
 ACCOUNT = "123456789012"
 STEP = "change123-s3"
@@ -102,7 +103,7 @@ def use_credentials(monkeypatch, credentials):
         monkeypatch.setenv(variable, credentials[key])
     # boto3's default session caches the keys it found first; the code under test must see these.
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
-    launcher.clients_for.cache_clear()
+    clients_for.cache_clear()
 
 
 @pytest.fixture
@@ -111,7 +112,7 @@ def enforced(monkeypatch):
     monkeypatch.setattr(access_control, "IAMRequest", AwsActionNames)
     monkeypatch.setattr(EC2ContainerServiceResponse, "_determine_resource", _ecs_run_task_resource, raising=False)
     yield enable_iam_authentication
-    launcher.clients_for.cache_clear()
+    clients_for.cache_clear()
 
 
 @pytest.fixture
@@ -183,7 +184,7 @@ def test_a_file_goes_end_to_end_with_each_role_s_own_credentials(pipeline, s3_ev
     # Both files wait for one task (one per files_per_task waiting).
     assert sum(s["enqueued"] for s in summaries) == 2 and sum(s["started"] for s in summaries) == 1
 
-    # The runscript, as a task runs it: the task definition's environment, the task role's keys.
+    # The worker, as a task runs it: the task definition's environment, the task role's keys.
     for entry in container["environment"]:
         monkeypatch.setenv(entry["name"], entry["value"])
     # Not from the task definition: the algorithm file the image carries, and no idle wait.
@@ -192,9 +193,9 @@ def test_a_file_goes_end_to_end_with_each_role_s_own_credentials(pipeline, s3_ev
     monkeypatch.setenv("YUNPIPE_WAIT_SECONDS", "0")
     use_credentials(monkeypatch, pipeline["task"])
     with enforced():
-        assert runscript.main() == 0
+        assert worker.main() == 0
     # The worker logs, and carries on past, a refused report, visibility change or delete.
-    refused = [r.getMessage() for r in caplog.records if r.name == "yunpipe.runscript" and "cannot" in r.getMessage()]
+    refused = [r.getMessage() for r in caplog.records if r.name == "yunpipe.worker" and "cannot" in r.getMessage()]
     assert refused == []
 
     assert s3.get_object(Bucket=OUTPUT, Key="data/good one.txt")["Body"].read() == b"HELLO\n"

@@ -10,12 +10,12 @@ import os
 import moto.s3.notifications as s3_notifications
 import pytest
 from helpers import launcher_step, wait_for
-from yunpipe.lambda_src import package
 
 from yunpipe.cli import build_parser
 from yunpipe.local.clients import local_client
 from yunpipe.local.cloud import LocalCloud
 from yunpipe.local.lambda_images import RUNTIME_REPOSITORY
+from yunpipe.runtime import launcher_package as package
 
 REGION = "us-east-1"
 IMAGE = "yunpipe/base:bookworm"

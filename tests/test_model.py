@@ -6,7 +6,6 @@ import zipfile
 
 import pytest
 from helpers import record_algorithm, single_run
-from yunpipe.lambda_src.package import launcher_zip
 
 from yunpipe.engine import compiler, sizing
 from yunpipe.engine import model as m
@@ -14,7 +13,8 @@ from yunpipe.engine.target import Target
 from yunpipe.errors import InputError
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.resolve import resolve_workflow
-from yunpipe.runtime import runscript
+from yunpipe.runtime import contract
+from yunpipe.runtime.launcher_package import launcher_zip
 from yunpipe.specs.workflow import parse_workflow
 
 TARGET = Target("123456789012", "us-east-1", ("subnet-1", "subnet-2"), ("sg-1",))
@@ -55,7 +55,7 @@ def test_a_worker_runs_a_job_per_vcpu_or_as_many_as_the_task_memory_holds_unless
     container = compile_model(document).steps[0].task_definition.registration["containerDefinitions"][0]
     environment = {e["name"]: e["value"] for e in container["environment"]}
     assert environment["YUNPIPE_PARALLELISM"] == str(parallelism)
-    assert runscript.Config.from_env({**environment, "YUNPIPE_QUEUE_URL": "url"}).parallelism == parallelism
+    assert contract.WorkerConfig.from_env({**environment, "YUNPIPE_QUEUE_URL": "url"}).parallelism == parallelism
 
 
 @pytest.mark.parametrize("parallelism", [0, 65])
@@ -70,8 +70,14 @@ def test_launcher_zip_is_deterministic():
     first, second = launcher_zip(), launcher_zip()
     assert first == second
     with zipfile.ZipFile(io.BytesIO(first)) as archive:
-        assert archive.namelist() == ["launcher.py"]
-        assert b"def handler(" in archive.read("launcher.py")
+        names = archive.namelist()
+        # What the launcher imports, at its package path, under empty stand-ins for the parents.
+        assert names[:3] == ["yunpipe/__init__.py", "yunpipe/runtime/__init__.py", "yunpipe/runtime/contract.py"]
+        assert {"yunpipe/runtime/launcher/handler.py", "yunpipe/runtime/launcher/scaling.py"} <= set(names[3:])
+        assert all(name.startswith("yunpipe/runtime/launcher/") for name in names[3:])
+        assert archive.read("yunpipe/__init__.py") == archive.read("yunpipe/runtime/__init__.py") == b""
+        assert b"def handler(" in archive.read("yunpipe/runtime/launcher/handler.py")
+        assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
 
 
 def test_single_run_model(change123):
@@ -192,9 +198,8 @@ def test_visibility_timeout_reaches_the_queue_and_the_worker(change123):
 def test_the_model_s_environments_reach_the_worker_and_the_launcher_whole(change123):
     """The environment contract, end to end: what the model writes, each side reads back as
     the settings the workflow asked for, and nothing is left at a default by omission."""
-    from yunpipe.lambda_src import launcher
+    from yunpipe.runtime import contract
 
-    from yunpipe.runtime import runscript
 
     document = single_run(idle_seconds=45, visibility_timeout_seconds=90)
     document["process"]["algorithms"][0].update(concurrency=4, max_receive_count=5, files_per_task=7, parallelism=3)
@@ -207,17 +212,17 @@ def test_the_model_s_environments_reach_the_worker_and_the_launcher_whole(change
 
     container = step.task_definition.registration["containerDefinitions"][0]
     task_environment = resolved({e["name"]: e["value"] for e in container["environment"]})
-    worker = runscript.Config.from_env(task_environment)
-    assert worker == runscript.Config(
+    worker = contract.WorkerConfig.from_env(task_environment)
+    assert worker == contract.WorkerConfig(
         queue_url=queue_url, output_bucket="demo-out-bucket", output_prefix="",
         report_bucket="yunpipe-demo-reports-123456789012", pipeline="demo", step="change123-s3",
-        max_receive_count=5, idle_seconds=45, wait_seconds=runscript.DEFAULT_WAIT_SECONDS, visibility_seconds=90,
-        parallelism=3, algorithm_path=runscript.DEFAULT_ALGORITHM_PATH, algorithm_ref="change123-s3@1", image=change123.image_uri)
+        max_receive_count=5, idle_seconds=45, wait_seconds=contract.DEFAULT_WAIT_SECONDS, visibility_seconds=90,
+        parallelism=3, algorithm_path=contract.DEFAULT_ALGORITHM_PATH, algorithm_ref="change123-s3@1", image=change123.image_uri)
     assert set(worker.to_env()) <= set(task_environment)
     assert task_environment["TEST_ENV"] == "blah blah blah" and task_environment["AWS_REGION"] == "us-east-1"
 
-    launch = launcher.Config.from_env(resolved(step.function.environment))
-    assert launch == launcher.Config(
+    launch = contract.LauncherConfig.from_env(resolved(step.function.environment))
+    assert launch == contract.LauncherConfig(
         pipeline="demo", step="change123-s3", queue_url=queue_url, cluster="yunpipe-demo",
         task_definition="yunpipe-demo-change123-s3-task", started_by=step.started_by, concurrency=4,
         files_per_task=7, launch_type="EC2", subnets=("subnet-1", "subnet-2"), security_groups=("sg-1",), assign_public_ip="ENABLED")
@@ -225,17 +230,16 @@ def test_the_model_s_environments_reach_the_worker_and_the_launcher_whole(change
 
 
 def test_the_contract_s_defaults_are_the_specs_defaults(change123):
-    from yunpipe.lambda_src import launcher
+    from yunpipe.runtime import contract
 
-    from yunpipe.runtime import runscript
 
     step = compile_model(single_run()).steps[0]
     container = step.task_definition.registration["containerDefinitions"][0]
-    worker = runscript.Config.from_env({e["name"]: str(e["value"]) for e in container["environment"]})
-    defaults = runscript.Config(queue_url="", output_bucket="")
+    worker = contract.WorkerConfig.from_env({e["name"]: str(e["value"]) for e in container["environment"]})
+    defaults = contract.WorkerConfig(queue_url="", output_bucket="")
     assert (worker.max_receive_count, worker.idle_seconds, worker.visibility_seconds) == (
         defaults.max_receive_count, defaults.idle_seconds, defaults.visibility_seconds)
-    launch_defaults = launcher.Config("", "", "", "", "", "")
+    launch_defaults = contract.LauncherConfig("", "", "", "", "", "")
     assert step.function.environment["YUNPIPE_CONCURRENCY"] == str(launch_defaults.concurrency)
     assert step.function.environment["YUNPIPE_FILES_PER_TASK"] == str(launch_defaults.files_per_task)
     assert step.function.environment["YUNPIPE_CAPACITY_PROVIDER"] == launch_defaults.capacity_provider == ""

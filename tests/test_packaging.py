@@ -1,4 +1,4 @@
-"""A non-editable install carries the Dockerfile templates and the launcher source along."""
+"""A non-editable install carries the Dockerfile templates and the runtime (contract, worker, launcher) along."""
 import shutil
 import subprocess
 import sys
@@ -22,15 +22,19 @@ CHECK = textwrap.dedent("""
     names = {entry.name for entry in dockerfiles.iterdir()}
     missing = {f"{system}.Dockerfile.j2" for system in sys.argv[1:]} - names
     assert not missing, missing
-    assert resources.files("yunpipe.lambda_src").joinpath("launcher.py").is_file()
-    assert resources.files("yunpipe.runtime").joinpath("runscript.py").is_file()
+    assert resources.files("yunpipe.runtime").joinpath("contract.py").is_file()
+    assert resources.files("yunpipe.runtime.worker").joinpath("main.py").is_file()
+    assert resources.files("yunpipe.runtime.launcher").joinpath("scaling.py").is_file()
+    # The launcher's zip is made from the installed files (launcher_package is stdlib only).
+    from yunpipe.runtime.launcher_package import launcher_files
+    assert any(path == "yunpipe/runtime/launcher/handler.py" for path, _ in launcher_files())
     assert resources.files("yunpipe.wrapper").joinpath("entrypoint.py").is_file()
     print("ok")
 """)
 
 
 @pytest.mark.timeout(300)
-def test_pip_install_carries_templates_and_lambda_src(tmp_path):
+def test_pip_install_carries_templates_and_the_runtime(tmp_path):
     # A copy of the source, so the build leaves no build/ or egg-info in the work tree.
     source = tmp_path / "src"
     shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(

@@ -1,4 +1,4 @@
-"""The runscript against moto, with real commands (tr, sh, python3, sleep)."""
+"""The worker against moto, with real commands (tr, sh, python3, sleep)."""
 import dataclasses
 import json
 import os
@@ -15,28 +15,28 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from yunpipe.runtime import runscript
-from yunpipe.runtime.runscript import (
-    CONFIG_ERROR_EXIT,
-    Config,
-    JobFailure,
-    check_variables,
-    command_env,
+from yunpipe.runtime import contract
+from yunpipe.runtime.contract import CONFIG_ERROR_EXIT
+from yunpipe.runtime.contract import WorkerConfig as Config
+from yunpipe.runtime.worker import loop, process
+from yunpipe.runtime.worker import main as worker
+from yunpipe.runtime.worker import transfers as worker_transfers
+from yunpipe.runtime.worker.algorithm import check_variables, command_env, load_algorithm
+from yunpipe.runtime.worker.command import substitute
+from yunpipe.runtime.worker.job import process_message, report_key
+from yunpipe.runtime.worker.loop import run_worker
+from yunpipe.runtime.worker.message import JobFailure, parse_body
+from yunpipe.runtime.worker.paths import (
     gather_folder_name,
     gather_relative_path,
-    load_algorithm,
     local_output_path,
     local_paths,
-    metadata_value,
-    parse_body,
-    process_message,
-    report_key,
     result_objects,
-    run_worker,
-    substitute,
 )
+from yunpipe.runtime.worker.provenance import metadata_value
+from yunpipe.wrapper.context import write_worker
 
-RUNSCRIPT = Path(runscript.__file__)
+ENTRYPOINT = Path(__file__).resolve().parent.parent / "yunpipe" / "wrapper" / "entrypoint.py"
 PY = sys.executable
 # A deadline only for waits on another process, so a broken build fails instead of hanging.
 PATIENCE = 30
@@ -403,7 +403,7 @@ def test_path_adapter_sh_tr_uploads_uppercased_result_and_deletes_message(step):
 
 @pytest.mark.parametrize(
     ("size", "operations"),
-    [(12, ["GetObject"]), (None, ["HeadObject", "GetObject"]), (runscript.SINGLE_REQUEST_BYTES, ["HeadObject", "GetObject"])],
+    [(12, ["GetObject"]), (None, ["HeadObject", "GetObject"]), (worker_transfers.SINGLE_REQUEST_BYTES, ["HeadObject", "GetObject"])],
 )
 def test_a_small_input_of_known_size_is_fetched_with_one_get(step, size, operations):
     alg = step.algorithm("sh -c 'tr a-z A-Z < $input > $output'")
@@ -421,7 +421,7 @@ def test_a_large_result_is_uploaded_in_parts_with_its_provenance_and_a_small_one
     """Results from 8 MiB go through s3transfer's multipart upload; smaller ones take one PutObject."""
     seen = []
     step.s3.meta.events.register("before-call.s3", lambda model, **_: seen.append(model.name))
-    for name, size in (("big.txt", runscript.SINGLE_REQUEST_BYTES), ("small.txt", runscript.SINGLE_REQUEST_BYTES - 1)):
+    for name, size in (("big.txt", worker_transfers.SINGLE_REQUEST_BYTES), ("small.txt", worker_transfers.SINGLE_REQUEST_BYTES - 1)):
         step.put(name)
         step.send(name)
         seen.clear()
@@ -434,11 +434,11 @@ def test_a_large_result_is_uploaded_in_parts_with_its_provenance_and_a_small_one
 
 @pytest.mark.parametrize(("threshold", "logged"), [(12, True), (13, False)])
 def test_a_large_download_and_upload_are_logged_with_their_size(step, caplog, monkeypatch, threshold, logged):
-    monkeypatch.setattr(runscript, "LOG_TRANSFER_BYTES", threshold)
+    monkeypatch.setattr(worker_transfers, "LOG_TRANSFER_BYTES", threshold)
     alg = step.algorithm("sh -c 'cat $input > $output'")
     step.put("a.txt")  # 12 bytes, its size not in the message: fetched by s3transfer
     step.send("a.txt", body=json.dumps({"bucket": "in-bucket", "key": "a.txt", "etag": "e"}))
-    with caplog.at_level("INFO", logger="yunpipe.runscript"):
+    with caplog.at_level("INFO", logger="yunpipe.worker"):
         assert step.run(alg) == 0
     transfers = [r.getMessage().split(" in ")[0] for r in caplog.records if r.getMessage().startswith(("downloaded", "uploaded"))]
     expected = ["downloaded s3://in-bucket/a.txt bytes=12", "uploaded s3://out-bucket/a.txt bytes=12"]
@@ -674,7 +674,7 @@ def test_without_report_bucket_the_failure_is_only_logged(step, caplog):
     step.put("n.txt")
     step.send("n.txt")
     config = Config.from_env({k: v for k, v in step.env.items() if k != "YUNPIPE_REPORT_BUCKET"})
-    with caplog.at_level("INFO", logger="yunpipe.runscript"):
+    with caplog.at_level("INFO", logger="yunpipe.worker"):
         result = process_message(step.receive_one(), config, alg, step.s3, environ=os.environ)
     assert result.report["reason"] == "nonzero_exit"
     assert step.reports() == {}
@@ -685,7 +685,7 @@ def test_one_log_line_per_job_names_key_results_and_duration(step, caplog):
     alg = step.algorithm("sh -c 'cp $input $output'")
     step.put("log.txt")
     step.send("log.txt")
-    with caplog.at_level("INFO", logger="yunpipe.runscript"):
+    with caplog.at_level("INFO", logger="yunpipe.worker"):
         step.run(alg)
     (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ok ")]
     assert line.startswith("ok key=log.txt results=log.txt duration=") and line.endswith("s")
@@ -854,7 +854,7 @@ def test_a_job_that_crashes_the_worker_code_releases_its_message(aws_env, tmp_pa
         def crash(*args, **kwargs):
             raise RuntimeError("bug")
 
-        monkeypatch.setattr(runscript, "process_message", crash)
+        monkeypatch.setattr(loop, "process_message", crash)
         step.send("a.txt")
         assert step.run(alg, step.config(YUNPIPE_PARALLELISM="2")) == 0
         assert "job of message" in caplog.text and "RuntimeError: bug" in caplog.text
@@ -867,11 +867,11 @@ def test_reaping_orphans_leaves_a_running_command_s_exit_status_alone(monkeypatc
     is a running command's is left for its job's wait."""
     orphan = subprocess.Popen(["sh", "-c", "exit 0"])
     command = subprocess.Popen(["sh", "-c", "exit 3"])
-    monkeypatch.setattr(runscript, "_COMMANDS", {command.pid})
+    monkeypatch.setattr(process, "_COMMANDS", {command.pid})
     deadline = time.monotonic() + PATIENCE
     while {process_state(orphan.pid), process_state(command.pid)} != {"Z"} and time.monotonic() < deadline:
         time.sleep(0.05)
-    runscript._reap_orphans()
+    process._reap_orphans()
     assert (process_state(orphan.pid), process_state(command.pid)) == ("gone", "Z")
     assert command.wait(timeout=PATIENCE) == 3
     orphan.wait(timeout=PATIENCE)
@@ -1087,7 +1087,7 @@ def test_every_result_carries_its_provenance(step):
         "yunpipe-input-etag": "e",
         "yunpipe-attempt": "1",
     }
-    assert list(expected) == list(runscript.PROVENANCE_FIELDS)
+    assert list(expected) == list(contract.PROVENANCE_FIELDS)
     for key in ("data/x.txt/a", "data/x.txt/sub/b"):
         assert step.s3.head_object(Bucket="out-bucket", Key=key)["Metadata"] == expected
 
@@ -1155,7 +1155,7 @@ def test_main_runs_the_worker_from_the_environment(step, monkeypatch):
     step.put("main.txt", b"main")
     step.send("main.txt")
     previous = signal.getsignal(signal.SIGTERM)
-    assert runscript.main() == 0
+    assert worker.main() == 0
     assert step.output("main.txt") == b"MAIN"
     assert signal.getsignal(signal.SIGTERM) is previous
 
@@ -1164,7 +1164,7 @@ def test_main_without_a_queue_prints_one_line_and_exits_with_the_config_status(a
     monkeypatch.delenv("YUNPIPE_QUEUE_URL", raising=False)
     monkeypatch.setenv("YUNPIPE_OUTPUT_BUCKET", "out")
     monkeypatch.setenv("YUNPIPE_IDLE_SECONDS", "soon")
-    assert runscript.main() == CONFIG_ERROR_EXIT == 78
+    assert worker.main() == CONFIG_ERROR_EXIT == 78
     (line,) = capsys.readouterr().err.splitlines()
     assert line == (
         "yunpipe runscript: configuration error: missing required environment variable(s): YUNPIPE_QUEUE_URL "
@@ -1219,7 +1219,7 @@ def test_a_misconfigured_worker_reports_each_message_until_sqs_dead_letters_it(a
             while step.queue_counts() != (1, 0):  # visible again after the retry delay
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
-            assert runscript.main() == CONFIG_ERROR_EXIT
+            assert worker.main() == CONFIG_ERROR_EXIT
             assert len(step.reports()) == attempt
         reports = step.reports()
         assert list(reports) == ["failures/demo/upper/in.txt/attempt-1.json", "failures/demo/upper/in.txt/attempt-2.json"]
@@ -1238,7 +1238,7 @@ def test_a_misconfigured_worker_reports_each_message_until_sqs_dead_letters_it(a
             assert time.monotonic() < deadline
             time.sleep(0.1)
         # A further run finds nothing to do: no new report, the same exit status.
-        assert runscript.main() == CONFIG_ERROR_EXIT
+        assert worker.main() == CONFIG_ERROR_EXIT
         assert step.reports() == reports
         assert step.queue_counts() == (0, 0) and step.queue_counts(step.dlq_url) == (1, 0)
         assert step.output_keys() == [] and step.leftover_files() == []
@@ -1261,7 +1261,8 @@ def test_one_long_lived_misconfigured_worker_takes_every_message_to_the_dead_let
 
 
 def test_script_runs_standalone_and_stops_on_sigterm(aws_env, tmp_path):
-    """`python3 runscript.py` as its own process against a moto server, as in a container:
+    """The worker as its own process against a moto server, as in a container (the image's
+    entrypoint and lib folder):
     SIGTERM during a job ends the worker with 0 and leaves the message for another worker."""
     from moto.server import ThreadedMotoServer
 
@@ -1292,12 +1293,12 @@ def test_script_runs_standalone_and_stops_on_sigterm(aws_env, tmp_path):
             "YUNPIPE_ALGORITHM": str(algorithm),
             "YUNPIPE_WAIT_SECONDS": "1",
         }
-        # Run a copy from an empty folder: the script must not need the yunpipe package.
+        # Run a copy as a wrapped image lays it out: the worker must not need the yunpipe package.
         alone = tmp_path / "alone"
-        alone.mkdir()
-        (alone / "runscript.py").write_text(RUNSCRIPT.read_text())
+        write_worker(alone / "lib")
+        (alone / "entrypoint.py").write_text(ENTRYPOINT.read_text())
         proc = subprocess.Popen(
-            [PY, "-I", str(alone / "runscript.py")], env=env, cwd=alone, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            [PY, "-I", str(alone / "entrypoint.py")], env=env, cwd=alone, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
         deadline = time.monotonic() + PATIENCE
         while not started.exists() and proc.poll() is None and time.monotonic() < deadline:

@@ -8,12 +8,15 @@ import pytest
 from botocore.exceptions import ClientError
 from helpers import REGION, free_port, record_algorithm, single_run
 from moto.server import ThreadedMotoServer
-from yunpipe.lambda_src import launcher
 
 from yunpipe import cli
 from yunpipe.aws.facade import is_mutating, watch_calls
 from yunpipe.engine.state import PipelineState, state_path
 from yunpipe.local import announcement
+from yunpipe.runtime import contract
+from yunpipe.runtime.launcher import handler as launcher
+from yunpipe.runtime.launcher.clients import clients_for
+from yunpipe.runtime.launcher.tasks import run_task_params
 
 ACCOUNT = "123456789012"
 TAG = {"Key": "yunpipe:pipeline", "Value": "demo"}
@@ -63,7 +66,7 @@ def test_single_run_resources(demo, capsys):
 
     function = lam.get_function(FunctionName="yunpipe-demo-change123-s3-launcher")
     configuration = function["Configuration"]
-    assert (configuration["Runtime"], configuration["Handler"]) == ("python3.12", "launcher.handler")
+    assert (configuration["Runtime"], configuration["Handler"]) == ("python3.12", "yunpipe.runtime.launcher.handler.handler")
     environment = configuration["Environment"]["Variables"]
     assert environment["YUNPIPE_QUEUE_URL"] == url
     assert environment["YUNPIPE_TASK_DEFINITION"] == "yunpipe-demo-change123-s3-task"
@@ -284,7 +287,7 @@ def test_launcher_queues_each_dropped_object_and_starts_tasks_within_the_cap(mot
         FunctionName="yunpipe-demo-change123-s3-launcher")["Environment"]["Variables"]
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    launcher.clients_for.cache_clear()
+    clients_for.cache_clear()
     summary = launcher.handler({"Records": records}, None)
     assert summary["enqueued"] == 3 and summary["started"] == 2
     url = environment["YUNPIPE_QUEUE_URL"]
@@ -297,7 +300,7 @@ def test_launcher_queues_each_dropped_object_and_starts_tasks_within_the_cap(mot
     assert sorted(b["key"] for b in bodies) == sorted(keys)
     tasks = client("ecs").list_tasks(cluster="yunpipe-demo", startedBy=environment["YUNPIPE_STARTED_BY"])["taskArns"]
     assert len(tasks) == 2
-    launcher.clients_for.cache_clear()
+    clients_for.cache_clear()
 
 
 def spot_workflow(capacity):
@@ -316,7 +319,7 @@ def test_a_spot_step_gets_a_cluster_with_fargate_spot_and_its_launcher_starts_sp
         FunctionName="yunpipe-demo-change123-s3-launcher")["Environment"]["Variables"]
     assert environment["YUNPIPE_CAPACITY_PROVIDER"] == ""
     # Such a cluster refuses Spot tasks (as ECS does).
-    spot = launcher.run_task_params(launcher.Config.from_env({**environment, "YUNPIPE_CAPACITY_PROVIDER": "FARGATE_SPOT"}), 1)
+    spot = run_task_params(contract.LauncherConfig.from_env({**environment, "YUNPIPE_CAPACITY_PROVIDER": "FARGATE_SPOT"}), 1)
     with pytest.raises(ClientError, match="not associated with the cluster"):
         ecs.run_task(**spot)
 
@@ -336,10 +339,10 @@ def test_a_spot_step_gets_a_cluster_with_fargate_spot_and_its_launcher_starts_sp
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     client("sqs").send_message(QueueUrl=environment["YUNPIPE_QUEUE_URL"], MessageBody="{}")
-    launcher.clients_for.cache_clear()
+    clients_for.cache_clear()
     # A scheduled run: it tops up workers for the waiting message.
     summary = launcher.handler({"source": "aws.events"}, None)
-    launcher.clients_for.cache_clear()
+    clients_for.cache_clear()
     assert (summary["started"], summary["failures"]) == (1, [])
     [task] = ecs.describe_tasks(cluster="yunpipe-demo", tasks=ecs.list_tasks(cluster="yunpipe-demo")["taskArns"])["tasks"]
     assert task["capacityProviderName"] == "FARGATE_SPOT"

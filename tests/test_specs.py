@@ -7,7 +7,7 @@ import pytest
 from yunpipe.errors import InputError
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.resolve import resolve_workflow
-from yunpipe.runtime.runscript import substitute
+from yunpipe.runtime.worker.command import substitute
 from yunpipe.specs.algorithm import load_algorithm, parse_algorithm
 from yunpipe.specs.workflow import derive_pipeline_name, load_workflow, parse_workflow
 

@@ -35,11 +35,12 @@ def test_template_renders_the_wrapped_image(system):
     # The package manager runs only when python3 is missing.
     assert install.startswith("RUN command -v python3 >/dev/null || (") and INSTALLERS[system] in install
     assert "COPY opt/yunpipe/site-packages /opt/yunpipe/site-packages" in lines
-    assert "COPY runscript.py entrypoint.py algorithm.json /opt/yunpipe/" in lines
+    assert "COPY opt/yunpipe/lib /opt/yunpipe/lib" in lines
+    assert "COPY entrypoint.py algorithm.json /opt/yunpipe/" in lines
     assert 'org.yunpipe.algorithm.name="tool"' in dockerfile
     assert 'org.yunpipe.algorithm.version="7"' in dockerfile
     assert lines[-1] == 'ENTRYPOINT ["python3", "/opt/yunpipe/entrypoint.py"]'
-    # boto3 reaches the runscript only through its own sys.path, never the image's environment.
+    # boto3 reaches the worker only through its own sys.path, never the image's environment.
     assert not re.search(r"^ENV\b.*PYTHONPATH", dockerfile, re.M)
     assert "USER" not in dockerfile and "WORKDIR" not in dockerfile
 

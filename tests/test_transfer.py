@@ -6,7 +6,9 @@ import pytest
 from helpers import REGION, single_run
 
 from yunpipe import cli
-from yunpipe.runtime import runscript
+from yunpipe.runtime.contract import WorkerConfig
+from yunpipe.runtime.worker.message import Job, Source
+from yunpipe.runtime.worker.provenance import provenance
 
 
 @pytest.fixture
@@ -41,14 +43,14 @@ def test_results_lists_and_downloads(deployed, tmp_path, capsys):
 
 
 def test_results_with_provenance_prints_what_each_result_came_from(deployed, capsys):
-    """The metadata the worker stores (runscript.provenance), read back decoded; a result
+    """The metadata the worker stores (worker.provenance.provenance), read back decoded; a result
     stored by hand has none."""
     s3 = boto3.client("s3")
-    config = runscript.Config(queue_url="q", output_bucket="demo-out-bucket", pipeline="demo", step="change123-s3",
+    config = WorkerConfig(queue_url="q", output_bucket="demo-out-bucket", pipeline="demo", step="change123-s3",
                               algorithm_ref="change123-s3@1", image="user/change123-s3@sha256:abc")
     key = "données/a 100%.txt"
-    job = runscript.Job(runscript.Source("demo-in-bucket", key, etag="e1"))
-    s3.put_object(Bucket="demo-out-bucket", Key=key, Body=b"r", Metadata=runscript.provenance(config, job, key, 2))
+    job = Job(Source("demo-in-bucket", key, etag="e1"))
+    s3.put_object(Bucket="demo-out-bucket", Key=key, Body=b"r", Metadata=provenance(config, job, key, 2))
     s3.put_object(Bucket="demo-out-bucket", Key="z/by-hand.txt", Body=b"h")
     capsys.readouterr()
     assert cli.main(["results", "demo", "--provenance"]) == 0

@@ -48,9 +48,16 @@ def test_dry_run_writes_the_build_context(home, tmp_path):
     out = tmp_path / "context"
     result = run("wrap", "-f", CHANGE123, "--dry-run", "--output-dir", out)
     assert result.returncode == 0, result.stderr
-    assert {"Dockerfile", "runscript.py", "entrypoint.py", "algorithm.json", "opt"} <= {p.name for p in out.iterdir()}
+    assert {"Dockerfile", "entrypoint.py", "algorithm.json", "opt"} <= {p.name for p in out.iterdir()}
     assert json.loads((out / "algorithm.json").read_text()) == load_algorithm(CHANGE123).to_document()
-    assert (out / "runscript.py").read_text() == (REPO / "yunpipe" / "runtime" / "runscript.py").read_text()
+    # The worker folder whole, with the contract, under empty stand-ins for its parents' __init__.py.
+    lib = out / "opt" / "yunpipe" / "lib" / "yunpipe"
+    assert (lib / "__init__.py").read_bytes() == (lib / "runtime" / "__init__.py").read_bytes() == b""
+    assert (lib / "runtime" / "contract.py").read_text() == (REPO / "yunpipe" / "runtime" / "contract.py").read_text()
+    worker = REPO / "yunpipe" / "runtime" / "worker"
+    assert sorted(p.name for p in (lib / "runtime" / "worker").iterdir()) == sorted(p.name for p in worker.glob("*.py"))
+    assert (lib / "runtime" / "worker" / "main.py").read_text() == (worker / "main.py").read_text()
+    assert sorted(p.name for p in (lib / "runtime").iterdir()) == ["__init__.py", "contract.py", "worker"]
     dockerfile = (out / "Dockerfile").read_text()
     assert "FROM wangyx2005/change123\n" in dockerfile and "apt-get install" in dockerfile
     assert 'org.yunpipe.algorithm.version="1"' in dockerfile
@@ -241,19 +248,20 @@ def test_local_wrap_builds_an_isolated_runnable_image_and_records_versions(home,
     image = docker_client.images.get(f"yunpipe-local/{name}:1")
     labels = image.labels
     assert labels["org.yunpipe.algorithm.name"] == name and labels["org.yunpipe.algorithm.version"] == "1"
-    # The runscript starts (python3 + boto3 from /opt/yunpipe/site-packages) and stops at its own
+    # The worker starts (python3 + boto3 from /opt/yunpipe/site-packages) and stops at its own
     # configuration check, with its own exit status: no queue to report on, so one line.
     status, logs = run_container(docker_client, image.id)
     assert status == 78, logs
     assert logs.strip() == ("yunpipe runscript: configuration error: missing required environment variable(s): "
                             "YUNPIPE_QUEUE_URL, YUNPIPE_OUTPUT_BUCKET (no queue to report on; exit status 78)")
-    # Fast starts: the runscript and boto3 load from bytecode compiled into the image, so no
+    # Fast starts: the worker and boto3 load from bytecode compiled into the image, so no
     # task compiles them again.
     status, logs = run_container(docker_client, image.id, entrypoint=[
-        "python3", "-c", "import os, sys; sys.path[:0] = ['/opt/yunpipe/site-packages', '/opt/yunpipe']; "
-        "sys.dont_write_bytecode = True; import runscript, boto3, botocore.client, s3transfer.manager as m; "
-        "print([os.path.exists(x.__cached__) for x in (runscript, boto3, botocore.client, m)])"])
-    assert (status, logs.strip()) == (0, "[True, True, True, True]"), logs
+        "python3", "-c", "import os, sys; sys.path[:0] = ['/opt/yunpipe/lib', '/opt/yunpipe/site-packages']; "
+        "sys.dont_write_bytecode = True; import yunpipe.runtime.worker.main as w, yunpipe.runtime.contract as c, "
+        "boto3, botocore.client, s3transfer.manager as m; "
+        "print([os.path.exists(x.__cached__) for x in (w, c, boto3, botocore.client, m)])"])
+    assert (status, logs.strip()) == (0, "[True, True, True, True, True]"), logs
     # The algorithm's own Python sees no boto3, and no PYTHONPATH leaks into its environment.
     status, logs = run_container(docker_client, image.id, entrypoint=["python3", "-c", "import boto3"])
     assert status == 1 and "No module named 'boto3'" in logs
@@ -343,7 +351,7 @@ def test_a_failing_build_step_shows_its_output_and_records_nothing(home, docker_
     assert "error: docker build of yunpipe-local/broken:1 failed" in result.stderr
     assert "returned a non-zero code: 3" in result.stderr
     failing_step = result.stderr.split("--- output of the failing step ---\n")[1]
-    assert failing_step.startswith("Step 5/") and "python3 is broken here" in failing_step
+    assert failing_step.startswith("Step 6/") and "python3 is broken here" in failing_step
     assert recorded(home) == []
 
 

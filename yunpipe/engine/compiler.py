@@ -45,10 +45,11 @@ from yunpipe.engine.model import (
 from yunpipe.engine.sizing import default_parallelism, fargate_size
 from yunpipe.engine.target import Target, partition
 from yunpipe.errors import InputError
-from yunpipe.lambda_src import launcher
-from yunpipe.lambda_src.package import launcher_zip
+from yunpipe.runtime import contract
+from yunpipe.runtime.launcher_package import launcher_zip
 from yunpipe.resolve import ResolvedStep, ResolvedWorkflow
-from yunpipe.runtime import runscript
+from yunpipe.runtime import contract
+from yunpipe.runtime.launcher_package import launcher_zip
 from yunpipe.specs.workflow import WorkflowSpec
 
 SCHEDULE = "rate(5 minutes)"
@@ -111,7 +112,7 @@ def build_model(workflow: ResolvedWorkflow, target: Target, use_user_credential:
     spot = any(step.spec.capacity == "FARGATE_SPOT" for step in workflow.steps)
     instance_role, instance_profile, groups = instances(workflow, target, tags, cluster_name)
     cluster = Cluster(cluster_name, target.arn("ecs", f"cluster/{cluster_name}"), tags,
-                      (launcher.FARGATE_CAPACITY_PROVIDERS if spot else ())
+                      (contract.FARGATE_CAPACITY_PROVIDERS if spot else ())
                       + tuple(g.capacity_provider.name for g in groups))
 
     parameters: tuple[Parameter, ...] = ()
@@ -348,7 +349,7 @@ def task_definition(ctx: StepContext) -> TaskDefinition:
     cpu, memory, sizing = (max(128, round(step.cpu * 1024)), step.memory, "") if step.instance_type else task_size(ctx)
     # The worker holds and extends messages for visibility_seconds, so a crashed worker's file
     # is visible again within it.
-    worker = runscript.Config(queue_url="", output_bucket=ctx.output_bucket, output_prefix=ctx.placement.output_prefix,
+    worker = contract.WorkerConfig(queue_url="", output_bucket=ctx.output_bucket, output_prefix=ctx.placement.output_prefix,
                               report_bucket=ctx.reports_bucket, pipeline=ctx.pipeline, step=ctx.name,
                               max_receive_count=step.max_receive_count, idle_seconds=spec.idle_seconds,
                               visibility_seconds=spec.visibility_timeout_seconds,
@@ -405,13 +406,13 @@ def task_definition(ctx: StepContext) -> TaskDefinition:
 
 def launcher_function(ctx: StepContext, code: bytes) -> Function:
     placement = ctx.placement
-    launch = launcher.Config(pipeline=ctx.pipeline, step=ctx.name, queue_url="", cluster=ctx.cluster.name,
+    launch = contract.LauncherConfig(pipeline=ctx.pipeline, step=ctx.name, queue_url="", cluster=ctx.cluster.name,
                              task_definition=ctx.family, started_by=ctx.started_by, concurrency=ctx.step.concurrency,
                              files_per_task=ctx.step.spec.files_per_task, launch_type=ctx.spec.launch_type,
                              capacity_provider=step_capacity_provider(ctx),
                              subnets=ctx.target.subnets,
                              security_groups=ctx.target.security_groups, assign_public_ip="ENABLED",
-                             join=tuple(launcher.JoinInput(s.step, s.bucket) for s in placement.sources) if placement.join else (),
+                             join=tuple(contract.JoinInput(s.step, s.bucket) for s in placement.sources) if placement.join else (),
                              claim_bucket=ctx.reports_bucket if placement.join else "", gather=placement.gather)
     return Function(ctx.function_name, ctx.function_arn, ctx.role_arn("launcher"),
                     {**launch.to_env(), "YUNPIPE_QUEUE_URL": QueueUrl(ctx.queue_name())}, code, ctx.tags)

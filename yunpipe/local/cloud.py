@@ -50,7 +50,7 @@ import docker.errors
 from moto.awslambda.models import lambda_backends
 
 from yunpipe import paths
-from yunpipe.lambda_src.package import launcher_zip
+from yunpipe.runtime.launcher_package import launcher_zip
 
 from . import announcement
 from .ecs_runner import EcsRunner, owner_id, remove_local_containers

@@ -5,7 +5,7 @@ moto delivers an S3 notification to a Lambda function by calling
 synchronously, inside the PutObject request; its own invoke would start a Docker Lambda
 runtime. ``LambdaHost.install()`` replaces that function: when the target function's code is
 yunpipe's launcher (the zip's handler module has the same bytes as
-``yunpipe/lambda_src/launcher.py``), the launcher's ``handle`` runs in a bounded thread pool
+``yunpipe/runtime/launcher/handler.py``), the launcher's ``handle`` runs in a bounded thread pool
 on the host, configured from the function's environment variables (moto's Lambda backend)
 and with SQS/ECS clients aimed at the emulator. Other functions keep moto's behaviour.
 
@@ -83,7 +83,10 @@ from moto.events.models import Rule
 from moto.logs.exceptions import ResourceAlreadyExistsException
 from moto.logs.models import logs_backends
 
-from yunpipe.lambda_src import launcher
+from yunpipe.runtime import contract
+from yunpipe.runtime.launcher import clients as launcher_clients
+from yunpipe.runtime.launcher import handler as launcher
+from yunpipe.runtime.launcher.log import LOG as LAUNCHER_LOG
 
 from .clients import local_client
 
@@ -91,7 +94,7 @@ log = logging.getLogger(__name__)
 
 RECENT_INVOCATIONS = 100
 # The launcher's logger: its records belong in the function's CloudWatch Logs, not on the host.
-LAUNCHER_LOGGER = launcher.LOG.name
+LAUNCHER_LOGGER = LAUNCHER_LOG.name
 _installed: LambdaHost | None = None
 _install_lock = threading.Lock()
 
@@ -106,7 +109,7 @@ class Invocation:
 
 
 def _launcher_source() -> bytes:
-    return (resources.files("yunpipe.lambda_src") / "launcher.py").read_bytes()
+    return (resources.files("yunpipe.runtime.launcher") / "handler.py").read_bytes()
 
 
 def is_launcher(function: Any) -> bool:
@@ -388,9 +391,9 @@ class LambdaHost:
         invocation_log = _InvocationLog(function)
         self._router.bind(invocation_log)
         try:
-            config = launcher.Config.from_env(dict(function.environment_vars))
+            config = contract.LauncherConfig.from_env(dict(function.environment_vars))
             region = function.region
-            clients = launcher.Clients(sqs=self._client("sqs", region), ecs=self._client("ecs", region),
+            clients = launcher_clients.Clients(sqs=self._client("sqs", region), ecs=self._client("ecs", region),
                                        make_s3=lambda: self._client("s3", region))
             result = launcher.handle(event, config, clients)
         except Exception as exc:

@@ -15,7 +15,7 @@ from moto.ecs import models as ecs_models
 from moto.s3 import models as s3_models
 from moto.s3 import responses as s3_responses
 
-from yunpipe.lambda_src.launcher import FARGATE_CAPACITY_PROVIDERS
+from yunpipe.runtime.contract import FARGATE_CAPACITY_PROVIDERS
 
 # moto's own RunTask parameters, read before anything wraps it: a layer over it that does not
 # keep its signature (functools.wraps) would otherwise hide the names bound below.

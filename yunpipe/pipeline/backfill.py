@@ -17,9 +17,10 @@ from yunpipe.aws.facade import Aws
 from yunpipe.aws.reader import Reader
 from yunpipe.aws.session import AwsOptions
 from yunpipe.errors import InputError, YunpipeError
-from yunpipe.lambda_src import launcher
 from yunpipe.pipeline.location import open_pipeline_aws
 from yunpipe.engine.state import PipelineSummary, StepSummary, require_summary
+from yunpipe.runtime.launcher import sending
+from yunpipe.runtime.launcher.tasks import DESCRIBE_BATCH
 
 GATHER_KEY = "gather"
 # A long poll, however short, asks every SQS server; a short poll may answer empty while messages wait.
@@ -55,7 +56,7 @@ def gather_message(summary: PipelineSummary, step: StepSummary, name: str, prefi
 
 # The launcher's own batch send (with its retries), which retry also needs for bodies that are
 # not JSON: one send path for every message a pipeline's queues get.
-send_batch = launcher.send_batch
+send_batch = sending.send_batch
 
 
 def _send_all(sqs: Any, queue_url: str, bodies: list[str], queued_before: int) -> None:
@@ -92,7 +93,7 @@ def queue_objects(aws: Aws, queue_url: str, summary: PipelineSummary, step: Step
                 continue
             seen.add(obj["Key"])
             batch.append(json.dumps(object_message(summary, step, obj)))
-            if len(batch) == launcher.BATCH_SIZE:
+            if len(batch) == sending.BATCH_SIZE:
                 _send_all(sqs, queue_url, batch, progress.n)
                 progress.update(len(batch))
                 batch = []
@@ -141,7 +142,7 @@ def move_dead_letters(aws: Aws, dlq_url: str, queue_url: str, step: StepSummary)
     with tqdm(total=total, unit="message", desc=f"retry {step.name}") as progress:
         while moved < total:
             messages = sqs.receive_message(
-                QueueUrl=dlq_url, MaxNumberOfMessages=min(launcher.BATCH_SIZE, total - moved),
+                QueueUrl=dlq_url, MaxNumberOfMessages=min(sending.BATCH_SIZE, total - moved),
                 WaitTimeSeconds=RECEIVE_WAIT_SECONDS, VisibilityTimeout=RECEIVE_VISIBILITY_SECONDS).get("Messages", [])
             if not messages:
                 return moved
@@ -171,15 +172,15 @@ def stop_outdated_workers(aws: Aws, cluster: str, step: StepSummary, sleep: Call
     latest = ecs.describe_task_definition(taskDefinition=step.task_family)["taskDefinition"]["taskDefinitionArn"]
     arns = list(aws.pages("ecs", "list_tasks", "taskArns", cluster=cluster, startedBy=step.started_by,
                           desiredStatus="RUNNING"))
-    outdated = [task["taskArn"] for start in range(0, len(arns), launcher.DESCRIBE_BATCH)
-                for task in ecs.describe_tasks(cluster=cluster, tasks=arns[start:start + launcher.DESCRIBE_BATCH])["tasks"]
+    outdated = [task["taskArn"] for start in range(0, len(arns), DESCRIBE_BATCH)
+                for task in ecs.describe_tasks(cluster=cluster, tasks=arns[start:start + DESCRIBE_BATCH])["tasks"]
                 if task["taskDefinitionArn"] != latest]
     for arn in outdated:
         ecs.stop_task(cluster=cluster, task=arn, reason="yunpipe retry: started from an older task definition")
     waited = 0.0
     while outdated and waited < STOP_WAIT_SECONDS:
-        tasks = [task for start in range(0, len(outdated), launcher.DESCRIBE_BATCH)
-                 for task in ecs.describe_tasks(cluster=cluster, tasks=outdated[start:start + launcher.DESCRIBE_BATCH])["tasks"]]
+        tasks = [task for start in range(0, len(outdated), DESCRIBE_BATCH)
+                 for task in ecs.describe_tasks(cluster=cluster, tasks=outdated[start:start + DESCRIBE_BATCH])["tasks"]]
         if all(task["lastStatus"] == "STOPPED" for task in tasks):
             break
         sleep(1)

@@ -9,7 +9,7 @@ from yunpipe.aws.session import AwsOptions
 from yunpipe.errors import InputError, YunpipeError
 from yunpipe.pipeline.location import open_pipeline_aws
 from yunpipe.engine.state import require_summary
-from yunpipe.runtime.runscript import PROVENANCE_FIELDS
+from yunpipe.runtime.contract import PROVENANCE_FIELDS
 
 
 def files_to_upload(paths: list[str], prefix: str = "") -> list[tuple[Path, str]]:

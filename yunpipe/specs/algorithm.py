@@ -14,7 +14,7 @@ from typing import Any
 import jsonschema
 
 from yunpipe.errors import InputError
-from yunpipe.runtime import runscript
+from yunpipe.runtime import contract
 from yunpipe.specs.fields import object_schema, read_fields, spec_field
 from yunpipe.specs.loading import load_document, validate
 from yunpipe.specs.workflow import (
@@ -30,10 +30,10 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 # The runtime contract's defaults: the worker fills the same ones into an algorithm file.
-DEFAULT_INPUT_PATH = runscript.ALGORITHM_DEFAULTS["input_file_path"]
-DEFAULT_OUTPUT_PATH = runscript.ALGORITHM_DEFAULTS["output_file_path"]
+DEFAULT_INPUT_PATH = contract.ALGORITHM_DEFAULTS["input_file_path"]
+DEFAULT_OUTPUT_PATH = contract.ALGORITHM_DEFAULTS["output_file_path"]
 DEFAULT_MEMORY_MIB = 512
-DEFAULT_TIMEOUT_SECONDS = runscript.ALGORITHM_DEFAULTS["timeout_seconds"]
+DEFAULT_TIMEOUT_SECONDS = contract.ALGORITHM_DEFAULTS["timeout_seconds"]
 # The output placeholders the runscript substitutes (its _PLACEHOLDER, which this package cannot
 # import: the runscript stands alone). `$output` ends where a shell variable name would.
 OUTPUT_PLACEHOLDER = re.compile(r"\$\{output_file\}|\$output(?![A-Za-z0-9_])")
@@ -128,10 +128,10 @@ class AlgorithmSpec:
                                       DEFAULT_TIMEOUT_SECONDS)
     environment: Mapping[str, str] = spec_field("environment", {"type": "object", "additionalProperties": {"type": "string"}},
                                                 default_factory=dict, convert=dict)
-    input_adapter: str = spec_field("input_adapter", {"type": "string", "enum": list(runscript.ADAPTERS["input_adapter"])},
+    input_adapter: str = spec_field("input_adapter", {"type": "string", "enum": list(contract.ADAPTERS["input_adapter"])},
                                     "path")
     output_adapter: str = spec_field("output_adapter",
-                                     {"type": "string", "enum": list(runscript.ADAPTERS["output_adapter"])}, "path")
+                                     {"type": "string", "enum": list(contract.ADAPTERS["output_adapter"])}, "path")
 
     def parameter(self, name: str) -> Parameter | None:
         return next((p for p in self.parameters if p.name == name), None)

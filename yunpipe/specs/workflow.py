@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from yunpipe.errors import InputError
-from yunpipe.lambda_src import launcher
-from yunpipe.runtime import runscript
+from yunpipe.runtime import contract
 from yunpipe.specs.fields import object_schema, read_fields, spec_field
 from yunpipe.specs.loading import load_document, validate
 
@@ -59,13 +58,13 @@ class StepSpec:
     variables: Mapping[str, Any] = spec_field("variables", {"type": "object"}, default_factory=dict, convert=dict)
     concurrency: int = spec_field("concurrency", {"type": "integer", "minimum": 1, "maximum": 100,
                                                   "description": "a number of tasks from 1 to 100"},
-                                  launcher.DEFAULT_CONCURRENCY)
+                                  contract.DEFAULT_CONCURRENCY)
     # Tasks are started for the backlog: one per this many waiting files, within `concurrency`.
     files_per_task: int = spec_field("files_per_task", {"type": "integer", "minimum": 1, "maximum": 1000,
                                                         "description": "a number of files from 1 to 1000"},
-                                     launcher.DEFAULT_FILES_PER_TASK)
+                                     contract.DEFAULT_FILES_PER_TASK)
     # FARGATE_SPOT: interruptible, cheaper Fargate capacity (launch_type FARGATE only).
-    capacity: str = spec_field("capacity", {"type": "string", "enum": list(launcher.FARGATE_CAPACITY_PROVIDERS)},
+    capacity: str = spec_field("capacity", {"type": "string", "enum": list(contract.FARGATE_CAPACITY_PROVIDERS)},
                                "FARGATE")
     # Run on EC2 instances of this type (an ECS capacity provider scaled from zero, docs/compute.md)
     # instead of Fargate; None: the algorithm's own instance_type.
@@ -74,7 +73,7 @@ class StepSpec:
     gpu: int | None = spec_field("gpu", GPU_SCHEMA, None)
     max_receive_count: int = spec_field("max_receive_count", {"type": "integer", "minimum": 1, "maximum": 1000,
                                                               "description": "a number of tries from 1 to 1000"},
-                                        runscript.DEFAULT_MAX_RECEIVE_COUNT)
+                                        contract.DEFAULT_MAX_RECEIVE_COUNT)
     ephemeral_storage_gib: int | None = spec_field("ephemeral_storage_gib", EPHEMERAL_STORAGE_SCHEMA, None)
     cpu: float | None = spec_field("cpu", {"type": "number", "exclusiveMinimum": 0, "maximum": 16,
                                            "description": "a number of vCPUs greater than 0, at most 16"}, None)
@@ -125,7 +124,7 @@ class WorkflowSpec:
                                                "description": "an AWS region such as us-east-1"}, None)
     account_id: str = spec_field("account_id", {"type": ["string", "integer"]}, "", convert=str)
     key_pair: str = spec_field("key_pair", {"type": "string"}, "")
-    launch_type: str = spec_field("launch_type", {"type": "string", "enum": list(launcher.LAUNCH_TYPES)}, "FARGATE")
+    launch_type: str = spec_field("launch_type", {"type": "string", "enum": list(contract.LAUNCH_TYPES)}, "FARGATE")
     subnets: tuple[str, ...] = spec_field(
         "subnets", {"type": "array", "items": {"type": "string", "pattern": "^subnet-", "description": "a subnet id"}},
         (), convert=tuple)
@@ -139,10 +138,10 @@ class WorkflowSpec:
     log_retention_days: int = spec_field("log_retention_days", {"type": "integer", "enum": LOG_RETENTION_DAYS}, 30)
     idle_seconds: int = spec_field("idle_seconds", {"type": "integer", "minimum": 1, "maximum": 3600,
                                                     "description": "seconds from 1 to 3600"},
-                                   runscript.DEFAULT_IDLE_SECONDS)
+                                   contract.DEFAULT_IDLE_SECONDS)
     visibility_timeout_seconds: int = spec_field(
         "visibility_timeout_seconds", {"type": "integer", "minimum": 5, "maximum": 43200,
-                                       "description": "seconds from 5 to 43200"}, runscript.DEFAULT_VISIBILITY_SECONDS)
+                                       "description": "seconds from 5 to 43200"}, contract.DEFAULT_VISIBILITY_SECONDS)
     ephemeral_storage_gib: int | None = spec_field("ephemeral_storage_gib", EPHEMERAL_STORAGE_SCHEMA, None)
 
     @property

@@ -11,7 +11,7 @@ from pathlib import Path
 from yunpipe.errors import InputError
 from yunpipe.registry import AlgorithmRecord, AlgorithmRegistry
 from yunpipe.specs.algorithm import AlgorithmSpec, load_algorithm
-from yunpipe.wrapper.context import BaseImage, render_dockerfile, runscript_path, write_build_context
+from yunpipe.wrapper.context import BaseImage, render_dockerfile, worker_path, write_build_context
 from yunpipe.wrapper.describe import Prompter, describe_algorithm
 from yunpipe.wrapper.package import Packaged, build_runtime_image, load_packaged, write_runtime_context
 
@@ -69,14 +69,14 @@ def destination(args, spec: AlgorithmSpec, version: int) -> Destination:
 
 
 def runscript_summary(spec: AlgorithmSpec) -> str:
-    doc = ast.get_docstring(ast.parse(runscript_path().read_text())) or ""
+    doc = ast.get_docstring(ast.parse(worker_path().read_text())) or ""
     # The docstring's second paragraph says what the runscript does, the first only names it.
     paragraphs = doc.split("\n\n")
     about = paragraphs[min(1, len(paragraphs) - 1)].replace("\n", " ")
     stdin = " (and fed on its stdin)" if spec.input_adapter == "stdin" else ""
     stdout = "its stdout is the result" if spec.output_adapter == "stdout" else f"it writes $output in {spec.output_file_path}"
     return "\n".join([
-        f"runscript (/opt/yunpipe/runscript.py): {about}",
+        f"worker (/opt/yunpipe/lib/yunpipe/runtime/worker): {about}",
         f"  runs:   {spec.run_command}",
         f"  input:  each file is downloaded to {posixpath.join(spec.input_file_path, '<name>')}{stdin}",
         f"  output: {stdout}; uploaded to the output bucket under the input's key",

@@ -1,10 +1,13 @@
-"""Rendering a wrapped image's build context: the Dockerfile, the runscript, the algorithm JSON
+"""Rendering a wrapped image's build context: the Dockerfile, the worker, the algorithm JSON
 and the isolated boto3 it runs with.
 
 Layout of the context directory:
     Dockerfile
-    runscript.py, entrypoint.py, algorithm.json   -> /opt/yunpipe/
-    opt/yunpipe/site-packages/                    -> /opt/yunpipe/site-packages
+    entrypoint.py, algorithm.json   -> /opt/yunpipe/
+    opt/yunpipe/lib/                -> /opt/yunpipe/lib: the worker as the package
+                                       yunpipe.runtime.worker, with the contract and empty
+                                       yunpipe/ and yunpipe/runtime/ __init__.py stand-ins
+    opt/yunpipe/site-packages/      -> /opt/yunpipe/site-packages
 
 The boto3 is the host's own when the image's python3 is one the host's boto3 supports; for an
 older python3 (Debian 11, Ubuntu 20.04, Amazon Linux 2, RHEL 9...) it is the newest boto3
@@ -33,7 +36,7 @@ from yunpipe.wrapper import botocore_data
 # boto3 and everything it imports; all pure Python, so the host's copies run in any image
 # whose python3 is recent enough (their Requires-Python; host_boto3_python).
 BOTO3_DISTRIBUTIONS = ("boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3")
-# The oldest python3 the runscript runs on (dataclasses, postponed annotations: 3.7).
+# The oldest python3 the worker runs on (dataclasses, postponed annotations: 3.7).
 MIN_PYTHON = (3, 7)
 # For an image whose python3 the host's boto3 does not support: per Python version, the newest
 # release of each distribution whose Requires-Python admits it (boto3 and botocore dropped 3.7
@@ -72,9 +75,10 @@ BOTO3_FOR_OLD_PYTHON: dict[tuple[int, int], tuple[tuple[str, str], ...]] = {
         ("urllib3-1.26.20-py2.py3-none-any.whl", "0ed14ccfbf1c30a9072c7ca157e4319b70d65f623e91e7b32fadb2853431016e"),
     ),
 }
-# The services the runscript calls; botocore's data for the other ~400 is left out (~25 MB).
+# The services the worker calls; botocore's data for the other ~400 is left out (~25 MB).
 RUNTIME_SERVICES = ("s3", "sqs")
 SITE_PACKAGES = PurePosixPath("opt/yunpipe/site-packages")
+LIB = PurePosixPath("opt/yunpipe/lib")
 # What a Dockerfile FROM line accepts (name[:tag][@digest]); anything else could inject lines.
 IMAGE_REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")
 
@@ -88,7 +92,7 @@ class BaseImage:
     # The developer image's ID, labelled on the wrapped image so a rebuild can be skipped
     # only when the very same developer image would be wrapped again.
     image_id: str = ""
-    # The version of the python3 the runscript will run on (the image's, or the one the
+    # The version of the python3 the worker will run on (the image's, or the one the
     # Dockerfile installs); None when not asked (a dry run), which means the host's boto3.
     python: tuple[int, int] | None = None
 
@@ -122,8 +126,32 @@ def render_dockerfile(spec: AlgorithmSpec, version: int, base: BaseImage = BaseI
                            python_stage=python_stage)
 
 
-def runscript_path() -> Path:
-    return Path(str(resources.files("yunpipe.runtime").joinpath("runscript.py")))
+def worker_path() -> Path:
+    """The worker package's __init__.py: its docstring says what the worker does."""
+    return Path(str(resources.files("yunpipe.runtime.worker").joinpath("__init__.py")))
+
+
+def worker_files() -> list[tuple[PurePosixPath, bytes]]:
+    """(path under the image's lib folder, bytes) of the worker and what it imports: the
+    contract and the worker's modules, under empty stand-ins for the parent packages' __init__.py
+    (the host package's would import the host's dependencies)."""
+    runtime = resources.files("yunpipe.runtime")
+    worker = runtime.joinpath("worker")
+    root = PurePosixPath("yunpipe")
+    files = [(root / "__init__.py", b""), (root / "runtime" / "__init__.py", b""),
+             (root / "runtime" / "contract.py", runtime.joinpath("contract.py").read_bytes())]
+    files += [(root / "runtime" / "worker" / name, worker.joinpath(name).read_bytes())
+              for name in sorted(entry.name for entry in worker.iterdir() if entry.name.endswith(".py"))]
+    return files
+
+
+def write_worker(lib: Path) -> None:
+    """The worker package under `lib` (a folder to put on sys.path), replacing what was there."""
+    shutil.rmtree(lib, ignore_errors=True)
+    for relative, data in worker_files():
+        target = lib / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
 
 
 def _keep(relative: PurePosixPath) -> bool:
@@ -239,7 +267,7 @@ def write_build_context(spec: AlgorithmSpec, version: int, directory: str | Path
     dockerfile = render_dockerfile(spec, version, base)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "Dockerfile").write_text(dockerfile)
-    shutil.copyfile(runscript_path(), directory / "runscript.py")
+    write_worker(directory / LIB)
     shutil.copyfile(Path(__file__).with_name("entrypoint.py"), directory / "entrypoint.py")
     (directory / "algorithm.json").write_text(json.dumps(spec.to_document(), indent=2) + "\n")
     site_packages = directory / SITE_PACKAGES
@@ -252,4 +280,4 @@ def write_build_context(spec: AlgorithmSpec, version: int, directory: str | Path
     else:
         copy_boto3(site_packages)
     botocore_data.slim(site_packages / "botocore" / "data", RUNTIME_SERVICES)
-    return BuildContext(directory, dockerfile, ("Dockerfile", "runscript.py", "entrypoint.py", "algorithm.json", "opt"))
+    return BuildContext(directory, dockerfile, ("Dockerfile", "entrypoint.py", "algorithm.json", "opt"))

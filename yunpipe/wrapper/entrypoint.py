@@ -1,8 +1,9 @@
-"""The wrapped image's entrypoint: run the runscript with yunpipe's boto3 on its path.
+"""The wrapped image's entrypoint: run the worker with yunpipe's boto3 on its path.
 
-Copied next to runscript.py (/opt/yunpipe/). The boto3 folder goes on sys.path of this
-process only; an environment variable such as PYTHONPATH would leak into the algorithm's
-command, which the runscript starts with the task's environment, and shadow its own Python.
+Copied to /opt/yunpipe/, next to lib/ (the worker as the package yunpipe.runtime.worker, with
+the contract) and site-packages/ (boto3). Both folders go on sys.path of this process only; an
+environment variable such as PYTHONPATH would leak into the algorithm's command, which the
+worker starts with the task's environment, and shadow its own Python.
 """
 import os
 import sys
@@ -10,9 +11,9 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 if __name__ == "__main__":
-    sys.path.insert(0, os.path.join(HERE, "site-packages"))
+    sys.path[:0] = [os.path.join(HERE, "lib"), os.path.join(HERE, "site-packages")]
     # Imported, not run from its path: the import loads the bytecode compiled into the image,
-    # where runpy.run_path would compile the runscript anew in every task.
-    import runscript
+    # where runpy would compile the worker anew in every task.
+    from yunpipe.runtime.worker.main import main
 
-    sys.exit(runscript.main())
+    sys.exit(main())

@@ -9,7 +9,7 @@ from typing import Any
 from yunpipe.aws.reader import NOT_FOUND
 from yunpipe.engine.kinds.base import Kind, Named, PlanContext, QueueUrl, SweepContext, delete
 from yunpipe.engine.plan import Call, Transient, substitute
-from yunpipe.lambda_src import package
+from yunpipe.runtime import launcher_package as package
 
 # One launch of a step at a time: concurrent launches would each see the same queue and
 # start tasks for the same messages.

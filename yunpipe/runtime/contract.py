@@ -1,0 +1,329 @@
+"""The runtime contract: the defaults and the environments the host, the worker and the launcher share.
+
+WorkerConfig is a worker's task environment (docs/runtime-contract.md, "Task environment"),
+LauncherConfig the launcher Lambda's ("Launcher environment"): the deploy engine writes them
+with to_env, the worker and the launcher read them back with from_env, and the workflow and
+algorithm specs take their defaults from here, once.
+
+Shipped whole into every wrapped image (next to the worker) and into the launcher's zip, so it
+imports only the standard library and runs on Python 3.7+.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+# --------------------------------------------------------------------------- the worker
+
+DEFAULT_ALGORITHM_PATH = "/opt/yunpipe/algorithm.json"
+# Exit status of a worker whose configuration is bad (sysexits' EX_CONFIG): distinct from the
+# 0 of a drained queue, the 1 of an AWS error and the commands' own codes, so a stopped task
+# says why it stopped.
+CONFIG_ERROR_EXIT = 78
+# The contract's defaults, here once: the deploy engine builds its task environment from
+# WorkerConfig (WorkerConfig.to_env) and the algorithm spec takes its defaults from ALGORITHM_DEFAULTS.
+DEFAULT_MAX_RECEIVE_COUNT = 3
+DEFAULT_IDLE_SECONDS = 30
+DEFAULT_WAIT_SECONDS = 5
+# How long a received message stays hidden; the worker extends it while its job runs, so it
+# bounds how soon a crashed worker's file is retried.
+DEFAULT_VISIBILITY_SECONDS = 300
+# Jobs one worker runs at once. 1 for a task definition that does not say (it behaves as
+# before); the deploy engine sets the step's own, by default the task's vCPUs.
+DEFAULT_PARALLELISM = 1
+ADAPTERS = {"input_adapter": ("path", "stdin"), "output_adapter": ("path", "stdout")}
+ALGORITHM_DEFAULTS: dict[str, Any] = {
+    "input_file_path": "/yunpipe/input",
+    "output_file_path": "/yunpipe/output",
+    "input_adapter": "path",
+    "output_adapter": "path",
+    "timeout_seconds": 3600,
+    "environment": {},
+}
+# The S3 user metadata of every result, in this order (`yunpipe results --provenance`).
+PROVENANCE_FIELDS = (
+    "yunpipe-pipeline", "yunpipe-step", "yunpipe-algorithm", "yunpipe-image",
+    "yunpipe-input", "yunpipe-input-etag", "yunpipe-attempt",
+)
+
+
+def _int_env(environ: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = environ.get(name, "")
+    if raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerConfig:
+    """The task environment of the runtime contract."""
+
+    queue_url: str
+    output_bucket: str
+    output_prefix: str = ""
+    report_bucket: str | None = None
+    pipeline: str = ""
+    step: str = ""
+    max_receive_count: int = DEFAULT_MAX_RECEIVE_COUNT
+    idle_seconds: int = DEFAULT_IDLE_SECONDS
+    wait_seconds: int = DEFAULT_WAIT_SECONDS
+    visibility_seconds: int = DEFAULT_VISIBILITY_SECONDS
+    algorithm_path: str = DEFAULT_ALGORITHM_PATH
+    # Provenance only: NAME@VERSION in the registry, and the image the task runs.
+    algorithm_ref: str = ""
+    image: str = ""
+    # The step's own limit per job; 0 keeps the algorithm's timeout_seconds.
+    timeout_seconds: int = 0
+    parallelism: int = DEFAULT_PARALLELISM
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], strict: bool = True) -> WorkerConfig:
+        """The configuration, or ValueError naming the bad setting. Not strict: what a
+        misconfigured worker still knows, missing names empty and bad numbers at their default."""
+        missing = [n for n in ("YUNPIPE_QUEUE_URL", "YUNPIPE_OUTPUT_BUCKET") if not environ.get(n)]
+        if missing and strict:
+            raise ValueError(f"missing required environment variable(s): {', '.join(missing)}")
+
+        def _int(name: str, default: int, minimum: int) -> int:
+            try:
+                return _int_env(environ, name, default, minimum)
+            except ValueError:
+                if strict:
+                    raise
+                return default
+
+        return cls(
+            queue_url=environ.get("YUNPIPE_QUEUE_URL", ""),
+            output_bucket=environ.get("YUNPIPE_OUTPUT_BUCKET", ""),
+            output_prefix=environ.get("YUNPIPE_OUTPUT_PREFIX", ""),
+            report_bucket=environ.get("YUNPIPE_REPORT_BUCKET") or None,
+            pipeline=environ.get("YUNPIPE_PIPELINE", ""),
+            step=environ.get("YUNPIPE_STEP", ""),
+            max_receive_count=_int("YUNPIPE_MAX_RECEIVE_COUNT", DEFAULT_MAX_RECEIVE_COUNT, 1),
+            idle_seconds=_int("YUNPIPE_IDLE_SECONDS", DEFAULT_IDLE_SECONDS, 0),
+            # SQS rejects long polls over 20 s; clamp rather than crash the task.
+            wait_seconds=min(_int("YUNPIPE_WAIT_SECONDS", DEFAULT_WAIT_SECONDS, 0), 20),
+            # At least 1 s: the heartbeat ticks every half window.
+            visibility_seconds=_int("YUNPIPE_VISIBILITY_SECONDS", DEFAULT_VISIBILITY_SECONDS, 1),
+            algorithm_path=environ.get("YUNPIPE_ALGORITHM") or DEFAULT_ALGORITHM_PATH,
+            algorithm_ref=environ.get("YUNPIPE_ALGORITHM_REF", ""),
+            image=environ.get("YUNPIPE_IMAGE", ""),
+            timeout_seconds=_int("YUNPIPE_TIMEOUT_SECONDS", 0, 0),
+            parallelism=_int("YUNPIPE_PARALLELISM", DEFAULT_PARALLELISM, 1),
+        )
+
+    def to_env(self) -> dict[str, str]:
+        """The task environment from_env reads back as this Config (every setting, so a task
+        definition says all it means)."""
+        return {
+            "YUNPIPE_QUEUE_URL": self.queue_url,
+            "YUNPIPE_OUTPUT_BUCKET": self.output_bucket,
+            "YUNPIPE_OUTPUT_PREFIX": self.output_prefix,
+            "YUNPIPE_REPORT_BUCKET": self.report_bucket or "",
+            "YUNPIPE_PIPELINE": self.pipeline,
+            "YUNPIPE_STEP": self.step,
+            "YUNPIPE_MAX_RECEIVE_COUNT": str(self.max_receive_count),
+            "YUNPIPE_IDLE_SECONDS": str(self.idle_seconds),
+            "YUNPIPE_WAIT_SECONDS": str(self.wait_seconds),
+            "YUNPIPE_VISIBILITY_SECONDS": str(self.visibility_seconds),
+            "YUNPIPE_ALGORITHM": self.algorithm_path,
+            "YUNPIPE_ALGORITHM_REF": self.algorithm_ref,
+            "YUNPIPE_IMAGE": self.image,
+            "YUNPIPE_TIMEOUT_SECONDS": str(self.timeout_seconds),
+            "YUNPIPE_PARALLELISM": str(self.parallelism),
+        }
+
+
+# --------------------------------------------------------------------------- the launcher
+# The contract's default cap, here once (the workflow spec takes it from here).
+DEFAULT_CONCURRENCY = 10
+# Tasks are started for the backlog, one per this many waiting files (KEDA's SQS scaler's
+# queueLength, whose own default is 5): a task works through many files, so a task start
+# (seconds locally, up to a minute on Fargate, which bills a minute at least) is paid per 10
+# files, not per file. bench/e2e.py (200 files, 3 rounds each): 10 gave 22.8 files/s with 5
+# tasks per 100 files, 50 gave 17.0 with 2, cap 2 a task per file 21.3-21.5 with 2.
+DEFAULT_FILES_PER_TASK = 10
+LAUNCH_TYPES = ("FARGATE", "EC2")
+# Capacity providers a Fargate task may run on instead of the plain launch type ("" in Config).
+FARGATE_CAPACITY_PROVIDERS = ("FARGATE", "FARGATE_SPOT")
+# A capacity provider of the cluster's own (an Auto Scaling group): ECS's name rule.
+PROVIDER_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+PUBLIC_IP_SETTINGS = ("ENABLED", "DISABLED")
+MAX_STARTED_BY = 36
+
+
+class ConfigError(ValueError):
+    """The launcher's environment is missing or has an invalid setting."""
+
+
+REQUIRED_VARS = {
+    "pipeline": "YUNPIPE_PIPELINE",
+    "step": "YUNPIPE_STEP",
+    "queue_url": "YUNPIPE_QUEUE_URL",
+    "cluster": "YUNPIPE_CLUSTER",
+    "task_definition": "YUNPIPE_TASK_DEFINITION",
+    "started_by": "YUNPIPE_STARTED_BY",
+}
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+class JoinInput(NamedTuple):
+    """One upstream step of a join, and the bucket its results land in."""
+
+    step: str
+    bucket: str
+
+
+def _join_inputs(raw: str) -> tuple[JoinInput, ...]:
+    """YUNPIPE_JOIN: a JSON list of {"step", "bucket"}; empty means the step is no join."""
+    if not raw.strip():
+        return ()
+    try:
+        entries = json.loads(raw)
+    except ValueError as error:
+        raise ConfigError(f"YUNPIPE_JOIN is not valid JSON: {error}") from None
+    if not isinstance(entries, list) or not all(_is_join_entry(entry) for entry in entries):
+        raise ConfigError(
+            f'YUNPIPE_JOIN must be a JSON list of {{"step": ..., "bucket": ...}} with non-empty strings, got {raw!r}'
+        )
+    inputs = tuple(JoinInput(entry["step"], entry["bucket"]) for entry in entries)
+    # A record is told apart by its bucket, so each upstream step needs its own.
+    if inputs and len({join.bucket for join in inputs}) < max(len(inputs), 2):
+        raise ConfigError(f"YUNPIPE_JOIN must name at least two steps, each with its own bucket, got {raw!r}")
+    return inputs
+
+
+def _is_join_entry(entry: Any) -> bool:
+    return isinstance(entry, dict) and all(isinstance(entry.get(field), str) and entry[field]
+                                           for field in JoinInput._fields)
+
+
+def _positive(env: Mapping[str, str], var: str, default: int) -> int:
+    raw = env.get(var, "").strip() or str(default)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{var} must be an integer, got {raw!r}") from None
+    if value < 1:
+        raise ConfigError(f"{var} must be at least 1, got {value}")
+    return value
+
+
+def _flag(env: Mapping[str, str], var: str) -> bool:
+    value = env.get(var, "").strip() or "0"
+    if value not in ("0", "1"):
+        raise ConfigError(f"{var} must be 1 or 0, got {value!r}")
+    return value == "1"
+
+
+@dataclass(frozen=True)
+class LauncherConfig:
+    """The launcher Lambda's environment of the runtime contract."""
+
+    pipeline: str
+    step: str
+    queue_url: str
+    cluster: str
+    task_definition: str
+    started_by: str
+    concurrency: int = DEFAULT_CONCURRENCY
+    files_per_task: int = DEFAULT_FILES_PER_TASK
+    launch_type: str = "FARGATE"
+    capacity_provider: str = ""
+    subnets: tuple[str, ...] = ()
+    security_groups: tuple[str, ...] = ()
+    assign_public_ip: str = "ENABLED"
+    join: tuple[JoinInput, ...] = ()
+    claim_bucket: str = ""
+    gather: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> LauncherConfig:
+        env = os.environ if environ is None else environ
+        missing = [var for var in REQUIRED_VARS.values() if not env.get(var, "").strip()]
+        if missing:
+            raise ConfigError("launcher environment lacks required variable(s): " + ", ".join(missing))
+        values = {field: env[var].strip() for field, var in REQUIRED_VARS.items()}
+
+        concurrency = _positive(env, "YUNPIPE_CONCURRENCY", DEFAULT_CONCURRENCY)
+        files_per_task = _positive(env, "YUNPIPE_FILES_PER_TASK", DEFAULT_FILES_PER_TASK)
+
+        launch_type = env.get("YUNPIPE_LAUNCH_TYPE", "").strip().upper() or "FARGATE"
+        if launch_type not in LAUNCH_TYPES:
+            raise ConfigError(f"YUNPIPE_LAUNCH_TYPE must be one of {', '.join(LAUNCH_TYPES)}, got {launch_type!r}")
+        capacity_provider = env.get("YUNPIPE_CAPACITY_PROVIDER", "").strip()
+        if capacity_provider.upper() in FARGATE_CAPACITY_PROVIDERS:
+            capacity_provider = capacity_provider.upper()
+        elif capacity_provider and not PROVIDER_NAME.match(capacity_provider):
+            raise ConfigError(f"YUNPIPE_CAPACITY_PROVIDER must be empty, one of {', '.join(FARGATE_CAPACITY_PROVIDERS)} "
+                              f"or the name of an Auto Scaling group capacity provider, got {capacity_provider!r}")
+        if capacity_provider in FARGATE_CAPACITY_PROVIDERS and launch_type != "FARGATE":
+            raise ConfigError(f"YUNPIPE_CAPACITY_PROVIDER {capacity_provider} needs YUNPIPE_LAUNCH_TYPE FARGATE, "
+                              f"got {launch_type}")
+
+        public_ip = env.get("YUNPIPE_ASSIGN_PUBLIC_IP", "").strip().upper() or "ENABLED"
+        if public_ip not in PUBLIC_IP_SETTINGS:
+            raise ConfigError(
+                f"YUNPIPE_ASSIGN_PUBLIC_IP must be one of {', '.join(PUBLIC_IP_SETTINGS)}, got {public_ip!r}"
+            )
+
+        if len(values["started_by"]) > MAX_STARTED_BY:
+            raise ConfigError(f"YUNPIPE_STARTED_BY must be at most {MAX_STARTED_BY} characters (ECS limit)")
+
+        join = _join_inputs(env.get("YUNPIPE_JOIN", ""))
+        claim_bucket = env.get("YUNPIPE_CLAIM_BUCKET", "").strip()
+        if join and not claim_bucket:
+            raise ConfigError("YUNPIPE_CLAIM_BUCKET is required when YUNPIPE_JOIN is set (joins are claimed there)")
+        gather = _flag(env, "YUNPIPE_GATHER")
+        if join and gather:
+            raise ConfigError("YUNPIPE_JOIN and YUNPIPE_GATHER=1 exclude each other")
+
+        return cls(
+            **values,
+            concurrency=concurrency,
+            files_per_task=files_per_task,
+            launch_type=launch_type,
+            capacity_provider=capacity_provider,
+            subnets=_split(env.get("YUNPIPE_SUBNETS", "")),
+            security_groups=_split(env.get("YUNPIPE_SECURITY_GROUPS", "")),
+            assign_public_ip=public_ip,
+            join=join,
+            claim_bucket=claim_bucket,
+            gather=gather,
+        )
+
+    @property
+    def on_instances(self) -> bool:
+        """Tasks go to the EC2 instances of an Auto Scaling group capacity provider: their task
+        definitions use bridge networking, which takes no network configuration."""
+        return bool(self.capacity_provider) and self.capacity_provider not in FARGATE_CAPACITY_PROVIDERS
+
+    def to_env(self) -> dict[str, str]:
+        """The Lambda environment from_env reads back as this Config."""
+        return {
+            **{var: getattr(self, field) for field, var in REQUIRED_VARS.items()},
+            "YUNPIPE_CONCURRENCY": str(self.concurrency),
+            "YUNPIPE_FILES_PER_TASK": str(self.files_per_task),
+            "YUNPIPE_LAUNCH_TYPE": self.launch_type,
+            "YUNPIPE_CAPACITY_PROVIDER": self.capacity_provider,
+            "YUNPIPE_SUBNETS": ",".join(self.subnets),
+            "YUNPIPE_SECURITY_GROUPS": ",".join(self.security_groups),
+            "YUNPIPE_ASSIGN_PUBLIC_IP": self.assign_public_ip,
+            "YUNPIPE_JOIN": json.dumps([join._asdict() for join in self.join]) if self.join else "",
+            "YUNPIPE_CLAIM_BUCKET": self.claim_bucket,
+            "YUNPIPE_GATHER": "1" if self.gather else "0",
+        }

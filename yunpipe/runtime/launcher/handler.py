@@ -1,0 +1,56 @@
+"""The Lambda handler: queue the event's new objects for the step, then top up its workers."""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ..contract import LauncherConfig
+from .clients import Clients, clients_from_env
+from .events import NewObject, gather_body, object_body, read_event
+from .joins import queue_joins
+from .log import LOG
+from .scaling import top_up_workers
+from .sending import send_messages
+
+
+def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    return handle(event, LauncherConfig.from_env(), clients_from_env())
+
+
+def handle(
+    event: Mapping[str, Any],
+    config: LauncherConfig,
+    clients: Clients,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Queue the event's new objects, then top up workers. Returns the invocation summary."""
+    if event.get("Event") == "s3:TestEvent":
+        # S3 sends this once when a notification is configured; there is nothing to run.
+        idle: dict[str, Any] = {"enqueued": 0, "skipped": 0, "started": 0, "running": 0, "failures": []}
+        _log_summary(config, "s3:TestEvent", idle)
+        return idle
+
+    trigger, objects, skipped = read_event(event)
+    counts = queue_objects(objects, config, clients, sleep)
+    counts["skipped"] += skipped
+    keys = tuple(obj.key for obj in objects)
+    summary = {**counts, **top_up_workers(config, clients, counts["enqueued"], sleep, keys)}
+    _log_summary(config, trigger, summary)
+    return summary
+
+
+def queue_objects(
+    objects: list[NewObject], config: LauncherConfig, clients: Clients, sleep: Callable[[float], None]
+) -> dict[str, int]:
+    """Queue the step's messages for the new objects; returns the counts for the summary."""
+    if config.join:
+        return queue_joins(objects, config, clients, sleep)
+    body = gather_body if config.gather else object_body
+    bodies = [body(obj, config) for obj in objects]
+    return {"enqueued": send_messages(clients.sqs, config.queue_url, bodies, sleep), "skipped": 0}
+
+
+def _log_summary(config: LauncherConfig, trigger: str, summary: Mapping[str, Any]) -> None:
+    LOG.info("yunpipe launcher %s/%s %s: %s", config.pipeline, config.step, trigger, json.dumps(summary))

@@ -1,0 +1,109 @@
+"""The scaling policy: how many workers a step's backlog wants, when to look at it, and the cap."""
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..contract import LauncherConfig
+from .clients import Clients
+from .log import LOG
+from .tasks import DESCRIBE_BATCH, count_running_tasks, run_tasks, running_task_arns
+
+# How often per files_per_task waiting files a busy step looks at its backlog (backlog_check_due).
+BACKLOG_CHECKS_PER_TASK = 5
+
+
+def top_up_workers(config: LauncherConfig, clients: Clients, just_sent: int, sleep: Callable[[float], None],
+                   keys: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Start tasks so that min(one per files_per_task messages waiting, cap) are running, at least
+    one while anything waits; never raises on AWS errors. With tasks running, an event of a few
+    files looks at the backlog only when backlog_check_due says so.
+
+    The messages are already safe in the queue, so a failure here is logged and left to the
+    scheduled run rather than failing the event (a retried event would queue duplicates).
+    "started" counts the tasks this launch added and kept (see keep_within_cap).
+    """
+    running, stopped = 0, 0
+    started: list[str] = []
+    try:
+        running = count_running_tasks(clients.ecs, config)
+        if running >= config.concurrency:
+            # At the cap nothing can start, whatever waits: a busy step's invocations skip the
+            # queue's attributes (one call per file otherwise).
+            return {"started": 0, "running": running, "failures": []}
+        if running and not backlog_check_due(config, keys, just_sent):
+            return {"started": 0, "running": running, "failures": []}
+        attributes = clients.sqs.get_queue_attributes(
+            QueueUrl=config.queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
+        # The attribute is approximate and may not yet count what this invocation just sent.
+        waiting = max(int(attributes.get("ApproximateNumberOfMessages", 0)), just_sent)
+        wanted = tasks_wanted(config, waiting, running)
+        started, failures = run_tasks(clients.ecs, config, wanted, sleep)
+        if started:
+            stopped = keep_within_cap(clients.ecs, config, started)
+    except (ClientError, BotoCoreError) as error:
+        LOG.exception("yunpipe launcher %s/%s: could not top up workers", config.pipeline, config.step)
+        code = error.response["Error"].get("Code", "") if isinstance(error, ClientError) else type(error).__name__
+        return {"started": len(started) - stopped, "running": running,
+                "failures": [{"reason": code, "detail": str(error)}]}
+    return {"started": len(started) - stopped, "running": running, "failures": failures}
+
+
+def tasks_wanted(config: LauncherConfig, waiting: int, running: int) -> int:
+    """How many tasks to start: one per files_per_task waiting messages (at least one while any
+    waits), up to the step's cap, less those running."""
+    return max(0, min(math.ceil(waiting / config.files_per_task), config.concurrency) - running)
+
+
+def backlog_check_due(config: LauncherConfig, keys: tuple[str, ...], just_sent: int) -> bool:
+    """Whether an invocation with tasks already at work asks how many messages wait. The answer
+    changes what to start only once per files_per_task files, and asking on every file's event
+    was the busiest call of a burst, so one event in files_per_task / BACKLOG_CHECKS_PER_TASK
+    asks, chosen by a hash of its key (deterministic, spread evenly over a burst). Scheduled
+    top-ups (no keys) and events of that many files always ask."""
+    every = max(1, config.files_per_task // BACKLOG_CHECKS_PER_TASK)
+    if not keys or just_sent >= every:
+        return True
+    return any(int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % every == 0 for key in keys)
+
+
+def keep_within_cap(ecs: Any, config: LauncherConfig, started: list[str]) -> int:
+    """Stop what this launch started beyond the step's cap; returns how many it stopped.
+
+    Launches of one step run one at a time where the launcher has reserved concurrency 1. An
+    account too small for that (AWS keeps 100 executions unreserved) runs them side by side,
+    and each may start tasks for the same waiting messages. Every launch that started tasks then
+    ranks all the step's tasks oldest first (by createdAt, its own last among equals), keeps the
+    first `cap` and stops only its own beyond them. The launch that looks last sees every task, and its own
+    are the newest, so it stops them: no more than `cap` stay, and no task that was already at
+    work is touched. A stopped task is seconds old and has most likely taken no message yet (if
+    it had, the message returns after its visibility timeout).
+    """
+    arns = running_task_arns(ecs, config)
+    if len(arns) <= config.concurrency:
+        return 0
+    tasks = []
+    for start in range(0, len(arns), DESCRIBE_BATCH):
+        tasks += ecs.describe_tasks(cluster=config.cluster, tasks=arns[start : start + DESCRIBE_BATCH])["tasks"]
+    mine = set(started)
+    ranked = sorted(tasks, key=lambda task: _age_rank(task, mine))
+    keep = {task["taskArn"] for task in ranked[: config.concurrency]}
+    surplus = [arn for arn in started if arn not in keep]
+    for arn in surplus:
+        ecs.stop_task(cluster=config.cluster, task=arn, reason="yunpipe launcher: above the step's concurrency cap")
+    if surplus:
+        LOG.info("yunpipe launcher %s/%s: stopped %d task(s) above the cap of %d started by a simultaneous launch",
+                 config.pipeline, config.step, len(surplus), config.concurrency)
+    return len(surplus)
+
+
+def _age_rank(task: Mapping[str, Any], mine: set[str]) -> tuple[float, bool, str]:
+    """Oldest first; of tasks created at the same moment (or of unknown age) this launch's own
+    come last, so a tie makes it yield rather than keep."""
+    created = task.get("createdAt")
+    return (created.timestamp() if created else 0.0, task["taskArn"] in mine, task["taskArn"])

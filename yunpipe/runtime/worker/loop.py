@@ -1,0 +1,135 @@
+"""The worker loop: receive messages while jobs run in a pool, exit once the queue stays empty."""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Mapping
+
+from ..contract import WorkerConfig
+from .job import JobResult, process_message
+from .lease import RETRY_DELAY_SECONDS, VisibilityHeartbeat, release, settle
+from .locks import PathLocks
+
+log = logging.getLogger("yunpipe.worker")
+
+# SQS hands out at most this many messages per ReceiveMessage.
+RECEIVE_BATCH = 10
+
+
+class _Slots:
+    """run_worker's jobs in flight: how many, how they ended, and since when none is."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.busy, self.ok, self.failed = size, 0, 0, 0
+        self.idle_since = time.monotonic()
+        self._changed = threading.Condition()
+
+    def wait_free(self, stop: threading.Event) -> int:
+        """The number of free slots, once there is one (or `stop` is set)."""
+        with self._changed:
+            while self.busy >= self.size and not stop.is_set():
+                # `stop` cannot notify: look again now and then.
+                self._changed.wait(0.1)
+            return self.size - self.busy
+
+    def take(self, count: int) -> None:
+        with self._changed:
+            self.busy += count
+
+    def end(self, result: JobResult | None) -> None:
+        """A job ended: with its result, or None when it crashed."""
+        with self._changed:
+            self.busy -= 1
+            if result is None or not result.interrupted:
+                if result is not None and result.ok:
+                    self.ok += 1
+                else:
+                    self.failed += 1
+            self.idle_since = time.monotonic()
+            self._changed.notify_all()
+
+    def idle_for(self) -> float | None:
+        """Seconds since the last job ended (or the worker started), None while one runs."""
+        with self._changed:
+            return None if self.busy else time.monotonic() - self.idle_since
+
+
+def run_worker(
+    config: WorkerConfig,
+    algorithm: dict,
+    sqs: Any,
+    s3: Any,
+    *,
+    environ: Mapping[str, str] | None = None,
+    stop: threading.Event | None = None,
+    retry_delay: int = RETRY_DELAY_SECONDS,
+    config_error: str | None = None,
+) -> int:
+    """Drain the queue until nothing is in flight and it stayed empty for config.idle_seconds,
+    or until `stop` is set (jobs running then are abandoned and their messages released).
+
+    Up to config.parallelism jobs run at once, each on a thread of a pool: a receive asks for
+    at most as many messages as there are free threads (10 at most), so one job's download or
+    upload overlaps another's command. Every message in flight stays in the heartbeat until its
+    job is settled. Jobs whose local paths meet take turns (PathLocks).
+
+    Returns the exit code (0). AWS errors outside a job propagate, once the jobs in flight have
+    ended. With a config_error every message fails with a report, so SQS moves it to the
+    dead-letter queue after its last try."""
+    environ = os.environ if environ is None else environ
+    stop = stop or threading.Event()
+    heartbeat = VisibilityHeartbeat(sqs, config.queue_url, config.visibility_seconds)
+    locks = PathLocks()
+    slots = _Slots(config.parallelism)
+
+    def work(message: dict) -> None:
+        result = None
+        try:
+            result = process_message(
+                message, config, algorithm, s3, environ=environ, stop=stop, config_error=config_error, locks=locks
+            )
+        except Exception:
+            # A bug, not the job's failure: the message goes back to SQS, the worker goes on.
+            log.exception("job of message %s crashed", message.get("MessageId"))
+        finally:
+            heartbeat.drop(message)
+            if result is None:
+                release(sqs, config, message)
+            else:
+                settle(sqs, config, message, result, retry_delay)
+            slots.end(result)
+
+    heartbeat.start()
+    try:
+        with ThreadPoolExecutor(max_workers=config.parallelism, thread_name_prefix="job") as pool:
+            while True:
+                free = slots.wait_free(stop)
+                if stop.is_set():
+                    break
+                response = sqs.receive_message(
+                    QueueUrl=config.queue_url,
+                    MaxNumberOfMessages=min(RECEIVE_BATCH, free),
+                    WaitTimeSeconds=config.wait_seconds,
+                    VisibilityTimeout=config.visibility_seconds,
+                    AttributeNames=["ApproximateReceiveCount"],
+                )
+                messages = response.get("Messages", [])
+                if not messages:
+                    idle = slots.idle_for()
+                    if idle is not None and idle >= config.idle_seconds:
+                        log.info("queue empty for %ss, exiting: %d ok, %d failed",
+                                 config.idle_seconds, slots.ok, slots.failed)
+                        return 0
+                    continue
+                heartbeat.hold(messages)
+                slots.take(len(messages))
+                for message in messages:
+                    # Received as stop was set: process_message abandons it, and it is released.
+                    pool.submit(work, message)
+        log.info("stopped on request: %d ok, %d failed", slots.ok, slots.failed)
+        return 0
+    finally:
+        heartbeat.stop()

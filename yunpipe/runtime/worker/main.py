@@ -1,0 +1,66 @@
+"""The worker's entry point: read the configuration, handle signals, make the clients, run the loop."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..contract import CONFIG_ERROR_EXIT, WorkerConfig
+from .algorithm import check_variables, load_algorithm
+from .clients import make_clients
+from .loop import run_worker
+
+log = logging.getLogger("yunpipe.worker")
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
+    # botocore's INFO lines (credential discovery) would drown the one line per job.
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    problem = None
+    try:
+        config = WorkerConfig.from_env(os.environ)
+        algorithm = load_algorithm(config.algorithm_path)
+        check_variables(algorithm, os.environ)
+    except (OSError, ValueError) as exc:
+        # Dying here would leave the messages queued, and the launcher's schedule would start
+        # worker after worker for them. Knowing its queue, the worker fails each message with a
+        # report instead, so SQS moves them to the dead-letter queue and the queue empties.
+        problem, config, algorithm = str(exc), WorkerConfig.from_env(os.environ, strict=False), {}
+        if not config.queue_url:
+            print(f"yunpipe runscript: configuration error: {problem} (no queue to report on; "
+                  f"exit status {CONFIG_ERROR_EXIT})", file=sys.stderr, flush=True)
+            return CONFIG_ERROR_EXIT
+        log.error("configuration error: %s; every message received is reported and left for the "
+                  "dead-letter queue", problem)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        # ECS sends SIGTERM, then SIGKILL after its stop timeout: abandon the running jobs
+        # (their messages are released for other workers) and exit.
+        log.warning("signal %d received, stopping", signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        sqs, s3 = make_clients(os.environ, config.parallelism)
+        log.info(
+            "worker started: pipeline=%s step=%s queue=%s algorithm=%s",
+            config.pipeline, config.step, config.queue_url, algorithm.get("name", ""),
+        )
+        code = run_worker(config, algorithm, sqs, s3, environ=os.environ, stop=stop, config_error=problem)
+        return CONFIG_ERROR_EXIT if problem else code
+    except (BotoCoreError, ClientError) as exc:
+        log.error("AWS error: %s", exc)
+        return 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
