@@ -18,7 +18,7 @@ from pathlib import Path
 
 import benchlib
 
-from yunpipe import demo
+from yunpipe.commands import demo
 from yunpipe.aws.facade import is_mutating, watch_calls
 from yunpipe.local import cloud
 from yunpipe.registry import AlgorithmRegistry

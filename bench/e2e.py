@@ -28,12 +28,12 @@ from pathlib import Path
 
 import benchlib
 
-from yunpipe import demo
+from yunpipe.commands import demo
 from yunpipe.aws.reader import Reader
-from yunpipe.aws.session import open_aws
+from yunpipe.aws.location import open_aws
 from yunpipe.errors import YunpipeError
 from yunpipe.local import cloud
-from yunpipe.pipeline import status as pipeline_status
+from yunpipe.operations import status as pipeline_status
 from yunpipe.pipeline.state import PipelineSummary, require_summary
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.runtime.runscript import substitute

@@ -12,13 +12,13 @@ from helpers import BASE_IMAGE, REGION, free_port, unavailable
 from moto import mock_aws
 from strict_aws import Clock, StrictAws
 
-from yunpipe.local.moto_fixes import (
+from yunpipe.local.moto_patches import (
     capacity_providers_scale,
     conditional_writes_atomic,
     event_bridge_reported,
     multipart_uploads_notify_once,
+    sqs_clock_fast,
 )
-from yunpipe.local.moto_speedups import sqs_clock_fast
 from yunpipe.pipeline import executor
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.specs.algorithm import load_algorithm

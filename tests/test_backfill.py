@@ -11,7 +11,7 @@ from yunpipe.lambda_src import launcher
 
 from yunpipe import cli
 from yunpipe.aws.facade import watch_calls
-from yunpipe.pipeline import backfill
+from yunpipe.operations import backfill
 
 ACCOUNT = "123456789012"
 STEP = "change123-s3"

@@ -11,7 +11,7 @@ from moto.server import ThreadedMotoServer
 
 from yunpipe import cli
 from yunpipe.aws.facade import watch_calls
-from yunpipe.local import announcement
+from yunpipe.aws import announcement
 from yunpipe.pipeline.state import state_path
 
 ACCOUNT = "123456789012"

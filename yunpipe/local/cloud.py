@@ -15,7 +15,7 @@ API (what ``yunpipe local up/down/status`` is wired to):
                                  runs ``python -m yunpipe.local.daemon`` in its own session,
                                  returns its state (endpoint, port, pid) once it serves
     stop_running(timeout=60) -> bool   SIGTERM to the daemon named in the state file; waits
-    running_state() -> dict | None     the state file of a live local cloud (see announcement.py)
+    running_state() -> dict | None     the state file of a live local cloud (see yunpipe/aws/announcement.py)
 
 One local cloud per process: moto's backends and the S3 notification hook are process-wide.
 
@@ -50,19 +50,19 @@ import docker.errors
 from moto.awslambda.models import lambda_backends
 
 from yunpipe import paths
+from yunpipe.aws import announcement
 from yunpipe.lambda_src.package import launcher_zip
 
-from . import announcement
 from .ecs_runner import EcsRunner, owner_id, remove_local_containers
 from .lambda_host import LambdaHost
 from .lambda_images import ensure_lambda_images, remove_code_volumes
-from .moto_fixes import (
+from .moto_patches import (
     capacity_providers_scale,
     conditional_writes_atomic,
     event_bridge_reported,
     multipart_uploads_notify_once,
+    sqs_clock_fast,
 )
-from .moto_speedups import sqs_clock_fast
 from .scheduler import Scheduler
 from .server import DEFAULT_PORT, EmulatorServer
 

@@ -229,12 +229,3 @@ def init_package(target: Path, runtime: str) -> tuple[str, ...]:
         path.write_text(text)
     (target / entry).chmod(0o755)
     return tuple(files)
-
-
-def run_init(args) -> int:
-    target = Path(args.name)
-    written = init_package(target, args.runtime)
-    entry = written[1]
-    print(f"created {target}/: {', '.join(written)}")
-    print(f"edit {target / entry} and {target / PACKAGE_FILE}, then: wrap --local -y -f {target}/")
-    return 0
