@@ -18,8 +18,8 @@ from pathlib import Path
 
 import benchlib
 
-from yunpipe.commands import demo
 from yunpipe.aws.facade import is_mutating, watch_calls
+from yunpipe.commands import demo
 from yunpipe.local import cloud
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.wrapper import images

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import benchlib
 
-from yunpipe.commands import demo
-from yunpipe.aws.reader import Reader
 from yunpipe.aws.location import open_aws
+from yunpipe.aws.reader import Reader
+from yunpipe.commands import demo
 from yunpipe.errors import YunpipeError
 from yunpipe.local import cloud
 from yunpipe.operations import status as pipeline_status

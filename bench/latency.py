@@ -21,9 +21,9 @@ import time
 
 import benchlib
 
-from yunpipe.commands import demo
-from yunpipe.aws.reader import Reader
 from yunpipe.aws.location import open_aws
+from yunpipe.aws.reader import Reader
+from yunpipe.commands import demo
 from yunpipe.errors import YunpipeError
 from yunpipe.local import cloud
 from yunpipe.local.ecs_runner import LABEL

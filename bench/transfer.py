@@ -24,8 +24,8 @@ import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
 
-from yunpipe.commands import demo
 from yunpipe.aws.location import LOCAL_CREDENTIALS, open_aws
+from yunpipe.commands import demo
 from yunpipe.errors import YunpipeError
 from yunpipe.local import cloud
 from yunpipe.pipeline.state import PipelineSummary, require_summary

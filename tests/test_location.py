@@ -10,8 +10,8 @@ from helpers import REGION, free_port, single_run
 from moto.server import ThreadedMotoServer
 
 from yunpipe import cli
-from yunpipe.aws.facade import watch_calls
 from yunpipe.aws import announcement
+from yunpipe.aws.facade import watch_calls
 from yunpipe.pipeline.state import state_path
 
 ACCOUNT = "123456789012"

@@ -5,10 +5,10 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from yunpipe import cli
+from yunpipe.aws import announcement
 from yunpipe.aws.location import AwsOptions, open_aws
 from yunpipe.commands.common import aws_options
 from yunpipe.errors import InputError, YunpipeError
-from yunpipe.aws import announcement
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.specs.algorithm import load_algorithm
 

@@ -10,8 +10,8 @@ from moto.server import ThreadedMotoServer
 from yunpipe.lambda_src import launcher
 
 from yunpipe import cli
-from yunpipe.aws.facade import is_mutating, watch_calls
 from yunpipe.aws import announcement
+from yunpipe.aws.facade import is_mutating, watch_calls
 from yunpipe.pipeline.state import PipelineState, state_path
 
 ACCOUNT = "123456789012"

@@ -1,5 +1,4 @@
 """`wrap` and `yunpipe algorithms` through their console scripts, with real Docker builds."""
-import argparse
 import json
 import shutil
 import subprocess

@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -119,7 +120,7 @@ class RemoteRegistry:
             raise InputError(self.location.url, "BUCKET", f"expected an existing bucket, '{self.location.bucket}' "
                                                           "does not exist (create it once for the team)") from None
 
-    def _list(self, prefix: str, key: str, **params) -> list:
+    def _list(self, prefix: str, key: str, **params: Any) -> list:
         with self._bucket():
             return list(self.aws.pages("s3", "list_objects_v2", key, Bucket=self.location.bucket, Prefix=prefix,
                                        **params))

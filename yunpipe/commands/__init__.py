@@ -9,6 +9,6 @@ what it returns and gives the exit status.
     observe     status, logs, pipelines
     transfer    upload, results
     backfill    submit, retry
-    local       local up|down|status
+    local       local up|down|status; daemon: the local cloud's own process (python -m)
     demo        demo
 """

@@ -11,5 +11,5 @@ Modules, one job each:
     (announcement: <yunpipe home>/local/cloud.json, how other commands find the endpoint, is
                  yunpipe.aws.announcement: the local cloud writes it, the Location reads it)
     clients      boto3 clients aimed at the emulator
-    daemon       ``python -m yunpipe.local.daemon --port N``
+    (its process, ``python -m yunpipe.commands.daemon --port N``, is in yunpipe.commands.daemon)
 """

@@ -12,7 +12,7 @@ API (what ``yunpipe local up/down/status`` is wired to):
         .status() -> dict        endpoint, port, regions, Lambda mode, running tasks, recent Lambda runs
         usable as a context manager
     start_detached(port=4750, timeout=60, extra_args=()) -> dict
-                                 runs ``python -m yunpipe.local.daemon`` in its own session,
+                                 runs ``python -m yunpipe.commands.daemon`` in its own session,
                                  returns its state (endpoint, port, pid) once it serves
     stop_running(timeout=60) -> bool   SIGTERM to the daemon named in the state file; waits
     running_state() -> dict | None     the state file of a live local cloud (see yunpipe/aws/announcement.py)
@@ -251,7 +251,7 @@ def running_state() -> dict | None:
 
 
 def start_detached(port: int = DEFAULT_PORT, timeout: float = 60, extra_args: tuple[str, ...] = ()) -> dict:
-    """Start ``python -m yunpipe.local.daemon`` in the background; return its state when it serves."""
+    """Start ``python -m yunpipe.commands.daemon`` in the background; return its state when it serves."""
     current = announcement.read_state()
     if current is not None:
         raise RuntimeError(f"a local cloud already runs at {current['endpoint']} (pid {current['pid']})")
@@ -259,7 +259,7 @@ def start_detached(port: int = DEFAULT_PORT, timeout: float = 60, extra_args: tu
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "yunpipe.local.daemon", "--port", str(port), *extra_args],
+            [sys.executable, "-m", "yunpipe.commands.daemon", "--port", str(port), *extra_args],
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
