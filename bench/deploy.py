@@ -16,8 +16,8 @@ import time
 
 import benchlib
 
-from yunpipe import demo
 from yunpipe.aws.facade import is_mutating, watch_calls
+from yunpipe.commands import demo
 from yunpipe.local import cloud
 from yunpipe.registry import AlgorithmRegistry
 

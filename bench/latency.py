@@ -19,14 +19,14 @@ import time
 
 import benchlib
 
-from yunpipe import demo
+from yunpipe.aws.location import open_aws
 from yunpipe.aws.reader import Reader
-from yunpipe.aws.session import open_aws
+from yunpipe.commands import demo
 from yunpipe.engine.state import PipelineSummary, require_summary
 from yunpipe.errors import YunpipeError
 from yunpipe.local import cloud
 from yunpipe.local.ecs_runner import LABEL
-from yunpipe.pipeline import status as pipeline_status
+from yunpipe.operations import status as pipeline_status
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.wrapper import images
 

@@ -22,8 +22,8 @@ import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
 
-from yunpipe import demo
-from yunpipe.aws.session import LOCAL_CREDENTIALS, open_aws
+from yunpipe.aws.location import LOCAL_CREDENTIALS, open_aws
+from yunpipe.commands import demo
 from yunpipe.engine.state import PipelineSummary, require_summary
 from yunpipe.errors import YunpipeError
 from yunpipe.local import cloud

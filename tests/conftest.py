@@ -13,13 +13,13 @@ from moto import mock_aws
 from strict_aws import Clock, StrictAws
 
 from yunpipe.engine import executor
-from yunpipe.local.moto_fixes import (
+from yunpipe.local.moto_patches import (
     capacity_providers_scale,
     conditional_writes_atomic,
     event_bridge_reported,
     multipart_uploads_notify_once,
+    sqs_clock_fast,
 )
-from yunpipe.local.moto_speedups import sqs_clock_fast
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.specs.algorithm import load_algorithm
 

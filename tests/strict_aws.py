@@ -246,7 +246,7 @@ class StrictAws:
             layer.check_task_definition(bound)
             return originals["register"](backend, *args, **kwargs)
 
-        @functools.wraps(originals["run_task"])  # keeps the signature for layers over it (moto_fixes)
+        @functools.wraps(originals["run_task"])  # keeps the signature for layers over it (moto_patches)
         def run_task(backend, *args, **kwargs):
             bound = run_task_signature.bind(backend, *args, **kwargs).arguments
             cluster = backend._get_cluster(bound["cluster_str"])

@@ -10,7 +10,7 @@ from helpers import REGION, record_algorithm, single_run, wait_for
 
 from yunpipe import cli
 from yunpipe.aws.facade import watch_calls
-from yunpipe.pipeline import backfill
+from yunpipe.operations import backfill
 from yunpipe.runtime import contract
 from yunpipe.runtime.launcher.tasks import run_task_params
 

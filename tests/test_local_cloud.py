@@ -18,7 +18,7 @@ import docker.errors
 import pytest
 from helpers import launcher_function, launcher_step, wait_for
 
-from yunpipe.local import announcement
+from yunpipe.aws import announcement
 from yunpipe.local.clients import local_client
 from yunpipe.local.cloud import LocalCloud, running_state, start_detached, stop_running
 from yunpipe.local.ecs_runner import LABEL

@@ -10,9 +10,9 @@ from helpers import REGION, free_port, single_run
 from moto.server import ThreadedMotoServer
 
 from yunpipe import cli
+from yunpipe.aws import announcement
 from yunpipe.aws.facade import watch_calls
 from yunpipe.engine.state import state_path
-from yunpipe.local import announcement
 
 ACCOUNT = "123456789012"
 

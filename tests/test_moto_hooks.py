@@ -237,9 +237,9 @@ def test_logs_backend_takes_launcher_logs_written_in_process(monkeypatch):
 
 @mock_aws
 def test_moto_still_leaves_eventbridge_out_of_the_notification_configuration():
-    """yunpipe.local.moto_fixes.event_bridge_reported corrects this; once moto reports the
+    """yunpipe.local.moto_patches.event_bridge_reported corrects this; once moto reports the
     setting itself, the fix goes."""
-    from yunpipe.local.moto_fixes import event_bridge_reported
+    from yunpipe.local.moto_patches import event_bridge_reported
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket="events-bucket")
     s3.put_bucket_notification_configuration(Bucket="events-bucket",
@@ -253,11 +253,11 @@ def test_moto_still_leaves_eventbridge_out_of_the_notification_configuration():
 
 @mock_aws
 def test_moto_still_checks_a_conditional_put_apart_from_storing_it(monkeypatch):
-    """yunpipe.local.moto_fixes.conditional_writes_atomic corrects this: a put that slips in
+    """yunpipe.local.moto_patches.conditional_writes_atomic corrects this: a put that slips in
     between moto's If-None-Match check and its store makes both conditional puts succeed, where S3
     lets exactly one create the object (two colleagues publishing one algorithm version). Once
     moto refuses the rival by itself, the fix goes."""
-    from yunpipe.local.moto_fixes import conditional_writes_atomic
+    from yunpipe.local.moto_patches import conditional_writes_atomic
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket="race")
     original = S3Backend.put_object
@@ -296,10 +296,10 @@ def test_moto_counts_the_users_of_a_code_volume_in_the_process():
 
 @mock_aws
 def test_moto_still_places_auto_scaling_group_provider_tasks_only_on_registered_instances():
-    """yunpipe.local.moto_fixes.capacity_providers_scale corrects this: RunTask on an Auto Scaling
+    """yunpipe.local.moto_patches.capacity_providers_scale corrects this: RunTask on an Auto Scaling
     group capacity provider fails without container instances (ECS's managed scaling starts one).
     Once moto starts such tasks by itself, the fix goes."""
-    from yunpipe.local.moto_fixes import capacity_providers_scale
+    from yunpipe.local.moto_patches import capacity_providers_scale
     ecs = boto3.client("ecs", region_name=REGION)
     ecs.create_capacity_provider(name="gpus", autoScalingGroupProvider={"autoScalingGroupArn": "gpus"})
     ecs.create_cluster(clusterName="c", capacityProviders=["gpus"])
@@ -315,10 +315,10 @@ def test_moto_still_places_auto_scaling_group_provider_tasks_only_on_registered_
 
 @mock_aws
 def test_moto_still_notifies_a_multipart_upload_twice():
-    """yunpipe.local.moto_fixes.multipart_uploads_notify_once corrects this: S3 sends one
+    """yunpipe.local.moto_patches.multipart_uploads_notify_once corrects this: S3 sends one
     ObjectCreated:CompleteMultipartUpload; moto adds an ObjectCreated:Put, so the launcher would
     queue every large file twice. Once moto sends one event by itself, the fix goes."""
-    from yunpipe.local.moto_fixes import multipart_uploads_notify_once
+    from yunpipe.local.moto_patches import multipart_uploads_notify_once
     s3, sqs = boto3.client("s3", region_name=REGION), boto3.client("sqs", region_name=REGION)
     queue = sqs.create_queue(QueueName="events")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]

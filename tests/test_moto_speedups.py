@@ -1,4 +1,4 @@
-"""yunpipe.local.moto_speedups: each speed-up gives moto's own answer, and is undone on exit."""
+"""yunpipe.local.moto_patches: each speed-up gives moto's own answer, and is undone on exit."""
 import datetime
 import time
 
@@ -8,8 +8,8 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sqs import models as sqs_models
 
-from yunpipe.local import moto_speedups
-from yunpipe.local.moto_speedups import sqs_clock_fast
+from yunpipe.local import moto_patches
+from yunpipe.local.moto_patches import sqs_clock_fast
 
 REGION = "us-east-1"
 
@@ -17,14 +17,14 @@ REGION = "us-east-1"
 def test_the_fast_clock_tells_the_time_moto_tells():
     for _ in range(3):
         before = sqs_models.unix_time()
-        fast = moto_speedups.unix_time()
+        fast = moto_patches.unix_time()
         after = sqs_models.unix_time()
         assert before - 0.001 <= fast <= after + 0.001
-    assert abs(moto_speedups.unix_time_millis() - sqs_models.unix_time_millis()) < 50
+    assert abs(moto_patches.unix_time_millis() - sqs_models.unix_time_millis()) < 50
     # A given datetime is moto's business, as before.
     instant = datetime.datetime(2023, 11, 14, 22, 13, 20)  # naive UTC, as moto keeps them
-    assert moto_speedups.unix_time(instant) == sqs_models.unix_time(instant) == 1_700_000_000
-    assert moto_speedups.unix_time_millis(instant) == 1_700_000_000_000
+    assert moto_patches.unix_time(instant) == sqs_models.unix_time(instant) == 1_700_000_000
+    assert moto_patches.unix_time_millis(instant) == 1_700_000_000_000
 
 
 @mock_aws
@@ -47,7 +47,7 @@ def test_queues_behave_the_same_with_the_speedups_and_they_are_undone_on_exit():
     url = sqs.create_queue(QueueName="q")["QueueUrl"]
     with sqs_clock_fast():
         assert sqs_models.SQSBackend.is_message_valid_based_on_retention_period is \
-            moto_speedups.is_message_valid_based_on_retention_period
+            moto_patches.is_message_valid_based_on_retention_period
         for n in range(5):
             sqs.send_message(QueueUrl=url, MessageBody=str(n), DelaySeconds=1 if n == 4 else 0)
         received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=2, VisibilityTimeout=1)["Messages"]
@@ -58,6 +58,6 @@ def test_queues_behave_the_same_with_the_speedups_and_they_are_undone_on_exit():
         time.sleep(1.1)  # the visibility window and the delay end, by the fast clock
         again = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
         assert sorted(m["Body"] for m in again) == ["0", "1", "2", "3", "4"]
-    assert sqs_models.unix_time is moto_speedups._unix_time
+    assert sqs_models.unix_time is moto_patches._unix_time
     assert sqs_models.SQSBackend.is_message_valid_based_on_retention_period is not \
-        moto_speedups.is_message_valid_based_on_retention_period
+        moto_patches.is_message_valid_based_on_retention_period

@@ -5,9 +5,10 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from yunpipe import cli
-from yunpipe.aws.session import AwsOptions, open_aws
+from yunpipe.aws import announcement
+from yunpipe.aws.location import AwsOptions, open_aws
+from yunpipe.commands.common import aws_options
 from yunpipe.errors import InputError, YunpipeError
-from yunpipe.local import announcement
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.specs.algorithm import load_algorithm
 
@@ -91,6 +92,6 @@ def test_localstack_target_deploys_through_localstack_client(home, monkeypatch, 
 def test_options_come_from_the_parsed_flags_with_defaults_for_the_missing_ones():
     parser = cli.build_parser()
     args = parser.parse_args(["status", "demo", "--local", "--profile", "lab", "--endpoint-url", "http://127.0.0.1:9"])
-    assert AwsOptions.from_args(args) == AwsOptions(local=True, profile="lab", endpoint_url="http://127.0.0.1:9")
+    assert aws_options(args) == AwsOptions(local=True, profile="lab", endpoint_url="http://127.0.0.1:9")
     # demo has no AWS flags at all.
-    assert AwsOptions.from_args(parser.parse_args(["demo"])) == AwsOptions()
+    assert aws_options(parser.parse_args(["demo"])) == AwsOptions()

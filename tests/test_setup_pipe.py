@@ -10,9 +10,9 @@ from helpers import REGION, free_port, record_algorithm, single_run
 from moto.server import ThreadedMotoServer
 
 from yunpipe import cli
+from yunpipe.aws import announcement
 from yunpipe.aws.facade import is_mutating, watch_calls
 from yunpipe.engine.state import PipelineState, state_path
-from yunpipe.local import announcement
 from yunpipe.runtime import contract
 from yunpipe.runtime.launcher import handler as launcher
 from yunpipe.runtime.launcher.clients import clients_for

@@ -10,7 +10,7 @@ from helpers import REGION, single_run
 
 from yunpipe import cli
 from yunpipe.aws.facade import is_mutating, watch_calls
-from yunpipe.aws.session import AwsOptions, open_aws
+from yunpipe.aws.location import AwsOptions, open_aws
 from yunpipe.errors import InputError, YunpipeError
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.remote import RemoteRegistry, parse_remote

@@ -1,5 +1,4 @@
 """`wrap` and `yunpipe algorithms` through their console scripts, with real Docker builds."""
-import argparse
 import json
 import shutil
 import subprocess
@@ -192,10 +191,10 @@ def test_algorithms_show_of_an_unknown_name_exits_2(home):
 
 
 def test_ecr_destination_creates_the_repository_and_logs_in(moto):
-    from yunpipe.wrapper.command import destination
+    from yunpipe.wrapper.wrap import WrapOptions, destination
 
     spec = load_algorithm(UPPERCASE / "uppercase.json")
-    args = argparse.Namespace(local=False, registry="ecr", user="lab", profile=None, region=None, endpoint_url=None)
+    args = WrapOptions(local=False, registry="ecr", user="lab")
     first = destination(args, spec, 3)
     again = destination(args, spec, 4)  # the repository exists now: found, not re-created
     assert first.reference == "123456789012.dkr.ecr.us-east-1.amazonaws.com/lab/uppercase:3"

@@ -1,40 +1,41 @@
 """Command-line entry points: the `yunpipe` umbrella and the 0.0.3 console scripts.
 
-This module only parses arguments; each verb lives in the module named for its job and is
-imported when the verb runs, so `yunpipe --version` stays fast.
+This module only parses arguments; each verb lives in yunpipe.commands, in the module named for
+its group, and is imported when the verb runs, so `yunpipe --version` stays fast.
 """
 import argparse
 import importlib
 import logging
 import sys
+from collections.abc import Callable
 
 from yunpipe import __version__
 from yunpipe.errors import YunpipeError
 
 # verb -> "module:function"; each function takes the parsed args and returns an exit status.
 HANDLERS = {
-    "wrap": "yunpipe.wrapper.command:run_wrap",
-    "init": "yunpipe.wrapper.package:run_init",
-    "algorithms-list": "yunpipe.wrapper.command:run_algorithms_list",
-    "algorithms-show": "yunpipe.wrapper.command:run_algorithms_show",
-    "algorithms-publish": "yunpipe.remote:run_publish",
-    "algorithms-pull": "yunpipe.remote:run_pull",
-    "algorithms-remote": "yunpipe.remote:run_remote",
-    "setup-pipe": "yunpipe.pipeline.commands:run_setup_pipe",
-    "clean-up": "yunpipe.pipeline.commands:run_clean_up",
-    "status": "yunpipe.pipeline.commands:run_status",
-    "create-lambda-exec-role": "yunpipe.pipeline.commands:run_create_lambda_exec_role",
-    "logs": "yunpipe.pipeline.commands:run_logs",
-    "upload": "yunpipe.pipeline.transfer:run_upload",
-    "results": "yunpipe.pipeline.transfer:run_results",
-    "submit": "yunpipe.pipeline.backfill:run_submit",
-    "retry": "yunpipe.pipeline.backfill:run_retry",
-    "pipelines": "yunpipe.pipeline.listing:run_pipelines",
-    "show": "yunpipe.pipeline.commands:run_show",
-    "local-up": "yunpipe.local.commands:run_up",
-    "local-down": "yunpipe.local.commands:run_down",
-    "local-status": "yunpipe.local.commands:run_status",
-    "demo": "yunpipe.demo:run_demo",
+    "wrap": "yunpipe.commands.wrap:run_wrap",
+    "init": "yunpipe.commands.wrap:run_init",
+    "algorithms-list": "yunpipe.commands.algorithms:run_algorithms_list",
+    "algorithms-show": "yunpipe.commands.algorithms:run_algorithms_show",
+    "algorithms-publish": "yunpipe.commands.algorithms:run_publish",
+    "algorithms-pull": "yunpipe.commands.algorithms:run_pull",
+    "algorithms-remote": "yunpipe.commands.algorithms:run_remote",
+    "setup-pipe": "yunpipe.commands.deploy:run_setup_pipe",
+    "clean-up": "yunpipe.commands.deploy:run_clean_up",
+    "create-lambda-exec-role": "yunpipe.commands.deploy:run_create_lambda_exec_role",
+    "show": "yunpipe.commands.deploy:run_show",
+    "status": "yunpipe.commands.observe:run_status",
+    "logs": "yunpipe.commands.observe:run_logs",
+    "pipelines": "yunpipe.commands.observe:run_pipelines",
+    "upload": "yunpipe.commands.transfer:run_upload",
+    "results": "yunpipe.commands.transfer:run_results",
+    "submit": "yunpipe.commands.backfill:run_submit",
+    "retry": "yunpipe.commands.backfill:run_retry",
+    "local-up": "yunpipe.commands.local:run_up",
+    "local-down": "yunpipe.commands.local:run_down",
+    "local-status": "yunpipe.commands.local:run_status",
+    "demo": "yunpipe.commands.demo:run_demo",
 }
 
 
@@ -205,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     return dispatch(_handler_key(args), args)
 
 
-def _script(prog: str, description: str, add_arguments, key: str):
+def _script(prog: str, description: str, add_arguments: Callable[[argparse.ArgumentParser], None],
+            key: str) -> Callable[[list[str] | None], int]:
     def entry(argv: list[str] | None = None) -> int:
         parser = argparse.ArgumentParser(prog=prog, description=description)
         parser.add_argument("--version", action="version", version=f"yunpipe {__version__}")

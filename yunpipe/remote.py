@@ -21,12 +21,12 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from yunpipe import paths
 from yunpipe.aws.facade import Aws, ClientError, error_code
-from yunpipe.aws.session import AwsOptions, open_aws
 from yunpipe.errors import InputError, YunpipeError
 from yunpipe.registry import AlgorithmRecord, AlgorithmRegistry, parse_algorithm_reference
 from yunpipe.specs.loading import load_document
@@ -120,7 +120,7 @@ class RemoteRegistry:
             raise InputError(self.location.url, "BUCKET", f"expected an existing bucket, '{self.location.bucket}' "
                                                           "does not exist (create it once for the team)") from None
 
-    def _list(self, prefix: str, key: str, **params) -> list:
+    def _list(self, prefix: str, key: str, **params: Any) -> list:
         with self._bucket():
             return list(self.aws.pages("s3", "list_objects_v2", key, Bucket=self.location.bucket, Prefix=prefix,
                                        **params))
@@ -240,7 +240,8 @@ class SharedAlgorithms:
         return record
 
 
-def _location(url: str | None, flag: str, verb: str) -> RemoteLocation:
+def named_or_default(url: str | None, flag: str, verb: str) -> RemoteLocation:
+    """The registry a flag names, else the default remote, else an InputError naming the flag."""
     if url:
         return parse_remote(url, f"algorithms {verb}", flag)
     location = default_remote()
@@ -248,55 +249,3 @@ def _location(url: str | None, flag: str, verb: str) -> RemoteLocation:
         raise InputError(f"algorithms {verb}", flag, f"expected {URL_FORM}, or a default remote "
                                                      f"(`yunpipe algorithms remote {URL_FORM}`, or {REMOTE_ENV})")
     return location
-
-
-def run_publish(args) -> int:
-    location = _location(args.to, "--to", "publish")
-    registry = AlgorithmRegistry()
-    # Every reference is checked before anything is published.
-    records = [registry.resolve(reference, "algorithms publish", "NAME[@VERSION]") for reference in args.references]
-    remote = RemoteRegistry(open_aws(AwsOptions.from_args(args)), location)
-    for record in records:
-        key = f"s3://{location.bucket}/{location.record_key(record.name, record.version)}"
-        if remote.publish(record):
-            print(f"published {record.reference} to {key} (image {record.image_uri})")
-        else:
-            print(f"{record.reference} is already published at {key}, identical")
-    return 0
-
-
-def run_pull(args) -> int:
-    if bool(args.references) == bool(args.all):
-        raise InputError("algorithms pull", "NAME[@VERSION]", "expected algorithm references, or --all")
-    location = _location(args.source, "--from", "pull")
-    remote = RemoteRegistry(open_aws(AwsOptions.from_args(args)), location)
-    registry = AlgorithmRegistry()
-    wanted: list[tuple[str, int | None]]
-    if args.all:
-        wanted = [(name, version) for name in remote.names() for version in remote.versions(name)]
-    else:
-        wanted = [parse_algorithm_reference(reference, "algorithms pull", "NAME[@VERSION]")
-                  for reference in args.references]
-    for name, version in wanted:
-        record = remote.fetch(name, version, "algorithms pull", f"{name}@{version}" if version else name)
-        if registry.store(record):
-            print(f"pulled {record.reference} from {location.url} (image {record.image_uri})")
-        else:
-            print(f"{record.reference} is here already, identical")
-    if not wanted:
-        print(f"nothing is published at {location.url} yet")
-    return 0
-
-
-def run_remote(args) -> int:
-    if args.url:
-        chosen = parse_remote(args.url, "algorithms remote", "URL")
-        print(f"default remote: {chosen.url} (in {set_default_remote(chosen)})")
-        return 0
-    location = default_remote()
-    if location is None:
-        print(f"no default remote: set one with `yunpipe algorithms remote {URL_FORM}` or {REMOTE_ENV}")
-    else:
-        origin = REMOTE_ENV if os.environ.get(REMOTE_ENV) else str(paths.config_file())
-        print(f"default remote: {location.url} (from {origin})")
-    return 0

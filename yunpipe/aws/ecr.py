@@ -1,20 +1,22 @@
 """Amazon ECR for `wrap -r ecr`: the repository to push to, and credentials for the push."""
 import base64
+from typing import Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from yunpipe.aws.location import Location
 from yunpipe.errors import YunpipeError
 
 
-def ecr_client(profile: str | None = None, region: str | None = None, endpoint_url: str | None = None):
+def ecr_client(location: Location) -> Any:
+    """ECR where the command's location points (the local cloud too, with YUNPIPE_LOCAL=1)."""
     try:
-        return boto3.Session(profile_name=profile, region_name=region).client("ecr", endpoint_url=endpoint_url)
+        return location.client("ecr")
     except BotoCoreError as exc:
         raise YunpipeError(f"ECR: {exc}") from None
 
 
-def ensure_repository(client, name: str) -> str:
+def ensure_repository(client: Any, name: str) -> str:
     """The URI of repository `name`, created (scan on push, encrypted) when missing."""
     try:
         return client.describe_repositories(repositoryNames=[name])["repositories"][0]["repositoryUri"]
@@ -29,7 +31,7 @@ def ensure_repository(client, name: str) -> str:
         raise YunpipeError(f"ECR: cannot create repository {name}: {exc}") from None
 
 
-def docker_auth(client) -> dict:
+def docker_auth(client: Any) -> dict:
     """A Docker auth_config from an ECR authorization token (valid for 12 hours)."""
     try:
         data = client.get_authorization_token()["authorizationData"][0]

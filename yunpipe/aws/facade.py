@@ -89,20 +89,20 @@ class Aws:
             self._clients[service] = client
         return self._clients[service]
 
-    def _before_call(self, model, **_kwargs) -> None:
+    def _before_call(self, model: Any, **_kwargs: Any) -> None:
         service, operation = model.service_model.service_name, model.name
         if is_mutating(operation):
             self.mutating_calls += 1
         for observer in list(_observers):
             observer(service, operation)
 
-    def call(self, service: str, operation: str, **params) -> dict:
+    def call(self, service: str, operation: str, **params: Any) -> dict:
         """`operation` is the boto3 method name (create_queue); ResponseMetadata is dropped."""
         response = getattr(self.client(service), operation)(**params)
         response.pop("ResponseMetadata", None)
         return response
 
-    def pages(self, service: str, operation: str, key: str, **params) -> Iterator[Any]:
+    def pages(self, service: str, operation: str, key: str, **params: Any) -> Iterator[Any]:
         """Every item under `key` of every page of a paginated read."""
         for page in self.client(service).get_paginator(operation).paginate(**params):
             yield from page.get(key, [])

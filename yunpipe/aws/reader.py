@@ -24,7 +24,7 @@ class Reader:
         self.aws = aws
         self.offline = offline
 
-    def read(self, service: str, operation: str, missing: Iterable[str] = (), **params) -> Any:
+    def read(self, service: str, operation: str, missing: Iterable[str] = (), **params: Any) -> Any:
         if self.offline:
             return None
         try:
@@ -34,7 +34,7 @@ class Reader:
                 return None
             raise
 
-    def pages(self, service: str, operation: str, key: str, missing: Iterable[str] = (), **params) -> list:
+    def pages(self, service: str, operation: str, key: str, missing: Iterable[str] = (), **params: Any) -> list:
         if self.offline:
             return []
         try:

@@ -45,8 +45,6 @@ from yunpipe.engine.model import (
 from yunpipe.engine.sizing import default_parallelism, fargate_size
 from yunpipe.engine.target import Target, partition
 from yunpipe.errors import InputError
-from yunpipe.runtime import contract
-from yunpipe.runtime.launcher_package import launcher_zip
 from yunpipe.resolve import ResolvedStep, ResolvedWorkflow
 from yunpipe.runtime import contract
 from yunpipe.runtime.launcher_package import launcher_zip

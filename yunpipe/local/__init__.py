@@ -8,7 +8,8 @@ Modules, one job each:
     scheduler    EventBridge rate() rules fired locally (moto never fires them)
     ecs_runner   ECS tasks run as Docker containers; logs to CloudWatch; exit code to stop_task
     cloud        LocalCloud composing the above; start_detached / stop_running / running_state
-    announcement <yunpipe home>/local/cloud.json, how other commands find the endpoint
+    (announcement: <yunpipe home>/local/cloud.json, how other commands find the endpoint, is
+                 yunpipe.aws.announcement: the local cloud writes it, the Location reads it)
     clients      boto3 clients aimed at the emulator
-    daemon       ``python -m yunpipe.local.daemon --port N``
+    (its process, ``python -m yunpipe.commands.daemon --port N``, is in yunpipe.commands.daemon)
 """

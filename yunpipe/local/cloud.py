@@ -12,10 +12,10 @@ API (what ``yunpipe local up/down/status`` is wired to):
         .status() -> dict        endpoint, port, regions, Lambda mode, running tasks, recent Lambda runs
         usable as a context manager
     start_detached(port=4750, timeout=60, extra_args=()) -> dict
-                                 runs ``python -m yunpipe.local.daemon`` in its own session,
+                                 runs ``python -m yunpipe.commands.daemon`` in its own session,
                                  returns its state (endpoint, port, pid) once it serves
     stop_running(timeout=60) -> bool   SIGTERM to the daemon named in the state file; waits
-    running_state() -> dict | None     the state file of a live local cloud (see announcement.py)
+    running_state() -> dict | None     the state file of a live local cloud (see yunpipe/aws/announcement.py)
 
 One local cloud per process: moto's backends and the S3 notification hook are process-wide.
 
@@ -50,19 +50,19 @@ import docker.errors
 from moto.awslambda.models import lambda_backends
 
 from yunpipe import paths
+from yunpipe.aws import announcement
 from yunpipe.runtime.launcher_package import launcher_zip
 
-from . import announcement
 from .ecs_runner import EcsRunner, owner_id, remove_local_containers
 from .lambda_host import LambdaHost
 from .lambda_images import ensure_lambda_images, remove_code_volumes
-from .moto_fixes import (
+from .moto_patches import (
     capacity_providers_scale,
     conditional_writes_atomic,
     event_bridge_reported,
     multipart_uploads_notify_once,
+    sqs_clock_fast,
 )
-from .moto_speedups import sqs_clock_fast
 from .scheduler import Scheduler
 from .server import DEFAULT_PORT, EmulatorServer
 
@@ -251,7 +251,7 @@ def running_state() -> dict | None:
 
 
 def start_detached(port: int = DEFAULT_PORT, timeout: float = 60, extra_args: tuple[str, ...] = ()) -> dict:
-    """Start ``python -m yunpipe.local.daemon`` in the background; return its state when it serves."""
+    """Start ``python -m yunpipe.commands.daemon`` in the background; return its state when it serves."""
     current = announcement.read_state()
     if current is not None:
         raise RuntimeError(f"a local cloud already runs at {current['endpoint']} (pid {current['pid']})")
@@ -259,7 +259,7 @@ def start_detached(port: int = DEFAULT_PORT, timeout: float = 60, extra_args: tu
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "yunpipe.local.daemon", "--port", str(port), *extra_args],
+            [sys.executable, "-m", "yunpipe.commands.daemon", "--port", str(port), *extra_args],
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,

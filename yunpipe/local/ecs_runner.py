@@ -33,7 +33,6 @@ API:
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import queue
@@ -47,10 +46,12 @@ import docker
 import docker.errors
 import docker.types
 from botocore.exceptions import ClientError
-from moto.ecs.models import EC2ContainerServiceBackend
 
-from .announcement import process_alive
-from .clients import FAKE_CREDENTIALS, local_client
+from yunpipe.aws.announcement import process_alive
+from yunpipe.aws.location import LOCAL_ENVIRONMENT
+
+from .clients import local_client
+from .moto_patches import run_task_observed
 from .polling import PollingThread
 
 log = logging.getLogger(__name__)
@@ -65,29 +66,24 @@ LOOPBACK_REGISTRIES = ("127.0.0.1", "localhost")
 
 # The runners of this process, woken by every RunTask moto accepts: a new task then starts at
 # once instead of at the next poll (a quarter of a second on average at the default interval).
-# The hook goes over whatever run_task is when the first runner starts (other layers wrap it
-# too) and that is restored when the last one stops.
+# The hook (yunpipe.local.moto_patches.run_task_observed) is entered when the first runner
+# starts and left when the last one stops.
 _awake: set[EcsRunner] = set()
 _awake_lock = threading.Lock()
-_unhooked: list[Any] = []
+_hook = contextlib.ExitStack()
+
+
+def _wake_all() -> None:
+    with _awake_lock:
+        runners = list(_awake)
+    for each in runners:
+        each.wake()
 
 
 def _wake_on_run_task(runner: EcsRunner) -> None:
     with _awake_lock:
         if not _awake:
-            original = EC2ContainerServiceBackend.run_task
-
-            @functools.wraps(original)
-            def run_task(backend: EC2ContainerServiceBackend, *args: Any, **kwargs: Any) -> Any:
-                tasks = original(backend, *args, **kwargs)
-                with _awake_lock:
-                    runners = list(_awake)
-                for each in runners:
-                    each.wake()
-                return tasks
-
-            _unhooked.append(original)
-            EC2ContainerServiceBackend.run_task = run_task  # type: ignore[method-assign,assignment]
+            _hook.enter_context(run_task_observed(_wake_all))
         _awake.add(runner)
 
 
@@ -96,7 +92,7 @@ def _stop_waking(runner: EcsRunner) -> None:
         if runner in _awake:
             _awake.discard(runner)
             if not _awake:
-                EC2ContainerServiceBackend.run_task = _unhooked.pop()  # type: ignore[method-assign]
+                _hook.close()
 
 
 class TaskStartError(Exception):
@@ -289,7 +285,7 @@ class _TaskRun(threading.Thread):
         for secret in definition.get("secrets", []):
             environment[secret["name"]] = self._secret(secret["valueFrom"])
         # The local cloud's own settings win: a task must never reach past the emulator.
-        environment.update(FAKE_CREDENTIALS)
+        environment.update(LOCAL_ENVIRONMENT)
         environment.update(
             {
                 "AWS_ENDPOINT_URL": self._runner.endpoint_url,

@@ -75,11 +75,8 @@ from datetime import datetime, timezone
 from importlib import resources
 from typing import Any
 
-import moto.s3.notifications as s3_notifications
-from moto.awslambda.models import LambdaBackend
 from moto.awslambda.utils import get_backend
 from moto.core import DEFAULT_ACCOUNT_ID
-from moto.events.models import Rule
 from moto.logs.exceptions import ResourceAlreadyExistsException
 from moto.logs.models import logs_backends
 
@@ -89,6 +86,7 @@ from yunpipe.runtime.launcher import handler as launcher
 from yunpipe.runtime.launcher.log import LOG as LAUNCHER_LOG
 
 from .clients import local_client
+from .moto_patches import lambda_invocations_routed
 
 log = logging.getLogger(__name__)
 
@@ -218,9 +216,8 @@ class LambdaHost:
         self.endpoint_url = endpoint_url
         self._launchers_on_host = launchers_on_host
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="yunpipe-lambda")
-        self._original: Callable[..., Any] | None = None
-        self._original_invoke: Callable[..., Any] | None = None
-        self._original_send_to_targets: Callable[..., Any] | None = None
+        # moto's Lambda routed to this host while installed (yunpipe.local.moto_patches).
+        self._routed = contextlib.ExitStack()
         self._recent: deque[Invocation] = deque(maxlen=RECENT_INVOCATIONS)
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
@@ -236,12 +233,8 @@ class LambdaHost:
         with _install_lock:
             if _installed is not None:
                 raise RuntimeError("another local cloud already hooks moto's S3 notifications in this process")
-            self._original = s3_notifications._invoke_awslambda
-            s3_notifications._invoke_awslambda = self._on_s3_notification
-            self._original_invoke = LambdaBackend.invoke
-            LambdaBackend.invoke = self._invoke_api_hook(LambdaBackend.invoke)  # type: ignore[method-assign]
-            self._original_send_to_targets = Rule.send_to_targets
-            Rule.send_to_targets = self._rule_delivery_hook(Rule.send_to_targets)  # type: ignore[method-assign]
+            self._routed.enter_context(lambda_invocations_routed(
+                self._on_s3_notification, self._invoke_api_hook, self._rule_delivery_hook))
             launcher_logger = logging.getLogger(LAUNCHER_LOGGER)
             self._launcher_propagates = launcher_logger.propagate
             launcher_logger.addHandler(self._router)
@@ -251,11 +244,8 @@ class LambdaHost:
     def uninstall(self) -> None:
         global _installed
         with _install_lock:
-            if (_installed is self and self._original is not None and self._original_invoke is not None
-                    and self._original_send_to_targets is not None):
-                s3_notifications._invoke_awslambda = self._original
-                LambdaBackend.invoke = self._original_invoke  # type: ignore[method-assign]
-                Rule.send_to_targets = self._original_send_to_targets  # type: ignore[method-assign]
+            if _installed is self:
+                self._routed.close()
                 _installed = None
         # Queued invocations still run (their events were accepted); the pool stays open for them.
         with self._idle:

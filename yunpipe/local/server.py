@@ -16,7 +16,7 @@ stays RUNNING until stop_task (by the runner, or by anyone through the API) mark
 
 The server is what moto's ThreadedMotoServer runs (werkzeug's threaded server, moto's request
 handler and dispatcher), with one change: the dispatcher remembers which backend serves a host
-(BackendDispatcher).
+(yunpipe.local.moto_patches.BackendDispatcher).
 """
 from __future__ import annotations
 
@@ -25,10 +25,11 @@ import logging
 import socket
 import threading
 import urllib.request
-from typing import Any
 
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from moto.moto_server.werkzeug_app import MotoRequestHandler
 from werkzeug.serving import BaseWSGIServer, make_server
+
+from .moto_patches import BackendDispatcher
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_PORT = 4750
@@ -62,25 +63,6 @@ def pin_ecs_tasks(endpoint_url: str) -> None:
         "/moto-api/state-manager/set-transition",
         {"model_name": "ecs::task", "transition": ECS_TASK_TRANSITION},
     )
-
-
-class BackendDispatcher(DomainDispatcherApplication):
-    """moto's dispatcher, remembering the backend of each host it has seen. moto finds it anew
-    for every request, holding the lock that every request takes: it lists its ~250 package
-    folders and tries ~400 URL patterns, 0.7 ms, the largest item of a py-spy profile of
-    bench/e2e.py, during which every other request of the local cloud waits."""
-
-    def __init__(self) -> None:
-        super().__init__(create_backend_app)
-        self._backends: dict[str, Any] = {}
-
-    def get_backend_for_host(self, host: str | None) -> Any:
-        # Called under self.lock (get_application), and the answer depends on the host alone.
-        if host is None:
-            return None
-        if host not in self._backends:
-            self._backends[host] = super().get_backend_for_host(host)
-        return self._backends[host]
 
 
 class EmulatorServer:

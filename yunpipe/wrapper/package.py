@@ -20,11 +20,15 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from yunpipe.errors import InputError, YunpipeError
 from yunpipe.specs.algorithm import NAME_PATTERN, AlgorithmSpec
 from yunpipe.specs.package import CODE_DIR, PACKAGE_FILE, RUNTIMES, PackageSpec, load_package, package_file
 from yunpipe.wrapper.context import _environment
+
+if TYPE_CHECKING:  # docker is imported when an image is built, not for every command
+    import docker
 
 BASE_IMAGE = "yunpipe/base:bookworm"
 VENV = "/opt/algorithm-venv"
@@ -127,7 +131,7 @@ def write_runtime_context(package: PackageSpec, image: RuntimeImage, directory: 
     return "Dockerfile", "algorithm", "requirements.txt", "ca-certificates.crt"
 
 
-def build_runtime_image(client, package: PackageSpec, image: RuntimeImage) -> None:
+def build_runtime_image(client: docker.DockerClient, package: PackageSpec, image: RuntimeImage) -> None:
     """Build the runtime image unless the daemon has it already (same tag, same content)."""
     import docker.errors
 
@@ -229,12 +233,3 @@ def init_package(target: Path, runtime: str) -> tuple[str, ...]:
         path.write_text(text)
     (target / entry).chmod(0o755)
     return tuple(files)
-
-
-def run_init(args) -> int:
-    target = Path(args.name)
-    written = init_package(target, args.runtime)
-    entry = written[1]
-    print(f"created {target}/: {', '.join(written)}")
-    print(f"edit {target / entry} and {target / PACKAGE_FILE}, then: wrap --local -y -f {target}/")
-    return 0

@@ -7,6 +7,7 @@
 5. upload a folder of sample files, wait with a live count, print each result and its latency;
 6. clean-up --purge.
 """
+import argparse
 import io
 import json
 import random
@@ -15,17 +16,17 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
 from yunpipe import cli, paths
+from yunpipe.aws.location import AwsOptions, describe, open_aws
 from yunpipe.aws.reader import Reader
-from yunpipe.aws.session import AwsOptions, open_aws
 from yunpipe.engine.state import PipelineState, PipelineSummary, require_summary
 from yunpipe.errors import InputError, YunpipeError
 from yunpipe.local import cloud
-from yunpipe.pipeline import location
-from yunpipe.pipeline import status as pipeline_status
+from yunpipe.operations import status as pipeline_status
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.specs.algorithm import load_algorithm
 from yunpipe.wrapper import images
@@ -67,11 +68,11 @@ def example_dir(name: str) -> Path:
     return Path(str(resources.files("yunpipe.examples").joinpath(name)))
 
 
-def wrap_example(client, registry: AlgorithmRegistry, name: str) -> str:
+def wrap_example(client: Any, registry: AlgorithmRegistry, name: str) -> str:
     return wrap_algorithm(client, registry, example_dir(name) / f"{name}.json")
 
 
-def wrap_algorithm(client, registry: AlgorithmRegistry, spec_file: Path) -> str:
+def wrap_algorithm(client: Any, registry: AlgorithmRegistry, spec_file: Path) -> str:
     """Build the developer's container (the Dockerfile next to `spec_file`), then wrap it
     unless the latest version is the same; returns the recorded NAME@VERSION."""
     spec = load_algorithm(spec_file)
@@ -89,7 +90,7 @@ def wrap_algorithm(client, registry: AlgorithmRegistry, spec_file: Path) -> str:
     return recorded.reference
 
 
-def _labelled_source(client, image: str) -> str | None:
+def _labelled_source(client: Any, image: str) -> str | None:
     try:
         return client.images.get(image).labels.get("org.yunpipe.source.id")
     except Exception:  # noqa: BLE001 - a missing or unreadable image just means "wrap again"
@@ -104,7 +105,7 @@ def pipeline_name() -> str:
         if not state.exists or _recorded_location(state).get("cloud") == "local":
             if name != PIPELINE:
                 recorded = _recorded_location(PipelineState.load(PIPELINE))
-                where = location.describe(recorded) if recorded else "a place not recorded (an older yunpipe)"
+                where = describe(recorded) if recorded else "a place not recorded (an older yunpipe)"
                 say(f"a pipeline named {PIPELINE} lives in {where}; the demo deploys {name} instead and leaves it alone")
             return name
     raise InputError("yunpipe demo", "", f"pipelines '{PIPELINE}' and '{FALLBACK_PIPELINE}' both live elsewhere than "
@@ -190,7 +191,7 @@ def show_results(results: list[Result], summary: PipelineSummary) -> None:
         print(f"    {line}")
 
 
-def run_demo(args) -> int:
+def run_demo(args: argparse.Namespace) -> int:
     started = time.monotonic()
     # First: a name clash is known without Docker or the local cloud.
     name = pipeline_name()

@@ -1,4 +1,4 @@
-"""Foreground process of a local cloud: ``python -m yunpipe.local.daemon --port N [--lambda docker]``.
+"""Foreground process of a local cloud: ``python -m yunpipe.commands.daemon --port N [--lambda docker]``.
 
 ``yunpipe local up`` runs it directly, or through ``cloud.start_detached`` for ``--detach``.
 It serves until SIGINT/SIGTERM, then removes its containers and its state file.
@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .cloud import LAMBDA_MODES, LocalCloud
-from .server import DEFAULT_PORT
+from yunpipe.local.cloud import LAMBDA_MODES, LocalCloud
+from yunpipe.local.server import DEFAULT_PORT
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m yunpipe.local.daemon", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m yunpipe.commands.daemon", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port on 127.0.0.1 (0: any free port)")
     parser.add_argument("--region", action="append", dest="regions", help="region to serve (repeatable)")
     parser.add_argument(

@@ -1,4 +1,5 @@
 """Where a running local cloud announces itself, so other commands can find its endpoint.
+The local cloud (yunpipe.local) writes it; the Location (yunpipe.aws.location) reads it.
 
 File: ``<yunpipe home>/local/cloud.json`` with ``{"endpoint": str, "port": int, "pid": int}``;
 the yunpipe home is ``$YUNPIPE_HOME`` or ``~/.yunpipe`` (yunpipe.paths).

@@ -1,11 +1,10 @@
-"""yunpipe pipelines: the pipelines set up from this machine, read from their state files
+"""The pipelines set up from this machine (`yunpipe pipelines`), read from their state files
 (no AWS call): name, region, where each runs, its steps, input -> output bucket."""
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-from yunpipe.errors import YunpipeError
-from yunpipe.pipeline.location import describe
+from yunpipe.aws.location import describe
 from yunpipe.engine.state import PipelineState, known_pipelines
+from yunpipe.errors import YunpipeError
 
 
 @dataclass(frozen=True)
@@ -46,26 +45,3 @@ def listed(name: str) -> ListedPipeline:
 
 def list_pipelines() -> list[ListedPipeline]:
     return [listed(name) for name in known_pipelines()]
-
-
-def render(pipelines: list[ListedPipeline]) -> str:
-    width = max(len(p.name) for p in pipelines)
-    lines = []
-    for p in pipelines:
-        if p.problem:
-            lines.append(f"{p.name:<{width}}  {p.problem}")
-        else:
-            lines.append(f"{p.name:<{width}}  {p.region}  {p.where}  {len(p.steps)} step(s)  "
-                         f"{p.input_bucket} -> {p.output_bucket}")
-    return "\n".join(lines)
-
-
-def run_pipelines(args) -> int:
-    pipelines = list_pipelines()
-    if args.json:
-        print(json.dumps([asdict(p) for p in pipelines], indent=2))
-    elif pipelines:
-        print(render(pipelines))
-    else:
-        print("No pipelines set up from this machine (setup-pipe records them)")
-    return 0

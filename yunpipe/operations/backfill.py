@@ -8,17 +8,18 @@ them: batches of 10, failed entries resent.
 """
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from tqdm import tqdm
 
 from yunpipe.aws.facade import Aws
+from yunpipe.aws.location import AwsOptions
 from yunpipe.aws.reader import Reader
-from yunpipe.aws.session import AwsOptions
-from yunpipe.errors import InputError, YunpipeError
-from yunpipe.pipeline.location import open_pipeline_aws
 from yunpipe.engine.state import PipelineSummary, StepSummary, require_summary
+from yunpipe.errors import InputError, YunpipeError
+from yunpipe.operations.reach import reach
 from yunpipe.runtime.launcher import sending
 from yunpipe.runtime.launcher.tasks import DESCRIBE_BATCH
 
@@ -103,30 +104,44 @@ def queue_objects(aws: Aws, queue_url: str, summary: PipelineSummary, step: Step
     return len(seen)
 
 
-def run_submit(args) -> int:
-    summary = require_summary(args.pipeline)
-    step = find_step(summary, args.step, "submit")
-    if args.name is not None and not args.gather:
+@dataclass(frozen=True)
+class SubmitOptions:
+    pipeline: str
+    prefix: str = ""
+    step: str | None = None  # default: the first
+    gather: bool = False  # one gather message for the objects under prefix
+    name: str | None = None  # with gather: the key of the gathered result
+    where: AwsOptions = field(default_factory=AwsOptions)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What submit queued: `count` objects, or one gather message named `gathered`."""
+    aws: Aws
+    step: StepSummary
+    count: int = 0
+    gathered: str | None = None
+
+
+def submit(options: SubmitOptions) -> Submitted:
+    """Queue the objects under the prefix (or one gather message) to the step's queue; the
+    caller then wakes its launcher (wake_launcher) when anything was queued."""
+    summary = require_summary(options.pipeline)
+    step = find_step(summary, options.step, "submit")
+    if options.name is not None and not options.gather:
         raise InputError("submit", "--name", "expected only with --gather (it names the gather message's key)")
-    aws = open_pipeline_aws(AwsOptions.from_args(args), args.pipeline, summary)
+    aws = reach(options.where, options.pipeline, summary)
     reader = Reader(aws)
-    queue_url = _queue_url(reader, step.queue, args.pipeline)
-    if args.gather:
-        name = args.name or GATHER_KEY
-        _send_all(aws.client("sqs"), queue_url, [json.dumps(gather_message(summary, step, name, args.prefix))], 0)
-        print(f"Queued a gather message '{name}' for s3://{step.input_bucket}/{args.prefix} to step {step.name}")
-    else:
-        # Asked before the progress bar starts, as upload does: no bucket is one line.
-        if not reader.bucket_exists(step.input_bucket):
-            raise YunpipeError(f"the input bucket {step.input_bucket} of step {step.name} does not exist; "
-                               "run setup-pipe again")
-        count = queue_objects(aws, queue_url, summary, step, args.prefix)
-        print(f"Queued {count} object(s) of s3://{step.input_bucket}/{args.prefix} to step {step.name}")
-        if not count:
-            return 0
-    wake_launcher(aws, step)
-    print(f"Invoked launcher {step.function}: workers start now")
-    return 0
+    queue_url = _queue_url(reader, step.queue, options.pipeline)
+    if options.gather:
+        name = options.name or GATHER_KEY
+        _send_all(aws.client("sqs"), queue_url, [json.dumps(gather_message(summary, step, name, options.prefix))], 0)
+        return Submitted(aws, step, gathered=name)
+    # Asked before the progress bar starts, as upload does: no bucket is one line.
+    if not reader.bucket_exists(step.input_bucket):
+        raise YunpipeError(f"the input bucket {step.input_bucket} of step {step.name} does not exist; "
+                           "run setup-pipe again")
+    return Submitted(aws, step, count=queue_objects(aws, queue_url, summary, step, options.prefix))
 
 
 def move_dead_letters(aws: Aws, dlq_url: str, queue_url: str, step: StepSummary) -> int:
@@ -188,20 +203,33 @@ def stop_outdated_workers(aws: Aws, cluster: str, step: StepSummary, sleep: Call
     return len(outdated)
 
 
-def run_retry(args) -> int:
-    summary = require_summary(args.pipeline)
-    steps = [find_step(summary, args.step, "retry")] if args.step else list(summary.steps)
-    aws = open_pipeline_aws(AwsOptions.from_args(args), args.pipeline, summary)
+@dataclass(frozen=True)
+class RetryOptions:
+    pipeline: str
+    step: str | None = None  # default: every step
+    where: AwsOptions = field(default_factory=AwsOptions)
+
+
+@dataclass(frozen=True)
+class Retried:
+    step: StepSummary
+    stopped: int  # tasks stopped, started from an older task definition
+    moved: int  # messages moved back from the dead-letter queue
+
+
+def retry(options: RetryOptions) -> Iterator[Retried]:
+    """Per step: stop its outdated workers, move its dead letters back, yield what was done, then
+    wake its launcher when any moved."""
+    summary = require_summary(options.pipeline)
+    steps = [find_step(summary, options.step, "retry")] if options.step else list(summary.steps)
+    aws = reach(options.where, options.pipeline, summary)
     reader = Reader(aws)
     # Every queue is found before any message moves.
-    urls = [(_queue_url(reader, step.dead_letter_queue, args.pipeline), _queue_url(reader, step.queue, args.pipeline))
+    urls = [(_queue_url(reader, step.dead_letter_queue, options.pipeline), _queue_url(reader, step.queue, options.pipeline))
             for step in steps]
-    for step, (dlq_url, queue_url) in zip(steps, urls):
+    for step, (dlq_url, queue_url) in zip(steps, urls, strict=True):
         stopped = stop_outdated_workers(aws, summary.cluster, step)
-        if stopped:
-            print(f"step {step.name}: stopped {stopped} task(s) started from an older task definition")
         moved = move_dead_letters(aws, dlq_url, queue_url, step)
-        print(f"step {step.name}: moved {moved} message(s) from {step.dead_letter_queue} back to {step.queue}")
+        yield Retried(step, stopped, moved)
         if moved:
             wake_launcher(aws, step)
-    return 0

@@ -1,13 +1,16 @@
-"""`wrap` and `yunpipe algorithms list|show`: the algorithm developer's verbs."""
+"""Wrapping algorithms (`wrap`): check, build, publish and record each one, from typed options
+(WrapOptions; yunpipe.commands.wrap makes them from the flags)."""
 import ast
 import json
 import os
 import posixpath
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from yunpipe.aws.location import AwsOptions, resolve
 from yunpipe.errors import InputError
 from yunpipe.registry import AlgorithmRecord, AlgorithmRegistry
 from yunpipe.specs.algorithm import AlgorithmSpec, load_algorithm
@@ -33,7 +36,22 @@ class Destination:
     auth_config: dict | None = None
 
 
-def _check_flags(args) -> None:
+@dataclass(frozen=True)
+class WrapOptions:
+    """What wrap is asked: the algorithms (-d, or -f FILES), where they go, and how."""
+    describe: bool = False  # describe one interactively
+    files: tuple[str, ...] = ()  # algorithm files, CWL tools or package folders
+    show: bool = False  # show the algorithm and ask before building
+    registry: str | None = None  # a host[:port], or "ecr"; default: Docker Hub
+    user: str | None = None  # registry namespace
+    dry_run: bool = False
+    output_dir: str | None = None
+    local: bool = False  # into the local Docker daemon (or the local registry)
+    yes: bool = False
+    where: AwsOptions = field(default_factory=AwsOptions)  # for -r ecr
+
+
+def _check_flags(args: WrapOptions) -> None:
     if bool(args.describe) == bool(args.files):
         raise InputError("wrap", "-d/-f", "expected either -d (describe interactively) or -f FILES")
     if args.output_dir and not args.dry_run:
@@ -51,7 +69,7 @@ def load_algorithm_file(path: str) -> AlgorithmSpec:
     return load_algorithm(path)
 
 
-def destination(args, spec: AlgorithmSpec, version: int) -> Destination:
+def destination(args: WrapOptions, spec: AlgorithmSpec, version: int) -> Destination:
     name = spec.name
     if args.local:
         from yunpipe.wrapper.images import registry_answers
@@ -60,7 +78,7 @@ def destination(args, spec: AlgorithmSpec, version: int) -> Destination:
         return Destination(f"{LOCAL_REPOSITORY}/{name}:{version}", push=False)
     if args.registry == "ecr":
         from yunpipe.aws import ecr
-        client = ecr.ecr_client(args.profile, args.region, args.endpoint_url)
+        client = ecr.ecr_client(resolve(args.where))
         uri = ecr.ensure_repository(client, f"{args.user}/{name}" if args.user else name)
         return Destination(f"{uri}:{version}", push=True, auth_config=ecr.docker_auth(client))
     # Docker Hub is the daemon's default registry, named by the bare user/name.
@@ -90,7 +108,7 @@ def show(spec: AlgorithmSpec, dockerfile: str) -> None:
     print(f"--- Dockerfile ---\n{dockerfile}--- runscript ---\n{runscript_summary(spec)}")
 
 
-def _dry_run(spec: AlgorithmSpec, version: int, directory: Path, args) -> None:
+def _dry_run(spec: AlgorithmSpec, version: int, directory: Path, args: WrapOptions) -> None:
     context = write_build_context(spec, version, directory)
     if args.show:
         show(spec, context.dockerfile)
@@ -99,7 +117,7 @@ def _dry_run(spec: AlgorithmSpec, version: int, directory: Path, args) -> None:
     # Nothing is inspected in a dry run; a real build restores the image's own USER and WORKDIR.
 
 
-def _wrap(spec: AlgorithmSpec, args, registry: AlgorithmRegistry) -> bool:
+def _wrap(spec: AlgorithmSpec, args: WrapOptions, registry: AlgorithmRegistry) -> bool:
     """Build, publish and record one algorithm; False when the developer declined."""
     from yunpipe.wrapper import images
 
@@ -128,7 +146,7 @@ def _wrap(spec: AlgorithmSpec, args, registry: AlgorithmRegistry) -> bool:
     return True
 
 
-def _recorded_and_there(client, args, spec: AlgorithmSpec, latest: AlgorithmRecord) -> bool:
+def _recorded_and_there(client: Any, args: WrapOptions, spec: AlgorithmSpec, latest: AlgorithmRecord) -> bool:
     """Whether the latest version is this very algorithm, published where this wrap would
     publish it, and its image still to be had (pushed, or in the local daemon)."""
     import docker.errors
@@ -144,7 +162,7 @@ def _recorded_and_there(client, args, spec: AlgorithmSpec, latest: AlgorithmReco
     return True
 
 
-def _wrap_package(packaged: Packaged, args, registry: AlgorithmRegistry) -> bool:
+def _wrap_package(packaged: Packaged, args: WrapOptions, registry: AlgorithmRegistry) -> bool:
     """Build the package's runtime image and wrap it, unless nothing changed: the spec names the
     runtime image by a hash of the folder's content, so an equal spec is the same code."""
     from yunpipe.wrapper import images
@@ -159,19 +177,20 @@ def _wrap_package(packaged: Packaged, args, registry: AlgorithmRegistry) -> bool
     return _wrap(spec, args, registry)
 
 
-def run_wrap(args) -> int:
+def wrap(args: WrapOptions) -> int:
+    """Wrap every algorithm; the exit status (1 when the developer declined one)."""
     _check_flags(args)
     # A folder made by `yunpipe init` (or its yunpipe.yaml) is a package: wrap builds its image too.
     packaged = {path: package for path in args.files or () if (package := load_packaged(path))}
     specs = [describe_algorithm()] if args.describe else [
         packaged[path].spec if path in packaged else load_algorithm_file(path) for path in args.files]
     # Every file is checked (system, image reference) before anything is built.
-    for spec, source in zip(specs, args.files or ["described algorithm"]):
+    for spec, source in zip(specs, args.files or ["described algorithm"], strict=True):
         render_dockerfile(spec, 1, source=source)
     registry = AlgorithmRegistry()
     if args.dry_run:
         root = Path(args.output_dir or tempfile.mkdtemp(prefix="yunpipe-wrap-"))
-        for spec, source in zip(specs, args.files or [""]):
+        for spec, source in zip(specs, args.files or [""], strict=True):
             directory = root if len(specs) == 1 else root / spec.name
             _dry_run(spec, registry.next_version(spec.name), directory, args)
             if source in packaged:
@@ -180,24 +199,5 @@ def run_wrap(args) -> int:
                       f"{directory / 'runtime'}: {', '.join(files)}")
         return 0
     wrapped = [_wrap_package(packaged[source], args, registry) if source in packaged else _wrap(spec, args, registry)
-               for spec, source in zip(specs, args.files or [""])]
+               for spec, source in zip(specs, args.files or [""], strict=True)]
     return 0 if all(wrapped) else 1
-
-
-def run_algorithms_list(args) -> int:
-    records = AlgorithmRegistry().latest()
-    if not records:
-        print("no algorithms recorded yet (run wrap first)")
-        return 0
-    rows = [("NAME", "LATEST", "IMAGE", "CREATED")]
-    rows += [(r.name, str(r.version), r.image_uri, r.created_at) for r in records]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])
-    return 0
-
-
-def run_algorithms_show(args) -> int:
-    record = AlgorithmRegistry().resolve(args.reference, "algorithms show", "NAME[@VERSION]")
-    print(json.dumps({**record.to_document(), "image_uri": record.image_uri}, indent=2))
-    return 0

@@ -1,4 +1,5 @@
 """`yunpipe local up|down|status`: start, stop and inspect the local cloud."""
+import argparse
 import json
 
 from yunpipe.errors import YunpipeError
@@ -7,7 +8,7 @@ from yunpipe.local.cloud import DockerUnavailable, LocalCloud
 from yunpipe.local.lambda_images import LambdaImageError
 
 
-def run_up(args) -> int:
+def run_up(args: argparse.Namespace) -> int:
     current = cloud.running_state()
     if current is not None:
         print(f"The local cloud already runs at {current['endpoint']} (pid {current['pid']}).")
@@ -32,7 +33,7 @@ def run_up(args) -> int:
     return 0
 
 
-def run_down(args) -> int:
+def run_down(args: argparse.Namespace) -> int:
     if cloud.stop_running():
         print("The local cloud stopped; its containers are removed.")
     else:
@@ -40,7 +41,7 @@ def run_down(args) -> int:
     return 0
 
 
-def run_status(args) -> int:
+def run_status(args: argparse.Namespace) -> int:
     current = cloud.running_state()
     if current is None:
         print("No local cloud is running. Start one with `yunpipe local up --detach`.")

@@ -1,0 +1,229 @@
+"""Every change yunpipe makes to moto, in one module and one style: context managers over
+unittest.mock.patch.object / patch.multiple, each undone on exit (the local cloud enters them in
+start() and leaves them in stop(); tests/conftest.py's `moto` fixture enters the fixes and the
+speed-ups). Four groups:
+
+Fixes: where moto answers differently from real AWS in a way the deploy engine reads, the
+embedded AWS is corrected (the local cloud and the tests' moto both use them). Each fix is
+guarded by tests/test_moto_hooks.py, which fails once moto answers right by itself.
+
+Speed-ups: where moto answers right but slowly, on the local cloud's hot path, it is sped up
+without changing an answer (tests/test_moto_speedups.py compares each with moto's own).
+The local cloud serves every request of every worker from one Python process, so moto's CPU per
+request is what bounds how many files a pipeline moves per second (bench/e2e.py). Under load
+the largest part went to SQS's clock: each message's visibility and delay are checked against a
+datetime built for every check, and each message a ReceiveMessage returns builds all of its
+queue's attributes three times (to read the retention period), which walks all messages again.
+The dispatcher of moto's server is sped up too (BackendDispatcher).
+
+Hooks of the local cloud's data plane: Lambda invocations routed to the launcher on the host
+(lambda_invocations_routed, for yunpipe.local.lambda_host), RunTask waking the ECS runners
+(run_task_observed, for yunpipe.local.ecs_runner).
+"""
+import contextlib
+import functools
+import inspect
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+from unittest import mock
+
+import moto.s3.notifications as s3_notifications
+from moto.awslambda.models import LambdaBackend
+from moto.ecs import models as ecs_models
+from moto.events.models import Rule
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from moto.s3 import models as s3_models
+from moto.s3 import responses as s3_responses
+from moto.sqs import models as sqs_models
+
+from yunpipe.runtime.contract import FARGATE_CAPACITY_PROVIDERS
+
+# ---------------------------------------------------------------------------- fixes
+# moto's own RunTask parameters, read before anything wraps it: a layer over it that does not
+# keep its signature (functools.wraps) would otherwise hide the names bound below.
+_RUN_TASK = inspect.signature(ecs_models.EC2ContainerServiceBackend.run_task)
+_CLOSING = re.compile(rb"</NotificationConfiguration>\s*$")
+
+
+@contextlib.contextmanager
+def event_bridge_reported() -> Iterator[None]:
+    """GetBucketNotificationConfiguration names EventBridgeConfiguration when it is on, as S3 does
+    (moto stores and honours it but leaves it out of the answer, so every setup-pipe would switch
+    it on again and clean-up would never see it)."""
+    original = s3_responses.S3Response.get_bucket_notification
+
+    def get_bucket_notification(self: Any) -> Any:
+        status, headers, body = original(self)
+        configuration = self.backend.get_bucket_notification_configuration(self.bucket_name)
+        if configuration is None or configuration.event_bridge is None:
+            return status, headers, body
+        data = body.encode() if isinstance(body, str) else body
+        if _CLOSING.search(data):
+            data = _CLOSING.sub(b"<EventBridgeConfiguration/></NotificationConfiguration>", data)
+        else:  # an empty answer: moto serializes no element at all
+            data = (b'<?xml version="1.0" encoding="UTF-8"?><NotificationConfiguration '
+                    b'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><EventBridgeConfiguration/>'
+                    b"</NotificationConfiguration>")
+        return status, {**headers, "content-length": str(len(data))}, data
+
+    with mock.patch.object(s3_responses.S3Response, "get_bucket_notification", get_bucket_notification):
+        yield
+
+
+@contextlib.contextmanager
+def conditional_writes_atomic() -> Iterator[None]:
+    """PutObject with `If-None-Match: *` creates the object or fails, as S3's conditional writes
+    do: moto checks that the key is free, then stores, and a concurrent put slips in between, so
+    two publishers of one algorithm version would both succeed. One lock spans both."""
+    original = s3_responses.S3Response.put_object
+    lock = threading.Lock()
+
+    def put_object(self: Any) -> Any:
+        if self.headers.get("If-None-Match") != "*":
+            return original(self)
+        with lock:
+            return original(self)
+
+    with mock.patch.object(s3_responses.S3Response, "put_object", put_object):
+        yield
+
+
+@contextlib.contextmanager
+def multipart_uploads_notify_once() -> Iterator[None]:
+    """A completed multipart upload sends one ObjectCreated event (CompleteMultipartUpload), as
+    S3 does: moto stores the object with its PutObject, which sends an ObjectCreated:Put too, so
+    every large file reached the launcher twice and was processed twice."""
+    backend = s3_models.S3Backend
+    original_complete, original_put = backend.complete_multipart_upload, backend.put_object
+    completing = threading.local()
+
+    def complete_multipart_upload(self: Any, *args: Any, **kwargs: Any) -> Any:
+        completing.active = True
+        try:
+            return original_complete(self, *args, **kwargs)
+        finally:
+            completing.active = False
+
+    def put_object(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(completing, "active", False):
+            kwargs["disable_notification"] = True
+        return original_put(self, *args, **kwargs)
+
+    with mock.patch.multiple(backend, complete_multipart_upload=complete_multipart_upload, put_object=put_object):
+        yield
+
+
+@contextlib.contextmanager
+def capacity_providers_scale() -> Iterator[None]:
+    """RunTask on an Auto Scaling group capacity provider starts the task, as ECS managed scaling
+    does by launching an instance for it: moto places such a task only on container instances
+    already registered, of which an emulator has none (it fails with "No instances found")."""
+    backend = ecs_models.EC2ContainerServiceBackend
+    original = backend.run_task
+
+    @functools.wraps(original)  # keeps the signature for layers over it (the tests' strict AWS)
+    def run_task(self: Any, *args: Any, **kwargs: Any) -> Any:
+        bound = _RUN_TASK.bind(self, *args, **kwargs)
+        strategy = bound.arguments.get("capacity_provider_strategy") or []
+        name = strategy[0]["capacityProvider"] if strategy else ""
+        cluster = self._get_cluster(bound.arguments["cluster_str"])
+        if not name or name in FARGATE_CAPACITY_PROVIDERS or self.container_instances.get(cluster.name):
+            return original(self, *args, **kwargs)
+        # Placed as moto places Fargate tasks (no container instance), then told apart again.
+        bound.arguments["capacity_provider_strategy"] = None
+        bound.arguments["launch_type"] = "FARGATE"
+        tasks = original(*bound.args, **bound.kwargs)
+        for task in tasks:
+            task.capacity_provider_name = name
+            task.launch_type = "EC2"
+        return tasks
+
+    with mock.patch.object(backend, "run_task", run_task):
+        yield
+
+
+# ---------------------------------------------------------------------------- speed-ups
+
+_unix_time, _unix_time_millis = sqs_models.unix_time, sqs_models.unix_time_millis
+
+
+def unix_time(dt: Any = None) -> float:
+    """moto's unix_time: seconds since the epoch, now from the clock instead of from a naive
+    UTC datetime subtracted from another (the same instant, ~40x less CPU)."""
+    return time.time() if dt is None else _unix_time(dt)
+
+
+def unix_time_millis(dt: Any = None) -> float:
+    return time.time() * 1000.0 if dt is None else _unix_time_millis(dt)
+
+
+def is_message_valid_based_on_retention_period(self: Any, queue_name: str, message: Any) -> bool:
+    """moto's check, with the retention period read from the queue itself: moto asks
+    get_queue_attributes, which builds every attribute, message counts included, three times."""
+    retention_period = self.get_queue(queue_name).message_retention_period
+    return retention_period + message.sent_timestamp / 1000 > unix_time()
+
+
+@contextlib.contextmanager
+def sqs_clock_fast() -> Iterator[None]:
+    with mock.patch.multiple(sqs_models, unix_time=unix_time, unix_time_millis=unix_time_millis), \
+            mock.patch.object(sqs_models.SQSBackend, "is_message_valid_based_on_retention_period",
+                              is_message_valid_based_on_retention_period):
+        yield
+
+
+class BackendDispatcher(DomainDispatcherApplication):
+    """moto's dispatcher, remembering the backend of each host it has seen. moto finds it anew
+    for every request, holding the lock that every request takes: it lists its ~250 package
+    folders and tries ~400 URL patterns, 0.7 ms, the largest item of a py-spy profile of
+    bench/e2e.py, during which every other request of the local cloud waits."""
+
+    def __init__(self) -> None:
+        super().__init__(create_backend_app)
+        self._backends: dict[str, Any] = {}
+
+    def get_backend_for_host(self, host: str | None) -> Any:
+        # Called under self.lock (get_application), and the answer depends on the host alone.
+        if host is None:
+            return None
+        if host not in self._backends:
+            self._backends[host] = super().get_backend_for_host(host)
+        return self._backends[host]
+
+
+# ---------------------------------------------------------------------------- the local cloud's hooks
+
+
+@contextlib.contextmanager
+def lambda_invocations_routed(
+        on_s3_notification: Callable[..., None],
+        invoke_hook: Callable[[Callable[..., Any]], Callable[..., Any]],
+        rule_hook: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Iterator[None]:
+    """moto's three ways into a Lambda function, routed: an S3 notification calls
+    `on_s3_notification` (moto's signature) instead of moto's Docker Lambda; Invoke and a rule's
+    delivery to its targets go through the layers `invoke_hook(original)` and `rule_hook(original)`
+    (plain functions, bound to the backend or rule moto calls them on)."""
+    with mock.patch.object(s3_notifications, "_invoke_awslambda", on_s3_notification), \
+            mock.patch.object(LambdaBackend, "invoke", invoke_hook(LambdaBackend.invoke)), \
+            mock.patch.object(Rule, "send_to_targets", rule_hook(Rule.send_to_targets)):
+        yield
+
+
+@contextlib.contextmanager
+def run_task_observed(observer: Callable[[], None]) -> Iterator[None]:
+    """`observer()` runs after every RunTask moto accepts. The layer goes over whatever run_task
+    is on entry (other layers wrap it too), which exit restores."""
+    backend = ecs_models.EC2ContainerServiceBackend
+    original = backend.run_task
+
+    @functools.wraps(original)
+    def run_task(self: Any, *args: Any, **kwargs: Any) -> Any:
+        tasks = original(self, *args, **kwargs)
+        observer()
+        return tasks
+
+    with mock.patch.object(backend, "run_task", run_task):
+        yield
