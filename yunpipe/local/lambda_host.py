@@ -59,20 +59,18 @@ API:
 from __future__ import annotations
 
 import contextlib
-import io
+import functools
 import json
 import logging
 import threading
 import time
 import traceback
 import uuid
-import zipfile
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib import resources
 from typing import Any
 
 from moto.awslambda.utils import get_backend
@@ -80,7 +78,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.logs.exceptions import ResourceAlreadyExistsException
 from moto.logs.models import logs_backends
 
-from yunpipe.runtime import contract
+from yunpipe.runtime import contract, launcher_package
 from yunpipe.runtime.launcher import clients as launcher_clients
 from yunpipe.runtime.launcher import handler as launcher
 from yunpipe.runtime.launcher.log import LOG as LAUNCHER_LOG
@@ -106,22 +104,18 @@ class Invocation:
     log_stream: str | None = None
 
 
-def _launcher_source() -> bytes:
-    return (resources.files("yunpipe.runtime.launcher") / "handler.py").read_bytes()
+@functools.cache
+def _launcher_zip() -> bytes:
+    # Built once: every invocation asks.
+    return launcher_package.launcher_zip()
 
 
 def is_launcher(function: Any) -> bool:
-    """True when a moto Lambda function's handler module is yunpipe's launcher, byte for byte."""
-    handler = function.handler or ""
-    module, _, _ = handler.rpartition(".")
-    if not module or not getattr(function, "code_bytes", b""):
-        return False
-    try:
-        with zipfile.ZipFile(io.BytesIO(function.code_bytes)) as archive:
-            source = archive.read(module.replace(".", "/") + ".py")
-    except (zipfile.BadZipFile, KeyError):
-        return False
-    return source == _launcher_source()
+    """True when a moto Lambda function is yunpipe's launcher as this yunpipe packages it: the
+    same handler and, byte for byte, the same zip (every module the launcher runs, the contract
+    included), so the host runs exactly the code the function holds."""
+    return (function.handler == launcher_package.HANDLER
+            and getattr(function, "code_bytes", b"") == _launcher_zip())
 
 
 def reserved_concurrency(function: Any) -> int | None:
