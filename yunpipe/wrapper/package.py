@@ -131,7 +131,7 @@ def write_runtime_context(package: PackageSpec, image: RuntimeImage, directory: 
     return "Dockerfile", "algorithm", "requirements.txt", "ca-certificates.crt"
 
 
-def build_runtime_image(client: docker.DockerClient, package: PackageSpec, image: RuntimeImage) -> None:
+def build_runtime_image(client: "docker.DockerClient", package: PackageSpec, image: RuntimeImage) -> None:
     """Build the runtime image unless the daemon has it already (same tag, same content)."""
     import docker.errors
 
