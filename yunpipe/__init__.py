@@ -1,3 +1,3 @@
 """yunpipe: turn an algorithm container into an event-driven pipeline on AWS."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
