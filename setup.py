@@ -2,7 +2,7 @@
 import re
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "yunpipe" / "__init__.py").read_text()).group(1)
@@ -14,22 +14,10 @@ setup(
     long_description=(HERE / "README.md").read_text(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=[
-        "yunpipe",
-        "yunpipe.specs",
-        "yunpipe.wrapper",
-        "yunpipe.pipeline",
-        "yunpipe.runtime",
-        "yunpipe.runtime.worker",
-        "yunpipe.runtime.launcher",
-        "yunpipe.aws",
-        "yunpipe.local",
-        # The top-level templates/ folder ships inside the package so a non-editable install
-        # carries it along.
-        "yunpipe.templates",
-        # The examples the demo wraps and runs.
-        "yunpipe.examples",
-    ],
+    # Every package under yunpipe/ (tests/test_packaging.py checks a wheel holds each of them),
+    # plus the top-level templates/ and examples/ folders, shipped inside the package so a
+    # non-editable install carries the Dockerfile templates and the examples the demo runs.
+    packages=[*find_packages(include=("yunpipe", "yunpipe.*")), "yunpipe.templates", "yunpipe.examples"],
     package_dir={"yunpipe.templates": "templates", "yunpipe.examples": "examples"},
     package_data={"yunpipe.templates": ["*/*.j2", "*/*.json"], "yunpipe.examples": ["*/*"]},
     install_requires=[

@@ -20,7 +20,7 @@ CHECK = textwrap.dedent("""
     assert "site-packages" in yunpipe.__file__, yunpipe.__file__
     dockerfiles = resources.files("yunpipe.templates").joinpath("dockerfiles")
     names = {entry.name for entry in dockerfiles.iterdir()}
-    missing = {f"{system}.Dockerfile.j2" for system in sys.argv[1:]} - names
+    missing = {f"{system}.Dockerfile.j2" for system in sys.argv[2:]} - names
     assert not missing, missing
     assert resources.files("yunpipe.runtime").joinpath("contract.py").is_file()
     assert resources.files("yunpipe.runtime.worker").joinpath("main.py").is_file()
@@ -29,6 +29,11 @@ CHECK = textwrap.dedent("""
     from yunpipe.runtime.launcher_package import launcher_files
     assert any(path == "yunpipe/runtime/launcher/handler.py" for path, _ in launcher_files())
     assert resources.files("yunpipe.wrapper").joinpath("entrypoint.py").is_file()
+    # Every module of the source tree, in every package.
+    import pathlib
+    installed = pathlib.Path(yunpipe.__file__).parent
+    absent = [name for name in sys.argv[1].split(",") if not (installed / name).is_file()]
+    assert not absent, absent
     print("ok")
 """)
 
@@ -48,6 +53,7 @@ def test_pip_install_carries_templates_and_the_runtime(tmp_path):
                    check=True, cwd=tmp_path)
     # Every base system's template, and the runtime image's of packaged algorithms.
     templates = [*SUPPORTED_SYSTEMS, "runtime"]
-    result = subprocess.run([str(python), "-c", CHECK, *templates], capture_output=True, text=True, cwd=tmp_path)
+    modules = ",".join(str(p.relative_to(REPO / "yunpipe")) for p in sorted((REPO / "yunpipe").rglob("*.py")))
+    result = subprocess.run([str(python), "-c", CHECK, modules, *templates], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
