@@ -202,6 +202,16 @@ def test_ecr_destination_creates_the_repository_and_logs_in(moto):
     assert first.push and first.auth_config["username"] == "AWS" and first.auth_config["password"]
 
 
+def test_ecr_on_the_local_cloud_is_refused_before_anything_is_made(home, monkeypatch):
+    """The local cloud's ECR (moto's) gives URIs on amazonaws.com and tokens no registry takes:
+    `-r ecr` with YUNPIPE_LOCAL=1 is bad input, not a push that fails half-way."""
+    monkeypatch.setenv("YUNPIPE_LOCAL", "1")
+    result = run("wrap", "-f", UPPERCASE / "uppercase.json", "-r", "ecr", "-y")
+    assert result.returncode == 2, result.stderr
+    assert "wrap: -r: expected --local for the local cloud (YUNPIPE_LOCAL=1)" in result.stderr
+    assert recorded(home) == []
+
+
 # ---------------------------------------------------------------------------- with Docker
 
 

@@ -9,7 +9,7 @@ from yunpipe.errors import YunpipeError
 
 
 def ecr_client(location: Location) -> Any:
-    """ECR where the command's location points (the local cloud too, with YUNPIPE_LOCAL=1)."""
+    """ECR where the command's location points (its profile, region or endpoint)."""
     try:
         return location.client("ecr")
     except BotoCoreError as exc:

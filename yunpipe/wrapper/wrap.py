@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from yunpipe.aws.location import AwsOptions, resolve
+from yunpipe.aws.location import AwsOptions, resolve, wants_local
 from yunpipe.errors import InputError
 from yunpipe.registry import AlgorithmRecord, AlgorithmRegistry
 from yunpipe.specs.algorithm import AlgorithmSpec, load_algorithm
@@ -56,6 +56,12 @@ def _check_flags(args: WrapOptions) -> None:
         raise InputError("wrap", "-d/-f", "expected either -d (describe interactively) or -f FILES")
     if args.output_dir and not args.dry_run:
         raise InputError("wrap", "--output-dir", "expected together with --dry-run")
+    if args.registry == "ecr" and not args.local and wants_local(args.where):
+        # moto's ECR hands out repository URIs on amazonaws.com and tokens no registry takes, so
+        # a push there could only fail (or reach the real host); the local cloud pulls from this
+        # machine's Docker or its registry instead.
+        raise InputError("wrap", "-r", "expected --local for the local cloud (YUNPIPE_LOCAL=1): its images stay in "
+                                       "this machine's Docker or go to its registry; -r ecr pushes to Amazon ECR")
     if not (args.dry_run or args.local or args.registry == "ecr" or args.user):
         raise InputError("wrap", "-u/--user", "expected the registry user to publish as (there is no default user), "
                                               "or --local, or -r ecr")
