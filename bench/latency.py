@@ -11,7 +11,6 @@ bench/results/latency.json (latency-<runs>[-cpu<VCPU>].json when not run with th
 see bench/README.md. --cpu sizes the step's tasks (the algorithm asks 0.25 vCPU, Fargate's
 smallest, whose hard CPU limit the local cloud applies as Docker's --cpus).
 """
-import functools
 import statistics
 import sys
 import threading
@@ -24,7 +23,7 @@ from yunpipe.aws.reader import Reader
 from yunpipe.commands import demo
 from yunpipe.engine.state import PipelineSummary, require_summary
 from yunpipe.errors import YunpipeError
-from yunpipe.local import cloud
+from yunpipe.local import cloud, moto_patches
 from yunpipe.local.ecs_runner import LABEL
 from yunpipe.operations import status as pipeline_status
 from yunpipe.registry import AlgorithmRegistry
@@ -70,31 +69,18 @@ class DockerEvents(threading.Thread):
 
 
 class RunTaskClock:
-    """Records when moto's ECS accepted each RunTask (the local cloud runs in this process, and
-    moto's tasks carry no createdAt)."""
+    """When moto's ECS accepted each RunTask (the local cloud runs in this process, and moto's
+    tasks carry no createdAt); observed through yunpipe.local.moto_patches.run_task_observed."""
 
-    def __init__(self):
-        from moto.ecs.models import EC2ContainerServiceBackend
-
+    def __init__(self) -> None:
         self.times: list[float] = []
-        self._backend = EC2ContainerServiceBackend
-        self._original = EC2ContainerServiceBackend.run_task
-        clock = self
 
-        @functools.wraps(self._original)
-        def run_task(backend, *args, **kwargs):
-            result = clock._original(backend, *args, **kwargs)
-            clock.times.append(time.time())
-            return result
-
-        EC2ContainerServiceBackend.run_task = run_task
+    def tick(self) -> None:
+        self.times.append(time.time())
 
     def first(self, after: float) -> float | None:
         times = [t for t in self.times if t >= after]
         return min(times) if times else None
-
-    def close(self) -> None:
-        self._backend.run_task = self._original
 
 
 def running_tasks(ecs, summary: PipelineSummary) -> list[str]:
@@ -183,7 +169,7 @@ def run(reference: str, work, runs: int, cpu: float | None) -> dict:
     clock = RunTaskClock()
     cold, warm = [], []
     try:
-        with cloud.LocalCloud(port=0, schedule_speedup=60):
+        with moto_patches.run_task_observed(clock.tick), cloud.LocalCloud(port=0, schedule_speedup=60):
             demo.run("setup-pipe", "--local", "-f", str(benchlib.write_workflow(work, PIPELINE, "single_run", [step(reference, cpu)], IDLE_SECONDS)))
             summary = require_summary(PIPELINE)
             aws = open_aws(demo.LOCAL, summary.region)
@@ -199,7 +185,6 @@ def run(reference: str, work, runs: int, cpu: float | None) -> dict:
             demo.run("clean-up", "--local", "--purge", PIPELINE)
     finally:
         events.close()
-        clock.close()
     cold_seconds = [c["seconds"] for c in cold]
     phase_names = list(cold[0]["phases"])
     return {
