@@ -15,10 +15,8 @@ from yunpipe.operations.deploy import (
     Deployment,
     DeployOptions,
     apply_clean_up,
-    apply_deployment,
-    load_workflows,
+    deploy,
     plan_clean_up,
-    plan_deployment,
 )
 
 USER_CREDENTIAL_WARNING = (
@@ -65,16 +63,13 @@ def print_deployment(deployment: Deployment, dry_run: bool) -> None:
 def deployed(options: DeployOptions) -> Iterator[Deployment]:
     """Every workflow checked first, then each planned, printed and (unless a dry run) applied;
     yields what it applied."""
-    for workflow in load_workflows(options.files, options.where):
-        def warn(name: str = workflow.spec.name) -> None:
-            print(USER_CREDENTIAL_WARNING.format(pipeline=name), file=sys.stderr)
+    def warn(pipeline: str) -> None:
+        print(USER_CREDENTIAL_WARNING.format(pipeline=pipeline), file=sys.stderr)
 
-        deployment = plan_deployment(options, workflow, warn)
-        print_deployment(deployment, options.dry_run)
+    for deployment in deploy(options, lambda planned: print_deployment(planned, options.dry_run), warn):
         if options.dry_run:
             print("Dry run: nothing was changed.")
             continue
-        apply_deployment(deployment)
         yield deployment
 
 

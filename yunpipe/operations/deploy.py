@@ -3,7 +3,8 @@ compiled for where it goes, planned, and (unless a dry run) applied; each pipeli
 found, swept and removed. The commands (yunpipe.commands.deploy) print the plans in between.
 
 Driven without a command line:
-    for deployment in deploy(DeployOptions(("workflow.json",), AwsOptions(local=True))): ...
+    for deployment in deploy(DeployOptions(("workflow.json",), AwsOptions(local=True))):
+        print(deployment.model.input_bucket)
 """
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -149,14 +150,28 @@ def apply_deployment(deployment: Deployment) -> None:
     apply(deployment.plan, deployment.aws, state)
 
 
-def deploy(options: DeployOptions) -> Iterator[Deployment]:
-    """Every workflow checked first, then each planned and (unless a dry run) applied; yields
-    each deployment once planned, and applies it when the caller asks for the next."""
+def _shown_nowhere(deployment: Deployment) -> None:
+    pass
+
+
+def _warned_nowhere(pipeline: str) -> None:
+    pass
+
+
+def deploy(options: DeployOptions, show: Callable[[Deployment], None] = _shown_nowhere,
+           warn_user_keys: Callable[[str], None] = _warned_nowhere) -> Iterator[Deployment]:
+    """Every workflow checked first (bad input stops all before any AWS call), then each in turn
+    planned, shown (`show`: the plan is on the deployment), applied unless a dry run, and
+    yielded. `warn_user_keys(pipeline)` runs before -uu reads the caller's keys."""
     for workflow in load_workflows(options.files, options.where):
-        deployment = plan_deployment(options, workflow)
-        yield deployment
+        def warn(name: str = workflow.spec.name) -> None:
+            warn_user_keys(name)
+
+        deployment = plan_deployment(options, workflow, warn)
+        show(deployment)
         if not options.dry_run:
             apply_deployment(deployment)
+        yield deployment
 
 
 # ---------------------------------------------------------------------------- clean-up
