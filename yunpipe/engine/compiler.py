@@ -358,7 +358,7 @@ def task_definition(ctx: StepContext) -> TaskDefinition:
         **step.environment,
         **worker.to_env(),
         # Known once the queue exists: a marker the planner resolves.
-        "YUNPIPE_QUEUE_URL": QueueUrl(ctx.queue_name()),
+        contract.QUEUE_URL_VARIABLE: QueueUrl(ctx.queue_name()),
         "AWS_REGION": ctx.target.region,
     }
     container = container_name(ctx.name)
@@ -413,7 +413,7 @@ def launcher_function(ctx: StepContext, code: bytes) -> Function:
                              join=tuple(contract.JoinInput(s.step, s.bucket) for s in placement.sources) if placement.join else (),
                              claim_bucket=ctx.reports_bucket if placement.join else "", gather=placement.gather)
     return Function(ctx.function_name, ctx.function_arn, ctx.role_arn("launcher"),
-                    {**launch.to_env(), "YUNPIPE_QUEUE_URL": QueueUrl(ctx.queue_name())}, code, ctx.tags)
+                    {**launch.to_env(), contract.QUEUE_URL_VARIABLE: QueueUrl(ctx.queue_name())}, code, ctx.tags)
 
 
 def step_capacity_provider(ctx: StepContext) -> str:

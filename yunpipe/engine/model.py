@@ -18,7 +18,7 @@ from yunpipe.engine.kinds.function import Function
 from yunpipe.engine.kinds.instance_profile import InstanceProfile
 from yunpipe.engine.kinds.launch_template import LaunchTemplate
 from yunpipe.engine.kinds.log_group import LogGroup
-from yunpipe.engine.kinds.notification import Notification
+from yunpipe.engine.kinds.notification import Notification, notification_id
 from yunpipe.engine.kinds.parameter import Parameter
 from yunpipe.engine.kinds.permission import Permission
 from yunpipe.engine.kinds.queue import Queue
@@ -27,6 +27,7 @@ from yunpipe.engine.kinds.rule import Rule
 from yunpipe.engine.kinds.task_definition import SPEC_TAG_KEY, TaskDefinition
 from yunpipe.engine.state import PipelineSummary, StepSummary
 from yunpipe.engine.target import Target
+from yunpipe.runtime.contract import MAX_STARTED_BY
 
 # The names model users need, whether defined here or in kinds/.
 __all__ = ["CREATION_ORDER", "ROLE_PATH", "SPEC_TAG_KEY", "TAG_KEY", "InstanceGroup", "PipelineModel", "QueueUrl",
@@ -41,7 +42,7 @@ LIMITS = {
     "rule": (64, r"[^A-Za-z0-9_.-]"),
     "ecs": (255, r"[^A-Za-z0-9_-]"),
     "launch_template": (128, r"[^A-Za-z0-9_-]"),
-    "started_by": (36, r"[^A-Za-z0-9_-]"),
+    "started_by": (MAX_STARTED_BY, r"[^A-Za-z0-9_-]"),
 }
 
 
@@ -70,11 +71,6 @@ class InstanceGroup:
 def container_name(step: str) -> str:
     """The step's container, also its log stream prefix (`<prefix>/<container>/<task id>`)."""
     return re.sub(r"[^A-Za-z0-9_-]", "-", step)
-
-
-def notification_id(pipeline: str, step: str) -> str:
-    # ':' never appears in pipeline names, so one pipeline's prefix never matches another's.
-    return f"yunpipe:{pipeline}:{step}"
 
 
 @dataclass(frozen=True)

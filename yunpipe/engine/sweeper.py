@@ -10,6 +10,7 @@ from collections.abc import Set as AbstractSet
 from yunpipe.aws.reader import Reader
 from yunpipe.engine.kinds import BY_NAME, KINDS, SWEEP_ORDER, ResourceKey, SweepContext
 from yunpipe.engine.kinds.base import TAG_KEY
+from yunpipe.engine.kinds.notification import notification_id
 from yunpipe.engine.plan import Call, Plan
 
 
@@ -52,7 +53,7 @@ def attached(reader: Reader, pipeline: str, functions: set[str]) -> set[Resource
             if bucket and bucket[0] == "bucket":
                 configuration = reader.notification_configuration(bucket[1])
                 for entry in configuration.get("LambdaFunctionConfigurations", []):
-                    if entry.get("Id", "").startswith(f"yunpipe:{pipeline}:"):
+                    if entry.get("Id", "").startswith(notification_id(pipeline, "")):
                         found.add(("notification", f"{bucket[1]}/{entry['Id']}"))
     return found
 

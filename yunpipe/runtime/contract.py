@@ -10,13 +10,16 @@ imports only the standard library and runs on Python 3.7+.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
+
+# The queue of a step's jobs: the one value of both environments that AWS hands out (a queue's
+# URL), so the compiler sets it apart and fills it in once the queue exists.
+QUEUE_URL_VARIABLE = "YUNPIPE_QUEUE_URL"
 
 # --------------------------------------------------------------------------- the worker
 
@@ -52,20 +55,21 @@ PROVENANCE_FIELDS = (
 )
 
 
-def _int_env(environ: Mapping[str, str], name: str, default: int, minimum: int) -> int:
-    raw = environ.get(name, "")
-    if raw.strip() == "":
+def _integer(environ: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    """An integer setting of the worker's or the launcher's environment ("" or unset: `default`)."""
+    raw = environ.get(name, "").strip()
+    if raw == "":
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
     return value
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass(frozen=True)
 class WorkerConfig:
     """The task environment of the runtime contract."""
 
@@ -91,20 +95,20 @@ class WorkerConfig:
     def from_env(cls, environ: Mapping[str, str], strict: bool = True) -> WorkerConfig:
         """The configuration, or ValueError naming the bad setting. Not strict: what a
         misconfigured worker still knows, missing names empty and bad numbers at their default."""
-        missing = [n for n in ("YUNPIPE_QUEUE_URL", "YUNPIPE_OUTPUT_BUCKET") if not environ.get(n)]
+        missing = [n for n in (QUEUE_URL_VARIABLE, "YUNPIPE_OUTPUT_BUCKET") if not environ.get(n)]
         if missing and strict:
             raise ValueError(f"missing required environment variable(s): {', '.join(missing)}")
 
         def _int(name: str, default: int, minimum: int) -> int:
             try:
-                return _int_env(environ, name, default, minimum)
+                return _integer(environ, name, default, minimum)
             except ValueError:
                 if strict:
                     raise
                 return default
 
         return cls(
-            queue_url=environ.get("YUNPIPE_QUEUE_URL", ""),
+            queue_url=environ.get(QUEUE_URL_VARIABLE, ""),
             output_bucket=environ.get("YUNPIPE_OUTPUT_BUCKET", ""),
             output_prefix=environ.get("YUNPIPE_OUTPUT_PREFIX", ""),
             report_bucket=environ.get("YUNPIPE_REPORT_BUCKET") or None,
@@ -124,10 +128,10 @@ class WorkerConfig:
         )
 
     def to_env(self) -> dict[str, str]:
-        """The task environment from_env reads back as this Config (every setting, so a task
+        """The task environment from_env reads back as this WorkerConfig (every setting, so a task
         definition says all it means)."""
         return {
-            "YUNPIPE_QUEUE_URL": self.queue_url,
+            QUEUE_URL_VARIABLE: self.queue_url,
             "YUNPIPE_OUTPUT_BUCKET": self.output_bucket,
             "YUNPIPE_OUTPUT_PREFIX": self.output_prefix,
             "YUNPIPE_REPORT_BUCKET": self.report_bucket or "",
@@ -145,6 +149,20 @@ class WorkerConfig:
         }
 
 
+# The placeholders of a run_command that the worker replaces with the job's local paths (a
+# join's inputs add `${input_<step>}` and `$input_<step>`); wrap checks for the output's.
+INPUT_PLACEHOLDERS = ("$input", "${input_file}")
+OUTPUT_PLACEHOLDERS = ("$output", "${output_file}")
+
+
+def placeholder_pattern(names: Iterable[str]) -> re.Pattern[str]:
+    """Braced placeholders match as written; a bare one only as a whole shell variable name, so
+    `$inputs`, and `$input_x` when no input is named x, are left alone (and `$input_ab` is never
+    `$input_a` followed by "b")."""
+    alternatives = [re.escape(name) + ("" if name.startswith("${") else r"(?![A-Za-z0-9_])") for name in names]
+    return re.compile("|".join(alternatives))
+
+
 # --------------------------------------------------------------------------- the launcher
 # The contract's default cap, here once (the workflow spec takes it from here).
 DEFAULT_CONCURRENCY = 10
@@ -155,7 +173,7 @@ DEFAULT_CONCURRENCY = 10
 # tasks per 100 files, 50 gave 17.0 with 2, cap 2 a task per file 21.3-21.5 with 2.
 DEFAULT_FILES_PER_TASK = 10
 LAUNCH_TYPES = ("FARGATE", "EC2")
-# Capacity providers a Fargate task may run on instead of the plain launch type ("" in Config).
+# Capacity providers a Fargate task may run on instead of the plain launch type ("" in LauncherConfig).
 FARGATE_CAPACITY_PROVIDERS = ("FARGATE", "FARGATE_SPOT")
 # A capacity provider of the cluster's own (an Auto Scaling group): ECS's name rule.
 PROVIDER_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
@@ -164,13 +182,13 @@ MAX_STARTED_BY = 36
 
 
 class ConfigError(ValueError):
-    """The launcher's environment is missing or has an invalid setting."""
+    """The worker's or the launcher's environment is missing or has an invalid setting."""
 
 
 REQUIRED_VARS = {
     "pipeline": "YUNPIPE_PIPELINE",
     "step": "YUNPIPE_STEP",
-    "queue_url": "YUNPIPE_QUEUE_URL",
+    "queue_url": QUEUE_URL_VARIABLE,
     "cluster": "YUNPIPE_CLUSTER",
     "task_definition": "YUNPIPE_TASK_DEFINITION",
     "started_by": "YUNPIPE_STARTED_BY",
@@ -212,17 +230,6 @@ def _is_join_entry(entry: Any) -> bool:
                                            for field in JoinInput._fields)
 
 
-def _positive(env: Mapping[str, str], var: str, default: int) -> int:
-    raw = env.get(var, "").strip() or str(default)
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{var} must be an integer, got {raw!r}") from None
-    if value < 1:
-        raise ConfigError(f"{var} must be at least 1, got {value}")
-    return value
-
-
 def _flag(env: Mapping[str, str], var: str) -> bool:
     value = env.get(var, "").strip() or "0"
     if value not in ("0", "1"):
@@ -259,8 +266,8 @@ class LauncherConfig:
             raise ConfigError("launcher environment lacks required variable(s): " + ", ".join(missing))
         values = {field: env[var].strip() for field, var in REQUIRED_VARS.items()}
 
-        concurrency = _positive(env, "YUNPIPE_CONCURRENCY", DEFAULT_CONCURRENCY)
-        files_per_task = _positive(env, "YUNPIPE_FILES_PER_TASK", DEFAULT_FILES_PER_TASK)
+        concurrency = _integer(env, "YUNPIPE_CONCURRENCY", DEFAULT_CONCURRENCY, 1)
+        files_per_task = _integer(env, "YUNPIPE_FILES_PER_TASK", DEFAULT_FILES_PER_TASK, 1)
 
         launch_type = env.get("YUNPIPE_LAUNCH_TYPE", "").strip().upper() or "FARGATE"
         if launch_type not in LAUNCH_TYPES:
@@ -313,7 +320,7 @@ class LauncherConfig:
         return bool(self.capacity_provider) and self.capacity_provider not in FARGATE_CAPACITY_PROVIDERS
 
     def to_env(self) -> dict[str, str]:
-        """The Lambda environment from_env reads back as this Config."""
+        """The Lambda environment from_env reads back as this LauncherConfig."""
         return {
             **{var: getattr(self, field) for field, var in REQUIRED_VARS.items()},
             "YUNPIPE_CONCURRENCY": str(self.concurrency),

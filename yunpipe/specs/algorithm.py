@@ -34,9 +34,8 @@ DEFAULT_INPUT_PATH = contract.ALGORITHM_DEFAULTS["input_file_path"]
 DEFAULT_OUTPUT_PATH = contract.ALGORITHM_DEFAULTS["output_file_path"]
 DEFAULT_MEMORY_MIB = 512
 DEFAULT_TIMEOUT_SECONDS = contract.ALGORITHM_DEFAULTS["timeout_seconds"]
-# The output placeholders the runscript substitutes (its _PLACEHOLDER, which this package cannot
-# import: the runscript stands alone). `$output` ends where a shell variable name would.
-OUTPUT_PLACEHOLDER = re.compile(r"\$\{output_file\}|\$output(?![A-Za-z0-9_])")
+# The output placeholders the worker replaces, matched as it matches them.
+OUTPUT_PLACEHOLDER = contract.placeholder_pattern(contract.OUTPUT_PLACEHOLDERS)
 
 PARAMETERS_SCHEMA = {
     "type": "array",

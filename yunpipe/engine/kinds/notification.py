@@ -7,6 +7,12 @@ from yunpipe.engine.plan import Call
 from yunpipe.errors import InputError
 
 
+def notification_id(pipeline: str, step: str) -> str:
+    """The Id of a step's entry; with step "", the prefix of all the pipeline's entries."""
+    # ':' never appears in pipeline names, so one pipeline's prefix never matches another's.
+    return f"yunpipe:{pipeline}:{step}"
+
+
 @dataclass(frozen=True)
 class Notification:
     bucket: str

@@ -7,15 +7,9 @@ import re
 import shlex
 from typing import Mapping
 
+from ..contract import INPUT_PLACEHOLDERS, OUTPUT_PLACEHOLDERS, placeholder_pattern
+
 _SHELLS = {"sh", "bash", "dash", "ash", "ksh", "mksh", "zsh"}
-
-
-def _placeholder_pattern(names: list[str]) -> re.Pattern[str]:
-    """Braced placeholders match as written; a bare one only as a whole shell variable name, so
-    `$inputs`, and `$input_x` when no input is named x, are left alone (and `$input_ab` is never
-    `$input_a` followed by "b")."""
-    alternatives = [re.escape(name) + ("" if name.startswith("${") else r"(?![A-Za-z0-9_])") for name in names]
-    return re.compile("|".join(alternatives))
 
 
 def _quote_in_shell_script(script: str, paths: dict[str, str], pattern: re.Pattern[str]) -> str:
@@ -75,18 +69,13 @@ def substitute(
     word (so a path with spaces stays one argument); inside a `sh -c` script they are quoted.
     `inputs` (a join's step id -> local path) adds `${input_<id>}`, and `$input_<id>` for an
     id without '-' (a shell name ends at '-')."""
-    paths = {
-        "$input": input_path,
-        "${input_file}": input_path,
-        "$output": output_path,
-        "${output_file}": output_path,
-    }
+    paths = {**dict.fromkeys(INPUT_PLACEHOLDERS, input_path), **dict.fromkeys(OUTPUT_PLACEHOLDERS, output_path)}
     for step, path in (inputs or {}).items():
         # setdefault: `${input_file}` stays the first input even when a step is named "file".
         paths.setdefault("${input_" + step + "}", path)
         if "-" not in step:
             paths["$input_" + step] = path
-    pattern = _placeholder_pattern(list(paths))
+    pattern = placeholder_pattern(paths)
     argv = shlex.split(command)
     script_index = _shell_script_index(argv)
     return [
