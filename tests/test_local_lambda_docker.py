@@ -116,7 +116,7 @@ def test_scheduled_rule_invokes_the_launcher_through_moto_docker_lambda(cloud):
 
 def test_a_failing_function_is_reported_as_failed(cloud):
     role = _client(cloud, "iam").create_role(RoleName="bare-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    # The launcher without its environment: Config.from_env raises inside the container.
+    # The launcher without its environment: LauncherConfig.from_env raises inside the container.
     fn_arn = _client(cloud, "lambda").create_function(
         FunctionName="bare-launcher", Runtime=package.RUNTIME, Role=role, Handler=package.HANDLER,
         Code={"ZipFile": package.launcher_zip()},

@@ -1,6 +1,6 @@
 """A pipeline's state: what yunpipe created, recorded as it goes, so a half-done setup can be
 resumed or cleaned up. File: <YUNPIPE_HOME>/pipelines/<name>.json (schema-versioned JSON).
-summary["location"] (where the pipeline is deployed, yunpipe.pipeline.location) is an optional
+summary["location"] (where the pipeline is deployed, yunpipe.aws.location) is an optional
 field of schema 1: files written before it existed still load, and are reached by flags.
 """
 import json
@@ -40,7 +40,7 @@ class StepSummary:
 class PipelineSummary:
     """What the commands that name a deployed pipeline (status, logs, upload, results, clean-up)
     need to find it: built by PipelineModel.summary, kept in the state file as `summary`.
-    `location` is the format yunpipe.pipeline.location records; None in a summary written
+    `location` is the format yunpipe.aws.location records; None in a summary written
     before yunpipe kept places."""
     pipeline: str
     region: str

@@ -11,5 +11,8 @@ Modules, one job each:
     (announcement: <yunpipe home>/local/cloud.json, how other commands find the endpoint, is
                  yunpipe.aws.announcement: the local cloud writes it, the Location reads it)
     clients      boto3 clients aimed at the emulator
+    moto_patches every change yunpipe makes to moto: its answers corrected to AWS's, slow ones
+                 made fast, and the hooks of the data plane above
+    polling      the polling thread the ECS runner and the scheduler share
     (its process, ``python -m yunpipe.commands.daemon --port N``, is in yunpipe.commands.daemon)
 """

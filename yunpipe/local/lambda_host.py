@@ -4,8 +4,8 @@ moto delivers an S3 notification to a Lambda function by calling
 ``moto.s3.notifications._invoke_awslambda(account_id, event_body, fn_arn, region_name)``
 synchronously, inside the PutObject request; its own invoke would start a Docker Lambda
 runtime. ``LambdaHost.install()`` replaces that function: when the target function's code is
-yunpipe's launcher (the zip's handler module has the same bytes as
-``yunpipe/runtime/launcher/handler.py``), the launcher's ``handle`` runs in a bounded thread pool
+yunpipe's launcher (its handler and its whole zip are this yunpipe's: ``is_launcher``), the
+launcher's ``handle`` runs in a bounded thread pool
 on the host, configured from the function's environment variables (moto's Lambda backend)
 and with SQS/ECS clients aimed at the emulator. Other functions keep moto's behaviour.
 
@@ -21,7 +21,7 @@ of an enabled rule whose event pattern matches gets the event, queued as an S3 n
 A rule without an event pattern (a schedule) takes no events, as on AWS; moto would match it to
 every event.
 
-The launcher is called through its pure entry point ``handle(event, Config.from_env(env),
+The launcher is called through its pure entry point ``handle(event, LauncherConfig.from_env(env),
 Clients(sqs, ecs, s3))``: nothing touches ``os.environ``, so concurrent invocations of different
 steps cannot see each other's settings.
 

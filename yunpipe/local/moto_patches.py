@@ -1,7 +1,7 @@
 """Every change yunpipe makes to moto, in one module and one style: context managers over
 unittest.mock.patch.object / patch.multiple, each undone on exit (the local cloud enters them in
 start() and leaves them in stop(); tests/conftest.py's `moto` fixture enters the fixes and the
-speed-ups). Four groups:
+speed-ups). Three groups:
 
 Fixes: where moto answers differently from real AWS in a way the deploy engine reads, the
 embedded AWS is corrected (the local cloud and the tests' moto both use them). Each fix is
@@ -18,7 +18,12 @@ The dispatcher of moto's server is sped up too (BackendDispatcher).
 
 Hooks of the local cloud's data plane: Lambda invocations routed to the launcher on the host
 (lambda_invocations_routed, for yunpipe.local.lambda_host), RunTask waking the ECS runners
-(run_task_observed, for yunpipe.local.ecs_runner).
+(run_task_observed, for yunpipe.local.ecs_runner; bench/latency.py times RunTask with it too).
+
+Not here: the tests' strict layer (tests/strict_aws.py), which makes moto refuse what real AWS
+refuses; it is the tests' own model of AWS, not a change the local cloud makes, and uses the
+same patch.object style. tests/test_moto_hooks.py and test_least_privilege.py patch moto for
+one test each, to watch or steer its internals.
 """
 import contextlib
 import functools
