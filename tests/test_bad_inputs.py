@@ -25,6 +25,11 @@ CASES = {
         {"name": "change123-s3"}]}}, "process.type"),
     "undeclared variable": ("workflow.json", _with_algorithm(variables={"TEST_ENV": "x", "NOPE": "1"}),
                             "process.algorithms[0].variables.NOPE"),
+    # SQS extends a message's visibility to at most 12 h from its receive.
+    "step timeout over 12 h": ("workflow.json", _with_algorithm(variables={"TEST_ENV": "x"}, timeout_seconds=43201),
+                               "process.algorithms[0].timeout_seconds: expected a number of seconds from 1 to 43200"),
+    "visibility over 12 h": ("workflow.json", {**single_run(), "visibility_timeout_seconds": 43201},
+                             "visibility_timeout_seconds"),
     "value not matching schema": ("workflow.json", single_run(algorithm="typed"), "process.algorithms[0].variables.TEST_ENV"),
 }
 

@@ -85,10 +85,16 @@ def test_normalized_document_reads_back_to_the_same_spec():
     ({"user_specified_environment_variables": [{"name": "A", "schema": {"type": "integer", "default": "x"}}]},
      "user_specified_environment_variables[0].schema.default", "satisfies its own schema"),
     ({"memory": {"minimal": 600, "suggested": 100}}, "memory.minimal", "at most"),
+    # SQS holds a message at most 12 h: a longer job would run twice.
+    ({"timeout_seconds": 43201}, "timeout_seconds", "from 1 to 43200"),
 ])
 def test_bad_algorithm_field_is_named(overrides, field, expected):
     error = error_of(lambda: parse_algorithm(algorithm(**overrides), "alg.json"))
     assert error.source == "alg.json" and error.field == field and expected in error.expected
+
+
+def test_a_timeout_of_twelve_hours_is_accepted():
+    assert parse_algorithm(algorithm(timeout_seconds=43200), "alg.json").timeout_seconds == 43200
 
 
 def test_missing_required_algorithm_field_is_named():

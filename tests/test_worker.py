@@ -1312,3 +1312,26 @@ def test_script_runs_standalone_and_stops_on_sigterm(aws_env, tmp_path):
         assert "Contents" not in s3.list_objects_v2(Bucket="out-bucket")
     finally:
         server.stop()
+
+
+def test_the_heartbeat_never_asks_sqs_for_more_than_twelve_hours_from_the_receive(monkeypatch):
+    """SQS refuses an extension past 12 h from the receive: the last one asks for what is left
+    (less a few seconds), and none is asked for once the 12 h are over."""
+    from yunpipe.runtime.worker import lease
+
+    now = [1000.0]
+    monkeypatch.setattr(lease.time, "monotonic", lambda: now[0])
+    asked: list[int] = []
+
+    class Sqs:
+        def change_message_visibility(self, **params):
+            asked.append(params["VisibilityTimeout"])
+
+    heartbeat = lease.VisibilityHeartbeat(Sqs(), "url", 300)
+    heartbeat.hold([{"ReceiptHandle": "h", "MessageId": "m"}])
+    for elapsed in (100, contract.MAX_VISIBILITY_SECONDS - 100, contract.MAX_VISIBILITY_SECONDS + 1):
+        now[0] = 1000.0 + elapsed
+        rounds = iter((False, True))  # one round of extensions, then stopped
+        heartbeat._stopped.wait = lambda timeout, rounds=rounds: next(rounds)  # type: ignore[method-assign]
+        heartbeat._run()
+    assert asked == [300, 95]

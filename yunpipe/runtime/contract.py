@@ -36,6 +36,12 @@ DEFAULT_WAIT_SECONDS = 5
 # How long a received message stays hidden; the worker extends it while its job runs, so it
 # bounds how soon a crashed worker's file is retried.
 DEFAULT_VISIBILITY_SECONDS = 300
+# SQS keeps a received message invisible for at most 12 hours from its first receive: an
+# extension beyond that is refused ("Total VisibilityTimeout for the message is beyond the limit
+# [43200 seconds]", SQS Developer Guide, "Amazon SQS visibility timeout"). A job running longer
+# would lose its message, and another task would run the same file again. So a job's
+# timeout_seconds and a queue's visibility timeout are at most this.
+MAX_VISIBILITY_SECONDS = 43200
 # Jobs one worker runs at once. 1 for a task definition that does not say (it behaves as
 # before); the deploy engine sets the step's own, by default the task's vCPUs.
 DEFAULT_PARALLELISM = 1

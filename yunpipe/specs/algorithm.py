@@ -21,6 +21,7 @@ from yunpipe.specs.workflow import (
     DEFAULT_GPU_INSTANCE_TYPE,
     GPU_SCHEMA,
     INSTANCE_TYPE_SCHEMA,
+    TIMEOUT_SCHEMA,
     check_instance,
     instance_for,
 )
@@ -122,9 +123,7 @@ class AlgorithmSpec:
     version_label: str = spec_field("version", {"type": ["string", "integer"],
                                                 "description": "the developer's own release label"}, "", convert=str)
     description: str = spec_field("description", {"type": "string"}, "")
-    timeout_seconds: int = spec_field("timeout_seconds", {"type": "integer", "minimum": 1,
-                                                          "description": "a number of seconds (at least 1)"},
-                                      DEFAULT_TIMEOUT_SECONDS)
+    timeout_seconds: int = spec_field("timeout_seconds", TIMEOUT_SCHEMA, DEFAULT_TIMEOUT_SECONDS)
     environment: Mapping[str, str] = spec_field("environment", {"type": "object", "additionalProperties": {"type": "string"}},
                                                 default_factory=dict, convert=dict)
     input_adapter: str = spec_field("input_adapter", {"type": "string", "enum": list(contract.ADAPTERS["input_adapter"])},

@@ -36,6 +36,10 @@ INSTANCE_TYPE_SCHEMA = {"type": "string", "pattern": r"^([a-z][a-z0-9-]*\.[a-z0-
 GRAVITON = re.compile(r"^[a-z]+\d+[a-z]*g[a-z]*\.")
 # A step that asks for one GPU and no instance type: the smallest NVIDIA GPU instance ECS supports well.
 DEFAULT_GPU_INSTANCE_TYPE = "g4dn.xlarge"
+# A job's time limit: SQS extends a message's visibility to at most 12 h from its first receive
+# (contract.MAX_VISIBILITY_SECONDS), so a longer job would lose its message and run twice.
+TIMEOUT_SCHEMA = {"type": "integer", "minimum": 1, "maximum": contract.MAX_VISIBILITY_SECONDS,
+                  "description": "a number of seconds from 1 to 43200 (SQS holds a message at most 12 h)"}
 GPU_SCHEMA = {"type": "integer", "minimum": 0, "maximum": 8, "description": "a number of GPUs from 0 to 8"}
 # The fields of a step that only make sense in a graph.
 GRAPH_ONLY = ("id", "after", "filter_prefix", "filter_suffix", "gather", "marker")
@@ -83,9 +87,7 @@ class StepSpec:
     # the step's memory (at most 4), whichever is more (model.default_parallelism).
     parallelism: int | None = spec_field("parallelism", {"type": "integer", "minimum": 1, "maximum": 64,
                                                          "description": "a number of jobs from 1 to 64"}, None)
-    timeout_seconds: int | None = spec_field("timeout_seconds", {"type": "integer", "minimum": 1,
-                                                                 "description": "a number of seconds (at least 1)"},
-                                             None)
+    timeout_seconds: int | None = spec_field("timeout_seconds", TIMEOUT_SCHEMA, None)
     filter_prefix: str = spec_field("filter.prefix", {"type": "string"}, "")
     filter_suffix: str = spec_field("filter.suffix", {"type": "string"}, "")
     # A gather step runs one job over everything its input holds: on `yunpipe submit --gather`,
@@ -140,7 +142,7 @@ class WorkflowSpec:
                                                     "description": "seconds from 1 to 3600"},
                                    contract.DEFAULT_IDLE_SECONDS)
     visibility_timeout_seconds: int = spec_field(
-        "visibility_timeout_seconds", {"type": "integer", "minimum": 5, "maximum": 43200,
+        "visibility_timeout_seconds", {"type": "integer", "minimum": 5, "maximum": contract.MAX_VISIBILITY_SECONDS,
                                        "description": "seconds from 5 to 43200"}, contract.DEFAULT_VISIBILITY_SECONDS)
     ephemeral_storage_gib: int | None = spec_field("ephemeral_storage_gib", EPHEMERAL_STORAGE_SCHEMA, None)
 

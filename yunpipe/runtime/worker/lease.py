@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..contract import WorkerConfig
+from ..contract import MAX_VISIBILITY_SECONDS, WorkerConfig
 from .job import JobResult
 
 log = logging.getLogger("yunpipe.worker")
@@ -22,11 +23,13 @@ RETRY_DELAY_SECONDS = 10
 class VisibilityHeartbeat:
     """Keeps every message this worker holds invisible to other workers, extending each by
     `visibility` seconds every `visibility / 2` seconds: every job in flight, also one waiting
-    for another job's local paths."""
+    for another job's local paths. SQS refuses an extension past 12 h from the receive
+    (MAX_VISIBILITY_SECONDS), so the last one asks for what is left rather than being refused
+    and losing the message early."""
 
     def __init__(self, sqs: Any, queue_url: str, visibility: int) -> None:
         self._sqs, self._queue_url, self._visibility = sqs, queue_url, visibility
-        self._held: dict[str, str] = {}  # receipt handle -> message id
+        self._held: dict[str, tuple[str, float]] = {}  # receipt handle -> message id, when held
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="visibility-heartbeat", daemon=True)
@@ -40,7 +43,8 @@ class VisibilityHeartbeat:
 
     def hold(self, messages: list[dict]) -> None:
         with self._lock:
-            self._held.update((m["ReceiptHandle"], m.get("MessageId", "")) for m in messages)
+            now = time.monotonic()
+            self._held.update((m["ReceiptHandle"], (m.get("MessageId", ""), now)) for m in messages)
 
     def drop(self, message: dict) -> None:
         """Stop extending; once this returns no extension is in flight for the message, so the
@@ -51,10 +55,15 @@ class VisibilityHeartbeat:
     def _run(self) -> None:
         while not self._stopped.wait(self._visibility / 2):
             with self._lock:
-                for handle, message_id in list(self._held.items()):
+                for handle, (message_id, held) in list(self._held.items()):
+                    # Held a moment after SQS's receive: a few seconds to spare.
+                    left = int(MAX_VISIBILITY_SECONDS - (time.monotonic() - held)) - 5
+                    if left <= 0:
+                        continue
                     try:
                         self._sqs.change_message_visibility(
-                            QueueUrl=self._queue_url, ReceiptHandle=handle, VisibilityTimeout=self._visibility
+                            QueueUrl=self._queue_url, ReceiptHandle=handle,
+                            VisibilityTimeout=min(self._visibility, left),
                         )
                     except (BotoCoreError, ClientError) as exc:
                         log.warning("cannot extend visibility of message %s: %s", message_id, exc)
