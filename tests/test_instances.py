@@ -67,9 +67,10 @@ def test_a_gpu_step_deploys_an_auto_scaling_group_scaled_by_ecs_from_zero(moto, 
     [group] = client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[PROVIDER])["AutoScalingGroups"]
     assert (group["MinSize"], group["MaxSize"], group["DesiredCapacity"]) == (0, 3, 0)
     assert group["NewInstancesProtectedFromScaleIn"] is False
+    # Every default subnet but us-east-1e's: that zone offers no g4dn.xlarge (as on AWS).
     subnets = sorted(s["SubnetId"] for s in client("ec2").describe_subnets()["Subnets"]
-                     if s["DefaultForAz"])
-    assert sorted(group["VPCZoneIdentifier"].split(",")) == subnets
+                     if s["DefaultForAz"] and s["AvailabilityZone"] != "us-east-1e")
+    assert sorted(group["VPCZoneIdentifier"].split(",")) == subnets and len(subnets) == 5
 
     ecs = client("ecs")
     [provider] = ecs.describe_capacity_providers(capacityProviders=[PROVIDER])["capacityProviders"]
@@ -221,6 +222,70 @@ def test_bad_instance_settings_name_the_file_and_field(change123, write_workflow
     assert cli.setup_pipe_main(["-f", path, "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert f"{path}: process.algorithms[0].{field}: {message}" in err
+
+
+def _refused(path, *args):
+    """setup-pipe's exit status and stderr, and that no call changed anything."""
+    with watch_calls() as calls:
+        status = cli.setup_pipe_main(["-f", path, *args])
+    assert mutating(calls) == []
+    return status
+
+
+def test_an_instance_type_no_zone_of_the_region_offers_is_refused_before_anything_is_created(
+        moto, change123, write_workflow, capsys):
+    # moto's offerings, as AWS's: me-central-1 has no g4dn.xlarge in any zone.
+    path = write_workflow(workflow(instance_type="g4dn.xlarge", gpu=1))
+    assert _refused(path, "--region", "me-central-1") == 2
+    assert (f"{path}: process.algorithms[0].instance_type: expected an instance type offered in me-central-1: "
+            "no Availability Zone of me-central-1 offers g4dn.xlarge") in capsys.readouterr().err
+
+
+def test_an_algorithms_instance_type_no_zone_offers_names_the_algorithm(moto, write_workflow, capsys):
+    record_algorithm("change123-s3", "user/change123-s3:1", instance_type="g4dn.xlarge")
+    assert _refused(write_workflow(workflow()), "--region", "me-central-1") == 2
+    assert "change123-s3@1: instance_type: expected an instance type offered in me-central-1" in capsys.readouterr().err
+
+
+def test_subnets_in_no_zone_offering_the_type_are_refused(moto, change123, write_workflow, capsys):
+    [subnet] = [s["SubnetId"] for s in client("ec2").describe_subnets()["Subnets"]
+                if s["DefaultForAz"] and s["AvailabilityZone"] == "us-east-1e"]
+    path = write_workflow({**workflow(gpu=1), "subnets": [subnet]})
+    assert _refused(path) == 2
+    assert (f"{path}: process.algorithms[0].instance_type: expected an instance type offered in the Availability "
+            f"Zone of a subnet: g4dn.xlarge is offered in us-east-1a, us-east-1b, us-east-1c, us-east-1d, "
+            f"us-east-1f, none of the subnets {subnet}") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("step, field, message", [
+    # 16384 MiB installed, 5% kept by the kernel and the ECS agent (target.ECS_MEMORY_OVERHEAD_PERCENT).
+    ({"gpu": 1, "memory": 16384}, "memory",
+     "expected at most 15564 MiB on g4dn.xlarge (16384 MiB installed, less what the kernel and ECS agent keep), "
+     "got 16384 MiB"),
+    ({"instance_type": "g4dn.xlarge", "gpu": 4}, "gpu", "expected at most 1 GPU(s), what one g4dn.xlarge has, got 4"),
+])
+def test_a_task_bigger_than_its_instance_type_is_refused(moto, change123, write_workflow, capsys, step, field, message):
+    path = write_workflow(workflow(**step))
+    assert _refused(path) == 2
+    assert f"{path}: process.algorithms[0].{field}: {message}" in capsys.readouterr().err
+
+
+def test_an_algorithms_memory_too_big_for_its_instance_names_the_algorithm(moto, write_workflow, capsys):
+    record_algorithm("change123-s3", "user/change123-s3:1", instance_type="m5.large", memory={"suggested": 8000})
+    assert _refused(write_workflow(workflow())) == 2
+    assert "change123-s3@1: memory.suggested: expected at most 7782 MiB on m5.large" in capsys.readouterr().err
+
+
+def test_a_task_that_fits_its_instance_deploys(moto, change123, write_workflow):
+    # The most a task may ask for on one g4dn.12xlarge: all 4 GPUs; on g4dn.xlarge all its memory
+    # but ECS's overhead.
+    path = write_workflow(workflow(instance_type="g4dn.12xlarge", gpu=4))
+    assert cli.setup_pipe_main(["-f", path]) == 0
+    [group] = client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
+    assert group["AutoScalingGroupName"] == "yunpipe-demo-ec2-g4dn-12xlarge"
+    assert cli.setup_pipe_main(["-f", write_workflow(workflow(gpu=1, memory=15564))]) == 0
+    [group] = client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
+    assert group["AutoScalingGroupName"] == PROVIDER
 
 
 def test_an_algorithm_asking_for_an_instance_type_refuses_a_spot_step(aws_env, write_workflow, capsys):

@@ -43,7 +43,7 @@ from yunpipe.engine.model import (
     resource_name,
 )
 from yunpipe.engine.sizing import default_parallelism, fargate_size
-from yunpipe.engine.target import Target, partition
+from yunpipe.engine.target import InstanceOffer, Target, partition
 from yunpipe.errors import InputError
 from yunpipe.resolve import ResolvedStep, ResolvedWorkflow
 from yunpipe.runtime import contract
@@ -100,7 +100,11 @@ def _ecr_repository_arn(image: str, target: Target) -> str | None:
     return f"arn:{partition(region)}:ecr:{region}:{account}:repository/{repository}"
 
 
-def build_model(workflow: ResolvedWorkflow, target: Target, use_user_credential: bool = False) -> PipelineModel:
+def build_model(workflow: ResolvedWorkflow, target: Target, use_user_credential: bool = False,
+                offers: Mapping[str, InstanceOffer] | None = None) -> PipelineModel:
+    """The pipeline's resources; `offers` (target.resolve_instance_offers) says where and how big
+    each instance type is: without them (a dry-run offline, the first check of the files) every
+    subnet is used and nothing is checked against the type."""
     spec = workflow.spec
     pipeline = spec.name
     tags = {TAG_KEY: pipeline}
@@ -108,7 +112,7 @@ def build_model(workflow: ResolvedWorkflow, target: Target, use_user_credential:
     reports = resource_name("bucket", pipeline, "reports", target.account_id)
     cluster_name = resource_name("ecs", pipeline)
     spot = any(step.spec.capacity == "FARGATE_SPOT" for step in workflow.steps)
-    instance_role, instance_profile, groups = instances(workflow, target, tags, cluster_name)
+    instance_role, instance_profile, groups = instances(workflow, target, tags, cluster_name, offers or {})
     cluster = Cluster(cluster_name, target.arn("ecs", f"cluster/{cluster_name}"), tags,
                       (contract.FARGATE_CAPACITY_PROVIDERS if spot else ())
                       + tuple(g.capacity_provider.name for g in groups))
@@ -143,14 +147,16 @@ def capacity_provider_name(pipeline: str, instance_type: str) -> str:
     return resource_name("ecs", pipeline, "ec2", instance_type)
 
 
-def instances(workflow: ResolvedWorkflow, target: Target, tags: Mapping[str, str],
-              cluster: str) -> tuple[tuple[Role, ...], tuple[InstanceProfile, ...], tuple[InstanceGroup, ...]]:
+def instances(workflow: ResolvedWorkflow, target: Target, tags: Mapping[str, str], cluster: str,
+              offers: Mapping[str, InstanceOffer]) -> tuple[tuple[Role, ...], tuple[InstanceProfile, ...],
+                                                            tuple[InstanceGroup, ...]]:
     """The instance role and profile and one InstanceGroup per instance type the steps ask for
     (none at all when every step runs on Fargate)."""
     pipeline = workflow.spec.name
     types = sorted({step.instance_type for step in workflow.steps if step.instance_type})
     if not types:
         return (), (), ()
+    check_instances(workflow, target, offers)
     role_name = resource_name("role", pipeline, "instance", "role")
     role = Role(role_name, target.arn("iam", f"role{ROLE_PATH}{role_name}", regional=False),
                 render_policy("trust", service="ec2.amazonaws.com"),
@@ -179,9 +185,52 @@ def instances(workflow: ResolvedWorkflow, target: Target, tags: Mapping[str, str
             data["SecurityGroupIds"] = list(target.security_groups)
         template = LaunchTemplate(resource_name("launch_template", pipeline, "ec2", instance_type), data, tags)
         # Each task needs at most one instance: the steps' caps bound the instances.
-        group = AutoScalingGroup(name, template.name, sum(step.concurrency for step in steps), target.subnets, tags)
+        # Only the subnets whose Availability Zone offers the type: launches elsewhere would fail.
+        subnets = offers[instance_type].subnets if instance_type in offers else target.subnets
+        group = AutoScalingGroup(name, template.name, sum(step.concurrency for step in steps), subnets, tags)
         groups.append(InstanceGroup(instance_type, gpu, template, group, CapacityProvider(name, group.name, tags)))
     return (role,), (profile,), tuple(groups)
+
+
+def _asker(workflow: ResolvedWorkflow, index: int, field: str) -> tuple[str, str]:
+    """The file and field that set a step's instance_type, memory or gpu: the workflow's step when
+    it sets it, else its algorithm (as resolve.resolve_instance blames them)."""
+    step = workflow.steps[index]
+    where = f"{workflow.spec.steps_field}[{index}]"
+    if field == "memory":
+        return (workflow.spec.source, f"{where}.memory") if step.spec.memory else (step.record.reference,
+                                                                                   "memory.suggested")
+    own = (step.spec.instance_type, step.spec.gpu) != (None, None) if field == "instance_type" \
+        else step.spec.gpu is not None
+    return (workflow.spec.source, f"{where}.{field}") if own else (step.record.reference, field)
+
+
+def check_instances(workflow: ResolvedWorkflow, target: Target, offers: Mapping[str, InstanceOffer]) -> None:
+    """Each step on EC2 fits its instance type where the pipeline goes: the type is offered in an
+    Availability Zone of the region that has one of the subnets (DescribeInstanceTypeOfferings),
+    and one instance has the memory (less ECS's overhead) and the GPUs the task asks for
+    (DescribeInstanceTypes); otherwise its tasks would never be placed."""
+    for index, step in enumerate(workflow.steps):
+        offer = offers.get(step.instance_type)
+        if offer is None:
+            continue
+        kind = step.instance_type
+        if not offer.zones:
+            raise InputError(*_asker(workflow, index, "instance_type"),
+                             f"expected an instance type offered in {target.region}: no Availability Zone of "
+                             f"{target.region} offers {kind}")
+        if not offer.subnets:
+            raise InputError(*_asker(workflow, index, "instance_type"),
+                             f"expected an instance type offered in the Availability Zone of a subnet: {kind} is "
+                             f"offered in {', '.join(offer.zones)}, none of the subnets {', '.join(target.subnets)}")
+        usable = offer.task_memory_mib
+        if usable is not None and step.memory > usable:
+            raise InputError(*_asker(workflow, index, "memory"),
+                             f"expected at most {usable} MiB on {kind} ({offer.memory_mib} MiB installed, less "
+                             f"what the kernel and ECS agent keep), got {step.memory} MiB: pick a larger instance type")
+        if offer.gpus is not None and step.gpu > offer.gpus:
+            raise InputError(*_asker(workflow, index, "gpu"),
+                             f"expected at most {offer.gpus} GPU(s), what one {kind} has, got {step.gpu}")
 
 
 @dataclass(frozen=True)

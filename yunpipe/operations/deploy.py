@@ -28,7 +28,7 @@ from yunpipe.engine.plan import Plan
 from yunpipe.engine.planner import Planner
 from yunpipe.engine.state import PipelineState, PipelineSummary, known_pipelines, state_path
 from yunpipe.engine.sweeper import Sweeper, attached, discover
-from yunpipe.engine.target import PLACEHOLDER_ACCOUNT, Target, resolve_target
+from yunpipe.engine.target import PLACEHOLDER_ACCOUNT, Target, resolve_instance_offers, resolve_target
 from yunpipe.errors import InputError, NotFoundError, YunpipeError
 from yunpipe.operations.reach import reach
 from yunpipe.registry import AlgorithmRegistry
@@ -113,7 +113,10 @@ def compile_pipeline(options: DeployOptions, workflow: ResolvedWorkflow, state: 
     here = place.record(aws, target.account_id)
     # Offline (dry-run), the account is a guess: not compared.
     refuse_elsewhere(spec, state, {k: v for k, v in here.items() if not (offline and k == "account_id")})
-    return aws, place, compiler.build_model(workflow, target, use_keys), offline
+    # Where and how big each instance type is, read now: the planner runs after the compiler.
+    offers = {} if offline else resolve_instance_offers(
+        aws, sorted({s.instance_type for s in workflow.steps if s.instance_type}), target.subnets)
+    return aws, place, compiler.build_model(workflow, target, use_keys, offers), offline
 
 
 def plan_deployment(options: DeployOptions, workflow: ResolvedWorkflow,
