@@ -12,6 +12,7 @@ from moto.server import ThreadedMotoServer
 from yunpipe import cli
 from yunpipe.aws import announcement
 from yunpipe.aws.facade import is_mutating, watch_calls
+from yunpipe.engine.kinds.bucket import bucket_region
 from yunpipe.engine.state import PipelineState, state_path
 from yunpipe.runtime import contract
 from yunpipe.runtime.launcher import handler as launcher
@@ -240,6 +241,40 @@ def test_existing_bucket_keeps_its_other_notifications(moto, change123, write_wo
     assert [q["Id"] for q in configuration["QueueConfigurations"]] == ["theirs"]
     assert "LambdaFunctionConfigurations" not in configuration
     assert s3.head_bucket(Bucket="demo-in-bucket")  # not created by yunpipe: never purged
+
+
+@pytest.mark.parametrize("field, bucket, region", [
+    ("input_s3_name", "demo-in-bucket", "eu-west-1"),
+    ("output_s3_name", "demo-out-bucket", "us-west-2"),
+])
+def test_an_existing_bucket_in_another_region_is_refused_before_anything_is_created(
+        moto, change123, write_workflow, capsys, field, bucket, region):
+    # Its events would never reach the pipeline: S3 refuses a Lambda of another region and
+    # sends EventBridge events to its own region's bus only.
+    boto3.client("s3", region_name=region).create_bucket(
+        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+    path = write_workflow(single_run())
+    with watch_calls() as calls:
+        assert cli.setup_pipe_main(["-f", path]) == 2
+    assert [c for c in calls if is_mutating(c[1])] == []
+    assert (f"{path}: {field}: expected a bucket in the pipeline's region us-east-1: {bucket} is in {region}"
+            in capsys.readouterr().err)
+
+
+def test_an_existing_bucket_in_the_pipelines_own_region_is_used(moto, change123, write_workflow):
+    s3 = boto3.client("s3", region_name="eu-west-1")
+    s3.create_bucket(Bucket="demo-in-bucket", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    assert cli.setup_pipe_main(["-f", write_workflow(single_run()), "--region", "eu-west-1"]) == 0
+    configuration = s3.get_bucket_notification_configuration(Bucket="demo-in-bucket")
+    assert [f["Id"] for f in configuration["LambdaFunctionConfigurations"]] == ["yunpipe:demo:change123-s3"]
+
+
+@pytest.mark.parametrize("answer, region", [
+    ({"LocationConstraint": None}, "us-east-1"), ({"LocationConstraint": ""}, "us-east-1"), ({}, "us-east-1"),
+    ({"LocationConstraint": "EU"}, "eu-west-1"), ({"LocationConstraint": "ap-south-1"}, "ap-south-1"),
+])
+def test_get_bucket_locations_answers_name_a_region(answer, region):
+    assert bucket_region(answer) == region
 
 
 def test_failure_half_way_resumes_and_cleans_up(moto, change123, write_workflow, capsys):

@@ -165,3 +165,21 @@ def test_reserved_concurrency_leaves_100_unreserved_and_account_settings_say_so(
         refused(lambda: lam.put_function_concurrency(FunctionName="three", ReservedConcurrentExecutions=1),
                 "InvalidParameterValueException", "below its minimum value of [100]")
         assert lam.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"] == 100
+
+
+def test_a_notification_to_another_regions_function_is_refused(moto):
+    """Issue 20, item 6: S3 sends a bucket's events only within its region. moto 5.2 refuses it
+    itself, with AWS's code and message, so the strict layer needs no rule; this keeps it so."""
+    s3 = boto3.client("s3", region_name="eu-west-1")
+    s3.create_bucket(Bucket="far-bucket", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    arn = new_function(moto, "near", allow_bucket="far-bucket")
+    refused(lambda: s3.put_bucket_notification_configuration(
+        Bucket="far-bucket", NotificationConfiguration={"LambdaFunctionConfigurations": [lambda_entry("n", arn)]}),
+        "InvalidArgument", "The notification destination service region is not valid for the bucket location "
+                           "constraint")
+    assert moto.rules_fired() == set()
+    client("s3").create_bucket(Bucket="near-bucket")
+    client("lambda").add_permission(FunctionName="near", StatementId="near", Action="lambda:InvokeFunction",
+                                    Principal="s3.amazonaws.com", SourceArn="arn:aws:s3:::near-bucket")
+    client("s3").put_bucket_notification_configuration(
+        Bucket="near-bucket", NotificationConfiguration={"LambdaFunctionConfigurations": [lambda_entry("n", arn)]})

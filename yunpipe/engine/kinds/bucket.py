@@ -6,6 +6,10 @@ from typing import Any
 
 from yunpipe.engine.kinds.base import TAG_KEY, Kind, Named, PlanContext, SweepContext, call, delete, tag_list
 from yunpipe.engine.plan import Call
+from yunpipe.errors import InputError
+
+# The workflow's field naming each bucket the user may bring.
+FIELDS = {"input": "input_s3_name", "output": "output_s3_name"}
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class BucketKind(Kind[Bucket]):
         calls = []
         exists = ctx.reader.bucket_exists(bucket.name)
         if exists and ("bucket", bucket.name) not in ctx.owned:
+            _check_region(bucket, ctx)
             return []  # someone else's bucket: used, never altered (beyond notifications)
         if not exists:
             params: dict[str, Any] = {"Bucket": bucket.name}
@@ -66,6 +71,29 @@ class BucketKind(Kind[Bucket]):
                  for i in range(0, len(objects), 1000)]
         calls.append(delete("bucket", name, "s3", "delete_bucket", f"delete bucket {name}", Bucket=name))
         return calls
+
+
+def bucket_region(location: dict) -> str:
+    """The region of GetBucketLocation's answer: none or "" is us-east-1, "EU" the old name of
+    eu-west-1 (S3 API Reference, GetBucketLocation)."""
+    constraint = location.get("LocationConstraint") or "us-east-1"
+    return "eu-west-1" if constraint == "EU" else constraint
+
+
+def _check_region(bucket: Bucket, ctx: PlanContext) -> None:
+    """An input or output bucket the user brings lives in the pipeline's region: S3 refuses a
+    notification to a Lambda function of another region ("The notification destination service
+    region is not valid for the bucket location constraint"), and sends EventBridge events only
+    to its own region's bus, where no rule of the pipeline waits: files would never be processed."""
+    field = FIELDS.get(bucket.purpose)
+    if field is None or ctx.reader.offline:
+        return
+    region = bucket_region(ctx.reader.read("s3", "get_bucket_location", Bucket=bucket.name) or {})
+    if region != ctx.target.region:
+        raise InputError(ctx.source, field, f"expected a bucket in the pipeline's region {ctx.target.region}: "
+                                            f"{bucket.name} is in {region}, whose events never reach a pipeline "
+                                            f"in {ctx.target.region}; deploy the pipeline to {region} or pick "
+                                            "another bucket")
 
 
 def _version_pages(ctx: SweepContext, bucket: str) -> list[dict]:
