@@ -47,6 +47,7 @@ def test_an_overlapping_notification_already_on_the_bucket_is_bad_input_and_noth
                                               Handler="h.h", Code={"ZipFile": b"PK\x05\x06" + b"\0" * 18})
     client("lambda").add_permission(FunctionName="theirs", StatementId="s3", Action="lambda:InvokeFunction",
                                     Principal="s3.amazonaws.com", SourceArn="arn:aws:s3:::demo-in-bucket")
+    moto.clock.sleep(moto.permission_propagation_seconds)
     s3.put_bucket_notification_configuration(Bucket="demo-in-bucket", NotificationConfiguration={
         "LambdaFunctionConfigurations": [{"Id": "theirs", "LambdaFunctionArn": theirs["FunctionArn"],
                                           "Events": ["s3:ObjectCreated:Put"],

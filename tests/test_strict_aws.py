@@ -39,6 +39,7 @@ def new_function(strict, name: str, allow_bucket: str | None = None) -> str:
     if allow_bucket:
         client("lambda").add_permission(FunctionName=name, StatementId="s3", Action="lambda:InvokeFunction",
                                         Principal="s3.amazonaws.com", SourceArn=f"arn:aws:s3:::{allow_bucket}")
+        strict.clock.sleep(strict.permission_propagation_seconds)
     return arn
 
 
