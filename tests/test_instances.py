@@ -259,3 +259,31 @@ def test_strict_aws_refuses_what_ecs_refuses_for_instances(moto):
     with pytest.raises(ClientError, match="in use by cluster c"):
         ecs.delete_capacity_provider(capacityProvider="p")
     assert moto.rules_fired() == {"ecs-capacity-provider-no-group", "ecs-fargate-gpu", "ecs-capacity-provider-in-use"}
+
+
+def test_a_gpu_step_in_a_fresh_account_then_clean_up_then_setup_again(moto, change123, write_workflow):
+    """A fresh account has neither ECS's nor Auto Scaling's service-linked role; the instance
+    profile is refused by Auto Scaling for a while after its creation; a deleted capacity
+    provider's name stays taken for a while. setup-pipe creates the roles and waits out the rest."""
+    iam, ecs = client("iam"), client("ecs")
+    path = write_workflow(workflow(gpu=1))
+    with watch_calls() as calls:
+        assert cli.setup_pipe_main(["-f", path]) == 0
+    assert [op for _, op in mutating(calls)][:2] == ["CreateServiceLinkedRole", "CreateServiceLinkedRole"]
+    assert sorted(r["Path"] for r in iam.list_roles(PathPrefix="/aws-service-role/")["Roles"]) == [
+        "/aws-service-role/autoscaling.amazonaws.com/", "/aws-service-role/ecs.amazonaws.com/"]
+    assert "autoscaling-instance-profile-not-valid-yet" in moto.rules_fired()
+    assert "ecs-service-linked-role-missing" not in moto.rules_fired()
+
+    assert cli.clean_up_main(["demo", "--purge"]) == 0
+    # The provider's own delay, not hidden behind the queue's 60 s and the new profile's.
+    moto.queue_reuse_seconds = moto.instance_profile_propagation_seconds = 0
+    cleaned_at = moto.clock.time()
+    assert cli.setup_pipe_main(["-f", path]) == 0
+    assert "ecs-capacity-provider-name-in-use" in moto.rules_fired()
+    assert moto.clock.time() - cleaned_at >= moto.capacity_provider_reuse_seconds
+    [provider] = ecs.describe_capacity_providers(capacityProviders=[PROVIDER])["capacityProviders"]
+    assert provider["status"] == "ACTIVE"
+    [cluster] = ecs.describe_clusters(clusters=["yunpipe-demo"])["clusters"]
+    assert cluster["capacityProviders"] == [PROVIDER]
+    assert moto.rules_fired() <= SETTLING | {"sqs-queue-deleted-recently"}  # each waited out, as on AWS
