@@ -20,6 +20,18 @@ and message AWS gives:
   task definition Fargate may run; a capacity provider whose Auto Scaling group does not exist, or
   the deletion of one still associated with an active cluster. And one fact moto leaves out:
   a task's createdAt, which the launcher ranks tasks by.
+- A fresh account (`fresh_account`, on by default): no service-linked role for ECS until one is
+  created. CreateCapacityProvider then answers "ECS Service Linked Role does not exist"; CreateCluster
+  with capacity providers creates the role, as ECS does, and answers "Unable to assume the service
+  linked role" until it is `service_linked_role_propagation_seconds` old. IAM's
+  CreateServiceLinkedRole answers "has been taken in this account" for a role that exists.
+  (mashun4ek/ecs_terraform_workshop#5, cloudformation-coverage-roadmap#818.)
+- Delays after a change, each on the clock: S3 cannot validate a Lambda destination whose
+  permission was added less than `permission_propagation_seconds` ago; a capacity provider's
+  name is refused ("already exists") for `capacity_provider_reuse_seconds` after its deletion
+  (containers-roadmap#632); CreateAutoScalingGroup refuses a launch template whose instance profile
+  was created less than `instance_profile_propagation_seconds` ago ("Invalid IAM Instance Profile
+  name": eksctl#8039 saw 34 s, terraform-provider-aws#4769).
 
 Time comes from a `Clock`: real by default; `Clock(manual=True)` only moves when something
 sleeps on it, so a test can wait out AWS's 60 s without waiting.
@@ -40,14 +52,17 @@ from unittest import mock
 
 from botocore.awsrequest import AWSResponse
 from botocore.handlers import BUILTIN_HANDLERS
-from moto.autoscaling.models import autoscaling_backends
+from moto.autoscaling.exceptions import ValidationError
+from moto.autoscaling.models import AutoScalingBackend, autoscaling_backends
 from moto.awslambda.exceptions import InvalidParameterValueException, LambdaClientError
 from moto.awslambda.models import LambdaBackend, lambda_backends
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.botocore_stubber import MockRawResponse
+from moto.ec2.models import ec2_backends
 from moto.ecs.exceptions import EcsClientException, InvalidParameterException
 from moto.ecs.models import EC2ContainerServiceBackend, Task
-from moto.iam.models import IAMBackend
+from moto.iam.exceptions import InvalidInput
+from moto.iam.models import IAMBackend, iam_backends
 from moto.s3.exceptions import S3ClientError
 from moto.s3.models import S3Backend
 from moto.sqs.exceptions import SQSException
@@ -60,6 +75,10 @@ ROLE_NOT_ASSUMABLE = "The role defined for the function cannot be assumed by Lam
 QUEUE_DELETED_RECENTLY = ("You must wait 60 seconds after deleting a queue before you can create another with the "
                           "same name.")
 MIN_UNRESERVED = 100
+ECS_ROLE_MISSING = "ECS Service Linked Role does not exist. Please create a Service linked role for ECS and try again."
+ECS_ROLE_NOT_ASSUMABLE = "Unable to assume the service linked role. Please verify that the ECS service linked role exists."
+PROVIDER_EXISTS = ("The specified capacity provider already exists. To change the configuration of an existing capacity "
+                   "provider, update the capacity provider.")
 
 # (cpu units, memory MiB allowed), from AWS's "task-cpu-memory-error" table.
 FARGATE_PAIRS = {
@@ -168,9 +187,17 @@ class StrictAws:
     role_propagation_seconds: float = 8.0
     queue_reuse_seconds: float = 60.0
     lambda_concurrency_limit: int = 1000
+    fresh_account: bool = True
+    service_linked_role_propagation_seconds: float = 5.0
+    permission_propagation_seconds: float = 5.0
+    capacity_provider_reuse_seconds: float = 30.0
+    instance_profile_propagation_seconds: float = 30.0
     refusals: list[Refusal] = field(default_factory=list)
     _roles_created: dict[str, float] = field(default_factory=dict)
     _queues_deleted: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    _permissions_added: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    _providers_deleted: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    _profiles_created: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def refuse(self, rule: str, detail: str) -> None:
         self.refusals.append(Refusal(rule, detail))
@@ -228,6 +255,40 @@ class StrictAws:
             mock.patch.object(SQSBackend, "delete_queue", delete_queue),
         ]
 
+    def _settling_patches(self) -> list[Any]:
+        """What records when a permission, a service-linked role or an instance profile was made."""
+        layer = self
+        originals = {
+            "add_permission": LambdaBackend.add_permission,
+            "linked_role": IAMBackend.create_service_linked_role,
+            "create_profile": IAMBackend.create_instance_profile,
+        }
+
+        def add_permission(backend, function_name, qualifier, raw):
+            added = originals["add_permission"](backend, function_name, qualifier, raw)
+            name = function_name.split(":function:")[-1].split(":")[0]
+            layer._permissions_added[(backend.account_id, backend.region_name, name)] = layer.clock.time()
+            return added
+
+        def create_service_linked_role(backend, service_name, description, suffix):
+            taken = layer.service_role(backend.account_id, service_name)
+            if taken is not None and not suffix:
+                layer.refuse("iam-service-linked-role-taken", service_name)
+                raise InvalidInput(f"Service role name {taken.name} has been taken in this account, please try a "
+                                   "different suffix.")
+            return originals["linked_role"](backend, service_name, description, suffix)
+
+        def create_instance_profile(backend, name, *args, **kwargs):
+            profile = originals["create_profile"](backend, name, *args, **kwargs)
+            layer._profiles_created[(backend.account_id, name)] = layer.clock.time()
+            return profile
+
+        return [
+            mock.patch.object(LambdaBackend, "add_permission", add_permission),
+            mock.patch.object(IAMBackend, "create_service_linked_role", create_service_linked_role),
+            mock.patch.object(IAMBackend, "create_instance_profile", create_instance_profile),
+        ]
+
     def _ecs_patches(self) -> list[Any]:
         """The checks on task definitions, RunTask and capacity providers; tasks get a createdAt."""
         layer = self
@@ -236,8 +297,12 @@ class StrictAws:
             "run_task": EC2ContainerServiceBackend.run_task,
             "create_provider": EC2ContainerServiceBackend.create_capacity_provider,
             "delete_provider": EC2ContainerServiceBackend.delete_capacity_provider,
+            "create_cluster": EC2ContainerServiceBackend.create_cluster,
+            "create_group": AutoScalingBackend.create_auto_scaling_group,
             "task": Task.__init__,
         }
+        cluster_signature = inspect.signature(originals["create_cluster"])
+        group_signature = inspect.signature(originals["create_group"])
         register_signature = inspect.signature(originals["register"])
         run_task_signature = inspect.signature(originals["run_task"])
 
@@ -255,6 +320,8 @@ class StrictAws:
             return originals["run_task"](backend, *args, **kwargs)
 
         def create_capacity_provider(backend, name, asg_details, tags):
+            layer.check_ecs_role_exists(backend.account_id, name)
+            layer.check_provider_name_free(backend, name)
             layer.check_auto_scaling_group(backend, name, asg_details.get("autoScalingGroupArn", ""))
             return originals["create_provider"](backend, name, asg_details, tags)
 
@@ -262,7 +329,20 @@ class StrictAws:
             provider = backend._get_provider(name_or_arn)
             if provider is not None:
                 layer.check_provider_detached(backend, provider.name)
-            return originals["delete_provider"](backend, name_or_arn)
+            deleted = originals["delete_provider"](backend, name_or_arn)
+            layer._providers_deleted[(backend.account_id, backend.region_name, deleted.name)] = layer.clock.time()
+            return deleted
+
+        def create_cluster(backend, *args, **kwargs):
+            bound = cluster_signature.bind(backend, *args, **kwargs).arguments
+            if bound.get("capacity_providers"):
+                layer.check_ecs_role_assumable(backend.account_id, bound["cluster_name"])
+            return originals["create_cluster"](backend, *args, **kwargs)
+
+        def create_auto_scaling_group(backend, *args, **kwargs):
+            bound = group_signature.bind(backend, *args, **kwargs).arguments
+            layer.check_instance_profile_settled(backend, bound["name"], bound.get("launch_template") or {})
+            return originals["create_group"](backend, *args, **kwargs)
 
         def task(task_self, *args, **kwargs):
             originals["task"](task_self, *args, **kwargs)
@@ -275,12 +355,15 @@ class StrictAws:
             mock.patch.object(EC2ContainerServiceBackend, "run_task", run_task),
             mock.patch.object(EC2ContainerServiceBackend, "create_capacity_provider", create_capacity_provider),
             mock.patch.object(EC2ContainerServiceBackend, "delete_capacity_provider", delete_capacity_provider),
+            mock.patch.object(EC2ContainerServiceBackend, "create_cluster", create_cluster),
+            mock.patch.object(AutoScalingBackend, "create_auto_scaling_group", create_auto_scaling_group),
         ]
 
     @contextlib.contextmanager
     def active(self) -> Iterator[StrictAws]:
         patches = [
             *self._storage_patches(),
+            *self._settling_patches(),
             *self._ecs_patches(),
             # moto's own rule for reserved concurrency (awslambda/models.py put_function_concurrency).
             mock.patch.dict(os.environ, {"MOTO_LAMBDA_CONCURRENCY_QUOTA": str(self.lambda_concurrency_limit)}),
@@ -306,6 +389,9 @@ class StrictAws:
             if not self._destination_allows(entry, f"arn:aws:s3:::{bucket}"):
                 self.refuse("s3-unvalidated-destination", f"{bucket}: {entry['id']} -> {entry['arn']}")
                 raise S3ClientError("InvalidArgument", UNVALIDATED)
+            if not self._permission_visible(entry):
+                self.refuse("s3-permission-not-visible-yet", f"{bucket}: {entry['id']} -> {entry['arn']}")
+                raise S3ClientError("InvalidArgument", UNVALIDATED)
 
     def _destination_allows(self, entry: dict, bucket_arn: str) -> bool:
         _, _, _service, region, account, *rest = entry["arn"].split(":")
@@ -323,11 +409,60 @@ class StrictAws:
                                              for s in _statements(queue.attributes.get("Policy")))
         return True  # SNS topics are not used by yunpipe; left as moto has them
 
+    def _permission_visible(self, entry: dict) -> bool:
+        """S3 sees a Lambda permission only some seconds after AddPermission."""
+        if entry["kind"] != "CloudFunctionConfiguration":
+            return True
+        _, _, _service, region, account, *rest = entry["arn"].split(":")
+        added = self._permissions_added.get((account, region, rest[-1]))
+        return added is None or self.clock.time() - added >= self.permission_propagation_seconds
+
     def check_role(self, role_arn: str) -> None:
         created = self._roles_created.get(role_arn)
         if created is not None and self.clock.time() - created < self.role_propagation_seconds:
             self.refuse("lambda-role-not-assumable-yet", role_arn)
             raise InvalidParameterValueException(ROLE_NOT_ASSUMABLE)
+
+    def service_role(self, account: str, service: str) -> Any:
+        """The account's service-linked role for `service` in moto's IAM, or None."""
+        path = f"/aws-service-role/{service}/"
+        return next((r for r in iam_backends[account]["aws"].roles.values() if r.path == path), None)
+
+    def check_ecs_role_exists(self, account: str, provider: str) -> None:
+        if self.fresh_account and self.service_role(account, "ecs.amazonaws.com") is None:
+            self.refuse("ecs-service-linked-role-missing", provider)
+            raise EcsClientException(ECS_ROLE_MISSING)
+
+    def check_ecs_role_assumable(self, account: str, cluster: str) -> None:
+        """CreateCluster creates ECS's role when missing, and cannot assume a new one yet."""
+        if not self.fresh_account:
+            return
+        role = self.service_role(account, "ecs.amazonaws.com")
+        if role is None:
+            role = iam_backends[account]["aws"].create_service_linked_role("ecs.amazonaws.com", "", "")
+        created = self._roles_created.get(role.arn)
+        if created is not None and self.clock.time() - created < self.service_linked_role_propagation_seconds:
+            self.refuse("ecs-service-linked-role-not-assumable-yet", cluster)
+            raise InvalidParameterException(ECS_ROLE_NOT_ASSUMABLE)
+
+    def check_provider_name_free(self, backend, provider: str) -> None:
+        deleted = self._providers_deleted.get((backend.account_id, backend.region_name, provider))
+        if deleted is not None and self.clock.time() - deleted < self.capacity_provider_reuse_seconds:
+            self.refuse("ecs-capacity-provider-name-in-use", provider)
+            raise EcsClientException(PROVIDER_EXISTS)
+
+    def check_instance_profile_settled(self, backend, group: str, template: dict) -> None:
+        ec2 = ec2_backends[backend.account_id][backend.region_name]
+        found = ec2.launch_templates.get(template.get("LaunchTemplateId")
+                                         or ec2.launch_template_name_to_ids.get(template.get("LaunchTemplateName")))
+        if found is None:  # no such template: moto answers as it does
+            return
+        name = (found.latest_version().data.get("IamInstanceProfile") or {}).get("Name")
+        created = self._profiles_created.get((backend.account_id, name or ""))
+        if created is not None and self.clock.time() - created < self.instance_profile_propagation_seconds:
+            self.refuse("autoscaling-instance-profile-not-valid-yet", f"{group}: {name}")
+            raise ValidationError(f"You must use a valid fully-formed launch template. Value ({name}) for parameter "
+                                  "iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name")
 
     def check_capacity_providers(self, cluster: str, associated: list[str], strategy: list[dict]) -> None:
         unknown = [item["capacityProvider"] for item in strategy if item["capacityProvider"] not in associated]

@@ -47,6 +47,7 @@ def test_an_overlapping_notification_already_on_the_bucket_is_bad_input_and_noth
                                               Handler="h.h", Code={"ZipFile": b"PK\x05\x06" + b"\0" * 18})
     client("lambda").add_permission(FunctionName="theirs", StatementId="s3", Action="lambda:InvokeFunction",
                                     Principal="s3.amazonaws.com", SourceArn="arn:aws:s3:::demo-in-bucket")
+    moto.clock.sleep(moto.permission_propagation_seconds)
     s3.put_bucket_notification_configuration(Bucket="demo-in-bucket", NotificationConfiguration={
         "LambdaFunctionConfigurations": [{"Id": "theirs", "LambdaFunctionArn": theirs["FunctionArn"],
                                           "Events": ["s3:ObjectCreated:Put"],
@@ -242,3 +243,65 @@ def test_a_new_account_without_spare_executions_gets_a_working_pipeline(aws_env,
     assert (len(running), len(stopped)) == (1, 1)
     assert sum(s["started"] for s in summaries) == 1
     assert waiting["ApproximateNumberOfMessages"] == "2"
+
+
+def spot_run() -> dict:
+    document = single_run()
+    document["process"]["algorithms"][0]["capacity"] = "FARGATE_SPOT"
+    return document
+
+
+def service_linked_roles() -> list[str]:
+    return sorted(r["Path"] for r in client("iam").list_roles(PathPrefix="/aws-service-role/")["Roles"])
+
+
+def test_a_spot_step_in_a_fresh_account_gets_ecs_its_service_linked_role_and_waits_until_it_is_assumable(
+        moto, change123, write_workflow):
+    path = write_workflow(spot_run())
+    with watch_calls() as calls:
+        assert cli.setup_pipe_main(["-f", path]) == 0
+    created = [operation for _, operation in calls if is_mutating(operation)]
+    assert created[0] == "CreateServiceLinkedRole"  # first of all, before anything ECS needs it for
+    # CreateCluster with FARGATE_SPOT was refused until the new role settled, then retried.
+    assert "ecs-service-linked-role-not-assumable-yet" in moto.rules_fired()
+    assert created.count("CreateCluster") > 1
+    [cluster] = client("ecs").describe_clusters(clusters=["yunpipe-demo"])["clusters"]
+    assert cluster["capacityProviders"] == ["FARGATE", "FARGATE_SPOT"]
+    assert service_linked_roles() == ["/aws-service-role/ecs.amazonaws.com/"]
+
+    # The role is the account's: clean-up keeps it, and the next setup does not create it again.
+    assert cli.clean_up_main(["demo", "--purge"]) == 0
+    assert service_linked_roles() == ["/aws-service-role/ecs.amazonaws.com/"]
+    with watch_calls() as calls:
+        assert cli.setup_pipe_main(["-f", path]) == 0
+    assert ("iam", "CreateServiceLinkedRole") not in calls
+    assert "iam-service-linked-role-taken" not in moto.rules_fired()
+
+
+def test_a_service_linked_role_another_deploy_created_meanwhile_counts_as_created(moto, change123, write_workflow):
+    """Planned while missing, created by someone else before the call: IAM's "has been taken" is done."""
+    def another_deploy_first(service, operation):
+        if operation == "CreateServiceLinkedRole" and not service_linked_roles():
+            client("iam").create_service_linked_role(AWSServiceName="ecs.amazonaws.com")
+
+    with watch_calls(another_deploy_first):
+        assert cli.setup_pipe_main(["-f", write_workflow(spot_run())]) == 0
+    assert "iam-service-linked-role-taken" in moto.rules_fired()
+    assert service_linked_roles() == ["/aws-service-role/ecs.amazonaws.com/"]
+
+
+def test_a_fargate_only_pipeline_needs_no_service_linked_role(moto, change123, write_workflow):
+    with watch_calls() as calls:
+        assert cli.setup_pipe_main(["-f", write_workflow(single_run())]) == 0
+    assert ("iam", "CreateServiceLinkedRole") not in calls and service_linked_roles() == []
+
+
+def test_setup_waits_until_s3_sees_the_launchers_new_permission(moto, change123, write_workflow):
+    with watch_calls() as calls:
+        assert cli.setup_pipe_main(["-f", write_workflow(single_run())]) == 0
+    # S3 refused the notification while the permission was moments old; the engine retried.
+    assert "s3-permission-not-visible-yet" in moto.rules_fired()
+    assert "s3-unvalidated-destination" not in moto.rules_fired()
+    assert [op for _, op in calls].count("PutBucketNotificationConfiguration") > 1
+    [entry] = client("s3").get_bucket_notification_configuration(Bucket="demo-in-bucket")["LambdaFunctionConfigurations"]
+    assert entry["Id"] == "yunpipe:demo:change123-s3"

@@ -69,6 +69,8 @@ def test_notification_is_merged_into_the_buckets_own(moto, change123):
 
 def test_an_existing_cluster_gets_fargate_spot_keeping_its_own_providers_and_default_strategy(moto, change123):
     default = [{"capacityProvider": "FARGATE", "weight": 1, "base": 0}]
+    boto3.client("iam").create_service_linked_role(AWSServiceName="ecs.amazonaws.com")  # an account that used ECS
+    moto.clock.sleep(moto.service_linked_role_propagation_seconds)
     boto3.client("ecs").create_cluster(clusterName="yunpipe-demo", capacityProviders=["FARGATE"],
                                        defaultCapacityProviderStrategy=default)
     document = single_run()

@@ -358,11 +358,13 @@ def test_a_spot_step_gets_a_cluster_with_fargate_spot_and_its_launcher_starts_sp
     with pytest.raises(ClientError, match="not associated with the cluster"):
         ecs.run_task(**spot)
 
-    # Then Spot: the existing cluster gets the providers, the launcher its setting, nothing else changes.
+    # Then Spot: the existing cluster gets the providers, the launcher its setting, nothing else
+    # changes but the account's ECS service-linked role, which a fresh account lacks.
     path = write_workflow(spot_workflow("FARGATE_SPOT"), "spot.json")
     with watch_calls() as calls:
         assert cli.setup_pipe_main(["-f", path]) == 0
-    assert mutating(calls) == [("ecs", "PutClusterCapacityProviders"), ("lambda", "UpdateFunctionConfiguration")]
+    assert mutating(calls) == [("iam", "CreateServiceLinkedRole"), ("ecs", "PutClusterCapacityProviders"),
+                               ("lambda", "UpdateFunctionConfiguration")]
     [cluster] = ecs.describe_clusters(clusters=["yunpipe-demo"])["clusters"]
     assert cluster["capacityProviders"] == ["FARGATE", "FARGATE_SPOT"]
     with watch_calls() as calls:

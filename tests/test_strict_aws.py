@@ -39,6 +39,7 @@ def new_function(strict, name: str, allow_bucket: str | None = None) -> str:
     if allow_bucket:
         client("lambda").add_permission(FunctionName=name, StatementId="s3", Action="lambda:InvokeFunction",
                                         Principal="s3.amazonaws.com", SourceArn=f"arn:aws:s3:::{allow_bucket}")
+        strict.clock.sleep(strict.permission_propagation_seconds)
     return arn
 
 
@@ -181,5 +182,83 @@ def test_a_notification_to_another_regions_function_is_refused(moto):
     client("s3").create_bucket(Bucket="near-bucket")
     client("lambda").add_permission(FunctionName="near", StatementId="near", Action="lambda:InvokeFunction",
                                     Principal="s3.amazonaws.com", SourceArn="arn:aws:s3:::near-bucket")
+    moto.clock.sleep(moto.permission_propagation_seconds)
     client("s3").put_bucket_notification_configuration(
         Bucket="near-bucket", NotificationConfiguration={"LambdaFunctionConfigurations": [lambda_entry("n", arn)]})
+
+
+def _group(name: str, profile: str | None = None) -> None:
+    ec2 = client("ec2")
+    data = {"InstanceType": "m5.large", **({"IamInstanceProfile": {"Name": profile}} if profile else {})}
+    ec2.create_launch_template(LaunchTemplateName=f"{name}-lt", LaunchTemplateData=data)
+    client("autoscaling").create_auto_scaling_group(
+        AutoScalingGroupName=name, MinSize=0, MaxSize=1, VPCZoneIdentifier=ec2.describe_subnets()["Subnets"][0]["SubnetId"],
+        LaunchTemplate={"LaunchTemplateName": f"{name}-lt", "Version": "$Latest"})
+
+
+def test_a_fresh_account_has_no_ecs_service_linked_role_for_capacity_providers(moto):
+    """CreateCapacityProvider needs ECS's role; CreateCluster with providers creates it, as ECS
+    does, and cannot assume it until it settles; IAM refuses to create it twice."""
+    ecs, iam = client("ecs"), client("iam")
+    _group("g")
+    create_provider = lambda: ecs.create_capacity_provider(  # noqa: E731
+        name="p", autoScalingGroupProvider={"autoScalingGroupArn": "g"})
+    refused(create_provider, "ClientException", "ECS Service Linked Role does not exist")
+    create_cluster = lambda: ecs.create_cluster(clusterName="spot", capacityProviders=["FARGATE_SPOT"])  # noqa: E731
+    refused(create_cluster, "InvalidParameterException", "Unable to assume the service linked role")
+    assert [r["Path"] for r in iam.list_roles(PathPrefix="/aws-service-role/")["Roles"]] == [
+        "/aws-service-role/ecs.amazonaws.com/"]
+    refused(lambda: iam.create_service_linked_role(AWSServiceName="ecs.amazonaws.com"), "InvalidInput",
+            "has been taken in this account")
+    assert create_provider()["capacityProvider"]["name"] == "p"
+    moto.clock.sleep(moto.service_linked_role_propagation_seconds)
+    assert create_cluster()["cluster"]["capacityProviders"] == ["FARGATE_SPOT"]
+    assert moto.rules_fired() == {"ecs-service-linked-role-missing", "ecs-service-linked-role-not-assumable-yet",
+                                  "iam-service-linked-role-taken"}
+
+
+def test_an_account_that_used_ecs_is_not_fresh(aws_env):
+    from moto import mock_aws
+    from strict_aws import Clock, StrictAws
+
+    with mock_aws(), StrictAws(clock=Clock(manual=True), fresh_account=False).active() as strict:
+        client("ecs").create_cluster(clusterName="spot", capacityProviders=["FARGATE_SPOT"])
+    assert not strict.rules_fired()
+
+
+def test_s3_sees_a_new_lambda_permission_only_some_seconds_later(moto):
+    client("s3").create_bucket(Bucket=BUCKET)
+    arn = new_function(moto, "late")
+    client("lambda").add_permission(FunctionName="late", StatementId="s3", Action="lambda:InvokeFunction",
+                                    Principal="s3.amazonaws.com", SourceArn=f"arn:aws:s3:::{BUCKET}")
+    moto.clock.sleep(moto.permission_propagation_seconds - 1)
+    refused(lambda: notify(lambda_entry("a", arn)), "InvalidArgument", "Unable to validate the following destination")
+    moto.clock.sleep(1)
+    notify(lambda_entry("a", arn))
+    assert moto.rules_fired() == {"s3-permission-not-visible-yet"}
+
+
+def test_a_capacity_provider_name_is_refused_for_a_while_after_its_deletion(moto):
+    client("iam").create_service_linked_role(AWSServiceName="ecs.amazonaws.com")
+    _group("g")
+    ecs = client("ecs")
+    create = lambda: ecs.create_capacity_provider(name="p", autoScalingGroupProvider={"autoScalingGroupArn": "g"})  # noqa: E731
+    create()
+    ecs.delete_capacity_provider(capacityProvider="p")
+    moto.clock.sleep(moto.capacity_provider_reuse_seconds - 1)
+    refused(create, "ClientException", "The specified capacity provider already exists")
+    moto.clock.sleep(1)
+    assert create()["capacityProvider"]["name"] == "p"
+    assert moto.rules_fired() == {"ecs-capacity-provider-name-in-use"}
+
+
+def test_auto_scaling_refuses_a_launch_template_whose_instance_profile_is_new(moto):
+    client("iam").create_instance_profile(InstanceProfileName="fresh")
+    refused(lambda: _group("g", "fresh"), "ValidationError",
+            "Value (fresh) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name")
+    moto.clock.sleep(moto.instance_profile_propagation_seconds)
+    client("autoscaling").create_auto_scaling_group(
+        AutoScalingGroupName="g", MinSize=0, MaxSize=1,
+        VPCZoneIdentifier=client("ec2").describe_subnets()["Subnets"][0]["SubnetId"],
+        LaunchTemplate={"LaunchTemplateName": "g-lt", "Version": "$Latest"})
+    assert moto.rules_fired() == {"autoscaling-instance-profile-not-valid-yet"}

@@ -12,10 +12,11 @@ Stages, each a module of its own:
 4. sweep    (sweeper.py): what the state or the `yunpipe:pipeline` tag names and the model no
    longer wants is deleted by its kind, in SWEEP_ORDER (clean-up sweeps everything).
 
-Kinds of resource, in creation order (kinds/__init__.py, KINDS): bucket, log_group, queue,
-parameter, role, instance_profile, launch_template, auto_scaling_group, capacity_provider,
-cluster, task_definition, function, permission, notification, bucket_events, rule. The sweep
-goes in the reverse order, except that Auto Scaling groups go just before the cluster.
+Kinds of resource, in creation order (kinds/__init__.py, KINDS): service_linked_role, bucket,
+log_group, queue, parameter, role, instance_profile, launch_template, auto_scaling_group,
+capacity_provider, cluster, task_definition, function, permission, notification, bucket_events,
+rule. The sweep goes in the reverse order, except that Auto Scaling groups go just before the
+cluster; service-linked roles are the account's and are never recorded or swept.
 
 Adding a kind: write kinds/<kind>.py with its frozen dataclass (a `kind` class attribute and
 a `key`) and a subclass of kinds.base.Kind (`plan`, `sweep`, and where the tagging API does not

@@ -30,6 +30,7 @@ from yunpipe.engine.kinds.permission import Permission
 from yunpipe.engine.kinds.queue import Queue
 from yunpipe.engine.kinds.role import Role
 from yunpipe.engine.kinds.rule import Rule
+from yunpipe.engine.kinds.service_linked_role import ServiceLinkedRole
 from yunpipe.engine.kinds.task_definition import TaskDefinition
 from yunpipe.engine.model import (
     ROLE_PATH,
@@ -139,7 +140,19 @@ def build_model(workflow: ResolvedWorkflow, target: Target, use_user_credential:
         for step in workflow.steps)
     return PipelineModel(pipeline, target, spec.input_bucket, spec.output_bucket, reports, tuple(buckets),
                          tuple(BucketEvents(b) for b in shared), layout, log_group, cluster, parameters, steps,
-                         spec.launch_type, spec.source, instance_role, instance_profile, groups)
+                         spec.launch_type, spec.source, instance_role, instance_profile, groups,
+                         service_linked_roles(spot, bool(groups)))
+
+
+def service_linked_roles(spot: bool, instances: bool) -> tuple[ServiceLinkedRole, ...]:
+    """The account's service-linked roles the pipeline needs: ECS's for any capacity provider
+    (Fargate Spot or EC2), Auto Scaling's for EC2 instances. A fresh account has neither."""
+    roles = []
+    if spot or instances:
+        roles.append(ServiceLinkedRole("ecs.amazonaws.com", "AWSServiceRoleForECS"))
+    if instances:
+        roles.append(ServiceLinkedRole("autoscaling.amazonaws.com", "AWSServiceRoleForAutoScaling"))
+    return tuple(roles)
 
 
 def capacity_provider_name(pipeline: str, instance_type: str) -> str:

@@ -23,9 +23,9 @@ def _invoke(aws: Aws, call: Call, params: dict) -> dict:
             return aws.call(call.service, call.operation, **params)
         except ClientError as error:
             code = error_code(error)
-            if code in call.done_codes:
-                return {}
             message = error.response.get("Error", {}).get("Message", "")
+            if code in call.done_codes or any(t.matches(code, message) for t in call.done_on):
+                return {}
             if not any(t.matches(code, message) for t in call.retry_on) or waited >= RETRY_BUDGET_SECONDS:
                 raise
             backoff_sleep(delay)

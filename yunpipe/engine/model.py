@@ -24,6 +24,7 @@ from yunpipe.engine.kinds.permission import Permission
 from yunpipe.engine.kinds.queue import Queue
 from yunpipe.engine.kinds.role import Role
 from yunpipe.engine.kinds.rule import Rule
+from yunpipe.engine.kinds.service_linked_role import ServiceLinkedRole
 from yunpipe.engine.kinds.task_definition import SPEC_TAG_KEY, TaskDefinition
 from yunpipe.engine.state import PipelineSummary, StepSummary
 from yunpipe.engine.target import Target
@@ -123,11 +124,14 @@ class PipelineModel:
     instance_role: tuple[Role, ...] = ()
     instance_profile: tuple[InstanceProfile, ...] = ()
     instance_groups: tuple[InstanceGroup, ...] = ()
+    # The account's roles for ECS and Auto Scaling, when a step needs capacity providers or EC2.
+    service_linked_roles: tuple[ServiceLinkedRole, ...] = ()
 
     def resources(self) -> tuple:
         """Every desired resource, in the order they can be created (kind by kind, in CREATION_ORDER)."""
         steps, groups = self.steps, self.instance_groups
         return (
+            *self.service_linked_roles,
             *self.buckets,
             self.log_group,
             *(s.function_log_group for s in steps),

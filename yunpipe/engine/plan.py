@@ -54,6 +54,8 @@ class Call:
     retry_on: tuple[Transient, ...] = ()
     # Error codes meaning the work is already done (a delete of something already gone).
     done_codes: tuple[str, ...] = ()
+    # Errors (code and message part) meaning the same, where the code alone also covers mistakes.
+    done_on: tuple[Transient, ...] = ()
 
     def __str__(self) -> str:
         return self.message

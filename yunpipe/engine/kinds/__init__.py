@@ -23,11 +23,13 @@ from yunpipe.engine.kinds import (
     queue,
     role,
     rule,
+    service_linked_role,
     task_definition,
 )
 from yunpipe.engine.kinds.base import Kind, PlanContext, ResourceKey, SweepContext
 
 KINDS: tuple[Kind[Any], ...] = (
+    service_linked_role.KIND,
     bucket.KIND,
     log_group.KIND,
     queue.KIND,

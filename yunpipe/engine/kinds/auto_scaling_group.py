@@ -1,5 +1,6 @@
 """Auto Scaling groups: the instances of one instance type, from 0 up to a maximum; ECS
 managed scaling sets how many."""
+import dataclasses
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -7,7 +8,11 @@ from typing import Any
 
 from yunpipe.aws.reader import Reader
 from yunpipe.engine.kinds.base import TAG_KEY, Kind, Named, PlanContext, ResourceKey, SweepContext, call, delete
-from yunpipe.engine.plan import Call
+from yunpipe.engine.plan import Call, Transient
+
+# The launch template names an instance profile created moments ago (kinds/instance_profile.py),
+# which EC2 Auto Scaling refuses as invalid for some seconds.
+PROFILE_SETTLING = (Transient("ValidationError", "Invalid IAM Instance Profile name"),)
 
 
 @dataclass(frozen=True)
@@ -33,10 +38,11 @@ class AutoScalingGroupKind(Kind[AutoScalingGroup]):
             "MinSize": 0, "MaxSize": group.max_size, "VPCZoneIdentifier": ",".join(group.subnets),
             "NewInstancesProtectedFromScaleIn": False}
         if not current[0]:
-            return [call(group, "create", "autoscaling", "create_auto_scaling_group",
-                         f"create Auto Scaling group {group.name} (0 to {group.max_size} instances, "
-                         f"scaled by ECS)", AutoScalingGroupName=group.name, DesiredCapacity=0, **settings,
-                         Tags=[{"Key": k, "Value": v, "PropagateAtLaunch": True} for k, v in group.tags.items()])]
+            created = call(group, "create", "autoscaling", "create_auto_scaling_group",
+                           f"create Auto Scaling group {group.name} (0 to {group.max_size} instances, "
+                           f"scaled by ECS)", AutoScalingGroupName=group.name, DesiredCapacity=0, **settings,
+                           Tags=[{"Key": k, "Value": v, "PropagateAtLaunch": True} for k, v in group.tags.items()])
+            return [dataclasses.replace(created, retry_on=PROFILE_SETTLING)]
         existing = current[0]
         template = existing.get("LaunchTemplate") or {}
         if ({k: template.get(k) for k in ("LaunchTemplateName", "Version")} == settings["LaunchTemplate"]

@@ -1,4 +1,5 @@
 """ECS capacity providers: one per instance type, ECS scaling its Auto Scaling group."""
+import dataclasses
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -15,10 +16,15 @@ from yunpipe.engine.kinds.base import (
     tag_list,
     tagged,
 )
-from yunpipe.engine.plan import Call
+from yunpipe.engine.plan import Call, Transient
 
 # ECS managed scaling keeps the instances this full of tasks: 100 adds none beyond what waiting tasks need.
 TARGET_CAPACITY = 100
+# What passes with time on CreateCapacityProvider: a provider of the same name deleted moments
+# ago (a clean-up just before) keeps its name while INACTIVE or DELETE_IN_PROGRESS (the plan
+# only creates when no ACTIVE one exists); ECS's service-linked role, created moments ago.
+CREATE_SETTLING = (Transient("ClientException", "The specified capacity provider already exists"),
+                   Transient("ClientException", "ECS Service Linked Role does not exist"))
 
 
 @dataclass(frozen=True)
@@ -37,13 +43,13 @@ class CapacityProviderKind(Kind[CapacityProvider]):
         active = [p for p in (found or {}).get("capacityProviders", []) if p.get("status") == "ACTIVE"]
         scaling = {"status": "ENABLED", "targetCapacity": TARGET_CAPACITY}
         if not active:
-            return [call(provider, "create", "ecs", "create_capacity_provider",
+            return [dataclasses.replace(call(provider, "create", "ecs", "create_capacity_provider",
                          f"create capacity provider {provider.name} (ECS scales {provider.auto_scaling_group} "
                          "from 0 to what waiting tasks need)", name=provider.name,
                          autoScalingGroupProvider={"autoScalingGroupArn": provider.auto_scaling_group,
                                                    "managedScaling": scaling,
                                                    "managedTerminationProtection": "DISABLED"},
-                         tags=tag_list(provider.tags, "key", "value"))]
+                         tags=tag_list(provider.tags, "key", "value")), retry_on=CREATE_SETTLING)]
         current = active[0].get("autoScalingGroupProvider", {}).get("managedScaling", {})
         if all(current.get(k) == v for k, v in scaling.items()):
             return []

@@ -8,6 +8,9 @@ from typing import Any
 from yunpipe.engine.kinds.base import TAG_KEY, Kind, Named, PlanContext, SweepContext, call, delete, tag_list
 from yunpipe.engine.plan import Call, Transient
 
+# ECS's service-linked role, created moments ago (service_linked_role.py), is not yet assumable.
+ROLE_SETTLING = (Transient("InvalidParameterException", "Unable to assume the service linked role"),)
+
 
 @dataclass(frozen=True)
 class Cluster(Named):
@@ -32,8 +35,9 @@ class ClusterKind(Kind[Cluster]):
             # A cluster of steps all on on-demand Fargate is created exactly as before, with no providers.
             extra: dict[str, Any] = {"capacityProviders": providers} if providers else {}
             what = f" with capacity providers {', '.join(providers)}" if providers else ""
-            return [call(cluster, "create", "ecs", "create_cluster", f"create ECS cluster {cluster.name}{what}",
-                         clusterName=cluster.name, tags=tag_list(cluster.tags, "key", "value"), **extra)]
+            created = call(cluster, "create", "ecs", "create_cluster", f"create ECS cluster {cluster.name}{what}",
+                           clusterName=cluster.name, tags=tag_list(cluster.tags, "key", "value"), **extra)
+            return [dataclasses.replace(created, retry_on=ROLE_SETTLING)]
         current = list(active[0].get("capacityProviders") or [])
         missing = [p for p in providers if p not in current]
         # Providers of instance types no step asks for any more: detached here, so the sweep can delete them.
@@ -43,10 +47,11 @@ class ClusterKind(Kind[Cluster]):
         changes = ([f"run tasks on {', '.join(missing)}"] if missing else []) + (
             [f"stop using {', '.join(stale)}"] if stale else [])
         # The call replaces the cluster's providers and default strategy: both are kept as they are.
-        return [call(cluster, "update", "ecs", "put_cluster_capacity_providers",
-                     f"let ECS cluster {cluster.name} {' and '.join(changes)}", cluster=cluster.name,
-                     capacityProviders=[p for p in current if p not in stale] + missing,
-                     defaultCapacityProviderStrategy=active[0].get("defaultCapacityProviderStrategy") or [])]
+        updated = call(cluster, "update", "ecs", "put_cluster_capacity_providers",
+                       f"let ECS cluster {cluster.name} {' and '.join(changes)}", cluster=cluster.name,
+                       capacityProviders=[p for p in current if p not in stale] + missing,
+                       defaultCapacityProviderStrategy=active[0].get("defaultCapacityProviderStrategy") or [])
+        return [dataclasses.replace(updated, retry_on=ROLE_SETTLING)]
 
     def sweep(self, name: str, ctx: SweepContext) -> list[Call]:
         found = ctx.reader.read("ecs", "describe_clusters", clusters=[name])

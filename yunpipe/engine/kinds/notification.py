@@ -1,10 +1,16 @@
 """S3 notifications: a bucket's entry that invokes a step's launcher, merged with the bucket's others."""
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from yunpipe.engine.kinds.base import Kind, PlanContext, SweepContext, call, delete
-from yunpipe.engine.plan import Call
+from yunpipe.engine.plan import Call, Transient
 from yunpipe.errors import InputError
+
+# S3 validates a Lambda destination against the function's policy, and sees a permission added
+# moments ago (kinds/permission.py, just before) only some seconds later. A permission that is
+# missing for good fails the same way, once the budget is spent.
+PERMISSION_SETTLING = (Transient("InvalidArgument", "Unable to validate the following destination configurations"),)
 
 
 def notification_id(pipeline: str, step: str) -> str:
@@ -48,10 +54,11 @@ class NotificationKind(Kind[Notification]):
         # Merged: every other entry of the bucket is kept as it is.
         others = [e for e in entries if e.get("Id") != notification.id]
         merged = {**configuration, "LambdaFunctionConfigurations": [*others, notification.entry()]}
-        return [call(notification, "create", "s3", "put_bucket_notification_configuration",
-                     f"notify {notification.function_arn.rsplit(':', 1)[-1]} of new objects in "
-                     f"{notification.bucket} (keeping {count_entries(configuration) - len(mine)} other "
-                     "notification(s))", Bucket=notification.bucket, NotificationConfiguration=merged)]
+        put = call(notification, "create", "s3", "put_bucket_notification_configuration",
+                   f"notify {notification.function_arn.rsplit(':', 1)[-1]} of new objects in "
+                   f"{notification.bucket} (keeping {count_entries(configuration) - len(mine)} other "
+                   "notification(s))", Bucket=notification.bucket, NotificationConfiguration=merged)
+        return [dataclasses.replace(put, retry_on=PERMISSION_SETTLING)]
 
     def sweep(self, key: str, ctx: SweepContext) -> list[Call]:
         bucket, entry_id = key.split("/", 1)
