@@ -12,7 +12,7 @@ from helpers import REGION, record_algorithm, single_run
 
 from yunpipe import cli
 from yunpipe.aws.facade import is_mutating, watch_calls
-from yunpipe.engine import compiler
+from yunpipe.engine import compiler, instances
 from yunpipe.engine import model as m
 from yunpipe.engine.state import state_path
 from yunpipe.engine.target import Target
@@ -62,7 +62,7 @@ def test_a_gpu_step_deploys_an_auto_scaling_group_scaled_by_ecs_from_zero(moto, 
     [template] = client("ec2").describe_launch_template_versions(
         LaunchTemplateName=PROVIDER, Versions=["$Latest"])["LaunchTemplateVersions"]
     data = template["LaunchTemplateData"]
-    assert data["ImageId"] == f"resolve:ssm:{compiler.ECS_AMI_PARAMETERS[True]}"
+    assert data["ImageId"] == f"resolve:ssm:{instances.ECS_AMI_PARAMETERS[True]}"
     assert data["InstanceType"] == "g4dn.xlarge" and data["IamInstanceProfile"] == {"Name": ROLE}
     assert data["MetadataOptions"] == {"HttpTokens": "required", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 1}
     assert "echo ECS_CLUSTER=yunpipe-demo >> /etc/ecs/ecs.config" in base64.b64decode(data["UserData"]).decode()
@@ -142,7 +142,7 @@ def test_a_step_back_on_fargate_detaches_and_deletes_its_instance_type(moto, cha
     assert cli.setup_pipe_main(["-f", write_workflow(workflow(instance_type="m5.large"))]) == 0
     [template] = client("ec2").describe_launch_template_versions(
         LaunchTemplateName="yunpipe-demo-ec2-m5-large", Versions=["$Latest"])["LaunchTemplateVersions"]
-    assert template["LaunchTemplateData"]["ImageId"] == f"resolve:ssm:{compiler.ECS_AMI_PARAMETERS[False]}"
+    assert template["LaunchTemplateData"]["ImageId"] == f"resolve:ssm:{instances.ECS_AMI_PARAMETERS[False]}"
 
     with watch_calls() as calls:
         assert cli.setup_pipe_main(["-f", write_workflow(workflow())]) == 0

@@ -2,9 +2,10 @@
 
 Stages, each a module of its own:
 
-1. compile  (compiler.py, sizing.py): the resolved workflow and its Target (target.py) become
-   a PipelineModel (model.py) of frozen resource dataclasses, with no AWS call; graph.py lays
-   the steps out on buckets.
+1. compile  (compiler.py; instances.py: the EC2 capacity; sizing.py; policies.py: the IAM
+   documents): the resolved workflow and its Target (target.py) become a PipelineModel
+   (model.py) of frozen resource dataclasses, with no AWS call; graph.py lays the steps out
+   on buckets.
 2. plan     (planner.py): each desired resource is read and compared by its kind, which returns
    the calls that close the gap; a Plan (plan.py) is data, a tuple of Calls.
 3. apply    (executor.py): the calls run in order, each recorded in the pipeline's state
