@@ -105,3 +105,10 @@ def test_specs_and_the_engine_import_neither_the_worker_nor_the_launcher():
 def test_boto3_is_imported_only_by_the_aws_door_and_the_cloud_runtime():
     importing = sorted(m for m, names in MODULES.items() if "boto3" in names or any(n.startswith("boto3.") for n in names))
     assert importing and all(_within(m, ("yunpipe.aws", "yunpipe.runtime")) for m in importing), importing
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_a_module_keeps_within_500_lines_unless_its_docstring_says_why(path):
+    lines = len(path.read_text().splitlines())
+    docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
+    assert lines <= 500 or "500 lines" in docstring, f"{path} has {lines} lines: split it, or say why it is one"
