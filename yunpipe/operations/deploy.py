@@ -87,12 +87,12 @@ def refuse_elsewhere(spec: WorkflowSpec, state: PipelineState, current: dict) ->
                          f"({state_path(spec.name)}); clean-up {spec.name} first, or pick another name")
 
 
-def _no_warning() -> None:
+def _no_warning(pipeline: str) -> None:
     pass
 
 
 def compile_pipeline(options: DeployOptions, workflow: ResolvedWorkflow, state: PipelineState,
-                     warn_user_keys: Callable[[], None] = _no_warning) -> tuple[Aws, Location, m.PipelineModel, bool]:
+                     warn_user_keys: Callable[[str], None] = _no_warning) -> tuple[Aws, Location, m.PipelineModel, bool]:
     """The facade, its location, the model for the real account/region/network, and whether AWS
     is offline. A pipeline of the same name recorded elsewhere stops it before anything is created."""
     spec = workflow.spec
@@ -103,7 +103,7 @@ def compile_pipeline(options: DeployOptions, workflow: ResolvedWorkflow, state: 
     use_keys, dry_run = options.use_user_credential, options.dry_run
     credentials = {}
     if use_keys:
-        warn_user_keys()
+        warn_user_keys(spec.name)
         credentials = aws.credentials()
     target, offline = resolve_target(aws, spec.account_id, dry_run, spec.subnets, spec.security_groups, credentials)
     if use_keys and not credentials:
@@ -120,9 +120,9 @@ def compile_pipeline(options: DeployOptions, workflow: ResolvedWorkflow, state: 
 
 
 def plan_deployment(options: DeployOptions, workflow: ResolvedWorkflow,
-                    warn_user_keys: Callable[[], None] = _no_warning) -> Deployment:
+                    warn_user_keys: Callable[[str], None] = _no_warning) -> Deployment:
     """The workflow compiled where it goes, and its plan (with the sweep of what it no longer has);
-    `warn_user_keys` runs before -uu reads the caller's keys."""
+    `warn_user_keys(pipeline)` runs before -uu reads the caller's keys."""
     state = PipelineState.load(workflow.spec.name)
     aws, place, model, offline = compile_pipeline(options, workflow, state, warn_user_keys)
     reader = Reader(aws, offline)
@@ -157,20 +157,13 @@ def _shown_nowhere(deployment: Deployment) -> None:
     pass
 
 
-def _warned_nowhere(pipeline: str) -> None:
-    pass
-
-
 def deploy(options: DeployOptions, show: Callable[[Deployment], None] = _shown_nowhere,
-           warn_user_keys: Callable[[str], None] = _warned_nowhere) -> Iterator[Deployment]:
+           warn_user_keys: Callable[[str], None] = _no_warning) -> Iterator[Deployment]:
     """Every workflow checked first (bad input stops all before any AWS call), then each in turn
     planned, shown (`show`: the plan is on the deployment), applied unless a dry run, and
     yielded. `warn_user_keys(pipeline)` runs before -uu reads the caller's keys."""
     for workflow in load_workflows(options.files, options.where):
-        def warn(name: str = workflow.spec.name) -> None:
-            warn_user_keys(name)
-
-        deployment = plan_deployment(options, workflow, warn)
+        deployment = plan_deployment(options, workflow, warn_user_keys)
         show(deployment)
         if not options.dry_run:
             apply_deployment(deployment)
