@@ -6,6 +6,8 @@ its group, and is imported when the verb runs, so `yunpipe --version` stays fast
 import argparse
 import importlib
 import logging
+import os
+import signal
 import sys
 from collections.abc import Callable
 
@@ -183,7 +185,11 @@ def dispatch(key: str, args: argparse.Namespace) -> int:
     module_name, function_name = HANDLERS[key].split(":")
     handler = getattr(importlib.import_module(module_name), function_name)
     try:
-        return handler(args) or 0
+        status = handler(args) or 0
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        return _stdout_closed()
     except YunpipeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_status
@@ -199,6 +205,14 @@ def dispatch(key: str, args: argparse.Namespace) -> int:
             raise
         print(f"error: {explained}", file=sys.stderr)
         return explained.exit_status
+
+
+def _stdout_closed() -> int:
+    """What `yunpipe logs p | head -1` ends in: the reader left, so the rest of the output goes
+    nowhere (not into a traceback at exit), and the status is a shell's for a closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 128 + signal.SIGPIPE
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,5 +18,5 @@ def aws_options(args: argparse.Namespace) -> AwsOptions:
 @contextlib.contextmanager
 def progress_bar(total: int, description: str) -> Iterator[Callable[[int], object]]:
     """A byte progress bar; yields the callback each transferred chunk's size goes to."""
-    with tqdm(total=total, unit="B", unit_scale=True, desc=description) as progress:
+    with tqdm(total=total, unit="B", unit_scale=True, desc=description, disable=None) as progress:
         yield progress.update

@@ -159,7 +159,7 @@ def wait_for_results(summary: PipelineSummary, keys: list[str], uploaded_at: flo
     bucket = summary.output_bucket
     done: dict[str, float] = {}
     deadline = time.monotonic() + WAIT_SECONDS
-    with tqdm(total=len(keys), desc="results", unit="file", file=sys.stdout) as bar:
+    with tqdm(total=len(keys), desc="results", unit="file", file=sys.stdout, disable=None) as bar:
         while True:
             for obj in aws.pages("s3", "list_objects_v2", "Contents", Bucket=bucket):
                 if obj["Key"] in keys and obj["Key"] not in done:

@@ -86,7 +86,7 @@ def queue_objects(aws: Aws, queue_url: str, summary: PipelineSummary, step: Step
     sqs = aws.client("sqs")
     seen: set[str] = set()
     batch: list[str] = []
-    with tqdm(unit="object", desc=f"queue to {step.name}") as progress:
+    with tqdm(unit="object", desc=f"queue to {step.name}", disable=None) as progress:
         objects = aws.pages("s3", "list_objects_v2", "Contents", Bucket=step.input_bucket, Prefix=prefix)
         for obj in objects:
             # A key ending in '/' is a folder marker, as the launcher skips it.
@@ -95,11 +95,11 @@ def queue_objects(aws: Aws, queue_url: str, summary: PipelineSummary, step: Step
             seen.add(obj["Key"])
             batch.append(json.dumps(object_message(summary, step, obj)))
             if len(batch) == sending.BATCH_SIZE:
-                _send_all(sqs, queue_url, batch, progress.n)
+                _send_all(sqs, queue_url, batch, len(seen) - len(batch))
                 progress.update(len(batch))
                 batch = []
         if batch:
-            _send_all(sqs, queue_url, batch, progress.n)
+            _send_all(sqs, queue_url, batch, len(seen) - len(batch))
             progress.update(len(batch))
     return len(seen)
 
@@ -154,7 +154,7 @@ def move_dead_letters(aws: Aws, dlq_url: str, queue_url: str, step: StepSummary)
     waiting = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
     total = int(waiting["Attributes"]["ApproximateNumberOfMessages"])
     moved = 0
-    with tqdm(total=total, unit="message", desc=f"retry {step.name}") as progress:
+    with tqdm(total=total, unit="message", desc=f"retry {step.name}", disable=None) as progress:
         while moved < total:
             messages = sqs.receive_message(
                 QueueUrl=dlq_url, MaxNumberOfMessages=min(sending.BATCH_SIZE, total - moved),

@@ -139,7 +139,8 @@ def push_image(client: docker.DockerClient, reference: str, auth_config: dict | 
                 continue
             bar = bars.get(layer)
             if bar is None:
-                bar = bars[layer] = tqdm(desc=layer, unit="B", unit_scale=True, leave=True, file=sys.stderr)
+                bar = bars[layer] = tqdm(desc=layer, unit="B", unit_scale=True, leave=True, file=sys.stderr,
+                                                 disable=None)
             if detail.get("total"):
                 bar.total = detail["total"]
                 bar.n = detail.get("current", 0)
