@@ -152,7 +152,9 @@ DESCRIBE_ANSWERS = [
 
 def test_describe_through_a_piped_stdin(home, tmp_path):
     out = tmp_path / "context"
-    result = run("wrap", "-ds", "--dry-run", "--output-dir", out, stdin="\n".join(DESCRIBE_ANSWERS) + "\n")
+    saved = tmp_path / "wc.json"
+    result = run("wrap", "-ds", "--dry-run", "--output-dir", out,
+                 stdin="\n".join([*DESCRIBE_ANSWERS, str(saved)]) + "\n")
     assert result.returncode == 0, result.stderr
     assert "expected a whole number from 1, got 'abc'; try again" in result.stdout
     assert "expected a number greater than 0, got '0'; try again" in result.stdout
@@ -166,6 +168,32 @@ def test_describe_through_a_piped_stdin(home, tmp_path):
         "name": "MIN_LENGTH", "required": False, "description": "shortest word counted",
         "schema": {"type": "integer", "default": 2}}]
     assert '"name": "wc"' in result.stdout  # -s showed it
+    # The answers were kept as a file before anything was checked or built.
+    assert load_algorithm(saved).to_document() == document
+    assert f"saved the description to {saved}" in result.stdout
+
+
+def test_describe_starts_from_a_saved_description_and_a_typo_is_answered_again(home, tmp_path):
+    described = {**json.loads((UPPERCASE / "uppercase.json").read_text()), "system": "ubunut"}
+    start = tmp_path / "uppercase.json"
+    start.write_text(json.dumps(described))
+    # Enter keeps each earlier answer; the one that was a typo is asked again.
+    answers = ["", "", "", "debian"] + [""] * 30
+    result = run("wrap", "-d", "--dry-run", "--output-dir", tmp_path / "context", "-f", start,
+                 stdin="\n".join(answers) + "\n")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "expected one of" in result.stdout and "got 'ubunut'; try again" in result.stdout
+    fixed = json.loads(start.read_text())  # saved over the file it started from
+    assert fixed["system"] == "debian"
+    assert {key: fixed[key] for key in described if key != "system"} == {
+        key: value for key, value in described.items() if key != "system"}
+    assert json.loads((tmp_path / "context" / "algorithm.json").read_text())["system"] == "debian"
+
+
+def test_describe_starts_only_from_one_algorithm_file(home, tmp_path):
+    result = run("wrap", "-d", "--dry-run", "-f", UPPERCASE / "uppercase.json", UPPERCASE / "uppercase.json")
+    assert result.returncode == 2
+    assert "wrap: -d -f: expected one algorithm file (JSON or YAML) to start describing from" in result.stderr
 
 
 def test_describe_stops_cleanly_when_the_input_ends():
@@ -286,6 +314,15 @@ def test_local_wrap_builds_an_isolated_runnable_image_and_records_versions(home,
     assert first.image == f"yunpipe-local/{name}:1" and first.spec == load_algorithm(path)
     before = (home / "algorithms" / name / "1.json").read_text()
 
+    # The same file and the same developer image again: nothing is built or recorded.
+    same = run("wrap", "--local", "-f", path, "--yes")
+    assert same.returncode == 0, same.stderr
+    assert f"{name}: unchanged, still {name}@1: yunpipe-local/{name}:1" in same.stdout
+    assert registry.versions(name) == [1] and "Step 1/" not in same.stderr
+
+    # A changed description is a new version, and version 1 stays as it was.
+    document = json.loads(path.read_text())
+    path.write_text(json.dumps({**document, "description": "upper-cases every line, now documented"}))
     again = run("wrap", "--local", "-f", path, "--yes")
     assert again.returncode == 0, again.stderr
     assert registry.versions(name) == [1, 2]
@@ -296,9 +333,29 @@ def test_local_wrap_builds_an_isolated_runnable_image_and_records_versions(home,
     assert listing.returncode == 0
     assert listing.stdout.split("\n")[0].split() == ["NAME", "LATEST", "IMAGE", "CREATED"]
     assert listing.stdout.split("\n")[1].split()[:3] == [name, "2", f"yunpipe-local/{name}:2"]
-    shown = run("yunpipe", "algorithms", "show", f"{name}@1")
-    assert shown.returncode == 0 and json.loads(shown.stdout)["version"] == 1
+    shown = run("yunpipe", "algorithms", "show", f"{name}@2")
+    assert shown.returncode == 0 and json.loads(shown.stdout)["version"] == 2
     assert json.loads(shown.stdout)["spec"] == load_algorithm(path).to_document()
+
+
+@pytest.mark.timeout(600)
+def test_a_rebuilt_developer_image_under_the_same_tag_is_wrapped_again(home, docker_client, algorithm, uppercase_image,
+                                                                       tmp_path):
+    path, name = algorithm
+    tag = f"yunpipe-test/{name}:latest"
+    document = json.loads(path.read_text())
+    path.write_text(json.dumps({**document, "container_name": tag}))
+    docker_client.images.get(uppercase_image).tag(tag)
+    try:
+        assert run("wrap", "--local", "-f", path, "--yes").returncode == 0
+        (tmp_path / "Dockerfile").write_text(f"FROM {uppercase_image}\nLABEL rebuilt=1\n")
+        images.build_image(docker_client, tmp_path, tag)  # the developer's rebuild: a new image, the same tag
+        result = run("wrap", "--local", "-f", path, "--yes")
+        assert result.returncode == 0, result.stderr
+        assert f"recorded {name}@2" in result.stdout
+        assert AlgorithmRegistry().versions(name) == [1, 2]
+    finally:
+        docker_client.images.remove(tag, force=True)
 
 
 def test_declining_at_show_builds_nothing(home, docker_client, algorithm):

@@ -21,7 +21,8 @@ def test_demo_wraps_runs_a_two_step_pipeline_prints_results_and_cleans_up(local_
     # A second run reuses the wrapped images the first one recorded.
     status, out = run_cli("demo", "--files", "2")
     assert status == 0, out
-    assert re.search(r"uppercase@\d+ is up to date", out) and re.search(r"wordcount@\d+ is up to date", out)
+    assert re.search(r"uppercase: unchanged, still uppercase@\d+", out)
+    assert re.search(r"wordcount: unchanged, still wordcount@\d+", out)
 
 
 def test_demo_leaves_an_aws_pipeline_called_demo_alone(local_cloud):

@@ -73,28 +73,17 @@ def wrap_example(client: Any, registry: AlgorithmRegistry, name: str) -> str:
 
 
 def wrap_algorithm(client: Any, registry: AlgorithmRegistry, spec_file: Path) -> str:
-    """Build the developer's container (the Dockerfile next to `spec_file`), then wrap it
-    unless the latest version is the same; returns the recorded NAME@VERSION."""
+    """Build the developer's container (the Dockerfile next to `spec_file`), then wrap it (wrap
+    records nothing new when that is what its latest version holds); returns the NAME@VERSION."""
     spec = load_algorithm(spec_file)
     say(f"building the algorithm developer's container {spec.container_name}")
     # Its build log is noise here; a failing build still raises with the failing step's output.
-    source_id = images.build_image(client, spec_file.parent, spec.container_name, out=io.StringIO())
-    latest = registry.get(spec.name)
-    if latest is not None and latest.spec == spec and _labelled_source(client, latest.image) == source_id:
-        say(f"{latest.reference} is up to date ({latest.image}); not wrapped again")
-        return latest.reference
+    images.build_image(client, spec_file.parent, spec.container_name, out=io.StringIO())
     run("wrap", "--local", "--yes", "-f", str(spec_file))
     recorded = registry.get(spec.name)
     if recorded is None:
         raise YunpipeError(f"wrap recorded no version of {spec.name}")
     return recorded.reference
-
-
-def _labelled_source(client: Any, image: str) -> str | None:
-    try:
-        return client.images.get(image).labels.get("org.yunpipe.source.id")
-    except Exception:  # noqa: BLE001 - a missing or unreadable image just means "wrap again"
-        return None
 
 
 def pipeline_name() -> str:

@@ -83,6 +83,11 @@ LIB = PurePosixPath("opt/yunpipe/lib")
 IMAGE_REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")
 
 
+# The wrapped image's label naming the developer image it was made from: wrap and the demo
+# tell by it whether the same developer image would be wrapped again.
+SOURCE_LABEL = "org.yunpipe.source.id"
+
+
 @dataclass(frozen=True)
 class BaseImage:
     """What the Dockerfile restores of the developer's image ('' = root / the image's own)."""
@@ -122,7 +127,7 @@ def render_dockerfile(spec: AlgorithmSpec, version: int, base: BaseImage = BaseI
     user = "" if base.user in ("", "root", "0", "0:0") else base.user
     template = _environment().get_template(f"{spec.system}.Dockerfile.j2")
     return template.render(name=spec.name, version=version, container_name=spec.container_name,
-                           base_user=user, base_workdir=base.workdir, source_id=base.image_id,
+                           base_user=user, base_workdir=base.workdir, source_id=base.image_id, source_label=SOURCE_LABEL,
                            python_stage=python_stage)
 
 

@@ -3,8 +3,10 @@
 Every question shows its default (Enter keeps it) and is asked again until the answer is
 valid. Answers come from an input function, so a script or a piped stdin can drive it.
 """
+import json
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from yunpipe.errors import InputError
@@ -19,6 +21,7 @@ from yunpipe.specs.algorithm import (
     AlgorithmSpec,
     parse_algorithm,
 )
+from yunpipe.specs.loading import load_document
 from yunpipe.specs.workflow import INSTANCE_TYPE_SCHEMA
 from yunpipe.wrapper.context import IMAGE_REFERENCE
 
@@ -117,42 +120,88 @@ def _parameter(p: Prompter) -> dict:
     return variable
 
 
-def describe_document(p: Prompter) -> dict:
-    """The algorithm JSON from the answers."""
+def describe_document(p: Prompter, earlier: dict | None = None) -> dict:
+    """The algorithm JSON from the answers; an earlier description gives the defaults."""
+    start: dict = earlier or {}
+
+    def was(key: str, default: Any = None) -> Any:
+        value = start.get(key, default)
+        return default if isinstance(value, (dict, list)) else value
+
     doc: dict = {
-        "name": p.text("algorithm name (others refer to it by this name)", None, NAME_PATTERN,
+        "name": p.text("algorithm name (others refer to it by this name)", was("name"), NAME_PATTERN,
                        "letters, digits, '-', '_' or '.' (at most 63 characters)"),
-        "container_name": p.text("your algorithm's image (container_name)", None, IMAGE_REFERENCE.pattern,
-                                 "a Docker image reference"),
-        "system": p.choice("system the image is built on", SUPPORTED_SYSTEMS, "ubuntu"),
-        "description": p.text("one-line description", ""),
+        "container_name": p.text("your algorithm's image (container_name)", was("container_name"),
+                                 IMAGE_REFERENCE.pattern, "a Docker image reference"),
+        "system": p.choice("system the image is built on", SUPPORTED_SYSTEMS, was("system", "ubuntu")),
+        "description": p.text("one-line description", was("description", "")),
         "run_command": p.text("command to run; write $input for the input file and $output for the output",
-                              None, r"\S", "a non-empty command"),
-        "input_file_path": p.text("folder the input file is put in", DEFAULT_INPUT_PATH, "^/", "an absolute path"),
-        "output_file_path": p.text("folder the output is written to", DEFAULT_OUTPUT_PATH, "^/", "an absolute path"),
-        "executable_path": p.text("full path of the executable", ""),
-        "input_adapter": p.choice("input given as a file path, or on stdin", ("path", "stdin"), "path"),
-        "output_adapter": p.choice("output written to $output, or to stdout", ("path", "stdout"), "path"),
+                              was("run_command"), r"\S", "a non-empty command"),
+        "input_file_path": p.text("folder the input file is put in", was("input_file_path", DEFAULT_INPUT_PATH), "^/",
+                                  "an absolute path"),
+        "output_file_path": p.text("folder the output is written to", was("output_file_path", DEFAULT_OUTPUT_PATH),
+                                   "^/", "an absolute path"),
+        "executable_path": p.text("full path of the executable", was("executable_path", "")),
+        "input_adapter": p.choice("input given as a file path, or on stdin", ("path", "stdin"),
+                                  was("input_adapter", "path")),
+        "output_adapter": p.choice("output written to $output, or to stdout", ("path", "stdout"),
+                                   was("output_adapter", "path")),
         # Honoured since 0.1: the algorithm's steps run on such instances instead of Fargate.
-        "instance_type": p.text("EC2 instance type to run on, e.g. g4dn.xlarge (empty: Fargate)", "",
-                                INSTANCE_TYPE_SCHEMA["pattern"], "an EC2 instance type such as g4dn.xlarge"),
+        "instance_type": p.text("EC2 instance type to run on, e.g. g4dn.xlarge (empty: Fargate)",
+                                was("instance_type", ""), INSTANCE_TYPE_SCHEMA["pattern"],
+                                "an EC2 instance type such as g4dn.xlarge"),
     }
-    suggested = p.integer("suggested memory (MiB)", DEFAULT_MEMORY_MIB)
-    minimal = p.integer("minimal memory (MiB)", suggested, maximum=suggested)
+    memory: dict = start["memory"] if isinstance(start.get("memory"), dict) else {}
+    suggested = p.integer("suggested memory (MiB)", memory.get("suggested", DEFAULT_MEMORY_MIB))
+    earlier_minimal = memory.get("minimal")
+    minimal = p.integer("minimal memory (MiB)", earlier_minimal if isinstance(earlier_minimal, int) and
+                        earlier_minimal <= suggested else suggested, maximum=suggested)
     doc["memory"] = {"minimal": minimal, "suggested": suggested}
-    doc["CPU"] = p.positive_number("number of vCPUs", 1)
-    doc["timeout_seconds"] = p.integer("time limit per file (seconds)", DEFAULT_TIMEOUT_SECONDS)
-    doc["user_specified_environment_variables"] = []
+    doc["CPU"] = p.positive_number("number of vCPUs", was("CPU", 1))
+    doc["timeout_seconds"] = p.integer("time limit per file (seconds)", was("timeout_seconds", DEFAULT_TIMEOUT_SECONDS))
+    doc["user_specified_environment_variables"] = _kept(p, start, "user_specified_environment_variables", "variable")
     while p.yes_no("add a user-specified environment variable?"):
         doc["user_specified_environment_variables"].append(_parameter(p))
-    doc["port"] = []
+    doc["port"] = _kept(p, start, "port", "port")
     while p.yes_no("expose a port?"):
         doc["port"].append({"port": p.integer("  port", None, maximum=65535),
                             "protocol": p.choice("  protocol", ("tcp", "udp"), "tcp")})
     return doc
 
 
-def describe_algorithm(ask: Callable[[str], str] = input, say: Callable[[str], None] = print) -> AlgorithmSpec:
+def _kept(p: Prompter, start: dict, key: str, what: str) -> list:
+    """The earlier description's variables or ports, if the developer keeps them (checked later, with the rest)."""
+    earlier = start.get(key)
+    if not isinstance(earlier, list) or not earlier:
+        return []
+    names = ", ".join(str(item.get("name", item.get("port", "?"))) if isinstance(item, dict) else "?" for item in earlier)
+    return list(earlier) if p.yes_no(f"keep the {len(earlier)} {what}(s) described before ({names})?", True) else []
+
+
+def save_answers(p: Prompter, doc: dict, start_file: Path | None) -> Path | None:
+    """Offer to keep the answers as a file, before anything checks or builds them: a typo then
+    means editing that file (or `wrap -d -f FILE` again), not answering every question anew."""
+    default = start_file or Path(f"{doc['name']}.json")
+    answer = p.text("save these answers as (Enter: the file shown; '-': do not save)", str(default))
+    if answer == "-":
+        return None
+    path = Path(answer)
+    if path.exists() and path != start_file and not p.yes_no(f"{path} exists; replace it?"):
+        return None
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    p.say(f"saved the description to {path}; `wrap -d -f {path}` starts from it")
+    return path
+
+
+def describe_algorithm(ask: Callable[[str], str] = input, say: Callable[[str], None] = print,
+                       start_file: str | None = None) -> AlgorithmSpec:
+    """Ask, offer to save, then check the answers (a refusal names the saved file, if any)."""
     prompter = Prompter(ask, say)
-    say("Describe your algorithm (Enter keeps the [default]).")
-    return parse_algorithm(describe_document(prompter), SOURCE)
+    start = load_document(start_file) if start_file else None
+    if start is not None and not isinstance(start, dict):
+        raise InputError(start_file or SOURCE, "", "expected an algorithm description (an object) to start from")
+    say("Describe your algorithm (Enter keeps the [default])." if start is None else
+        f"Describe your algorithm, starting from {start_file} (Enter keeps the [value]).")
+    doc = describe_document(prompter, start)
+    saved = save_answers(prompter, doc, Path(start_file) if start_file else None)
+    return parse_algorithm(doc, str(saved) if saved else SOURCE)

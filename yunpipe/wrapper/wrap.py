@@ -14,7 +14,7 @@ from yunpipe.aws.location import AwsOptions, resolve, wants_local
 from yunpipe.errors import InputError
 from yunpipe.registry import AlgorithmRecord, AlgorithmRegistry
 from yunpipe.specs.algorithm import AlgorithmSpec, load_algorithm
-from yunpipe.wrapper.context import BaseImage, render_dockerfile, worker_path, write_build_context
+from yunpipe.wrapper.context import SOURCE_LABEL, BaseImage, render_dockerfile, worker_path, write_build_context
 from yunpipe.wrapper.describe import Prompter, describe_algorithm
 from yunpipe.wrapper.package import Packaged, build_runtime_image, load_packaged, write_runtime_context
 
@@ -52,8 +52,11 @@ class WrapOptions:
 
 
 def _check_flags(args: WrapOptions) -> None:
-    if bool(args.describe) == bool(args.files):
+    if not (args.describe or args.files):
         raise InputError("wrap", "-d/-f", "expected either -d (describe interactively) or -f FILES")
+    if args.describe and args.files and (len(args.files) > 1 or Path(args.files[0]).is_dir() or
+                          Path(args.files[0]).suffix.lower() not in (".json", ".yaml", ".yml")):
+        raise InputError("wrap", "-d -f", "expected one algorithm file (JSON or YAML) to start describing from")
     if args.output_dir and not args.dry_run:
         raise InputError("wrap", "--output-dir", "expected together with --dry-run")
     if args.registry == "ecr" and not args.local and wants_local(args.where):
@@ -152,20 +155,48 @@ def _wrap(spec: AlgorithmSpec, args: WrapOptions, registry: AlgorithmRegistry) -
     return True
 
 
-def _recorded_and_there(client: Any, args: WrapOptions, spec: AlgorithmSpec, latest: AlgorithmRecord) -> bool:
+def _recorded_and_there(client: Any, args: WrapOptions, spec: AlgorithmSpec, latest: AlgorithmRecord,
+                        source_id: str | None = None) -> bool:
     """Whether the latest version is this very algorithm, published where this wrap would
-    publish it, and its image still to be had (pushed, or in the local daemon)."""
+    publish it, and its image still to be had (pushed, or in the local daemon). With a
+    source_id, the wrapped image must also be labelled as made from that developer image: a
+    spec names its image by a tag, which a rebuild moves."""
     import docker.errors
 
     if latest.spec != spec or destination(args, spec, latest.version).reference != latest.image:
         return False
-    if latest.digest:
+    if latest.digest and source_id is None:
         return True
     try:
-        client.images.get(latest.image)
+        wrapped = client.images.get(latest.image)
     except docker.errors.ImageNotFound:
         return False
-    return True
+    return source_id is None or wrapped.labels.get(SOURCE_LABEL) == source_id
+
+
+def _developer_image_id(client: Any, spec: AlgorithmSpec) -> str:
+    """The ID of the image the spec names, as the local daemon has it ('' when it has none:
+    wrap then pulls it, and a pulled image is new to this machine)."""
+    import docker.errors
+
+    try:
+        return str(client.images.get(spec.container_name).id)
+    except docker.errors.ImageNotFound:
+        return ""
+
+
+def _wrap_file(spec: AlgorithmSpec, args: WrapOptions, registry: AlgorithmRegistry) -> bool:
+    """Wrap an algorithm file's spec, unless its latest version is the same spec made from the
+    same developer image: wrapping the same again records nothing new."""
+    from yunpipe.wrapper import images
+
+    client = images.docker_client()
+    latest = registry.get(spec.name)
+    source_id = _developer_image_id(client, spec)
+    if latest is not None and source_id and _recorded_and_there(client, args, spec, latest, source_id):
+        print(f"{spec.name}: unchanged, still {latest.reference}: {latest.image_uri}")
+        return True
+    return _wrap(spec, args, registry)
 
 
 def _wrap_package(packaged: Packaged, args: WrapOptions, registry: AlgorithmRegistry) -> bool:
@@ -188,7 +219,7 @@ def wrap(args: WrapOptions) -> int:
     _check_flags(args)
     # A folder made by `yunpipe init` (or its yunpipe.yaml) is a package: wrap builds its image too.
     packaged = {path: package for path in args.files or () if (package := load_packaged(path))}
-    specs = [describe_algorithm()] if args.describe else [
+    specs = [describe_algorithm(start_file=args.files[0] if args.files else None)] if args.describe else [
         packaged[path].spec if path in packaged else load_algorithm_file(path) for path in args.files]
     # Every file is checked (system, image reference) before anything is built.
     for spec, source in zip(specs, args.files or ["described algorithm"], strict=True):
@@ -204,6 +235,6 @@ def wrap(args: WrapOptions) -> int:
                 print(f"{spec.name}: runtime image {spec.container_name}: build context written to "
                       f"{directory / 'runtime'}: {', '.join(files)}")
         return 0
-    wrapped = [_wrap_package(packaged[source], args, registry) if source in packaged else _wrap(spec, args, registry)
+    wrapped = [_wrap_package(packaged[source], args, registry) if source in packaged else _wrap_file(spec, args, registry)
                for spec, source in zip(specs, args.files or [""], strict=True)]
     return 0 if all(wrapped) else 1
