@@ -91,7 +91,7 @@ def test_status_shows_queues_and_failure_reports(deployed, capsys):
 
 
 def test_status_of_an_unknown_pipeline(aws_env, capsys):
-    assert cli.main(["status", "nope"]) == 1
+    assert cli.main(["status", "nope"]) == 2  # what you typed
     assert "run setup-pipe first" in capsys.readouterr().err
 
 

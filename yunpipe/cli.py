@@ -4,12 +4,15 @@ This module only parses arguments; each verb lives in yunpipe.commands, in the m
 its group, and is imported when the verb runs, so `yunpipe --version` stays fast.
 """
 import argparse
+import difflib
 import importlib
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 from yunpipe import __version__
 from yunpipe.errors import YunpipeError
@@ -39,6 +42,38 @@ HANDLERS = {
     "local-status": "yunpipe.commands.local:run_status",
     "demo": "yunpipe.commands.demo:run_demo",
 }
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose refusals (exit 2) also say which verb or flag was probably meant;
+    its subparsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(message + did_you_mean(self, message))
+
+
+def did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
+    """'; did you mean X?' for argparse's 'invalid choice' and 'unrecognized arguments', or ''."""
+    choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if choice:
+        typed, options = choice.group(1), re.findall(r"'([^']*)'", choice.group(2))
+    else:
+        unknown = re.search(r"unrecognized arguments: (\S+)", message)
+        if not unknown:
+            return ""
+        typed, options = unknown.group(1).split("=")[0], sorted(_option_strings(parser))
+    close = difflib.get_close_matches(typed, options, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
+    """Every flag of the parser and of its verbs (an unrecognized flag is reported by the top parser)."""
+    found: set[str] = set()
+    for action in parser._actions:
+        found.update(option for option in action.option_strings if option.startswith("--"))
+        for sub in (action.choices or {}).values() if isinstance(action, argparse._SubParsersAction) else ():
+            found |= _option_strings(sub)
+    return found
 
 
 def add_aws_options(parser: argparse.ArgumentParser) -> None:
@@ -91,7 +126,7 @@ def add_create_role_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="yunpipe", description="Turn an algorithm container into an event-driven pipeline on AWS.")
+    parser = Parser(prog="yunpipe", description="Turn an algorithm container into an event-driven pipeline on AWS.")
     parser.add_argument("--version", action="version", version=f"yunpipe {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log AWS and Docker calls")
     verbs = parser.add_subparsers(dest="verb", metavar="COMMAND", required=True)
@@ -223,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
 def _script(prog: str, description: str, add_arguments: Callable[[argparse.ArgumentParser], None],
             key: str) -> Callable[[list[str] | None], int]:
     def entry(argv: list[str] | None = None) -> int:
-        parser = argparse.ArgumentParser(prog=prog, description=description)
+        parser = Parser(prog=prog, description=description)
         parser.add_argument("--version", action="version", version=f"yunpipe {__version__}")
         parser.add_argument("-v", "--verbose", action="store_true", help="log AWS and Docker calls")
         add_arguments(parser)

@@ -231,5 +231,10 @@ def open_with_region(location: Location) -> Aws:
     """The facade, or an error when neither flag, workflow nor profile gives a region."""
     aws = location.open()
     if not aws.region:
-        raise YunpipeError("no AWS region: pass --region, or set region in the workflow or your AWS profile")
+        # The likely slip when a local cloud runs: the command was meant for it.
+        running = announcement.read_state() if location.cloud == AWS and not location.endpoint_url else None
+        hint = (f"; a local cloud runs at {running['endpoint']}: add --local (or set YUNPIPE_LOCAL=1) to use it"
+                if running else "")
+        raise InputError("--region", "", "expected an AWS region: pass --region, or set region in the workflow or your "
+                                         f"AWS profile{hint}")
     return aws

@@ -3,13 +3,14 @@ resumed or cleaned up. File: <YUNPIPE_HOME>/pipelines/<name>.json (schema-versio
 summary["location"] (where the pipeline is deployed, yunpipe.aws.location) is an optional
 field of schema 1: files written before it existed still load, and are reached by flags.
 """
+import difflib
 import json
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from yunpipe import paths
-from yunpipe.errors import YunpipeError
+from yunpipe.errors import NotFoundError, YunpipeError
 
 SCHEMA_VERSION = 1
 
@@ -140,5 +141,8 @@ def require_summary(pipeline: str) -> PipelineSummary:
     state = PipelineState.load(pipeline)
     if not state.summary:
         known = ", ".join(known_pipelines()) or "none"
-        raise YunpipeError(f"no pipeline '{pipeline}' set up from this machine (known: {known}); run setup-pipe first")
+        close = difflib.get_close_matches(pipeline, known_pipelines(), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise NotFoundError(f"no pipeline '{pipeline}' set up from this machine (known: {known}); {hint}"
+                            "run setup-pipe first")
     return state.summary

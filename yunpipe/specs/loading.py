@@ -1,4 +1,5 @@
 """Reading spec files (JSON or YAML) and turning schema violations into InputErrors."""
+import difflib
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -48,8 +49,11 @@ def _describe(error: jsonschema.ValidationError) -> tuple[list, str]:
         missing = error.message.split("'")[1]
         return [*parts, missing], "missing required field"
     if error.validator == "additionalProperties":
-        extra = sorted(set(value) - set(error.schema.get("properties", {})))
-        return [*parts, extra[0]] if extra else parts, "unknown field (not part of the format)"
+        known = error.schema.get("properties", {})
+        extra = sorted(set(value) - set(known))
+        close = difflib.get_close_matches(extra[0], list(known), n=1) if extra else []
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return [*parts, extra[0]] if extra else parts, f"unknown field (not part of the format){hint}"
     if error.validator == "type":
         expected = error.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
