@@ -183,3 +183,53 @@ def test_demo_refuses_when_both_of_its_names_live_elsewhere(aws_env, capsys):
     assert status == 2
     assert err == ("error: yunpipe demo: pipelines 'demo' and 'demo-local' both live elsewhere than the local cloud; "
                    "clean-up one of them first\n")
+
+
+def _restart_local_cloud(server):
+    """What `local down` then `local up` leave: the same endpoint, an empty AWS, a new run."""
+    urllib.request.urlopen(urllib.request.Request(f"{server}/moto-api/reset", method="POST"), timeout=30)
+    announcement.write_state(server, int(server.rsplit(":", 1)[1]))
+
+
+def test_a_pipeline_of_a_stopped_local_cloud_is_gone_and_every_command_says_so(server, change123, write_workflow,
+                                                                                capsys):
+    announcement.write_state(server, int(server.rsplit(":", 1)[1]))
+    path = write_workflow(single_run())
+    assert cli.setup_pipe_main(["-f", path, "--local"]) == 0
+    assert run(capsys, "status", "demo")[0] == 0
+    _restart_local_cloud(server)
+
+    for verb in (("status", "demo"), ("logs", "demo"), ("results", "demo"), ("submit", "demo")):
+        status, out, err = run(capsys, *verb)
+        assert status == 2 and out == "", (verb, out)
+        assert err.startswith("error: pipeline 'demo' was on a local cloud that has stopped since") and \
+            "yunpipe setup-pipe --local -f WORKFLOW" in err and err.count("\n") == 1, err
+    listing = run(capsys, "pipelines")[1]
+    assert "a local cloud that has stopped since: gone with it" in listing
+
+    # Set up again: the same names on the new run, which the record now names.
+    assert cli.setup_pipe_main(["-f", path, "--local"]) == 0
+    status, out, _ = run(capsys, "status", "demo")
+    assert status == 0 and "step change123-s3" in out
+    assert location()["local_cloud"] == announcement.read_state()["started_at"]
+
+    # Gone again: clean-up forgets the record without a call.
+    _restart_local_cloud(server)
+    with watch_calls() as calls:
+        status, out, _ = run(capsys, "clean-up", "demo")
+    assert status == 0 and calls == []
+    assert "nothing of it is left there; its record is forgotten" in out and "Pipeline demo is cleaned up." in out
+    assert not state_path("demo").exists()
+    announcement.clear_state()
+
+
+def test_local_down_asks_before_throwing_pipelines_away(server, change123, write_workflow, capsys):
+    announcement.write_state(server, int(server.rsplit(":", 1)[1]))  # names this process: it is not stopped here
+    assert cli.setup_pipe_main(["-f", write_workflow(single_run()), "--local"]) == 0
+    # No terminal to ask on (pytest's stdin): refused, naming what would be lost; the cloud still runs.
+    status, _, err = run(capsys, "local", "down")
+    assert status == 2
+    assert err.startswith("error: local down: --yes: expected --yes to stop it anyway. The local cloud holds 1 "
+                          "pipeline(s): demo.")
+    assert announcement.read_state() is not None and run(capsys, "status", "demo")[0] == 0
+    announcement.clear_state()

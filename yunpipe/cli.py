@@ -201,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--lambda", dest="lambda_mode", choices=("host", "docker"), default="host",
                     help="where Lambda functions run: on the host (default), or in moto's Docker Lambda "
                          "(higher fidelity; builds its images on first use)")
-    local_verbs.add_parser("down", help="stop the local cloud and its containers")
+    down = local_verbs.add_parser("down", help="stop the local cloud and its containers (its pipelines go with it)")
+    down.add_argument("-y", "--yes", action="store_true", help="stop it even when it holds pipelines, without asking")
     local_verbs.add_parser("status", help="is the local cloud running, and where")
     demo = verbs.add_parser("demo", help="the whole flow on the local cloud, from wrap to clean-up")
     demo.add_argument("--files", type=int, default=12, help="number of sample files (default 12)")

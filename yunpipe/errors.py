@@ -27,3 +27,7 @@ class NotFoundError(YunpipeError):
     """What the user named exists nowhere yunpipe looked (exit status 2)."""
 
     exit_status = 2
+
+
+class PipelineGone(NotFoundError):
+    """A pipeline recorded on a local cloud that has stopped since: it went with that cloud."""

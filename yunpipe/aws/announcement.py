@@ -1,7 +1,9 @@
 """Where a running local cloud announces itself, so other commands can find its endpoint.
 The local cloud (yunpipe.local) writes it; the Location (yunpipe.aws.location) reads it.
 
-File: ``<yunpipe home>/local/cloud.json`` with ``{"endpoint": str, "port": int, "pid": int}``;
+File: ``<yunpipe home>/local/cloud.json`` with ``{"endpoint": str, "port": int, "pid": int,
+"started_at": str}``; `started_at` tells one run of the local cloud from the next, whose moto
+starts empty (a pipeline recorded on an earlier run is gone);
 the yunpipe home is ``$YUNPIPE_HOME`` or ``~/.yunpipe`` (yunpipe.paths).
 
 API:
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 
 from yunpipe import paths
@@ -39,7 +42,9 @@ def write_state(endpoint: str, port: int, pid: int | None = None) -> Path:
     path = state_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"endpoint": endpoint, "port": port, "pid": pid or os.getpid()}, indent=2))
+    started_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    tmp.write_text(json.dumps({"endpoint": endpoint, "port": port, "pid": pid or os.getpid(), "started_at": started_at},
+                              indent=2))
     # Atomic replace: a reader never sees half a file.
     tmp.replace(path)
     return path

@@ -26,7 +26,7 @@ from botocore.exceptions import ProfileNotFound
 
 from yunpipe.aws import announcement
 from yunpipe.aws.facade import Aws
-from yunpipe.errors import InputError, YunpipeError
+from yunpipe.errors import InputError, PipelineGone, YunpipeError
 
 LOCAL, LOCALSTACK, AWS = "local", "localstack", "aws"
 # The local cloud accepts any key pair; fixed fake keys keep real credentials out of it (and let
@@ -129,8 +129,12 @@ class Location:
         else:
             endpoint = self.place_endpoint()
         profile = None if self.cloud == LOCAL else self.profile or os.environ.get("AWS_PROFILE") or None
-        return {"cloud": self.cloud, "endpoint_url": endpoint, "account_id": account_id, "region": aws.region,
-                "profile": profile}
+        record = {"cloud": self.cloud, "endpoint_url": endpoint, "account_id": account_id, "region": aws.region,
+                  "profile": profile}
+        running = announcement.read_state() if self.cloud == LOCAL else None
+        if running and running.get("started_at"):
+            record["local_cloud"] = running["started_at"]  # which run of the local cloud holds it
+        return record
 
 
 def resolve(options: AwsOptions, region: str | None = None) -> Location:
@@ -221,10 +225,24 @@ def of_pipeline(options: AwsOptions, pipeline: str, record: dict | None, region:
         if announcement.read_state() is None:
             raise YunpipeError(f"pipeline '{pipeline}' lives on the local cloud, which is not running: "
                                "run `yunpipe local up`")
+        if local_cloud_gone(record):
+            raise PipelineGone(f"pipeline '{pipeline}' was on a local cloud that has stopped since (`local down`, or "
+                               "a restart): its buckets, queues and files went with it. Set it up again with "
+                               f"`yunpipe setup-pipe --local -f WORKFLOW`, or forget it with `yunpipe clean-up {pipeline}`")
         return Location(LOCAL, local_endpoint(), LOCAL_REGION, None, record.get("account_id"))
     if cloud == LOCALSTACK:
         return Location(LOCALSTACK, None, record["region"], profile, record.get("account_id"))
     return Location(AWS, record.get("endpoint_url"), record["region"], profile, record.get("account_id"))
+
+
+def local_cloud_gone(record: dict | None) -> bool:
+    """Whether a pipeline recorded on the local cloud was set up on an earlier run of it than the
+    one running now (a local cloud starts empty). Unknown, so False, when none runs or the record
+    predates the runs' identity."""
+    if not record or record.get("cloud") != LOCAL or not record.get("local_cloud"):
+        return False
+    running = announcement.read_state()
+    return bool(running and running.get("started_at") and running["started_at"] != record["local_cloud"])
 
 
 def open_with_region(location: Location) -> Aws:

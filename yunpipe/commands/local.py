@@ -1,11 +1,13 @@
 """`yunpipe local up|down|status`: start, stop and inspect the local cloud."""
 import argparse
 import json
+import sys
 
-from yunpipe.errors import YunpipeError
+from yunpipe.errors import InputError, YunpipeError
 from yunpipe.local import cloud
 from yunpipe.local.cloud import DockerUnavailable, LocalCloud
 from yunpipe.local.lambda_images import LambdaImageError
+from yunpipe.operations.listing import on_the_running_local_cloud
 
 
 def run_up(args: argparse.Namespace) -> int:
@@ -34,6 +36,18 @@ def run_up(args: argparse.Namespace) -> int:
 
 
 def run_down(args: argparse.Namespace) -> int:
+    held = on_the_running_local_cloud() if cloud.running_state() else []
+    if held and not args.yes:
+        names = ", ".join(p.name for p in held)
+        warning = (f"The local cloud holds {len(held)} pipeline(s): {names}. It keeps nothing when it stops: their "
+                   "buckets, files, queues and functions are deleted with it (yunpipe keeps their records and says "
+                   "so when you use them).")
+        if not sys.stdin.isatty():
+            raise InputError("local down", "--yes", f"expected --yes to stop it anyway. {warning}")
+        print(warning)
+        if input("Stop it and throw them away? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("The local cloud keeps running.")
+            return 1
     if cloud.stop_running():
         print("The local cloud stopped; its containers are removed.")
     else:

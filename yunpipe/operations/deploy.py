@@ -16,6 +16,7 @@ from yunpipe.aws.location import (
     cloud_of,
     describe,
     intended,
+    local_endpoint,
     open_with_region,
     resolve,
     same_place,
@@ -29,7 +30,7 @@ from yunpipe.engine.planner import Planner
 from yunpipe.engine.state import PipelineState, PipelineSummary, known_pipelines, state_path
 from yunpipe.engine.sweeper import Sweeper, attached, discover
 from yunpipe.engine.target import PLACEHOLDER_ACCOUNT, Target, resolve_instance_offers, resolve_target
-from yunpipe.errors import InputError, NotFoundError, YunpipeError
+from yunpipe.errors import InputError, NotFoundError, PipelineGone, YunpipeError
 from yunpipe.operations.reach import reach
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.remote import SharedAlgorithms
@@ -238,6 +239,12 @@ def plan_clean_up(options: CleanUpOptions,
         state = PipelineState.load(pipeline)
         try:
             aws = reach(options.where, pipeline, state.summary)
+        except PipelineGone:
+            # Nothing of it is left where it was: forgetting its record is the whole clean-up.
+            note = "it was on a local cloud that has stopped since: nothing of it is left there; its record is forgotten"
+            work.append(CleanUp(pipeline, state, Location.local_cloud(local_endpoint()).open(),
+                                Plan(gone=tuple(state.resources), notes=(note,))))
+            continue
         except YunpipeError as error:
             if not options.all:
                 raise

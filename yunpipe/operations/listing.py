@@ -2,7 +2,7 @@
 (no AWS call): name, region, where each runs, its steps, input -> output bucket."""
 from dataclasses import dataclass
 
-from yunpipe.aws.location import describe
+from yunpipe.aws.location import describe, local_cloud_gone
 from yunpipe.engine.state import PipelineState, known_pipelines
 from yunpipe.errors import YunpipeError
 
@@ -26,6 +26,8 @@ def place(location: dict | None, account_id: str) -> str:
     if location is None:
         return f"account {account_id}, place not recorded (reached with the command's flags)"
     if location["cloud"] == "local":
+        if local_cloud_gone(location):
+            return "a local cloud that has stopped since: gone with it (set it up again, or clean-up to forget it)"
         return f"the local cloud (last at {location.get('endpoint_url')})"
     return describe(location)
 
@@ -45,3 +47,9 @@ def listed(name: str) -> ListedPipeline:
 
 def list_pipelines() -> list[ListedPipeline]:
     return [listed(name) for name in known_pipelines()]
+
+
+def on_the_running_local_cloud() -> list[ListedPipeline]:
+    """The pipelines the running local cloud holds (what stopping it throws away)."""
+    return [p for p in list_pipelines() if p.location and p.location["cloud"] == "local" and
+            not local_cloud_gone(p.location)]
