@@ -95,6 +95,31 @@ def test_status_of_an_unknown_pipeline(aws_env, capsys):
     assert "run setup-pipe first" in capsys.readouterr().err
 
 
+def test_logs_of_several_tasks_come_in_time_order_and_follow_catches_a_late_line(deployed, capsys):
+    from yunpipe.operations.logs import LogsOptions, log_lines
+
+    logs = boto3.client("logs", region_name=REGION)
+    now = int(time.time() * 1000)
+    streams = {"change123-s3/change123-s3/task1": [(now, "one"), (now + 2000, "three")],
+               "change123-s3/change123-s3/task2": [(now + 1000, "two"), (now + 3000, "four")]}
+    for stream, events in streams.items():
+        logs.create_log_stream(logGroupName="/yunpipe/demo", logStreamName=stream)
+        logs.put_log_events(logGroupName="/yunpipe/demo", logStreamName=stream,
+                            logEvents=[{"timestamp": t, "message": m} for t, m in events])
+    capsys.readouterr()
+    assert cli.main(["logs", "demo"]) == 0
+    assert [line.split(" | ")[1] for line in capsys.readouterr().out.splitlines()] == ["one", "two", "three", "four"]
+
+    def late_line(_seconds):
+        # A third task's line, stamped before the newest seen, arrives while following.
+        logs.create_log_stream(logGroupName="/yunpipe/demo", logStreamName="change123-s3/change123-s3/task3")
+        logs.put_log_events(logGroupName="/yunpipe/demo", logStreamName="change123-s3/change123-s3/task3",
+                            logEvents=[{"timestamp": now + 2500, "message": "late"}])
+
+    following = log_lines(LogsOptions("demo", follow=True), sleep=late_line)
+    assert [next(following).split(" | ")[1] for _ in range(5)] == ["one", "two", "three", "four", "late"]
+
+
 def test_logs_of_a_step(deployed, capsys):
     logs = boto3.client("logs", region_name=REGION)
     now = int(time.time() * 1000)

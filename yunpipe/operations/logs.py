@@ -10,6 +10,7 @@ from yunpipe.errors import InputError
 from yunpipe.operations.reach import reach
 
 FOLLOW_SECONDS = 2
+LATE_MS = 30_000
 
 
 @dataclass(frozen=True)
@@ -31,14 +32,18 @@ def log_lines(options: LogsOptions, sleep: Callable[[float], None] = time.sleep)
     prefix = f"{m.container_name(options.step)}/" if options.step else ""
     if prefix:
         params["logStreamNamePrefix"] = prefix
-    start, seen = 0, set()
+    newest, seen = 0, set()
     while True:
-        for event in aws.pages("logs", "filter_log_events", "events", startTime=start, **params):
-            # Checked here too: some emulators ignore logStreamNamePrefix.
-            if event["eventId"] in seen or not event["logStreamName"].startswith(prefix):
-                continue
+        # Each pass looks back LATE_MS before the newest line seen: a task's line can arrive after
+        # another task's later one; those seen already are skipped by id.
+        start = max(0, newest - LATE_MS)
+        events = [event for event in aws.pages("logs", "filter_log_events", "events", startTime=start, **params)
+                  # Checked here too: some emulators ignore logStreamNamePrefix.
+                  if event["eventId"] not in seen and event["logStreamName"].startswith(prefix)]
+        # One time order across every task's stream: FilterLogEvents pages need not interleave them.
+        for event in sorted(events, key=lambda e: (e["timestamp"], e.get("ingestionTime", 0), e["eventId"])):
             seen.add(event["eventId"])
-            start = max(start, event["timestamp"])
+            newest = max(newest, event["timestamp"])
             yield f"{event['logStreamName'].split('/', 1)[0]} | {event['message'].rstrip()}"
         if not options.follow:
             return
