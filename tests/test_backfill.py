@@ -148,6 +148,38 @@ def test_submit_gather_defaults_to_the_key_gather_over_the_whole_bucket(deployed
     assert (body["key"], body["gather"]) == ("gather", {"prefix": ""})
 
 
+@pytest.fixture
+def gathering(moto, write_workflow):
+    """Pipeline g: step one, then a gather step all (and, with two=True, a second gather step)."""
+    for name in ("one", "summary"):
+        record_algorithm(name, f"user/{name}:1", variables=[])
+
+    def deploy(two: bool = False):
+        steps = [{"id": "one", "name": "one"}, {"id": "all", "name": "summary", "after": ["one"], "gather": True}]
+        if two:
+            steps.append({"id": "again", "name": "summary", "after": ["one"], "gather": True})
+        path = write_workflow({"name": "g", "input_s3_name": "g-in-bucket", "output_s3_name": "g-out-bucket",
+                               "process": {"type": "graph", "steps": steps}})
+        assert cli.setup_pipe_main(["-f", path]) == 0
+    return deploy
+
+
+def test_submit_gather_without_a_step_goes_to_the_pipelines_gather_step(gathering):
+    gathering()
+    assert run(["submit", "g", "--gather", "--prefix", "batch/"])[0] == 0
+    assert drain("yunpipe-g-one-queue") == []
+    [body] = [json.loads(body) for body in drain("yunpipe-g-all-queue")]
+    assert (body["step"], body["gather"]) == ("all", {"prefix": "batch/"})
+
+
+def test_submit_gather_with_two_gather_steps_asks_which(gathering, capsys):
+    gathering(two=True)
+    capsys.readouterr()
+    status, calls = run(["submit", "g", "--gather"])
+    assert (status, calls) == (2, [])
+    assert "submit: --step: expected the gather step to send to: one of all, again" in capsys.readouterr().err
+
+
 def test_submit_name_without_gather_is_an_input_error(deployed, capsys):
     assert run(["submit", "demo", "--name", "x"]) == (2, [])
     assert "submit: --name: expected only with --gather" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from yunpipe.aws.facade import Aws
 from yunpipe.aws.location import AwsOptions
 from yunpipe.aws.reader import Reader
+from yunpipe.engine import graph
 from yunpipe.engine.state import PipelineSummary, StepSummary, require_summary
 from yunpipe.errors import InputError, YunpipeError
 from yunpipe.operations.reach import reach
@@ -104,11 +105,23 @@ def queue_objects(aws: Aws, queue_url: str, summary: PipelineSummary, step: Step
     return len(seen)
 
 
+def _gather_step(summary: PipelineSummary) -> str | None:
+    """The step `submit --gather` means when --step names none: the pipeline's gather step; in a
+    pipeline without one, the first step (any worker can gather)."""
+    layout = graph.Layout.from_document(summary.layout) if summary.layout else graph.chain_of(summary)
+    gathering = [p.step for p in layout.steps if p.gather]
+    if not gathering:
+        return None
+    if len(gathering) > 1:
+        raise InputError("submit", "--step", f"expected the gather step to send to: one of {', '.join(gathering)}")
+    return gathering[0]
+
+
 @dataclass(frozen=True)
 class SubmitOptions:
     pipeline: str
     prefix: str = ""
-    step: str | None = None  # default: the first
+    step: str | None = None  # default: the first (with gather: the gather step)
     gather: bool = False  # one gather message for the objects under prefix
     name: str | None = None  # with gather: the key of the gathered result
     where: AwsOptions = field(default_factory=AwsOptions)
@@ -127,7 +140,7 @@ def submit(options: SubmitOptions) -> Submitted:
     """Queue the objects under the prefix (or one gather message) to the step's queue; the
     caller then wakes its launcher (wake_launcher) when anything was queued."""
     summary = require_summary(options.pipeline)
-    step = find_step(summary, options.step, "submit")
+    step = find_step(summary, options.step or (_gather_step(summary) if options.gather else None), "submit")
     if options.name is not None and not options.gather:
         raise InputError("submit", "--name", "expected only with --gather (it names the gather message's key)")
     aws = reach(options.where, options.pipeline, summary)
