@@ -331,3 +331,17 @@ def test_retry_stops_the_tasks_started_from_an_older_task_definition(deployed, c
                                                                               tasks=[old, new])["tasks"]}
     assert statuses == {old: "STOPPED", new: "RUNNING"}
     assert f"step {STEP}: stopped 1 task(s) started from an older task definition" in capsys.readouterr().out
+
+
+def test_results_of_an_intermediate_step(two_steps, capsys):
+    put_objects(f"yunpipe-seq-step-a-out-{ACCOUNT}", ["a.txt"])
+    put_objects("seq-out-bucket", ["final.txt"])
+    capsys.readouterr()
+    assert cli.main(["results", "seq", "--step", "step-a"]) == 0
+    out = capsys.readouterr().out
+    assert "a.txt" in out and "final.txt" not in out and f"1 result(s) in s3://yunpipe-seq-step-a-out-{ACCOUNT}" in out
+    assert cli.main(["results", "seq"]) == 0
+    assert "final.txt" in capsys.readouterr().out
+    assert cli.main(["results", "seq", "--step", "step-z"]) == 2
+    assert "results: --step: expected one of the pipeline's steps (step-a, step-b), got 'step-z'" in \
+        capsys.readouterr().err

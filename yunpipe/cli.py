@@ -170,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_aws_options(upload)
     results = verbs.add_parser("results", help="list or download a pipeline's results")
     results.add_argument("pipeline")
+    results.add_argument("--step", help="an intermediate step's results (default: the pipeline's)")
     shown = results.add_mutually_exclusive_group()
     shown.add_argument("--download", metavar="DIR", help="download every result into DIR")
     shown.add_argument("--provenance", action="store_true",

@@ -12,7 +12,7 @@ def run_upload(args: argparse.Namespace) -> int:
 
 
 def run_results(args: argparse.Namespace) -> int:
-    found = results(args.pipeline, aws_options(args))
+    found = results(args.pipeline, aws_options(args), args.step)
     if args.provenance:
         for obj in found.objects:
             print("\n".join(provenance_lines(obj["Key"], found.metadata(obj["Key"]))))

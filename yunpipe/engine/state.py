@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from yunpipe import paths
-from yunpipe.errors import NotFoundError, YunpipeError
+from yunpipe.errors import InputError, NotFoundError, YunpipeError
 
 SCHEMA_VERSION = 1
 
@@ -146,3 +146,14 @@ def require_summary(pipeline: str) -> PipelineSummary:
         raise NotFoundError(f"no pipeline '{pipeline}' set up from this machine (known: {known}); {hint}"
                             "run setup-pipe first")
     return state.summary
+
+
+def find_step(summary: PipelineSummary, name: str | None, verb: str) -> StepSummary:
+    """The step --step names; the pipeline's first step when it names none."""
+    if name is None:
+        return summary.steps[0]
+    for step in summary.steps:
+        if step.name == name:
+            return step
+    names = ", ".join(s.name for s in summary.steps)
+    raise InputError(verb, "--step", f"expected one of the pipeline's steps ({names}), got '{name}'")

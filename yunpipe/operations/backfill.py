@@ -18,7 +18,7 @@ from yunpipe.aws.facade import Aws
 from yunpipe.aws.location import AwsOptions
 from yunpipe.aws.reader import Reader
 from yunpipe.engine import graph
-from yunpipe.engine.state import PipelineSummary, StepSummary, require_summary
+from yunpipe.engine.state import PipelineSummary, StepSummary, find_step, require_summary
 from yunpipe.errors import InputError, YunpipeError
 from yunpipe.operations.reach import reach
 from yunpipe.runtime.launcher import sending
@@ -31,17 +31,6 @@ RECEIVE_WAIT_SECONDS = 1
 RECEIVE_VISIBILITY_SECONDS = 60
 # ECS gives a stopped task's containers 30 s (its default stopTimeout) before it kills them.
 STOP_WAIT_SECONDS = 45
-
-
-def find_step(summary: PipelineSummary, name: str | None, verb: str) -> StepSummary:
-    """The step --step names; the pipeline's first step when it names none."""
-    if name is None:
-        return summary.steps[0]
-    for step in summary.steps:
-        if step.name == name:
-            return step
-    names = ", ".join(s.name for s in summary.steps)
-    raise InputError(verb, "--step", f"expected one of the pipeline's steps ({names}), got '{name}'")
 
 
 def object_message(summary: PipelineSummary, step: StepSummary, obj: dict) -> dict:

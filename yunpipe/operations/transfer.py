@@ -8,7 +8,7 @@ from urllib.parse import unquote
 from yunpipe.aws.facade import Aws
 from yunpipe.aws.location import AwsOptions
 from yunpipe.aws.reader import Reader
-from yunpipe.engine.state import require_summary
+from yunpipe.engine.state import find_step, require_summary
 from yunpipe.errors import InputError, YunpipeError
 from yunpipe.operations.reach import reach
 from yunpipe.runtime.contract import PROVENANCE_FIELDS
@@ -81,10 +81,11 @@ class Results:
         return self.aws.call("s3", "head_object", Bucket=self.bucket, Key=key).get("Metadata", {})
 
 
-def results(pipeline: str, where: AwsOptions) -> Results:
+def results(pipeline: str, where: AwsOptions, step: str | None = None) -> Results:
+    """The pipeline's results, or one step's (an intermediate step's are the next one's input)."""
     summary = require_summary(pipeline)
+    bucket = find_step(summary, step, "results").output_bucket if step else summary.output_bucket
     aws = reach(where, pipeline, summary)
-    bucket = summary.output_bucket
     return Results(aws, bucket, tuple(aws.pages("s3", "list_objects_v2", "Contents", Bucket=bucket)))
 
 
