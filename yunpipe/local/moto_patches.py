@@ -155,9 +155,10 @@ def capacity_providers_scale() -> Iterator[None]:
         yield
 
 
-# A new account's vCPU quotas, as Service Quotas' "AWS default quota value" gives them: Fargate's
-# (ECS: "Amazon ECS endpoints and quotas"), EC2's Standard instances 5, every accelerated family
-# 0 (EC2 User Guide, "On-Demand Instance quotas").
+# A new account's vCPU quotas, Service Quotas' "AWS default quota value": Fargate On-Demand 6 in
+# each Region (AWS General Reference, "Amazon ECS endpoints and quotas"; Fargate Spot likewise),
+# EC2's Standard instances 5 and every accelerated family 0 (EC2 User Guide, "On-Demand Instance
+# quotas"); AWS may raise them with the account's use.
 NEW_ACCOUNT_VCPUS = {FARGATE: 6.0, FARGATE_SPOT: 6.0, STANDARD: 5.0, **{q: 0.0 for q in FAMILY_QUOTAS.values()}}
 _SERVICE_NAMES = {"fargate": "AWS Fargate", "ec2": "Amazon Elastic Compute Cloud (Amazon EC2)"}
 
