@@ -196,6 +196,22 @@ def test_a_bucket_in_another_region_blocks_and_setup_pipe_refuses_it(moto, chang
     assert refusal in capsys.readouterr().err
 
 
+def test_after_setup_pipe_its_pipeline_checks_out_and_is_not_deployed_twice(moto, change123, write_workflow, capsys):
+    path = write_workflow(single_run())
+    assert cli.setup_pipe_main(["-f", path]) == 0
+    capsys.readouterr()
+    status, lines = doctor(capsys, "-f", path)
+    assert status == 0
+    assert "✓ input bucket demo-in-bucket: exists in us-east-1" in lines
+    assert line(lines, "✓ Lambda concurrency: ").startswith("✓ Lambda concurrency: 999 unreserved executions")
+    # The same name in another region: setup-pipe would lose track of the first.
+    status, lines = doctor(capsys, "-f", path, "--region", "eu-west-1")
+    refusal = f"{path}: name: pipeline 'demo' already lives in AWS account 123456789012 region us-east-1"
+    assert status == 1 and line(lines, "✗ pipeline demo: ").startswith(f"✗ pipeline demo: {refusal}")
+    assert _setup_refuses(path, "--region", "eu-west-1") == 2
+    assert refusal in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("document, message", [
     ({"name": "demo"}, "input_s3_name: missing required field"),
     (workflow(concurrency=0), "process.algorithms[0].concurrency: expected a number of tasks from 1 to 100"),

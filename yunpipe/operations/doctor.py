@@ -30,7 +30,7 @@ from yunpipe.engine.quotas import Quota, QuotaNeed, instance_quota, quota_needs
 from yunpipe.engine.state import PipelineState
 from yunpipe.engine.target import InstanceOffer, Target, resolve_instance_offers, resolve_target
 from yunpipe.errors import InputError, YunpipeError
-from yunpipe.operations.deploy import load_workflows
+from yunpipe.operations.deploy import load_workflows, refuse_elsewhere
 from yunpipe.resolve import ResolvedWorkflow
 
 MARKS = {"ok": "✓", "blocking": "✗", "warning": "!"}
@@ -69,36 +69,37 @@ def run_checks(options: DoctorOptions) -> list[Check]:
     before any AWS call, as setup-pipe's do."""
     workflows = load_workflows(options.files, options.where) if options.files else []
     if not workflows:
-        identity, aws = _identity(options.where, None)
+        identity, aws, _ = _identity(options.where, None)
         if aws is None:
             return [identity]
         reader = Reader(aws)
         return [identity, *_guarded("Lambda concurrency", lambda: [_concurrency(reader, None)])]
     checks: list[Check] = []
     for workflow in workflows:
-        identity, aws = _identity(options.where, workflow.spec.region)
+        identity, aws, here = _identity(options.where, workflow.spec.region)
         checks.append(identity)
         if aws is not None:
-            checks.extend(workflow_checks(aws, workflow))
+            checks.extend(workflow_checks(aws, workflow, here))
     return list(dict.fromkeys(checks))  # one identity line for workflows that go to one place
 
 
-def _identity(where: AwsOptions, region: str | None) -> tuple[Check, Aws | None]:
-    """Who the credentials are, and where the checks (and setup-pipe) go."""
+def _identity(where: AwsOptions, region: str | None) -> tuple[Check, Aws | None, dict]:
+    """Who the credentials are, and where the checks (and setup-pipe) go: the facade and the
+    place as a pipeline's state records it (None and {} when AWS cannot be reached)."""
     try:
         place = resolve(where, region)
         aws = open_with_region(place)
         caller = aws.call("sts", "get_caller_identity")
     except YunpipeError as error:
-        return Check("identity", False, str(error), "see the message", blocking=True), None
+        return Check("identity", False, str(error), blocking=True), None, {}
     except Exception as error:  # every AWS failure becomes one line, as in cli.dispatch
         explained = explain(error)
         if explained is None:
             raise
         return Check("identity", False, str(explained), "give credentials (--profile, AWS_PROFILE or keys) and a "
-                     "reachable endpoint, or use --local", blocking=True), None
-    where_to = describe(place.record(aws, caller["Account"]))
-    return Check("identity", True, f"{caller['Arn']} in {where_to}"), aws
+                     "reachable endpoint, or use --local", blocking=True), None, {}
+    here = place.record(aws, caller["Account"])
+    return Check("identity", True, f"{caller['Arn']} in {describe(here)}"), aws, here
 
 
 def _guarded(name: str, checks: Callable[[], list[Check]]) -> list[Check]:
@@ -111,9 +112,14 @@ def _guarded(name: str, checks: Callable[[], list[Check]]) -> list[Check]:
                       "allow the read-only calls listed in the README's \"First run on a new account\"")]
 
 
-def workflow_checks(aws: Aws, workflow: ResolvedWorkflow) -> list[Check]:
-    """The checks of one workflow where it goes."""
+def workflow_checks(aws: Aws, workflow: ResolvedWorkflow, here: dict) -> list[Check]:
+    """The checks of one workflow where it goes (`here`, as Location.record gives it)."""
     spec = workflow.spec
+    state = PipelineState.load(spec.name)
+    try:
+        refuse_elsewhere(spec, state, here)
+    except InputError as error:
+        return [Check(f"pipeline {spec.name}", False, str(error), blocking=True)]
     try:
         target, _ = resolve_target(aws, spec.account_id, False, spec.subnets, spec.security_groups)
         types = sorted({s.instance_type for s in workflow.steps if s.instance_type})
@@ -124,7 +130,7 @@ def workflow_checks(aws: Aws, workflow: ResolvedWorkflow) -> list[Check]:
     # Without offers the compiler refuses nothing; instance_findings below says what it would.
     model = compiler.build_model(workflow, target)
     reader = Reader(aws)
-    ctx = PlanContext(reader, model.name, target, model.source, PipelineState.load(model.name).keys())
+    ctx = PlanContext(reader, model.name, target, model.source, state.keys())
     checks = _instances(workflow, target, offers)
     checks += _guarded("service-linked roles", lambda: _service_linked_roles(model, ctx))
     checks += _guarded("Lambda concurrency", lambda: [_concurrency(reader, model)])
