@@ -183,6 +183,17 @@ def test_an_instance_type_not_offered_blocks_and_setup_pipe_refuses_it(moto, cha
         "got 16384 MiB: pick a larger instance type — ask for less memory, or pick a larger instance type")
 
 
+def test_a_region_without_the_ecs_ami_shows_every_finding(moto, change123, write_workflow, capsys):
+    """moto's mx-central-1, as AWS's newest regions, has neither m5.large nor the ECS-optimized
+    AMI's parameter: doctor names both (the launch template kind's check); setup-pipe stops at the first."""
+    status, lines = doctor(capsys, "-f", write_workflow(workflow(instance_type="m5.large")), "--region", "mx-central-1")
+    assert status == 1
+    assert "no Availability Zone of mx-central-1 offers m5.large" in line(lines, "✗ instance type m5.large: ")
+    assert line(lines, "✗ launch template yunpipe-demo-ec2-m5-large: ").endswith(
+        "instance_type: expected a region with an ECS-optimized AMI for m5.large: mx-central-1 has no parameter "
+        "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id")
+
+
 def test_a_bucket_in_another_region_blocks_and_setup_pipe_refuses_it(moto, change123, write_workflow, capsys):
     client("s3", "eu-west-1").create_bucket(Bucket="demo-out-bucket",
                                             CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})

@@ -137,6 +137,7 @@ def workflow_checks(aws: Aws, workflow: ResolvedWorkflow, here: dict) -> list[Ch
     checks += _guarded("vCPU quotas", lambda: _quotas(aws, workflow, model, offers))
     checks += _guarded("buckets", lambda: _buckets(model, ctx))
     checks += _guarded("notifications", lambda: _notifications(model, ctx))
+    checks += _guarded("other resources", lambda: _other_resources(model, ctx))
     checks += _images(aws, workflow)
     return checks
 
@@ -275,6 +276,14 @@ def _notifications(model: PipelineModel, ctx: PlanContext) -> list[Check]:
             if not findings:
                 checks.append(Check(name, True, "no other notification on the bucket overlaps it"))
     return checks
+
+
+def _other_resources(model: PipelineModel, ctx: PlanContext) -> list[Check]:
+    """What the other kinds' checks find (an instance type's AMI missing in the region): a line
+    only when something would stop setup-pipe."""
+    return [Check(f"{resource.kind.replace('_', ' ')} {resource.key}", False, str(finding), blocking=True)
+            for resource in model.resources() if resource.kind not in ("bucket", "notification")
+            for finding in BY_NAME[resource.kind].check(resource, ctx)]
 
 
 def _images(aws: Aws, workflow: ResolvedWorkflow) -> list[Check]:
