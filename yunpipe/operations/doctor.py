@@ -24,7 +24,12 @@ from yunpipe.engine import compiler
 from yunpipe.engine.instances import instance_findings
 from yunpipe.engine.kinds import BY_NAME, PlanContext
 from yunpipe.engine.kinds.bucket import FIELDS
-from yunpipe.engine.kinds.function import MIN_UNRESERVED_EXECUTIONS, can_reserve, unreserved_executions
+from yunpipe.engine.kinds.function import (
+    LAUNCHER_RESERVED_CONCURRENCY,
+    MIN_UNRESERVED_EXECUTIONS,
+    can_reserve,
+    unreserved_executions,
+)
 from yunpipe.engine.model import PipelineModel
 from yunpipe.engine.quotas import Quota, QuotaNeed, instance_quota, quota_needs
 from yunpipe.engine.state import PipelineState
@@ -188,12 +193,13 @@ def _concurrency(reader: Reader, model: PipelineModel | None) -> Check:
     if unreserved is None:
         return Check(name, True, "no account limit reported (an emulator): launchers reserve one execution each")
     if model is None:
-        return Check(name, unreserved > MIN_UNRESERVED_EXECUTIONS,
+        return Check(name, can_reserve(unreserved, LAUNCHER_RESERVED_CONCURRENCY),
                      f"{unreserved} unreserved executions (AWS keeps {MIN_UNRESERVED_EXECUTIONS} unreserved)",
                      "request more \"Concurrent executions\" (Service Quotas, AWS Lambda) so launchers can reserve one each")
     reserved = [reader.read("lambda", "get_function_concurrency", NOT_FOUND, FunctionName=s.function.name) or {}
                 for s in model.steps]
-    needed = sum(1 for r in reserved if r.get("ReservedConcurrentExecutions") != 1)
+    needed = sum(LAUNCHER_RESERVED_CONCURRENCY - r.get("ReservedConcurrentExecutions", 0) for r in reserved
+                 if r.get("ReservedConcurrentExecutions") != LAUNCHER_RESERVED_CONCURRENCY)
     launchers = f"{len(model.steps)} launcher(s)"
     if can_reserve(unreserved, needed):
         return Check(name, True, f"{unreserved} unreserved executions: room to reserve one for each of the {launchers}")
