@@ -15,6 +15,7 @@ from strict_aws import Clock, StrictAws
 from yunpipe.engine import executor
 from yunpipe.local.moto_patches import (
     capacity_providers_scale,
+    compute_quotas_answered,
     conditional_writes_atomic,
     event_bridge_reported,
     multipart_uploads_notify_once,
@@ -71,7 +72,7 @@ def moto(aws_env, monkeypatch):
     monkeypatch.setattr(executor, "backoff_sleep", strict.clock.sleep)
     # Entered before the strict layer, which checks RunTask's capacity providers before they scale.
     with (mock_aws(), capacity_providers_scale(), strict.active(), event_bridge_reported(), conditional_writes_atomic(),
-          multipart_uploads_notify_once(), sqs_clock_fast()):
+          multipart_uploads_notify_once(), sqs_clock_fast(), compute_quotas_answered()):
         yield strict
 
 

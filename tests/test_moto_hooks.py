@@ -343,3 +343,31 @@ def test_moto_still_notifies_a_multipart_upload_twice():
         assert events_of_one_multipart_upload("b.bin") == ["ObjectCreated:CompleteMultipartUpload"]
         s3.put_object(Bucket="large", Key="c.txt", Body=b"c")
         assert "ObjectCreated:Put" in json.dumps(sqs.receive_message(QueueUrl=queue)["Messages"][0]["Body"])
+
+
+@mock_aws
+def test_moto_still_knows_no_compute_quotas():
+    """yunpipe.local.moto_patches.compute_quotas_answered corrects this: moto's Service Quotas
+    knows only VPC's, so `yunpipe doctor` could read no Fargate or EC2 vCPU quota, and has no
+    GetAWSDefaultServiceQuota or RequestServiceQuotaIncrease. Once moto answers them, the fix goes."""
+    from yunpipe.local.moto_patches import NEW_ACCOUNT_VCPUS, compute_quotas_answered
+    quotas = boto3.client("service-quotas", region_name=REGION)
+    with pytest.raises(ClientError, match="NoSuchResourceException"):
+        quotas.get_service_quota(ServiceCode="fargate", QuotaCode="L-3032A538")
+    with pytest.raises(NotImplementedError):
+        quotas.get_aws_default_service_quota(ServiceCode="fargate", QuotaCode="L-3032A538")
+    with compute_quotas_answered():
+        for quota, value in NEW_ACCOUNT_VCPUS.items():
+            answered = quotas.get_service_quota(ServiceCode=quota.service, QuotaCode=quota.code)["Quota"]
+            assert (answered["QuotaName"], answered["Value"]) == (quota.name, value)
+            assert answered["QuotaArn"] == f"arn:aws:servicequotas:{REGION}:{DEFAULT_ACCOUNT_ID}:{quota.service}/{quota.code}"
+        quotas.request_service_quota_increase(ServiceCode="fargate", QuotaCode="L-3032A538", DesiredValue=64)
+        assert quotas.get_service_quota(ServiceCode="fargate", QuotaCode="L-3032A538")["Quota"]["Value"] == 64
+        # Per region, as AWS's quotas; the default stays the default.
+        other = boto3.client("service-quotas", region_name="eu-west-1")
+        assert other.get_service_quota(ServiceCode="fargate", QuotaCode="L-3032A538")["Quota"]["Value"] == 6
+        assert quotas.get_aws_default_service_quota(ServiceCode="fargate", QuotaCode="L-3032A538")["Quota"]["Value"] == 6
+        # Other services' quotas are still moto's own.
+        assert quotas.get_service_quota(ServiceCode="vpc", QuotaCode="L-F678F1CE")["Quota"]["Value"] == 5
+        with pytest.raises(ClientError, match="NoSuchResourceException"):
+            quotas.get_aws_default_service_quota(ServiceCode="ec2", QuotaCode="L-00000000")

@@ -30,6 +30,7 @@ HANDLERS = {
     "clean-up": "yunpipe.commands.deploy:run_clean_up",
     "create-lambda-exec-role": "yunpipe.commands.deploy:run_create_lambda_exec_role",
     "show": "yunpipe.commands.deploy:run_show",
+    "doctor": "yunpipe.commands.doctor:run_doctor",
     "status": "yunpipe.commands.observe:run_status",
     "logs": "yunpipe.commands.observe:run_logs",
     "pipelines": "yunpipe.commands.observe:run_pipelines",
@@ -155,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_setup_pipe_arguments(verbs.add_parser("setup-pipe", help="provision a pipeline from a workflow file"))
     add_clean_up_arguments(verbs.add_parser("clean-up", help="remove what setup-pipe created"))
     add_create_role_arguments(verbs.add_parser("create-lambda-exec-role", help="create or update the launcher role"))
+    doctor = verbs.add_parser("doctor", help="check the account (and workflow files) before setup-pipe; reads only")
+    doctor.add_argument("-f", "--files", nargs="+", metavar="FILES", help="workflow JSON or YAML files to check")
+    add_aws_options(doctor)
     status = verbs.add_parser("status", help="queues, tasks and failures of a pipeline")
     status.add_argument("pipeline")
     add_aws_options(status)

@@ -1,11 +1,48 @@
-"""Amazon ECR for `wrap -r ecr`: the repository to push to, and credentials for the push."""
+"""Amazon ECR: the repository `wrap -r ecr` pushes to and credentials for the push; where an
+image URI points in ECR, and whether the image is there (`yunpipe doctor`)."""
 import base64
+import re
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from yunpipe.aws.location import Location
 from yunpipe.errors import YunpipeError
+
+# An image in ECR: standard, FIPS or dual-stack endpoint, then the repository and a tag or digest.
+_IMAGE = re.compile(r"^(\d{12})\.dkr(?:\.ecr|\.ecr-fips|-ecr)\.([a-z0-9-]+)\.(?:amazonaws\.com(?:\.cn)?|on\.aws)/"
+                    r"([^:@]+)(?:([:@])(.+))?$")
+
+
+@dataclass(frozen=True)
+class EcrImage:
+    account: str
+    region: str
+    repository: str
+    image_id: dict  # as DescribeImages takes it: {"imageTag": ...} or {"imageDigest": ...}
+
+
+def ecr_image(uri: str) -> EcrImage | None:
+    """Where `uri` is in ECR; None for an image of another registry."""
+    match = _IMAGE.match(uri)
+    if not match:
+        return None
+    account, region, repository, separator, reference = match.groups()
+    image_id = {"imageDigest": reference} if separator == "@" else {"imageTag": reference or "latest"}
+    return EcrImage(account, region, repository, image_id)
+
+
+def image_missing(client: Any, image: EcrImage) -> str:
+    """Why ECR has no such image ("" when it has): no repository, or no such tag or digest in it.
+    Access refusals are raised, as any other ClientError."""
+    try:
+        client.describe_images(registryId=image.account, repositoryName=image.repository, imageIds=[image.image_id])
+    except client.exceptions.RepositoryNotFoundException:
+        return f"no repository {image.repository} in account {image.account}'s registry in {image.region}"
+    except client.exceptions.ImageNotFoundException:
+        return f"no image {next(iter(image.image_id.values()))} in repository {image.repository}"
+    return ""
 
 
 def ecr_client(location: Location) -> Any:

@@ -79,15 +79,19 @@ class Aws:
         self.mutating_calls = 0
         self._clients: dict[str, Any] = {}
 
-    def client(self, service: str) -> Any:
-        if service not in self._clients:
-            kwargs = {"config": BOTO_CONFIG}
+    def client(self, service: str, region: str | None = None) -> Any:
+        """The service's client in the session's region, or in `region` (an image's registry)."""
+        key = f"{service}@{region}" if region and region != self.region else service
+        if key not in self._clients:
+            kwargs: dict[str, Any] = {"config": BOTO_CONFIG}
             if self.endpoint_url:
                 kwargs["endpoint_url"] = self.endpoint_url
+            if key != service:
+                kwargs["region_name"] = region
             client = self.session.client(service, **kwargs)
             client.meta.events.register("before-call.*.*", self._before_call)
-            self._clients[service] = client
-        return self._clients[service]
+            self._clients[key] = client
+        return self._clients[key]
 
     def _before_call(self, model: Any, **_kwargs: Any) -> None:
         service, operation = model.service_model.service_name, model.name

@@ -6,11 +6,11 @@ from names; the queue URL is the one value AWS hands out, so it stays a `QueueUr
 that the planner resolves. Account, region and network are inputs, resolved by the caller.
 """
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from yunpipe.aws.ecr import ecr_image
 from yunpipe.engine.graph import Layout, Placement, lay_out
 from yunpipe.engine.instances import capacity_provider_name, instances, service_linked_roles
 from yunpipe.engine.kinds.bucket import Bucket
@@ -65,14 +65,12 @@ def object_created_pattern(bucket: str, prefix: str, suffix: str) -> str:
 
 
 def _ecr_repository_arn(image: str, target: Target) -> str | None:
-    """The ECR repository the image is pulled from (standard, FIPS or dual-stack endpoint), or
-    None when it is not in ECR: the execution role then gets no ECR permission at all."""
-    match = re.match(r"^(\d{12})\.dkr(?:\.ecr|\.ecr-fips|-ecr)\.([a-z0-9-]+)\.(?:amazonaws\.com(?:\.cn)?|on\.aws)/([^:@]+)",
-                     image)
-    if not match:
+    """The ECR repository the image is pulled from, or None when it is not in ECR: the
+    execution role then gets no ECR permission at all."""
+    found = ecr_image(image)
+    if found is None:
         return None
-    account, region, repository = match.groups()
-    return f"arn:{partition(region)}:ecr:{region}:{account}:repository/{repository}"
+    return f"arn:{partition(found.region)}:ecr:{found.region}:{found.account}:repository/{found.repository}"
 
 
 def build_model(workflow: ResolvedWorkflow, target: Target, use_user_credential: bool = False,

@@ -102,28 +102,41 @@ def _asker(workflow: ResolvedWorkflow, index: int, field: str) -> tuple[str, str
 
 
 def check_instances(workflow: ResolvedWorkflow, target: Target, offers: Mapping[str, InstanceOffer]) -> None:
-    """Each step on EC2 fits its instance type where the pipeline goes: the type is offered in an
-    Availability Zone of the region that has one of the subnets (DescribeInstanceTypeOfferings),
-    and one instance has the memory (less ECS's overhead) and the GPUs the task asks for
-    (DescribeInstanceTypes); otherwise its tasks would never be placed."""
+    """Refuses the first step that does not fit its instance type (instance_findings)."""
+    for finding in instance_findings(workflow, target, offers):
+        raise finding
+
+
+def instance_findings(workflow: ResolvedWorkflow, target: Target,
+                      offers: Mapping[str, InstanceOffer]) -> list[InputError]:
+    """Each step on EC2 that does not fit its instance type where the pipeline goes: the type is
+    offered in an Availability Zone of the region that has one of the subnets
+    (DescribeInstanceTypeOfferings), and one instance has the memory (less ECS's overhead) and the
+    GPUs the task asks for (DescribeInstanceTypes); otherwise its tasks would never be placed.
+    setup-pipe refuses the first; `yunpipe doctor` shows them all."""
+    findings = []
     for index, step in enumerate(workflow.steps):
         offer = offers.get(step.instance_type)
         if offer is None:
             continue
         kind = step.instance_type
         if not offer.zones:
-            raise InputError(*_asker(workflow, index, "instance_type"),
-                             f"expected an instance type offered in {target.region}: no Availability Zone of "
-                             f"{target.region} offers {kind}")
+            findings.append(InputError(*_asker(workflow, index, "instance_type"),
+                                       f"expected an instance type offered in {target.region}: no Availability Zone "
+                                       f"of {target.region} offers {kind}"))
+            continue
         if not offer.subnets:
-            raise InputError(*_asker(workflow, index, "instance_type"),
-                             f"expected an instance type offered in the Availability Zone of a subnet: {kind} is "
-                             f"offered in {', '.join(offer.zones)}, none of the subnets {', '.join(target.subnets)}")
+            findings.append(InputError(*_asker(workflow, index, "instance_type"),
+                                       f"expected an instance type offered in the Availability Zone of a subnet: "
+                                       f"{kind} is offered in {', '.join(offer.zones)}, none of the subnets "
+                                       f"{', '.join(target.subnets)}"))
         usable = offer.task_memory_mib
         if usable is not None and step.memory > usable:
-            raise InputError(*_asker(workflow, index, "memory"),
-                             f"expected at most {usable} MiB on {kind} ({offer.memory_mib} MiB installed, less "
-                             f"what the kernel and ECS agent keep), got {step.memory} MiB: pick a larger instance type")
+            findings.append(InputError(*_asker(workflow, index, "memory"),
+                                       f"expected at most {usable} MiB on {kind} ({offer.memory_mib} MiB installed, "
+                                       f"less what the kernel and ECS agent keep), got {step.memory} MiB: pick a "
+                                       "larger instance type"))
         if offer.gpus is not None and step.gpu > offer.gpus:
-            raise InputError(*_asker(workflow, index, "gpu"),
-                             f"expected at most {offer.gpus} GPU(s), what one {kind} has, got {step.gpu}")
+            findings.append(InputError(*_asker(workflow, index, "gpu"),
+                                       f"expected at most {offer.gpus} GPU(s), what one {kind} has, got {step.gpu}"))
+    return findings

@@ -23,8 +23,12 @@ class Planner:
         """Calls for every resource of the model, or only for `resources` (in model order)."""
         wanted = None if resources is None else [(r.kind, r.key) for r in resources]
         ctx = PlanContext(self.reader, model.name, model.target, model.source, self.owned)
+        resources = [r for r in model.resources() if wanted is None or (r.kind, r.key) in wanted]
+        # Every resource checked before any is planned: a refusal leaves nothing half-planned.
+        for resource in resources:
+            for finding in BY_NAME[resource.kind].check(resource, ctx):
+                raise finding
         calls: list[Call] = []
-        for resource in model.resources():
-            if wanted is None or (resource.kind, resource.key) in wanted:
-                calls.extend(BY_NAME[resource.kind].plan(resource, ctx))
+        for resource in resources:
+            calls.extend(BY_NAME[resource.kind].plan(resource, ctx))
         return Plan(tuple(calls), notes=tuple(ctx.notes))

@@ -85,6 +85,7 @@ class InstanceOffer:
     subnets: tuple[str, ...]
     memory_mib: int | None = None
     gpus: int | None = None
+    vcpus: int | None = None  # what the type's vCPU quota counts per instance
 
     @property
     def task_memory_mib(self) -> int | None:
@@ -119,7 +120,8 @@ def resolve_instance_offers(aws: Aws, instance_types: Sequence[str],
         gpus = info.get("GpuInfo", {}).get("Gpus", [])
         offers[instance_type] = InstanceOffer(
             tuple(sorted(zones)), tuple(s for s in subnets if zone_of.get(s) in zones),
-            info.get("MemoryInfo", {}).get("SizeInMiB"), sum(g.get("Count", 0) for g in gpus) if info else None)
+            info.get("MemoryInfo", {}).get("SizeInMiB"), sum(g.get("Count", 0) for g in gpus) if info else None,
+            info.get("VCpuInfo", {}).get("DefaultVCpus"))
     return offers
 
 

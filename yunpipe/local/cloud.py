@@ -58,6 +58,7 @@ from .lambda_host import LambdaHost
 from .lambda_images import ensure_lambda_images, remove_code_volumes
 from .moto_patches import (
     capacity_providers_scale,
+    compute_quotas_answered,
     conditional_writes_atomic,
     event_bridge_reported,
     multipart_uploads_notify_once,
@@ -140,6 +141,7 @@ class LocalCloud:
         self._fixes.enter_context(conditional_writes_atomic())
         self._fixes.enter_context(multipart_uploads_notify_once())
         self._fixes.enter_context(capacity_providers_scale())
+        self._fixes.enter_context(compute_quotas_answered())
         self._fixes.enter_context(sqs_clock_fast())
         try:
             endpoint = self._server.start()

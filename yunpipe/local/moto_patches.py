@@ -28,6 +28,7 @@ one test each, to watch or steer its internals.
 import contextlib
 import functools
 import inspect
+import json
 import re
 import threading
 import time
@@ -42,8 +43,12 @@ from moto.events.models import Rule
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.s3 import models as s3_models
 from moto.s3 import responses as s3_responses
+from moto.servicequotas.exceptions import NoSuchResource
+from moto.servicequotas.models import ServiceQuotasBackend
+from moto.servicequotas.responses import ServiceQuotasResponse
 from moto.sqs import models as sqs_models
 
+from yunpipe.engine.quotas import FAMILY_QUOTAS, FARGATE, FARGATE_SPOT, STANDARD, Quota
 from yunpipe.runtime.contract import FARGATE_CAPACITY_PROVIDERS
 
 # ---------------------------------------------------------------------------- fixes
@@ -147,6 +152,68 @@ def capacity_providers_scale() -> Iterator[None]:
         return tasks
 
     with mock.patch.object(backend, "run_task", run_task):
+        yield
+
+
+# A new account's vCPU quotas, Service Quotas' "AWS default quota value": Fargate On-Demand 6 in
+# each Region (AWS General Reference, "Amazon ECS endpoints and quotas"; Fargate Spot likewise),
+# EC2's Standard instances 5 and every accelerated family 0 (EC2 User Guide, "On-Demand Instance
+# quotas"); AWS may raise them with the account's use.
+NEW_ACCOUNT_VCPUS = {FARGATE: 6.0, FARGATE_SPOT: 6.0, STANDARD: 5.0, **{q: 0.0 for q in FAMILY_QUOTAS.values()}}
+_SERVICE_NAMES = {"fargate": "AWS Fargate", "ec2": "Amazon Elastic Compute Cloud (Amazon EC2)"}
+
+
+@contextlib.contextmanager
+def compute_quotas_answered() -> Iterator[None]:
+    """Service Quotas answers for the vCPU quotas tasks run under (Fargate's, EC2's On-Demand
+    families), as for a new account: GetServiceQuota the applied value, GetAWSDefaultServiceQuota
+    the default, and RequestServiceQuotaIncrease raises the applied value (granted at once).
+    moto knows only VPC's quotas and answers NoSuchResourceException for the others, and has no
+    GetAWSDefaultServiceQuota or RequestServiceQuotaIncrease."""
+    known = {(q.service, q.code): q for q in NEW_ACCOUNT_VCPUS}
+    original = ServiceQuotasBackend.get_service_quota
+
+    def answer(backend: Any, quota: Quota, value: float, account: bool) -> dict:
+        owner = backend.account_id if account else ""
+        return {"ServiceCode": quota.service, "ServiceName": _SERVICE_NAMES[quota.service],
+                "QuotaArn": f"arn:aws:servicequotas:{backend.region_name}:{owner}:{quota.service}/{quota.code}",
+                "QuotaCode": quota.code, "QuotaName": quota.name, "Value": value, "Unit": "None",
+                "Adjustable": True, "GlobalQuota": False}
+
+    def applied(backend: Any) -> dict[Quota, float]:
+        return backend.__dict__.setdefault("yunpipe_applied_quotas", {})
+
+    def get_service_quota(self: Any, service_code: str, quota_code: str) -> dict[str, Any]:
+        quota = known.get((service_code, quota_code))
+        if quota is None:
+            return original(self, service_code, quota_code)
+        return answer(self, quota, applied(self).get(quota, NEW_ACCOUNT_VCPUS[quota]), account=True)
+
+    def quota_of(response: Any) -> tuple[Any, Quota]:
+        params = json.loads(response.body)
+        quota = known.get((params.get("ServiceCode"), params.get("QuotaCode")))
+        if quota is None:
+            raise NoSuchResource()
+        return response.backend, quota
+
+    def get_aws_default_service_quota(self: Any) -> str:
+        backend, quota = quota_of(self)
+        return json.dumps({"Quota": answer(backend, quota, NEW_ACCOUNT_VCPUS[quota], account=False)})
+
+    def request_service_quota_increase(self: Any) -> str:
+        backend, quota = quota_of(self)
+        desired = float(json.loads(self.body)["DesiredValue"])
+        applied(backend)[quota] = desired
+        return json.dumps({"RequestedQuota": {
+            "Id": f"{quota.code}-{int(desired)}", "ServiceCode": quota.service, "QuotaCode": quota.code,
+            "QuotaName": quota.name, "DesiredValue": desired, "Status": "APPROVED", "Unit": "None",
+            "GlobalQuota": False}})
+
+    with mock.patch.object(ServiceQuotasBackend, "get_service_quota", get_service_quota), \
+            mock.patch.object(ServiceQuotasResponse, "get_aws_default_service_quota", get_aws_default_service_quota,
+                              create=True), \
+            mock.patch.object(ServiceQuotasResponse, "request_service_quota_increase", request_service_quota_increase,
+                              create=True):
         yield
 
 

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from yunpipe.aws.reader import NO_QUEUE, NOT_FOUND, Reader
 from yunpipe.engine.plan import Call
 from yunpipe.engine.target import Target
+from yunpipe.errors import InputError
 
 # The tag on everything yunpipe creates: its value is the pipeline's name.
 TAG_KEY = "yunpipe:pipeline"
@@ -86,6 +87,12 @@ class Kind(ABC, Generic[R]):
     arn_pattern: ClassVar[re.Pattern[str] | None] = None
     # Kept by a clean-up unless it purges (buckets hold the user's data).
     kept_unless_purged: ClassVar[bool] = False
+
+    def check(self, resource: R, ctx: PlanContext) -> list[InputError]:
+        """Reads only: what in the account would make AWS refuse `resource` although the workflow
+        is well formed (a bucket of another region, a notification S3 finds ambiguous). The
+        planner refuses the first before any change; `yunpipe doctor` shows them all."""
+        return []
 
     @abstractmethod
     def plan(self, resource: R, ctx: PlanContext) -> list[Call]:

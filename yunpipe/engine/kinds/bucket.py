@@ -30,7 +30,6 @@ class BucketKind(Kind[Bucket]):
         calls = []
         exists = ctx.reader.bucket_exists(bucket.name)
         if exists and ("bucket", bucket.name) not in ctx.owned:
-            _check_region(bucket, ctx)
             return []  # someone else's bucket: used, never altered (beyond notifications)
         if not exists:
             params: dict[str, Any] = {"Bucket": bucket.name}
@@ -59,6 +58,23 @@ class BucketKind(Kind[Bucket]):
                               Bucket=bucket.name, Tagging={"TagSet": tag_list(bucket.tags)}))
         return calls
 
+    def check(self, bucket: Bucket, ctx: PlanContext) -> list[InputError]:
+        """An input or output bucket the user brings lives in the pipeline's region: S3 refuses a
+        notification to a Lambda function of another region ("The notification destination service
+        region is not valid for the bucket location constraint"), and sends EventBridge events only
+        to its own region's bus, where no rule of the pipeline waits: files would never be processed."""
+        field = FIELDS.get(bucket.purpose)
+        if (field is None or ctx.reader.offline or ("bucket", bucket.name) in ctx.owned
+                or not ctx.reader.bucket_exists(bucket.name)):
+            return []
+        region = bucket_region(ctx.reader.read("s3", "get_bucket_location", Bucket=bucket.name) or {})
+        if region == ctx.target.region:
+            return []
+        return [InputError(ctx.source, field, f"expected a bucket in the pipeline's region {ctx.target.region}: "
+                                              f"{bucket.name} is in {region}, whose events never reach a pipeline "
+                                              f"in {ctx.target.region}; deploy the pipeline to {region} or pick "
+                                              "another bucket")]
+
     def sweep(self, name: str, ctx: SweepContext) -> list[Call]:
         if not ctx.reader.bucket_exists(name):
             return []
@@ -78,22 +94,6 @@ def bucket_region(location: dict) -> str:
     eu-west-1 (S3 API Reference, GetBucketLocation)."""
     constraint = location.get("LocationConstraint") or "us-east-1"
     return "eu-west-1" if constraint == "EU" else constraint
-
-
-def _check_region(bucket: Bucket, ctx: PlanContext) -> None:
-    """An input or output bucket the user brings lives in the pipeline's region: S3 refuses a
-    notification to a Lambda function of another region ("The notification destination service
-    region is not valid for the bucket location constraint"), and sends EventBridge events only
-    to its own region's bus, where no rule of the pipeline waits: files would never be processed."""
-    field = FIELDS.get(bucket.purpose)
-    if field is None or ctx.reader.offline:
-        return
-    region = bucket_region(ctx.reader.read("s3", "get_bucket_location", Bucket=bucket.name) or {})
-    if region != ctx.target.region:
-        raise InputError(ctx.source, field, f"expected a bucket in the pipeline's region {ctx.target.region}: "
-                                            f"{bucket.name} is in {region}, whose events never reach a pipeline "
-                                            f"in {ctx.target.region}; deploy the pipeline to {region} or pick "
-                                            "another bucket")
 
 
 def _version_pages(ctx: SweepContext, bucket: str) -> list[dict]:

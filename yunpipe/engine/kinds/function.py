@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from yunpipe.aws.reader import NOT_FOUND
+from yunpipe.aws.reader import NOT_FOUND, Reader
 from yunpipe.engine.kinds.base import Kind, Named, PlanContext, QueueUrl, SweepContext, delete
 from yunpipe.engine.plan import Call, Transient, substitute
 from yunpipe.runtime import launcher_package as package
@@ -79,22 +79,32 @@ class FunctionKind(Kind[Function]):
                        FunctionName=name)]
 
 
+def unreserved_executions(reader: Reader) -> int | None:
+    """The account's unreserved Lambda executions; None when unknown (emulators without
+    GetAccountSettings have no limit to respect)."""
+    settings = reader.read("lambda", "get_account_settings", ("404",))
+    return (settings or {}).get("AccountLimit", {}).get("UnreservedConcurrentExecutions")
+
+
+def can_reserve(unreserved: int | None, needed: int) -> bool:
+    """Whether `needed` more reserved executions fit: every reservation comes out of the
+    unreserved pool, which AWS keeps at MIN_UNRESERVED_EXECUTIONS or more."""
+    return unreserved is None or unreserved - needed >= MIN_UNRESERVED_EXECUTIONS
+
+
 def _concurrency(function: Function, reserved: int | None, ctx: PlanContext) -> list[Call]:
     if reserved == LAUNCHER_RESERVED_CONCURRENCY:
         return []
     if not ctx.unreserved_read:
-        settings = ctx.reader.read("lambda", "get_account_settings", ("404",))
-        ctx.unreserved = (settings or {}).get("AccountLimit", {}).get("UnreservedConcurrentExecutions")
+        ctx.unreserved = unreserved_executions(ctx.reader)
         ctx.unreserved_read = True
     needed = LAUNCHER_RESERVED_CONCURRENCY - (reserved or 0)
+    if not can_reserve(ctx.unreserved, needed):
+        ctx.note(f"this account has {ctx.unreserved} unreserved Lambda executions left, too few to reserve "
+                 f"one per launcher (AWS keeps {MIN_UNRESERVED_EXECUTIONS}): such launchers run unreserved, so "
+                 "uploads that arrive together may start a few more tasks than files, never fewer")
+        return []
     if ctx.unreserved is not None:
-        # Every reservation, this plan's included, comes out of the unreserved pool, which
-        # AWS keeps at MIN_UNRESERVED_EXECUTIONS or more.
-        if ctx.unreserved - needed < MIN_UNRESERVED_EXECUTIONS:
-            ctx.note(f"this account has {ctx.unreserved} unreserved Lambda executions left, too few to reserve "
-                     f"one per launcher (AWS keeps {MIN_UNRESERVED_EXECUTIONS}): such launchers run unreserved, so "
-                     "uploads that arrive together may start a few more tasks than files, never fewer")
-            return []
         ctx.unreserved -= needed
     return [Call("lambda", "put_function_concurrency",
                  {"FunctionName": function.name, "ReservedConcurrentExecutions": LAUNCHER_RESERVED_CONCURRENCY},

@@ -31,8 +31,18 @@ class LaunchTemplate(Named):
 class LaunchTemplateKind(Kind[LaunchTemplate]):
     name = "launch_template"
 
+    def check(self, template: LaunchTemplate, ctx: PlanContext) -> list[InputError]:
+        """The AMI's public parameter exists in the region (a GPU AMI is not in every region)."""
+        if ctx.reader.offline:
+            return []
+        parameter = template.data["ImageId"].split(":", 2)[-1]
+        if ctx.reader.read("ssm", "get_parameter", ("ParameterNotFound",), Name=parameter) is not None:
+            return []
+        return [InputError(ctx.source, "instance_type",
+                           f"expected a region with an ECS-optimized AMI for {template.data['InstanceType']}: "
+                           f"{ctx.target.region} has no parameter {parameter}")]
+
     def plan(self, template: LaunchTemplate, ctx: PlanContext) -> list[Call]:
-        _check_ami(template, ctx)
         found = ctx.reader.read("ec2", "describe_launch_template_versions",
                                 ("InvalidLaunchTemplateName.NotFoundException", "InvalidLaunchTemplateId.NotFound"),
                                 LaunchTemplateName=template.name, Versions=["$Latest"])
@@ -63,17 +73,6 @@ class LaunchTemplateKind(Kind[LaunchTemplate]):
         tag_filter = [{"Name": f"tag:{TAG_KEY}", "Values": [pipeline]}]
         return {("launch_template", template["LaunchTemplateName"])
                 for template in reader.pages("ec2", "describe_launch_templates", "LaunchTemplates", Filters=tag_filter)}
-
-
-def _check_ami(template: LaunchTemplate, ctx: PlanContext) -> None:
-    """The AMI's public parameter exists in the region (a GPU AMI is not in every region)."""
-    if ctx.reader.offline:
-        return
-    parameter = template.data["ImageId"].split(":", 2)[-1]
-    if ctx.reader.read("ssm", "get_parameter", ("ParameterNotFound",), Name=parameter) is None:
-        raise InputError(ctx.source, "instance_type",
-                         f"expected a region with an ECS-optimized AMI for {template.data['InstanceType']}: "
-                         f"{ctx.target.region} has no parameter {parameter}")
 
 
 KIND = LaunchTemplateKind()

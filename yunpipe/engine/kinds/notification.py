@@ -50,7 +50,6 @@ class NotificationKind(Kind[Notification]):
         mine = [e for e in entries if e.get("Id") == notification.id]
         if mine and _normal_entry(mine[0]) == _normal_entry(notification.entry()):
             return []
-        _refuse_overlap(notification, configuration, ctx.source)
         # Merged: every other entry of the bucket is kept as it is.
         others = [e for e in entries if e.get("Id") != notification.id]
         merged = {**configuration, "LambdaFunctionConfigurations": [*others, notification.entry()]}
@@ -59,6 +58,25 @@ class NotificationKind(Kind[Notification]):
                    f"{notification.bucket} (keeping {count_entries(configuration) - len(mine)} other "
                    "notification(s))", Bucket=notification.bucket, NotificationConfiguration=merged)
         return [dataclasses.replace(put, retry_on=PERMISSION_SETTLING)]
+
+    def check(self, notification: Notification, ctx: PlanContext) -> list[InputError]:
+        """S3 rejects a configuration with overlapping entries ("Configuration is ambiguously
+        defined"): another notification already on the bucket that overlaps this one is bad input,
+        found before anything is created."""
+        configuration = ctx.reader.notification_configuration(notification.bucket)
+        wanted = notification.entry()
+        findings = []
+        for kind in ("TopicConfigurations", "QueueConfigurations", "LambdaFunctionConfigurations"):
+            for entry in configuration.get(kind, []):
+                if entry.get("Id") != notification.id and overlap(wanted, entry):
+                    prefix, suffix = _key_filter(entry)
+                    findings.append(InputError(
+                        ctx.source, "filter",
+                        f"expected a prefix/suffix that does not overlap notification '{entry.get('Id')}' already on "
+                        f"bucket {notification.bucket} (events {', '.join(entry.get('Events', []))}, prefix "
+                        f"'{prefix}', suffix '{suffix}'): S3 refuses two notifications of the same event whose "
+                        "prefixes and suffixes overlap"))
+        return findings
 
     def sweep(self, key: str, ctx: SweepContext) -> list[Call]:
         bucket, entry_id = key.split("/", 1)
@@ -103,21 +121,6 @@ def overlap(first: dict, second: dict) -> bool:
     return (any(_events_overlap(a, b) for a in first.get("Events", []) for b in second.get("Events", []))
             and (prefix1.startswith(prefix2) or prefix2.startswith(prefix1))
             and (suffix1.endswith(suffix2) or suffix2.endswith(suffix1)))
-
-
-def _refuse_overlap(notification: Notification, configuration: dict, source: str) -> None:
-    """S3 rejects a configuration with overlapping entries ("Configuration is ambiguously
-    defined"); found while planning, it is bad input and nothing has been created yet."""
-    wanted = notification.entry()
-    for kind in ("TopicConfigurations", "QueueConfigurations", "LambdaFunctionConfigurations"):
-        for entry in configuration.get(kind, []):
-            if entry.get("Id") != notification.id and overlap(wanted, entry):
-                prefix, suffix = _key_filter(entry)
-                raise InputError(source, "filter",
-                                 f"expected a prefix/suffix that does not overlap notification '{entry.get('Id')}' "
-                                 f"already on bucket {notification.bucket} (events {', '.join(entry.get('Events', []))}, "
-                                 f"prefix '{prefix}', suffix '{suffix}'): S3 refuses two notifications of the same "
-                                 "event whose prefixes and suffixes overlap")
 
 
 KIND = NotificationKind()
