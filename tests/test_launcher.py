@@ -595,7 +595,10 @@ def test_capacity_failures_are_retried_with_backoff_then_reported_without_raisin
     assert {f["reason"] for f in summary["failures"]} == {"RESOURCE:MEMORY"}
     assert len(calls) == 1 + CAPACITY_RETRIES
     assert sleeps == [0.5, 1.0, 2.0]
-    assert any(r.levelno == logging.WARNING and "RESOURCE:MEMORY" in r.getMessage() for r in caplog.records)
+    # One line for `yunpipe status`: how many tasks did not start, why, and when.
+    [record] = [contract.read_not_started_line(r.getMessage()) for r in caplog.records if r.levelno == logging.WARNING]
+    assert (record["pipeline"], record["step"], record["not_started"]) == ("demo", "step1", 2)
+    assert {f["reason"] for f in record["failures"]} == {"RESOURCE:MEMORY"} and record["at"].endswith("Z")
     assert len(queued_bodies(step)) == 2
 
 
@@ -655,13 +658,16 @@ def test_throttled_run_task_is_retried_by_botocore_standard_mode(step):
     assert len(attempts) == 2
 
 
-def test_api_error_while_topping_up_is_reported_and_messages_stay_queued(step, monkeypatch):
+def test_api_error_while_topping_up_is_reported_and_messages_stay_queued(step, monkeypatch, caplog):
     monkeypatch.setenv("YUNPIPE_CLUSTER", "no-such-cluster")
 
-    summary = launcher.handler(s3_event(s3_record("a.txt")), None)
+    with caplog.at_level(logging.INFO, logger="yunpipe.launcher"):
+        summary = launcher.handler(s3_event(s3_record("a.txt")), None)
 
     assert summary["enqueued"] == 1 and summary["started"] == 0
     assert summary["failures"][0]["reason"] == "ClusterNotFoundException"
+    [record] = [r for m in caplog.messages if (r := contract.read_not_started_line(m))]
+    assert record["failures"][0]["reason"] == "ClusterNotFoundException"
     assert len(queued_bodies(step)) == 1
 
 
