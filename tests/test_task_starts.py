@@ -61,21 +61,30 @@ def test_a_launcher_that_cannot_start_tasks_says_why_in_status(moto, change123, 
     ]
 
 
-def test_status_finds_the_newest_record_of_tasks_not_started(moto):
-    """What the launcher logs, as Lambda's runtime prefixes it, read back by status; older lines
-    count, and other lines of the log are left alone."""
+def _log(*lines):
+    """The launcher's log group with `lines` (at, message), a minute apart up to now."""
     logs = client("logs")
-    logs.create_log_group(logGroupName=f"/aws/lambda/{FUNCTION}")
-    logs.create_log_stream(logGroupName=f"/aws/lambda/{FUNCTION}", logStreamName="s")
-    first = contract.not_started_line("demo", "change123-s3", "2026-12-07T10:00:00Z", 2, [{"reason": "RESOURCE:GPU"}])
-    newest = contract.not_started_line("demo", "change123-s3", "2026-12-07T10:01:00Z", 1, [{"reason": "RESOURCE:MEMORY"}])
+    group = f"/aws/lambda/{FUNCTION}"
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName="s")
     now = int(time.time())
-    logs.put_log_events(logGroupName=f"/aws/lambda/{FUNCTION}", logStreamName="s", logEvents=[
-        {"timestamp": (now - 120) * 1000, "message": f"[WARNING]\t2026-12-07T10:00:00Z\trequest\t{first}"},
-        {"timestamp": (now - 60) * 1000, "message": f"[WARNING]\t2026-12-07T10:01:00Z\trequest\t{newest}"},
-        {"timestamp": (now - 30) * 1000, "message": "[INFO]\t2026-12-07T10:01:30Z\trequest\tyunpipe launcher ..."},
-    ])
-    reader = Reader(Aws(boto3.Session(region_name=REGION)))
+    logs.put_log_events(logGroupName=group, logStreamName="s", logEvents=[
+        {"timestamp": (now - 60 * (len(lines) - i)) * 1000, "message": f"[WARNING]\t{at}\trequest\t{message}"}
+        for i, (at, message) in enumerate(lines)])
+    return Reader(Aws(boto3.Session(region_name=REGION))), now
+
+
+def _starts(at, started, not_started, *reasons):
+    return at, contract.task_starts_line("demo", "change123-s3", at, started, not_started,
+                                         [{"reason": reason} for reason in reasons])
+
+
+def test_status_finds_the_newest_record_of_tasks_not_started(moto):
+    """What the launcher logs, as Lambda's runtime prefixes it, read back by status; older
+    failures count, and other lines of the log are left alone."""
+    reader, now = _log(_starts("2026-12-07T10:00:00Z", 0, 2, "RESOURCE:GPU"),
+                       _starts("2026-12-07T10:01:00Z", 0, 1, "RESOURCE:MEMORY"),
+                       ("2026-12-07T10:01:30Z", "yunpipe launcher demo/change123-s3 schedule: {}"))
     record = status.latest_not_started(reader, FUNCTION, now=now)
     assert record == status.NotStarted("2026-12-07T10:01:00Z", 1, ({"reason": "RESOURCE:MEMORY"},), times=2)
     assert status.render_not_started(record, REGION) == [
@@ -86,6 +95,24 @@ def test_status_finds_the_newest_record_of_tasks_not_started(moto):
     ]
     assert status.latest_not_started(reader, FUNCTION, now=now + 25 * 3600) is None
     assert status.latest_not_started(reader, "no-such-function", now=now) is None
+
+
+def test_status_says_when_tasks_started_after_the_last_failure(moto):
+    reader, now = _log(_starts("2026-12-07T10:00:00Z", 1, 0),
+                       _starts("2026-12-07T10:01:00Z", 0, 1, "Capacity is unavailable at this time."),
+                       _starts("2026-12-07T10:02:00Z", 1, 0))
+    record = status.latest_not_started(reader, FUNCTION, now=now)
+    assert record.started_since == "2026-12-07T10:02:00Z"
+    assert status.render_not_started(record, REGION) == [
+        "  1 task(s) not started at 2026-12-07T10:01:00Z:",
+        "    Capacity is unavailable at this time.",
+        "    tasks have started since, at 2026-12-07T10:02:00Z",
+    ]
+
+
+def test_status_says_nothing_of_a_launcher_whose_tasks_all_started(moto):
+    reader, now = _log(_starts("2026-12-07T10:00:00Z", 2, 0), _starts("2026-12-07T10:01:00Z", 1, 0))
+    assert status.latest_not_started(reader, FUNCTION, now=now) is None
 
 
 @pytest.mark.parametrize("reason, fix", [

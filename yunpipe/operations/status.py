@@ -8,20 +8,18 @@ from dataclasses import dataclass
 
 from yunpipe.aws.reader import NOT_FOUND, Reader
 from yunpipe.engine.state import PipelineSummary
-from yunpipe.runtime.contract import NOT_STARTED_MARKER, read_not_started_line
+from yunpipe.runtime.contract import TASK_STARTS_MARKER, read_task_starts_line
 
-# How far back status looks for the launcher's "tasks not started" lines. A step that stays
-# stalled fails again on every scheduled top-up, so its newest line is recent.
+# How far back status looks in the launchers' task-start lines. A step that stays stalled
+# fails again on every scheduled top-up, so its newest line is recent.
 NOT_STARTED_WINDOW_HOURS = 24
+_VCPU_QUOTA = ("the account's Fargate vCPU quota is used up: ask for a Service Quotas increase of \"Fargate "
+               "On-Demand vCPU resource count\" in {region}, or lower the steps' concurrency or cpu")
 # What to do about the reasons ECS gives most often in new accounts (the first match applies;
 # matched case-insensitively within the reason or its detail).
 NOT_STARTED_FIXES = (
-    ("cpu configuration is above your limit",
-     "the account's Fargate vCPU quota is used up: ask for a Service Quotas increase of \"Fargate On-Demand "
-     "vCPU resource count\" in {region}, or lower the steps' concurrency or cpu"),
-    ("limit on the number of vcpus",
-     "the account's Fargate vCPU quota is used up: ask for a Service Quotas increase of \"Fargate On-Demand "
-     "vCPU resource count\" in {region}, or lower the steps' concurrency or cpu"),
+    ("cpu configuration is above your limit", _VCPU_QUOTA),
+    ("limit on the number of vcpus", _VCPU_QUOTA),
     ("limit on the number of tasks you can run concurrently",
      "a new account cannot run Fargate tasks until AWS has verified it: contact AWS Support; in an older "
      "account, ask for a Service Quotas increase of the Fargate vCPU quota in {region}"),
@@ -38,11 +36,13 @@ NOT_STARTED_FIXES = (
 @dataclass(frozen=True)
 class NotStarted:
     """The launcher's newest record of tasks it could not start: when (ISO 8601, UTC), how many,
-    ECS's failures (reason, detail, arn), and how many such records the window holds."""
+    ECS's failures (reason, detail, arn), how many such records the window holds, and when tasks
+    last started after it ("" while none has)."""
     at: str
     not_started: int
     failures: tuple[dict, ...]
     times: int = 1
+    started_since: str = ""
 
 
 @dataclass(frozen=True)
@@ -100,19 +100,22 @@ def latest_failures(reader: Reader, summary: PipelineSummary, step: str, count: 
 
 
 def latest_not_started(reader: Reader, function: str, now: float | None = None) -> NotStarted | None:
-    """The newest "tasks not started" line of a step's launcher (runtime contract:
-    contract.not_started_line) within NOT_STARTED_WINDOW_HOURS, from the launcher's CloudWatch
-    Logs: the launcher records it there so that its role needs no more than its own log writes."""
+    """The newest record of tasks a step's launcher could not start (runtime contract:
+    contract.task_starts_line) within NOT_STARTED_WINDOW_HOURS, read from the launcher's CloudWatch
+    Logs (the launcher writes it there so that its role needs no more than its own log writes);
+    None when there is none."""
     start = int(((time.time() if now is None else now) - NOT_STARTED_WINDOW_HOURS * 3600) * 1000)
     events = reader.pages("logs", "filter_log_events", "events", NOT_FOUND, logGroupName=f"/aws/lambda/{function}",
-                          startTime=start, filterPattern=f'"{NOT_STARTED_MARKER}"')
+                          startTime=start, filterPattern=f'"{TASK_STARTS_MARKER}"')
     records = [record for event in sorted(events, key=lambda e: e["timestamp"])
-               if (record := read_not_started_line(event["message"])) is not None]
-    if not records:
+               if (record := read_task_starts_line(event["message"])) is not None]
+    failed = [index for index, r in enumerate(records) if r.get("not_started") or r.get("failures")]
+    if not failed:
         return None
-    newest = records[-1]
+    newest = records[failed[-1]]
+    since = next((str(r.get("at", "")) for r in reversed(records[failed[-1] + 1:]) if r.get("started")), "")
     return NotStarted(str(newest.get("at", "")), int(newest.get("not_started", 0)),
-                      tuple(newest.get("failures") or ()), len(records))
+                      tuple(newest.get("failures") or ()), len(failed), since)
 
 
 def not_started_fix(failure: dict, region: str) -> str:
@@ -131,8 +134,10 @@ def render_not_started(record: NotStarted, region: str) -> list[str]:
     for reason, failure in reasons.items():
         lines.append(f"    {reason or 'no reason given'}")
         fix = not_started_fix(failure, region)
-        if fix:
+        if fix and not record.started_since:
             lines.append(f"      fix: {fix}")
+    if record.started_since:
+        lines.append(f"    tasks have started since, at {record.started_since}")
     return lines
 
 

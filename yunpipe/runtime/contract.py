@@ -342,30 +342,30 @@ class LauncherConfig:
         }
 
 
-# --------------------------------------------------------------------------- tasks not started
-# When RunTask leaves a step's tasks unstarted (ECS's `failures`, or an error), the launcher
-# writes one line to its own CloudWatch Logs: this marker, then JSON. `yunpipe status` finds the
-# newest with FilterLogEvents (a quoted-term filter on the marker), so the launcher needs no
-# permission beyond the log writes it has, and status no server.
-NOT_STARTED_MARKER = "yunpipe-tasks-not-started"
+# --------------------------------------------------------------------------- task starts
+# Each time the launcher asks RunTask for tasks it writes one line to its own CloudWatch Logs:
+# this marker, then JSON saying how many started, how many did not, and ECS's reasons. `yunpipe
+# status` reads them back with FilterLogEvents (a quoted-term filter on the marker).
+TASK_STARTS_MARKER = "yunpipe-task-starts"
 
 
-def not_started_line(pipeline: str, step: str, at: str, not_started: int, failures: Iterable[Mapping[str, Any]]) -> str:
-    """The log line: `at` is when RunTask last failed (ISO 8601, UTC); `failures` ECS's reasons
-    (reason, detail, arn)."""
-    record = {"pipeline": pipeline, "step": step, "at": at, "not_started": not_started,
+def task_starts_line(pipeline: str, step: str, at: str, started: int, not_started: int,
+                     failures: Iterable[Mapping[str, Any]]) -> str:
+    """The log line: `at` is when (ISO 8601, UTC); `failures` ECS's reasons (reason, detail, arn)
+    for the tasks not started, or the error that stopped the launcher starting any."""
+    record = {"pipeline": pipeline, "step": step, "at": at, "started": started, "not_started": not_started,
               "failures": [dict(failure) for failure in failures]}
-    return f"{NOT_STARTED_MARKER} {json.dumps(record, sort_keys=True)}"
+    return f"{TASK_STARTS_MARKER} {json.dumps(record, sort_keys=True)}"
 
 
-def read_not_started_line(message: str) -> dict[str, Any] | None:
+def read_task_starts_line(message: str) -> dict[str, Any] | None:
     """The record of a log event's message (the runtime's prefix before the marker is skipped),
     or None when the message holds none."""
-    start = message.find(NOT_STARTED_MARKER + " ")
+    start = message.find(TASK_STARTS_MARKER + " ")
     if start < 0:
         return None
     try:
-        record, _ = json.JSONDecoder().raw_decode(message[start + len(NOT_STARTED_MARKER) + 1:])
+        record, _ = json.JSONDecoder().raw_decode(message[start + len(TASK_STARTS_MARKER) + 1:])
     except ValueError:
         return None
     return record if isinstance(record, dict) else None
