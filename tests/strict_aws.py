@@ -69,6 +69,7 @@ import functools
 import inspect
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -233,6 +234,7 @@ class StrictAws:
     _providers_deleted: dict[tuple[str, str, str], float] = field(default_factory=dict)
     _profiles_created: dict[tuple[str, str], float] = field(default_factory=dict)
     _receipts: dict[str, float] = field(default_factory=dict)
+    _run_task_failures: threading.local = field(default_factory=threading.local)
 
     def refuse(self, rule: str, detail: str) -> None:
         self.refusals.append(Refusal(rule, detail))
@@ -564,21 +566,33 @@ class StrictAws:
         what is in place when it is entered, so other layers over the same calls stay."""
         layer = self
         group_signature = inspect.signature(AutoScalingBackend.create_auto_scaling_group)
+        run_task_signature = inspect.signature(EC2ContainerServiceBackend.run_task)
 
-        def run_task(response):
-            """moto's response to RunTask, with the failures of the tasks that cannot start."""
-            get = response._get_param
-            count = response._get_int_param("count", 1)
-            strategy = get("capacityProviderStrategy") or []
-            failures = layer.task_failures(response.ecs_backend, get("taskDefinition"), get("launchType"), strategy,
-                                           count)
-            tasks = []
-            if count > len(failures):
-                tasks = response.ecs_backend.run_task(
-                    get("cluster", "default"), get("taskDefinition"), count - len(failures), get("overrides"),
-                    get("startedBy"), get("tags"), get("launchType"), get("networkConfiguration"), get("group"),
-                    get("platformVersion"), strategy)
-            return ActionResult({"tasks": tasks, "failures": failures})
+        def run_task(original):
+            """Starts only the tasks that can start; keeps ECS's failures of the others for the response."""
+            @functools.wraps(original)  # keeps the signature for layers over it
+            def run(backend, *args, **kwargs):
+                bound = run_task_signature.bind(backend, *args, **kwargs)
+                arguments = bound.arguments
+                failures = layer.task_failures(backend, arguments["task_definition_str"], arguments.get("launch_type"),
+                                               arguments.get("capacity_provider_strategy") or [], arguments["count"])
+                layer._run_task_failures.failures = failures
+                if len(failures) >= arguments["count"]:
+                    return []
+                arguments["count"] -= len(failures)
+                return original(*bound.args, **bound.kwargs)
+            return run
+
+        def run_task_response(original):
+            """moto's RunTask response always says "failures": []; this adds the layer's."""
+            def respond(response):
+                layer._run_task_failures.failures = []
+                result = original(response)
+                failures = layer._run_task_failures.failures
+                if not failures:
+                    return result
+                return ActionResult({**result.result, "failures": [*result.result["failures"], *failures]})
+            return respond
 
         def create_auto_scaling_group(original):
             def create(backend, *args, **kwargs):
@@ -587,6 +601,17 @@ class StrictAws:
                                         bound.get("vpc_zone_identifier") or "")
                 return original(backend, *args, **kwargs)
             return create
+
+        return [
+            _wrapping(EC2ContainerServiceBackend, "run_task", run_task),
+            _wrapping(EC2ContainerServiceResponse, "run_task", run_task_response),
+            _wrapping(AutoScalingBackend, "create_auto_scaling_group", create_auto_scaling_group),
+            *self._visibility_patches(),
+        ]
+
+    def _visibility_patches(self) -> list[Any]:
+        """SQS's 12 h: when each receipt handle was given, and the extensions asked of it."""
+        layer = self
 
         def receive_message(original):
             def receive(backend, *args, **kwargs):
@@ -603,8 +628,6 @@ class StrictAws:
             return change
 
         return [
-            _wrapping(EC2ContainerServiceResponse, "run_task", lambda _original: run_task),
-            _wrapping(AutoScalingBackend, "create_auto_scaling_group", create_auto_scaling_group),
             _wrapping(SQSBackend, "receive_message", receive_message),
             _wrapping(SQSBackend, "change_message_visibility", change_message_visibility),
         ]
