@@ -33,6 +33,31 @@ and message AWS gives:
   was created less than `instance_profile_propagation_seconds` ago ("Invalid IAM Instance Profile
   name": eksctl#8039 saw 34 s, terraform-provider-aws#4769).
 
+- Starting tasks and holding messages (issue 20, items 4, 5, 9, 10):
+  - ECS RunTask answers `failures`, starting only what fits, with "The requested CPU configuration is
+    above your limit" when the account's Fargate on-demand vCPUs in use would pass `fargate_vcpu_limit`
+    (None: no limit; dask/dask-cloudprovider#299 shows the whole response), and, with
+    `unverified_account`, with "You've reached the limit on the number of tasks you can run
+    concurrently" for every Fargate task: a new account is blocked from Fargate until AWS has
+    verified it (aws/copilot-cli#3064, whose maintainer says so; the same reason in
+    wellcomecollection/platform#3875). A task on an EC2 capacity provider whose instance type
+    lacks its memory (what ECS registers: `ecs_registered_memory_percent` of the installed memory,
+    "Reserving Amazon ECS Linux container instance memory": an m4.large's 8192 MiB register as 7985)
+    or its GPUs fails with "RESOURCE:MEMORY" or "RESOURCE:GPU" (ECS Developer Guide, "API failure
+    reasons"; with managed scaling ECS may also accept such a task and stop it with
+    "TaskFailedToStart: RESOURCE:MEMORY", which this layer does not model).
+  - Auto Scaling: CreateAutoScalingGroup with a subnet in an Availability Zone that does not offer
+    the launch template's instance type (moto's DescribeInstanceTypeOfferings) answers EC2's
+    "Your requested instance type (X) is not supported in your requested Availability Zone (Y).
+    Please retry your request by not specifying an Availability Zone or choosing ...". AWS accepts
+    the group and fails its launches there (terraform-provider-aws#26377, RunInstances' Unsupported);
+    moto launches a group's instances in its first subnet only, so the layer refuses at creation.
+  - SQS: ChangeMessageVisibility that would keep a message invisible beyond 43,200 s from the receive
+    that gave its receipt handle, on the clock: "Value N for parameter VisibilityTimeout is invalid.
+    Reason: Total VisibilityTimeout for the message is beyond the limit [43200 seconds]"
+    (InvalidParameterValue; localstack/localstack#3956 quotes AWS, moto has the same text counted
+    from the send; SQS Developer Guide, "Amazon SQS visibility timeout").
+
 Time comes from a `Clock`: real by default; `Clock(manual=True)` only moves when something
 sleeps on it, so a test can wait out AWS's 60 s without waiting.
 """
@@ -44,6 +69,7 @@ import functools
 import inspect
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -61,11 +87,12 @@ from moto.core.botocore_stubber import MockRawResponse
 from moto.ec2.models import ec2_backends
 from moto.ecs.exceptions import EcsClientException, InvalidParameterException
 from moto.ecs.models import EC2ContainerServiceBackend, Task
+from moto.ecs.responses import ActionResult, EC2ContainerServiceResponse
 from moto.iam.exceptions import InvalidInput
 from moto.iam.models import IAMBackend, iam_backends
 from moto.s3.exceptions import S3ClientError
 from moto.s3.models import S3Backend
-from moto.sqs.exceptions import SQSException
+from moto.sqs.exceptions import InvalidParameterValue, SQSException
 from moto.sqs.models import SQSBackend, sqs_backends
 
 AMBIGUOUS = ("Configuration is ambiguously defined. Cannot have overlapping suffixes in two rules if the prefixes "
@@ -77,6 +104,10 @@ QUEUE_DELETED_RECENTLY = ("You must wait 60 seconds after deleting a queue befor
 MIN_UNRESERVED = 100
 ECS_ROLE_MISSING = "ECS Service Linked Role does not exist. Please create a Service linked role for ECS and try again."
 ECS_ROLE_NOT_ASSUMABLE = "Unable to assume the service linked role. Please verify that the ECS service linked role exists."
+CPU_ABOVE_LIMIT = "The requested CPU configuration is above your limit"
+TASKS_LIMIT = ("You've reached the limit on the number of tasks you can run concurrently. For more information, see "
+               "the Troubleshooting section of the Amazon ECS Developer Guide.")
+MAX_VISIBILITY = 43200
 PROVIDER_EXISTS = ("The specified capacity provider already exists. To change the configuration of an existing capacity "
                    "provider, update the capacity provider.")
 
@@ -192,12 +223,18 @@ class StrictAws:
     permission_propagation_seconds: float = 5.0
     capacity_provider_reuse_seconds: float = 30.0
     instance_profile_propagation_seconds: float = 30.0
+    # Starting tasks (issue 20, items 4, 5, 10): see _placement_patches.
+    fargate_vcpu_limit: float | None = None
+    unverified_account: bool = False
+    ecs_registered_memory_percent: float = 97.5
     refusals: list[Refusal] = field(default_factory=list)
     _roles_created: dict[str, float] = field(default_factory=dict)
     _queues_deleted: dict[tuple[str, str, str], float] = field(default_factory=dict)
     _permissions_added: dict[tuple[str, str, str], float] = field(default_factory=dict)
     _providers_deleted: dict[tuple[str, str, str], float] = field(default_factory=dict)
     _profiles_created: dict[tuple[str, str], float] = field(default_factory=dict)
+    _receipts: dict[str, float] = field(default_factory=dict)
+    _run_task_failures: threading.local = field(default_factory=threading.local)
 
     def refuse(self, rule: str, detail: str) -> None:
         self.refusals.append(Refusal(rule, detail))
@@ -365,6 +402,7 @@ class StrictAws:
             *self._storage_patches(),
             *self._settling_patches(),
             *self._ecs_patches(),
+            *self._placement_patches(),
             # moto's own rule for reserved concurrency (awslambda/models.py put_function_concurrency).
             mock.patch.dict(os.environ, {"MOTO_LAMBDA_CONCURRENCY_QUOTA": str(self.lambda_concurrency_limit)}),
         ]
@@ -518,3 +556,173 @@ class StrictAws:
                                  "UnreservedConcurrentExecutions": self.lambda_concurrency_limit - reserved},
                 "AccountUsage": {"FunctionCount": len(backend.list_functions())}}
         return AWSResponse(request.url, 200, {"Content-Type": "application/json"}, MockRawResponse(json.dumps(body)))
+
+    # ------------------------------------------------------------------ starting tasks, holding messages
+    # Issue 20, items 4, 5, 9, 10 (the module docstring says each rule's source).
+
+    def _placement_patches(self) -> list[Any]:
+        """RunTask's failures (Fargate vCPU limit, an unverified account, an instance type too
+        small), Auto Scaling groups in zones without their instance type, SQS's 12 h. Each wraps
+        what is in place when it is entered, so other layers over the same calls stay."""
+        layer = self
+        group_signature = inspect.signature(AutoScalingBackend.create_auto_scaling_group)
+        run_task_signature = inspect.signature(EC2ContainerServiceBackend.run_task)
+
+        def run_task(original):
+            """Starts only the tasks that can start; keeps ECS's failures of the others for the response."""
+            @functools.wraps(original)  # keeps the signature for layers over it
+            def run(backend, *args, **kwargs):
+                bound = run_task_signature.bind(backend, *args, **kwargs)
+                arguments = bound.arguments
+                failures = layer.task_failures(backend, arguments["task_definition_str"], arguments.get("launch_type"),
+                                               arguments.get("capacity_provider_strategy") or [], arguments["count"])
+                layer._run_task_failures.failures = failures
+                if len(failures) >= arguments["count"]:
+                    return []
+                arguments["count"] -= len(failures)
+                return original(*bound.args, **bound.kwargs)
+            return run
+
+        def run_task_response(original):
+            """moto's RunTask response always says "failures": []; this adds the layer's."""
+            def respond(response):
+                layer._run_task_failures.failures = []
+                result = original(response)
+                failures = layer._run_task_failures.failures
+                if not failures:
+                    return result
+                return ActionResult({**result.result, "failures": [*result.result["failures"], *failures]})
+            return respond
+
+        def create_auto_scaling_group(original):
+            def create(backend, *args, **kwargs):
+                bound = group_signature.bind(backend, *args, **kwargs).arguments
+                layer.check_group_zones(backend, bound["name"], bound.get("launch_template") or {},
+                                        bound.get("vpc_zone_identifier") or "")
+                return original(backend, *args, **kwargs)
+            return create
+
+        return [
+            _wrapping(EC2ContainerServiceBackend, "run_task", run_task),
+            _wrapping(EC2ContainerServiceResponse, "run_task", run_task_response),
+            _wrapping(AutoScalingBackend, "create_auto_scaling_group", create_auto_scaling_group),
+            *self._visibility_patches(),
+        ]
+
+    def _visibility_patches(self) -> list[Any]:
+        """SQS's 12 h: when each receipt handle was given, and the extensions asked of it."""
+        layer = self
+
+        def receive_message(original):
+            def receive(backend, *args, **kwargs):
+                messages = original(backend, *args, **kwargs)
+                for message in messages:
+                    layer._receipts[message.receipt_handle] = layer.clock.time()
+                return messages
+            return receive
+
+        def change_message_visibility(original):
+            def change(backend, queue_name, receipt_handle, visibility_timeout):
+                layer.check_visibility(receipt_handle, int(visibility_timeout))
+                return original(backend, queue_name, receipt_handle, visibility_timeout)
+            return change
+
+        return [
+            _wrapping(SQSBackend, "receive_message", receive_message),
+            _wrapping(SQSBackend, "change_message_visibility", change_message_visibility),
+        ]
+
+    def task_failures(self, backend, task_definition: str, launch_type: str | None, strategy: list[dict],
+                      count: int) -> list[dict]:
+        """ECS's failures for the tasks of a RunTask that cannot start (none: every one starts)."""
+        try:
+            definition = backend.describe_task_definition(task_definition)
+        except Exception:  # noqa: BLE001 - an unknown definition: moto answers as it does
+            return []
+        provider = strategy[0]["capacityProvider"] if strategy else ""
+        if provider in ("FARGATE", "FARGATE_SPOT") or (not provider and (launch_type or "EC2") == "FARGATE"):
+            return self._fargate_failures(backend, definition, provider, count)
+        if provider:
+            return self._instance_failures(backend, definition, provider, count)
+        return []
+
+    def _fargate_failures(self, backend, definition, provider: str, count: int) -> list[dict]:
+        if self.unverified_account:
+            self.refuse("ecs-fargate-unverified-account", definition.family)
+            return [{"reason": TASKS_LIMIT}] * count
+        if self.fargate_vcpu_limit is None or provider == "FARGATE_SPOT":
+            return []
+        vcpus = int(definition.cpu or 0) / 1024
+        room = self.fargate_vcpu_limit - self.fargate_vcpus_in_use(backend)
+        fit = max(0, min(count, int(room // vcpus) if vcpus else count))
+        if fit < count:
+            self.refuse("ecs-fargate-vcpu-limit", f"{definition.family}: {count - fit} of {count}")
+        return [{"reason": CPU_ABOVE_LIMIT}] * (count - fit)
+
+    def fargate_vcpus_in_use(self, backend) -> float:
+        """The vCPUs of the account's Fargate on-demand tasks that are not stopped, in the region."""
+        total = 0.0
+        for tasks in backend.tasks.values():
+            for task in tasks.values():
+                on_demand = task.capacity_provider_name == "FARGATE" or (
+                    task.launch_type == "FARGATE" and task.capacity_provider_name in (None, "", "FARGATE"))
+                if on_demand and task.desired_status != "STOPPED":
+                    total += int(backend.describe_task_definition(task.task_definition_arn).cpu or 0) / 1024
+        return total
+
+    def _instance_failures(self, backend, definition, provider_name: str, count: int) -> list[dict]:
+        """RESOURCE:MEMORY or RESOURCE:GPU when one instance of the provider's type is too small."""
+        provider = backend._get_provider(provider_name)
+        groups = autoscaling_backends[backend.account_id][backend.region_name].autoscaling_groups
+        arn = (provider.auto_scaling_group_provider or {}).get("autoScalingGroupArn", "") if provider else ""
+        group = next((g for name, g in groups.items() if arn in (name, g.arn)), None)
+        template = group.ec2_launch_template if group is not None else None
+        kind = template.latest_version().data.get("InstanceType") if template is not None else None
+        if not kind:
+            return []
+        [info] = ec2_backends[backend.account_id][backend.region_name].describe_instance_types([kind])
+        registered = int(info["MemoryInfo"]["SizeInMiB"] * self.ecs_registered_memory_percent / 100)
+        gpus = sum(g.get("Count", 0) for g in (info.get("GpuInfo") or {}).get("Gpus", []))
+        containers = definition.container_definitions
+        memory = int(definition.memory or sum(int(c.get("memory") or c.get("memoryReservation") or 0)
+                                              for c in containers))
+        wanted_gpus = sum(int(r["value"]) for c in containers for r in c.get("resourceRequirements") or []
+                          if r.get("type") == "GPU")
+        reason = "RESOURCE:MEMORY" if memory > registered else "RESOURCE:GPU" if wanted_gpus > gpus else ""
+        if not reason:
+            return []
+        self.refuse("ecs-instance-too-small", f"{definition.family} on {kind}: {reason}")
+        return [{"arn": provider.capacity_provider_arn, "reason": reason}] * count
+
+    def check_group_zones(self, backend, group: str, template: dict, subnets: str) -> None:
+        ec2 = ec2_backends[backend.account_id][backend.region_name]
+        found = ec2.launch_templates.get(template.get("LaunchTemplateId")
+                                         or ec2.launch_template_name_to_ids.get(template.get("LaunchTemplateName")))
+        kind = found.latest_version().data.get("InstanceType") if found is not None else None
+        if not kind or not subnets:
+            return
+        offered = sorted(o["Location"] for o in ec2.describe_instance_type_offerings(
+            "availability-zone", {"instance-type": [kind]}))
+        for subnet in subnets.split(","):
+            zone = ec2.get_subnet(subnet.strip()).availability_zone
+            if zone not in offered:
+                self.refuse("autoscaling-instance-type-not-in-zone", f"{group}: {kind} in {zone}")
+                raise ValidationError(
+                    f"You must use a valid fully-formed launch template. Your requested instance type ({kind}) is "
+                    f"not supported in your requested Availability Zone ({zone}). Please retry your request by not "
+                    f"specifying an Availability Zone or choosing {', '.join(offered)}.")
+
+    def check_visibility(self, receipt_handle: str, visibility: int) -> None:
+        received = self._receipts.get(receipt_handle)
+        if received is not None and self.clock.time() - received + visibility > MAX_VISIBILITY:
+            self.refuse("sqs-visibility-beyond-12h", f"{visibility} s at {self.clock.time() - received:.0f} s")
+            raise InvalidParameterValue(
+                f"Value {visibility} for parameter VisibilityTimeout is invalid. Reason: Total VisibilityTimeout for "
+                f"the message is beyond the limit [{MAX_VISIBILITY} seconds]")
+
+
+@contextlib.contextmanager
+def _wrapping(owner: Any, name: str, wrap: Any) -> Iterator[None]:
+    """owner.name replaced by wrap(what it is on entry), restored on exit."""
+    with mock.patch.object(owner, name, wrap(getattr(owner, name))):
+        yield

@@ -351,7 +351,8 @@ def test_each_trigger_is_named_in_the_summary_line(step, caplog, event, trigger)
     with caplog.at_level(logging.INFO, logger="yunpipe.launcher"):
         summary = launcher.handler(event, None)
 
-    [line] = [r.getMessage() for r in caplog.records if r.name == "yunpipe.launcher"]
+    [line] = [r.getMessage() for r in caplog.records if r.name == "yunpipe.launcher"
+              and not r.getMessage().startswith(contract.TASK_STARTS_MARKER)]
     assert line.startswith(f"yunpipe launcher demo/step1 {trigger}: ")
     # A scheduled event comes through EventBridge too, but only tops up workers.
     assert summary["enqueued"] == (0 if trigger == "schedule" else 1)
@@ -595,7 +596,10 @@ def test_capacity_failures_are_retried_with_backoff_then_reported_without_raisin
     assert {f["reason"] for f in summary["failures"]} == {"RESOURCE:MEMORY"}
     assert len(calls) == 1 + CAPACITY_RETRIES
     assert sleeps == [0.5, 1.0, 2.0]
-    assert any(r.levelno == logging.WARNING and "RESOURCE:MEMORY" in r.getMessage() for r in caplog.records)
+    # One line for `yunpipe status`: how many tasks did not start, why, and when.
+    [record] = [contract.read_task_starts_line(r.getMessage()) for r in caplog.records if r.levelno == logging.WARNING]
+    assert (record["pipeline"], record["step"], record["started"], record["not_started"]) == ("demo", "step1", 0, 2)
+    assert {f["reason"] for f in record["failures"]} == {"RESOURCE:MEMORY"} and record["at"].endswith("Z")
     assert len(queued_bodies(step)) == 2
 
 
@@ -655,24 +659,29 @@ def test_throttled_run_task_is_retried_by_botocore_standard_mode(step):
     assert len(attempts) == 2
 
 
-def test_api_error_while_topping_up_is_reported_and_messages_stay_queued(step, monkeypatch):
+def test_api_error_while_topping_up_is_reported_and_messages_stay_queued(step, monkeypatch, caplog):
     monkeypatch.setenv("YUNPIPE_CLUSTER", "no-such-cluster")
 
-    summary = launcher.handler(s3_event(s3_record("a.txt")), None)
-
-    assert summary["enqueued"] == 1 and summary["started"] == 0
-    assert summary["failures"][0]["reason"] == "ClusterNotFoundException"
-    assert len(queued_bodies(step)) == 1
-
-
-def test_handler_logs_one_summary_line(step, caplog):
     with caplog.at_level(logging.INFO, logger="yunpipe.launcher"):
         summary = launcher.handler(s3_event(s3_record("a.txt")), None)
 
-    lines = [r.getMessage() for r in caplog.records if r.name == "yunpipe.launcher"]
-    assert len(lines) == 1
-    assert lines[0].startswith("yunpipe launcher demo/step1 s3: ")
-    assert json.loads(lines[0].split(": ", 1)[1]) == summary
+    assert summary["enqueued"] == 1 and summary["started"] == 0
+    assert summary["failures"][0]["reason"] == "ClusterNotFoundException"
+    [record] = [r for m in caplog.messages if (r := contract.read_task_starts_line(m))]
+    assert record["failures"][0]["reason"] == "ClusterNotFoundException"
+    assert len(queued_bodies(step)) == 1
+
+
+def test_handler_logs_one_summary_line_and_one_line_of_task_starts(step, caplog):
+    with caplog.at_level(logging.INFO, logger="yunpipe.launcher"):
+        summary = launcher.handler(s3_event(s3_record("a.txt")), None)
+
+    starts, line = [r.getMessage() for r in caplog.records if r.name == "yunpipe.launcher"]
+    assert line.startswith("yunpipe launcher demo/step1 s3: ")
+    assert json.loads(line.split(": ", 1)[1]) == summary
+    # What `yunpipe status` reads: every task asked for started.
+    record = contract.read_task_starts_line(starts)
+    assert (record["started"], record["not_started"], record["failures"]) == (1, 0, [])
 
 
 # --- RunTask parameters and configuration ------------------------------------

@@ -262,3 +262,113 @@ def test_auto_scaling_refuses_a_launch_template_whose_instance_profile_is_new(mo
         VPCZoneIdentifier=client("ec2").describe_subnets()["Subnets"][0]["SubnetId"],
         LaunchTemplate={"LaunchTemplateName": "g-lt", "Version": "$Latest"})
     assert moto.rules_fired() == {"autoscaling-instance-profile-not-valid-yet"}
+
+
+# Issue 20, items 4, 5, 9, 10: starting tasks and holding messages.
+
+def _fargate_task(cpu="1024", memory="2048") -> str:
+    return client("ecs").register_task_definition(
+        family=f"f{cpu}", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu=cpu, memory=memory,
+        containerDefinitions=[{"name": "main", "image": "image", "memory": int(memory)}])["taskDefinition"]["taskDefinitionArn"]
+
+
+def _run(task_definition, count=1, **params):
+    ec2 = client("ec2")
+    network = {"subnets": [ec2.describe_subnets()["Subnets"][0]["SubnetId"]],
+               "securityGroups": [ec2.describe_security_groups()["SecurityGroups"][0]["GroupId"]]}
+    return client("ecs").run_task(cluster="c", taskDefinition=task_definition, count=count, launchType="FARGATE",
+                                  networkConfiguration={"awsvpcConfiguration": network}, **params)
+
+
+def test_fargate_starts_tasks_only_within_the_accounts_vcpu_limit(moto):
+    moto.fargate_vcpu_limit = 3
+    client("ecs").create_cluster(clusterName="c")
+    two_vcpus, one_vcpu = _fargate_task("2048", "4096"), _fargate_task("1024", "2048")
+    response = _run(one_vcpu, count=2)
+    assert len(response["tasks"]) == 2 and response["failures"] == []
+    response = _run(two_vcpus, count=1)
+    assert response["tasks"] == []
+    assert response["failures"] == [{"reason": "The requested CPU configuration is above your limit"}]
+    response = _run(one_vcpu, count=3)
+    assert len(response["tasks"]) == 1 and len(response["failures"]) == 2
+    # A stopped task gives its vCPUs back.
+    ecs = client("ecs")
+    for arn in ecs.list_tasks(cluster="c")["taskArns"][:2]:
+        ecs.stop_task(cluster="c", task=arn)
+    assert len(_run(two_vcpus)["tasks"]) == 1
+    assert moto.rules_fired() == {"ecs-fargate-vcpu-limit"}
+
+
+def test_an_unverified_account_starts_no_fargate_task(moto):
+    moto.unverified_account = True
+    client("ecs").create_cluster(clusterName="c")
+    response = _run(_fargate_task(), count=2)
+    assert response["tasks"] == []
+    assert [f["reason"] for f in response["failures"]] == [
+        "You've reached the limit on the number of tasks you can run concurrently. For more information, see the "
+        "Troubleshooting section of the Amazon ECS Developer Guide."] * 2
+    assert moto.rules_fired() == {"ecs-fargate-unverified-account"}
+
+
+def _instance_provider(strict, instance_type: str) -> None:
+    """A cluster "c" whose capacity provider "p" is an Auto Scaling group of `instance_type`."""
+    client("iam").create_service_linked_role(AWSServiceName="ecs.amazonaws.com")
+    strict.clock.sleep(strict.service_linked_role_propagation_seconds)
+    ec2 = client("ec2")
+    ec2.create_launch_template(LaunchTemplateName="tmpl", LaunchTemplateData={"InstanceType": instance_type})
+    subnet = next(s["SubnetId"] for s in ec2.describe_subnets()["Subnets"] if s["AvailabilityZone"] == "us-east-1a")
+    client("autoscaling").create_auto_scaling_group(AutoScalingGroupName="g", MinSize=0, MaxSize=1,
+                                                    VPCZoneIdentifier=subnet, LaunchTemplate={"LaunchTemplateName": "tmpl"})
+    client("ecs").create_capacity_provider(name="p", autoScalingGroupProvider={"autoScalingGroupArn": "g"})
+    client("ecs").create_cluster(clusterName="c", capacityProviders=["p"])
+
+
+@pytest.mark.parametrize("memory, gpus, reason", [
+    (16384, 1, "RESOURCE:MEMORY"),   # all of a g4dn.xlarge's memory: ECS registers 97.5% of it
+    (15974, 2, "RESOURCE:GPU"),      # it has one GPU
+    (15974, 1, None),
+])
+def test_a_task_bigger_than_its_capacity_providers_instance_type_is_not_placed(moto, memory, gpus, reason):
+    _instance_provider(moto, "g4dn.xlarge")
+    ecs = client("ecs")
+    arn = ecs.register_task_definition(family="gpu", requiresCompatibilities=["EC2"], networkMode="bridge",
+                                       memory=str(memory), containerDefinitions=[{
+                                           "name": "main", "image": "image", "memory": memory,
+                                           "resourceRequirements": [{"type": "GPU", "value": str(gpus)}]}],
+                                       )["taskDefinition"]["taskDefinitionArn"]
+    response = ecs.run_task(cluster="c", taskDefinition=arn, capacityProviderStrategy=[{"capacityProvider": "p"}])
+    if reason:
+        assert response["tasks"] == [] and [f["reason"] for f in response["failures"]] == [reason]
+    else:
+        assert len(response["tasks"]) == 1 and response["failures"] == []
+    assert moto.rules_fired() == ({"ecs-instance-too-small"} if reason else set())
+
+
+def test_an_auto_scaling_group_in_a_zone_without_its_instance_type_is_refused(moto):
+    ec2 = client("ec2")
+    ec2.create_launch_template(LaunchTemplateName="tmpl", LaunchTemplateData={"InstanceType": "g4dn.xlarge"})
+    zones = {s["AvailabilityZone"]: s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]}
+    create = lambda *subnets: client("autoscaling").create_auto_scaling_group(  # noqa: E731
+        AutoScalingGroupName="g", MinSize=0, MaxSize=1, VPCZoneIdentifier=",".join(subnets),
+        LaunchTemplate={"LaunchTemplateName": "tmpl"})
+    refused(lambda: create(zones["us-east-1a"], zones["us-east-1e"]), "ValidationError",
+            "Your requested instance type (g4dn.xlarge) is not supported in your requested Availability Zone "
+            "(us-east-1e). Please retry your request by not specifying an Availability Zone or choosing us-east-1a, "
+            "us-east-1b, us-east-1c, us-east-1d, us-east-1f.")
+    create(zones["us-east-1a"], zones["us-east-1f"])
+    assert moto.rules_fired() == {"autoscaling-instance-type-not-in-zone"}
+
+
+def test_a_message_stays_invisible_at_most_12_hours_from_its_receive(moto):
+    sqs = client("sqs")
+    url = sqs.create_queue(QueueName="long")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="job")
+    [message] = sqs.receive_message(QueueUrl=url, VisibilityTimeout=600)["Messages"]
+    change = lambda seconds: sqs.change_message_visibility(  # noqa: E731
+        QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=seconds)
+    moto.clock.sleep(40000)
+    change(3200)  # 43,200 s in all
+    refused(lambda: change(3201), "InvalidParameterValue",
+            "Value 3201 for parameter VisibilityTimeout is invalid. Reason: Total VisibilityTimeout for the message "
+            "is beyond the limit [43200 seconds]")
+    assert moto.rules_fired() == {"sqs-visibility-beyond-12h"}

@@ -1,11 +1,48 @@
 """What a deployed pipeline is doing, as data: per step, messages waiting, in flight and dead,
-tasks running, and the newest failure reports. `yunpipe status` prints it; the demo polls it.
+tasks running, the newest failure reports, and why its launcher last could not start tasks.
+`yunpipe status` prints it; the demo polls it.
 """
 import json
+import time
 from dataclasses import dataclass
 
-from yunpipe.aws.reader import Reader
+from yunpipe.aws.reader import NOT_FOUND, Reader
 from yunpipe.engine.state import PipelineSummary
+from yunpipe.runtime.contract import TASK_STARTS_MARKER, read_task_starts_line
+
+# How far back status looks in the launchers' task-start lines. A step that stays stalled
+# fails again on every scheduled top-up, so its newest line is recent.
+NOT_STARTED_WINDOW_HOURS = 24
+_VCPU_QUOTA = ("the account's Fargate vCPU quota is used up: ask for a Service Quotas increase of \"Fargate "
+               "On-Demand vCPU resource count\" in {region}, or lower the steps' concurrency or cpu")
+# What to do about the reasons ECS gives most often in new accounts (the first match applies;
+# matched case-insensitively within the reason or its detail).
+NOT_STARTED_FIXES = (
+    ("cpu configuration is above your limit", _VCPU_QUOTA),
+    ("limit on the number of vcpus", _VCPU_QUOTA),
+    ("limit on the number of tasks you can run concurrently",
+     "a new account cannot run Fargate tasks until AWS has verified it: contact AWS Support; in an older "
+     "account, ask for a Service Quotas increase of the Fargate vCPU quota in {region}"),
+    ("blocked", "AWS has blocked this account from starting tasks: contact AWS Support"),
+    ("resource:memory",
+     "the step's instance type is too small for the task's memory: pick a larger instance_type or ask for less memory"),
+    ("resource:gpu", "the step's instance type has fewer GPUs than the task asks for: pick an instance type with more"),
+    ("resource:cpu", "the step's instance type has fewer vCPUs than the task asks for: pick a larger instance_type"),
+    ("capacity is unavailable", "AWS has no spare capacity in these zones now; the scheduled top-up retries"),
+    ("accessdenied", "the launcher's role may not do this: run setup-pipe again to restore its policy"),
+)
+
+
+@dataclass(frozen=True)
+class NotStarted:
+    """The launcher's newest record of tasks it could not start: when (ISO 8601, UTC), how many,
+    ECS's failures (reason, detail, arn), how many such records the window holds, and when tasks
+    last started after it ("" while none has)."""
+    at: str
+    not_started: int
+    failures: tuple[dict, ...]
+    times: int = 1
+    started_since: str = ""
 
 
 @dataclass(frozen=True)
@@ -16,6 +53,7 @@ class StepStatus:
     dead: int
     running: int
     failures: tuple[dict, ...] = ()
+    not_started: NotStarted | None = None
 
 
 @dataclass(frozen=True)
@@ -61,7 +99,51 @@ def latest_failures(reader: Reader, summary: PipelineSummary, step: str, count: 
     return tuple(reports)
 
 
+def latest_not_started(reader: Reader, function: str, now: float | None = None) -> NotStarted | None:
+    """The newest record of tasks a step's launcher could not start (runtime contract:
+    contract.task_starts_line) within NOT_STARTED_WINDOW_HOURS, read from the launcher's CloudWatch
+    Logs (the launcher writes it there so that its role needs no more than its own log writes);
+    None when there is none."""
+    start = int(((time.time() if now is None else now) - NOT_STARTED_WINDOW_HOURS * 3600) * 1000)
+    events = reader.pages("logs", "filter_log_events", "events", NOT_FOUND, logGroupName=f"/aws/lambda/{function}",
+                          startTime=start, filterPattern=f'"{TASK_STARTS_MARKER}"')
+    records = [record for event in sorted(events, key=lambda e: e["timestamp"])
+               if (record := read_task_starts_line(event["message"])) is not None]
+    failed = [index for index, r in enumerate(records) if r.get("not_started") or r.get("failures")]
+    if not failed:
+        return None
+    newest = records[failed[-1]]
+    since = next((str(r.get("at", "")) for r in reversed(records[failed[-1] + 1:]) if r.get("started")), "")
+    return NotStarted(str(newest.get("at", "")), int(newest.get("not_started", 0)),
+                      tuple(newest.get("failures") or ()), len(failed), since)
+
+
+def not_started_fix(failure: dict, region: str) -> str:
+    """How to fix a known reason ("" for another)."""
+    text = f"{failure.get('reason', '')} {failure.get('detail', '')}".lower()
+    return next((fix.format(region=region) for known, fix in NOT_STARTED_FIXES if known in text), "")
+
+
+def render_not_started(record: NotStarted, region: str) -> list[str]:
+    count = f"{record.not_started} task(s) " if record.not_started else "tasks "
+    times = f", {record.times} time(s) in the last {NOT_STARTED_WINDOW_HOURS} h" if record.times > 1 else ""
+    lines = [f"  {count}not started at {record.at}{times}:"]
+    reasons: dict[str, dict] = {}
+    for failure in record.failures:
+        reasons.setdefault(f"{failure.get('reason', '')}: {failure.get('detail', '')}".strip(": "), failure)
+    for reason, failure in reasons.items():
+        lines.append(f"    {reason or 'no reason given'}")
+        fix = not_started_fix(failure, region)
+        if fix and not record.started_since:
+            lines.append(f"      fix: {fix}")
+    if record.started_since:
+        lines.append(f"    tasks have started since, at {record.started_since}")
+    return lines
+
+
 def collect(reader: Reader, summary: PipelineSummary, failures: int = 5, count_results: bool = False) -> PipelineStatus:
+    """failures: how many of each step's newest failure reports to read; 0 reads none, nor the
+    launchers' logs (the demo's polling)."""
     steps = []
     for step in summary.steps:
         waiting, in_flight = _queue_counts(reader, step.queue)
@@ -69,7 +151,8 @@ def collect(reader: Reader, summary: PipelineSummary, failures: int = 5, count_r
         running = len(reader.pages("ecs", "list_tasks", "taskArns", ("ClusterNotFoundException",),
                                    cluster=summary.cluster, startedBy=step.started_by, desiredStatus="RUNNING"))
         reports = latest_failures(reader, summary, step.name, failures) if failures else ()
-        steps.append(StepStatus(step.name, waiting, in_flight, dead + dead_in_flight, running, reports))
+        not_started = latest_not_started(reader, step.function) if failures else None
+        steps.append(StepStatus(step.name, waiting, in_flight, dead + dead_in_flight, running, reports, not_started))
     results = None
     if count_results:
         results = len(reader.pages("s3", "list_objects_v2", "Contents", ("NoSuchBucket",), Bucket=summary.output_bucket))
@@ -81,6 +164,8 @@ def render(summary: PipelineSummary, status: PipelineStatus) -> str:
     for step in status.steps:
         lines.append(f"step {step.name}: {step.waiting} waiting, {step.in_flight} in flight, "
                      f"{step.dead} in the dead-letter queue, {step.running} task(s) running")
+        if step.not_started:
+            lines += render_not_started(step.not_started, summary.region)
         for report in step.failures:
             final = " (final try)" if report.get("final") else ""
             exit_code = f" exit {report['exit_code']}" if report.get("exit_code") is not None else ""

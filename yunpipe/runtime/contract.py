@@ -340,3 +340,32 @@ class LauncherConfig:
             "YUNPIPE_CLAIM_BUCKET": self.claim_bucket,
             "YUNPIPE_GATHER": "1" if self.gather else "0",
         }
+
+
+# --------------------------------------------------------------------------- task starts
+# Each time the launcher asks RunTask for tasks it writes one line to its own CloudWatch Logs:
+# this marker, then JSON saying how many started, how many did not, and ECS's reasons. `yunpipe
+# status` reads them back with FilterLogEvents (a quoted-term filter on the marker).
+TASK_STARTS_MARKER = "yunpipe-task-starts"
+
+
+def task_starts_line(pipeline: str, step: str, at: str, started: int, not_started: int,
+                     failures: Iterable[Mapping[str, Any]]) -> str:
+    """The log line: `at` is when (ISO 8601, UTC); `failures` ECS's reasons (reason, detail, arn)
+    for the tasks not started, or the error that stopped the launcher starting any."""
+    record = {"pipeline": pipeline, "step": step, "at": at, "started": started, "not_started": not_started,
+              "failures": [dict(failure) for failure in failures]}
+    return f"{TASK_STARTS_MARKER} {json.dumps(record, sort_keys=True)}"
+
+
+def read_task_starts_line(message: str) -> dict[str, Any] | None:
+    """The record of a log event's message (the runtime's prefix before the marker is skipped),
+    or None when the message holds none."""
+    start = message.find(TASK_STARTS_MARKER + " ")
+    if start < 0:
+        return None
+    try:
+        record, _ = json.JSONDecoder().raw_decode(message[start + len(TASK_STARTS_MARKER) + 1:])
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None

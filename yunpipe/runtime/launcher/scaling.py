@@ -11,7 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..contract import LauncherConfig
 from .clients import Clients
 from .log import LOG
-from .tasks import DESCRIBE_BATCH, count_running_tasks, run_tasks, running_task_arns
+from .tasks import DESCRIBE_BATCH, count_running_tasks, report_task_starts, run_tasks, running_task_arns
 
 # How often per files_per_task waiting files a busy step looks at its backlog (backlog_check_due).
 BACKLOG_CHECKS_PER_TASK = 5
@@ -27,7 +27,7 @@ def top_up_workers(config: LauncherConfig, clients: Clients, just_sent: int, sle
     scheduled run rather than failing the event (a retried event would queue duplicates).
     "started" counts the tasks this launch added and kept (see keep_within_cap).
     """
-    running, stopped = 0, 0
+    running, stopped, wanted = 0, 0, 0
     started: list[str] = []
     try:
         running = count_running_tasks(clients.ecs, config)
@@ -44,13 +44,16 @@ def top_up_workers(config: LauncherConfig, clients: Clients, just_sent: int, sle
         waiting = max(int(attributes.get("ApproximateNumberOfMessages", 0)), just_sent)
         wanted = tasks_wanted(config, waiting, running)
         started, failures = run_tasks(clients.ecs, config, wanted, sleep)
+        if wanted:
+            report_task_starts(config, len(started), wanted - len(started), failures)
         if started:
             stopped = keep_within_cap(clients.ecs, config, started)
     except (ClientError, BotoCoreError) as error:
         LOG.exception("yunpipe launcher %s/%s: could not top up workers", config.pipeline, config.step)
         code = error.response["Error"].get("Code", "") if isinstance(error, ClientError) else type(error).__name__
-        return {"started": len(started) - stopped, "running": running,
-                "failures": [{"reason": code, "detail": str(error)}]}
+        failures = [{"reason": code, "detail": str(error)}]
+        report_task_starts(config, len(started), max(wanted - len(started), 0), failures)
+        return {"started": len(started) - stopped, "running": running, "failures": failures}
     return {"started": len(started) - stopped, "running": running, "failures": failures}
 
 

@@ -1,11 +1,12 @@
 """ECS: the step's running tasks, and RunTask with its capacity retries."""
 from __future__ import annotations
 
+import datetime
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ..contract import LauncherConfig
+from ..contract import LauncherConfig, task_starts_line
 from .log import LOG
 from .sending import BACKOFF_SECONDS, BATCH_SIZE
 
@@ -66,12 +67,25 @@ def run_tasks(ecs: Any, config: LauncherConfig, wanted: int, sleep: Callable[[fl
             for f in response.get("failures", [])
         ] or [{"arn": "", "reason": "SHORTFALL", "detail": f"RunTask started fewer than {count} tasks"}]
         if retries == CAPACITY_RETRIES:
-            LOG.warning(
-                "yunpipe launcher %s/%s: %d task(s) not started, left to the scheduled run: %s",
-                config.pipeline, config.step, wanted - len(arns), json.dumps(failures),
-            )
             return arns, failures
         LOG.info("yunpipe launcher %s/%s: RunTask failures, retrying: %s", config.pipeline, config.step, json.dumps(failures))
         sleep(BACKOFF_SECONDS * 2**retries)
         retries += 1
     return arns, []
+
+
+def report_task_starts(config: LauncherConfig, started: int, not_started: int,
+                       failures: Iterable[Mapping[str, Any]]) -> None:
+    """Say in the launcher's log, as one line `yunpipe status` reads (contract.task_starts_line),
+    how many tasks this launch started, how many it left to the scheduled run, and why.
+
+    A log line rather than, say, an SSM parameter per step: the launcher already writes its log
+    group, so its role gains no permission and nothing outlives the pipeline; a stalled step
+    fails again on every scheduled run, so its newest line is at most a schedule period old; and
+    SSM's PutParameter (a few writes per second per account) would throttle in a burst."""
+    at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    line = task_starts_line(config.pipeline, config.step, at, started, not_started, failures)
+    if not_started or failures:
+        LOG.warning("%s", line)
+    else:
+        LOG.info("%s", line)
