@@ -211,6 +211,27 @@ def test_a_file_goes_end_to_end_with_each_role_s_own_credentials(pipeline, s3_ev
     assert len(tasks["taskArns"]) == 1
 
 
+def test_the_launchers_scheduled_run_recovers_failed_events_with_its_own_role(pipeline, enforced, monkeypatch):
+    """Lambda delivers a failed event's record with the launcher role (SendMessage); the launcher
+    receives and deletes it, and queues its file, with the same keys."""
+    failed = admin("sqs").get_queue_url(QueueName=f"{PREFIX}-launcher-failed")["QueueUrl"]
+    event = {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+                          "s3": {"bucket": {"name": INPUT}, "object": {"key": "lost.txt", "eTag": "e", "size": 1}}}]}
+    function = admin("lambda").get_function_configuration(FunctionName=f"{PREFIX}-launcher")
+    for name, value in function["Environment"]["Variables"].items():
+        monkeypatch.setenv(name, value)
+    use_credentials(monkeypatch, pipeline["launcher"])
+    with enforced():
+        as_role("sqs", pipeline["launcher"]).send_message(
+            QueueUrl=failed, MessageBody=json.dumps({"requestContext": {"condition": "EventAgeExceeded"},
+                                                     "requestPayload": event}))
+        summary = launcher.handler({"source": "aws.events", "detail-type": "Scheduled Event"}, None)
+        assert_denied(lambda: as_role("sqs", pipeline["task"]).receive_message(QueueUrl=failed), "sqs:ReceiveMessage")
+    assert (summary["recovered"], summary["enqueued"], summary["failures"]) == (1, 1, [])
+    [message] = admin("sqs").receive_message(QueueUrl=pipeline["queue"])["Messages"]
+    assert json.loads(message["Body"])["key"] == "lost.txt"
+
+
 def test_the_task_role_reaches_nothing_but_its_step(pipeline, enforced):
     s3 = admin("s3")
     s3.put_object(Bucket=INPUT, Key="in.txt", Body=b"x")
