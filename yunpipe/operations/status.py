@@ -1,5 +1,5 @@
 """What a deployed pipeline is doing, as data: per step, messages waiting, in flight and dead,
-tasks running, and the newest failure reports. `yunpipe status` prints it; the demo polls it.
+tasks running, the newest failure reports, and events waiting to be recovered. `yunpipe status` prints it; the demo polls it.
 """
 import json
 from dataclasses import dataclass
@@ -16,6 +16,8 @@ class StepStatus:
     dead: int
     running: int
     failures: tuple[dict, ...] = ()
+    # Events Lambda could not deliver to the launcher, waiting for its scheduled run.
+    undelivered: int = 0
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,8 @@ def collect(reader: Reader, summary: PipelineSummary, failures: int = 5, count_r
         running = len(reader.pages("ecs", "list_tasks", "taskArns", ("ClusterNotFoundException",),
                                    cluster=summary.cluster, startedBy=step.started_by, desiredStatus="RUNNING"))
         reports = latest_failures(reader, summary, step.name, failures) if failures else ()
-        steps.append(StepStatus(step.name, waiting, in_flight, dead + dead_in_flight, running, reports))
+        undelivered = sum(_queue_counts(reader, step.failed_events_queue)) if step.failed_events_queue else 0
+        steps.append(StepStatus(step.name, waiting, in_flight, dead + dead_in_flight, running, reports, undelivered))
     results = None
     if count_results:
         results = len(reader.pages("s3", "list_objects_v2", "Contents", ("NoSuchBucket",), Bucket=summary.output_bucket))
@@ -81,6 +84,9 @@ def render(summary: PipelineSummary, status: PipelineStatus) -> str:
     for step in status.steps:
         lines.append(f"step {step.name}: {step.waiting} waiting, {step.in_flight} in flight, "
                      f"{step.dead} in the dead-letter queue, {step.running} task(s) running")
+        if step.undelivered:
+            lines.append(f"  {step.undelivered} event(s) Lambda could not deliver to the launcher (throttled or "
+                         "failing): its next scheduled run queues their files")
         for report in step.failures:
             final = " (final try)" if report.get("final") else ""
             exit_code = f" exit {report['exit_code']}" if report.get("exit_code") is not None else ""
