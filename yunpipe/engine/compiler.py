@@ -160,6 +160,11 @@ class StepContext:
         return self.resource_name("queue", kind)
 
     @property
+    def failed_events_name(self) -> str:
+        """The launcher's on-failure destination."""
+        return self.queue_name("launcher-failed")
+
+    @property
     def family(self) -> str:
         return self.resource_name("ecs", "task")
 
@@ -230,7 +235,7 @@ def step_queues(ctx: StepContext) -> tuple[Queue, Queue]:
 def failed_events_queue(ctx: StepContext) -> Queue:
     """The launcher's on-failure destination, encrypted; a record waits there for up to 14 days
     (the scheduled run takes it within minutes)."""
-    name = ctx.queue_name("launcher-failed")
+    name = ctx.failed_events_name
     return Queue(name, ctx.arn("sqs", name),
                  {"SqsManagedSseEnabled": "true", "MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)}, ctx.tags)
 
@@ -246,7 +251,7 @@ def launcher_role(ctx: StepContext, function_log_group: LogGroup) -> Role:
     return _role(ctx, "launcher", "lambda.amazonaws.com", "launcher", "launcher Lambda",
                  join_object_arns=joins, claims_arn=ctx.bucket_arn(ctx.reports_bucket) + "/" + join_claims(ctx) + "*",
                  queue_arn=ctx.arn("sqs", ctx.queue_name()),
-                 failed_events_arn=ctx.arn("sqs", ctx.queue_name("launcher-failed")),
+                 failed_events_arn=ctx.arn("sqs", ctx.failed_events_name),
                  task_definition_arn=ctx.arn("ecs", f"task-definition/{ctx.family}:*"),
                  cluster_arn=ctx.cluster.arn, tasks_arn=ctx.arn("ecs", f"task/{ctx.cluster.name}/*"),
                  task_role_arn=ctx.role_arn("task"), execution_role_arn=ctx.role_arn("exec"),
@@ -361,7 +366,7 @@ def launcher_function(ctx: StepContext, code: bytes) -> Function:
                              claim_bucket=ctx.reports_bucket if placement.join else "", gather=placement.gather)
     return Function(ctx.function_name, ctx.function_arn, ctx.role_arn("launcher"),
                     {**launch.to_env(), contract.QUEUE_URL_VARIABLE: QueueUrl(ctx.queue_name()),
-                     contract.FAILED_EVENTS_URL_VARIABLE: QueueUrl(ctx.queue_name("launcher-failed"))}, code, ctx.tags)
+                     contract.FAILED_EVENTS_URL_VARIABLE: QueueUrl(ctx.failed_events_name)}, code, ctx.tags)
 
 
 def step_capacity_provider(ctx: StepContext) -> str:
