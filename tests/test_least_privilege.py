@@ -31,6 +31,7 @@ What moto 5.2 enforces here, and what it cannot:
 """
 import json
 from pathlib import Path
+from unittest import mock
 
 import boto3
 import moto.s3.notifications as s3_notifications
@@ -116,12 +117,14 @@ def enforced(monkeypatch):
 
 
 @pytest.fixture
-def s3_events(monkeypatch):
-    """The events moto's S3 would deliver to a launcher Lambda, captured instead of invoked."""
+def s3_events(moto):
+    """The events moto's S3 would deliver to a launcher Lambda, captured instead of invoked.
+    Undone before the strict layer under it (a monkeypatch would restore the layer's delivery
+    after the layer is gone)."""
     events = []
-    monkeypatch.setattr(s3_notifications, "_invoke_awslambda",
-                        lambda account_id, event, fn_arn, region: events.append((fn_arn, event)))
-    return events
+    with mock.patch.object(s3_notifications, "_invoke_awslambda",
+                           lambda account_id, event, fn_arn, region: events.append((fn_arn, event))):
+        yield events
 
 
 @pytest.fixture
