@@ -57,6 +57,17 @@ and message AWS gives:
     Reason: Total VisibilityTimeout for the message is beyond the limit [43200 seconds]"
     (InvalidParameterValue; localstack/localstack#3956 quotes AWS, moto has the same text counted
     from the send; SQS Developer Guide, "Amazon SQS visibility timeout").
+- Lambda's asynchronous invocations (S3 notifications, EventBridge rules, Invoke with
+  InvocationType Event), which moto and the local cloud run at once: `throttle(function)` makes
+  the function's next asynchronous invocations of new objects throttled for longer than their
+  maximum event age, as a burst at reserved concurrency 1 is (AWS Lambda Developer Guide,
+  "How Lambda handles errors and retries with asynchronous invocation": throttled events are
+  retried for up to MaximumEventAgeInSeconds, 6 h by default, then discarded). Lambda then sends
+  the event's record to the function's on-failure destination (an SQS queue, delivered with the
+  function's execution role: "Capturing records of Lambda asynchronous invocations") or, with none
+  or without the permission, drops it. PutFunctionEventInvokeConfig refuses an SQS destination the
+  execution role may not send to ("The provided execution role does not have permissions to call
+  SendMessage on SQS"; elastic/beats#13963).
 
 Time comes from a `Clock`: real by default; `Clock(manual=True)` only moves when something
 sleeps on it, so a test can wait out AWS's 60 s without waiting.
@@ -71,11 +82,16 @@ import json
 import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import Any
 from unittest import mock
+from urllib.parse import unquote_plus
 
+import moto.s3.notifications as s3_notifications
 from botocore.awsrequest import AWSResponse
 from botocore.handlers import BUILTIN_HANDLERS
 from moto.autoscaling.exceptions import ValidationError
@@ -95,6 +111,8 @@ from moto.s3.models import S3Backend
 from moto.sqs.exceptions import InvalidParameterValue, SQSException
 from moto.sqs.models import SQSBackend, sqs_backends
 
+from yunpipe.local.lambda_host import LambdaHost
+
 AMBIGUOUS = ("Configuration is ambiguously defined. Cannot have overlapping suffixes in two rules if the prefixes "
              "are overlapping for the same event type.")
 UNVALIDATED = "Unable to validate the following destination configurations"
@@ -108,6 +126,9 @@ CPU_ABOVE_LIMIT = "The requested CPU configuration is above your limit"
 TASKS_LIMIT = ("You've reached the limit on the number of tasks you can run concurrently. For more information, see "
                "the Troubleshooting section of the Amazon ECS Developer Guide.")
 MAX_VISIBILITY = 43200
+DESTINATION_NOT_PERMITTED = "The provided execution role does not have permissions to call SendMessage on SQS"
+# Lambda's default (and longest) maximum event age.
+MAX_EVENT_AGE_SECONDS = 21600
 PROVIDER_EXISTS = ("The specified capacity provider already exists. To change the configuration of an existing capacity "
                    "provider, update the capacity provider.")
 
@@ -235,6 +256,8 @@ class StrictAws:
     _profiles_created: dict[tuple[str, str], float] = field(default_factory=dict)
     _receipts: dict[str, float] = field(default_factory=dict)
     _run_task_failures: threading.local = field(default_factory=threading.local)
+    _throttled: dict[str, int] = field(default_factory=dict)
+    _throttle_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def refuse(self, rule: str, detail: str) -> None:
         self.refusals.append(Refusal(rule, detail))
@@ -396,6 +419,43 @@ class StrictAws:
             mock.patch.object(AutoScalingBackend, "create_auto_scaling_group", create_auto_scaling_group),
         ]
 
+    def _async_patches(self) -> list[Any]:
+        """Lambda's asynchronous invocations: throttled ones end in the on-failure destination or
+        nowhere. Both ways in are wrapped: moto's S3 -> Lambda delivery (in-process moto) and the
+        local cloud's Lambda host, which replaces that delivery (and serves EventBridge, Invoke
+        and schedules) once it starts."""
+        layer = self
+        originals = {
+            "put_config": LambdaBackend.put_function_event_invoke_config,
+            "deliver": s3_notifications._invoke_awslambda,
+            "submit": LambdaHost._submit,
+        }
+
+        def put_function_event_invoke_config(backend, function_name, config):
+            layer.check_destination(backend.get_function(function_name), config)
+            return originals["put_config"](backend, function_name, config)
+
+        def invoke_awslambda(account_id, event_body, fn_arn, region_name):
+            try:
+                function = lambda_backends[account_id][region_name].get_function(fn_arn)
+            except LambdaClientError:
+                function = None
+            if function is None or not layer.throttled(function, event_body):
+                originals["deliver"](account_id, event_body, fn_arn, region_name)
+
+        def submit(host, function, event, trigger):
+            if not layer.throttled(function, event):
+                return originals["submit"](host, function, event, trigger)
+            done: Future = Future()
+            done.set_exception(RuntimeError(f"TooManyRequestsException: {function.function_name} is throttled"))
+            return done
+
+        return [
+            mock.patch.object(LambdaBackend, "put_function_event_invoke_config", put_function_event_invoke_config),
+            mock.patch.object(s3_notifications, "_invoke_awslambda", invoke_awslambda),
+            mock.patch.object(LambdaHost, "_submit", submit),
+        ]
+
     @contextlib.contextmanager
     def active(self) -> Iterator[StrictAws]:
         patches = [
@@ -403,6 +463,7 @@ class StrictAws:
             *self._settling_patches(),
             *self._ecs_patches(),
             *self._placement_patches(),
+            *self._async_patches(),
             # moto's own rule for reserved concurrency (awslambda/models.py put_function_concurrency).
             mock.patch.dict(os.environ, {"MOTO_LAMBDA_CONCURRENCY_QUOTA": str(self.lambda_concurrency_limit)}),
         ]
@@ -547,6 +608,65 @@ class StrictAws:
             self.refuse("ecs-fargate-size", f"{cpu} CPU, {memory} memory")
             raise EcsClientException(f"No Fargate configuration exists for given values: {cpu} CPU, {memory} memory. "
                                      "See the Amazon ECS documentation for the valid values.")
+
+    def throttle(self, function: str, events: int = 1) -> None:
+        """The next `events` asynchronous invocations of `function` (its name) that report new
+        objects stay throttled beyond their maximum event age. Scheduled events pass."""
+        with self._throttle_lock:
+            self._throttled[function] = self._throttled.get(function, 0) + events
+
+    def throttled(self, function: Any, event: dict) -> bool:
+        """Whether this invocation is throttled; if so, its fate is settled as Lambda's: once its
+        maximum age is out (on a manual clock, the clock moves on by it; on the real one, at once)
+        its record goes to the on-failure destination, or it is dropped."""
+        if not (event.get("Records") or event.get("source") == "aws.s3"):
+            return False
+        with self._throttle_lock:
+            left = self._throttled.get(function.function_name, 0)
+            if not left:
+                return False
+            self._throttled[function.function_name] = left - 1
+        config = function.event_invoke_config[-1].config if function.event_invoke_config else {}
+        if self.clock.manual:
+            self.clock.sleep(int(config.get("MaximumEventAgeInSeconds", MAX_EVENT_AGE_SECONDS)))
+        destination = ((config.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination", "")
+        # S3 notifications carry keys form-encoded; EventBridge events as stored.
+        keys = ([unquote_plus((r.get("s3") or {}).get("object", {}).get("key", "")) for r in event.get("Records") or []]
+                or [((event.get("detail") or {}).get("object") or {}).get("key", "")])
+        what = f"{function.function_name}: {', '.join(keys)}"
+        if not destination or not self._role_may_send(function, destination):
+            self.refuse("lambda-throttled-event-dropped", what)
+            return True
+        record = {"version": "1.0",
+                  "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
+                  "requestContext": {"requestId": str(uuid.uuid4()), "functionArn": f"{function.function_arn}:$LATEST",
+                                     "condition": "EventAgeExceeded", "approximateInvokeCount": 0},
+                  "requestPayload": event}
+        _, _, _, region, account, queue = destination.split(":", 5)
+        sqs_backends[account][region].send_message(queue, json.dumps(record))
+        self.refuse("lambda-throttled-event-to-destination", f"{what} -> {destination}")
+        return True
+
+    def check_destination(self, function: Any, config: dict) -> None:
+        destination = ((config.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination", "")
+        if destination.split(":")[2:3] == ["sqs"] and not self._role_may_send(function, destination):
+            self.refuse("lambda-destination-not-permitted", f"{function.function_name} -> {destination}")
+            raise InvalidParameterValueException(DESTINATION_NOT_PERMITTED)
+
+    def _role_may_send(self, function: Any, queue_arn: str) -> bool:
+        """Whether the function's execution role has an inline policy allowing SendMessage to the queue."""
+        account = function.function_arn.split(":")[4]
+        role = next((r for r in iam_backends[account]["aws"].roles.values() if r.arn == function.role), None)
+        if role is None:
+            return False
+        for document in role.policies.values():
+            parsed = json.loads(document) if isinstance(document, str) else document
+            for statement in _as_list(parsed.get("Statement")):
+                if (statement.get("Effect") == "Allow"
+                        and any(fnmatchcase("sqs:sendmessage", a.lower()) for a in _as_list(statement.get("Action")))
+                        and any(fnmatchcase(queue_arn, r) for r in _as_list(statement.get("Resource")))):
+                    return True
+        return False
 
     def account_settings(self, request, **_kwargs) -> AWSResponse:
         region = request.context.get("client_region") or "us-east-1"

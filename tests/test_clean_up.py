@@ -82,6 +82,22 @@ def test_lost_state_file_cleans_up_from_tags(deployed):
     assert s3.list_buckets()["Buckets"] == []
 
 
+@pytest.mark.parametrize("state_lost", [False, True], ids=["from-state", "from-tags"])
+def test_the_launchers_failed_events_destination_and_queue_go_with_it(deployed, state_lost):
+    lambda_ = boto3.client("lambda", region_name=REGION)
+    function = "yunpipe-demo-change123-s3-launcher"
+    assert lambda_.get_function_event_invoke_config(FunctionName=function)["DestinationConfig"]["OnFailure"] == {
+        "Destination": "arn:aws:sqs:us-east-1:123456789012:yunpipe-demo-change123-s3-launcher-failed"}
+    if state_lost:
+        state_path("demo").unlink()
+    with watch_calls() as calls:
+        assert cli.clean_up_main(["demo", "--purge"]) == 0
+    deleted = mutating(calls)
+    # Its settings go before the function they belong to.
+    assert deleted.index(("lambda", "DeleteFunctionEventInvokeConfig")) < deleted.index(("lambda", "DeleteFunction"))
+    assert boto3.client("sqs", region_name=REGION).list_queues().get("QueueUrls", []) == []
+
+
 def test_lost_state_keeps_a_users_bucket_but_removes_yunpipes_notification(moto, change123, write_workflow):
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="demo-in-bucket")

@@ -2,6 +2,7 @@
 and clean-up through the command line. Every deploy test's `moto` is strict; these tests put
 each rule where it bites and check the engine got through it the way AWS wants."""
 import concurrent.futures
+import json
 import threading
 
 import boto3
@@ -305,3 +306,36 @@ def test_setup_waits_until_s3_sees_the_launchers_new_permission(moto, change123,
     assert [op for _, op in calls].count("PutBucketNotificationConfiguration") > 1
     [entry] = client("s3").get_bucket_notification_configuration(Bucket="demo-in-bucket")["LambdaFunctionConfigurations"]
     assert entry["Id"] == "yunpipe:demo:change123-s3"
+
+
+SCHEDULED_EVENT = {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "account": "123456789012",
+                   "region": REGION, "resources": [], "detail": {}}
+
+
+def test_an_upload_throttled_past_its_maximum_age_is_queued_by_the_next_scheduled_run(
+        moto, change123, write_workflow, monkeypatch):
+    """The launcher as Lambda runs it, on the deployed environment: the upload's event never
+    reaches it, but its record waits in the failed-events queue and the schedule queues the file."""
+    assert cli.setup_pipe_main(["-f", write_workflow(single_run())]) == 0
+    environment = client("lambda").get_function_configuration(FunctionName=LAUNCHER)["Environment"]["Variables"]
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    clients_for.cache_clear()
+    moto.throttle(LAUNCHER)
+
+    client("s3").put_object(Bucket="demo-in-bucket", Key="burst/late file.txt", Body=b"123")
+
+    [refusal] = moto.refusals[-1:]
+    assert refusal.rule == "lambda-throttled-event-to-destination" and "burst/late file.txt" in refusal.detail
+    sqs = client("sqs")
+    assert "Messages" not in sqs.receive_message(QueueUrl=environment["YUNPIPE_QUEUE_URL"], VisibilityTimeout=0)
+    summary = launcher.handler(SCHEDULED_EVENT, None)
+    clients_for.cache_clear()
+
+    assert (summary["recovered"], summary["enqueued"], summary["started"]) == (1, 1, 1)
+    [message] = sqs.receive_message(QueueUrl=environment["YUNPIPE_QUEUE_URL"])["Messages"]
+    assert {k: v for k, v in json.loads(message["Body"]).items() if k in ("bucket", "key", "step")} == {
+        "bucket": "demo-in-bucket", "key": "burst/late file.txt", "step": "change123-s3"}
+    failed = sqs.get_queue_attributes(QueueUrl=environment["YUNPIPE_FAILED_EVENTS_URL"], AttributeNames=["All"])
+    assert failed["Attributes"]["ApproximateNumberOfMessages"] == "0"
+    assert failed["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "0"

@@ -1007,3 +1007,84 @@ def test_config_with_join_or_gather_round_trips_through_the_environment():
 def test_config_rejects_invalid_join_and_gather_settings(settings, fragment):
     with pytest.raises(contract.ConfigError, match=fragment):
         contract.LauncherConfig.from_env({**REQUIRED_ENV, **settings})
+
+
+# --- events Lambda could not deliver ------------------------------------------------
+
+
+def destination_record(event, condition="EventAgeExceeded"):
+    """What Lambda puts in an on-failure destination for an event it could not deliver."""
+    return json.dumps({"version": "1.0", "timestamp": "2024-05-01T18:00:00.000Z",
+                       "requestContext": {"requestId": "e4b46cbf-b738-4a8e-8880-a18cdf61200e", "condition": condition,
+                                          "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:launcher:$LATEST",
+                                          "approximateInvokeCount": 0},
+                       "requestPayload": event})
+
+
+@pytest.fixture
+def failed_events(step, monkeypatch):
+    """The step's failed-events queue, named in the launcher's environment."""
+    url = step.sqs.create_queue(QueueName="yunpipe-demo-step1-launcher-failed")["QueueUrl"]
+    monkeypatch.setenv(contract.FAILED_EVENTS_URL_VARIABLE, url)
+    return url
+
+
+def waiting(sqs, url):
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages",
+                                                                        "ApproximateNumberOfMessagesNotVisible"])
+    return sum(int(value) for value in attributes["Attributes"].values())
+
+
+def test_the_scheduled_run_queues_the_objects_of_events_lambda_could_not_deliver(step, failed_events, caplog):
+    records = [destination_record(s3_event(s3_record("lost one.txt", etag="e1"))),
+               destination_record({"source": "aws.s3", "detail-type": "Object Created",
+                                   "detail": {"bucket": {"name": "in-bucket"}, "object": {"key": "lost/two.txt",
+                                                                                          "etag": "e2", "size": 3}}},
+                                  condition="RetriesExhausted"),
+               # A scheduled run that was itself dropped, and an S3 test event: nothing to queue.
+               destination_record(SCHEDULED_EVENT),
+               destination_record({"Event": "s3:TestEvent"}),
+               "not a record"]
+    for body in records:
+        step.sqs.send_message(QueueUrl=failed_events, MessageBody=body)
+
+    with caplog.at_level(logging.WARNING, logger="yunpipe.launcher"):
+        summary = launcher.handler(SCHEDULED_EVENT, None)
+
+    assert sorted(body["key"] for body in queued_bodies(step)) == ["lost one.txt", "lost/two.txt"]
+    assert (summary["recovered"], summary["enqueued"], summary["unreadable"], summary["started"]) == (4, 2, 1, 2)
+    # The unreadable record stays, for `yunpipe status` to count; the others are gone.
+    assert waiting(step.sqs, failed_events) == 1
+    assert "a failed-events record without an event" in caplog.text
+
+
+def test_an_event_the_launcher_handles_directly_does_not_drain_the_failed_events(step, failed_events):
+    step.sqs.send_message(QueueUrl=failed_events, MessageBody=destination_record(s3_event(s3_record("lost.txt"))))
+
+    summary = launcher.handler(s3_event(s3_record("new.txt")), None)
+
+    assert "recovered" not in summary and waiting(step.sqs, failed_events) == 1
+    assert [body["key"] for body in queued_bodies(step)] == ["new.txt"]
+
+
+def test_records_whose_objects_cannot_be_queued_stay_for_the_next_run(step, failed_events):
+    for key in ("a.txt", "b.txt"):
+        step.sqs.send_message(QueueUrl=failed_events, MessageBody=destination_record(s3_event(s3_record(key, etag=key))))
+    sqs = launcher_clients().sqs
+    sent = []
+
+    def fail_the_second(parsed, **_):
+        sent.append(1)
+        if len(sent) > 1:
+            parsed["Failed"] = [{"Id": "0", "SenderFault": True, "Code": "InternalError", "Message": "down"}]
+            parsed["Successful"] = []
+
+    sqs.meta.events.register("after-call.sqs.SendMessageBatch", fail_the_second)
+
+    summary = launcher.handle(SCHEDULED_EVENT, contract.LauncherConfig.from_env(), launcher_clients(),
+                              sleep=lambda _: None)
+
+    # The first record's object was queued and its record deleted; the second waits, hidden
+    # until its visibility timeout, for a later run. The scheduled run itself does not fail.
+    assert summary["recovered"] == 1 and summary["enqueued"] == 1
+    assert waiting(step.sqs, failed_events) == 1

@@ -31,6 +31,7 @@ What moto 5.2 enforces here, and what it cannot:
 """
 import json
 from pathlib import Path
+from unittest import mock
 
 import boto3
 import moto.s3.notifications as s3_notifications
@@ -116,12 +117,14 @@ def enforced(monkeypatch):
 
 
 @pytest.fixture
-def s3_events(monkeypatch):
-    """The events moto's S3 would deliver to a launcher Lambda, captured instead of invoked."""
+def s3_events(moto):
+    """The events moto's S3 would deliver to a launcher Lambda, captured instead of invoked.
+    Undone before the strict layer under it (a monkeypatch would restore the layer's delivery
+    after the layer is gone)."""
     events = []
-    monkeypatch.setattr(s3_notifications, "_invoke_awslambda",
-                        lambda account_id, event, fn_arn, region: events.append((fn_arn, event)))
-    return events
+    with mock.patch.object(s3_notifications, "_invoke_awslambda",
+                           lambda account_id, event, fn_arn, region: events.append((fn_arn, event))):
+        yield events
 
 
 @pytest.fixture
@@ -209,6 +212,27 @@ def test_a_file_goes_end_to_end_with_each_role_s_own_credentials(pipeline, s3_ev
     assert (attributes["ApproximateNumberOfMessages"], attributes["ApproximateNumberOfMessagesNotVisible"]) == ("0", "1")
     tasks = admin("ecs").list_tasks(cluster="yunpipe-demo", startedBy=function["Environment"]["Variables"]["YUNPIPE_STARTED_BY"])
     assert len(tasks["taskArns"]) == 1
+
+
+def test_the_launchers_scheduled_run_recovers_failed_events_with_its_own_role(pipeline, enforced, monkeypatch):
+    """Lambda delivers a failed event's record with the launcher role (SendMessage); the launcher
+    receives and deletes it, and queues its file, with the same keys."""
+    failed = admin("sqs").get_queue_url(QueueName=f"{PREFIX}-launcher-failed")["QueueUrl"]
+    event = {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+                          "s3": {"bucket": {"name": INPUT}, "object": {"key": "lost.txt", "eTag": "e", "size": 1}}}]}
+    function = admin("lambda").get_function_configuration(FunctionName=f"{PREFIX}-launcher")
+    for name, value in function["Environment"]["Variables"].items():
+        monkeypatch.setenv(name, value)
+    use_credentials(monkeypatch, pipeline["launcher"])
+    with enforced():
+        as_role("sqs", pipeline["launcher"]).send_message(
+            QueueUrl=failed, MessageBody=json.dumps({"requestContext": {"condition": "EventAgeExceeded"},
+                                                     "requestPayload": event}))
+        summary = launcher.handler({"source": "aws.events", "detail-type": "Scheduled Event"}, None)
+        assert_denied(lambda: as_role("sqs", pipeline["task"]).receive_message(QueueUrl=failed), "sqs:ReceiveMessage")
+    assert (summary["recovered"], summary["enqueued"], summary["failures"]) == (1, 1, [])
+    [message] = admin("sqs").receive_message(QueueUrl=pipeline["queue"])["Messages"]
+    assert json.loads(message["Body"])["key"] == "lost.txt"
 
 
 def test_the_task_role_reaches_nothing_but_its_step(pipeline, enforced):

@@ -208,7 +208,8 @@ def test_the_model_s_environments_reach_the_worker_and_the_launcher_whole(change
     queue_url = "https://sqs.us-east-1.amazonaws.com/123456789012/yunpipe-demo-change123-s3-queue"
 
     def resolved(environment):
-        return {k: queue_url if isinstance(v, m.QueueUrl) else v for k, v in environment.items()}
+        return {k: "https://sqs.us-east-1.amazonaws.com/123456789012/" + v.queue if isinstance(v, m.QueueUrl) else v
+                for k, v in environment.items()}
 
     container = step.task_definition.registration["containerDefinitions"][0]
     task_environment = resolved({e["name"]: e["value"] for e in container["environment"]})
@@ -225,7 +226,8 @@ def test_the_model_s_environments_reach_the_worker_and_the_launcher_whole(change
     assert launch == contract.LauncherConfig(
         pipeline="demo", step="change123-s3", queue_url=queue_url, cluster="yunpipe-demo",
         task_definition="yunpipe-demo-change123-s3-task", started_by=step.started_by, concurrency=4,
-        files_per_task=7, launch_type="EC2", subnets=("subnet-1", "subnet-2"), security_groups=("sg-1",), assign_public_ip="ENABLED")
+        files_per_task=7, launch_type="EC2", subnets=("subnet-1", "subnet-2"), security_groups=("sg-1",), assign_public_ip="ENABLED",
+        failed_events_url=queue_url.replace("-queue", "-launcher-failed"))
     assert set(launch.to_env()) == set(step.function.environment)
 
 

@@ -372,3 +372,60 @@ def test_a_message_stays_invisible_at_most_12_hours_from_its_receive(moto):
             "Value 3201 for parameter VisibilityTimeout is invalid. Reason: Total VisibilityTimeout for the message "
             "is beyond the limit [43200 seconds]")
     assert moto.rules_fired() == {"sqs-visibility-beyond-12h"}
+
+
+def throttled_launcher(strict, destination: bool, allowed: bool = True) -> str:
+    """A function S3 notifies of every new object in BUCKET, with (or without) an SQS queue as its
+    on-failure destination, which its role may (or may not) send to: the queue's URL or ""."""
+    client("s3").create_bucket(Bucket=BUCKET)
+    notify(lambda_entry("launch", new_function(strict, "launcher", BUCKET)))
+    if not destination:
+        return ""
+    url = client("sqs").create_queue(QueueName="launcher-failed")["QueueUrl"]
+    arn = client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    if allowed:
+        client("iam").put_role_policy(RoleName="launcher-role", PolicyName="p", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17",
+             "Statement": [{"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": arn}]}))
+    client("lambda").put_function_event_invoke_config(
+        FunctionName="launcher", MaximumEventAgeInSeconds=3600, MaximumRetryAttempts=2,
+        DestinationConfig={"OnFailure": {"Destination": arn}})
+    return url
+
+
+def test_a_throttled_event_without_a_destination_is_dropped_after_its_maximum_age(moto):
+    throttled_launcher(moto, destination=False)
+    moto.throttle("launcher")
+    before = moto.clock.time()
+
+    client("s3").put_object(Bucket=BUCKET, Key="lost.txt", Body=b"x")
+
+    assert moto.clock.time() - before == 21600  # Lambda's default maximum event age
+    dropped = [r.detail for r in moto.refusals if r.rule == "lambda-throttled-event-dropped"]
+    assert len(dropped) == 1 and "lost.txt" in dropped[0]
+
+
+def test_a_throttled_event_goes_to_the_on_failure_destination_with_its_payload(moto):
+    url = throttled_launcher(moto, destination=True)
+    moto.throttle("launcher")
+    before = moto.clock.time()
+
+    client("s3").put_object(Bucket=BUCKET, Key="late.txt", Body=b"x")
+    client("s3").put_object(Bucket=BUCKET, Key="passes.txt", Body=b"x")  # the throttle was for one event
+
+    assert moto.clock.time() - before == 3600  # the function's own maximum event age
+    messages = client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert len(messages) == 1
+    record = json.loads(messages[0]["Body"])
+    assert record["requestContext"]["condition"] == "EventAgeExceeded"
+    assert record["requestContext"]["functionArn"].endswith(":function:launcher:$LATEST")
+    assert record["requestPayload"]["Records"][0]["s3"]["object"]["key"] == "late.txt"
+    assert moto.rules_fired() == {"lambda-throttled-event-to-destination"}
+
+
+def test_a_destination_the_execution_role_may_not_send_to_is_refused_and_would_drop_the_event(moto):
+    with pytest.raises(ClientError) as raised:
+        throttled_launcher(moto, destination=True, allowed=False)
+    assert raised.value.response["Error"]["Code"] == "InvalidParameterValueException"
+    assert "does not have permissions to call SendMessage on SQS" in raised.value.response["Error"]["Message"]
+    assert moto.rules_fired() == {"lambda-destination-not-permitted"}

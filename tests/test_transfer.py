@@ -90,6 +90,16 @@ def test_status_shows_queues_and_failure_reports(deployed, capsys):
     assert "failed in.txt attempt 3 (final try): exit status 1" in out
 
 
+def test_status_counts_the_events_lambda_could_not_deliver(deployed, moto, capsys):
+    moto.throttle("yunpipe-demo-change123-s3-launcher", events=2)
+    for key in ("a.txt", "b.txt"):
+        boto3.client("s3").put_object(Bucket="demo-in-bucket", Key=key, Body=b"x")
+    capsys.readouterr()
+    assert cli.main(["status", "demo"]) == 0
+    assert ("  2 event(s) Lambda could not deliver to the launcher (throttled or failing): its next scheduled run "
+            "queues their files") in capsys.readouterr().out.splitlines()
+
+
 def test_status_of_an_unknown_pipeline(aws_env, capsys):
     assert cli.main(["status", "nope"]) == 2  # what you typed
     assert "run setup-pipe first" in capsys.readouterr().err

@@ -67,15 +67,21 @@ def yunpipe_home(tmp_path_factory):
 
 
 @pytest.fixture(scope="package")
-def local_cloud(docker_client, yunpipe_home):
-    """The local cloud, its moto held to real AWS's rules (tests/strict_aws.py) on the real clock.
-    AWS's delays are shortened (a role, a permission, a service-linked role or an instance profile
-    usable after 1 s, a queue's or a capacity provider's name free 5 s after its deletion) so the
-    suite stays quick; the deploy tests wait out the real ones on a manual clock."""
+def strict() -> StrictAws:
+    """The strict layer the local cloud runs under, on the real clock. AWS's delays are shortened
+    (a role, a permission, a service-linked role or an instance profile usable after 1 s, a
+    queue's or a capacity provider's name free 5 s after its deletion) so the suite stays quick;
+    the deploy tests wait out the real ones on a manual clock. Tests may tell it to throttle."""
+    return StrictAws(role_propagation_seconds=1.0, queue_reuse_seconds=5.0, permission_propagation_seconds=1.0,
+                     service_linked_role_propagation_seconds=1.0, capacity_provider_reuse_seconds=5.0,
+                     instance_profile_propagation_seconds=1.0)
+
+
+@pytest.fixture(scope="package")
+def local_cloud(docker_client, yunpipe_home, strict):
+    """The local cloud, its moto held to real AWS's rules (tests/strict_aws.py)."""
     cloud = LocalCloud(port=0, regions=[REGION], schedule_speedup=SCHEDULE_SPEEDUP, docker_client=docker_client)
-    with StrictAws(role_propagation_seconds=1.0, queue_reuse_seconds=5.0, permission_propagation_seconds=1.0,
-                   service_linked_role_propagation_seconds=1.0, capacity_provider_reuse_seconds=5.0,
-                   instance_profile_propagation_seconds=1.0).active():
+    with strict.active():
         cloud.start()
         try:
             yield cloud

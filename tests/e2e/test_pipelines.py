@@ -45,6 +45,19 @@ def test_sequence_run_chains_uppercase_tester_checksum(pipeline, tmp_path):
     chain.wait_for_results({key: expected(text) for key, text in inputs.items()}, timeout=150)
 
 
+def test_an_upload_whose_event_lambda_drops_is_still_processed(pipeline, strict, tmp_path):
+    """The strict layer throttles the upload's event beyond its maximum age, as a long burst at
+    reserved concurrency 1 would: Lambda puts its record in the launcher's failed-events queue,
+    and the launcher's next scheduled run (every 3 s here) queues the file."""
+    lost = pipeline([{"name": "uppercase"}], idle_seconds=5)
+    strict.throttle(lost.step(0).function)
+    upload(lost, write_inputs(tmp_path / "in", {"late.txt": "throttled, then recovered\n"}))
+    lost.wait_for_results({"late.txt": b"THROTTLED, THEN RECOVERED\n"}, timeout=90)
+    assert [r.detail for r in strict.refusals if r.rule == "lambda-throttled-event-to-destination"] == [
+        f"{lost.step(0).function}: late.txt -> arn:aws:sqs:{lost.summary.region}:{lost.summary.account_id}:"
+        f"{lost.step(0).failed_events_queue}"]
+
+
 class Sampler(threading.Thread):
     """Samples, every half second, how many tasks ECS runs for a step and how many of the
     pipeline's containers Docker runs: the launcher's cap is about both."""

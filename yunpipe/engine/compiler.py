@@ -16,6 +16,7 @@ from yunpipe.engine.instances import capacity_provider_name, instances, service_
 from yunpipe.engine.kinds.bucket import Bucket
 from yunpipe.engine.kinds.bucket_events import BucketEvents
 from yunpipe.engine.kinds.cluster import Cluster
+from yunpipe.engine.kinds.event_invoke_config import EventInvokeConfig
 from yunpipe.engine.kinds.function import Function
 from yunpipe.engine.kinds.log_group import LogGroup
 from yunpipe.engine.kinds.notification import Notification
@@ -157,6 +158,11 @@ class StepContext:
         return self.resource_name("queue", kind)
 
     @property
+    def failed_events_name(self) -> str:
+        """The launcher's on-failure destination."""
+        return self.queue_name("launcher-failed")
+
+    @property
     def family(self) -> str:
         return self.resource_name("ecs", "task")
 
@@ -185,6 +191,7 @@ class StepContext:
 
 def build_step(ctx: StepContext, code: bytes) -> StepModel:
     queue, dead_letter_queue = step_queues(ctx)
+    failed_events = failed_events_queue(ctx)
     function_log_group = LogGroup(f"/aws/lambda/{ctx.function_name}", ctx.spec.log_retention_days, ctx.tags)
     rule = Rule(ctx.rule_name, ctx.arn("events", f"rule/{ctx.rule_name}"), ctx.function_arn, ctx.tags, SCHEDULE)
     notifications, event_rules, permissions = step_triggers(ctx)
@@ -198,6 +205,8 @@ def build_step(ctx: StepContext, code: bytes) -> StepModel:
         execution_role=execution_role(ctx),
         task_definition=task_definition(ctx),
         function=launcher_function(ctx, code),
+        failed_events=failed_events,
+        event_invoke_config=EventInvokeConfig(ctx.function_name, failed_events.arn),
         permissions=(*permissions, Permission(ctx.function_name, SCHEDULE_PERMISSION_SID, "events.amazonaws.com",
                                               rule.arn, ctx.target.account_id)),
         notifications=notifications,
@@ -221,6 +230,14 @@ def step_queues(ctx: StepContext) -> tuple[Queue, Queue]:
     return queue, dead_letter_queue
 
 
+def failed_events_queue(ctx: StepContext) -> Queue:
+    """The launcher's on-failure destination, encrypted; a record waits there for up to 14 days
+    (the scheduled run takes it within minutes)."""
+    name = ctx.failed_events_name
+    return Queue(name, ctx.arn("sqs", name),
+                 {"SqsManagedSseEnabled": "true", "MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)}, ctx.tags)
+
+
 def _role(ctx: StepContext, kind: str, service: str, template: str, what: str, **values: Any) -> Role:
     return Role(ctx.role_name(kind), ctx.role_arn(kind), render_policy("trust", service=service),
                 render_policy(template, **values), f"yunpipe {ctx.pipeline}/{ctx.name}: {what}", ctx.tags)
@@ -232,6 +249,7 @@ def launcher_role(ctx: StepContext, function_log_group: LogGroup) -> Role:
     return _role(ctx, "launcher", "lambda.amazonaws.com", "launcher", "launcher Lambda",
                  join_object_arns=joins, claims_arn=ctx.bucket_arn(ctx.reports_bucket) + "/" + join_claims(ctx) + "*",
                  queue_arn=ctx.arn("sqs", ctx.queue_name()),
+                 failed_events_arn=ctx.arn("sqs", ctx.failed_events_name),
                  task_definition_arn=ctx.arn("ecs", f"task-definition/{ctx.family}:*"),
                  cluster_arn=ctx.cluster.arn, tasks_arn=ctx.arn("ecs", f"task/{ctx.cluster.name}/*"),
                  task_role_arn=ctx.role_arn("task"), execution_role_arn=ctx.role_arn("exec"),
@@ -345,7 +363,8 @@ def launcher_function(ctx: StepContext, code: bytes) -> Function:
                              join=tuple(contract.JoinInput(s.step, s.bucket) for s in placement.sources) if placement.join else (),
                              claim_bucket=ctx.reports_bucket if placement.join else "", gather=placement.gather)
     return Function(ctx.function_name, ctx.function_arn, ctx.role_arn("launcher"),
-                    {**launch.to_env(), contract.QUEUE_URL_VARIABLE: QueueUrl(ctx.queue_name())}, code, ctx.tags)
+                    {**launch.to_env(), contract.QUEUE_URL_VARIABLE: QueueUrl(ctx.queue_name()),
+                     contract.FAILED_EVENTS_URL_VARIABLE: QueueUrl(ctx.failed_events_name)}, code, ctx.tags)
 
 
 def step_capacity_provider(ctx: StepContext) -> str:

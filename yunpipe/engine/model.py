@@ -14,6 +14,7 @@ from yunpipe.engine.kinds.bucket import Bucket
 from yunpipe.engine.kinds.bucket_events import BucketEvents
 from yunpipe.engine.kinds.capacity_provider import CapacityProvider
 from yunpipe.engine.kinds.cluster import Cluster
+from yunpipe.engine.kinds.event_invoke_config import EventInvokeConfig
 from yunpipe.engine.kinds.function import Function
 from yunpipe.engine.kinds.instance_profile import InstanceProfile
 from yunpipe.engine.kinds.launch_template import LaunchTemplate
@@ -85,6 +86,10 @@ class StepModel:
     execution_role: Role
     task_definition: TaskDefinition
     function: Function
+    # Where Lambda puts the events it could not deliver to the launcher, which its scheduled
+    # run queues again.
+    failed_events: Queue
+    event_invoke_config: EventInvokeConfig
     # One per bucket the step reads: an S3 notification where it is the bucket's only reader,
     # else an EventBridge rule; each with the permission that lets it invoke the launcher.
     permissions: tuple[Permission, ...]
@@ -135,7 +140,7 @@ class PipelineModel:
             *self.buckets,
             self.log_group,
             *(s.function_log_group for s in steps),
-            *(q for s in steps for q in (s.dead_letter_queue, s.queue)),
+            *(q for s in steps for q in (s.dead_letter_queue, s.queue, s.failed_events)),
             *self.parameters,
             *(r for s in steps for r in (s.launcher_role, s.task_role, s.execution_role)),
             *self.instance_role,
@@ -146,6 +151,7 @@ class PipelineModel:
             self.cluster,
             *(s.task_definition for s in steps),
             *(s.function for s in steps),
+            *(s.event_invoke_config for s in steps),
             *(p for s in steps for p in s.permissions),
             *(n for s in steps for n in s.notifications),
             *self.bucket_events,
@@ -169,6 +175,7 @@ class PipelineModel:
             steps=tuple(
                 StepSummary(name=s.name, input_bucket=s.input_bucket, output_bucket=s.output_bucket,
                             queue=s.queue.name, dead_letter_queue=s.dead_letter_queue.name,
+                            failed_events_queue=s.failed_events.name,
                             task_family=s.task_definition.family, function=s.function.name, started_by=s.started_by)
                 for s in self.steps
             ),

@@ -35,6 +35,8 @@ class StepSummary:
     task_family: str
     function: str
     started_by: str
+    # The launcher's on-failure destination; "" in a summary written before it existed.
+    failed_events_queue: str = ""
 
 
 @dataclass(frozen=True)
@@ -59,9 +61,12 @@ class PipelineSummary:
 
     def to_document(self) -> dict:
         """The state file's `summary` object (schema 1): keys in this order, no "location" or
-        "layout" key when none is recorded."""
+        "layout" key (nor a step's "failed_events_queue") when none is recorded."""
         document = asdict(self)
         document["steps"] = list(document["steps"])
+        for step in document["steps"]:
+            if not step["failed_events_queue"]:  # as a summary written before it existed has it
+                del step["failed_events_queue"]
         for optional in ("location", "layout"):
             if document[optional] is None:
                 del document[optional]
@@ -70,7 +75,10 @@ class PipelineSummary:
     @classmethod
     def from_document(cls, document: dict) -> "PipelineSummary":
         values = {f.name: document[f.name] for f in fields(cls) if f.name not in ("steps", "location", "layout")}
-        steps = tuple(StepSummary(**{f.name: step[f.name] for f in fields(StepSummary)}) for step in document["steps"])
+        steps = tuple(StepSummary(**{f.name: step[f.name] for f in fields(StepSummary)
+                                     if f.name != "failed_events_queue"},
+                                  failed_events_queue=step.get("failed_events_queue", ""))
+                      for step in document["steps"])
         return cls(**values, steps=steps, location=document.get("location"), layout=document.get("layout"))
 
 

@@ -1,6 +1,6 @@
 """What a deployed pipeline is doing, as data: per step, messages waiting, in flight and dead,
-tasks running, the newest failure reports, and why its launcher last could not start tasks.
-`yunpipe status` prints it; the demo polls it.
+tasks running, the newest failure reports, why its launcher last could not start tasks, and the
+events waiting to be recovered. `yunpipe status` prints it; the demo polls it.
 """
 import json
 import time
@@ -54,6 +54,8 @@ class StepStatus:
     running: int
     failures: tuple[dict, ...] = ()
     not_started: NotStarted | None = None
+    # Events Lambda could not deliver to the launcher, waiting for its scheduled run.
+    undelivered: int = 0
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,9 @@ def collect(reader: Reader, summary: PipelineSummary, failures: int = 5, count_r
                                    cluster=summary.cluster, startedBy=step.started_by, desiredStatus="RUNNING"))
         reports = latest_failures(reader, summary, step.name, failures) if failures else ()
         not_started = latest_not_started(reader, step.function) if failures else None
-        steps.append(StepStatus(step.name, waiting, in_flight, dead + dead_in_flight, running, reports, not_started))
+        undelivered = sum(_queue_counts(reader, step.failed_events_queue)) if step.failed_events_queue else 0
+        steps.append(StepStatus(step.name, waiting, in_flight, dead + dead_in_flight, running, reports, not_started,
+                                undelivered))
     results = None
     if count_results:
         results = len(reader.pages("s3", "list_objects_v2", "Contents", ("NoSuchBucket",), Bucket=summary.output_bucket))
@@ -166,6 +170,9 @@ def render(summary: PipelineSummary, status: PipelineStatus) -> str:
                      f"{step.dead} in the dead-letter queue, {step.running} task(s) running")
         if step.not_started:
             lines += render_not_started(step.not_started, summary.region)
+        if step.undelivered:
+            lines.append(f"  {step.undelivered} event(s) Lambda could not deliver to the launcher (throttled or "
+                         "failing): its next scheduled run queues their files")
         for report in step.failures:
             final = " (final try)" if report.get("final") else ""
             exit_code = f" exit {report['exit_code']}" if report.get("exit_code") is not None else ""

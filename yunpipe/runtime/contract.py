@@ -20,6 +20,9 @@ from typing import Any, NamedTuple
 # The queue of a step's jobs: the one value of both environments that AWS hands out (a queue's
 # URL), so the compiler sets it apart and fills it in once the queue exists.
 QUEUE_URL_VARIABLE = "YUNPIPE_QUEUE_URL"
+# The launcher's queue of events Lambda could not deliver (its on-failure destination): also a
+# queue URL, filled in the same way.
+FAILED_EVENTS_URL_VARIABLE = "YUNPIPE_FAILED_EVENTS_URL"
 
 # --------------------------------------------------------------------------- the worker
 
@@ -263,6 +266,8 @@ class LauncherConfig:
     join: tuple[JoinInput, ...] = ()
     claim_bucket: str = ""
     gather: bool = False
+    # "" for a launcher without an on-failure destination: its scheduled runs recover nothing.
+    failed_events_url: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LauncherConfig:
@@ -317,6 +322,7 @@ class LauncherConfig:
             join=join,
             claim_bucket=claim_bucket,
             gather=gather,
+            failed_events_url=env.get(FAILED_EVENTS_URL_VARIABLE, "").strip(),
         )
 
     @property
@@ -339,6 +345,7 @@ class LauncherConfig:
             "YUNPIPE_JOIN": json.dumps([join._asdict() for join in self.join]) if self.join else "",
             "YUNPIPE_CLAIM_BUCKET": self.claim_bucket,
             "YUNPIPE_GATHER": "1" if self.gather else "0",
+            FAILED_EVENTS_URL_VARIABLE: self.failed_events_url,
         }
 
 

@@ -1,4 +1,5 @@
-"""The Lambda handler: queue the event's new objects for the step, then top up its workers."""
+"""The Lambda handler: queue the event's new objects for the step (on a scheduled run, those of
+the events Lambda could not deliver), then top up its workers."""
 from __future__ import annotations
 
 import json
@@ -11,6 +12,7 @@ from .clients import Clients, clients_from_env
 from .events import NewObject, gather_body, object_body, read_event
 from .joins import queue_joins
 from .log import LOG
+from .recovery import recover_failed_events
 from .scaling import top_up_workers
 from .sending import send_messages
 
@@ -35,6 +37,10 @@ def handle(
     trigger, objects, skipped = read_event(event)
     counts = queue_objects(objects, config, clients, sleep)
     counts["skipped"] += skipped
+    if trigger == "schedule" and config.failed_events_url:
+        recovered = recover_failed_events(config, clients, lambda found: queue_objects(found, config, clients, sleep))
+        counts["enqueued"] += recovered.pop("enqueued")
+        counts.update(recovered)
     keys = tuple(obj.key for obj in objects)
     summary = {**counts, **top_up_workers(config, clients, counts["enqueued"], sleep, keys)}
     _log_summary(config, trigger, summary)
