@@ -18,12 +18,15 @@ and message AWS gives:
   other than awsvpc, or ephemeral storage outside 21-200 GiB; a RunTask whose capacity provider
   strategy names a provider the cluster does not have associated; GPU resource requirements in a
   task definition Fargate may run; a capacity provider whose Auto Scaling group does not exist, or
-  the deletion of one still associated with an active cluster. And one fact moto leaves out:
+  the deletion of one still associated with an active cluster; PutClusterCapacityProviders naming a
+  provider that does not exist yet ("The specified capacity provider was not found",
+  terraform-aws-modules/terraform-aws-ecs#53). And one fact moto leaves out:
   a task's createdAt, which the launcher ranks tasks by.
 - A fresh account (`fresh_account`, on by default): no service-linked role for ECS until one is
   created. CreateCapacityProvider then answers "ECS Service Linked Role does not exist"; CreateCluster
   with capacity providers creates the role, as ECS does, and answers "Unable to assume the service
-  linked role" until it is `service_linked_role_propagation_seconds` old. IAM's
+  linked role" until it is `service_linked_role_propagation_seconds` old; so does
+  PutClusterCapacityProviders (alchemy-run/alchemy#1558). IAM's
   CreateServiceLinkedRole answers "has been taken in this account" for a role that exists.
   (mashun4ek/ecs_terraform_workshop#5, cloudformation-coverage-roadmap#818.)
 - Delays after a change, each on the clock: S3 cannot validate a Lambda destination whose
@@ -365,6 +368,7 @@ class StrictAws:
             *self._storage_patches(),
             *self._settling_patches(),
             *self._ecs_patches(),
+            *self._guard_patches(),
             # moto's own rule for reserved concurrency (awslambda/models.py put_function_concurrency).
             mock.patch.dict(os.environ, {"MOTO_LAMBDA_CONCURRENCY_QUOTA": str(self.lambda_concurrency_limit)}),
         ]
@@ -518,3 +522,35 @@ class StrictAws:
                                  "UnreservedConcurrentExecutions": self.lambda_concurrency_limit - reserved},
                 "AccountUsage": {"FunctionCount": len(backend.list_functions())}}
         return AWSResponse(request.url, 200, {"Content-Type": "application/json"}, MockRawResponse(json.dumps(body)))
+
+    # The cluster's capacity providers, and AWS's static limits (issue 20: GUARDS).
+
+    def _guard_patches(self) -> list[Any]:
+        """What PutClusterCapacityProviders checks. Each wraps the method in place when entered,
+        so it stacks over the checks above on the same methods."""
+        return [
+            _wrapping(EC2ContainerServiceBackend, "put_cluster_capacity_providers", self._guard_put_providers),
+        ]
+
+    def _guard_put_providers(self, original: Any) -> Any:
+        def put_cluster_capacity_providers(backend, cluster_name, capacity_providers, default_strategy):
+            if capacity_providers:
+                self.check_providers_exist(backend, cluster_name, capacity_providers)
+                self.check_ecs_role_assumable(backend.account_id, cluster_name)
+            return original(backend, cluster_name, capacity_providers, default_strategy)
+        return put_cluster_capacity_providers
+
+    def check_providers_exist(self, backend, cluster: str, providers: list[str]) -> None:
+        """Only existing capacity providers can be associated: the cluster's before theirs."""
+        unknown = [p for p in providers if p not in ("FARGATE", "FARGATE_SPOT") and backend._get_provider(p) is None]
+        if unknown:
+            self.refuse("ecs-capacity-provider-not-found", f"{cluster}: {', '.join(unknown)}")
+            raise InvalidParameterException("The specified capacity provider was not found. Specify a valid capacity "
+                                            "provider and try again.")
+
+
+@contextlib.contextmanager
+def _wrapping(owner: type, name: str, wrap: Any) -> Iterator[None]:
+    """Replaces owner.name with wrap(what owner.name is when entered), for as long as entered."""
+    with mock.patch.object(owner, name, wrap(getattr(owner, name))):
+        yield

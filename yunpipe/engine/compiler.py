@@ -16,6 +16,7 @@ from yunpipe.engine.instances import capacity_provider_name, instances, service_
 from yunpipe.engine.kinds.bucket import Bucket
 from yunpipe.engine.kinds.bucket_events import BucketEvents
 from yunpipe.engine.kinds.cluster import Cluster
+from yunpipe.engine.kinds.cluster_capacity_providers import ClusterCapacityProviders
 from yunpipe.engine.kinds.function import Function
 from yunpipe.engine.kinds.log_group import LogGroup
 from yunpipe.engine.kinds.notification import Notification
@@ -88,9 +89,9 @@ def build_model(workflow: ResolvedWorkflow, target: Target, use_user_credential:
     cluster_name = resource_name("ecs", pipeline)
     spot = any(step.spec.capacity == "FARGATE_SPOT" for step in workflow.steps)
     instance_role, instance_profile, groups = instances(workflow, target, tags, cluster_name, offers or {})
-    cluster = Cluster(cluster_name, target.arn("ecs", f"cluster/{cluster_name}"), tags,
-                      (contract.FARGATE_CAPACITY_PROVIDERS if spot else ())
-                      + tuple(g.capacity_provider.name for g in groups))
+    cluster = Cluster(cluster_name, target.arn("ecs", f"cluster/{cluster_name}"), tags)
+    providers = (contract.FARGATE_CAPACITY_PROVIDERS if spot else ()) + tuple(g.capacity_provider.name for g in groups)
+    cluster_providers = (ClusterCapacityProviders(cluster_name, providers),) if providers else ()
 
     parameters: tuple[Parameter, ...] = ()
     if use_user_credential:
@@ -113,8 +114,8 @@ def build_model(workflow: ResolvedWorkflow, target: Target, use_user_credential:
                                parameters), code)
         for step in workflow.steps)
     return PipelineModel(pipeline, target, spec.input_bucket, spec.output_bucket, reports, tuple(buckets),
-                         tuple(BucketEvents(b) for b in shared), layout, log_group, cluster, parameters, steps,
-                         spec.launch_type, spec.source, instance_role, instance_profile, groups,
+                         tuple(BucketEvents(b) for b in shared), layout, log_group, cluster, cluster_providers,
+                         parameters, steps, spec.launch_type, spec.source, instance_role, instance_profile, groups,
                          service_linked_roles(spot, bool(groups)))
 
 
