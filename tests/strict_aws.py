@@ -35,6 +35,14 @@ and message AWS gives:
   (containers-roadmap#632); CreateAutoScalingGroup refuses a launch template whose instance profile
   was created less than `instance_profile_propagation_seconds` ago ("Invalid IAM Instance Profile
   name": eksctl#8039 saw 34 s, terraform-provider-aws#4769).
+- Static limits (the quotas pages of each service): Lambda environment variables over 4 KB,
+  measured as their JSON ("exceeded the 4KB limit. String measured: ...",
+  github-aws-runners/terraform-aws-github-runner#3594); an inline role policy over 10,240
+  characters, white space not counted (IAM quotas; LimitExceeded "Maximum policy size of 10240
+  bytes exceeded for role", serverless/serverless#7643); RunTask with a count over 10 (the ECS API
+  reference's range; "Task count can not be greater than 10", artilleryio/artillery#595); a task
+  definition over 65,536 bytes as sent (ClientException "Actual length: '66420'. Max allowed length
+  is '65536' bytes.", awsdocs/amazon-ecs-developer-guide#149).
 
 Time comes from a `Clock`: real by default; `Clock(manual=True)` only moves when something
 sleeps on it, so a test can wait out AWS's 60 s without waiting.
@@ -47,7 +55,9 @@ import functools
 import inspect
 import json
 import os
+import re
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,7 +74,8 @@ from moto.core.botocore_stubber import MockRawResponse
 from moto.ec2.models import ec2_backends
 from moto.ecs.exceptions import EcsClientException, InvalidParameterException
 from moto.ecs.models import EC2ContainerServiceBackend, Task
-from moto.iam.exceptions import InvalidInput
+from moto.ecs.responses import EC2ContainerServiceResponse
+from moto.iam.exceptions import InvalidInput, LimitExceededException
 from moto.iam.models import IAMBackend, iam_backends
 from moto.s3.exceptions import S3ClientError
 from moto.s3.models import S3Backend
@@ -526,11 +537,50 @@ class StrictAws:
     # The cluster's capacity providers, and AWS's static limits (issue 20: GUARDS).
 
     def _guard_patches(self) -> list[Any]:
-        """What PutClusterCapacityProviders checks. Each wraps the method in place when entered,
-        so it stacks over the checks above on the same methods."""
+        """Size and count limits, and what PutClusterCapacityProviders checks. Each wraps the
+        method in place when entered, so it stacks over the checks above on the same methods."""
         return [
+            _wrapping(LambdaBackend, "create_function", self._guard_create_function),
+            _wrapping(LambdaBackend, "update_function_configuration", self._guard_update_function_configuration),
+            _wrapping(IAMBackend, "put_role_policy", self._guard_put_role_policy),
+            _wrapping(EC2ContainerServiceBackend, "run_task", self._guard_run_task),
+            _wrapping(EC2ContainerServiceResponse, "register_task_definition", self._guard_register_task_definition),
             _wrapping(EC2ContainerServiceBackend, "put_cluster_capacity_providers", self._guard_put_providers),
         ]
+
+    def _guard_create_function(self, original: Any) -> Any:
+        def create_function(backend, spec):
+            self.check_lambda_environment((spec.get("Environment") or {}).get("Variables") or {})
+            return original(backend, spec)
+        return create_function
+
+    def _guard_update_function_configuration(self, original: Any) -> Any:
+        def update_function_configuration(backend, function_name, qualifier, body):
+            if "Environment" in body:
+                self.check_lambda_environment((body["Environment"] or {}).get("Variables") or {})
+            return original(backend, function_name, qualifier, body)
+        return update_function_configuration
+
+    def _guard_put_role_policy(self, original: Any) -> Any:
+        def put_role_policy(backend, role_name, policy_name, policy_json):
+            self.check_role_policy_size(role_name, policy_json)
+            return original(backend, role_name, policy_name, policy_json)
+        return put_role_policy
+
+    def _guard_run_task(self, original: Any) -> Any:
+        signature = inspect.signature(original)  # moto's own: the layers below keep it
+
+        @functools.wraps(original)  # keeps the signature for layers over it
+        def run_task(backend, *args, **kwargs):
+            self.check_run_task_count(signature.bind(backend, *args, **kwargs).arguments["count"])
+            return original(backend, *args, **kwargs)
+        return run_task
+
+    def _guard_register_task_definition(self, original: Any) -> Any:
+        def register_task_definition(response):
+            self.check_task_definition_size(response.body)  # measured as sent, like ECS
+            return original(response)
+        return register_task_definition
 
     def _guard_put_providers(self, original: Any) -> Any:
         def put_cluster_capacity_providers(backend, cluster_name, capacity_providers, default_strategy):
@@ -540,6 +590,32 @@ class StrictAws:
             return original(backend, cluster_name, capacity_providers, default_strategy)
         return put_cluster_capacity_providers
 
+    def check_lambda_environment(self, variables: dict) -> None:
+        measured = json.dumps(variables, separators=(",", ":"))
+        if len(measured.encode()) > LAMBDA_ENVIRONMENT_BYTES:
+            self.refuse("lambda-environment-too-large", f"{len(measured.encode())} bytes")
+            raise InvalidParameterValueException(
+                "Lambda was unable to configure your environment variables because the environment variables you "
+                f"have provided exceeded the 4KB limit. String measured: {measured}")
+
+    def check_role_policy_size(self, role: str, document: str) -> None:
+        characters = len(re.sub(r"\s", "", urllib.parse.unquote(document)))
+        if characters > ROLE_POLICY_CHARACTERS:
+            self.refuse("iam-role-policy-too-large", f"{role}: {characters} characters")
+            raise LimitExceededException(f"Maximum policy size of {ROLE_POLICY_CHARACTERS} bytes exceeded for role {role}")
+
+    def check_run_task_count(self, count: int) -> None:
+        if int(count) > RUN_TASK_MAX_COUNT:
+            self.refuse("ecs-run-task-count", str(count))
+            raise InvalidParameterException(f"Task count can not be greater than {RUN_TASK_MAX_COUNT}")
+
+    def check_task_definition_size(self, body: Any) -> None:
+        text = body.decode() if isinstance(body, bytes) else str(body or "{}")
+        length = len(json.dumps(json.loads(text), separators=(",", ":")).encode())
+        if length > TASK_DEFINITION_BYTES:
+            self.refuse("ecs-task-definition-too-large", f"{length} bytes")
+            raise EcsClientException(f"Actual length: '{length}'. Max allowed length is '{TASK_DEFINITION_BYTES}' bytes.")
+
     def check_providers_exist(self, backend, cluster: str, providers: list[str]) -> None:
         """Only existing capacity providers can be associated: the cluster's before theirs."""
         unknown = [p for p in providers if p not in ("FARGATE", "FARGATE_SPOT") and backend._get_provider(p) is None]
@@ -547,6 +623,13 @@ class StrictAws:
             self.refuse("ecs-capacity-provider-not-found", f"{cluster}: {', '.join(unknown)}")
             raise InvalidParameterException("The specified capacity provider was not found. Specify a valid capacity "
                                             "provider and try again.")
+
+
+# The limits of the static guards above, each from AWS's quotas pages.
+LAMBDA_ENVIRONMENT_BYTES = 4096
+ROLE_POLICY_CHARACTERS = 10240
+RUN_TASK_MAX_COUNT = 10
+TASK_DEFINITION_BYTES = 65536
 
 
 @contextlib.contextmanager

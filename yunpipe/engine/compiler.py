@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from yunpipe.engine import limits
 from yunpipe.engine.graph import Layout, Placement, lay_out
 from yunpipe.engine.instances import capacity_provider_name, instances, service_linked_roles
 from yunpipe.engine.kinds.bucket import Bucket
@@ -113,6 +114,8 @@ def build_model(workflow: ResolvedWorkflow, target: Target, use_user_credential:
         build_step(StepContext(spec, step, layout.step(step.name), layout, target, tags, log_group, cluster, reports,
                                parameters), code)
         for step in workflow.steps)
+    for index, (resolved, step_model) in enumerate(zip(workflow.steps, steps, strict=True)):
+        limits.check_step(step_model, resolved, spec.source, f"{spec.steps_field}[{index}]", target)
     return PipelineModel(pipeline, target, spec.input_bucket, spec.output_bucket, reports, tuple(buckets),
                          tuple(BucketEvents(b) for b in shared), layout, log_group, cluster, cluster_providers,
                          parameters, steps, spec.launch_type, spec.source, instance_role, instance_profile, groups,
