@@ -344,7 +344,12 @@ def test_a_gpu_step_in_a_fresh_account_then_clean_up_then_setup_again(moto, chan
     assert "autoscaling-instance-profile-not-valid-yet" in moto.rules_fired()
     assert "ecs-service-linked-role-missing" not in moto.rules_fired()
 
-    assert cli.clean_up_main(["demo", "--purge"]) == 0
+    with watch_calls() as calls:
+        assert cli.clean_up_main(["demo", "--purge"]) == 0
+    operations = [op for _, op in mutating(calls)]
+    # The cluster's deletion detaches its providers: no detaching call of a cluster being deleted.
+    assert "PutClusterCapacityProviders" not in operations
+    assert operations.index("DeleteCluster") < operations.index("DeleteCapacityProvider")
     # The provider's own delay, not hidden behind the queue's 60 s and the new profile's.
     moto.queue_reuse_seconds = moto.instance_profile_propagation_seconds = 0
     cleaned_at = moto.clock.time()

@@ -54,6 +54,8 @@ class ClusterCapacityProvidersKind(Kind[ClusterCapacityProviders]):
         # Swept after the cluster, whose deletion detaches every provider: this detaches them
         # from a cluster that stays (its steps no longer need any provider), so that the
         # providers can be deleted next.
+        if ("cluster", cluster) in ctx.deleting:
+            return []
         active = _active(ctx.reader, cluster)
         if not active or not active.get("capacityProviders"):
             return []
