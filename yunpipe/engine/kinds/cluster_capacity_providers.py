@@ -1,7 +1,7 @@
-"""Which capacity providers the pipeline's ECS cluster may run tasks on: its own step after
-the cluster and the providers exist, as ECS asks (PutClusterCapacityProviders names only
-existing providers; a cluster created with them would need ECS's service-linked role
-before any provider could be made)."""
+"""Which capacity providers the pipeline's ECS cluster may run tasks on. A step of its own, as
+ECS asks: the cluster is created without providers, the providers after it (they exist only
+once ECS's service-linked role does), and PutClusterCapacityProviders, which names only
+existing providers, attaches them last."""
 import dataclasses
 from dataclasses import dataclass
 
