@@ -41,15 +41,16 @@ def function_role(moto) -> str:
 
 
 def variables_of(size: int) -> dict[str, str]:
-    """Variables whose JSON ({"V":"xxx..."}) is exactly `size` bytes."""
-    return {"V": "x" * (size - len('{"V":""}'))}
+    """Variables whose JSON ({"VV":"xxx..."}) is exactly `size` bytes (Lambda's names have 2
+    characters at least)."""
+    return {"VV": "x" * (size - len('{"VV":""}'))}
 
 
 def test_lambda_refuses_environment_variables_over_4_kb(moto):
     lam, role = client("lambda"), function_role(moto)
     create = dict(FunctionName="guarded", Runtime="python3.12", Role=role, Handler="h.h", Code={"ZipFile": b"PK"})
     refused(lambda: lam.create_function(**create, Environment={"Variables": variables_of(4097)}),
-            "InvalidParameterValueException", "exceeded the 4KB limit. String measured: {\"V\":\"xxx")
+            "InvalidParameterValueException", "exceeded the 4KB limit. String measured: {\"VV\":\"xxx")
     lam.create_function(**create, Environment={"Variables": variables_of(4096)})
     refused(lambda: lam.update_function_configuration(FunctionName="guarded",
                                                        Environment={"Variables": variables_of(4097)}),
