@@ -5,6 +5,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import botocore_model
 import docker
 import docker.errors
 import pytest
@@ -37,6 +38,13 @@ def pytest_configure(config):
         "AWS_CONFIG_FILE": str(isolated / "aws-config"),
         "AWS_SHARED_CREDENTIALS_FILE": str(isolated / "aws-credentials"),
     })
+
+
+@pytest.fixture(scope="session", autouse=True)
+def botocore_model_checked():
+    """Every call of every test against botocore's service models (tests/botocore_model.py)."""
+    with botocore_model.active():
+        yield
 
 
 @pytest.fixture(scope="session")

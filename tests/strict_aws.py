@@ -18,12 +18,15 @@ and message AWS gives:
   other than awsvpc, or ephemeral storage outside 21-200 GiB; a RunTask whose capacity provider
   strategy names a provider the cluster does not have associated; GPU resource requirements in a
   task definition Fargate may run; a capacity provider whose Auto Scaling group does not exist, or
-  the deletion of one still associated with an active cluster. And one fact moto leaves out:
+  the deletion of one still associated with an active cluster; PutClusterCapacityProviders naming a
+  provider that does not exist yet ("The specified capacity provider was not found",
+  terraform-aws-modules/terraform-aws-ecs#53). And one fact moto leaves out:
   a task's createdAt, which the launcher ranks tasks by.
 - A fresh account (`fresh_account`, on by default): no service-linked role for ECS until one is
   created. CreateCapacityProvider then answers "ECS Service Linked Role does not exist"; CreateCluster
   with capacity providers creates the role, as ECS does, and answers "Unable to assume the service
-  linked role" until it is `service_linked_role_propagation_seconds` old. IAM's
+  linked role" until it is `service_linked_role_propagation_seconds` old; so does
+  PutClusterCapacityProviders (alchemy-run/alchemy#1558). IAM's
   CreateServiceLinkedRole answers "has been taken in this account" for a role that exists.
   (mashun4ek/ecs_terraform_workshop#5, cloudformation-coverage-roadmap#818.)
 - Delays after a change, each on the clock: S3 cannot validate a Lambda destination whose
@@ -32,6 +35,14 @@ and message AWS gives:
   (containers-roadmap#632); CreateAutoScalingGroup refuses a launch template whose instance profile
   was created less than `instance_profile_propagation_seconds` ago ("Invalid IAM Instance Profile
   name": eksctl#8039 saw 34 s, terraform-provider-aws#4769).
+- Static limits (the quotas pages of each service): Lambda environment variables over 4 KB,
+  measured as their JSON ("exceeded the 4KB limit. String measured: ...",
+  github-aws-runners/terraform-aws-github-runner#3594); an inline role policy over 10,240
+  characters, white space not counted (IAM quotas; LimitExceeded "Maximum policy size of 10240
+  bytes exceeded for role", serverless/serverless#7643); RunTask with a count over 10 (the ECS API
+  reference's range; "Task count can not be greater than 10", artilleryio/artillery#595); a task
+  definition over 65,536 bytes as sent (ClientException "Actual length: '66420'. Max allowed length
+  is '65536' bytes.", awsdocs/amazon-ecs-developer-guide#149).
 
 - Starting tasks and holding messages (issue 20, items 4, 5, 9, 10):
   - ECS RunTask answers `failures`, starting only what fits, with "The requested CPU configuration is
@@ -80,8 +91,10 @@ import functools
 import inspect
 import json
 import os
+import re
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -104,7 +117,7 @@ from moto.ec2.models import ec2_backends
 from moto.ecs.exceptions import EcsClientException, InvalidParameterException
 from moto.ecs.models import EC2ContainerServiceBackend, Task
 from moto.ecs.responses import ActionResult, EC2ContainerServiceResponse
-from moto.iam.exceptions import InvalidInput
+from moto.iam.exceptions import InvalidInput, LimitExceededException
 from moto.iam.models import IAMBackend, iam_backends
 from moto.s3.exceptions import S3ClientError
 from moto.s3.models import S3Backend
@@ -464,6 +477,7 @@ class StrictAws:
             *self._ecs_patches(),
             *self._placement_patches(),
             *self._async_patches(),
+            *self._guard_patches(),
             # moto's own rule for reserved concurrency (awslambda/models.py put_function_concurrency).
             mock.patch.dict(os.environ, {"MOTO_LAMBDA_CONCURRENCY_QUOTA": str(self.lambda_concurrency_limit)}),
         ]
@@ -840,9 +854,106 @@ class StrictAws:
                 f"Value {visibility} for parameter VisibilityTimeout is invalid. Reason: Total VisibilityTimeout for "
                 f"the message is beyond the limit [{MAX_VISIBILITY} seconds]")
 
+    # The cluster's capacity providers, and AWS's static limits (issue 20: GUARDS).
+
+    def _guard_patches(self) -> list[Any]:
+        """Size and count limits, and what PutClusterCapacityProviders checks. Each wraps the
+        method in place when entered, so it stacks over the checks above on the same methods."""
+        return [
+            _wrapping(LambdaBackend, "create_function", self._guard_create_function),
+            _wrapping(LambdaBackend, "update_function_configuration", self._guard_update_function_configuration),
+            _wrapping(IAMBackend, "put_role_policy", self._guard_put_role_policy),
+            _wrapping(EC2ContainerServiceBackend, "run_task", self._guard_run_task),
+            _wrapping(EC2ContainerServiceResponse, "register_task_definition", self._guard_register_task_definition),
+            _wrapping(EC2ContainerServiceBackend, "put_cluster_capacity_providers", self._guard_put_providers),
+        ]
+
+    def _guard_create_function(self, original: Any) -> Any:
+        def create_function(backend, spec):
+            self.check_lambda_environment((spec.get("Environment") or {}).get("Variables") or {})
+            return original(backend, spec)
+        return create_function
+
+    def _guard_update_function_configuration(self, original: Any) -> Any:
+        def update_function_configuration(backend, function_name, qualifier, body):
+            if "Environment" in body:
+                self.check_lambda_environment((body["Environment"] or {}).get("Variables") or {})
+            return original(backend, function_name, qualifier, body)
+        return update_function_configuration
+
+    def _guard_put_role_policy(self, original: Any) -> Any:
+        def put_role_policy(backend, role_name, policy_name, policy_json):
+            self.check_role_policy_size(role_name, policy_json)
+            return original(backend, role_name, policy_name, policy_json)
+        return put_role_policy
+
+    def _guard_run_task(self, original: Any) -> Any:
+        signature = inspect.signature(original)  # moto's own: the layers below keep it
+
+        @functools.wraps(original)  # keeps the signature for layers over it
+        def run_task(backend, *args, **kwargs):
+            self.check_run_task_count(signature.bind(backend, *args, **kwargs).arguments["count"])
+            return original(backend, *args, **kwargs)
+        return run_task
+
+    def _guard_register_task_definition(self, original: Any) -> Any:
+        def register_task_definition(response):
+            self.check_task_definition_size(response.body)  # measured as sent, like ECS
+            return original(response)
+        return register_task_definition
+
+    def _guard_put_providers(self, original: Any) -> Any:
+        def put_cluster_capacity_providers(backend, cluster_name, capacity_providers, default_strategy):
+            if capacity_providers:
+                self.check_providers_exist(backend, cluster_name, capacity_providers)
+                self.check_ecs_role_assumable(backend.account_id, cluster_name)
+            return original(backend, cluster_name, capacity_providers, default_strategy)
+        return put_cluster_capacity_providers
+
+    def check_lambda_environment(self, variables: dict) -> None:
+        measured = json.dumps(variables, separators=(",", ":"))
+        if len(measured.encode()) > LAMBDA_ENVIRONMENT_BYTES:
+            self.refuse("lambda-environment-too-large", f"{len(measured.encode())} bytes")
+            raise InvalidParameterValueException(
+                "Lambda was unable to configure your environment variables because the environment variables you "
+                f"have provided exceeded the 4KB limit. String measured: {measured}")
+
+    def check_role_policy_size(self, role: str, document: str) -> None:
+        characters = len(re.sub(r"\s", "", urllib.parse.unquote(document)))
+        if characters > ROLE_POLICY_CHARACTERS:
+            self.refuse("iam-role-policy-too-large", f"{role}: {characters} characters")
+            raise LimitExceededException(f"Maximum policy size of {ROLE_POLICY_CHARACTERS} bytes exceeded for role {role}")
+
+    def check_run_task_count(self, count: int) -> None:
+        if int(count) > RUN_TASK_MAX_COUNT:
+            self.refuse("ecs-run-task-count", str(count))
+            raise InvalidParameterException(f"Task count can not be greater than {RUN_TASK_MAX_COUNT}")
+
+    def check_task_definition_size(self, body: Any) -> None:
+        text = body.decode() if isinstance(body, bytes) else str(body or "{}")
+        length = len(json.dumps(json.loads(text), separators=(",", ":")).encode())
+        if length > TASK_DEFINITION_BYTES:
+            self.refuse("ecs-task-definition-too-large", f"{length} bytes")
+            raise EcsClientException(f"Actual length: '{length}'. Max allowed length is '{TASK_DEFINITION_BYTES}' bytes.")
+
+    def check_providers_exist(self, backend, cluster: str, providers: list[str]) -> None:
+        """Only existing capacity providers can be associated: the cluster's before theirs."""
+        unknown = [p for p in providers if p not in ("FARGATE", "FARGATE_SPOT") and backend._get_provider(p) is None]
+        if unknown:
+            self.refuse("ecs-capacity-provider-not-found", f"{cluster}: {', '.join(unknown)}")
+            raise InvalidParameterException("The specified capacity provider was not found. Specify a valid capacity "
+                                            "provider and try again.")
+
+
+# The limits of the static guards above, each from AWS's quotas pages.
+LAMBDA_ENVIRONMENT_BYTES = 4096
+ROLE_POLICY_CHARACTERS = 10240
+RUN_TASK_MAX_COUNT = 10
+TASK_DEFINITION_BYTES = 65536
+
 
 @contextlib.contextmanager
-def _wrapping(owner: Any, name: str, wrap: Any) -> Iterator[None]:
-    """owner.name replaced by wrap(what it is on entry), restored on exit."""
+def _wrapping(owner: type, name: str, wrap: Any) -> Iterator[None]:
+    """Replaces owner.name with wrap(what owner.name is when entered), for as long as entered."""
     with mock.patch.object(owner, name, wrap(getattr(owner, name))):
         yield

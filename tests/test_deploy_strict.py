@@ -263,9 +263,10 @@ def test_a_spot_step_in_a_fresh_account_gets_ecs_its_service_linked_role_and_wai
         assert cli.setup_pipe_main(["-f", path]) == 0
     created = [operation for _, operation in calls if is_mutating(operation)]
     assert created[0] == "CreateServiceLinkedRole"  # first of all, before anything ECS needs it for
-    # CreateCluster with FARGATE_SPOT was refused until the new role settled, then retried.
+    # The cluster first, then FARGATE_SPOT attached to it: refused until the new role settled, then retried.
     assert "ecs-service-linked-role-not-assumable-yet" in moto.rules_fired()
-    assert created.count("CreateCluster") > 1
+    assert created.count("CreateCluster") == 1 and created.count("PutClusterCapacityProviders") > 1
+    assert created.index("CreateCluster") < created.index("PutClusterCapacityProviders")
     [cluster] = client("ecs").describe_clusters(clusters=["yunpipe-demo"])["clusters"]
     assert cluster["capacityProviders"] == ["FARGATE", "FARGATE_SPOT"]
     assert service_linked_roles() == ["/aws-service-role/ecs.amazonaws.com/"]

@@ -184,8 +184,8 @@ def test_files_per_task_and_spot_capacity_reach_the_launcher_and_only_spot_adds_
     spot = compile_model(workflow([{"name": "upper", "files_per_task": 5},
                                    {"name": "count", "capacity": "FARGATE_SPOT"}], kind="sequence_run"))
 
-    assert plain.cluster.capacity_providers == ()
-    assert spot.cluster.capacity_providers == ("FARGATE", "FARGATE_SPOT")
+    assert plain.cluster_capacity_providers == ()
+    assert spot.cluster_capacity_providers[0].capacity_providers == ("FARGATE", "FARGATE_SPOT")
     configs = [contract.LauncherConfig.from_env({**s.function.environment, "YUNPIPE_QUEUE_URL": "url",
                                                  contract.FAILED_EVENTS_URL_VARIABLE: "url"}) for s in spot.steps]
     assert [(c.files_per_task, c.capacity_provider, c.launch_type) for c in configs] == [

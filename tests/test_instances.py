@@ -165,9 +165,13 @@ def test_dry_run_says_what_the_instances_need(moto, change123, write_workflow, c
                  "create launch template yunpipe-demo-ec2-c5-2xlarge (c5.2xlarge, AMI "
                  "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id, IMDSv2 only)",
                  "create Auto Scaling group yunpipe-demo-ec2-c5-2xlarge (0 to 10 instances, scaled by ECS)",
-                 "create ECS cluster yunpipe-demo with capacity providers yunpipe-demo-ec2-c5-2xlarge",
                  "on c5.2xlarge instances"):
         assert line in out
+    # ECS's order: the cluster, then the provider, then the provider attached to the cluster.
+    cluster = out.index("create ECS cluster yunpipe-demo\n")
+    provider = out.index("create capacity provider yunpipe-demo-ec2-c5-2xlarge")
+    attached = out.index("let ECS cluster yunpipe-demo run tasks on yunpipe-demo-ec2-c5-2xlarge")
+    assert cluster < provider < attached
     assert client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"] == []
 
 
@@ -179,7 +183,7 @@ def test_the_algorithms_instance_type_is_the_default_and_a_step_may_set_fargate(
     assert model.steps[0].task_definition.registration["requiresCompatibilities"] == ["EC2"]
     # "" on the step: Fargate, whatever the algorithm suggests.
     model = compile_model(workflow(instance_type="", gpu=0))
-    assert model.instance_groups == () and model.instance_role == () and model.cluster.capacity_providers == ()
+    assert model.instance_groups == () and model.instance_role == () and model.cluster_capacity_providers == ()
     registration = model.steps[0].task_definition.registration
     assert registration["requiresCompatibilities"] == ["FARGATE"]
     assert "resourceRequirements" not in registration["containerDefinitions"][0]
@@ -196,7 +200,7 @@ def test_steps_of_one_instance_type_share_its_group(aws_env):
     model = compile_model(document)
     [group] = model.instance_groups
     assert group.gpu and group.auto_scaling_group.max_size == 5
-    assert model.cluster.capacity_providers == ("FARGATE", "FARGATE_SPOT", "yunpipe-seq-ec2-g5-xlarge")
+    assert model.cluster_capacity_providers[0].capacity_providers == ("FARGATE", "FARGATE_SPOT", "yunpipe-seq-ec2-g5-xlarge")
     providers = [s.function.environment["YUNPIPE_CAPACITY_PROVIDER"] for s in model.steps]
     assert providers == ["yunpipe-seq-ec2-g5-xlarge", "yunpipe-seq-ec2-g5-xlarge", "FARGATE_SPOT"]
 
@@ -340,7 +344,12 @@ def test_a_gpu_step_in_a_fresh_account_then_clean_up_then_setup_again(moto, chan
     assert "autoscaling-instance-profile-not-valid-yet" in moto.rules_fired()
     assert "ecs-service-linked-role-missing" not in moto.rules_fired()
 
-    assert cli.clean_up_main(["demo", "--purge"]) == 0
+    with watch_calls() as calls:
+        assert cli.clean_up_main(["demo", "--purge"]) == 0
+    operations = [op for _, op in mutating(calls)]
+    # The cluster's deletion detaches its providers: no detaching call of a cluster being deleted.
+    assert "PutClusterCapacityProviders" not in operations
+    assert operations.index("DeleteCluster") < operations.index("DeleteCapacityProvider")
     # The provider's own delay, not hidden behind the queue's 60 s and the new profile's.
     moto.queue_reuse_seconds = moto.instance_profile_propagation_seconds = 0
     cleaned_at = moto.clock.time()
@@ -352,3 +361,16 @@ def test_a_gpu_step_in_a_fresh_account_then_clean_up_then_setup_again(moto, chan
     [cluster] = ecs.describe_clusters(clusters=["yunpipe-demo"])["clusters"]
     assert cluster["capacityProviders"] == [PROVIDER]
     assert moto.rules_fired() <= SETTLING | {"sqs-queue-deleted-recently"}  # each waited out, as on AWS
+
+
+def test_strict_aws_attaches_only_capacity_providers_that_exist(moto):
+    """So a cluster can be given its providers only after they exist (the engine's order)."""
+    ecs = client("ecs")
+    client("iam").create_service_linked_role(AWSServiceName="ecs.amazonaws.com")
+    moto.clock.sleep(moto.service_linked_role_propagation_seconds)
+    ecs.create_cluster(clusterName="c")
+    with pytest.raises(ClientError, match="The specified capacity provider was not found"):
+        ecs.put_cluster_capacity_providers(cluster="c", capacityProviders=["FARGATE", PROVIDER],
+                                           defaultCapacityProviderStrategy=[])
+    ecs.put_cluster_capacity_providers(cluster="c", capacityProviders=["FARGATE_SPOT"], defaultCapacityProviderStrategy=[])
+    assert moto.rules_fired() == {"ecs-capacity-provider-not-found"}

@@ -77,8 +77,8 @@ def test_an_existing_cluster_gets_fargate_spot_keeping_its_own_providers_and_def
     document["process"]["algorithms"][0]["capacity"] = "FARGATE_SPOT"
     spot = compiler.build_model(resolve_workflow(parse_workflow(document, "workflow.json"), AlgorithmRegistry()), TARGET)
 
-    calls = [c for c in Planner(Reader(Aws(boto3.Session()))).plan(spot).calls if c.kind == "cluster"]
-    plain = [c for c in Planner(Reader(Aws(boto3.Session()))).plan(demo_model()).calls if c.kind == "cluster"]
+    calls = [c for c in Planner(Reader(Aws(boto3.Session()))).plan(spot).calls if c.kind == "cluster_capacity_providers"]
+    plain = [c for c in Planner(Reader(Aws(boto3.Session()))).plan(demo_model()).calls if c.kind == "cluster_capacity_providers"]
 
     assert [(c.operation, c.action) for c in calls] == [("put_cluster_capacity_providers", "update")]
     assert calls[0].params == {"cluster": "yunpipe-demo", "capacityProviders": ["FARGATE", "FARGATE_SPOT"],

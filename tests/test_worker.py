@@ -137,7 +137,7 @@ class Step:
 
     def receive_one(self):
         messages = self.sqs.receive_message(
-            QueueUrl=self.queue_url, AttributeNames=["ApproximateReceiveCount"], VisibilityTimeout=30
+            QueueUrl=self.queue_url, MessageSystemAttributeNames=["ApproximateReceiveCount"], VisibilityTimeout=30
         ).get("Messages", [])
         assert len(messages) == 1
         return messages[0]
@@ -709,7 +709,7 @@ def test_worker_exits_zero_after_the_idle_period_on_an_empty_queue(step, paralle
     config = step.config(YUNPIPE_IDLE_SECONDS="1", YUNPIPE_WAIT_SECONDS="1", YUNPIPE_PARALLELISM=parallelism)
     assert step.run(alg, config) == 0
     assert calls and all(c["WaitTimeSeconds"] == 1 and c["MaxNumberOfMessages"] == batch for c in calls)
-    assert calls[0]["AttributeNames"] == ["ApproximateReceiveCount"]
+    assert calls[0]["MessageSystemAttributeNames"] == ["ApproximateReceiveCount"]
 
 
 def test_visibility_is_extended_while_a_long_job_runs(step, tmp_path):

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from yunpipe.aws.ecr import ecr_image
+from yunpipe.engine import limits
 from yunpipe.engine.graph import Layout, Placement, lay_out
 from yunpipe.engine.instances import capacity_provider_name, instances, service_linked_roles
 from yunpipe.engine.kinds.bucket import Bucket
 from yunpipe.engine.kinds.bucket_events import BucketEvents
 from yunpipe.engine.kinds.cluster import Cluster
+from yunpipe.engine.kinds.cluster_capacity_providers import ClusterCapacityProviders
 from yunpipe.engine.kinds.event_invoke_config import EventInvokeConfig
 from yunpipe.engine.kinds.function import Function
 from yunpipe.engine.kinds.log_group import LogGroup
@@ -87,9 +89,9 @@ def build_model(workflow: ResolvedWorkflow, target: Target, use_user_credential:
     cluster_name = resource_name("ecs", pipeline)
     spot = any(step.spec.capacity == "FARGATE_SPOT" for step in workflow.steps)
     instance_role, instance_profile, groups = instances(workflow, target, tags, cluster_name, offers or {})
-    cluster = Cluster(cluster_name, target.arn("ecs", f"cluster/{cluster_name}"), tags,
-                      (contract.FARGATE_CAPACITY_PROVIDERS if spot else ())
-                      + tuple(g.capacity_provider.name for g in groups))
+    cluster = Cluster(cluster_name, target.arn("ecs", f"cluster/{cluster_name}"), tags)
+    providers = (contract.FARGATE_CAPACITY_PROVIDERS if spot else ()) + tuple(g.capacity_provider.name for g in groups)
+    cluster_providers = (ClusterCapacityProviders(cluster_name, providers),) if providers else ()
 
     parameters: tuple[Parameter, ...] = ()
     if use_user_credential:
@@ -111,9 +113,11 @@ def build_model(workflow: ResolvedWorkflow, target: Target, use_user_credential:
         build_step(StepContext(spec, step, layout.step(step.name), layout, target, tags, log_group, cluster, reports,
                                parameters), code)
         for step in workflow.steps)
+    for index, (resolved, step_model) in enumerate(zip(workflow.steps, steps, strict=True)):
+        limits.check_step(step_model, resolved, spec.source, f"{spec.steps_field}[{index}]", target)
     return PipelineModel(pipeline, target, spec.input_bucket, spec.output_bucket, reports, tuple(buckets),
-                         tuple(BucketEvents(b) for b in shared), layout, log_group, cluster, parameters, steps,
-                         spec.launch_type, spec.source, instance_role, instance_profile, groups,
+                         tuple(BucketEvents(b) for b in shared), layout, log_group, cluster, cluster_providers,
+                         parameters, steps, spec.launch_type, spec.source, instance_role, instance_profile, groups,
                          service_linked_roles(spot, bool(groups)))
 
 

@@ -14,6 +14,7 @@ from yunpipe.engine.kinds.bucket import Bucket
 from yunpipe.engine.kinds.bucket_events import BucketEvents
 from yunpipe.engine.kinds.capacity_provider import CapacityProvider
 from yunpipe.engine.kinds.cluster import Cluster
+from yunpipe.engine.kinds.cluster_capacity_providers import ClusterCapacityProviders
 from yunpipe.engine.kinds.event_invoke_config import EventInvokeConfig
 from yunpipe.engine.kinds.function import Function
 from yunpipe.engine.kinds.instance_profile import InstanceProfile
@@ -120,6 +121,8 @@ class PipelineModel:
     layout: Layout
     log_group: LogGroup
     cluster: Cluster
+    # Only when a step runs on Fargate Spot or on EC2 instances.
+    cluster_capacity_providers: tuple[ClusterCapacityProviders, ...]
     parameters: tuple[Parameter, ...]
     steps: tuple[StepModel, ...]
     launch_type: str
@@ -147,8 +150,9 @@ class PipelineModel:
             *self.instance_profile,
             *(g.launch_template for g in groups),
             *(g.auto_scaling_group for g in groups),
-            *(g.capacity_provider for g in groups),
             self.cluster,
+            *(g.capacity_provider for g in groups),
+            *self.cluster_capacity_providers,
             *(s.task_definition for s in steps),
             *(s.function for s in steps),
             *(s.event_invoke_config for s in steps),

@@ -65,7 +65,7 @@ class Sweeper:
 
     def plan(self, candidates: AbstractSet[ResourceKey], keep: AbstractSet[ResourceKey] = frozenset()) -> Plan:
         """Calls deleting every candidate not in `keep`; buckets only with purge."""
-        ctx = SweepContext(self.reader, self.purge)
+        ctx = SweepContext(self.reader, self.purge, frozenset(candidates - set(keep)))
         calls: list[Call] = []
         gone: list[ResourceKey] = []
         for name in SWEEP_ORDER:

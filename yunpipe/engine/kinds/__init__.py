@@ -13,6 +13,7 @@ from yunpipe.engine.kinds import (
     bucket_events,
     capacity_provider,
     cluster,
+    cluster_capacity_providers,
     event_invoke_config,
     function,
     instance_profile,
@@ -39,8 +40,9 @@ KINDS: tuple[Kind[Any], ...] = (
     instance_profile.KIND,
     launch_template.KIND,
     auto_scaling_group.KIND,
-    capacity_provider.KIND,
     cluster.KIND,
+    capacity_provider.KIND,
+    cluster_capacity_providers.KIND,
     task_definition.KIND,
     function.KIND,
     event_invoke_config.KIND,
@@ -54,13 +56,15 @@ CREATION_ORDER = tuple(kind.name for kind in KINDS)
 
 
 def _sweep_order() -> tuple[str, ...]:
-    """Dependents before what they depend on: the reverse of the creation order, except that an
-    Auto Scaling group goes before the cluster. Its instances are the cluster's container
-    instances, which keep ECS from deleting the cluster; the cluster's deletion in turn detaches
-    its capacity providers, which ECS deletes only once detached."""
-    reverse = [name for name in reversed(CREATION_ORDER) if name != "auto_scaling_group"]
-    at = reverse.index("cluster")
-    return (*reverse[:at], "auto_scaling_group", *reverse[at:])
+    """Dependents before what they depend on: the reverse of the creation order, except that the
+    Auto Scaling groups and then the cluster go before the providers' association. The groups'
+    instances are the cluster's container instances, which keep ECS from deleting the cluster;
+    the cluster's sweep stops its tasks (ECS detaches no provider a task still uses) and its
+    deletion detaches its capacity providers, which ECS deletes only once detached."""
+    moved = ("auto_scaling_group", "cluster")
+    reverse = [name for name in reversed(CREATION_ORDER) if name not in moved]
+    at = reverse.index("cluster_capacity_providers")
+    return (*reverse[:at], *moved, *reverse[at:])
 
 
 SWEEP_ORDER = _sweep_order()

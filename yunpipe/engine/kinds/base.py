@@ -73,6 +73,8 @@ class PlanContext:
 class SweepContext:
     reader: Reader
     purge: bool = False  # whether buckets (and every object in them) go too
+    # Everything this sweep deletes: a kind whose deletion another one's implies plans none.
+    deleting: AbstractSet[ResourceKey] = frozenset()
 
 
 R = TypeVar("R")

@@ -1,15 +1,12 @@
-"""The pipeline's ECS cluster, with the capacity providers its steps run on."""
+"""The pipeline's ECS cluster (the capacity providers its steps run on are attached to it by
+cluster_capacity_providers.py, once they exist)."""
 import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from yunpipe.engine.kinds.base import TAG_KEY, Kind, Named, PlanContext, SweepContext, call, delete, tag_list
 from yunpipe.engine.plan import Call, Transient
-
-# ECS's service-linked role, created moments ago (service_linked_role.py), is not yet assumable.
-ROLE_SETTLING = (Transient("InvalidParameterException", "Unable to assume the service linked role"),)
 
 
 @dataclass(frozen=True)
@@ -17,9 +14,6 @@ class Cluster(Named):
     name: str
     arn: str
     tags: Mapping[str, str]
-    # Associated only when a step runs on Fargate Spot or on EC2 instances: RunTask may name
-    # only these providers.
-    capacity_providers: tuple[str, ...] = ()
     kind = "cluster"
 
 
@@ -29,29 +23,11 @@ class ClusterKind(Kind[Cluster]):
 
     def plan(self, cluster: Cluster, ctx: PlanContext) -> list[Call]:
         found = ctx.reader.read("ecs", "describe_clusters", clusters=[cluster.name])
-        active = [c for c in (found or {}).get("clusters", []) if c["status"] == "ACTIVE"]
-        providers = list(cluster.capacity_providers)
-        if not active:
-            # A cluster of steps all on on-demand Fargate is created exactly as before, with no providers.
-            extra: dict[str, Any] = {"capacityProviders": providers} if providers else {}
-            what = f" with capacity providers {', '.join(providers)}" if providers else ""
-            created = call(cluster, "create", "ecs", "create_cluster", f"create ECS cluster {cluster.name}{what}",
-                           clusterName=cluster.name, tags=tag_list(cluster.tags, "key", "value"), **extra)
-            return [dataclasses.replace(created, retry_on=ROLE_SETTLING)]
-        current = list(active[0].get("capacityProviders") or [])
-        missing = [p for p in providers if p not in current]
-        # Providers of instance types no step asks for any more: detached here, so the sweep can delete them.
-        stale = [p for p in current if p not in providers and ("capacity_provider", p) in ctx.owned]
-        if not missing and not stale:
+        if any(c["status"] == "ACTIVE" for c in (found or {}).get("clusters", [])):
             return []
-        changes = ([f"run tasks on {', '.join(missing)}"] if missing else []) + (
-            [f"stop using {', '.join(stale)}"] if stale else [])
-        # The call replaces the cluster's providers and default strategy: both are kept as they are.
-        updated = call(cluster, "update", "ecs", "put_cluster_capacity_providers",
-                       f"let ECS cluster {cluster.name} {' and '.join(changes)}", cluster=cluster.name,
-                       capacityProviders=[p for p in current if p not in stale] + missing,
-                       defaultCapacityProviderStrategy=active[0].get("defaultCapacityProviderStrategy") or [])
-        return [dataclasses.replace(updated, retry_on=ROLE_SETTLING)]
+        # Without capacity providers: those come after it (cluster_capacity_providers.py).
+        return [call(cluster, "create", "ecs", "create_cluster", f"create ECS cluster {cluster.name}",
+                     clusterName=cluster.name, tags=tag_list(cluster.tags, "key", "value"))]
 
     def sweep(self, name: str, ctx: SweepContext) -> list[Call]:
         found = ctx.reader.read("ecs", "describe_clusters", clusters=[name])

@@ -8,9 +8,11 @@ from typing import Any
 
 from ..contract import LauncherConfig, task_starts_line
 from .log import LOG
-from .sending import BACKOFF_SECONDS, BATCH_SIZE
+from .sending import BACKOFF_SECONDS
 
 DESCRIBE_BATCH = 100
+# RunTask starts at most 10 tasks per call (its count's range in the ECS API reference).
+RUN_TASK_MAX_COUNT = 10
 # RunTask capacity failures: retried this many times, sleeping 0.5 s, 1 s, 2 s (3.5 s in all),
 # so a Lambda with a modest timeout still finishes; the scheduled run picks up the rest.
 CAPACITY_RETRIES = 3
@@ -57,7 +59,7 @@ def run_tasks(ecs: Any, config: LauncherConfig, wanted: int, sleep: Callable[[fl
     arns: list[str] = []
     retries = 0
     while len(arns) < wanted:
-        count = min(BATCH_SIZE, wanted - len(arns))
+        count = min(RUN_TASK_MAX_COUNT, wanted - len(arns))
         response = ecs.run_task(**run_task_params(config, count))
         arns += [task["taskArn"] for task in response.get("tasks", [])]
         if len(response.get("tasks", [])) == count:

@@ -19,6 +19,18 @@ log = logging.getLogger("yunpipe.worker")
 RECEIVE_BATCH = 10
 
 
+
+def receive_count_attribute(sqs: Any) -> dict:
+    """ReceiveMessage's request for each message's ApproximateReceiveCount: by
+    MessageSystemAttributeNames where the client's botocore has it (AttributeNames, which SQS
+    deprecated for it, takes only queue attribute names in botocore's model), else by
+    AttributeNames (the older botocore of an image on Python 3.7 knows no other; SQS still
+    accepts it)."""
+    members = sqs.meta.service_model.operation_model("ReceiveMessage").input_shape.members
+    name = "MessageSystemAttributeNames" if "MessageSystemAttributeNames" in members else "AttributeNames"
+    return {name: ["ApproximateReceiveCount"]}
+
+
 class _Slots:
     """run_worker's jobs in flight: how many, how they ended, and since when none is."""
 
@@ -114,7 +126,7 @@ def run_worker(
                     MaxNumberOfMessages=min(RECEIVE_BATCH, free),
                     WaitTimeSeconds=config.wait_seconds,
                     VisibilityTimeout=config.visibility_seconds,
-                    AttributeNames=["ApproximateReceiveCount"],
+                    **receive_count_attribute(sqs),
                 )
                 messages = response.get("Messages", [])
                 if not messages:
