@@ -7,6 +7,7 @@ from typing import Any
 
 from yunpipe.engine.kinds.base import TAG_KEY, Kind, Named, PlanContext, SweepContext, call, delete, tag_list
 from yunpipe.engine.plan import Call, Transient
+from yunpipe.engine.template import Template
 
 # ECS's service-linked role, created moments ago (service_linked_role.py), is not yet assumable.
 ROLE_SETTLING = (Transient("InvalidParameterException", "Unable to assume the service linked role"),)
@@ -68,6 +69,13 @@ class ClusterKind(Kind[Cluster]):
         calls.append(dataclasses.replace(deleted, retry_on=(Transient("ClusterContainsTasksException"),
                                                             Transient("ClusterContainsContainerInstancesException"))))
         return calls
+
+    def cloudformation(self, cluster: Cluster, template: Template) -> dict[str, dict]:
+        providers = [template.ref("capacity_provider", p) if template.has("capacity_provider", p) else p
+                     for p in cluster.capacity_providers]
+        return {template.id(cluster.kind, cluster.key): {"Type": "AWS::ECS::Cluster", "Properties": {
+            "ClusterName": cluster.name, **({"CapacityProviders": providers} if providers else {}),
+            "Tags": tag_list(cluster.tags)}}}
 
 
 KIND = ClusterKind()

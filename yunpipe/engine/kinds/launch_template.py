@@ -17,6 +17,7 @@ from yunpipe.engine.kinds.base import (
     tag_list,
 )
 from yunpipe.engine.plan import Call
+from yunpipe.engine.template import Template
 from yunpipe.errors import InputError
 
 
@@ -58,6 +59,15 @@ class LaunchTemplateKind(Kind[LaunchTemplate]):
             return []
         return [delete("launch_template", name, "ec2", "delete_launch_template", f"delete launch template {name}",
                        LaunchTemplateName=name)]
+
+    def cloudformation(self, template_: LaunchTemplate, template: Template) -> dict[str, dict]:
+        data = dict(template_.data)
+        profile = data["IamInstanceProfile"]["Name"]
+        if template.has("instance_profile", profile):
+            data["IamInstanceProfile"] = {"Name": template.ref("instance_profile", profile)}
+        return {template.id(template_.kind, template_.key): {"Type": "AWS::EC2::LaunchTemplate", "Properties": {
+            "LaunchTemplateName": template_.name, "LaunchTemplateData": data,
+            "TagSpecifications": [{"ResourceType": "launch-template", "Tags": tag_list(template_.tags)}]}}}
 
     def discover(self, reader: Reader, pipeline: str, found: AbstractSet[ResourceKey]) -> set[ResourceKey]:
         tag_filter = [{"Name": f"tag:{TAG_KEY}", "Values": [pipeline]}]
