@@ -38,7 +38,10 @@ setup(
     # parliament lints the IAM policies setup-pipe renders (tests/test_policy_lint.py).
     extras_require={"test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3", "parliament>=1.6,<2",
                              # make test lints (ruff.toml) and type-checks (setup.cfg [mypy]) first.
-                             "ruff>=0.17,<0.18", "mypy>=2.4,<3", "types-PyYAML>=6.0,<7"]},
+                             "ruff>=0.17,<0.18", "mypy>=2.4,<3", "types-PyYAML>=6.0,<7",
+                             # AWS's CloudFormation resource schemas, for `yunpipe export` (tests/test_export.py).
+                             # Pinned to one minor: each release adds rules, and the test wants zero findings.
+                             "cfn-lint>=1.58,<1.59"]},
     entry_points={
         "console_scripts": [
             "yunpipe=yunpipe.cli:main",
