@@ -84,11 +84,13 @@ def test_the_worst_case_renders_every_resource_kind_and_says_what_it_cannot(exam
     kinds = {r.kind for r in model.resources()}
     assert kinds == {kind.name for kind in KINDS}, "the worst case lacks a kind"
     types = {r["Type"] for r in document["Resources"].values()}
-    assert {"AWS::ECS::CapacityProvider", "AWS::AutoScaling::AutoScalingGroup", "AWS::EC2::LaunchTemplate",
+    assert {"AWS::ECS::CapacityProvider", "AWS::ECS::ClusterCapacityProviderAssociations",
+            "AWS::AutoScaling::AutoScalingGroup", "AWS::EC2::LaunchTemplate",
             "AWS::IAM::InstanceProfile", "AWS::Events::Rule", "AWS::Lambda::Permission"} <= types
     # Neither the account's service-linked roles nor SecureString parameters are in the stack.
     assert not types & {"AWS::IAM::ServiceLinkedRole", "AWS::SSM::Parameter"}
     notes = "\n".join(rendering.notes)
+    assert "no rendering" not in notes
     for expected in ("AWSServiceRoleForECS", "AWSServiceRoleForAutoScaling", "--type SecureString",
                      "LauncherCodeBucket", "CAPABILITY_NAMED_IAM", "--template-url"):
         assert expected in notes
@@ -229,10 +231,11 @@ def test_moto_creates_the_stack_and_its_launcher_queues_a_file_and_starts_a_task
 
 def test_moto_creates_the_worst_case_stack_but_for_its_capacity_providers(moto_cloudformation, examples):
     """The worst case (Spot, GPU and CPU steps on EC2, fan-out, join, gather) as a stack on moto's
-    CloudFormation, in moto's default VPC. What moto cannot: it has no AWS::ECS::CapacityProvider
-    (skipped with a warning, so the stack is complete without them) and its AWS::ECS::Cluster ignores
-    CapacityProviders; its S3 buckets ignore NotificationConfiguration. Everything else is created
-    under the model's names. This test fails when moto learns them: then assert them here."""
+    CloudFormation, in moto's default VPC. What moto cannot: it has no AWS::ECS::CapacityProvider nor
+    AWS::ECS::ClusterCapacityProviderAssociations (each skipped with a warning, so the stack is
+    complete without them, and the cluster has no providers); its S3 buckets ignore
+    NotificationConfiguration. Everything else is created under the model's names. This test fails
+    when moto learns them: then assert them here."""
     ec2 = boto3.client("ec2", region_name=REGION)
     subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]][:2]
     group = ec2.describe_security_groups(GroupNames=["default"])["SecurityGroups"][0]["GroupId"]
@@ -240,13 +243,15 @@ def test_moto_creates_the_worst_case_stack_but_for_its_capacity_providers(moto_c
     model = compiler.build_model(workflow, Target("123456789012", REGION, tuple(subnets), (group,)))
     rendering = render(model)
     document = yaml.safe_load(rendering.text)
-    with pytest.warns(UserWarning, match="AWS::ECS::CapacityProvider but it's not supported"):
+    lacking = {"AWS::ECS::CapacityProvider", "AWS::ECS::ClusterCapacityProviderAssociations"}
+    with pytest.warns(UserWarning, match="not supported by moto's CloudFormation") as warned:
         listed = _create_stack(rendering.text, dict(rendering.files))
-    providers = {logical for logical, r in document["Resources"].items() if r["Type"] == "AWS::ECS::CapacityProvider"}
+    assert {str(w.message).split()[3] for w in warned} == lacking
+    skipped = {logical for logical, r in document["Resources"].items() if r["Type"] in lacking}
     # moto lists each resource it skipped without a logical id.
     resources = {r["LogicalResourceId"]: r for r in listed if r["LogicalResourceId"]}
-    assert len(listed) - len(resources) == len(providers) == 2
-    assert set(resources) == set(document["Resources"]) - providers
+    assert len(listed) - len(resources) == len(skipped) == 3
+    assert set(resources) == set(document["Resources"]) - skipped
     assert all(r["ResourceStatus"] == "CREATE_COMPLETE" for r in resources.values())
     ecs = boto3.client("ecs", region_name=REGION)
     [cluster] = ecs.describe_clusters(clusters=[model.cluster.name])["clusters"]

@@ -71,11 +71,20 @@ class ClusterKind(Kind[Cluster]):
         return calls
 
     def cloudformation(self, cluster: Cluster, template: Template) -> dict[str, dict]:
-        providers = [template.ref("capacity_provider", p) if template.has("capacity_provider", p) else p
-                     for p in cluster.capacity_providers]
-        return {template.id(cluster.kind, cluster.key): {"Type": "AWS::ECS::Cluster", "Properties": {
-            "ClusterName": cluster.name, **({"CapacityProviders": providers} if providers else {}),
-            "Tags": tag_list(cluster.tags)}}}
+        """The cluster, and its capacity providers as a resource of their own (as AWS advises): the
+        instances' launch templates name the cluster, so it is created before them and deleted after
+        their Auto Scaling groups, whose instances would keep ECS from deleting it."""
+        logical_id = template.id(cluster.kind, cluster.key)
+        rendered = {logical_id: {"Type": "AWS::ECS::Cluster", "Properties": {
+            "ClusterName": cluster.name, "Tags": tag_list(cluster.tags)}}}
+        if cluster.capacity_providers:
+            # The call replaces the default strategy: none, as setup-pipe leaves it.
+            rendered[logical_id + "CapacityProviders"] = {
+                "Type": "AWS::ECS::ClusterCapacityProviderAssociations", "Properties": {
+                    "Cluster": {"Ref": logical_id}, "DefaultCapacityProviderStrategy": [],
+                    "CapacityProviders": [template.ref("capacity_provider", p) if template.has("capacity_provider", p)
+                                          else p for p in cluster.capacity_providers]}}
+        return rendered
 
 
 KIND = ClusterKind()

@@ -65,7 +65,10 @@ class LaunchTemplateKind(Kind[LaunchTemplate]):
         profile = data["IamInstanceProfile"]["Name"]
         if template.has("instance_profile", profile):
             data["IamInstanceProfile"] = {"Name": template.ref("instance_profile", profile)}
-        return {template.id(template_.kind, template_.key): {"Type": "AWS::EC2::LaunchTemplate", "Properties": {
+        # Its instances join the pipeline's cluster (user data): created before, deleted after them.
+        clusters = [template.id(c.kind, c.key) for c in template.of_kind("cluster")]
+        return {template.id(template_.kind, template_.key): {"Type": "AWS::EC2::LaunchTemplate", "DependsOn": clusters,
+                                                             "Properties": {
             "LaunchTemplateName": template_.name, "LaunchTemplateData": data,
             "TagSpecifications": [{"ResourceType": "launch-template", "Tags": tag_list(template_.tags)}]}}}
 
