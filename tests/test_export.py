@@ -124,6 +124,14 @@ def test_export_of_each_example_exits_0_and_writes_the_launcher_next_to_the_temp
     assert capsys.readouterr().out == output.read_text()
 
 
+def test_export_without_aws_says_the_account_is_a_placeholder(examples, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    assert cli.main(["export", "-f", EXAMPLE_WORKFLOWS[0], "--endpoint-url", "http://127.0.0.1:9"]) == 0
+    document = yaml.safe_load(capsys.readouterr().out)
+    assert document["Metadata"]["Yunpipe"]["Account"] == "000000000000"
+    assert any("AWS was not reachable" in note for note in document["Metadata"]["Yunpipe"]["BeforeCreate"])
+
+
 def test_export_of_a_pipeline_renders_the_workflow_it_was_set_up_from(moto, examples, write_workflow, tmp_path,
                                                                        capsys):
     document = {"name": "recorded", "input_s3_name": "recorded-in", "output_s3_name": "recorded-out",
@@ -143,6 +151,7 @@ def test_export_of_a_pipeline_renders_the_workflow_it_was_set_up_from(moto, exam
     (["export", "-f", "{tmp}/missing.json"], "missing.json: file not found"),
     (["export", "-f", "{bad}"], "workflow.json: process.algorithms[0].concurrency: expected"),
     (["export", "nowhere"], "no pipeline 'nowhere' set up from this machine"),
+    (["export", "nowhere", "-uu"], "export: -uu: expected -uu only with -f"),
 ])
 def test_bad_input_exits_2_naming_the_file_and_field(examples, write_workflow, tmp_path, capsys, arguments, expected):
     bad = write_workflow({"input_s3_name": "bad-in", "output_s3_name": "bad-out",

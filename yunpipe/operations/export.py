@@ -14,14 +14,12 @@ from yunpipe.engine.cloudformation import Rendering, render
 from yunpipe.engine.model import PipelineModel
 from yunpipe.engine.state import PipelineState, known_pipelines, state_path
 from yunpipe.engine.target import resolve_instance_offers, resolve_target
-from yunpipe.errors import NotFoundError
+from yunpipe.errors import InputError, NotFoundError
 from yunpipe.operations.deploy import PLACEHOLDER_KEYS, load_workflows
 from yunpipe.operations.reach import reach
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.resolve import ResolvedWorkflow, resolve_workflow
 from yunpipe.specs.workflow import parse_workflow
-
-FORMATS = ("cloudformation",)
 
 
 @dataclass(frozen=True)
@@ -51,6 +49,9 @@ def export(options: ExportOptions) -> tuple[PipelineModel, Rendering]:
     """The model setup-pipe would build, and its template; AWS is only read, and when it cannot be
     reached the account is the workflow's (or a placeholder) and the subnets are the workflow's."""
     aws: Aws
+    if options.pipeline and options.use_user_credential:
+        raise InputError("export", "-uu", "expected -uu only with -f: a pipeline's record says whether it was set up "
+                                          "with -uu")
     if options.pipeline:
         workflow, state, use_keys = _recorded(options.pipeline)
         aws = reach(options.where, options.pipeline, state.summary)
