@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from yunpipe.aws.reader import NOT_FOUND
-from yunpipe.engine.kinds.base import Kind, Named, PlanContext, QueueUrl, SweepContext, delete
+from yunpipe.engine.kinds.base import Kind, Named, PlanContext, QueueUrl, SweepContext, delete, tag_list
 from yunpipe.engine.plan import Call, Transient, substitute
 from yunpipe.engine.template import Template
 from yunpipe.runtime import launcher_package as package
@@ -106,7 +106,7 @@ class FunctionKind(Kind[Function]):
             "Handler": package.HANDLER, "Runtime": package.RUNTIME, "Timeout": package.TIMEOUT_SECONDS,
             "MemorySize": package.MEMORY_MIB, "Environment": {"Variables": environment},
             "ReservedConcurrentExecutions": LAUNCHER_RESERVED_CONCURRENCY,
-            "Tags": [{"Key": k, "Value": v} for k, v in function.tags.items()]}}}
+            "Tags": tag_list(function.tags)}}}
 
 
 def _concurrency(function: Function, reserved: int | None, ctx: PlanContext) -> list[Call]:
