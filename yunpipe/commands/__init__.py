@@ -6,6 +6,7 @@ what it returns and gives the exit status.
     wrap        wrap, init
     algorithms  algorithms list|show|publish|pull|remote
     deploy      setup-pipe, create-lambda-exec-role, clean-up, show
+    export      export
     observe     status, logs, pipelines
     transfer    upload, results
     backfill    submit, retry

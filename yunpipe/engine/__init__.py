@@ -26,4 +26,8 @@ in the order; let the compiler build it and PipelineModel.resources() yield it i
 Later capabilities of every kind (its CloudFormation rendering, a check of the account before
 a deploy) belong in the same place: a further method of Kind with a default, overridden in the
 kind's module.
+
+Export (cloudformation.py): the same PipelineModel as a CloudFormation template; each kind's
+`cloudformation(resource, template)` renders its resources, given a Template (template.py) of
+logical ids, references, parameters, files and notes on what CloudFormation cannot say.
 """

@@ -1,7 +1,9 @@
 """A pipeline's state: what yunpipe created, recorded as it goes, so a half-done setup can be
 resumed or cleaned up. File: <YUNPIPE_HOME>/pipelines/<name>.json (schema-versioned JSON).
 summary["location"] (where the pipeline is deployed, yunpipe.aws.location) is an optional
-field of schema 1: files written before it existed still load, and are reached by flags.
+field of schema 1: files written before it existed still load, and are reached by flags. So is
+"workflow" (the workflow setup-pipe last applied, each algorithm pinned to its version, for
+`yunpipe export PIPELINE`): {"source": its file, "document": its content, "use_user_credential": -uu}.
 """
 import difflib
 import json
@@ -86,10 +88,12 @@ class PipelineState:
     """`resources` are [kind, key] pairs of what yunpipe created; `summary` describes the
     pipeline for the commands that read it (see PipelineModel.summary), None until recorded."""
 
-    def __init__(self, pipeline: str, summary: PipelineSummary | None = None, resources: list | None = None):
+    def __init__(self, pipeline: str, summary: PipelineSummary | None = None, resources: list | None = None,
+                 workflow: dict | None = None):
         self.pipeline = pipeline
         self.summary = summary
         self.resources: list[tuple[str, str]] = [tuple(r) for r in resources or []]
+        self.workflow = workflow
 
     @classmethod
     def load(cls, pipeline: str) -> "PipelineState":
@@ -110,7 +114,7 @@ class PipelineState:
         except (KeyError, TypeError) as error:
             raise YunpipeError(f"{path}: its summary is not one yunpipe records ({type(error).__name__}: {error}); "
                                f"remove it and run clean-up {pipeline}") from None
-        return cls(pipeline, summary, document.get("resources"))
+        return cls(pipeline, summary, document.get("resources"), document.get("workflow"))
 
     @property
     def exists(self) -> bool:
@@ -135,6 +139,8 @@ class PipelineState:
         summary = self.summary.to_document() if self.summary else {}
         document = {"schema_version": SCHEMA_VERSION, "pipeline": self.pipeline, "summary": summary,
                     "resources": [list(r) for r in self.resources]}
+        if self.workflow is not None:
+            document["workflow"] = self.workflow
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(document, indent=2))
         # rename is atomic: a crash leaves the old state or the new one, never half a file.

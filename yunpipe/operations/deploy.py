@@ -35,6 +35,7 @@ from yunpipe.operations.reach import reach
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.remote import SharedAlgorithms
 from yunpipe.resolve import ResolvedWorkflow, resolve_workflow
+from yunpipe.specs.loading import load_document
 from yunpipe.specs.workflow import WorkflowSpec, load_workflow
 
 UNREACHABLE_NOTE = "AWS is not reachable (no endpoint or no credentials): planned as if nothing existed."
@@ -61,6 +62,18 @@ class Deployment:
     plan: Plan
     offline: bool
     launcher_roles_only: bool = False
+    workflow: dict | None = None  # as the state records it (recorded_workflow)
+
+
+def recorded_workflow(workflow: ResolvedWorkflow, use_user_credential: bool) -> dict:
+    """The workflow as the pipeline's state keeps it, each step's algorithm pinned to the version
+    deployed, so `yunpipe export PIPELINE` compiles the same model later."""
+    spec = workflow.spec
+    document = load_document(spec.source)
+    steps = document["process"][spec.steps_field.split(".")[1]]
+    for item, step in zip(steps, workflow.steps, strict=True):
+        item["name"] = step.record.reference
+    return {"source": spec.source, "document": document, "use_user_credential": use_user_credential}
 
 
 def load_workflows(files: tuple[str, ...], where: AwsOptions) -> list[ResolvedWorkflow]:
@@ -133,7 +146,8 @@ def plan_deployment(options: DeployOptions, workflow: ResolvedWorkflow,
         plan = Planner(reader, state.keys()).plan(model) + Sweeper(reader).plan(state.keys(), keep=model.keys())
     if offline:
         plan = plan + Plan(notes=(UNREACHABLE_NOTE,))
-    return Deployment(model, aws, place, state, plan, offline, options.launcher_roles_only)
+    return Deployment(model, aws, place, state, plan, offline, options.launcher_roles_only,
+                      None if options.launcher_roles_only else recorded_workflow(workflow, options.use_user_credential))
 
 
 def summary_of(deployment: Deployment) -> PipelineSummary:
@@ -150,6 +164,7 @@ def apply_deployment(deployment: Deployment) -> None:
         state.summary = state.summary or summary_of(deployment)
     else:
         state.summary = summary_of(deployment)
+        state.workflow = deployment.workflow
         state.save()
     apply(deployment.plan, deployment.aws, state)
 

@@ -9,6 +9,7 @@ from typing import Any
 from yunpipe.aws.reader import Reader
 from yunpipe.engine.kinds.base import TAG_KEY, Kind, Named, PlanContext, ResourceKey, SweepContext, call, delete
 from yunpipe.engine.plan import Call, Transient
+from yunpipe.engine.template import Template
 
 # The launch template names an instance profile created moments ago (kinds/instance_profile.py),
 # which EC2 Auto Scaling refuses as invalid for some seconds.
@@ -63,6 +64,17 @@ class AutoScalingGroupKind(Kind[AutoScalingGroup]):
         return [delete("auto_scaling_group", name, "autoscaling", "delete_auto_scaling_group",
                        f"delete Auto Scaling group {name} and its instances", AutoScalingGroupName=name,
                        ForceDelete=True)]
+
+    def cloudformation(self, group: AutoScalingGroup, template: Template) -> dict[str, dict]:
+        # CloudFormation takes no "$Latest": the template's latest version number stands for it.
+        return {template.id(group.kind, group.key): {"Type": "AWS::AutoScaling::AutoScalingGroup", "Properties": {
+            "AutoScalingGroupName": group.name,
+            "LaunchTemplate": {"LaunchTemplateId": template.ref("launch_template", group.launch_template),
+                               "Version": template.attribute("launch_template", group.launch_template,
+                                                             "LatestVersionNumber")},
+            "MinSize": "0", "MaxSize": str(group.max_size), "VPCZoneIdentifier": list(group.subnets),
+            "NewInstancesProtectedFromScaleIn": False,
+            "Tags": [{"Key": k, "Value": v, "PropagateAtLaunch": True} for k, v in group.tags.items()]}}}
 
     def discover(self, reader: Reader, pipeline: str, found: AbstractSet[ResourceKey]) -> set[ResourceKey]:
         tag_filter = [{"Name": f"tag:{TAG_KEY}", "Values": [pipeline]}]

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from yunpipe.aws.reader import NO_QUEUE, NOT_FOUND, Reader
 from yunpipe.engine.plan import Call
 from yunpipe.engine.target import Target
+from yunpipe.engine.template import Template
 from yunpipe.errors import InputError
 
 # The tag on everything yunpipe creates: its value is the pipeline's name.
@@ -108,6 +109,13 @@ class Kind(ABC, Generic[R]):
         """The pipeline's resources of this kind that the tagging API does not list, given
         those found so far (kinds discover in creation order)."""
         return set()
+
+    def cloudformation(self, resource: R, template: Template) -> dict[str, dict] | None:
+        """The resource in a CloudFormation template: logical id -> resource (a fragment of a
+        resource already there, such as a bucket's notification, is merged into it); {} when the
+        template cannot hold it (its notes say what to do instead); None when the kind has no
+        rendering yet, which the template's description then names."""
+        return None
 
 
 def call(resource: Any, action: str, service: str, operation: str, message: str, **params: Any) -> Call:

@@ -6,10 +6,14 @@ from typing import Any
 
 from yunpipe.engine.kinds.base import TAG_KEY, Kind, Named, PlanContext, SweepContext, call, delete, tag_list
 from yunpipe.engine.plan import Call
+from yunpipe.engine.template import Template
 from yunpipe.errors import InputError
 
 # The workflow's field naming each bucket the user may bring.
 FIELDS = {"input": "input_s3_name", "output": "output_s3_name"}
+PUBLIC_ACCESS_BLOCK = {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
+                       "RestrictPublicBuckets": True}
+ENCRYPTION = {"SSEAlgorithm": "AES256"}
 
 
 @dataclass(frozen=True)
@@ -43,15 +47,13 @@ class BucketKind(Kind[Bucket]):
                                   Bucket=bucket.name):
             calls.append(call(bucket, "update", "s3", "put_public_access_block",
                               f"block public access to bucket {bucket.name}", Bucket=bucket.name,
-                              PublicAccessBlockConfiguration={
-                                  "BlockPublicAcls": True, "IgnorePublicAcls": True,
-                                  "BlockPublicPolicy": True, "RestrictPublicBuckets": True}))
+                              PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK))
         if not exists or not read("s3", "get_bucket_encryption", ("ServerSideEncryptionConfigurationNotFoundError",),
                                   Bucket=bucket.name):
             calls.append(call(bucket, "update", "s3", "put_bucket_encryption",
                               f"encrypt bucket {bucket.name} at rest (AES256)", Bucket=bucket.name,
                               ServerSideEncryptionConfiguration={"Rules": [
-                                  {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}))
+                                  {"ApplyServerSideEncryptionByDefault": ENCRYPTION}]}))
         tagged = exists and read("s3", "get_bucket_tagging", ("NoSuchTagSet",), Bucket=bucket.name)
         if not tagged or {t["Key"]: t["Value"] for t in tagged["TagSet"]}.get(TAG_KEY) != ctx.pipeline:
             calls.append(call(bucket, "update", "s3", "put_bucket_tagging", f"tag bucket {bucket.name}",
@@ -87,6 +89,18 @@ class BucketKind(Kind[Bucket]):
                  for i in range(0, len(objects), 1000)]
         calls.append(delete("bucket", name, "s3", "delete_bucket", f"delete bucket {name}", Bucket=name))
         return calls
+
+    def cloudformation(self, bucket: Bucket, template: Template) -> dict[str, dict]:
+        if bucket.purpose in FIELDS:
+            template.note(f"The stack creates the {bucket.purpose} bucket {bucket.name}: if it exists, use setup-pipe "
+                          "(CloudFormation cannot add notifications to a bucket it does not own)")
+        # Kept with their data when the stack goes, as clean-up keeps buckets unless it purges.
+        return {template.id(bucket.kind, bucket.key): {
+            "Type": "AWS::S3::Bucket", "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain",
+            "Properties": {"BucketName": bucket.name, "PublicAccessBlockConfiguration": PUBLIC_ACCESS_BLOCK,
+                           "BucketEncryption": {"ServerSideEncryptionConfiguration": [
+                               {"ServerSideEncryptionByDefault": ENCRYPTION}]},
+                           "Tags": tag_list(bucket.tags)}}}
 
 
 def bucket_region(location: dict) -> str:

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from yunpipe.engine.kinds.base import Kind, PlanContext, SweepContext, call, delete
 from yunpipe.engine.kinds.notification import count_entries
 from yunpipe.engine.plan import Call
+from yunpipe.engine.template import Template
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,11 @@ class BucketEventsKind(Kind[BucketEvents]):
         return [delete("bucket_events", bucket, "s3", "put_bucket_notification_configuration",
                        f"stop sending the events of bucket {bucket} to EventBridge", Bucket=bucket,
                        NotificationConfiguration=remaining)]
+
+    def cloudformation(self, events: BucketEvents, template: Template) -> dict[str, dict]:
+        # Part of the bucket's own resource, merged into it.
+        return {template.id("bucket", events.bucket): {"Properties": {"NotificationConfiguration": {
+            "EventBridgeConfiguration": {"EventBridgeEnabled": True}}}}}
 
 
 KIND = BucketEventsKind()

@@ -17,6 +17,7 @@ from yunpipe.engine.kinds.base import (
     tagged,
 )
 from yunpipe.engine.plan import Call, Transient
+from yunpipe.engine.template import Template
 
 # ECS managed scaling keeps the instances this full of tasks: 100 adds none beyond what waiting tasks need.
 TARGET_CAPACITY = 100
@@ -65,6 +66,15 @@ class CapacityProviderKind(Kind[CapacityProvider]):
             return []
         return [delete("capacity_provider", name, "ecs", "delete_capacity_provider",
                        f"delete capacity provider {name}", capacityProvider=name)]
+
+    def cloudformation(self, provider: CapacityProvider, template: Template) -> dict[str, dict]:
+        return {template.id(provider.kind, provider.key): {"Type": "AWS::ECS::CapacityProvider", "Properties": {
+            "Name": provider.name,
+            "AutoScalingGroupProvider": {
+                "AutoScalingGroupArn": template.ref("auto_scaling_group", provider.auto_scaling_group),
+                "ManagedScaling": {"Status": "ENABLED", "TargetCapacity": TARGET_CAPACITY},
+                "ManagedTerminationProtection": "DISABLED"},
+            "Tags": tag_list(provider.tags)}}}
 
     def discover(self, reader: Reader, pipeline: str, found: AbstractSet[ResourceKey]) -> set[ResourceKey]:
         # A provider is named as its group, and attached to the pipeline's cluster.

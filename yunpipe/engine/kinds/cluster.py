@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from yunpipe.engine.kinds.base import TAG_KEY, Kind, Named, PlanContext, SweepContext, call, delete, tag_list
 from yunpipe.engine.plan import Call, Transient
+from yunpipe.engine.template import Template
 
 
 @dataclass(frozen=True)
@@ -45,5 +46,11 @@ class ClusterKind(Kind[Cluster]):
                                                             Transient("ClusterContainsContainerInstancesException"))))
         return calls
 
+    def cloudformation(self, cluster: Cluster, template: Template) -> dict[str, dict]:
+        """The cluster (its capacity providers are a resource of their own, as in the engine): the
+        instances' launch templates name the cluster, so it is created before them and deleted
+        after their Auto Scaling groups, whose instances would keep ECS from deleting it."""
+        return {template.id(cluster.kind, cluster.key): {"Type": "AWS::ECS::Cluster", "Properties": {
+            "ClusterName": cluster.name, "Tags": tag_list(cluster.tags)}}}
 
 KIND = ClusterKind()

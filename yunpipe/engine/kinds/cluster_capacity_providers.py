@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from yunpipe.aws.reader import Reader
 from yunpipe.engine.kinds.base import Kind, PlanContext, SweepContext, call, delete
 from yunpipe.engine.plan import Call, Transient
+from yunpipe.engine.template import Template
 
 # ECS's service-linked role, created moments ago (service_linked_role.py), is not yet assumable.
 ROLE_SETTLING = (Transient("InvalidParameterException", "Unable to assume the service linked role"),)
@@ -62,6 +63,15 @@ class ClusterCapacityProvidersKind(Kind[ClusterCapacityProviders]):
         return [delete(self.name, cluster, "ecs", "put_cluster_capacity_providers",
                        f"detach the capacity providers of ECS cluster {cluster}", cluster=cluster,
                        capacityProviders=[], defaultCapacityProviderStrategy=[])]
+
+    def cloudformation(self, association: ClusterCapacityProviders, template: Template) -> dict[str, dict]:
+        """The association, after the cluster and the providers (Ref orders both); no default
+        strategy, as setup-pipe leaves it."""
+        return {template.id(association.kind, association.key): {
+            "Type": "AWS::ECS::ClusterCapacityProviderAssociations", "Properties": {
+                "Cluster": template.ref("cluster", association.cluster), "DefaultCapacityProviderStrategy": [],
+                "CapacityProviders": [template.ref("capacity_provider", p) if template.has("capacity_provider", p)
+                                      else p for p in association.capacity_providers]}}}
 
 
 KIND = ClusterCapacityProvidersKind()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from yunpipe.aws.reader import NOT_FOUND, Reader
 from yunpipe.engine.kinds.base import Kind, PlanContext, ResourceKey, SweepContext, call, delete
 from yunpipe.engine.plan import Call, Transient
+from yunpipe.engine.template import Template
 
 # AWS's longest: an event throttled by a burst has six hours to reach the launcher.
 MAXIMUM_EVENT_AGE_SECONDS = 21600
@@ -66,6 +67,14 @@ class EventInvokeConfigKind(Kind[EventInvokeConfig]):
         return {(self.name, key) for kind, key in found if kind == "function" and _read(reader, key) is not None}
 
 
+    def cloudformation(self, config: EventInvokeConfig, template: Template) -> dict[str, dict]:
+        return {template.id(config.kind, config.key): {"Type": "AWS::Lambda::EventInvokeConfig", "Properties": {
+            "FunctionName": template.ref("function", config.function), "Qualifier": "$LATEST",
+            "MaximumEventAgeInSeconds": config.maximum_event_age_seconds,
+            "MaximumRetryAttempts": config.maximum_retry_attempts,
+            "DestinationConfig": {"OnFailure": {"Destination": template.arn("queue", config.on_failure)}}}}}
+
+
 def _read(reader: Reader, function: str) -> dict | None:
     # Missing function or missing settings: both ResourceNotFoundException.
     return reader.read("lambda", "get_function_event_invoke_config", NOT_FOUND, FunctionName=function)
@@ -77,6 +86,7 @@ def _matches(found: dict, config: EventInvokeConfig) -> bool:
             and found.get("MaximumRetryAttempts") == config.maximum_retry_attempts
             and (destinations.get("OnFailure") or {}).get("Destination") == config.on_failure
             and not (destinations.get("OnSuccess") or {}).get("Destination"))
+
 
 
 KIND = EventInvokeConfigKind()

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from yunpipe.aws.reader import NOT_FOUND, Reader
-from yunpipe.engine.kinds.base import Kind, Named, PlanContext, QueueUrl, SweepContext, delete
+from yunpipe.engine.kinds.base import Kind, Named, PlanContext, QueueUrl, SweepContext, delete, tag_list
 from yunpipe.engine.plan import Call, Transient, substitute
+from yunpipe.engine.template import Template
 from yunpipe.runtime import launcher_package as package
 
 # One launch of a step at a time: concurrent launches would each see the same queue and
@@ -37,6 +38,10 @@ class Function(Named):
     def code_sha256(self) -> str:
         """As Lambda reports it: base64 of the zip's SHA-256."""
         return base64.b64encode(hashlib.sha256(self.code).digest()).decode()
+
+    @property
+    def code_sha256_hex(self) -> str:
+        return hashlib.sha256(self.code).hexdigest()
 
 
 class FunctionKind(Kind[Function]):
@@ -77,6 +82,31 @@ class FunctionKind(Kind[Function]):
             return []
         return [delete("function", name, "lambda", "delete_function", f"delete launcher Lambda {name}",
                        FunctionName=name)]
+
+    def cloudformation(self, function: Function, template: Template) -> dict[str, dict]:
+        """The code is a zip of several modules, beyond what a template holds inline (ZipFile: one file,
+        4 KB): it is a file next to the template, which the user uploads to S3 for the stack to read."""
+        zip_name = f"yunpipe-launcher-{function.code_sha256_hex[:16]}.zip"
+        template.files[zip_name] = function.code
+        template.note(f"Upload {zip_name} (written next to this template) to S3 and give its bucket and key "
+                      "as the parameters LauncherCodeBucket and LauncherCodeKey")
+        code = {"S3Bucket": template.parameter("LauncherCodeBucket", "S3 bucket holding the launcher's zip"),
+                "S3Key": template.parameter("LauncherCodeKey", "S3 key of the launcher's zip", zip_name)}
+        template.note(f"Each launcher reserves {LAUNCHER_RESERVED_CONCURRENCY} concurrent execution "
+                      "(ReservedConcurrentExecutions); an account with fewer than "
+                      f"{MIN_UNRESERVED_EXECUTIONS} unreserved executions to spare refuses it: remove the property "
+                      "there (setup-pipe does so by itself)")
+        environment = substitute(dict(function.environment), QueueUrl, lambda url: template.ref("queue", url.queue))
+        log_group = f"/aws/lambda/{function.name}"
+        # Its log group first: Lambda would create it on the first invocation, and the stack's then fail.
+        depends = [template.id("log_group", log_group)] if template.has("log_group", log_group) else []
+        return {template.id(function.kind, function.key): {"Type": "AWS::Lambda::Function", "DependsOn": depends,
+                                                           "Properties": {
+            "FunctionName": function.name, "Role": template.arn("role", function.role_arn), "Code": code,
+            "Handler": package.HANDLER, "Runtime": package.RUNTIME, "Timeout": package.TIMEOUT_SECONDS,
+            "MemorySize": package.MEMORY_MIB, "Environment": {"Variables": environment},
+            "ReservedConcurrentExecutions": LAUNCHER_RESERVED_CONCURRENCY,
+            "Tags": tag_list(function.tags)}}}
 
 
 def unreserved_executions(reader: Reader) -> int | None:

@@ -17,6 +17,7 @@ from yunpipe.engine.kinds.base import (
     tagged,
 )
 from yunpipe.engine.plan import Call
+from yunpipe.engine.template import Template
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,10 @@ class InstanceProfileKind(Kind[InstanceProfile]):
         calls.append(delete("instance_profile", name, "iam", "delete_instance_profile",
                             f"delete instance profile {name}", InstanceProfileName=name))
         return calls
+
+    def cloudformation(self, profile: InstanceProfile, template: Template) -> dict[str, dict]:
+        return {template.id(profile.kind, profile.key): {"Type": "AWS::IAM::InstanceProfile", "Properties": {
+            "InstanceProfileName": profile.name, "Path": ROLE_PATH, "Roles": [template.ref("role", profile.role)]}}}
 
     def discover(self, reader: Reader, pipeline: str, found: AbstractSet[ResourceKey]) -> set[ResourceKey]:
         profiles = set()

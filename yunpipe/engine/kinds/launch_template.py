@@ -17,6 +17,7 @@ from yunpipe.engine.kinds.base import (
     tag_list,
 )
 from yunpipe.engine.plan import Call
+from yunpipe.engine.template import Template
 from yunpipe.errors import InputError
 
 
@@ -68,6 +69,18 @@ class LaunchTemplateKind(Kind[LaunchTemplate]):
             return []
         return [delete("launch_template", name, "ec2", "delete_launch_template", f"delete launch template {name}",
                        LaunchTemplateName=name)]
+
+    def cloudformation(self, launch: LaunchTemplate, template: Template) -> dict[str, dict]:
+        data = dict(launch.data)
+        profile = data["IamInstanceProfile"]["Name"]
+        if template.has("instance_profile", profile):
+            data["IamInstanceProfile"] = {"Name": template.ref("instance_profile", profile)}
+        # Its instances join the pipeline's cluster (user data): created before, deleted after them.
+        clusters = [template.id(c.kind, c.key) for c in template.of_kind("cluster")]
+        return {template.id(launch.kind, launch.key): {"Type": "AWS::EC2::LaunchTemplate", "DependsOn": clusters,
+                                                       "Properties": {
+            "LaunchTemplateName": launch.name, "LaunchTemplateData": data,
+            "TagSpecifications": [{"ResourceType": "launch-template", "Tags": tag_list(launch.tags)}]}}}
 
     def discover(self, reader: Reader, pipeline: str, found: AbstractSet[ResourceKey]) -> set[ResourceKey]:
         tag_filter = [{"Name": f"tag:{TAG_KEY}", "Values": [pipeline]}]

@@ -3,8 +3,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from yunpipe.engine.kinds.base import Kind, Named, PlanContext, SweepContext, call, delete
+from yunpipe.engine.kinds.base import Kind, Named, PlanContext, SweepContext, call, delete, tag_list
 from yunpipe.engine.plan import Call
+from yunpipe.engine.template import Template
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,10 @@ class LogGroupKind(Kind[LogGroup]):
             return []
         return [delete("log_group", name, "logs", "delete_log_group", f"delete log group {name}",
                        logGroupName=name)]
+
+    def cloudformation(self, group: LogGroup, template: Template) -> dict[str, dict]:
+        return {template.id(group.kind, group.key): {"Type": "AWS::Logs::LogGroup", "Properties": {
+            "LogGroupName": group.name, "RetentionInDays": group.retention_days, "Tags": tag_list(group.tags)}}}
 
 
 KIND = LogGroupKind()

@@ -5,6 +5,7 @@ from typing import Any
 
 from yunpipe.engine.kinds.base import Kind, PlanContext, SweepContext, call, delete
 from yunpipe.engine.plan import Call, Transient
+from yunpipe.engine.template import Template
 from yunpipe.errors import InputError
 
 # S3 validates a Lambda destination against the function's policy, and sees a permission added
@@ -89,6 +90,20 @@ class NotificationKind(Kind[Notification]):
         return [delete("notification", key, "s3", "put_bucket_notification_configuration",
                        f"remove notification {entry_id} from bucket {bucket} (others kept)",
                        Bucket=bucket, NotificationConfiguration=remaining)]
+
+    def cloudformation(self, notification: Notification, template: Template) -> dict[str, dict]:
+        """Part of the bucket's own resource, created once S3 may invoke the launcher (S3 checks)."""
+        entry = notification.entry()
+        function = notification.function_arn.rsplit(":", 1)[-1]
+        source = f"arn:{notification.function_arn.split(':')[1]}:s3:::{notification.bucket}"
+        permissions = [template.id(p.kind, p.key) for p in template.of_kind(
+            "permission", lambda p: p.function == function and p.source_arn == source)]
+        rules = entry.get("Filter", {}).get("Key", {}).get("FilterRules", [])
+        configurations = [{"Event": event, "Function": template.attribute("function", function, "Arn"),
+                           **({"Filter": {"S3Key": {"Rules": rules}}} if rules else {})} for event in entry["Events"]]
+        return {template.id("bucket", notification.bucket): {
+            "DependsOn": permissions,
+            "Properties": {"NotificationConfiguration": {"LambdaConfigurations": configurations}}}}
 
 
 def count_entries(configuration: dict) -> int:

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 from yunpipe.engine.kinds.base import Kind, Named, PlanContext, SweepContext, call, delete, tag_list
 from yunpipe.engine.plan import Call
+from yunpipe.engine.template import Template
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,13 @@ class ParameterKind(Kind[Parameter]):
         if ctx.reader.read("ssm", "get_parameter", ("ParameterNotFound",), Name=name) is None:
             return []
         return [delete("parameter", name, "ssm", "delete_parameter", f"delete parameter {name}", Name=name)]
+
+    def cloudformation(self, parameter: Parameter, template: Template) -> dict[str, dict]:
+        # AWS::SSM::Parameter cannot create a SecureString, and a value in a template would be readable by
+        # anyone who can read the stack: the tasks' secrets name the parameter, which the user creates.
+        template.note(f"Create the SecureString parameter {parameter.name} (CloudFormation cannot): aws ssm "
+                      f"put-parameter --type SecureString --name {parameter.name} --value <your {parameter.variable}>")
+        return {}
 
 
 KIND = ParameterKind()

@@ -3,6 +3,7 @@ from dataclasses import dataclass
 
 from yunpipe.engine.kinds.base import Kind, PlanContext, SweepContext, call, delete
 from yunpipe.engine.plan import Call
+from yunpipe.engine.template import Template
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,13 @@ class PermissionKind(Kind[Permission]):
             return []
         return [delete("permission", key, "lambda", "remove_permission",
                        f"remove permission {sid} of {function}", FunctionName=function, StatementId=sid)]
+
+    def cloudformation(self, permission: Permission, template: Template) -> dict[str, dict]:
+        # The source's ARN as it is: a bucket's notification waits for this permission, not the reverse.
+        return {template.id(permission.kind, permission.key): {"Type": "AWS::Lambda::Permission", "Properties": {
+            "FunctionName": template.ref("function", permission.function), "Action": "lambda:InvokeFunction",
+            "Principal": permission.principal, "SourceArn": permission.source_arn,
+            "SourceAccount": permission.source_account}}}
 
 
 def _permission_matches(statement: dict, permission: Permission) -> bool:

@@ -4,9 +4,11 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from yunpipe.engine.kinds.base import Kind, Named, PlanContext, SweepContext, call, delete
+from yunpipe.engine.kinds.base import Kind, Named, PlanContext, SweepContext, call, delete, tag_list
 from yunpipe.engine.plan import Call, Ref, Transient
+from yunpipe.engine.template import Template
 
 # SQS refuses a queue name for 60 s after its deletion (a setup right after a clean-up).
 QUEUE_NAME_IN_USE = (Transient("AWS.SimpleQueueService.QueueDeletedRecently"), Transient("QueueDeletedRecently"))
@@ -47,6 +49,20 @@ class QueueKind(Kind[Queue]):
         if url is None:
             return []
         return [delete("queue", name, "sqs", "delete_queue", f"delete queue {name}", QueueUrl=url)]
+
+    def cloudformation(self, queue: Queue, template: Template) -> dict[str, dict]:
+        # AWS::SQS::Queue's properties are the queue's attributes, typed.
+        properties: dict[str, Any] = {"QueueName": queue.name}
+        for name, value in queue.attributes.items():
+            if name == "RedrivePolicy":
+                redrive = json.loads(value)
+                properties[name] = {**redrive, "deadLetterTargetArn": template.arn("queue", redrive["deadLetterTargetArn"])}
+            elif value in ("true", "false"):
+                properties[name] = value == "true"
+            else:
+                properties[name] = int(value) if value.isdigit() else value
+        return {template.id(queue.kind, queue.key): {"Type": "AWS::SQS::Queue",
+                                                     "Properties": {**properties, "Tags": tag_list(queue.tags)}}}
 
 
 def _same_attribute(name: str, current: str | None, desired: str) -> bool:

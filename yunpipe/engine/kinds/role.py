@@ -20,6 +20,7 @@ from yunpipe.engine.kinds.base import (
     tagged,
 )
 from yunpipe.engine.plan import Call
+from yunpipe.engine.template import Template
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,15 @@ class RoleKind(Kind[Role]):
                   for p in reader.pages("iam", "list_attached_role_policies", "AttachedPolicies", RoleName=name)]
         calls.append(delete("role", name, "iam", "delete_role", f"delete role {name}", RoleName=name))
         return calls
+
+    def cloudformation(self, role: Role, template: Template) -> dict[str, dict]:
+        # The policy names other resources by their ARNs as they are: IAM does not need them to exist,
+        # and references would make cycles (a bucket's notification needs its launcher, which needs its role).
+        return {template.id(role.kind, role.key): {"Type": "AWS::IAM::Role", "Properties": {
+            "RoleName": role.name, "Path": ROLE_PATH, "Description": role.description,
+            "AssumeRolePolicyDocument": dict(role.trust_policy),
+            "Policies": [{"PolicyName": role.policy_name, "PolicyDocument": dict(role.policy)}],
+            "Tags": tag_list(role.tags)}}}
 
     def discover(self, reader: Reader, pipeline: str, found: AbstractSet[ResourceKey]) -> set[ResourceKey]:
         # IAM is global: the tagging API of a region does not list roles.

@@ -18,6 +18,10 @@ from yunpipe.engine.kinds.base import (
     tagged,
 )
 from yunpipe.engine.plan import Call
+from yunpipe.engine.template import Template
+
+SCHEDULE_DESCRIPTION = "yunpipe: re-run the launcher so waiting messages get a worker"
+PATTERN_DESCRIPTION = "yunpipe: run the launcher on new objects"
 
 
 @dataclass(frozen=True)
@@ -42,11 +46,10 @@ class RuleKind(Kind[Rule]):
         found = ctx.reader.read("events", "describe_rule", NOT_FOUND, Name=rule.name)
         calls = []
         if rule.schedule:
-            trigger = {"ScheduleExpression": rule.schedule,
-                       "Description": "yunpipe: re-run the launcher so waiting messages get a worker"}
+            trigger = {"ScheduleExpression": rule.schedule, "Description": SCHEDULE_DESCRIPTION}
             what = f"run the launcher {rule.schedule} to top up workers"
         else:
-            trigger = {"EventPattern": rule.pattern, "Description": "yunpipe: run the launcher on new objects"}
+            trigger = {"EventPattern": rule.pattern, "Description": PATTERN_DESCRIPTION}
             what = f"run the launcher on new objects in {json.loads(rule.pattern)['detail']['bucket']['name'][0]}"
         if found is None:
             calls.append(call(rule, "create", "events", "put_rule", f"create rule {rule.name}: {what}",
@@ -71,6 +74,14 @@ class RuleKind(Kind[Rule]):
                                 last=False, Rule=name, Ids=targets))
         calls.append(delete("rule", name, "events", "delete_rule", f"delete rule {name}", Name=name))
         return calls
+
+    def cloudformation(self, rule: Rule, template: Template) -> dict[str, dict]:
+        trigger = ({"ScheduleExpression": rule.schedule, "Description": SCHEDULE_DESCRIPTION} if rule.schedule
+                   else {"EventPattern": json.loads(rule.pattern), "Description": PATTERN_DESCRIPTION})
+        return {template.id(rule.kind, rule.key): {"Type": "AWS::Events::Rule", "Properties": {
+            "Name": rule.name, "State": "ENABLED", **trigger,
+            "Targets": [{"Id": rule.target_id, "Arn": template.arn("function", rule.function_arn)}],
+            "Tags": tag_list(rule.tags)}}}
 
     def discover(self, reader: Reader, pipeline: str, found: AbstractSet[ResourceKey]) -> set[ResourceKey]:
         # Not every tagging API lists EventBridge rules: asked directly.

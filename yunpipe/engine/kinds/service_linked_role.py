@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from yunpipe.engine.kinds.base import Kind, PlanContext, SweepContext
 from yunpipe.engine.plan import Call, Transient
+from yunpipe.engine.template import Template
 
 # IAM's answer when another deploy created the role first: the work is done.
 TAKEN = Transient("InvalidInput", "has been taken in this account")
@@ -42,6 +43,14 @@ class ServiceLinkedRoleKind(Kind[ServiceLinkedRole]):
 
     def sweep(self, key: str, ctx: SweepContext) -> list[Call]:
         return []  # other pipelines and the account's own services need it
+
+    def cloudformation(self, role: ServiceLinkedRole, template: Template) -> dict[str, dict]:
+        # AWS::IAM::ServiceLinkedRole fails when the role exists, and deleting the stack would delete
+        # the account's role: it stays out of the stack, created once per account beforehand.
+        template.note(f"The account needs the service-linked role {role.name}: once per account, run "
+                      f"aws iam create-service-linked-role --aws-service-name {role.service} (an answer that "
+                      "it has been taken means it exists)")
+        return {}
 
 
 KIND = ServiceLinkedRoleKind()

@@ -8,6 +8,7 @@ from typing import Any
 
 from yunpipe.engine.kinds.base import Kind, PlanContext, QueueUrl, SweepContext, delete, tag_list
 from yunpipe.engine.plan import Call, substitute
+from yunpipe.engine.template import Template
 
 # A tag on each task definition revision: the hash of what it was registered from.
 SPEC_TAG_KEY = "yunpipe:spec"
@@ -70,6 +71,25 @@ class TaskDefinitionKind(Kind[TaskDefinition]):
                                 f"delete {len(chunk)} revision(s) of task definition {family}",
                                 last=index == len(chunks) - 1, taskDefinitions=chunk))
         return calls
+
+    def cloudformation(self, task: TaskDefinition, template: Template) -> dict[str, dict]:
+        registration = substitute(dict(task.registration), QueueUrl, lambda url: template.ref("queue", url.queue))
+        properties = _pascal(registration)
+        for role in ("TaskRoleArn", "ExecutionRoleArn"):
+            properties[role] = template.arn("role", properties[role])
+        # The spec tag is the planner's; the stack knows its own changes.
+        return {template.id(task.kind, task.key): {"Type": "AWS::ECS::TaskDefinition",
+                                                   "Properties": {**properties, "Tags": tag_list(task.tags)}}}
+
+
+def _pascal(value: Any) -> Any:
+    """RegisterTaskDefinition's parameters as AWS::ECS::TaskDefinition's properties: the same
+    names, capitalised, except in the log driver's options (free-form)."""
+    if isinstance(value, list):
+        return [_pascal(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    return {k[:1].upper() + k[1:]: v if k == "options" else _pascal(v) for k, v in value.items()}
 
 
 def _revisions(ctx: SweepContext, family: str, status: str) -> list[str]:
