@@ -40,7 +40,7 @@ setup(
                              # make test lints (ruff.toml) and type-checks (setup.cfg [mypy]) first.
                              "ruff>=0.17,<0.18", "mypy>=2.4,<3", "types-PyYAML>=6.0,<7",
                              # tests/botocore_model.py matches botocore's patterns, written for Java (\p{L}).
-                             "regex>=2024.4",
+                             "regex>=2024.4,<2028",
                              # AWS's CloudFormation resource schemas, for `yunpipe export` (tests/test_export.py).
                              # Pinned to one minor: each release adds rules, and the test wants zero findings.
                              "cfn-lint>=1.58,<1.59"]},
