@@ -248,11 +248,20 @@ def task_role(ctx: StepContext) -> Role:
                  reports_bucket_arn=ctx.bucket_arn(ctx.reports_bucket), queue_arn=ctx.arn("sqs", ctx.queue_name()))
 
 
+def secret_arns(ctx: StepContext, secrets_manager: bool) -> list[str]:
+    """The SSM parameters (or Secrets Manager secrets) the step's own secrets name, each once."""
+    target = ctx.target
+    return sorted({s.resource_arn(target.partition, target.region, target.account_id)
+                   for s in ctx.step.secrets if s.secrets_manager == secrets_manager})
+
+
 def execution_role(ctx: StepContext) -> Role:
+    # ECS reads a task's secrets with its execution role: exactly those, and nothing else.
     return _role(ctx, "exec", "ecs-tasks.amazonaws.com", "execution", "ECS task execution",
                  repository_arn=_ecr_repository_arn(ctx.step.record.image_uri, ctx.target),
                  log_group_arn=ctx.arn("logs", f"log-group:{ctx.log_group.name}"),
-                 parameter_arns=[p.arn for p in ctx.parameters])
+                 parameter_arns=[p.arn for p in ctx.parameters],
+                 secret_parameter_arns=secret_arns(ctx, False), secret_arns=secret_arns(ctx, True))
 
 
 def task_size(ctx: StepContext) -> tuple[int, int, str]:
@@ -312,8 +321,11 @@ def task_definition(ctx: StepContext) -> TaskDefinition:
     if algorithm.ports:
         definition["portMappings"] = [{"containerPort": p["port"], "protocol": p.get("protocol", "tcp")}
                                      for p in algorithm.ports]
-    if ctx.parameters:
-        definition["secrets"] = [{"name": p.variable, "valueFrom": p.arn} for p in ctx.parameters]
+    # References only: ECS reads the values when a task starts (-uu's keys, then the step's own).
+    secrets = [{"name": p.variable, "valueFrom": p.arn} for p in ctx.parameters] + [
+        {"name": s.name, "valueFrom": s.value_from} for s in step.secrets]
+    if secrets:
+        definition["secrets"] = secrets
     if step.gpu:
         definition["resourceRequirements"] = [{"type": "GPU", "value": str(step.gpu)}]
     registration: dict[str, Any] = {
