@@ -68,6 +68,8 @@ from moto.s3.models import S3Backend
 from moto.sqs.exceptions import SQSException
 from moto.sqs.models import SQSBackend, sqs_backends
 
+from yunpipe.local.moto_patches import default_vpc_routes_to_internet
+
 AMBIGUOUS = ("Configuration is ambiguously defined. Cannot have overlapping suffixes in two rules if the prefixes "
              "are overlapping for the same event type.")
 UNVALIDATED = "Unable to validate the following destination configurations"
@@ -359,12 +361,20 @@ class StrictAws:
             mock.patch.object(AutoScalingBackend, "create_auto_scaling_group", create_auto_scaling_group),
         ]
 
+    # ------------------------------------------------------------------ network (NETSEC)
+
+    def _network_patches(self) -> list:
+        """Not a refusal: the default VPC as AWS makes it (an internet gateway on its main route
+        table), which the deploy engine reads to give tasks a public IP (engine/network.py)."""
+        return [default_vpc_routes_to_internet()]
+
     @contextlib.contextmanager
     def active(self) -> Iterator[StrictAws]:
         patches = [
             *self._storage_patches(),
             *self._settling_patches(),
             *self._ecs_patches(),
+            *self._network_patches(),
             # moto's own rule for reserved concurrency (awslambda/models.py put_function_concurrency).
             mock.patch.dict(os.environ, {"MOTO_LAMBDA_CONCURRENCY_QUOTA": str(self.lambda_concurrency_limit)}),
         ]

@@ -59,6 +59,7 @@ from .lambda_images import ensure_lambda_images, remove_code_volumes
 from .moto_patches import (
     capacity_providers_scale,
     conditional_writes_atomic,
+    default_vpc_routes_to_internet,
     event_bridge_reported,
     multipart_uploads_notify_once,
     sqs_clock_fast,
@@ -140,6 +141,7 @@ class LocalCloud:
         self._fixes.enter_context(conditional_writes_atomic())
         self._fixes.enter_context(multipart_uploads_notify_once())
         self._fixes.enter_context(capacity_providers_scale())
+        self._fixes.enter_context(default_vpc_routes_to_internet())
         self._fixes.enter_context(sqs_clock_fast())
         try:
             endpoint = self._server.start()

@@ -24,6 +24,7 @@ from yunpipe.aws.reader import Reader
 from yunpipe.engine import compiler
 from yunpipe.engine import model as m
 from yunpipe.engine.executor import apply
+from yunpipe.engine.network import subnet_reach
 from yunpipe.engine.plan import Plan
 from yunpipe.engine.planner import Planner
 from yunpipe.engine.state import PipelineState, PipelineSummary, known_pipelines, state_path
@@ -116,7 +117,9 @@ def compile_pipeline(options: DeployOptions, workflow: ResolvedWorkflow, state: 
     # Where and how big each instance type is, read now: the planner runs after the compiler.
     offers = {} if offline else resolve_instance_offers(
         aws, sorted({s.instance_type for s in workflow.steps if s.instance_type}), target.subnets)
-    return aws, place, compiler.build_model(workflow, target, use_keys, offers), offline
+    # What each subnet reaches (route tables, VPC endpoints): the tasks' public IP, or a refusal.
+    network = None if offline else subnet_reach(Reader(aws), target.subnets)
+    return aws, place, compiler.build_model(workflow, target, use_keys, offers, network), offline
 
 
 def plan_deployment(options: DeployOptions, workflow: ResolvedWorkflow,
