@@ -33,6 +33,11 @@ and message AWS gives:
   was created less than `instance_profile_propagation_seconds` ago ("Invalid IAM Instance Profile
   name": eksctl#8039 saw 34 s, terraform-provider-aws#4769).
 
+- Not a refusal, a fact moto leaves out (NETSEC): a region's default VPC has an internet gateway
+  on its main route table (Amazon VPC User Guide, "Default VPCs"), which the deploy engine reads
+  to give tasks a public IP (yunpipe.local.moto_patches.default_vpc_routes_to_internet, entered by
+  active(), so bare `mock_aws()` tests have it too).
+
 Time comes from a `Clock`: real by default; `Clock(manual=True)` only moves when something
 sleeps on it, so a test can wait out AWS's 60 s without waiting.
 """
