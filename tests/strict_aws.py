@@ -33,6 +33,9 @@ and message AWS gives:
   was created less than `instance_profile_propagation_seconds` ago ("Invalid IAM Instance Profile
   name": eksctl#8039 saw 34 s, terraform-provider-aws#4769).
 
+- ECS: RunTask with `assignPublicIp` ENABLED on EC2 (launch type EC2, or an Auto Scaling group
+  capacity provider): "Assign public IP is not supported for this launch type."
+  (aws/amazon-ecs-cli#627, aws/aws-cdk#13348, aws/containers-roadmap#450).
 - Not a refusal, a fact moto leaves out (NETSEC): a region's default VPC has an internet gateway
   on its main route table (Amazon VPC User Guide, "Default VPCs"), which the deploy engine reads
   to give tasks a public IP (yunpipe.local.moto_patches.default_vpc_routes_to_internet, entered by
@@ -66,6 +69,7 @@ from moto.core.botocore_stubber import MockRawResponse
 from moto.ec2.models import ec2_backends
 from moto.ecs.exceptions import EcsClientException, InvalidParameterException
 from moto.ecs.models import EC2ContainerServiceBackend, Task
+from moto.ecs.responses import EC2ContainerServiceResponse
 from moto.iam.exceptions import InvalidInput
 from moto.iam.models import IAMBackend, iam_backends
 from moto.s3.exceptions import S3ClientError
@@ -74,6 +78,7 @@ from moto.sqs.exceptions import SQSException
 from moto.sqs.models import SQSBackend, sqs_backends
 
 from yunpipe.local.moto_patches import default_vpc_routes_to_internet
+from yunpipe.runtime.contract import FARGATE_CAPACITY_PROVIDERS
 
 AMBIGUOUS = ("Configuration is ambiguously defined. Cannot have overlapping suffixes in two rules if the prefixes "
              "are overlapping for the same event type.")
@@ -368,10 +373,31 @@ class StrictAws:
 
     # ------------------------------------------------------------------ network (NETSEC)
 
+    PUBLIC_IP_ON_EC2 = "Assign public IP is not supported for this launch type."
+
     def _network_patches(self) -> list:
-        """Not a refusal: the default VPC as AWS makes it (an internet gateway on its main route
+        """RunTask's public IP on EC2 (checked on the request, where no other rule wraps); and,
+        not a refusal, the default VPC as AWS makes it (an internet gateway on its main route
         table), which the deploy engine reads to give tasks a public IP (engine/network.py)."""
-        return [default_vpc_routes_to_internet()]
+        layer = self
+        original = EC2ContainerServiceResponse.run_task
+
+        def run_task(response):
+            network = (response._get_param("networkConfiguration") or {}).get("awsvpcConfiguration") or {}
+            layer.check_public_ip(response._get_param("launchType"), response._get_param("capacityProviderStrategy") or [],
+                                  network)
+            return original(response)
+
+        return [default_vpc_routes_to_internet(), mock.patch.object(EC2ContainerServiceResponse, "run_task", run_task)]
+
+    def check_public_ip(self, launch_type: str | None, strategy: list, network: dict) -> None:
+        """A public IP is Fargate's alone: RunTask on EC2 (the launch type, or an Auto Scaling
+        group capacity provider) with assignPublicIp ENABLED is refused."""
+        on_ec2 = launch_type == "EC2" or any(s.get("capacityProvider") not in FARGATE_CAPACITY_PROVIDERS
+                                             for s in strategy)
+        if on_ec2 and network.get("assignPublicIp") == "ENABLED":
+            self.refuse("ecs-public-ip-on-ec2", f"{launch_type or strategy}")
+            raise InvalidParameterException(self.PUBLIC_IP_ON_EC2)
 
     @contextlib.contextmanager
     def active(self) -> Iterator[StrictAws]:

@@ -5,6 +5,7 @@ subnets reach neither a NAT gateway nor every endpoint it needs is refused at pl
 what is missing, with nothing created."""
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from helpers import REGION, record_algorithm, single_run
 from moto import mock_aws
 
@@ -230,3 +231,32 @@ def test_moto_s_default_vpc_still_has_no_internet_gateway():
             routes = [r for t in ec2().describe_route_tables()["RouteTables"] for r in t["Routes"]]
             assert {"DestinationCidrBlock": "0.0.0.0/0", "GatewayId": gateway["InternetGatewayId"]}.items() <= \
                 next(r for r in routes if r["DestinationCidrBlock"] == "0.0.0.0/0").items()
+
+
+def run_task(**params):
+    return boto3.client("ecs", region_name=REGION).run_task(cluster="c", taskDefinition="t", **params)
+
+
+@pytest.mark.parametrize("placement", [{"launchType": "EC2"},
+                                       {"capacityProviderStrategy": [{"capacityProvider": "asg-provider"}]}])
+def test_strict_aws_refuses_a_public_ip_for_tasks_on_ec2(moto, placement):
+    """A public IP is Fargate's alone (aws/amazon-ecs-cli#627, aws/aws-cdk#13348)."""
+    with pytest.raises(ClientError) as refusal:
+        run_task(networkConfiguration={"awsvpcConfiguration": {"subnets": ["subnet-1"], "assignPublicIp": "ENABLED"}},
+                 **placement)
+    assert refusal.value.response["Error"] == {"Code": "InvalidParameterException",
+                                               "Message": "Assign public IP is not supported for this launch type."}
+    assert moto.rules_fired() == {"ecs-public-ip-on-ec2"}
+
+
+def test_the_launcher_asks_no_public_ip_on_ec2(moto, change123, write_workflow):
+    """launch_type EC2 (awsvpc tasks on the cluster's instances): the deployed launcher's RunTask
+    names subnets and groups, no public IP, and passes the strict layer."""
+    assert cli.setup_pipe_main(["-f", write_workflow(single_run(launch_type="EC2"))]) == 0
+    config = launcher_config()
+    params = run_task_params(config, 1)
+    assert "assignPublicIp" not in params["networkConfiguration"]["awsvpcConfiguration"]
+    # Past the strict layer, moto looks for a registered instance to place it on; it has none.
+    with pytest.raises(Exception, match="No instances found in cluster yunpipe-demo"):
+        boto3.client("ecs", region_name=REGION).run_task(**params)
+    assert "ecs-public-ip-on-ec2" not in moto.rules_fired()
