@@ -196,3 +196,16 @@ def test_clean_up_purge_leaves_nothing_of_the_pipeline(pipeline, aws, tmp_path):
         running = [c.name for c in doomed.containers()]
         return f"containers still running: {running}" if running else None
     wait_until(no_containers, timeout=30)
+
+
+def test_a_step_s_secret_reaches_the_algorithm_by_reference(pipeline, aws, tmp_path):
+    """The value sits in the local cloud's SSM; the task definition names it only, and the
+    task's container gets it (the local ECS runner resolves it as ECS does)."""
+    aws("ssm").put_parameter(Name="/e2e/stamp", Value="s3cr3t-stamp", Type="SecureString")
+    stamped = pipeline([{"name": "tester", "secrets": [{"name": "SECRET_STAMP", "valueFrom": "/e2e/stamp"}]}],
+                       idle_seconds=5)
+    definition = aws("ecs").describe_task_definition(taskDefinition=stamped.step(0).task_family)
+    assert definition["taskDefinition"]["containerDefinitions"][0]["secrets"] == [
+        {"name": "SECRET_STAMP", "valueFrom": "/e2e/stamp"}]
+    upload(stamped, write_inputs(tmp_path / "in", {"a.txt": "a\n"}))
+    stamped.wait_for_results({"a.txt": b"a\n-- tested s3cr3t-stamp\n"}, timeout=90)
