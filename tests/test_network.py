@@ -184,7 +184,7 @@ def test_a_step_s_own_setting_wins_and_is_blamed(vpc, change123, write_workflow,
 
 
 def test_subnets_that_do_not_exist_or_span_vpcs_are_refused(vpc, change123, write_workflow, capsys):
-    assert "subnets: expected subnets of the account in us-east-1, subnet-0123456789abcdef0 is none" in \
+    assert "subnets: expected subnets of the account in us-east-1, not found: subnet-0123456789abcdef0" in \
         refused(write_workflow, capsys, vpc["nat"], "subnet-0123456789abcdef0")
     default = ec2().describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"][0]
     assert f"subnets: expected subnets of one VPC, got {', '.join(sorted([vpc['id'], default['VpcId']]))}" in \
@@ -249,14 +249,22 @@ def test_strict_aws_refuses_a_public_ip_for_tasks_on_ec2(moto, placement):
     assert moto.rules_fired() == {"ecs-public-ip-on-ec2"}
 
 
-def test_the_launcher_asks_no_public_ip_on_ec2(moto, change123, write_workflow):
+def test_the_launcher_asks_no_public_ip_on_ec2(vpc, moto, change123, write_workflow):
     """launch_type EC2 (awsvpc tasks on the cluster's instances): the deployed launcher's RunTask
     names subnets and groups, no public IP, and passes the strict layer."""
-    assert cli.setup_pipe_main(["-f", write_workflow(single_run(launch_type="EC2"))]) == 0
-    config = launcher_config()
-    params = run_task_params(config, 1)
+    assert deploy(write_workflow, vpc["nat"], group=vpc["group"], launch_type="EC2") == 0
+    params = run_task_params(launcher_config(), 1)
     assert "assignPublicIp" not in params["networkConfiguration"]["awsvpcConfiguration"]
     # Past the strict layer, moto looks for a registered instance to place it on; it has none.
     with pytest.raises(Exception, match="No instances found in cluster yunpipe-demo"):
         boto3.client("ecs", region_name=REGION).run_task(**params)
     assert "ecs-public-ip-on-ec2" not in moto.rules_fired()
+
+
+def test_launch_type_ec2_tasks_have_no_public_ip_so_need_nat_or_endpoints(vpc, change123, write_workflow, capsys):
+    """ECS gives awsvpc tasks on EC2 no public IP: an internet gateway alone leads them nowhere."""
+    err = refused(write_workflow, capsys, vpc["public"], launch_type="EC2")
+    assert f"subnets: expected subnets from which tasks reach docker.io, s3, sqs, logs: {vpc['public']} routes to an " \
+           "internet gateway, which serves no task without a public IP" in err
+    err = refused(write_workflow, capsys, vpc["nat"], launch_type="EC2", assign_public_ip=True)
+    assert "assign_public_ip: expected no public IP with launch_type EC2" in err

@@ -178,7 +178,7 @@ def check_subnets(workflow: ResolvedWorkflow, target: Target, network: Sequence[
     unknown = [s for s in target.subnets if s not in {r.subnet_id for r in network}]
     if unknown:
         raise InputError(workflow.spec.source, "subnets", f"expected subnets of the account in {target.region}, "
-                                                         f"{', '.join(unknown)} is none")
+                                                         f"not found: {', '.join(unknown)}")
     vpcs = sorted({r.vpc_id for r in network})
     if len(vpcs) > 1:
         raise InputError(workflow.spec.source, "subnets", f"expected subnets of one VPC, got {', '.join(vpcs)}")
@@ -188,8 +188,10 @@ def step_public_ip(workflow: ResolvedWorkflow, index: int, target: Target, netwo
                    offers: Mapping[str, InstanceOffer], needs: Sequence[str]) -> bool:
     """Whether the step's Fargate tasks get a public IP (public_ip: the step's
     assign_public_ip, else the workflow's, else as the subnets route), refusing subnets from
-    which its tasks would miss what they need (`needs`: compiler.reach_needs). A step on EC2 instances takes no setting: its
-    tasks use their instance's network, and an instance the public IP its subnet gives at launch."""
+    which its tasks would miss what they need (`needs`: compiler.reach_needs). A step on EC2
+    instances takes no setting: its tasks use their instance's network, and an instance the
+    public IP its subnet gives at launch. With launch_type EC2 (awsvpc tasks on the cluster's
+    instances) a task never has one."""
     spec, step = workflow.spec, workflow.steps[index]
     where = f"{spec.steps_field}[{index}]"
     if step.instance_type:
@@ -200,6 +202,15 @@ def step_public_ip(workflow: ResolvedWorkflow, index: int, target: Target, netwo
         subnets = offers[step.instance_type].subnets if step.instance_type in offers else target.subnets
         check_reach([r for r in network if r.subnet_id in subnets], needs, None, spec.source, "subnets")
         # Not read: the launcher gives tasks on instances no network configuration.
+        return True
+    if spec.launch_type == "EC2":
+        # ECS gives an awsvpc task on an EC2 instance no public IP (and refuses to be asked).
+        said = (f"{where}.assign_public_ip", step.spec.assign_public_ip) if step.spec.assign_public_ip is not None \
+            else ("assign_public_ip", spec.assign_public_ip)
+        if said[1]:
+            raise InputError(spec.source, said[0], "expected no public IP with launch_type EC2: ECS gives tasks on "
+                                                   "EC2 instances none (they need NAT or VPC endpoints)")
+        check_reach(network, needs, False, spec.source, "subnets")
         return True
     if step.spec.assign_public_ip is not None:
         return public_ip(network, step.spec.assign_public_ip, needs, spec.source, f"{where}.assign_public_ip")
