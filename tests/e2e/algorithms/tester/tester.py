@@ -2,8 +2,7 @@
 
 Inputs steer it, so end-to-end tests can provoke each outcome:
 - a line 'FAIL' (or the variable REFUSE's value) makes it exit 3 with a message on stderr;
-- a first line 'SLEEP n' makes it sleep n seconds first (a slow job);
-- SECRET_STAMP, when set (a step's secret), follows the stamp.
+- a first line 'SLEEP n' makes it sleep n seconds first (a slow job).
 """
 import os
 import sys
@@ -20,9 +19,7 @@ def main(source: str, target: str) -> int:
     if lines and lines[0].startswith("SLEEP "):
         time.sleep(float(lines[0].split()[1]))
     with open(target, "w") as handle:
-        # SECRET_STAMP: a step's secret (ECS secrets), shown to prove the container got its value.
-        stamp = " ".join(filter(None, (os.environ.get("STAMP", "tested"), os.environ.get("SECRET_STAMP"))))
-        handle.write(f"{text.rstrip()}\n-- {stamp}\n")
+        handle.write(f"{text.rstrip()}\n-- {os.environ.get('STAMP', 'tested')}\n")
     return 0
 
 
