@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 
 from yunpipe.aws.facade import UNREACHABLE, Aws
 from yunpipe.aws.location import (
+    LOCALSTACK,
     AwsOptions,
     Location,
     cloud_of,
@@ -118,7 +119,9 @@ def compile_pipeline(options: DeployOptions, workflow: ResolvedWorkflow, state: 
     offers = {} if offline else resolve_instance_offers(
         aws, sorted({s.instance_type for s in workflow.steps if s.instance_type}), target.subnets)
     # What each subnet reaches (route tables, VPC endpoints): the tasks' public IP, or a refusal.
-    network = None if offline else subnet_reach(Reader(aws), target.subnets)
+    # Not on LocalStack: it emulates EC2 with moto, whose default VPC has no internet gateway,
+    # and no task of it leaves the machine.
+    network = None if offline or place.cloud == LOCALSTACK else subnet_reach(Reader(aws), target.subnets)
     return aws, place, compiler.build_model(workflow, target, use_keys, offers, network), offline
 
 
