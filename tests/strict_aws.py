@@ -80,6 +80,14 @@ and message AWS gives:
   execution role may not send to ("The provided execution role does not have permissions to call
   SendMessage on SQS"; elastic/beats#13963).
 
+- ECS: RunTask with `assignPublicIp` ENABLED on EC2 (launch type EC2, or an Auto Scaling group
+  capacity provider): "Assign public IP is not supported for this launch type."
+  (aws/amazon-ecs-cli#627, aws/aws-cdk#13348, aws/containers-roadmap#450).
+- Not a refusal, a fact moto leaves out (NETSEC): a region's default VPC has an internet gateway
+  on its main route table (Amazon VPC User Guide, "Default VPCs"), which the deploy engine reads
+  to give tasks a public IP (yunpipe.local.moto_patches.default_vpc_routes_to_internet, entered by
+  active(), so bare `mock_aws()` tests have it too).
+
 Time comes from a `Clock`: real by default; `Clock(manual=True)` only moves when something
 sleeps on it, so a test can wait out AWS's 60 s without waiting.
 """
@@ -125,6 +133,8 @@ from moto.sqs.exceptions import InvalidParameterValue, SQSException
 from moto.sqs.models import SQSBackend, sqs_backends
 
 from yunpipe.local.lambda_host import LambdaHost
+from yunpipe.local.moto_patches import default_vpc_routes_to_internet
+from yunpipe.runtime.contract import FARGATE_CAPACITY_PROVIDERS
 
 AMBIGUOUS = ("Configuration is ambiguously defined. Cannot have overlapping suffixes in two rules if the prefixes "
              "are overlapping for the same event type.")
@@ -469,6 +479,35 @@ class StrictAws:
             mock.patch.object(LambdaHost, "_submit", submit),
         ]
 
+    # ------------------------------------------------------------------ network (NETSEC)
+
+    PUBLIC_IP_ON_EC2 = "Assign public IP is not supported for this launch type."
+
+    def _network_patches(self) -> list:
+        """RunTask's public IP on EC2 (checked on the request, where no other rule wraps); and,
+        not a refusal, the default VPC as AWS makes it (an internet gateway on its main route
+        table), which the deploy engine reads to give tasks a public IP (engine/network.py)."""
+        layer = self
+
+        def run_task(original):
+            def run(response):
+                network = (response._get_param("networkConfiguration") or {}).get("awsvpcConfiguration") or {}
+                layer.check_public_ip(response._get_param("launchType"),
+                                      response._get_param("capacityProviderStrategy") or [], network)
+                return original(response)
+            return run
+
+        return [default_vpc_routes_to_internet(), _wrapping(EC2ContainerServiceResponse, "run_task", run_task)]
+
+    def check_public_ip(self, launch_type: str | None, strategy: list, network: dict) -> None:
+        """A public IP is Fargate's alone: RunTask on EC2 (the launch type, or an Auto Scaling
+        group capacity provider) with assignPublicIp ENABLED is refused."""
+        on_ec2 = launch_type == "EC2" or any(s.get("capacityProvider") not in FARGATE_CAPACITY_PROVIDERS
+                                             for s in strategy)
+        if on_ec2 and network.get("assignPublicIp") == "ENABLED":
+            self.refuse("ecs-public-ip-on-ec2", f"{launch_type or strategy}")
+            raise InvalidParameterException(self.PUBLIC_IP_ON_EC2)
+
     @contextlib.contextmanager
     def active(self) -> Iterator[StrictAws]:
         patches = [
@@ -478,6 +517,7 @@ class StrictAws:
             *self._placement_patches(),
             *self._async_patches(),
             *self._guard_patches(),
+            *self._network_patches(),
             # moto's own rule for reserved concurrency (awslambda/models.py put_function_concurrency).
             mock.patch.dict(os.environ, {"MOTO_LAMBDA_CONCURRENCY_QUOTA": str(self.lambda_concurrency_limit)}),
         ]

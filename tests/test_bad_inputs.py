@@ -31,6 +31,16 @@ CASES = {
     "visibility over 12 h": ("workflow.json", {**single_run(), "visibility_timeout_seconds": 43201},
                              "visibility_timeout_seconds"),
     "value not matching schema": ("workflow.json", single_run(algorithm="typed"), "process.algorithms[0].variables.TEST_ENV"),
+    "public IP not a boolean": ("workflow.json", {**single_run(), "assign_public_ip": "ENABLED"},
+                                'assign_public_ip: expected boolean, got "ENABLED"'),
+    "secret of a reserved name": ("workflow.json", _with_algorithm(variables={"TEST_ENV": "x"}, secrets=[
+        {"name": "AWS_SESSION_TOKEN", "valueFrom": "/lab/token"}]), "process.algorithms[0].secrets[0].name: expected a "
+                                                                   "name without the prefixes"),
+    "secret from an S3 ARN": ("workflow.json", _with_algorithm(variables={"TEST_ENV": "x"}, secrets=[
+        {"name": "KEY", "valueFrom": "arn:aws:s3:::bucket/key"}]), "process.algorithms[0].secrets[0].valueFrom"),
+    "secret named like a variable": ("workflow.json", _with_algorithm(variables={"TEST_ENV": "x"}, secrets=[
+        {"name": "TEST_ENV", "valueFrom": "/lab/x"}]), "process.algorithms[0].secrets[0].name: expected a name that "
+                                                       "is no variable of change123-s3@1"),
 }
 
 

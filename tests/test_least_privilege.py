@@ -324,3 +324,29 @@ def test_what_moto_cannot_enforce_is_pinned_as_deployed(pipeline):
                           ("exec", "ecs-tasks.amazonaws.com")):
         trust = iam.get_role(RoleName=f"{PREFIX}-{kind}-role")["Role"]["AssumeRolePolicyDocument"]
         assert [s["Principal"] for s in trust["Statement"]] == [{"Service": service}]
+
+
+def test_the_execution_role_reads_its_step_s_secrets_and_no_other(moto, write_workflow):
+    """ECS reads a task's secrets with the execution role (a call moto never sees): the deployed
+    policy, evaluated by moto's own policy engine, allows exactly the step's parameter and
+    secret, and nothing next to them."""
+    ssm, secrets = admin("ssm"), admin("secretsmanager")
+    ssm.put_parameter(Name="/lab/db-password", Value="pw", Type="SecureString")
+    ssm.put_parameter(Name="/lab/other", Value="not yours", Type="SecureString")
+    arn = secrets.create_secret(Name="api-key", SecretString="k")["ARN"]
+    other = secrets.create_secret(Name="api-key-2", SecretString="not yours")["ARN"]
+    record_algorithm(STEP, "user/change123-s3:1",
+                     secrets=[{"name": "DB_PASSWORD", "valueFrom": "/lab/db-password"}, {"name": "API_KEY", "valueFrom": arn}])
+    assert cli.setup_pipe_main(["-f", write_workflow(single_run())]) == 0
+    policy = admin("iam").get_role_policy(RoleName=f"{PREFIX}-exec-role", PolicyName="yunpipe")["PolicyDocument"]
+    engine = access_control.IAMPolicy(json.dumps(policy))
+    parameter = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/lab/"
+
+    def allowed(action, resource):
+        return engine.is_action_permitted(action, resource) == access_control.PermissionResult.PERMITTED
+
+    assert allowed("ssm:GetParameters", parameter + "db-password") and allowed("secretsmanager:GetSecretValue", arn)
+    assert not allowed("ssm:GetParameters", parameter + "other")
+    assert not allowed("secretsmanager:GetSecretValue", other)
+    assert not allowed("ssm:GetParameter", parameter + "db-password")
+    assert not allowed("kms:Decrypt", "*")

@@ -156,6 +156,37 @@ def test_task_runs_in_docker_with_env_override_secret_logs_and_exit_code_in_stop
     wait_for(lambda: not _task_containers(docker_client, arn), what="the container to be removed")
 
 
+def test_secrets_from_ssm_and_secrets_manager_reach_the_container_as_ecs_resolves_them(cloud):
+    """An SSM parameter by ARN, a Secrets Manager secret whole and one key of a JSON secret
+    (ECS's `ARN:json-key:version-stage:version-id`), read when the task starts."""
+    _client(cloud, "logs").create_log_group(logGroupName="/yunpipe/secrets")
+    _client(cloud, "ecs").create_cluster(clusterName="secrets")
+    _client(cloud, "ssm").put_parameter(Name="/lab/db-password", Value="pw-1", Type="SecureString")
+    manager = _client(cloud, "secretsmanager")
+    whole = manager.create_secret(Name="plain", SecretString="tok-2")["ARN"]
+    keyed = manager.create_secret(Name="keyed", SecretString=json.dumps({"token": "tok-3", "other": "x"}))["ARN"]
+    _register(cloud, "secrets",
+              ["python3", "-c", "import os; print(os.environ['DB'], os.environ['WHOLE'], os.environ['KEYED'])"],
+              secrets=[("DB", f"arn:aws:ssm:{REGION}:123456789012:parameter/lab/db-password"), ("WHOLE", whole),
+                       ("KEYED", f"{keyed}:token:AWSCURRENT:")],
+              log_group="/yunpipe/secrets")
+    arn = _run(cloud, "secrets", "secrets")
+    task = wait_for(lambda: _stopped(cloud, "secrets", arn), what="the task to stop")
+    assert task["stoppedReason"] == "Essential container exited with code 0"
+    events = _client(cloud, "logs").get_log_events(logGroupName="/yunpipe/secrets",
+                                                   logStreamName=f"yunpipe/main/{arn.rsplit('/', 1)[-1]}")["events"]
+    assert [e["message"] for e in events] == ["pw-1 tok-2 tok-3"]
+
+
+def test_a_secret_that_cannot_be_read_stops_the_task_with_the_reason(cloud):
+    _client(cloud, "ecs").create_cluster(clusterName="secrets")
+    keyed = _client(cloud, "secretsmanager").create_secret(Name="keyed", SecretString="{}")["ARN"]
+    _register(cloud, "secrets", ["true"], secrets=[("KEYED", f"{keyed}:token::")])
+    arn = _run(cloud, "secrets", "secrets")
+    task = wait_for(lambda: _stopped(cloud, "secrets", arn), what="the task to stop")
+    assert task["stoppedReason"] == f"CannotStartContainerError: cannot read secret {keyed}:token::: no JSON key 'token' in it"
+
+
 def test_a_fargate_spot_task_runs_in_docker_like_any_other(cloud):
     """RunTask with a capacity provider strategy instead of a launch type, as a Spot step's launcher sends it."""
     ecs = _client(cloud, "ecs")

@@ -13,6 +13,7 @@ from yunpipe import cli
 from yunpipe.aws import announcement
 from yunpipe.aws.facade import watch_calls
 from yunpipe.engine.state import state_path
+from yunpipe.local.moto_patches import default_vpc_routes_to_internet
 
 ACCOUNT = "123456789012"
 
@@ -29,9 +30,11 @@ def server(aws_env, monkeypatch):
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port())
     moto.start()
     endpoint = f"http://127.0.0.1:{moto._port}"
-    yield endpoint
-    # moto's backends are process-wide: leave the next test an empty AWS.
-    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=30)
+    # The local cloud's default VPC, whose subnets route to an internet gateway, as AWS's do.
+    with default_vpc_routes_to_internet():
+        yield endpoint
+        # moto's backends are process-wide: leave the next test an empty AWS.
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=30)
     moto.stop()
 
 

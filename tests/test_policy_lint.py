@@ -94,7 +94,8 @@ def as_list(value):
 @pytest.fixture
 def models(aws_env):
     """A single_run with user credentials as SSM parameters (so ReadUserCredentials is there
-    too), a single_run from ECR and a three-step sequence_run mixing ECR and other images."""
+    too), one with secrets of its algorithm and its step (ReadSecretParameters, ReadSecrets), a
+    single_run from ECR and a three-step sequence_run mixing ECR and other images."""
     record_algorithm("change123-s3", "user/change123-s3:1")
     record_algorithm("ecr-algo", ECR_IMAGE, variables=[])
     for name in ("step-a", "step-b"):
@@ -104,8 +105,14 @@ def models(aws_env):
     sequence = {"name": "seq", "input_s3_name": "seq-in-bucket", "output_s3_name": "seq-out-bucket",
                 "process": {"type": "sequence_run",
                             "algorithms": [{"name": "step-a"}, {"name": "ecr-algo"}, {"name": "step-b"}]}}
+    record_algorithm("secret-algo", "user/secret-algo:1", variables=[], secrets=[
+        {"name": "API_KEY", "valueFrom": "arn:aws:secretsmanager:us-east-1:123456789012:secret:api-AbCdEf:token::"},
+        {"name": "DB_PASSWORD", "valueFrom": "/lab/db-password"}])
     return {
         "single_run": compile_model(single_run(), credentials, use_user_credential=True),
+        "single_run_secrets": compile_model(single_run(algorithm="secret-algo", process={
+            "type": "single_run", "algorithms": [{"name": "secret-algo", "secrets": [
+                {"name": "LICENSE", "valueFrom": "arn:aws:ssm:eu-west-1:123456789012:parameter/license"}]}]})),
         "single_run_ecr": compile_model(single_run(algorithm="ecr-algo", process={
             "type": "single_run", "algorithms": [{"name": "ecr-algo"}]})),
         "sequence_run": compile_model(sequence),
@@ -118,7 +125,7 @@ def test_every_role_policy_lints_clean(models):
         for kind, role in roles(model):
             assert unexplained(kind, lint(role.policy)) == [], f"{name}: {role.name}"
             linted += 1
-    assert linted == 3 * (1 + 1 + 3)
+    assert linted == 3 * (1 + 1 + 1 + 3)
 
 
 def test_every_trust_policy_lints_clean(models):

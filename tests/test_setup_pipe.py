@@ -14,6 +14,7 @@ from yunpipe.aws import announcement
 from yunpipe.aws.facade import is_mutating, watch_calls
 from yunpipe.engine.kinds.bucket import bucket_region
 from yunpipe.engine.state import PipelineState, state_path
+from yunpipe.local.moto_patches import default_vpc_routes_to_internet
 from yunpipe.runtime import contract
 from yunpipe.runtime.launcher import handler as launcher
 from yunpipe.runtime.launcher.clients import clients_for
@@ -465,13 +466,15 @@ def test_local_without_a_running_local_cloud_says_so(change123, capsys):
 
 
 def test_local_deploys_to_the_announced_endpoint(aws_env, change123, capsys):
-    """--local: the endpoint a running local cloud announced (here a bare moto server on loopback)."""
+    """--local: the endpoint a running local cloud announced (here a bare moto server on loopback,
+    with the local cloud's default VPC, whose subnets route to an internet gateway)."""
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port())
     server.start()
     try:
         endpoint = f"http://127.0.0.1:{server._port}"
         announcement.write_state(endpoint, server._port)
-        assert cli.setup_pipe_main(["-f", "examples/change123/workflow.json", "--local"]) == 0
+        with default_vpc_routes_to_internet():
+            assert cli.setup_pipe_main(["-f", "examples/change123/workflow.json", "--local"]) == 0
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
         assert "container-clouds-input" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
         assert cli.clean_up_main(["container-clouds-input", "--local", "--purge"]) == 0

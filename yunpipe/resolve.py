@@ -10,6 +10,7 @@ import jsonschema
 
 from yunpipe.errors import InputError
 from yunpipe.registry import AlgorithmRecord
+from yunpipe.specs.secrets import Secret, merge_secrets
 from yunpipe.specs.workflow import DEFAULT_GPU_INSTANCE_TYPE, StepSpec, WorkflowSpec, check_instance, instance_for
 
 
@@ -32,6 +33,8 @@ class ResolvedStep:
     # EC2 instance type and GPUs per task (the step's, else its algorithm's); "": Fargate.
     instance_type: str = ""
     gpu: int = 0
+    # The algorithm's secrets, a step's own replacing those of the same name.
+    secrets: tuple[Secret, ...] = ()
 
     @property
     def name(self) -> str:
@@ -99,9 +102,14 @@ def resolve_workflow(spec: WorkflowSpec, registry: Algorithms) -> ResolvedWorkfl
         if step.gather and algorithm.input_adapter == "stdin":
             raise InputError(spec.source, f"{where}.gather",
                              f"expected an algorithm that reads a folder: {record.reference} reads its input from stdin")
+        variables = {p.name for p in algorithm.parameters} | set(environment)
+        for secret_index, secret in enumerate(step.secrets):
+            if secret.name in variables:
+                raise InputError(spec.source, f"{where}.secrets[{secret_index}].name",
+                                 f"expected a name that is no variable of {record.reference}, {secret.name!r} is one")
         instance_type, gpu = resolve_instance(spec, where, step, record)
         steps.append(ResolvedStep(record, environment, step, step.ephemeral_storage_gib or spec.ephemeral_storage_gib,
-                                  instance_type, gpu))
+                                  instance_type, gpu, merge_secrets(algorithm.secrets, step.secrets)))
     return ResolvedWorkflow(spec, tuple(steps))
 
 

@@ -209,3 +209,22 @@ def test_clean_up_purge_leaves_nothing_of_the_pipeline(pipeline, aws, tmp_path):
         running = [c.name for c in doomed.containers()]
         return f"containers still running: {running}" if running else None
     wait_until(no_containers, timeout=30)
+
+
+def test_a_step_s_secret_reaches_the_algorithm_by_reference(pipeline, aws, tmp_path):
+    """The value sits in the local cloud's SSM; the task definition names it only, and the
+    task's container gets it (the local ECS runner resolves it as ECS does). The algorithm is
+    this test's own (on the offline base image), so no shared test image changes."""
+    description = tmp_path / "secret-echo.json"
+    description.write_text(json.dumps({
+        "name": "secret-echo", "container_name": "yunpipe/base:bookworm", "system": "debian",
+        "run_command": "sh -c 'cat $input > $output && echo \"-- $SECRET_STAMP\" >> $output'"}))
+    run_ok("wrap", "--local", "--yes", "-f", str(description))
+    aws("ssm").put_parameter(Name="/e2e/stamp", Value="s3cr3t-stamp", Type="SecureString")
+    stamped = pipeline([{"name": "secret-echo", "secrets": [{"name": "SECRET_STAMP", "valueFrom": "/e2e/stamp"}]}],
+                       idle_seconds=5)
+    definition = aws("ecs").describe_task_definition(taskDefinition=stamped.step(0).task_family)
+    assert definition["taskDefinition"]["containerDefinitions"][0]["secrets"] == [
+        {"name": "SECRET_STAMP", "valueFrom": "/e2e/stamp"}]
+    upload(stamped, write_inputs(tmp_path / "in", {"a.txt": "a\n"}))
+    stamped.wait_for_results({"a.txt": b"a\n-- s3cr3t-stamp\n"}, timeout=90)

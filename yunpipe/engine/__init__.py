@@ -3,7 +3,8 @@
 Stages, each a module of its own:
 
 1. compile  (compiler.py; instances.py: the EC2 capacity; sizing.py; policies.py: the IAM
-   documents): the resolved workflow and its Target (target.py) become a PipelineModel
+   documents; network.py: what the target's subnets reach, read with the target, and each
+   step's public IP): the resolved workflow and its Target (target.py) become a PipelineModel
    (model.py) of frozen resource dataclasses, with no AWS call; graph.py lays the steps out
    on buckets.
 2. plan     (planner.py): each desired resource is read and compared by its kind, which returns

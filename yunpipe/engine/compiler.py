@@ -6,7 +6,7 @@ from names; the queue URL is the one value AWS hands out, so it stays a `QueueUr
 that the planner resolves. Account, region and network are inputs, resolved by the caller.
 """
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,7 @@ from yunpipe.engine.model import (
     notification_id,
     resource_name,
 )
+from yunpipe.engine.network import INSTANCE_SERVICES, TASK_SERVICES, SubnetReach, check_subnets, step_public_ip
 from yunpipe.engine.policies import render_policy
 from yunpipe.engine.sizing import default_parallelism, fargate_size
 from yunpipe.engine.target import InstanceOffer, Target, partition
@@ -77,10 +78,13 @@ def _ecr_repository_arn(image: str, target: Target) -> str | None:
 
 
 def build_model(workflow: ResolvedWorkflow, target: Target, use_user_credential: bool = False,
-                offers: Mapping[str, InstanceOffer] | None = None) -> PipelineModel:
+                offers: Mapping[str, InstanceOffer] | None = None,
+                network: Sequence[SubnetReach] | None = None) -> PipelineModel:
     """The pipeline's resources; `offers` (target.resolve_instance_offers) says where and how big
-    each instance type is: without them (a dry-run offline, the first check of the files) every
-    subnet is used and nothing is checked against the type."""
+    each instance type is, `network` (network.subnet_reach of the target's subnets) what each
+    subnet reaches: without them (a dry-run offline, the first check of the files) every
+    subnet is used, tasks get a public IP unless the workflow says otherwise, and nothing is
+    checked against the type or the network."""
     spec = workflow.spec
     pipeline = spec.name
     tags = {TAG_KEY: pipeline}
@@ -109,10 +113,12 @@ def build_model(workflow: ResolvedWorkflow, target: Target, use_user_credential:
                + [Bucket(spec.output_bucket, "output", tags), Bucket(reports, "reports", tags)])
     shared = [b for b in dict.fromkeys(s.bucket for p in layout.steps for s in p.sources) if layout.shared(b)]
     code = launcher_zip()
+    check_subnets(workflow, target, network)
     steps = tuple(
         build_step(StepContext(spec, step, layout.step(step.name), layout, target, tags, log_group, cluster, reports,
-                               parameters), code)
-        for step in workflow.steps)
+                               parameters, step_public_ip(workflow, index, target, network or (), offers or {},
+                                                          reach_needs(step, target, parameters))), code)
+        for index, step in enumerate(workflow.steps))
     for index, (resolved, step_model) in enumerate(zip(workflow.steps, steps, strict=True)):
         limits.check_step(step_model, resolved, spec.source, f"{spec.steps_field}[{index}]", target)
     return PipelineModel(pipeline, target, spec.input_bucket, spec.output_bucket, reports, tuple(buckets),
@@ -136,6 +142,8 @@ class StepContext:
     cluster: Cluster
     reports_bucket: str
     parameters: tuple[Parameter, ...]
+    # Its Fargate tasks get a public IP (step_public_ip).
+    public_ip: bool = True
 
     @property
     def pipeline(self) -> str:
@@ -191,6 +199,26 @@ class StepContext:
 
     def role_arn(self, kind: str) -> str:
         return self.arn("iam", f"role{ROLE_PATH}{self.role_name(kind)}", regional=False)
+
+
+def reach_needs(step: ResolvedStep, target: Target, parameters: Sequence[Parameter]) -> tuple[str, ...]:
+    """What a step's tasks reach from their subnets (network.py): the image's registry (ECR's
+    endpoints, or its host outside AWS), S3, SQS, Logs, and where their secrets are; on EC2
+    instances, ECS itself for the agent."""
+    image = step.record.image_uri
+    needs = list(TASK_SERVICES) if _ecr_repository_arn(image, target) else [_registry_host(image), "s3", "sqs", "logs"]
+    if parameters or any(not s.secrets_manager for s in step.secrets):
+        needs.append("ssm")
+    if any(s.secrets_manager for s in step.secrets):
+        needs.append("secretsmanager")
+    if step.instance_type:
+        needs += INSTANCE_SERVICES
+    return tuple(needs)
+
+
+def _registry_host(image: str) -> str:
+    first = image.split("/", 1)[0]
+    return first if "/" in image and ("." in first or ":" in first or first == "localhost") else "docker.io"
 
 
 def build_step(ctx: StepContext, code: bytes) -> StepModel:
@@ -268,11 +296,20 @@ def task_role(ctx: StepContext) -> Role:
                  reports_bucket_arn=ctx.bucket_arn(ctx.reports_bucket), queue_arn=ctx.arn("sqs", ctx.queue_name()))
 
 
+def secret_arns(ctx: StepContext, secrets_manager: bool) -> list[str]:
+    """The SSM parameters (or Secrets Manager secrets) the step's own secrets name, each once."""
+    target = ctx.target
+    return sorted({s.resource_arn(target.partition, target.region, target.account_id)
+                   for s in ctx.step.secrets if s.secrets_manager == secrets_manager})
+
+
 def execution_role(ctx: StepContext) -> Role:
+    # ECS reads a task's secrets with its execution role: exactly those, and nothing else.
     return _role(ctx, "exec", "ecs-tasks.amazonaws.com", "execution", "ECS task execution",
                  repository_arn=_ecr_repository_arn(ctx.step.record.image_uri, ctx.target),
                  log_group_arn=ctx.arn("logs", f"log-group:{ctx.log_group.name}"),
-                 parameter_arns=[p.arn for p in ctx.parameters])
+                 parameter_arns=[p.arn for p in ctx.parameters],
+                 secret_parameter_arns=secret_arns(ctx, False), secret_arns=secret_arns(ctx, True))
 
 
 def task_size(ctx: StepContext) -> tuple[int, int, str]:
@@ -332,8 +369,11 @@ def task_definition(ctx: StepContext) -> TaskDefinition:
     if algorithm.ports:
         definition["portMappings"] = [{"containerPort": p["port"], "protocol": p.get("protocol", "tcp")}
                                      for p in algorithm.ports]
-    if ctx.parameters:
-        definition["secrets"] = [{"name": p.variable, "valueFrom": p.arn} for p in ctx.parameters]
+    # References only: ECS reads the values when a task starts (-uu's keys, then the step's own).
+    secrets = [{"name": p.variable, "valueFrom": p.arn} for p in ctx.parameters] + [
+        {"name": s.name, "valueFrom": s.value_from} for s in step.secrets]
+    if secrets:
+        definition["secrets"] = secrets
     if step.gpu:
         definition["resourceRequirements"] = [{"type": "GPU", "value": str(step.gpu)}]
     registration: dict[str, Any] = {
@@ -363,7 +403,8 @@ def launcher_function(ctx: StepContext, code: bytes) -> Function:
                              files_per_task=ctx.step.spec.files_per_task, launch_type=ctx.spec.launch_type,
                              capacity_provider=step_capacity_provider(ctx),
                              subnets=ctx.target.subnets,
-                             security_groups=ctx.target.security_groups, assign_public_ip="ENABLED",
+                             security_groups=ctx.target.security_groups,
+                             assign_public_ip="ENABLED" if ctx.public_ip else "DISABLED",
                              join=tuple(contract.JoinInput(s.step, s.bucket) for s in placement.sources) if placement.join else (),
                              claim_bucket=ctx.reports_bucket if placement.join else "", gather=placement.gather)
     return Function(ctx.function_name, ctx.function_arn, ctx.role_arn("launcher"),

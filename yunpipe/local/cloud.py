@@ -60,6 +60,7 @@ from .moto_patches import (
     capacity_providers_scale,
     compute_quotas_answered,
     conditional_writes_atomic,
+    default_vpc_routes_to_internet,
     event_bridge_reported,
     multipart_uploads_notify_once,
     sqs_clock_fast,
@@ -142,6 +143,7 @@ class LocalCloud:
         self._fixes.enter_context(multipart_uploads_notify_once())
         self._fixes.enter_context(capacity_providers_scale())
         self._fixes.enter_context(compute_quotas_answered())
+        self._fixes.enter_context(default_vpc_routes_to_internet())
         self._fixes.enter_context(sqs_clock_fast())
         try:
             endpoint = self._server.start()

@@ -5,8 +5,8 @@ regions) and, for each task it has not seen yet, runs one Docker container per c
 definition through the Docker SDK:
 
 - image, command, entryPoint, workingDirectory from the container definition; environment from
-  the definition, then the task's containerOverrides; secrets resolved from SSM (``valueFrom``,
-  decrypted); cpu units/1024 -> ``nano_cpus``, memory MiB -> ``mem_limit`` (container values,
+  the definition, then the task's containerOverrides; secrets resolved from SSM (``valueFrom``
+  a name or ARN, decrypted) or Secrets Manager (an ARN, with ECS's JSON-key suffix), as ECS does; cpu units/1024 -> ``nano_cpus``, memory MiB -> ``mem_limit`` (container values,
   overrides, else the task-level ones); GPU resource requirements -> a device request when Docker
   has the nvidia runtime, else the container runs without GPUs (with a warning);
 - ``network_mode="host"`` and ``AWS_ENDPOINT_URL=http://127.0.0.1:<port>``, the task's region and
@@ -33,6 +33,7 @@ API:
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import queue
@@ -49,6 +50,7 @@ from botocore.exceptions import ClientError
 
 from yunpipe.aws.announcement import process_alive
 from yunpipe.aws.location import LOCAL_ENVIRONMENT
+from yunpipe.specs.secrets import SECRET_ARN
 
 from .clients import local_client
 from .moto_patches import run_task_observed
@@ -210,7 +212,6 @@ class _TaskRun(threading.Thread):
         self.region = region
         self._runner = runner
         self._ecs = runner.client("ecs", region)
-        self._ssm = runner.client("ssm", region)
         self._stopped_elsewhere = threading.Event()
         self._containers: list[tuple[dict, Any]] = []
         self._pumps: list[_LogPump] = []
@@ -328,8 +329,28 @@ class _TaskRun(threading.Thread):
         return kwargs
 
     def _secret(self, value_from: str) -> str:
+        """A secret's value, read as ECS reads it: an SSM parameter (name, or ARN of any region),
+        decrypted; or a Secrets Manager secret by ARN, with ECS's optional
+        `:json-key:version-stage:version-id` suffix picking one key of a JSON secret."""
+        secret = SECRET_ARN.match(value_from)
         try:
-            return self._ssm.get_parameter(Name=value_from, WithDecryption=True)["Parameter"]["Value"]
+            if not secret:
+                region = value_from.split(":")[3] if value_from.startswith("arn:") else self.region
+                ssm = self._runner.client("ssm", region)
+                return ssm.get_parameter(Name=value_from, WithDecryption=True)["Parameter"]["Value"]
+            key, stage, version = (secret["key"] or ":::")[1:].split(":")
+            found = self._runner.client("secretsmanager", secret["arn"].split(":")[3]).get_secret_value(
+                SecretId=secret["arn"], **({"VersionStage": stage} if stage else {}),
+                **({"VersionId": version} if version else {}))
+            text = found.get("SecretString")
+            if text is None:
+                raise TaskStartError(f"cannot read secret {value_from}: it holds binary data, not a string")
+            if not key:
+                return text
+            try:
+                return str(json.loads(text)[key])
+            except (ValueError, KeyError, TypeError):
+                raise TaskStartError(f"cannot read secret {value_from}: no JSON key {key!r} in it") from None
         except ClientError as exc:
             raise TaskStartError(f"cannot read secret {value_from}: {exc}") from exc
 

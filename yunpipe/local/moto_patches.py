@@ -16,6 +16,9 @@ datetime built for every check, and each message a ReceiveMessage returns builds
 queue's attributes three times (to read the retention period), which walks all messages again.
 The dispatcher of moto's server is sped up too (BackendDispatcher).
 
+The tests' strict layer (StrictAws.active()) enters default_vpc_routes_to_internet too, so every
+test's AWS, bare `mock_aws()` included, has a default VPC as AWS makes it.
+
 Hooks of the local cloud's data plane: Lambda invocations routed to the launcher on the host
 (lambda_invocations_routed, for yunpipe.local.lambda_host), RunTask waking the ECS runners
 (run_task_observed, for yunpipe.local.ecs_runner; bench/latency.py times RunTask with it too).
@@ -38,6 +41,8 @@ from unittest import mock
 
 import moto.s3.notifications as s3_notifications
 from moto.awslambda.models import LambdaBackend
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.ec2 import models as ec2_models
 from moto.ecs import models as ecs_models
 from moto.events.models import Rule
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
@@ -214,6 +219,40 @@ def compute_quotas_answered() -> Iterator[None]:
                               create=True), \
             mock.patch.object(ServiceQuotasResponse, "request_service_quota_increase", request_service_quota_increase,
                               create=True):
+        yield
+
+
+def _route_default_vpc_to_internet(backend: Any) -> None:
+    """An internet gateway on the default VPC's main route table, unless it has a default route."""
+    vpc = backend.get_default_vpc()
+    if vpc is None:
+        return
+    main = next(t for t in backend.describe_route_tables(filters={"vpc-id": vpc.id}) if t.main_association_id)
+    if not any(route.destination_cidr_block == "0.0.0.0/0" for route in main.routes):
+        gateway = backend.create_internet_gateway()
+        backend.attach_internet_gateway(gateway.id, vpc.id)
+        backend.create_route(main.id, "0.0.0.0/0", gateway_id=gateway.id)
+
+
+@contextlib.contextmanager
+def default_vpc_routes_to_internet() -> Iterator[None]:
+    """A region's default VPC has an internet gateway, and its main route table sends 0.0.0.0/0
+    there, as AWS makes it (Amazon VPC User Guide, "Default VPCs"): moto's has neither, so every
+    default subnet would look private, and setup-pipe would refuse it (engine/network.py).
+    Backends made before (moto's reset at mock start remakes the ones it had) are fixed at once."""
+    backend = ec2_models.EC2Backend
+    original = backend.create_default_vpc
+
+    @functools.wraps(original)
+    def create_default_vpc(self: Any) -> Any:
+        vpc = original(self)
+        _route_default_vpc_to_internet(self)
+        return vpc
+
+    with mock.patch.object(backend, "create_default_vpc", create_default_vpc):
+        for account in {DEFAULT_ACCOUNT_ID, *ec2_models.ec2_backends.keys()}:
+            for region_backend in list(ec2_models.ec2_backends[account].values()):
+                _route_default_vpc_to_internet(region_backend)
         yield
 
 

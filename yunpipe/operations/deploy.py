@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 
 from yunpipe.aws.facade import UNREACHABLE, Aws
 from yunpipe.aws.location import (
+    LOCALSTACK,
     AwsOptions,
     Location,
     cloud_of,
@@ -25,6 +26,7 @@ from yunpipe.aws.reader import Reader
 from yunpipe.engine import compiler
 from yunpipe.engine import model as m
 from yunpipe.engine.executor import apply
+from yunpipe.engine.network import subnet_reach
 from yunpipe.engine.plan import Plan
 from yunpipe.engine.planner import Planner
 from yunpipe.engine.state import PipelineState, PipelineSummary, known_pipelines, state_path
@@ -130,7 +132,11 @@ def compile_pipeline(options: DeployOptions, workflow: ResolvedWorkflow, state: 
     # Where and how big each instance type is, read now: the planner runs after the compiler.
     offers = {} if offline else resolve_instance_offers(
         aws, sorted({s.instance_type for s in workflow.steps if s.instance_type}), target.subnets)
-    return aws, place, compiler.build_model(workflow, target, use_keys, offers), offline
+    # What each subnet reaches (route tables, VPC endpoints): the tasks' public IP, or a refusal.
+    # Not on LocalStack: it emulates EC2 with moto, whose default VPC has no internet gateway,
+    # and no task of it leaves the machine.
+    network = None if offline or place.cloud == LOCALSTACK else subnet_reach(Reader(aws), target.subnets)
+    return aws, place, compiler.build_model(workflow, target, use_keys, offers, network), offline
 
 
 def plan_deployment(options: DeployOptions, workflow: ResolvedWorkflow,

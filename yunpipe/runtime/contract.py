@@ -158,6 +158,10 @@ class WorkerConfig:
         }
 
 
+# Variables an algorithm's secrets may not set: yunpipe's own (WorkerConfig.to_env), the AWS SDK's
+# and region settings (a secret AWS_ACCESS_KEY_ID would replace the task role), the ECS agent's.
+RESERVED_VARIABLE_PREFIXES = ("YUNPIPE_", "AWS_", "ECS_")
+
 # The placeholders of a run_command that the worker replaces with the job's local paths (a
 # join's inputs add `${input_<step>}` and `$input_<step>`); wrap checks for the output's.
 INPUT_PLACEHOLDERS = ("$input", "${input_file}")

@@ -17,6 +17,7 @@ from yunpipe.errors import InputError
 from yunpipe.runtime import contract
 from yunpipe.specs.fields import object_schema, read_fields, spec_field
 from yunpipe.specs.loading import load_document, validate
+from yunpipe.specs.secrets import ENV_NAME_PATTERN, SECRETS_SCHEMA, Secret, parse_secrets
 from yunpipe.specs.workflow import (
     DEFAULT_GPU_INSTANCE_TYPE,
     GPU_SCHEMA,
@@ -28,7 +29,6 @@ from yunpipe.specs.workflow import (
 
 SUPPORTED_SYSTEMS = ("ubuntu", "debian", "alpine", "rockylinux", "centos", "amazonlinux")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
-ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 # The runtime contract's defaults: the worker fills the same ones into an algorithm file.
 DEFAULT_INPUT_PATH = contract.ALGORITHM_DEFAULTS["input_file_path"]
@@ -130,6 +130,8 @@ class AlgorithmSpec:
                                     "path")
     output_adapter: str = spec_field("output_adapter",
                                      {"type": "string", "enum": list(contract.ADAPTERS["output_adapter"])}, "path")
+    # Variables ECS sets from SSM or Secrets Manager (yunpipe.specs.secrets); read by parse_algorithm.
+    secrets: tuple[Secret, ...] = spec_field("secrets", SECRETS_SCHEMA, ())
 
     def parameter(self, name: str) -> Parameter | None:
         return next((p for p in self.parameters if p.name == name), None)
@@ -163,6 +165,8 @@ class AlgorithmSpec:
         # Only when asked for: documents of algorithms without GPUs stay as they were.
         if self.gpu:
             doc["gpu"] = self.gpu
+        if self.secrets:
+            doc["secrets"] = [s.to_document() for s in self.secrets]
         return doc
 
 
@@ -219,7 +223,13 @@ def parse_algorithm(document: Any, source: str) -> AlgorithmSpec:
                 raise InputError(source, f"{where}.schema.default",
                                  f"expected a default that satisfies its own schema ({errors[0].message})")
         parameters.append(Parameter(var["name"], bool(var.get("required", False)), var.get("description", ""), schema))
-    values = read_fields(AlgorithmSpec, document, exclude=["parameters"])
+    values = read_fields(AlgorithmSpec, document, exclude=["parameters", "secrets"])
+    values["secrets"] = parse_secrets(document.get("secrets", []), source, "secrets")
+    declared = {p.name for p in parameters} | set(values.get("environment", {}))
+    for index, secret in enumerate(values["secrets"]):
+        if secret.name in declared:
+            raise InputError(source, f"secrets[{index}].name",
+                             f"expected a name that is no variable of the algorithm, {secret.name!r} is one")
     check_instance(source, "", values.get("instance_type", ""), values.get("gpu", 0))
     if instance_for(values.get("gpu", 0), values.get("instance_type", "")) is None:
         raise InputError(source, "instance_type", f"expected an instance type with {values['gpu']} GPUs "

@@ -18,6 +18,7 @@ from yunpipe.errors import InputError
 from yunpipe.runtime import contract
 from yunpipe.specs.fields import object_schema, read_fields, spec_field
 from yunpipe.specs.loading import load_document, validate
+from yunpipe.specs.secrets import SECRETS_SCHEMA, Secret, parse_secrets
 
 CHAIN_TYPES = ("single_run", "sequence_run")
 PROCESS_TYPES = (*CHAIN_TYPES, "graph")
@@ -41,6 +42,8 @@ DEFAULT_GPU_INSTANCE_TYPE = "g4dn.xlarge"
 TIMEOUT_SCHEMA = {"type": "integer", "minimum": 1, "maximum": contract.MAX_VISIBILITY_SECONDS,
                   "description": "a number of seconds from 1 to 43200 (SQS holds a message at most 12 h)"}
 GPU_SCHEMA = {"type": "integer", "minimum": 0, "maximum": 8, "description": "a number of GPUs from 0 to 8"}
+# A Fargate task's public IP; unset: one only where the subnets route to an internet gateway (engine/network.py).
+PUBLIC_IP_SCHEMA = {"type": "boolean"}
 # The fields of a step that only make sense in a graph.
 GRAPH_ONLY = ("id", "after", "filter_prefix", "filter_suffix", "gather", "marker")
 
@@ -94,6 +97,10 @@ class StepSpec:
     # or when an object whose key ends with `marker` arrives.
     gather: bool = spec_field("gather", {"type": "boolean"}, False)
     marker: str = spec_field("marker", {"type": "string", "minLength": 1, "description": "a non-empty key suffix"}, "")
+    # The workflow's own, else as the subnets route (Fargate steps only).
+    assign_public_ip: bool | None = spec_field("assign_public_ip", PUBLIC_IP_SCHEMA, None)
+    # Read by parse_workflow (yunpipe.specs.secrets): they replace the algorithm's of the same name.
+    secrets: tuple[Secret, ...] = spec_field("secrets", SECRETS_SCHEMA, ())
 
     @property
     def algorithm_name(self) -> str:
@@ -145,6 +152,7 @@ class WorkflowSpec:
         "visibility_timeout_seconds", {"type": "integer", "minimum": 5, "maximum": contract.MAX_VISIBILITY_SECONDS,
                                        "description": "seconds from 5 to 43200"}, contract.DEFAULT_VISIBILITY_SECONDS)
     ephemeral_storage_gib: int | None = spec_field("ephemeral_storage_gib", EPHEMERAL_STORAGE_SCHEMA, None)
+    assign_public_ip: bool | None = spec_field("assign_public_ip", PUBLIC_IP_SCHEMA, None)
 
     @property
     def steps_field(self) -> str:
@@ -210,7 +218,9 @@ def parse_workflow(document: Any, source: str) -> WorkflowSpec:
     if document["process"]["type"] == "single_run" and len(items) != 1:
         raise InputError(source, where, f"expected exactly one algorithm for single_run, got {len(items)}")
     values = read_fields(WorkflowSpec, document)
-    steps = tuple(StepSpec(**read_fields(StepSpec, item)) for item in items)
+    steps = tuple(StepSpec(**read_fields(StepSpec, item, exclude=["secrets"]),
+                           secrets=parse_secrets(item.get("secrets", []), source, f"{where}[{index}].secrets"))
+                  for index, item in enumerate(items))
     if document["process"]["type"] != "graph":
         steps = number_repeats(steps)
     spec = WorkflowSpec(source=source, name=values.get("declared_name") or derive_pipeline_name(document["input_s3_name"]),
