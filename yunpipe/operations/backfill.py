@@ -206,34 +206,39 @@ def current_definition(aws: Aws, step: StepSummary) -> Definition:
     return Definition(definition["taskDefinitionArn"], environment.get("YUNPIPE_ALGORITHM_REF", ""))
 
 
-def stop_outdated_workers(aws: Aws, cluster: str, step: StepSummary, latest: str,
-                          sleep: Callable[[float], None] = time.sleep) -> int:
-    """Stop the step's tasks started from a task definition other than `latest`, and wait until
-    their containers have exited: after a fix (a new variable, a new algorithm version) they
-    would fail the retried files again, and while stopping they would still receive them. A
-    file such a task was working on returns to the queue (the worker releases it at SIGTERM).
-    Raises when they are still there after STOP_WAIT_SECONDS: nothing is moved then."""
+def stop_outdated_workers(aws: Aws, cluster: str, steps: list[tuple[StepSummary, str]],
+                          sleep: Callable[[float], None] = time.sleep) -> list[int]:
+    """Stop each step's tasks started from a task definition other than its current one (the
+    ARN paired with it), and wait until their containers have exited; returns how many per step.
+    After a fix (a new variable, a new algorithm version) they would fail the retried files
+    again, and while stopping they would still receive them. Every step's are stopped before
+    any message moves: a retried file done upstream soon reaches the next step. A file such a
+    task was working on returns to the queue (the worker releases it at SIGTERM). Raises when
+    some are still there after STOP_WAIT_SECONDS: nothing is moved then."""
     ecs = aws.client("ecs")
-    arns = list(aws.pages("ecs", "list_tasks", "taskArns", cluster=cluster, startedBy=step.started_by,
-                          desiredStatus="RUNNING"))
-    outdated = [task["taskArn"] for start in range(0, len(arns), DESCRIBE_BATCH)
-                for task in ecs.describe_tasks(cluster=cluster, tasks=arns[start:start + DESCRIBE_BATCH])["tasks"]
-                if task["taskDefinitionArn"] != latest]
-    for arn in outdated:
+    outdated: list[list[str]] = []
+    for step, latest in steps:
+        arns = list(aws.pages("ecs", "list_tasks", "taskArns", cluster=cluster, startedBy=step.started_by,
+                              desiredStatus="RUNNING"))
+        outdated.append([task["taskArn"] for start in range(0, len(arns), DESCRIBE_BATCH)
+                         for task in ecs.describe_tasks(cluster=cluster, tasks=arns[start:start + DESCRIBE_BATCH])["tasks"]
+                         if task["taskDefinitionArn"] != latest])
+    waiting = [arn for arns in outdated for arn in arns]
+    for arn in waiting:
         ecs.stop_task(cluster=cluster, task=arn, reason="yunpipe retry: started from an older task definition")
-    waiting, waited = list(outdated), 0.0
+    waited = 0.0
     while waiting:
         waiting = [task["taskArn"] for start in range(0, len(waiting), DESCRIBE_BATCH)
                    for task in ecs.describe_tasks(cluster=cluster, tasks=waiting[start:start + DESCRIBE_BATCH])["tasks"]
                    if not _gone(task)]
         if waiting and waited >= STOP_WAIT_SECONDS:
-            raise YunpipeError(f"{len(waiting)} task(s) of step {step.name} started from an older task definition are "
-                               f"still stopping after {STOP_WAIT_SECONDS} s, and could take the retried messages: "
-                               "none was moved; run retry again in a minute")
+            raise YunpipeError(f"{len(waiting)} task(s) started from an older task definition are still stopping "
+                               f"after {STOP_WAIT_SECONDS} s, and could take the retried messages: none was moved; "
+                               "run retry again in a minute")
         if waiting:
             sleep(1)
             waited += 1
-    return len(outdated)
+    return [len(arns) for arns in outdated]
 
 
 def queued(aws: Aws, queue_url: str) -> int:
@@ -278,19 +283,19 @@ def _steps(options: RetryOptions) -> tuple[PipelineSummary, list[StepSummary], A
 
 
 def retry(options: RetryOptions, registry: AlgorithmRegistry | None = None) -> Iterator[Retried]:
-    """Per step: stop its outdated workers (until they have exited), move its dead letters back,
-    wake its launcher when anything waits in its queue (moved now or earlier), and yield what
-    was done with the version the step runs and a newer recorded one."""
+    """Stop the steps' outdated workers (until they have exited); then per step: move its dead
+    letters back, wake its launcher when anything waits in its queue (moved now or earlier),
+    and yield what was done with the version the step runs and a newer recorded one."""
     registry = registry or AlgorithmRegistry()
     summary, steps, aws, urls = _steps(options)
-    for step, (dlq_url, queue_url) in zip(steps, urls, strict=True):
-        current = current_definition(aws, step)
-        stopped = stop_outdated_workers(aws, summary.cluster, step, current.arn)
+    current = [current_definition(aws, step) for step in steps]
+    stopped = stop_outdated_workers(aws, summary.cluster, [(step, c.arn) for step, c in zip(steps, current, strict=True)])
+    for step, (dlq_url, queue_url), definition, count in zip(steps, urls, current, stopped, strict=True):
         moved = move_dead_letters(aws, dlq_url, queue_url, step)
         waiting = max(moved, queued(aws, queue_url))
         if waiting:
             wake_launcher(aws, step)
-        yield Retried(step, stopped, moved, waiting, current.algorithm, newer_version(registry, current.algorithm))
+        yield Retried(step, count, moved, waiting, definition.algorithm, newer_version(registry, definition.algorithm))
 
 
 @dataclass(frozen=True)
