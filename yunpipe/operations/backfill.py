@@ -39,6 +39,8 @@ RECEIVE_VISIBILITY_SECONDS = 60
 STOP_WAIT_SECONDS = 60
 # A task's containers have exited in these states (ECS then detaches its network interface).
 GONE = ("DEPROVISIONING", "STOPPED")
+# How often retry looks whether the stopped workers have gone: each look is one DescribeTasks.
+STOP_POLL_SECONDS = 0.5
 
 
 def object_message(summary: PipelineSummary, step: StepSummary, obj: dict) -> dict:
@@ -236,8 +238,8 @@ def stop_outdated_workers(aws: Aws, cluster: str, steps: list[tuple[StepSummary,
                                f"after {STOP_WAIT_SECONDS} s, and could take the retried messages: none was moved; "
                                "run retry again in a minute")
         if waiting:
-            sleep(1)
-            waited += 1
+            sleep(STOP_POLL_SECONDS)
+            waited += STOP_POLL_SECONDS
     return [len(arns) for arns in outdated]
 
 
