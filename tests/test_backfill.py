@@ -7,12 +7,17 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 from helpers import REGION, record_algorithm, single_run, wait_for
+from moto.moto_api import state_manager
 
 from yunpipe import cli
 from yunpipe.aws.facade import watch_calls
+from yunpipe.local.moto_patches import stop_task_deferred
+from yunpipe.local.server import ECS_TASK_TRANSITION
 from yunpipe.operations import backfill
+from yunpipe.registry import AlgorithmRegistry
 from yunpipe.runtime import contract
 from yunpipe.runtime.launcher.tasks import run_task_params
+from yunpipe.specs.algorithm import load_algorithm
 
 ACCOUNT = "123456789012"
 STEP = "change123-s3"
@@ -345,3 +350,100 @@ def test_results_of_an_intermediate_step(two_steps, capsys):
     assert cli.main(["results", "seq", "--step", "step-z"]) == 2
     assert "results: --step: expected one of the pipeline's steps (step-a, step-b), got 'step-z'" in \
         capsys.readouterr().err
+
+
+def test_retry_with_no_dead_letter_wakes_the_launcher_only_for_what_waits_in_the_queue(deployed, capsys):
+    """Files stranded in the queue with no worker: a second retry starts them, not the schedule."""
+    assert run(["retry", "demo"]) == (0, [])
+    assert "wait in" not in capsys.readouterr().out
+    sqs().send_message(QueueUrl=url(QUEUE), MessageBody=DEAD[0])
+    status, calls = run(["retry", "demo"])
+    assert (status, calls) == (0, [("lambda", "Invoke")])
+    out = capsys.readouterr().out
+    assert "moved 0 message(s)" in out and f"1 message(s) wait in {QUEUE}; invoked launcher {LAUNCHER}" in out
+
+
+def test_retry_says_the_step_runs_an_older_version_than_the_newest_and_how_to_move_it(deployed, capsys):
+    newer = AlgorithmRegistry().record(load_algorithm("examples/change123/change123-s3.json"), "user/change123-s3:2")
+    capsys.readouterr()
+    assert run(["retry", "demo"])[0] == 0
+    out = capsys.readouterr().out
+    assert (f"warning: step {STEP} runs {STEP}@1, but {newer.reference} is the newest recorded: its retried files run "
+            f"{STEP}@1 again. To move the step, run setup-pipe again") in out
+    assert f"write {newer.reference}, or {STEP} for the newest" in out
+
+
+def test_retry_moves_nothing_while_an_outdated_worker_is_still_stopping(deployed, monkeypatch, capsys):
+    """A stopping worker still receives: retry waits until it has exited, and refuses past its wait."""
+    ecs = boto3.client("ecs", region_name=REGION)
+    awslambda = boto3.client("lambda", region_name=REGION)
+    config = contract.LauncherConfig.from_env(awslambda.get_function_configuration(FunctionName=LAUNCHER)["Environment"]["Variables"])
+    old = ecs.run_task(**run_task_params(config, 1))["tasks"][0]["taskArn"]
+    family = f"yunpipe-demo-{STEP}-task"
+    current = ecs.describe_task_definition(taskDefinition=family)["taskDefinition"]
+    ecs.register_task_definition(**{k: current[k] for k in ("family", "taskRoleArn", "executionRoleArn", "networkMode",
+                                                             "containerDefinitions", "requiresCompatibilities", "cpu", "memory")})
+    for body in DEAD[:2]:
+        sqs().send_message(QueueUrl=url(DLQ), MessageBody=body)
+    monkeypatch.setattr(backfill, "STOP_WAIT_SECONDS", 0)
+    # Its containers never exit: the task stays STOPPING, as on ECS (and as on the local cloud,
+    # moto's state manager does not move it on by itself).
+    state_manager.set_transition("ecs::task", ECS_TASK_TRANSITION)
+    try:
+        with stop_task_deferred(lambda arn: True):
+            assert cli.main(["retry", "demo"]) == 1
+        assert ecs.describe_tasks(cluster=config.cluster, tasks=[old])["tasks"][0]["lastStatus"] == "STOPPING"
+    finally:
+        state_manager.unset_transition("ecs::task")
+    assert "still stopping after 0 s" in capsys.readouterr().err
+    assert counts(DLQ) == (2, 0) and counts(QUEUE) == (0, 0)
+
+
+REPORT = f"failures/demo/{STEP}/k0/attempt-3.json"
+
+
+@pytest.fixture
+def dead_lettered(deployed):
+    """Three dead letters of pipeline demo, and the failure report of one."""
+    for body in DEAD[:3]:
+        sqs().send_message(QueueUrl=url(DLQ), MessageBody=body)
+    bucket = next(b["Name"] for b in boto3.client("s3", region_name=REGION).list_buckets()["Buckets"]
+                  if b["Name"].startswith("yunpipe-demo-reports"))
+    boto3.client("s3", region_name=REGION).put_object(Bucket=bucket, Key=REPORT, Body=b"{}")
+    return bucket
+
+
+def test_retry_discard_drops_the_dead_letters_and_keeps_their_reports(dead_lettered, capsys):
+    capsys.readouterr()
+    assert run(["retry", "demo", "--discard", "--yes"]) == (0, [])
+    assert counts(DLQ) == (0, 0) and counts(QUEUE) == (0, 0)
+    assert f"step {STEP}: discarded 3 message(s) from {DLQ}; their failure reports stay" in capsys.readouterr().out
+    boto3.client("s3", region_name=REGION).head_object(Bucket=dead_lettered, Key=REPORT)
+
+
+def test_retry_discard_without_a_terminal_wants_yes_and_discards_nothing(dead_lettered, monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    assert run(["retry", "demo", "--discard"]) == (2, [])
+    err = capsys.readouterr().err
+    assert "retry --discard: --yes: expected --yes to discard without a terminal" in err and f"3 in {DLQ}" in err
+    assert counts(DLQ) == (3, 0)
+
+
+def test_retry_discard_asks_first_on_a_terminal(dead_lettered, monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    answers, asked = ["", "y"], []
+    monkeypatch.setattr("builtins.input", lambda prompt: asked.append(prompt) or answers.pop(0))
+    assert run(["retry", "demo", "--discard"])[0] == 1
+    out = capsys.readouterr().out
+    assert f"reports: s3://{dead_lettered}/failures/demo/{STEP}/" in out and "Nothing was discarded." in out
+    assert sum(counts(DLQ)) == 3
+    assert run(["retry", "demo", "--discard"])[0] == 0
+    assert asked == ["Discard them? [y/N] "] * 2
+    assert sum(counts(DLQ)) == 0
+
+
+def test_retry_yes_is_for_discard_which_asks_nothing_without_dead_letters(deployed, capsys):
+    assert run(["retry", "demo", "--yes"]) == (2, [])
+    assert "retry: --yes: expected only with --discard" in capsys.readouterr().err
+    assert run(["retry", "demo", "--discard"]) == (0, [])
+    assert "No dead letter to discard." in capsys.readouterr().out

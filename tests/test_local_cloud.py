@@ -245,15 +245,37 @@ def test_running_task_container_has_limits_host_network_labels_and_emulator_endp
     assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == REGION
 
 
-def test_stop_task_through_the_api_kills_the_container_and_keeps_the_reason(cloud, docker_client):
+def test_stop_task_through_the_api_terms_the_container_and_is_stopping_until_it_exits(cloud, docker_client):
+    """As on ECS: SIGTERM, the task STOPPING (no longer desired RUNNING) while its container runs
+    on, STOPPED with the API's reason once it has exited. A caller waiting for STOPPED knows the
+    container is gone."""
+    _client(cloud, "logs").create_log_group(logGroupName="/yunpipe/demo")
     _client(cloud, "ecs").create_cluster(clusterName="demo")
-    _register(cloud, "sleeper", ["sleep", "300"])
-    arn = _run(cloud, "demo", "sleeper")
-    wait_for(lambda: [c for c in _task_containers(docker_client, arn) if c.status == "running"], what="a running container")
+    # It exits only once a file exists, which the test writes after looking at the stopping task.
+    graceful = ("import os, signal, sys, time\n"
+                "def leave(*_):\n"
+                "    print('terminated', flush=True)\n"
+                "    while not os.path.exists('/tmp/go'): time.sleep(0.1)\n"
+                "    sys.exit(0)\n"
+                "signal.signal(signal.SIGTERM, leave)\n"
+                "print('ready', flush=True)\n"
+                "time.sleep(300)\n")
+    _register(cloud, "graceful", ["python3", "-c", graceful], log_group="/yunpipe/demo")
+    arn = _run(cloud, "demo", "graceful")
+    [container] = wait_for(lambda: [c for c in _task_containers(docker_client, arn)
+                                    if c.status == "running" and b"ready" in c.logs()], what="a running container")
+    ecs = _client(cloud, "ecs")
 
-    _client(cloud, "ecs").stop_task(cluster="demo", task=arn, reason="stopped by the user")
+    ecs.stop_task(cluster="demo", task=arn, reason="stopped by the user")
+    wait_for(lambda: b"terminated" in container.logs(), what="SIGTERM to reach the container")
+    task = ecs.describe_tasks(cluster="demo", tasks=[arn])["tasks"][0]
+    assert (task["lastStatus"], task["desiredStatus"]) == ("STOPPING", "STOPPED"), task
+    assert arn not in ecs.list_tasks(cluster="demo", desiredStatus="RUNNING")["taskArns"]
+    container.exec_run(["touch", "/tmp/go"])
+
+    stopped = wait_for(lambda: _stopped(cloud, "demo", arn), what="the task to stop")
+    assert stopped["stoppedReason"] == "stopped by the user"
     wait_for(lambda: not _task_containers(docker_client, arn), what="the container to go")
-    assert _stopped(cloud, "demo", arn)["stoppedReason"] == "stopped by the user"
 
 
 def test_s3_notification_runs_the_launcher_on_the_host_which_queues_and_starts_a_task(cloud):

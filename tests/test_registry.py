@@ -73,3 +73,12 @@ def test_an_empty_registry_says_to_wrap_first(registry):
     with pytest.raises(InputError, match="none recorded yet; run wrap first"):
         registry.resolve("tool", "wf.json", "name")
     assert registry.latest() == []
+
+
+def test_newer_than_is_the_newest_version_only_when_it_is_newer(registry):
+    registry.record(spec("one $input $output"), "lab/tool:1")
+    newest = registry.record(spec("two $input $output"), "lab/tool:2")
+    assert registry.newer_than("tool@1") == newest
+    # The newest itself, no version (the newest at each setup), an unknown name, not a reference.
+    for reference in ("tool@2", "tool", "other@1", "tool@x", ""):
+        assert registry.newer_than(reference) is None, reference

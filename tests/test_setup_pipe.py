@@ -487,3 +487,23 @@ def test_unreachable_aws_outside_a_dry_run_is_one_clear_error(change123, monkeyp
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     assert cli.setup_pipe_main(["-f", "examples/change123/workflow.json", "--endpoint-url", "http://127.0.0.1:9"]) == 1
     assert "cannot reach AWS" in capsys.readouterr().err
+
+
+def test_a_step_pinning_an_older_version_than_the_newest_is_warned_about_with_the_way_to_move_it(
+        change123, monkeypatch, tmp_path, write_workflow, capsys):
+    """After a fix is wrapped, a workflow that pins the old version does not run it: said so.
+    One that names the algorithm without a version takes the newest, and nothing is said."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    newest = record_algorithm("change123-s3", "user/change123-s3:2")
+    offline = ["--dry-run", "--endpoint-url", "http://127.0.0.1:9"]
+    pinned = write_workflow(single_run(algorithm="change123-s3@1"), "pinned.json")
+    assert cli.setup_pipe_main(["-f", pinned, *offline]) == 0
+    assert (f"warning: step change123-s3 runs change123-s3@1 ({pinned}: process.algorithms[0].name), but "
+            f"{newest.reference} is the newest recorded: to run it, write {newest.reference} there (or change123-s3 "
+            "for the newest at each setup-pipe) and run setup-pipe again") in capsys.readouterr().out
+    for latest in ("change123-s3", newest.reference):
+        assert cli.setup_pipe_main(["-f", write_workflow(single_run(algorithm=latest), "latest.json"), *offline]) == 0
+        assert "warning" not in capsys.readouterr().out

@@ -207,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     retry = verbs.add_parser("retry", help="move dead-lettered messages back to their step's queue")
     retry.add_argument("pipeline")
     retry.add_argument("--step", help="only this step (default: every step)")
+    retry.add_argument("--discard", action="store_true",
+                       help="drop the dead letters instead of retrying them (their failure reports stay)")
+    retry.add_argument("-y", "--yes", action="store_true", help="with --discard: do not ask for confirmation")
     add_aws_options(retry)
     graph = verbs.add_parser("show", help="a pipeline's steps: what each reads, runs and writes")
     graph.add_argument("pipeline")

@@ -154,6 +154,16 @@ class AlgorithmRegistry:
             raise InputError(source, field, f"expected a recorded version of '{name}' ({', '.join(map(str, versions))}), got {version}")
         return record
 
+    def newer_than(self, reference: str) -> AlgorithmRecord | None:
+        """The newest recorded version of the algorithm 'NAME@VERSION' names, when it is newer
+        than VERSION; None otherwise (also for a name this registry does not hold)."""
+        try:
+            name, version = parse_reference(reference)
+        except ValueError:
+            return None
+        newest = self.get(name)
+        return newest if newest is not None and version is not None and newest.version > version else None
+
     def names(self) -> list[str]:
         if not self.root.is_dir():
             return []

@@ -58,6 +58,10 @@ def print_deployment(deployment: Deployment, dry_run: bool) -> None:
     if model.launch_type == "EC2" and not deployment.launcher_roles_only:
         print(f"  note: launch_type EC2 needs container instances in cluster {model.cluster.name}; "
               "yunpipe never creates EC2 instances")
+    for pin in () if deployment.launcher_roles_only else deployment.older_pins:
+        print(f"  warning: step {pin.step} runs {pin.pinned} ({pin.where}), but {pin.newest} is the newest recorded: "
+              f"to run it, write {pin.newest} there (or {pin.newest.split('@')[0]} for the newest at each setup-pipe) "
+              "and run setup-pipe again")
 
 
 def deployed(options: DeployOptions) -> Iterator[Deployment]:

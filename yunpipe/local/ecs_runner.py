@@ -19,7 +19,9 @@ Output of a container whose logConfiguration is ``awslogs`` is copied into Cloud
 When an essential container exits, the others are killed and the task is stopped with
 ``"Essential container exited with code N"``; a task that cannot start (missing image, missing
 log group, unreadable secret) is stopped with the error as its reason. A task stopped through
-the API loses its containers. Containers are removed once their task is over.
+the API is STOPPING while its containers get SIGTERM and, after their ``stopTimeout`` (default
+30 s), SIGKILL, as on ECS; it is STOPPED once they have exited (stop_task_deferred). Containers
+are removed once their task is over.
 
 API:
     EcsRunner(endpoint_url, regions, docker_client, poll_interval=0.5)
@@ -53,7 +55,7 @@ from yunpipe.aws.location import LOCAL_ENVIRONMENT
 from yunpipe.specs.secrets import SECRET_ARN
 
 from .clients import local_client
-from .moto_patches import run_task_observed
+from .moto_patches import run_task_observed, stop_task_deferred
 from .polling import PollingThread
 
 log = logging.getLogger(__name__)
@@ -65,11 +67,14 @@ LABEL_CLUSTER = "yunpipe.cluster"
 LOG_BATCH_EVENTS = 1000
 LOG_FLUSH_SECONDS = 1.0
 LOOPBACK_REGISTRIES = ("127.0.0.1", "localhost")
+# ECS's stop timeout when a container definition sets none: SIGTERM, then SIGKILL this much later.
+STOP_TIMEOUT_SECONDS = 30
 
 # The runners of this process, woken by every RunTask moto accepts: a new task then starts at
 # once instead of at the next poll (a quarter of a second on average at the default interval).
-# The hook (yunpipe.local.moto_patches.run_task_observed) is entered when the first runner
-# starts and left when the last one stops.
+# The hooks (yunpipe.local.moto_patches.run_task_observed, and stop_task_deferred for the tasks
+# whose containers they run) are entered when the first runner starts and left when the last
+# one stops.
 _awake: set[EcsRunner] = set()
 _awake_lock = threading.Lock()
 _hook = contextlib.ExitStack()
@@ -82,10 +87,17 @@ def _wake_all() -> None:
         each.wake()
 
 
+def _containers_run(arn: str) -> bool:
+    with _awake_lock:
+        runners = list(_awake)
+    return any(each.holds(arn) for each in runners)
+
+
 def _wake_on_run_task(runner: EcsRunner) -> None:
     with _awake_lock:
         if not _awake:
             _hook.enter_context(run_task_observed(_wake_all))
+            _hook.enter_context(stop_task_deferred(_containers_run))
         _awake.add(runner)
 
 
@@ -213,11 +225,16 @@ class _TaskRun(threading.Thread):
         self._runner = runner
         self._ecs = runner.client("ecs", region)
         self._stopped_elsewhere = threading.Event()
+        self._graceful = True
+        # Until its containers have exited: a StopTask then leaves the task STOPPING.
+        self.holding = True
         self._containers: list[tuple[dict, Any]] = []
         self._pumps: list[_LogPump] = []
 
-    def stop_from_api(self) -> None:
-        """The task was stopped through the API: its containers go, its reason stays."""
+    def stop_from_api(self, graceful: bool = True) -> None:
+        """The task was stopped through the API: its containers go (gracefully: SIGTERM first),
+        its reason stays."""
+        self._graceful = graceful
         self._stopped_elsewhere.set()
 
     def run(self) -> None:
@@ -235,13 +252,21 @@ class _TaskRun(threading.Thread):
             log.exception("task %s failed in the local runner", self.arn)
             reason = f"yunpipe local runner error: {exc}"
         finally:
-            for _, container in self._containers:
+            graceful = self._stopped_elsewhere.is_set() and self._graceful
+            for definition, container in self._containers:
                 with contextlib.suppress(docker.errors.APIError):  # already exited
-                    container.kill()
+                    if graceful:
+                        container.stop(timeout=definition.get("stopTimeout") or STOP_TIMEOUT_SECONDS)
+                    else:
+                        container.kill()
             for pump in self._pumps:
                 if pump.ident is not None:
                     pump.join(timeout=30)
-            if not self._stopped_elsewhere.is_set() and reason is not None:
+            self.holding = False
+            if graceful:
+                # Completes the API's stop: STOPPED now, with the API's reason.
+                self._stop_task("")
+            elif not self._stopped_elsewhere.is_set() and reason is not None:
                 self._stop_task(reason)
             for _, container in self._containers:
                 # APIError: gone already, or its removal is under way
@@ -426,7 +451,7 @@ class EcsRunner(PollingThread):
         for run in runs:
             # Shutting down is not a task outcome: the tasks stay as they are in the
             # emulator, which stops right after.
-            run.stop_from_api()
+            run.stop_from_api(graceful=False)
         for run in runs:
             run.join(timeout=60)
 
@@ -441,6 +466,12 @@ class EcsRunner(PollingThread):
             if (service, region) not in self._clients:
                 self._clients[(service, region)] = local_client(service, self.endpoint_url, region)
             return self._clients[(service, region)]
+
+    def holds(self, arn: str) -> bool:
+        """Whether this runner has containers of the task that have not exited yet."""
+        with self._lock:
+            run = self._runs.get(arn)
+        return run is not None and run.holding
 
     def active_tasks(self) -> list[str]:
         with self._lock:

@@ -21,7 +21,9 @@ test's AWS, bare `mock_aws()` included, has a default VPC as AWS makes it.
 
 Hooks of the local cloud's data plane: Lambda invocations routed to the launcher on the host
 (lambda_invocations_routed, for yunpipe.local.lambda_host), RunTask waking the ECS runners
-(run_task_observed, for yunpipe.local.ecs_runner; bench/latency.py times RunTask with it too).
+(run_task_observed, for yunpipe.local.ecs_runner; bench/latency.py times RunTask with it too),
+StopTask leaving a task whose containers run STOPPING until they have exited (stop_task_deferred,
+for the same runner).
 
 Not here: the tests' strict layer (tests/strict_aws.py), which makes moto refuse what real AWS
 refuses; it is the tests' own model of AWS, not a change the local cloud makes, and uses the
@@ -337,4 +339,35 @@ def run_task_observed(observer: Callable[[], None]) -> Iterator[None]:
         return tasks
 
     with mock.patch.object(backend, "run_task", run_task):
+        yield
+
+
+@contextlib.contextmanager
+def stop_task_deferred(running: Callable[[str], bool]) -> Iterator[None]:
+    """StopTask as ECS does it while the task's containers still run (`running(task_arn)`): the
+    desired status becomes STOPPED at once (list_tasks no longer counts it as running), while its
+    last status stays STOPPING until they have exited. Whoever ran them then completes the stop
+    with another StopTask, which keeps the first reason. moto marks a task STOPPED at once, so a
+    caller waiting for STOPPED (retry, before it moves dead letters back) went on while the old
+    worker still received messages."""
+    backend = ecs_models.EC2ContainerServiceBackend
+    original = backend.stop_task
+
+    @functools.wraps(original)
+    def stop_task(self: Any, cluster_str: str, task_str: str, reason: str) -> Any:
+        cluster = self._get_cluster(cluster_str)
+        task_id = task_str.split("/")[-1]
+        task = next((t for arn, t in self.tasks.get(cluster.name, {}).items() if arn.endswith(task_id)), None)
+        if task is None or task.last_status == "STOPPED":
+            return original(self, cluster_str, task_str, reason)
+        if running(task.task_arn):
+            if task.desired_status != "STOPPED":
+                task.desired_status, task.last_status, task.stopped_reason = "STOPPED", "STOPPING", reason
+            return task
+        if task.desired_status == "STOPPED":
+            task.last_status = "STOPPED"
+            return task
+        return original(self, cluster_str, task_str, reason)
+
+    with mock.patch.object(backend, "stop_task", stop_task):
         yield

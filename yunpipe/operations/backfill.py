@@ -1,7 +1,11 @@
 """yunpipe submit / retry: put work into a deployed pipeline by hand. submit queues the objects
 already in a step's input bucket (or one gather message), retry moves a step's dead-lettered
-messages back to its queue after a fix. Both then wake the step's launcher, so workers start now
-rather than at its next scheduled run.
+messages back to its queue after a fix (or, with --discard, drops them). Both then wake the
+step's launcher, so workers start now rather than at its next scheduled run.
+
+retry after a redeploy: the workers of an older task definition are stopped, and retry waits
+until they have exited before it moves a message, so only workers of the current definition can
+take one (a stopping worker would receive it, release it unrun, and burn one of its tries).
 
 The messages are the launcher's (docs/runtime-contract.md, "Queue message"), sent as it sends
 them: batches of 10, failed entries resent.
@@ -21,6 +25,7 @@ from yunpipe.engine import graph
 from yunpipe.engine.state import PipelineSummary, StepSummary, find_step, require_summary
 from yunpipe.errors import InputError, YunpipeError
 from yunpipe.operations.reach import reach
+from yunpipe.registry import AlgorithmRegistry
 from yunpipe.runtime.launcher import sending
 from yunpipe.runtime.launcher.tasks import DESCRIBE_BATCH
 
@@ -29,8 +34,13 @@ GATHER_KEY = "gather"
 RECEIVE_WAIT_SECONDS = 1
 # How long a received dead letter stays hidden: one whose move failed returns to the DLQ then.
 RECEIVE_VISIBILITY_SECONDS = 60
-# ECS gives a stopped task's containers 30 s (its default stopTimeout) before it kills them.
-STOP_WAIT_SECONDS = 45
+# ECS gives a stopped task's containers 30 s (its default stopTimeout) before it kills them; a
+# worker exits within its receive wait (20 s at most) of the SIGTERM.
+STOP_WAIT_SECONDS = 60
+# A task's containers have exited in these states (ECS then detaches its network interface).
+GONE = ("DEPROVISIONING", "STOPPED")
+# How often retry looks whether the stopped workers have gone: each look is one DescribeTasks.
+STOP_POLL_SECONDS = 0.5
 
 
 def object_message(summary: PipelineSummary, step: StepSummary, obj: dict) -> dict:
@@ -180,29 +190,63 @@ def move_dead_letters(aws: Aws, dlq_url: str, queue_url: str, step: StepSummary)
     return moved
 
 
-def stop_outdated_workers(aws: Aws, cluster: str, step: StepSummary, sleep: Callable[[float], None] = time.sleep) -> int:
-    """Stop the step's tasks started from an older revision of its task definition, and wait
-    until ECS reports them stopped: after a fix (a new variable, a new algorithm version) they
-    would fail the retried files again. A file such a task was working on returns to the queue
-    after its visibility timeout."""
+def _gone(task: dict) -> bool:
+    containers = task.get("containers") or []
+    return task["lastStatus"] in GONE or (bool(containers) and all(c.get("lastStatus") == "STOPPED" for c in containers))
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A step's current task definition: its ARN and the NAME@VERSION its tasks run."""
+    arn: str
+    algorithm: str
+
+
+def current_definition(aws: Aws, step: StepSummary) -> Definition:
+    definition = aws.client("ecs").describe_task_definition(taskDefinition=step.task_family)["taskDefinition"]
+    environment = {e["name"]: e["value"] for c in definition["containerDefinitions"] for e in c.get("environment", [])}
+    return Definition(definition["taskDefinitionArn"], environment.get("YUNPIPE_ALGORITHM_REF", ""))
+
+
+def stop_outdated_workers(aws: Aws, cluster: str, steps: list[tuple[StepSummary, str]],
+                          sleep: Callable[[float], None] = time.sleep) -> list[int]:
+    """Stop each step's tasks started from a task definition other than its current one (the
+    ARN paired with it), and wait until their containers have exited; returns how many per step.
+    After a fix (a new variable, a new algorithm version) they would fail the retried files
+    again, and while stopping they would still receive them. Every step's are stopped before
+    any message moves: a retried file done upstream soon reaches the next step. A file such a
+    task was working on returns to the queue (the worker releases it at SIGTERM). Raises when
+    some are still there after STOP_WAIT_SECONDS: nothing is moved then."""
     ecs = aws.client("ecs")
-    latest = ecs.describe_task_definition(taskDefinition=step.task_family)["taskDefinition"]["taskDefinitionArn"]
-    arns = list(aws.pages("ecs", "list_tasks", "taskArns", cluster=cluster, startedBy=step.started_by,
-                          desiredStatus="RUNNING"))
-    outdated = [task["taskArn"] for start in range(0, len(arns), DESCRIBE_BATCH)
-                for task in ecs.describe_tasks(cluster=cluster, tasks=arns[start:start + DESCRIBE_BATCH])["tasks"]
-                if task["taskDefinitionArn"] != latest]
-    for arn in outdated:
+    outdated: list[list[str]] = []
+    for step, latest in steps:
+        arns = list(aws.pages("ecs", "list_tasks", "taskArns", cluster=cluster, startedBy=step.started_by,
+                              desiredStatus="RUNNING"))
+        outdated.append([task["taskArn"] for start in range(0, len(arns), DESCRIBE_BATCH)
+                         for task in ecs.describe_tasks(cluster=cluster, tasks=arns[start:start + DESCRIBE_BATCH])["tasks"]
+                         if task["taskDefinitionArn"] != latest])
+    waiting = [arn for arns in outdated for arn in arns]
+    for arn in waiting:
         ecs.stop_task(cluster=cluster, task=arn, reason="yunpipe retry: started from an older task definition")
     waited = 0.0
-    while outdated and waited < STOP_WAIT_SECONDS:
-        tasks = [task for start in range(0, len(outdated), DESCRIBE_BATCH)
-                 for task in ecs.describe_tasks(cluster=cluster, tasks=outdated[start:start + DESCRIBE_BATCH])["tasks"]]
-        if all(task["lastStatus"] == "STOPPED" for task in tasks):
-            break
-        sleep(1)
-        waited += 1
-    return len(outdated)
+    while waiting:
+        waiting = [task["taskArn"] for start in range(0, len(waiting), DESCRIBE_BATCH)
+                   for task in ecs.describe_tasks(cluster=cluster, tasks=waiting[start:start + DESCRIBE_BATCH])["tasks"]
+                   if not _gone(task)]
+        if waiting and waited >= STOP_WAIT_SECONDS:
+            raise YunpipeError(f"{len(waiting)} task(s) started from an older task definition are still stopping "
+                               f"after {STOP_WAIT_SECONDS} s, and could take the retried messages: none was moved; "
+                               "run retry again in a minute")
+        if waiting:
+            sleep(STOP_POLL_SECONDS)
+            waited += STOP_POLL_SECONDS
+    return [len(arns) for arns in outdated]
+
+
+def queued(aws: Aws, queue_url: str) -> int:
+    """Messages waiting in a queue (visible ones: a worker takes them next)."""
+    attributes = aws.client("sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])
+    return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
 
 
 @dataclass(frozen=True)
@@ -217,21 +261,78 @@ class Retried:
     step: StepSummary
     stopped: int  # tasks stopped, started from an older task definition
     moved: int  # messages moved back from the dead-letter queue
+    waiting: int  # messages waiting in the step's queue after the move; its launcher is woken when any
+    runs: str = ""  # NAME@VERSION the step's current task definition runs
+    newest: str = ""  # the newest recorded version of that algorithm, when newer than `runs`
 
 
-def retry(options: RetryOptions) -> Iterator[Retried]:
-    """Per step: stop its outdated workers, move its dead letters back, yield what was done, then
-    wake its launcher when any moved."""
+def newer_version(registry: AlgorithmRegistry, runs: str) -> str:
+    """The newest recorded NAME@VERSION of the algorithm `runs` names, when it is newer; else ""."""
+    newer = registry.newer_than(runs) if runs else None
+    return newer.reference if newer else ""
+
+
+def _steps(options: RetryOptions) -> tuple[PipelineSummary, list[StepSummary], Aws, list[tuple[str, str]]]:
+    """The pipeline, the steps retry works on, where they are, and each one's (dead-letter queue,
+    queue) URLs: every queue is found before any message moves."""
     summary = require_summary(options.pipeline)
     steps = [find_step(summary, options.step, "retry")] if options.step else list(summary.steps)
     aws = reach(options.where, options.pipeline, summary)
     reader = Reader(aws)
-    # Every queue is found before any message moves.
     urls = [(_queue_url(reader, step.dead_letter_queue, options.pipeline), _queue_url(reader, step.queue, options.pipeline))
             for step in steps]
-    for step, (dlq_url, queue_url) in zip(steps, urls, strict=True):
-        stopped = stop_outdated_workers(aws, summary.cluster, step)
+    return summary, steps, aws, urls
+
+
+def retry(options: RetryOptions, registry: AlgorithmRegistry | None = None) -> Iterator[Retried]:
+    """Stop the steps' outdated workers (until they have exited); then per step: move its dead
+    letters back, wake its launcher when anything waits in its queue (moved now or earlier),
+    and yield what was done with the version the step runs and a newer recorded one."""
+    registry = registry or AlgorithmRegistry()
+    summary, steps, aws, urls = _steps(options)
+    current = [current_definition(aws, step) for step in steps]
+    stopped = stop_outdated_workers(aws, summary.cluster, [(step, c.arn) for step, c in zip(steps, current, strict=True)])
+    for step, (dlq_url, queue_url), definition, count in zip(steps, urls, current, stopped, strict=True):
         moved = move_dead_letters(aws, dlq_url, queue_url, step)
-        yield Retried(step, stopped, moved)
-        if moved:
+        waiting = max(moved, queued(aws, queue_url))
+        if waiting:
             wake_launcher(aws, step)
+        yield Retried(step, count, moved, waiting, definition.algorithm, newer_version(registry, definition.algorithm))
+
+
+@dataclass(frozen=True)
+class DeadLetters:
+    """A step's dead letters, and where its failure reports are (discard keeps them)."""
+    step: StepSummary
+    count: int
+    reports: str  # s3://BUCKET/failures/PIPELINE/STEP/
+
+
+def dead_letters(options: RetryOptions) -> list[DeadLetters]:
+    """How many dead letters each step holds: what retry --discard asks about."""
+    summary, steps, aws, urls = _steps(options)
+    return [DeadLetters(step, queued(aws, dlq_url), f"s3://{summary.reports_bucket}/failures/{summary.pipeline}/{step.name}/")
+            for step, (dlq_url, _) in zip(steps, urls, strict=True)]
+
+
+def discard_dead_letters(options: RetryOptions) -> Iterator[tuple[StepSummary, int]]:
+    """Per step: delete the messages its dead-letter queue holds when this starts (at most that
+    many: one that fails meanwhile is kept); their failure reports stay."""
+    _, steps, aws, urls = _steps(options)
+    sqs = aws.client("sqs")
+    for step, (dlq_url, _) in zip(steps, urls, strict=True):
+        total, deleted = queued(aws, dlq_url), 0
+        while deleted < total:
+            messages = sqs.receive_message(
+                QueueUrl=dlq_url, MaxNumberOfMessages=min(sending.BATCH_SIZE, total - deleted),
+                WaitTimeSeconds=RECEIVE_WAIT_SECONDS, VisibilityTimeout=RECEIVE_VISIBILITY_SECONDS).get("Messages", [])
+            if not messages:
+                break
+            answer = sqs.delete_message_batch(QueueUrl=dlq_url, Entries=[
+                {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]} for index, message in enumerate(messages)])
+            deleted += len(answer.get("Successful", []))
+            if answer.get("Failed"):
+                raise YunpipeError(f"{len(answer['Failed'])} dead letter(s) of step {step.name} were not deleted "
+                                   f"({answer['Failed'][0].get('Message', answer['Failed'][0].get('Code', ''))}); "
+                                   f"{deleted} were")
+        yield step, deleted

@@ -65,6 +65,30 @@ class Deployment:
     offline: bool
     launcher_roles_only: bool = False
     workflow: dict | None = None  # as the state records it (recorded_workflow)
+    older_pins: tuple["OlderPin", ...] = ()
+
+
+@dataclass(frozen=True)
+class OlderPin:
+    """A step whose workflow pins an older version of its algorithm than the newest recorded."""
+    step: str
+    where: str  # FILE: FIELD of the pin
+    pinned: str  # NAME@VERSION
+    newest: str  # NAME@VERSION
+
+
+def older_pins(workflow: ResolvedWorkflow, registry: AlgorithmRegistry) -> tuple[OlderPin, ...]:
+    """The steps that pin NAME@VERSION while a newer version is recorded: setup-pipe says so, as
+    a fix wrapped since then does not run there. A step without a version takes the newest."""
+    pins = []
+    for index, step in enumerate(workflow.steps):
+        if "@" not in step.spec.reference.rsplit("/", 1)[-1]:
+            continue
+        newer = registry.newer_than(step.record.reference)
+        if newer is not None:
+            pins.append(OlderPin(step.name, f"{workflow.spec.source}: {workflow.spec.steps_field}[{index}].name",
+                                 step.record.reference, newer.reference))
+    return tuple(pins)
 
 
 def recorded_workflow(workflow: ResolvedWorkflow, use_user_credential: bool) -> dict:
@@ -153,7 +177,8 @@ def plan_deployment(options: DeployOptions, workflow: ResolvedWorkflow,
     if offline:
         plan = plan + Plan(notes=(UNREACHABLE_NOTE,))
     return Deployment(model, aws, place, state, plan, offline, options.launcher_roles_only,
-                      None if options.launcher_roles_only else recorded_workflow(workflow, options.use_user_credential))
+                      None if options.launcher_roles_only else recorded_workflow(workflow, options.use_user_credential),
+                      older_pins(workflow, AlgorithmRegistry()))
 
 
 def summary_of(deployment: Deployment) -> PipelineSummary:
