@@ -268,3 +268,19 @@ def test_launch_type_ec2_tasks_have_no_public_ip_so_need_nat_or_endpoints(vpc, c
            "internet gateway, which serves no task without a public IP" in err
     err = refused(write_workflow, capsys, vpc["nat"], launch_type="EC2", assign_public_ip=True)
     assert "assign_public_ip: expected no public IP with launch_type EC2" in err
+
+
+def test_doctor_shows_what_the_subnets_reach_and_blocks_where_setup_pipe_would_refuse(vpc, write_workflow, capsys):
+    record_algorithm("change123-s3", ECR_IMAGE)
+    bare = write_workflow(single_run(subnets=[vpc["bare"]]), "bare.json")
+    capsys.readouterr()
+    with watch_calls() as calls:
+        assert cli.main(["doctor", "-f", str(bare)]) == 1
+    assert [c for c in calls if is_mutating(c[1])] == []
+    network = [line for line in capsys.readouterr().out.splitlines() if line.startswith("✗ network")]
+    assert len(network) == 1 and f"{vpc['bare']} has no route to an internet or NAT gateway" in network[0]
+    assert "add a NAT gateway, or the VPC endpoints it names" in network[0]
+
+    behind_nat = write_workflow(single_run(subnets=[vpc["nat"]]), "nat.json")
+    assert cli.main(["doctor", "-f", str(behind_nat)]) == 0
+    assert "✓ network: 1 subnet(s) reach out through NAT gateway" in capsys.readouterr().out

@@ -31,6 +31,7 @@ from yunpipe.engine.kinds.function import (
     unreserved_executions,
 )
 from yunpipe.engine.model import PipelineModel
+from yunpipe.engine.network import subnet_reach
 from yunpipe.engine.quotas import Quota, QuotaNeed, instance_quota, quota_needs
 from yunpipe.engine.state import PipelineState
 from yunpipe.engine.target import InstanceOffer, Target, resolve_instance_offers, resolve_target
@@ -137,6 +138,8 @@ def workflow_checks(aws: Aws, workflow: ResolvedWorkflow, here: dict) -> list[Ch
     reader = Reader(aws)
     ctx = PlanContext(reader, model.name, target, model.source, state.keys())
     checks = _instances(workflow, target, offers)
+    if here.get("cloud") != "localstack":  # as setup-pipe: LocalStack's tasks never leave the machine
+        checks += _guarded("network", lambda: _network(reader, workflow, target))
     checks += _guarded("service-linked roles", lambda: _service_linked_roles(model, ctx))
     checks += _guarded("Lambda concurrency", lambda: [_concurrency(reader, model)])
     checks += _guarded("vCPU quotas", lambda: _quotas(aws, workflow, model, offers))
@@ -145,6 +148,22 @@ def workflow_checks(aws: Aws, workflow: ResolvedWorkflow, here: dict) -> list[Ch
     checks += _guarded("other resources", lambda: _other_resources(model, ctx))
     checks += _images(aws, workflow)
     return checks
+
+
+def _network(reader: Reader, workflow: ResolvedWorkflow, target: Target) -> list[Check]:
+    """What the steps' subnets reach (engine.network), and setup-pipe's refusal when a task there
+    would miss a service it needs (its image's registry, S3, SQS, Logs; SSM or Secrets Manager
+    for secrets), found by compiling with the network as setup-pipe does."""
+    reaches = subnet_reach(reader, target.subnets)
+    try:
+        compiler.build_model(workflow, target, False, None, reaches)
+    except InputError as finding:
+        if finding.field != "subnets" and not finding.field.endswith("assign_public_ip"):
+            raise
+        return [Check("network", False, str(finding), "add a NAT gateway, or the VPC endpoints it names, to the "
+                      "subnets' route tables; or list other subnets (or set assign_public_ip)", blocking=True)]
+    ways = sorted({"internet gateway" if r.internet_gateway else r.egress or "VPC endpoints" for r in reaches})
+    return [Check("network", True, f"{len(reaches)} subnet(s) reach out through {' and '.join(ways) or 'nothing'}")]
 
 
 def _fix_of(finding: InputError) -> str:
