@@ -51,7 +51,7 @@ def test_a_launcher_that_cannot_start_tasks_says_why_in_status(moto, change123, 
     capsys.readouterr()
     assert cli.main(["status", "demo"]) == 0
     out = capsys.readouterr().out
-    assert "step change123-s3: 1 waiting, 0 in flight, 0 in the dead-letter queue, 0 task(s) running" in out
+    assert "step change123-s3: 0 of 1 done, 1 waiting, 0 in flight, 0 in the dead-letter queue, 0 task(s) running" in out
     lines = out.splitlines()
     [at] = [i for i, line in enumerate(lines) if line.startswith("  1 task(s) not started at ")]
     assert lines[at + 1:at + 3] == [

@@ -1,4 +1,5 @@
 """upload, results, status and logs against a deployed pipeline in moto."""
+import json
 import time
 
 import boto3
@@ -86,8 +87,32 @@ def test_status_shows_queues_and_failure_reports(deployed, capsys):
     capsys.readouterr()
     assert cli.main(["status", "demo"]) == 0
     out = capsys.readouterr().out
-    assert "step change123-s3: 1 waiting, 0 in flight, 0 in the dead-letter queue, 0 task(s) running" in out
+    assert "step change123-s3: 0 of 1 done, 1 waiting, 0 in flight, 0 in the dead-letter queue, 0 task(s) running" \
+        in out
     assert "failed in.txt attempt 3 (final try): exit status 1" in out
+
+
+def test_status_counts_results_marks_failures_a_later_try_fixed_and_shows_every_report_with_all(deployed, capsys):
+    s3 = boto3.client("s3")
+    reports = "yunpipe-demo-reports-123456789012"
+    for number in range(7):
+        s3.put_object(Bucket=reports, Key=f"failures/demo/change123-s3/f{number}.txt/attempt-3.json",
+                      Body=json.dumps({"key": f"f{number}.txt", "attempt": 3, "final": True, "reason": "exit status 1",
+                                       "finished_at": "2020-01-01T00:00:00Z"}).encode())
+    # A retry after the fix: f0's result is written after its failure report.
+    for key in ("f0.txt", "other.txt"):
+        s3.put_object(Bucket="demo-out-bucket", Key=key, Body=b"done")
+    capsys.readouterr()
+    assert cli.main(["status", "demo"]) == 0
+    out = capsys.readouterr().out
+    assert "step change123-s3: 2 of 2 done, 0 waiting" in out
+    failed = [line for line in out.splitlines() if line.startswith("  failed ")]
+    assert len(failed) == 5  # the newest 5
+    assert cli.main(["status", "demo", "--all"]) == 0
+    failed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  failed ")]
+    assert len(failed) == 7
+    assert [line for line in failed if line.endswith("(a later try succeeded)")] == [
+        "  failed f0.txt attempt 3 (final try): exit status 1 2020-01-01T00:00:00Z (a later try succeeded)"]
 
 
 def test_status_counts_the_events_lambda_could_not_deliver(deployed, moto, capsys):

@@ -177,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_aws_options(export)
     status = verbs.add_parser("status", help="queues, tasks and failures of a pipeline")
     status.add_argument("pipeline")
+    status.add_argument("--all", action="store_true", help="every failure report (default: each step's newest 5)")
     add_aws_options(status)
     logs = verbs.add_parser("logs", help="read a pipeline's task logs")
     logs.add_argument("pipeline")

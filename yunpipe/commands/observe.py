@@ -15,7 +15,7 @@ from yunpipe.operations.reach import reach
 def run_status(args: argparse.Namespace) -> int:
     summary = require_summary(args.pipeline)
     reader = Reader(reach(aws_options(args), args.pipeline, summary))
-    print(status.render(summary, status.collect(reader, summary)))
+    print(status.render(summary, status.collect(reader, summary, failures=None if args.all else 5)))
     return 0
 
 

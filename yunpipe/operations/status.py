@@ -5,8 +5,10 @@ events waiting to be recovered. `yunpipe status` prints it; the demo polls it.
 import json
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from yunpipe.aws.reader import NOT_FOUND, Reader
+from yunpipe.engine.graph import Layout, chain_of
 from yunpipe.engine.state import PipelineSummary
 from yunpipe.runtime.contract import TASK_STARTS_MARKER, read_task_starts_line
 
@@ -56,6 +58,8 @@ class StepStatus:
     not_started: NotStarted | None = None
     # Events Lambda could not deliver to the launcher, waiting for its scheduled run.
     undelivered: int = 0
+    # Results the step has written (None: not counted, as in the demo's polling).
+    done: int | None = None
 
 
 @dataclass(frozen=True)
@@ -85,8 +89,9 @@ def _queue_counts(reader: Reader, name: str) -> tuple[int, int]:
     return int(attributes["ApproximateNumberOfMessages"]), int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
 
-def latest_failures(reader: Reader, summary: PipelineSummary, step: str, count: int = 5) -> tuple[dict, ...]:
-    """The newest failure reports of a step (runtime contract: failures/<pipeline>/<step>/...)."""
+def latest_failures(reader: Reader, summary: PipelineSummary, step: str, count: int | None = 5) -> tuple[dict, ...]:
+    """The newest failure reports of a step (runtime contract: failures/<pipeline>/<step>/...);
+    count None: every one."""
     objects = reader.pages("s3", "list_objects_v2", "Contents", ("NoSuchBucket",), Bucket=summary.reports_bucket,
                            Prefix=f"failures/{summary.pipeline}/{step}/")
     newest = sorted(objects, key=lambda o: o["LastModified"], reverse=True)[:count]
@@ -143,20 +148,49 @@ def render_not_started(record: NotStarted, region: str) -> list[str]:
     return lines
 
 
-def collect(reader: Reader, summary: PipelineSummary, failures: int = 5, count_results: bool = False) -> PipelineStatus:
-    """failures: how many of each step's newest failure reports to read; 0 reads none, nor the
-    launchers' logs (the demo's polling)."""
+def step_results(reader: Reader, summary: PipelineSummary, step: str) -> dict[str, datetime]:
+    """The results a step has written: input key -> when (its output bucket, under the prefix a
+    step of several final ones writes to)."""
+    layout = Layout.from_document(summary.layout) if summary.layout else chain_of(summary)
+    placement = layout.step(step)
+    objects = reader.pages("s3", "list_objects_v2", "Contents", ("NoSuchBucket",), Bucket=placement.output_bucket,
+                           Prefix=placement.output_prefix)
+    return {o["Key"][len(placement.output_prefix):]: o["LastModified"] for o in objects if not o["Key"].endswith("/")}
+
+
+def superseded(report: dict, results: dict[str, datetime]) -> bool:
+    """Whether a result of the report's input was written after the failure (a later try or a
+    retry succeeded)."""
+    written = results.get(str(report.get("key", "")))
+    if written is None:
+        return False
+    try:
+        failed = datetime.fromisoformat(str(report.get("finished_at", "")).replace("Z", "+00:00"))
+    except ValueError:
+        return True  # no time to compare: the result is there
+    return written >= (failed if failed.tzinfo else failed.replace(tzinfo=timezone.utc))
+
+
+def collect(reader: Reader, summary: PipelineSummary, failures: int | None = 5,
+            count_results: bool = False) -> PipelineStatus:
+    """failures: how many of each step's newest failure reports to read (None: all); 0 reads none,
+    nor the launchers' logs, nor the results (the demo's polling)."""
     steps = []
     for step in summary.steps:
         waiting, in_flight = _queue_counts(reader, step.queue)
         dead, dead_in_flight = _queue_counts(reader, step.dead_letter_queue)
         running = len(reader.pages("ecs", "list_tasks", "taskArns", ("ClusterNotFoundException",),
                                    cluster=summary.cluster, startedBy=step.started_by, desiredStatus="RUNNING"))
-        reports = latest_failures(reader, summary, step.name, failures) if failures else ()
-        not_started = latest_not_started(reader, step.function) if failures else None
+        reports = latest_failures(reader, summary, step.name, failures) if failures != 0 else ()
+        not_started = latest_not_started(reader, step.function) if failures != 0 else None
         undelivered = sum(_queue_counts(reader, step.failed_events_queue)) if step.failed_events_queue else 0
+        done = None
+        if failures != 0:
+            written = step_results(reader, summary, step.name)
+            done = len(written)
+            reports = tuple({**r, "superseded": superseded(r, written)} for r in reports)
         steps.append(StepStatus(step.name, waiting, in_flight, dead + dead_in_flight, running, reports, not_started,
-                                undelivered))
+                                undelivered, done))
     results = None
     if count_results:
         results = len(reader.pages("s3", "list_objects_v2", "Contents", ("NoSuchBucket",), Bucket=summary.output_bucket))
@@ -166,7 +200,10 @@ def collect(reader: Reader, summary: PipelineSummary, failures: int = 5, count_r
 def render(summary: PipelineSummary, status: PipelineStatus) -> str:
     lines = [f"Pipeline {summary.pipeline} ({summary.region}): {summary.input_bucket} -> {summary.output_bucket}"]
     for step in status.steps:
-        lines.append(f"step {step.name}: {step.waiting} waiting, {step.in_flight} in flight, "
+        # Done out of what the step has been given: its results, and the files it still holds.
+        done = "" if step.done is None else \
+            f"{step.done} of {step.done + step.waiting + step.in_flight + step.dead} done, "
+        lines.append(f"step {step.name}: {done}{step.waiting} waiting, {step.in_flight} in flight, "
                      f"{step.dead} in the dead-letter queue, {step.running} task(s) running")
         if step.not_started:
             lines += render_not_started(step.not_started, summary.region)
@@ -176,8 +213,9 @@ def render(summary: PipelineSummary, status: PipelineStatus) -> str:
         for report in step.failures:
             final = " (final try)" if report.get("final") else ""
             exit_code = f" exit {report['exit_code']}" if report.get("exit_code") is not None else ""
+            later = " (a later try succeeded)" if report.get("superseded") else ""
             lines.append(f"  failed {report.get('key', '?')} attempt {report.get('attempt', '?')}{final}: "
-                         f"{report.get('reason', '')}{exit_code} {report.get('finished_at', '')}".rstrip())
+                         f"{report.get('reason', '')}{exit_code} {report.get('finished_at', '')}".rstrip() + later)
             tail = (report.get("stderr_tail") or "").strip().splitlines()
             if tail:
                 lines.append(f"    stderr: {tail[-1]}")
