@@ -247,9 +247,9 @@ def test_no_credentials_is_one_blocking_line(aws_env, monkeypatch, capsys):
 def test_the_local_cloud_answers_doctor_as_a_new_account_would(aws_env, change123, write_workflow, capsys):
     """--local: the endpoint a running local cloud announced (here a bare moto server on loopback
     with the local cloud's Service Quotas answers)."""
-    from yunpipe.local.moto_patches import compute_quotas_answered
+    from yunpipe.local.moto_patches import compute_quotas_answered, default_vpc_routes_to_internet
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port())
-    with compute_quotas_answered():
+    with compute_quotas_answered(), default_vpc_routes_to_internet():
         server.start()
         try:
             announcement.write_state(f"http://127.0.0.1:{server._port}", server._port)

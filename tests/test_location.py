@@ -80,7 +80,7 @@ def test_commands_go_to_the_recorded_endpoint_and_refuse_flags_naming_another_pl
     status, out, _ = run(capsys, "results", "demo")
     assert status == 0 and "1 result(s) in s3://demo-out-bucket" in out
     status, out, _ = run(capsys, "status", "demo")
-    assert status == 0 and "step change123-s3: 0 waiting" in out
+    assert status == 0 and "step change123-s3: " in out and " done, 0 waiting" in out
     assert run(capsys, "logs", "demo")[0] == 0
     # A flag that agrees with the record is fine.
     assert run(capsys, "status", "demo", "--endpoint-url", server, "--region", REGION)[0] == 0
@@ -111,7 +111,7 @@ def test_a_local_pipeline_is_found_on_the_local_cloud_while_it_runs(server, chan
     path = write_workflow(single_run())
     assert cli.setup_pipe_main(["-f", path, "--local"]) == 0
     assert location() == {"cloud": "local", "endpoint_url": server, "account_id": ACCOUNT, "region": REGION,
-                          "profile": None}
+                          "profile": None, "local_cloud": announcement.read_state()["started_at"]}
     sample = tmp_path / "a.txt"
     sample.write_text("a")
     assert run(capsys, "upload", "demo", str(sample))[0] == 0
@@ -131,9 +131,11 @@ def test_a_local_pipeline_is_found_on_the_local_cloud_while_it_runs(server, chan
     assert status == 2 and calls == []
     assert f"{path}: name: pipeline 'demo' already lives in the local cloud" in err
 
+    # Started again, the local cloud is a new run, which holds nothing of the old one: clean-up
+    # forgets the record (this test's moto server kept the buckets; its teardown resets it).
     announcement.write_state(server, port)
     assert run(capsys, "clean-up", "demo", "--purge")[0] == 0
-    assert s3_at(server).list_buckets()["Buckets"] == []
+    assert not state_path("demo").exists()
 
 
 def test_a_state_without_a_location_is_reached_with_the_flags(moto, change123, write_workflow, capsys):
@@ -144,7 +146,7 @@ def test_a_state_without_a_location_is_reached_with_the_flags(moto, change123, w
     del document["summary"]["location"]
     state_path("demo").write_text(json.dumps(document))
     status, out, _ = run(capsys, "status", "demo", "--region", REGION)
-    assert status == 0 and "step change123-s3: 0 waiting" in out
+    assert status == 0 and "step change123-s3: " in out and " done, 0 waiting" in out
     # The next setup-pipe records it.
     assert cli.setup_pipe_main(["-f", path]) == 0
     assert location()["cloud"] == "aws" and json.loads(state_path("demo").read_text())["schema_version"] == 1

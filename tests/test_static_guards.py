@@ -126,7 +126,12 @@ def test_variables_too_big_for_a_task_definition_are_refused_before_anything_is_
 
 def test_subnets_too_many_for_the_launchers_environment_are_refused_before_anything_is_created(
         moto, change123, write_workflow, capsys):
-    document = single_run(subnets=[f"subnet-{n:017x}" for n in range(200)])
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    # Real subnets of one VPC (setup-pipe refuses unknown ones first), as many as an account may have.
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"172.31.{96 + n // 16}.{(n % 16) * 16}/28",
+                                 AvailabilityZone="us-east-1a")["Subnet"]["SubnetId"] for n in range(170)]
+    document = single_run(subnets=subnets)
     assert cli.setup_pipe_main(["-f", write_workflow(document)]) == 2
     err = capsys.readouterr().err
     assert "workflow.json: process.algorithms[0]: expected a step whose launcher's environment fits Lambda's 4096 " \

@@ -6,7 +6,8 @@ Modules, one job each:
     lambda_images    the images of moto's Docker Lambda (``--lambda docker``), built offline
     lambda_bootstrap their runtime's entry point (runs inside the image, not in yunpipe)
     scheduler    EventBridge rate() rules fired locally (moto never fires them)
-    ecs_runner   ECS tasks run as Docker containers; logs to CloudWatch; exit code to stop_task
+    ecs_runner   ECS tasks run as Docker containers; exit code to stop_task
+    log_pump     a container's output into its CloudWatch Logs stream, as awslogs copies it
     cloud        LocalCloud composing the above; start_detached / stop_running / running_state
     (announcement: <yunpipe home>/local/cloud.json, how other commands find the endpoint, is
                  yunpipe.aws.announcement: the local cloud writes it, the Location reads it)

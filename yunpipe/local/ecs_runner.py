@@ -38,11 +38,8 @@ import contextlib
 import json
 import logging
 import os
-import queue
 import re
 import threading
-import time
-from datetime import datetime
 from typing import Any
 
 import docker
@@ -55,6 +52,7 @@ from yunpipe.aws.location import LOCAL_ENVIRONMENT
 from yunpipe.specs.secrets import SECRET_ARN
 
 from .clients import local_client
+from .log_pump import LogPump
 from .moto_patches import run_task_observed, stop_task_deferred
 from .polling import PollingThread
 
@@ -63,9 +61,6 @@ log = logging.getLogger(__name__)
 LABEL = "yunpipe.local"
 LABEL_TASK = "yunpipe.task-arn"
 LABEL_CLUSTER = "yunpipe.cluster"
-# put_log_events limits: 10,000 events per call; a batch is also sent after this many seconds.
-LOG_BATCH_EVENTS = 1000
-LOG_FLUSH_SECONDS = 1.0
 LOOPBACK_REGISTRIES = ("127.0.0.1", "localhost")
 # ECS's stop timeout when a container definition sets none: SIGTERM, then SIGKILL this much later.
 STOP_TIMEOUT_SECONDS = 30
@@ -145,73 +140,6 @@ def _docker_name(text: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_.-]", "-", text)
 
 
-def _parse_docker_timestamp(stamp: str) -> int:
-    # Docker writes RFC 3339 with nanoseconds; Python parses up to microseconds.
-    match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)", stamp)
-    if not match:
-        return int(time.time() * 1000)
-    base, fraction, zone = match.groups()
-    fraction = (fraction or ".0")[:7]
-    zone = "+00:00" if zone == "Z" else zone
-    return int(datetime.fromisoformat(f"{base}{fraction}{zone}").timestamp() * 1000)
-
-
-class _LogPump(threading.Thread):
-    """Copies one container's output into one CloudWatch Logs stream, in batches."""
-
-    def __init__(self, container: Any, logs_client: Any, group: str, stream: str) -> None:
-        super().__init__(name=f"yunpipe-logs-{container.name}", daemon=True)
-        self._container = container
-        self._logs = logs_client
-        self._group = group
-        self._stream = stream
-        self._lines: queue.Queue = queue.Queue()
-        self._reader = threading.Thread(target=self._read, name=f"{self.name}-read", daemon=True)
-
-    def _read(self) -> None:
-        # The stream ends when the container stops; None tells the writer so.
-        try:
-            pending = b""
-            for chunk in self._container.logs(stream=True, follow=True, timestamps=True):
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    self._lines.put(line)
-            if pending:
-                self._lines.put(pending)
-        except docker.errors.NotFound:
-            pass
-        finally:
-            self._lines.put(None)
-
-    def run(self) -> None:
-        self._reader.start()
-        batch: list[dict] = []
-        last_flush = time.monotonic()
-        done = False
-        while not done:
-            try:
-                line = self._lines.get(timeout=LOG_FLUSH_SECONDS)
-            except queue.Empty:
-                line = b""
-            if line is None:
-                done = True
-            elif line:
-                stamp, _, message = line.decode("utf-8", "replace").partition(" ")
-                batch.append({"timestamp": _parse_docker_timestamp(stamp), "message": message})
-            due = time.monotonic() - last_flush >= LOG_FLUSH_SECONDS
-            if batch and (done or due or len(batch) >= LOG_BATCH_EVENTS):
-                self._flush(batch)
-                batch = []
-                last_flush = time.monotonic()
-
-    def _flush(self, batch: list[dict]) -> None:
-        try:
-            self._logs.put_log_events(logGroupName=self._group, logStreamName=self._stream, logEvents=batch)
-        except ClientError as exc:
-            log.warning("cannot copy logs to %s/%s: %s", self._group, self._stream, exc)
-
-
 class _TaskRun(threading.Thread):
     """Runs one ECS task's containers from creation to removal."""
 
@@ -229,7 +157,7 @@ class _TaskRun(threading.Thread):
         # Until its containers have exited: a StopTask then leaves the task STOPPING.
         self.holding = True
         self._containers: list[tuple[dict, Any]] = []
-        self._pumps: list[_LogPump] = []
+        self._pumps: list[LogPump] = []
 
     def stop_from_api(self, graceful: bool = True) -> None:
         """The task was stopped through the API: its containers go (gracefully: SIGTERM first),
@@ -303,7 +231,7 @@ class _TaskRun(threading.Thread):
             self._containers.append((definition, container))
             if pump_target:
                 logs = self._runner.client("logs", pump_target[0])
-                self._pumps.append(_LogPump(container, logs, *pump_target[1:]))
+                self._pumps.append(LogPump(container, logs, *pump_target[1:]))
 
     def _container_kwargs(self, task_definition: dict, definition: dict, override: dict) -> dict:
         environment = {e["name"]: e["value"] for e in definition.get("environment", [])}
