@@ -14,6 +14,7 @@ from pathlib import Path
 from yunpipe import paths
 from yunpipe.errors import InputError, YunpipeError
 from yunpipe.specs.algorithm import AlgorithmSpec, parse_algorithm
+from yunpipe.specs.loading import load_document
 
 REFERENCE = re.compile(r"^(?P<name>[^@]+?)(?:@(?P<version>[^@]*))?$")
 
@@ -140,7 +141,7 @@ class AlgorithmRegistry:
         path = self._folder(name) / f"{version}.json"
         if not path.exists():
             return None
-        return AlgorithmRecord.from_document(json.loads(path.read_text()), str(path))
+        return AlgorithmRecord.from_document(load_document(path, yaml_format=False), str(path))
 
     def resolve(self, reference: str, source: str, field: str) -> AlgorithmRecord:
         """A workflow's 'NAME' or 'NAME@VERSION', or an InputError naming the field."""

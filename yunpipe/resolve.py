@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import jsonschema
+from referencing.exceptions import Unresolvable
 
 from yunpipe.errors import InputError
 from yunpipe.registry import AlgorithmRecord
+from yunpipe.specs.loading import variable_validator
 from yunpipe.specs.workflow import DEFAULT_GPU_INSTANCE_TYPE, StepSpec, WorkflowSpec, check_instance, instance_for
 
 
@@ -84,7 +85,11 @@ def resolve_workflow(spec: WorkflowSpec, registry: Algorithms) -> ResolvedWorkfl
             if parameter is None:
                 declared = ", ".join(p.name for p in algorithm.parameters) or "none"
                 raise InputError(spec.source, field, f"expected a variable declared by {record.reference} (declared: {declared})")
-            errors = list(jsonschema.Draft202012Validator(dict(parameter.schema)).iter_errors(value))
+            try:
+                errors = list(variable_validator(dict(parameter.schema)).iter_errors(value))
+            except Unresolvable as exc:  # a record wrapped before wrap checked references
+                raise InputError(record.reference, f"user_specified_environment_variables.{var_name}.schema",
+                                 f"expected $refs to this schema's own parts, got {exc}") from None
             if errors:
                 raise InputError(spec.source, field, f"expected a value matching its schema: {errors[0].message}")
             environment[var_name] = _as_environment_value(value)

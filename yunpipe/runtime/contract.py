@@ -161,6 +161,11 @@ INPUT_PLACEHOLDERS = ("$input", "${input_file}")
 OUTPUT_PLACEHOLDERS = ("$output", "${output_file}")
 
 
+# The shells a run_command may start with `-c SCRIPT`: the worker quotes the placeholders in the
+# script, and wrap leaves the script's shell syntax to the shell.
+SHELLS = {"sh", "bash", "dash", "ash", "ksh", "mksh", "zsh"}
+
+
 def placeholder_pattern(names: Iterable[str]) -> re.Pattern[str]:
     """Braced placeholders match as written; a bare one only as a whole shell variable name, so
     `$inputs`, and `$input_x` when no input is named x, are left alone (and `$input_ab` is never

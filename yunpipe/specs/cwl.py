@@ -35,7 +35,7 @@ from ruamel.yaml.error import YAMLError
 from schema_salad.exceptions import SchemaSaladException
 
 from yunpipe.errors import InputError
-from yunpipe.specs.algorithm import ENV_NAME_PATTERN, AlgorithmSpec, parse_algorithm
+from yunpipe.specs.algorithm import ENV_NAME_PATTERN, AlgorithmSpec, parse_algorithm, reserved_variable
 
 SCALAR_SCHEMAS = {
     "string": {"type": "string"},
@@ -49,12 +49,6 @@ SCALAR_SCHEMAS = {
 # a task has a network, and every job runs.
 IGNORED_REQUIREMENTS = {"SoftwareRequirement", "NetworkAccess", "WorkReuse", "LoadListingRequirement"}
 MAPPED_REQUIREMENTS = {"DockerRequirement", "ResourceRequirement", "ToolTimeLimit", "EnvVarRequirement"}
-# Names a user variable cannot take: the runscript substitutes the placeholders, the task sets
-# the prefixed ones, and the shell gives the rest a meaning of its own.
-PLACEHOLDER_NAME = re.compile(r"^(input|output|input_file|output_file|input_.*)$")
-RESERVED_PREFIXES = ("YUNPIPE_", "AWS_", "LC_")
-SHELL_NAMES = {"PATH", "HOME", "PWD", "OLDPWD", "IFS", "PS1", "PS2", "PS4", "PPID", "OPTIND", "OPTARG",
-               "LINENO", "ENV", "SHELL", "TMPDIR", "LANG", "HOSTNAME", "USER"}
 # $(inputs.NAME), $(inputs['NAME']) or $(inputs["NAME"]), optionally followed by .path.
 REFERENCE = re.compile(r"""\$\(inputs(?:\.([A-Za-z0-9_]+)|\['([^']+)'\]|\["([^"]+)"\])(\.path)?\)""")
 MAPPED_REFERENCES = "$(inputs.NAME.path) of the File input and $(inputs.NAME) of a variable"
@@ -229,8 +223,7 @@ class ToolReader:
             if not re.match(ENV_NAME_PATTERN, variable):
                 raise self.error(field, "expected a name that makes an environment variable (letters, digits, '_', "
                                         "'-' or '.', not starting with a digit)")
-            if (PLACEHOLDER_NAME.match(variable) or variable.startswith(RESERVED_PREFIXES) or variable in SHELL_NAMES
-                    or variable in {v.variable for v in self.variables.values()}):
+            if reserved_variable(variable) or variable in {v.variable for v in self.variables.values()}:
                 raise self.error(field, f"expected another name: the variable {variable} is taken (by the runscript's "
                                         "placeholders, the task, the shell or another input)")
             self.variables[name] = Variable(name, variable, schema, optional, param.default is not None)
