@@ -34,7 +34,7 @@ from yunpipe.specs.workflow import bucket_name_problem
 
 REMOTE_ENV = "YUNPIPE_REMOTE"
 URL_FORM = "s3://BUCKET[/PREFIX]"
-VERSION_FILE = re.compile(r"^(?P<version>[1-9][0-9]*)\.json$")
+VERSION_FILE = re.compile(r"\A(?P<version>[1-9][0-9]*)\.json\Z")
 # S3's answers to a conditional write whose key exists (412), or is being written right now (409).
 TAKEN = ("PreconditionFailed", "ConditionalRequestConflict")
 

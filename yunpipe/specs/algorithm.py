@@ -48,9 +48,10 @@ SHELL_NAMES = {"PATH", "HOME", "PWD", "OLDPWD", "IFS", "PS1", "PS2", "PS4", "PPI
 # A placeholder the worker replaces (a join's `$input_<step>` too), where a shell would expand a variable.
 PLACEHOLDER_AT = re.compile(r"\$\{(input|output)_file\}|\$\{input_[a-z0-9-]+\}|\$output(?![A-Za-z0-9_])"
                             r"|\$input(_[a-z0-9]+)?(?![A-Za-z0-9_])")
-# ECS's limits: a task of at most 192 vCPU; memory as a step's (120 GiB, the largest Fargate task).
+# ECS's limits on an EC2 task: at most 192 vCPU (196,608 CPU units); memory at most the largest
+# instance's (24 TiB). Fargate's smaller limits are checked when a step is sized (compiler.task_size).
 MAX_VCPUS = 192
-MAX_MEMORY_MIB = 122880
+MAX_MEMORY_MIB = 24 * 1024 * 1024
 
 # The runtime contract's defaults: the worker fills the same ones into an algorithm file.
 DEFAULT_INPUT_PATH = contract.ALGORITHM_DEFAULTS["input_file_path"]
@@ -87,7 +88,8 @@ PORTS_SCHEMA = {
     },
 }
 MIB = {"type": "integer", "minimum": 1, "maximum": MAX_MEMORY_MIB, "description": f"a number of MiB from 1 to {MAX_MEMORY_MIB}"}
-FOLDER = {"type": "string", "pattern": r"\A/[^\x00\n]*\Z", "maxLength": 4096, "description": "an absolute folder path"}
+FOLDER_PATTERN = r"\A/[^\x00\n]*\Z"
+FOLDER = {"type": "string", "pattern": FOLDER_PATTERN, "maxLength": 4096, "description": "an absolute folder path"}
 # Keys and values the kernel can pass to a process (execve): no '=' in a name, no NUL anywhere.
 ENVIRONMENT_SCHEMA = {"type": "object", "propertyNames": {"pattern": r"\A[^=\x00]+\Z", "maxLength": 255,
                                                           "description": "a variable name without '=' or NUL"},

@@ -30,12 +30,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cwl_utils.parser import load_document_by_uri
+from cwl_utils.errors import WorkflowException
+from cwl_utils.parser import LoadingOptions, load_document_by_uri
 from ruamel.yaml.error import YAMLError
 from schema_salad.exceptions import SchemaSaladException
+from schema_salad.fetcher import DefaultFetcher
 
 from yunpipe.errors import InputError
 from yunpipe.specs.algorithm import ENV_NAME_PATTERN, AlgorithmSpec, parse_algorithm, reserved_variable
+from yunpipe.specs.loading import load_document
 
 SCALAR_SCHEMAS = {
     "string": {"type": "string"},
@@ -464,15 +467,25 @@ class ToolReader:
 def cwl_document(path: str | Path) -> dict:
     """The algorithm document of a CWL CommandLineTool file."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(str(path), "", "file not found")
+    # The bounds every spec file meets (size, nesting, aliases, keys given twice) before cwl-utils
+    # reads it; CWL's metadata may hold dates, so YAML's own types pass.
+    load_document(path, yaml_format=True, json_only=False)
     try:
-        tool = load_document_by_uri(path.resolve().as_uri())
-    except (SchemaSaladException, YAMLError) as exc:
-        raise InputError(str(path), "", f"expected a valid CWL document ({str(exc).strip()})") from None
+        # A fetcher without an HTTP session: $import, $include and `run` read local files only.
+        tool = load_document_by_uri(path.resolve().as_uri(), LoadingOptions(fetcher=DefaultFetcher({}, None)))
+    except (SchemaSaladException, YAMLError, WorkflowException) as exc:
+        raise InputError(str(path), "", f"expected a valid CWL document ({_first_line(exc)})") from None
+    except (RecursionError, ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+        # cwl-utils' generated parser fails this way on some malformed documents.
+        raise InputError(str(path), "", f"expected a valid CWL document (cwl-utils: {_first_line(exc)})") from None
     if isinstance(tool, list):
         raise InputError(str(path), "class", "expected one CommandLineTool, got a list of processes ($graph)")
     return ToolReader(tool, str(path)).document(path)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return " ".join(lines[:3])[:500] or type(exc).__name__
 
 
 def load_cwl_algorithm(path: str | Path) -> AlgorithmSpec:

@@ -119,6 +119,15 @@ def _parse_json(text: str, source: str) -> Any:
         raise InputError(source, "", f"expected valid JSON ({detail})") from None
 
 
+def is_folder(path: str | Path) -> bool:
+    """Path.is_dir, False for a path the system cannot even look up (a name over 255 bytes):
+    reading it then says why, naming the file."""
+    try:
+        return Path(path).is_dir()
+    except OSError:
+        return False
+
+
 def load_document(path: str | Path, *, yaml_format: bool | None = None, json_only: bool = True) -> Any:
     """Parse a JSON or YAML file (by its suffix, or `yaml_format`), within the bounds above;
     any problem is an InputError naming the file. `json_only=False` lets YAML-only scalars
