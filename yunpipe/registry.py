@@ -88,6 +88,8 @@ def parse_algorithm_reference(reference: str, source: str, field: str) -> tuple[
 class AlgorithmRegistry:
     def __init__(self, root: Path | None = None):
         self.root = Path(root) if root else paths.algorithms_dir()
+        # A version's file is written once and never changed: read once (a graph may name one algorithm a thousand times).
+        self._records: dict[Path, AlgorithmRecord] = {}
 
     def _folder(self, name: str) -> Path:
         return self.root / name
@@ -141,9 +143,11 @@ class AlgorithmRegistry:
             return None
         version = versions[-1] if version is None else version
         path = self._folder(name) / f"{version}.json"
-        if not path.exists():
-            return None
-        return AlgorithmRecord.from_document(load_document(path, yaml_format=False), str(path))
+        if path not in self._records:
+            if not path.exists():
+                return None
+            self._records[path] = AlgorithmRecord.from_document(load_document(path, yaml_format=False), str(path))
+        return self._records[path]
 
     def resolve(self, reference: str, source: str, field: str) -> AlgorithmRecord:
         """A workflow's 'NAME' or 'NAME@VERSION', or an InputError naming the field."""

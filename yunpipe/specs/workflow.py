@@ -330,8 +330,9 @@ def check_graph(spec: WorkflowSpec) -> None:
     cycle = find_cycle(spec.steps)
     if cycle:
         i = index[cycle[0]]
+        shown = cycle if len(cycle) <= 10 else [*cycle[:5], f"... ({len(cycle) - 6} more)", cycle[-1]]
         raise InputError(spec.source, f"process.steps[{i}].after",
-                         f"expected steps without a cycle, got {' -> '.join([*cycle, cycle[0]])}")
+                         f"expected steps without a cycle, got {' -> '.join([*shown, cycle[0]])}")
 
 
 def find_cycle(steps: tuple[StepSpec, ...]) -> list[str]:
