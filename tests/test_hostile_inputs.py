@@ -173,3 +173,12 @@ def test_the_cycle_check_needs_no_recursion(tmp_path):
     path = tmp_path / "chain.json"
     path.write_text(json.dumps({**single_run(), "process": {"type": "graph", "steps": steps}}))
     assert find_cycle(load_workflow(path).steps) == []
+
+
+def test_a_file_the_machine_cannot_write_is_one_line(aws_env, tmp_path, capsys):
+    """An environment problem, not bad input: `error: PATH: why`, exit 1."""
+    path = tmp_path / "alg.json"
+    path.write_text(_algorithm())
+    (tmp_path / "a-file").write_text("")
+    assert cli.main(["wrap", "-f", str(path), "--dry-run", "--output-dir", str(tmp_path / "a-file" / "context")]) == 1
+    assert capsys.readouterr().err == f"error: {tmp_path / 'a-file' / 'context'}: Not a directory\n"
