@@ -10,6 +10,7 @@ from helpers import single_run
 from yunpipe import cli
 from yunpipe.aws.facade import is_mutating, watch_calls
 from yunpipe.registry import AlgorithmRegistry
+from yunpipe.specs.loading import load_document
 from yunpipe.specs.workflow import find_cycle, load_workflow
 
 ALGORITHM = {"name": "alg", "container_name": "lab/alg:1", "run_command": "run $input $output"}
@@ -182,3 +183,12 @@ def test_a_file_the_machine_cannot_write_is_one_line(aws_env, tmp_path, capsys):
     (tmp_path / "a-file").write_text("")
     assert cli.main(["wrap", "-f", str(path), "--dry-run", "--output-dir", str(tmp_path / "a-file" / "context")]) == 1
     assert capsys.readouterr().err == f"error: {tmp_path / 'a-file' / 'context'}: Not a directory\n"
+
+
+def test_a_document_read_is_plain_json_values(tmp_path):
+    """What the reader returns is plain dicts and lists: YAML can write it back (config.yaml)."""
+    path = tmp_path / "config.yaml"
+    path.write_text("remote: s3://b/p\nnested: {a: {b: [1, {c: d}]}}\nbase: &b {x: 1}\nmerged: {<<: *b, x: 2}\n")
+    document = load_document(path)
+    assert yaml.safe_load(yaml.safe_dump(document)) == document == {
+        "remote": "s3://b/p", "nested": {"a": {"b": [1, {"c": "d"}]}}, "base": {"x": 1}, "merged": {"x": 2}}

@@ -9,7 +9,7 @@ one JSON can hold: text keys, each once per object, finite numbers, and no YAML-
 import difflib
 import json
 import math
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +30,20 @@ MAX_VALUES = 100_000
 YAML_SUFFIXES = (".yaml", ".yml")
 
 
-class _Mapping(dict):
-    """A JSON object or YAML mapping as read, remembering the first key it was given twice
-    (JSON and YAML parsers both keep the last value silently)."""
-
-    duplicate: Any = None
+# While a file is parsed: id(mapping) -> the first key it was given twice (JSON and YAML parsers
+# both keep the last value silently). The mappings stay alive with the document, so do their ids.
+Duplicates = dict[int, Any]
 
 
-def _json_object(pairs: list[tuple[str, Any]]) -> _Mapping:
-    mapping = _Mapping()
-    for key, value in pairs:
-        if key in mapping and mapping.duplicate is None:
-            mapping.duplicate = key
-        mapping[key] = value
-    return mapping
+def _json_objects(duplicates: Duplicates) -> Callable[[list[tuple[str, Any]]], dict]:
+    def json_object(pairs: list[tuple[str, Any]]) -> dict:
+        mapping: dict = {}
+        for key, value in pairs:
+            if key in mapping:
+                duplicates.setdefault(id(mapping), key)
+            mapping[key] = value
+        return mapping
+    return json_object
 
 
 def _no_constant(name: str) -> float:
@@ -51,10 +51,12 @@ def _no_constant(name: str) -> float:
 
 
 class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, keeping duplicate keys in view (see _Mapping)."""
+    """PyYAML's safe loader, keeping duplicate keys in view (see Duplicates)."""
 
-    def construct_yaml_map(self, node: yaml.MappingNode) -> Iterator[_Mapping]:  # type: ignore[override]
-        mapping = _Mapping()
+    duplicates: Duplicates
+
+    def construct_yaml_map(self, node: yaml.MappingNode) -> Iterator[dict]:  # type: ignore[override]
+        mapping: dict = {}
         yield mapping
         explicit = len([k for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"])
         self.flatten_mapping(node)
@@ -67,8 +69,8 @@ class _Loader(yaml.SafeLoader):
                 raise yaml.constructor.ConstructorError(None, None, "found a key that is a list or mapping",
                                                         key_node.start_mark)
             if index >= first_explicit:
-                if key in own and mapping.duplicate is None:
-                    mapping.duplicate = key
+                if key in own:
+                    self.duplicates.setdefault(id(mapping), key)
                 own.add(key)
             mapping[key] = self.construct_object(value_node)
 
@@ -94,9 +96,11 @@ def _read(path: Path) -> str:
         raise InputError(str(path), "", f"expected UTF-8 text (byte {exc.start} is not)") from None
 
 
-def _parse_yaml(text: str, source: str) -> Any:
+def _parse_yaml(text: str, source: str, duplicates: Duplicates) -> Any:
+    loader = _Loader(text)
+    loader.duplicates = duplicates
     try:
-        return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
+        return loader.get_single_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -105,11 +109,13 @@ def _parse_yaml(text: str, source: str) -> Any:
         raise InputError(source, "", f"expected at most {MAX_DEPTH} levels of nesting") from None
     except ValueError:  # an integer of more digits than Python converts
         raise InputError(source, "", "expected valid YAML (a number of more than 4300 digits)") from None
+    finally:
+        loader.dispose()
 
 
-def _parse_json(text: str, source: str) -> Any:
+def _parse_json(text: str, source: str, duplicates: Duplicates) -> Any:
     try:
-        return json.loads(text, object_pairs_hook=_json_object, parse_constant=_no_constant)
+        return json.loads(text, object_pairs_hook=_json_objects(duplicates), parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise InputError(source, f"line {exc.lineno}, column {exc.colno}", f"expected valid JSON ({exc.msg})") from None
     except RecursionError:
@@ -142,13 +148,14 @@ def parse_document(text: str, source: str, *, yaml_format: bool, json_only: bool
     """load_document for text read elsewhere (a shared registry's record)."""
     if len(text) > MAX_BYTES:
         raise InputError(source, "", f"expected a file of at most {MAX_BYTES // 1024} KiB (a spec file is small)")
+    duplicates: Duplicates = {}
     if yaml_format:
-        document = _parse_yaml(text, source)
+        document = _parse_yaml(text, source, duplicates)
     elif not text.strip():
         raise InputError(source, "", "expected a JSON document, the file is empty")
     else:
-        document = _parse_json(text, source)
-    check_document(document, source, json_only=json_only)
+        document = _parse_json(text, source, duplicates)
+    check_document(document, source, json_only=json_only, duplicates=duplicates)
     return document
 
 
@@ -160,7 +167,7 @@ def _kind(value: Any) -> str:
             "bool": "true or false", "NoneType": "null"}.get(name, name)
 
 
-def check_document(document: Any, source: str, *, json_only: bool = True) -> None:
+def check_document(document: Any, source: str, *, json_only: bool = True, duplicates: Duplicates | None = None) -> None:
     """Refuse, naming the field, what JSON cannot hold or what would cost without bound: looked at
     iteratively (no recursion), each YAML alias counted where it is used."""
     stack: list[tuple[Any, tuple]] = [(document, ())]
@@ -173,9 +180,8 @@ def check_document(document: Any, source: str, *, json_only: bool = True) -> Non
         if len(path) > MAX_DEPTH:
             raise InputError(source, field_path(path[:2]), f"expected at most {MAX_DEPTH} levels of nesting")
         if isinstance(value, dict):
-            duplicate = getattr(value, "duplicate", None)
-            if duplicate is not None:
-                raise InputError(source, field_path((*path, str(duplicate))),
+            if duplicates and id(value) in duplicates:
+                raise InputError(source, field_path((*path, str(duplicates[id(value)]))),
                                  "expected each key once in its object, got it twice (only the last would count)")
             for key in reversed(list(value)):
                 if json_only and not isinstance(key, str):
