@@ -192,3 +192,21 @@ def test_a_document_read_is_plain_json_values(tmp_path):
     document = load_document(path)
     assert yaml.safe_load(yaml.safe_dump(document)) == document == {
         "remote": "s3://b/p", "nested": {"a": {"b": [1, {"c": "d"}]}}, "base": {"x": 1}, "merged": {"x": 2}}
+
+
+@pytest.mark.parametrize("text, expected", [
+    # A packed file ($graph) without the process wrap would run: cwl-utils' GraphTargetMissingException.
+    ("cwlVersion: v1.2\n$graph:\n  - id: other\n    class: CommandLineTool\n    baseCommand: cat\n"
+     "    inputs: {text: {type: File}}\n    outputs: {out: {type: stdout}}\n", "must specify one of #other"),
+    # Nothing is fetched: CWL is read without an HTTP session.
+    ("cwlVersion: v1.2\nclass: CommandLineTool\nbaseCommand: cat\nrequirements:\n"
+     "  $import: http://127.0.0.1:9/requirements.yml\ninputs: {text: {type: File}}\noutputs: {out: {type: stdout}}\n",
+     "Unsupported scheme in url: http://127.0.0.1:9/requirements.yml"),
+    ("cwlVersion: v1.2\nclass: CommandLineTool\nclass: CommandLineTool\n", "class: expected each key once"),
+])
+def test_a_cwl_file_cwl_utils_cannot_read_is_one_line(text, expected, aws_env, tmp_path, capsys):
+    path = tmp_path / "tool.cwl"
+    path.write_text(text)
+    assert cli.main(["wrap", "-f", str(path), "--dry-run", "--output-dir", str(tmp_path / "context")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {path}: ") and expected in err, err
