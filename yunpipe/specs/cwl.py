@@ -484,8 +484,10 @@ def cwl_document(path: str | Path) -> dict:
 
 
 def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    return " ".join(lines[:3])[:500] or type(exc).__name__
+    """schema-salad's message on one line: its lines joined, each without the `FILE:LINE:COLUMN:`
+    it starts with (the file is named already), at most 600 characters."""
+    lines = [re.sub(r"^\S+:\d+:\d+:\s*", "", line.strip()) for line in str(exc).strip().splitlines()]
+    return " ".join(line for line in lines if line)[:600] or type(exc).__name__
 
 
 def load_cwl_algorithm(path: str | Path) -> AlgorithmSpec:
