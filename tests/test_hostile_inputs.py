@@ -140,6 +140,9 @@ WORKFLOW_CASES = {
     "a version in superscript digits": (single_run(algorithm="change123-s3@²"), "process.algorithms[0].name"),
     "a step id with a newline": ({**single_run(), "process": {"type": "graph", "steps": [
         {"name": "change123-s3", "id": "one\n", "variables": {"TEST_ENV": "x"}}]}}, "process.steps[0].id"),
+    "NUL in a variable's value": ({**single_run(), "process": {"type": "single_run", "algorithms": [
+        {"name": "change123-s3", "variables": {"TEST_ENV": "a\0b"}}]}}, "process.algorithms[0].variables.TEST_ENV: "
+                                                                          "expected a value without NUL"),
     "a 1,500-step cycle": ({**single_run(), "process": {"type": "graph", "steps": [
         {"name": "change123-s3", "id": f"s{i}", "after": [f"s{(i - 1) % 1500}"], "variables": {"TEST_ENV": "x"}}
         for i in range(1500)]}}, "expected steps without a cycle, got s0 -> s1499 -> "),

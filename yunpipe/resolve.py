@@ -93,6 +93,8 @@ def resolve_workflow(spec: WorkflowSpec, registry: Algorithms) -> ResolvedWorkfl
             if errors:
                 raise InputError(spec.source, field, f"expected a value matching its schema: {errors[0].message}")
             environment[var_name] = _as_environment_value(value)
+            if "\0" in environment[var_name]:  # no process can be given it (execve)
+                raise InputError(spec.source, field, "expected a value without NUL")
         for parameter in algorithm.parameters:
             if parameter.name in step.variables:
                 continue
