@@ -42,6 +42,34 @@ JSON_VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3)
 YAML_ONLY = st.sampled_from(["2024-01-01", "!!binary aGVsbG8=", "!!set {a, b}", ".inf", ".nan", "{1: a, b: c}",
                              "&a [*a]", "[[[[[[[[[[]]]]]]]]]]", "!!omap [a: 1]", "on", "0x1F", "1_000"])
 
+# Values each field might well hold, valid or nearly: they take a run past the first refusal.
+FIELD_VALUES = {
+    "name": st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,70}\Z") | st.sampled_from(["change123-s3", "change123-s3@1"]),
+    "container_name": st.sampled_from(["lab/alg", "registry.example:5000/lab/alg:2", "alg@sha256:" + "a" * 64,
+                                       "Lab/alg", "lab//alg", "lab/alg:", ":1"]),
+    "run_command": st.sampled_from(["run $input $output", "sh -c 'wc -l $input > $output'", "cat $input",
+                                    "run ${input_file} ${output_file}", "run $input $output &", "run '$input' $output",
+                                    "run \"$input\" $output", "run $input $output # note", "a\\ b $input $output"]),
+    "memory": st.fixed_dictionaries({}, optional={"minimal": st.integers(-1, 300000), "suggested": st.integers(-1, 300000)}),
+    "suggested": st.integers(-1, 300000), "minimal": st.integers(-1, 300000), "memory_minimal": st.integers(0, 9),
+    "CPU": st.floats(0, 300) | st.integers(0, 300), "cpu": st.floats(0, 20),
+    "timeout_seconds": st.integers(-1, 50000), "gpu": st.integers(-1, 9),
+    "instance_type": st.sampled_from(["", "g4dn.xlarge", "c7g.large", "m5.large", "p3.8xlarge", "x"]),
+    "environment": st.dictionaries(st.from_regex(r"\A[A-Z_]{1,8}\Z") | ODD_TEXT, st.text(max_size=8), max_size=3),
+    "system": st.sampled_from(["ubuntu", "debian", "alpine", "windows"]),
+    "input_adapter": st.sampled_from(["path", "stdin", "x"]), "output_adapter": st.sampled_from(["path", "stdout"]),
+    "concurrency": st.integers(0, 101), "files_per_task": st.integers(0, 1001), "memory_mib": st.integers(0, 130000),
+    "capacity": st.sampled_from(["FARGATE", "FARGATE_SPOT", "EC2"]), "launch_type": st.sampled_from(["FARGATE", "EC2"]),
+    "after": st.lists(st.sampled_from(["first", "second", "last", "nope"]), max_size=3),
+    "id": st.sampled_from(["first", "second", "last", "x-1", "X", ""]), "gather": st.booleans(),
+    "marker": st.sampled_from(["", ".done", "x"]), "ephemeral_storage_gib": st.integers(19, 201),
+    "log_retention_days": st.sampled_from([1, 2, 30, 3653]), "region": st.sampled_from(["us-east-1", "eu-west-3", "x"]),
+    "input_s3_name": st.sampled_from(["demo-in-bucket", "in.x", "192.168.0.1", "xn--abc", "a" * 64]),
+    "output_s3_name": st.sampled_from(["demo-out-bucket", "demo-in-bucket", "out-.x"]),
+    "variables": st.dictionaries(st.sampled_from(["TEST_ENV", "LEVEL", "X"]), JSON_VALUES, max_size=2),
+    "type": st.sampled_from(["single_run", "sequence_run", "graph", "File", "int", "stdout"]),
+}
+
 ALGORITHM = {"name": "alg", "container_name": "lab/alg:1", "run_command": "run $input $output",
              "description": "a tool", "system": "debian", "memory": {"minimal": 256, "suggested": 512}, "CPU": 1,
              "timeout_seconds": 600, "environment": {"MODE": "fast"}, "input_adapter": "path",
@@ -78,7 +106,9 @@ def mutated(draw, base: dict, keys: list[str]):
         paths = list(_paths(document))
         if paths and draw(st.booleans()):
             path = draw(st.sampled_from(paths))
-            _set(document, path, draw(JSON_VALUES), draw(st.integers(0, 4)) == 0)
+            fitting = FIELD_VALUES.get(path[-1]) if isinstance(path[-1], str) else None
+            value = draw(fitting if fitting is not None and draw(st.integers(0, 3)) else JSON_VALUES)
+            _set(document, path, value, draw(st.integers(0, 4)) == 0)
         elif isinstance(document, dict):
             document[draw(st.sampled_from(keys) | st.text(max_size=8))] = draw(JSON_VALUES)
     return document
