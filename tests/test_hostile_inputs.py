@@ -213,3 +213,10 @@ def test_a_cwl_file_cwl_utils_cannot_read_is_one_line(text, expected, aws_env, t
     assert cli.main(["wrap", "-f", str(path), "--dry-run", "--output-dir", str(tmp_path / "context")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"error: {path}: ") and expected in err, err
+
+
+def test_a_region_flag_with_a_trailing_newline_is_refused_naming_the_flag(change123, write_workflow, capsys):
+    with watch_calls() as calls:
+        assert cli.setup_pipe_main(["-f", write_workflow(single_run()), "--dry-run", "--region", "us-east-1\n"]) == 2
+    assert capsys.readouterr().err == "error: --region: expected an AWS region such as us-east-1, got 'us-east-1\\n'\n"
+    assert calls == []

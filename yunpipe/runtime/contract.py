@@ -189,6 +189,9 @@ FARGATE_CAPACITY_PROVIDERS = ("FARGATE", "FARGATE_SPOT")
 # A capacity provider of the cluster's own (an Auto Scaling group): ECS's name rule.
 PROVIDER_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 PUBLIC_IP_SETTINGS = ("ENABLED", "DISABLED")
+# An AWS region's name, whole: a workflow's `region` and the --region flag (a trailing newline
+# would otherwise reach boto3 and come back as "cannot reach AWS").
+REGION_PATTERN = r"\A[a-z]{2}(-[a-z]+)+-\d\Z"
 MAX_STARTED_BY = 36
 
 

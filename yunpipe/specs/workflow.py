@@ -126,7 +126,7 @@ class WorkflowSpec:
     declared_name: str = spec_field(
         "name", {"type": "string", "pattern": PIPELINE_NAME_PATTERN,
                  "description": "a pipeline name of lower-case letters, digits and '-' (at most 24 characters)"}, "")
-    region: str | None = spec_field("region", {"type": "string", "pattern": r"\A[a-z]{2}(-[a-z]+)+-\d\Z", "maxLength": 32,
+    region: str | None = spec_field("region", {"type": "string", "pattern": contract.REGION_PATTERN, "maxLength": 32,
                                                "description": "an AWS region such as us-east-1"}, None)
     account_id: str = spec_field("account_id", {"type": ["string", "integer"]}, "", convert=str)
     key_pair: str = spec_field("key_pair", {"type": "string"}, "")
