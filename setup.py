@@ -36,7 +36,8 @@ setup(
         "cwl-utils>=0.45,<0.46",
     ],
     # parliament lints the IAM policies setup-pipe renders (tests/test_policy_lint.py).
-    extras_require={"test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3", "parliament>=1.6,<2",
+    # hypothesis generates the spec files tests/test_fuzz_specs.py feeds to wrap and setup-pipe.
+    extras_require={"test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3", "parliament>=1.6,<2", "hypothesis>=6.170,<7",
                              # make test lints (ruff.toml) and type-checks (setup.cfg [mypy]) first.
                              "ruff>=0.17,<0.18", "mypy>=2.4,<3", "types-PyYAML>=6.0,<7",
                              # tests/botocore_model.py matches botocore's patterns, written for Java (\p{L}).

@@ -233,7 +233,8 @@ def test_wrap_exits_2_naming_the_cwl_field(tmp_path, monkeypatch):
     broken = tmp_path / "broken.cwl"
     broken.write_text("cwlVersion: v1.2\nclass: CommandLineTool\ninputs: [\n")
     for path, message in ((tool, f"{tool}: inputs.text.secondaryFiles: expected no secondaryFiles"),
-                          (broken, f"{broken}: expected a valid CWL document"),
+                          # Read as every spec file is first (yunpipe.specs.loading), then by cwl-utils.
+                          (broken, f"{broken}: line 4, column 1: expected valid YAML"),
                           (tmp_path / "missing.cwl", f"{tmp_path / 'missing.cwl'}: file not found")):
         result = subprocess.run([str(BIN / "wrap"), "-f", str(path), "--dry-run"], capture_output=True, text=True,
                                 cwd=REPO, timeout=120)

@@ -289,7 +289,7 @@ def test_a_pulled_record_must_match_its_key(homes, capsys):
     assert (f"error: s3://{BUCKET}/lab/change123-s3/3.json: name, version: expected change123-s3@3 as its key says, "
             "got change123-s3@1") in capsys.readouterr().err
     assert cli.main(["algorithms", "pull", "change123-s3@4", "--from", REMOTE]) == 2
-    assert f"error: s3://{BUCKET}/lab/change123-s3/4.json: expected an algorithm record in JSON" in capsys.readouterr().err
+    assert f"error: s3://{BUCKET}/lab/change123-s3/4.json: line 1, column 1: expected valid JSON" in capsys.readouterr().err
     assert cli.main(["algorithms", "pull", "change123-s3", "--from", REMOTE]) == 2
     assert f"error: s3://{BUCKET}/lab/change123-s3/5.json: image: expected an image reference" in capsys.readouterr().err
     assert AlgorithmRegistry().names() == []

@@ -262,6 +262,10 @@ def dispatch(key: str, args: argparse.Namespace) -> int:
         # one line; imported only on failure, so a command that never touches AWS never loads boto3.
         from yunpipe.aws.facade import explain
         explained = explain(exc)
+        if explained is None and isinstance(exc, OSError) and exc.filename:
+            # The machine's own trouble with a file (permissions, a full disk): the file and why.
+            print(f"error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
         if explained is None:
             raise
         print(f"error: {explained}", file=sys.stderr)

@@ -1,4 +1,7 @@
 """Errors yunpipe reports to its user, with the exit status each one means."""
+import re
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]")
 
 
 class YunpipeError(Exception):
@@ -20,7 +23,8 @@ class InputError(YunpipeError):
         self.field = field
         self.expected = expected
         where = f"{source}: {field}" if field else source
-        super().__init__(f"{where}: {expected}")
+        # One line, whatever a file put in a key or a value the message repeats.
+        super().__init__(_CONTROL.sub(lambda m: repr(m.group())[1:-1], f"{where}: {expected}"))
 
 
 class NotFoundError(YunpipeError):

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from yunpipe import paths
 from yunpipe.errors import InputError, YunpipeError
-from yunpipe.specs.algorithm import AlgorithmSpec, parse_algorithm
+from yunpipe.specs.algorithm import NAME_PATTERN, AlgorithmSpec, parse_algorithm
+from yunpipe.specs.loading import load_document
 
-REFERENCE = re.compile(r"^(?P<name>[^@]+?)(?:@(?P<version>[^@]*))?$")
+REFERENCE = re.compile(r"\A(?P<name>[^@]+?)(?:@(?P<version>[^@]*))?\Z")
 
 
 @dataclass(frozen=True)
@@ -64,12 +65,13 @@ class AlgorithmRecord:
 def parse_reference(reference: str) -> tuple[str, int | None]:
     """'name' -> (name, None) meaning latest; 'name@3' -> (name, 3)."""
     match = REFERENCE.match(reference)
-    if not match:
+    # The name is a folder of the registry: an algorithm's name, never a path or a name too long for one.
+    if not match or not re.match(NAME_PATTERN, match.group("name")):
         raise ValueError(reference)
     version = match.group("version")
     if version is None:
         return match.group("name"), None
-    if not version.isdigit() or int(version) < 1:
+    if not re.fullmatch(r"[0-9]{1,9}", version) or int(version) < 1:
         raise ValueError(reference)
     return match.group("name"), int(version)
 
@@ -79,12 +81,15 @@ def parse_algorithm_reference(reference: str, source: str, field: str) -> tuple[
     try:
         return parse_reference(reference)
     except ValueError:
-        raise InputError(source, field, f"expected NAME or NAME@VERSION (VERSION a number from 1), got '{reference}'") from None
+        raise InputError(source, field, f"expected NAME or NAME@VERSION (NAME of letters, digits, '-', '_' or '.', at most "
+                                        f"63 characters; VERSION a number from 1), got '{reference}'") from None
 
 
 class AlgorithmRegistry:
     def __init__(self, root: Path | None = None):
         self.root = Path(root) if root else paths.algorithms_dir()
+        # A version's file is written once and never changed: read once (a graph may name one algorithm a thousand times).
+        self._records: dict[Path, AlgorithmRecord] = {}
 
     def _folder(self, name: str) -> Path:
         return self.root / name
@@ -138,9 +143,11 @@ class AlgorithmRegistry:
             return None
         version = versions[-1] if version is None else version
         path = self._folder(name) / f"{version}.json"
-        if not path.exists():
-            return None
-        return AlgorithmRecord.from_document(json.loads(path.read_text()), str(path))
+        if path not in self._records:
+            if not path.exists():
+                return None
+            self._records[path] = AlgorithmRecord.from_document(load_document(path, yaml_format=False), str(path))
+        return self._records[path]
 
     def resolve(self, reference: str, source: str, field: str) -> AlgorithmRecord:
         """A workflow's 'NAME' or 'NAME@VERSION', or an InputError naming the field."""

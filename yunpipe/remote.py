@@ -29,12 +29,12 @@ from yunpipe import paths
 from yunpipe.aws.facade import Aws, ClientError, error_code
 from yunpipe.errors import InputError, YunpipeError
 from yunpipe.registry import AlgorithmRecord, AlgorithmRegistry, parse_algorithm_reference
-from yunpipe.specs.loading import load_document
+from yunpipe.specs.loading import load_document, parse_document
 from yunpipe.specs.workflow import bucket_name_problem
 
 REMOTE_ENV = "YUNPIPE_REMOTE"
 URL_FORM = "s3://BUCKET[/PREFIX]"
-VERSION_FILE = re.compile(r"^(?P<version>[1-9][0-9]*)\.json$")
+VERSION_FILE = re.compile(r"\A(?P<version>[1-9][0-9]*)\.json\Z")
 # S3's answers to a conditional write whose key exists (412), or is being written right now (409).
 TAKEN = ("PreconditionFailed", "ConditionalRequestConflict")
 
@@ -146,9 +146,9 @@ class RemoteRegistry:
                 return None
             raise
         try:
-            document = json.loads(body)
-        except ValueError as error:
-            raise InputError(source, "", f"expected an algorithm record in JSON ({error})") from None
+            document = parse_document(body.decode("utf-8"), source, yaml_format=False)
+        except UnicodeDecodeError:
+            raise InputError(source, "", "expected an algorithm record in JSON (UTF-8 text)") from None
         record = AlgorithmRecord.from_document(document, source)
         if (record.name, record.version) != (name, version):
             raise InputError(source, "name, version", f"expected {name}@{version} as its key says, got {record.reference}")

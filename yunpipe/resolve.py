@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import jsonschema
+from referencing.exceptions import Unresolvable
 
 from yunpipe.errors import InputError
 from yunpipe.registry import AlgorithmRecord
+from yunpipe.specs.loading import variable_validator
 from yunpipe.specs.secrets import Secret, merge_secrets
 from yunpipe.specs.workflow import DEFAULT_GPU_INSTANCE_TYPE, StepSpec, WorkflowSpec, check_instance, instance_for
 
@@ -74,31 +75,45 @@ def _as_environment_value(value: Any) -> str:
     return json.dumps(value)
 
 
+def resolve_environment(spec: WorkflowSpec, where: str, step: StepSpec, record: AlgorithmRecord) -> dict[str, str]:
+    """The step's task environment: the algorithm's own, its declared variables as the step sets
+    them (each checked against its schema), then the defaults of those the step leaves out."""
+    algorithm = record.spec
+    environment = dict(algorithm.environment)
+    for var_name, value in step.variables.items():
+        parameter = algorithm.parameter(var_name)
+        field = f"{where}.variables.{var_name}"
+        if parameter is None:
+            declared = ", ".join(p.name for p in algorithm.parameters) or "none"
+            raise InputError(spec.source, field, f"expected a variable declared by {record.reference} (declared: {declared})")
+        try:
+            errors = list(variable_validator(dict(parameter.schema)).iter_errors(value))
+        except Unresolvable as exc:  # a record wrapped before wrap checked references
+            raise InputError(record.reference, f"user_specified_environment_variables.{var_name}.schema",
+                             f"expected $refs to this schema's own parts, got {exc}") from None
+        if errors:
+            raise InputError(spec.source, field, f"expected a value matching its schema: {errors[0].message}")
+        environment[var_name] = _as_environment_value(value)
+        if "\0" in environment[var_name]:  # no process can be given it (execve)
+            raise InputError(spec.source, field, "expected a value without NUL")
+    for parameter in algorithm.parameters:
+        if parameter.name in step.variables:
+            continue
+        if parameter.default is not None:
+            environment[parameter.name] = _as_environment_value(parameter.default)
+        elif parameter.required:
+            raise InputError(spec.source, f"{where}.variables.{parameter.name}",
+                             f"missing required variable of {record.reference}")
+    return environment
+
+
 def resolve_workflow(spec: WorkflowSpec, registry: Algorithms) -> ResolvedWorkflow:
     steps = []
     for index, step in enumerate(spec.steps):
         where = f"{spec.steps_field}[{index}]"
         record = registry.resolve(step.reference, spec.source, f"{where}.name")
         algorithm = record.spec
-        environment = dict(algorithm.environment)
-        for var_name, value in step.variables.items():
-            parameter = algorithm.parameter(var_name)
-            field = f"{where}.variables.{var_name}"
-            if parameter is None:
-                declared = ", ".join(p.name for p in algorithm.parameters) or "none"
-                raise InputError(spec.source, field, f"expected a variable declared by {record.reference} (declared: {declared})")
-            errors = list(jsonschema.Draft202012Validator(dict(parameter.schema)).iter_errors(value))
-            if errors:
-                raise InputError(spec.source, field, f"expected a value matching its schema: {errors[0].message}")
-            environment[var_name] = _as_environment_value(value)
-        for parameter in algorithm.parameters:
-            if parameter.name in step.variables:
-                continue
-            if parameter.default is not None:
-                environment[parameter.name] = _as_environment_value(parameter.default)
-            elif parameter.required:
-                raise InputError(spec.source, f"{where}.variables.{parameter.name}",
-                                 f"missing required variable of {record.reference}")
+        environment = resolve_environment(spec, where, step, record)
         if step.gather and algorithm.input_adapter == "stdin":
             raise InputError(spec.source, f"{where}.gather",
                              f"expected an algorithm that reads a folder: {record.reference} reads its input from stdin")

@@ -17,6 +17,7 @@ command's flags.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from botocore.exceptions import ProfileNotFound
 from yunpipe.aws import announcement
 from yunpipe.aws.facade import Aws
 from yunpipe.errors import InputError, PipelineGone, YunpipeError
+from yunpipe.runtime.contract import REGION_PATTERN
 
 LOCAL, LOCALSTACK, AWS = "local", "localstack", "aws"
 # The local cloud accepts any key pair; fixed fake keys keep real credentials out of it (and let
@@ -140,6 +142,8 @@ class Location:
 def resolve(options: AwsOptions, region: str | None = None) -> Location:
     """Where the flags and the environment point; `region` is the workflow's, used when no
     --region is given. The local cloud must be running (its announcement names the endpoint)."""
+    if options.region is not None and not re.match(REGION_PATTERN, options.region):
+        raise InputError("--region", "", f"expected an AWS region such as us-east-1, got {options.region!r}")
     region = options.region or region
     if wants_local(options):
         return Location.local_cloud(local_endpoint())

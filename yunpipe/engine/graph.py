@@ -8,6 +8,7 @@ several such steps; any other step writes into a bucket of its own.
 """
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import cached_property
 
 from yunpipe.engine.state import PipelineSummary
 from yunpipe.resolve import ResolvedWorkflow
@@ -56,16 +57,29 @@ class Layout:
     output_bucket: str
     steps: tuple[Placement, ...]
 
+    @cached_property
+    def _readers(self) -> dict[str, tuple[Placement, ...]]:
+        # Indexed once: compiling asks for every bucket's readers, and a graph may have a thousand steps.
+        readers: dict[str, list[Placement]] = {}
+        for p in self.steps:
+            for bucket in dict.fromkeys(s.bucket for s in p.sources):
+                readers.setdefault(bucket, []).append(p)
+        return {bucket: tuple(found) for bucket, found in readers.items()}
+
     def readers(self, bucket: str) -> tuple[Placement, ...]:
-        return tuple(p for p in self.steps if any(s.bucket == bucket for s in p.sources))
+        return self._readers.get(bucket, ())
 
     def shared(self, bucket: str) -> bool:
         """Whether several steps are told of the bucket's new objects (S3 then sends its events
         to EventBridge); a gather step without a marker is told nothing."""
         return len([p for p in self.readers(bucket) if p.triggered]) > 1
 
+    @cached_property
+    def _by_step(self) -> dict[str, Placement]:
+        return {p.step: p for p in self.steps}
+
     def step(self, name: str) -> Placement:
-        return next(p for p in self.steps if p.step == name)
+        return self._by_step[name]
 
     @property
     def intermediate_buckets(self) -> tuple[str, ...]:

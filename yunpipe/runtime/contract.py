@@ -168,6 +168,11 @@ INPUT_PLACEHOLDERS = ("$input", "${input_file}")
 OUTPUT_PLACEHOLDERS = ("$output", "${output_file}")
 
 
+# The shells a run_command may start with `-c SCRIPT`: the worker quotes the placeholders in the
+# script, and wrap leaves the script's shell syntax to the shell.
+SHELLS = {"sh", "bash", "dash", "ash", "ksh", "mksh", "zsh"}
+
+
 def placeholder_pattern(names: Iterable[str]) -> re.Pattern[str]:
     """Braced placeholders match as written; a bare one only as a whole shell variable name, so
     `$inputs`, and `$input_x` when no input is named x, are left alone (and `$input_ab` is never
@@ -191,6 +196,9 @@ FARGATE_CAPACITY_PROVIDERS = ("FARGATE", "FARGATE_SPOT")
 # A capacity provider of the cluster's own (an Auto Scaling group): ECS's name rule.
 PROVIDER_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 PUBLIC_IP_SETTINGS = ("ENABLED", "DISABLED")
+# An AWS region's name, whole: a workflow's `region` and the --region flag (a trailing newline
+# would otherwise reach boto3 and come back as "cannot reach AWS").
+REGION_PATTERN = r"\A[a-z]{2}(-[a-z]+)+-\d\Z"
 MAX_STARTED_BY = 36
 
 

@@ -16,7 +16,7 @@ import jsonschema
 from yunpipe.errors import InputError
 from yunpipe.runtime import contract
 from yunpipe.specs.fields import object_schema, read_fields, spec_field
-from yunpipe.specs.loading import load_document, validate
+from yunpipe.specs.loading import load_document, unresolved_reference, validate, variable_validator
 from yunpipe.specs.secrets import ENV_NAME_PATTERN, SECRETS_SCHEMA, Secret, parse_secrets
 from yunpipe.specs.workflow import (
     DEFAULT_GPU_INSTANCE_TYPE,
@@ -28,7 +28,30 @@ from yunpipe.specs.workflow import (
 )
 
 SUPPORTED_SYSTEMS = ("ubuntu", "debian", "alpine", "rockylinux", "centos", "amazonlinux")
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+# Patterns hold on the whole string: \A and \Z, as `$` would let a trailing newline through
+# (jsonschema's "pattern" searches, as Python's re does).
+NAME_PATTERN = r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z"
+# Docker's reference grammar (distribution/reference): [DOMAIN[:PORT]/]PATH[:TAG][@DIGEST], the
+# path lower-case; Docker takes at most 255 characters.
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::[0-9]+)?"
+DOCKER_REFERENCE = (rf"\A(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?"
+                    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?\Z")
+# Names a user variable cannot take: the runscript substitutes the placeholders, the task sets
+# the prefixed ones, and the shell gives the rest a meaning of its own. The task's own
+# prefixes are refused in `environment` too.
+PLACEHOLDER_NAME = re.compile(r"\A(input|output|input_file|output_file|input_.*)\Z")
+TASK_PREFIXES = contract.RESERVED_VARIABLE_PREFIXES
+RESERVED_PREFIXES = (*TASK_PREFIXES, "LC_")
+SHELL_NAMES = {"PATH", "HOME", "PWD", "OLDPWD", "IFS", "PS1", "PS2", "PS4", "PPID", "OPTIND", "OPTARG",
+               "LINENO", "ENV", "SHELL", "TMPDIR", "LANG", "HOSTNAME", "USER"}
+# A placeholder the worker replaces (a join's `$input_<step>` too), where a shell would expand a variable.
+PLACEHOLDER_AT = re.compile(r"\$\{(input|output)_file\}|\$\{input_[a-z0-9-]+\}|\$output(?![A-Za-z0-9_])"
+                            r"|\$input(_[a-z0-9]+)?(?![A-Za-z0-9_])")
+# ECS's limits on an EC2 task: at most 192 vCPU (196,608 CPU units); memory at most the largest
+# instance's (24 TiB). Fargate's smaller limits are checked when a step is sized (compiler.task_size).
+MAX_VCPUS = 192
+MAX_MEMORY_MIB = 24 * 1024 * 1024
 
 # The runtime contract's defaults: the worker fills the same ones into an algorithm file.
 DEFAULT_INPUT_PATH = contract.ALGORITHM_DEFAULTS["input_file_path"]
@@ -45,7 +68,8 @@ PARAMETERS_SCHEMA = {
         "required": ["name"],
         "additionalProperties": False,
         "properties": {
-            "name": {"type": "string", "pattern": ENV_NAME_PATTERN, "description": "an environment variable name"},
+            "name": {"type": "string", "pattern": ENV_NAME_PATTERN, "maxLength": 255,
+                     "description": "an environment variable name"},
             "required": {"type": "boolean"},
             "description": {"type": "string"},
             "schema": {"type": "object", "description": "a JSON Schema for the value"},
@@ -63,8 +87,14 @@ PORTS_SCHEMA = {
         },
     },
 }
-MIB = {"type": "integer", "minimum": 1, "description": "a number of MiB (at least 1)"}
-FOLDER = {"type": "string", "pattern": "^/", "description": "an absolute folder path"}
+MIB = {"type": "integer", "minimum": 1, "maximum": MAX_MEMORY_MIB, "description": f"a number of MiB from 1 to {MAX_MEMORY_MIB}"}
+FOLDER_PATTERN = r"\A/[^\x00\n]*\Z"
+FOLDER = {"type": "string", "pattern": FOLDER_PATTERN, "maxLength": 4096, "description": "an absolute folder path"}
+# Keys and values the kernel can pass to a process (execve): no '=' in a name, no NUL anywhere.
+ENVIRONMENT_SCHEMA = {"type": "object", "propertyNames": {"pattern": r"\A[^=\x00]+\Z", "maxLength": 255,
+                                                          "description": "a variable name without '=' or NUL"},
+                      "additionalProperties": {"type": "string", "pattern": r"\A[^\x00]*\Z",
+                                               "description": "text without NUL"}}
 
 
 def _vcpus(value: Any) -> float:
@@ -99,10 +129,12 @@ class AlgorithmSpec:
     name: str = spec_field("name", {"type": "string", "pattern": NAME_PATTERN,
                                     "description": "a name of letters, digits, '-', '_' or '.' (at most 63 characters)"},
                            required=True)
-    container_name: str = spec_field("container_name", {"type": "string", "minLength": 1,
-                                                        "description": "a Docker image reference"}, required=True)
-    run_command: str = spec_field("run_command", {"type": "string", "minLength": 1, "description": "a non-empty command"},
-                                  required=True)
+    container_name: str = spec_field("container_name", {"type": "string", "pattern": DOCKER_REFERENCE, "maxLength": 255,
+                                                        "description": "a Docker image reference such as lab/tool:1 "
+                                                                       "(repository in lower case, at most 255 "
+                                                                       "characters)"}, required=True)
+    run_command: str = spec_field("run_command", {"type": "string", "pattern": r"\A[^\x00]+\Z", "maxLength": 65536,
+                                                  "description": "a non-empty command without NUL"}, required=True)
     system: str = spec_field("system", {"type": "string", "enum": list(SUPPORTED_SYSTEMS)}, "ubuntu")
     input_file_path: str = spec_field("input_file_path", FOLDER, DEFAULT_INPUT_PATH)
     output_file_path: str = spec_field("output_file_path", FOLDER, DEFAULT_OUTPUT_PATH)
@@ -113,10 +145,11 @@ class AlgorithmSpec:
     memory_minimal: int | None = spec_field("memory.minimal", MIB, None)
     # Without it: the minimal memory when larger than DEFAULT_MEMORY_MIB (parse_algorithm).
     memory_suggested: int = spec_field("memory.suggested", MIB, DEFAULT_MEMORY_MIB)
-    cpu: float = spec_field("CPU", {"anyOf": [{"type": "number", "exclusiveMinimum": 0,
-                                               "description": "a number of vCPUs greater than 0"},
+    cpu: float = spec_field("CPU", {"anyOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": MAX_VCPUS,
+                                               "description": f"a number of vCPUs greater than 0, at most {MAX_VCPUS}"},
                                               {"type": "object", "maxProperties": 0}],
-                                    "description": "a number of vCPUs greater than 0"}, 1, convert=_vcpus)
+                                    "description": f"a number of vCPUs greater than 0, at most {MAX_VCPUS}"}, 1,
+                            convert=_vcpus)
     # Read by parse_algorithm itself, which also checks each parameter's own schema.
     parameters: tuple[Parameter, ...] = spec_field("user_specified_environment_variables", PARAMETERS_SCHEMA, ())
     ports: tuple[Mapping[str, Any], ...] = spec_field("port", PORTS_SCHEMA, (), convert=tuple)
@@ -124,8 +157,7 @@ class AlgorithmSpec:
                                                 "description": "the developer's own release label"}, "", convert=str)
     description: str = spec_field("description", {"type": "string"}, "")
     timeout_seconds: int = spec_field("timeout_seconds", TIMEOUT_SCHEMA, DEFAULT_TIMEOUT_SECONDS)
-    environment: Mapping[str, str] = spec_field("environment", {"type": "object", "additionalProperties": {"type": "string"}},
-                                                default_factory=dict, convert=dict)
+    environment: Mapping[str, str] = spec_field("environment", ENVIRONMENT_SCHEMA, default_factory=dict, convert=dict)
     input_adapter: str = spec_field("input_adapter", {"type": "string", "enum": list(contract.ADAPTERS["input_adapter"])},
                                     "path")
     output_adapter: str = spec_field("output_adapter",
@@ -184,21 +216,83 @@ def _names_output_folder(document: Any, words: list[str]) -> bool:
     return any(folder.search(word) for word in words)
 
 
+def shell_syntax(command: str) -> str | None:
+    """The first piece of shell syntax in a command no shell runs (a redirection, a pipe, `;`,
+    `&`, a comment, a variable or command substitution other than the placeholders), or None.
+    The runscript splits the command into words and runs them as they are, so `> $output`
+    would be two arguments, not a redirection."""
+    quote = ""
+    word_start = True
+    i = 0
+    while i < len(command):
+        c = command[i]
+        if quote == "'":
+            quote = "" if c == "'" else quote
+        elif c == "\\":
+            i += 1
+        elif c == "$" and re.match(r"\$[A-Za-z_{(]", command[i:i + 2]) and not PLACEHOLDER_AT.match(command, i):
+            return re.match(r"\$(\{[^}]*\}?|\(|[A-Za-z_][A-Za-z0-9_]*)", command[i:]).group()  # type: ignore[union-attr]
+        elif c == "`":
+            return c
+        elif quote == '"':
+            quote = "" if c == '"' else quote
+        elif c in "'\"":
+            quote = c
+        elif c in "|&;<>()" or (c == "#" and word_start):
+            return c
+        word_start = c in " \t\n"
+        i += 1
+    return None
+
+
+def _shell_script(words: list[str]) -> bool:
+    """Whether the command is `<shell> ... -c SCRIPT`: a shell then runs the script."""
+    return posixpath.basename(words[0]) in contract.SHELLS and any(
+        w.startswith("-") and not w.startswith("--") and "c" in w[1:] for w in words[1:])
+
+
 def check_run_command(document: Any, source: str) -> None:
     """Refuse a run_command the runscript could not run, or whose every run would fail for want
-    of an output: it must split like a shell command line and write $output (or
-    ${output_file}), unless the output adapter is stdout or it names its own output folder."""
+    of an output: it must split like a shell command line, use no shell syntax outside a
+    `sh -c` script, and write $output (or ${output_file}), unless the output adapter is stdout
+    or it names its own output folder."""
     try:
         words = shlex.split(document["run_command"])
     except ValueError as exc:
         raise InputError(source, "run_command", f"expected a command line that splits like a shell's ({exc})") from None
     if not words:
         raise InputError(source, "run_command", "expected a non-empty command")
-    if document.get("output_adapter") == "stdout" or any(OUTPUT_PLACEHOLDER.search(word) for word in words):
-        return
-    if not _names_output_folder(document, words):
+    writes = document.get("output_adapter") == "stdout" or any(OUTPUT_PLACEHOLDER.search(word) for word in words)
+    if not writes and not _names_output_folder(document, words):
         raise InputError(source, "run_command", "expected $output or ${output_file} where the command writes its "
                                                 "result (or \"output_adapter\": \"stdout\"), got a command with no output")
+    syntax = None if _shell_script(words) else shell_syntax(document["run_command"])
+    if syntax:
+        raise InputError(source, "run_command",
+                         f"expected a command without shell syntax, got {syntax!r}: yunpipe runs the command's words "
+                         "without a shell; for a shell, write sh -c '...' (e.g. sh -c 'wc -l $input > $output')")
+
+
+def reserved_variable(name: str) -> bool:
+    return bool(PLACEHOLDER_NAME.match(name)) or name.startswith(RESERVED_PREFIXES) or name in SHELL_NAMES
+
+
+def check_variable_schema(schema: Any, source: str, where: str) -> Any:
+    """A variable's JSON Schema: valid, its $refs resolved inside it, its default satisfying it."""
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise InputError(source, f"{where}.schema", f"expected a valid JSON Schema ({exc.message})") from None
+    reference = unresolved_reference(schema)
+    if reference is not None:
+        raise InputError(source, f"{where}.schema", f"expected $refs to this schema's own parts (yunpipe fetches "
+                                                    f"nothing), got {reference!r}")
+    if isinstance(schema, dict) and "default" in schema:
+        errors = list(variable_validator(schema).iter_errors(schema["default"]))
+        if errors:
+            raise InputError(source, f"{where}.schema.default",
+                             f"expected a default that satisfies its own schema ({errors[0].message})")
+    return schema
 
 
 def parse_algorithm(document: Any, source: str) -> AlgorithmSpec:
@@ -211,18 +305,16 @@ def parse_algorithm(document: Any, source: str) -> AlgorithmSpec:
         where = f"user_specified_environment_variables[{index}]"
         if var["name"] in seen:
             raise InputError(source, f"{where}.name", f"expected a unique name, '{var['name']}' is declared twice")
+        if reserved_variable(var["name"]):
+            raise InputError(source, f"{where}.name", f"expected another name: {var['name']} is taken (by the "
+                                                      "runscript's placeholders, the task or the shell)")
         seen.add(var["name"])
-        schema = var.get("schema", {"type": "string"})
-        try:
-            jsonschema.Draft202012Validator.check_schema(schema)
-        except jsonschema.SchemaError as exc:
-            raise InputError(source, f"{where}.schema", f"expected a valid JSON Schema ({exc.message})") from None
-        if "default" in schema:
-            errors = list(jsonschema.Draft202012Validator(schema).iter_errors(schema["default"]))
-            if errors:
-                raise InputError(source, f"{where}.schema.default",
-                                 f"expected a default that satisfies its own schema ({errors[0].message})")
-        parameters.append(Parameter(var["name"], bool(var.get("required", False)), var.get("description", ""), schema))
+        parameters.append(Parameter(var["name"], bool(var.get("required", False)), var.get("description", ""),
+                                    check_variable_schema(var.get("schema", {"type": "string"}), source, where)))
+    for key in document.get("environment", {}):
+        if key.startswith(TASK_PREFIXES):
+            raise InputError(source, f"environment.{key}", f"expected another name: the task sets the "
+                                                           f"{', '.join(p + '*' for p in TASK_PREFIXES)} variables")
     values = read_fields(AlgorithmSpec, document, exclude=["parameters", "secrets"])
     values["secrets"] = parse_secrets(document.get("secrets", []), source, "secrets")
     declared = {p.name for p in parameters} | set(values.get("environment", {}))

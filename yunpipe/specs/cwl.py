@@ -30,12 +30,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cwl_utils.parser import load_document_by_uri
+from cwl_utils.errors import WorkflowException
+from cwl_utils.parser import LoadingOptions, load_document_by_uri
 from ruamel.yaml.error import YAMLError
 from schema_salad.exceptions import SchemaSaladException
+from schema_salad.fetcher import DefaultFetcher
 
 from yunpipe.errors import InputError
-from yunpipe.specs.algorithm import ENV_NAME_PATTERN, AlgorithmSpec, parse_algorithm
+from yunpipe.specs.algorithm import ENV_NAME_PATTERN, AlgorithmSpec, parse_algorithm, reserved_variable
+from yunpipe.specs.loading import load_document
 
 SCALAR_SCHEMAS = {
     "string": {"type": "string"},
@@ -49,12 +52,6 @@ SCALAR_SCHEMAS = {
 # a task has a network, and every job runs.
 IGNORED_REQUIREMENTS = {"SoftwareRequirement", "NetworkAccess", "WorkReuse", "LoadListingRequirement"}
 MAPPED_REQUIREMENTS = {"DockerRequirement", "ResourceRequirement", "ToolTimeLimit", "EnvVarRequirement"}
-# Names a user variable cannot take: the runscript substitutes the placeholders, the task sets
-# the prefixed ones, and the shell gives the rest a meaning of its own.
-PLACEHOLDER_NAME = re.compile(r"^(input|output|input_file|output_file|input_.*)$")
-RESERVED_PREFIXES = ("YUNPIPE_", "AWS_", "LC_")
-SHELL_NAMES = {"PATH", "HOME", "PWD", "OLDPWD", "IFS", "PS1", "PS2", "PS4", "PPID", "OPTIND", "OPTARG",
-               "LINENO", "ENV", "SHELL", "TMPDIR", "LANG", "HOSTNAME", "USER"}
 # $(inputs.NAME), $(inputs['NAME']) or $(inputs["NAME"]), optionally followed by .path.
 REFERENCE = re.compile(r"""\$\(inputs(?:\.([A-Za-z0-9_]+)|\['([^']+)'\]|\["([^"]+)"\])(\.path)?\)""")
 MAPPED_REFERENCES = "$(inputs.NAME.path) of the File input and $(inputs.NAME) of a variable"
@@ -229,8 +226,7 @@ class ToolReader:
             if not re.match(ENV_NAME_PATTERN, variable):
                 raise self.error(field, "expected a name that makes an environment variable (letters, digits, '_', "
                                         "'-' or '.', not starting with a digit)")
-            if (PLACEHOLDER_NAME.match(variable) or variable.startswith(RESERVED_PREFIXES) or variable in SHELL_NAMES
-                    or variable in {v.variable for v in self.variables.values()}):
+            if reserved_variable(variable) or variable in {v.variable for v in self.variables.values()}:
                 raise self.error(field, f"expected another name: the variable {variable} is taken (by the runscript's "
                                         "placeholders, the task, the shell or another input)")
             self.variables[name] = Variable(name, variable, schema, optional, param.default is not None)
@@ -471,15 +467,27 @@ class ToolReader:
 def cwl_document(path: str | Path) -> dict:
     """The algorithm document of a CWL CommandLineTool file."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(str(path), "", "file not found")
+    # The bounds every spec file meets (size, nesting, aliases, keys given twice) before cwl-utils
+    # reads it; CWL's metadata may hold dates, so YAML's own types pass.
+    load_document(path, yaml_format=True, json_only=False)
     try:
-        tool = load_document_by_uri(path.resolve().as_uri())
-    except (SchemaSaladException, YAMLError) as exc:
-        raise InputError(str(path), "", f"expected a valid CWL document ({str(exc).strip()})") from None
+        # A fetcher without an HTTP session: $import, $include and `run` read local files only.
+        tool = load_document_by_uri(path.resolve().as_uri(), LoadingOptions(fetcher=DefaultFetcher({}, None)))
+    except (SchemaSaladException, YAMLError, WorkflowException) as exc:
+        raise InputError(str(path), "", f"expected a valid CWL document ({_first_line(exc)})") from None
+    except (RecursionError, ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+        # cwl-utils' generated parser fails this way on some malformed documents.
+        raise InputError(str(path), "", f"expected a valid CWL document (cwl-utils: {_first_line(exc)})") from None
     if isinstance(tool, list):
         raise InputError(str(path), "class", "expected one CommandLineTool, got a list of processes ($graph)")
     return ToolReader(tool, str(path)).document(path)
+
+
+def _first_line(exc: BaseException) -> str:
+    """schema-salad's message on one line: its lines joined, each without the `FILE:LINE:COLUMN:`
+    it starts with (the file is named already), at most 600 characters."""
+    lines = [re.sub(r"^\S+:\d+:\d+:\s*", "", line.strip()) for line in str(exc).strip().splitlines()]
+    return " ".join(line for line in lines if line)[:600] or type(exc).__name__
 
 
 def load_cwl_algorithm(path: str | Path) -> AlgorithmSpec:

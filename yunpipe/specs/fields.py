@@ -71,6 +71,9 @@ def read_fields(cls: type, document: Mapping[str, Any], exclude: Iterable[str] =
             value = value[part]
         if value is MISSING:
             continue
+        # JSON Schema's integers include 3.0: the field holds 3 (AWS and the worker want integers).
+        if f.metadata["schema"].get("type") == "integer" and isinstance(value, float):
+            value = int(value)
         convert = f.metadata["convert"]
         values[f.name] = convert(value) if convert else value
     return values

@@ -14,7 +14,7 @@ from typing import Any
 from yunpipe.errors import InputError
 from yunpipe.specs.algorithm import ALGORITHM_SCHEMA, AlgorithmSpec, parse_algorithm
 from yunpipe.specs.fields import object_schema, read_fields, spec_field
-from yunpipe.specs.loading import load_document, validate
+from yunpipe.specs.loading import is_folder, load_document, validate
 
 PACKAGE_FILE = "yunpipe.yaml"
 # Where the runtime image keeps the folder's files; run_command names them there.
@@ -26,8 +26,8 @@ SET_BY_WRAP = ("container_name", "system")
 RUNTIME_SYSTEM = "debian"
 RUNTIME_REPOSITORY = "yunpipe-runtime"
 # A PyPI requirement line (PEP 508: a project name, extras, a version or marker); never a pip option.
-REQUIREMENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._, -]*\])?\s*([<>=!~;@(].*)?$"
-ENTRY_PATTERN = r"^(?!/)(?!.*(^|/)\.\.(/|$))[A-Za-z0-9_./-]+$"
+REQUIREMENT_PATTERN = r"\A[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._, -]*\])?[ \t]*([<>=!~;@(].*)?\Z"
+ENTRY_PATTERN = r"\A(?!/)(?!.*(^|/)\.\.(/|$))[A-Za-z0-9_./-]{1,1024}\Z"
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ PACKAGE_SCHEMA: dict = {
 def package_file(path: str | Path) -> Path | None:
     """The yunpipe.yaml a `wrap -f` argument names (the folder, or the file itself), else None."""
     path = Path(path)
-    if path.is_dir():
+    if is_folder(path):
         return path / PACKAGE_FILE
     return path if path.name == PACKAGE_FILE else None
 
@@ -77,7 +77,8 @@ def parse_package(document: Any, folder: Path, source: str) -> PackageSpec:
     package_keys = {f.metadata["path"][0] for f in dataclasses.fields(PackageSpec) if "path" in f.metadata}
     algorithm = {key: value for key, value in document.items() if key not in package_keys}
     algorithm.setdefault("run_command", f"{program} {posixpath.join(CODE_DIR, entry)} $input $output")
-    algorithm["container_name"] = f"{RUNTIME_REPOSITORY}/{document['name']}"
+    # Docker wants repositories in lower case.
+    algorithm["container_name"] = f"{RUNTIME_REPOSITORY}/{document['name'].lower()}"
     algorithm["system"] = RUNTIME_SYSTEM
     return PackageSpec(folder, source, parse_algorithm(algorithm, source), **values)
 
@@ -87,6 +88,6 @@ def load_package(path: str | Path) -> PackageSpec:
     file = package_file(path)
     if file is None:
         raise InputError(str(path), "", f"expected a package folder or its {PACKAGE_FILE}")
-    if not file.is_file():
+    if not is_folder(file.parent) or not file.is_file():
         raise InputError(str(file), "", f"file not found (a package folder holds a {PACKAGE_FILE}; `yunpipe init` writes one)")
     return parse_package(load_document(file), file.parent, str(file))

@@ -12,7 +12,8 @@ from yunpipe.errors import InputError
 from yunpipe.runtime import contract
 
 # An environment variable's name (also the algorithm's user variables').
-ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# On the whole string: `$` would let a trailing newline through.
+ENV_NAME_PATTERN = r"\A[A-Za-z_][A-Za-z0-9_]*\Z"
 # An SSM parameter by name (a-zA-Z0-9_.- and '/', at most 2048 characters) or by ARN.
 SSM_NAME = re.compile(r"^/?[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 SSM_ARN = re.compile(r"^arn:aws[a-z-]*:ssm:[a-z]{2}(-[a-z]+)+-\d:\d{12}:parameter/[A-Za-z0-9_./-]+$")

@@ -22,16 +22,20 @@ from yunpipe.specs.secrets import SECRETS_SCHEMA, Secret, parse_secrets
 
 CHAIN_TYPES = ("single_run", "sequence_run")
 PROCESS_TYPES = (*CHAIN_TYPES, "graph")
-PIPELINE_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,23}$"
+PIPELINE_NAME_PATTERN = r"\A[a-z0-9][a-z0-9-]{0,23}\Z"
+# A step's algorithm: its parts are checked where it is resolved (yunpipe.registry, yunpipe.remote);
+# here, that it is one line of text of a reasonable length.
+STEP_REFERENCE_PATTERN = r"\A[^\x00-\x1f]+\Z"
 # A step id names AWS resources and a `$input_<id>` placeholder: short, lower-case, no '_'.
-STEP_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,23}$"
-BUCKET_CHARS = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+STEP_ID_PATTERN = r"\A[a-z0-9][a-z0-9-]{0,23}\Z"
+BUCKET_CHARS = re.compile(r"\A[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
 LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653]
 # Fargate gives every task 20 GiB; more is asked for per task definition, 21 to 200 GiB.
 EPHEMERAL_STORAGE_SCHEMA = {"type": "integer", "minimum": 21, "maximum": 200,
                             "description": "GiB of task storage from 21 to 200 (20 without it)"}
 # An EC2 instance type (family.size, e.g. g4dn.xlarge); "" on a step: Fargate, whatever the algorithm suggests.
-INSTANCE_TYPE_SCHEMA = {"type": "string", "pattern": r"^([a-z][a-z0-9-]*\.[a-z0-9]+)?$",
+INSTANCE_TYPE_PATTERN = r"\A([a-z][a-z0-9-]*\.[a-z0-9]+)?\Z"
+INSTANCE_TYPE_SCHEMA = {"type": "string", "pattern": INSTANCE_TYPE_PATTERN, "maxLength": 64,
                         "description": "an EC2 instance type such as g4dn.xlarge (or \"\" for Fargate)"}
 # Graviton families: a digit, then a 'g' among the letters before the size (c7g, m6gd, t4g, g5g).
 GRAVITON = re.compile(r"^[a-z]+\d+[a-z]*g[a-z]*\.")
@@ -53,7 +57,7 @@ class StepSpec:
     """One step: an algorithm, its variables and its own settings (each overrides the
     algorithm's or the workflow's)."""
 
-    reference: str = spec_field("name", {"type": "string", "minLength": 1,
+    reference: str = spec_field("name", {"type": "string", "pattern": STEP_REFERENCE_PATTERN, "maxLength": 1024,
                                          "description": "NAME, NAME@VERSION or s3://BUCKET/PREFIX/NAME[@VERSION]"},
                                 required=True)
     # The step's name in resource names and `after`; the algorithm's name when not given.
@@ -129,17 +133,18 @@ class WorkflowSpec:
     declared_name: str = spec_field(
         "name", {"type": "string", "pattern": PIPELINE_NAME_PATTERN,
                  "description": "a pipeline name of lower-case letters, digits and '-' (at most 24 characters)"}, "")
-    region: str | None = spec_field("region", {"type": "string", "pattern": r"^[a-z]{2}(-[a-z]+)+-\d$",
+    region: str | None = spec_field("region", {"type": "string", "pattern": contract.REGION_PATTERN, "maxLength": 32,
                                                "description": "an AWS region such as us-east-1"}, None)
     account_id: str = spec_field("account_id", {"type": ["string", "integer"]}, "", convert=str)
     key_pair: str = spec_field("key_pair", {"type": "string"}, "")
     launch_type: str = spec_field("launch_type", {"type": "string", "enum": list(contract.LAUNCH_TYPES)}, "FARGATE")
     subnets: tuple[str, ...] = spec_field(
-        "subnets", {"type": "array", "items": {"type": "string", "pattern": "^subnet-", "description": "a subnet id"}},
+        "subnets", {"type": "array", "items": {"type": "string", "pattern": r"\Asubnet-[0-9a-zA-Z]+\Z",
+                                                   "description": "a subnet id"}},
         (), convert=tuple)
     security_groups: tuple[str, ...] = spec_field(
         "security_groups",
-        {"type": "array", "items": {"type": "string", "pattern": "^sg-", "description": "a security group id"}},
+        {"type": "array", "items": {"type": "string", "pattern": r"\Asg-[0-9a-zA-Z]+\Z", "description": "a security group id"}},
         (), convert=tuple)
     # The user's uploads a pipeline takes (a graph step may set its own).
     filter_prefix: str = spec_field("filter.prefix", {"type": "string"}, "")
@@ -320,8 +325,9 @@ def check_graph(spec: WorkflowSpec) -> None:
         where = f"process.steps[{i}]"
         for j, upstream in enumerate(step.after):
             if upstream not in index:
+                known = ", ".join(list(index)[:10]) + (", ..." if len(index) > 10 else "")
                 raise InputError(spec.source, f"{where}.after[{j}]",
-                                 f"expected the id of another step ({', '.join(index)}), got '{upstream}'")
+                                 f"expected the id of another step ({known}), got '{upstream}'")
             if upstream == step.step_id:
                 raise InputError(spec.source, f"{where}.after[{j}]", "expected another step, not the step itself")
             if step.after.index(upstream) != j:
@@ -334,35 +340,33 @@ def check_graph(spec: WorkflowSpec) -> None:
     cycle = find_cycle(spec.steps)
     if cycle:
         i = index[cycle[0]]
+        shown = cycle if len(cycle) <= 10 else [*cycle[:5], f"... ({len(cycle) - 6} more)", cycle[-1]]
         raise InputError(spec.source, f"process.steps[{i}].after",
-                         f"expected steps without a cycle, got {' -> '.join([*cycle, cycle[0]])}")
+                         f"expected steps without a cycle, got {' -> '.join([*shown, cycle[0]])}")
 
 
 def find_cycle(steps: tuple[StepSpec, ...]) -> list[str]:
-    """One cycle of `after` edges as a list of step ids, or [] (depth-first search)."""
+    """One cycle of `after` edges as a list of step ids, or [] (depth-first search, with a stack
+    of its own: a chain of thousands of steps is no deeper for Python than one step)."""
     after = {step.step_id: step.after for step in steps}
     state: dict[str, str] = {}
-    path: list[str] = []
-
-    def visit(node: str) -> list[str]:
-        state[node] = "open"
-        path.append(node)
-        for upstream in after.get(node, ()):
-            if state.get(upstream) == "open":
-                return path[path.index(upstream):]
-            if upstream not in state:
-                found = visit(upstream)
-                if found:
-                    return found
-        state[node] = "done"
-        path.pop()
-        return []
-
-    for node in after:
-        if node not in state:
-            cycle = visit(node)
-            if cycle:
-                return cycle
+    for root in after:
+        if root in state:
+            continue
+        state[root] = "open"
+        path, pending = [root], [iter(after[root])]
+        while pending:
+            for upstream in pending[-1]:
+                if state.get(upstream) == "open":
+                    return path[path.index(upstream):]
+                if upstream not in state:
+                    state[upstream] = "open"
+                    path.append(upstream)
+                    pending.append(iter(after.get(upstream, ())))
+                    break
+            else:
+                state[path.pop()] = "done"
+                pending.pop()
     return []
 
 

@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 import jinja2
 
 from yunpipe.errors import InputError, YunpipeError
-from yunpipe.specs.algorithm import SUPPORTED_SYSTEMS, AlgorithmSpec
+from yunpipe.specs.algorithm import DOCKER_REFERENCE, SUPPORTED_SYSTEMS, AlgorithmSpec
 from yunpipe.wrapper import botocore_data
 
 # boto3 and everything it imports; all pure Python, so the host's copies run in any image
@@ -80,7 +80,7 @@ RUNTIME_SERVICES = ("s3", "sqs")
 SITE_PACKAGES = PurePosixPath("opt/yunpipe/site-packages")
 LIB = PurePosixPath("opt/yunpipe/lib")
 # What a Dockerfile FROM line accepts (name[:tag][@digest]); anything else could inject lines.
-IMAGE_REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")
+IMAGE_REFERENCE = re.compile(DOCKER_REFERENCE)
 
 
 # The wrapped image's label naming the developer image it was made from: wrap and the demo

@@ -16,13 +16,14 @@ from yunpipe.specs.algorithm import (
     DEFAULT_OUTPUT_PATH,
     DEFAULT_TIMEOUT_SECONDS,
     ENV_NAME_PATTERN,
+    FOLDER_PATTERN,
     NAME_PATTERN,
     SUPPORTED_SYSTEMS,
     AlgorithmSpec,
     parse_algorithm,
 )
 from yunpipe.specs.loading import load_document
-from yunpipe.specs.workflow import INSTANCE_TYPE_SCHEMA
+from yunpipe.specs.workflow import INSTANCE_TYPE_PATTERN
 from yunpipe.wrapper.context import IMAGE_REFERENCE
 
 SOURCE = "described algorithm"
@@ -137,10 +138,10 @@ def describe_document(p: Prompter, earlier: dict | None = None) -> dict:
         "description": p.text("one-line description", was("description", "")),
         "run_command": p.text("command to run; write $input for the input file and $output for the output",
                               was("run_command"), r"\S", "a non-empty command"),
-        "input_file_path": p.text("folder the input file is put in", was("input_file_path", DEFAULT_INPUT_PATH), "^/",
+        "input_file_path": p.text("folder the input file is put in", was("input_file_path", DEFAULT_INPUT_PATH), FOLDER_PATTERN,
                                   "an absolute path"),
         "output_file_path": p.text("folder the output is written to", was("output_file_path", DEFAULT_OUTPUT_PATH),
-                                   "^/", "an absolute path"),
+                                   FOLDER_PATTERN, "an absolute path"),
         "executable_path": p.text("full path of the executable", was("executable_path", "")),
         "input_adapter": p.choice("input given as a file path, or on stdin", ("path", "stdin"),
                                   was("input_adapter", "path")),
@@ -148,7 +149,7 @@ def describe_document(p: Prompter, earlier: dict | None = None) -> dict:
                                    was("output_adapter", "path")),
         # Honoured since 0.1: the algorithm's steps run on such instances instead of Fargate.
         "instance_type": p.text("EC2 instance type to run on, e.g. g4dn.xlarge (empty: Fargate)",
-                                was("instance_type", ""), INSTANCE_TYPE_SCHEMA["pattern"],
+                                was("instance_type", ""), INSTANCE_TYPE_PATTERN,
                                 "an EC2 instance type such as g4dn.xlarge"),
     }
     memory: dict = start["memory"] if isinstance(start.get("memory"), dict) else {}

@@ -14,6 +14,7 @@ from yunpipe.aws.location import AwsOptions, resolve, wants_local
 from yunpipe.errors import InputError
 from yunpipe.registry import AlgorithmRecord, AlgorithmRegistry
 from yunpipe.specs.algorithm import AlgorithmSpec, load_algorithm
+from yunpipe.specs.loading import is_folder
 from yunpipe.wrapper.context import SOURCE_LABEL, BaseImage, render_dockerfile, worker_path, write_build_context
 from yunpipe.wrapper.describe import Prompter, describe_algorithm
 from yunpipe.wrapper.package import Packaged, build_runtime_image, load_packaged, write_runtime_context
@@ -54,7 +55,7 @@ class WrapOptions:
 def _check_flags(args: WrapOptions) -> None:
     if not (args.describe or args.files):
         raise InputError("wrap", "-d/-f", "expected either -d (describe interactively) or -f FILES")
-    if args.describe and args.files and (len(args.files) > 1 or Path(args.files[0]).is_dir() or
+    if args.describe and args.files and (len(args.files) > 1 or is_folder(args.files[0]) or
                           Path(args.files[0]).suffix.lower() not in (".json", ".yaml", ".yml")):
         raise InputError("wrap", "-d -f", "expected one algorithm file (JSON or YAML) to start describing from")
     if args.output_dir and not args.dry_run:

@@ -7,9 +7,7 @@ import re
 import shlex
 from typing import Mapping
 
-from ..contract import INPUT_PLACEHOLDERS, OUTPUT_PLACEHOLDERS, placeholder_pattern
-
-_SHELLS = {"sh", "bash", "dash", "ash", "ksh", "mksh", "zsh"}
+from ..contract import INPUT_PLACEHOLDERS, OUTPUT_PLACEHOLDERS, SHELLS, placeholder_pattern
 
 
 def _quote_in_shell_script(script: str, paths: dict[str, str], pattern: re.Pattern[str]) -> str:
@@ -46,7 +44,7 @@ def _quote_in_shell_script(script: str, paths: dict[str, str], pattern: re.Patte
 
 def _shell_script_index(argv: list[str]) -> int | None:
     """Index of the script operand when argv is `<shell> [options] -c script ...`."""
-    if not argv or posixpath.basename(argv[0]) not in _SHELLS:
+    if not argv or posixpath.basename(argv[0]) not in SHELLS:
         return None
     has_c = False
     i = 1
