@@ -94,3 +94,25 @@ def single_run(name: str = "demo", algorithm: str = "change123-s3", **extra) -> 
             "process": {"type": "single_run",
                         "algorithms": [{"name": algorithm, "variables": {"TEST_ENV": "blah blah blah"}}]}, **extra}
 
+
+def foreign_notification(strict, bucket: str, events: list[str], filter_rules: list[dict] | None = None) -> None:
+    """Another user's Lambda notification on `bucket` (the bucket made here), put as AWS would let
+    them: their function, its S3 permission, and the waits the strict layer asks for."""
+    import boto3
+
+    def client(service):
+        return boto3.client(service, region_name=REGION)
+
+    client("s3").create_bucket(Bucket=bucket)
+    role = client("iam").create_role(RoleName="theirs", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    strict.clock.sleep(strict.role_propagation_seconds)
+    theirs = client("lambda").create_function(FunctionName="theirs", Runtime="python3.12", Role=role,
+                                              Handler="h.h", Code={"ZipFile": b"PK\x05\x06" + b"\0" * 18})
+    client("lambda").add_permission(FunctionName="theirs", StatementId="s3", Action="lambda:InvokeFunction",
+                                    Principal="s3.amazonaws.com", SourceArn=f"arn:aws:s3:::{bucket}")
+    strict.clock.sleep(strict.permission_propagation_seconds)
+    entry = {"Id": "theirs", "LambdaFunctionArn": theirs["FunctionArn"], "Events": events}
+    if filter_rules:
+        entry["Filter"] = {"Key": {"FilterRules": filter_rules}}
+    client("s3").put_bucket_notification_configuration(
+        Bucket=bucket, NotificationConfiguration={"LambdaFunctionConfigurations": [entry]})

@@ -8,7 +8,7 @@ import threading
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from helpers import REGION, record_algorithm, single_run
+from helpers import REGION, foreign_notification, record_algorithm, single_run
 from moto import mock_aws
 from strict_aws import Clock, StrictAws
 
@@ -41,18 +41,7 @@ def test_an_overlapping_notification_already_on_the_bucket_is_bad_input_and_noth
         moto, change123, write_workflow, capsys):
     """Planned, not discovered half-way: the old engine created 30 resources, then S3 refused."""
     s3 = client("s3")
-    s3.create_bucket(Bucket="demo-in-bucket")
-    role = client("iam").create_role(RoleName="theirs", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    moto.clock.sleep(moto.role_propagation_seconds)
-    theirs = client("lambda").create_function(FunctionName="theirs", Runtime="python3.12", Role=role,
-                                              Handler="h.h", Code={"ZipFile": b"PK\x05\x06" + b"\0" * 18})
-    client("lambda").add_permission(FunctionName="theirs", StatementId="s3", Action="lambda:InvokeFunction",
-                                    Principal="s3.amazonaws.com", SourceArn="arn:aws:s3:::demo-in-bucket")
-    moto.clock.sleep(moto.permission_propagation_seconds)
-    s3.put_bucket_notification_configuration(Bucket="demo-in-bucket", NotificationConfiguration={
-        "LambdaFunctionConfigurations": [{"Id": "theirs", "LambdaFunctionArn": theirs["FunctionArn"],
-                                          "Events": ["s3:ObjectCreated:Put"],
-                                          "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "data/"}]}}}]})
+    foreign_notification(moto, "demo-in-bucket", ["s3:ObjectCreated:Put"], [{"Name": "prefix", "Value": "data/"}])
     path = write_workflow(single_run(filter={"prefix": "data/2026/"}))
     with watch_calls() as calls:
         assert cli.setup_pipe_main(["-f", path]) == 2

@@ -5,7 +5,7 @@ import json
 
 import boto3
 import pytest
-from helpers import REGION, free_port, record_algorithm, single_run
+from helpers import REGION, foreign_notification, free_port, record_algorithm, single_run
 from moto.server import ThreadedMotoServer
 
 from yunpipe import cli
@@ -139,18 +139,7 @@ def _setup_refuses(path, *args):
 
 def test_an_overlapping_notification_blocks_and_setup_pipe_refuses_it_in_the_same_words(
         moto, change123, write_workflow, capsys):
-    s3 = client("s3")
-    s3.create_bucket(Bucket="demo-in-bucket")
-    role = client("iam").create_role(RoleName="theirs", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    moto.clock.sleep(moto.role_propagation_seconds)
-    theirs = client("lambda").create_function(FunctionName="theirs", Runtime="python3.12", Role=role,
-                                              Handler="h.h", Code={"ZipFile": b"PK\x05\x06" + b"\0" * 18})
-    client("lambda").add_permission(FunctionName="theirs", StatementId="s3", Action="lambda:InvokeFunction",
-                                    Principal="s3.amazonaws.com", SourceArn="arn:aws:s3:::demo-in-bucket")
-    moto.clock.sleep(moto.permission_propagation_seconds)
-    s3.put_bucket_notification_configuration(Bucket="demo-in-bucket", NotificationConfiguration={
-        "LambdaFunctionConfigurations": [{"Id": "theirs", "LambdaFunctionArn": theirs["FunctionArn"],
-                                          "Events": ["s3:ObjectCreated:*"]}]})
+    foreign_notification(moto, "demo-in-bucket", ["s3:ObjectCreated:*"])
     path = write_workflow(single_run())
     status, lines = doctor(capsys, "-f", path)
     assert status == 1 and lines[-1] == "1 problem(s) would stop setup-pipe (✗), 1 warning(s) (!)."
