@@ -43,7 +43,6 @@ and message AWS gives:
   reference's range; "Task count can not be greater than 10", artilleryio/artillery#595); a task
   definition over 65,536 bytes as sent (ClientException "Actual length: '66420'. Max allowed length
   is '65536' bytes.", awsdocs/amazon-ecs-developer-guide#149).
-
 - Starting tasks and holding messages (issue 20, items 4, 5, 9, 10):
   - ECS RunTask answers `failures`, starting only what fits, with "The requested CPU configuration is
     above your limit" when the account's Fargate on-demand vCPUs in use would pass `fargate_vcpu_limit`
@@ -79,7 +78,6 @@ and message AWS gives:
   or without the permission, drops it. PutFunctionEventInvokeConfig refuses an SQS destination the
   execution role may not send to ("The provided execution role does not have permissions to call
   SendMessage on SQS"; elastic/beats#13963).
-
 - ECS: RunTask with `assignPublicIp` ENABLED on EC2 (launch type EC2, or an Auto Scaling group
   capacity provider): "Assign public IP is not supported for this launch type."
   (aws/amazon-ecs-cli#627, aws/aws-cdk#13348, aws/containers-roadmap#450).
