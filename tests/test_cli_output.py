@@ -25,3 +25,17 @@ def test_a_progress_bar_writes_no_terminal_codes_when_stderr_is_not_a_terminal(c
         update(500)
     captured = capsys.readouterr()
     assert captured.err == "" and captured.out == ""
+
+
+def test_a_cwl_key_of_escaped_surrogates_is_refused_on_one_printable_line(tmp_path, capsys, monkeypatch):
+    # Found by tests/test_fuzz_specs.py: CWL's reader keeps "\ud800\udc00" as two lone surrogates,
+    # which a strict UTF-8 stream (pytest's capture here; a log file opened so) cannot write.
+    from yunpipe import cli
+
+    monkeypatch.setenv("YUNPIPE_HOME", str(tmp_path / "home"))
+    tool = tmp_path / "tool.cwl"
+    tool.write_text('{"cwlVersion": "v1.2", "class": "CommandLineTool", "baseCommand": ["wc", "-l"], '
+                    '"inputs": {}, "outputs": {}, "\\ud800\\udc00": null}')
+    assert cli.main(["wrap", "--dry-run", "-f", str(tool)]) == 2
+    errors = capsys.readouterr().err
+    assert errors.count("\n") == 1 and "invalid field `\\ud800\\udc00`" in errors, errors

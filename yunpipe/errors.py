@@ -1,7 +1,15 @@
 """Errors yunpipe reports to its user, with the exit status each one means."""
 import re
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]")
+# What would break a message's one line, or its printing: control characters, line separators,
+# and lone surrogates (from a JSON escape like "\ud800", or a file name that is not UTF-8), which
+# no UTF-8 stream can write.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85\ud800-\udfff]")
+
+
+def one_line(text: str) -> str:
+    """The text with what _UNPRINTABLE matches written as escapes (\\n, \\ud800)."""
+    return _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 class YunpipeError(Exception):
@@ -24,7 +32,7 @@ class InputError(YunpipeError):
         self.expected = expected
         where = f"{source}: {field}" if field else source
         # One line, whatever a file put in a key or a value the message repeats.
-        super().__init__(_CONTROL.sub(lambda m: repr(m.group())[1:-1], f"{where}: {expected}"))
+        super().__init__(one_line(f"{where}: {expected}"))
 
 
 class NotFoundError(YunpipeError):
