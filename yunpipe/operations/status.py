@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from yunpipe.aws.reader import NOT_FOUND, Reader
-from yunpipe.engine.graph import Layout, chain_of
+from yunpipe.engine.graph import Layout, Placement, chain_of
 from yunpipe.engine.state import PipelineSummary
 from yunpipe.runtime.contract import TASK_STARTS_MARKER, read_task_starts_line
 
@@ -148,11 +148,9 @@ def render_not_started(record: NotStarted, region: str) -> list[str]:
     return lines
 
 
-def step_results(reader: Reader, summary: PipelineSummary, step: str) -> dict[str, datetime]:
+def step_results(reader: Reader, placement: Placement) -> dict[str, datetime]:
     """The results a step has written: input key -> when (its output bucket, under the prefix a
     step of several final ones writes to)."""
-    layout = Layout.from_document(summary.layout) if summary.layout else chain_of(summary)
-    placement = layout.step(step)
     objects = reader.pages("s3", "list_objects_v2", "Contents", ("NoSuchBucket",), Bucket=placement.output_bucket,
                            Prefix=placement.output_prefix)
     return {o["Key"][len(placement.output_prefix):]: o["LastModified"] for o in objects if not o["Key"].endswith("/")}
@@ -176,6 +174,7 @@ def collect(reader: Reader, summary: PipelineSummary, failures: int | None = 5,
     """failures: how many of each step's newest failure reports to read (None: all); 0 reads none,
     nor the launchers' logs, nor the results (the demo's polling)."""
     steps = []
+    layout = Layout.from_document(summary.layout) if summary.layout else chain_of(summary)
     for step in summary.steps:
         waiting, in_flight = _queue_counts(reader, step.queue)
         dead, dead_in_flight = _queue_counts(reader, step.dead_letter_queue)
@@ -186,7 +185,7 @@ def collect(reader: Reader, summary: PipelineSummary, failures: int | None = 5,
         undelivered = sum(_queue_counts(reader, step.failed_events_queue)) if step.failed_events_queue else 0
         done = None
         if failures != 0:
-            written = step_results(reader, summary, step.name)
+            written = step_results(reader, layout.step(step.name))
             done = len(written)
             reports = tuple({**r, "superseded": superseded(r, written)} for r in reports)
         steps.append(StepStatus(step.name, waiting, in_flight, dead + dead_in_flight, running, reports, not_started,
