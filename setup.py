@@ -19,7 +19,8 @@ setup(
     # non-editable install carries the Dockerfile templates and the examples the demo runs.
     packages=[*find_packages(include=("yunpipe", "yunpipe.*")), "yunpipe.templates", "yunpipe.examples"],
     package_dir={"yunpipe.templates": "templates", "yunpipe.examples": "examples"},
-    package_data={"yunpipe.templates": ["*/*.j2", "*/*.json"], "yunpipe.examples": ["*/*"]},
+    package_data={"yunpipe.templates": ["*/*.j2", "*/*.json"], "yunpipe.examples": ["*/*"],
+                  "yunpipe.runtime.accounting": ["*.json"]},
     install_requires=[
         "boto3>=1.28,<2",
         "docker>=7.0,<8",

@@ -56,7 +56,11 @@ def test_dry_run_writes_the_build_context(home, tmp_path):
     worker = REPO / "yunpipe" / "runtime" / "worker"
     assert sorted(p.name for p in (lib / "runtime" / "worker").iterdir()) == sorted(p.name for p in worker.glob("*.py"))
     assert (lib / "runtime" / "worker" / "main.py").read_text() == (worker / "main.py").read_text()
-    assert sorted(p.name for p in (lib / "runtime").iterdir()) == ["__init__.py", "contract.py", "worker"]
+    assert sorted(p.name for p in (lib / "runtime").iterdir()) == ["__init__.py", "accounting", "contract.py", "worker"]
+    # Accounting ships whole with its price table: the worker writes records and settles runs.
+    accounting = REPO / "yunpipe" / "runtime" / "accounting"
+    assert sorted(p.name for p in (lib / "runtime" / "accounting").iterdir()) == sorted(
+        p.name for p in accounting.iterdir() if p.suffix in (".py", ".json"))
     dockerfile = (out / "Dockerfile").read_text()
     assert "FROM wangyx2005/change123\n" in dockerfile and "apt-get install" in dockerfile
     assert 'org.yunpipe.algorithm.version="1"' in dockerfile

@@ -3,7 +3,7 @@ cloud), never in Lambda, and is not in the zip.
 
 The zip holds what the launcher imports, at its package path: empty stand-ins for
 ``yunpipe/__init__.py`` and ``yunpipe/runtime/__init__.py`` (the host package's are not the
-launcher's), the contract and the launcher's modules. HANDLER is their dotted path, as AWS
+launcher's), the contract, the launcher's and accounting's modules. HANDLER is their dotted path, as AWS
 Lambda's Python runtime (and moto's Docker Lambda) import it.
 """
 from __future__ import annotations
@@ -21,14 +21,17 @@ MEMORY_MIB = 128
 def launcher_files() -> list[tuple[str, bytes]]:
     """(path in the zip, bytes) of every file the launcher needs, in a fixed order."""
     runtime = importlib.resources.files("yunpipe.runtime")
-    launcher = runtime.joinpath("launcher")
-    modules = sorted(entry.name for entry in launcher.iterdir() if entry.name.endswith(".py"))
-    return [
+    files = [
         ("yunpipe/__init__.py", b""),
         ("yunpipe/runtime/__init__.py", b""),
         ("yunpipe/runtime/contract.py", runtime.joinpath("contract.py").read_bytes()),
-        *((f"yunpipe/runtime/launcher/{name}", launcher.joinpath(name).read_bytes()) for name in modules),
     ]
+    # The launcher's modules, and accounting's (it settles runs on its schedule) with its price table.
+    for package in ("launcher", "accounting"):
+        folder = runtime.joinpath(package)
+        names = sorted(entry.name for entry in folder.iterdir() if entry.name.endswith((".py", ".json")))
+        files += [(f"yunpipe/runtime/{package}/{name}", folder.joinpath(name).read_bytes()) for name in names]
+    return files
 
 
 def launcher_zip() -> bytes:

@@ -136,17 +136,22 @@ def worker_path() -> Path:
     return Path(str(resources.files("yunpipe.runtime.worker").joinpath("__init__.py")))
 
 
+# The runtime's files a task or the launcher needs: its modules, and accounting's price table.
+SHIPPED = (".py", ".json")
+
+
 def worker_files() -> list[tuple[PurePosixPath, bytes]]:
     """(path under the image's lib folder, bytes) of the worker and what it imports: the
-    contract and the worker's modules, under empty stand-ins for the parent packages' __init__.py
+    contract, the worker's and accounting's modules, under empty stand-ins for the parent packages' __init__.py
     (the host package's would import the host's dependencies)."""
     runtime = resources.files("yunpipe.runtime")
-    worker = runtime.joinpath("worker")
     root = PurePosixPath("yunpipe")
     files = [(root / "__init__.py", b""), (root / "runtime" / "__init__.py", b""),
              (root / "runtime" / "contract.py", runtime.joinpath("contract.py").read_bytes())]
-    files += [(root / "runtime" / "worker" / name, worker.joinpath(name).read_bytes())
-              for name in sorted(entry.name for entry in worker.iterdir() if entry.name.endswith(".py"))]
+    for package in ("worker", "accounting"):
+        folder = runtime.joinpath(package)
+        files += [(root / "runtime" / package / name, folder.joinpath(name).read_bytes())
+                  for name in sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(SHIPPED))]
     return files
 
 
