@@ -45,6 +45,8 @@ DEFAULT_VISIBILITY_SECONDS = 300
 # would lose its message, and another task would run the same file again. So a job's
 # timeout_seconds and a queue's visibility timeout are at most this.
 MAX_VISIBILITY_SECONDS = 43200
+# A drop-run (the files other S3 clients drop) closes once no new file came for this long.
+DEFAULT_QUIET_SECONDS = 120
 # Jobs one worker runs at once. 1 for a task definition that does not say (it behaves as
 # before); the deploy engine sets the step's own, by default the task's vCPUs.
 DEFAULT_PARALLELISM = 1
@@ -99,6 +101,15 @@ class WorkerConfig:
     # The step's own limit per job; 0 keeps the algorithm's timeout_seconds.
     timeout_seconds: int = 0
     parallelism: int = DEFAULT_PARALLELISM
+    # Accounting (yunpipe/runtime/accounting): what the task is billed for (CPU units, MiB, and
+    # FARGATE, FARGATE_SPOT or the capacity provider of the EC2 instances it runs on), whether
+    # jobs and runs are recorded, a drop-run's quiet period, the pipeline's SNS topic ("" if none).
+    task_cpu: int = 0
+    task_memory: int = 0
+    capacity: str = ""
+    accounting: bool = True
+    quiet_seconds: int = DEFAULT_QUIET_SECONDS
+    topic_arn: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], strict: bool = True) -> WorkerConfig:
@@ -115,6 +126,13 @@ class WorkerConfig:
                 if strict:
                     raise
                 return default
+
+        try:
+            accounting = _flag(environ, "YUNPIPE_ACCOUNTING", default=True)
+        except ValueError:
+            if strict:
+                raise
+            accounting = True
 
         return cls(
             queue_url=environ.get(QUEUE_URL_VARIABLE, ""),
@@ -134,6 +152,12 @@ class WorkerConfig:
             image=environ.get("YUNPIPE_IMAGE", ""),
             timeout_seconds=_int("YUNPIPE_TIMEOUT_SECONDS", 0, 0),
             parallelism=_int("YUNPIPE_PARALLELISM", DEFAULT_PARALLELISM, 1),
+            task_cpu=_int("YUNPIPE_TASK_CPU", 0, 0),
+            task_memory=_int("YUNPIPE_TASK_MEMORY", 0, 0),
+            capacity=environ.get("YUNPIPE_CAPACITY", ""),
+            accounting=accounting,
+            quiet_seconds=_int("YUNPIPE_QUIET_SECONDS", DEFAULT_QUIET_SECONDS, 1),
+            topic_arn=environ.get("YUNPIPE_TOPIC_ARN", ""),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -155,6 +179,12 @@ class WorkerConfig:
             "YUNPIPE_IMAGE": self.image,
             "YUNPIPE_TIMEOUT_SECONDS": str(self.timeout_seconds),
             "YUNPIPE_PARALLELISM": str(self.parallelism),
+            "YUNPIPE_TASK_CPU": str(self.task_cpu),
+            "YUNPIPE_TASK_MEMORY": str(self.task_memory),
+            "YUNPIPE_CAPACITY": self.capacity,
+            "YUNPIPE_ACCOUNTING": "1" if self.accounting else "0",
+            "YUNPIPE_QUIET_SECONDS": str(self.quiet_seconds),
+            "YUNPIPE_TOPIC_ARN": self.topic_arn,
         }
 
 
@@ -251,8 +281,8 @@ def _is_join_entry(entry: Any) -> bool:
                                            for field in JoinInput._fields)
 
 
-def _flag(env: Mapping[str, str], var: str) -> bool:
-    value = env.get(var, "").strip() or "0"
+def _flag(env: Mapping[str, str], var: str, default: bool = False) -> bool:
+    value = env.get(var, "").strip() or ("1" if default else "0")
     if value not in ("0", "1"):
         raise ConfigError(f"{var} must be 1 or 0, got {value!r}")
     return value == "1"
@@ -280,6 +310,11 @@ class LauncherConfig:
     gather: bool = False
     # "" for a launcher without an on-failure destination: its scheduled runs recover nothing.
     failed_events_url: str = ""
+    # Accounting: the reports bucket whose open runs its scheduled runs settle, and the topic
+    # a settled run is announced on ("" if none).
+    report_bucket: str = ""
+    accounting: bool = True
+    topic_arn: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LauncherConfig:
@@ -335,6 +370,9 @@ class LauncherConfig:
             claim_bucket=claim_bucket,
             gather=gather,
             failed_events_url=env.get(FAILED_EVENTS_URL_VARIABLE, "").strip(),
+            report_bucket=env.get("YUNPIPE_REPORT_BUCKET", "").strip(),
+            accounting=_flag(env, "YUNPIPE_ACCOUNTING", default=True),
+            topic_arn=env.get("YUNPIPE_TOPIC_ARN", "").strip(),
         )
 
     @property
@@ -358,6 +396,9 @@ class LauncherConfig:
             "YUNPIPE_CLAIM_BUCKET": self.claim_bucket,
             "YUNPIPE_GATHER": "1" if self.gather else "0",
             FAILED_EVENTS_URL_VARIABLE: self.failed_events_url,
+            "YUNPIPE_REPORT_BUCKET": self.report_bucket,
+            "YUNPIPE_ACCOUNTING": "1" if self.accounting else "0",
+            "YUNPIPE_TOPIC_ARN": self.topic_arn,
         }
 
 

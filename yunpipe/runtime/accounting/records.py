@@ -35,7 +35,6 @@ DONE_OUTCOMES = ("ok", "skipped")
 # How a run was opened. A drop-run gathers the files other S3 clients drop; it closes after the
 # workflow's quiet period without a new one.
 RUN_KINDS = ("upload", "submit", "drop")
-DEFAULT_QUIET_SECONDS = 120
 LOG_TAIL_CHARS = 2048
 # S3 keys are at most 1024 bytes (UTF-8); a record whose key would be longer is named by its
 # input key's SHA-256 instead (the record's body still holds the key).

@@ -15,6 +15,8 @@ import threading
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 
+from botocore.exceptions import ClientError
+
 from .records import RUN_METADATA, drop_key, manifest_key, now_iso, open_key, parse_iso, run_id
 
 # A run's name as records.run_id makes it; anything else in the metadata is not a run of ours.
@@ -35,13 +37,13 @@ def run_from_metadata(metadata: Mapping[str, str] | None) -> str | None:
     return value if RUN_NAME.match(value) else None
 
 
-def _precondition_failed(error: Exception) -> bool:
+def _precondition_failed(error: ClientError) -> bool:
     response = getattr(error, "response", None) or {}
     code = str(response.get("Error", {}).get("Code", ""))
     return code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
 
 
-def _missing(error: Exception) -> bool:
+def _missing(error: ClientError) -> bool:
     response = getattr(error, "response", None) or {}
     return str(response.get("Error", {}).get("Code", "")) in ("NoSuchKey", "404", "NotFound")
 
@@ -88,7 +90,7 @@ def _remember(bucket: str, pipeline: str, state: dict[str, Any]) -> None:
 def _read_state(s3: Any, bucket: str, pipeline: str) -> tuple[dict[str, Any] | None, str | None]:
     try:
         answer = s3.get_object(Bucket=bucket, Key=drop_key(pipeline))
-    except Exception as error:  # botocore's ClientError, without importing botocore here
+    except ClientError as error:
         if _missing(error):
             return None, None
         raise
@@ -101,7 +103,7 @@ def _write_state(s3: Any, bucket: str, pipeline: str, state: dict[str, Any], eta
     try:
         s3.put_object(Bucket=bucket, Key=drop_key(pipeline), Body=json.dumps(state).encode(),
                       ContentType="application/json", **condition)
-    except Exception as error:
+    except ClientError as error:
         if _precondition_failed(error):
             return False
         raise
@@ -120,7 +122,7 @@ def write_manifest(s3: Any, bucket: str, pipeline: str, manifest: Mapping[str, A
     try:
         s3.put_object(Bucket=bucket, Key=manifest_key(pipeline, manifest["run"]), IfNoneMatch="*",
                       Body=json.dumps(manifest, indent=1).encode(), ContentType="application/json")
-    except Exception as error:
+    except ClientError as error:
         if _precondition_failed(error):
             return False
         raise

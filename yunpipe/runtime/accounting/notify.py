@@ -1,0 +1,56 @@
+"""Announcing on the pipeline's SNS topic: a run settled, and a run's first dead-lettered file
+(once per run: a conditional write of records.first_failure_key decides which worker tells).
+
+Each message is JSON (what a program subscribed reads) with a one-line subject (what a person
+reads in an e-mail's subject), at most SUBJECT_CHARS of printable ASCII as SNS requires.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Mapping
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .records import first_failure_key
+
+log = logging.getLogger("yunpipe.accounting")
+SUBJECT_CHARS = 100
+
+
+def subject_line(text: str) -> str:
+    """SNS takes a subject of ASCII printable characters, no line breaks, under 100 characters."""
+    cleaned = "".join(c if c.isascii() and c.isprintable() else "?" for c in text)
+    return cleaned[:SUBJECT_CHARS]
+
+
+def publish(sns: Any, topic_arn: str, subject: str, message: Mapping[str, Any]) -> bool:
+    """Publish one message; a failure is logged, never raised (a notification never stops the work)."""
+    if not topic_arn:
+        return False
+    try:
+        sns.publish(TopicArn=topic_arn, Subject=subject_line(subject), Message=json.dumps(message, indent=1))
+    except (BotoCoreError, ClientError) as error:
+        log.error("cannot publish to %s: %s", topic_arn, error)
+        return False
+    return True
+
+
+def first_failure(s3: Any, sns: Any, bucket: str, topic_arn: str, record: Mapping[str, Any]) -> bool:
+    """Announce a dead-lettered file if it is its run's first (True when this call announced it)."""
+    if not topic_arn or not record.get("run"):
+        return False
+    marker = {"step": record["step"], "key": record["key"], "outcome": record["outcome"],
+              "reason": record.get("reason"), "at": record.get("finished_at")}
+    try:
+        s3.put_object(Bucket=bucket, Key=first_failure_key(record["pipeline"], record["run"]), IfNoneMatch="*",
+                      Body=json.dumps(marker).encode(), ContentType="application/json")
+    except ClientError as error:
+        code = str((getattr(error, "response", None) or {}).get("Error", {}).get("Code", ""))
+        if code not in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+            log.error("cannot record the first failure of run %s: %s", record["run"], error)
+        return False
+    message = {"event": "first-failure", "pipeline": record["pipeline"], "run": record["run"], **marker,
+               "report": record.get("report"), "log_tail": record.get("log_tail")}
+    subject = f"yunpipe {record['pipeline']}: {record['key']} failed in {record['step']} ({record['outcome']})"
+    return publish(sns, topic_arn, subject, message)
