@@ -178,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = verbs.add_parser("status", help="queues, tasks and failures of a pipeline")
     status.add_argument("pipeline")
     status.add_argument("--all", action="store_true", help="every failure report (default: each step's newest 5)")
+    status.add_argument("--json", action="store_true", help="print it as JSON")
     add_aws_options(status)
     logs = verbs.add_parser("logs", help="read a pipeline's task logs")
     logs.add_argument("pipeline")
