@@ -45,6 +45,8 @@ setup(
                              "ruff>=0.17,<0.18", "mypy>=2.4,<3", "types-PyYAML>=6.0,<7",
                              # tests/botocore_model.py matches botocore's patterns, written for Java (\p{L}).
                              "regex>=2024.4,<2028",
+                             # tests/test_report_browser.py drives Debian's chromium (scripts/bootstrap.sh installs it).
+                             "selenium>=4.20,<5",
                              # AWS's CloudFormation resource schemas, for `yunpipe export` (tests/test_export.py).
                              # Pinned to one minor: each release adds rules, and the test wants zero findings.
                              "cfn-lint>=1.58,<1.59"]},
