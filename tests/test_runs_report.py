@@ -87,6 +87,7 @@ def test_report_of_an_open_run_is_the_summary_so_far_marked_open(s3, both, capsy
     assert status == 0
     assert out.startswith(f"Run {acct.OPEN} of acct (submit, opened {acct.at(0, acct.OPENED)}): OPEN: still running, "
                           "these are the counts so far (10 min")
+    assert "step resize: 2 ok, 1 retrying, 2 waiting; time p50 4.0 s" in out
     status, out, _ = run(["report", "acct", "--json"], capsys)
     document = json.loads(out)
     assert (document["run"], document["open"], document["settled_at"], document["inputs"]) == (acct.OPEN, True, None, 5)
@@ -97,6 +98,9 @@ def test_report_of_an_open_run_is_the_summary_so_far_marked_open(s3, both, capsy
     assert resize["wall_seconds"] == {"p50": 4.0, "p95": 5.0, "max": 5.0}
     assert resize["peak_memory_mib"] == {"p50": 350.0, "max": 380.0} and resize["memory_limit_mib"] == 2048
     assert document["failures"] == []
+    # An open run's own field: the files still on their way.
+    assert document["progress"] == {"resize": {"done": 2, "failed": 0, "retrying": 1, "waiting": 2},
+                                    "count": {"done": 1, "failed": 0, "retrying": 0}}
     # Both tasks still run: their cost is counted up to now, and said to be an estimate.
     assert document["cost"]["estimated"] is True and document["cost"]["total"] > 0
     assert document["task_seconds"] >= 2 * 590  # two tasks, both about ten minutes old
@@ -201,3 +205,30 @@ def test_status_json(s3, capsys):
         ("acct", "acct-in-bucket", 1, 0)
     assert [(s["name"], s["waiting"], s["done"], s["not_started"]) for s in document["steps"]] == [
         ("resize", 1, 0, None), ("count", 0, 0, None)]
+
+
+def test_a_drop_run_counts_the_files_its_first_step_took(s3, capsys):
+    """A drop-run has no list of inputs (manifest inputs null): nothing is known to wait."""
+    run_name = records.run_id("drop", acct.OPENED)
+    acct.put(s3, records.manifest_key("acct", run_name), {
+        "version": 1, "run": run_name, "pipeline": "acct", "kind": "drop", "opened_at": acct.at(0, acct.OPENED),
+        "inputs": None, "closes_after": 300, "by": "s3"})
+    owner = acct.task("resize", 3, 0, None, acct.OPENED)
+    acct.write_jobs(s3, [acct.job(run_name, "resize", key, owner, 1, 2.0, 100, base=acct.OPENED)
+                         for key in ("x.tif", "y.tif")], [])
+    status, out, _ = run(["runs", "acct"], capsys)
+    assert status == 0 and out.splitlines()[:3] == [
+        f"{run_name}  drop  opened {acct.at(0, acct.OPENED)}  OPEN  ? input(s)",
+        "    resize: 2 done, 0 failed", "    count: 0 done, 0 failed"]
+    document = json.loads(run(["report", "acct", run_name, "--json"], capsys)[1])
+    assert (document["kind"], document["inputs"], document["steps"]["resize"]["ok"]) == ("drop", 2, 2)
+
+
+def test_the_html_report_shows_the_first_200_failures_and_says_how_many_more(s3, both, tmp_path, capsys):
+    many = {**both, "failures": [{**both["failures"][1], "key": f"bad-{n:03d}.tif"} for n in range(230)]}
+    acct.put(s3, records.summary_key("acct", acct.SETTLED), many)
+    page = tmp_path / "many.html"
+    assert run(["report", "acct", acct.SETTLED, "--html", str(page)], capsys)[0] == 0
+    html = page.read_text()
+    assert "Failures (230)" in html and "bad-199.tif" in html and "bad-200.tif" not in html
+    assert f"And 30 more: <code>yunpipe report acct {acct.SETTLED} --json</code> lists every one." in html

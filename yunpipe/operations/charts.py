@@ -47,6 +47,11 @@ def _svg(figure: Figure, name: str) -> str:
     return text[text.index("<svg"):].replace("<svg ", f'<svg class="chart" data-chart="{name}" ', 1)
 
 
+def _dot(count: int) -> float:
+    """A dot's area: smaller as a row holds more of them, so a thousand tries stay apart."""
+    return 16.0 if count < 200 else 6.0
+
+
 def _jitter(count: int) -> list[float]:
     """Offsets that spread a row's dots without randomness (the same report draws the same)."""
     return [((index * 0.618034) % 1.0 - 0.5) * 0.5 for index in range(count)]
@@ -80,8 +85,10 @@ def outcomes(summary: dict[str, Any]) -> str | None:
             values = [counts[n][outcome] for n in names]
             if any(values):
                 bars = axes.barh(names, values, left=left, color=OUTCOME_COLOURS[outcome], label=outcome, height=0.6)
-                axes.bar_label(bars, labels=[str(v) if v else "" for v in values], label_type="center",
-                               color="white", fontsize=9)
+                # A count is written in its bar when the bar is wide enough to hold it.
+                widest = max(sum(c.values()) for c in counts.values())
+                axes.bar_label(bars, labels=[str(v) if v >= widest * 0.04 else "" for v in values],
+                               label_type="center", color="white", fontsize=9)
                 left = [a + b for a, b in zip(left, values, strict=True)]
         axes.set_xlabel("files")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -104,7 +111,7 @@ def durations(jobs: list[dict], order: list[str]) -> str | None:
             axes.boxplot([[j["wall_seconds"] for j in mine]], positions=[row], orientation="horizontal", widths=0.6,
                          showfliers=False, medianprops={"color": "#333333"}, boxprops={"color": "#888888"},
                          whiskerprops={"color": "#888888"}, capprops={"color": "#888888"})
-            axes.scatter([j["wall_seconds"] for j in mine], [row + d for d in _jitter(len(mine))], s=14, zorder=3,
+            axes.scatter([j["wall_seconds"] for j in mine], [row + d for d in _jitter(len(mine))], s=_dot(len(mine)), zorder=3,
                          c=[OUTCOME_COLOURS[j["outcome"]] for j in mine], alpha=0.8, linewidths=0)
         axes.set_yticks(range(len(steps)), steps)
         axes.set_xlabel("seconds per try")
@@ -127,7 +134,7 @@ def memory(jobs: list[dict], order: list[str]) -> str | None:
             mine = [j for j in measured if j["step"] == step]
             peaks = [float(j["peak_memory_mib"]) for j in mine]
             limits = [float(j["memory_limit_mib"]) for j in mine if isinstance(j.get("memory_limit_mib"), (int, float))]
-            axes.scatter(peaks, [row + d for d in _jitter(len(mine))], s=16, zorder=3, alpha=0.85, linewidths=0,
+            axes.scatter(peaks, [row + d for d in _jitter(len(mine))], s=_dot(len(mine)), zorder=3, alpha=0.85, linewidths=0,
                          c=[OUTCOME_COLOURS[j["outcome"]] for j in mine])
             if limits:
                 axes.plot([max(limits)] * 2, [row - 0.4, row + 0.4], color=LIMIT_COLOUR, linewidth=2, zorder=4)

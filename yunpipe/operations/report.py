@@ -77,6 +77,9 @@ def build(reader: Reader, summary: PipelineSummary, run: str, jobs: bool = True,
         document = {**found.summary, "open": False}
     else:
         document = {**summarize(summary, found, cost.load_prices(), now), "open": not found.settled}
+        if document["open"]:
+            # What the summary of a settled run has no need of: the files still on their way.
+            document["progress"] = runs.step_progress(summary, found)
     document["skipped"] = found.skipped
     return Report(document, found)
 
@@ -107,11 +110,14 @@ def took(document: dict[str, Any], now: datetime | None = None) -> float | None:
     return max((end - opened).total_seconds(), 0.0)
 
 
-def step_line(name: str, step: Any) -> str:
-    step = mapping(step)
+def step_line(name: str, step: Any, progress: Any = None) -> str:
+    """A step's counts, times and memory in a line; `progress` (an open run's) adds its files
+    still retrying or waiting."""
+    step, progress = mapping(step), mapping(progress)
     counts = ", ".join(f"{step[o]} {o}" for o in records.OUTCOMES if is_number(step.get(o)) and step[o])
     wall, peak = mapping(step.get("wall_seconds")), mapping(step.get("peak_memory_mib"))
     line = f"step {name}: {counts or 'nothing finished'}"
+    line += "".join(f", {progress[n]} {n}" for n in ("retrying", "waiting") if progress.get(n))
     if wall.get("max") is not None:
         line += f"; time p50 {duration(wall.get('p50'))}, p95 {duration(wall.get('p95'))}, max {duration(wall['max'])}"
     if peak.get("max") is not None:
@@ -133,6 +139,11 @@ def money(spent: Any) -> str:
     return amount(spent) + estimated
 
 
+def step_lines(document: dict[str, Any]) -> list[str]:
+    progress = mapping(document.get("progress"))
+    return [step_line(name, step, progress.get(name)) for name, step in mapping(document.get("steps")).items()]
+
+
 def render(document: dict[str, Any]) -> str:
     """The report as text."""
     run, pipeline = document.get("run"), document.get("pipeline")
@@ -144,7 +155,7 @@ def render(document: dict[str, Any]) -> str:
         state = "settled, but its summary cannot be read: these counts are from its records"
     lines = [f"Run {run} of {pipeline} ({document.get('kind') or '?'}, opened {document.get('opened_at') or '?'}): "
              f"{state}", f"inputs: {document.get('inputs', '?')}"]
-    lines += [step_line(name, step) for name, step in mapping(document.get("steps")).items()]
+    lines += step_lines(document)
     failures = [f for f in document.get("failures") or [] if isinstance(f, dict)]
     if failures:
         lines.append(f"failures ({len(failures)}):")

@@ -7,15 +7,18 @@ import jinja2
 
 from yunpipe.engine.state import PipelineSummary
 from yunpipe.operations import charts
-from yunpipe.operations.report import Report, amount, duration, step_line, took
-from yunpipe.operations.runs import mapping
+from yunpipe.operations.report import Report, amount, duration, step_lines, took
+from yunpipe.operations.runs import is_number, mapping
+from yunpipe.runtime.accounting import records
+
+# A page of more failures than this is not read but searched: --json has them all.
+FAILURES_SHOWN = 200
 
 
 def render(report: Report, summary: PipelineSummary, now: datetime | None = None) -> str:
     document, found = report.summary, report.records
     order = [s.name for s in summary.steps]
-    environment = jinja2.Environment(loader=jinja2.PackageLoader("yunpipe.templates", "report"),
-                                     autoescape=True)
+    environment = jinja2.Environment(loader=jinja2.PackageLoader("yunpipe.templates", "report"), autoescape=True)
     figures = [
         ("How the files ended, per step", charts.outcomes(document),
          "No file has finished a step yet."),
@@ -26,11 +29,16 @@ def render(report: Report, summary: PipelineSummary, now: datetime | None = None
         ("Peak memory against the step's limit", charts.memory(found.jobs, order),
          "No try has recorded its memory yet."),
     ]
-    steps, spent = mapping(document.get("steps")), mapping(document.get("cost"))
+    spent = mapping(document.get("cost"))
+    failures = [f for f in document.get("failures") or [] if isinstance(f, dict)]
+    seconds = document.get("task_seconds")
+    # A settled run is read from its summary; an open one (or an unreadable summary) from its records.
+    source = records.run_prefix(summary.pipeline, found.run) if found.summary is None else \
+        records.summary_key(summary.pipeline, found.run)
     return environment.get_template("report.html.j2").render(
-        document=document, summary=summary, figures=figures,
-        steps=[step_line(name, step) for name, step in steps.items()],
-        failures=[f for f in document.get("failures") or [] if isinstance(f, dict)],
-        took=duration(took(document, now)), cost=amount(spent), estimated=bool(spent.get("estimated")),
-        assumptions=spent.get("assumptions") or [],
-        written=(now or datetime.now(timezone.utc)).isoformat(timespec="seconds"))
+        document=document, summary=summary, figures=figures, steps=step_lines(document),
+        failures=failures[:FAILURES_SHOWN], failed=len(failures), took=duration(took(document, now)),
+        seconds=f"{seconds:.1f}" if is_number(seconds) else "?",
+        cost=amount(spent), estimated=bool(spent.get("estimated")), assumptions=spent.get("assumptions") or [],
+        written=(now or datetime.now(timezone.utc)).isoformat(timespec="seconds"),
+        source=f"s3://{summary.reports_bucket}/{source}")
