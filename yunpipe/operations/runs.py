@@ -261,7 +261,9 @@ def progress(reader: Reader, summary: PipelineSummary, run: str) -> dict[str, An
 
 
 def all_progress(reader: Reader, summary: PipelineSummary) -> list[dict[str, Any]]:
-    return [progress(reader, summary, run) for run in list_runs(reader, summary)]
+    """Every run's progress, oldest first; the runs are read side by side (three small reads each)."""
+    with ThreadPoolExecutor(READERS) as pool:
+        return list(pool.map(lambda run: progress(reader, summary, run), list_runs(reader, summary)))
 
 
 def render(summary: PipelineSummary, runs: list[dict[str, Any]]) -> str:
