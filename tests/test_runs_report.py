@@ -232,3 +232,11 @@ def test_the_html_report_shows_the_first_200_failures_and_says_how_many_more(s3,
     html = page.read_text()
     assert "Failures (230)" in html and "bad-199.tif" in html and "bad-200.tif" not in html
     assert f"And 30 more: <code>yunpipe report acct {acct.SETTLED} --json</code> lists every one." in html
+
+
+@pytest.mark.parametrize("where", ["no/such/folder/r.html", "."])
+def test_report_html_to_a_missing_folder_or_a_folder_is_exit_2_before_reading_anything(moto, where, capsys):
+    """Checked before the pipeline is looked up: no pipeline at all here."""
+    status, _, err = run(["report", "acct", "--html", where], capsys)
+    assert status == 2
+    assert err.strip() == f"error: report: --html: expected a file in an existing folder, got '{where}'"
