@@ -108,7 +108,7 @@ def write_settled(s3) -> dict:
     write_jobs(s3, jobs, resize + count)
     summary = {
         "version": 1, "pipeline": PIPELINE, "run": SETTLED, "kind": "upload", "opened_at": at(0),
-        "settled_at": at(150), "inputs": 20,
+        "settled_at": at(150), "finished_at": at(109), "duration_seconds": 109.0, "inputs": 20, "jobs": 38,
         "steps": {"resize": {"ok": 18, "skipped": 0, "failed": 1, "timeout": 0, "oom": 1, "interrupted": 0,
                              "wall_seconds": {"p50": 7.0, "p95": 9.0, "max": 9.0},
                              "peak_memory_mib": {"p50": 420.0, "max": 2048.0}, "memory_limit_mib": 2048},

@@ -43,9 +43,8 @@ def summarize(summary: PipelineSummary, found: runs.RunRecords, prices: dict[str
     for name in dict.fromkeys([s.name for s in summary.steps] + [j["step"] for j in found.jobs]):
         mine = [j for j in finals if j["step"] == name]
         counts = {o: sum(1 for j in mine if j["outcome"] == o) for o in records.OUTCOMES}
-        # Durations and memory of every try: a try that failed used its time and memory too.
-        tries = [j for j in found.jobs if j["step"] == name]
-        walls, peaks, limits = (_numbers(tries, n) for n in ("wall_seconds", "peak_memory_mib", "memory_limit_mib"))
+        # Of the jobs' final records, as settle counts them (the charts show every try).
+        walls, peaks, limits = (_numbers(mine, n) for n in ("wall_seconds", "peak_memory_mib", "memory_limit_mib"))
         steps[name] = {**counts,
                        "wall_seconds": {"p50": percentile(walls, 0.5), "p95": percentile(walls, 0.95),
                                         "max": max(walls, default=None)},
@@ -57,9 +56,12 @@ def summarize(summary: PipelineSummary, found: runs.RunRecords, prices: dict[str
                 for j in sorted(finals, key=lambda j: (j["step"], j["key"])) if j["outcome"] in runs.FAILED_OUTCOMES]
     spent = cost.run_cost(found.tasks, found.jobs, prices, summary.region, found.run, now) if found.jobs else None
     inputs, entry = manifest.get("inputs"), runs.entry_steps(summary)
+    finished = max((j["finished_at"] for j in finals if j.get("finished_at")), key=records.parse_iso, default=None)
     return {
         "version": records.VERSION, "pipeline": summary.pipeline, "run": found.run, "kind": manifest.get("kind"),
-        "opened_at": manifest.get("opened_at"), "settled_at": None,
+        "opened_at": manifest.get("opened_at"), "settled_at": None, "finished_at": finished,
+        "duration_seconds": took({"opened_at": manifest.get("opened_at"), "settled_at": finished}) if finished else 0.0,
+        "jobs": len(finals),
         # A drop-run has no list of inputs: the files its first steps took stand for it.
         "inputs": len(inputs) if isinstance(inputs, list) else len({j["key"] for j in found.jobs if j["step"] in entry}),
         "steps": steps, "failures": failures, "task_seconds": spent["task_seconds"] if spent else 0.0,
@@ -101,6 +103,9 @@ def _mib(value: Any) -> str:
 
 def took(document: dict[str, Any], now: datetime | None = None) -> float | None:
     """Seconds from the run's opening to its settling (to now while it is open)."""
+    if not document.get("open") and is_number(document.get("duration_seconds")):
+        # Settle's own figure: from the opening to the last job's end, not to the check that saw it.
+        return float(document["duration_seconds"])
     try:
         opened = records.parse_iso(document["opened_at"])
         end = records.parse_iso(document["settled_at"]) if document.get("settled_at") else \
@@ -150,7 +155,7 @@ def render(document: dict[str, Any]) -> str:
     if document.get("open"):
         state = f"OPEN: still running, these are the counts so far ({duration(took(document))} since it opened)"
     elif document.get("settled_at"):
-        state = f"settled at {document.get('settled_at')}, {duration(took(document))} after it opened"
+        state = f"settled at {document.get('settled_at')}, its files done {duration(took(document))} after it opened"
     else:
         state = "settled, but its summary cannot be read: these counts are from its records"
     lines = [f"Run {run} of {pipeline} ({document.get('kind') or '?'}, opened {document.get('opened_at') or '?'}): "
