@@ -46,9 +46,12 @@ for region in ("us-east-1", "eu-west-1", "ap-southeast-3", "cn-north-1", "us-gov
                 seen[f"s3 {region} {style} {endpoint} {operation}"] = url.split("?")[0]
     sqs = session.create_client("sqs", region_name=region)
     seen[f"sqs {region}"] = sqs.meta.endpoint_url
+    sns = session.create_client("sns", region_name=region)
+    seen[f"sns {region}"] = sns.meta.endpoint_url
 seen["botocore"] = botocore.__file__
 seen["s3 operations"] = sorted(s3.meta.service_model.operation_names)
 seen["sqs operations"] = sorted(sqs.meta.service_model.operation_names)
+seen["sns operations"] = sorted(sns.meta.service_model.operation_names)
 print(json.dumps(seen, sort_keys=True))
 """
 
@@ -74,11 +77,14 @@ def site_packages(tmp_path_factory) -> Path:
 def test_the_slimmed_data_resolves_every_request_as_the_full_data_does(site_packages):
     slimmed = requests(site_packages)
     assert slimmed == requests()
-    # The comparison covers what it claims: real per-region endpoints and both services' APIs.
+    # The comparison covers what it claims: real per-region endpoints and the services' APIs.
     assert slimmed["s3 cn-north-1 virtual None get_object"] == "https://my-bucket.s3.cn-north-1.amazonaws.com.cn/a%20b/c.txt"
     assert slimmed["sqs us-gov-west-1"] == "https://sqs.us-gov-west-1.amazonaws.com"
     assert {"GetObject", "PutObject", "CreateMultipartUpload"} <= set(slimmed["s3 operations"])
     assert {"ReceiveMessage", "DeleteMessage", "ChangeMessageVisibility"} <= set(slimmed["sqs operations"])
+    # The notifications' (yunpipe.runtime.accounting.notify).
+    assert slimmed["sns cn-north-1"] == "https://sns.cn-north-1.amazonaws.com.cn"
+    assert "Publish" in slimmed["sns operations"]
 
 
 def test_the_slimmed_data_is_compact_ungzipped_and_lists_only_the_runtime_services(site_packages):
@@ -91,8 +97,8 @@ def test_the_slimmed_data_is_compact_ungzipped_and_lists_only_the_runtime_servic
     assert not [name for name, op in model["operations"].items() if "documentation" in op]
     assert not [name for name, shape in model["shapes"].items() if "documentation" in shape]
     endpoints = json.loads((data / "endpoints.json").read_text())
-    assert all(set(partition["services"]) <= {"s3", "sqs"} for partition in endpoints["partitions"])
-    assert {"s3", "sqs"} <= set(endpoints["partitions"][0]["services"])
+    assert all(set(partition["services"]) <= {"s3", "sqs", "sns"} for partition in endpoints["partitions"])
+    assert {"s3", "sqs", "sns"} <= set(endpoints["partitions"][0]["services"])
     # Everything the runtime loads is a fraction of botocore's own files.
     assert sum(p.stat().st_size for p in data.rglob("*.json")) < 600_000
 

@@ -37,11 +37,13 @@ TARGET = Target("123456789012", REGION, SUBNETS, ("sg-0123456789abcdef0",),
 
 def worst_case(subnets=SUBNETS, security_groups=("sg-0123456789abcdef0",)) -> dict:
     """Longest names; a fan-out (two steps read the input bucket), a join, a gather with a
-    marker; a Spot step, a GPU step and a CPU step on EC2 instances."""
+    marker; a Spot step, a GPU step and a CPU step on EC2 instances; notified of its runs."""
     def step(prefix: str, name: str, **extra) -> dict:
         return {"id": (prefix + "-" + LONG)[:24], "name": name, **extra}
     return {"name": LONG, "input_s3_name": "in-" + "b" * 60, "output_s3_name": "out-" + "c" * 59,
             "subnets": list(subnets), "security_groups": list(security_groups),
+            "notify": ["someone@example.org", "https://hooks.example.org/yunpipe",
+                       "arn:aws:sqs:us-east-1:123456789012:lab-events"],
             "process": {"type": "graph", "steps": [
                 step("upper", "uppercase", capacity="FARGATE_SPOT", filter={"suffix": ".txt"}),
                 step("gpu", "change123-s3", variables={"TEST_ENV": "x"}, instance_type="g4dn.xlarge", gpu=1),
@@ -86,7 +88,8 @@ def test_the_worst_case_renders_every_resource_kind_and_says_what_it_cannot(exam
     types = {r["Type"] for r in document["Resources"].values()}
     assert {"AWS::ECS::CapacityProvider", "AWS::ECS::ClusterCapacityProviderAssociations",
             "AWS::AutoScaling::AutoScalingGroup", "AWS::EC2::LaunchTemplate",
-            "AWS::IAM::InstanceProfile", "AWS::Events::Rule", "AWS::Lambda::Permission"} <= types
+            "AWS::IAM::InstanceProfile", "AWS::Events::Rule", "AWS::Lambda::Permission", "AWS::SNS::Topic",
+            "AWS::SNS::TopicPolicy"} <= types
     # Neither the account's service-linked roles nor SecureString parameters are in the stack.
     assert not types & {"AWS::IAM::ServiceLinkedRole", "AWS::SSM::Parameter"}
     notes = "\n".join(rendering.notes)
@@ -243,7 +246,7 @@ def test_moto_creates_the_stack_and_its_launcher_queues_a_file_and_starts_a_task
 def test_moto_creates_the_worst_case_stack_but_for_its_capacity_providers(moto_cloudformation, examples):
     """The worst case (Spot, GPU and CPU steps on EC2, fan-out, join, gather) as a stack on moto's
     CloudFormation, in moto's default VPC. What moto cannot: it has no AWS::ECS::CapacityProvider,
-    AWS::ECS::ClusterCapacityProviderAssociations nor AWS::Lambda::EventInvokeConfig (each skipped
+    AWS::ECS::ClusterCapacityProviderAssociations, AWS::Lambda::EventInvokeConfig nor AWS::SNS::TopicPolicy (each skipped
     with a warning, so the stack is
     complete without them, and the cluster has no providers); its S3 buckets ignore
     NotificationConfiguration. Everything else is created under the model's names. This test fails
@@ -256,14 +259,14 @@ def test_moto_creates_the_worst_case_stack_but_for_its_capacity_providers(moto_c
     rendering = render(model)
     document = yaml.safe_load(rendering.text)
     lacking = {"AWS::ECS::CapacityProvider", "AWS::ECS::ClusterCapacityProviderAssociations",
-               "AWS::Lambda::EventInvokeConfig"}
+               "AWS::Lambda::EventInvokeConfig", "AWS::SNS::TopicPolicy"}
     with pytest.warns(UserWarning, match="not supported by moto's CloudFormation") as warned:
         listed = _create_stack(rendering.text, dict(rendering.files))
     assert {str(w.message).split()[3] for w in warned} == lacking
     skipped = {logical for logical, r in document["Resources"].items() if r["Type"] in lacking}
     # moto lists each resource it skipped without a logical id.
     resources = {r["LogicalResourceId"]: r for r in listed if r["LogicalResourceId"]}
-    assert len(listed) - len(resources) == len(skipped) == 3 + len(model.steps)  # one invoke config per step
+    assert len(listed) - len(resources) == len(skipped) == 4 + len(model.steps)  # one invoke config per step
     assert set(resources) == set(document["Resources"]) - skipped
     assert all(r["ResourceStatus"] == "CREATE_COMPLETE" for r in resources.values())
     ecs = boto3.client("ecs", region_name=REGION)
@@ -274,5 +277,9 @@ def test_moto_creates_the_worst_case_stack_but_for_its_capacity_providers(moto_c
     groups = boto3.client("autoscaling", region_name=REGION).describe_auto_scaling_groups()["AutoScalingGroups"]
     assert sorted(g["AutoScalingGroupName"] for g in groups) == sorted(g.auto_scaling_group.name
                                                                         for g in model.instance_groups)
+    # The topic, with its subscriptions (part of its resource).
+    sns = boto3.client("sns", region_name=REGION)
+    assert sorted((s["Protocol"], s["Endpoint"]) for s in sns.list_subscriptions_by_topic(
+        TopicArn=model.topic_arn)["Subscriptions"]) == sorted((s.protocol, s.endpoint) for s in model.subscriptions)
     rules = boto3.client("events", region_name=REGION).list_rules(NamePrefix=f"yunpipe-{model.name}-")["Rules"]
     assert sorted(r["Name"] for r in rules) == sorted(r.name for s in model.steps for r in (*s.event_rules, s.rule))

@@ -115,7 +115,9 @@ def test_resources_come_kind_by_kind_in_creation_order(aws_env):
                 # instances (their role, profile, template, group, provider): every kind.
                 "process": {"type": "graph", "steps": [{"name": "step-a"}, {"name": "step-b"},
                                                        {"id": "c", "name": "step-a", "after": ["step-a"],
-                                                        "instance_type": "m5.large"}]}}
+                                                        "instance_type": "m5.large"}]},
+                # Notified: the topic and its subscriptions.
+                "notify": ["someone@example.org", "https://hooks.example.org/x"]}
     target = Target("123456789012", "us-east-1", credentials={"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
                                                                  "AWS_SECRET_ACCESS_KEY": "s3cr3t"})
     kinds = [r.kind for r in compile_model(document, target, use_user_credential=True).resources()]

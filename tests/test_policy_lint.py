@@ -103,6 +103,7 @@ def models(aws_env):
     credentials = Target(TARGET.account_id, TARGET.region, TARGET.subnets, TARGET.security_groups,
                            {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "s3cr3t"})
     sequence = {"name": "seq", "input_s3_name": "seq-in-bucket", "output_s3_name": "seq-out-bucket",
+                "notify": ["someone@example.org"],  # the task and launcher roles may publish to the topic
                 "process": {"type": "sequence_run",
                             "algorithms": [{"name": "step-a"}, {"name": "ecr-algo"}, {"name": "step-b"}]}}
     record_algorithm("secret-algo", "user/secret-algo:1", variables=[], secrets=[
@@ -157,6 +158,18 @@ def test_resource_star_only_where_aws_accepts_nothing_else(models):
                     if key:
                         values = [v for operator in statement["Condition"].values() for k, v in operator.items() if k == key]
                         assert values == [model.cluster.arn], f"{role.name}: {action} on * without {key}"
+
+
+def test_the_topic_policy_lints_clean_and_lets_only_the_pipelines_roles_publish(models):
+    model = models["sequence_run"]
+    [topic] = model.topic
+    assert [(f.issue, f.detail) for f in lint(topic.policy)] == []
+    publish = next(s for s in statements(topic.policy) if s["Effect"] == "Allow")
+    assert publish["Principal"]["AWS"] == [r.arn for s in model.steps for r in (s.task_role, s.launcher_role)]
+    assert (publish["Action"], publish["Resource"]) == ("sns:Publish", topic.arn)
+    for kind, role in roles(model):
+        published = [s["Resource"] for s in statements(role.policy) if "sns:Publish" in as_list(s["Action"])]
+        assert published == ([] if kind == "execution" else [topic.arn]), role.name
 
 
 def test_an_ecr_image_scopes_the_pull_to_its_repository(models):

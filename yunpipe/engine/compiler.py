@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from yunpipe.aws.ecr import ecr_image
-from yunpipe.engine import limits
+from yunpipe.engine import limits, notifications
 from yunpipe.engine.graph import Layout, Placement, lay_out
 from yunpipe.engine.instances import capacity_provider_name, instances, service_linked_roles
 from yunpipe.engine.kinds.bucket import Bucket
@@ -114,17 +114,20 @@ def build_model(workflow: ResolvedWorkflow, target: Target, use_user_credential:
     shared = [b for b in dict.fromkeys(s.bucket for p in layout.steps for s in p.sources) if layout.shared(b)]
     code = launcher_zip()
     check_subnets(workflow, target, network)
+    topic_arn = notifications.topic_arn(spec, target)
     steps = tuple(
         build_step(StepContext(spec, step, layout.step(step.name), layout, target, tags, log_group, cluster, reports,
                                parameters, step_public_ip(workflow, index, target, network or (), offers or {},
-                                                          reach_needs(step, target, parameters))), code)
+                                                          reach_needs(step, target, parameters)), topic_arn), code)
         for index, step in enumerate(workflow.steps))
     for index, (resolved, step_model) in enumerate(zip(workflow.steps, steps, strict=True)):
         limits.check_step(step_model, resolved, spec.source, f"{spec.steps_field}[{index}]", target)
+    topic, subscriptions = notifications.resources(spec, target, [r for s in steps for r in (s.task_role, s.launcher_role)],
+                                                   tags)
     return PipelineModel(pipeline, target, spec.input_bucket, spec.output_bucket, reports, tuple(buckets),
                          tuple(BucketEvents(b) for b in shared), layout, log_group, cluster, cluster_providers,
                          parameters, steps, spec.launch_type, spec.source, instance_role, instance_profile, groups,
-                         service_linked_roles(spot, bool(groups)))
+                         service_linked_roles(spot, bool(groups)), topic, subscriptions)
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,8 @@ class StepContext:
     parameters: tuple[Parameter, ...]
     # Its Fargate tasks get a public IP (step_public_ip).
     public_ip: bool = True
+    # The pipeline's topic, where its workers and launcher announce runs ("" without `notify`).
+    topic_arn: str = ""
 
     @property
     def pipeline(self) -> str:
@@ -285,7 +290,7 @@ def launcher_role(ctx: StepContext, function_log_group: LogGroup) -> Role:
                  task_definition_arn=ctx.arn("ecs", f"task-definition/{ctx.family}:*"),
                  cluster_arn=ctx.cluster.arn, tasks_arn=ctx.arn("ecs", f"task/{ctx.cluster.name}/*"),
                  task_role_arn=ctx.role_arn("task"), execution_role_arn=ctx.role_arn("exec"),
-                 log_group_arn=ctx.arn("logs", f"log-group:{function_log_group.name}"))
+                 log_group_arn=ctx.arn("logs", f"log-group:{function_log_group.name}"), topic_arn=ctx.topic_arn)
 
 
 def task_role(ctx: StepContext) -> Role:
@@ -293,7 +298,8 @@ def task_role(ctx: StepContext) -> Role:
     return _role(ctx, "task", "ecs-tasks.amazonaws.com", "task", "ECS task",
                  input_bucket_arns=sources, gather=ctx.placement.gather,
                  output_arn=ctx.bucket_arn(ctx.output_bucket) + "/" + ctx.placement.output_prefix + "*",
-                 reports_bucket_arn=ctx.bucket_arn(ctx.reports_bucket), queue_arn=ctx.arn("sqs", ctx.queue_name()))
+                 reports_bucket_arn=ctx.bucket_arn(ctx.reports_bucket), queue_arn=ctx.arn("sqs", ctx.queue_name()),
+                 topic_arn=ctx.topic_arn)
 
 
 def secret_arns(ctx: StepContext, secrets_manager: bool) -> list[str]:
@@ -344,7 +350,8 @@ def task_definition(ctx: StepContext) -> TaskDefinition:
                               visibility_seconds=spec.visibility_timeout_seconds,
                               timeout_seconds=step.spec.timeout_seconds or 0,
                               parallelism=step.spec.parallelism or default_parallelism(cpu, memory, step.memory),
-                              algorithm_ref=step.record.reference, image=step.record.image_uri)
+                              algorithm_ref=step.record.reference, image=step.record.image_uri,
+                              topic_arn=ctx.topic_arn)
     environment = {
         **step.environment,
         **worker.to_env(),
@@ -406,7 +413,8 @@ def launcher_function(ctx: StepContext, code: bytes) -> Function:
                              security_groups=ctx.target.security_groups,
                              assign_public_ip="ENABLED" if ctx.public_ip else "DISABLED",
                              join=tuple(contract.JoinInput(s.step, s.bucket) for s in placement.sources) if placement.join else (),
-                             claim_bucket=ctx.reports_bucket if placement.join else "", gather=placement.gather)
+                             claim_bucket=ctx.reports_bucket if placement.join else "", gather=placement.gather,
+                             topic_arn=ctx.topic_arn)
     return Function(ctx.function_name, ctx.function_arn, ctx.role_arn("launcher"),
                     {**launch.to_env(), contract.QUEUE_URL_VARIABLE: QueueUrl(ctx.queue_name()),
                      contract.FAILED_EVENTS_URL_VARIABLE: QueueUrl(ctx.failed_events_name)}, code, ctx.tags)

@@ -27,7 +27,9 @@ from yunpipe.engine.kinds.queue import Queue
 from yunpipe.engine.kinds.role import Role
 from yunpipe.engine.kinds.rule import Rule
 from yunpipe.engine.kinds.service_linked_role import ServiceLinkedRole
+from yunpipe.engine.kinds.subscription import Subscription
 from yunpipe.engine.kinds.task_definition import SPEC_TAG_KEY, TaskDefinition
+from yunpipe.engine.kinds.topic import Topic
 from yunpipe.engine.state import PipelineSummary, StepSummary
 from yunpipe.engine.target import Target
 from yunpipe.runtime.contract import MAX_STARTED_BY
@@ -46,6 +48,7 @@ LIMITS = {
     "ecs": (255, r"[^A-Za-z0-9_-]"),
     "launch_template": (128, r"[^A-Za-z0-9_-]"),
     "started_by": (MAX_STARTED_BY, r"[^A-Za-z0-9_-]"),
+    "topic": (256, r"[^A-Za-z0-9_-]"),
 }
 
 
@@ -134,6 +137,15 @@ class PipelineModel:
     instance_groups: tuple[InstanceGroup, ...] = ()
     # The account's roles for ECS and Auto Scaling, when a step needs capacity providers or EC2.
     service_linked_roles: tuple[ServiceLinkedRole, ...] = ()
+    # Only when the workflow has `notify`: the pipeline's topic and one subscription per entry.
+    topic: tuple[Topic, ...] = ()
+    subscriptions: tuple[Subscription, ...] = ()
+
+    @property
+    def topic_arn(self) -> str:
+        """Where the pipeline's runs are announced ("" without `notify`): the workers' and the
+        launchers' setting, and the pipeline's descriptor's."""
+        return self.topic[0].arn if self.topic else ""
 
     def resources(self) -> tuple:
         """Every desired resource, in the order they can be created (kind by kind, in CREATION_ORDER)."""
@@ -147,6 +159,8 @@ class PipelineModel:
             *self.parameters,
             *(r for s in steps for r in (s.launcher_role, s.task_role, s.execution_role)),
             *self.instance_role,
+            *self.topic,
+            *self.subscriptions,
             *self.instance_profile,
             *(g.launch_template for g in groups),
             *(g.auto_scaling_group for g in groups),

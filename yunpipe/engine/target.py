@@ -26,6 +26,8 @@ class Target:
     subnets: tuple[str, ...] = ()
     security_groups: tuple[str, ...] = ()
     credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # The local cloud: its SNS delivers from this machine, so `notify` may name http://localhost.
+    local: bool = False
 
     @property
     def partition(self) -> str:

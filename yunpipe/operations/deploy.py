@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 
 from yunpipe.aws.facade import UNREACHABLE, Aws
 from yunpipe.aws.location import (
+    LOCAL,
     LOCALSTACK,
     AwsOptions,
     Location,
@@ -114,7 +115,8 @@ def load_workflows(files: tuple[str, ...], where: AwsOptions) -> list[ResolvedWo
             raise InputError(workflow.spec.source, "name", f"expected a pipeline name other than {seen[name]}'s ('{name}')")
         seen[name] = workflow.spec.source
         # The model is pure: compiling it with a placeholder account surfaces its input errors now.
-        compiler.build_model(workflow, Target(PLACEHOLDER_ACCOUNT, workflow.spec.region or "us-east-1"))
+        compiler.build_model(workflow, Target(PLACEHOLDER_ACCOUNT, workflow.spec.region or "us-east-1",
+                                              local=cloud_of(where) == LOCAL))
     return workflows
 
 
@@ -146,6 +148,7 @@ def compile_pipeline(options: DeployOptions, workflow: ResolvedWorkflow, state: 
         warn_user_keys(spec.name)
         credentials = aws.credentials()
     target, offline = resolve_target(aws, spec.account_id, dry_run, spec.subnets, spec.security_groups, credentials)
+    target = replace(target, local=place.cloud == LOCAL)
     if use_keys and not credentials:
         if not dry_run:
             raise YunpipeError("-uu: no AWS credentials found to store")

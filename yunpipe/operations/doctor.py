@@ -14,7 +14,7 @@ Driven without a command line:
 """
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from yunpipe.aws.ecr import ecr_image, image_missing
 from yunpipe.aws.facade import Aws, BotoCoreError, ClientError, error_code, explain
@@ -128,6 +128,7 @@ def workflow_checks(aws: Aws, workflow: ResolvedWorkflow, here: dict) -> list[Ch
         return [Check(f"pipeline {spec.name}", False, str(error), blocking=True)]
     try:
         target, _ = resolve_target(aws, spec.account_id, False, spec.subnets, spec.security_groups)
+        target = replace(target, local=here.get("cloud") == "local")  # as setup-pipe: http:// to localhost
         types = sorted({s.instance_type for s in workflow.steps if s.instance_type})
         offers = resolve_instance_offers(aws, types, target.subnets)
     except READS_FAILED as error:

@@ -18,6 +18,7 @@ from yunpipe.errors import InputError
 from yunpipe.runtime import contract
 from yunpipe.specs.fields import object_schema, read_fields, spec_field
 from yunpipe.specs.loading import load_document, validate
+from yunpipe.specs.notify import NOTIFY_SCHEMA, Subscriber, parse_notify
 from yunpipe.specs.secrets import SECRETS_SCHEMA, Secret, parse_secrets
 
 CHAIN_TYPES = ("single_run", "sequence_run")
@@ -158,6 +159,8 @@ class WorkflowSpec:
                                        "description": "seconds from 5 to 43200"}, contract.DEFAULT_VISIBILITY_SECONDS)
     ephemeral_storage_gib: int | None = spec_field("ephemeral_storage_gib", EPHEMERAL_STORAGE_SCHEMA, None)
     assign_public_ip: bool | None = spec_field("assign_public_ip", PUBLIC_IP_SCHEMA, None)
+    # Who hears of the pipeline's runs (yunpipe.specs.notify): the subscribers of its SNS topic.
+    notify: tuple[Subscriber, ...] = spec_field("notify", NOTIFY_SCHEMA, (), convert=tuple)
 
     @property
     def steps_field(self) -> str:
@@ -223,6 +226,7 @@ def parse_workflow(document: Any, source: str) -> WorkflowSpec:
     if document["process"]["type"] == "single_run" and len(items) != 1:
         raise InputError(source, where, f"expected exactly one algorithm for single_run, got {len(items)}")
     values = read_fields(WorkflowSpec, document)
+    values["notify"] = parse_notify(values.get("notify", ()), source)
     steps = tuple(StepSpec(**read_fields(StepSpec, item, exclude=["secrets"]),
                            secrets=parse_secrets(item.get("secrets", []), source, f"{where}[{index}].secrets"))
                   for index, item in enumerate(items))

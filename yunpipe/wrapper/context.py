@@ -76,7 +76,7 @@ BOTO3_FOR_OLD_PYTHON: dict[tuple[int, int], tuple[tuple[str, str], ...]] = {
     ),
 }
 # The services the worker calls; botocore's data for the other ~400 is left out (~25 MB).
-RUNTIME_SERVICES = ("s3", "sqs")
+RUNTIME_SERVICES = ("s3", "sqs", "sns")
 SITE_PACKAGES = PurePosixPath("opt/yunpipe/site-packages")
 LIB = PurePosixPath("opt/yunpipe/lib")
 # What a Dockerfile FROM line accepts (name[:tag][@digest]); anything else could inject lines.

@@ -26,7 +26,9 @@ from yunpipe.engine.kinds import (
     role,
     rule,
     service_linked_role,
+    subscription,
     task_definition,
+    topic,
 )
 from yunpipe.engine.kinds.base import Kind, PlanContext, ResourceKey, SweepContext
 
@@ -37,6 +39,8 @@ KINDS: tuple[Kind[Any], ...] = (
     queue.KIND,
     parameter.KIND,
     role.KIND,
+    topic.KIND,
+    subscription.KIND,
     instance_profile.KIND,
     launch_template.KIND,
     auto_scaling_group.KIND,
