@@ -23,6 +23,9 @@ What moto 5.2 enforces here, and what it cannot:
   event moto's S3 produced for the deployed notification. moto's own Lambda invoke is not used:
   it hands the code fixed fake keys, not the function role's, and needs a runtime image this
   machine cannot pull.
+- SNS: moto checks SNS calls against Resource "*" too; `_sns_topic_resource` makes it use the
+  topic a call names (the resource AWS authorises Publish on). moto ignores topic policies: the
+  topic's own policy is linted and checked in tests/test_policy_lint.py.
 - CloudWatch Logs writes (launcher and execution roles) and ECR pulls (execution role) are made
   by Lambda and the ECS agent, not by yunpipe's code: nothing here exercises them.
 - AssumeRole itself runs before enforcement is turned on: moto 5.2 crashes evaluating a
@@ -42,6 +45,7 @@ from moto.core import enable_iam_authentication
 from moto.ecs.exceptions import TaskDefinitionNotFoundException
 from moto.ecs.responses import EC2ContainerServiceResponse
 from moto.iam import access_control
+from moto.sns.responses import SNSResponse
 
 from yunpipe import cli
 from yunpipe.runtime.launcher import handler as launcher
@@ -81,6 +85,11 @@ def _ecs_run_task_resource(self) -> str:
         return "*"
 
 
+def _sns_topic_resource(self) -> str:
+    """The resource moto checks an SNS call against: the topic it names ("*" for calls naming none)."""
+    return self._get_param("TopicArn") or "*"
+
+
 def admin(service):
     """A client with the deploying user's keys (moto's default account), never the role's."""
     return boto3.client(service, region_name=REGION, **ADMIN)
@@ -112,6 +121,7 @@ def enforced(monkeypatch):
     """A context manager: moto checks every call against the caller's policies while inside."""
     monkeypatch.setattr(access_control, "IAMRequest", AwsActionNames)
     monkeypatch.setattr(EC2ContainerServiceResponse, "_determine_resource", _ecs_run_task_resource, raising=False)
+    monkeypatch.setattr(SNSResponse, "_determine_resource", _sns_topic_resource, raising=False)
     yield enable_iam_authentication
     clients_for.cache_clear()
 
@@ -150,6 +160,8 @@ def assert_denied(call, action: str):
     error = caught.value.response["Error"]
     if action.startswith("s3:"):
         assert error["Code"] == "AccessDenied", error
+    elif action.startswith("sns:"):
+        assert error["Code"] == "AccessDenied" and f"not authorized to perform: {action}" in error["Message"], error
     else:
         # moto answers SQS and ECS denials with an XML body botocore cannot parse as JSON:
         # the code is the HTTP status, the message holds the denial.
@@ -303,6 +315,22 @@ def test_a_sequence_step_s_task_role_reaches_only_its_own_buckets_and_queue(moto
         assert_denied(lambda: task_s3.get_object(Bucket="seq-in-bucket", Key="in.txt"), "s3:GetObject")
         assert_denied(lambda: task_s3.put_object(Bucket=middle, Key="in.txt", Body=b"z"), "s3:PutObject")
         assert_denied(lambda: sqs.receive_message(QueueUrl=queues["step-a"]), "sqs:ReceiveMessage")
+
+
+def test_only_the_task_and_launcher_roles_publish_and_only_to_their_topic(moto, change123, write_workflow, s3_events,
+                                                                          enforced):
+    assert cli.setup_pipe_main(["-f", write_workflow(single_run(notify=["someone@example.org"]))]) == 0
+    topic = f"arn:aws:sns:{REGION}:{ACCOUNT}:yunpipe-demo-notify"
+    other = admin("sns").create_topic(Name="unrelated-topic")["TopicArn"]
+    keys = {kind: assume(f"{PREFIX}-{kind}-role") for kind in ("task", "launcher", "exec")}
+    with enforced():
+        for kind in ("task", "launcher"):
+            sns = as_role("sns", keys[kind])
+            assert sns.publish(TopicArn=topic, Subject="yunpipe demo", Message="{}")["MessageId"]
+            assert_denied(lambda sns=sns: sns.publish(TopicArn=other, Message="{}"), "sns:Publish")
+            assert_denied(lambda sns=sns: sns.subscribe(TopicArn=topic, Protocol="email", Endpoint="eve@example.org"),
+                          "sns:Subscribe")
+        assert_denied(lambda: as_role("sns", keys["exec"]).publish(TopicArn=topic, Message="{}"), "sns:Publish")
 
 
 def test_what_moto_cannot_enforce_is_pinned_as_deployed(pipeline):
