@@ -14,6 +14,7 @@ import zipfile
 import boto3
 import moto.s3.notifications as s3_notifications
 import pytest
+import requests
 from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.awslambda.models import LambdaBackend
@@ -371,3 +372,14 @@ def test_moto_still_knows_no_compute_quotas():
         assert quotas.get_service_quota(ServiceCode="vpc", QuotaCode="L-F678F1CE")["Quota"]["Value"] == 5
         with pytest.raises(ClientError, match="NoSuchResourceException"):
             quotas.get_aws_default_service_quota(ServiceCode="ec2", QuotaCode="L-00000000")
+
+
+@mock_aws
+def test_moto_still_posts_to_an_http_subscriber_within_publish():
+    """yunpipe.local.moto_patches.sns_delivers_after_publish delivers after Publish, as SNS does:
+    moto's own Publish fails when an HTTP subscriber is down."""
+    sns = boto3.client("sns", region_name=REGION)
+    topic = sns.create_topic(Name="t")["TopicArn"]
+    sns.subscribe(TopicArn=topic, Protocol="http", Endpoint="http://127.0.0.1:1/nobody-listens")
+    with pytest.raises(requests.exceptions.ConnectionError, match="Connection refused"):
+        sns.publish(TopicArn=topic, Message="{}")

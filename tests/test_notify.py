@@ -2,11 +2,15 @@
 topic and its subscriptions (moto, held to SNS's rules by the strict layer), kept as they are by a
 second setup-pipe, changed with the list, and removed by clean-up; the topic's ARN reaches the
 workers, the launchers and the model."""
+import http.server
 import json
+import queue
+import threading
 
 import boto3
 import pytest
 from helpers import REGION, single_run
+from moto.sns.models import sns_backends
 from test_setup_pipe import mutating, tagged_arns
 
 from yunpipe import cli
@@ -14,15 +18,19 @@ from yunpipe.aws.facade import watch_calls
 from yunpipe.engine import compiler
 from yunpipe.engine.target import Target
 from yunpipe.errors import InputError
+from yunpipe.local.clients import local_client
+from yunpipe.local.cloud import LocalCloud
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.resolve import resolve_workflow
 from yunpipe.runtime import contract
+from yunpipe.runtime.accounting import notify
 from yunpipe.specs.workflow import parse_workflow
 
 ACCOUNT = "123456789012"
 TOPIC = f"arn:aws:sns:{REGION}:{ACCOUNT}:yunpipe-demo-notify"
 QUEUE = f"arn:aws:sqs:{REGION}:{ACCOUNT}:lab-events"
 FUNCTION = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:lab-hook"
+STEP = "change123-s3"
 NOTIFY = ["alice@example.org", "https://hooks.example.org/yunpipe", QUEUE, FUNCTION]
 
 
@@ -183,3 +191,67 @@ def test_clean_up_deletes_the_topic_and_its_subscriptions(notified, lost_state):
         assert cli.clean_up_main(["demo"]) == 0
     assert [c for c in mutating(calls) if c[0] == "sns"] == [("sns", "DeleteTopic")]
     assert sns().list_topics()["Topics"] == [] and sns().list_subscriptions()["Subscriptions"] == []
+
+
+# ---------------------------------------------------------------------------- delivered, on the local cloud
+
+
+class Endpoint(http.server.BaseHTTPRequestHandler):
+    """A subscriber's HTTP endpoint: keeps each POST (headers and JSON body) and answers 200."""
+
+    received: "queue.Queue[tuple[dict, dict]]"
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.put(({k.lower(): v for k, v in self.headers.items()}, json.loads(body)))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *_args):
+        pass
+
+
+@pytest.fixture
+def endpoint():
+    """A real HTTP server on this machine, in a thread: its URL and what it receives."""
+    received: queue.Queue = queue.Queue()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), type("Hook", (Endpoint,), {"received": received}))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def local_cloud(aws_env, docker_client):
+    with LocalCloud(port=0, regions=[REGION], docker_client=docker_client) as cloud:
+        yield cloud
+
+
+def test_the_local_cloud_delivers_a_pipelines_messages_to_a_real_http_endpoint(local_cloud, endpoint, change123,
+                                                                              write_workflow):
+    url, received = endpoint
+    workflow = write_workflow(single_run(notify=[url, "http://127.0.0.1:1/nobody-listens"]))
+    assert cli.setup_pipe_main(["--local", "-f", workflow]) == 0
+    sns, s3 = (local_client(service, local_cloud.endpoint_url, REGION) for service in ("sns", "s3"))
+    # A subscriber that is down delays and fails nothing: SNS delivers after Publish, and retries.
+    assert notify.publish(sns, TOPIC, "yunpipe demo: run r1 settled", {"event": "settled", "run": "r1", "files": 20})
+    headers, body = received.get(timeout=30)
+    assert (headers["x-amz-sns-message-type"], headers["x-amz-sns-topic-arn"]) == ("Notification", TOPIC)
+    assert (body["Type"], body["TopicArn"], body["Subject"]) == ("Notification", TOPIC, "yunpipe demo: run r1 settled")
+    assert json.loads(body["Message"]) == {"event": "settled", "run": "r1", "files": 20}
+    # A run's first dead-lettered file is announced once, whichever worker tells first.
+    record = {"pipeline": "demo", "run": "r1", "step": STEP, "key": "data/bad.txt", "outcome": "failed",
+              "reason": "exit status 3", "finished_at": "2026-12-07T13:00:00Z", "log_tail": "refusing"}
+    reports = f"yunpipe-demo-reports-{ACCOUNT}"
+    assert notify.first_failure(s3, sns, reports, TOPIC, record)
+    assert not notify.first_failure(s3, sns, reports, TOPIC, {**record, "key": "data/worse.txt"})
+    _, body = received.get(timeout=30)
+    message = json.loads(body["Message"])
+    assert (message["event"], message["key"], message["step"], message["reason"]) == (
+        "first-failure", "data/bad.txt", STEP, "exit status 3")
+    assert body["Subject"] == f"yunpipe demo: data/bad.txt failed in {STEP} (failed)"
+    # Nothing published for the second failure: the topic has sent two messages in all.
+    assert len(sns_backends[ACCOUNT][REGION].topics[TOPIC].sent_notifications) == 2
+    assert cli.clean_up_main(["--local", "--purge", "demo"]) == 0

@@ -63,6 +63,7 @@ from .moto_patches import (
     default_vpc_routes_to_internet,
     event_bridge_reported,
     multipart_uploads_notify_once,
+    sns_delivers_after_publish,
     sqs_clock_fast,
 )
 from .scheduler import Scheduler
@@ -145,6 +146,7 @@ class LocalCloud:
         self._fixes.enter_context(compute_quotas_answered())
         self._fixes.enter_context(default_vpc_routes_to_internet())
         self._fixes.enter_context(sqs_clock_fast())
+        self._fixes.enter_context(sns_delivers_after_publish())
         try:
             endpoint = self._server.start()
         except BaseException:

@@ -34,9 +34,11 @@ import contextlib
 import functools
 import inspect
 import json
+import logging
 import re
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 from unittest import mock
@@ -53,6 +55,7 @@ from moto.s3 import responses as s3_responses
 from moto.servicequotas.exceptions import NoSuchResource
 from moto.servicequotas.models import ServiceQuotasBackend
 from moto.servicequotas.responses import ServiceQuotasResponse
+from moto.sns import models as sns_models
 from moto.sqs import models as sqs_models
 
 from yunpipe.engine.quotas import FAMILY_QUOTAS, FARGATE, FARGATE_SPOT, STANDARD, Quota
@@ -222,6 +225,69 @@ def compute_quotas_answered() -> Iterator[None]:
             mock.patch.object(ServiceQuotasResponse, "request_service_quota_increase", request_service_quota_increase,
                               create=True):
         yield
+
+
+# SNS's delivery to an HTTP(S) subscriber: tries in all (the first and AWS's default 3 retries,
+# here a second apart rather than 20 s: the local cloud's subscribers are on this machine), and how
+# long one try waits.
+SNS_HTTP_TRIES = 4
+SNS_HTTP_RETRY_SECONDS = 1.0
+SNS_HTTP_TIMEOUT_SECONDS = 15
+_log = logging.getLogger("yunpipe.local")
+
+
+@contextlib.contextmanager
+def sns_delivers_after_publish() -> Iterator[None]:
+    """An HTTP(S) subscription's message delivered as SNS delivers it: once Publish has answered,
+    in a thread of its own, tried again when the endpoint fails, with the x-amz-sns-* headers a
+    subscriber dispatches on and the message attributes. moto POSTs within Publish, once: an
+    endpoint that is down fails the Publish (an HTML 500) and skips the subscribers after it, and
+    a slow one holds the publisher (a worker announcing a failure)."""
+    original = sns_models.Subscription.publish
+
+    def publish(self: Any, message: str, message_id: str, subject: str | None = None,
+                message_attributes: dict[str, Any] | None = None, group_id: str | None = None,
+                deduplication_id: str | None = None, message_structure: str | None = None) -> None:
+        if self.protocol not in ("http", "https"):
+            return original(self, message, message_id, subject=subject, message_attributes=message_attributes,
+                            group_id=group_id, deduplication_id=deduplication_id,
+                            message_structure=message_structure)
+        matcher = self._filter_policy_matcher
+        if matcher is not None and not matcher.matches(message_attributes, message):
+            return None
+        if message_structure == "json":
+            message = self._parse_message_structure(message, self.protocol)
+        raw = str(self.attributes.get("RawMessageDelivery")).lower() == "true"
+        headers = {"Content-Type": "text/plain; charset=UTF-8", "User-Agent": "Amazon Simple Notification Service Agent",
+                   "x-amz-sns-message-type": "Notification", "x-amz-sns-message-id": message_id,
+                   "x-amz-sns-topic-arn": self.topic.arn, "x-amz-sns-subscription-arn": self.arn}
+        if raw:
+            headers["x-amz-sns-rawdelivery"] = "true"
+
+        def deliver() -> None:
+            # Signed here, off the publisher's request: a subscription's first signature makes its RSA key.
+            body = message if raw else json.dumps(self.get_post_data(message, message_id, subject, message_attributes))
+            _deliver(self.endpoint, body.encode(), headers)
+
+        threading.Thread(target=deliver, daemon=True, name="yunpipe-sns-delivery").start()
+        return None
+
+    with mock.patch.object(sns_models.Subscription, "publish", publish):
+        yield
+
+
+def _deliver(endpoint: str, body: bytes, headers: dict[str, str]) -> None:
+    for attempt in range(1, SNS_HTTP_TRIES + 1):
+        request = urllib.request.Request(endpoint, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=SNS_HTTP_TIMEOUT_SECONDS) as response:
+                response.read()
+            return
+        except (OSError, ValueError) as error:  # refused, timed out, an HTTP error status (URLError, HTTPError)
+            failure = error
+        if attempt < SNS_HTTP_TRIES:
+            time.sleep(SNS_HTTP_RETRY_SECONDS)
+    _log.warning("SNS gave up delivering to %s after %d tries: %s", endpoint, SNS_HTTP_TRIES, failure)
 
 
 def _route_default_vpc_to_internet(backend: Any) -> None:
