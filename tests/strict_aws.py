@@ -81,6 +81,14 @@ and message AWS gives:
 - ECS: RunTask with `assignPublicIp` ENABLED on EC2 (launch type EC2, or an Auto Scaling group
   capacity provider): "Assign public IP is not supported for this launch type."
   (aws/amazon-ecs-cli#627, aws/aws-cdk#13348, aws/containers-roadmap#450).
+- SNS (issue 23, notifications): Publish with a subject SNS refuses ("Invalid parameter: Subject":
+  ASCII printable only, no line break or control character, starting with a letter, digit or
+  punctuation, at most 100 characters; moto checks the length only); Subscribe with an endpoint
+  its protocol does not take ("Endpoint must match the specified protocol" for http/https, "Email
+  address", "Lambda endpoint ARN"; moto checks SQS's and SMS's only). And a fact moto leaves out:
+  an e-mail or HTTP(S) subscription awaits its subscriber's confirmation (listed with the ARN
+  "PendingConfirmation", delivered nothing) until `confirm(topic_arn, endpoint)`, as the link in
+  SNS's e-mail or SubscribeURL does (SNS Developer Guide, "Confirming the subscription").
 - Not a refusal, a fact moto leaves out (NETSEC): a region's default VPC has an internet gateway
   on its main route table (Amazon VPC User Guide, "Default VPCs"), which the deploy engine reads
   to give tasks a public IP (yunpipe.local.moto_patches.default_vpc_routes_to_internet, entered by
@@ -127,6 +135,8 @@ from moto.iam.exceptions import InvalidInput, LimitExceededException
 from moto.iam.models import IAMBackend, iam_backends
 from moto.s3.exceptions import S3ClientError
 from moto.s3.models import S3Backend
+from moto.sns.exceptions import SNSInvalidParameter
+from moto.sns.models import SNSBackend, Subscription, sns_backends
 from moto.sqs.exceptions import InvalidParameterValue, SQSException
 from moto.sqs.models import SQSBackend, sqs_backends
 
@@ -516,6 +526,7 @@ class StrictAws:
             *self._async_patches(),
             *self._guard_patches(),
             *self._network_patches(),
+            *self._sns_patches(),
             # moto's own rule for reserved concurrency (awslambda/models.py put_function_concurrency).
             mock.patch.dict(os.environ, {"MOTO_LAMBDA_CONCURRENCY_QUOTA": str(self.lambda_concurrency_limit)}),
         ]
@@ -983,11 +994,84 @@ class StrictAws:
                                             "provider and try again.")
 
 
+    # SNS: what Subscribe and Publish refuse, and subscriptions awaiting confirmation.
+
+    def _sns_patches(self) -> list[Any]:
+        return [
+            _wrapping(SNSBackend, "subscribe", self._sns_subscribe),
+            _wrapping(SNSBackend, "publish", self._sns_publish),
+            _wrapping(Subscription, "publish", self._sns_deliver),
+        ]
+
+    def _sns_subscribe(self, original: Any) -> Any:
+        def subscribe(backend, topic_arn, endpoint, protocol):
+            self.check_sns_endpoint(protocol, endpoint)
+            known = backend._find_subscription(topic_arn, endpoint, protocol)
+            subscription = original(backend, topic_arn, endpoint, protocol)
+            if known is None and protocol in SNS_CONFIRMED_BY_SUBSCRIBER:
+                # Read by moto's serializer for ListSubscriptions(ByTopic) before the ARN itself.
+                subscription.subscription_arn = SNS_PENDING
+                subscription.attributes["PendingConfirmation"] = "true"
+            return subscription
+        return subscribe
+
+    def _sns_publish(self, original: Any) -> Any:
+        signature = inspect.signature(original)
+
+        def publish(backend, *args, **kwargs):
+            subject = signature.bind(backend, *args, **kwargs).arguments.get("subject")
+            if subject is not None:
+                self.check_sns_subject(subject)
+            return original(backend, *args, **kwargs)
+        return publish
+
+    def _sns_deliver(self, original: Any) -> Any:
+        def deliver(subscription, *args, **kwargs):
+            if getattr(subscription, "subscription_arn", None) == SNS_PENDING:
+                return None  # SNS delivers nothing to a subscription until it is confirmed
+            return original(subscription, *args, **kwargs)
+        return deliver
+
+    def confirm(self, topic_arn: str, endpoint: str) -> None:
+        """The subscriber follows the confirmation link (a person, or an endpoint's code)."""
+        arn = topic_arn.split(":")
+        backend = sns_backends[arn[4]][arn[3]]
+        for subscription in backend.subscriptions.values():
+            if subscription.topic.arn == topic_arn and subscription.endpoint == endpoint:
+                subscription.__dict__.pop("subscription_arn", None)
+                subscription.attributes["PendingConfirmation"] = "false"
+
+    def check_sns_subject(self, subject: str) -> None:
+        if not SNS_SUBJECT.match(subject):
+            self.refuse("sns-subject", repr(subject))
+            raise SNSInvalidParameter("Invalid parameter: Subject")
+
+    def check_sns_endpoint(self, protocol: str, endpoint: str) -> None:
+        rule = SNS_ENDPOINTS.get(protocol)
+        if rule and not re.match(rule[0], endpoint):
+            self.refuse("sns-endpoint", f"{protocol} {endpoint}")
+            raise SNSInvalidParameter(f"Invalid parameter: {rule[1]}")
+
+
 # The limits of the static guards above, each from AWS's quotas pages.
 LAMBDA_ENVIRONMENT_BYTES = 4096
 ROLE_POLICY_CHARACTERS = 10240
 RUN_TASK_MAX_COUNT = 10
 TASK_DEFINITION_BYTES = 65536
+# SNS's Publish: "Subjects must be ASCII text that begins with a letter, number, or punctuation mark;
+# must not include line breaks or control characters" (API reference), at most 100 of them (moto's
+# getmoto/moto#1503: 100 is taken, whatever "less than 100" says).
+SNS_SUBJECT = re.compile(r"\A[!-~][ -~]{0,99}\Z")
+# Subscribe: the endpoint each protocol takes, and the reason SNS gives for another.
+SNS_ENDPOINTS = {
+    "http": (r"(?i)http://", "Endpoint must match the specified protocol"),
+    "https": (r"(?i)https://", "Endpoint must match the specified protocol"),
+    "email": (r"[^@\s]+@[^@\s]+\.[^@\s]+\Z", "Email address"),
+    "email-json": (r"[^@\s]+@[^@\s]+\.[^@\s]+\Z", "Email address"),
+    "lambda": (r"arn:[^:]+:lambda:[^:]+:\d{12}:function:", "Lambda endpoint ARN"),
+}
+SNS_CONFIRMED_BY_SUBSCRIBER = ("email", "email-json", "http", "https")
+SNS_PENDING = "PendingConfirmation"
 
 
 @contextlib.contextmanager

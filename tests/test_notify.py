@@ -166,12 +166,31 @@ def test_a_second_setup_makes_no_mutating_call(notified, capsys):
     assert "nothing to change" in capsys.readouterr().out
 
 
-def test_a_changed_list_subscribes_and_unsubscribes_only_the_difference(notified, write_workflow):
+def test_a_changed_list_subscribes_and_unsubscribes_only_the_difference(moto, notified, write_workflow):
+    moto.confirm(TOPIC, NOTIFY[1])  # the endpoint visited its SubscribeURL
     changed = write_workflow(single_run(notify=[NOTIFY[0], QUEUE, "bob@example.org"]))
     with watch_calls() as calls:
         assert cli.setup_pipe_main(["-f", changed]) == 0
     assert sorted(mutating(calls)) == [("sns", "Subscribe"), ("sns", "Unsubscribe"), ("sns", "Unsubscribe")]
     assert subscribed() == sorted([("email", NOTIFY[0]), ("sqs", QUEUE), ("email", "bob@example.org")])
+
+
+def test_a_subscription_still_awaiting_confirmation_is_not_asked_again_and_left_to_lapse(moto, notified,
+                                                                                       write_workflow, capsys):
+    pending = [s for s in sns().list_subscriptions_by_topic(TopicArn=TOPIC)["Subscriptions"]
+               if s["SubscriptionArn"] == "PendingConfirmation"]
+    assert sorted(s["Endpoint"] for s in pending) == sorted(NOTIFY[:2])
+    capsys.readouterr()
+    with watch_calls() as calls:
+        assert cli.setup_pipe_main(["-f", notified]) == 0
+    assert mutating(calls) == []  # subscribing again would send another confirmation
+    assert "alice@example.org has not confirmed its subscription to topic yunpipe-demo-notify yet" in (
+        capsys.readouterr().out)
+    # Dropped from the list: SNS has no ARN to unsubscribe it by; unconfirmed, it lapses.
+    with watch_calls() as calls:
+        assert cli.setup_pipe_main(["-f", write_workflow(single_run(notify=NOTIFY[1:]))]) == 0
+    assert mutating(calls) == []
+    assert ("email", NOTIFY[0]) in subscribed()
 
 
 def test_dropping_notify_removes_the_topic_and_the_roles_permission(notified, write_workflow):

@@ -7,6 +7,7 @@ import zipfile
 
 import boto3
 import pytest
+import requests
 from botocore.exceptions import ClientError
 from helpers import REGION
 
@@ -429,3 +430,62 @@ def test_a_destination_the_execution_role_may_not_send_to_is_refused_and_would_d
     assert raised.value.response["Error"]["Code"] == "InvalidParameterValueException"
     assert "does not have permissions to call SendMessage on SQS" in raised.value.response["Error"]["Message"]
     assert moto.rules_fired() == {"lambda-destination-not-permitted"}
+
+
+@pytest.mark.parametrize("subject, accepted", [
+    ("yunpipe demo: run r1 settled", True), ("x" * 100, True), ("(run) settled", True),
+    ("x" * 101, False), ("", False), (" leading space", False), ("two\nlines", False), ("tab\there", False),
+    ("caf\u00e9 failed", False),
+])
+def test_sns_takes_a_subject_of_printable_ascii_of_at_most_100_characters(moto, subject, accepted):
+    sns = client("sns")
+    topic = sns.create_topic(Name="subjects")["TopicArn"]
+    if accepted:
+        sns.publish(TopicArn=topic, Subject=subject, Message="{}")
+    else:
+        refused(lambda: sns.publish(TopicArn=topic, Subject=subject, Message="{}"), "InvalidParameter",
+                "Invalid parameter")
+        assert moto.rules_fired() <= {"sns-subject"}
+
+
+def test_the_notifications_subject_line_is_one_sns_takes(moto):
+    from yunpipe.runtime.accounting.notify import subject_line
+    sns = client("sns")
+    topic = sns.create_topic(Name="subjects")["TopicArn"]
+    for text in ("yunpipe lab: résumé\nfailed in step (oom) " + "x" * 200, "yunpipe: \u2028\x00"):
+        sns.publish(TopicArn=topic, Subject=subject_line(text), Message="{}")
+    assert moto.refusals == []
+
+
+@pytest.mark.parametrize("protocol, endpoint, message", [
+    ("https", "http://hooks.example.org/x", "Endpoint must match the specified protocol"),
+    ("http", "https://hooks.example.org/x", "Endpoint must match the specified protocol"),
+    ("email", "someone", "Email address"),
+    ("email", "someone@example", "Email address"),
+    ("lambda", "arn:aws:sqs:us-east-1:123456789012:q", "Lambda endpoint ARN"),
+])
+def test_sns_subscribes_only_an_endpoint_its_protocol_takes(moto, protocol, endpoint, message):
+    sns = client("sns")
+    topic = sns.create_topic(Name="endpoints")["TopicArn"]
+    refused(lambda: sns.subscribe(TopicArn=topic, Protocol=protocol, Endpoint=endpoint), "InvalidParameter",
+            f"Invalid parameter: {message}")
+    assert moto.rules_fired() == {"sns-endpoint"}
+
+
+def test_an_email_or_http_subscription_awaits_confirmation_and_gets_nothing_until_then(moto):
+    sns, sqs = client("sns"), client("sqs")
+    topic = sns.create_topic(Name="confirm")["TopicArn"]
+    queue = sqs.create_queue(QueueName="subscriber")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    down = "http://127.0.0.1:1/nobody-listens"  # moto POSTs within Publish: a delivery would fail it
+    for protocol, endpoint in (("email", "someone@example.org"), ("http", down), ("sqs", queue_arn)):
+        sns.subscribe(TopicArn=topic, Protocol=protocol, Endpoint=endpoint)
+    listed = {s["Protocol"]: s["SubscriptionArn"] for s in sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]}
+    assert listed["email"] == listed["http"] == "PendingConfirmation" and listed["sqs"].startswith(topic + ":")
+    sns.publish(TopicArn=topic, Message="{}")  # delivered to the queue only
+    assert len(sqs.receive_message(QueueUrl=queue)["Messages"]) == 1
+    moto.confirm(topic, down)
+    listed = {s["Protocol"]: s["SubscriptionArn"] for s in sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]}
+    assert listed["http"].startswith(topic + ":") and listed["email"] == "PendingConfirmation"
+    with pytest.raises(requests.exceptions.ConnectionError):
+        sns.publish(TopicArn=topic, Message="{}")
