@@ -104,6 +104,16 @@ def test_the_worst_case_renders_every_resource_kind_and_says_what_it_cannot(exam
     assert input_bucket["Properties"]["NotificationConfiguration"] == {
         "EventBridgeConfiguration": {"EventBridgeEnabled": True}}
     assert list(rendering.files) == [f"yunpipe-launcher-{model.steps[0].function.code_sha256_hex[:16]}.zip"]
+    # The topic holds its subscriptions; its policy, naming the publishing roles, waits for them (SNS checks).
+    [(topic_id, topic)] = [(k, r) for k, r in document["Resources"].items() if r["Type"] == "AWS::SNS::Topic"]
+    assert topic["Properties"]["Subscription"] == [{"Protocol": s.protocol, "Endpoint": s.endpoint}
+                                                   for s in model.subscriptions]
+    [policy] = [r for r in document["Resources"].values() if r["Type"] == "AWS::SNS::TopicPolicy"]
+    publishers = [r for s in model.steps for r in (s.task_role, s.launcher_role)]
+    assert policy["Properties"]["Topics"] == [{"Ref": topic_id}]
+    assert sorted(policy["DependsOn"]) == sorted(
+        next(k for k, r in document["Resources"].items() if r["Type"] == "AWS::IAM::Role"
+             and r["Properties"]["RoleName"] == role.name) for role in publishers)
 
 
 def _logical(document: dict, type_: str, name: str) -> str:

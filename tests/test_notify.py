@@ -166,6 +166,20 @@ def test_a_second_setup_makes_no_mutating_call(notified, capsys):
     assert "nothing to change" in capsys.readouterr().out
 
 
+def test_a_topic_changed_by_hand_is_set_back_one_attribute_at_a_time(notified):
+    assert sns().get_topic_attributes(TopicArn=TOPIC)["Attributes"]["DisplayName"] == "yunpipe demo"
+    sns().set_topic_attributes(TopicArn=TOPIC, AttributeName="DisplayName", AttributeValue="renamed")
+    sns().set_topic_attributes(TopicArn=TOPIC, AttributeName="Policy", AttributeValue=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sns:Publish",
+                                                 "Resource": TOPIC}]}))
+    with watch_calls() as calls:
+        assert cli.setup_pipe_main(["-f", notified]) == 0
+    assert mutating(calls) == [("sns", "SetTopicAttributes")] * 2
+    attributes = sns().get_topic_attributes(TopicArn=TOPIC)["Attributes"]
+    assert attributes["DisplayName"] == "yunpipe demo"
+    assert [s["Sid"] for s in json.loads(attributes["Policy"])["Statement"]] == ["PipelinePublishes", "PublishOnlyOverTls"]
+
+
 def test_a_changed_list_subscribes_and_unsubscribes_only_the_difference(moto, notified, write_workflow):
     moto.confirm(TOPIC, NOTIFY[1])  # the endpoint visited its SubscribeURL
     changed = write_workflow(single_run(notify=[NOTIFY[0], QUEUE, "bob@example.org"]))

@@ -42,4 +42,4 @@ def resources(spec: WorkflowSpec, target: Target, publishers: Sequence[Role],
     arn = topic_arn(spec, target)
     name = arn.rsplit(":", 1)[-1]
     policy = render_policy("topic", topic_arn=arn, publisher_arns=[role.arn for role in publishers])
-    return (Topic(name, arn, policy, tags),), tuple(Subscription(name, arn, s.protocol, s.endpoint) for s in spec.notify)
+    return (Topic(name, arn, policy, tags, f"yunpipe {spec.name}"),), tuple(Subscription(name, arn, s.protocol, s.endpoint) for s in spec.notify)

@@ -24,7 +24,12 @@ class Topic(Named):
     # Replaces SNS's default policy (every principal of the account may publish and subscribe).
     policy: Mapping[str, Any]
     tags: Mapping[str, str]
+    # The sender's name of its e-mails (else "AWS Notifications").
+    display_name: str = ""
     kind = "topic"
+
+    def attributes(self) -> dict[str, str]:
+        return {"Policy": json.dumps(self.policy), "DisplayName": self.display_name}
 
 
 class TopicKind(Kind[Topic]):
@@ -35,13 +40,12 @@ class TopicKind(Kind[Topic]):
         found = ctx.reader.read("sns", "get_topic_attributes", NO_TOPIC, TopicArn=topic.arn)
         if found is None:
             return [call(topic, "create", "sns", "create_topic", f"create topic {topic.name} (notifications)",
-                         Name=topic.name, Attributes={"Policy": json.dumps(topic.policy)},
-                         Tags=tag_list(topic.tags))]
-        policy = found.get("Attributes", {}).get("Policy")
-        if policy and json.loads(policy) == topic.policy:
-            return []
-        return [call(topic, "update", "sns", "set_topic_attributes", f"set the policy of topic {topic.name}",
-                     TopicArn=topic.arn, AttributeName="Policy", AttributeValue=json.dumps(topic.policy))]
+                         Name=topic.name, Attributes=topic.attributes(), Tags=tag_list(topic.tags))]
+        current = found.get("Attributes", {})
+        # SNS takes one attribute per call.
+        return [call(topic, "update", "sns", "set_topic_attributes", f"set the {name} of topic {topic.name}",
+                     TopicArn=topic.arn, AttributeName=name, AttributeValue=value)
+                for name, value in topic.attributes().items() if not _same(name, current.get(name), value)]
 
     def sweep(self, name: str, ctx: SweepContext) -> list[Call]:
         arn = topic_arn(ctx.reader, name)
@@ -53,11 +57,21 @@ class TopicKind(Kind[Topic]):
 
     def cloudformation(self, topic: Topic, template: Template) -> dict[str, dict]:
         topic_id = template.id(topic.kind, topic.key)
+        # The policy names the publishing roles by their ARNs, which SNS checks exist: created after them.
+        named = json.dumps(topic.policy)
+        roles = [template.id(r.kind, r.key) for r in template.of_kind("role", lambda r: json.dumps(r.arn) in named)]
         return {
-            topic_id: {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": topic.name, "Tags": tag_list(topic.tags)}},
-            f"{topic_id}Policy": {"Type": "AWS::SNS::TopicPolicy", "Properties": {
+            topic_id: {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": topic.name, "DisplayName": topic.display_name,
+                                                                  "Tags": tag_list(topic.tags)}},
+            f"{topic_id}Policy": {"Type": "AWS::SNS::TopicPolicy", "DependsOn": roles, "Properties": {
                 "Topics": [{"Ref": topic_id}], "PolicyDocument": dict(topic.policy)}},
         }
+
+
+def _same(name: str, current: str | None, desired: str) -> bool:
+    if name == "Policy":
+        return current is not None and json.loads(current) == json.loads(desired)
+    return (current or "") == desired
 
 
 def topic_arn(reader: Reader, name: str) -> str:
