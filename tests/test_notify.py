@@ -153,7 +153,7 @@ def test_setup_pipe_creates_the_topic_tagged_and_subscribes_each_entry(capsys, n
     assert [s["Sid"] for s in policy["Statement"]] == ["PipelinePublishes", "PublishOnlyOverTls"]
     out = capsys.readouterr().out
     # What each subscriber's side does before SNS delivers: said once, by setup-pipe.
-    assert "alice@example.org gets an e-mail from AWS Notifications to confirm" in out
+    assert "alice@example.org gets an e-mail from AWS to confirm" in out
     assert f"--principal sns.amazonaws.com --source-arn {TOPIC}" in out
     assert "sqs:SendMessage to principal sns.amazonaws.com" in out
 

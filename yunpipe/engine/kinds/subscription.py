@@ -17,7 +17,7 @@ from yunpipe.engine.template import Template
 PENDING = ("PendingConfirmation", "pending confirmation")
 # What the subscriber's owner does before SNS can deliver, by protocol.
 CONFIRMATION = {
-    "email": "{endpoint} gets an e-mail from AWS Notifications to confirm the subscription; nothing is sent to "
+    "email": "{endpoint} gets an e-mail from AWS to confirm the subscription; nothing is sent to "
              "it until the link in it is followed",
     "https": "{endpoint} gets a SubscriptionConfirmation POST first: it must visit its SubscribeURL (or call "
              "ConfirmSubscription with its Token) before SNS sends it anything",
