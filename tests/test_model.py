@@ -74,7 +74,9 @@ def test_launcher_zip_is_deterministic():
         # What the launcher imports, at its package path, under empty stand-ins for the parents.
         assert names[:3] == ["yunpipe/__init__.py", "yunpipe/runtime/__init__.py", "yunpipe/runtime/contract.py"]
         assert {"yunpipe/runtime/launcher/handler.py", "yunpipe/runtime/launcher/scaling.py"} <= set(names[3:])
-        assert all(name.startswith("yunpipe/runtime/launcher/") for name in names[3:])
+        # The launcher's modules, then accounting's with its price table (its schedule settles runs).
+        assert all(name.startswith(("yunpipe/runtime/launcher/", "yunpipe/runtime/accounting/")) for name in names[3:])
+        assert {"yunpipe/runtime/accounting/settle.py", "yunpipe/runtime/accounting/prices.json"} <= set(names[3:])
         assert archive.read("yunpipe/__init__.py") == archive.read("yunpipe/runtime/__init__.py") == b""
         assert b"def handler(" in archive.read("yunpipe/runtime/launcher/handler.py")
         assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
