@@ -20,11 +20,13 @@ setup(
     packages=[*find_packages(include=("yunpipe", "yunpipe.*")), "yunpipe.templates", "yunpipe.examples"],
     package_dir={"yunpipe.templates": "templates", "yunpipe.examples": "examples"},
     package_data={"yunpipe.templates": ["*/*.j2", "*/*.json"], "yunpipe.examples": ["*/*"],
-                  "yunpipe.runtime.accounting": ["*.json"]},
+                  "yunpipe.runtime.accounting": ["*.json"], "yunpipe.ui": ["templates/*.html", "static/*"]},
     install_requires=[
         "boto3>=1.28,<2",
         "docker>=7.0,<8",
         "jinja2>=3.1,<4",
+        # `yunpipe ui`'s web app (moto's server brings it too; pinned here since yunpipe uses it itself).
+        "flask>=3.0,<4",
         "pyyaml>=6.0,<7",
         "jsonschema>=4.18,<5",
         "tqdm>=4.66,<5",
@@ -43,6 +45,8 @@ setup(
                              "ruff>=0.17,<0.18", "mypy>=2.4,<3", "types-PyYAML>=6.0,<7",
                              # tests/botocore_model.py matches botocore's patterns, written for Java (\p{L}).
                              "regex>=2024.4,<2028",
+                             # tests/test_report_browser.py drives Debian's chromium (scripts/bootstrap.sh installs it).
+                             "selenium>=4.20,<5",
                              # AWS's CloudFormation resource schemas, for `yunpipe export` (tests/test_export.py).
                              # Pinned to one minor: each release adds rules, and the test wants zero findings.
                              "cfn-lint>=1.58,<1.59"]},

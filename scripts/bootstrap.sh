@@ -2,8 +2,8 @@
 # Prepare this machine for yunpipe's tests and demo; safe to run again (each step is skipped
 # when already done). Meant for a fresh Debian, as root, without Docker Hub or GitHub:
 #   .venv with yunpipe installed (editable, with test extras), the Docker engine, debootstrap,
-#   a static busybox and Debian's docker-registry, a running dockerd, and the offline base
-#   image yunpipe/base:bookworm.
+#   a static busybox and Debian's docker-registry, Debian's chromium and chromium-driver (the
+#   browser tests), a running dockerd, and the offline base image yunpipe/base:bookworm.
 # Usage: scripts/bootstrap.sh            prepare everything
 #        scripts/bootstrap.sh --missing  only print the Debian packages it would install
 set -euo pipefail
@@ -21,6 +21,8 @@ missing_packages() {
     command -v debootstrap >/dev/null || missing+=(debootstrap)
     # The local registry the tests push wrapped images to (wrap --local).
     command -v docker-registry >/dev/null || missing+=(docker-registry)
+    # `yunpipe ui` draws a pipeline's graph with Graphviz's dot.
+    command -v dot >/dev/null || missing+=(graphviz)
     # moto's Docker Lambda copies code through a busybox:latest image, which the local cloud
     # builds from the host's busybox; only a statically linked one runs in an empty image.
     local busybox
@@ -28,6 +30,10 @@ missing_packages() {
     if [ -z "$busybox" ] || ldd "$busybox" >/dev/null 2>&1; then
         missing+=(busybox-static)
     fi
+    # The browser tests open the HTML report in Debian's headless chromium through its driver
+    # (Debian's own builds: no download from Google at test time).
+    command -v chromium >/dev/null || missing+=(chromium)
+    command -v chromedriver >/dev/null || missing+=(chromium-driver)
     # Debian's python3 has venv's ensurepip only with python3-venv.
     if ! command -v "$PYTHON" >/dev/null; then
         missing+=(python3 python3-venv)
@@ -49,8 +55,9 @@ if [ ${#missing[@]} -gt 0 ]; then
         exit 1
     fi
     echo "bootstrap: installing ${missing[*]}"
-    apt-get update
-    apt-get install -y "${missing[@]}"
+    # Other worktrees may bootstrap at the same time: wait for dpkg's lock instead of failing.
+    apt-get -o DPkg::Lock::Timeout=600 update
+    apt-get -o DPkg::Lock::Timeout=600 install -y "${missing[@]}"
     hash -r
 fi
 

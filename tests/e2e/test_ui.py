@@ -1,0 +1,74 @@
+"""End to end: `yunpipe ui` in a real headless browser (Debian's chromium, through selenium) on the
+local cloud. A pipeline is set up and files uploaded; its page, loaded once, shows the counts
+reaching done as they happen, a poison file as a failure with its report, and the retry button
+(asked for, then confirmed) sends it back to be tried again. The pipeline page's screenshot is
+kept in tests/artifacts/ui-pipeline.png.
+"""
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+from ui_browser import board, browser, page, screenshot  # noqa: F401 - fixtures
+
+from .helpers import run_ok, write_inputs
+
+pytestmark = pytest.mark.e2e
+
+# From the upload to the last result of 4 files through two quick steps: ~10 s here.
+DONE_BOUND_SECONDS = 120
+LIVE = (NoSuchElementException, StaleElementReferenceException)
+
+
+def count(driver, step: str, name: str) -> str:
+    """A step's live count, as the page shows it now (the live part is replaced as it refreshes)."""
+    return driver.find_element(By.CSS_SELECTOR, f'#steps tr[data-step="{step}"] td[data-count="{name}"]').text
+
+
+def report_of(aws, bucket: str, key: str) -> dict:
+    return json.loads(aws("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def test_the_pipeline_page_follows_the_work_live_and_retries_a_poison_file(pipeline, board, browser, aws, tmp_path):
+    graph = pipeline([{"name": "tester", "max_receive_count": 1}, {"name": "checksum"}])
+    browser.get(page(board, f"/pipelines/{graph.name}"))
+    assert browser.find_element(By.CSS_SELECTOR, "#graph svg"), "the graph is drawn (Graphviz)"
+    browser.execute_script("window.loadedOnce = true")
+
+    good = {f"good-{index}.txt": f"fine input {index}\n" for index in range(4)}
+    run_ok("upload", "--local", graph.name, str(write_inputs(tmp_path / "in", {**good, "poison.txt": "FAIL\n"})))
+    wait = WebDriverWait(browser, DONE_BOUND_SECONDS, ignored_exceptions=LIVE)
+    wait.until(lambda d: count(d, "checksum", "done") == "4" and count(d, "tester", "dead") == "1",
+               message=f"never 4 done and 1 dead letter: {graph.diagnosis()}")
+    assert browser.execute_script("return window.loadedOnce === true"), "the page was reloaded"
+    assert count(browser, "tester", "done") == "4"
+    assert browser.find_element(By.CSS_SELECTOR, '#steps tr[data-step="tester"]').get_attribute(
+        "data-step-state") == "dead"
+    screenshot(browser, "ui-pipeline.png")
+
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#failures a.failure").text == "poison.txt")
+    browser.find_element(By.CSS_SELECTOR, "#failures a.failure").click()
+    assert browser.find_element(By.ID, "reason").text == "nonzero_exit"
+    assert "tester: refusing poison.txt: it asks to fail" in browser.find_element(By.ID, "stderr").text
+    assert browser.find_element(By.ID, "replay-command").text.startswith(f"yunpipe replay {graph.name} --report ")
+    screenshot(browser, "ui-failure.png")
+    key = f"failures/{graph.name}/{graph.step(0).name}/poison.txt/attempt-1.json"
+    first = report_of(aws, graph.summary.reports_bucket, key)["finished_at"]
+
+    browser.find_element(By.ID, "retry").click()
+    assert "Retry step tester's dead letters?" in browser.find_element(By.TAG_NAME, "h1").text
+    browser.find_element(By.ID, "confirm").click()
+    assert "moved 1 message(s)" in browser.find_element(By.ID, "retried").text
+    # Sent back, the file is tried again (and fails again: the report is written anew).
+    WebDriverWait(browser, DONE_BOUND_SECONDS).until(
+        lambda _: report_of(aws, graph.summary.reports_bucket, key)["finished_at"] != first,
+        message="the retried file was not tried again")
+
+
+def test_a_request_without_the_token_is_refused(board):
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(board.url.split("?")[0], timeout=10)
+    assert refused.value.code == 403

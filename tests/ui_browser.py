@@ -1,0 +1,66 @@
+"""The dashboard's tests' browser: Debian's chromium, headless, through Debian's chromedriver
+(scripts/bootstrap.sh installs both), and the dashboard served in the test's process.
+Screenshots go to tests/artifacts/ (gitignored), kept after the run to be looked at."""
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import unavailable
+
+from yunpipe.ui.server import Dashboard, UiOptions, dashboard
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+def chromium():
+    """A headless chromium, 1400 x 1000 (the screenshots' size)."""
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        unavailable("no Debian chromium and chromium-driver: run scripts/bootstrap.sh")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        options.add_argument(argument)
+    return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+
+
+@pytest.fixture
+def browser() -> Iterator:
+    driver = chromium()
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def board() -> Iterator[Dashboard]:
+    """`yunpipe ui --port 0 --no-browser`, served from a thread of this process."""
+    served = dashboard(UiOptions(port=0, browser=False))
+    served.start()
+    try:
+        yield served
+    finally:
+        served.stop()
+
+
+def page(board: Dashboard, path: str) -> str:
+    """A page of the dashboard, with its token."""
+    root = board.url.split("?")[0].rstrip("/")
+    return f"{root}{path}?token={board.token}"
+
+
+def screenshot(driver, name: str) -> Path:
+    """The whole page (the window made as tall as it), as tests/artifacts/NAME."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1400, max(1000, min(int(height) + 20, 4000)))
+    driver.save_screenshot(str(path))
+    driver.set_window_size(1400, 1000)
+    return path

@@ -1,0 +1,206 @@
+"""The dashboard's reading of the reports bucket (yunpipe/runtime/accounting/records.py's layout):
+a pipeline's runs with their progress per step, one run's job and task records as a report, and
+the cost of the tasks recorded so far.
+
+The page asks again every few seconds, so each object is read once: a record is cached by its key
+and ETag (a record rewritten, a file's end after a retry, has a new ETag and is read again).
+"""
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from yunpipe.aws.reader import Reader
+from yunpipe.engine.state import PipelineSummary
+from yunpipe.runtime.accounting import cost, records
+
+FAILED = ("failed", "timeout", "oom")
+# A page of the dashboard reads at most this many records at a time.
+READERS = 8
+# Records kept in memory; past it the cache starts again (a long session on a large pipeline).
+CACHE_SIZE = 50_000
+
+
+class RecordCache:
+    """Objects of the reports bucket by (bucket, key, ETag): JSON as read, None when it is not JSON."""
+
+    def __init__(self) -> None:
+        self._found: dict[tuple[str, str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, reader: Reader, bucket: str, obj: dict) -> Any:
+        name = (bucket, obj["Key"], obj.get("ETag", ""))
+        with self._lock:
+            if name in self._found:
+                return self._found[name]
+        answer = reader.read("s3", "get_object", ("NoSuchKey",), Bucket=bucket, Key=obj["Key"])
+        try:
+            document = json.loads(answer["Body"].read()) if answer else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            document = None
+        with self._lock:
+            if len(self._found) >= CACHE_SIZE:
+                self._found.clear()
+            self._found[name] = document
+        return document
+
+    def all(self, reader: Reader, bucket: str, objects: list[dict]) -> list[Any]:
+        with ThreadPoolExecutor(READERS) as pool:
+            return list(pool.map(lambda obj: self.get(reader, bucket, obj), objects))
+
+
+CACHE = RecordCache()
+
+
+@dataclass
+class Run:
+    """A run as its records say so far: `steps` counts each step's outcomes of ended jobs
+    (a settled run: its summary's), `retrying` the files a try failed for and that wait again."""
+    name: str
+    manifest: dict = field(default_factory=dict)
+    summary: dict | None = None
+    open: bool = False
+    steps: dict[str, Counter] = field(default_factory=dict)
+    retrying: Counter = field(default_factory=Counter)
+    jobs: list[dict] = field(default_factory=list)
+
+    @property
+    def inputs(self) -> int | None:
+        listed = self.manifest.get("inputs")
+        if isinstance(listed, list):
+            return len(listed)
+        return (self.summary or {}).get("inputs")
+
+    @property
+    def kind(self) -> str:
+        return str(self.manifest.get("kind") or (self.summary or {}).get("kind") or "?")
+
+    def bars(self, order: list[str]) -> list[dict]:
+        """Each step's progress bar: done, failed and retrying as shares of the run's inputs (of
+        what the step has seen, for a drop-run whose inputs nobody listed)."""
+        bars = []
+        for step in order:
+            counts = self.steps.get(step, Counter())
+            done = counts["ok"] + counts["skipped"]
+            failed = sum(counts[o] for o in FAILED)
+            retrying = self.retrying[step]
+            whole = max(self.inputs or 0, done + failed + retrying, 1)
+            bars.append({"step": step, "done": done, "failed": failed, "retrying": retrying, "of": whole,
+                         "skipped": counts["skipped"],
+                         "done_pc": 100 * done / whole, "failed_pc": 100 * failed / whole,
+                         "retrying_pc": 100 * retrying / whole})
+        return bars
+
+
+def _objects(reader: Reader, summary: PipelineSummary, prefix: str) -> list[dict]:
+    return reader.pages("s3", "list_objects_v2", "Contents", ("NoSuchBucket",), Bucket=summary.reports_bucket,
+                        Prefix=prefix)
+
+
+def run_names(reader: Reader, summary: PipelineSummary) -> tuple[list[str], set[str]]:
+    """Every run of the pipeline, the newest first (a run's name starts with when it opened), and
+    the open ones."""
+    base = f"runs/{summary.pipeline}/"
+    folders = reader.pages("s3", "list_objects_v2", "CommonPrefixes", ("NoSuchBucket",), Bucket=summary.reports_bucket,
+                           Prefix=base, Delimiter="/")
+    names = sorted((f["Prefix"][len(base):].rstrip("/") for f in folders), reverse=True)
+    opened = {o["Key"].rsplit("/", 1)[1] for o in _objects(reader, summary, records.open_prefix(summary.pipeline))}
+    return [n for n in names if n != "open"], opened
+
+
+def read_run(reader: Reader, summary: PipelineSummary, name: str, opened: bool, jobs: bool = False) -> Run:
+    """The run's manifest, and its summary once settled; an open run's (or with `jobs`, any run's)
+    job records, counted per step."""
+    run = Run(name, open=opened)
+    objects = _objects(reader, summary, records.run_prefix(summary.pipeline, name))
+    by_key = {o["Key"]: o for o in objects}
+    bucket = summary.reports_bucket
+    for key, attribute in ((records.manifest_key(summary.pipeline, name), "manifest"),
+                           (records.summary_key(summary.pipeline, name), "summary")):
+        document = CACHE.get(reader, bucket, by_key[key]) if key in by_key else None
+        if isinstance(document, dict):
+            setattr(run, attribute, document)
+    if run.summary is not None and not jobs:
+        for step, counts in (run.summary.get("steps") or {}).items():
+            run.steps[step] = Counter({o: int(counts.get(o) or 0) for o in records.OUTCOMES if isinstance(counts, dict)})
+        return run
+    wanted = [o for o in objects if "/ends/" in o["Key"] or "/tries/" in o["Key"]]
+    found = zip(wanted, CACHE.all(reader, bucket, wanted), strict=True)
+    pairs = [(o["Key"], j) for o, j in found if isinstance(j, dict) and j.get("step") and j.get("outcome") in records.OUTCOMES]
+    run.jobs = [j for _, j in pairs]
+    ends = records.run_prefix(summary.pipeline, name) + "ends/"
+    ended = {(j["step"], j.get("key")) for key, j in pairs if key.startswith(ends)}
+    for key, job in pairs:
+        if key.startswith(ends):
+            run.steps.setdefault(job["step"], Counter())[job["outcome"]] += 1
+    # A file whose try failed and that waits for the next one, counted once however many tries it had.
+    for step, _ in {(j["step"], j.get("key")) for key, j in pairs if not key.startswith(ends)} - ended:
+        run.retrying[step] += 1
+    return run
+
+
+def recent_runs(reader: Reader, summary: PipelineSummary, count: int = 10) -> tuple[list[Run], int]:
+    """The newest `count` runs, and how many there are in all."""
+    names, opened = run_names(reader, summary)
+    return [read_run(reader, summary, name, name in opened) for name in names[:count]], len(names)
+
+
+def _spread(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+
+    def at(share: float) -> float:
+        return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+    return {"p50": at(0.5), "p95": at(0.95), "max": ordered[-1]}
+
+
+def report(reader: Reader, summary: PipelineSummary, run: Run) -> dict[str, Any]:
+    """The run's report in the shape of a settled summary (records.py): its own summary once it
+    has one, else worked out from its job records so far, with the cost of its tasks."""
+    if run.summary is not None:
+        return run.summary
+    steps: dict[str, dict[str, Any]] = {}
+    for step, counts in run.steps.items():
+        ended = [j for j in run.jobs if j["step"] == step and j["outcome"] in records.OUTCOMES]
+        walls = [float(j["wall_seconds"]) for j in ended if isinstance(j.get("wall_seconds"), (int, float))]
+        peaks = [float(j["peak_memory_mib"]) for j in ended if isinstance(j.get("peak_memory_mib"), (int, float))]
+        limits = [j["memory_limit_mib"] for j in ended if j.get("memory_limit_mib")]
+        memory = _spread(peaks)
+        steps[step] = {**dict(counts), "wall_seconds": _spread(walls),
+                       "peak_memory_mib": memory and {"p50": memory["p50"], "max": memory["max"]},
+                       "memory_limit_mib": max(limits) if limits else None}
+    failures = [{"step": j["step"], "key": j.get("key"), "outcome": j["outcome"], "reason": j.get("reason"),
+                 "exit_code": j.get("exit_code"), "attempts": j.get("attempt"), "report": j.get("report"),
+                 "log_tail": j.get("log_tail")}
+                for j in run.jobs if j["outcome"] in FAILED and j.get("final")]
+    ran = {str((j.get("task") or {}).get("id")): j["step"] for j in run.jobs if (j.get("task") or {}).get("id")}
+    task_objects = [{"Key": records.task_key(summary.pipeline, step, task)} for task, step in ran.items()]
+    tasks = [t for t in CACHE.all(reader, summary.reports_bucket, task_objects) if isinstance(t, dict)]
+    spent = cost.run_cost(tasks, run.jobs, cost.load_prices(), summary.region, run.name) if run.jobs else None
+    return {"pipeline": summary.pipeline, "run": run.name, "kind": run.kind,
+            "opened_at": run.manifest.get("opened_at"), "settled_at": None, "inputs": run.inputs, "steps": steps,
+            "failures": failures, "task_seconds": spent and spent["task_seconds"], "cost": spent}
+
+
+def tasks_cost(reader: Reader, summary: PipelineSummary) -> dict[str, Any]:
+    """What the pipeline's recorded tasks cost (a task is recorded as it stops): total, by step,
+    task-seconds, with the price table's date."""
+    prices = cost.load_prices()
+    used, table = cost.region_prices(prices, summary.region)
+    objects = _objects(reader, summary, f"tasks/{summary.pipeline}/")
+    by_step: dict[str, float] = {}
+    seconds = 0.0
+    for task in CACHE.all(reader, summary.reports_bucket, objects):
+        if not isinstance(task, dict) or not task.get("started_at"):
+            continue
+        billed, _ = cost.billed_seconds(task)
+        seconds += billed
+        step = str(task.get("step", ""))
+        by_step[step] = by_step.get(step, 0.0) + cost.task_cost(task, table, billed)
+    return {"total": sum(by_step.values()), "by_step": by_step, "tasks": len(objects), "task_seconds": seconds,
+            "currency": prices.get("currency", "USD"), "prices": f"{used}, {prices.get('date')}"}
