@@ -18,7 +18,7 @@ from flask import Flask, Response, abort, redirect, render_template, request, st
 from markupsafe import Markup
 
 from yunpipe.engine.state import find_step
-from yunpipe.errors import NotFoundError, YunpipeError
+from yunpipe.errors import InputError, NotFoundError, YunpipeError
 from yunpipe.operations.backfill import RetryOptions, retry
 from yunpipe.ui import files, pictures, pipelines, records
 
@@ -62,7 +62,9 @@ def create_app(token: str, port: int, replay: bool = False) -> Flask:
 
     @app.errorhandler(YunpipeError)
     def explained(error: YunpipeError) -> tuple[str, int]:
-        return render_template("error.html", message=str(error)), 404 if isinstance(error, NotFoundError) else 502
+        # What the request named is not there (404) or not valid (400); else AWS said no (502).
+        code = 404 if isinstance(error, NotFoundError) else 400 if isinstance(error, InputError) else 502
+        return render_template("error.html", message=str(error)), code
 
     @app.errorhandler(403)
     def refused(error: Any) -> tuple[str, int]:

@@ -1,0 +1,175 @@
+"""`yunpipe ui` on moto: who may ask it anything (the token, the Host, actions only with the token
+in their form), what no page holds (credentials), bad requests, and the pages of a run, a result
+and a failure drawn from the records the workers write (runtime/accounting/records.py), the run
+page in a real headless browser (its screenshot: tests/artifacts/ui-run.png)."""
+import html
+import json
+import re
+
+import boto3
+import pytest
+from helpers import single_run
+from selenium.webdriver.common.by import By
+from ui_browser import board, browser, page, screenshot  # noqa: F401 - fixtures
+
+from yunpipe import cli
+from yunpipe.engine.state import require_summary
+from yunpipe.runtime.accounting import records, runs
+from yunpipe.ui.app import create_app
+
+PORT = 4760
+ROOT = f"http://127.0.0.1:{PORT}"
+TOKEN = "a-token-for-the-tests"
+RUN = "20261207T131500Z-upload"
+
+
+@pytest.fixture
+def deployed(moto, change123, write_workflow):
+    assert cli.setup_pipe_main(["-f", write_workflow(single_run())]) == 0
+    return require_summary("demo")
+
+
+@pytest.fixture
+def client(deployed):
+    return create_app(TOKEN, PORT).test_client()
+
+
+def put(bucket: str, key: str, document: dict) -> None:
+    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=json.dumps(document).encode())
+
+
+def job(step: str, key: str, outcome: str, wall: float, **fields) -> dict:
+    return records.job_record(
+        pipeline="demo", run=RUN, step=step, key=key, inputs=[{"bucket": "demo-in-bucket", "key": key, "etag": "e"}],
+        attempt=fields.pop("attempt", 1), final=fields.pop("final", True), outcome=outcome, started_at="2026-12-07T13:15:02Z",
+        finished_at="2026-12-07T13:15:09Z", wall_seconds=wall, cpu_seconds=wall / 2, peak_memory_mib=60.0,
+        memory_limit_mib=512, task={"id": "task-1", "started_at": "2026-12-07T13:15:01Z", "cpu": 256,
+                                    "memory_mib": 512, "capacity": "FARGATE"}, **fields)
+
+
+@pytest.fixture
+def a_run(deployed):
+    """An upload run of 4 files through the one step: 2 done, 1 dead-lettered (oom), 1 whose first
+    try failed and that waits for its next; its task has stopped and is recorded."""
+    bucket, step = deployed.reports_bucket, deployed.steps[0].name
+    inputs = [{"bucket": "demo-in-bucket", "key": f"f{i}.txt"} for i in range(4)]
+    runs.write_manifest(boto3.client("s3"), bucket, "demo", {
+        "version": 1, "run": RUN, "pipeline": "demo", "kind": "upload", "opened_at": "2026-12-07T13:15:00Z",
+        "inputs": inputs, "closes_after": None, "by": "yunpipe upload"})
+    for record in (job(step, "f0.txt", "ok", 2.0), job(step, "f1.txt", "ok", 4.0),
+                   job(step, "f2.txt", "oom", 7.0, reason="oom", exit_code=137, log_tail="Killed: out of memory",
+                       report=f"failures/demo/{step}/f2.txt/attempt-1.json"),
+                   job(step, "f3.txt", "failed", 1.0, final=False, reason="nonzero_exit", exit_code=1)):
+        put(bucket, records.job_record_key(record), record)
+    put(bucket, records.task_key("demo", step, "task-1"), {
+        "id": "task-1", "started_at": "2026-12-07T13:15:01Z", "cpu": 256, "memory_mib": 512, "capacity": "FARGATE",
+        "pipeline": "demo", "step": step, "stopped_at": "2026-12-07T13:17:01Z", "jobs": 4,
+        "job_seconds": {RUN: 14.0}, "exit": "idle"})
+    return deployed
+
+
+def test_a_request_without_the_token_is_refused(client):
+    assert client.get("/", base_url=ROOT).status_code == 403
+    assert client.get("/?token=wrong", base_url=ROOT).status_code == 403
+    assert client.get("/static/ui.js", base_url=ROOT).status_code == 403
+
+
+def test_the_token_in_the_url_sets_a_cookie_the_pages_own_requests_carry(client):
+    first = client.get(f"/?token={TOKEN}", base_url=ROOT)
+    assert first.status_code == 200
+    assert re.search(r"HttpOnly", first.headers["Set-Cookie"]) and "SameSite=Strict" in first.headers["Set-Cookie"]
+    assert client.get("/pipelines/demo/live", base_url=ROOT).status_code == 200
+
+
+def test_another_host_is_refused_even_with_the_token(client):
+    """A page of another site that points its name at 127.0.0.1 (DNS rebinding) sends its own Host."""
+    assert client.get(f"/?token={TOKEN}", base_url=f"http://evil.example:{PORT}").status_code == 403
+    assert client.get(f"/?token={TOKEN}", base_url="http://127.0.0.1:1").status_code == 403
+
+
+def test_an_action_needs_the_token_in_its_form_not_only_the_cookie(client, deployed):
+    step = deployed.steps[0].name
+    client.get(f"/?token={TOKEN}", base_url=ROOT)
+    assert client.post(f"/pipelines/demo/steps/{step}/retry", base_url=ROOT).status_code == 403
+    assert client.post(f"/pipelines/demo/steps/{step}/retry?token={TOKEN}", base_url=ROOT).status_code == 403
+    confirm = client.get(f"/pipelines/demo/steps/{step}/retry", base_url=ROOT)
+    assert f'name="token" value="{TOKEN}"' in confirm.text
+    done = client.post(f"/pipelines/demo/steps/{step}/retry", data={"token": TOKEN}, base_url=ROOT)
+    assert done.status_code == 200
+    assert "moved 0 message(s)" in done.text
+
+
+def test_no_page_holds_a_credential(client, a_run, monkeypatch):
+    client.get(f"/?token={TOKEN}", base_url=ROOT)
+    secret = "testing"  # the fixture's AWS_SECRET_ACCESS_KEY and key id
+    for path in ("/", "/pipelines/demo", f"/pipelines/demo/runs/{RUN}", "/pipelines/demo/results"):
+        answer = client.get(path, base_url=ROOT)
+        assert answer.status_code == 200, path
+        assert not re.search(rf"\b{secret}\b", answer.text), path
+        assert "X-Amz-Credential" not in answer.text and "Signature=" not in answer.text, path
+
+
+@pytest.mark.parametrize(("path", "code", "says"), [
+    ("/pipelines/nope", 404, "no pipeline 'nope' set up from this machine"),
+    (f"/pipelines/demo/runs/{RUN}-2", 404, f"no run '{RUN}-2' of pipeline 'demo'"),
+    ("/pipelines/demo/failure?report=runs/demo/drop.json", 404, "is not a failure report of pipeline demo"),
+    ("/pipelines/demo/failure?report=failures/demo/x/none.txt/attempt-1.json", 404, "no failure report"),
+    ("/pipelines/demo/results/download?key=none.txt", 404, "no result s3://demo-out-bucket/none.txt"),
+    ("/pipelines/demo/results?step=nope", 400, "--step: expected one of the pipeline's steps (change123-s3)"),
+    ("/pipelines/demo/steps/nope/retry", 400, "--step: expected one of the pipeline's steps (change123-s3)"),
+])
+def test_what_is_not_there_or_not_valid_is_refused_saying_so(client, deployed, path, code, says):
+    answer = client.get(path + ("&" if "?" in path else "?") + f"token={TOKEN}", base_url=ROOT)
+    assert answer.status_code == code, answer.text
+    assert says in html.unescape(answer.text)
+
+
+def test_a_result_downloads_through_the_dashboard_with_its_provenance_listed(client, deployed):
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket="demo-out-bucket", Key="sub/r é.txt", Body=b"result bytes",
+                  Metadata={"yunpipe-step": "change123-s3", "yunpipe-input": "s3://demo-in-bucket/r%20%C3%A9.txt"})
+    listing = client.get(f"/pipelines/demo/results?token={TOKEN}", base_url=ROOT).text
+    assert "s3://demo-in-bucket/r é.txt" in listing
+    got = client.get("/pipelines/demo/results/download", query_string={"key": "sub/r é.txt"}, base_url=ROOT)
+    assert got.data == b"result bytes"
+    assert got.headers["Content-Disposition"] == 'attachment; filename="r _.txt"'
+
+
+def test_the_ui_command_refuses_an_unknown_pipeline_and_a_bad_port(deployed, capsys):
+    assert cli.main(["ui", "nope", "--no-browser"]) == 2
+    assert "no pipeline 'nope'" in capsys.readouterr().err
+    assert cli.main(["ui", "--port", "70000", "--no-browser"]) == 2
+    assert "--port: expected a port from 0" in capsys.readouterr().err
+
+
+def test_the_run_page_reports_an_open_run_from_its_records(a_run, board, browser):
+    step = a_run.steps[0].name
+    browser.get(page(board, "/pipelines/demo"))
+    run_row = browser.find_element(By.CSS_SELECTOR, f'#runs tr[data-run="{RUN}"]')
+    assert "2/4, 1 failed, 1 retrying" in run_row.text
+    run_row.find_element(By.TAG_NAME, "a").click()
+    assert browser.find_element(By.ID, "run-state").text == "open"
+    row = browser.find_element(By.CSS_SELECTOR, f'#run-steps tr[data-step="{step}"]').text
+    # ok 2, skipped 0, failed 0, timeout 0, oom 1; wall p50 / p95 / max of 2, 4, 7 (and the retried try's 1).
+    assert row.startswith(f"{step} 2 0 0 0 1 "), row
+    assert "4.0 / 7.0 / 7.0 s" in row and "60 / 60 MiB (512)" in row
+    # The task ran 120 s (stopped), all of it for this run's jobs: 0.25 vCPU and 0.5 GB at the table's Fargate rates.
+    assert "120.0 task-seconds" in browser.find_element(By.ID, "run-cost").text
+    failures = browser.find_element(By.ID, "run-failures").text
+    assert "f2.txt oom oom 137 1\nKilled: out of memory" in failures
+    assert "f3.txt" not in failures  # it is tried again
+    assert [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#charts figcaption")] == [
+        "Outcomes per step", "Wall time per step", "Peak memory against the step's limit"]
+    screenshot(browser, "ui-run.png")
+
+
+def test_a_settled_run_shows_its_summary(a_run, client):
+    put(a_run.reports_bucket, records.summary_key("demo", RUN), {
+        "pipeline": "demo", "run": RUN, "kind": "upload", "opened_at": "2026-12-07T13:15:00Z",
+        "settled_at": "2026-12-07T13:20:00Z", "inputs": 4,
+        "steps": {a_run.steps[0].name: {"ok": 3, "oom": 1, "wall_seconds": {"p50": 2, "p95": 7, "max": 7},
+                                         "peak_memory_mib": {"p50": 60, "max": 61}, "memory_limit_mib": 512}},
+        "failures": [], "task_seconds": 120, "cost": None})
+    text = client.get(f"/pipelines/demo/runs/{RUN}?token={TOKEN}", base_url=ROOT).text
+    assert "settled 2026-12-07T13:20:00Z" in text
+    assert "3/4, 1 failed" in client.get("/pipelines/demo/live", base_url=ROOT).text
