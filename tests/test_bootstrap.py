@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 BOOTSTRAP = Path(__file__).resolve().parents[1] / "scripts" / "bootstrap.sh"
-ALL = ["docker.io", "debootstrap", "docker-registry", "busybox-static"]
+ALL = ["docker.io", "debootstrap", "docker-registry", "graphviz", "busybox-static", "chromium", "chromium-driver"]
+# Everything but Docker's engine and busybox, whose cases the tests set up themselves.
+OTHERS = ("debootstrap", "docker-registry", "dot", "chromium", "chromedriver")
 
 
 def fake(folder: Path, name: str, target: str | None = None) -> None:
@@ -41,13 +43,13 @@ def test_a_docker_client_without_an_engine_installs_the_engine(tmp_path):
 
 
 def test_a_machine_with_everything_installs_nothing(tmp_path):
-    for name in ("docker", "dockerd", "debootstrap", "docker-registry", "busybox"):
+    for name in ("docker", "dockerd", "busybox", *OTHERS):
         fake(tmp_path, name)  # a script: ldd finds it is no dynamic executable, like busybox-static
     assert missing(tmp_path) == []
 
 
 def test_a_dynamically_linked_busybox_is_replaced_by_the_static_one(tmp_path):
-    for name in ("docker", "dockerd", "debootstrap", "docker-registry"):
+    for name in ("docker", "dockerd", *OTHERS):
         fake(tmp_path, name)
     dynamic = shutil.which("ls")
     assert subprocess.run(["ldd", dynamic], capture_output=True).returncode == 0

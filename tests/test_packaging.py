@@ -29,6 +29,9 @@ CHECK = textwrap.dedent("""
     from yunpipe.runtime.launcher_package import launcher_files
     assert any(path == "yunpipe/runtime/launcher/handler.py" for path, _ in launcher_files())
     assert resources.files("yunpipe.wrapper").joinpath("entrypoint.py").is_file()
+    # The dashboard's pages, script and style (`yunpipe ui`).
+    ui = resources.files("yunpipe.ui")
+    assert all(ui.joinpath(*part).is_file() for part in (("templates", "pipeline.html"), ("static", "ui.js")))
     # Every module of the source tree, in every package.
     import pathlib
     installed = pathlib.Path(yunpipe.__file__).parent

@@ -1,8 +1,9 @@
 """End to end: `yunpipe ui` in a real headless browser (Debian's chromium, through selenium) on the
-local cloud. A pipeline is set up and files uploaded; its page, loaded once, shows the counts
-reaching done as they happen, a poison file as a failure with its report, and the retry button
-(asked for, then confirmed) sends it back to be tried again. The pipeline page's screenshot is
-kept in tests/artifacts/ui-pipeline.png.
+local cloud. A graph is set up (a fan-out to two steps, their join, and a gather) and files are
+uploaded; its page, loaded once, shows the counts reaching done as they happen, a poison file as a
+failure with its report, and the retry button (asked for, then confirmed) sends it back to be
+tried again. The pipeline page's screenshot is kept in tests/artifacts/ui-pipeline.png (the
+README's docs/ui-pipeline.png is one).
 """
 import json
 import urllib.error
@@ -18,7 +19,7 @@ from .helpers import run_ok, write_inputs
 
 pytestmark = pytest.mark.e2e
 
-# From the upload to the last result of 4 files through two quick steps: ~10 s here.
+# From the upload to the last joined result of 4 files through quick steps: ~15 s here.
 DONE_BOUND_SECONDS = 120
 LIVE = (NoSuchElementException, StaleElementReferenceException)
 
@@ -33,7 +34,12 @@ def report_of(aws, bucket: str, key: str) -> dict:
 
 
 def test_the_pipeline_page_follows_the_work_live_and_retries_a_poison_file(pipeline, board, browser, aws, tmp_path):
-    graph = pipeline([{"name": "tester", "max_receive_count": 1}, {"name": "checksum"}])
+    graph = pipeline([
+        {"id": "upper", "name": "tester", "max_receive_count": 1},
+        {"id": "sum", "name": "checksum"},
+        {"id": "both", "name": "pair", "after": ["upper", "sum"]},
+        {"id": "all", "name": "gather", "after": ["both"], "gather": True},
+    ], process_type="graph")
     browser.get(page(board, f"/pipelines/{graph.name}"))
     assert browser.find_element(By.CSS_SELECTOR, "#graph svg"), "the graph is drawn (Graphviz)"
     browser.execute_script("window.loadedOnce = true")
@@ -41,12 +47,18 @@ def test_the_pipeline_page_follows_the_work_live_and_retries_a_poison_file(pipel
     good = {f"good-{index}.txt": f"fine input {index}\n" for index in range(4)}
     run_ok("upload", "--local", graph.name, str(write_inputs(tmp_path / "in", {**good, "poison.txt": "FAIL\n"})))
     wait = WebDriverWait(browser, DONE_BOUND_SECONDS, ignored_exceptions=LIVE)
-    wait.until(lambda d: count(d, "checksum", "done") == "4" and count(d, "tester", "dead") == "1",
-               message=f"never 4 done and 1 dead letter: {graph.diagnosis()}")
+    # The poison file fails in upper, so only the four others reach the join.
+    wait.until(lambda d: count(d, "both", "done") == "4" and count(d, "upper", "dead") == "1",
+               message=f"never 4 joined and 1 dead letter: {graph.diagnosis()}")
     assert browser.execute_script("return window.loadedOnce === true"), "the page was reloaded"
-    assert count(browser, "tester", "done") == "4"
-    assert browser.find_element(By.CSS_SELECTOR, '#steps tr[data-step="tester"]').get_attribute(
+    assert [count(browser, step, "done") for step in ("upper", "sum", "both", "all")] == ["4", "5", "4", "0"]
+    assert browser.find_element(By.CSS_SELECTOR, '#steps tr[data-step="upper"]').get_attribute(
         "data-step-state") == "dead"
+    # Graphviz drew the join and the gather as such, and the page coloured the failing step's node.
+    nodes = {n.find_element(By.TAG_NAME, "title").get_attribute("textContent"): n
+             for n in browser.find_elements(By.CSS_SELECTOR, "#graph svg g.node")}
+    assert "(join)" in nodes["both"].text and "(gather)" in nodes["all"].text
+    assert nodes["upper"].get_attribute("class") == "node state-dead"
     screenshot(browser, "ui-pipeline.png")
 
     wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#failures a.failure").text == "poison.txt")
@@ -59,13 +71,18 @@ def test_the_pipeline_page_follows_the_work_live_and_retries_a_poison_file(pipel
     first = report_of(aws, graph.summary.reports_bucket, key)["finished_at"]
 
     browser.find_element(By.ID, "retry").click()
-    assert "Retry step tester's dead letters?" in browser.find_element(By.TAG_NAME, "h1").text
+    assert "Retry step upper's dead letters?" in browser.find_element(By.TAG_NAME, "h1").text
     browser.find_element(By.ID, "confirm").click()
     assert "moved 1 message(s)" in browser.find_element(By.ID, "retried").text
     # Sent back, the file is tried again (and fails again: the report is written anew).
     WebDriverWait(browser, DONE_BOUND_SECONDS).until(
         lambda _: report_of(aws, graph.summary.reports_bucket, key)["finished_at"] != first,
         message="the retried file was not tried again")
+
+    browser.get(page(board, "/"))
+    listed = browser.find_element(By.CSS_SELECTOR, f'#pipelines tr[data-pipeline="{graph.name}"]').text
+    assert "the local cloud" in listed and "upper, sum, both, all" in listed, listed
+    screenshot(browser, "ui-pipelines.png")
 
 
 def test_a_request_without_the_token_is_refused(board):

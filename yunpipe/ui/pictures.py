@@ -23,7 +23,8 @@ def _svg(source: str) -> str | None:
     if dot is None:
         return None
     try:
-        done = subprocess.run([dot, "-Tsvg"], input=source.encode(), capture_output=True, timeout=DOT_SECONDS,
+        # The page's own sans-serif, where the DOT file says no font (`show --dot` stays as it is).
+        done = subprocess.run([dot, "-Tsvg", *(f"-{kind}fontname=DejaVu Sans,sans-serif" for kind in "GNE")], input=source.encode(), capture_output=True, timeout=DOT_SECONDS,
                               check=True)
     except (subprocess.SubprocessError, OSError):
         return None

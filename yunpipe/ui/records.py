@@ -80,15 +80,18 @@ class Run:
         return str(self.manifest.get("kind") or (self.summary or {}).get("kind") or "?")
 
     def bars(self, order: list[str]) -> list[dict]:
-        """Each step's progress bar: done, failed and retrying as shares of the run's inputs (of
-        what the step has seen, for a drop-run whose inputs nobody listed)."""
+        """Each step's progress bar: done, failed and retrying as shares of the run's inputs (for a
+        drop-run, whose inputs nobody listed, of the most files any step has seen)."""
+        seen = {step: sum(self.steps.get(step, Counter())[o] for o in records.OUTCOMES) + self.retrying[step]
+                for step in order}
+        most = max([self.inputs or 0, *seen.values(), 1])
         bars = []
         for step in order:
             counts = self.steps.get(step, Counter())
             done = counts["ok"] + counts["skipped"]
             failed = sum(counts[o] for o in FAILED)
             retrying = self.retrying[step]
-            whole = max(self.inputs or 0, done + failed + retrying, 1)
+            whole = max(most, done + failed + retrying)
             bars.append({"step": step, "done": done, "failed": failed, "retrying": retrying, "of": whole,
                          "skipped": counts["skipped"],
                          "done_pc": 100 * done / whole, "failed_pc": 100 * failed / whole,
