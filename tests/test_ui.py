@@ -10,7 +10,7 @@ import boto3
 import pytest
 from helpers import single_run
 from selenium.webdriver.common.by import By
-from ui_browser import board, browser, page, screenshot  # noqa: F401 - fixtures
+from ui_browser import headless, page, screenshot, served
 
 from yunpipe import cli
 from yunpipe.engine.state import require_summary
@@ -22,6 +22,18 @@ ROOT = f"http://127.0.0.1:{PORT}"
 TOKEN = "a-token-for-the-tests"
 RUN = "20261207T131500Z-upload"
 
+
+
+@pytest.fixture
+def browser():
+    with headless() as driver:
+        yield driver
+
+
+@pytest.fixture
+def board():
+    with served() as dashboard:
+        yield dashboard
 
 @pytest.fixture
 def deployed(moto, change123, write_workflow):
@@ -173,3 +185,20 @@ def test_a_settled_run_shows_its_summary(a_run, client):
     text = client.get(f"/pipelines/demo/runs/{RUN}?token={TOKEN}", base_url=ROOT).text
     assert "settled 2026-12-07T13:20:00Z" in text
     assert "3/4, 1 failed" in client.get("/pipelines/demo/live", base_url=ROOT).text
+
+
+def test_submit_asks_first_then_queues_what_the_steps_input_holds(client, deployed):
+    step = deployed.steps[0]
+    s3, sqs = boto3.client("s3"), boto3.client("sqs")
+    for key in ("a.txt", "b.txt"):
+        s3.put_object(Bucket="demo-in-bucket", Key=key, Body=b"x")
+    live = client.get(f"/pipelines/demo/live?token={TOKEN}", base_url=ROOT).text
+    assert f'href="/pipelines/demo/steps/{step.name}/submit"' in live
+    asked = client.get(f"/pipelines/demo/steps/{step.name}/submit", base_url=ROOT).text
+    assert html.unescape(asked).count(f"Queue what s3://demo-in-bucket holds to step {step.name}?") == 2
+    assert client.post(f"/pipelines/demo/steps/{step.name}/submit", base_url=ROOT).status_code == 403
+    done = client.post(f"/pipelines/demo/steps/{step.name}/submit", data={"token": TOKEN}, base_url=ROOT)
+    assert "Queued 2 object(s) of s3://demo-in-bucket/ to step change123-s3; workers start now." in done.text
+    url = sqs.get_queue_url(QueueName=step.queue)["QueueUrl"]
+    waiting = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+    assert waiting["ApproximateNumberOfMessages"] == "2"

@@ -3,11 +3,11 @@
 Screenshots go to tests/artifacts/ (gitignored), kept after the run to be looked at."""
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from helpers import unavailable
 
 from yunpipe.ui.server import Dashboard, UiOptions, dashboard
@@ -29,8 +29,9 @@ def chromium():
     return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
 
 
-@pytest.fixture
-def browser() -> Iterator:
+@contextlib.contextmanager
+def headless() -> Iterator:
+    """A browser for the test, closed after it."""
     driver = chromium()
     try:
         yield driver
@@ -38,15 +39,15 @@ def browser() -> Iterator:
         driver.quit()
 
 
-@pytest.fixture
-def board() -> Iterator[Dashboard]:
+@contextlib.contextmanager
+def served() -> Iterator[Dashboard]:
     """`yunpipe ui --port 0 --no-browser`, served from a thread of this process."""
-    served = dashboard(UiOptions(port=0, browser=False))
-    served.start()
+    board = dashboard(UiOptions(port=0, browser=False))
+    board.start()
     try:
-        yield served
+        yield board
     finally:
-        served.stop()
+        board.stop()
 
 
 def page(board: Dashboard, path: str) -> str:

@@ -13,7 +13,7 @@ import pytest
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
-from ui_browser import board, browser, page, screenshot  # noqa: F401 - fixtures
+from ui_browser import headless, page, screenshot, served
 
 from .helpers import run_ok, write_inputs
 
@@ -23,6 +23,18 @@ pytestmark = pytest.mark.e2e
 DONE_BOUND_SECONDS = 120
 LIVE = (NoSuchElementException, StaleElementReferenceException)
 
+
+
+@pytest.fixture
+def browser():
+    with headless() as driver:
+        yield driver
+
+
+@pytest.fixture
+def board():
+    with served() as dashboard:
+        yield dashboard
 
 def count(driver, step: str, name: str) -> str:
     """A step's live count, as the page shows it now (the live part is replaced as it refreshes)."""
@@ -71,7 +83,7 @@ def test_the_pipeline_page_follows_the_work_live_and_retries_a_poison_file(pipel
     first = report_of(aws, graph.summary.reports_bucket, key)["finished_at"]
 
     browser.find_element(By.ID, "retry").click()
-    assert "Retry step upper's dead letters?" in browser.find_element(By.TAG_NAME, "h1").text
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Retry step upper's dead letters?"
     browser.find_element(By.ID, "confirm").click()
     assert "moved 1 message(s)" in browser.find_element(By.ID, "retried").text
     # Sent back, the file is tried again (and fails again: the report is written anew).

@@ -1,5 +1,6 @@
 """The dashboard's web app (Flask): its pages, the live parts they refresh, and the one action
-that changes AWS, retrying a step's dead letters (asked for on a page of its own, then POSTed).
+that change AWS, retrying a step's dead letters and queuing what a step's input holds (each
+asked for on a page of its own, then POSTed).
 
 Security, as Jupyter does it: the server listens on 127.0.0.1 only, and every request must carry
 the random token of this run of `yunpipe ui`, in the URL (`?token=`, which then sets a cookie for
@@ -19,7 +20,7 @@ from markupsafe import Markup
 
 from yunpipe.engine.state import find_step
 from yunpipe.errors import InputError, NotFoundError, YunpipeError
-from yunpipe.operations.backfill import RetryOptions, retry
+from yunpipe.operations.backfill import RetryOptions, SubmitOptions, retry, submit, wake_launcher
 from yunpipe.ui import files, pictures, pipelines, records
 
 # How often a page's live parts ask again (milliseconds).
@@ -141,12 +142,19 @@ def _filename(key: str) -> str:
 
 
 def _actions(app: Flask) -> None:
+    """The two actions that change AWS, each asked for on a page of its own first (GET), then done
+    by that page's form (POST, with the token): retry a step's dead letters, queue what a step's
+    input bucket holds (for a gather step, one gather message)."""
     @app.get("/pipelines/<name>/steps/<step>/retry")
     def confirm_retry(name: str, step: str) -> str:
         summary, _ = pipelines.open_pipeline(name)
         found = find_step(summary, step, "retry")
-        return render_template("confirm.html", summary=summary, step=found, back=request.args.get("back", ""),
-                               action=url_for("do_retry", name=name, step=step))
+        return render_template("confirm.html", summary=summary, back=request.args.get("back", ""),
+                               action=url_for("do_retry", name=name, step=step),
+                               question=f"Retry step {found.name}'s dead letters?", button="Yes, retry them",
+                               explanation=f"Every message in {found.dead_letter_queue} goes back to {found.queue}, "
+                               "and the step's launcher starts workers for them. Workers started from an older "
+                               "task definition are stopped first. Their failure reports stay.")
 
     @app.post("/pipelines/<name>/steps/<step>/retry")
     def do_retry(name: str, step: str) -> Any:
@@ -154,6 +162,28 @@ def _actions(app: Flask) -> None:
         find_step(summary, step, "retry")
         done = list(retry(RetryOptions(name, step)))
         return render_template("retried.html", summary=summary, retried=done)
+
+    @app.get("/pipelines/<name>/steps/<step>/submit")
+    def confirm_submit(name: str, step: str) -> str:
+        summary, _ = pipelines.open_pipeline(name)
+        found = find_step(summary, step, "submit")
+        gather = pipelines.layout_of(summary).step(found.name).gather
+        what = ("one gather message: the step runs once over everything" if gather else
+                "a message for each object: the step runs once per object, even those it has done")
+        return render_template("confirm.html", summary=summary, back=request.args.get("back", ""),
+                               action=url_for("do_submit", name=name, step=step),
+                               question=f"Queue what s3://{found.input_bucket} holds to step {found.name}?",
+                               button="Yes, queue it", explanation=f"It queues {what}, and starts the step's launcher.")
+
+    @app.post("/pipelines/<name>/steps/<step>/submit")
+    def do_submit(name: str, step: str) -> Any:
+        summary, _ = pipelines.open_pipeline(name)
+        found = find_step(summary, step, "submit")
+        gather = pipelines.layout_of(summary).step(found.name).gather
+        submitted = submit(SubmitOptions(name, step=found.name, gather=gather))
+        if submitted.count or submitted.gathered:
+            wake_launcher(submitted.aws, found)
+        return render_template("submitted.html", summary=summary, submitted=submitted)
 
     @app.get("/favicon.ico")
     def favicon() -> Any:

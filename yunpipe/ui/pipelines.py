@@ -94,10 +94,11 @@ def live(name: str) -> dict[str, Any]:
     now = status.collect(reader, summary, failures=5)
     runs, total = records.recent_runs(reader, summary, RUNS_SHOWN)
     order = [s.name for s in summary.steps]
+    layout = layout_of(summary)
     skipped = {step: sum(run.steps[step]["skipped"] for run in runs if step in run.steps) for step in order}
     steps = [{"name": s.name, "waiting": s.waiting, "in_flight": s.in_flight, "done": s.done or 0,
               "skipped": skipped[s.name], "dead": s.dead, "running": s.running, "state": step_state(s),
-              "undelivered": s.undelivered, "failures": s.failures,
+              "undelivered": s.undelivered, "failures": s.failures, "gather": layout.step(s.name).gather,
               "not_started": status.render_not_started(s.not_started, summary.region) if s.not_started else []}
              for s in now.steps]
     failures = sorted((f for s in now.steps for f in s.failures), key=lambda f: str(f.get("finished_at", "")),
