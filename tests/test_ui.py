@@ -4,7 +4,13 @@ and a failure drawn from the records the workers write (runtime/accounting/recor
 page in a real headless browser (its screenshot: tests/artifacts/ui-run.png)."""
 import html
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
 
 import boto3
 import pytest
@@ -15,6 +21,7 @@ from ui_browser import headless, page, screenshot, served
 from yunpipe import cli
 from yunpipe.engine.state import require_summary
 from yunpipe.runtime.accounting import records, runs
+from yunpipe.ui import pictures
 from yunpipe.ui.app import create_app
 
 PORT = 4760
@@ -202,3 +209,34 @@ def test_submit_asks_first_then_queues_what_the_steps_input_holds(client, deploy
     url = sqs.get_queue_url(QueueName=step.queue)["QueueUrl"]
     waiting = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
     assert waiting["ApproximateNumberOfMessages"] == "2"
+
+
+def test_without_graphviz_the_page_lists_the_steps_and_says_what_to_install(client, deployed, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `dot` on it
+    pictures._svg.cache_clear()
+    text = html.unescape(client.get(f"/pipelines/demo?token={TOKEN}", base_url=ROOT).text)
+    pictures._svg.cache_clear()
+    assert "<svg" not in text
+    assert "Install Graphviz (dot; Debian's graphviz package)" in re.sub(r"</?code>", "", text)
+    assert f"<li>{deployed.steps[0].name}" in text
+
+
+def test_the_ui_command_prints_its_url_serves_it_and_stops_on_ctrl_c(tmp_path):
+    """`yunpipe ui --no-browser --port 0` as a user runs it, in a process of its own."""
+    process = subprocess.Popen([sys.executable, "-m", "yunpipe.cli", "ui", "--no-browser", "--port", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "YUNPIPE_HOME": str(tmp_path)})
+    try:
+        assert process.stdout.readline().startswith("The dashboard serves on 127.0.0.1 only; Ctrl-C stops it.")
+        url = process.stdout.readline().strip()
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/\?token=[\w-]{40,}", url), url
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            assert "No pipelines set up from this machine yet" in answer.read().decode()
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url.split("?")[0], timeout=30)
+        assert refused.value.code == 403
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert out.strip().endswith("The dashboard stopped.")

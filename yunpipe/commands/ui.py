@@ -13,9 +13,10 @@ def run_ui(args: argparse.Namespace) -> int:
     if not args.no_browser and not open_browser(board.url):
         print("(no browser found here: open the URL above in one on this machine)", flush=True)
     try:
-        board.serve()
+        board.serve()  # until Ctrl-C (werkzeug's server takes the KeyboardInterrupt itself)
     except KeyboardInterrupt:
-        print("The dashboard stopped.")
+        pass
     finally:
         board.server.server_close()
+    print("The dashboard stopped.")
     return 0

@@ -21,7 +21,7 @@ from markupsafe import Markup
 from yunpipe.engine.state import find_step
 from yunpipe.errors import InputError, NotFoundError, YunpipeError
 from yunpipe.operations.backfill import RetryOptions, SubmitOptions, retry, submit, wake_launcher
-from yunpipe.ui import files, pictures, pipelines, records
+from yunpipe.ui import files, pictures, pipelines, runs
 
 # How often a page's live parts ask again (milliseconds).
 REFRESH_MS = 2000
@@ -100,11 +100,11 @@ def _pages(app: Flask) -> None:
     @app.get("/pipelines/<name>/runs/<run>")
     def run(name: str, run: str) -> str:
         summary, reader = pipelines.open_pipeline(name)
-        names, opened = records.run_names(reader, summary)
+        names, opened = runs.run_names(reader, summary)
         if run not in names:
             raise NotFoundError(f"no run '{run}' of pipeline '{name}'")
-        found = records.read_run(reader, summary, run, run in opened, jobs=True)
-        report = records.report(reader, summary, found)
+        found = runs.read_run(reader, summary, run, run in opened, jobs=True)
+        report = runs.report(reader, summary, found)
         return render_template("run.html", summary=summary, run=found, report=report,
                                bars=found.bars([s.name for s in summary.steps]), charts=pictures.run_charts(report))
 

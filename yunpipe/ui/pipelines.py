@@ -16,7 +16,7 @@ from yunpipe.errors import YunpipeError
 from yunpipe.operations import status
 from yunpipe.operations.listing import ListedPipeline, list_pipelines
 from yunpipe.operations.reach import reach
-from yunpipe.ui import records
+from yunpipe.ui import runs
 
 # How many runs a pipeline's page lists (the newest).
 RUNS_SHOWN = 10
@@ -66,7 +66,7 @@ def health(listed: ListedPipeline) -> Health:
     try:
         summary, reader = open_pipeline(listed.name)
         now = status.collect(reader, summary, failures=0)
-        _, opened = records.run_names(reader, summary)
+        _, opened = runs.run_names(reader, summary)
     except YunpipeError as error:
         return Health(listed, problem=str(error))
     except Exception as error:  # noqa: BLE001 - AWS unreachable or refusing: said on its line, the others still show
@@ -92,10 +92,10 @@ def live(name: str) -> dict[str, Any]:
     progress bars, and the cost of the tasks recorded so far."""
     summary, reader = open_pipeline(name)
     now = status.collect(reader, summary, failures=5)
-    runs, total = records.recent_runs(reader, summary, RUNS_SHOWN)
+    recent, total = runs.recent_runs(reader, summary, RUNS_SHOWN)
     order = [s.name for s in summary.steps]
     layout = layout_of(summary)
-    skipped = {step: sum(run.steps[step]["skipped"] for run in runs if step in run.steps) for step in order}
+    skipped = {step: sum(run.steps[step]["skipped"] for run in recent if step in run.steps) for step in order}
     steps = [{"name": s.name, "waiting": s.waiting, "in_flight": s.in_flight, "done": s.done or 0,
               "skipped": skipped[s.name], "dead": s.dead, "running": s.running, "state": step_state(s),
               "undelivered": s.undelivered, "failures": s.failures, "gather": layout.step(s.name).gather,
@@ -103,5 +103,5 @@ def live(name: str) -> dict[str, Any]:
              for s in now.steps]
     failures = sorted((f for s in now.steps for f in s.failures), key=lambda f: str(f.get("finished_at", "")),
                       reverse=True)
-    return {"summary": summary, "steps": steps, "failures": failures, "runs": [(run, run.bars(order)) for run in runs],
-            "runs_total": total, "cost": records.tasks_cost(reader, summary)}
+    return {"summary": summary, "steps": steps, "failures": failures, "runs": [(run, run.bars(order)) for run in recent],
+            "runs_total": total, "cost": runs.tasks_cost(reader, summary)}
