@@ -66,11 +66,13 @@ def test_the_pipeline_page_follows_the_work_live_and_retries_a_poison_file(pipel
     assert [count(browser, step, "done") for step in ("upper", "sum", "both", "all")] == ["4", "5", "4", "0"]
     assert browser.find_element(By.CSS_SELECTOR, '#steps tr[data-step="upper"]').get_attribute(
         "data-step-state") == "dead"
-    # Graphviz drew the join and the gather as such, and the page coloured the failing step's node.
+    # Graphviz drew the join and the gather as such; the page coloured the failing step's node and
+    # wrote each step's counts under it.
     nodes = {n.find_element(By.TAG_NAME, "title").get_attribute("textContent"): n
              for n in browser.find_elements(By.CSS_SELECTOR, "#graph svg g.node")}
     assert "(join)" in nodes["both"].text and "(gather)" in nodes["all"].text
     assert nodes["upper"].get_attribute("class") == "node state-dead"
+    assert "4 done · 1 dead" in nodes["upper"].text and "5 done" in nodes["sum"].text
     screenshot(browser, "ui-pipeline.png")
 
     wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#failures a.failure").text == "poison.txt")

@@ -23,8 +23,10 @@ def _svg(source: str) -> str | None:
     if dot is None:
         return None
     try:
-        # The page's own sans-serif, where the DOT file says no font (`show --dot` stays as it is).
-        done = subprocess.run([dot, "-Tsvg", *(f"-{kind}fontname=DejaVu Sans,sans-serif" for kind in "GNE")], input=source.encode(), capture_output=True, timeout=DOT_SECONDS,
+        # Where the DOT file says nothing (`show --dot` stays as it is): the page's own sans-serif,
+        # and room under each step for the counts the page writes there.
+        done = subprocess.run([dot, "-Tsvg", *(f"-{kind}fontname=DejaVu Sans,sans-serif" for kind in "GNE"),
+                               "-Gnodesep=0.5", "-Gpad=0.25"], input=source.encode(), capture_output=True, timeout=DOT_SECONDS,
                               check=True)
     except (subprocess.SubprocessError, OSError):
         return None

@@ -1,7 +1,22 @@
 // yunpipe's dashboard: the little it does in the browser. Written for this page, nothing vendored.
 "use strict";
 
-// Colour each step of the graph (Graphviz names a node by its <title>) as its row of counts says.
+var SVG = "http://www.w3.org/2000/svg";
+var SHOWN = [["waiting", "waiting"], ["in_flight", "in flight"], ["done", "done"], ["dead", "dead"],
+             ["running", "running"]];
+
+// A step's counts in words, the ones that are not zero ("4 done · 1 dead").
+function countsOf(row) {
+  var parts = [];
+  SHOWN.forEach(function (pair) {
+    var cell = row.querySelector('[data-count="' + pair[0] + '"]');
+    if (cell && cell.textContent.trim() !== "0") { parts.push(cell.textContent.trim() + " " + pair[1]); }
+  });
+  return parts.join(" \u00b7 ") || "idle";
+}
+
+// Colour each step of the graph (Graphviz names a node by its <title>) as its row of counts
+// says, and write those counts under it.
 function paintGraph() {
   var nodes = {};
   document.querySelectorAll("#graph svg g.node").forEach(function (node) {
@@ -10,7 +25,19 @@ function paintGraph() {
   });
   document.querySelectorAll("[data-step-state]").forEach(function (row) {
     var node = nodes[row.dataset.step];
-    if (node) { node.setAttribute("class", "node state-" + row.dataset.stepState); }
+    var shape = node && node.querySelector("ellipse");
+    if (!shape) { return; }
+    node.setAttribute("class", "node state-" + row.dataset.stepState);
+    var text = node.querySelector("text.counts");
+    if (!text) {
+      text = document.createElementNS(SVG, "text");
+      text.setAttribute("class", "counts");
+      text.setAttribute("text-anchor", "middle");
+      text.setAttribute("x", shape.getAttribute("cx"));
+      text.setAttribute("y", Number(shape.getAttribute("cy")) + Number(shape.getAttribute("ry")) + 11);
+      node.appendChild(text);
+    }
+    text.textContent = countsOf(row);
   });
 }
 
