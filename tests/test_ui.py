@@ -21,7 +21,7 @@ from ui_browser import headless, page, screenshot, served
 from yunpipe import cli
 from yunpipe.engine.state import require_summary
 from yunpipe.runtime.accounting import records, runs
-from yunpipe.ui import pictures
+from yunpipe.ui import pictures, pipelines
 from yunpipe.ui.app import create_app
 
 PORT = 4760
@@ -41,6 +41,12 @@ def browser():
 def board():
     with served() as dashboard:
         yield dashboard
+
+@pytest.fixture(autouse=True)
+def fresh_pages(monkeypatch):
+    """Each test's pipeline is new: nothing read for an earlier test's (of the same name) is reused."""
+    monkeypatch.setattr(pipelines, "_slow", {})
+
 
 @pytest.fixture
 def deployed(moto, change123, write_workflow):

@@ -5,6 +5,7 @@ at a glance, and one pipeline's steps with their live counts, runs and cost. Eve
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,8 @@ from yunpipe.ui import runs
 
 # How many runs a pipeline's page lists (the newest).
 RUNS_SHOWN = 10
+# How often the costlier parts of a pipeline's page are read again (see Slow).
+SLOW_SECONDS = 6.0
 
 _readers: dict[tuple[str, str], Reader] = {}
 _readers_lock = threading.Lock()
@@ -86,22 +89,48 @@ def step_state(step: status.StepStatus) -> str:
     return "busy" if step.waiting or step.in_flight or step.running else "idle"
 
 
+@dataclass(frozen=True)
+class Slow:
+    """What costs more to read (listings of the results and the reports bucket, failure reports,
+    the launchers' logs: CloudWatch allows 5 FilterLogEvents a second per account), read at most
+    every SLOW_SECONDS however many pages ask."""
+    at: float
+    status: status.PipelineStatus
+    runs: list[runs.Run]
+    runs_total: int
+    cost: dict[str, Any]
+
+
+_slow: dict[str, Slow] = {}
+
+
+def slow_parts(name: str, summary: PipelineSummary, reader: Reader) -> Slow:
+    known = _slow.get(name)
+    if known is not None and time.monotonic() - known.at < SLOW_SECONDS:
+        return known
+    recent, total = runs.recent_runs(reader, summary, RUNS_SHOWN)
+    fresh = Slow(time.monotonic(), status.collect(reader, summary, failures=5), recent, total,
+                 runs.tasks_cost(reader, summary))
+    _slow[name] = fresh
+    return fresh
+
+
 def live(name: str) -> dict[str, Any]:
     """The parts of a pipeline's page that change: each step's counts (waiting, in flight, done,
-    skipped, dead-lettered, running tasks) and its newest failures, the newest runs with their
-    progress bars, and the cost of the tasks recorded so far."""
+    skipped, dead-lettered, running tasks; the queues' and tasks' read each time, the rest every
+    SLOW_SECONDS) and its newest failures, the newest runs with their progress bars, and the cost
+    of the tasks recorded so far."""
     summary, reader = open_pipeline(name)
-    now = status.collect(reader, summary, failures=5)
-    recent, total = runs.recent_runs(reader, summary, RUNS_SHOWN)
+    now, slow = status.collect(reader, summary, failures=0), slow_parts(name, summary, reader)
     order = [s.name for s in summary.steps]
     layout = layout_of(summary)
-    skipped = {step: sum(run.steps[step]["skipped"] for run in recent if step in run.steps) for step in order}
-    steps = [{"name": s.name, "waiting": s.waiting, "in_flight": s.in_flight, "done": s.done or 0,
+    skipped = {step: sum(run.steps[step]["skipped"] for run in slow.runs if step in run.steps) for step in order}
+    steps = [{"name": s.name, "waiting": s.waiting, "in_flight": s.in_flight, "done": later.done or 0,
               "skipped": skipped[s.name], "dead": s.dead, "running": s.running, "state": step_state(s),
-              "undelivered": s.undelivered, "failures": s.failures, "gather": layout.step(s.name).gather,
-              "not_started": status.render_not_started(s.not_started, summary.region) if s.not_started else []}
-             for s in now.steps]
-    failures = sorted((f for s in now.steps for f in s.failures), key=lambda f: str(f.get("finished_at", "")),
+              "undelivered": s.undelivered, "failures": later.failures, "gather": layout.step(s.name).gather,
+              "not_started": status.render_not_started(later.not_started, summary.region) if later.not_started else []}
+             for s, later in zip(now.steps, slow.status.steps, strict=True)]
+    failures = sorted((f for s in slow.status.steps for f in s.failures), key=lambda f: str(f.get("finished_at", "")),
                       reverse=True)
-    return {"summary": summary, "steps": steps, "failures": failures, "runs": [(run, run.bars(order)) for run in recent],
-            "runs_total": total, "cost": runs.tasks_cost(reader, summary)}
+    return {"summary": summary, "steps": steps, "failures": failures, "runs_total": slow.runs_total,
+            "runs": [(run, run.bars(order)) for run in slow.runs], "cost": slow.cost}
