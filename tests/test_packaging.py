@@ -23,15 +23,15 @@ CHECK = textwrap.dedent("""
     missing = {f"{system}.Dockerfile.j2" for system in sys.argv[2:]} - names
     assert not missing, missing
     assert resources.files("yunpipe.runtime").joinpath("contract.py").is_file()
+    # The dashboard's pages, script and style (`yunpipe ui`).
+    ui = resources.files("yunpipe.ui")
+    assert all(ui.joinpath(*part).is_file() for part in (("templates", "pipeline.html"), ("static", "ui.js")))
     assert resources.files("yunpipe.runtime.worker").joinpath("main.py").is_file()
     assert resources.files("yunpipe.runtime.launcher").joinpath("scaling.py").is_file()
     # The launcher's zip is made from the installed files (launcher_package is stdlib only).
     from yunpipe.runtime.launcher_package import launcher_files
     assert any(path == "yunpipe/runtime/launcher/handler.py" for path, _ in launcher_files())
     assert resources.files("yunpipe.wrapper").joinpath("entrypoint.py").is_file()
-    # The dashboard's pages, script and style (`yunpipe ui`).
-    ui = resources.files("yunpipe.ui")
-    assert all(ui.joinpath(*part).is_file() for part in (("templates", "pipeline.html"), ("static", "ui.js")))
     # Every module of the source tree, in every package.
     import pathlib
     installed = pathlib.Path(yunpipe.__file__).parent
