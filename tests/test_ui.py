@@ -246,3 +246,16 @@ def test_the_ui_command_prints_its_url_serves_it_and_stops_on_ctrl_c(tmp_path):
         out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert out.strip().endswith("The dashboard stopped.")
+
+
+def test_a_task_recorded_after_the_page_first_looked_counts_from_then(a_run, client):
+    """A running task has no record yet (its jobs' `task` field stands for it): not remembered as missing."""
+    key = records.task_key("demo", a_run.steps[0].name, "task-1")
+    s3 = boto3.client("s3")
+    stopped = s3.get_object(Bucket=a_run.reports_bucket, Key=key)["Body"].read()
+    s3.delete_object(Bucket=a_run.reports_bucket, Key=key)
+    running = client.get(f"/pipelines/demo/runs/{RUN}?token={TOKEN}", base_url=ROOT).text
+    assert "still running tasks counted up to now" in running
+    s3.put_object(Bucket=a_run.reports_bucket, Key=key, Body=stopped)
+    after = client.get(f"/pipelines/demo/runs/{RUN}", base_url=ROOT).text
+    assert "120.0 task-seconds" in after and "still running" not in after

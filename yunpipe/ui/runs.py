@@ -26,7 +26,8 @@ CACHE_SIZE = 50_000
 
 
 class RecordCache:
-    """Objects of the reports bucket by (bucket, key, ETag): JSON as read, None when it is not JSON."""
+    """Objects of the reports bucket by (bucket, key, ETag): JSON as read, None when it is not JSON
+    or not there."""
 
     def __init__(self) -> None:
         self._found: dict[tuple[str, str, str], Any] = {}
@@ -38,8 +39,10 @@ class RecordCache:
             if name in self._found:
                 return self._found[name]
         answer = reader.read("s3", "get_object", ("NoSuchKey",), Bucket=bucket, Key=obj["Key"])
+        if answer is None:
+            return None  # not kept: a running task's record is written when it stops
         try:
-            document = json.loads(answer["Body"].read()) if answer else None
+            document = json.loads(answer["Body"].read())
         except (json.JSONDecodeError, UnicodeDecodeError):
             document = None
         with self._lock:
