@@ -19,7 +19,7 @@ from selenium.webdriver.common.by import By
 from ui_browser import headless, page, screenshot, served
 
 from yunpipe import cli
-from yunpipe.engine.state import require_summary
+from yunpipe.engine.state import PipelineState, PipelineSummary, require_summary
 from yunpipe.runtime.accounting import records, runs
 from yunpipe.ui import pictures, pipelines
 from yunpipe.ui.app import create_app
@@ -259,3 +259,13 @@ def test_a_task_recorded_after_the_page_first_looked_counts_from_then(a_run, cli
     s3.put_object(Bucket=a_run.reports_bucket, Key=key, Body=stopped)
     after = client.get(f"/pipelines/demo/runs/{RUN}", base_url=ROOT).text
     assert "120.0 task-seconds" in after and "still running" not in after
+
+
+def test_a_pipeline_that_cannot_be_reached_says_why_on_its_line_and_the_others_still_show(client, deployed):
+    PipelineState("gone", PipelineSummary(
+        "gone", "us-east-1", "123456789012", "gone-in", "gone-out", "gone-reports", "/yunpipe/gone", "gone", (),
+        location={"cloud": "local", "endpoint_url": "http://127.0.0.1:1", "account_id": "123456789012",
+                  "region": "us-east-1", "profile": None})).save()
+    text = html.unescape(client.get(f"/?token={TOKEN}", base_url=ROOT).text)
+    assert "pipeline 'gone' lives on the local cloud, which is not running: run `yunpipe local up`" in text
+    assert 'data-pipeline="demo"' in text and "state-idle" in text

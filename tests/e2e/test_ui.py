@@ -74,6 +74,8 @@ def test_the_pipeline_page_follows_the_work_live_and_retries_a_poison_file(pipel
     assert nodes["upper"].get_attribute("class") == "node state-dead"
     assert "4 done · 1 dead" in nodes["upper"].text and "5 done" in nodes["sum"].text
     screenshot(browser, "ui-pipeline.png")
+    # No script error, no refused refresh, nothing the page's Content-Security-Policy blocked.
+    assert [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
 
     wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#failures a.failure").text == "poison.txt")
     browser.find_element(By.CSS_SELECTOR, "#failures a.failure").click()
