@@ -41,6 +41,11 @@ def count(driver, step: str, name: str) -> str:
     return driver.find_element(By.CSS_SELECTOR, f'#steps tr[data-step="{step}"] td[data-count="{name}"]').text
 
 
+def steady(driver, look):
+    """What `look` reads off the page, read again when the live part was replaced under it."""
+    return WebDriverWait(driver, 10, ignored_exceptions=LIVE).until(lambda d: [look(d)])[0]
+
+
 def report_of(aws, bucket: str, key: str) -> dict:
     return json.loads(aws("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
 
@@ -63,9 +68,10 @@ def test_the_pipeline_page_follows_the_work_live_and_retries_a_poison_file(pipel
     wait.until(lambda d: count(d, "both", "done") == "4" and count(d, "upper", "dead") == "1",
                message=f"never 4 joined and 1 dead letter: {graph.diagnosis()}")
     assert browser.execute_script("return window.loadedOnce === true"), "the page was reloaded"
-    assert [count(browser, step, "done") for step in ("upper", "sum", "both", "all")] == ["4", "5", "4", "0"]
-    assert browser.find_element(By.CSS_SELECTOR, '#steps tr[data-step="upper"]').get_attribute(
-        "data-step-state") == "dead"
+    assert steady(browser, lambda d: [count(d, step, "done") for step in ("upper", "sum", "both", "all")]) == [
+        "4", "5", "4", "0"]
+    assert steady(browser, lambda d: d.find_element(By.CSS_SELECTOR, '#steps tr[data-step="upper"]').get_attribute(
+        "data-step-state")) == "dead"
     # Graphviz drew the join and the gather as such; the page coloured the failing step's node and
     # wrote each step's counts under it.
     nodes = {n.find_element(By.TAG_NAME, "title").get_attribute("textContent"): n
@@ -78,7 +84,7 @@ def test_the_pipeline_page_follows_the_work_live_and_retries_a_poison_file(pipel
     assert [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
 
     wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#failures a.failure").text == "poison.txt")
-    browser.find_element(By.CSS_SELECTOR, "#failures a.failure").click()
+    steady(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#failures a.failure").click())
     assert browser.find_element(By.ID, "reason").text == "nonzero_exit"
     assert "tester: refusing poison.txt: it asks to fail" in browser.find_element(By.ID, "stderr").text
     assert browser.find_element(By.ID, "replay-command").text.startswith(f"yunpipe replay {graph.name} --report ")
