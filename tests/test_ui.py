@@ -19,6 +19,7 @@ from selenium.webdriver.common.by import By
 from ui_browser import headless, page, screenshot, served
 
 from yunpipe import cli
+from yunpipe.aws.facade import is_mutating, watch_calls
 from yunpipe.engine.state import PipelineState, PipelineSummary, require_summary
 from yunpipe.runtime.accounting import records, runs
 from yunpipe.ui import pictures, pipelines
@@ -269,3 +270,20 @@ def test_a_pipeline_that_cannot_be_reached_says_why_on_its_line_and_the_others_s
     text = html.unescape(client.get(f"/?token={TOKEN}", base_url=ROOT).text)
     assert "pipeline 'gone' lives on the local cloud, which is not running: run `yunpipe local up`" in text
     assert 'data-pipeline="demo"' in text and "state-idle" in text
+
+
+def test_the_pages_only_read(client, a_run):
+    """Every page and refresh makes read calls only (FilterLogEvents reads too, whatever its name)."""
+    boto3.client("s3").put_object(Bucket="demo-out-bucket", Key="r.txt", Body=b"r")
+    report = f"failures/demo/{a_run.steps[0].name}/f2.txt/attempt-1.json"
+    put(a_run.reports_bucket, report, {"step": a_run.steps[0].name, "key": "f2.txt", "bucket": "demo-in-bucket",
+                                       "attempt": 1, "final": True, "reason": "oom",
+                                       "started_at": "2026-12-07T13:15:02Z", "finished_at": "2026-12-07T13:15:09Z"})
+    client.get(f"/?token={TOKEN}", base_url=ROOT)
+    with watch_calls() as calls:
+        for path in ("/", "/pipelines/demo", "/pipelines/demo/live", f"/pipelines/demo/runs/{RUN}",
+                     f"/pipelines/demo/failure?report={report}", "/pipelines/demo/results",
+                     "/pipelines/demo/results/download?key=r.txt", f"/pipelines/demo/steps/{a_run.steps[0].name}/retry"):
+            assert client.get(path, base_url=ROOT).status_code == 200, path
+    assert {call for call in calls if is_mutating(call[1])} <= {("logs", "FilterLogEvents")}
+    assert ("s3", "GetObject") in calls and ("sqs", "GetQueueAttributes") in calls
