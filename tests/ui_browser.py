@@ -3,6 +3,7 @@
 Screenshots go to tests/artifacts/ (gitignored), kept after the run to be looked at."""
 from __future__ import annotations
 
+import base64
 import contextlib
 import shutil
 from collections.abc import Iterator
@@ -57,11 +58,11 @@ def page(board: Dashboard, path: str) -> str:
 
 
 def screenshot(driver, name: str) -> Path:
-    """The whole page (the window made as tall as it), as tests/artifacts/NAME."""
+    """The whole page, beyond the window's height too (chromium's own capture), as tests/artifacts/NAME."""
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / name
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1400, max(1000, min(int(height) + 20, 4000)))
-    driver.save_screenshot(str(path))
-    driver.set_window_size(1400, 1000)
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"captureBeyondViewport": True, "clip": {
+        "x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}})
+    path.write_bytes(base64.b64decode(shot["data"]))
     return path
