@@ -37,6 +37,8 @@ setup(
         "localstack-client>=2.5,<3",
         # `wrap -f tool.cwl` reads CWL CommandLineTools with cwl-utils' parser (yunpipe/specs/cwl.py).
         "cwl-utils>=0.45,<0.46",
+        # `yunpipe report --html` draws its charts as inline SVG (yunpipe/operations/charts.py).
+        "matplotlib>=3.10,<4",
     ],
     # parliament lints the IAM policies setup-pipe renders (tests/test_policy_lint.py).
     # hypothesis generates the spec files tests/test_fuzz_specs.py feeds to wrap and setup-pipe.

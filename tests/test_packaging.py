@@ -32,6 +32,8 @@ CHECK = textwrap.dedent("""
     from yunpipe.runtime.launcher_package import launcher_files
     assert any(path == "yunpipe/runtime/launcher/handler.py" for path, _ in launcher_files())
     assert resources.files("yunpipe.wrapper").joinpath("entrypoint.py").is_file()
+    # The HTML report's page (`yunpipe report --html`).
+    assert resources.files("yunpipe.templates").joinpath("report", "report.html.j2").is_file()
     # Every module of the source tree, in every package.
     import pathlib
     installed = pathlib.Path(yunpipe.__file__).parent

@@ -35,6 +35,8 @@ HANDLERS = {
     "status": "yunpipe.commands.observe:run_status",
     "logs": "yunpipe.commands.observe:run_logs",
     "pipelines": "yunpipe.commands.observe:run_pipelines",
+    "runs": "yunpipe.commands.runs:run_runs",
+    "report": "yunpipe.commands.runs:run_report",
     "upload": "yunpipe.commands.transfer:run_upload",
     "results": "yunpipe.commands.transfer:run_results",
     "submit": "yunpipe.commands.backfill:run_submit",
@@ -179,7 +181,20 @@ def build_parser() -> argparse.ArgumentParser:
     status = verbs.add_parser("status", help="queues, tasks and failures of a pipeline")
     status.add_argument("pipeline")
     status.add_argument("--all", action="store_true", help="every failure report (default: each step's newest 5)")
+    status.add_argument("--json", action="store_true", help="print it as JSON")
     add_aws_options(status)
+    listed = verbs.add_parser("runs", help="a pipeline's runs, open and settled, with their progress")
+    listed.add_argument("pipeline")
+    listed.add_argument("--json", action="store_true", help="print a JSON list")
+    add_aws_options(listed)
+    run_report = verbs.add_parser("report", help="what a run did, what failed and what it cost")
+    run_report.add_argument("pipeline")
+    run_report.add_argument("run", nargs="?", metavar="RUN", help="the run (default: the latest; `yunpipe runs` lists them)")
+    shape = run_report.add_mutually_exclusive_group()
+    shape.add_argument("--html", metavar="FILE",
+                       help="write one self-contained HTML file with charts (opens offline)")
+    shape.add_argument("--json", action="store_true", help="print the run's summary as JSON")
+    add_aws_options(run_report)
     logs = verbs.add_parser("logs", help="read a pipeline's task logs")
     logs.add_argument("pipeline")
     logs.add_argument("--step", help="only this step")

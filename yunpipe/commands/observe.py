@@ -15,7 +15,9 @@ from yunpipe.operations.reach import reach
 def run_status(args: argparse.Namespace) -> int:
     summary = require_summary(args.pipeline)
     reader = Reader(reach(aws_options(args), args.pipeline, summary))
-    print(status.render(summary, status.collect(reader, summary, failures=None if args.all else 5)))
+    collected = status.collect(reader, summary, failures=None if args.all else 5)
+    print(json.dumps(status.as_document(summary, collected), indent=2, default=str) if args.json
+          else status.render(summary, collected))
     return 0
 
 

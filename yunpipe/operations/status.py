@@ -4,7 +4,7 @@ events waiting to be recovered. `yunpipe status` prints it; the demo polls it.
 """
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
 from yunpipe.aws.reader import NOT_FOUND, Reader
@@ -194,6 +194,14 @@ def collect(reader: Reader, summary: PipelineSummary, failures: int | None = 5,
     if count_results:
         results = len(reader.pages("s3", "list_objects_v2", "Contents", ("NoSuchBucket",), Bucket=summary.output_bucket))
     return PipelineStatus(tuple(steps), results)
+
+
+def as_document(summary: PipelineSummary, status: PipelineStatus) -> dict:
+    """What `status --json` prints: where the pipeline is, its totals, and each step's counts,
+    failure reports and trouble starting tasks (None when there is none)."""
+    return {"pipeline": summary.pipeline, "region": summary.region, "input_bucket": summary.input_bucket,
+            "output_bucket": summary.output_bucket, "queued": status.queued, "running": status.running,
+            "dead": status.dead, "results": status.results, "steps": [asdict(step) for step in status.steps]}
 
 
 def render(summary: PipelineSummary, status: PipelineStatus) -> str:
