@@ -176,7 +176,7 @@ def test_the_run_page_reports_an_open_run_from_its_records(a_run, board, browser
     run_row.find_element(By.TAG_NAME, "a").click()
     assert browser.find_element(By.ID, "run-state").text == "open"
     row = browser.find_element(By.CSS_SELECTOR, f'#run-steps tr[data-step="{step}"]').text
-    # ok 2, skipped 0, failed 0, timeout 0, oom 1; wall p50 / p95 / max of 2, 4, 7 (and the retried try's 1).
+    # ok 2, skipped 0, failed 0, timeout 0, oom 1; wall p50 / p95 / max of the ended jobs: 2, 4, 7.
     assert row.startswith(f"{step} 2 0 0 0 1 "), row
     assert "4.0 / 7.0 / 7.0 s" in row and "60 / 60 MiB (512)" in row
     # The task ran 120 s (stopped), all of it for this run's jobs: 0.25 vCPU and 0.5 GB at the table's Fargate rates.
@@ -184,8 +184,12 @@ def test_the_run_page_reports_an_open_run_from_its_records(a_run, board, browser
     failures = browser.find_element(By.ID, "run-failures").text
     assert "f2.txt oom oom 137 1\nKilled: out of memory" in failures
     assert "f3.txt" not in failures  # it is tried again
+    # `yunpipe report --html`'s charts, each drawn (matplotlib's SVG, in the page).
     assert [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#charts figcaption")] == [
-        "Outcomes per step", "Wall time per step", "Peak memory against the step's limit"]
+        "How the files ended, per step", "Time per try, per step", "Tasks and the tries they ran",
+        "Peak memory against the step's limit"]
+    drawn = browser.find_elements(By.CSS_SELECTOR, "#charts svg.chart")
+    assert len(drawn) == 4 and all(svg.size["width"] > 300 and svg.size["height"] > 100 for svg in drawn)
     screenshot(browser, "ui-run.png")
 
 

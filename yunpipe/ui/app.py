@@ -21,6 +21,7 @@ from markupsafe import Markup
 from yunpipe.engine.state import find_step
 from yunpipe.errors import InputError, NotFoundError, YunpipeError
 from yunpipe.operations.backfill import RetryOptions, SubmitOptions, retry, submit, wake_launcher
+from yunpipe.operations.report import build as build_report
 from yunpipe.ui import files, pictures, pipelines, runs
 
 # How often a page's live parts ask again (milliseconds).
@@ -103,10 +104,12 @@ def _pages(app: Flask) -> None:
         names, opened = runs.run_names(reader, summary)
         if run not in names:
             raise NotFoundError(f"no run '{run}' of pipeline '{name}'")
-        found = runs.read_run(reader, summary, run, run in opened, jobs=True)
-        report = runs.report(reader, summary, found)
-        return render_template("run.html", summary=summary, run=found, report=report,
-                               bars=found.bars([s.name for s in summary.steps]), charts=pictures.run_charts(report))
+        found = runs.read_run(reader, summary, run, run in opened)
+        # The report and charts of `yunpipe report --html`, in the page.
+        report = build_report(reader, summary, run)
+        return render_template("run.html", summary=summary, run=found, report=report.summary,
+                               bars=found.bars([s.name for s in summary.steps]),
+                               charts=pictures.run_charts(report, [s.name for s in summary.steps]))
 
     @app.get("/pipelines/<name>/failure")
     def failure(name: str) -> str:

@@ -1,6 +1,6 @@
 """The dashboard's reading of the reports bucket (yunpipe/runtime/accounting/records.py's layout):
-a pipeline's runs with their progress per step, one run's job and task records as a report, and
-the cost of the tasks recorded so far.
+a pipeline's runs with their progress per step, and the cost of the tasks recorded so far. (A
+run's report is `yunpipe report`'s, operations.report.)
 
 The page asks again every few seconds, so each object is read once: a record is cached by its key
 and ETag (a record rewritten, a file's end after a retry, has a new ETag and is read again).
@@ -69,7 +69,6 @@ class Run:
     open: bool = False
     steps: dict[str, Counter] = field(default_factory=dict)
     retrying: Counter = field(default_factory=Counter)
-    jobs: list[dict] = field(default_factory=list)
 
     @property
     def inputs(self) -> int | None:
@@ -118,9 +117,9 @@ def run_names(reader: Reader, summary: PipelineSummary) -> tuple[list[str], set[
     return [n for n in names if n != "open"], opened
 
 
-def read_run(reader: Reader, summary: PipelineSummary, name: str, opened: bool, jobs: bool = False) -> Run:
-    """The run's manifest, and its summary once settled; an open run's (or with `jobs`, any run's)
-    job records, counted per step."""
+def read_run(reader: Reader, summary: PipelineSummary, name: str, opened: bool) -> Run:
+    """The run's manifest, and its summary once settled; an open run's job records, counted per
+    step (the run page's report is operations.report's)."""
     run = Run(name, open=opened)
     objects = _objects(reader, summary, records.run_prefix(summary.pipeline, name))
     by_key = {o["Key"]: o for o in objects}
@@ -130,14 +129,13 @@ def read_run(reader: Reader, summary: PipelineSummary, name: str, opened: bool, 
         document = CACHE.get(reader, bucket, by_key[key]) if key in by_key else None
         if isinstance(document, dict):
             setattr(run, attribute, document)
-    if run.summary is not None and not jobs:
+    if run.summary is not None:
         for step, counts in (run.summary.get("steps") or {}).items():
             run.steps[step] = Counter({o: int(counts.get(o) or 0) for o in records.OUTCOMES if isinstance(counts, dict)})
         return run
     wanted = [o for o in objects if "/ends/" in o["Key"] or "/tries/" in o["Key"]]
     found = zip(wanted, CACHE.all(reader, bucket, wanted), strict=True)
     pairs = [(o["Key"], j) for o, j in found if isinstance(j, dict) and j.get("step") and j.get("outcome") in records.OUTCOMES]
-    run.jobs = [j for _, j in pairs]
     ends = records.run_prefix(summary.pipeline, name) + "ends/"
     ended = {(j["step"], j.get("key")) for key, j in pairs if key.startswith(ends)}
     for key, job in pairs:
@@ -153,44 +151,6 @@ def recent_runs(reader: Reader, summary: PipelineSummary, count: int = 10) -> tu
     """The newest `count` runs, and how many there are in all."""
     names, opened = run_names(reader, summary)
     return [read_run(reader, summary, name, name in opened) for name in names[:count]], len(names)
-
-
-def _spread(values: list[float]) -> dict[str, float] | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-
-    def at(share: float) -> float:
-        return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
-    return {"p50": at(0.5), "p95": at(0.95), "max": ordered[-1]}
-
-
-def report(reader: Reader, summary: PipelineSummary, run: Run) -> dict[str, Any]:
-    """The run's report in the shape of a settled summary (records.py): its own summary once it
-    has one, else worked out from its job records so far, with the cost of its tasks."""
-    if run.summary is not None:
-        return run.summary
-    steps: dict[str, dict[str, Any]] = {}
-    for step, counts in run.steps.items():
-        ended = [j for j in run.jobs if j["step"] == step and j["outcome"] in records.OUTCOMES]
-        walls = [float(j["wall_seconds"]) for j in ended if isinstance(j.get("wall_seconds"), (int, float))]
-        peaks = [float(j["peak_memory_mib"]) for j in ended if isinstance(j.get("peak_memory_mib"), (int, float))]
-        limits = [j["memory_limit_mib"] for j in ended if j.get("memory_limit_mib")]
-        memory = _spread(peaks)
-        steps[step] = {**dict(counts), "wall_seconds": _spread(walls),
-                       "peak_memory_mib": memory and {"p50": memory["p50"], "max": memory["max"]},
-                       "memory_limit_mib": max(limits) if limits else None}
-    failures = [{"step": j["step"], "key": j.get("key"), "outcome": j["outcome"], "reason": j.get("reason"),
-                 "exit_code": j.get("exit_code"), "attempts": j.get("attempt"), "report": j.get("report"),
-                 "log_tail": j.get("log_tail")}
-                for j in run.jobs if j["outcome"] in FAILED and j.get("final")]
-    ran = {str((j.get("task") or {}).get("id")): j["step"] for j in run.jobs if (j.get("task") or {}).get("id")}
-    task_objects = [{"Key": records.task_key(summary.pipeline, step, task)} for task, step in ran.items()]
-    tasks = [t for t in CACHE.all(reader, summary.reports_bucket, task_objects) if isinstance(t, dict)]
-    spent = cost.run_cost(tasks, run.jobs, cost.load_prices(), summary.region, run.name) if run.jobs else None
-    return {"pipeline": summary.pipeline, "run": run.name, "kind": run.kind,
-            "opened_at": run.manifest.get("opened_at"), "settled_at": None, "inputs": run.inputs, "steps": steps,
-            "failures": failures, "task_seconds": spent and spent["task_seconds"], "cost": spent}
 
 
 def tasks_cost(reader: Reader, summary: PipelineSummary) -> dict[str, Any]:
