@@ -184,9 +184,11 @@ def report(reader: Reader, summary: PipelineSummary, run: Run) -> dict[str, Any]
                  "exit_code": j.get("exit_code"), "attempts": j.get("attempt"), "report": j.get("report"),
                  "log_tail": j.get("log_tail")}
                 for j in run.jobs if j["outcome"] in FAILED and j.get("final")]
-    ran = {str((j.get("task") or {}).get("id")): j["step"] for j in run.jobs if (j.get("task") or {}).get("id")}
-    task_objects = [{"Key": records.task_key(summary.pipeline, step, task)} for task, step in ran.items()]
-    tasks = [t for t in CACHE.all(reader, summary.reports_bucket, task_objects) if isinstance(t, dict)]
+    ran = {records.task_key(summary.pipeline, j["step"], str(j["task"]["id"]))
+           for j in run.jobs if (j.get("task") or {}).get("id")}
+    # Listed, not named: the cache knows a record by its ETag (a task still running has none yet).
+    recorded = [o for o in _objects(reader, summary, f"tasks/{summary.pipeline}/") if o["Key"] in ran]
+    tasks = [t for t in CACHE.all(reader, summary.reports_bucket, recorded) if isinstance(t, dict)]
     spent = cost.run_cost(tasks, run.jobs, cost.load_prices(), summary.region, run.name) if run.jobs else None
     return {"pipeline": summary.pipeline, "run": run.name, "kind": run.kind,
             "opened_at": run.manifest.get("opened_at"), "settled_at": None, "inputs": run.inputs, "steps": steps,
