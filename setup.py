@@ -20,11 +20,13 @@ setup(
     packages=[*find_packages(include=("yunpipe", "yunpipe.*")), "yunpipe.templates", "yunpipe.examples"],
     package_dir={"yunpipe.templates": "templates", "yunpipe.examples": "examples"},
     package_data={"yunpipe.templates": ["*/*.j2", "*/*.json"], "yunpipe.examples": ["*/*"],
-                  "yunpipe.runtime.accounting": ["*.json"]},
+                  "yunpipe.runtime.accounting": ["*.json"], "yunpipe.ui": ["templates/*.html", "static/*"]},
     install_requires=[
         "boto3>=1.28,<2",
         "docker>=7.0,<8",
         "jinja2>=3.1,<4",
+        # `yunpipe ui`'s web app (moto's server brings it too; pinned here since yunpipe uses it itself).
+        "flask>=3.0,<4",
         "pyyaml>=6.0,<7",
         "jsonschema>=4.18,<5",
         "tqdm>=4.66,<5",

@@ -21,6 +21,8 @@ missing_packages() {
     command -v debootstrap >/dev/null || missing+=(debootstrap)
     # The local registry the tests push wrapped images to (wrap --local).
     command -v docker-registry >/dev/null || missing+=(docker-registry)
+    # `yunpipe ui` draws a pipeline's graph with Graphviz's dot.
+    command -v dot >/dev/null || missing+=(graphviz)
     # moto's Docker Lambda copies code through a busybox:latest image, which the local cloud
     # builds from the host's busybox; only a statically linked one runs in an empty image.
     local busybox

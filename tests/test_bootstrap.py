@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 BOOTSTRAP = Path(__file__).resolve().parents[1] / "scripts" / "bootstrap.sh"
-ALL = ["docker.io", "debootstrap", "docker-registry", "busybox-static", "chromium", "chromium-driver"]
+ALL = ["docker.io", "debootstrap", "docker-registry", "graphviz", "busybox-static", "chromium", "chromium-driver"]
 
 
 def fake(folder: Path, name: str, target: str | None = None) -> None:
@@ -41,13 +41,13 @@ def test_a_docker_client_without_an_engine_installs_the_engine(tmp_path):
 
 
 def test_a_machine_with_everything_installs_nothing(tmp_path):
-    for name in ("docker", "dockerd", "debootstrap", "docker-registry", "busybox", "chromium", "chromedriver"):
+    for name in ("docker", "dockerd", "debootstrap", "docker-registry", "dot", "busybox", "chromium", "chromedriver"):
         fake(tmp_path, name)  # a script: ldd finds it is no dynamic executable, like busybox-static
     assert missing(tmp_path) == []
 
 
 def test_a_dynamically_linked_busybox_is_replaced_by_the_static_one(tmp_path):
-    for name in ("docker", "dockerd", "debootstrap", "docker-registry", "chromium", "chromedriver"):
+    for name in ("docker", "dockerd", "debootstrap", "docker-registry", "dot", "chromium", "chromedriver"):
         fake(tmp_path, name)
     dynamic = shutil.which("ls")
     assert subprocess.run(["ldd", dynamic], capture_output=True).returncode == 0
@@ -69,6 +69,13 @@ def test_this_machine_after_make_test_set_up_lacks_nothing():
 
 def test_a_browser_without_its_driver_installs_the_driver(tmp_path):
     """The browser test drives chromium through chromedriver: one without the other is not enough."""
-    for name in ("docker", "dockerd", "debootstrap", "docker-registry", "busybox", "chromium"):
+    for name in ("docker", "dockerd", "debootstrap", "docker-registry", "dot", "busybox", "chromium"):
         fake(tmp_path, name)
     assert missing(tmp_path) == ["chromium-driver"]
+
+
+def test_a_machine_without_graphviz_installs_it(tmp_path):
+    """`yunpipe ui` draws a pipeline's graph with dot."""
+    for name in ("docker", "dockerd", "debootstrap", "docker-registry", "busybox", "chromium", "chromedriver"):
+        fake(tmp_path, name)
+    assert missing(tmp_path) == ["graphviz"]

@@ -23,6 +23,9 @@ CHECK = textwrap.dedent("""
     missing = {f"{system}.Dockerfile.j2" for system in sys.argv[2:]} - names
     assert not missing, missing
     assert resources.files("yunpipe.runtime").joinpath("contract.py").is_file()
+    # The dashboard's pages, script and style (`yunpipe ui`).
+    ui = resources.files("yunpipe.ui")
+    assert all(ui.joinpath(*part).is_file() for part in (("templates", "pipeline.html"), ("static", "ui.js")))
     assert resources.files("yunpipe.runtime.worker").joinpath("main.py").is_file()
     assert resources.files("yunpipe.runtime.launcher").joinpath("scaling.py").is_file()
     # The launcher's zip is made from the installed files (launcher_package is stdlib only).

@@ -45,6 +45,7 @@ HANDLERS = {
     "local-down": "yunpipe.commands.local:run_down",
     "local-status": "yunpipe.commands.local:run_status",
     "demo": "yunpipe.commands.demo:run_demo",
+    "ui": "yunpipe.commands.ui:run_ui",
 }
 
 
@@ -247,6 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = verbs.add_parser("demo", help="the whole flow on the local cloud, from wrap to clean-up")
     demo.add_argument("--files", type=int, default=12, help="number of sample files (default 12)")
     demo.add_argument("--keep", action="store_true", help="skip the final clean-up")
+    ui = verbs.add_parser("ui", help="a local web dashboard of the pipelines set up from this machine (127.0.0.1 only)")
+    ui.add_argument("pipeline", nargs="?", metavar="PIPELINE", help="open on this pipeline's page")
+    # The default of yunpipe.ui.server.DEFAULT_PORT, spelled out: importing it here would slow every command.
+    ui.add_argument("--port", type=int, default=4760, help="loopback port (default 4760; 0: any free port)")
+    ui.add_argument("--no-browser", action="store_true", help="print the URL (with its token) without opening a browser")
     return parser
 
 

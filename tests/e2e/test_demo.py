@@ -18,6 +18,7 @@ def test_demo_wraps_runs_a_two_step_pipeline_prints_results_and_cleans_up(local_
     assert "s3://yunpipe-demo-output/sample-003.txt" in out
     assert "You can start upload files at yunpipe-demo-input" in out
     assert "Pipeline demo is cleaned up." in out
+    assert out.rstrip().splitlines()[-1] == "==> to see it in the dashboard, keep it: yunpipe demo --keep, then yunpipe ui demo"
     # A second run reuses the wrapped images the first one recorded.
     status, out = run_cli("demo", "--files", "2")
     assert status == 0, out

@@ -12,4 +12,5 @@ what it returns and gives the exit status.
     backfill    submit, retry
     local       local up|down|status; daemon: the local cloud's own process (python -m)
     demo        demo
+    ui          ui (the dashboard: yunpipe.ui)
 """

@@ -5,7 +5,8 @@
 3. start the local cloud (or use the one `yunpipe local up` runs);
 4. setup-pipe a 2-step sequence_run: uppercase -> wordcount;
 5. upload a folder of sample files, wait with a live count, print each result and its latency;
-6. clean-up --purge.
+6. clean-up --purge (--keep: the pipeline stays, on a local cloud that outlives the demo), and
+   the command that opens the dashboard on it.
 """
 import argparse
 import io
@@ -39,6 +40,8 @@ EXAMPLES = ("uppercase", "wordcount")
 BASE_IMAGE = "yunpipe/base:bookworm"
 # Longest wait for the results; the demo's files take seconds, this only bounds a broken run.
 WAIT_SECONDS = 600
+# Scheduled re-runs every 5 s instead of 5 min: the demo should not wait for a worker.
+SCHEDULE_SPEEDUP = 60
 # The AWS options of a command run with --local.
 LOCAL = AwsOptions(local=True)
 WORDS = ("data", "cloud", "pipeline", "queue", "bucket", "container", "result", "input", "task", "worker",
@@ -193,10 +196,16 @@ def run_demo(args: argparse.Namespace) -> int:
     references = [wrap_example(client, registry, name) for name in EXAMPLES]
 
     own_cloud = None
-    if cloud.running_state() is None:
+    if cloud.running_state() is None and args.keep:
+        # The kept pipeline lives as long as its local cloud: one in the background outlives the demo.
+        say("starting the local cloud in the background (`yunpipe local down` stops it)")
+        try:
+            cloud.start_detached(port=0, extra_args=("--schedule-speedup", str(SCHEDULE_SPEEDUP)))
+        except (RuntimeError, TimeoutError) as exc:
+            raise YunpipeError(str(exc)) from None
+    elif cloud.running_state() is None:
         say("starting the local cloud (embedded AWS on 127.0.0.1, ECS tasks on Docker)")
-        # Scheduled re-runs every 5 s instead of 5 min: the demo should not wait for a worker.
-        own_cloud = cloud.LocalCloud(port=0, schedule_speedup=60)
+        own_cloud = cloud.LocalCloud(port=0, schedule_speedup=SCHEDULE_SPEEDUP)
         own_cloud.start()
     try:
         work = paths.home() / "demo"
@@ -217,4 +226,8 @@ def run_demo(args: argparse.Namespace) -> int:
         if own_cloud is not None:
             own_cloud.stop()
     say(f"demo done in {time.monotonic() - started:.0f} s")
+    if args.keep:
+        say(f"see it in the dashboard: yunpipe ui {name}")
+    else:
+        say(f"to see it in the dashboard, keep it: yunpipe demo --keep, then yunpipe ui {name}")
     return 0
