@@ -412,3 +412,18 @@ def test_without_readable_cgroup_files_a_job_runs_on_with_what_rusage_tells(monk
     assert cgroup.memory_cgroup() is None
     outcome = run_command(["sh", "-c", "kill -KILL $$"], env=os.environ, cgroup=MemoryCgroup(str(tmp_path), 1))
     assert outcome.exit_code == -9 and not outcome.oom
+
+
+def test_jobs_started_together_agree_on_the_drop_run_with_one_read_of_its_state(step):
+    alg = step.algorithm("sh -c 'cp $input $output'")
+    for index in range(8):
+        step.put(f"f{index}.txt")
+        step.send(f"f{index}.txt")
+    state_reads = []
+    step.s3.meta.events.register("before-parameter-build.s3.GetObject",
+                                 lambda params, **_: state_reads.append(params) if params["Bucket"] == "report-bucket"
+                                 else None)
+    step.run(alg, step.config(YUNPIPE_PARALLELISM="4"))
+    runs_of = {step.s3.head_object(Bucket="out-bucket", Key=f"f{index}.txt")["Metadata"]["yunpipe-run"]
+               for index in range(8)}
+    assert len(runs_of) == 1 and len(state_reads) == 1

@@ -70,6 +70,7 @@ class Ledger:
         self.jobs = 0
         self.job_seconds: dict[str, float] = {}
         self._lock = threading.Lock()
+        self._drop_run_lock = threading.Lock()
 
     # ------------------------------------------------------------------ runs
 
@@ -89,8 +90,12 @@ class Ledger:
             if run or not self.enabled:
                 return run
             arrived = modified or datetime.now(timezone.utc)
-            return drop_run(self.s3, str(self.config.report_bucket), self.config.pipeline, arrived,
-                            self.config.quiet_seconds)
+            # One job at a time: the jobs a worker starts together would otherwise all miss
+            # drop_run's memory and race each other's conditional writes; after the first, the
+            # others find its answer remembered and ask S3 nothing.
+            with self._drop_run_lock:
+                return drop_run(self.s3, str(self.config.report_bucket), self.config.pipeline, arrived,
+                                self.config.quiet_seconds)
         except (BotoCoreError, ClientError, RunError, ValueError) as exc:
             log.warning("cannot tell the run of %s: %s", source.uri, exc)
             return None
