@@ -68,14 +68,15 @@ def arguments(doc: str | None) -> argparse.ArgumentParser:
 
 
 def write_workflow(folder: Path, name: str, process_type: str, steps: list[dict],
-                   idle_seconds: int | None = None) -> Path:
-    """The workflow file of pipeline `name` (buckets yunpipe-<name>-input and -output, us-east-1):
-    folder/<name>.json."""
+                   idle_seconds: int | None = None, **fields: object) -> Path:
+    """The workflow file of pipeline `name` (buckets yunpipe-<name>-input and -output, us-east-1),
+    with any other workflow `fields`: folder/<name>.json."""
     workflow: dict = {
         "name": name,
         "input_s3_name": f"yunpipe-{name}-input",
         "output_s3_name": f"yunpipe-{name}-output",
         "region": "us-east-1",
+        **fields,
     }
     if idle_seconds is not None:
         workflow["idle_seconds"] = idle_seconds

@@ -1,7 +1,7 @@
 """End-to-end benchmark: N small files through a local pipeline, against the naive way.
 
     .venv/bin/python bench/e2e.py [--files 200] [--steps 2] [--concurrency 10] [--files-per-task N]
-                                  [--caps 1,2,4] [--rounds 3]
+                                  [--caps 1,2,4] [--rounds 3] [--accounting-cost]
 
 Pipeline: uppercase (examples/) then checksum (tests/e2e/algorithms/), wrapped with
 `wrap --local`, deployed with setup-pipe on an in-process LocalCloud; the files are put
@@ -14,6 +14,10 @@ Naive: the same developer images (unwrapped) on the same files, one `docker run`
 per step, sequentially, through the Docker SDK. Every result of all is checked.
 Figures go to stdout and bench/results/e2e.json (e2e-<files>x<steps>-c<concurrency>[-f<N>].json
 when not run with the defaults); see bench/README.md.
+
+--accounting-cost: the defaults with the workflow's accounting on and off instead (no caps, no
+naive baseline), --rounds times each, alternating; prints both files/s and their ratio, and
+writes bench/results/e2e-accounting.json. With accounting on, every job's record is checked too.
 """
 import collections
 import hashlib
@@ -152,13 +156,30 @@ def verify(read, files: list[Path], steps: int, where: str) -> int:
     return len(files)
 
 
+def check_records(s3, summary: PipelineSummary, files: list[Path], steps: int, accounting: bool) -> int:
+    """With accounting, each file's final job record in each step (a fast run that lost its
+    records measures nothing); without, none at all. Returns the number of records."""
+    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=summary.reports_bucket, Prefix=f"runs/{summary.pipeline}/") for o in page.get("Contents", [])]
+    ends = [key for key in keys if "/ends/" in key]
+    expected = len(files) * steps if accounting else 0
+    if len(ends) != expected:
+        raise YunpipeError(f"broken run: {len(ends)} job records, expected {expected}")
+    return len(ends)
+
+
 def run_pipeline(steps: int, concurrency: int, files_per_task: int | None, references: list[str], work: Path,
-                 files: list[Path]) -> dict:
+                 files: list[Path], accounting: bool = True) -> dict:
+    # A pipeline without accounting has a name of its own: redeployed under one name, alternating
+    # settings, a run was seen working with the other setting's workers (a local cloud's state
+    # outlives it in this process).
+    name = PIPELINE if accounting else f"{PIPELINE}-off"
     # Scheduled top-ups every 5 s instead of 5 min, as in the demo.
     with cloud.LocalCloud(port=0, schedule_speedup=60):
         demo.run("setup-pipe", "--local", "-f", str(benchlib.write_workflow(
-            work, PIPELINE, "sequence_run", workflow_steps(references, concurrency, files_per_task), IDLE_SECONDS)))
-        summary = require_summary(PIPELINE)
+            work, name, "sequence_run", workflow_steps(references, concurrency, files_per_task), IDLE_SECONDS,
+            accounting=accounting)))
+        summary = require_summary(name)
         demo.say(f"uploading {len(files)} files; listing the output bucket every {POLL_SECONDS} s")
         started, dropped, seen = watch_results(summary, files)
         aws = open_aws(demo.LOCAL, summary.region)
@@ -170,7 +191,8 @@ def run_pipeline(steps: int, concurrency: int, files_per_task: int | None, refer
         wait_for_workers(reader, summary)
         tasks = worker_tasks(aws, summary)
         check_clean_exits(tasks)
-        demo.run("clean-up", "--local", "--purge", PIPELINE)
+        job_records = check_records(s3, summary, files, steps, accounting)
+        demo.run("clean-up", "--local", "--purge", name)
     seconds = max(seen.values()) - started
     latencies = [seen[k] - dropped[k] for k in dropped]
     containers = {step: len(described) for step, described in tasks.items()}
@@ -184,6 +206,7 @@ def run_pipeline(steps: int, concurrency: int, files_per_task: int | None, refer
         "containers_per_step": containers,
         "containers_per_100_files": round(100 * sum(containers.values()) / len(files), 1),
         "verified_results": verified,
+        "job_records": job_records,
     }
 
 
@@ -237,6 +260,34 @@ def report(doc: dict) -> None:
     benchlib.print_rows(rows)
 
 
+def compare_accounting(args, references: list[str], work: Path, files: list[Path]) -> dict:
+    """The defaults with accounting on and off, --rounds times each, each round starting with the
+    other one."""
+    runs: dict[str, list[dict]] = {"on": [], "off": []}
+    for round_ in range(args.rounds):
+        for setting in (("on", "off") if round_ % 2 == 0 else ("off", "on")):
+            demo.say(f"round {round_ + 1}/{args.rounds}: accounting {setting}")
+            runs[setting].append(run_pipeline(args.steps, args.concurrency, args.files_per_task, references, work, files,
+                                              accounting=setting == "on"))
+    on, off = median_run(runs["on"]), median_run(runs["off"])
+    return {"accounting_on": on, "accounting_off": off,
+            "on_vs_off": round(on["files_per_second"] / off["files_per_second"], 3)}
+
+
+def report_accounting(doc: dict) -> None:
+    on, off = doc["accounting_on"], doc["accounting_off"]
+    benchlib.print_rows([
+        ("files x steps", f"{doc['parameters']['files']} x {doc['parameters']['steps']}"),
+        ("accounting on: files/s, median (runs); job records",
+         f"{on['files_per_second']}  ({on['seconds']} s)  {on['files_per_second_runs']}; {on['job_records']}"),
+        ("accounting off: files/s, median (runs)",
+         f"{off['files_per_second']}  ({off['seconds']} s)  {off['files_per_second_runs']}"),
+        ("on / off (target: at least 0.95)", f"{doc['on_vs_off']}"),
+        ("drop-to-result latency p50 on / off", f"{on['latency_p50_seconds']} / {off['latency_p50_seconds']} s"),
+        ("peak RSS of this process", f"{doc['peak_rss_mib']} MiB"),
+    ])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = benchlib.arguments(__doc__)
     parser.add_argument("--files", type=int, default=200, help="number of small files (default 200)")
@@ -248,10 +299,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="hand-tuned caps to compare, comma-separated (default 1,2,4; '' for none)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="runs of each configuration, reported by the median (default 3)")
+    parser.add_argument("--accounting-cost", action="store_true",
+                        help="compare the defaults with accounting on and off instead of caps and naive")
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     caps = [int(cap) for cap in args.caps.split(",") if cap.strip()]
+    if args.accounting_cost:
+        return main_accounting(args)
     with benchlib.bench() as bench:
         client, work = bench.client, bench.work
         registry = AlgorithmRegistry()
@@ -305,6 +360,29 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds != 3:
         name += f"-r{args.rounds}"
     return benchlib.finish(name, doc, report)
+
+
+def main_accounting(args) -> int:
+    with benchlib.bench() as bench:
+        registry = AlgorithmRegistry()
+        references = [demo.wrap_algorithm(bench.client, registry, spec)
+                      for spec in (benchlib.UPPERCASE, benchlib.CHECKSUM)[:args.steps]]
+        files = [bench.work / "samples" / name for name in demo.write_samples(bench.work / "samples", args.files)]
+        demo.say(f"warm-up: {WARM_UP_FILES} files, not counted")
+        run_pipeline(args.steps, args.concurrency, args.files_per_task, references, bench.work, files[:WARM_UP_FILES])
+        compared = compare_accounting(args, references, bench.work, files)
+    doc = {
+        "benchmark": "e2e-accounting",
+        "machine": bench.machine,
+        "parameters": {"files": args.files, "steps": args.steps, "algorithms": references,
+                       "concurrency": args.concurrency, "files_per_task": args.files_per_task,
+                       "rounds": args.rounds, "idle_seconds": IDLE_SECONDS, "poll_seconds": POLL_SECONDS},
+        **compared,
+        "peak_rss_mib": benchlib.peak_rss_mib(),
+    }
+    defaults = (args.files, args.steps, args.concurrency, args.files_per_task, args.rounds) == (200, 2, 10, None, 3)
+    name = "e2e-accounting" if defaults else f"e2e-accounting-{args.files}x{args.steps}-r{args.rounds}"
+    return benchlib.finish(name, doc, report_accounting)
 
 
 if __name__ == "__main__":

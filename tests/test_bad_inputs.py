@@ -38,6 +38,11 @@ CASES = {
                                                                    "name without the prefixes"),
     "secret from an S3 ARN": ("workflow.json", _with_algorithm(variables={"TEST_ENV": "x"}, secrets=[
         {"name": "KEY", "valueFrom": "arn:aws:s3:::bucket/key"}]), "process.algorithms[0].secrets[0].valueFrom"),
+    "accounting not a boolean": ("workflow.json", {**single_run(), "accounting": "yes"},
+                                 'accounting: expected boolean, got "yes"'),
+    "quiet period of 0 s": ("workflow.json", {**single_run(), "run_quiet_seconds": 0},
+                            "run_quiet_seconds: expected a number of seconds from 1 to 604800"),
+    "quiet period not a number": ("workflow.json", {**single_run(), "run_quiet_seconds": "2m"}, "run_quiet_seconds"),
     "secret named like a variable": ("workflow.json", _with_algorithm(variables={"TEST_ENV": "x"}, secrets=[
         {"name": "TEST_ENV", "valueFrom": "/lab/x"}]), "process.algorithms[0].secrets[0].name: expected a name that "
                                                        "is no variable of change123-s3@1"),

@@ -224,6 +224,11 @@ def test_a_file_goes_end_to_end_with_each_role_s_own_credentials(pipeline, s3_ev
     assert (attributes["ApproximateNumberOfMessages"], attributes["ApproximateNumberOfMessagesNotVisible"]) == ("0", "1")
     tasks = admin("ecs").list_tasks(cluster="yunpipe-demo", startedBy=function["Environment"]["Variables"]["YUNPIPE_STARTED_BY"])
     assert len(tasks["taskArns"]) == 1
+    # Accounting, with the same keys: the drop-run the files joined, each job's record, the task's.
+    kept = [o["Key"] for o in s3.list_objects_v2(Bucket=REPORTS).get("Contents", [])]
+    assert any(k.startswith("runs/demo/") and k.endswith("/ends/" + STEP + "/data/good one.txt.json") for k in kept), kept
+    assert any(k.startswith("runs/demo/") and k.endswith(f"/tries/{STEP}/bad.txt/1.json") for k in kept), kept
+    assert "runs/demo/drop.json" in kept and any(k.startswith(f"tasks/demo/{STEP}/") for k in kept), kept
 
 
 def test_the_launchers_scheduled_run_recovers_failed_events_with_its_own_role(pipeline, enforced, monkeypatch):
@@ -264,6 +269,14 @@ def test_the_task_role_reaches_nothing_but_its_step(pipeline, enforced):
         assert_denied(lambda: task_s3.get_object(Bucket=REPORTS, Key=f"failures/demo/{STEP}/in.txt/attempt-1.json"),
                       "s3:GetObject")
         assert_denied(lambda: task_s3.put_object(Bucket=REPORTS, Key="elsewhere.json", Body=b"{}"), "s3:PutObject")
+        # Accounting: its pipeline's runs and its step's task records; no other step's, no reading back.
+        task_s3.put_object(Bucket=REPORTS, Key="runs/demo/drop.json", Body=b"{}")
+        assert task_s3.get_object(Bucket=REPORTS, Key="runs/demo/drop.json")["Body"].read() == b"{}"
+        task_s3.put_object(Bucket=REPORTS, Key=f"tasks/demo/{STEP}/t.json", Body=b"{}")
+        assert_denied(lambda: task_s3.put_object(Bucket=REPORTS, Key="tasks/demo/other-step/t.json", Body=b"{}"),
+                      "s3:PutObject")
+        assert_denied(lambda: task_s3.put_object(Bucket=REPORTS, Key="runs/other/drop.json", Body=b"{}"), "s3:PutObject")
+        assert_denied(lambda: task_s3.get_object(Bucket=REPORTS, Key=f"tasks/demo/{STEP}/t.json"), "s3:GetObject")
         assert_denied(lambda: task_s3.delete_object(Bucket=INPUT, Key="in.txt"), "s3:DeleteObject")
         assert_denied(lambda: sqs.send_message(QueueUrl=pipeline["unrelated_queue"], MessageBody="x"), "sqs:SendMessage")
         assert_denied(lambda: sqs.send_message(QueueUrl=pipeline["queue"], MessageBody="x"), "sqs:SendMessage")

@@ -135,8 +135,15 @@ def test_policies_name_exact_arns(change123):
     assert launcher["PassTaskRoles"]["Resource"] == [step.task_role.arn, step.execution_role.arn]
     task = {s["Sid"]: s for s in step.task_role.policy["Statement"]}
     assert task["ReadInputs"]["Resource"] == "arn:aws:s3:::demo-in-bucket/*"
+    reports = "arn:aws:s3:::yunpipe-demo-reports-123456789012"
     assert task["WriteResultsAndReports"]["Resource"] == [
-        "arn:aws:s3:::demo-out-bucket/*", "arn:aws:s3:::yunpipe-demo-reports-123456789012/failures/*"]
+        "arn:aws:s3:::demo-out-bucket/*", f"{reports}/failures/*", f"{reports}/runs/demo/*",
+        f"{reports}/tasks/demo/change123-s3/*"]
+    assert task["ReadDropRun"]["Resource"] == f"{reports}/runs/demo/drop.json"
+    # Without accounting, the worker writes no records: the role may write none.
+    quiet = {s["Sid"]: s for s in compile_model({**single_run(), "accounting": False}).steps[0].task_role.policy["Statement"]}
+    assert quiet["WriteResultsAndReports"]["Resource"] == ["arn:aws:s3:::demo-out-bucket/*", f"{reports}/failures/*"]
+    assert "ReadDropRun" not in quiet
     execution = {s["Sid"]: s for s in step.execution_role.policy["Statement"]}
     assert execution["WriteLogs"]["Resource"] == "arn:aws:logs:us-east-1:123456789012:log-group:/yunpipe/demo:*"
     assert "ReadUserCredentials" not in execution
@@ -222,7 +229,9 @@ def test_the_model_s_environments_reach_the_worker_and_the_launcher_whole(change
         queue_url=queue_url, output_bucket="demo-out-bucket", output_prefix="",
         report_bucket="yunpipe-demo-reports-123456789012", pipeline="demo", step="change123-s3",
         max_receive_count=5, idle_seconds=45, wait_seconds=contract.DEFAULT_WAIT_SECONDS, visibility_seconds=90,
-        parallelism=3, algorithm_path=contract.DEFAULT_ALGORITHM_PATH, algorithm_ref="change123-s3@1", image=change123.image_uri)
+        parallelism=3, algorithm_path=contract.DEFAULT_ALGORITHM_PATH, algorithm_ref="change123-s3@1", image=change123.image_uri,
+        task_cpu=int(step.task_definition.registration["cpu"]), task_memory=int(step.task_definition.registration["memory"]),
+        capacity="EC2", accounting=True, quiet_seconds=contract.DEFAULT_QUIET_SECONDS)
     assert set(worker.to_env()) <= set(task_environment)
     assert task_environment["TEST_ENV"] == "blah blah blah" and task_environment["AWS_REGION"] == "us-east-1"
 
@@ -231,8 +240,41 @@ def test_the_model_s_environments_reach_the_worker_and_the_launcher_whole(change
         pipeline="demo", step="change123-s3", queue_url=queue_url, cluster="yunpipe-demo",
         task_definition="yunpipe-demo-change123-s3-task", started_by=step.started_by, concurrency=4,
         files_per_task=7, launch_type="EC2", subnets=("subnet-1", "subnet-2"), security_groups=("sg-1",), assign_public_ip="ENABLED",
-        failed_events_url=queue_url.replace("-queue", "-launcher-failed"))
+        failed_events_url=queue_url.replace("-queue", "-launcher-failed"),
+        report_bucket="yunpipe-demo-reports-123456789012", accounting=True)
     assert set(launch.to_env()) == set(step.function.environment)
+
+
+def test_accounting_settings_reach_the_worker_and_the_launcher(change123):
+    """The task's size and capacity (what it is billed as), the switch and the quiet period."""
+    record_algorithm("other", "user/other:1", variables=[])
+    document = {"name": "acct", "input_s3_name": "acct-in-bucket", "output_s3_name": "acct-out-bucket",
+                "accounting": False, "run_quiet_seconds": 600,
+                "process": {"type": "graph", "steps": [
+                    {"name": "change123-s3", "variables": {"TEST_ENV": "x"}, "cpu": 0.25, "memory": 512},
+                    {"name": "other", "capacity": "FARGATE_SPOT", "cpu": 2, "memory": 5000},
+                    {"id": "gpu", "name": "other", "after": ["other"], "instance_type": "g5.xlarge"}]}}
+    seen = {}
+    for step in compile_model(document).steps:
+        container = step.task_definition.registration["containerDefinitions"][0]
+        worker = contract.WorkerConfig.from_env({e["name"]: str(e["value"]) for e in container["environment"]},
+                                                strict=False)
+        launch = step.function.environment
+        assert (worker.accounting, worker.quiet_seconds) == (False, 600)
+        assert (launch["YUNPIPE_ACCOUNTING"], launch["YUNPIPE_REPORT_BUCKET"]) == ("0", worker.report_bucket)
+        seen[step.name] = (worker.task_cpu, worker.task_memory, worker.capacity)
+    assert seen["change123-s3"] == (256, 512, "FARGATE")
+    # Fargate's sizes: 2 vCPU and 5000 MiB are billed as 2048 units and 5120 MiB.
+    assert seen["other"] == (2048, 5120, "FARGATE_SPOT")
+    assert seen["gpu"][2] == compiler.capacity_provider_name("acct", "g5.xlarge")
+
+
+def test_accounting_is_on_by_default_with_the_contract_s_quiet_period(change123):
+    step = compile_model(single_run()).steps[0]
+    container = step.task_definition.registration["containerDefinitions"][0]
+    environment = {e["name"]: str(e["value"]) for e in container["environment"]}
+    assert environment["YUNPIPE_ACCOUNTING"] == step.function.environment["YUNPIPE_ACCOUNTING"] == "1"
+    assert environment["YUNPIPE_QUIET_SECONDS"] == str(contract.DEFAULT_QUIET_SECONDS)
 
 
 def test_the_contract_s_defaults_are_the_specs_defaults(change123):

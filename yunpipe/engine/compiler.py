@@ -295,11 +295,17 @@ def launcher_role(ctx: StepContext, function_log_group: LogGroup) -> Role:
 
 def task_role(ctx: StepContext) -> Role:
     sources = [ctx.bucket_arn(s.bucket) for s in ctx.placement.sources]
+    reports = ctx.bucket_arn(ctx.reports_bucket)
+    # With accounting, the worker writes its pipeline's job records, run markers and drop-run
+    # state, and its step's task records, and reads the drop-run state (records.py's layout).
+    records = [f"{reports}/runs/{ctx.pipeline}/*", f"{reports}/tasks/{ctx.pipeline}/{ctx.name}/*"]
+    accounting = ctx.spec.accounting
     return _role(ctx, "task", "ecs-tasks.amazonaws.com", "task", "ECS task",
                  input_bucket_arns=sources, gather=ctx.placement.gather,
                  output_arn=ctx.bucket_arn(ctx.output_bucket) + "/" + ctx.placement.output_prefix + "*",
-                 reports_bucket_arn=ctx.bucket_arn(ctx.reports_bucket), queue_arn=ctx.arn("sqs", ctx.queue_name()),
-                 topic_arn=ctx.topic_arn)
+                 reports_bucket_arn=reports, record_arns=records if accounting else [],
+                 drop_run_arn=f"{reports}/runs/{ctx.pipeline}/drop.json" if accounting else "",
+                 queue_arn=ctx.arn("sqs", ctx.queue_name()), topic_arn=ctx.topic_arn)
 
 
 def secret_arns(ctx: StepContext, secrets_manager: bool) -> list[str]:
@@ -351,6 +357,8 @@ def task_definition(ctx: StepContext) -> TaskDefinition:
                               timeout_seconds=step.spec.timeout_seconds or 0,
                               parallelism=step.spec.parallelism or default_parallelism(cpu, memory, step.memory),
                               algorithm_ref=step.record.reference, image=step.record.image_uri,
+                              task_cpu=cpu, task_memory=memory, capacity=task_capacity(ctx),
+                              accounting=spec.accounting, quiet_seconds=spec.run_quiet_seconds,
                               topic_arn=ctx.topic_arn)
     environment = {
         **step.environment,
@@ -414,6 +422,7 @@ def launcher_function(ctx: StepContext, code: bytes) -> Function:
                              assign_public_ip="ENABLED" if ctx.public_ip else "DISABLED",
                              join=tuple(contract.JoinInput(s.step, s.bucket) for s in placement.sources) if placement.join else (),
                              claim_bucket=ctx.reports_bucket if placement.join else "", gather=placement.gather,
+                             report_bucket=ctx.reports_bucket, accounting=ctx.spec.accounting,
                              topic_arn=ctx.topic_arn)
     return Function(ctx.function_name, ctx.function_arn, ctx.role_arn("launcher"),
                     {**launch.to_env(), contract.QUEUE_URL_VARIABLE: QueueUrl(ctx.queue_name()),
@@ -426,6 +435,12 @@ def step_capacity_provider(ctx: StepContext) -> str:
     if ctx.step.instance_type:
         return capacity_provider_name(ctx.pipeline, ctx.step.instance_type)
     return "FARGATE_SPOT" if ctx.step.spec.capacity == "FARGATE_SPOT" else ""
+
+
+def task_capacity(ctx: StepContext) -> str:
+    """What a step's tasks are billed as (accounting's price table): FARGATE, FARGATE_SPOT, or the
+    capacity provider of the EC2 instances they run on (EC2 for the plain EC2 launch type)."""
+    return step_capacity_provider(ctx) or ("EC2" if ctx.spec.launch_type == "EC2" else "FARGATE")
 
 
 def join_claims(ctx: StepContext) -> str:

@@ -62,7 +62,7 @@ ALGORITHM_DEFAULTS: dict[str, Any] = {
 # The S3 user metadata of every result, in this order (`yunpipe results --provenance`).
 PROVENANCE_FIELDS = (
     "yunpipe-pipeline", "yunpipe-step", "yunpipe-algorithm", "yunpipe-image",
-    "yunpipe-input", "yunpipe-input-etag", "yunpipe-attempt",
+    "yunpipe-input", "yunpipe-input-etag", "yunpipe-attempt", "yunpipe-run",
 )
 
 

@@ -44,8 +44,12 @@ GRAVITON = re.compile(r"^[a-z]+\d+[a-z]*g[a-z]*\.")
 DEFAULT_GPU_INSTANCE_TYPE = "g4dn.xlarge"
 # A job's time limit: SQS extends a message's visibility to at most 12 h from its first receive
 # (contract.MAX_VISIBILITY_SECONDS), so a longer job would lose its message and run twice.
+# A drop-run that waits longer than a week for its next file is a mistake, not a batch.
+MAX_QUIET_SECONDS = 7 * 24 * 3600
 TIMEOUT_SCHEMA = {"type": "integer", "minimum": 1, "maximum": contract.MAX_VISIBILITY_SECONDS,
                   "description": "a number of seconds from 1 to 43200 (SQS holds a message at most 12 h)"}
+RUN_QUIET_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_QUIET_SECONDS,
+                    "description": "a number of seconds from 1 to 604800 (a week)"}
 GPU_SCHEMA = {"type": "integer", "minimum": 0, "maximum": 8, "description": "a number of GPUs from 0 to 8"}
 # A Fargate task's public IP; unset: one only where the subnets route to an internet gateway (engine/network.py).
 PUBLIC_IP_SCHEMA = {"type": "boolean"}
@@ -161,6 +165,10 @@ class WorkflowSpec:
     assign_public_ip: bool | None = spec_field("assign_public_ip", PUBLIC_IP_SCHEMA, None)
     # Who hears of the pipeline's runs (yunpipe.specs.notify): the subscribers of its SNS topic.
     notify: tuple[Subscriber, ...] = spec_field("notify", NOTIFY_SCHEMA, (), convert=tuple)
+    # Every job and task recorded in the reports bucket, and runs (yunpipe/runtime/accounting).
+    accounting: bool = spec_field("accounting", {"type": "boolean"}, True)
+    # A drop-run (files other S3 clients drop) closes once no new file came for this long.
+    run_quiet_seconds: int = spec_field("run_quiet_seconds", RUN_QUIET_SCHEMA, contract.DEFAULT_QUIET_SECONDS)
 
     @property
     def steps_field(self) -> str:

@@ -44,8 +44,11 @@ def _precondition_failed(error: ClientError) -> bool:
 
 
 def _missing(error: ClientError) -> bool:
+    # S3 answers a caller that may not list the bucket (a task role) 403 for a missing key. Taken
+    # for missing, the state is then written only if none exists (If-None-Match), so a real
+    # refusal ends in RunError, never in a second run.
     response = getattr(error, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", "")) in ("NoSuchKey", "404", "NotFound")
+    return str(response.get("Error", {}).get("Code", "")) in ("NoSuchKey", "404", "NotFound", "403", "AccessDenied")
 
 
 _cache: dict[tuple[str, str], dict[str, Any]] = {}

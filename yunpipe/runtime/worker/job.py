@@ -1,5 +1,6 @@
 """One message's job: stage the input(s), run the command, upload the result(s) with their
-provenance, or write a failure report. It does not touch the queue (lease does)."""
+provenance, or write a failure report; then its record (ledger). It does not touch the queue
+(lease does)."""
 from __future__ import annotations
 
 import dataclasses
@@ -16,13 +17,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..contract import WorkerConfig
 from .algorithm import command_env
 from .command import substitute
+from .ledger import FAILURE_OUTCOMES, Ledger
 from .locks import PathLocks, Scratch
 from .message import Job, JobFailure, parse_body
 from .paths import job_paths, result_objects
-from .process import run_command
+from .process import RunOutcome, run_command
 from .provenance import provenance
-from .staging import stage
-from .transfers import upload
+from .staging import Staged, stage
+from .transfers import Meter, upload
 
 log = logging.getLogger("yunpipe.worker")
 
@@ -43,6 +45,21 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+@dataclasses.dataclass
+class _Measured:
+    """What a job measured of itself, for its record."""
+
+    started_at: str = dataclasses.field(default_factory=_now)
+    t0: float = dataclasses.field(default_factory=time.monotonic)
+    meter: Meter = dataclasses.field(default_factory=Meter)
+    command: RunOutcome | None = None
+    run: str | None = None
+    run_known: bool = False
+
+    def restart(self) -> None:
+        self.started_at, self.t0 = _now(), time.monotonic()
+
+
 def process_message(
     message: dict,
     config: WorkerConfig,
@@ -53,18 +70,20 @@ def process_message(
     stop: threading.Event | None = None,
     config_error: str | None = None,
     locks: PathLocks | None = None,
+    ledger: Ledger | None = None,
 ) -> JobResult:
     """Run one job. Does not touch the queue: run_worker deletes or releases the message.
     With a config_error the job fails at once, reporting it. `locks` holds the local paths of
     the jobs running at once: the job starts once none of its own is among them, unless
-    `stop` is set first (then it is abandoned untouched)."""
+    `stop` is set first (then it is abandoned untouched). `ledger` records the job once its
+    result or failure report is written (a Ledger of its own when not given)."""
+    ledger = ledger or Ledger(config, s3, environ=environ)
     attempt = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
     final = attempt >= config.max_receive_count
-    started_at, t0 = _now(), time.monotonic()
     job: Job | None = None
     key: str | None = None
     scratch = Scratch(locks or PathLocks())
-    stderr_tail, exit_code = "", None
+    measured = _Measured()
     try:
         job = parse_body(message.get("Body", ""))
         key = job.source.key
@@ -72,42 +91,34 @@ def process_message(
             raise JobFailure("config_error", f"the worker's configuration is bad: {config_error}")
         if not scratch.hold(job_paths(algorithm, job), stop):
             return _abandoned(key, attempt, final)
-        staged = stage(s3, algorithm, job, scratch)
+        # Measured from here: waiting for another job's paths is not this job's time.
+        measured.restart()
+        staged = stage(s3, algorithm, job, scratch, measured.meter)
         key = staged.key
-        argv = substitute(algorithm["run_command"], staged.input_path, staged.output_path, staged.step_inputs)
-        timeout = config.timeout_seconds or algorithm["timeout_seconds"]
-        try:
-            outcome = run_command(
-                argv,
-                env=command_env(algorithm, environ),
-                stdin_path=staged.input_path if algorithm["input_adapter"] == "stdin" else None,
-                stdout_path=staged.output_path if algorithm["output_adapter"] == "stdout" else None,
-                timeout=timeout,
-                stop=stop,
-            )
-        except OSError as exc:
-            raise JobFailure("start_error", f"cannot start {argv[0]!r}: {exc}") from None
-        stderr_tail, exit_code = outcome.stderr_tail, outcome.exit_code
+        outcome = _command(config, algorithm, staged, environ, stop, ledger, measured)
         if outcome.interrupted:
-            return _abandoned(key, attempt, final)
-        if outcome.timed_out:
-            raise JobFailure("timeout", f"killed after {timeout} s", exit_code)
-        if exit_code != 0:
-            raise JobFailure("nonzero_exit", f"command exited with {exit_code}", exit_code)
+            result = _abandoned(key, attempt, final)
+            _record(ledger, job, key, measured, result, outcome.stderr_tail)
+            return result
         objects = result_objects(config.output_prefix, key, staged.output_path)
         if not objects:
             what = "is an empty directory" if os.path.isdir(staged.output_path) else "was not created"
-            raise JobFailure("missing_output", f"output {staged.output_path} {what}", exit_code)
-        metadata = provenance(config, job, key, attempt)
+            raise JobFailure("missing_output", f"output {staged.output_path} {what}", outcome.exit_code)
+        metadata = provenance(config, job, key, attempt, _run(ledger, job, key, measured))
         for local, result_key in objects:
             try:
-                upload(s3, local, config.output_bucket, result_key, metadata)
+                upload(s3, local, config.output_bucket, result_key, metadata, measured.meter)
             except (BotoCoreError, ClientError, OSError) as exc:
-                raise JobFailure("upload_error", f"s3://{config.output_bucket}/{result_key}: {exc}", exit_code) from None
+                raise JobFailure("upload_error", f"s3://{config.output_bucket}/{result_key}: {exc}",
+                                 outcome.exit_code) from None
         keys = [k for _, k in objects]
-        log.info("ok key=%s results=%s duration=%.2fs", key, ",".join(keys), time.monotonic() - t0)
-        return JobResult(ok=True, key=key, attempt=attempt, final=final, result_keys=keys)
+        log.info("ok key=%s results=%s duration=%.2fs", key, ",".join(keys), time.monotonic() - measured.t0)
+        result = JobResult(ok=True, key=key, attempt=attempt, final=final, result_keys=keys)
+        _record(ledger, job, key, measured, result, "")
+        return result
     except JobFailure as failure:
+        # A job that failed before or outside the command reports why in place of stderr.
+        stderr_tail = (measured.command.stderr_tail if measured.command else "") or failure.detail
         report_name = key if key is not None else f"_invalid-message/{message.get('MessageId', 'unknown')}"
         report = {
             "pipeline": config.pipeline,
@@ -119,19 +130,89 @@ def process_message(
             "final": final,
             "reason": failure.reason,
             "exit_code": failure.exit_code,
-            # A job that failed before or outside the command reports why in place of stderr.
-            "stderr_tail": stderr_tail or failure.detail,
-            "started_at": started_at,
+            "stderr_tail": stderr_tail,
+            "started_at": measured.started_at,
             "finished_at": _now(),
         }
         log.error(
             "failed key=%s reason=%s attempt=%d/%d final=%s duration=%.2fs: %s",
-            key, failure.reason, attempt, config.max_receive_count, final, time.monotonic() - t0, failure.detail,
+            key, failure.reason, attempt, config.max_receive_count, final, time.monotonic() - measured.t0,
+            failure.detail,
         )
-        write_report(s3, config, report_key(config, report_name, attempt), report)
-        return JobResult(ok=False, key=key, attempt=attempt, final=final, reason=failure.reason, report=report)
+        where = report_key(config, report_name, attempt)
+        written = write_report(s3, config, where, report)
+        result = JobResult(ok=False, key=key, attempt=attempt, final=final, reason=failure.reason, report=report)
+        if job is not None and key is not None:
+            _record(ledger, job, key, measured, result, stderr_tail, report=where if written else None)
+        return result
     finally:
         scratch.clear()
+
+
+def _command(config: WorkerConfig, algorithm: dict, staged: Staged, environ: Mapping[str, str],
+             stop: threading.Event | None, ledger: Ledger, measured: _Measured) -> RunOutcome:
+    """Run the job's command, kept in `measured`; JobFailure unless it succeeded or was interrupted."""
+    argv = substitute(algorithm["run_command"], staged.input_path, staged.output_path, staged.step_inputs)
+    timeout = config.timeout_seconds or algorithm["timeout_seconds"]
+    try:
+        outcome = run_command(
+            argv,
+            env=command_env(algorithm, environ),
+            stdin_path=staged.input_path if algorithm["input_adapter"] == "stdin" else None,
+            stdout_path=staged.output_path if algorithm["output_adapter"] == "stdout" else None,
+            timeout=timeout,
+            stop=stop,
+            cgroup=ledger.cgroup,
+        )
+    except OSError as exc:
+        raise JobFailure("start_error", f"cannot start {argv[0]!r}: {exc}") from None
+    measured.command = outcome
+    if outcome.interrupted:
+        return outcome
+    if outcome.timed_out:
+        raise JobFailure("timeout", f"killed after {timeout} s", outcome.exit_code)
+    if outcome.oom:
+        raise JobFailure("oom", "killed by the kernel for exceeding the task's memory limit "
+                                f"({ledger.memory_limit_mib or '?'} MiB)", outcome.exit_code)
+    if outcome.exit_code != 0:
+        raise JobFailure("nonzero_exit", f"command exited with {outcome.exit_code}", outcome.exit_code)
+    return outcome
+
+
+def _run(ledger: Ledger, job: Job, key: str, measured: _Measured) -> str | None:
+    """The job's run, asked for once."""
+    if not measured.run_known:
+        measured.run, measured.run_known = ledger.run_of(job, key, measured.meter), True
+    return measured.run
+
+
+def _outcome(result: JobResult) -> str:
+    if result.ok:
+        return "ok"
+    if result.interrupted:
+        return "interrupted"
+    return FAILURE_OUTCOMES.get(result.reason or "", "failed")
+
+
+def _record(ledger: Ledger, job: Job, key: str, measured: _Measured, result: JobResult, log_tail: str,
+            report: str | None = None) -> None:
+    """The job's record, after its results or its failure report: a failure to write it is logged."""
+    wall = time.monotonic() - measured.t0
+    command = measured.command
+    sources = job.inputs or (dataclasses.replace(job.source, key=key),)
+    try:
+        ledger.job_ended(
+            _run(ledger, job, key, measured), wall, key=key, attempt=result.attempt, final=result.final,
+            inputs=[{"bucket": s.bucket, "key": s.key, "etag": s.etag} for s in sources],
+            outcome=_outcome(result), reason=None if result.ok else result.reason,
+            exit_code=command.exit_code if command else None, started_at=measured.started_at, finished_at=_now(),
+            cpu_seconds=round(command.cpu_seconds, 3) if command else None,
+            peak_memory_mib=round(command.peak_memory_mib, 1) if command else None,
+            memory_limit_mib=ledger.memory_limit_mib, bytes_in=measured.meter.bytes_in,
+            bytes_out=measured.meter.bytes_out, results=result.result_keys, result_bucket=ledger.config.output_bucket,
+            report=report, log_tail=None if result.ok else log_tail)
+    except Exception:  # a bug in accounting must not fail a job that has its result
+        log.exception("cannot record the job of %s", key)
 
 
 def _abandoned(key: str | None, attempt: int, final: bool) -> JobResult:
@@ -144,13 +225,16 @@ def report_key(config: WorkerConfig, key: str, attempt: int) -> str:
     return f"failures/{config.pipeline or '_'}/{config.step or '_'}/{key}/attempt-{attempt}.json"
 
 
-def write_report(s3: Any, config: WorkerConfig, key: str, report: dict) -> None:
+def write_report(s3: Any, config: WorkerConfig, key: str, report: dict) -> bool:
+    """Write a failure report; False (logged with the report) when it could not be."""
     body = json.dumps(report, indent=2)
     if not config.report_bucket:
         log.error("failure report (no YUNPIPE_REPORT_BUCKET): %s", json.dumps(report))
-        return
+        return False
     try:
         s3.put_object(Bucket=config.report_bucket, Key=key, Body=body.encode(), ContentType="application/json")
         log.info("failure report at s3://%s/%s", config.report_bucket, key)
+        return True
     except (BotoCoreError, ClientError) as exc:
         log.error("cannot write failure report s3://%s/%s (%s): %s", config.report_bucket, key, exc, json.dumps(report))
+        return False

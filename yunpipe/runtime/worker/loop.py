@@ -11,6 +11,7 @@ from typing import Any, Mapping
 from ..contract import WorkerConfig
 from .job import JobResult, process_message
 from .lease import RETRY_DELAY_SECONDS, VisibilityHeartbeat, release, settle
+from .ledger import Ledger
 from .locks import PathLocks
 
 log = logging.getLogger("yunpipe.worker")
@@ -79,6 +80,7 @@ def run_worker(
     stop: threading.Event | None = None,
     retry_delay: int = RETRY_DELAY_SECONDS,
     config_error: str | None = None,
+    ledger: Ledger | None = None,
 ) -> int:
     """Drain the queue until nothing is in flight and it stayed empty for config.idle_seconds,
     or until `stop` is set (jobs running then are abandoned and their messages released).
@@ -90,9 +92,22 @@ def run_worker(
 
     Returns the exit code (0). AWS errors outside a job propagate, once the jobs in flight have
     ended. With a config_error every message fails with a report, so SQS moves it to the
-    dead-letter queue after its last try."""
+    dead-letter queue after its last try. `ledger` records each job and, as the loop ends, the
+    task (one of its own when not given)."""
     environ = os.environ if environ is None else environ
     stop = stop or threading.Event()
+    ledger = ledger or Ledger(config, s3, environ=environ)
+    exit_reason = "error"
+    try:
+        exit_reason = _drain(config, algorithm, sqs, s3, environ, stop, retry_delay, config_error, ledger)
+        return 0
+    finally:
+        ledger.task_ended(exit_reason)
+
+
+def _drain(config: WorkerConfig, algorithm: dict, sqs: Any, s3: Any, environ: Mapping[str, str],
+           stop: threading.Event, retry_delay: int, config_error: str | None, ledger: Ledger) -> str:
+    """run_worker's loop; returns why it ended: "idle" or "signal"."""
     heartbeat = VisibilityHeartbeat(sqs, config.queue_url, config.visibility_seconds)
     locks = PathLocks()
     slots = _Slots(config.parallelism)
@@ -101,7 +116,8 @@ def run_worker(
         result = None
         try:
             result = process_message(
-                message, config, algorithm, s3, environ=environ, stop=stop, config_error=config_error, locks=locks
+                message, config, algorithm, s3, environ=environ, stop=stop, config_error=config_error, locks=locks,
+                ledger=ledger,
             )
         except Exception:
             # A bug, not the job's failure: the message goes back to SQS, the worker goes on.
@@ -134,7 +150,7 @@ def run_worker(
                     if idle is not None and idle >= config.idle_seconds:
                         log.info("queue empty for %ss, exiting: %d ok, %d failed",
                                  config.idle_seconds, slots.ok, slots.failed)
-                        return 0
+                        return "idle"
                     continue
                 heartbeat.hold(messages)
                 slots.take(len(messages))
@@ -142,6 +158,6 @@ def run_worker(
                     # Received as stop was set: process_message abandons it, and it is released.
                     pool.submit(work, message)
         log.info("stopped on request: %d ok, %d failed", slots.ok, slots.failed)
-        return 0
+        return "signal"
     finally:
         heartbeat.stop()

@@ -10,14 +10,18 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..accounting.records import now_iso
 from ..contract import CONFIG_ERROR_EXIT, WorkerConfig
 from .algorithm import check_variables, load_algorithm
 from .clients import make_clients
+from .ledger import Ledger
 from .loop import run_worker
 
 log = logging.getLogger("yunpipe.worker")
 
 def main() -> int:
+    # The task's start, for its record: what it is billed from is a little earlier (the image's pull).
+    started_at = now_iso()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
     # botocore's INFO lines (credential discovery) would drown the one line per job.
     logging.getLogger("botocore").setLevel(logging.WARNING)
@@ -47,12 +51,14 @@ def main() -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        sqs, s3 = make_clients(os.environ, config.parallelism)
+        sqs, s3, sns = make_clients(os.environ, config.parallelism, config.topic_arn)
         log.info(
             "worker started: pipeline=%s step=%s queue=%s algorithm=%s",
             config.pipeline, config.step, config.queue_url, algorithm.get("name", ""),
         )
-        code = run_worker(config, algorithm, sqs, s3, environ=os.environ, stop=stop, config_error=problem)
+        ledger = Ledger(config, s3, environ=os.environ, sns=sns, started_at=started_at)
+        code = run_worker(config, algorithm, sqs, s3, environ=os.environ, stop=stop, config_error=problem,
+                          ledger=ledger)
         return CONFIG_ERROR_EXIT if problem else code
     except (BotoCoreError, ClientError) as exc:
         log.error("AWS error: %s", exc)

@@ -6,6 +6,8 @@ import json
 import re
 from typing import Any
 
+from ..accounting.runs import RUN_NAME
+
 # A join input's step id, as the workflow spec allows it.
 STEP_ID = re.compile(r"[a-z0-9][a-z0-9-]*")
 
@@ -41,6 +43,8 @@ class Job:
     source: Source
     inputs: tuple[Source, ...] = ()
     gather_prefix: str | None = None
+    # The run the sender opened for it (`yunpipe submit`); None: the input's own tells.
+    run: str | None = None
 
 
 def _source(data: Any, what: str, step: str = "") -> Source:
@@ -81,10 +85,14 @@ def parse_body(body: str) -> Job:
         raise JobFailure("bad_message", f"message body is not JSON: {exc}") from None
     source = _source(data, "message body")
     inputs, gather = data.get("inputs"), data.get("gather")
+    # A run that is not one of ours is ignored rather than failing the job: accounting never
+    # stands in the way of a result.
+    run = data.get("run")
+    run = run if isinstance(run, str) and RUN_NAME.match(run) else None
     if inputs is not None and gather is not None:
         raise JobFailure("bad_message", "message has both inputs and gather")
     if inputs is not None:
-        return Job(source, inputs=_join_inputs(inputs))
+        return Job(source, inputs=_join_inputs(inputs), run=run)
     if gather is not None:
-        return Job(source, gather_prefix=_gather_prefix(gather))
-    return Job(source)
+        return Job(source, gather_prefix=_gather_prefix(gather), run=run)
+    return Job(source, run=run)

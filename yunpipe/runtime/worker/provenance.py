@@ -21,7 +21,7 @@ def metadata_value(value: str) -> str:
     return quote(value, safe=METADATA_SAFE)
 
 
-def provenance(config: WorkerConfig, job: Job, key: str, attempt: int) -> dict[str, str]:
+def provenance(config: WorkerConfig, job: Job, key: str, attempt: int, run: str | None = None) -> dict[str, str]:
     """The S3 user metadata of a job's results (PROVENANCE_FIELDS); empty values are left out."""
     if job.gather_prefix is not None:
         inputs, etags = f"s3://{job.source.bucket}/{job.gather_prefix}*", [job.source.etag]
@@ -37,5 +37,6 @@ def provenance(config: WorkerConfig, job: Job, key: str, attempt: int) -> dict[s
         # One per input, in order, so a missing one keeps its place.
         "yunpipe-input-etag": ",".join(str(e or "") for e in etags) if any(etags) else "",
         "yunpipe-attempt": str(attempt),
+        "yunpipe-run": run or "",
     }
     return {name: metadata_value(values[name]) for name in PROVENANCE_FIELDS if values[name]}

@@ -13,7 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .locks import Scratch
 from .message import Job, JobFailure, Source
 from .paths import gather_paths, gather_relative_path, join_paths, local_paths
-from .transfers import fetch
+from .transfers import Meter, fetch
 
 log = logging.getLogger("yunpipe.worker")
 
@@ -33,10 +33,10 @@ def _not_found(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound", "403", "AccessDenied")
 
 
-def _download(s3: Any, source: Source, path: str) -> None:
+def _download(s3: Any, source: Source, path: str, meter: Meter) -> None:
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        fetch(s3, source.bucket, source.key, path, source.size)
+        fetch(s3, source.bucket, source.key, path, source.size, meter)
     except (BotoCoreError, ClientError, OSError) as exc:
         raise JobFailure("download_error", f"{source.uri}: {exc}") from None
 
@@ -48,21 +48,23 @@ def _job_paths(algorithm: dict, key: str) -> tuple[str, str]:
         raise JobFailure("bad_message", str(exc)) from None
 
 
-def _stage_object(s3: Any, algorithm: dict, source: Source, scratch: Scratch, try_decoded: bool = True) -> Staged:
+def _stage_object(s3: Any, algorithm: dict, source: Source, scratch: Scratch, meter: Meter,
+                  try_decoded: bool = True) -> Staged:
     input_path, output = (scratch.claim(p) for p in _job_paths(algorithm, source.key))
     try:
-        fetch(s3, source.bucket, source.key, input_path, source.size)
+        fetch(s3, source.bucket, source.key, input_path, source.size, meter)
     except (BotoCoreError, ClientError, OSError) as exc:
         # The launcher decodes keys; a still-encoded key from another sender is retried decoded.
         decoded = unquote_plus(source.key)
         if try_decoded and decoded != source.key and isinstance(exc, ClientError) and _not_found(exc):
             log.warning("%s not found, trying the URL-decoded key", source.uri)
-            return _stage_object(s3, algorithm, dataclasses.replace(source, key=decoded), scratch, try_decoded=False)
+            return _stage_object(s3, algorithm, dataclasses.replace(source, key=decoded), scratch, meter,
+                                 try_decoded=False)
         raise JobFailure("download_error", f"{source.uri}: {exc}") from None
     return Staged(source.key, input_path, output)
 
 
-def _stage_join(s3: Any, algorithm: dict, job: Job, scratch: Scratch) -> Staged:
+def _stage_join(s3: Any, algorithm: dict, job: Job, scratch: Scratch, meter: Meter) -> Staged:
     try:
         paths, output_path = join_paths(algorithm, job)
     except ValueError as exc:
@@ -72,7 +74,7 @@ def _stage_join(s3: Any, algorithm: dict, job: Job, scratch: Scratch) -> Staged:
         scratch.claim(path)
     output = scratch.claim(output_path)
     for source in job.inputs:
-        _download(s3, source, paths[source.step])
+        _download(s3, source, paths[source.step], meter)
     return Staged(job.source.key, paths[job.inputs[0].step], output, paths)
 
 
@@ -89,7 +91,7 @@ def _gather_listing(s3: Any, source: Source, prefix: str) -> list[Source]:
     return found
 
 
-def _stage_gather(s3: Any, algorithm: dict, job: Job, scratch: Scratch) -> Staged:
+def _stage_gather(s3: Any, algorithm: dict, job: Job, scratch: Scratch, meter: Meter) -> Staged:
     source, prefix = job.source, job.gather_prefix or ""
     if algorithm["input_adapter"] == "stdin":
         raise JobFailure("unsupported_input", "a gather is a folder of files; this algorithm reads a single "
@@ -104,14 +106,14 @@ def _stage_gather(s3: Any, algorithm: dict, job: Job, scratch: Scratch) -> Stage
     except ValueError as exc:
         raise JobFailure("download_error", str(exc)) from None
     for obj, path in targets:
-        _download(s3, obj, path)
+        _download(s3, obj, path, meter)
     return Staged(source.key, folder, output)
 
 
-def stage(s3: Any, algorithm: dict, job: Job, scratch: Scratch) -> Staged:
-    """Download a job's input(s) to where the command expects them."""
+def stage(s3: Any, algorithm: dict, job: Job, scratch: Scratch, meter: Meter) -> Staged:
+    """Download a job's input(s) to where the command expects them, counted by `meter`."""
     if job.inputs:
-        return _stage_join(s3, algorithm, job, scratch)
+        return _stage_join(s3, algorithm, job, scratch, meter)
     if job.gather_prefix is not None:
-        return _stage_gather(s3, algorithm, job, scratch)
-    return _stage_object(s3, algorithm, job.source, scratch)
+        return _stage_gather(s3, algorithm, job, scratch, meter)
+    return _stage_object(s3, algorithm, job.source, scratch, meter)

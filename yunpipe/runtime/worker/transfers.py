@@ -1,10 +1,13 @@
-"""One object to or from S3: a single request when small, s3transfer when large."""
+"""One object to or from S3: a single request when small, s3transfer when large; a job's Meter
+counts the bytes and keeps what a download learnt of its object (its run's metadata)."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
 import time
+from datetime import datetime
 from typing import Any
 
 log = logging.getLogger("yunpipe.worker")
@@ -22,20 +25,34 @@ TRANSFER_CONCURRENCY = 10
 LOG_TRANSFER_BYTES = SINGLE_REQUEST_BYTES
 
 
-def fetch(s3: Any, bucket: str, key: str, path: str, size: int | None) -> None:
+@dataclasses.dataclass
+class Meter:
+    """One job's transfers: bytes down and up, and the user metadata and LastModified of each
+    object fetched with a GetObject (s3transfer's downloads do not tell them)."""
+
+    bytes_in: int = 0
+    bytes_out: int = 0
+    objects: dict[tuple[str, str], tuple[dict[str, str], datetime | None]] = dataclasses.field(default_factory=dict)
+
+
+def fetch(s3: Any, bucket: str, key: str, path: str, size: int | None, meter: Meter | None = None) -> None:
     """Download one object; `size`, when known, picks a single GetObject for a small one."""
     if size is not None and size < SINGLE_REQUEST_BYTES:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+        answer = s3.get_object(Bucket=bucket, Key=key)
         with open(path, "wb") as out:
-            shutil.copyfileobj(body, out)
+            shutil.copyfileobj(answer["Body"], out)
+        if meter is not None:
+            meter.objects[(bucket, key)] = (answer.get("Metadata") or {}, answer.get("LastModified"))
     else:
         started = time.monotonic()
         with _transfers(s3) as manager:
             manager.download(bucket, key, path).result()
         _log_transfer("downloaded", f"s3://{bucket}/{key}", os.path.getsize(path), time.monotonic() - started)
+    if meter is not None:
+        meter.bytes_in += os.path.getsize(path)
 
 
-def upload(s3: Any, path: str, bucket: str, key: str, metadata: dict[str, str]) -> None:
+def upload(s3: Any, path: str, bucket: str, key: str, metadata: dict[str, str], meter: Meter | None = None) -> None:
     """Upload one result (s3transfer: multipart from 8 MiB) with its provenance metadata."""
     size = os.path.getsize(path)
     started = time.monotonic()
@@ -45,6 +62,8 @@ def upload(s3: Any, path: str, bucket: str, key: str, metadata: dict[str, str]) 
     else:
         with _transfers(s3) as manager:
             manager.upload(path, bucket, key, extra_args={"Metadata": metadata}).result()
+    if meter is not None:
+        meter.bytes_out += size
     _log_transfer("uploaded", f"s3://{bucket}/{key}", size, time.monotonic() - started)
 
 

@@ -2,7 +2,9 @@
 
 Inputs steer it, so end-to-end tests can provoke each outcome:
 - a line 'FAIL' (or the variable REFUSE's value) makes it exit 3 with a message on stderr;
-- a first line 'SLEEP n' makes it sleep n seconds first (a slow job).
+- a first line 'SLEEP n' makes it sleep n seconds first (a slow job);
+- a first line 'ALLOCATE n' makes it hold n MiB first (each page touched, so resident): a job
+  over its task's memory, which the kernel kills.
 """
 import os
 import sys
@@ -18,6 +20,9 @@ def main(source: str, target: str) -> int:
         return 3
     if lines and lines[0].startswith("SLEEP "):
         time.sleep(float(lines[0].split()[1]))
+    if lines and lines[0].startswith("ALLOCATE "):
+        held = bytearray(int(lines[0].split()[1]) * 2**20)
+        held[::4096] = b"x" * len(held[::4096])
     with open(target, "w") as handle:
         handle.write(f"{text.rstrip()}\n-- {os.environ.get('STAMP', 'tested')}\n")
     return 0
