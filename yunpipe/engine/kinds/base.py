@@ -22,6 +22,8 @@ from yunpipe.errors import InputError
 
 # The tag on everything yunpipe creates: its value is the pipeline's name.
 TAG_KEY = "yunpipe:pipeline"
+# On each step's own resources (its queues, roles, launcher, task definition and so its tasks): the step's name.
+STEP_TAG_KEY = "yunpipe:step"
 ROLE_PATH = "/yunpipe/"
 # Error codes of a delete whose resource is already gone: the work is done.
 GONE_CODES = NOT_FOUND + NO_QUEUE + ("NoSuchEntity", "ParameterNotFound", "NoSuchBucket")
