@@ -114,7 +114,7 @@ def render(result: PipelineCost) -> str:
              f"{len(result.runs)} run(s)"]
     assumptions: list[str] = []
     for run in result.runs:
-        state = "settled" if run["settled"] else "open, so far" + (" (tasks still running)" if run["estimated"] else "")
+        state = "settled" if run["settled"] else "open, so far" + (", tasks still running" if run["estimated"] else "")
         lines += ["", f"run {run['run']} ({state}): {_money(run['total'], currency)}, "
                       f"{run['task_seconds']:.0f} task-seconds, {_money(run['per_file'], currency)} per file"]
         for step, value in run["by_step"].items():
