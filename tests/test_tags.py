@@ -98,8 +98,10 @@ def test_a_task_the_launcher_starts_carries_its_task_definitions_tags(deployed):
     assert "R01-123" not in json.dumps(config.to_env())
 
 
-def test_changed_tags_reach_the_buckets_and_a_new_task_definition_and_the_same_ones_change_nothing(deployed):
+def test_changed_tags_reach_the_resources_and_a_new_task_definition_and_the_same_ones_change_nothing(deployed):
     s3, ecs = boto3.client("s3", region_name=REGION), boto3.client("ecs", region_name=REGION)
+    sqs, iam, awslambda = (boto3.client(s, region_name=REGION) for s in ("sqs", "iam", "lambda"))
+    logs, events = boto3.client("logs", region_name=REGION), boto3.client("events", region_name=REGION)
     s3.put_bucket_tagging(Bucket="demo-out-bucket", Tagging={"TagSet": [
         *[{"Key": k, "Value": v} for k, v in {**TAGS, **OWN}.items()], {"Key": "added-by-hand", "Value": "x"}]})
     changed = {"grant": "R01-456"}
@@ -109,6 +111,17 @@ def test_changed_tags_reach_the_buckets_and_a_new_task_definition_and_the_same_o
     # Tags someone else set stay; the workflow's own are updated, not removed (setup-pipe only adds).
     assert tags_of(s3.get_bucket_tagging(Bucket="demo-out-bucket")["TagSet"]) == {
         **TAGS, **OWN, "grant": "R01-456", "added-by-hand": "x"}
+    # Each kind adds what its resource lacks; none removes a tag (a workflow's tag taken out stays).
+    updated = {**TAGS, "grant": "R01-456"}
+    url = sqs.get_queue_url(QueueName=f"yunpipe-demo-{STEP}-queue")["QueueUrl"]
+    assert sqs.list_queue_tags(QueueUrl=url)["Tags"] == {**updated, **STEP_TAGS}
+    assert tags_of(iam.list_role_tags(RoleName=f"yunpipe-demo-{STEP}-task-role")["Tags"]) == {**updated, **STEP_TAGS}
+    assert awslambda.get_function(FunctionName=f"yunpipe-demo-{STEP}-launcher")["Tags"] == {**updated, **STEP_TAGS}
+    assert logs.list_tags_log_group(logGroupName="/yunpipe/demo")["tags"] == {**updated, **OWN}
+    cluster = ecs.describe_clusters(clusters=["yunpipe-demo"], include=["TAGS"])["clusters"][0]
+    assert tags_of(cluster["tags"], "key", "value") == {**updated, **OWN}
+    rule = events.describe_rule(Name=f"yunpipe-demo-{STEP}-schedule")["Arn"]
+    assert tags_of(events.list_tags_for_resource(ResourceARN=rule)["Tags"]) == {**updated, **STEP_TAGS}
     definition = ecs.describe_task_definition(taskDefinition=f"yunpipe-demo-{STEP}-task", include=["TAGS"])
     assert definition["taskDefinition"]["revision"] == 2
     assert tags_of(definition["tags"], "key", "value")["grant"] == "R01-456"

@@ -136,5 +136,12 @@ def tag_list(tags: Mapping[str, str], key: str = "Key", value: str = "Value") ->
     return [{key: k, value: v} for k, v in tags.items()]
 
 
+def missing_tags(current: Mapping[str, str], desired: Mapping[str, str]) -> dict[str, str]:
+    """The desired tags a resource lacks, or has with another value: a workflow's tags change
+    between setups, and a resource made before keeps its old ones until tagged (tags someone
+    else added stay)."""
+    return {k: v for k, v in desired.items() if current.get(k) != v}
+
+
 def tagged(tags: list[dict], pipeline: str) -> bool:
     return any(t.get("Key") == TAG_KEY and t.get("Value") == pipeline for t in tags)
