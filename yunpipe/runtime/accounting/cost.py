@@ -32,12 +32,6 @@ def load_prices(path: str = PRICES_FILE) -> dict[str, Any]:
         return json.load(file)
 
 
-def region_prices(prices: Mapping[str, Any], region: str) -> tuple[str, Mapping[str, Any]]:
-    """The region's prices, or us-east-1's when the table has none for it (said in the assumptions)."""
-    regions = prices["regions"]
-    return (region, regions[region]) if region in regions else (FALLBACK_REGION, regions[FALLBACK_REGION])
-
-
 def item_prices(prices: Mapping[str, Any], region: str, item: str) -> tuple[str, Mapping[str, Any]]:
     """One item of the region's prices ("fargate", "ec2", "lambda", ...), or us-east-1's when the
     region's table lacks it; ("", {}) when neither has it."""
