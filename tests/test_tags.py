@@ -128,3 +128,15 @@ def test_changed_tags_reach_the_resources_and_a_new_task_definition_and_the_same
     with watch_calls() as calls:
         assert cli.setup_pipe_main(["-f", deployed({**single_run(), "tags": changed})]) == 0
     assert [c for c in calls if not c[1].startswith(("Describe", "List", "Get", "Head"))] == []
+
+
+def test_the_most_tags_a_workflow_may_have_fit_on_its_tasks(moto, change123, write_workflow):
+    """47 of the workflow's, and yunpipe's 3 on the task definition: ECS's 50 on the task exactly."""
+    most = {f"tag-{i:02}": "x" * 256 for i in range(47)}
+    assert cli.setup_pipe_main(["-f", write_workflow({**single_run(), "tags": most})]) == 0
+    ecs, awslambda = boto3.client("ecs", region_name=REGION), boto3.client("lambda", region_name=REGION)
+    config = contract.LauncherConfig.from_env(
+        awslambda.get_function_configuration(FunctionName=f"yunpipe-demo-{STEP}-launcher")["Environment"]["Variables"])
+    task = ecs.run_task(**run_task_params(config, 1))["tasks"][0]["taskArn"]
+    assert len(ecs.list_tags_for_resource(resourceArn=task)["tags"]) == 50
+    assert "ecs-run-task-too-many-tags" not in moto.rules_fired()
