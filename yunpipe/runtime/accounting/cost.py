@@ -165,5 +165,6 @@ def assumptions(prices: Mapping[str, Any], region: str, used: set[tuple[str, str
               for what, seconds in sorted(unpriced.items())]
     if estimated:
         lines.append("tasks still running are counted up to now")
-    lines.append("Lambda, SQS, S3 and CloudWatch Logs charges (requests, storage, logs) are not included")
+    lines.append("Lambda, SQS, S3 and CloudWatch Logs charges (requests, storage, logs), Fargate task storage "
+                 "over 20 GiB and data transfer are not included")
     return lines
