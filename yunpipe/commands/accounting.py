@@ -20,11 +20,14 @@ def run_prices(args: argparse.Namespace) -> int:
     table, where = prices.load()
     if args.refresh:
         regions = [prices.valid_region(args.region)] if args.region else list(table["regions"])
-        table, lacking = prices.refresh(prices.open_pricing(args.profile, args.endpoint_url), table, regions)
+        aws = prices.open_pricing(args.profile, args.endpoint_url)
+        # A region is some 25 GetProducts calls (one per EC2 type): say where it is.
+        for region in regions:
+            print(f"reading {region}'s prices ...", flush=True)
+            table, lacking = prices.refresh(aws, table, [region])
+            if lacking[region]:
+                print(f"{region}: the Price List API had no {', '.join(lacking[region])}; kept as they were")
         where = str(prices.save(table))
-        for region, missing in lacking.items():
-            if missing:
-                print(f"{region}: the Price List API had no {', '.join(missing)}; kept as they were")
         print(f"Refreshed {', '.join(regions)} from the AWS Price List API into {where}")
     if args.region:
         prices.check_region(table, args.region)
