@@ -87,6 +87,20 @@ def hourly_rate(task: Mapping[str, Any], prices: Mapping[str, Any], region: str)
     return hourly * share, used, kind
 
 
+def minimum_seconds(task: Mapping[str, Any]) -> float:
+    """What a task is billed at least: Fargate's minute; an EC2 instance's share has none."""
+    return FARGATE_MINIMUM_SECONDS if str(task.get("capacity") or "") in CAPACITY_TABLE else 0
+
+
+def task_cost(task: Mapping[str, Any], prices: Mapping[str, Any], region: str,
+              now: str | None = None) -> tuple[float | None, float]:
+    """One task's cost over all its billed seconds (None when the table cannot price what it ran
+    on), and those seconds (a running task's up to `now`)."""
+    hourly, _, _ = hourly_rate(task, prices, region)
+    billed, _ = billed_seconds(task, now, minimum_seconds(task))
+    return (None if hourly is None else hourly * billed / 3600), billed
+
+
 def run_cost(tasks: Iterable[Mapping[str, Any]], jobs: Iterable[Mapping[str, Any]], prices: Mapping[str, Any],
              region: str, run: str, now: str | None = None) -> dict[str, Any]:
     """The run's share of its tasks' cost. `tasks`: task records (a task still running has no
@@ -112,8 +126,7 @@ def run_cost(tasks: Iterable[Mapping[str, Any]], jobs: Iterable[Mapping[str, Any
         if task is None:
             continue
         hourly, where, ran_on = hourly_rate(task, prices, region)
-        on_fargate = str(task.get("capacity") or "") in CAPACITY_TABLE
-        billed, running = billed_seconds(task, now, FARGATE_MINIMUM_SECONDS if on_fargate else 0)
+        billed, running = billed_seconds(task, now, minimum_seconds(task))
         estimated = estimated or running
         all_jobs = sum(float(v) for v in (task.get("job_seconds") or {}).values()) or seconds_of_run
         share = billed * (seconds_of_run / all_jobs if all_jobs else 1.0)
