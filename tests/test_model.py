@@ -105,7 +105,11 @@ def test_single_run_model(change123):
     assert step.notifications[0].entry()["Filter"] == {"Key": {"FilterRules": [{"Name": "suffix", "Value": ".txt"}]}}
     assert step.function.environment["YUNPIPE_SUBNETS"] == "subnet-1,subnet-2"
     assert step.function.environment["YUNPIPE_STARTED_BY"] == step.started_by
-    assert all(r.tags == {m.TAG_KEY: "demo"} for r in model.resources() if hasattr(r, "tags"))
+    # The step's own resources also carry the step's name (cost allocation by step).
+    stepped = {id(r) for r in (step.queue, step.dead_letter_queue, step.failed_events, step.launcher_role, step.task_role,
+                                step.execution_role, step.task_definition, step.function, step.rule, step.function_log_group)}
+    assert all(r.tags == ({m.TAG_KEY: "demo", m.STEP_TAG_KEY: "change123-s3"} if id(r) in stepped else {m.TAG_KEY: "demo"})
+               for r in model.resources() if hasattr(r, "tags"))
 
 
 def test_resources_come_kind_by_kind_in_creation_order(aws_env):

@@ -30,6 +30,7 @@ from yunpipe.engine.kinds.rule import Rule
 from yunpipe.engine.kinds.task_definition import TaskDefinition
 from yunpipe.engine.model import (
     ROLE_PATH,
+    STEP_TAG_KEY,
     TAG_KEY,
     PipelineModel,
     QueueUrl,
@@ -87,7 +88,9 @@ def build_model(workflow: ResolvedWorkflow, target: Target, use_user_credential:
     checked against the type or the network."""
     spec = workflow.spec
     pipeline = spec.name
-    tags = {TAG_KEY: pipeline}
+    # The one place every resource's tags come from: the workflow's own (specs.workflow.check_tags),
+    # then yunpipe's; each step's resources add the step's (StepContext.tags).
+    tags = {**spec.tags, TAG_KEY: pipeline}
     log_group = LogGroup(f"/yunpipe/{pipeline}", spec.log_retention_days, tags)
     reports = resource_name("bucket", pipeline, "reports", target.account_id)
     cluster_name = resource_name("ecs", pipeline)
@@ -116,7 +119,8 @@ def build_model(workflow: ResolvedWorkflow, target: Target, use_user_credential:
     check_subnets(workflow, target, network)
     topic_arn = notifications.topic_arn(spec, target)
     steps = tuple(
-        build_step(StepContext(spec, step, layout.step(step.name), layout, target, tags, log_group, cluster, reports,
+        build_step(StepContext(spec, step, layout.step(step.name), layout, target, {**tags, STEP_TAG_KEY: step.name},
+                               log_group, cluster, reports,
                                parameters, step_public_ip(workflow, index, target, network or (), offers or {},
                                                           reach_needs(step, target, parameters)), topic_arn), code)
         for index, step in enumerate(workflow.steps))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from yunpipe.engine.graph import Layout, Placement
 from yunpipe.engine.kinds import CREATION_ORDER
 from yunpipe.engine.kinds.auto_scaling_group import AutoScalingGroup
-from yunpipe.engine.kinds.base import ROLE_PATH, TAG_KEY, QueueUrl
+from yunpipe.engine.kinds.base import ROLE_PATH, STEP_TAG_KEY, TAG_KEY, QueueUrl
 from yunpipe.engine.kinds.bucket import Bucket
 from yunpipe.engine.kinds.bucket_events import BucketEvents
 from yunpipe.engine.kinds.capacity_provider import CapacityProvider
@@ -35,7 +35,7 @@ from yunpipe.engine.target import Target
 from yunpipe.runtime.contract import MAX_STARTED_BY
 
 # The names model users need, whether defined here or in kinds/.
-__all__ = ["CREATION_ORDER", "ROLE_PATH", "SPEC_TAG_KEY", "TAG_KEY", "InstanceGroup", "PipelineModel", "QueueUrl",
+__all__ = ["CREATION_ORDER", "ROLE_PATH", "SPEC_TAG_KEY", "STEP_TAG_KEY", "TAG_KEY", "InstanceGroup", "PipelineModel", "QueueUrl",
            "StepModel", "container_name", "notification_id", "resource_name"]
 
 # AWS name limits: (length, characters not allowed).
