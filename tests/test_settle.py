@@ -1,6 +1,7 @@
 """Settling runs (yunpipe/runtime/accounting/settle.py) on moto's S3, SQS and SNS: a run settles
 once every job it should have has an outcome, exactly once, and not before. The job records are
 written as the worker writes them (records.job_record at records.job_record_key)."""
+import dataclasses
 import json
 import logging
 import threading
@@ -337,3 +338,39 @@ def test_percentiles_are_nearest_rank():
     assert percentile([5.0], 0.95) == 5.0
     assert percentile([float(v) for v in range(1, 21)], 0.95) == 19.0
     assert percentile([4.0, 1.0, 3.0, 2.0], 0.5) == 2.0
+
+
+def test_the_worker_settles_when_its_queue_first_comes_back_empty_after_its_jobs(aws, tmp_path, caplog):
+    """The last worker of a run settles it: here one job, whose record stands written (the worker's
+    own record is MEASURE's), and the worker's queue empty once it ran."""
+    from yunpipe.runtime.contract import WorkerConfig
+    from yunpipe.runtime.worker.algorithm import load_algorithm
+    from yunpipe.runtime.worker.loop import run_worker
+
+    describe(aws, [step("upper")])
+    sqs = boto3.client("sqs", region_name=REGION)
+    queue = sqs.create_queue(QueueName="yunpipe-demo-upper-queue")["QueueUrl"]
+    for bucket in ("in-bucket", "out-bucket"):
+        aws.create_bucket(Bucket=bucket)
+    aws.put_object(Bucket="in-bucket", Key="x", Body=b"x")
+    run = open_run(aws, ["x"])
+    job(aws, run, "upper", "x")
+    sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"bucket": "in-bucket", "key": "x", "run": run}))
+    (tmp_path / "algorithm.json").write_text(json.dumps({
+        "name": "upper", "run_command": "cp $input $output", "input_file_path": str(tmp_path / "work"),
+        "output_file_path": str(tmp_path / "work")}))
+    algorithm = load_algorithm(str(tmp_path / "algorithm.json"))
+    # One try: a job that failed would not come back round.
+    config = WorkerConfig(queue_url=queue, output_bucket="out-bucket", report_bucket=BUCKET, pipeline=PIPELINE,
+                          step="upper", idle_seconds=0, wait_seconds=0, max_receive_count=1)
+    with caplog.at_level(logging.INFO, logger="yunpipe.worker"):
+        assert run_worker(config, algorithm, sqs, aws, environ={}, retry_delay=0) == 0
+    assert aws.get_object(Bucket="out-bucket", Key="x")["Body"].read() == b"x"
+    assert f"settled run(s) {run}" in caplog.text
+    assert summary_of(aws, run)["steps"]["upper"]["ok"] == 1
+    # Without accounting, the worker leaves runs alone.
+    second = open_run(aws, ["x"], serial=2)
+    job(aws, second, "upper", "x")
+    sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"bucket": "in-bucket", "key": "x"}))
+    assert run_worker(dataclasses.replace(config, accounting=False), algorithm, sqs, aws, environ={}, retry_delay=0) == 0
+    assert is_open(aws, second)
