@@ -12,8 +12,9 @@ from typing import Any
 
 from yunpipe.aws.ecr import ecr_image
 from yunpipe.engine import limits
-from yunpipe.engine.graph import Layout, Placement, lay_out
+from yunpipe.engine.graph import INPUT, Layout, Placement, lay_out
 from yunpipe.engine.instances import capacity_provider_name, instances, service_linked_roles
+from yunpipe.engine.kinds.accounting_descriptor import AccountingDescriptor, descriptor_body
 from yunpipe.engine.kinds.bucket import Bucket
 from yunpipe.engine.kinds.bucket_events import BucketEvents
 from yunpipe.engine.kinds.cluster import Cluster
@@ -124,7 +125,30 @@ def build_model(workflow: ResolvedWorkflow, target: Target, use_user_credential:
     return PipelineModel(pipeline, target, spec.input_bucket, spec.output_bucket, reports, tuple(buckets),
                          tuple(BucketEvents(b) for b in shared), layout, log_group, cluster, cluster_providers,
                          parameters, steps, spec.launch_type, spec.source, instance_role, instance_profile, groups,
-                         service_linked_roles(spot, bool(groups)))
+                         service_linked_roles(spot, bool(groups)),
+                         (accounting_descriptor(workflow, target, reports, steps),))
+
+
+def accounting_descriptor(workflow: ResolvedWorkflow, target: Target, reports: str,
+                          steps: Sequence[StepModel]) -> AccountingDescriptor:
+    """What the settler, upload and submit need of the pipeline (kinds/accounting_descriptor.py)."""
+    spec = workflow.spec
+    described = []
+    for resolved, step in zip(workflow.steps, steps, strict=True):
+        placement = step.placement
+        described.append({
+            "name": step.name, "sources": [{"step": s.step, "bucket": s.bucket} for s in placement.sources],
+            "prefix": placement.prefix, "suffix": placement.suffix, "join": placement.join,
+            "gather": placement.gather, "marker": placement.marker, "triggered": placement.triggered,
+            "output_bucket": placement.output_bucket, "output_prefix": placement.output_prefix,
+            "cpu": int(step.task_definition.registration["cpu"]),
+            "memory_mib": int(step.task_definition.registration["memory"]),
+            "max_receive_count": resolved.max_receive_count, "queue": step.queue.name,
+            "failed_events_queue": step.failed_events.name})
+    # `accounting` and `run_quiet_seconds` are the workflow's (specs/workflow.py); older specs lack them.
+    body = descriptor_body(spec.name, target.region, bool(getattr(spec, "accounting", True)),
+                           int(getattr(spec, "run_quiet_seconds", contract.DEFAULT_QUIET_SECONDS)), "", described)
+    return AccountingDescriptor(reports, spec.name, body)
 
 
 @dataclass(frozen=True)
@@ -275,10 +299,29 @@ def _role(ctx: StepContext, kind: str, service: str, template: str, what: str, *
                 render_policy(template, **values), f"yunpipe {ctx.pipeline}/{ctx.name}: {what}", ctx.tags)
 
 
+def accounting_arns(ctx: StepContext) -> dict[str, Any]:
+    """What run accounting reaches in the reports bucket (runtime/accounting/records.py), this
+    pipeline's only: its runs' records, its descriptor, its tasks' records, its open markers
+    (deleted as a run settles), the prefixes it lists, and its entry steps' queues (a drop-run
+    closes once they are empty)."""
+    reports = ctx.bucket_arn(ctx.reports_bucket)
+    entry = [p.step for p in ctx.layout.steps if any(s.step == INPUT for s in p.sources)]
+    return {"reports_bucket_arn": reports,
+            "runs_arn": f"{reports}/runs/{ctx.pipeline}/*",
+            "summaries_arn": f"{reports}/runs/{ctx.pipeline}/*/summary.json",
+            "open_runs_arn": f"{reports}/runs/{ctx.pipeline}/open/*",
+            "descriptor_arn": f"{reports}/pipelines/{ctx.pipeline}/*",
+            "task_records_arn": f"{reports}/tasks/{ctx.pipeline}/*",
+            "own_task_records_arn": f"{reports}/tasks/{ctx.pipeline}/{ctx.name}/*",
+            "listed_prefixes": [f"runs/{ctx.pipeline}/*", f"tasks/{ctx.pipeline}/*"],
+            "entry_queue_arns": [ctx.arn("sqs", resource_name("queue", ctx.pipeline, step, *kind))
+                                 for step in entry for kind in (("queue",), ("launcher-failed",))]}
+
+
 def launcher_role(ctx: StepContext, function_log_group: LogGroup) -> Role:
     # A join's launcher looks for the key in each bucket it joins, and claims the join once.
     joins = [ctx.bucket_arn(s.bucket) + "/*" for s in ctx.placement.sources] if ctx.placement.join else []
-    return _role(ctx, "launcher", "lambda.amazonaws.com", "launcher", "launcher Lambda",
+    return _role(ctx, "launcher", "lambda.amazonaws.com", "launcher", "launcher Lambda", **accounting_arns(ctx),
                  join_object_arns=joins, claims_arn=ctx.bucket_arn(ctx.reports_bucket) + "/" + join_claims(ctx) + "*",
                  queue_arn=ctx.arn("sqs", ctx.queue_name()),
                  failed_events_arn=ctx.arn("sqs", ctx.failed_events_name),
@@ -290,10 +333,10 @@ def launcher_role(ctx: StepContext, function_log_group: LogGroup) -> Role:
 
 def task_role(ctx: StepContext) -> Role:
     sources = [ctx.bucket_arn(s.bucket) for s in ctx.placement.sources]
-    return _role(ctx, "task", "ecs-tasks.amazonaws.com", "task", "ECS task",
+    return _role(ctx, "task", "ecs-tasks.amazonaws.com", "task", "ECS task", **accounting_arns(ctx),
                  input_bucket_arns=sources, gather=ctx.placement.gather,
                  output_arn=ctx.bucket_arn(ctx.output_bucket) + "/" + ctx.placement.output_prefix + "*",
-                 reports_bucket_arn=ctx.bucket_arn(ctx.reports_bucket), queue_arn=ctx.arn("sqs", ctx.queue_name()))
+                 queue_arn=ctx.arn("sqs", ctx.queue_name()))
 
 
 def secret_arns(ctx: StepContext, secrets_manager: bool) -> list[str]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from yunpipe.engine.graph import Layout, Placement
 from yunpipe.engine.kinds import CREATION_ORDER
+from yunpipe.engine.kinds.accounting_descriptor import AccountingDescriptor
 from yunpipe.engine.kinds.auto_scaling_group import AutoScalingGroup
 from yunpipe.engine.kinds.base import ROLE_PATH, TAG_KEY, QueueUrl
 from yunpipe.engine.kinds.bucket import Bucket
@@ -134,6 +135,8 @@ class PipelineModel:
     instance_groups: tuple[InstanceGroup, ...] = ()
     # The account's roles for ECS and Auto Scaling, when a step needs capacity providers or EC2.
     service_linked_roles: tuple[ServiceLinkedRole, ...] = ()
+    # The pipeline as run accounting reads it, in the reports bucket.
+    accounting: tuple[AccountingDescriptor, ...] = ()
 
     def resources(self) -> tuple:
         """Every desired resource, in the order they can be created (kind by kind, in CREATION_ORDER)."""
@@ -141,6 +144,7 @@ class PipelineModel:
         return (
             *self.service_linked_roles,
             *self.buckets,
+            *self.accounting,
             self.log_group,
             *(s.function_log_group for s in steps),
             *(q for s in steps for q in (s.dead_letter_queue, s.queue, s.failed_events)),
