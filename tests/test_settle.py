@@ -374,3 +374,20 @@ def test_the_worker_settles_when_its_queue_first_comes_back_empty_after_its_jobs
     sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"bucket": "in-bucket", "key": "x"}))
     assert run_worker(dataclasses.replace(config, accounting=False), algorithm, sqs, aws, environ={}, retry_delay=0) == 0
     assert is_open(aws, second)
+
+
+def test_a_run_settles_even_when_its_announcement_cannot_go_out(aws, caplog):
+    describe(aws, CHAIN, topic_arn=f"arn:aws:sns:{REGION}:123456789012:gone")
+    run = open_run(aws, ["x"])
+    job(aws, run, "a", "x")
+    job(aws, run, "b", "x")
+    sns = boto3.client("sns", region_name=REGION)  # the topic does not exist: SNS refuses
+    with caplog.at_level(logging.ERROR, logger="yunpipe.accounting"):
+        assert check(aws, sns=sns) == [run]
+    assert "cannot publish to" in caplog.text and not is_open(aws, run)
+    other = open_run(aws, ["x"], serial=2)
+    job(aws, other, "a", "x")
+    job(aws, other, "b", "x")
+    with caplog.at_level(logging.ERROR, logger="yunpipe.accounting"):
+        assert check(aws, sns=None) == [other]
+    assert f"run {other} settled but not announced: no SNS client" in caplog.text

@@ -146,11 +146,24 @@ def settle_run(s3: Any, sns: Any, sqs: Any, bucket: str, descriptor: Mapping[str
             return False  # another settler won: it closes and announces
         raise
     s3.delete_object(Bucket=bucket, Key=open_key(pipeline, run))
+    log.info("run %s of %s settled: s3://%s/%s", run, pipeline, bucket, summary_key(pipeline, run))
     topic = str(descriptor.get("topic_arn") or "")
     if topic:
-        notify.publish(sns() if callable(sns) else sns, topic, subject(summary), announcement(summary, bucket))
-    log.info("run %s of %s settled: s3://%s/%s", run, pipeline, bucket, summary_key(pipeline, run))
+        _announce(sns, topic, summary, bucket)
     return True
+
+
+def _announce(sns: Any, topic: str, summary: Mapping[str, Any], bucket: str) -> None:
+    """Publish the settled message; the run is settled whether or not it goes out."""
+    try:
+        client = sns() if callable(sns) else sns
+    except (BotoCoreError, ValueError) as error:  # no SNS in this botocore, say
+        log.error("run %s settled but not announced: no SNS client (%s)", summary["run"], error)
+        return
+    if client is None:
+        log.error("run %s settled but not announced: no SNS client", summary["run"])
+        return
+    notify.publish(client, topic, subject(summary), announcement(summary, bucket))
 
 
 def list_run(s3: Any, bucket: str, pipeline: str, run: str) -> Listing:
