@@ -165,6 +165,17 @@ def test_a_gather_job_is_expected_only_when_submitted_for_the_run(aws):
     assert summary_of(aws, gathered)["steps"]["g"]["ok"] == 1
 
 
+def test_a_gather_step_with_a_marker_expects_one_job_for_the_marker_only(aws):
+    describe(aws, [step("a", downstream=["g"]), step("g", sources=[("a", "a-out")], suffix="_DONE")])
+    run = open_run(aws, ["batch/1.txt", "batch/2.txt", "batch/_DONE"])
+    for key in ("batch/1.txt", "batch/2.txt", "batch/_DONE"):
+        job(aws, run, "a", key)
+    assert check(aws) == []
+    job(aws, run, "g", "batch/_DONE", results=["batch/_DONE"])
+    assert check(aws) == [run]
+    assert summary_of(aws, run)["steps"]["g"]["ok"] == 1
+
+
 def test_submit_to_a_later_step_expects_its_jobs_there(aws):
     describe(aws, CHAIN)
     run = open_run(aws, ["p", "q"], kind="submit", steps=["b"])
