@@ -25,8 +25,10 @@ written with If-None-Match; the one writer that wins deletes the open marker and
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
@@ -55,6 +57,8 @@ QUEUE_COUNTS = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVi
                 "ApproximateNumberOfMessagesDelayed")
 # Record bodies kept in memory (by key and ETag) between checks; beyond it the cache starts over.
 CACHE_LIMIT = 20000
+# Records read at once (botocore's connection pool holds 10 by default).
+READERS = 8
 _bodies: dict[tuple[str, str, str], dict[str, Any]] = {}
 _queue_urls: dict[str, str] = {}
 
@@ -212,11 +216,14 @@ def expected_jobs(s3: Any, bucket: str, pipeline: str, run: str, manifest: Mappi
         if not all(has_end(name, key) for key in wanted[name]):
             return None
         if step.downstream:
-            for end in sorted(k for k in ended if k.startswith(f"{prefix}ends/{name}/")):
+            mine = sorted(k for k in ended if k.startswith(f"{prefix}ends/{name}/"))
+            _prefetch(s3, bucket, listing, [ended[end] for end in mine])
+            for end in mine:
                 record = _record(s3, bucket, listing, ended[end])
                 if record.get("outcome") == "ok":
                     produced[name] |= {str(k) for k in record.get("results") or []}
     jobs = []
+    _prefetch(s3, bucket, listing, [*ended.values(), *listing.tries])
     for end, source in sorted(ended.items()):
         record = _record(s3, bucket, listing, source)
         jobs.append(record if source == end else {**record, "final": True})
@@ -370,6 +377,22 @@ def _check_manifest(manifest: Any, run: str) -> None:
         raise Malformed(f"manifest of {run}: inputs must be a list of {{bucket, key}}")
     if manifest.get("steps") is not None and not isinstance(manifest["steps"], list):
         raise Malformed(f"manifest of {run}: steps must be a list")
+
+
+def _prefetch(s3: Any, bucket: str, listing: Listing, keys: list[str]) -> None:
+    """Read the records not in memory yet, READERS at a time: a run of thousands of files is read
+    within the launcher's minute. A record that cannot be read is read again, and fails, in turn."""
+    missing = [(key, listing.ends.get(key) or listing.tries[key]) for key in keys]
+    missing = [(key, etag) for key, etag in missing if (bucket, key, etag) not in _bodies]
+    if len(missing) < 2:
+        return
+
+    def read(item: tuple[str, str]) -> None:
+        with contextlib.suppress(Malformed, BotoCoreError, ClientError):
+            _body(s3, bucket, *item)
+
+    with ThreadPoolExecutor(max_workers=READERS) as pool:
+        list(pool.map(read, missing))
 
 
 def _body(s3: Any, bucket: str, key: str, etag: str) -> dict[str, Any]:
