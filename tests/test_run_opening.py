@@ -199,3 +199,30 @@ def test_workers_meeting_new_files_at_once_agree_on_one_drop_run(moto):
     assert open_markers("p", "reports") == [found[0]]
     manifest = read_json("reports", records.manifest_key("p", found[0]))
     assert (manifest["kind"], manifest["inputs"], manifest["closes_after"]) == ("drop", None, 60)
+
+
+def test_a_graph_of_many_entry_steps_names_their_queues_by_pattern_within_iam_s_policy_size(aws_env):
+    """Each entry queue would add its ARNs to every role; past a few, the pipeline's own pattern."""
+    from yunpipe.engine import compiler, limits
+    from yunpipe.engine.target import Target
+    from yunpipe.registry import AlgorithmRegistry
+    from yunpipe.resolve import resolve_workflow
+    from yunpipe.specs.workflow import parse_workflow
+    record_algorithm("upper", "user/upper:1", variables=[])
+
+    def roles(entries):
+        steps = [{"id": f"entry-step-number-{i}", "name": "upper"} for i in range(entries)]
+        document = {"name": "wide", "input_s3_name": "wide-in", "output_s3_name": "wide-out",
+                    "process": {"type": "graph", "steps": steps}}
+        workflow = resolve_workflow(parse_workflow(document, "w.json"), AlgorithmRegistry())
+        model = compiler.build_model(workflow, Target(ACCOUNT, REGION, ("subnet-1",), ("sg-1",)))
+        return [role.policy for step in model.steps for role in (step.task_role, step.launcher_role)]
+
+    def queues(policy):
+        return next(s for s in policy["Statement"] if s["Sid"] == "SeeEntryQueues")["Resource"]
+
+    few, many = roles(2), roles(60)
+    assert queues(few[0]) == [f"arn:aws:sqs:{REGION}:{ACCOUNT}:yunpipe-wide-entry-step-number-{i}-{kind}"
+                              for i in range(2) for kind in ("queue", "launcher-failed")]
+    assert {tuple(queues(p)) for p in many} == {(f"arn:aws:sqs:{REGION}:{ACCOUNT}:yunpipe-wide-*",)}
+    assert max(limits.policy_characters(p) for p in many) < limits.ROLE_POLICY_CHARACTERS

@@ -12,9 +12,9 @@ from typing import Any
 
 from yunpipe.aws.ecr import ecr_image
 from yunpipe.engine import limits
+from yunpipe.engine.accounting import accounting_descriptor
 from yunpipe.engine.graph import INPUT, Layout, Placement, lay_out
 from yunpipe.engine.instances import capacity_provider_name, instances, service_linked_roles
-from yunpipe.engine.kinds.accounting_descriptor import AccountingDescriptor, descriptor_body
 from yunpipe.engine.kinds.bucket import Bucket
 from yunpipe.engine.kinds.bucket_events import BucketEvents
 from yunpipe.engine.kinds.cluster import Cluster
@@ -127,28 +127,6 @@ def build_model(workflow: ResolvedWorkflow, target: Target, use_user_credential:
                          parameters, steps, spec.launch_type, spec.source, instance_role, instance_profile, groups,
                          service_linked_roles(spot, bool(groups)),
                          (accounting_descriptor(workflow, target, reports, steps),))
-
-
-def accounting_descriptor(workflow: ResolvedWorkflow, target: Target, reports: str,
-                          steps: Sequence[StepModel]) -> AccountingDescriptor:
-    """What the settler, upload and submit need of the pipeline (kinds/accounting_descriptor.py)."""
-    spec = workflow.spec
-    described = []
-    for resolved, step in zip(workflow.steps, steps, strict=True):
-        placement = step.placement
-        described.append({
-            "name": step.name, "sources": [{"step": s.step, "bucket": s.bucket} for s in placement.sources],
-            "prefix": placement.prefix, "suffix": placement.suffix, "join": placement.join,
-            "gather": placement.gather, "marker": placement.marker, "triggered": placement.triggered,
-            "output_bucket": placement.output_bucket, "output_prefix": placement.output_prefix,
-            "cpu": int(step.task_definition.registration["cpu"]),
-            "memory_mib": int(step.task_definition.registration["memory"]),
-            "max_receive_count": resolved.max_receive_count, "queue": step.queue.name,
-            "failed_events_queue": step.failed_events.name})
-    # `accounting` and `run_quiet_seconds` are the workflow's (specs/workflow.py); older specs lack them.
-    body = descriptor_body(spec.name, target.region, bool(getattr(spec, "accounting", True)),
-                           int(getattr(spec, "run_quiet_seconds", contract.DEFAULT_QUIET_SECONDS)), "", described)
-    return AccountingDescriptor(reports, spec.name, body)
 
 
 @dataclass(frozen=True)
@@ -314,8 +292,22 @@ def accounting_arns(ctx: StepContext) -> dict[str, Any]:
             "task_records_arn": f"{reports}/tasks/{ctx.pipeline}/*",
             "own_task_records_arn": f"{reports}/tasks/{ctx.pipeline}/{ctx.name}/*",
             "listed_prefixes": [f"runs/{ctx.pipeline}/*", f"tasks/{ctx.pipeline}/*"],
-            "entry_queue_arns": [ctx.arn("sqs", resource_name("queue", ctx.pipeline, step, *kind))
-                                 for step in entry for kind in (("queue",), ("launcher-failed",))]}
+            "entry_queue_arns": entry_queue_arns(ctx, entry)}
+
+
+# Each entry queue's exact ARN adds some 190 characters to every role of the pipeline; a graph with
+# more entry steps than this names them by pattern instead, within IAM's 10,240 characters.
+MAX_EXACT_ENTRY_QUEUES = 8
+
+
+def entry_queue_arns(ctx: StepContext, entry: Sequence[str]) -> list[str]:
+    """The entry steps' queues and failed-events queues, whose counts a drop-run's settler reads."""
+    if len(entry) > MAX_EXACT_ENTRY_QUEUES:
+        # The pipeline's queues (resource_name starts every name `yunpipe-<pipeline>-`); only
+        # their counts are read.
+        return [ctx.arn("sqs", f"yunpipe-{ctx.pipeline}-*")]
+    return [ctx.arn("sqs", resource_name("queue", ctx.pipeline, step, *kind))
+            for step in entry for kind in (("queue",), ("launcher-failed",))]
 
 
 def launcher_role(ctx: StepContext, function_log_group: LogGroup) -> Role:
