@@ -412,7 +412,8 @@ def test_a_small_input_of_known_size_is_fetched_with_one_get(step, size, operati
     step.put("a.txt")
     body = {"bucket": "in-bucket", "key": "a.txt", "etag": "e"}
     step.send("a.txt", body=json.dumps(body if size is None else {**body, "size": size}))
-    assert step.run(alg) == 0
+    # Accounting off: the runs a worker settles after its jobs cost reads of their own.
+    assert step.run(alg, step.config(YUNPIPE_ACCOUNTING="0")) == 0
     assert [name for name in seen if name != "PutObject"] == operations
     assert step.output("a.txt") == b"HELLO WORLD\n"
 
@@ -1058,7 +1059,7 @@ def test_a_gather_key_that_would_leave_its_folder_fails_before_any_download(step
     alg = step.algorithm("sh -c 'ls $input > $output'")
     step.send("", body=gather_body("run", "runs/r1/"))
     step.run(alg)
-    assert fetched == []
+    assert [params for params in fetched if params["Bucket"] == "in-bucket"] == []
     (report,) = step.reports().values()
     assert report["reason"] == "download_error" and "runs/r1/../evil.txt" in report["stderr_tail"]
     assert step.leftover_files() == [] and not (step.tmp / "evil.txt").exists()
