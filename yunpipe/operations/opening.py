@@ -14,6 +14,7 @@ from typing import Any
 
 from yunpipe.aws.facade import Aws, ClientError, error_code
 from yunpipe.engine.state import PipelineSummary
+from yunpipe.errors import YunpipeError
 from yunpipe.runtime.accounting import records, runs
 
 # Runs of one kind opened in the same second take serials 2, 3, ...; beyond this many something is wrong.
@@ -64,7 +65,7 @@ def open_run(aws: Aws, summary: PipelineSummary, kind: str, inputs: list[dict[st
             manifest["steps"] = steps
         if runs.write_manifest(s3, summary.reports_bucket, summary.pipeline, manifest):
             return OpenRun(manifest["run"], manifest)
-    raise RuntimeError(f"{MAX_SERIAL} runs of {summary.pipeline} were opened in the second {at:%H:%M:%S}")
+    raise YunpipeError(f"{MAX_SERIAL} runs of {summary.pipeline} were opened in the second {at:%H:%M:%S}")
 
 
 def keep_sent(aws: Aws, summary: PipelineSummary, opened: OpenRun | None, sent: list[dict[str, str]]) -> None:
