@@ -31,14 +31,14 @@ class Endpoint(http.server.ThreadingHTTPServer):
         self.messages: list[dict] = []
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(handler) -> None:  # noqa: N805 (the server is `self` here)
+            def do_POST(handler) -> None:
                 body = json.loads(handler.rfile.read(int(handler.headers["Content-Length"])))
                 if body.get("Type") == "Notification":
                     self.messages.append(json.loads(body["Message"]))
                 handler.send_response(200)
                 handler.end_headers()
 
-            def log_message(handler, *args) -> None:  # noqa: N805
+            def log_message(handler, *args) -> None:
                 pass
 
         super().__init__(("127.0.0.1", 0), Handler)

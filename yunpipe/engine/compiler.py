@@ -12,7 +12,8 @@ from typing import Any
 
 from yunpipe.aws.ecr import ecr_image
 from yunpipe.engine import limits, notifications
-from yunpipe.engine.graph import Layout, Placement, lay_out
+from yunpipe.engine.accounting import accounting_descriptor
+from yunpipe.engine.graph import INPUT, Layout, Placement, lay_out
 from yunpipe.engine.instances import capacity_provider_name, instances, service_linked_roles
 from yunpipe.engine.kinds.bucket import Bucket
 from yunpipe.engine.kinds.bucket_events import BucketEvents
@@ -131,7 +132,8 @@ def build_model(workflow: ResolvedWorkflow, target: Target, use_user_credential:
     return PipelineModel(pipeline, target, spec.input_bucket, spec.output_bucket, reports, tuple(buckets),
                          tuple(BucketEvents(b) for b in shared), layout, log_group, cluster, cluster_providers,
                          parameters, steps, spec.launch_type, spec.source, instance_role, instance_profile, groups,
-                         service_linked_roles(spot, bool(groups)), topic, subscriptions)
+                         service_linked_roles(spot, bool(groups)), topic, subscriptions,
+                         (accounting_descriptor(workflow, target, reports, steps, topic_arn),))
 
 
 @dataclass(frozen=True)
@@ -284,10 +286,43 @@ def _role(ctx: StepContext, kind: str, service: str, template: str, what: str, *
                 render_policy(template, **values), f"yunpipe {ctx.pipeline}/{ctx.name}: {what}", ctx.tags)
 
 
+def accounting_arns(ctx: StepContext) -> dict[str, Any]:
+    """What run accounting reaches in the reports bucket (runtime/accounting/records.py), this
+    pipeline's only: its runs' records, its descriptor, its tasks' records, its open markers
+    (deleted as a run settles), the prefixes it lists, and its entry steps' queues (a drop-run
+    closes once they are empty)."""
+    reports = ctx.bucket_arn(ctx.reports_bucket)
+    entry = [p.step for p in ctx.layout.steps if any(s.step == INPUT for s in p.sources)]
+    return {"reports_bucket_arn": reports,
+            "runs_arn": f"{reports}/runs/{ctx.pipeline}/*",
+            "summaries_arn": f"{reports}/runs/{ctx.pipeline}/*/summary.json",
+            "open_runs_arn": f"{reports}/runs/{ctx.pipeline}/open/*",
+            "descriptor_arn": f"{reports}/pipelines/{ctx.pipeline}/*",
+            "task_records_arn": f"{reports}/tasks/{ctx.pipeline}/*",
+            "own_task_records_arn": f"{reports}/tasks/{ctx.pipeline}/{ctx.name}/*",
+            "listed_prefixes": [f"runs/{ctx.pipeline}/*", f"tasks/{ctx.pipeline}/*"],
+            "entry_queue_arns": entry_queue_arns(ctx, entry)}
+
+
+# Each entry queue's exact ARN adds some 190 characters to every role of the pipeline; a graph with
+# more entry steps than this names them by pattern instead, within IAM's 10,240 characters.
+MAX_EXACT_ENTRY_QUEUES = 8
+
+
+def entry_queue_arns(ctx: StepContext, entry: Sequence[str]) -> list[str]:
+    """The entry steps' queues and failed-events queues, whose counts a drop-run's settler reads."""
+    if len(entry) > MAX_EXACT_ENTRY_QUEUES:
+        # The pipeline's queues (resource_name starts every name `yunpipe-<pipeline>-`); only
+        # their counts are read.
+        return [ctx.arn("sqs", f"yunpipe-{ctx.pipeline}-*")]
+    return [ctx.arn("sqs", resource_name("queue", ctx.pipeline, step, *kind))
+            for step in entry for kind in (("queue",), ("launcher-failed",))]
+
+
 def launcher_role(ctx: StepContext, function_log_group: LogGroup) -> Role:
     # A join's launcher looks for the key in each bucket it joins, and claims the join once.
     joins = [ctx.bucket_arn(s.bucket) + "/*" for s in ctx.placement.sources] if ctx.placement.join else []
-    return _role(ctx, "launcher", "lambda.amazonaws.com", "launcher", "launcher Lambda",
+    return _role(ctx, "launcher", "lambda.amazonaws.com", "launcher", "launcher Lambda", **accounting_arns(ctx),
                  join_object_arns=joins, claims_arn=ctx.bucket_arn(ctx.reports_bucket) + "/" + join_claims(ctx) + "*",
                  queue_arn=ctx.arn("sqs", ctx.queue_name()),
                  failed_events_arn=ctx.arn("sqs", ctx.failed_events_name),
@@ -299,16 +334,9 @@ def launcher_role(ctx: StepContext, function_log_group: LogGroup) -> Role:
 
 def task_role(ctx: StepContext) -> Role:
     sources = [ctx.bucket_arn(s.bucket) for s in ctx.placement.sources]
-    reports = ctx.bucket_arn(ctx.reports_bucket)
-    # With accounting, the worker writes its pipeline's job records, run markers and drop-run
-    # state, and its step's task records, and reads the drop-run state (records.py's layout).
-    records = [f"{reports}/runs/{ctx.pipeline}/*", f"{reports}/tasks/{ctx.pipeline}/{ctx.name}/*"]
-    accounting = ctx.spec.accounting
-    return _role(ctx, "task", "ecs-tasks.amazonaws.com", "task", "ECS task",
+    return _role(ctx, "task", "ecs-tasks.amazonaws.com", "task", "ECS task", **accounting_arns(ctx),
                  input_bucket_arns=sources, gather=ctx.placement.gather,
                  output_arn=ctx.bucket_arn(ctx.output_bucket) + "/" + ctx.placement.output_prefix + "*",
-                 reports_bucket_arn=reports, record_arns=records if accounting else [],
-                 drop_run_arn=f"{reports}/runs/{ctx.pipeline}/drop.json" if accounting else "",
                  queue_arn=ctx.arn("sqs", ctx.queue_name()), topic_arn=ctx.topic_arn)
 
 

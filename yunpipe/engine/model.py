@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from yunpipe.engine.graph import Layout, Placement
 from yunpipe.engine.kinds import CREATION_ORDER
+from yunpipe.engine.kinds.accounting_descriptor import AccountingDescriptor
 from yunpipe.engine.kinds.auto_scaling_group import AutoScalingGroup
 from yunpipe.engine.kinds.base import ROLE_PATH, STEP_TAG_KEY, TAG_KEY, QueueUrl
 from yunpipe.engine.kinds.bucket import Bucket
@@ -140,6 +141,8 @@ class PipelineModel:
     # Only when the workflow has `notify`: the pipeline's topic and one subscription per entry.
     topic: tuple[Topic, ...] = ()
     subscriptions: tuple[Subscription, ...] = ()
+    # The pipeline as run accounting reads it, in the reports bucket.
+    accounting: tuple[AccountingDescriptor, ...] = ()
 
     @property
     def topic_arn(self) -> str:
@@ -153,6 +156,7 @@ class PipelineModel:
         return (
             *self.service_linked_roles,
             *self.buckets,
+            *self.accounting,
             self.log_group,
             *(s.function_log_group for s in steps),
             *(q for s in steps for q in (s.dead_letter_queue, s.queue, s.failed_events)),
