@@ -140,14 +140,10 @@ def test_policies_name_exact_arns(change123):
     task = {s["Sid"]: s for s in step.task_role.policy["Statement"]}
     assert task["ReadInputs"]["Resource"] == "arn:aws:s3:::demo-in-bucket/*"
     reports = "arn:aws:s3:::yunpipe-demo-reports-123456789012"
-    assert task["WriteResultsAndReports"]["Resource"] == [
-        "arn:aws:s3:::demo-out-bucket/*", f"{reports}/failures/*", f"{reports}/runs/demo/*",
-        f"{reports}/tasks/demo/change123-s3/*"]
-    assert task["ReadDropRun"]["Resource"] == f"{reports}/runs/demo/drop.json"
-    # Without accounting, the worker writes no records: the role may write none.
-    quiet = {s["Sid"]: s for s in compile_model({**single_run(), "accounting": False}).steps[0].task_role.policy["Statement"]}
-    assert quiet["WriteResultsAndReports"]["Resource"] == ["arn:aws:s3:::demo-out-bucket/*", f"{reports}/failures/*"]
-    assert "ReadDropRun" not in quiet
+    assert task["WriteResultsAndReports"]["Resource"] == ["arn:aws:s3:::demo-out-bucket/*", f"{reports}/failures/*"]
+    # Its pipeline's run records (job records, drop-run state, summaries) and its own step's task records.
+    assert task["KeepRunRecords"]["Resource"] == [f"{reports}/runs/demo/*", f"{reports}/tasks/demo/change123-s3/*"]
+    assert task["CloseRuns"]["Resource"] == f"{reports}/runs/demo/open/*"
     execution = {s["Sid"]: s for s in step.execution_role.policy["Statement"]}
     assert execution["WriteLogs"]["Resource"] == "arn:aws:logs:us-east-1:123456789012:log-group:/yunpipe/demo:*"
     assert "ReadUserCredentials" not in execution

@@ -12,8 +12,8 @@ from typing import Any
 
 from yunpipe.aws.ecr import ecr_image
 from yunpipe.engine import limits, notifications
-from yunpipe.engine.accounting import accounting_descriptor
-from yunpipe.engine.graph import INPUT, Layout, Placement, lay_out
+from yunpipe.engine.accounting import accounting_arns, accounting_descriptor
+from yunpipe.engine.graph import Layout, Placement, lay_out
 from yunpipe.engine.instances import capacity_provider_name, instances, service_linked_roles
 from yunpipe.engine.kinds.bucket import Bucket
 from yunpipe.engine.kinds.bucket_events import BucketEvents
@@ -284,39 +284,6 @@ def failed_events_queue(ctx: StepContext) -> Queue:
 def _role(ctx: StepContext, kind: str, service: str, template: str, what: str, **values: Any) -> Role:
     return Role(ctx.role_name(kind), ctx.role_arn(kind), render_policy("trust", service=service),
                 render_policy(template, **values), f"yunpipe {ctx.pipeline}/{ctx.name}: {what}", ctx.tags)
-
-
-def accounting_arns(ctx: StepContext) -> dict[str, Any]:
-    """What run accounting reaches in the reports bucket (runtime/accounting/records.py), this
-    pipeline's only: its runs' records, its descriptor, its tasks' records, its open markers
-    (deleted as a run settles), the prefixes it lists, and its entry steps' queues (a drop-run
-    closes once they are empty)."""
-    reports = ctx.bucket_arn(ctx.reports_bucket)
-    entry = [p.step for p in ctx.layout.steps if any(s.step == INPUT for s in p.sources)]
-    return {"reports_bucket_arn": reports,
-            "runs_arn": f"{reports}/runs/{ctx.pipeline}/*",
-            "summaries_arn": f"{reports}/runs/{ctx.pipeline}/*/summary.json",
-            "open_runs_arn": f"{reports}/runs/{ctx.pipeline}/open/*",
-            "descriptor_arn": f"{reports}/pipelines/{ctx.pipeline}/*",
-            "task_records_arn": f"{reports}/tasks/{ctx.pipeline}/*",
-            "own_task_records_arn": f"{reports}/tasks/{ctx.pipeline}/{ctx.name}/*",
-            "listed_prefixes": [f"runs/{ctx.pipeline}/*", f"tasks/{ctx.pipeline}/*"],
-            "entry_queue_arns": entry_queue_arns(ctx, entry)}
-
-
-# Each entry queue's exact ARN adds some 190 characters to every role of the pipeline; a graph with
-# more entry steps than this names them by pattern instead, within IAM's 10,240 characters.
-MAX_EXACT_ENTRY_QUEUES = 8
-
-
-def entry_queue_arns(ctx: StepContext, entry: Sequence[str]) -> list[str]:
-    """The entry steps' queues and failed-events queues, whose counts a drop-run's settler reads."""
-    if len(entry) > MAX_EXACT_ENTRY_QUEUES:
-        # The pipeline's queues (resource_name starts every name `yunpipe-<pipeline>-`); only
-        # their counts are read.
-        return [ctx.arn("sqs", f"yunpipe-{ctx.pipeline}-*")]
-    return [ctx.arn("sqs", resource_name("queue", ctx.pipeline, step, *kind))
-            for step in entry for kind in (("queue",), ("launcher-failed",))]
 
 
 def launcher_role(ctx: StepContext, function_log_group: LogGroup) -> Role:
