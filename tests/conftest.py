@@ -12,6 +12,7 @@ import pytest
 from helpers import BASE_IMAGE, REGION, free_port, unavailable
 from moto import mock_aws
 from strict_aws import Clock, StrictAws
+from ui_browser import headless, served
 
 from yunpipe.engine import executor
 from yunpipe.local.moto_patches import (
@@ -97,3 +98,16 @@ def write_workflow(tmp_path):
         path.write_text(json.dumps(document))
         return str(path)
     return write
+
+
+# The browser tests' (Debian's headless chromium, tests/ui_browser.py) and the dashboard they drive.
+@pytest.fixture
+def browser():
+    with headless() as driver:
+        yield driver
+
+
+@pytest.fixture
+def board():
+    with served() as dashboard:
+        yield dashboard

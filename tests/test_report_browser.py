@@ -1,37 +1,17 @@
 """The HTML report in a real browser: Debian's chromium, headless, driven by selenium through
-Debian's chromedriver (scripts/bootstrap.sh installs both). The page must draw its charts with
+Debian's chromedriver (scripts/bootstrap.sh installs both; the `browser` fixture, tests/ui_browser.py). The page must draw its charts with
 nothing fetched; a screenshot of each page is kept under tests/artifacts/ (gitignored) for a
 person to look at."""
-import shutil
 from pathlib import Path
 
 import accounting_runs as acct
 import boto3
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from yunpipe import cli
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver):
-        # Not a skip: on a machine bootstrap prepared, a skipped browser test would hide a failure.
-        pytest.fail("chromium and chromedriver are missing: run scripts/bootstrap.sh (it installs Debian's "
-                    "chromium and chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1200,900", "--hide-scrollbars"):
-        options.add_argument(argument)
-    # The driver is named, so selenium never looks for one on the internet.
-    with webdriver.Chrome(options=options, service=Service(executable_path=driver)) as session:
-        yield session
 
 
 @pytest.fixture

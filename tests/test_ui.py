@@ -16,7 +16,7 @@ import boto3
 import pytest
 from helpers import single_run
 from selenium.webdriver.common.by import By
-from ui_browser import headless, page, screenshot, served
+from ui_browser import page, screenshot
 
 from yunpipe import cli
 from yunpipe.aws.facade import is_mutating, watch_calls
@@ -30,18 +30,6 @@ ROOT = f"http://127.0.0.1:{PORT}"
 TOKEN = "a-token-for-the-tests"
 RUN = "20261207T131500Z-upload"
 
-
-
-@pytest.fixture
-def browser():
-    with headless() as driver:
-        yield driver
-
-
-@pytest.fixture
-def board():
-    with served() as dashboard:
-        yield dashboard
 
 @pytest.fixture(autouse=True)
 def fresh_pages(monkeypatch):

@@ -13,7 +13,7 @@ from datetime import datetime
 
 import pytest
 from selenium.webdriver.common.by import By
-from ui_browser import headless, screenshot
+from ui_browser import screenshot
 
 from yunpipe.runtime.accounting import cost, records
 
@@ -69,7 +69,7 @@ def listed(s3, bucket: str, prefix: str) -> list[str]:
 
 
 def test_a_run_of_twenty_files_through_two_steps_settles_once_with_its_report_cost_and_notifications(
-        pipeline, aws, tmp_path, endpoint):
+        pipeline, aws, tmp_path, endpoint, browser):
     chain = pipeline([{"name": "tester", "cpu": 0.25, "memory": 512, "max_receive_count": 1},
                       {"name": "tester", "cpu": 0.25, "memory": 512}],
                      idle_seconds=2, notify=[f"http://127.0.0.1:{endpoint.server_port}/yunpipe"])
@@ -142,10 +142,9 @@ def test_a_run_of_twenty_files_through_two_steps_settles_once_with_its_report_co
     # The report opens offline in a real browser, its charts drawn.
     page = tmp_path / "report.html"
     run_ok("report", "--local", chain.name, run, "--html", str(page))
-    with headless() as browser:
-        browser.get(page.as_uri())
-        charts = {svg.get_attribute("data-chart"): len(svg.find_elements(By.CSS_SELECTOR, "path, use, rect"))
-                  for svg in browser.find_elements(By.CSS_SELECTOR, "svg.chart")}
-        assert set(charts) == {"outcomes", "durations", "timeline", "memory"} and min(charts.values()) >= 10, charts
-        assert "greedy.txt" in browser.find_element(By.TAG_NAME, "body").text
-        screenshot(browser, "e2e-run-report.png")
+    browser.get(page.as_uri())
+    charts = {svg.get_attribute("data-chart"): len(svg.find_elements(By.CSS_SELECTOR, "path, use, rect"))
+              for svg in browser.find_elements(By.CSS_SELECTOR, "svg.chart")}
+    assert set(charts) == {"outcomes", "durations", "timeline", "memory"} and min(charts.values()) >= 10, charts
+    assert "greedy.txt" in browser.find_element(By.TAG_NAME, "body").text
+    screenshot(browser, "e2e-run-report.png")

@@ -13,7 +13,7 @@ import pytest
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
-from ui_browser import headless, page, screenshot, served
+from ui_browser import page, screenshot
 
 from .helpers import run_ok, write_inputs
 
@@ -23,18 +23,6 @@ pytestmark = pytest.mark.e2e
 DONE_BOUND_SECONDS = 120
 LIVE = (NoSuchElementException, StaleElementReferenceException)
 
-
-
-@pytest.fixture
-def browser():
-    with headless() as driver:
-        yield driver
-
-
-@pytest.fixture
-def board():
-    with served() as dashboard:
-        yield dashboard
 
 def count(driver, step: str, name: str) -> str:
     """A step's live count, as the page shows it now (the live part is replaced as it refreshes)."""
