@@ -2,7 +2,7 @@
 its variables checked (declared, required, against each variable's schema) and turned into
 environment strings. Lives next to the registry, so the specs read files and nothing else."""
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -78,32 +78,38 @@ def _as_environment_value(value: Any) -> str:
 def resolve_environment(spec: WorkflowSpec, where: str, step: StepSpec, record: AlgorithmRecord) -> dict[str, str]:
     """The step's task environment: the algorithm's own, its declared variables as the step sets
     them (each checked against its schema), then the defaults of those the step leaves out."""
+    return algorithm_environment(record, step.variables, spec.source, lambda name: f"{where}.variables.{name}")
+
+
+def algorithm_environment(record: AlgorithmRecord, variables: Mapping[str, Any], source: str,
+                          field_of: Callable[[str], str]) -> dict[str, str]:
+    """The algorithm's own environment, `variables` (each checked against its schema) and the
+    defaults of those left out; an InputError names `source` and field_of(the variable)."""
     algorithm = record.spec
     environment = dict(algorithm.environment)
-    for var_name, value in step.variables.items():
+    for var_name, value in variables.items():
         parameter = algorithm.parameter(var_name)
-        field = f"{where}.variables.{var_name}"
+        field = field_of(var_name)
         if parameter is None:
             declared = ", ".join(p.name for p in algorithm.parameters) or "none"
-            raise InputError(spec.source, field, f"expected a variable declared by {record.reference} (declared: {declared})")
+            raise InputError(source, field, f"expected a variable declared by {record.reference} (declared: {declared})")
         try:
             errors = list(variable_validator(dict(parameter.schema)).iter_errors(value))
         except Unresolvable as exc:  # a record wrapped before wrap checked references
             raise InputError(record.reference, f"user_specified_environment_variables.{var_name}.schema",
                              f"expected $refs to this schema's own parts, got {exc}") from None
         if errors:
-            raise InputError(spec.source, field, f"expected a value matching its schema: {errors[0].message}")
+            raise InputError(source, field, f"expected a value matching its schema: {errors[0].message}")
         environment[var_name] = _as_environment_value(value)
         if "\0" in environment[var_name]:  # no process can be given it (execve)
-            raise InputError(spec.source, field, "expected a value without NUL")
+            raise InputError(source, field, "expected a value without NUL")
     for parameter in algorithm.parameters:
-        if parameter.name in step.variables:
+        if parameter.name in variables:
             continue
         if parameter.default is not None:
             environment[parameter.name] = _as_environment_value(parameter.default)
         elif parameter.required:
-            raise InputError(spec.source, f"{where}.variables.{parameter.name}",
-                             f"missing required variable of {record.reference}")
+            raise InputError(source, field_of(parameter.name), f"missing required variable of {record.reference}")
     return environment
 
 

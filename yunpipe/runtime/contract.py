@@ -59,6 +59,12 @@ ALGORITHM_DEFAULTS: dict[str, Any] = {
     "timeout_seconds": 3600,
     "environment": {},
 }
+# One job from a file on this machine, no AWS (`yunpipe try`, `yunpipe replay`): the wrapped
+# image's entrypoint takes `--one-job FILE [--shell]` and ends its stdout with a line of this
+# marker and the outcome as JSON (worker/once.py).
+ONE_JOB_FLAG = "--one-job"
+ONE_JOB_SHELL_FLAG = "--shell"
+ONE_JOB_MARKER = "yunpipe-one-job"
 # The S3 user metadata of every result, in this order (`yunpipe results --provenance`).
 PROVENANCE_FIELDS = (
     "yunpipe-pipeline", "yunpipe-step", "yunpipe-algorithm", "yunpipe-image",

@@ -16,6 +16,7 @@ Its modules, each with one job, from the top down:
     loop        run_worker: receive while a pool of jobs works, exit once the queue stays empty
     lease       a message's lease: the visibility heartbeat, then delete or release
     job         one message: stage, run, upload with provenance, or report the failure
+    once        one job from a file on this machine, no AWS (yunpipe try, yunpipe replay)
     staging     a job's input(s) on disk: one object, a join, a gather
     provenance  the S3 user metadata of the results
     transfers   one object to or from S3: a single request or s3transfer

@@ -46,7 +46,7 @@ def _now() -> str:
 
 
 @dataclasses.dataclass
-class _Measured:
+class Measured:
     """What a job measured of itself, for its record."""
 
     started_at: str = dataclasses.field(default_factory=_now)
@@ -83,7 +83,7 @@ def process_message(
     job: Job | None = None
     key: str | None = None
     scratch = Scratch(locks or PathLocks())
-    measured = _Measured()
+    measured = Measured()
     try:
         job = parse_body(message.get("Body", ""))
         key = job.source.key
@@ -95,7 +95,7 @@ def process_message(
         measured.restart()
         staged = stage(s3, algorithm, job, scratch, measured.meter)
         key = staged.key
-        outcome = _command(config, algorithm, staged, environ, stop, ledger, measured)
+        outcome = run_staged(config, algorithm, staged, environ, stop, ledger, measured)
         if outcome.interrupted:
             result = _abandoned(key, attempt, final)
             _record(ledger, job, key, measured, result, outcome.stderr_tail)
@@ -149,8 +149,8 @@ def process_message(
         scratch.clear()
 
 
-def _command(config: WorkerConfig, algorithm: dict, staged: Staged, environ: Mapping[str, str],
-             stop: threading.Event | None, ledger: Ledger, measured: _Measured) -> RunOutcome:
+def run_staged(config: WorkerConfig, algorithm: dict, staged: Staged, environ: Mapping[str, str],
+               stop: threading.Event | None, ledger: Ledger, measured: Measured) -> RunOutcome:
     """Run the job's command, kept in `measured`; JobFailure unless it succeeded or was interrupted."""
     argv = substitute(algorithm["run_command"], staged.input_path, staged.output_path, staged.step_inputs)
     timeout = config.timeout_seconds or algorithm["timeout_seconds"]
@@ -179,7 +179,7 @@ def _command(config: WorkerConfig, algorithm: dict, staged: Staged, environ: Map
     return outcome
 
 
-def _run(ledger: Ledger, job: Job, key: str, measured: _Measured) -> str | None:
+def _run(ledger: Ledger, job: Job, key: str, measured: Measured) -> str | None:
     """The job's run, asked for once."""
     if not measured.run_known:
         measured.run, measured.run_known = ledger.run_of(job, key, measured.meter), True
@@ -194,7 +194,7 @@ def _outcome(result: JobResult) -> str:
     return FAILURE_OUTCOMES.get(result.reason or "", "failed")
 
 
-def _record(ledger: Ledger, job: Job, key: str, measured: _Measured, result: JobResult, log_tail: str,
+def _record(ledger: Ledger, job: Job, key: str, measured: Measured, result: JobResult, log_tail: str,
             report: str | None = None) -> None:
     """The job's record, after its results or its failure report: a failure to write it is logged."""
     wall = time.monotonic() - measured.t0

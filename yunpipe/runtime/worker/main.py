@@ -11,7 +11,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..accounting.records import now_iso
-from ..contract import CONFIG_ERROR_EXIT, WorkerConfig
+from ..contract import CONFIG_ERROR_EXIT, ONE_JOB_FLAG, WorkerConfig
 from .algorithm import check_variables, load_algorithm
 from .clients import make_clients
 from .ledger import Ledger
@@ -20,6 +20,10 @@ from .loop import run_worker
 log = logging.getLogger("yunpipe.worker")
 
 def main() -> int:
+    if sys.argv[1:2] == [ONE_JOB_FLAG]:
+        # `yunpipe try` / `yunpipe replay`: one job from a file, no queue, no AWS.
+        from .once import run_one
+        return run_one(sys.argv[2:], os.environ)
     # The task's start, for its record: what it is billed from is a little earlier (the image's pull).
     started_at = now_iso()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
