@@ -48,6 +48,8 @@ HANDLERS = {
     "local-status": "yunpipe.commands.local:run_status",
     "demo": "yunpipe.commands.demo:run_demo",
     "ui": "yunpipe.commands.ui:run_ui",
+    "try": "yunpipe.commands.tryout:run_try",
+    "replay": "yunpipe.commands.tryout:run_replay",
 }
 
 
@@ -244,6 +246,21 @@ def build_parser() -> argparse.ArgumentParser:
                        help="drop the dead letters instead of retrying them (their failure reports stay)")
     retry.add_argument("-y", "--yes", action="store_true", help="with --discard: do not ask for confirmation")
     add_aws_options(retry)
+    tried = verbs.add_parser("try", help="run a wrapped algorithm on one file of this machine, in Docker, "
+                                         "as a task would (before deploying anything)")
+    tried.add_argument("algorithm", metavar="ALGORITHM[@VERSION]")
+    tried.add_argument("file", metavar="FILE", help="the input file")
+    tried.add_argument("--var", action="append", metavar="NAME=VALUE",
+                       help="a variable of the algorithm (repeatable; the others take their defaults)")
+    tried.add_argument("--output", metavar="PATH", help="where the result goes (default: FILE.out, beside FILE)")
+    replayed = verbs.add_parser("replay", help="run a pipeline's failed job again on this machine, in Docker")
+    replayed.add_argument("pipeline")
+    replayed.add_argument("--report", metavar="KEY", help="the failure report's key (`yunpipe status` lists them)")
+    replayed.add_argument("--step", help="with --key: the step whose job to run again")
+    replayed.add_argument("--key", help="with --step: the input's key in the step's input bucket")
+    replayed.add_argument("--shell", action="store_true",
+                          help="open a shell in the job's container with its input staged instead (needs a terminal)")
+    add_aws_options(replayed)
     graph = verbs.add_parser("show", help="a pipeline's steps: what each reads, runs and writes")
     graph.add_argument("pipeline")
     graph.add_argument("--dot", action="store_true", help="print the graph in Graphviz DOT")
