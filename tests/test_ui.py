@@ -6,6 +6,7 @@ import html
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from yunpipe import cli
 from yunpipe.aws.facade import is_mutating, watch_calls
 from yunpipe.engine.state import PipelineState, PipelineSummary, require_summary
 from yunpipe.runtime.accounting import records, runs
-from yunpipe.ui import pictures, pipelines
+from yunpipe.ui import files, pictures, pipelines
 from yunpipe.ui.app import create_app
 
 PORT = 4760
@@ -279,3 +280,13 @@ def test_the_pages_only_read(client, a_run):
             assert client.get(path, base_url=ROOT).status_code == 200, path
     assert {call for call in calls if is_mutating(call[1])} <= {("logs", "FilterLogEvents")}
     assert ("s3", "GetObject") in calls and ("sqs", "GetQueueAttributes") in calls
+
+
+def test_the_replay_command_offered_is_one_yunpipe_replay_takes_whatever_the_key():
+    """The failure page's command, pasted into a shell, reaches `yunpipe replay` with the report's
+    key whole (an input's key may hold spaces and shell syntax)."""
+    key = "failures/p/step/my file;$(x)'s.txt/attempt-1.json"
+    summary = PipelineSummary("p", "us-east-1", "123456789012", "in", "out", "reports", "logs", "cluster", ())
+    words = shlex.split(files.replay_command(summary, key))
+    args = cli.build_parser().parse_args(words[1:])
+    assert (words[0], args.verb, args.pipeline, args.report, args.step, args.key) == ("yunpipe", "replay", "p", key, None, None)

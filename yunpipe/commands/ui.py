@@ -5,10 +5,7 @@ from yunpipe.ui.server import UiOptions, dashboard, open_browser
 
 
 def run_ui(args: argparse.Namespace) -> int:
-    # Imported here: cli imports every command module's handler lazily, and the dashboard asks
-    # which verbs this yunpipe has (the failure page offers `yunpipe replay` only where it exists).
-    from yunpipe.cli import HANDLERS
-    board = dashboard(UiOptions(args.port, not args.no_browser, args.pipeline, "replay" in HANDLERS))
+    board = dashboard(UiOptions(args.port, not args.no_browser, args.pipeline))
     print(f"The dashboard serves on 127.0.0.1 only; Ctrl-C stops it. Open:\n    {board.url}", flush=True)
     if not args.no_browser and not open_browser(board.url):
         print("(no browser found here: open the URL above in one on this machine)", flush=True)

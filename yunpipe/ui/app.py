@@ -29,10 +29,9 @@ REFRESH_MS = 2000
 CHUNK = 1024 * 1024
 
 
-def create_app(token: str, port: int, replay: bool = False) -> Flask:
+def create_app(token: str, port: int) -> Flask:
     """The app for one run of `yunpipe ui`: `token` guards every request, `port` is the loopback
-    port it serves (the Hosts it answers to), `replay` whether this yunpipe has `yunpipe replay`
-    (the failure page offers its command)."""
+    port it serves (the Hosts it answers to)."""
     app = Flask(__name__)
     cookie = f"yunpipe-ui-{port}"
     hosts = {f"127.0.0.1:{port}", f"localhost:{port}"}
@@ -74,7 +73,7 @@ def create_app(token: str, port: int, replay: bool = False) -> Flask:
 
     @app.context_processor
     def common() -> dict[str, Any]:
-        return {"token": token, "refresh_ms": REFRESH_MS, "replay": replay}
+        return {"token": token, "refresh_ms": REFRESH_MS}
 
     _pages(app)
     _actions(app)

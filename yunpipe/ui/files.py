@@ -4,6 +4,7 @@ step's results with their provenance, as the dashboard shows them; read only.
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -95,7 +96,8 @@ def failure(reader: Reader, summary: PipelineSummary, report_key: str) -> Failur
 
 
 def replay_command(summary: PipelineSummary, report_key: str) -> str:
-    return f"yunpipe replay {summary.pipeline} --report {report_key}"
+    # Quoted: a report's key holds the input's key, which may hold spaces or shell syntax.
+    return f"yunpipe replay {shlex.quote(summary.pipeline)} --report {shlex.quote(report_key)}"
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ class UiOptions:
     port: int = DEFAULT_PORT  # 0: any free port
     browser: bool = True  # open the page in the user's browser
     pipeline: str | None = None  # open on this pipeline's page
-    replay: bool = False  # whether this yunpipe has `yunpipe replay` (the failure page offers its command)
 
 
 @dataclass
@@ -66,7 +65,7 @@ def dashboard(options: UiOptions) -> Dashboard:
         raise InputError("ui", "--port", f"expected a free port: {options.port} is taken ({error.strerror}); "
                                          "pass another, or --port 0 for any free one") from None
     port = server.server_port
-    holder["app"] = create_app(token, port, options.replay).wsgi_app
+    holder["app"] = create_app(token, port).wsgi_app
     page = f"/pipelines/{quote(options.pipeline, safe='')}" if options.pipeline else "/"
     return Dashboard(server, f"http://{HOST}:{port}{page}?token={token}", token)
 
