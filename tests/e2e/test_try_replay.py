@@ -123,3 +123,13 @@ def test_replay_reproduces_a_failure_with_the_steps_variables(pipeline, aws, tmp
                            text=True, timeout=120)
     assert shell.returncode == 5, shell.stdout + shell.stderr
     assert "REFUSE is POISON" in shell.stdout and "\nx\nPOISON\n" in shell.stdout, shell.stdout
+
+
+def test_replay_refuses_a_gather_step(pipeline, capsys):
+    """A gather's job is a folder of objects, which replay does not stage: refused, naming the step."""
+    graph = pipeline([{"id": "t", "name": "tester"}, {"id": "all", "name": "gather", "after": ["t"], "gather": True}],
+                     process_type="graph")
+    status, _ = run_cli("replay", graph.name, "--step", "all", "--key", "whatever")
+    assert status == 2
+    assert "replay: --step: expected a step that runs one input object per job: step all is a gather" in \
+        capsys.readouterr().err

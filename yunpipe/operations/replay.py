@@ -11,6 +11,7 @@ from pathlib import Path
 from yunpipe.aws import ecr
 from yunpipe.aws.location import AwsOptions
 from yunpipe.aws.reader import Reader
+from yunpipe.engine.graph import Layout
 from yunpipe.engine.state import find_step, require_summary
 from yunpipe.errors import InputError, NotFoundError
 from yunpipe.operations import onejob
@@ -68,6 +69,13 @@ def job_of(reader: Reader, options: ReplayOptions) -> tuple[FailedJob, onejob.On
     else:
         step = find_step(summary, options.step, "replay")
         failed = FailedJob(step.name, step.input_bucket, str(options.key))
+    placement = Layout.from_document(summary.layout).step(step.name) if summary.layout else None
+    if placement is not None and (placement.join or placement.gather):
+        # Its job stages several objects (a join's, a gather's folder), which once.py does not.
+        kind = "a join" if placement.join else "a gather"
+        raise InputError("replay", "--report" if options.report else "--step",
+                         f"expected a step that runs one input object per job: step {step.name} is {kind}, "
+                         "which replay does not run")
     found = reader.read("ecs", "describe_task_definition", ("ClientException",), taskDefinition=step.task_family)
     if found is None:
         raise NotFoundError(f"no task definition {step.task_family} of step {step.name}: is the pipeline still set up?")
