@@ -13,6 +13,7 @@ import pytest
 
 from yunpipe.operations.tryout import RESULT_SUFFIX
 
+from .conftest import ALGORITHM_FOLDERS
 from .helpers import run_cli, run_ok, wait_until, write_inputs
 
 pytestmark = pytest.mark.e2e
@@ -47,6 +48,22 @@ def test_try_of_a_failing_input_exits_1_with_the_commands_stderr(algorithms, tmp
     assert "failed (nonzero_exit, exit 3)" in out
     assert "tester: refusing poison.txt: it asks to fail" in out
     assert not (tmp_path / f"poison.txt{RESULT_SUFFIX}").exists()
+
+
+
+def test_try_stops_a_job_at_the_algorithms_timeout(algorithms, tmp_path):
+    """hasty: the tester image with a 1 s timeout, which a SLEEP 60 input outlasts."""
+    document = json.loads((ALGORITHM_FOLDERS["tester"] / "tester.json").read_text())
+    document.update(name="hasty", timeout_seconds=1)
+    description = tmp_path / "hasty.json"
+    description.write_text(json.dumps(document))
+    run_ok("wrap", "--local", "--yes", "-f", str(description))
+    source = tmp_path / "slow.txt"
+    source.write_text("SLEEP 60\n")
+    status, out = run_cli("try", "hasty", str(source))
+    assert status == 1, out
+    assert out.startswith("hasty@1 on ") and ": timeout (exit -15) in " in out, out
+    assert "killed after 1 s" in out
 
 
 @pytest.mark.parametrize(("argv", "message"), [
