@@ -19,10 +19,13 @@ import docker
 import docker.errors
 
 from yunpipe.errors import InputError, YunpipeError
-from yunpipe.runtime.contract import CONFIG_ERROR_EXIT, ONE_JOB_FLAG, ONE_JOB_MARKER, ONE_JOB_SHELL_FLAG
+from yunpipe.runtime.contract import ONE_JOB_FLAG, ONE_JOB_MARKER, ONE_JOB_SHELL_FLAG
+from yunpipe.wrapper.context import LIB
 
 # Where the input file is put in the container, for the worker to stage it.
 DROP_FOLDER = "/yunpipe-one-job"
+# The worker's module for one job, in every image wrapped since `try` and `replay` exist.
+ONE_JOB_MODULE = f"/{LIB}/yunpipe/runtime/worker/once.py"
 # Lines of the command's stderr shown for a failure.
 STDERR_TAIL_LINES = 20
 
@@ -92,6 +95,12 @@ def _create(client: docker.DockerClient, job: OneJob, shell: bool) -> Any:
     container = client.containers.create(job.image, command, environment=job.environment, tty=shell,
                                          stdin_open=shell, labels={"org.yunpipe.one-job": "1"}, **limits)
     try:
+        try:
+            container.get_archive(ONE_JOB_MODULE)
+        except docker.errors.NotFound:
+            # Its entrypoint would take the flag for nothing and start draining the step's queue.
+            raise YunpipeError(f"{job.image}: its runscript runs no single job (wrapped by a yunpipe before "
+                               "`try` and `replay`): wrap the algorithm again") from None
         container.put_archive("/", _input_archive(job.file))
     except BaseException:
         container.remove(force=True)
@@ -136,9 +145,6 @@ def run(client: docker.DockerClient, job: OneJob, destination: Path) -> Finished
         stderr = container.logs(stdout=False, stderr=True).decode(errors="replace")
         outcome = _outcome(stdout)
         if outcome is None:
-            if status == CONFIG_ERROR_EXIT and "missing required environment variable" in stderr:
-                raise YunpipeError(f"{job.image}: its runscript runs no single job (wrapped by a yunpipe "
-                                   "before `try` and `replay`): wrap the algorithm again")
             tail = "\n".join(stderr.strip().splitlines()[-STDERR_TAIL_LINES:])
             raise YunpipeError(f"{job.image}: the runscript ended with status {status} and no outcome:\n{tail}")
         result = None
