@@ -258,8 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     replayed.add_argument("--report", metavar="KEY", help="the failure report's key (`yunpipe status` lists them)")
     replayed.add_argument("--step", help="with --key: the step whose job to run again")
     replayed.add_argument("--key", help="with --step: the input's key in the step's input bucket")
-    replayed.add_argument("--shell", action="store_true",
-                          help="open a shell in the job's container with its input staged instead (needs a terminal)")
+    instead = replayed.add_mutually_exclusive_group()
+    instead.add_argument("--shell", action="store_true",
+                         help="open a shell in the job's container with its input staged instead (needs a terminal)")
+    instead.add_argument("--output", metavar="PATH", help="keep an ok job's result at PATH (default: not kept)")
     add_aws_options(replayed)
     graph = verbs.add_parser("show", help="a pipeline's steps: what each reads, runs and writes")
     graph.add_argument("pipeline")

@@ -9,6 +9,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -147,11 +148,13 @@ def test_replay_reproduces_a_failure_with_the_steps_variables(pipeline, own, aws
     assert report["stderr_tail"] in err
 
     # A step's input by its key: the good file, the pipeline's very result bytes.
-    status, out = run_cli("replay", tester.name, "--step", tester.step(0).name, "--key", "good.txt")
+    status, out = run_cli("replay", tester.name, "--step", tester.step(0).name, "--key", "good.txt",
+                          "--output", str(tmp_path / "replayed"))
     assert status == 0, out
-    result = out.split("result: ")[1].strip()
-    with open(result, "rb") as handle:
-        assert handle.read() == tester.results()["good.txt"]
+    assert f"result: {tmp_path / 'replayed'}" in out
+    assert (tmp_path / "replayed").read_bytes() == tester.results()["good.txt"]
+    # Nothing of the replays stays on this machine (the input, a result not asked for).
+    assert not list(Path(tempfile.gettempdir()).glob("yunpipe-replay-*"))
     # And `try` of the same file with the step's variable, before any pipeline: the same bytes.
     local = write_inputs(tmp_path / "local", {"good.txt": "fine\n"}) / "good.txt"
     status, out = run_cli("try", own["tester"], str(local), "--var", "REFUSE=POISON")

@@ -10,7 +10,7 @@ def _print(finished: onejob.Finished, tail: bool = True) -> int:
     """The outcome, the result or the stderr tail; 0 for an ok job, 1 for a failed one."""
     print(onejob.describe(finished))
     if finished.ok:
-        print(f"result: {finished.result}")
+        print(f"result: {finished.result}" if finished.result else "result: not kept (--output PATH keeps it)")
         return 0
     tail_text = onejob.stderr_tail(finished) if tail else ""
     if tail_text:
@@ -29,7 +29,8 @@ def run_try(args: argparse.Namespace) -> int:
 def run_replay(args: argparse.Namespace) -> int:
     from yunpipe.operations.replay import ReplayOptions, replay
 
-    options = ReplayOptions(args.pipeline, args.report, args.step, args.key, args.shell, aws_options(args))
+    options = ReplayOptions(args.pipeline, args.report, args.step, args.key, args.shell, args.output,
+                            aws_options(args))
     outcome = replay(options)
     if isinstance(outcome, int):  # the shell's exit status
         return outcome

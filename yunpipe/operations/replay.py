@@ -1,6 +1,7 @@
 """`yunpipe replay`: a pipeline's failed job again, on this machine in Docker: the step's own task
 definition (its image, environment and size, as ECS runs it) and the same input object, read
 with the user's credentials wherever the pipeline lives (the local cloud or AWS)."""
+import dataclasses
 import json
 import posixpath
 import sys
@@ -25,6 +26,7 @@ class ReplayOptions:
     step: str | None = None  # or a step and an input key of it
     key: str | None = None
     shell: bool = False
+    output: str | None = None  # where an ok job's result goes (default: not kept)
     where: AwsOptions = field(default_factory=AwsOptions)
 
 
@@ -106,14 +108,16 @@ def replay(options: ReplayOptions) -> onejob.Finished | int:
     # An image in Amazon ECR is pulled with the user's own credentials.
     auth = ecr.docker_auth(aws.client("ecr")) if ecr.ecr_image(job.image) else None
     onejob.ensure_image(client, job.image, auth)
-    work = Path(tempfile.mkdtemp(prefix=f"yunpipe-replay-{failed.step}-"))
-    local = work / "input" / job.file.name
-    local.parent.mkdir()
     if reader.read("s3", "head_object", ("404", "NoSuchKey", "NotFound"), Bucket=failed.bucket, Key=failed.key) is None:
         raise NotFoundError(f"the job's input s3://{failed.bucket}/{failed.key} is no longer there")
-    aws.client("s3").download_file(failed.bucket, failed.key, str(local))
-    print(f"replaying step {failed.step} on s3://{failed.bucket}/{failed.key} with {job.image}", file=sys.stderr)
-    job = onejob.OneJob(job.image, job.environment, local, job.memory_mib, job.cpu)
-    if options.shell:
-        return onejob.shell(client, job)
-    return onejob.run(client, job, work / "result" / job.file.name)
+    # The input and, without --output, the result live only as long as the replay.
+    with tempfile.TemporaryDirectory(prefix="yunpipe-replay-") as work:
+        local = Path(work) / "input" / job.file.name
+        local.parent.mkdir()
+        aws.client("s3").download_file(failed.bucket, failed.key, str(local))
+        print(f"replaying step {failed.step} on s3://{failed.bucket}/{failed.key} with {job.image}", file=sys.stderr)
+        job = onejob.OneJob(job.image, job.environment, local, job.memory_mib, job.cpu)
+        if options.shell:
+            return onejob.shell(client, job)
+        finished = onejob.run(client, job, Path(options.output) if options.output else Path(work) / "result")
+    return finished if options.output else dataclasses.replace(finished, result=None)
