@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     tried.add_argument("--output", metavar="PATH", help="where the result goes (default: FILE.out, beside FILE)")
     replayed = verbs.add_parser("replay", help="run a pipeline's failed job again on this machine, in Docker")
     replayed.add_argument("pipeline")
-    replayed.add_argument("--report", metavar="KEY", help="the failure report's key (`yunpipe status` lists them)")
+    replayed.add_argument("--report", metavar="KEY", help="a failure report's key, failures/PIPELINE/STEP/KEY/attempt-N.json (the dashboard's failure page gives it)")
     replayed.add_argument("--step", help="with --key: the step whose job to run again")
     replayed.add_argument("--key", help="with --step: the input's key in the step's input bucket")
     instead = replayed.add_mutually_exclusive_group()
