@@ -73,6 +73,28 @@ class AwsActionNames(access_control.IAMRequest):
         self._action = SQS_BATCH_ACTIONS.get(self._action, self._action)
 
 
+# moto names these requests by their operation; AWS authorises them as these actions.
+S3_ACTIONS = {"s3:HeadObject": "s3:GetObject", "s3:ListObjectsV2": "s3:ListBucket"}
+
+
+class S3AwsActionNames(access_control.S3IAMRequest):
+    """moto's S3 request check, under AWS's action names and with the s3:prefix condition key of a
+    listing, which moto does not supply (a statement conditioned on it would never match)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._action = S3_ACTIONS.get(self._action, self._action)
+
+    def check_action_permitted(self, resource: str) -> None:
+        prefix = self._data.get("prefix") if isinstance(self._data, dict) else None
+        prefix = prefix[0] if isinstance(prefix, list) else prefix
+        values = {"s3:prefix": prefix} if prefix is not None else {}
+        results = [access_control.IAMPolicy(policy).is_action_permitted(self._action, resource, None, values)
+                   for policy in self._access_key.collect_policies()]
+        if access_control.PermissionResult.DENIED in results or access_control.PermissionResult.PERMITTED not in results:
+            self._raise_access_denied()
+
+
 def _ecs_run_task_resource(self) -> str:
     """The resource moto checks an ECS call against: for RunTask, the task definition revision
     it names (an unknown one stays "*", which no scoped statement matches); "*" otherwise, as
@@ -120,6 +142,7 @@ def use_credentials(monkeypatch, credentials):
 def enforced(monkeypatch):
     """A context manager: moto checks every call against the caller's policies while inside."""
     monkeypatch.setattr(access_control, "IAMRequest", AwsActionNames)
+    monkeypatch.setattr(access_control, "S3IAMRequest", S3AwsActionNames)
     monkeypatch.setattr(EC2ContainerServiceResponse, "_determine_resource", _ecs_run_task_resource, raising=False)
     monkeypatch.setattr(SNSResponse, "_determine_resource", _sns_topic_resource, raising=False)
     yield enable_iam_authentication
@@ -262,10 +285,13 @@ def test_the_task_role_reaches_nothing_but_its_step(pipeline, enforced):
         task_s3.put_object(Bucket=OUTPUT, Key="in.txt", Body=b"X")
         task_s3.put_object(Bucket=REPORTS, Key=f"failures/demo/{STEP}/in.txt/attempt-1.json", Body=b"{}")
         sqs.receive_message(QueueUrl=pipeline["queue"])
+        # Skipping what is done: a result's provenance, and a folder result's listing.
+        assert task_s3.head_object(Bucket=OUTPUT, Key="in.txt")["ContentLength"] == 1
+        assert task_s3.list_objects_v2(Bucket=OUTPUT, Prefix="in.txt/")["KeyCount"] == 0
         # ...and nothing else does.
         assert_denied(lambda: task_s3.get_object(Bucket="unrelated-bucket", Key="secret.txt"), "s3:GetObject")
         assert_denied(lambda: task_s3.put_object(Bucket=INPUT, Key="overwrite.txt", Body=b"x"), "s3:PutObject")
-        assert_denied(lambda: task_s3.get_object(Bucket=OUTPUT, Key="in.txt"), "s3:GetObject")
+        assert_denied(lambda: task_s3.list_objects_v2(Bucket="unrelated-bucket", Prefix="in.txt/"), "s3:ListBucket")
         assert_denied(lambda: task_s3.get_object(Bucket=REPORTS, Key=f"failures/demo/{STEP}/in.txt/attempt-1.json"),
                       "s3:GetObject")
         assert_denied(lambda: task_s3.put_object(Bucket=REPORTS, Key="elsewhere.json", Body=b"{}"), "s3:PutObject")

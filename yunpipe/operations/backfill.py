@@ -43,16 +43,17 @@ GONE = ("DEPROVISIONING", "STOPPED")
 STOP_POLL_SECONDS = 0.5
 
 
-def object_message(summary: PipelineSummary, step: StepSummary, obj: dict) -> dict:
-    """The launcher's message for an object of a list_objects_v2 page (whose ETag is quoted)."""
+def object_message(summary: PipelineSummary, step: StepSummary, obj: dict, force: bool = False) -> dict:
+    """The launcher's message for an object of a list_objects_v2 page (whose ETag is quoted);
+    `force`: run it even where its results are there with matching provenance."""
     return {"bucket": step.input_bucket, "key": obj["Key"], "etag": obj["ETag"].strip('"'), "size": obj["Size"],
-            "pipeline": summary.pipeline, "step": step.name}
+            "pipeline": summary.pipeline, "step": step.name, **({"force": True} if force else {})}
 
 
-def gather_message(summary: PipelineSummary, step: StepSummary, name: str, prefix: str) -> dict:
+def gather_message(summary: PipelineSummary, step: StepSummary, name: str, prefix: str, force: bool = False) -> dict:
     """The one message a gather step's queue expects: gather what is under `prefix`, as `name`."""
     return {"key": name, "bucket": step.input_bucket, "etag": "", "gather": {"prefix": prefix},
-            "pipeline": summary.pipeline, "step": step.name}
+            "pipeline": summary.pipeline, "step": step.name, **({"force": True} if force else {})}
 
 
 # The launcher's own batch send (with its retries), which retry also needs for bodies that are
@@ -80,7 +81,8 @@ def _queue_url(reader: Reader, name: str, pipeline: str) -> str:
     return url
 
 
-def queue_objects(aws: Aws, queue_url: str, summary: PipelineSummary, step: StepSummary, prefix: str) -> int:
+def queue_objects(aws: Aws, queue_url: str, summary: PipelineSummary, step: StepSummary, prefix: str,
+                  force: bool = False) -> int:
     """Queue every object under `prefix` in the step's input bucket, once; returns how many.
     Sent while listing, so a large bucket starts queuing at once."""
     sqs = aws.client("sqs")
@@ -93,7 +95,7 @@ def queue_objects(aws: Aws, queue_url: str, summary: PipelineSummary, step: Step
             if obj["Key"].endswith("/") or obj["Key"] in seen:
                 continue
             seen.add(obj["Key"])
-            batch.append(json.dumps(object_message(summary, step, obj)))
+            batch.append(json.dumps(object_message(summary, step, obj, force)))
             if len(batch) == sending.BATCH_SIZE:
                 _send_all(sqs, queue_url, batch, len(seen) - len(batch))
                 progress.update(len(batch))
@@ -124,6 +126,7 @@ class SubmitOptions:
     gather: bool = False  # one gather message for the objects under prefix
     name: str | None = None  # with gather: the key of the gathered result
     where: AwsOptions = field(default_factory=AwsOptions)
+    force: bool = False  # run them even where their results are there with matching provenance
 
 
 @dataclass(frozen=True)
@@ -147,13 +150,13 @@ def submit(options: SubmitOptions) -> Submitted:
     queue_url = _queue_url(reader, step.queue, options.pipeline)
     if options.gather:
         name = options.name or GATHER_KEY
-        _send_all(aws.client("sqs"), queue_url, [json.dumps(gather_message(summary, step, name, options.prefix))], 0)
+        _send_all(aws.client("sqs"), queue_url, [json.dumps(gather_message(summary, step, name, options.prefix, options.force))], 0)
         return Submitted(aws, step, gathered=name)
     # Asked before the progress bar starts, as upload does: no bucket is one line.
     if not reader.bucket_exists(step.input_bucket):
         raise YunpipeError(f"the input bucket {step.input_bucket} of step {step.name} does not exist; "
                            "run setup-pipe again")
-    return Submitted(aws, step, count=queue_objects(aws, queue_url, summary, step, options.prefix))
+    return Submitted(aws, step, count=queue_objects(aws, queue_url, summary, step, options.prefix, options.force))
 
 
 def move_dead_letters(aws: Aws, dlq_url: str, queue_url: str, step: StepSummary) -> int:
