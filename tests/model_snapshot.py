@@ -63,7 +63,7 @@ def _workflows() -> dict[str, dict]:
         "instances": steps_workflow("inst", "sequence_run", [
             {"name": "upper", "instance_type": "g5.xlarge", "concurrency": 2},
             {"name": "count", "instance_type": "g5.xlarge", "gpu": 1, "concurrency": 3},
-            {"name": "pair", "capacity": "FARGATE_SPOT"}]),
+            {"name": "pair", "capacity": "FARGATE_SPOT"}], tags={"grant": "R01-123", "Cost Center": "lab/imaging"}),
         "overrides": steps_workflow("ov", "single_run", [
             {"name": "change123-s3", "variables": {"TEST_ENV": "x"}, "cpu": 0.25, "memory": 512, "parallelism": 2,
              "timeout_seconds": 60, "max_receive_count": 5, "ephemeral_storage_gib": 30}],

@@ -89,6 +89,12 @@ and message AWS gives:
   an e-mail or HTTP(S) subscription awaits its subscriber's confirmation (listed with the ARN
   "PendingConfirmation", delivered nothing) until `confirm(topic_arn, endpoint)`, as the link in
   SNS's e-mail or SubscribeURL does (SNS Developer Guide, "Confirming the subscription").
+- ECS RunTask's tags: propagateTags SERVICE (a service's option: the API reference says RunTask
+  answers an error for it; the message here is ours, AWS's is not documented), and a task whose own
+  tags and those propagated from its task definition pass 50 ("Tags: a maximum of 50 per resource",
+  InvalidParameterException). And, a fact moto leaves out, propagateTags TASK_DEFINITION copies the
+  task definition's tags onto the task (moto ignores the parameter), so tests read a task's tags
+  as AWS would give them.
 - Not a refusal, a fact moto leaves out (NETSEC): a region's default VPC has an internet gateway
   on its main route table (Amazon VPC User Guide, "Default VPCs"), which the deploy engine reads
   to give tasks a public IP (yunpipe.local.moto_patches.default_vpc_routes_to_internet, entered by
@@ -516,6 +522,37 @@ class StrictAws:
             self.refuse("ecs-public-ip-on-ec2", f"{launch_type or strategy}")
             raise InvalidParameterException(self.PUBLIC_IP_ON_EC2)
 
+    def _tag_patches(self) -> list[Any]:
+        """RunTask's propagateTags and its tag limit; the task definition's tags copied onto its tasks."""
+        layer = self
+
+        def run_task(original):
+            def run(response):
+                propagate = response._get_param("propagateTags") or "NONE"
+                own = response._get_param("tags") or []
+                inherited: list[dict] = []
+                if propagate == "TASK_DEFINITION":
+                    definition = response.ecs_backend.describe_task_definition(response._get_param("taskDefinition"))
+                    inherited = [t for t in definition.tags or [] if t["key"] not in {o["key"] for o in own}]
+                layer.check_run_task_tags(propagate, own + inherited)
+                result = original(response)
+                for task in result.result["tasks"] if inherited else []:
+                    task.tags = [*(task.tags or []), *inherited]
+                return result
+            return run
+
+        return [_wrapping(EC2ContainerServiceResponse, "run_task", run_task)]
+
+    def check_run_task_tags(self, propagate: str, tags: list[dict]) -> None:
+        if propagate == "SERVICE":
+            self.refuse("ecs-run-task-propagate-service", propagate)
+            raise InvalidParameterException("propagateTags SERVICE is only for tasks a service starts; RunTask "
+                                            "takes TASK_DEFINITION or NONE")
+        if len(tags) > ECS_TAGS_PER_RESOURCE:
+            self.refuse("ecs-run-task-too-many-tags", str(len(tags)))
+            raise InvalidParameterException(f"Tags: a maximum of {ECS_TAGS_PER_RESOURCE} per resource, "
+                                            f"got {len(tags)}")
+
     @contextlib.contextmanager
     def active(self) -> Iterator[StrictAws]:
         patches = [
@@ -527,6 +564,7 @@ class StrictAws:
             *self._guard_patches(),
             *self._network_patches(),
             *self._sns_patches(),
+            *self._tag_patches(),
             # moto's own rule for reserved concurrency (awslambda/models.py put_function_concurrency).
             mock.patch.dict(os.environ, {"MOTO_LAMBDA_CONCURRENCY_QUOTA": str(self.lambda_concurrency_limit)}),
         ]
@@ -1057,6 +1095,7 @@ class StrictAws:
 LAMBDA_ENVIRONMENT_BYTES = 4096
 ROLE_POLICY_CHARACTERS = 10240
 RUN_TASK_MAX_COUNT = 10
+ECS_TAGS_PER_RESOURCE = 50
 TASK_DEFINITION_BYTES = 65536
 # SNS's Publish: "Subjects must be ASCII text that begins with a letter, number, or punctuation mark;
 # must not include line breaks or control characters" (API reference), at most 100 of them (moto's

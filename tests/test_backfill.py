@@ -90,11 +90,14 @@ def test_submit_queues_every_object_once_as_the_launcher_would_and_wakes_the_lau
     assert status == 0
     queued = [json.loads(body) for body in drain(QUEUE)]
     assert len(queued) == 20
+    # Each message names the run submit opened (tests/test_run_opening.py), and is otherwise the launcher's.
+    [submitted_run] = {body.pop("run") for body in queued}
     assert sorted(queued, key=lambda b: b["key"]) == contract_bodies("demo-in-bucket", sorted(KEYS))
     assert calls == [("lambda", "Invoke")]
     out = capsys.readouterr().out
     assert "Queued 20 object(s) of s3://demo-in-bucket/ to step change123-s3" in out
     assert f"Invoked launcher {LAUNCHER}" in out
+    assert f"Run {submitted_run}: follow it with `yunpipe runs demo`" in out
 
 
 def test_submit_with_a_prefix_queues_only_the_keys_under_it(deployed):
@@ -114,7 +117,8 @@ def test_submit_force_asks_every_message_to_run_even_where_its_results_are_there
     message and a gather message carry "force": true."""
     assert run(["submit", "demo", "--force", "--prefix", "other/"])[0] == 0
     queued = sorted((json.loads(body) for body in drain(QUEUE)), key=lambda b: b["key"])
-    assert queued == [{**body, "force": True} for body in contract_bodies("demo-in-bucket", sorted(KEYS[15:]))]
+    assert [{k: v for k, v in body.items() if k != "run"} for body in queued] == [
+        {**body, "force": True} for body in contract_bodies("demo-in-bucket", sorted(KEYS[15:]))]
     assert run(["submit", "demo", "--force", "--gather", "--prefix", "batch/"])[0] == 0
     [gather] = [json.loads(body) for body in drain(QUEUE)]
     assert gather["force"] is True and gather["gather"] == {"prefix": "batch/"}
@@ -136,6 +140,7 @@ def test_submit_to_a_named_step_queues_its_input_bucket_to_its_queue(two_steps):
     status, calls = run(["submit", "seq", "--step", "step-b"])
     assert status == 0
     queued = sorted((json.loads(body) for body in drain("yunpipe-seq-step-b-queue")), key=lambda b: b["key"])
+    assert len({body.pop("run") for body in queued}) == 1
     assert queued == contract_bodies(middle, ["a.txt", "b.txt"], step="step-b", pipeline="seq")
     assert drain("yunpipe-seq-step-a-queue") == []
     assert calls == [("lambda", "Invoke")]
@@ -152,9 +157,10 @@ def test_submit_to_an_unknown_step_is_an_input_error_naming_the_steps(two_steps,
 def test_submit_gather_queues_exactly_one_gather_message(deployed):
     status, calls = run(["submit", "demo", "--gather", "--prefix", "batch/", "--name", "all-of-batch"])
     assert status == 0
-    assert [json.loads(body) for body in drain(QUEUE)] == [
-        {"key": "all-of-batch", "bucket": "demo-in-bucket", "etag": "", "gather": {"prefix": "batch/"},
-         "pipeline": "demo", "step": STEP}]
+    [body] = [json.loads(body) for body in drain(QUEUE)]
+    assert body.pop("run").endswith("-submit")
+    assert body == {"key": "all-of-batch", "bucket": "demo-in-bucket", "etag": "", "gather": {"prefix": "batch/"},
+                    "pipeline": "demo", "step": STEP}
     assert calls == [("lambda", "Invoke")]
 
 

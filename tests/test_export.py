@@ -103,7 +103,11 @@ def test_the_worst_case_renders_every_resource_kind_and_says_what_it_cannot(exam
     input_bucket = document["Resources"][_logical(document, "AWS::S3::Bucket", model.input_bucket)]
     assert input_bucket["Properties"]["NotificationConfiguration"] == {
         "EventBridgeConfiguration": {"EventBridgeEnabled": True}}
-    assert list(rendering.files) == [f"yunpipe-launcher-{model.steps[0].function.code_sha256_hex[:16]}.zip"]
+    # An S3 object has no CloudFormation resource: the accounting descriptor is a file to copy.
+    assert list(rendering.files) == ["accounting.json",
+                                     f"yunpipe-launcher-{model.steps[0].function.code_sha256_hex[:16]}.zip"]
+    assert json.loads(rendering.files["accounting.json"])["pipeline"] == model.name
+    assert f"s3://{model.reports_bucket}/pipelines/{model.name}/accounting.json" in notes
     # The topic holds its subscriptions; its policy, naming the publishing roles, waits for them (SNS checks).
     [(topic_id, topic)] = [(k, r) for k, r in document["Resources"].items() if r["Type"] == "AWS::SNS::Topic"]
     assert topic["Properties"]["Subscription"] == [{"Protocol": s.protocol, "Endpoint": s.endpoint}

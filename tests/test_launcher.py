@@ -375,6 +375,7 @@ def test_tasks_started_match_messages_when_below_cap_with_awsvpc_and_started_by(
         "count": 3,
         "launchType": "FARGATE",
         "startedBy": STARTED_BY,
+        "propagateTags": "TASK_DEFINITION",
         "networkConfiguration": {"awsvpcConfiguration": {
             "subnets": [step.subnet], "securityGroups": [step.group], "assignPublicIp": "ENABLED",
         }},
@@ -775,7 +776,7 @@ def test_run_task_params_on_spot_name_the_capacity_provider_instead_of_the_launc
 
     assert run_task_params(config, 2) == {
         "cluster": "c", "taskDefinition": "td", "count": 2, "startedBy": "yunpipe-demo-step1",
-        "capacityProviderStrategy": [{"capacityProvider": "FARGATE_SPOT", "weight": 1}],
+        "propagateTags": "TASK_DEFINITION", "capacityProviderStrategy": [{"capacityProvider": "FARGATE_SPOT", "weight": 1}],
         "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"], "assignPublicIp": "ENABLED"}},
     }
 
@@ -788,6 +789,7 @@ def test_run_task_params_on_an_auto_scaling_group_provider_keep_its_name_and_tak
     assert config.on_instances and config.to_env()["YUNPIPE_CAPACITY_PROVIDER"] == "yunpipe-demo-ec2-g4dn-xlarge"
     assert run_task_params(config, 2) == {
         "cluster": "c", "taskDefinition": "td", "count": 2, "startedBy": "yunpipe-demo-step1",
+        "propagateTags": "TASK_DEFINITION",
         "capacityProviderStrategy": [{"capacityProvider": "yunpipe-demo-ec2-g4dn-xlarge", "weight": 1}],
     }
 
@@ -803,7 +805,8 @@ def test_handler_without_configuration_raises_config_error(aws_env, monkeypatch)
 def test_run_task_params_without_subnets_omit_network_configuration():
     params = run_task_params(contract.LauncherConfig.from_env({**REQUIRED_ENV, "YUNPIPE_LAUNCH_TYPE": "EC2"}), 2)
 
-    assert params == {"cluster": "c", "taskDefinition": "td", "count": 2, "launchType": "EC2", "startedBy": "yunpipe-demo-step1"}
+    assert params == {"cluster": "c", "taskDefinition": "td", "count": 2, "launchType": "EC2", "startedBy": "yunpipe-demo-step1",
+                      "propagateTags": "TASK_DEFINITION"}
 
 
 def test_run_task_params_for_ec2_awsvpc_omit_assign_public_ip():

@@ -85,7 +85,7 @@ def test_the_contract_is_standard_library_only():
 
 @pytest.mark.parametrize("part", ["yunpipe.runtime.worker", "yunpipe.runtime.launcher", "yunpipe.runtime.accounting"])
 def test_the_cloud_runtime_needs_only_the_contract_and_botocore(part):
-    """Accounting ships with both the worker and the launcher, so both may use it."""
+    """Accounting ships with both (it records and settles runs), so both may import it."""
     stdlib = set(sys.stdlib_module_names) | {"__future__"}
     allowed_third_party = {"botocore", "boto3", "s3transfer"}
     for module, names in MODULES.items():

@@ -6,15 +6,17 @@ What moto 5.2 enforces here, and what it cannot:
 
 - S3 and SQS: every call made with assumed-role keys is checked against the role's own inline
   policy, with the object ARN or the queue ARN as the resource. These checks are real.
-- SQS batch calls: moto checks them as `sqs:SendMessageBatch`, `sqs:DeleteMessageBatch` and
-  `sqs:ChangeMessageVisibilityBatch`, which are not IAM actions: AWS authorises a batch call with
+- SQS batch calls, and S3's ListObjectsV2: moto checks them as `sqs:SendMessageBatch`,
+  `sqs:DeleteMessageBatch`, `sqs:ChangeMessageVisibilityBatch` and `s3:ListObjectsV2`, which are
+  not IAM actions (AWS authorises ListObjectsV2 as s3:ListBucket): AWS authorises a batch call with
   the single call's action ("You cannot set permissions explicitly for SendMessageBatch ...",
   docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-batch-api.html).
-  `AwsActionNames` makes moto name them as AWS does; nothing else changes.
+  `AwsActionNames` and `S3ActionNames` make moto name them as AWS does; nothing else changes.
 - ECS: moto checks ECS calls by action name only, always against Resource "*", so a RunTask
   statement scoped to a task definition could never match. `_ecs_run_task_resource` makes moto
   use the task definition revision ARN RunTask names (the resource AWS authorises RunTask on),
-  so moto's own policy engine decides. This resource lookup is the test's addition to moto.
+  so moto's own policy engine decides. This resource lookup is the test's addition to moto, as is
+  SQS GetQueueUrl's (the queue it names, `_sqs_queue_resource`; moto checks "*").
   moto does not evaluate the `ecs:cluster` condition of the launcher's ECS statements (it ignores
   ArnEquals) nor `iam:PassedToService` (it has no value for it), and it does not check the
   iam:PassRole that RunTask implies at all: the deployed statements are pinned as data by
@@ -46,6 +48,8 @@ from moto.ecs.exceptions import TaskDefinitionNotFoundException
 from moto.ecs.responses import EC2ContainerServiceResponse
 from moto.iam import access_control
 from moto.sns.responses import SNSResponse
+from moto.sqs.exceptions import QueueDoesNotExist
+from moto.sqs.responses import SQSResponse
 
 from yunpipe import cli
 from yunpipe.runtime.launcher import handler as launcher
@@ -63,6 +67,10 @@ SQS_BATCH_ACTIONS = {
     "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
     "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
 }
+# moto checks these requests under their operations' names; AWS authorises them as these actions
+# (S3 API Reference, ListObjectsV2: "you must have permission to perform the s3:ListBucket action";
+# HeadObject: "you must have the s3:GetObject permission").
+S3_ACTIONS = {"s3:HeadObject": "s3:GetObject", "s3:ListObjectsV2": "s3:ListBucket"}
 
 
 class AwsActionNames(access_control.IAMRequest):
@@ -73,11 +81,10 @@ class AwsActionNames(access_control.IAMRequest):
         self._action = SQS_BATCH_ACTIONS.get(self._action, self._action)
 
 
-# moto names these requests by their operation; AWS authorises them as these actions.
-S3_ACTIONS = {"s3:HeadObject": "s3:GetObject", "s3:ListObjectsV2": "s3:ListBucket"}
+_moto_sqs_resource = SQSResponse._determine_resource
 
 
-class S3AwsActionNames(access_control.S3IAMRequest):
+class S3ActionNames(access_control.S3IAMRequest):
     """moto's S3 request check, under AWS's action names and with the s3:prefix condition key of a
     listing, which moto does not supply (a statement conditioned on it would never match)."""
 
@@ -93,6 +100,18 @@ class S3AwsActionNames(access_control.S3IAMRequest):
                    for policy in self._access_key.collect_policies()]
         if access_control.PermissionResult.DENIED in results or access_control.PermissionResult.PERMITTED not in results:
             self._raise_access_denied()
+
+
+def _sqs_queue_resource(self) -> str:
+    """The resource moto checks an SQS call against, for GetQueueUrl too: AWS authorises it on the
+    queue it names (QueueName), where moto, finding no QueueUrl, checks "*"."""
+    name = self._get_param("QueueName") if self._get_action() == "GetQueueUrl" else None
+    if not name:
+        return _moto_sqs_resource(self)
+    try:
+        return self.sqs_backend.get_queue(name).queue_arn
+    except QueueDoesNotExist:
+        return "*"
 
 
 def _ecs_run_task_resource(self) -> str:
@@ -142,7 +161,8 @@ def use_credentials(monkeypatch, credentials):
 def enforced(monkeypatch):
     """A context manager: moto checks every call against the caller's policies while inside."""
     monkeypatch.setattr(access_control, "IAMRequest", AwsActionNames)
-    monkeypatch.setattr(access_control, "S3IAMRequest", S3AwsActionNames)
+    monkeypatch.setattr(access_control, "S3IAMRequest", S3ActionNames)
+    monkeypatch.setattr(SQSResponse, "_determine_resource", _sqs_queue_resource)
     monkeypatch.setattr(EC2ContainerServiceResponse, "_determine_resource", _ecs_run_task_resource, raising=False)
     monkeypatch.setattr(SNSResponse, "_determine_resource", _sns_topic_resource, raising=False)
     yield enable_iam_authentication
@@ -302,7 +322,8 @@ def test_the_task_role_reaches_nothing_but_its_step(pipeline, enforced):
         assert_denied(lambda: task_s3.put_object(Bucket=REPORTS, Key="tasks/demo/other-step/t.json", Body=b"{}"),
                       "s3:PutObject")
         assert_denied(lambda: task_s3.put_object(Bucket=REPORTS, Key="runs/other/drop.json", Body=b"{}"), "s3:PutObject")
-        assert_denied(lambda: task_s3.get_object(Bucket=REPORTS, Key=f"tasks/demo/{STEP}/t.json"), "s3:GetObject")
+        # The last worker of a run settles it, which reads the tasks' records for the run's cost.
+        task_s3.get_object(Bucket=REPORTS, Key=f"tasks/demo/{STEP}/t.json")
         assert_denied(lambda: task_s3.delete_object(Bucket=INPUT, Key="in.txt"), "s3:DeleteObject")
         assert_denied(lambda: sqs.send_message(QueueUrl=pipeline["unrelated_queue"], MessageBody="x"), "sqs:SendMessage")
         assert_denied(lambda: sqs.send_message(QueueUrl=pipeline["queue"], MessageBody="x"), "sqs:SendMessage")
@@ -417,3 +438,82 @@ def test_the_execution_role_reads_its_step_s_secrets_and_no_other(moto, write_wo
     assert not allowed("secretsmanager:GetSecretValue", other)
     assert not allowed("ssm:GetParameter", parameter + "db-password")
     assert not allowed("kms:Decrypt", "*")
+
+
+def _job_record(run: str, key: str) -> dict:
+    from yunpipe.runtime.accounting.records import job_record
+    return job_record(pipeline="demo", run=run, step=STEP, key=key, outcome="ok", attempt=1, final=True, results=[key],
+                      started_at="2026-12-07T12:00:00Z", finished_at="2026-12-07T12:00:02Z", wall_seconds=2.0,
+                      task={"id": "t1", "started_at": "2026-12-07T12:00:00Z", "cpu": 1024, "memory_mib": 2048,
+                            "capacity": ""})
+
+
+def test_the_task_role_keeps_its_pipeline_s_run_records_and_nothing_else(pipeline, enforced):
+    from yunpipe.runtime.accounting import records
+    task_s3, sqs = as_role("s3", pipeline["task"]), as_role("sqs", pipeline["task"])
+    run = "20261207T120000Z-upload"
+    with enforced():
+        # A job's record, its task's record, a drop-run's state and manifest: what the worker writes...
+        task_s3.put_object(Bucket=REPORTS, Key=records.end_key("demo", run, STEP, "x"), Body=b"{}")
+        task_s3.put_object(Bucket=REPORTS, Key=records.task_key("demo", STEP, "t1"), Body=b"{}")
+        task_s3.put_object(Bucket=REPORTS, Key=records.drop_key("demo"), Body=b"{}")
+        task_s3.put_object(Bucket=REPORTS, Key=records.open_key("demo", run), Body=b"")
+        # ...and what it reads and deletes to settle a run.
+        task_s3.get_object(Bucket=REPORTS, Key=records.pipeline_key("demo"))
+        task_s3.list_objects_v2(Bucket=REPORTS, Prefix=records.run_prefix("demo", run))
+        task_s3.delete_object(Bucket=REPORTS, Key=records.open_key("demo", run))
+        sqs.get_queue_attributes(QueueUrl=pipeline["queue"], AttributeNames=["ApproximateNumberOfMessages"])
+        # Another pipeline's runs, another step's task records, a run's records deleted: refused.
+        assert_denied(lambda: task_s3.put_object(Bucket=REPORTS, Key=records.end_key("other", run, STEP, "x"),
+                                                 Body=b"{}"), "s3:PutObject")
+        assert_denied(lambda: task_s3.put_object(Bucket=REPORTS, Key=records.task_key("demo", "other", "t1"),
+                                                 Body=b"{}"), "s3:PutObject")
+        assert_denied(lambda: task_s3.put_object(Bucket=REPORTS, Key=records.pipeline_key("demo"), Body=b"{}"),
+                      "s3:PutObject")
+        assert_denied(lambda: task_s3.delete_object(Bucket=REPORTS, Key=records.manifest_key("demo", run)),
+                      "s3:DeleteObject")
+        assert_denied(lambda: task_s3.get_object(Bucket=REPORTS, Key="runs/other/drop.json"), "s3:GetObject")
+        assert_denied(lambda: sqs.get_queue_attributes(QueueUrl=pipeline["unrelated_queue"],
+                                                       AttributeNames=["ApproximateNumberOfMessages"]),
+                      "sqs:GetQueueAttributes")
+    # moto ignores StringLike: the listing's scope is pinned as deployed, for both roles.
+    for kind in ("task", "launcher"):
+        policy = admin("iam").get_role_policy(RoleName=f"{PREFIX}-{kind}-role", PolicyName="yunpipe")["PolicyDocument"]
+        [listing] = [s for s in policy["Statement"] if s["Sid"] == "ListRunRecords"]
+        assert (listing["Action"], listing["Resource"]) == ("s3:ListBucket", f"arn:aws:s3:::{REPORTS}")
+        assert listing["Condition"] == {"StringLike": {"s3:prefix": ["runs/demo/*", "tasks/demo/*"]}}
+
+
+def test_the_launchers_scheduled_run_settles_runs_with_its_own_role(pipeline, enforced, monkeypatch):
+    """An upload's run and a drop-run past its quiet period (its entry queues looked at), both
+    settled by the scheduled run with the launcher role's keys; it may write summaries only."""
+    from datetime import datetime, timedelta, timezone
+
+    from yunpipe.runtime.accounting import records, runs
+    s3 = admin("s3")
+    run = "20261207T120000Z-upload"
+    assert runs.write_manifest(s3, REPORTS, "demo", {"version": 1, "run": run, "pipeline": "demo", "kind": "upload",
+                                                     "opened_at": "2026-12-07T12:00:00Z", "by": "test",
+                                                     "inputs": [{"bucket": INPUT, "key": "x"}], "closes_after": None})
+    runs._cache.clear()
+    dropped = runs.drop_run(s3, REPORTS, "demo", datetime.now(timezone.utc) - timedelta(hours=1), 60)
+    for record in (_job_record(run, "x"), _job_record(dropped, "y")):
+        s3.put_object(Bucket=REPORTS, Key=records.job_record_key(record), Body=json.dumps(record).encode())
+    function = admin("lambda").get_function_configuration(FunctionName=f"{PREFIX}-launcher")
+    for name, value in function["Environment"]["Variables"].items():
+        monkeypatch.setenv(name, value)
+    # Compiled in by MEASURE's wiring of LauncherConfig.report_bucket; set here until then.
+    monkeypatch.setenv("YUNPIPE_REPORT_BUCKET", REPORTS)
+    use_credentials(monkeypatch, pipeline["launcher"])
+    launcher_s3 = as_role("s3", pipeline["launcher"])
+    with enforced():
+        summary = launcher.handler({"source": "aws.events", "detail-type": "Scheduled Event"}, None)
+        assert_denied(lambda: launcher_s3.put_object(Bucket=REPORTS, Key=records.end_key("demo", run, STEP, "z"),
+                                                     Body=b"{}"), "s3:PutObject")
+        assert_denied(lambda: launcher_s3.delete_object(Bucket=REPORTS, Key=records.manifest_key("demo", run)),
+                      "s3:DeleteObject")
+    assert sorted(summary["settled"]) == sorted([run, dropped])
+    for settled in (run, dropped):
+        written = json.loads(s3.get_object(Bucket=REPORTS, Key=records.summary_key("demo", settled))["Body"].read())
+        assert written["steps"][STEP]["ok"] == 1
+    assert s3.list_objects_v2(Bucket=REPORTS, Prefix=records.open_prefix("demo")).get("KeyCount") == 0

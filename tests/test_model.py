@@ -105,7 +105,11 @@ def test_single_run_model(change123):
     assert step.notifications[0].entry()["Filter"] == {"Key": {"FilterRules": [{"Name": "suffix", "Value": ".txt"}]}}
     assert step.function.environment["YUNPIPE_SUBNETS"] == "subnet-1,subnet-2"
     assert step.function.environment["YUNPIPE_STARTED_BY"] == step.started_by
-    assert all(r.tags == {m.TAG_KEY: "demo"} for r in model.resources() if hasattr(r, "tags"))
+    # The step's own resources also carry the step's name (cost allocation by step).
+    stepped = {id(r) for r in (step.queue, step.dead_letter_queue, step.failed_events, step.launcher_role, step.task_role,
+                                step.execution_role, step.task_definition, step.function, step.rule, step.function_log_group)}
+    assert all(r.tags == ({m.TAG_KEY: "demo", m.STEP_TAG_KEY: "change123-s3"} if id(r) in stepped else {m.TAG_KEY: "demo"})
+               for r in model.resources() if hasattr(r, "tags"))
 
 
 def test_resources_come_kind_by_kind_in_creation_order(aws_env):
@@ -136,14 +140,10 @@ def test_policies_name_exact_arns(change123):
     task = {s["Sid"]: s for s in step.task_role.policy["Statement"]}
     assert task["ReadInputs"]["Resource"] == "arn:aws:s3:::demo-in-bucket/*"
     reports = "arn:aws:s3:::yunpipe-demo-reports-123456789012"
-    assert task["WriteResultsAndReports"]["Resource"] == [
-        "arn:aws:s3:::demo-out-bucket/*", f"{reports}/failures/*", f"{reports}/runs/demo/*",
-        f"{reports}/tasks/demo/change123-s3/*"]
-    assert task["ReadDropRun"]["Resource"] == f"{reports}/runs/demo/drop.json"
-    # Without accounting, the worker writes no records: the role may write none.
-    quiet = {s["Sid"]: s for s in compile_model({**single_run(), "accounting": False}).steps[0].task_role.policy["Statement"]}
-    assert quiet["WriteResultsAndReports"]["Resource"] == ["arn:aws:s3:::demo-out-bucket/*", f"{reports}/failures/*"]
-    assert "ReadDropRun" not in quiet
+    assert task["WriteResultsAndReports"]["Resource"] == ["arn:aws:s3:::demo-out-bucket/*", f"{reports}/failures/*"]
+    # Its pipeline's run records (job records, drop-run state, summaries) and its own step's task records.
+    assert task["KeepRunRecords"]["Resource"] == [f"{reports}/runs/demo/*", f"{reports}/tasks/demo/change123-s3/*"]
+    assert task["CloseRuns"]["Resource"] == f"{reports}/runs/demo/open/*"
     execution = {s["Sid"]: s for s in step.execution_role.policy["Statement"]}
     assert execution["WriteLogs"]["Resource"] == "arn:aws:logs:us-east-1:123456789012:log-group:/yunpipe/demo:*"
     assert "ReadUserCredentials" not in execution

@@ -64,7 +64,7 @@ def test_single_run_resources(demo, capsys):
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     assert attributes["SqsManagedSseEnabled"] == "true" and attributes["VisibilityTimeout"] == "300"
     assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == 3
-    assert sqs.list_queue_tags(QueueUrl=url)["Tags"] == {"yunpipe:pipeline": "demo"}
+    assert sqs.list_queue_tags(QueueUrl=url)["Tags"] == {"yunpipe:pipeline": "demo", "yunpipe:step": "change123-s3"}
 
     function = lam.get_function(FunctionName="yunpipe-demo-change123-s3-launcher")
     configuration = function["Configuration"]
@@ -73,7 +73,7 @@ def test_single_run_resources(demo, capsys):
     assert environment["YUNPIPE_QUEUE_URL"] == url
     assert environment["YUNPIPE_TASK_DEFINITION"] == "yunpipe-demo-change123-s3-task"
     assert environment["YUNPIPE_CLUSTER"] == "yunpipe-demo" and environment["YUNPIPE_SUBNETS"].startswith("subnet-")
-    assert function["Tags"] == {"yunpipe:pipeline": "demo"}
+    assert function["Tags"] == {"yunpipe:pipeline": "demo", "yunpipe:step": "change123-s3"}
     # One launch at a time per step, so simultaneous uploads never start more tasks than files.
     assert function["Concurrency"]["ReservedConcurrentExecutions"] == 1
     statements = {s["Sid"]: s for s in json.loads(lam.get_policy(FunctionName=configuration["FunctionName"])["Policy"])["Statement"]}

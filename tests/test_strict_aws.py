@@ -489,3 +489,23 @@ def test_an_email_or_http_subscription_awaits_confirmation_and_gets_nothing_unti
     assert listed["http"].startswith(topic + ":") and listed["email"] == "PendingConfirmation"
     with pytest.raises(requests.exceptions.ConnectionError):
         sns.publish(TopicArn=topic, Message="{}")
+
+
+def test_run_task_copies_the_task_definitions_tags_and_refuses_service_or_over_50(moto):
+    ecs = client("ecs")
+    ecs.create_cluster(clusterName="c")
+    tags = [{"key": f"k{i}", "value": "v"} for i in range(45)]
+    arn = ecs.register_task_definition(
+        family="tagged", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512", tags=tags,
+        containerDefinitions=[{"name": "main", "image": "image", "memory": 512}])["taskDefinition"]["taskDefinitionArn"]
+    started = _run(arn, propagateTags="TASK_DEFINITION", tags=[{"key": "k0", "value": "own"}])["tasks"][0]["taskArn"]
+    got = {t["key"]: t["value"] for t in ecs.list_tags_for_resource(resourceArn=started)["tags"]}
+    # RunTask's own tag wins over the definition's of the same key.
+    assert got == {**{f"k{i}": "v" for i in range(45)}, "k0": "own"}
+    plain = _run(arn)["tasks"][0]["taskArn"]
+    assert ecs.list_tags_for_resource(resourceArn=plain)["tags"] == []
+    refused(lambda: _run(arn, propagateTags="SERVICE"), "InvalidParameterException", "propagateTags SERVICE")
+    six = [{"key": f"own{i}", "value": "v"} for i in range(6)]
+    refused(lambda: _run(arn, propagateTags="TASK_DEFINITION", tags=six), "InvalidParameterException",
+            "a maximum of 50 per resource")
+    assert moto.rules_fired() == {"ecs-run-task-propagate-service", "ecs-run-task-too-many-tags"}

@@ -421,7 +421,7 @@ def test_jobs_started_together_agree_on_the_drop_run_with_one_read_of_its_state(
         step.send(f"f{index}.txt")
     state_reads = []
     step.s3.meta.events.register("before-parameter-build.s3.GetObject",
-                                 lambda params, **_: state_reads.append(params) if params["Bucket"] == "report-bucket"
+                                 lambda params, **_: state_reads.append(params) if params["Key"].endswith("/drop.json")
                                  else None)
     step.run(alg, step.config(YUNPIPE_PARALLELISM="4"))
     runs_of = {step.s3.head_object(Bucket="out-bucket", Key=f"f{index}.txt")["Metadata"]["yunpipe-run"]

@@ -37,6 +37,8 @@ HANDLERS = {
     "pipelines": "yunpipe.commands.observe:run_pipelines",
     "runs": "yunpipe.commands.runs:run_runs",
     "report": "yunpipe.commands.runs:run_report",
+    "cost": "yunpipe.commands.accounting:run_cost",
+    "prices": "yunpipe.commands.accounting:run_prices",
     "upload": "yunpipe.commands.transfer:run_upload",
     "results": "yunpipe.commands.transfer:run_results",
     "submit": "yunpipe.commands.backfill:run_submit",
@@ -200,6 +202,20 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--step", help="only this step")
     logs.add_argument("--follow", action="store_true", help="keep printing new lines")
     add_aws_options(logs)
+    cost = verbs.add_parser("cost", help="what a pipeline's runs cost: by step, per file and per run, from the "
+                                         "measured task-seconds")
+    cost.add_argument("pipeline")
+    cost.add_argument("--run", metavar="RUN", help="only this run (default: every run of the pipeline)")
+    cost.add_argument("--json", action="store_true", help="print JSON")
+    add_aws_options(cost)
+    price_table = verbs.add_parser("prices", help="the price table cost uses: its date, source and figures")
+    price_table.add_argument("--refresh", action="store_true",
+                             help="read the figures anew from the AWS Price List API into ~/.yunpipe/prices.json")
+    price_table.add_argument("--region", metavar="R",
+                             help="only this region (default: Fargate of every region; with --refresh, all of them)")
+    price_table.add_argument("--json", action="store_true", help="print the table as JSON")
+    price_table.add_argument("--profile", help="AWS profile for --refresh")
+    price_table.add_argument("--endpoint-url", help="Price List API endpoint for --refresh (default: AWS's, us-east-1)")
     upload = verbs.add_parser("upload", help="upload files or folders to a pipeline's input bucket")
     upload.add_argument("pipeline")
     upload.add_argument("paths", nargs="+", metavar="PATH")

@@ -50,7 +50,7 @@ def test_a_job_over_its_task_s_memory_is_recorded_oom_and_a_normal_one_ok_with_i
     assert fine["cpu_seconds"] > 0 and 0 < fine["peak_memory_mib"] < 256, fine
     assert fine["memory_limit_mib"] == 512
     assert fine["task"]["cpu"] == 256 and fine["task"]["memory_mib"] == 512 and fine["task"]["capacity"] == "FARGATE"
-    assert fine["run"].endswith("Z-drop")
+    assert fine["run"].endswith("Z-upload")  # upload opened the run
     metadata = s3.head_object(Bucket=tester.output_bucket, Key="fine.txt")["Metadata"]
     assert metadata["yunpipe-run"] == fine["run"]
 

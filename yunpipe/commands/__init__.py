@@ -8,6 +8,7 @@ what it returns and gives the exit status.
     deploy      setup-pipe, create-lambda-exec-role, clean-up, show
     export      export
     observe     status, logs, pipelines
+    accounting  cost, prices
     transfer    upload, results
     backfill    submit, retry
     local       local up|down|status; daemon: the local cloud's own process (python -m)

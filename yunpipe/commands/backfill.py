@@ -13,6 +13,7 @@ from yunpipe.operations.backfill import (
     submit,
     wake_launcher,
 )
+from yunpipe.operations.opening import follow_lines
 
 
 def run_submit(args: argparse.Namespace) -> int:
@@ -28,6 +29,8 @@ def run_submit(args: argparse.Namespace) -> int:
             return 0
     wake_launcher(submitted.aws, step)
     print(f"Invoked launcher {step.function}: workers start now")
+    for line in follow_lines(args.pipeline, submitted.run):
+        print(line)
     return 0
 
 

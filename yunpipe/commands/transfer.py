@@ -2,12 +2,15 @@
 import argparse
 
 from yunpipe.commands.common import aws_options, progress_bar
+from yunpipe.operations.opening import follow_lines
 from yunpipe.operations.transfer import UploadOptions, download, provenance_lines, results, upload
 
 
 def run_upload(args: argparse.Namespace) -> int:
-    bucket, count = upload(UploadOptions(args.pipeline, tuple(args.paths), args.prefix, aws_options(args)), progress_bar)
-    print(f"Uploaded {count} file(s) to s3://{bucket}/{args.prefix}")
+    uploaded = upload(UploadOptions(args.pipeline, tuple(args.paths), args.prefix, aws_options(args)), progress_bar)
+    print(f"Uploaded {uploaded.count} file(s) to s3://{uploaded.bucket}/{args.prefix}")
+    for line in follow_lines(args.pipeline, uploaded.run):
+        print(line)
     return 0
 
 

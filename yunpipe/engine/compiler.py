@@ -12,6 +12,7 @@ from typing import Any
 
 from yunpipe.aws.ecr import ecr_image
 from yunpipe.engine import limits, notifications
+from yunpipe.engine.accounting import accounting_arns, accounting_descriptor
 from yunpipe.engine.graph import Layout, Placement, lay_out
 from yunpipe.engine.instances import capacity_provider_name, instances, service_linked_roles
 from yunpipe.engine.kinds.bucket import Bucket
@@ -30,6 +31,7 @@ from yunpipe.engine.kinds.rule import Rule
 from yunpipe.engine.kinds.task_definition import TaskDefinition
 from yunpipe.engine.model import (
     ROLE_PATH,
+    STEP_TAG_KEY,
     TAG_KEY,
     PipelineModel,
     QueueUrl,
@@ -87,7 +89,9 @@ def build_model(workflow: ResolvedWorkflow, target: Target, use_user_credential:
     checked against the type or the network."""
     spec = workflow.spec
     pipeline = spec.name
-    tags = {TAG_KEY: pipeline}
+    # The one place every resource's tags come from: the workflow's own (specs.workflow.check_tags),
+    # then yunpipe's; each step's resources add the step's (StepContext.tags).
+    tags = {**spec.tags, TAG_KEY: pipeline}
     log_group = LogGroup(f"/yunpipe/{pipeline}", spec.log_retention_days, tags)
     reports = resource_name("bucket", pipeline, "reports", target.account_id)
     cluster_name = resource_name("ecs", pipeline)
@@ -116,7 +120,8 @@ def build_model(workflow: ResolvedWorkflow, target: Target, use_user_credential:
     check_subnets(workflow, target, network)
     topic_arn = notifications.topic_arn(spec, target)
     steps = tuple(
-        build_step(StepContext(spec, step, layout.step(step.name), layout, target, tags, log_group, cluster, reports,
+        build_step(StepContext(spec, step, layout.step(step.name), layout, target, {**tags, STEP_TAG_KEY: step.name},
+                               log_group, cluster, reports,
                                parameters, step_public_ip(workflow, index, target, network or (), offers or {},
                                                           reach_needs(step, target, parameters)), topic_arn), code)
         for index, step in enumerate(workflow.steps))
@@ -127,7 +132,8 @@ def build_model(workflow: ResolvedWorkflow, target: Target, use_user_credential:
     return PipelineModel(pipeline, target, spec.input_bucket, spec.output_bucket, reports, tuple(buckets),
                          tuple(BucketEvents(b) for b in shared), layout, log_group, cluster, cluster_providers,
                          parameters, steps, spec.launch_type, spec.source, instance_role, instance_profile, groups,
-                         service_linked_roles(spot, bool(groups)), topic, subscriptions)
+                         service_linked_roles(spot, bool(groups)), topic, subscriptions,
+                         (accounting_descriptor(workflow, target, reports, steps, topic_arn),))
 
 
 @dataclass(frozen=True)
@@ -283,7 +289,7 @@ def _role(ctx: StepContext, kind: str, service: str, template: str, what: str, *
 def launcher_role(ctx: StepContext, function_log_group: LogGroup) -> Role:
     # A join's launcher looks for the key in each bucket it joins, and claims the join once.
     joins = [ctx.bucket_arn(s.bucket) + "/*" for s in ctx.placement.sources] if ctx.placement.join else []
-    return _role(ctx, "launcher", "lambda.amazonaws.com", "launcher", "launcher Lambda",
+    return _role(ctx, "launcher", "lambda.amazonaws.com", "launcher", "launcher Lambda", **accounting_arns(ctx),
                  join_object_arns=joins, claims_arn=ctx.bucket_arn(ctx.reports_bucket) + "/" + join_claims(ctx) + "*",
                  queue_arn=ctx.arn("sqs", ctx.queue_name()),
                  failed_events_arn=ctx.arn("sqs", ctx.failed_events_name),
@@ -295,19 +301,12 @@ def launcher_role(ctx: StepContext, function_log_group: LogGroup) -> Role:
 
 def task_role(ctx: StepContext) -> Role:
     sources = [ctx.bucket_arn(s.bucket) for s in ctx.placement.sources]
-    reports = ctx.bucket_arn(ctx.reports_bucket)
-    # With accounting, the worker writes its pipeline's job records, run markers and drop-run
-    # state, and its step's task records, and reads the drop-run state (records.py's layout).
-    records = [f"{reports}/runs/{ctx.pipeline}/*", f"{reports}/tasks/{ctx.pipeline}/{ctx.name}/*"]
-    accounting = ctx.spec.accounting
-    return _role(ctx, "task", "ecs-tasks.amazonaws.com", "task", "ECS task",
+    return _role(ctx, "task", "ecs-tasks.amazonaws.com", "task", "ECS task", **accounting_arns(ctx),
                  input_bucket_arns=sources, gather=ctx.placement.gather,
                  output_arn=ctx.bucket_arn(ctx.output_bucket) + "/" + ctx.placement.output_prefix + "*",
                  # Skipping what is done reads the results' provenance, and lists a folder result.
                  output_bucket_arn="" if ctx.step.spec.force else ctx.bucket_arn(ctx.output_bucket),
                  output_prefix=ctx.placement.output_prefix,
-                 reports_bucket_arn=reports, record_arns=records if accounting else [],
-                 drop_run_arn=f"{reports}/runs/{ctx.pipeline}/drop.json" if accounting else "",
                  queue_arn=ctx.arn("sqs", ctx.queue_name()), topic_arn=ctx.topic_arn)
 
 

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 from yunpipe.engine.graph import Layout, Placement
 from yunpipe.engine.kinds import CREATION_ORDER
+from yunpipe.engine.kinds.accounting_descriptor import AccountingDescriptor
 from yunpipe.engine.kinds.auto_scaling_group import AutoScalingGroup
-from yunpipe.engine.kinds.base import ROLE_PATH, TAG_KEY, QueueUrl
+from yunpipe.engine.kinds.base import ROLE_PATH, STEP_TAG_KEY, TAG_KEY, QueueUrl
 from yunpipe.engine.kinds.bucket import Bucket
 from yunpipe.engine.kinds.bucket_events import BucketEvents
 from yunpipe.engine.kinds.capacity_provider import CapacityProvider
@@ -35,7 +36,7 @@ from yunpipe.engine.target import Target
 from yunpipe.runtime.contract import MAX_STARTED_BY
 
 # The names model users need, whether defined here or in kinds/.
-__all__ = ["CREATION_ORDER", "ROLE_PATH", "SPEC_TAG_KEY", "TAG_KEY", "InstanceGroup", "PipelineModel", "QueueUrl",
+__all__ = ["CREATION_ORDER", "ROLE_PATH", "SPEC_TAG_KEY", "STEP_TAG_KEY", "TAG_KEY", "InstanceGroup", "PipelineModel", "QueueUrl",
            "StepModel", "container_name", "notification_id", "resource_name"]
 
 # AWS name limits: (length, characters not allowed).
@@ -140,6 +141,8 @@ class PipelineModel:
     # Only when the workflow has `notify`: the pipeline's topic and one subscription per entry.
     topic: tuple[Topic, ...] = ()
     subscriptions: tuple[Subscription, ...] = ()
+    # The pipeline as run accounting reads it, in the reports bucket.
+    accounting: tuple[AccountingDescriptor, ...] = ()
 
     @property
     def topic_arn(self) -> str:
@@ -153,6 +156,7 @@ class PipelineModel:
         return (
             *self.service_linked_roles,
             *self.buckets,
+            *self.accounting,
             self.log_group,
             *(s.function_log_group for s in steps),
             *(q for s in steps for q in (s.dead_letter_queue, s.queue, s.failed_events)),

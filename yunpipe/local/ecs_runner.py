@@ -55,6 +55,7 @@ from .clients import local_client
 from .log_pump import LogPump
 from .moto_patches import run_task_observed, stop_task_deferred
 from .polling import PollingThread
+from .task_metadata import TaskMetadata
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +191,7 @@ class _TaskRun(threading.Thread):
             for pump in self._pumps:
                 if pump.ident is not None:
                     pump.join(timeout=30)
+            self._runner.metadata.forget(self.arn)
             self.holding = False
             if graceful:
                 # Completes the API's stop: STOPPED now, with the API's reason.
@@ -245,6 +247,7 @@ class _TaskRun(threading.Thread):
                 "AWS_ENDPOINT_URL": self._runner.endpoint_url,
                 "AWS_REGION": self.region,
                 "AWS_DEFAULT_REGION": self.region,
+                "ECS_CONTAINER_METADATA_URI_V4": self._runner.metadata.register(self.task),
             }
         )
         cpu = override.get("cpu") or definition.get("cpu") or int(task_definition.get("cpu") or 0)
@@ -366,8 +369,10 @@ class EcsRunner(PollingThread):
         self._clients: dict[tuple[str, str], Any] = {}
         self._clients_lock = threading.Lock()
         self._gpus: bool | None = None  # asked of Docker when a task first wants GPUs
+        self.metadata = TaskMetadata()
 
     def start(self) -> None:
+        self.metadata.start()
         _wake_on_run_task(self)
         super().start()
 
@@ -382,6 +387,7 @@ class EcsRunner(PollingThread):
             run.stop_from_api(graceful=False)
         for run in runs:
             run.join(timeout=60)
+        self.metadata.stop()
 
     def has_gpus(self) -> bool:
         """Whether Docker can hand GPUs to containers (the NVIDIA container runtime is installed)."""

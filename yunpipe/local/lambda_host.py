@@ -378,7 +378,8 @@ class LambdaHost:
             config = contract.LauncherConfig.from_env(dict(function.environment_vars))
             region = function.region
             clients = launcher_clients.Clients(sqs=self._client("sqs", region), ecs=self._client("ecs", region),
-                                       make_s3=lambda: self._client("s3", region))
+                                       make_s3=lambda: self._client("s3", region),
+                                       make_sns=lambda: self._client("sns", region))
             result = launcher.handle(event, config, clients)
         except Exception as exc:
             invocation_log.error(exc)

@@ -95,14 +95,15 @@ def event_bridge_reported() -> Iterator[None]:
 
 @contextlib.contextmanager
 def conditional_writes_atomic() -> Iterator[None]:
-    """PutObject with `If-None-Match: *` creates the object or fails, as S3's conditional writes
-    do: moto checks that the key is free, then stores, and a concurrent put slips in between, so
-    two publishers of one algorithm version would both succeed. One lock spans both."""
+    """PutObject with `If-None-Match: *` creates the object or fails, and with `If-Match` replaces
+    only the version it names, as S3's conditional writes do: moto checks, then stores, and a
+    concurrent put slips in between, so two publishers of one algorithm version (or two workers
+    moving a drop-run on) would both succeed. One lock spans both."""
     original = s3_responses.S3Response.put_object
     lock = threading.Lock()
 
     def put_object(self: Any) -> Any:
-        if self.headers.get("If-None-Match") != "*":
+        if self.headers.get("If-None-Match") != "*" and not self.headers.get("If-Match"):
             return original(self)
         with lock:
             return original(self)

@@ -1,5 +1,6 @@
 """yunpipe submit / retry: put work into a deployed pipeline by hand. submit queues the objects
-already in a step's input bucket (or one gather message), retry moves a step's dead-lettered
+already in a step's input bucket (or one gather message) as one run (each message names it),
+retry moves a step's dead-lettered
 messages back to its queue after a fix (or, with --discard, drops them). Both then wake the
 step's launcher, so workers start now rather than at its next scheduled run.
 
@@ -24,6 +25,7 @@ from yunpipe.aws.reader import Reader
 from yunpipe.engine import graph
 from yunpipe.engine.state import PipelineSummary, StepSummary, find_step, require_summary
 from yunpipe.errors import InputError, YunpipeError
+from yunpipe.operations.opening import OpenRun, keep_sent, open_run
 from yunpipe.operations.reach import reach
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.runtime.launcher import sending
@@ -62,10 +64,19 @@ send_batch = sending.send_batch
 
 
 def _send_all(sqs: Any, queue_url: str, bodies: list[str], queued_before: int) -> None:
+    """Send the bodies; NotQueued names those SQS did not take."""
     errors = send_batch(sqs, queue_url, bodies)
     if errors:
-        raise YunpipeError(f"{len(errors)} message(s) not queued to {queue_url} ({'; '.join(set(errors.values()))}); "
-                           f"{queued_before + len(bodies) - len(errors)} message(s) were queued")
+        raise NotQueued(f"{len(errors)} message(s) not queued to {queue_url} ({'; '.join(set(errors.values()))}); "
+                        f"{queued_before + len(bodies) - len(errors)} message(s) were queued", sorted(errors))
+
+
+class NotQueued(YunpipeError):
+    """Some messages of a batch were not queued: `failed` are their indexes in it."""
+
+    def __init__(self, message: str, failed: list[int]):
+        super().__init__(message)
+        self.failed = failed
 
 
 def wake_launcher(aws: Aws, step: StepSummary) -> None:
@@ -81,29 +92,45 @@ def _queue_url(reader: Reader, name: str, pipeline: str) -> str:
     return url
 
 
+def listed_objects(aws: Aws, step: StepSummary, prefix: str) -> list[dict]:
+    """The objects under `prefix` in the step's input bucket, each once (a key ending in '/' is a
+    folder marker, as the launcher skips it). Listed whole before anything is queued: the run's
+    manifest names them all before a worker can finish one."""
+    seen: dict[str, dict] = {}
+    for obj in aws.pages("s3", "list_objects_v2", "Contents", Bucket=step.input_bucket, Prefix=prefix):
+        if not obj["Key"].endswith("/"):
+            seen.setdefault(obj["Key"], obj)
+    return list(seen.values())
+
+
 def queue_objects(aws: Aws, queue_url: str, summary: PipelineSummary, step: StepSummary, prefix: str,
-                  force: bool = False) -> int:
-    """Queue every object under `prefix` in the step's input bucket, once; returns how many.
-    Sent while listing, so a large bucket starts queuing at once."""
+                  opened_by: str = "yunpipe submit", force: bool = False) -> tuple[int, OpenRun | None]:
+    """Queue every object under `prefix` in the step's input bucket, once, as one run; returns
+    how many, and the run (None when the pipeline does not account). `force`: see object_message."""
+    objects = listed_objects(aws, step, prefix)
+    inputs = [{"bucket": step.input_bucket, "key": obj["Key"]} for obj in objects]
+    opened = open_run(aws, summary, "submit", inputs, opened_by, steps=[step.name])
+    run = {"run": opened.run} if opened else {}
     sqs = aws.client("sqs")
-    seen: set[str] = set()
-    batch: list[str] = []
-    with tqdm(unit="object", desc=f"queue to {step.name}", disable=None) as progress:
-        objects = aws.pages("s3", "list_objects_v2", "Contents", Bucket=step.input_bucket, Prefix=prefix)
-        for obj in objects:
-            # A key ending in '/' is a folder marker, as the launcher skips it.
-            if obj["Key"].endswith("/") or obj["Key"] in seen:
-                continue
-            seen.add(obj["Key"])
-            batch.append(json.dumps(object_message(summary, step, obj, force)))
-            if len(batch) == sending.BATCH_SIZE:
-                _send_all(sqs, queue_url, batch, len(seen) - len(batch))
+    sent: list[dict[str, str]] = []
+    try:
+        with tqdm(total=len(objects), unit="object", desc=f"queue to {step.name}", disable=None) as progress:
+            for start in range(0, len(objects), sending.BATCH_SIZE):
+                batch = inputs[start:start + sending.BATCH_SIZE]
+                bodies = [json.dumps({**object_message(summary, step, obj, force), **run})
+                          for obj in objects[start:start + sending.BATCH_SIZE]]
+                try:
+                    _send_all(sqs, queue_url, bodies, len(sent))
+                except NotQueued as error:
+                    sent += [entry for index, entry in enumerate(batch) if index not in error.failed]
+                    raise
+                sent += batch
                 progress.update(len(batch))
-                batch = []
-        if batch:
-            _send_all(sqs, queue_url, batch, len(seen) - len(batch))
-            progress.update(len(batch))
-    return len(seen)
+    except BaseException:
+        # Interrupted or refused: the run waits only for what was queued.
+        keep_sent(aws, summary, opened, sent)
+        raise
+    return len(objects), opened
 
 
 def _gather_step(summary: PipelineSummary) -> str | None:
@@ -136,6 +163,7 @@ class Submitted:
     step: StepSummary
     count: int = 0
     gathered: str | None = None
+    run: OpenRun | None = None  # None when the pipeline does not account for its work
 
 
 def submit(options: SubmitOptions) -> Submitted:
@@ -150,13 +178,22 @@ def submit(options: SubmitOptions) -> Submitted:
     queue_url = _queue_url(reader, step.queue, options.pipeline)
     if options.gather:
         name = options.name or GATHER_KEY
-        _send_all(aws.client("sqs"), queue_url, [json.dumps(gather_message(summary, step, name, options.prefix, options.force))], 0)
-        return Submitted(aws, step, gathered=name)
+        opened = open_run(aws, summary, "submit", [{"bucket": step.input_bucket, "key": name}], "yunpipe submit --gather",
+                          steps=[step.name])
+        body = {**gather_message(summary, step, name, options.prefix, options.force),
+                **({"run": opened.run} if opened else {})}
+        try:
+            _send_all(aws.client("sqs"), queue_url, [json.dumps(body)], 0)
+        except BaseException:
+            keep_sent(aws, summary, opened, [])
+            raise
+        return Submitted(aws, step, gathered=name, run=opened)
     # Asked before the progress bar starts, as upload does: no bucket is one line.
     if not reader.bucket_exists(step.input_bucket):
         raise YunpipeError(f"the input bucket {step.input_bucket} of step {step.name} does not exist; "
                            "run setup-pipe again")
-    return Submitted(aws, step, count=queue_objects(aws, queue_url, summary, step, options.prefix, options.force))
+    count, opened = queue_objects(aws, queue_url, summary, step, options.prefix, force=options.force)
+    return Submitted(aws, step, count=count, run=opened)
 
 
 def move_dead_letters(aws: Aws, dlq_url: str, queue_url: str, step: StepSummary) -> int:

@@ -9,7 +9,7 @@ from typing import Any
 
 from yunpipe.aws.reader import Reader
 from yunpipe.engine.state import PipelineSummary
-from yunpipe.operations import runs
+from yunpipe.operations import prices, runs
 from yunpipe.operations.runs import is_number, mapping
 from yunpipe.runtime.accounting import cost, records
 
@@ -78,7 +78,7 @@ def build(reader: Reader, summary: PipelineSummary, run: str, jobs: bool = True,
     if found.summary is not None:
         document = {**found.summary, "open": False}
     else:
-        document = {**summarize(summary, found, cost.load_prices(), now), "open": not found.settled}
+        document = {**summarize(summary, found, prices.load()[0], now), "open": not found.settled}
         if document["open"]:
             # What the summary of a settled run has no need of: the files still on their way.
             document["progress"] = runs.step_progress(summary, found)

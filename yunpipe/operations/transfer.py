@@ -10,6 +10,7 @@ from yunpipe.aws.location import AwsOptions
 from yunpipe.aws.reader import Reader
 from yunpipe.engine.state import find_step, require_summary
 from yunpipe.errors import InputError, YunpipeError
+from yunpipe.operations.opening import OpenRun, keep_sent, open_run
 from yunpipe.operations.reach import reach
 from yunpipe.runtime.contract import PROVENANCE_FIELDS
 
@@ -39,8 +40,16 @@ class UploadOptions:
     where: AwsOptions = field(default_factory=AwsOptions)
 
 
-def upload(options: UploadOptions, progress: ProgressBar) -> tuple[str, int]:
-    """Upload the files and folders to the pipeline's input bucket; (bucket, files uploaded).
+@dataclass(frozen=True)
+class Uploaded:
+    bucket: str
+    count: int
+    run: OpenRun | None  # None when the pipeline does not account for its work
+
+
+def upload(options: UploadOptions, progress: ProgressBar) -> Uploaded:
+    """Upload the files and folders to the pipeline's input bucket, as one run (its name on every
+    file, in the `yunpipe-run` metadata the workers carry to the results).
     `progress(total_bytes, description)` gives the callback each transferred chunk's size goes to."""
     summary = require_summary(options.pipeline)
     pairs = files_to_upload(list(options.paths), options.prefix)
@@ -50,11 +59,20 @@ def upload(options: UploadOptions, progress: ProgressBar) -> tuple[str, int]:
     if not Reader(aws).bucket_exists(bucket):
         raise YunpipeError(f"the input bucket {bucket} of pipeline {options.pipeline} does not exist; "
                            f"run setup-pipe again")
+    opened = open_run(aws, summary, "upload", [{"bucket": bucket, "key": key} for _, key in pairs], "yunpipe upload")
+    extra = {"Metadata": opened.metadata} if opened else {}
     s3 = aws.client("s3")
-    with progress(sum(f.stat().st_size for f, _ in pairs), f"upload to {bucket}") as update:
-        for path, key in pairs:
-            s3.upload_file(str(path), bucket, key, Callback=update)
-    return bucket, len(pairs)
+    sent: list[dict[str, str]] = []
+    try:
+        with progress(sum(f.stat().st_size for f, _ in pairs), f"upload to {bucket}") as update:
+            for path, key in pairs:
+                s3.upload_file(str(path), bucket, key, ExtraArgs=extra, Callback=update)
+                sent.append({"bucket": bucket, "key": key})
+    except BaseException:
+        # Interrupted or failed: the run waits only for what arrived.
+        keep_sent(aws, summary, opened, sent)
+        raise
+    return Uploaded(bucket, len(pairs), opened)
 
 
 def provenance_lines(key: str, metadata: dict[str, str]) -> list[str]:

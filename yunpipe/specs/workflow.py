@@ -9,6 +9,7 @@ checks it against the algorithm registry. Both raise InputError before anything 
 import ipaddress
 import json
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -53,6 +54,19 @@ RUN_QUIET_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_QUIET_SECOND
 GPU_SCHEMA = {"type": "integer", "minimum": 0, "maximum": 8, "description": "a number of GPUs from 0 to 8"}
 # A Fargate task's public IP; unset: one only where the subnets route to an internet gateway (engine/network.py).
 PUBLIC_IP_SCHEMA = {"type": "boolean"}
+# Cost allocation tags (AWS's tagging rules, common to every service yunpipe tags): at most 50 per
+# resource, of which yunpipe's own take up to 3 (yunpipe:pipeline, yunpipe:step, and yunpipe:spec on
+# task definitions, whose tags its tasks carry); keys of 1-128 and values of 0-256 Unicode letters,
+# digits, spaces and _ . : / = + - @; no aws: prefix (AWS's) nor yunpipe: (yunpipe's own).
+MAX_TAGS_PER_RESOURCE = 50
+OWN_TAGS = 3
+MAX_TAGS = MAX_TAGS_PER_RESOURCE - OWN_TAGS
+TAG_KEY_LENGTH = 128
+TAG_VALUE_LENGTH = 256
+TAG_PUNCTUATION = "_.:/=+-@"
+RESERVED_TAG_PREFIXES = ("aws:", "yunpipe:")
+TAGS_SCHEMA = {"type": "object", "additionalProperties": {"type": "string"},
+               "description": "an object of tag names to text values, e.g. {\"grant\": \"R01-123\"}"}
 # The fields of a step that only make sense in a graph.
 GRAPH_ONLY = ("id", "after", "filter_prefix", "filter_suffix", "gather", "marker")
 
@@ -172,6 +186,8 @@ class WorkflowSpec:
     accounting: bool = spec_field("accounting", {"type": "boolean"}, True)
     # A drop-run (files other S3 clients drop) closes once no new file came for this long.
     run_quiet_seconds: int = spec_field("run_quiet_seconds", RUN_QUIET_SCHEMA, contract.DEFAULT_QUIET_SECONDS)
+    # The user's own tags, on every resource and task (cost allocation: a grant, a project).
+    tags: Mapping[str, str] = spec_field("tags", TAGS_SCHEMA, default_factory=dict, convert=dict)
 
     @property
     def steps_field(self) -> str:
@@ -245,11 +261,49 @@ def parse_workflow(document: Any, source: str) -> WorkflowSpec:
         steps = number_repeats(steps)
     spec = WorkflowSpec(source=source, name=values.get("declared_name") or derive_pipeline_name(document["input_s3_name"]),
                         steps=steps, **values)
+    check_tags(spec.source, spec.tags)
     check_step_ids(spec)
     check_capacity(spec)
     if spec.process_type == "graph":
         check_graph(spec)
     return spec
+
+
+def _tag_text_problem(text: str) -> str | None:
+    bad = [c for c in text if unicodedata.category(c)[0] not in "LNZ" and c not in TAG_PUNCTUATION]
+    if bad:
+        return f"only letters, digits, spaces and {' '.join(TAG_PUNCTUATION)} (not {json.dumps(bad[0])})"
+    return None
+
+
+def check_tags(source: str, tags: Mapping[str, str]) -> None:
+    """The workflow's tags within what every service yunpipe tags accepts (AWS's tagging rules),
+    with room left for yunpipe's own; IAM compares keys without case, so roles refuse two keys
+    that differ only in case."""
+    if len(tags) > MAX_TAGS:
+        raise InputError(source, "tags", f"expected at most {MAX_TAGS} tags (AWS allows {MAX_TAGS_PER_RESOURCE} per "
+                                         f"resource and yunpipe's own take {OWN_TAGS}), got {len(tags)}")
+    seen: dict[str, str] = {}
+    for key, value in tags.items():
+        field = f"tags.{key}"
+        if not 1 <= len(key) <= TAG_KEY_LENGTH:
+            raise InputError(source, field, f"expected a tag key of 1 to {TAG_KEY_LENGTH} characters, got {len(key)}")
+        if key.lower().startswith(RESERVED_TAG_PREFIXES):
+            raise InputError(source, field, "expected a key without the prefix aws: (AWS's) or yunpipe: (yunpipe's own "
+                                            "tags: yunpipe:pipeline, yunpipe:step)")
+        problem = _tag_text_problem(key)
+        if problem:
+            raise InputError(source, field, f"expected a tag key of {problem}")
+        if len(value) > TAG_VALUE_LENGTH:
+            raise InputError(source, field, f"expected a tag value of at most {TAG_VALUE_LENGTH} characters, "
+                                            f"got {len(value)}")
+        problem = _tag_text_problem(value)
+        if problem:
+            raise InputError(source, field, f"expected a tag value of {problem}")
+        if key.lower() in seen:
+            raise InputError(source, field, f"expected tag keys that differ in more than case: IAM takes '{key}' and "
+                                            f"'{seen[key.lower()]}' for one key")
+        seen[key.lower()] = key
 
 
 def number_repeats(steps: tuple[StepSpec, ...]) -> tuple[StepSpec, ...]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from yunpipe.aws.reader import Reader
 from yunpipe.engine.state import PipelineSummary
+from yunpipe.operations import prices
 from yunpipe.runtime.accounting import cost, records
 
 FAILED = ("failed", "timeout", "oom")
@@ -156,17 +157,19 @@ def recent_runs(reader: Reader, summary: PipelineSummary, count: int = 10) -> tu
 def tasks_cost(reader: Reader, summary: PipelineSummary) -> dict[str, Any]:
     """What the pipeline's recorded tasks cost (a task is recorded as it stops): total, by step,
     task-seconds, with the price table's date."""
-    prices = cost.load_prices()
-    used, table = cost.region_prices(prices, summary.region)
+    table, _ = prices.load()
     objects = _objects(reader, summary, f"tasks/{summary.pipeline}/")
     by_step: dict[str, float] = {}
     seconds = 0.0
     for task in CACHE.all(reader, summary.reports_bucket, objects):
         if not isinstance(task, dict) or not task.get("started_at"):
             continue
-        billed, _ = cost.billed_seconds(task)
+        # A task on an instance type the table lacks counts its seconds, not a price (`yunpipe cost` says so).
+        spent, billed = cost.task_cost(task, table, summary.region)
         seconds += billed
         step = str(task.get("step", ""))
-        by_step[step] = by_step.get(step, 0.0) + cost.task_cost(task, table, billed)
+        by_step[step] = by_step.get(step, 0.0) + (spent or 0.0)
+    regional = table["regions"].get(summary.region, {})
     return {"total": sum(by_step.values()), "by_step": by_step, "tasks": len(objects), "task_seconds": seconds,
-            "currency": prices.get("currency", "USD"), "prices": f"{used}, {prices.get('date')}"}
+            "currency": table.get("currency", "USD"),
+            "prices": f"{summary.region}, {regional.get('date') or table.get('date')}"}

@@ -8,6 +8,7 @@ one line to KINDS at its place in the order.
 from typing import Any
 
 from yunpipe.engine.kinds import (
+    accounting_descriptor,
     auto_scaling_group,
     bucket,
     bucket_events,
@@ -35,6 +36,7 @@ from yunpipe.engine.kinds.base import Kind, PlanContext, ResourceKey, SweepConte
 KINDS: tuple[Kind[Any], ...] = (
     service_linked_role.KIND,
     bucket.KIND,
+    accounting_descriptor.KIND,
     log_group.KIND,
     queue.KIND,
     parameter.KIND,

@@ -22,6 +22,8 @@ from yunpipe.errors import InputError
 
 # The tag on everything yunpipe creates: its value is the pipeline's name.
 TAG_KEY = "yunpipe:pipeline"
+# On each step's own resources (its queues, roles, launcher, task definition and so its tasks): the step's name.
+STEP_TAG_KEY = "yunpipe:step"
 ROLE_PATH = "/yunpipe/"
 # Error codes of a delete whose resource is already gone: the work is done.
 GONE_CODES = NOT_FOUND + NO_QUEUE + ("NoSuchEntity", "ParameterNotFound", "NoSuchBucket")
@@ -132,6 +134,13 @@ def delete(kind: str, key: str, service: str, operation: str, message: str, last
 
 def tag_list(tags: Mapping[str, str], key: str = "Key", value: str = "Value") -> list[dict[str, str]]:
     return [{key: k, value: v} for k, v in tags.items()]
+
+
+def missing_tags(current: Mapping[str, str], desired: Mapping[str, str]) -> dict[str, str]:
+    """The desired tags a resource lacks, or has with another value: a workflow's tags change
+    between setups, and a resource made before keeps its old ones until tagged (tags someone
+    else added stay)."""
+    return {k: v for k, v in desired.items() if current.get(k) != v}
 
 
 def tagged(tags: list[dict], pipeline: str) -> bool:

@@ -4,7 +4,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from yunpipe.engine.kinds.base import TAG_KEY, Kind, Named, PlanContext, SweepContext, call, delete, tag_list
+from yunpipe.engine.kinds.base import Kind, Named, PlanContext, SweepContext, call, delete, tag_list
 from yunpipe.engine.plan import Call
 from yunpipe.engine.template import Template
 from yunpipe.errors import InputError
@@ -55,9 +55,11 @@ class BucketKind(Kind[Bucket]):
                               ServerSideEncryptionConfiguration={"Rules": [
                                   {"ApplyServerSideEncryptionByDefault": ENCRYPTION}]}))
         tagged = exists and read("s3", "get_bucket_tagging", ("NoSuchTagSet",), Bucket=bucket.name)
-        if not tagged or {t["Key"]: t["Value"] for t in tagged["TagSet"]}.get(TAG_KEY) != ctx.pipeline:
+        current = {t["Key"]: t.get("Value", "") for t in tagged["TagSet"]} if tagged else {}
+        # The workflow's tags may change between setups; tags someone else added stay.
+        if any(current.get(k) != v for k, v in bucket.tags.items()):
             calls.append(call(bucket, "update", "s3", "put_bucket_tagging", f"tag bucket {bucket.name}",
-                              Bucket=bucket.name, Tagging={"TagSet": tag_list(bucket.tags)}))
+                              Bucket=bucket.name, Tagging={"TagSet": tag_list({**current, **bucket.tags})}))
         return calls
 
     def check(self, bucket: Bucket, ctx: PlanContext) -> list[InputError]:

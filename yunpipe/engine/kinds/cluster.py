@@ -5,7 +5,17 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from yunpipe.engine.kinds.base import TAG_KEY, Kind, Named, PlanContext, SweepContext, call, delete, tag_list
+from yunpipe.engine.kinds.base import (
+    TAG_KEY,
+    Kind,
+    Named,
+    PlanContext,
+    SweepContext,
+    call,
+    delete,
+    missing_tags,
+    tag_list,
+)
 from yunpipe.engine.plan import Call, Transient
 from yunpipe.engine.template import Template
 
@@ -23,9 +33,12 @@ class ClusterKind(Kind[Cluster]):
     arn_pattern = re.compile(r"^arn:[^:]+:ecs:[^:]*:\d+:cluster/(?P<key>.+)$")
 
     def plan(self, cluster: Cluster, ctx: PlanContext) -> list[Call]:
-        found = ctx.reader.read("ecs", "describe_clusters", clusters=[cluster.name])
-        if any(c["status"] == "ACTIVE" for c in (found or {}).get("clusters", [])):
-            return []
+        found = ctx.reader.read("ecs", "describe_clusters", clusters=[cluster.name], include=["TAGS"])
+        active = [c for c in (found or {}).get("clusters", []) if c["status"] == "ACTIVE"]
+        if active:
+            missing = missing_tags({t["key"]: t.get("value", "") for t in active[0].get("tags", [])}, cluster.tags)
+            return [call(cluster, "update", "ecs", "tag_resource", f"tag ECS cluster {cluster.name}",
+                         resourceArn=active[0]["clusterArn"], tags=tag_list(missing, "key", "value"))] if missing else []
         # Without capacity providers: those come after it (cluster_capacity_providers.py).
         return [call(cluster, "create", "ecs", "create_cluster", f"create ECS cluster {cluster.name}",
                      clusterName=cluster.name, tags=tag_list(cluster.tags, "key", "value"))]

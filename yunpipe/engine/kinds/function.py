@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from yunpipe.aws.reader import NOT_FOUND, Reader
-from yunpipe.engine.kinds.base import Kind, Named, PlanContext, QueueUrl, SweepContext, delete, tag_list
+from yunpipe.engine.kinds.base import Kind, Named, PlanContext, QueueUrl, SweepContext, delete, missing_tags, tag_list
 from yunpipe.engine.plan import Call, Transient, substitute
 from yunpipe.engine.template import Template
 from yunpipe.runtime import launcher_package as package
@@ -75,6 +75,10 @@ class FunctionKind(Kind[Function]):
                               {"FunctionName": function.name, **configuration},
                               f"update the configuration of launcher Lambda {function.name}", function.kind,
                               function.key, "update", retry_on=retry))
+        missing = missing_tags(found.get("Tags") or {}, function.tags)
+        if missing:
+            calls.append(Call("lambda", "tag_resource", {"Resource": function.arn, "Tags": missing},
+                              f"tag launcher Lambda {function.name}", function.kind, function.key, "update"))
         return calls
 
     def sweep(self, name: str, ctx: SweepContext) -> list[Call]:

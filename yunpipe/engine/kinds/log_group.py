@@ -3,7 +3,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from yunpipe.engine.kinds.base import Kind, Named, PlanContext, SweepContext, call, delete, tag_list
+from yunpipe.engine.kinds.base import Kind, Named, PlanContext, SweepContext, call, delete, missing_tags, tag_list
 from yunpipe.engine.plan import Call
 from yunpipe.engine.template import Template
 
@@ -31,6 +31,13 @@ class LogGroupKind(Kind[LogGroup]):
             calls.append(call(group, "update", "logs", "put_retention_policy",
                               f"keep logs of {group.name} for {group.retention_days} days",
                               logGroupName=group.name, retentionInDays=group.retention_days))
+        if found:
+            arn = found[0]["arn"].removesuffix(":*")
+            current = ctx.reader.read("logs", "list_tags_for_resource", resourceArn=arn).get("tags") or {}
+            missing = missing_tags(current, group.tags)
+            if missing:
+                calls.append(call(group, "update", "logs", "tag_resource", f"tag log group {group.name}",
+                                  resourceArn=arn, tags=missing))
         return calls
 
     def sweep(self, name: str, ctx: SweepContext) -> list[Call]:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from yunpipe.engine.kinds.base import Kind, Named, PlanContext, SweepContext, call, delete, tag_list
+from yunpipe.engine.kinds.base import Kind, Named, PlanContext, SweepContext, call, delete, missing_tags, tag_list
 from yunpipe.engine.plan import Call, Ref, Transient
 from yunpipe.engine.template import Template
 
@@ -39,10 +39,14 @@ class QueueKind(Kind[Queue]):
         ctx.queue_urls[queue.name] = url
         current = ctx.reader.read("sqs", "get_queue_attributes", QueueUrl=url, AttributeNames=["All"])["Attributes"]
         changed = {k: v for k, v in queue.attributes.items() if not _same_attribute(k, current.get(k), v)}
-        if not changed:
-            return []
-        return [call(queue, "update", "sqs", "set_queue_attributes",
-                     f"update queue {queue.name}: {', '.join(sorted(changed))}", QueueUrl=url, Attributes=changed)]
+        calls = []
+        if changed:
+            calls.append(call(queue, "update", "sqs", "set_queue_attributes",
+                              f"update queue {queue.name}: {', '.join(sorted(changed))}", QueueUrl=url, Attributes=changed))
+        missing = missing_tags(ctx.reader.read("sqs", "list_queue_tags", QueueUrl=url).get("Tags") or {}, queue.tags)
+        if missing:
+            calls.append(call(queue, "update", "sqs", "tag_queue", f"tag queue {queue.name}", QueueUrl=url, Tags=missing))
+        return calls
 
     def sweep(self, name: str, ctx: SweepContext) -> list[Call]:
         url = ctx.reader.queue_url(name)

@@ -16,6 +16,7 @@ from yunpipe.engine.kinds.base import (
     SweepContext,
     call,
     delete,
+    missing_tags,
     tag_list,
     tagged,
 )
@@ -57,6 +58,10 @@ class RoleKind(Kind[Role]):
             calls.append(call(role, "update", "iam", "update_assume_role_policy",
                               f"update who may assume role {role.name}", RoleName=role.name,
                               PolicyDocument=json.dumps(role.trust_policy)))
+        missing = found and missing_tags({t["Key"]: t.get("Value", "") for t in found["Role"].get("Tags", [])}, role.tags)
+        if missing:
+            calls.append(call(role, "update", "iam", "tag_role", f"tag role {role.name}", RoleName=role.name,
+                              Tags=tag_list(missing)))
         policy = found and read("iam", "get_role_policy", ("NoSuchEntity",), RoleName=role.name,
                                 PolicyName=role.policy_name)
         if not policy or policy_document(policy["PolicyDocument"]) != role.policy:

@@ -14,6 +14,7 @@ from yunpipe.engine.kinds.base import (
     SweepContext,
     call,
     delete,
+    missing_tags,
     tag_list,
     tagged,
 )
@@ -58,6 +59,12 @@ class RuleKind(Kind[Rule]):
               or json.loads(found.get("EventPattern") or "null") != json.loads(rule.pattern or "null")):
             calls.append(call(rule, "update", "events", "put_rule", f"update rule {rule.name}",
                               Name=rule.name, State="ENABLED", **trigger))
+        if found is not None:
+            current = ctx.reader.read("events", "list_tags_for_resource", NOT_FOUND, ResourceARN=found["Arn"]) or {}
+            missing = missing_tags({t["Key"]: t["Value"] for t in current.get("Tags", [])}, rule.tags)
+            if missing:
+                calls.append(call(rule, "update", "events", "tag_resource", f"tag rule {rule.name}",
+                                  ResourceARN=found["Arn"], Tags=tag_list(missing)))
         targets = ctx.reader.pages("events", "list_targets_by_rule", "Targets", NOT_FOUND, Rule=rule.name)
         if not any(t["Id"] == rule.target_id and t["Arn"] == rule.function_arn for t in targets):
             calls.append(call(rule, "update", "events", "put_targets", f"aim rule {rule.name} at the launcher",

@@ -32,8 +32,10 @@ class TaskDefinition:
     @property
     def spec_hash(self) -> str:
         # The queue's name stands for its URL: the same queue gives the same hash whether
-        # or not its URL is known yet.
-        text = json.dumps(self.registration, sort_keys=True, default=lambda marker: marker.queue)
+        # or not its URL is known yet. The tags count too: tasks take theirs from the revision
+        # they run (RunTask's propagateTags), so new tags need a new revision.
+        text = json.dumps({"registration": self.registration, "tags": dict(self.tags)}, sort_keys=True,
+                          default=lambda marker: marker.queue)
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 

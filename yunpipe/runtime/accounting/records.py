@@ -113,7 +113,13 @@ def run_id(kind: str, at: datetime, serial: int = 1) -> str:
 # The fields of each record, as written (JSON objects; "version" is VERSION in each).
 #
 # manifest: run, pipeline, kind, opened_at, inputs ([{"bucket", "key"}] or None for a drop-run),
-#   closes_after (a drop-run's quiet period, seconds), by (the command or "s3").
+#   closes_after (a drop-run's quiet period, seconds), by (the command or "s3"); submit's also
+#   steps (the steps it sent them to; without it, the entry steps whose filters take them), and
+#   one whose sending stopped half-way stopped ("N of M sent", inputs then what was sent).
+# descriptor (pipeline_key, written by setup-pipe): pipeline, region, accounting, run_quiet_seconds,
+#   topic_arn, steps ([{name, sources [{step ("input": the input bucket), bucket}], entry,
+#   downstream, triggered, join, gather, marker, prefix, suffix, output_bucket, output_prefix,
+#   cpu (units), memory_mib, max_receive_count, queue, failed_events_queue}], workflow order).
 # job record (ends/ and tries/): pipeline, run, step, key, inputs ([{"bucket", "key", "etag"}]),
 #   attempt, final, outcome (OUTCOMES), reason (the failure reason of the report, or None),
 #   exit_code, started_at, finished_at, wall_seconds, cpu_seconds, peak_memory_mib,
@@ -125,7 +131,8 @@ def run_id(kind: str, at: datetime, serial: int = 1) -> str:
 # summary: pipeline, run, kind, opened_at, settled_at, inputs (count), steps ({step: {outcome:
 #   count, "wall_seconds": {p50, p95, max}, "peak_memory_mib": {p50, max}, "memory_limit_mib"}}),
 #   failures ([{step, key, outcome, reason, exit_code, attempts, report, log_tail}]),
-#   task_seconds, cost (cost.run_cost), report (its own key).
+#   task_seconds, cost (cost.run_cost), report (its own key); also finished_at (its last job's
+#   end), duration_seconds (opened_at to finished_at) and jobs (count).
 TASK_FIELDS = ("id", "started_at", "cpu", "memory_mib", "capacity")
 JOB_FIELDS = ("pipeline", "run", "step", "key", "inputs", "attempt", "final", "outcome", "reason", "exit_code",
               "started_at", "finished_at", "wall_seconds", "cpu_seconds", "peak_memory_mib", "memory_limit_mib",

@@ -1,12 +1,15 @@
 """The Lambda handler: queue the event's new objects for the step (on a scheduled run, those of
-the events Lambda could not deliver), then top up its workers."""
+the events Lambda could not deliver, and settle the pipeline's runs that have ended), then top
+up its workers."""
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
 from typing import Any
 
+from ..accounting.settle import settle_open_runs
 from ..contract import LauncherConfig
 from .clients import Clients, clients_from_env
 from .events import NewObject, gather_body, object_body, read_event
@@ -42,7 +45,9 @@ def handle(
         counts["enqueued"] += recovered.pop("enqueued")
         counts.update(recovered)
     keys = tuple(obj.key for obj in objects)
-    summary = {**counts, **top_up_workers(config, clients, counts["enqueued"], sleep, keys)}
+    summary: dict[str, Any] = {**counts, **top_up_workers(config, clients, counts["enqueued"], sleep, keys)}
+    if trigger == "schedule" and config.report_bucket and config.accounting:
+        summary["settled"] = settle_runs(config, clients)
     _log_summary(config, trigger, summary)
     return summary
 
@@ -56,6 +61,18 @@ def queue_objects(
     body = gather_body if config.gather else object_body
     bodies = [body(obj, config) for obj in objects]
     return {"enqueued": send_messages(clients.sqs, config.queue_url, bodies, sleep), "skipped": 0}
+
+
+def settle_runs(config: LauncherConfig, clients: Clients) -> list[str]:
+    """Settle the pipeline's runs that have ended (every step's launcher looks: the summary's
+    conditional write lets one win). Never raises: settling never stops the launches."""
+    try:
+        return settle_open_runs(clients.s3, lambda: clients.sns, config.report_bucket, config.pipeline,
+                                datetime.now(timezone.utc), sqs=clients.sqs)
+    except Exception:  # noqa: BLE001 - logged whole; a bug in settling must not stop the launches
+        LOG.exception("yunpipe launcher %s/%s: could not settle runs; the next scheduled run looks again",
+                      config.pipeline, config.step)
+        return []
 
 
 def _log_summary(config: LauncherConfig, trigger: str, summary: Mapping[str, Any]) -> None:

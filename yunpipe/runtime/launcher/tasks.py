@@ -36,6 +36,10 @@ def run_task_params(config: LauncherConfig, count: int) -> dict[str, Any]:
         "taskDefinition": config.task_definition,
         "count": count,
         "startedBy": config.started_by,
+        # Each task carries its task definition's tags (the pipeline's, the step's and the
+        # workflow's own) for cost allocation: they reach the task through ECS, not through the
+        # launcher's environment (at most 4 KB; 47 tags of 384 characters would not fit).
+        "propagateTags": "TASK_DEFINITION",
     }
     # ECS refuses a launch type together with a capacity provider strategy.
     if config.capacity_provider:

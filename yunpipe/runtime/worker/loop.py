@@ -6,8 +6,12 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from typing import Any, Mapping
 
+import botocore.session
+
+from ..accounting.settle import settle_open_runs
 from ..contract import WorkerConfig
 from .job import JobResult, process_message
 from .lease import RETRY_DELAY_SECONDS, VisibilityHeartbeat, release, settle
@@ -70,6 +74,26 @@ class _Slots:
             return None if self.busy else time.monotonic() - self.idle_since
 
 
+def settle_runs(config: WorkerConfig, s3: Any, sqs: Any, environ: Mapping[str, str]) -> None:
+    """Settle the pipeline's runs that have ended: the worker that finds its queue empty after
+    its jobs may have ended a run's last job. Never raises: settling never stops the work."""
+    if not (config.accounting and config.report_bucket and config.pipeline):
+        return
+
+    def sns() -> Any:
+        # Made only to announce a settled run.
+        endpoint = environ.get("AWS_ENDPOINT_URL_SNS") or environ.get("AWS_ENDPOINT_URL")
+        return botocore.session.get_session().create_client("sns", region_name=sqs.meta.region_name,
+                                                             endpoint_url=endpoint)
+
+    try:
+        settled = settle_open_runs(s3, sns, config.report_bucket, config.pipeline, datetime.now(timezone.utc), sqs=sqs)
+        if settled:
+            log.info("settled run(s) %s", ", ".join(settled))
+    except Exception:
+        log.exception("could not settle the runs of %s; a later check will", config.pipeline)
+
+
 def run_worker(
     config: WorkerConfig,
     algorithm: dict,
@@ -130,6 +154,7 @@ def _drain(config: WorkerConfig, algorithm: dict, sqs: Any, s3: Any, environ: Ma
                 settle(sqs, config, message, result, retry_delay)
             slots.end(result)
 
+    checked = 0  # jobs ended when the worker last looked for runs to settle
     heartbeat.start()
     try:
         with ThreadPoolExecutor(max_workers=config.parallelism, thread_name_prefix="job") as pool:
@@ -147,6 +172,10 @@ def _drain(config: WorkerConfig, algorithm: dict, sqs: Any, s3: Any, environ: Ma
                 messages = response.get("Messages", [])
                 if not messages:
                     idle = slots.idle_for()
+                    if idle is not None and slots.ok + slots.failed > checked:
+                        # The queue's first empty answer since jobs ended: a run may have ended with them.
+                        checked = slots.ok + slots.failed
+                        settle_runs(config, s3, sqs, environ)
                     if idle is not None and idle >= config.idle_seconds:
                         log.info("queue empty for %ss, exiting: %d ok, %d failed",
                                  config.idle_seconds, slots.ok, slots.failed)
