@@ -112,6 +112,18 @@ def test_submit_of_a_prefix_with_no_object_queues_nothing_and_wakes_nobody(deplo
     assert "Queued 0 object(s)" in capsys.readouterr().out
 
 
+def test_submit_force_asks_every_message_to_run_even_where_its_results_are_there(deployed):
+    """Without --force a message says nothing of it (the worker skips what is done); with it, each
+    message and a gather message carry "force": true."""
+    assert run(["submit", "demo", "--force", "--prefix", "other/"])[0] == 0
+    queued = sorted((json.loads(body) for body in drain(QUEUE)), key=lambda b: b["key"])
+    assert [{k: v for k, v in body.items() if k != "run"} for body in queued] == [
+        {**body, "force": True} for body in contract_bodies("demo-in-bucket", sorted(KEYS[15:]))]
+    assert run(["submit", "demo", "--force", "--gather", "--prefix", "batch/"])[0] == 0
+    [gather] = [json.loads(body) for body in drain(QUEUE)]
+    assert gather["force"] is True and gather["gather"] == {"prefix": "batch/"}
+
+
 @pytest.fixture
 def two_steps(moto, write_workflow):
     for name in ("step-a", "step-b"):

@@ -40,6 +40,8 @@ CASES = {
         {"name": "KEY", "valueFrom": "arn:aws:s3:::bucket/key"}]), "process.algorithms[0].secrets[0].valueFrom"),
     "accounting not a boolean": ("workflow.json", {**single_run(), "accounting": "yes"},
                                  'accounting: expected boolean, got "yes"'),
+    "force not a boolean": ("workflow.json", _with_algorithm(variables={"TEST_ENV": "x"}, force="yes"),
+                            'process.algorithms[0].force: expected boolean, got "yes"'),
     "quiet period of 0 s": ("workflow.json", {**single_run(), "run_quiet_seconds": 0},
                             "run_quiet_seconds: expected a number of seconds from 1 to 604800"),
     "quiet period not a number": ("workflow.json", {**single_run(), "run_quiet_seconds": "2m"}, "run_quiet_seconds"),

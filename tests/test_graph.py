@@ -165,6 +165,19 @@ def test_several_final_steps_write_under_their_own_prefix(algorithms):
         assert writes == f"arn:aws:s3:::g-out-bucket/{step.name}/*"
 
 
+def test_a_step_reads_and_lists_only_its_own_results_to_skip_what_is_done_and_a_forced_one_not_at_all(algorithms):
+    model = compile_model(workflow([{"name": "upper", "force": True}, {"name": "count"}]))
+    forced, skipping = model.steps
+    statements = {s["Sid"]: s for s in skipping.task_role.policy["Statement"]}
+    assert statements["ReadResults"]["Resource"] == "arn:aws:s3:::g-out-bucket/count/*"
+    assert statements["ListResults"]["Resource"] == "arn:aws:s3:::g-out-bucket"
+    assert statements["ListResults"]["Condition"] == {"StringLike": {"s3:prefix": "count/*"}}
+    assert not {"ReadResults", "ListResults"} & {s["Sid"] for s in forced.task_role.policy["Statement"]}
+    for step, force in ((forced, True), (skipping, False)):
+        environment = {e["name"]: e["value"] for e in step.task_definition.registration["containerDefinitions"][0]["environment"]}
+        assert contract.WorkerConfig.from_env({**environment, "YUNPIPE_QUEUE_URL": "url"}).force is force
+
+
 def test_per_step_overrides_reach_the_task(algorithms):
     steps = [{"name": "upper", "cpu": 2, "memory": 5000, "timeout_seconds": 42, "ephemeral_storage_gib": 30,
               "concurrency": 4, "max_receive_count": 7}]

@@ -67,9 +67,10 @@ SQS_BATCH_ACTIONS = {
     "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
     "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
 }
-# moto checks ListObjectsV2 under its operation's name; AWS authorises it as s3:ListBucket
-# (S3 API Reference, ListObjectsV2: "you must have permission to perform the s3:ListBucket action").
-S3_ACTIONS = {"s3:ListObjectsV2": "s3:ListBucket"}
+# moto checks these requests under their operations' names; AWS authorises them as these actions
+# (S3 API Reference, ListObjectsV2: "you must have permission to perform the s3:ListBucket action";
+# HeadObject: "you must have the s3:GetObject permission").
+S3_ACTIONS = {"s3:HeadObject": "s3:GetObject", "s3:ListObjectsV2": "s3:ListBucket"}
 
 
 class AwsActionNames(access_control.IAMRequest):
@@ -84,11 +85,21 @@ _moto_sqs_resource = SQSResponse._determine_resource
 
 
 class S3ActionNames(access_control.S3IAMRequest):
-    """moto's S3 request check, with ListObjectsV2 authorised under AWS's action name."""
+    """moto's S3 request check, under AWS's action names and with the s3:prefix condition key of a
+    listing, which moto does not supply (a statement conditioned on it would never match)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._action = S3_ACTIONS.get(self._action, self._action)
+
+    def check_action_permitted(self, resource: str) -> None:
+        prefix = self._data.get("prefix") if isinstance(self._data, dict) else None
+        prefix = prefix[0] if isinstance(prefix, list) else prefix
+        values = {"s3:prefix": prefix} if prefix is not None else {}
+        results = [access_control.IAMPolicy(policy).is_action_permitted(self._action, resource, None, values)
+                   for policy in self._access_key.collect_policies()]
+        if access_control.PermissionResult.DENIED in results or access_control.PermissionResult.PERMITTED not in results:
+            self._raise_access_denied()
 
 
 def _sqs_queue_resource(self) -> str:
@@ -294,10 +305,13 @@ def test_the_task_role_reaches_nothing_but_its_step(pipeline, enforced):
         task_s3.put_object(Bucket=OUTPUT, Key="in.txt", Body=b"X")
         task_s3.put_object(Bucket=REPORTS, Key=f"failures/demo/{STEP}/in.txt/attempt-1.json", Body=b"{}")
         sqs.receive_message(QueueUrl=pipeline["queue"])
+        # Skipping what is done: a result's provenance, and a folder result's listing.
+        assert task_s3.head_object(Bucket=OUTPUT, Key="in.txt")["ContentLength"] == 1
+        assert task_s3.list_objects_v2(Bucket=OUTPUT, Prefix="in.txt/")["KeyCount"] == 0
         # ...and nothing else does.
         assert_denied(lambda: task_s3.get_object(Bucket="unrelated-bucket", Key="secret.txt"), "s3:GetObject")
         assert_denied(lambda: task_s3.put_object(Bucket=INPUT, Key="overwrite.txt", Body=b"x"), "s3:PutObject")
-        assert_denied(lambda: task_s3.get_object(Bucket=OUTPUT, Key="in.txt"), "s3:GetObject")
+        assert_denied(lambda: task_s3.list_objects_v2(Bucket="unrelated-bucket", Prefix="in.txt/"), "s3:ListBucket")
         assert_denied(lambda: task_s3.get_object(Bucket=REPORTS, Key=f"failures/demo/{STEP}/in.txt/attempt-1.json"),
                       "s3:GetObject")
         assert_denied(lambda: task_s3.put_object(Bucket=REPORTS, Key="elsewhere.json", Body=b"{}"), "s3:PutObject")

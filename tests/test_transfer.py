@@ -51,7 +51,8 @@ def test_results_with_provenance_prints_what_each_result_came_from(deployed, cap
                               algorithm_ref="change123-s3@1", image="user/change123-s3@sha256:abc")
     key = "données/a 100%.txt"
     job = Job(Source("demo-in-bucket", key, etag="e1"))
-    s3.put_object(Bucket="demo-out-bucket", Key=key, Body=b"r", Metadata=provenance(config, job, key, 2, "20261207T131500Z-upload"))
+    s3.put_object(Bucket="demo-out-bucket", Key=key, Body=b"r", Metadata=provenance(
+        config, job, key, variables="sha256:0", results=1, attempt=2, run="20261207T131500Z-upload"))
     s3.put_object(Bucket="demo-out-bucket", Key="z/by-hand.txt", Body=b"h")
     capsys.readouterr()
     assert cli.main(["results", "demo", "--provenance"]) == 0
@@ -63,6 +64,8 @@ def test_results_with_provenance_prints_what_each_result_came_from(deployed, cap
         "    image: user/change123-s3@sha256:abc",
         f"    input: s3://demo-in-bucket/{key}",
         "    input-etag: e1",
+        "    variables: sha256:0",
+        "    results: 1",
         "    attempt: 2",
         "    run: 20261207T131500Z-upload",
         "z/by-hand.txt",

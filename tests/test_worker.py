@@ -1,5 +1,6 @@
 """The worker against moto, with real commands (tr, sh, python3, sleep)."""
 import dataclasses
+import hashlib
 import json
 import os
 import signal
@@ -414,8 +415,9 @@ def test_a_small_input_of_known_size_is_fetched_with_one_get(step, size, operati
     step.put("a.txt")
     body = {"bucket": "in-bucket", "key": "a.txt", "etag": "e"}
     step.send("a.txt", body=json.dumps(body if size is None else {**body, "size": size}))
-    # The transfers alone: accounting's requests (a large input's run) are test_worker_accounting.py's.
-    assert step.run(alg, step.config(YUNPIPE_ACCOUNTING="0")) == 0
+    # The transfers alone: accounting's requests (a large input's run) are test_worker_accounting.py's,
+    # the skip check's test_worker_skip.py's.
+    assert step.run(alg, step.config(YUNPIPE_ACCOUNTING="0", YUNPIPE_FORCE="1")) == 0
     assert [name for name in seen if name != "PutObject"] == operations
     assert step.output("a.txt") == b"HELLO WORLD\n"
 
@@ -791,7 +793,8 @@ def test_parallel_jobs_run_up_to_parallelism_at_once(step, tmp_path):
 
 def test_parallel_jobs_with_the_same_local_paths_take_turns(step, tmp_path):
     """x/a.txt and y/a.txt both land at <input_file_path>/a.txt: each job must see its own input
-    from start to end (it is read twice, apart), and one key queued twice likewise."""
+    from start to end (it is read twice, apart), and one key queued twice likewise (forced: it would
+    be skipped once its first result is there)."""
     log = tmp_path / "log"
     alg = step.algorithm(f"sh -c 'echo start >> {log}; cp $input $output; sleep 0.3; cat $input >> $output; "
                          f"echo end >> {log}'")
@@ -799,7 +802,7 @@ def test_parallel_jobs_with_the_same_local_paths_take_turns(step, tmp_path):
     step.put("y/a.txt", b"y\n")
     for key in ("x/a.txt", "y/a.txt", "x/a.txt"):
         step.send(key)
-    assert step.run(alg, step.config(YUNPIPE_PARALLELISM="3")) == 0
+    assert step.run(alg, step.config(YUNPIPE_PARALLELISM="3", YUNPIPE_FORCE="1")) == 0
     assert most_at_once(log) == 1
     assert log.read_text().split().count("start") == 3
     assert (step.output("x/a.txt"), step.output("y/a.txt")) == (b"x\nx\n", b"y\ny\n")
@@ -1020,7 +1023,9 @@ def test_gather_downloads_every_object_under_the_prefix_page_by_page(step):
     lists = []
 
     def small_pages(params, **_):
-        lists.append(params.get("ContinuationToken"))
+        # The input's listing; the skip check also lists the (missing) result's folder.
+        if params["Bucket"] == "in-bucket":
+            lists.append(params.get("ContinuationToken"))
         params["MaxKeys"] = 2
 
     step.s3.meta.events.register("before-parameter-build.s3.ListObjectsV2", small_pages)
@@ -1091,11 +1096,14 @@ def test_every_result_carries_its_provenance(step):
         "yunpipe-image": "reg/upper@sha256:abc",
         "yunpipe-input": "s3://in-bucket/data/x.txt",
         "yunpipe-input-etag": "e",
+        # The command's variables (none here); the gather's inputs would come before.
+        "yunpipe-variables": "sha256:" + hashlib.sha256(b"").hexdigest(),
+        "yunpipe-results": "2",
         "yunpipe-attempt": "1",
         # The input came with no run: the pipeline's drop-run takes it.
         "yunpipe-run": step.s3.head_object(Bucket="out-bucket", Key="data/x.txt/a")["Metadata"]["yunpipe-run"],
     }
-    assert list(expected) == list(contract.PROVENANCE_FIELDS)
+    assert list(expected) == [f for f in contract.PROVENANCE_FIELDS if f != "yunpipe-gathered"]
     assert expected["yunpipe-run"].endswith("Z-drop")
     for key in ("data/x.txt/a", "data/x.txt/sub/b"):
         assert step.s3.head_object(Bucket="out-bucket", Key=key)["Metadata"] == expected

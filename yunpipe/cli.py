@@ -238,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--gather", action="store_true",
                         help="queue one gather message for the objects under --prefix instead of one per object")
     submit.add_argument("--name", help="with --gather: the key of the gathered result (default: gather)")
+    submit.add_argument("--force", action="store_true",
+                        help="run them even where their results are there with matching provenance (else skipped)")
     add_aws_options(submit)
     retry = verbs.add_parser("retry", help="move dead-lettered messages back to their step's queue")
     retry.add_argument("pipeline")

@@ -17,7 +17,8 @@ from yunpipe.operations.opening import follow_lines
 
 
 def run_submit(args: argparse.Namespace) -> int:
-    submitted = submit(SubmitOptions(args.pipeline, args.prefix, args.step, args.gather, args.name, aws_options(args)))
+    submitted = submit(SubmitOptions(args.pipeline, args.prefix, args.step, args.gather, args.name, aws_options(args),
+                                     force=args.force))
     step = submitted.step
     if submitted.gathered is not None:
         print(f"Queued a gather message '{submitted.gathered}' for s3://{step.input_bucket}/{args.prefix} "

@@ -304,6 +304,9 @@ def task_role(ctx: StepContext) -> Role:
     return _role(ctx, "task", "ecs-tasks.amazonaws.com", "task", "ECS task", **accounting_arns(ctx),
                  input_bucket_arns=sources, gather=ctx.placement.gather,
                  output_arn=ctx.bucket_arn(ctx.output_bucket) + "/" + ctx.placement.output_prefix + "*",
+                 # Skipping what is done reads the results' provenance, and lists a folder result.
+                 output_bucket_arn="" if ctx.step.spec.force else ctx.bucket_arn(ctx.output_bucket),
+                 output_prefix=ctx.placement.output_prefix,
                  queue_arn=ctx.arn("sqs", ctx.queue_name()), topic_arn=ctx.topic_arn)
 
 
@@ -358,7 +361,7 @@ def task_definition(ctx: StepContext) -> TaskDefinition:
                               algorithm_ref=step.record.reference, image=step.record.image_uri,
                               task_cpu=cpu, task_memory=memory, capacity=task_capacity(ctx),
                               accounting=spec.accounting, quiet_seconds=spec.run_quiet_seconds,
-                              topic_arn=ctx.topic_arn)
+                              topic_arn=ctx.topic_arn, force=step.spec.force)
     environment = {
         **step.environment,
         **worker.to_env(),

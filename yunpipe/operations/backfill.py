@@ -45,16 +45,17 @@ GONE = ("DEPROVISIONING", "STOPPED")
 STOP_POLL_SECONDS = 0.5
 
 
-def object_message(summary: PipelineSummary, step: StepSummary, obj: dict) -> dict:
-    """The launcher's message for an object of a list_objects_v2 page (whose ETag is quoted)."""
+def object_message(summary: PipelineSummary, step: StepSummary, obj: dict, force: bool = False) -> dict:
+    """The launcher's message for an object of a list_objects_v2 page (whose ETag is quoted);
+    `force`: run it even where its results are there with matching provenance."""
     return {"bucket": step.input_bucket, "key": obj["Key"], "etag": obj["ETag"].strip('"'), "size": obj["Size"],
-            "pipeline": summary.pipeline, "step": step.name}
+            "pipeline": summary.pipeline, "step": step.name, **({"force": True} if force else {})}
 
 
-def gather_message(summary: PipelineSummary, step: StepSummary, name: str, prefix: str) -> dict:
+def gather_message(summary: PipelineSummary, step: StepSummary, name: str, prefix: str, force: bool = False) -> dict:
     """The one message a gather step's queue expects: gather what is under `prefix`, as `name`."""
     return {"key": name, "bucket": step.input_bucket, "etag": "", "gather": {"prefix": prefix},
-            "pipeline": summary.pipeline, "step": step.name}
+            "pipeline": summary.pipeline, "step": step.name, **({"force": True} if force else {})}
 
 
 # The launcher's own batch send (with its retries), which retry also needs for bodies that are
@@ -103,9 +104,9 @@ def listed_objects(aws: Aws, step: StepSummary, prefix: str) -> list[dict]:
 
 
 def queue_objects(aws: Aws, queue_url: str, summary: PipelineSummary, step: StepSummary, prefix: str,
-                  opened_by: str = "yunpipe submit") -> tuple[int, OpenRun | None]:
+                  opened_by: str = "yunpipe submit", force: bool = False) -> tuple[int, OpenRun | None]:
     """Queue every object under `prefix` in the step's input bucket, once, as one run; returns
-    how many, and the run (None when the pipeline does not account)."""
+    how many, and the run (None when the pipeline does not account). `force`: see object_message."""
     objects = listed_objects(aws, step, prefix)
     inputs = [{"bucket": step.input_bucket, "key": obj["Key"]} for obj in objects]
     opened = open_run(aws, summary, "submit", inputs, opened_by, steps=[step.name])
@@ -116,7 +117,7 @@ def queue_objects(aws: Aws, queue_url: str, summary: PipelineSummary, step: Step
         with tqdm(total=len(objects), unit="object", desc=f"queue to {step.name}", disable=None) as progress:
             for start in range(0, len(objects), sending.BATCH_SIZE):
                 batch = inputs[start:start + sending.BATCH_SIZE]
-                bodies = [json.dumps({**object_message(summary, step, obj), **run})
+                bodies = [json.dumps({**object_message(summary, step, obj, force), **run})
                           for obj in objects[start:start + sending.BATCH_SIZE]]
                 try:
                     _send_all(sqs, queue_url, bodies, len(sent))
@@ -152,6 +153,7 @@ class SubmitOptions:
     gather: bool = False  # one gather message for the objects under prefix
     name: str | None = None  # with gather: the key of the gathered result
     where: AwsOptions = field(default_factory=AwsOptions)
+    force: bool = False  # run them even where their results are there with matching provenance
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,8 @@ def submit(options: SubmitOptions) -> Submitted:
         name = options.name or GATHER_KEY
         opened = open_run(aws, summary, "submit", [{"bucket": step.input_bucket, "key": name}], "yunpipe submit --gather",
                           steps=[step.name])
-        body = {**gather_message(summary, step, name, options.prefix), **({"run": opened.run} if opened else {})}
+        body = {**gather_message(summary, step, name, options.prefix, options.force),
+                **({"run": opened.run} if opened else {})}
         try:
             _send_all(aws.client("sqs"), queue_url, [json.dumps(body)], 0)
         except BaseException:
@@ -189,7 +192,7 @@ def submit(options: SubmitOptions) -> Submitted:
     if not reader.bucket_exists(step.input_bucket):
         raise YunpipeError(f"the input bucket {step.input_bucket} of step {step.name} does not exist; "
                            "run setup-pipe again")
-    count, opened = queue_objects(aws, queue_url, summary, step, options.prefix)
+    count, opened = queue_objects(aws, queue_url, summary, step, options.prefix, force=options.force)
     return Submitted(aws, step, count=count, run=opened)
 
 

@@ -66,9 +66,13 @@ ONE_JOB_FLAG = "--one-job"
 ONE_JOB_SHELL_FLAG = "--shell"
 ONE_JOB_MARKER = "yunpipe-one-job"
 # The S3 user metadata of every result, in this order (`yunpipe results --provenance`).
+# yunpipe-gathered: a gather's inputs (a digest of their keys and ETags); yunpipe-variables: a
+# digest of the command's variables; yunpipe-results: how many results the job wrote (a folder's
+# count, so a half-uploaded folder is never taken for a done job).
 PROVENANCE_FIELDS = (
     "yunpipe-pipeline", "yunpipe-step", "yunpipe-algorithm", "yunpipe-image",
-    "yunpipe-input", "yunpipe-input-etag", "yunpipe-attempt", "yunpipe-run",
+    "yunpipe-input", "yunpipe-input-etag", "yunpipe-gathered", "yunpipe-variables", "yunpipe-results",
+    "yunpipe-attempt", "yunpipe-run",
 )
 
 
@@ -116,6 +120,8 @@ class WorkerConfig:
     accounting: bool = True
     quiet_seconds: int = DEFAULT_QUIET_SECONDS
     topic_arn: str = ""
+    # Run every job even when its results are there with matching provenance (a step's `force`).
+    force: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], strict: bool = True) -> WorkerConfig:
@@ -139,6 +145,12 @@ class WorkerConfig:
             if strict:
                 raise
             accounting = True
+        try:
+            force = _flag(environ, "YUNPIPE_FORCE", default=False)
+        except ValueError:
+            if strict:
+                raise
+            force = False
 
         return cls(
             queue_url=environ.get(QUEUE_URL_VARIABLE, ""),
@@ -164,6 +176,7 @@ class WorkerConfig:
             accounting=accounting,
             quiet_seconds=_int("YUNPIPE_QUIET_SECONDS", DEFAULT_QUIET_SECONDS, 1),
             topic_arn=environ.get("YUNPIPE_TOPIC_ARN", ""),
+            force=force,
         )
 
     def to_env(self) -> dict[str, str]:
@@ -191,6 +204,7 @@ class WorkerConfig:
             "YUNPIPE_ACCOUNTING": "1" if self.accounting else "0",
             "YUNPIPE_QUIET_SECONDS": str(self.quiet_seconds),
             "YUNPIPE_TOPIC_ARN": self.topic_arn,
+            "YUNPIPE_FORCE": "1" if self.force else "0",
         }
 
 

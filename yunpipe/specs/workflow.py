@@ -114,6 +114,9 @@ class StepSpec:
     parallelism: int | None = spec_field("parallelism", {"type": "integer", "minimum": 1, "maximum": 64,
                                                          "description": "a number of jobs from 1 to 64"}, None)
     timeout_seconds: int | None = spec_field("timeout_seconds", TIMEOUT_SCHEMA, None)
+    # Run every file, even one whose results are there with matching provenance (the worker
+    # skips those otherwise).
+    force: bool = spec_field("force", {"type": "boolean"}, False)
     filter_prefix: str = spec_field("filter.prefix", {"type": "string"}, "")
     filter_suffix: str = spec_field("filter.suffix", {"type": "string"}, "")
     # A gather step runs one job over everything its input holds: on `yunpipe submit --gather`,

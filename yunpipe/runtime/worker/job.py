@@ -22,8 +22,9 @@ from .locks import PathLocks, Scratch
 from .message import Job, JobFailure, parse_body
 from .paths import job_paths, result_objects
 from .process import RunOutcome, run_command
-from .provenance import provenance
-from .staging import Staged, stage
+from .provenance import provenance, variables_digest
+from .skip import done_results
+from .staging import Staged, gather_listing, stage
 from .transfers import Meter, upload
 
 log = logging.getLogger("yunpipe.worker")
@@ -37,6 +38,8 @@ class JobResult:
     result_keys: list[str] = dataclasses.field(default_factory=list)
     # Set when the job was abandoned because the worker is stopping: no report, no retry delay.
     interrupted: bool = False
+    # Its results were already there with matching provenance: nothing was run.
+    skipped: bool = False
     reason: str | None = None
     report: dict | None = None
 
@@ -93,7 +96,16 @@ def process_message(
             return _abandoned(key, attempt, final)
         # Measured from here: waiting for another job's paths is not this job's time.
         measured.restart()
-        staged = stage(s3, algorithm, job, scratch, measured.meter)
+        # A gather's objects, listed once: what the check compares is what the job would gather.
+        listing = gather_listing(s3, job.source, job.gather_prefix) if job.gather_prefix is not None else None
+        done = [] if config.force or job.force else done_results(s3, config, algorithm, job,
+                                                                 command_env(algorithm, environ), listing)
+        if done:
+            log.info("skipped key=%s: results %s are there with matching provenance", key, ",".join(done))
+            result = JobResult(ok=True, key=key, attempt=attempt, final=final, result_keys=done, skipped=True)
+            _record(ledger, job, key, measured, result, "")
+            return result
+        staged = stage(s3, algorithm, job, scratch, measured.meter, listing)
         key = staged.key
         outcome = run_staged(config, algorithm, staged, environ, stop, ledger, measured)
         if outcome.interrupted:
@@ -104,7 +116,9 @@ def process_message(
         if not objects:
             what = "is an empty directory" if os.path.isdir(staged.output_path) else "was not created"
             raise JobFailure("missing_output", f"output {staged.output_path} {what}", outcome.exit_code)
-        metadata = provenance(config, job, key, attempt, _run(ledger, job, key, measured))
+        metadata = provenance(config, job, key, variables=variables_digest(algorithm, command_env(algorithm, environ)),
+                              gathered=staged.gathered, results=len(objects), attempt=attempt,
+                              run=_run(ledger, job, key, measured))
         for local, result_key in objects:
             try:
                 upload(s3, local, config.output_bucket, result_key, metadata, measured.meter)
@@ -188,7 +202,7 @@ def _run(ledger: Ledger, job: Job, key: str, measured: Measured) -> str | None:
 
 def _outcome(result: JobResult) -> str:
     if result.ok:
-        return "ok"
+        return "skipped" if result.skipped else "ok"
     if result.interrupted:
         return "interrupted"
     return FAILURE_OUTCOMES.get(result.reason or "", "failed")

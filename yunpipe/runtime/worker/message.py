@@ -45,6 +45,8 @@ class Job:
     gather_prefix: str | None = None
     # The run the sender opened for it (`yunpipe submit`); None: the input's own tells.
     run: str | None = None
+    # Run even when the results are there with matching provenance (`yunpipe submit --force`).
+    force: bool = False
 
 
 def _source(data: Any, what: str, step: str = "") -> Source:
@@ -89,10 +91,11 @@ def parse_body(body: str) -> Job:
     # stands in the way of a result.
     run = data.get("run")
     run = run if isinstance(run, str) and RUN_NAME.match(run) else None
+    force = data.get("force") is True
     if inputs is not None and gather is not None:
         raise JobFailure("bad_message", "message has both inputs and gather")
     if inputs is not None:
-        return Job(source, inputs=_join_inputs(inputs), run=run)
+        return Job(source, inputs=_join_inputs(inputs), run=run, force=force)
     if gather is not None:
-        return Job(source, gather_prefix=_gather_prefix(gather), run=run)
-    return Job(source, run=run)
+        return Job(source, gather_prefix=_gather_prefix(gather), run=run, force=force)
+    return Job(source, run=run, force=force)

@@ -13,6 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .locks import Scratch
 from .message import Job, JobFailure, Source
 from .paths import gather_paths, gather_relative_path, join_paths, local_paths
+from .provenance import gathered_digest
 from .transfers import Meter, fetch
 
 log = logging.getLogger("yunpipe.worker")
@@ -25,6 +26,7 @@ class Staged:
     input_path: str  # `$input`: the (first) input file, or the gathered folder
     output_path: str
     step_inputs: dict[str, str] = dataclasses.field(default_factory=dict)  # a join's step id -> file
+    gathered: str = ""  # a gather's inputs as provenance names them (provenance.gathered_digest)
 
 
 def _not_found(exc: ClientError) -> bool:
@@ -78,26 +80,28 @@ def _stage_join(s3: Any, algorithm: dict, job: Job, scratch: Scratch, meter: Met
     return Staged(job.source.key, paths[job.inputs[0].step], output, paths)
 
 
-def _gather_listing(s3: Any, source: Source, prefix: str) -> list[Source]:
+def gather_listing(s3: Any, source: Source, prefix: str) -> list[Source]:
     """Every object to gather: folder markers and the run's own marker object are not data."""
     found = []
     try:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=source.bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
                 if not obj["Key"].endswith("/") and obj["Key"] != source.key:
-                    found.append(Source(source.bucket, obj["Key"], size=obj.get("Size")))
+                    found.append(Source(source.bucket, obj["Key"], str(obj.get("ETag", "")).strip('"'),
+                                        obj.get("Size")))
     except (BotoCoreError, ClientError) as exc:
         raise JobFailure("download_error", f"cannot list s3://{source.bucket}/{prefix}*: {exc}") from None
     return found
 
 
-def _stage_gather(s3: Any, algorithm: dict, job: Job, scratch: Scratch, meter: Meter) -> Staged:
+def _stage_gather(s3: Any, algorithm: dict, job: Job, scratch: Scratch, meter: Meter,
+                  listing: list[Source] | None) -> Staged:
     source, prefix = job.source, job.gather_prefix or ""
     if algorithm["input_adapter"] == "stdin":
         raise JobFailure("unsupported_input", "a gather is a folder of files; this algorithm reads a single "
                          "file on its stdin (input_adapter stdin)")
     folder, output = (scratch.claim(p) for p in gather_paths(algorithm, source.key))
-    objects = _gather_listing(s3, source, prefix)
+    objects = gather_listing(s3, source, prefix) if listing is None else listing
     if not objects:
         raise JobFailure("empty_gather", f"no objects under s3://{source.bucket}/{prefix}")
     try:
@@ -107,13 +111,15 @@ def _stage_gather(s3: Any, algorithm: dict, job: Job, scratch: Scratch, meter: M
         raise JobFailure("download_error", str(exc)) from None
     for obj, path in targets:
         _download(s3, obj, path, meter)
-    return Staged(source.key, folder, output)
+    return Staged(source.key, folder, output, gathered=gathered_digest(objects))
 
 
-def stage(s3: Any, algorithm: dict, job: Job, scratch: Scratch, meter: Meter) -> Staged:
-    """Download a job's input(s) to where the command expects them, counted by `meter`."""
+def stage(s3: Any, algorithm: dict, job: Job, scratch: Scratch, meter: Meter,
+          listing: list[Source] | None = None) -> Staged:
+    """Download a job's input(s) to where the command expects them, counted by `meter`; a
+    gather's `listing` when its objects were listed already (gather_listing)."""
     if job.inputs:
         return _stage_join(s3, algorithm, job, scratch, meter)
     if job.gather_prefix is not None:
-        return _stage_gather(s3, algorithm, job, scratch, meter)
+        return _stage_gather(s3, algorithm, job, scratch, meter, listing)
     return _stage_object(s3, algorithm, job.source, scratch, meter)
