@@ -140,3 +140,21 @@ def test_setup_removes_the_steps_a_workflow_no_longer_has(moto, write_workflow):
     assert "LambdaFunctionConfigurations" not in s3.get_bucket_notification_configuration(Bucket=intermediate)
     assert cli.clean_up_main(["seq", "--purge"]) == 0
     assert tagged_arns("seq") == []
+
+
+def test_purge_deletes_what_a_stopping_worker_writes_after_the_plan(deployed, capsys):
+    """A worker stopped by clean-up writes its task record on its way out, after the plan listed
+    the reports bucket: the purge deletes that too instead of failing on BucketNotEmpty."""
+    s3 = boto3.client("s3", region_name=REGION)
+    [reports] = [b["Name"] for b in s3.list_buckets()["Buckets"] if "-reports-" in b["Name"]]
+    written = []
+
+    def worker_writes_late(service: str, operation: str) -> None:
+        if (service, operation) == ("s3", "DeleteObjects") and not written:
+            written.append(True)
+            s3.put_object(Bucket=reports, Key="tasks/demo/change123-s3/late.json", Body=b"{}")
+
+    s3.put_object(Bucket=reports, Key="runs/demo/early.json", Body=b"{}")
+    with watch_calls(worker_writes_late):
+        assert cli.clean_up_main(["demo", "--purge"]) == 0
+    assert written and reports not in [b["Name"] for b in s3.list_buckets()["Buckets"]]

@@ -364,10 +364,11 @@ def test_a_spot_step_gets_a_cluster_with_fargate_spot_and_its_launcher_starts_sp
     path = write_workflow(spot_workflow("FARGATE_SPOT"), "spot.json")
     with watch_calls() as calls:
         assert cli.setup_pipe_main(["-f", path]) == 0
-    # (PutClusterCapacityProviders retried while ECS cannot yet assume the new role.)
-    assert list(dict.fromkeys(mutating(calls))) == [("iam", "CreateServiceLinkedRole"),
-                                                    ("ecs", "PutClusterCapacityProviders"),
-                                                    ("lambda", "UpdateFunctionConfiguration")]
+    # (PutClusterCapacityProviders retried while ECS cannot yet assume the new role.) The task
+    # definition's new revision tells the workers they are billed as Spot (accounting's prices).
+    changed = list(dict.fromkeys(mutating(calls)))
+    assert changed == [("iam", "CreateServiceLinkedRole"), ("ecs", "PutClusterCapacityProviders"),
+                       ("ecs", "RegisterTaskDefinition"), ("lambda", "UpdateFunctionConfiguration")], changed
     [cluster] = ecs.describe_clusters(clusters=["yunpipe-demo"])["clusters"]
     assert cluster["capacityProviders"] == ["FARGATE", "FARGATE_SPOT"]
     with watch_calls() as calls:

@@ -69,6 +69,10 @@ def watch_calls(hook: Callable[[str, str], None] | None = None) -> Iterator[list
         _observers.remove(observer)
 
 
+# DeleteBucket asks of a bucket that gets objects while it is emptied.
+DELETE_BUCKET_TRIES = 3
+
+
 class Aws:
     """Clients built from one boto3-like session (boto3.Session or LocalStack's Session)."""
 
@@ -102,9 +106,30 @@ class Aws:
 
     def call(self, service: str, operation: str, **params: Any) -> dict:
         """`operation` is the boto3 method name (create_queue); ResponseMetadata is dropped."""
+        if (service, operation) == ("s3", "delete_bucket"):
+            return self._delete_bucket(**params)
         response = getattr(self.client(service), operation)(**params)
         response.pop("ResponseMetadata", None)
         return response
+
+    def _delete_bucket(self, **params: Any) -> dict:
+        """DeleteBucket, for a bucket the plan emptied: objects written since the plan listed it
+        (a stopping worker's task record, say) are deleted too, then it is asked again."""
+        s3 = self.client("s3")
+        for _ in range(DELETE_BUCKET_TRIES - 1):
+            try:
+                s3.delete_bucket(**params)
+                return {}
+            except ClientError as error:
+                if error_code(error) != "BucketNotEmpty":
+                    raise
+            for page in s3.get_paginator("list_object_versions").paginate(Bucket=params["Bucket"]):
+                late = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                        for key in ("Versions", "DeleteMarkers") for v in page.get(key, [])]
+                if late:
+                    s3.delete_objects(Bucket=params["Bucket"], Delete={"Objects": late, "Quiet": True})
+        s3.delete_bucket(**params)
+        return {}
 
     def pages(self, service: str, operation: str, key: str, **params: Any) -> Iterator[Any]:
         """Every item under `key` of every page of a paginated read."""

@@ -22,6 +22,8 @@ log = logging.getLogger("yunpipe.worker")
 
 # SQS hands out at most this many messages per ReceiveMessage.
 RECEIVE_BATCH = 10
+# After an empty short poll (YUNPIPE_WAIT_SECONDS 0), the next receive waits this long.
+EMPTY_POLL_PAUSE_SECONDS = 0.2
 
 
 
@@ -180,6 +182,10 @@ def _drain(config: WorkerConfig, algorithm: dict, sqs: Any, s3: Any, environ: Ma
                         log.info("queue empty for %ss, exiting: %d ok, %d failed",
                                  config.idle_seconds, slots.ok, slots.failed)
                         return "idle"
+                    if not config.wait_seconds:
+                        # A short poll answers at once: without a pause the loop would ask SQS
+                        # (a billed request each) thousands of times a second while jobs run.
+                        stop.wait(EMPTY_POLL_PAUSE_SECONDS)
                     continue
                 heartbeat.hold(messages)
                 slots.take(len(messages))
