@@ -186,13 +186,14 @@ def test_clean_up_purge_leaves_nothing_of_the_pipeline(pipeline, aws, tmp_path):
     tagged = [m["ResourceARN"] for page in aws("resourcegroupstaggingapi").get_paginator("get_resources").paginate(
         TagFilters=[{"Key": "yunpipe:pipeline", "Values": [name]}]) for m in page["ResourceTagMappingList"]]
     # Tasks carry the pipeline's tags (propagateTags, for cost allocation); a stopped task is no
-    # resource to delete: ECS forgets it after an hour. None may still run.
+    # resource to delete: ECS forgets it after an hour. Clean-up has stopped every one (each exits
+    # within its stop timeout, after clean-up returns).
     tasks = [arn for arn in tagged if ":task/" in arn]
     assert [arn for arn in tagged if arn not in tasks] == [], f"still tagged yunpipe:pipeline={name}: {tagged}"
     if tasks:
         cluster = tasks[0].split(":task/")[1].split("/")[0]
         described = aws("ecs").describe_tasks(cluster=cluster, tasks=tasks)["tasks"]
-        assert {t["lastStatus"] for t in described} <= {"STOPPED"}, described
+        assert {t["desiredStatus"] for t in described} == {"STOPPED"}, described
     iam = aws("iam")
     roles = [r["RoleName"] for r in iam.list_roles(PathPrefix="/yunpipe/")["Roles"]
              if {"Key": "yunpipe:pipeline", "Value": name} in iam.list_role_tags(RoleName=r["RoleName"])["Tags"]
