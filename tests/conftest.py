@@ -24,6 +24,7 @@ from yunpipe.local.moto_patches import (
     sqs_clock_fast,
 )
 from yunpipe.registry import AlgorithmRegistry
+from yunpipe.runtime.accounting import runs
 from yunpipe.specs.algorithm import load_algorithm
 
 
@@ -68,9 +69,12 @@ def aws_env(monkeypatch, tmp_path):
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                         "AWS_DEFAULT_REGION": REGION, "YUNPIPE_HOME": str(tmp_path / "home")}.items():
         monkeypatch.setenv(name, value)
+    # A worker under test must not look for an ECS task metadata endpoint this machine has not.
     for name in ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_REGION", "AWS_ENDPOINT_URL", "AWS_PROFILE",
-                 "YUNPIPE_LOCAL"):
+                 "YUNPIPE_LOCAL", "ECS_CONTAINER_METADATA_URI_V4"):
         monkeypatch.delenv(name, raising=False)
+    # A worker remembers its pipeline's drop-run; each test's moto starts without one.
+    monkeypatch.setattr(runs, "_cache", {})
 
 
 @pytest.fixture

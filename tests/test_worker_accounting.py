@@ -13,7 +13,7 @@ import pytest
 from moto import mock_aws
 from test_worker import PATIENCE, Step, gather_body, join_body
 
-from yunpipe.runtime.accounting import records, runs
+from yunpipe.runtime.accounting import records
 from yunpipe.runtime.worker import cgroup
 from yunpipe.runtime.worker.cgroup import MemoryCgroup, find_memory_cgroup
 from yunpipe.runtime.worker.ledger import Ledger
@@ -26,16 +26,6 @@ ALLOCATE = "import sys; b = bytearray({mib} * 2**20); b[::4096] = b'x' * len(b[:
 # Burns CPU until its own CPU clock passed N seconds: CPU time, whatever the machine's load.
 BURN = "import time\nwhile time.process_time() < {seconds}: pass"
 
-
-@pytest.fixture
-def aws_env(monkeypatch):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_REGION", "ECS_CONTAINER_METADATA_URI_V4"):
-        monkeypatch.delenv(name, raising=False)
-    # A worker remembers its pipeline's drop-run; each test's moto starts without one.
-    monkeypatch.setattr(runs, "_cache", {})
 
 
 @pytest.fixture

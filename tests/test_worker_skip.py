@@ -20,14 +20,6 @@ def step(aws_env, tmp_path, monkeypatch):
         yield Step(tmp_path)
 
 
-@pytest.fixture
-def aws_env(monkeypatch):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_REGION", "ECS_CONTAINER_METADATA_URI_V4"):
-        monkeypatch.delenv(name, raising=False)
-
 
 def body(key, etag="e", **extra):
     return json.dumps({"bucket": "in-bucket", "key": key, "etag": etag, "size": 1, **extra})
