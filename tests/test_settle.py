@@ -387,6 +387,39 @@ def test_the_worker_settles_when_its_queue_first_comes_back_empty_after_its_jobs
     assert is_open(aws, second)
 
 
+def test_a_worker_leaves_settling_to_the_step_s_last_worker(aws, tmp_path, caplog):
+    """While another worker of the step still holds a message, a worker that runs dry does not read
+    the run's records: the holder's job may be the run's last, and that worker looks then."""
+    from yunpipe.runtime.contract import WorkerConfig
+    from yunpipe.runtime.worker.algorithm import load_algorithm
+    from yunpipe.runtime.worker.loop import run_worker
+
+    describe(aws, [step("upper")])
+    sqs = boto3.client("sqs", region_name=REGION)
+    queue = sqs.create_queue(QueueName="yunpipe-demo-upper-queue")["QueueUrl"]
+    for bucket in ("in-bucket", "out-bucket"):
+        aws.create_bucket(Bucket=bucket)
+    for key in ("x", "y"):
+        aws.put_object(Bucket="in-bucket", Key=key, Body=key.encode())
+    run = open_run(aws, ["x"])
+    job(aws, run, "upper", "x")
+    sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"bucket": "in-bucket", "key": "x", "run": run}))
+    sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"bucket": "in-bucket", "key": "y", "run": run}))
+    (tmp_path / "algorithm.json").write_text(json.dumps({
+        "name": "upper", "run_command": "cp $input $output", "input_file_path": str(tmp_path / "work"),
+        "output_file_path": str(tmp_path / "work")}))
+    algorithm = load_algorithm(str(tmp_path / "algorithm.json"))
+    config = WorkerConfig(queue_url=queue, output_bucket="out-bucket", report_bucket=BUCKET, pipeline=PIPELINE,
+                          step="upper", idle_seconds=0, wait_seconds=0, max_receive_count=1)
+    # "Another worker" holds the second message, as if its job still ran.
+    held = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=1, VisibilityTimeout=600)["Messages"]
+    assert len(held) == 1
+    with caplog.at_level(logging.INFO, logger="yunpipe.worker"):
+        assert run_worker(config, algorithm, sqs, aws, environ={}, retry_delay=0) == 0
+    assert "settled run" not in caplog.text
+    assert is_open(aws, run)
+
+
 def test_a_run_settles_even_when_its_announcement_cannot_go_out(aws, caplog):
     describe(aws, CHAIN, topic_arn=f"arn:aws:sns:{REGION}:123456789012:gone")
     run = open_run(aws, ["x"])
