@@ -20,6 +20,9 @@ from typing import Any, NamedTuple
 # The queue of a step's jobs: the one value of both environments that AWS hands out (a queue's
 # URL), so the compiler sets it apart and fills it in once the queue exists.
 QUEUE_URL_VARIABLE = "YUNPIPE_QUEUE_URL"
+# The step's dead-letter queue, where the worker sends a file at once (a permanent exit code, or
+# a last try that SQS's own count would not yet move): filled in the same way.
+DEAD_LETTER_URL_VARIABLE = "YUNPIPE_DEAD_LETTER_URL"
 # The launcher's queue of events Lambda could not deliver (its on-failure destination): also a
 # queue URL, filled in the same way.
 FAILED_EVENTS_URL_VARIABLE = "YUNPIPE_FAILED_EVENTS_URL"
@@ -45,6 +48,15 @@ DEFAULT_VISIBILITY_SECONDS = 300
 # would lose its message, and another task would run the same file again. So a job's
 # timeout_seconds and a queue's visibility timeout are at most this.
 MAX_VISIBILITY_SECONDS = 43200
+# A file the worker hands back when its task is stopped (a Spot interruption) is queued again with
+# these message attributes: how many receives it had, and how many of them were interrupted. Its
+# tries are the receives less the interruptions, so an interruption uses up none. A message
+# without them (the launcher's, `yunpipe retry`'s) is a file's first.
+RECEIVES_ATTRIBUTE = "yunpipe-receives"
+INTERRUPTIONS_ATTRIBUTE = "yunpipe-interruptions"
+# A file interrupted this often is released as any failure is: each further interruption uses up
+# a try, so a file no task ever finishes still reaches the dead-letter queue.
+MAX_INTERRUPTIONS = 10
 # A drop-run (the files other S3 clients drop) closes once no new file came for this long.
 DEFAULT_QUIET_SECONDS = 120
 # Jobs one worker runs at once. 1 for a task definition that does not say (it behaves as
@@ -58,6 +70,8 @@ ALGORITHM_DEFAULTS: dict[str, Any] = {
     "output_adapter": "path",
     "timeout_seconds": 3600,
     "environment": {},
+    # Exit codes that say the input is bad: no retry, the dead-letter queue at once.
+    "permanent_exit_codes": [],
 }
 # One job from a file on this machine, no AWS (`yunpipe try`, `yunpipe replay`): the wrapped
 # image's entrypoint takes `--one-job FILE [--shell]` and ends its stdout with a line of this
@@ -122,6 +136,8 @@ class WorkerConfig:
     topic_arn: str = ""
     # Run every job even when its results are there with matching provenance (a step's `force`).
     force: bool = False
+    # The step's dead-letter queue ("": the worker leaves every last try to SQS's redrive).
+    dead_letter_url: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], strict: bool = True) -> WorkerConfig:
@@ -177,6 +193,7 @@ class WorkerConfig:
             quiet_seconds=_int("YUNPIPE_QUIET_SECONDS", DEFAULT_QUIET_SECONDS, 1),
             topic_arn=environ.get("YUNPIPE_TOPIC_ARN", ""),
             force=force,
+            dead_letter_url=environ.get(DEAD_LETTER_URL_VARIABLE, ""),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -205,6 +222,7 @@ class WorkerConfig:
             "YUNPIPE_QUIET_SECONDS": str(self.quiet_seconds),
             "YUNPIPE_TOPIC_ARN": self.topic_arn,
             "YUNPIPE_FORCE": "1" if self.force else "0",
+            DEAD_LETTER_URL_VARIABLE: self.dead_letter_url,
         }
 
 

@@ -19,7 +19,7 @@ from .algorithm import command_env
 from .command import substitute
 from .ledger import FAILURE_OUTCOMES, Ledger
 from .locks import PathLocks, Scratch
-from .message import Job, JobFailure, parse_body
+from .message import Job, JobFailure, parse_body, receipt
 from .paths import job_paths, result_objects
 from .process import RunOutcome, run_command
 from .provenance import provenance, variables_digest
@@ -28,6 +28,8 @@ from .staging import Staged, gather_listing, stage
 from .transfers import Meter, upload
 
 log = logging.getLogger("yunpipe.worker")
+# The failure reason of an exit code the algorithm declares permanent.
+PERMANENT_EXIT = "permanent_exit"
 
 @dataclasses.dataclass
 class JobResult:
@@ -81,8 +83,9 @@ def process_message(
     `stop` is set first (then it is abandoned untouched). `ledger` records the job once its
     result or failure report is written (a Ledger of its own when not given)."""
     ledger = ledger or Ledger(config, s3, environ=environ)
-    attempt = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
-    final = attempt >= config.max_receive_count
+    received = receipt(message)
+    attempt = received.attempt
+    final = received.tries >= config.max_receive_count
     job: Job | None = None
     key: str | None = None
     scratch = Scratch(locks or PathLocks())
@@ -131,6 +134,8 @@ def process_message(
         _record(ledger, job, key, measured, result, "")
         return result
     except JobFailure as failure:
+        # Another try cannot help: the file goes to the dead-letter queue now (lease.settle).
+        final = final or failure.reason == PERMANENT_EXIT
         # A job that failed before or outside the command reports why in place of stderr.
         stderr_tail = (measured.command.stderr_tail if measured.command else "") or failure.detail
         report_name = key if key is not None else f"_invalid-message/{message.get('MessageId', 'unknown')}"
@@ -141,6 +146,8 @@ def process_message(
             "key": key,
             "etag": job.source.etag if job else None,
             "attempt": attempt,
+            # Of its attempts, those its tasks were stopped in (a Spot interruption): no tries.
+            "interruptions": received.interruptions,
             "final": final,
             "reason": failure.reason,
             "exit_code": failure.exit_code,
@@ -149,8 +156,8 @@ def process_message(
             "finished_at": _now(),
         }
         log.error(
-            "failed key=%s reason=%s attempt=%d/%d final=%s duration=%.2fs: %s",
-            key, failure.reason, attempt, config.max_receive_count, final, time.monotonic() - measured.t0,
+            "failed key=%s reason=%s try=%d/%d final=%s duration=%.2fs: %s",
+            key, failure.reason, received.tries, config.max_receive_count, final, time.monotonic() - measured.t0,
             failure.detail,
         )
         where = report_key(config, report_name, attempt)
@@ -188,6 +195,9 @@ def run_staged(config: WorkerConfig, algorithm: dict, staged: Staged, environ: M
     if outcome.oom:
         raise JobFailure("oom", "killed by the kernel for exceeding the task's memory limit "
                                 f"({ledger.memory_limit_mib or '?'} MiB)", outcome.exit_code)
+    if outcome.exit_code in algorithm["permanent_exit_codes"]:
+        raise JobFailure(PERMANENT_EXIT, f"command exited with {outcome.exit_code}, which the algorithm declares "
+                                         "permanent (permanent_exit_codes): no retry", outcome.exit_code)
     if outcome.exit_code != 0:
         raise JobFailure("nonzero_exit", f"command exited with {outcome.exit_code}", outcome.exit_code)
     return outcome

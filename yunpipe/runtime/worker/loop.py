@@ -13,7 +13,7 @@ import botocore.session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..accounting.settle import settle_open_runs
-from ..contract import WorkerConfig
+from ..contract import INTERRUPTIONS_ATTRIBUTE, RECEIVES_ATTRIBUTE, WorkerConfig
 from .job import JobResult, process_message
 from .lease import RETRY_DELAY_SECONDS, VisibilityHeartbeat, release, settle
 from .ledger import Ledger
@@ -190,6 +190,8 @@ def _drain(config: WorkerConfig, algorithm: dict, sqs: Any, s3: Any, environ: Ma
                     MaxNumberOfMessages=min(RECEIVE_BATCH, free),
                     WaitTimeSeconds=config.wait_seconds,
                     VisibilityTimeout=config.visibility_seconds,
+                    # A handed-back file's receives and interruptions (message.Receipt).
+                    MessageAttributeNames=[RECEIVES_ATTRIBUTE, INTERRUPTIONS_ATTRIBUTE],
                     **receive_count_attribute(sqs),
                 )
                 messages = response.get("Messages", [])
