@@ -13,6 +13,8 @@ from test_worker import PATIENCE, Step
 
 from yunpipe.runtime import contract
 from yunpipe.runtime.worker.algorithm import load_algorithm
+from yunpipe.runtime.worker.job import process_message
+from yunpipe.runtime.worker.lease import settle
 
 COPY = "sh -c 'cp $input $output'"
 
@@ -76,6 +78,24 @@ def test_an_interrupted_job_is_handed_back_and_three_interruptions_use_up_no_try
     # The try that ran is the file's fourth attempt: the interrupted ones keep their numbers.
     head = step.s3.head_object(Bucket="out-bucket", Key="a.txt")
     assert head["Metadata"]["yunpipe-attempt"] == "4"
+
+
+def test_a_file_received_as_the_worker_stops_is_handed_back_as_if_never_received(strict_step):
+    step = strict_step
+    alg = step.algorithm(COPY)
+    config = step.config(YUNPIPE_DEAD_LETTER_URL=step.dlq_url)
+    step.put("a.txt")
+    step.sqs.send_message(QueueUrl=step.queue_url, MessageBody=body("a.txt"), MessageAttributes=counted(2, 1))
+    [message] = step.sqs.receive_message(QueueUrl=step.queue_url, MessageAttributeNames=["All"],
+                                         MessageSystemAttributeNames=["ApproximateReceiveCount"])["Messages"]
+    stopping = threading.Event()
+    stopping.set()
+    result = process_message(message, config, alg, step.s3, environ={}, stop=stopping)
+    assert (result.interrupted, result.untouched, result.attempt) == (True, True, 3)
+    settle(step.sqs, config, message, result, retry_delay=0)
+    # Nothing of it ran: the counts it came with, no interruption added to the bound.
+    assert queued(step) == [(body("a.txt"), {contract.RECEIVES_ATTRIBUTE: "2", contract.INTERRUPTIONS_ATTRIBUTE: "1"}, 0)]
+    assert step.output_keys() == [] and step.reports() == {}
 
 
 def test_a_file_interrupted_too_often_is_released_and_the_interruption_counts(strict_step, tmp_path):

@@ -40,6 +40,9 @@ class JobResult:
     result_keys: list[str] = dataclasses.field(default_factory=list)
     # Set when the job was abandoned because the worker is stopping: no report, no retry delay.
     interrupted: bool = False
+    # Abandoned before anything of it ran (received as the worker stopped, or waiting for
+    # another job's paths): its receive was no attempt.
+    untouched: bool = False
     # Its results were already there with matching provenance: nothing was run.
     skipped: bool = False
     reason: str | None = None
@@ -96,7 +99,7 @@ def process_message(
         if config_error:
             raise JobFailure("config_error", f"the worker's configuration is bad: {config_error}")
         if not scratch.hold(job_paths(algorithm, job), stop):
-            return _abandoned(key, attempt, final)
+            return _abandoned(key, attempt, final, untouched=True)
         # Measured from here: waiting for another job's paths is not this job's time.
         measured.restart()
         # A gather's objects, listed once: what the check compares is what the job would gather.
@@ -239,9 +242,10 @@ def _record(ledger: Ledger, job: Job, key: str, measured: Measured, result: JobR
         log.exception("cannot record the job of %s", key)
 
 
-def _abandoned(key: str | None, attempt: int, final: bool) -> JobResult:
+def _abandoned(key: str | None, attempt: int, final: bool, untouched: bool = False) -> JobResult:
     log.warning("abandoned key=%s attempt=%d: worker is stopping", key, attempt)
-    return JobResult(ok=False, key=key, attempt=attempt, final=final, interrupted=True, reason="interrupted")
+    return JobResult(ok=False, key=key, attempt=attempt, final=final, interrupted=True, untouched=untouched,
+                     reason="interrupted")
 
 
 def report_key(config: WorkerConfig, key: str, attempt: int) -> str:

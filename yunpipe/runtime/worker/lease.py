@@ -85,7 +85,7 @@ def settle(sqs: Any, config: WorkerConfig, message: dict, result: JobResult, ret
         if result.ok:
             sqs.delete_message(QueueUrl=config.queue_url, ReceiptHandle=message["ReceiptHandle"])
             return
-        if result.interrupted and hand_back(sqs, config, message):
+        if result.interrupted and hand_back(sqs, config, message, result.untouched):
             return
         if (result.final and receipt(message).received < config.max_receive_count
                 and dead_letter(sqs, config, message)):
@@ -106,29 +106,36 @@ def _number(value: int) -> dict:
     return {"DataType": "Number", "StringValue": str(value)}
 
 
-def hand_back(sqs: Any, config: WorkerConfig, message: dict) -> bool:
+def hand_back(sqs: Any, config: WorkerConfig, message: dict, untouched: bool = False) -> bool:
     """Queue an interrupted job's file again as a new message that carries its receives and
     interruptions (message.Receipt), then delete this one: SQS's receive count, which its
-    redrive goes by, starts again, so the interruption uses up no try. False, and nothing
-    sent, once the file was interrupted MAX_INTERRUPTIONS times or when SQS refuses: the caller
-    then releases the message, and this receive counts as a try."""
+    redrive goes by, starts again, so the interruption uses up no try. A job `untouched` (none
+    of it ran: received as the worker stopped) hands back the counts it came with, as if never
+    received: a stopping worker's last receive returns such messages, and counting them would
+    spend two interruptions of the bound on one stop. False, and nothing sent, once the file
+    was interrupted MAX_INTERRUPTIONS times or when SQS refuses: the caller then releases the
+    message, and this receive counts as a try."""
     got = receipt(message)
-    if got.interruptions >= MAX_INTERRUPTIONS:
+    if untouched:
+        receives, interruptions = got.attempt - 1, got.interruptions
+    elif got.interruptions >= MAX_INTERRUPTIONS:
         log.warning("message %s was interrupted %d times: this interruption counts as a try",
                     message.get("MessageId"), got.interruptions)
         return False
-    attributes = {RECEIVES_ATTRIBUTE: _number(got.attempt), INTERRUPTIONS_ATTRIBUTE: _number(got.interruptions + 1)}
+    else:
+        receives, interruptions = got.attempt, got.interruptions + 1
+    attributes = {RECEIVES_ATTRIBUTE: _number(receives), INTERRUPTIONS_ATTRIBUTE: _number(interruptions)}
     try:
         sqs.send_message(QueueUrl=config.queue_url, MessageBody=message["Body"], MessageAttributes=attributes)
     except (BotoCoreError, ClientError) as exc:
         log.warning("cannot hand back message %s (%s): it is released and this receive counts as a try",
                     message.get("MessageId"), exc)
         return False
-    # Should this fail, the old message turns visible again and the file runs twice; the second
-    # finds the first's results and skips.
+    # Should this fail, the old message turns visible again and the file is queued twice; the
+    # later of its two jobs finds the earlier one's results and skips.
     sqs.delete_message(QueueUrl=config.queue_url, ReceiptHandle=message["ReceiptHandle"])
-    log.info("handed back message %s: interruption %d of at most %d", message.get("MessageId"),
-             got.interruptions + 1, MAX_INTERRUPTIONS)
+    log.info("handed back message %s (%d interruption(s) of at most %d)", message.get("MessageId"),
+             interruptions, MAX_INTERRUPTIONS)
     return True
 
 
