@@ -307,7 +307,8 @@ def task_role(ctx: StepContext) -> Role:
                  # Skipping what is done reads the results' provenance, and lists a folder result.
                  output_bucket_arn="" if ctx.step.spec.force else ctx.bucket_arn(ctx.output_bucket),
                  output_prefix=ctx.placement.output_prefix,
-                 queue_arn=ctx.arn("sqs", ctx.queue_name()), topic_arn=ctx.topic_arn)
+                 queue_arn=ctx.arn("sqs", ctx.queue_name()), dead_letter_queue_arn=ctx.arn("sqs", ctx.queue_name("dlq")),
+                 topic_arn=ctx.topic_arn)
 
 
 def secret_arns(ctx: StepContext, secrets_manager: bool) -> list[str]:
@@ -365,8 +366,9 @@ def task_definition(ctx: StepContext) -> TaskDefinition:
     environment = {
         **step.environment,
         **worker.to_env(),
-        # Known once the queue exists: a marker the planner resolves.
+        # Known once the queues exist: markers the planner resolves.
         contract.QUEUE_URL_VARIABLE: QueueUrl(ctx.queue_name()),
+        contract.DEAD_LETTER_URL_VARIABLE: QueueUrl(ctx.queue_name("dlq")),
         "AWS_REGION": ctx.target.region,
     }
     container = container_name(ctx.name)
