@@ -11,6 +11,7 @@ bench/results/latency.json (latency-<runs>[-cpu<VCPU>].json when not run with th
 see bench/README.md. --cpu sizes the step's tasks (the algorithm asks 0.25 vCPU, Fargate's
 smallest, whose hard CPU limit the local cloud applies as Docker's --cpus).
 """
+import re
 import statistics
 import sys
 import threading
@@ -118,7 +119,7 @@ def drop_and_wait(s3, summary: PipelineSummary, key: str) -> tuple[float, float]
 
 def worker_log_times(logs, ecs, summary: PipelineSummary, task_arn: str) -> dict[str, float]:
     """When the worker's first line and its job's `ok` line were written (from the log pump's
-    copy of Docker's timestamps)."""
+    copy of Docker's timestamps), and the CPU the worker's start took (its first line says)."""
     definition = ecs.describe_tasks(cluster=summary.cluster, tasks=[task_arn])["tasks"][0]
     container = ecs.describe_task_definition(taskDefinition=definition["taskDefinitionArn"])[
         "taskDefinition"]["containerDefinitions"][0]
@@ -130,6 +131,9 @@ def worker_log_times(logs, ecs, summary: PipelineSummary, task_arn: str) -> dict
     for event in events:
         if "worker started" in event["message"]:
             times.setdefault("worker_started", event["timestamp"] / 1000)
+            cpu = re.search(r" start_cpu=([0-9.]+)s", event["message"])
+            if cpu:
+                times.setdefault("start_cpu", float(cpu[1]))
         if " ok key=" in event["message"]:
             times.setdefault("job_done", event["timestamp"] / 1000)
     return times
@@ -151,6 +155,7 @@ def cold_round(aws, summary: PipelineSummary, events: DockerEvents, clock: RunTa
         if time.monotonic() > deadline:
             break
         time.sleep(0.2)
+    start_cpu = found_logs.pop("start_cpu", None)
     marks.update(found_logs)
     phases = {}
     previous = dropped
@@ -159,7 +164,7 @@ def cold_round(aws, summary: PipelineSummary, events: DockerEvents, clock: RunTa
             phases[name] = round(marks[name] - previous, 3)
             previous = marks[name]
     phases["result_found"] = round(found - previous, 3)
-    return {"seconds": round(found - dropped, 3), "phases": phases}
+    return {"seconds": round(found - dropped, 3), "phases": phases, "start_cpu_seconds": start_cpu}
 
 
 def run(reference: str, work, runs: int, cpu: float | None) -> dict:
@@ -193,6 +198,9 @@ def run(reference: str, work, runs: int, cpu: float | None) -> dict:
         "cold_max_seconds": max(cold_seconds),
         "cold_phase_medians": {name: round(statistics.median(c["phases"].get(name, 0) for c in cold), 3)
                                for name in phase_names},
+        # None when no round found the worker's first line.
+        "cold_start_cpu_median_seconds": round(statistics.median(cpus), 3) if (cpus := [
+            c["start_cpu_seconds"] for c in cold if c["start_cpu_seconds"] is not None]) else None,
         "warm_median_seconds": round(statistics.median(warm), 3),
         "warm_min_seconds": min(warm),
         "warm_max_seconds": max(warm),
@@ -209,6 +217,7 @@ PHASES = {
     "job_done": "-> job done (receive, get, command, put, delete)",
     "result_found": "-> result found by this benchmark",
 }
+START_CPU = "the worker's CPU from its start to its first line"
 
 
 def report(doc: dict) -> None:
@@ -217,6 +226,8 @@ def report(doc: dict) -> None:
           f"(min {r['cold_min_seconds']}, max {r['cold_max_seconds']})")
     for name, seconds in r["cold_phase_medians"].items():
         print(f"    {PHASES[name]:<62} {seconds:.3f} s")
+    if r["cold_start_cpu_median_seconds"] is not None:
+        print(f"    {START_CPU:<62} {r['cold_start_cpu_median_seconds']:.3f} s")
     print(f"  warm (worker idling) median {r['warm_median_seconds']} s  "
           f"(min {r['warm_min_seconds']}, max {r['warm_max_seconds']})")
     print(f"  peak RSS of this process {doc['peak_rss_mib']} MiB")

@@ -3,6 +3,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -1324,6 +1325,8 @@ def test_script_runs_standalone_and_stops_on_sigterm(aws_env, tmp_path):
         output = proc.communicate(timeout=PATIENCE)[0].decode()
         assert proc.returncode == 0, output
         assert "signal 15 received" in output and "abandoned key=x.txt" in output
+        # Its first line says the CPU its start took (bench/latency.py reports it).
+        assert re.search(r"worker started: .* start_cpu=\d+\.\d{3}s\n", output), output
         attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])
         assert attrs["Attributes"]["ApproximateNumberOfMessages"] == "1"
         assert "Contents" not in s3.list_objects_v2(Bucket="out-bucket")

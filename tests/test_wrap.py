@@ -315,6 +315,11 @@ def test_local_wrap_builds_an_isolated_runnable_image_and_records_versions(home,
         "boto3, botocore.client, s3transfer.manager as m; "
         "print([os.path.exists(x.__cached__) for x in (w, c, boto3, botocore.client, m)])"])
     assert (status, logs.strip()) == (0, "[True, True, True, True, True]"), logs
+    # So are the regular expressions its start compiles, by and for the image's python3.
+    status, logs = run_container(docker_client, image.id, entrypoint=[
+        "python3", "-c", "import sys; sys.path[:0] = ['/opt/yunpipe/lib']; "
+        "from yunpipe.runtime.worker import patterns; print(patterns.load('/opt/yunpipe/patterns.marshal'))"])
+    assert status == 0 and int(logs) > 100, logs
     # The algorithm's own Python sees no boto3, and no PYTHONPATH leaks into its environment.
     status, logs = run_container(docker_client, image.id, entrypoint=["python3", "-c", "import boto3"])
     assert status == 1 and "No module named 'boto3'" in logs

@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -57,9 +58,11 @@ def main() -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         sqs, s3, sns = make_clients(os.environ, config.parallelism, config.topic_arn)
+        # The CPU its start took (interpreter, imports, clients): what a cold start at a small
+        # CPU size is made of (bench/latency.py), and unlike its wall time not the host's load.
         log.info(
-            "worker started: pipeline=%s step=%s queue=%s algorithm=%s",
-            config.pipeline, config.step, config.queue_url, algorithm.get("name", ""),
+            "worker started: pipeline=%s step=%s queue=%s algorithm=%s start_cpu=%.3fs",
+            config.pipeline, config.step, config.queue_url, algorithm.get("name", ""), time.process_time(),
         )
         ledger = Ledger(config, s3, environ=os.environ, sns=sns, started_at=started_at)
         code = run_worker(config, algorithm, sqs, s3, environ=os.environ, stop=stop, config_error=problem,
