@@ -4,7 +4,8 @@ the same run without faults.
     .venv/bin/python bench/chaos.py [--files 500] [--seed 1] [--kill 0.2] [--launcher-failures 0.1]
                                     [--s3-outage-seconds 3] [--s3-outage-at 15]
 
-Pipeline: uppercase then checksum (as bench/e2e.py), wrapped with `wrap --local`, set up with
+Pipeline: uppercase then checksum (as bench/e2e.py), wrapped with `wrap --local` as chaos-uppercase
+and chaos-checksum (names of their own on a shared Docker daemon), set up with
 setup-pipe on an in-process LocalCloud (schedules 60 times faster: a top-up every 5 s, Lambda's
 retries after 1 and 2 s). After an uncounted warm-up of 20 files, the files go through once
 without faults, then once with the local cloud's faults (yunpipe.local.faults): --kill of the
@@ -14,7 +15,7 @@ of the launcher's invocations failing before they send, and the emulator's S3 re
 
 Each run must end with every result exactly once (the output keys are exactly the inputs'),
 correct (sha256 of the upper-cased text), with its provenance (the result's and the intermediate
-result's metadata name their pipeline, step, input and the input's ETag, which is the object it
+result's metadata name their pipeline, step, run, input and the input's ETag, which is the object it
 came from), one final job record per file per step, nothing in a dead-letter queue or a
 failed-events queue, and every worker that was not killed on purpose exited 0; anything else ends
 the benchmark with an error instead of figures. Prints both runs' files/s, latency, containers,
@@ -25,6 +26,7 @@ import collections
 import contextlib
 import functools
 import hashlib
+import io
 import json
 import math
 import sys
@@ -35,6 +37,7 @@ from pathlib import Path
 import benchlib
 from botocore.exceptions import BotoCoreError, ClientError
 
+from yunpipe import cli
 from yunpipe.aws.location import open_aws
 from yunpipe.commands import demo
 from yunpipe.engine.state import PipelineSummary, require_summary
@@ -43,6 +46,8 @@ from yunpipe.local import cloud
 from yunpipe.local.faults import FaultCounts, FaultPlan
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.runtime.accounting.records import DONE_OUTCOMES
+from yunpipe.specs.algorithm import load_algorithm
+from yunpipe.wrapper import images
 
 PIPELINE = "bench-chaos"
 POLL_SECONDS = 0.25
@@ -144,6 +149,8 @@ def check_results(s3, summary: PipelineSummary, files: list[Path]) -> int:
             wanted = {"yunpipe-pipeline": summary.pipeline, "yunpipe-step": step.name, "yunpipe-input": source,
                       "yunpipe-input-etag": source_etag.strip('"')}
             wrong = {name: meta.get(name) for name, value in wanted.items() if meta.get(name, "").strip('"') != value}
+            if not meta.get("yunpipe-run"):
+                wrong["yunpipe-run"] = None
             if wrong:
                 problems.append(f"{key} ({step.name}): provenance {wrong}")
     if problems:
@@ -169,13 +176,26 @@ def check_records(s3, summary: PipelineSummary, files: list[Path]) -> dict[str, 
     keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(
         Bucket=summary.reports_bucket, Prefix=f"runs/{summary.pipeline}/") for o in page.get("Contents", [])]
     ends = [key for key in keys if "/ends/" in key]
-    if len(ends) != len(files) * len(summary.steps):
-        raise YunpipeError(f"broken run: {len(ends)} final job records, expected {len(files) * len(summary.steps)}")
+    wanted = {f"{step.name}/{path.name}" for step in summary.steps for path in files}
+    missing = sorted(wanted - {key.split("/ends/")[1].removesuffix(".json") for key in ends})
+    if missing or len(ends) != len(wanted):
+        raise YunpipeError(f"broken run: {len(ends)} final job records, expected {len(wanted)}; missing {missing[:5]}; "
+                           f"what the workers logged of them:\n" + "\n".join(worker_lines(summary, missing)))
     outcomes = collections.Counter(json.loads(s3.get_object(Bucket=summary.reports_bucket, Key=key)["Body"].read())
                                    .get("outcome") for key in ends)
     if set(outcomes) - set(DONE_OUTCOMES):
         raise YunpipeError(f"broken run: final job records' outcomes {dict(outcomes)}")
     return {"final_job_records": len(ends), "earlier_tries": sum("/tries/" in key for key in keys)}
+
+
+def worker_lines(summary: PipelineSummary, records: list[str]) -> list[str]:
+    """The workers' log lines that name the keys of `records` (step/key), or warn, or fail."""
+    keys = {record.split("/", 1)[1] for record in records}
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        cli.main(["logs", summary.pipeline, "--local"])
+    return [line for line in out.getvalue().splitlines()
+            if any(key in line for key in keys) or " WARNING " in line or " ERROR " in line][-40:]
 
 
 def stopped_tasks(aws, summary: PipelineSummary) -> collections.Counter:
@@ -194,6 +214,20 @@ def stopped_tasks(aws, summary: PipelineSummary) -> collections.Counter:
             for task in aws.call("ecs", "describe_tasks", cluster=summary.cluster, tasks=arns[i:i + 100])["tasks"]:
                 reasons[task.get("stoppedReason", "")[:70]] += 1
     return reasons
+
+
+def wrap_own(client, registry: AlgorithmRegistry, spec_file: Path, work: Path) -> str:
+    """The developer's image built, then wrapped as chaos-<name>: wrapped images are tagged by name
+    on a Docker daemon that other runs (tests of other trees) may share, and this benchmark must
+    run this tree's worker."""
+    spec = load_algorithm(spec_file)
+    images.build_image(client, spec_file.parent, spec.container_name, out=io.StringIO())
+    document = json.loads(spec_file.read_text())
+    document["name"] = f"chaos-{spec.name}"
+    path = work / f"chaos-{spec.name}.json"
+    path.write_text(json.dumps(document))
+    demo.run("wrap", "--local", "--yes", "-f", str(path))
+    return registry.get(document["name"]).reference
 
 
 def run(references: list[str], work: Path, files: list[Path], plan: FaultPlan | None) -> dict:
@@ -281,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
                      s3_outage_seconds=args.s3_outage_seconds)
     with benchlib.bench() as bench:
         registry = AlgorithmRegistry()
-        references = [demo.wrap_algorithm(bench.client, registry, spec) for spec in (benchlib.UPPERCASE, benchlib.CHECKSUM)]
+        references = [wrap_own(bench.client, registry, spec, bench.work) for spec in (benchlib.UPPERCASE, benchlib.CHECKSUM)]
         files = [bench.work / "samples" / name for name in demo.write_samples(bench.work / "samples", args.files)]
         demo.say(f"warm-up: {WARM_UP_FILES} files, not counted")
         run(references, bench.work, files[:WARM_UP_FILES], None)
