@@ -2,9 +2,10 @@
 through two steps (tester, then checksum) while the local cloud kills worker containers, fails
 launcher invocations before they send and stops answering S3 for a few seconds. Every good file's
 result is there exactly once, correct, with the provenance of both steps; the poison file, and it
-only, is in the dead-letter queue; the failed launcher events were all tried again or recovered; only the poison file failed a try
-(the workers' S3 calls outlast the outage); every job has its final record;
-every worker not killed on purpose exited 0. About 90 s on top of the suite's fixtures.
+only, is in the dead-letter queue; only the poison file failed a try (the workers' S3 calls
+outlast the outage); every job has its final record; the failed launcher events were all tried
+again or recovered; every worker not killed on purpose exited 0. About 60 s on top of the suite's
+fixtures (2 minutes on a loaded machine).
 """
 import collections
 import hashlib
