@@ -480,9 +480,9 @@ class StrictAws:
             if function is None or not layer.throttled(function, event_body):
                 originals["deliver"](account_id, event_body, fn_arn, region_name)
 
-        def submit(host, function, event, trigger):
+        def submit(host, function, event, trigger, **retry):
             if not layer.throttled(function, event):
-                return originals["submit"](host, function, event, trigger)
+                return originals["submit"](host, function, event, trigger, **retry)
             done: Future = Future()
             done.set_exception(RuntimeError(f"TooManyRequestsException: {function.function_name} is throttled"))
             return done

@@ -417,6 +417,8 @@ def test_launcher_logs_go_to_the_function_log_group_not_the_console(cloud, conso
 
 def test_failed_launcher_logs_its_error_to_the_function_log_and_one_line_to_the_console(cloud, console):
     fn_arn = launcher_function(lambda service: _client(cloud, service), "broken-launcher", {"YUNPIPE_STEP": "broken"})
+    # Not tried again (Lambda would, twice by default: tests/test_local_faults.py): one run to read.
+    _client(cloud, "lambda").put_function_event_invoke_config(FunctionName=fn_arn, MaximumRetryAttempts=0)
     future = cloud._lambda_host.invoke_function(fn_arn, {"detail-type": "Scheduled Event"})
     with pytest.raises(Exception, match="YUNPIPE_PIPELINE"):
         future.result(timeout=30)
@@ -426,8 +428,10 @@ def test_failed_launcher_logs_its_error_to_the_function_log_and_one_line_to_the_
     messages = [e["message"] for e in _log_events(cloud, "/aws/lambda/broken-launcher")[run["log_stream"]]]
     assert messages[1].startswith("[ERROR] ConfigError: ") and "Traceback (most recent call last):" in messages[1]
     assert messages[2].startswith("END RequestId: ")
-    [warning] = [r.getMessage() for r in console if r.levelno >= logging.WARNING]
+    # One line for the failure, one for its event, which no destination takes.
+    [warning, dropped] = [r.getMessage() for r in console if r.levelno >= logging.WARNING]
     assert "broken-launcher failed: ConfigError" in warning and run["log_stream"] in warning
+    assert dropped == "Lambda function broken-launcher failed 1 times: its event is dropped (no on-failure destination)"
 
 
 def test_scheduler_fires_a_rate_rule_lambda_target_sped_up(cloud):

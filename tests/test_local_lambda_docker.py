@@ -121,6 +121,8 @@ def test_a_failing_function_is_reported_as_failed(cloud):
         FunctionName="bare-launcher", Runtime=package.RUNTIME, Role=role, Handler=package.HANDLER,
         Code={"ZipFile": package.launcher_zip()},
     )["FunctionArn"]
+    # Not tried again (Lambda would, twice by default: tests/test_local_faults.py): one run to read.
+    _client(cloud, "lambda").put_function_event_invoke_config(FunctionName=fn_arn, MaximumRetryAttempts=0)
     with pytest.raises(RuntimeError, match="ConfigError"):
         cloud._lambda_host.invoke_function(fn_arn, {"detail-type": "Scheduled Event"}, REGION).result(timeout=120)
     [run] = cloud.status()["recent_lambda_invocations"]

@@ -3,6 +3,7 @@
 Modules, one job each:
     server       moto's server on 127.0.0.1, ECS tasks pinned RUNNING
     lambda_host  the launcher Lambda run on the host when moto reports an S3 notification
+    lambda_retries   what Lambda does with a failed asynchronous invocation: tries, destination
     lambda_images    the images of moto's Docker Lambda (``--lambda docker``), built offline
     lambda_bootstrap their runtime's entry point (runs inside the image, not in yunpipe)
     scheduler    EventBridge rate() rules fired locally (moto never fires them)
@@ -15,5 +16,7 @@ Modules, one job each:
     moto_patches every change yunpipe makes to moto: its answers corrected to AWS's, slow ones
                  made fast, and the hooks of the data plane above
     polling      the polling thread the ECS runner and the scheduler share
+    faults       faults on purpose for chaos tests and benchmarks (killed workers, failing
+                 launchers, an S3 outage), inert unless LocalCloud.inject_faults() arms them
     (its process, ``python -m yunpipe.commands.daemon --port N``, is in yunpipe.commands.daemon)
 """

@@ -10,6 +10,8 @@ API (what ``yunpipe local up/down/status`` is wired to):
         .run_forever()           start (if needed), serve until SIGINT/SIGTERM, stop
         .endpoint_url, .port, .regions, .lambda_mode
         .status() -> dict        endpoint, port, regions, Lambda mode, running tasks, recent Lambda runs
+        .inject_faults(plan)     context manager: the FaultPlan's faults while it lasts (faults.py);
+                                 yields their FaultCounts. Never active otherwise.
         usable as a context manager
     start_detached(port=4750, timeout=60, extra_args=()) -> dict
                                  runs ``python -m yunpipe.commands.daemon`` in its own session,
@@ -44,6 +46,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import docker
 import docker.errors
@@ -54,6 +57,7 @@ from yunpipe.aws import announcement
 from yunpipe.runtime.launcher_package import launcher_zip
 
 from .ecs_runner import EcsRunner, owner_id, remove_local_containers
+from .faults import FaultCounts, FaultPlan, Faults
 from .lambda_host import LambdaHost
 from .lambda_images import ensure_lambda_images, remove_code_volumes
 from .moto_patches import (
@@ -95,7 +99,9 @@ class LocalCloud:
             raise ValueError(f"lambda_mode must be one of {', '.join(LAMBDA_MODES)}, got {lambda_mode!r}")
         self.lambda_mode = lambda_mode
         self.regions = list(dict.fromkeys(regions or [default_region()]))
-        self._server = EmulatorServer(port)
+        # Inert until inject_faults().
+        self.faults = Faults()
+        self._server = EmulatorServer(port, middleware=self.faults.middleware)
         self._schedule_speedup = schedule_speedup
         self._lambda_workers = lambda_workers
         self._poll_interval = poll_interval
@@ -157,7 +163,10 @@ class LocalCloud:
             if not on_host:
                 # Known only now when port 0 picked a free one; moto reads it per invocation.
                 self._set_environment("MOTO_PORT", str(self._server.port))
-            self._lambda_host = LambdaHost(endpoint, max_workers=self._lambda_workers, launchers_on_host=on_host)
+            # Lambda retries a failed asynchronous invocation after about 1 then 2 minutes; the
+            # schedules' speed-up shortens those waits too.
+            self._lambda_host = LambdaHost(endpoint, max_workers=self._lambda_workers, launchers_on_host=on_host,
+                                           retry_speedup=self._schedule_speedup, faults=self.faults)
             if on_host:
                 self._lambda_host.install()
             self._runner = EcsRunner(endpoint, self.regions, self._docker, poll_interval=self._poll_interval)
@@ -229,6 +238,14 @@ class LocalCloud:
         if self._runner is None:
             raise ValueError("the local cloud is not running")
         self._runner.interrupt_like_spot(task_arn)
+
+    @contextlib.contextmanager
+    def inject_faults(self, plan: FaultPlan) -> Iterator[FaultCounts]:
+        """Faults on purpose while the context lasts (yunpipe.local.faults); yields their counts."""
+        if self._docker is None:
+            raise RuntimeError("the local cloud is not started")
+        with self.faults.injected(plan, self._docker) as counts:
+            yield counts
 
     def request_stop(self) -> None:
         self._stop_requested.set()

@@ -30,6 +30,14 @@ Reserved concurrency (``put_function_concurrency``, kept by moto as the function
 run at once; the others wait in a per-function queue (asynchronous invocations are queued, not
 dropped) without holding a pool thread. Reserved concurrency 0 throttles every invocation.
 
+A failed asynchronous invocation (they all are: S3, EventBridge, schedules, Invoke "Event") is
+tried again as Lambda does: the function's ``MaximumRetryAttempts`` more times (moto keeps its
+``put_function_event_invoke_config``; 2 without one), about 1 then 2 minutes later (divided by
+``retry_speedup``), then its event goes to the config's on-failure destination (an SQS queue) in
+Lambda's record format ("requestPayload": the event), or is dropped without one. Retries still
+pending when the host is uninstalled are dropped, as the local cloud stops. A caller's Future
+holds the first try's outcome.
+
 Logs, as AWS Lambda writes them: while the installed host runs a launcher invocation, records of
 the ``yunpipe.launcher`` logger (and its children) made in that invocation's thread go to
 CloudWatch Logs group ``/aws/lambda/<function name>`` (created if missing), stream
@@ -41,7 +49,9 @@ installed and runs every invocation through moto's own ``invoke`` (its Docker La
 only serves ``invoke_function`` (scheduled rules), still queued under reserved concurrency.
 
 API:
-    LambdaHost(endpoint_url, max_workers=4, launchers_on_host=True)
+    LambdaHost(endpoint_url, max_workers=4, launchers_on_host=True, retry_speedup=1.0, faults=None)
+                                     faults: the local cloud's Faults (yunpipe.local.faults), asked
+                                     before each launcher run on the host
         .install()                   hook moto's S3 -> Lambda delivery, EventBridge rules' Lambda
                                      targets and asynchronous Invoke API calls, and route launcher
                                      logs (one host per process)
@@ -83,7 +93,9 @@ from yunpipe.runtime.launcher import clients as launcher_clients
 from yunpipe.runtime.launcher import handler as launcher
 from yunpipe.runtime.launcher.log import LOG as LAUNCHER_LOG
 
+from . import lambda_retries
 from .clients import local_client
+from .faults import Faults
 from .moto_patches import lambda_invocations_routed
 
 log = logging.getLogger(__name__)
@@ -195,6 +207,7 @@ class _Job:
     event: dict
     trigger: str
     done: Future = field(default_factory=Future)
+    attempt: int = 1
 
 
 @dataclass
@@ -206,8 +219,13 @@ class _Slots:
 
 
 class LambdaHost:
-    def __init__(self, endpoint_url: str, max_workers: int = 4, launchers_on_host: bool = True):
+    def __init__(self, endpoint_url: str, max_workers: int = 4, launchers_on_host: bool = True,
+                 retry_speedup: float = 1.0, faults: Faults | None = None):
         self.endpoint_url = endpoint_url
+        self._retry_speedup = retry_speedup
+        self._faults = faults
+        # Retries waiting for their time (cancelled by uninstall).
+        self._timers: set[threading.Timer] = set()
         self._launchers_on_host = launchers_on_host
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="yunpipe-lambda")
         # moto's Lambda routed to this host while installed (yunpipe.local.moto_patches).
@@ -244,6 +262,10 @@ class LambdaHost:
         # Queued invocations still run (their events were accepted); the pool stays open for them.
         with self._idle:
             self._closed = True
+            timers, self._timers = self._timers, set()
+        for timer in timers:
+            timer.cancel()
+        with self._idle:
             self._idle.wait_for(lambda: not self._slots)
         self._pool.shutdown(wait=True)
         with _install_lock:
@@ -318,11 +340,11 @@ class LambdaHost:
             except Exception:
                 log.exception("rule %s: cannot deliver an event to %s", rule.name, arn)
 
-    def _submit(self, function: Any, event: dict, trigger: str) -> Future:
+    def _submit(self, function: Any, event: dict, trigger: str, attempt: int = 1) -> Future:
         # Other code than yunpipe's launcher, and everything when launchers do not run on the host,
         # gets moto's own invocation (a Docker Lambda runtime).
         on_host = self._launchers_on_host and is_launcher(function)
-        job = _Job(self._run_launcher if on_host else self._run_moto, function, event, trigger)
+        job = _Job(self._run_launcher if on_host else self._run_moto, function, event, trigger, attempt=attempt)
         limit = reserved_concurrency(function)
         if limit == 0:
             # As on AWS: a function reserved at 0 is throttled, never run.
@@ -348,6 +370,7 @@ class LambdaHost:
                     job.done.set_result(job.run(job.function, job.event, job.trigger))
                 except Exception as exc:  # noqa: BLE001 - the caller's Future carries it
                     job.done.set_exception(exc)
+                    self._retry_or_give_up(job, exc)
         finally:
             # The slot goes straight to the function's next waiting invocation, if any.
             with self._lock:
@@ -360,6 +383,32 @@ class LambdaHost:
                         self._idle.notify_all()
             if following is not None:
                 self._pool.submit(self._execute, following)
+
+    def _retry_or_give_up(self, job: _Job, exc: Exception) -> None:
+        """What Lambda does with a failed asynchronous invocation (see the module docstring)."""
+        config = lambda_retries.event_invoke_config(job.function)
+        delay = lambda_retries.retry_delay(config, job.attempt, self._retry_speedup)
+        if delay is None:
+            lambda_retries.give_up(job.function, job.event, job.attempt, exc, config, self._client)
+            return
+        timer = threading.Timer(delay, lambda: self._retry(job, timer))
+        timer.daemon = True
+        with self._lock:
+            if self._closed:
+                return
+            self._timers.add(timer)
+        timer.start()
+
+    def _retry(self, job: _Job, timer: threading.Timer) -> None:
+        with self._lock:
+            self._timers.discard(timer)
+        account_id, region = job.function.function_arn.split(":")[4], job.function.region
+        try:
+            # Its current version: a pipeline set up again meanwhile has changed it, or deleted it.
+            function = get_backend(account_id, region).get_function(job.function.function_arn)
+            self._submit(function, job.event, job.trigger, attempt=job.attempt + 1)
+        except Exception as exc:  # noqa: BLE001 - a timer thread has no one to raise to
+            log.warning("cannot retry Lambda function %s: %s", job.function.function_name, exc)
 
     def _client(self, service: str, region: str) -> Any:
         with self._lock:
@@ -375,6 +424,8 @@ class LambdaHost:
         invocation_log = _InvocationLog(function)
         self._router.bind(invocation_log)
         try:
+            if self._faults is not None:
+                self._faults.launcher_invocation(function.function_name)
             config = contract.LauncherConfig.from_env(dict(function.environment_vars))
             region = function.region
             clients = launcher_clients.Clients(sqs=self._client("sqs", region), ecs=self._client("ecs", region),
@@ -434,3 +485,4 @@ class LambdaHost:
             raise RuntimeError(f"{function.function_name} failed: {text}")
         self._record(function, trigger, True, result)
         return result
+

@@ -25,6 +25,8 @@ import logging
 import socket
 import threading
 import urllib.request
+from collections.abc import Callable
+from typing import Any
 
 from moto.moto_server.werkzeug_app import MotoRequestHandler
 from werkzeug.serving import BaseWSGIServer, make_server
@@ -68,8 +70,10 @@ def pin_ecs_tasks(endpoint_url: str) -> None:
 class EmulatorServer:
     """moto's server, bound to 127.0.0.1, with an empty state and ECS tasks pinned."""
 
-    def __init__(self, port: int = DEFAULT_PORT):
+    def __init__(self, port: int = DEFAULT_PORT, middleware: Callable[[Any], Any] | None = None):
         self._requested_port = port
+        # Wraps moto's WSGI app (the local cloud's fault injection, yunpipe.local.faults).
+        self._middleware = middleware
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self.port: int | None = None
@@ -86,8 +90,9 @@ class EmulatorServer:
         # moto's werkzeug server logs every request at INFO, which would flood the console of an
         # in-process local cloud (yunpipe demo) as much as the daemon's log.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._server = make_server(LOOPBACK, self._requested_port, BackendDispatcher(), threaded=True,
-                                   request_handler=MotoRequestHandler)
+        app = BackendDispatcher()
+        self._server = make_server(LOOPBACK, self._requested_port, self._middleware(app) if self._middleware else app,
+                                   threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="yunpipe-emulator", daemon=True)
         self._thread.start()
         self.port = self._server.server_address[1]

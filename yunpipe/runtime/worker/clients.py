@@ -12,13 +12,20 @@ from .transfers import TRANSFER_CONCURRENCY
 
 log = logging.getLogger("yunpipe.worker")
 
+# A few seconds of S3 errors (a burst of 503 SlowDown, a brief outage) are outlasted: botocore's
+# standard mode backs off up to 20 s per retry, about half a minute in all on average at 8 tries.
+# With its default 3 tries such a blip failed the jobs in flight (a try of each file used up) and
+# lost the record of jobs that had done their work (bench/chaos.py).
+RETRIES = {"mode": "standard", "max_attempts": 8}
+
 
 def make_clients(environ: Mapping[str, str], parallelism: int, topic_arn: str = "") -> tuple[Any, Any, Any]:
     """SQS, S3 and (with a topic_arn, else None) SNS clients, made once in the main thread (a session is not thread-safe, its
     clients are) and shared by the jobs. botocore's own session: boto3's costs a 0.25 vCPU task
     another 0.3 s of its cold start (bench/latency.py), and nothing here needs it. The endpoint is
     passed explicitly because older botocore ignores AWS_ENDPOINT_URL; path-style S3 addressing
-    keeps emulators on an IP working. The connection pool has room for every job's transfers.
+    keeps emulators on an IP working. The connection pool has room for every job's transfers;
+    transient errors are retried patiently (RETRIES).
     An SNS client that cannot be made (an image whose botocore lacks SNS's data) is logged and
     None: notifications never stop the work."""
     region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
@@ -28,7 +35,7 @@ def make_clients(environ: Mapping[str, str], parallelism: int, topic_arn: str = 
     def client(service: str) -> Any:
         endpoint = environ.get(f"AWS_ENDPOINT_URL_{service.upper()}") or environ.get("AWS_ENDPOINT_URL")
         s3_options = {"addressing_style": "path"} if endpoint and service == "s3" else None
-        config = BotoConfig(s3=s3_options, max_pool_connections=connections)
+        config = BotoConfig(s3=s3_options, max_pool_connections=connections, retries=RETRIES)
         return session.create_client(service, region_name=region, endpoint_url=endpoint, config=config)
 
     sns = None
