@@ -159,3 +159,10 @@ def test_bad_input_exits_2_naming_the_field_before_anything_runs(case, aws_env, 
     assert said in capsys.readouterr().err
     assert calls == []
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == files
+
+
+def test_without_docker_it_says_the_local_cloud_needs_it(aws_env, tmp_path, capsys, monkeypatch):
+    record_algorithm("tester", "user/tester:1")
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    assert cli.main(["calibrate", "tester", "--sample", str(sample(tmp_path))]) == 1
+    assert "calibrate runs the sample on the local cloud, which needs Docker" in capsys.readouterr().err

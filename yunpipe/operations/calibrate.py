@@ -166,8 +166,15 @@ def local_cloud(say: Callable[[str], None]) -> Iterator[None]:
         yield
         return
     say("starting the local cloud (embedded AWS on 127.0.0.1, ECS tasks on Docker)")
-    with cloud.LocalCloud(port=0):
+    own = cloud.LocalCloud(port=0)
+    try:
+        own.start()
+    except cloud.DockerUnavailable as error:
+        raise YunpipeError(f"{error}: calibrate runs the sample on the local cloud, which needs Docker") from None
+    try:
         yield
+    finally:
+        own.stop()
 
 
 def _quiet(_line: str) -> None:
