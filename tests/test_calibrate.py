@@ -97,10 +97,10 @@ def workflow(algorithm: str = "tester", **step) -> dict:
 def test_write_sets_the_fields_on_the_steps_running_the_algorithm(aws_env, tmp_path, suffix):
     record_algorithm("tester", "user/tester:1")
     path = tmp_path / f"workflow{suffix}"
-    document = workflow(concurrency=3)
+    document = {**workflow(concurrency=3), "idle_seconds": 12}
     path.write_text(json.dumps(document) if suffix == ".json" else yaml.safe_dump(document))
     target = calibration.read_target(str(path), "tester")
-    assert (target.steps, target.concurrency) == ((1,), 3)
+    assert (target.steps, target.concurrency, target.idle_seconds) == ((1,), 3, 12)
     where = calibration.write_settings(target, {"cpu": 0.5, "memory": 1024, "parallelism": 2, "files_per_task": 120})
     assert where == f"{path}: process.algorithms[1]"
     steps = load_workflow(path).steps

@@ -82,11 +82,12 @@ class CalibrateOptions:
 @dataclass(frozen=True)
 class Target:
     """The workflow --write names: its document, the indexes of the steps running the algorithm,
-    their concurrency (the projection's) and the region it names."""
+    the first one's concurrency and the workflow's idle_seconds (the projection's), its region."""
     path: Path
     document: dict[str, Any]
     steps: tuple[int, ...]
     concurrency: int
+    idle_seconds: int
     region: str | None
 
 
@@ -135,7 +136,7 @@ def read_target(path: str, algorithm: str) -> Target:
     if not steps:
         raise InputError(path, spec.steps_field, f"expected a step running {algorithm} to write its settings to, "
                                                  f"found {', '.join(s.algorithm_name for s in spec.steps)}")
-    return Target(Path(path), document, steps, spec.steps[steps[0]].concurrency, spec.region)
+    return Target(Path(path), document, steps, spec.steps[steps[0]].concurrency, spec.idle_seconds, spec.region)
 
 
 def check(options: CalibrateOptions) -> Checked:
@@ -327,8 +328,8 @@ def calibrate(options: CalibrateOptions, say: Callable[[str], None] = print) -> 
             say(f"removing the calibration's pipeline {bench.name}")
             bench.clean_up()
     advice = recommend(trials, record.spec.memory_suggested, checked.table, checked.region)
-    concurrency = checked.target.concurrency if checked.target else contract.DEFAULT_CONCURRENCY
-    projection = project(advice, options.files, concurrency, contract.DEFAULT_IDLE_SECONDS, checked.table,
-                         checked.region)
+    target = checked.target
+    projection = project(advice, options.files, target.concurrency if target else contract.DEFAULT_CONCURRENCY,
+                         target.idle_seconds if target else contract.DEFAULT_IDLE_SECONDS, checked.table, checked.region)
     written = write_settings(checked.target, advice.settings()) if checked.target else None
     return Calibration(record.reference, tuple(trials), advice, projection, written)
