@@ -22,11 +22,12 @@ T0 = datetime(2026, 12, 7, 12, 0, tzinfo=timezone.utc)
 
 
 def jobs(count: int, seconds: float, at_once: int = 1, peak: float | None = 100.0, outcome: str = "ok",
-         cpu_seconds: float = 0.0) -> tuple[dict, ...]:
-    """Job records of `count` files run `at_once` at a time by one task, each `seconds` long."""
+         cpu_seconds: float = 0.0, gap: float = 0.0) -> tuple[dict, ...]:
+    """Job records of `count` files run `at_once` at a time by one task, each `seconds` long and
+    `gap` seconds after the one before."""
     made = []
     for index in range(count):
-        start = T0 + timedelta(seconds=seconds * (index // at_once))
+        start = T0 + timedelta(seconds=(seconds + gap) * (index // at_once))
         made.append({"key": f"f{index}", "step": "s", "outcome": outcome, "final": True,
                      "started_at": start.isoformat(), "finished_at": (start + timedelta(seconds=seconds)).isoformat(),
                      "wall_seconds": seconds, "cpu_seconds": cpu_seconds, "peak_memory_mib": peak,
@@ -49,6 +50,17 @@ def test_the_smallest_cpu_that_is_nearly_as_fast_the_cheapest_parallelism_and_a_
     assert advice.rate == pytest.approx(2.0)
     assert advice.files_per_task == 120  # 60 s x 2 files/s
     assert advice.settings() == {"cpu": 0.5, "memory": 1024, "parallelism": 2, "files_per_task": 120}
+
+
+def test_a_parallel_size_is_rated_by_its_files_at_once_not_by_a_small_samples_last_round():
+    # One at a time: 1 s per file and 0.25 s between files. Four at once: 6 files, so the second
+    # round runs 2: the sample's span (2.25 s) says 2.7 files/s, a backlog gives 4 / 1.25 s.
+    trials = [trial(0.25, 1, jobs(6, 1.0, gap=0.25)), trial(0.25, 4, jobs(6, 1.0, at_once=4, gap=0.25))]
+    assert trials[0].gap_seconds == pytest.approx(0.25)
+    assert trials[1].observed_rate == pytest.approx(6 / 2.25)
+    advice = recommend(trials, 128, PRICES, "us-east-1")
+    assert advice.parallelism == 4
+    assert advice.rate == pytest.approx(3.2, rel=0.02)
 
 
 def test_memory_follows_the_peak_and_a_size_that_ran_out_of_memory_is_left_out():

@@ -293,7 +293,7 @@ def sweep(bench: Bench, options: CalibrateOptions, say: Callable[[str], None]) -
             break
         trial = run(chosen.cpu, parallelism)
         baseline = previous or chosen
-        if not trial.clean or trial.rate < baseline.rate * PARALLEL_GAIN:
+        if not trial.clean or trial.rate(chosen.gap_seconds) < baseline.rate(chosen.gap_seconds) * PARALLEL_GAIN:
             break
         previous = trial
     return trials

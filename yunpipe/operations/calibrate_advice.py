@@ -9,7 +9,8 @@ How it decides (each rule printed with the advice, as an assumption):
 - CPU: the smallest size tried whose file took at most FASTER_ENOUGH times the fastest size's
   time (more vCPUs that do not make a file faster only cost more);
 - parallelism: of those tried at that CPU, the one with the lowest cost per file (a task's
-  price over the files it finishes per second);
+  price over the files it finishes per second with a backlog: that many at once, each its mean
+  time and the pause between files that one file at a time showed);
 - files_per_task: the files one task finishes in Fargate's billed minimum (a minute): a task
   started for fewer would be billed for idling.
 """
@@ -76,13 +77,34 @@ class Trial:
         return statistics.median(float(job.get("wall_seconds") or 0.0) for job in self.ok)
 
     @property
-    def rate(self) -> float:
-        """Files one task finished per second while it had them: the ok files over the span from
-        the first job's start to the last one's end."""
+    def mean_seconds(self) -> float:
+        return statistics.mean(float(job.get("wall_seconds") or 0.0) for job in self.ok)
+
+    @property
+    def span_seconds(self) -> float:
+        """From the first ok job's start to the last one's end."""
         starts = [parse_iso(job["started_at"]) for job in self.ok]
         ends = [parse_iso(job["finished_at"]) for job in self.ok]
-        span = (max(ends) - min(starts)).total_seconds()
-        return len(self.ok) / max(span, 1e-3)
+        return max((max(ends) - min(starts)).total_seconds(), 1e-3)
+
+    @property
+    def observed_rate(self) -> float:
+        """Files the task finished per second while it had them."""
+        return len(self.ok) / self.span_seconds
+
+    @property
+    def gap_seconds(self) -> float:
+        """What a task running one file at a time spends between files (receiving, deleting,
+        recording): the span less the files' own time, over the gaps between them."""
+        count = len(self.ok)
+        busy = sum(float(job.get("wall_seconds") or 0.0) for job in self.ok)
+        return max(0.0, (self.span_seconds - busy) / (count - 1)) if count > 1 else 0.0
+
+    def rate(self, gap: float) -> float:
+        """Files one task finishes per second at this size once it has a backlog: `parallelism`
+        files at once, each its mean time and `gap` after it. (A small sample's own span
+        undercounts a parallel size: its last round runs fewer files at once.)"""
+        return self.parallelism / max(self.mean_seconds + gap, 1e-3)
 
     @property
     def cpu_share(self) -> float:
@@ -135,6 +157,11 @@ def _failures(trials: list[Trial]) -> str:
     return text + (f"; the command's last stderr: {tail.splitlines()[-1]}" if tail else "")
 
 
+def gap_at(trials: list[Trial], cpu: float) -> float:
+    """The gap between files of the one-file-at-a-time size at this CPU (0 when none ran clean)."""
+    return next((t.gap_seconds for t in trials if t.cpu == cpu and t.parallelism == 1 and t.clean), 0.0)
+
+
 def choose_cpu(trials: list[Trial]) -> Trial:
     """The smallest CPU tried one file at a time whose files took at most FASTER_ENOUGH times the
     fastest's."""
@@ -166,9 +193,10 @@ def recommend(trials: list[Trial], fallback_memory: int, prices: Mapping[str, An
         if memory is None:
             notes.append(f"{trial.parallelism} jobs at once need more memory than {trial.cpu:g} vCPU can have")
             continue
-        per_file = (price or 0.0) / 3600 / trial.rate
-        if best is None or (per_file, -trial.rate) < (best[0], -best[1]):
-            best = (per_file, trial.rate, trial, memory)
+        rate = trial.rate(chosen.gap_seconds)
+        per_file = (price or 0.0) / 3600 / rate
+        if best is None or (per_file, -rate) < (best[0], -best[1]):
+            best = (per_file, rate, trial, memory)
     if best is None:
         raise YunpipeError(f"one job needs {job_memory} MiB with its margin: more than Fargate gives "
                            f"{chosen.cpu:g} vCPU ({largest_memory(chosen.cpu)} MiB)")
@@ -228,19 +256,19 @@ def project(advice: Advice, files: int, concurrency: int, idle_seconds: int, pri
 TRIAL_HEADER = f"  {'vCPU':>5} {'MiB':>6} {'at once':>7} {'s/file':>7} {'files/s':>8} {'vCPU busy':>9} {'peak MiB':>8}"
 
 
-def _trial_line(trial: Trial) -> str:
+def _trial_line(trial: Trial, gap: float) -> str:
     size = f"  {trial.cpu:>5g} {trial.memory_mib:>6} {trial.parallelism:>7}"
     if not trial.ok:
         return f"{size}  {_failures([trial])}"
     peak = f"{trial.peak_mib:.0f}" if trial.peak_mib is not None else "?"
     failed = "" if trial.clean else f"  ({_failures([trial])})"
-    return f"{size} {trial.file_seconds:>7.2f} {trial.rate:>8.2f} {trial.cpu_share:>9.2f} {peak:>8}{failed}"
+    return f"{size} {trial.file_seconds:>7.2f} {trial.rate(gap):>8.2f} {trial.cpu_share:>9.2f} {peak:>8}{failed}"
 
 
 def render(reference: str, trials: list[Trial], advice: Advice, projection: Projection) -> str:
     lines = [f"{reference}: {len(trials[0].jobs)} sample file(s) at {len(trials)} size(s) on the local cloud "
              "(files/s: of one task; vCPU busy: a running job's CPU seconds over its wall seconds):",
-             TRIAL_HEADER, *(_trial_line(t) for t in trials), "",
+             TRIAL_HEADER, *(_trial_line(t, gap_at(trials, t.cpu)) for t in trials), "",
              f"Recommended: cpu {advice.cpu:g}, memory {advice.memory_mib}, parallelism {advice.parallelism}, "
              f"files_per_task {advice.files_per_task}",
              f"  one job's peak {advice.peak_mib if advice.peak_mib is not None else '?'} MiB x {MARGIN} = "
