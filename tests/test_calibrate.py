@@ -63,6 +63,14 @@ def test_a_parallel_size_is_rated_by_its_files_at_once_not_by_a_small_samples_la
     assert advice.rate == pytest.approx(3.2, rel=0.02)
 
 
+def test_a_parallel_sizes_file_time_is_its_full_rounds():
+    # 4 at once take 2 s each; the last round's 2 files, with fewer beside them, 1 s.
+    full, last = jobs(4, 2.0, at_once=4), jobs(2, 1.0, at_once=2)
+    later = tuple({**job, "started_at": (T0 + timedelta(seconds=2)).isoformat(),
+                   "finished_at": (T0 + timedelta(seconds=3)).isoformat()} for job in last)
+    assert trial(0.25, 4, full + later).mean_seconds == pytest.approx(2.0)
+
+
 def test_memory_follows_the_peak_and_a_size_that_ran_out_of_memory_is_left_out():
     trials = [trial(0.25, 1, jobs(2, 1.0, peak=None, outcome="oom")), trial(0.5, 1, jobs(2, 1.0, peak=1500.0))]
     advice = recommend(trials, 128, PRICES, "us-east-1")

@@ -78,7 +78,12 @@ class Trial:
 
     @property
     def mean_seconds(self) -> float:
-        return statistics.mean(float(job.get("wall_seconds") or 0.0) for job in self.ok)
+        """A file's mean time with `parallelism` files at once: of the jobs of the full rounds (the
+        first parallelism x (files // parallelism) to start), as a small sample's last round runs
+        fewer at once."""
+        ok = sorted(self.ok, key=lambda job: parse_iso(job["started_at"]))
+        full = ok[:max(1, len(ok) // self.parallelism) * self.parallelism]
+        return statistics.mean(float(job.get("wall_seconds") or 0.0) for job in full)
 
     @property
     def span_seconds(self) -> float:
