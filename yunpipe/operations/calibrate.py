@@ -281,9 +281,9 @@ def sweep(bench: Bench, options: CalibrateOptions, say: Callable[[str], None]) -
         if not trial.ok and not trial.outcomes.get("oom"):
             break  # it fails whatever its size: no point in more
         if trial.clean:
-            if best is not None and trial.file_seconds * FASTER_ENOUGH > best.file_seconds:
+            if best is not None and trial.mean_seconds * FASTER_ENOUGH > best.mean_seconds:
                 break
-            best = trial if best is None or trial.file_seconds < best.file_seconds else best
+            best = trial if best is None or trial.mean_seconds < best.mean_seconds else best
     if best is None:
         return trials
     chosen, previous = choose_cpu(trials), None

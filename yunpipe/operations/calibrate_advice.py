@@ -72,11 +72,6 @@ class Trial:
         return bool(self.jobs) and len(self.ok) == len(self.jobs)
 
     @property
-    def file_seconds(self) -> float:
-        """One file's wall time (median), download and upload included."""
-        return statistics.median(float(job.get("wall_seconds") or 0.0) for job in self.ok)
-
-    @property
     def mean_seconds(self) -> float:
         """A file's mean time with `parallelism` files at once: of the jobs of the full rounds (the
         first parallelism x (files // parallelism) to start), as a small sample's last round runs
@@ -131,7 +126,7 @@ class Advice:
     files_per_task: int
     job_memory_mib: int  # one job's peak with the margin
     peak_mib: float | None
-    file_seconds: float
+    file_seconds: float  # a file's mean time at this size
     rate: float  # files per second of one task at this size
     cpu_share: float
     start_seconds: float  # the local cloud's, median of the trials
@@ -173,8 +168,8 @@ def choose_cpu(trials: list[Trial]) -> Trial:
     single = [t for t in trials if t.parallelism == 1 and t.clean]
     if not single:
         raise YunpipeError(f"no size ran every file of the sample: {_failures(trials)}")
-    fastest = min(t.file_seconds for t in single)
-    return min((t for t in single if t.file_seconds <= fastest * FASTER_ENOUGH), key=lambda t: t.cpu)
+    fastest = min(t.mean_seconds for t in single)
+    return min((t for t in single if t.mean_seconds <= fastest * FASTER_ENOUGH), key=lambda t: t.cpu)
 
 
 def recommend(trials: list[Trial], fallback_memory: int, prices: Mapping[str, Any], region: str) -> Advice:
@@ -207,7 +202,7 @@ def recommend(trials: list[Trial], fallback_memory: int, prices: Mapping[str, An
                            f"{chosen.cpu:g} vCPU ({largest_memory(chosen.cpu)} MiB)")
     _, rate, picked, memory = best
     files_per_task = max(1, min(MAX_FILES_PER_TASK, math.ceil(cost.FARGATE_MINIMUM_SECONDS * rate)))
-    return Advice(picked.cpu, memory, picked.parallelism, files_per_task, job_memory, peak, picked.file_seconds,
+    return Advice(picked.cpu, memory, picked.parallelism, files_per_task, job_memory, peak, picked.mean_seconds,
                   rate, picked.cpu_share, statistics.median(t.start_seconds for t in trials), tuple(notes))
 
 
@@ -267,7 +262,7 @@ def _trial_line(trial: Trial, gap: float) -> str:
         return f"{size}  {_failures([trial])}"
     peak = f"{trial.peak_mib:.0f}" if trial.peak_mib is not None else "?"
     failed = "" if trial.clean else f"  ({_failures([trial])})"
-    return f"{size} {trial.file_seconds:>7.2f} {trial.rate(gap):>8.2f} {trial.cpu_share:>9.2f} {peak:>8}{failed}"
+    return f"{size} {trial.mean_seconds:>7.2f} {trial.rate(gap):>8.2f} {trial.cpu_share:>9.2f} {peak:>8}{failed}"
 
 
 def render(reference: str, trials: list[Trial], advice: Advice, projection: Projection) -> str:
