@@ -50,6 +50,7 @@ HANDLERS = {
     "ui": "yunpipe.commands.ui:run_ui",
     "try": "yunpipe.commands.tryout:run_try",
     "replay": "yunpipe.commands.tryout:run_replay",
+    "calibrate": "yunpipe.commands.calibrate:run_calibrate",
 }
 
 
@@ -265,6 +266,16 @@ def build_parser() -> argparse.ArgumentParser:
                          help="open a shell in the job's container with its input staged instead (needs a terminal)")
     instead.add_argument("--output", metavar="PATH", help="keep an ok job's result at PATH (default: not kept)")
     add_aws_options(replayed)
+    calibrate = verbs.add_parser("calibrate", help="run a sample on the local cloud at a few sizes; advise a step's "
+                                                   "size, parallelism and files_per_task, and what N files would cost")
+    calibrate.add_argument("algorithm", metavar="ALGORITHM[@VERSION]")
+    calibrate.add_argument("--sample", required=True, metavar="DIR", help="a folder of sample input files (at most 100)")
+    calibrate.add_argument("--files", type=int, default=1000, metavar="N",
+                           help="the files to project the time and cost on AWS for (default 1000)")
+    calibrate.add_argument("--region", help="the region whose Fargate prices to use (default: the workflow's, "
+                                            "else us-east-1)")
+    calibrate.add_argument("--write", metavar="WORKFLOW",
+                           help="add the settings to the steps of this workflow file that run the algorithm")
     graph = verbs.add_parser("show", help="a pipeline's steps: what each reads, runs and writes")
     graph.add_argument("pipeline")
     graph.add_argument("--dot", action="store_true", help="print the graph in Graphviz DOT")

@@ -13,5 +13,6 @@ what it returns and gives the exit status.
     backfill    submit, retry
     local       local up|down|status; daemon: the local cloud's own process (python -m)
     demo        demo
+    calibrate   calibrate
     ui          ui (the dashboard: yunpipe.ui)
 """

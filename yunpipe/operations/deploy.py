@@ -190,8 +190,9 @@ def summary_of(deployment: Deployment) -> PipelineSummary:
     return replace(model.summary(), location=deployment.location.record(deployment.aws, model.target.account_id))
 
 
-def apply_deployment(deployment: Deployment) -> None:
-    """Record the pipeline's summary, then apply the plan (resumable: the state keeps each step)."""
+def apply_deployment(deployment: Deployment, echo: Callable[[str], None] = print) -> None:
+    """Record the pipeline's summary, then apply the plan (resumable: the state keeps each step);
+    `echo` shows each call as it goes."""
     state = deployment.state
     if deployment.launcher_roles_only:
         # The roles alone do not make a pipeline: a summary recorded by setup-pipe stays.
@@ -200,7 +201,7 @@ def apply_deployment(deployment: Deployment) -> None:
         state.summary = summary_of(deployment)
         state.workflow = deployment.workflow
         state.save()
-    apply(deployment.plan, deployment.aws, state)
+    apply(deployment.plan, deployment.aws, state, echo)
 
 
 def _shown_nowhere(deployment: Deployment) -> None:
@@ -208,15 +209,16 @@ def _shown_nowhere(deployment: Deployment) -> None:
 
 
 def deploy(options: DeployOptions, show: Callable[[Deployment], None] = _shown_nowhere,
-           warn_user_keys: Callable[[str], None] = _no_warning) -> Iterator[Deployment]:
+           warn_user_keys: Callable[[str], None] = _no_warning,
+           echo: Callable[[str], None] = print) -> Iterator[Deployment]:
     """Every workflow checked first (bad input stops all before any AWS call), then each in turn
-    planned, shown (`show`: the plan is on the deployment), applied unless a dry run, and
-    yielded. `warn_user_keys(pipeline)` runs before -uu reads the caller's keys."""
+    planned, shown (`show`: the plan is on the deployment), applied unless a dry run (`echo`: each
+    call as it goes), and yielded. `warn_user_keys(pipeline)` runs before -uu reads the caller's keys."""
     for workflow in load_workflows(options.files, options.where):
         deployment = plan_deployment(options, workflow, warn_user_keys)
         show(deployment)
         if not options.dry_run:
-            apply_deployment(deployment)
+            apply_deployment(deployment, echo)
         yield deployment
 
 
@@ -303,11 +305,11 @@ def plan_clean_up(options: CleanUpOptions,
     return work
 
 
-def apply_clean_up(clean_up: CleanUp, purge: bool) -> tuple[str, ...]:
-    """Remove what the plan names; the state goes once nothing of the pipeline is left. Returns
-    the buckets kept with their data (without --purge)."""
+def apply_clean_up(clean_up: CleanUp, purge: bool, echo: Callable[[str], None] = print) -> tuple[str, ...]:
+    """Remove what the plan names (`echo`: each call as it goes); the state goes once nothing of
+    the pipeline is left. Returns the buckets kept with their data (without --purge)."""
     state = clean_up.state
-    apply(clean_up.plan, clean_up.aws, state)
+    apply(clean_up.plan, clean_up.aws, state, echo)
     kept: tuple[str, ...] = ()
     if all(kind == "bucket" for kind, _ in state.resources) and state.resources and not purge:
         kept = tuple(key for _, key in state.resources)
