@@ -20,6 +20,9 @@ from typing import Any, NamedTuple
 # The queue of a step's jobs: the one value of both environments that AWS hands out (a queue's
 # URL), so the compiler sets it apart and fills it in once the queue exists.
 QUEUE_URL_VARIABLE = "YUNPIPE_QUEUE_URL"
+# The queue of a step's next larger size, where a worker sends a job the kernel killed for its
+# memory (its grow path): a queue URL too, "" where the step grows no further.
+GROW_QUEUE_URL_VARIABLE = "YUNPIPE_GROW_QUEUE_URL"
 # The launcher's queue of events Lambda could not deliver (its on-failure destination): also a
 # queue URL, filled in the same way.
 FAILED_EVENTS_URL_VARIABLE = "YUNPIPE_FAILED_EVENTS_URL"
@@ -122,6 +125,10 @@ class WorkerConfig:
     topic_arn: str = ""
     # Run every job even when its results are there with matching provenance (a step's `force`).
     force: bool = False
+    # Out of memory -> more memory: the queue of the step's next larger size ("" at the largest or
+    # without growth) and that size in MiB; the launcher's scheduled run starts its tasks.
+    grow_queue_url: str = ""
+    grow_memory: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], strict: bool = True) -> WorkerConfig:
@@ -177,6 +184,8 @@ class WorkerConfig:
             quiet_seconds=_int("YUNPIPE_QUIET_SECONDS", DEFAULT_QUIET_SECONDS, 1),
             topic_arn=environ.get("YUNPIPE_TOPIC_ARN", ""),
             force=force,
+            grow_queue_url=environ.get(GROW_QUEUE_URL_VARIABLE, ""),
+            grow_memory=_int("YUNPIPE_GROW_MEMORY", 0, 0),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -205,6 +214,8 @@ class WorkerConfig:
             "YUNPIPE_QUIET_SECONDS": str(self.quiet_seconds),
             "YUNPIPE_TOPIC_ARN": self.topic_arn,
             "YUNPIPE_FORCE": "1" if self.force else "0",
+            GROW_QUEUE_URL_VARIABLE: self.grow_queue_url,
+            "YUNPIPE_GROW_MEMORY": str(self.grow_memory),
         }
 
 
@@ -264,6 +275,34 @@ REQUIRED_VARS = {
     "task_definition": "YUNPIPE_TASK_DEFINITION",
     "started_by": "YUNPIPE_STARTED_BY",
 }
+
+
+class GrowPath(NamedTuple):
+    """A step's path at a larger memory: its tasks' size, task definition and startedBy, and its
+    queue (YUNPIPE_GROW lists them as JSON; each queue's URL is in YUNPIPE_GROW_QUEUE_URL_<MiB>)."""
+
+    memory: int
+    task_definition: str
+    started_by: str
+    queue_url: str = ""
+
+
+def grow_queue_variable(memory: int) -> str:
+    return f"{GROW_QUEUE_URL_VARIABLE}_{memory}"
+
+
+def _grow_paths(env: Mapping[str, str]) -> tuple[GrowPath, ...]:
+    raw = env.get("YUNPIPE_GROW", "").strip()
+    try:
+        paths = tuple(GrowPath(int(e["memory"]), str(e["task_definition"]), str(e["started_by"]),
+                               env.get(grow_queue_variable(int(e["memory"])), "").strip())
+                      for e in (json.loads(raw) if raw else ()))
+    except (ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f'YUNPIPE_GROW must be a JSON list of {{"memory", "task_definition", "started_by"}}, '
+                          f"got {raw!r} ({error})") from None
+    if any(not p.queue_url for p in paths):
+        raise ConfigError(f"YUNPIPE_GROW names a queue without its {grow_queue_variable(0)[:-1]}<MiB> URL")
+    return paths
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -335,6 +374,8 @@ class LauncherConfig:
     report_bucket: str = ""
     accounting: bool = True
     topic_arn: str = ""
+    # The step's paths at larger memories, smallest first (a job out of memory takes the next).
+    grow: tuple[GrowPath, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LauncherConfig:
@@ -393,6 +434,7 @@ class LauncherConfig:
             report_bucket=env.get("YUNPIPE_REPORT_BUCKET", "").strip(),
             accounting=_flag(env, "YUNPIPE_ACCOUNTING", default=True),
             topic_arn=env.get("YUNPIPE_TOPIC_ARN", "").strip(),
+            grow=_grow_paths(env),
         )
 
     @property
@@ -419,6 +461,9 @@ class LauncherConfig:
             "YUNPIPE_REPORT_BUCKET": self.report_bucket,
             "YUNPIPE_ACCOUNTING": "1" if self.accounting else "0",
             "YUNPIPE_TOPIC_ARN": self.topic_arn,
+            "YUNPIPE_GROW": json.dumps([{"memory": p.memory, "task_definition": p.task_definition,
+                                         "started_by": p.started_by} for p in self.grow]) if self.grow else "",
+            **{grow_queue_variable(p.memory): p.queue_url for p in self.grow},
         }
 
 

@@ -17,6 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..contract import WorkerConfig
 from .algorithm import command_env
 from .command import substitute
+from .grow import grows
 from .ledger import FAILURE_OUTCOMES, Ledger
 from .locks import PathLocks, Scratch
 from .message import Job, JobFailure, parse_body
@@ -42,6 +43,8 @@ class JobResult:
     skipped: bool = False
     reason: str | None = None
     report: dict | None = None
+    # Out of memory with a larger size to go on at (grow.py): the message is sent on there.
+    grows: bool = False
 
 
 def _now() -> str:
@@ -81,15 +84,16 @@ def process_message(
     `stop` is set first (then it is abandoned untouched). `ledger` records the job once its
     result or failure report is written (a Ledger of its own when not given)."""
     ledger = ledger or Ledger(config, s3, environ=environ)
-    attempt = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
-    final = attempt >= config.max_receive_count
+    received = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+    # Numbered on from the tries at smaller sizes (grow.py); the last try is this queue's.
+    attempt, final = received, received >= config.max_receive_count
     job: Job | None = None
     key: str | None = None
     scratch = Scratch(locks or PathLocks())
     measured = Measured()
     try:
         job = parse_body(message.get("Body", ""))
-        key = job.source.key
+        key, attempt = job.source.key, job.attempts + received
         if config_error:
             raise JobFailure("config_error", f"the worker's configuration is bad: {config_error}")
         if not scratch.hold(job_paths(algorithm, job), stop):
@@ -134,6 +138,8 @@ def process_message(
         # A job that failed before or outside the command reports why in place of stderr.
         stderr_tail = (measured.command.stderr_tail if measured.command else "") or failure.detail
         report_name = key if key is not None else f"_invalid-message/{message.get('MessageId', 'unknown')}"
+        grown = grows(config, failure.reason)
+        final = final and not grown
         report = {
             "pipeline": config.pipeline,
             "step": config.step,
@@ -145,6 +151,9 @@ def process_message(
             "reason": failure.reason,
             "exit_code": failure.exit_code,
             "stderr_tail": stderr_tail,
+            # The size it ran at, and the one it goes on at when it ran out of memory.
+            "memory_mib": config.task_memory or ledger.memory_limit_mib,
+            "retry_memory_mib": config.grow_memory if grown else None,
             "started_at": measured.started_at,
             "finished_at": _now(),
         }
@@ -155,7 +164,8 @@ def process_message(
         )
         where = report_key(config, report_name, attempt)
         written = write_report(s3, config, where, report)
-        result = JobResult(ok=False, key=key, attempt=attempt, final=final, reason=failure.reason, report=report)
+        result = JobResult(ok=False, key=key, attempt=attempt, final=final, reason=failure.reason, report=report,
+                           grows=grown)
         if job is not None and key is not None:
             _record(ledger, job, key, measured, result, stderr_tail, report=where if written else None)
         return result

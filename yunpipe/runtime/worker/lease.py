@@ -9,6 +9,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..contract import MAX_VISIBILITY_SECONDS, WorkerConfig
+from .grow import forward
 from .job import JobResult
 
 log = logging.getLogger("yunpipe.worker")
@@ -70,7 +71,10 @@ class VisibilityHeartbeat:
 
 
 def settle(sqs: Any, config: WorkerConfig, message: dict, result: JobResult, retry_delay: int) -> None:
-    """Delete the message of a successful job; otherwise leave it for SQS to retry."""
+    """Delete the message of a successful job; send one out of memory on to the next size;
+    otherwise leave it for SQS to retry."""
+    if result.grows and forward(sqs, config, message, result.attempt):
+        return
     try:
         if result.ok:
             sqs.delete_message(QueueUrl=config.queue_url, ReceiptHandle=message["ReceiptHandle"])

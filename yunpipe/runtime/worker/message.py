@@ -47,6 +47,9 @@ class Job:
     run: str | None = None
     # Run even when the results are there with matching provenance (`yunpipe submit --force`).
     force: bool = False
+    # Tries the file had on the step's smaller sizes before this queue (worker/grow.py): a try's
+    # number goes on from them, so its report and record do not replace an earlier one's.
+    attempts: int = 0
 
 
 def _source(data: Any, what: str, step: str = "") -> Source:
@@ -92,10 +95,12 @@ def parse_body(body: str) -> Job:
     run = data.get("run")
     run = run if isinstance(run, str) and RUN_NAME.match(run) else None
     force = data.get("force") is True
+    attempts = data.get("attempts")
+    attempts = attempts if isinstance(attempts, int) and not isinstance(attempts, bool) and attempts > 0 else 0
     if inputs is not None and gather is not None:
         raise JobFailure("bad_message", "message has both inputs and gather")
     if inputs is not None:
-        return Job(source, inputs=_join_inputs(inputs), run=run, force=force)
+        return Job(source, inputs=_join_inputs(inputs), run=run, force=force, attempts=attempts)
     if gather is not None:
-        return Job(source, gather_prefix=_gather_prefix(gather), run=run, force=force)
-    return Job(source, run=run, force=force)
+        return Job(source, gather_prefix=_gather_prefix(gather), run=run, force=force, attempts=attempts)
+    return Job(source, run=run, force=force, attempts=attempts)
