@@ -39,6 +39,8 @@ class StepSummary:
     started_by: str
     # The launcher's on-failure destination; "" in a summary written before it existed.
     failed_events_queue: str = ""
+    # The queues of its larger sizes, for jobs out of memory (engine/grow.py), smallest first.
+    grow_queues: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -78,8 +80,9 @@ class PipelineSummary:
     def from_document(cls, document: dict) -> "PipelineSummary":
         values = {f.name: document[f.name] for f in fields(cls) if f.name not in ("steps", "location", "layout")}
         steps = tuple(StepSummary(**{f.name: step[f.name] for f in fields(StepSummary)
-                                     if f.name != "failed_events_queue"},
-                                  failed_events_queue=step.get("failed_events_queue", ""))
+                                     if f.name not in ("failed_events_queue", "grow_queues")},
+                                  failed_events_queue=step.get("failed_events_queue", ""),
+                                  grow_queues=tuple(step.get("grow_queues", ())))
                       for step in document["steps"])
         return cls(**values, steps=steps, location=document.get("location"), layout=document.get("layout"))
 
