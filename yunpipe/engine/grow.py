@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from yunpipe.engine.kinds.base import QueueUrl
@@ -107,16 +108,18 @@ def _next(ctx: StepContext, grown: tuple[int, ...], index: int) -> dict[str, Any
             "YUNPIPE_GROW_MEMORY": str(grown[index])}
 
 
-def _with(registration: Any, environment: dict[str, Any], **changes: Any) -> dict[str, Any]:
-    """A copy of a registration with its container's variables and its own fields changed."""
+def _with(registration: Mapping[str, Any], environment: Mapping[str, Any], memory: int | None = None,
+          family: str | None = None) -> dict[str, Any]:
+    """A copy of a registration with its container's variables changed, and its memory and family."""
     container = dict(registration["containerDefinitions"][0])
     variables = {v["name"]: v["value"] for v in container["environment"]}
-    variables.update(environment)
-    container["environment"] = [{"name": k, "value": v} for k, v in sorted(variables.items())]
-    if "memory" in changes:
-        container["memory"] = changes["memory"]
+    container["environment"] = [{"name": k, "value": v} for k, v in sorted({**variables, **environment}.items())]
     copy = {**registration, "containerDefinitions": [container, *registration["containerDefinitions"][1:]]}
-    copy.update({k: (str(v) if k == "memory" else v) for k, v in changes.items()})
+    if memory is not None:
+        # The container's too: EC2 tasks and moto (the local cloud) size the container from it.
+        copy["memory"], container["memory"] = str(memory), memory
+    if family is not None:
+        copy["family"] = family
     return copy
 
 
