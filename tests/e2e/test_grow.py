@@ -93,6 +93,9 @@ def test_a_job_out_of_memory_succeeds_at_double_the_memory_and_one_out_of_memory
     assert summary["steps"]["tester"]["grown"] == {"jobs": 2, "max_memory_mib": 2048}
     assert [(f["key"], f["outcome"], f["memory_mib"]) for f in summary["failures"]] == [("huge.txt", "oom", 2048)]
 
+    printed = run_ok("report", "--local", tester.name, run)
+    assert "2 out of memory, run again at up to 2048 MiB" in printed, printed
+
     status = tester.status()
     assert "failed greedy.txt attempt 1: oom exit -9 at 512 MiB, tried again at 1024 MiB" in status, status
     assert "failed huge.txt attempt 3 (final try): oom exit -9 at 2048 MiB, the largest size" in status, status
