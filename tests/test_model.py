@@ -239,7 +239,7 @@ def test_the_model_s_environments_reach_the_worker_and_the_launcher_whole(change
         parallelism=3, algorithm_path=contract.DEFAULT_ALGORITHM_PATH, algorithm_ref="change123-s3@1", image=change123.image_uri,
         task_cpu=int(step.task_definition.registration["cpu"]), task_memory=int(step.task_definition.registration["memory"]),
         capacity="EC2", accounting=True, quiet_seconds=contract.DEFAULT_QUIET_SECONDS,
-        grow_queue_url=queue_url.replace("-queue", "-grow4096"), grow_memory=4096)
+        grow_queue_url=queue_url.replace("-queue", "-grow4096"), grow_memory=4096, launcher=step.function.name)
     assert set(worker.to_env()) <= set(task_environment)
     assert task_environment["TEST_ENV"] == "blah blah blah" and task_environment["AWS_REGION"] == "us-east-1"
 
@@ -345,6 +345,8 @@ def test_each_larger_size_is_a_queue_and_a_task_definition_of_its_own_chained_to
     assert [e["YUNPIPE_QUEUE_URL"] for e in chain] == [m.QueueUrl(q.name) for q in (step.queue, small.queue, large.queue)]
     assert [e["YUNPIPE_GROW_QUEUE_URL"] for e in chain] == [m.QueueUrl(small.queue.name), m.QueueUrl(large.queue.name), ""]
     assert [e["YUNPIPE_GROW_MEMORY"] for e in chain] == ["1024", "2048", "0"]
+    # A worker that sends a job on wakes its launcher, which starts the larger task at once.
+    assert [e["YUNPIPE_LAUNCHER"] for e in chain] == [step.function.name, step.function.name, ""]
     assert [e["YUNPIPE_TASK_MEMORY"] for e in chain] == ["512", "1024", "2048"]
     assert [e["YUNPIPE_MAX_RECEIVE_COUNT"] for e in chain] == ["5", "5", "1"]
     # The job that ran out of memory gets the whole larger task.
@@ -360,13 +362,15 @@ def test_each_larger_size_is_a_queue_and_a_task_definition_of_its_own_chained_to
     assert task["DrainQueue"]["Resource"] == [step.queue.arn, small.queue.arn, large.queue.arn]
     assert task["GrowOutOfMemory"]["Resource"] == [small.queue.arn, large.queue.arn]
     assert task["GrowOutOfMemory"]["Action"] == "sqs:SendMessage"
+    assert (task["WakeLauncher"]["Action"], task["WakeLauncher"]["Resource"]) == ("lambda:InvokeFunction",
+                                                                                 step.function.arn)
 
 
 def test_a_step_that_does_not_grow_has_no_larger_size_nor_its_grants(change123):
     step = grow_model(cpu=0.25, memory=512, max_memory=512)
     assert step.grow == ()
     assert environment_of(step.task_definition)["YUNPIPE_GROW_QUEUE_URL"] == ""
-    assert "GrowOutOfMemory" not in {s["Sid"] for s in step.task_role.policy["Statement"]}
+    assert {"GrowOutOfMemory", "WakeLauncher"}.isdisjoint(s["Sid"] for s in step.task_role.policy["Statement"])
     assert "SeeGrowQueues" not in {s["Sid"] for s in step.launcher_role.policy["Statement"]}
     assert step.function.environment["YUNPIPE_GROW"] == ""
 

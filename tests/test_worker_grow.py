@@ -77,3 +77,17 @@ def test_tries_at_a_larger_size_are_numbered_on_and_its_last_is_its_queue_s(aws_
 def test_a_message_s_tries_so_far_are_a_whole_positive_number_or_none(attempts):
     body = {"bucket": "in-bucket", "key": "k", "attempts": attempts}
     assert parse_body(json.dumps(body)).attempts == 0
+
+
+def test_a_launcher_that_cannot_be_woken_leaves_the_job_to_its_scheduled_run(aws_env, tmp_path, caplog):
+    with mock_aws():
+        step = Step(tmp_path, max_receive_count=3)
+        grown = step.sqs.create_queue(QueueName="step-grow1024")["QueueUrl"]
+        config = step.config(YUNPIPE_GROW_QUEUE_URL=grown, YUNPIPE_GROW_MEMORY="1024", YUNPIPE_LAUNCHER="no-such-launcher")
+        step.send("big.txt")
+        [message] = received(step)
+        settle(step.sqs, config, message, JobResult(ok=False, key="big.txt", attempt=1, final=False, reason="oom",
+                                                    grows=True), retry_delay=0)
+        assert [json.loads(m["Body"])["key"] for m in received(step, grown)] == ["big.txt"]
+        assert step.queue_counts() == (0, 0)
+        assert "cannot wake the launcher no-such-launcher (its scheduled run starts the 1024 MiB task)" in caplog.text

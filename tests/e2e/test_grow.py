@@ -1,7 +1,7 @@
 """End to end: out of memory -> more memory, on the local cloud. A step of 512 MiB that may grow to
 2048 MiB runs four normal files, one that needs 800 MiB and one that needs 2500 MiB. The kernel
-kills the greedy ones at 512 MiB; their workers send them on to the 1024 MiB path, whose tasks
-the launcher's schedule starts. There greedy.txt succeeds on its second try, while the normal
+kills the greedy ones at 512 MiB; their workers send them on to the 1024 MiB path and wake the
+launcher, which starts its task. There greedy.txt succeeds on its second try, while the normal
 files ran once at 512 MiB; huge.txt runs out of memory again at 1024 and at 2048 MiB, the
 largest size, whose queue dead-letters it at once with reason `oom`. Its failure reports, the
 run summary and `yunpipe status` say so. About 40 s on top of the suite's fixtures.
@@ -92,6 +92,12 @@ def test_a_job_out_of_memory_succeeds_at_double_the_memory_and_one_out_of_memory
     assert summary["steps"]["tester"]["ok"] == 5 and summary["steps"]["tester"]["oom"] == 1
     assert summary["steps"]["tester"]["grown"] == {"jobs": 2, "max_memory_mib": 2048}
     assert [(f["key"], f["outcome"], f["memory_mib"]) for f in summary["failures"]] == [("huge.txt", "oom", 2048)]
+
+    # Each worker that sent a job on woke the launcher (greedy.txt once, huge.txt twice), which
+    # started the larger size's task then, not at its next scheduled run.
+    woken = aws("logs").filter_log_events(logGroupName=f"/aws/lambda/{step.function}",
+                                          filterPattern=f'"{tester.name}/tester grow:"')["events"]
+    assert len(woken) == 3, [e["message"] for e in woken]
 
     printed = run_ok("report", "--local", tester.name, run)
     assert "2 out of memory, run again at up to 2048 MiB" in printed, printed

@@ -315,7 +315,8 @@ def task_role(ctx: StepContext, levels: tuple[GrowLevel, ...] = ()) -> Role:
                  output_bucket_arn="" if ctx.step.spec.force else ctx.bucket_arn(ctx.output_bucket),
                  output_prefix=ctx.placement.output_prefix,
                  queue_arns=[ctx.arn("sqs", ctx.queue_name()), *(g.queue.arn for g in levels)],
-                 grow_queue_arns=[g.queue.arn for g in levels], topic_arn=ctx.topic_arn)
+                 grow_queue_arns=[g.queue.arn for g in levels], launcher_arn=ctx.function_arn,
+                 topic_arn=ctx.topic_arn)
 
 
 def secret_arns(ctx: StepContext, secrets_manager: bool) -> list[str]:

@@ -4,7 +4,8 @@ for exceeding their task's memory.
 Each larger size is a path of its own: a queue and a task definition (the step's, at that memory,
 one job at a time, its worker pointed at the next size's queue). A worker sends a job out of
 memory to the next size's queue (runtime/worker/grow.py) and the launcher's scheduled run starts
-tasks for what waits there, so the other files keep running at the normal size. The sizes double
+tasks for what waits there (woken by the worker, else within minutes), so the other files keep
+running at the normal size. The sizes double
 from the step's memory up to its `max_memory` (default DEFAULT_GROWTH times the memory, within
 Fargate's sizes for the task's CPU); the largest size's queue dead-letters a failed job at once
 (maxReceiveCount 1), so a job out of memory there reaches the step's dead-letter queue with its
@@ -103,9 +104,9 @@ def levels(ctx: StepContext, base: TaskDefinition, dead_letter_arn: str,
 def _next(ctx: StepContext, grown: tuple[int, ...], index: int) -> dict[str, Any]:
     """The worker's settings for the size after it ("" at the largest)."""
     if index >= len(grown):
-        return {contract.GROW_QUEUE_URL_VARIABLE: "", "YUNPIPE_GROW_MEMORY": "0"}
+        return {contract.GROW_QUEUE_URL_VARIABLE: "", "YUNPIPE_GROW_MEMORY": "0", "YUNPIPE_LAUNCHER": ""}
     return {contract.GROW_QUEUE_URL_VARIABLE: QueueUrl(queue_name(ctx, grown[index])),
-            "YUNPIPE_GROW_MEMORY": str(grown[index])}
+            "YUNPIPE_GROW_MEMORY": str(grown[index]), "YUNPIPE_LAUNCHER": ctx.function_name}
 
 
 def _with(registration: Mapping[str, Any], environment: Mapping[str, Any], memory: int | None = None,

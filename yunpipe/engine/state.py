@@ -65,12 +65,16 @@ class PipelineSummary:
 
     def to_document(self) -> dict:
         """The state file's `summary` object (schema 1): keys in this order, no "location" or
-        "layout" key (nor a step's "failed_events_queue") when none is recorded."""
+        "layout" key (nor a step's "failed_events_queue" or "grow_queues") when none is recorded."""
         document = asdict(self)
         document["steps"] = list(document["steps"])
         for step in document["steps"]:
-            if not step["failed_events_queue"]:  # as a summary written before it existed has it
-                del step["failed_events_queue"]
+            # As a summary written before they existed has them.
+            for optional in ("failed_events_queue", "grow_queues"):
+                if not step[optional]:
+                    del step[optional]
+            if "grow_queues" in step:
+                step["grow_queues"] = list(step["grow_queues"])
         for optional in ("location", "layout"):
             if document[optional] is None:
                 del document[optional]

@@ -21,8 +21,10 @@ from typing import Any, NamedTuple
 # URL), so the compiler sets it apart and fills it in once the queue exists.
 QUEUE_URL_VARIABLE = "YUNPIPE_QUEUE_URL"
 # The queue of a step's next larger size, where a worker sends a job the kernel killed for its
-# memory (its grow path): a queue URL too, "" where the step grows no further.
+# memory (its grow path): a queue URL too, "" where the step grows no further. The worker then
+# wakes its launcher with an event of GROW_EVENT_SOURCE, which starts the larger size's task.
 GROW_QUEUE_URL_VARIABLE = "YUNPIPE_GROW_QUEUE_URL"
+GROW_EVENT_SOURCE = "yunpipe.grow"
 # The launcher's queue of events Lambda could not deliver (its on-failure destination): also a
 # queue URL, filled in the same way.
 FAILED_EVENTS_URL_VARIABLE = "YUNPIPE_FAILED_EVENTS_URL"
@@ -126,9 +128,10 @@ class WorkerConfig:
     # Run every job even when its results are there with matching provenance (a step's `force`).
     force: bool = False
     # Out of memory -> more memory: the queue of the step's next larger size ("" at the largest or
-    # without growth) and that size in MiB; the launcher's scheduled run starts its tasks.
+    # without growth), that size in MiB, and the step's launcher (a Lambda function), woken for it.
     grow_queue_url: str = ""
     grow_memory: int = 0
+    launcher: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], strict: bool = True) -> WorkerConfig:
@@ -186,6 +189,7 @@ class WorkerConfig:
             force=force,
             grow_queue_url=environ.get(GROW_QUEUE_URL_VARIABLE, ""),
             grow_memory=_int("YUNPIPE_GROW_MEMORY", 0, 0),
+            launcher=environ.get("YUNPIPE_LAUNCHER", ""),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -216,6 +220,7 @@ class WorkerConfig:
             "YUNPIPE_FORCE": "1" if self.force else "0",
             GROW_QUEUE_URL_VARIABLE: self.grow_queue_url,
             "YUNPIPE_GROW_MEMORY": str(self.grow_memory),
+            "YUNPIPE_LAUNCHER": self.launcher,
         }
 
 
@@ -278,8 +283,7 @@ REQUIRED_VARS = {
 
 
 class GrowPath(NamedTuple):
-    """A step's path at a larger memory: its tasks' size, task definition and startedBy, and its
-    queue (YUNPIPE_GROW lists them as JSON; each queue's URL is in YUNPIPE_GROW_QUEUE_URL_<MiB>)."""
+    """A larger size of a step (YUNPIPE_GROW, JSON; its queue's URL: YUNPIPE_GROW_QUEUE_URL_<MiB>)."""
 
     memory: int
     task_definition: str

@@ -46,8 +46,9 @@ def handle(
         counts.update(recovered)
     keys = tuple(obj.key for obj in objects)
     summary: dict[str, Any] = {**counts, **top_up_workers(config, clients, counts["enqueued"], sleep, keys)}
-    if trigger == "schedule" and config.grow:
-        # Jobs out of memory wait for the larger sizes; only the schedule looks (a few calls each).
+    if trigger in ("schedule", "grow") and config.grow:
+        # Jobs out of memory wait for the larger sizes: a worker that sends one there wakes the
+        # launcher, and the schedule looks too (S3 events do not: no calls on their hot path).
         summary["grow"] = top_up_grow_paths(config, clients, sleep)
     if trigger == "schedule" and config.report_bucket and config.accounting:
         summary["settled"] = settle_runs(config, clients)
