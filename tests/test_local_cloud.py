@@ -278,6 +278,37 @@ def test_stop_task_through_the_api_terms_the_container_and_is_stopping_until_it_
     wait_for(lambda: not _task_containers(docker_client, arn), what="the container to go")
 
 
+def test_a_task_interrupted_like_spot_says_so_at_once_then_gets_sigterm(cloud, docker_client):
+    """As a Fargate Spot interruption: stop code SpotInterruption and ECS's reason in DescribeTasks
+    while the container still runs, SIGTERM to it, STOPPED with that reason once it has exited."""
+    _client(cloud, "logs").create_log_group(logGroupName="/yunpipe/demo")
+    _client(cloud, "ecs").create_cluster(clusterName="demo")
+    graceful = ("import os, signal, sys, time\n"
+                "def leave(*_):\n"
+                "    print('terminated', flush=True)\n"
+                "    while not os.path.exists('/tmp/go'): time.sleep(0.1)\n"
+                "    sys.exit(0)\n"
+                "signal.signal(signal.SIGTERM, leave)\n"
+                "print('ready', flush=True)\n"
+                "time.sleep(300)\n")
+    _register(cloud, "graceful", ["python3", "-c", graceful], log_group="/yunpipe/demo")
+    arn = _run(cloud, "demo", "graceful")
+    [container] = wait_for(lambda: [c for c in _task_containers(docker_client, arn)
+                                    if c.status == "running" and b"ready" in c.logs()], what="a running container")
+    ecs = _client(cloud, "ecs")
+
+    cloud.interrupt_like_spot(arn)
+    task = ecs.describe_tasks(cluster="demo", tasks=[arn])["tasks"][0]
+    assert (task["stopCode"], task["stoppedReason"], task["desiredStatus"]) == (
+        "SpotInterruption", "Your Spot Task was interrupted.", "STOPPED"), task
+    wait_for(lambda: b"terminated" in container.logs(), what="SIGTERM to reach the container")
+    container.exec_run(["touch", "/tmp/go"])
+    stopped = wait_for(lambda: _stopped(cloud, "demo", arn), what="the task to stop")
+    assert (stopped["stopCode"], stopped["stoppedReason"]) == ("SpotInterruption", "Your Spot Task was interrupted.")
+    with pytest.raises(ValueError, match="the local cloud runs no task"):
+        cloud.interrupt_like_spot(arn)
+
+
 def test_s3_notification_runs_the_launcher_on_the_host_which_queues_and_starts_a_task(cloud):
     queue_url, fn_arn = _step(cloud, "s3step", ["python3", "-c", "print('worker')"])
     s3 = _notify(cloud, "demo-input", fn_arn)

@@ -239,7 +239,8 @@ def test_the_model_s_environments_reach_the_worker_and_the_launcher_whole(change
         parallelism=3, algorithm_path=contract.DEFAULT_ALGORITHM_PATH, algorithm_ref="change123-s3@1", image=change123.image_uri,
         task_cpu=int(step.task_definition.registration["cpu"]), task_memory=int(step.task_definition.registration["memory"]),
         capacity="EC2", accounting=True, quiet_seconds=contract.DEFAULT_QUIET_SECONDS,
-        grow_queue_url=queue_url.replace("-queue", "-grow4096"), grow_memory=4096, launcher=step.function.name)
+        grow_queue_url=queue_url.replace("-queue", "-grow4096"), grow_memory=4096, launcher=step.function.name,
+        dead_letter_url=queue_url.replace("-queue", "-dlq"))
     assert set(worker.to_env()) <= set(task_environment)
     assert task_environment["TEST_ENV"] == "blah blah blah" and task_environment["AWS_REGION"] == "us-east-1"
 
@@ -357,11 +358,10 @@ def test_each_larger_size_is_a_queue_and_a_task_definition_of_its_own_chained_to
         assert registration["containerDefinitions"][0]["memory"] == level.memory
         assert registration["family"] == f"yunpipe-demo-change123-s3-task-grow{level.memory}"
     assert len({step.started_by, small.started_by, large.started_by}) == 3
-    # The task role drains every size's queue and sends on only to the larger ones.
+    # The task role drains every size's queue, hands files back to it and sends them on to the next.
     task = {s["Sid"]: s for s in step.task_role.policy["Statement"]}
     assert task["DrainQueue"]["Resource"] == [step.queue.arn, small.queue.arn, large.queue.arn]
-    assert task["GrowOutOfMemory"]["Resource"] == [small.queue.arn, large.queue.arn]
-    assert task["GrowOutOfMemory"]["Action"] == "sqs:SendMessage"
+    assert "sqs:SendMessage" in task["DrainQueue"]["Action"]
     assert (task["WakeLauncher"]["Action"], task["WakeLauncher"]["Resource"]) == ("lambda:InvokeFunction",
                                                                                  step.function.arn)
 
@@ -370,7 +370,8 @@ def test_a_step_that_does_not_grow_has_no_larger_size_nor_its_grants(change123):
     step = grow_model(cpu=0.25, memory=512, max_memory=512)
     assert step.grow == ()
     assert environment_of(step.task_definition)["YUNPIPE_GROW_QUEUE_URL"] == ""
-    assert {"GrowOutOfMemory", "WakeLauncher"}.isdisjoint(s["Sid"] for s in step.task_role.policy["Statement"])
+    task = {s["Sid"]: s for s in step.task_role.policy["Statement"]}
+    assert "WakeLauncher" not in task and task["DrainQueue"]["Resource"] == step.queue.arn
     assert "SeeGrowQueues" not in {s["Sid"] for s in step.launcher_role.policy["Statement"]}
     assert step.function.environment["YUNPIPE_GROW"] == ""
 

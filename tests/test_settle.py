@@ -351,29 +351,36 @@ def test_percentiles_are_nearest_rank():
     assert percentile([4.0, 1.0, 3.0, 2.0], 0.5) == 2.0
 
 
-def test_the_worker_settles_when_its_queue_first_comes_back_empty_after_its_jobs(aws, tmp_path, caplog):
-    """The last worker of a run settles it: here one job, whose record stands written (the worker's
-    own record is MEASURE's), and the worker's queue empty once it ran."""
+def upper_worker(aws, tmp_path, keys, run):
+    """A one-step pipeline's queue holding a message for each key (its input there), in `run`; the
+    worker's algorithm copies its input; each try is the last (a failed job would come back round)."""
     from yunpipe.runtime.contract import WorkerConfig
     from yunpipe.runtime.worker.algorithm import load_algorithm
-    from yunpipe.runtime.worker.loop import run_worker
 
-    describe(aws, [step("upper")])
     sqs = boto3.client("sqs", region_name=REGION)
     queue = sqs.create_queue(QueueName="yunpipe-demo-upper-queue")["QueueUrl"]
-    for bucket in ("in-bucket", "out-bucket"):
-        aws.create_bucket(Bucket=bucket)
-    aws.put_object(Bucket="in-bucket", Key="x", Body=b"x")
-    run = open_run(aws, ["x"])
-    job(aws, run, "upper", "x")
-    sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"bucket": "in-bucket", "key": "x", "run": run}))
+    for key in keys:
+        aws.put_object(Bucket="in-bucket", Key=key, Body=key.encode())
+        sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"bucket": "in-bucket", "key": key, "run": run}))
     (tmp_path / "algorithm.json").write_text(json.dumps({
         "name": "upper", "run_command": "cp $input $output", "input_file_path": str(tmp_path / "work"),
         "output_file_path": str(tmp_path / "work")}))
-    algorithm = load_algorithm(str(tmp_path / "algorithm.json"))
-    # One try: a job that failed would not come back round.
     config = WorkerConfig(queue_url=queue, output_bucket="out-bucket", report_bucket=BUCKET, pipeline=PIPELINE,
                           step="upper", idle_seconds=0, wait_seconds=0, max_receive_count=1)
+    return sqs, load_algorithm(str(tmp_path / "algorithm.json")), config
+
+
+def test_the_worker_settles_when_its_queue_first_comes_back_empty_after_its_jobs(aws, tmp_path, caplog):
+    """The last worker of a run settles it: here one job, whose record stands written (the worker's
+    own record is MEASURE's), and the worker's queue empty once it ran."""
+    from yunpipe.runtime.worker.loop import run_worker
+
+    describe(aws, [step("upper")])
+    for bucket in ("in-bucket", "out-bucket"):
+        aws.create_bucket(Bucket=bucket)
+    run = open_run(aws, ["x"])
+    job(aws, run, "upper", "x")
+    sqs, algorithm, config = upper_worker(aws, tmp_path, ["x"], run)
     with caplog.at_level(logging.INFO, logger="yunpipe.worker"):
         assert run_worker(config, algorithm, sqs, aws, environ={}, retry_delay=0) == 0
     assert aws.get_object(Bucket="out-bucket", Key="x")["Body"].read() == b"x"
@@ -382,9 +389,29 @@ def test_the_worker_settles_when_its_queue_first_comes_back_empty_after_its_jobs
     # Without accounting, the worker leaves runs alone.
     second = open_run(aws, ["x"], serial=2)
     job(aws, second, "upper", "x")
-    sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"bucket": "in-bucket", "key": "x"}))
+    sqs.send_message(QueueUrl=config.queue_url, MessageBody=json.dumps({"bucket": "in-bucket", "key": "x"}))
     assert run_worker(dataclasses.replace(config, accounting=False), algorithm, sqs, aws, environ={}, retry_delay=0) == 0
     assert is_open(aws, second)
+
+
+def test_a_worker_leaves_settling_to_the_step_s_last_worker(aws, tmp_path, caplog):
+    """While another worker of the step still holds a message, a worker that runs dry does not read
+    the run's records: the holder's job may be the run's last, and that worker looks then."""
+    from yunpipe.runtime.worker.loop import run_worker
+
+    describe(aws, [step("upper")])
+    for bucket in ("in-bucket", "out-bucket"):
+        aws.create_bucket(Bucket=bucket)
+    run = open_run(aws, ["x"])
+    job(aws, run, "upper", "x")
+    sqs, algorithm, config = upper_worker(aws, tmp_path, ["x", "y"], run)
+    # "Another worker" holds the first message, as if its job still ran.
+    held = sqs.receive_message(QueueUrl=config.queue_url, MaxNumberOfMessages=1, VisibilityTimeout=600)["Messages"]
+    assert len(held) == 1
+    with caplog.at_level(logging.INFO, logger="yunpipe.worker"):
+        assert run_worker(config, algorithm, sqs, aws, environ={}, retry_delay=0) == 0
+    assert "settled run" not in caplog.text
+    assert is_open(aws, run)
 
 
 def test_a_run_settles_even_when_its_announcement_cannot_go_out(aws, caplog):

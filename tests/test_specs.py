@@ -87,10 +87,23 @@ def test_normalized_document_reads_back_to_the_same_spec():
     ({"memory": {"minimal": 600, "suggested": 100}}, "memory.minimal", "at most"),
     # SQS holds a message at most 12 h: a longer job would run twice.
     ({"timeout_seconds": 43201}, "timeout_seconds", "from 1 to 43200"),
+    # 0 is success; an exit status stops at 255.
+    ({"permanent_exit_codes": [0]}, "permanent_exit_codes[0]", "from 1 to 255"),
+    ({"permanent_exit_codes": [2, 256]}, "permanent_exit_codes[1]", "from 1 to 255"),
+    ({"permanent_exit_codes": [3, 3]}, "permanent_exit_codes", "distinct"),
+    ({"permanent_exit_codes": 3}, "permanent_exit_codes", "expected array"),
 ])
 def test_bad_algorithm_field_is_named(overrides, field, expected):
     error = error_of(lambda: parse_algorithm(algorithm(**overrides), "alg.json"))
     assert error.source == "alg.json" and error.field == field and expected in error.expected
+
+
+def test_permanent_exit_codes_default_to_none_and_stay_out_of_the_document():
+    spec = parse_algorithm(algorithm(), "alg.json")
+    assert spec.permanent_exit_codes == () and "permanent_exit_codes" not in spec.to_document()
+    declared = parse_algorithm(algorithm(permanent_exit_codes=[65, 3]), "alg.json")
+    assert declared.permanent_exit_codes == (3, 65)
+    assert parse_algorithm(json.loads(json.dumps(declared.to_document())), "again") == declared
 
 
 def test_a_timeout_of_twelve_hours_is_accepted():

@@ -290,3 +290,16 @@ def test_the_replay_command_offered_is_one_yunpipe_replay_takes_whatever_the_key
     words = shlex.split(files.replay_command(summary, key))
     args = cli.build_parser().parse_args(words[1:])
     assert (words[0], args.verb, args.pipeline, args.report, args.step, args.key) == ("yunpipe", "replay", "p", key, None, None)
+
+
+def test_a_gather_step_s_progress_counts_its_gatherings_not_the_files():
+    from collections import Counter
+
+    from yunpipe.ui.runs import Run
+
+    run = Run("r", manifest={"inputs": ["a", "b", "c", "d"]},
+              steps={"each": Counter(ok=3, failed=1), "all": Counter(ok=1)})
+    bars = {bar["step"]: (bar["done"], bar["failed"], bar["of"]) for bar in run.bars(["each", "all"], frozenset({"all"}))}
+    assert bars == {"each": (3, 1, 4), "all": (1, 0, 1)}
+    # Without the gather known, the step would be read as 1 of 4 files.
+    assert run.bars(["each", "all"])[1]["of"] == 4

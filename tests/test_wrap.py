@@ -95,6 +95,9 @@ def test_show_on_a_dry_run_prints_json_dockerfile_and_runscript_summary(home, tm
     ("nooutput.yaml", "name: x\ncontainer_name: a/b\nrun_command: python3 /x.py $input\n",
      ["nooutput.yaml: run_command: expected $output or ${output_file} where the command writes its result",
       '(or "output_adapter": "stdout")']),
+    ("permanent.json", '{"name": "x", "container_name": "a/b", "run_command": "c $input $output", '
+                       '"permanent_exit_codes": [3, 256]}',
+     ["permanent.json: permanent_exit_codes[1]: expected an exit code from 1 to 255, got 256"]),
     (None, None, ["missing.json: file not found"]),
 ])
 def test_bad_input_exits_2_naming_file_and_field(home, tmp_path, name, content, expected):
@@ -121,6 +124,15 @@ def test_a_command_that_writes_its_output_is_wrapped(home, tmp_path, fields):
     result = run("wrap", "-f", path, "--dry-run", "--output-dir", tmp_path / "context")
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "context" / "algorithm.json").read_text())["run_command"] == fields["run_command"]
+
+
+def test_permanent_exit_codes_reach_the_image_s_algorithm_file(home, tmp_path):
+    path = tmp_path / "strict.json"
+    path.write_text(json.dumps({"name": "strict", "container_name": "lab/tool:1", "system": "debian",
+                                "run_command": "tool $input $output", "permanent_exit_codes": [65, 3]}))
+    result = run("wrap", "-f", path, "--dry-run", "--output-dir", tmp_path / "context")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "context" / "algorithm.json").read_text())["permanent_exit_codes"] == [3, 65]
 
 
 SHIPPED_ALGORITHMS = sorted(p for p in [*REPO.glob("examples/*/*.json"), *REPO.glob("tests/e2e/algorithms/*/*.json")]

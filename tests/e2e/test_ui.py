@@ -2,8 +2,8 @@
 local cloud. A graph is set up (a fan-out to two steps, their join, and a gather) and files are
 uploaded; its page, loaded once, shows the counts reaching done as they happen, a poison file as a
 failure with its report, and the retry button (asked for, then confirmed) sends it back to be
-tried again. The pipeline page's screenshot is kept in tests/artifacts/ui-pipeline.png (the
-README's docs/ui-pipeline.png is one).
+tried again; the upload's run page shows its report. The pipeline and run pages' screenshots are
+kept in tests/artifacts/ (ui-pipeline.png, ui-run.png; the README's docs/ui-pipeline.png is one).
 """
 import json
 import urllib.error
@@ -88,6 +88,22 @@ def test_the_pipeline_page_follows_the_work_live_and_retries_a_poison_file(pipel
     WebDriverWait(browser, DONE_BOUND_SECONDS).until(
         lambda _: report_of(aws, graph.summary.reports_bucket, key)["finished_at"] != first,
         message="the retried file was not tried again")
+
+    # The upload's run: its page has the report's charts drawn and the poison file among its failures.
+    browser.get(page(board, f"/pipelines/{graph.name}"))
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#runs tr[data-run] a"), message="no run listed")
+    run = steady(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#runs tr[data-run]").get_attribute("data-run"))
+    steady(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#runs tr[data-run] a").click())
+    assert browser.find_element(By.TAG_NAME, "h1").text == f"Run {run}"
+    upper = browser.find_element(By.CSS_SELECTOR, '#run-steps tr[data-step="upper"]').text.split()
+    assert upper[:3] == ["upper", "4", "0"], upper  # ok, skipped
+    progress = {bar.find_element(By.CLASS_NAME, "label").text: bar.find_element(By.CLASS_NAME, "figures").text
+                for bar in browser.find_elements(By.CSS_SELECTOR, ".progress")}
+    # The gather step has one job per gathering (none sent yet), not one per file.
+    assert progress == {"upper": "4/5, 1 failed", "sum": "5/5", "both": "4/5", "all": "0/1"}, progress
+    assert browser.find_elements(By.CSS_SELECTOR, "#charts figure svg"), "no chart drawn"
+    assert "poison.txt" in browser.find_element(By.ID, "run-failures").text
+    screenshot(browser, "ui-run.png")
 
     browser.get(page(board, "/"))
     listed = browser.find_element(By.CSS_SELECTOR, f'#pipelines tr[data-pipeline="{graph.name}"]').text

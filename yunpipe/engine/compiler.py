@@ -314,8 +314,10 @@ def task_role(ctx: StepContext, levels: tuple[GrowLevel, ...] = ()) -> Role:
                  # Skipping what is done reads the results' provenance, and lists a folder result.
                  output_bucket_arn="" if ctx.step.spec.force else ctx.bucket_arn(ctx.output_bucket),
                  output_prefix=ctx.placement.output_prefix,
+                 # Every size's queue: drained, a stopped task's files handed back, a job out of memory sent on.
                  queue_arns=[ctx.arn("sqs", ctx.queue_name()), *(g.queue.arn for g in levels)],
-                 grow_queue_arns=[g.queue.arn for g in levels], launcher_arn=ctx.function_arn,
+                 dead_letter_queue_arn=ctx.arn("sqs", ctx.queue_name("dlq")),
+                 launcher_arn=ctx.function_arn if levels else "",
                  topic_arn=ctx.topic_arn)
 
 
@@ -374,8 +376,9 @@ def task_definition(ctx: StepContext) -> TaskDefinition:
     environment = {
         **step.environment,
         **worker.to_env(),
-        # Known once the queue exists: a marker the planner resolves.
+        # Known once the queues exist: markers the planner resolves.
         contract.QUEUE_URL_VARIABLE: QueueUrl(ctx.queue_name()),
+        contract.DEAD_LETTER_URL_VARIABLE: QueueUrl(ctx.queue_name("dlq")),
         "AWS_REGION": ctx.target.region,
     }
     container = container_name(ctx.name)

@@ -224,6 +224,12 @@ class LocalCloud:
             ],
         }
 
+    def interrupt_like_spot(self, task_arn: str) -> None:
+        """Stop a running task as a Fargate Spot interruption does (EcsRunner.interrupt_like_spot)."""
+        if self._runner is None:
+            raise ValueError("the local cloud is not running")
+        self._runner.interrupt_like_spot(task_arn)
+
     def request_stop(self) -> None:
         self._stop_requested.set()
 

@@ -27,6 +27,7 @@ API:
     EcsRunner(endpoint_url, regions, docker_client, poll_interval=0.5)
         .start(), .stop()          stop() kills the containers of the tasks still running
         .active_tasks() -> list[str]
+        .interrupt_like_spot(arn)  stop a task as a Fargate Spot interruption does
         .client(service, region)   the runner's botocore client, shared by its threads
     remove_local_containers(docker_client, owner=None) -> int
                                  kill and remove the containers of one local cloud (owner: its
@@ -53,7 +54,7 @@ from yunpipe.specs.secrets import SECRET_ARN
 
 from .clients import local_client
 from .log_pump import LogPump
-from .moto_patches import run_task_observed, stop_task_deferred
+from .moto_patches import run_task_observed, stop_like_spot, stop_task_deferred
 from .polling import PollingThread
 from .task_metadata import TaskMetadata
 
@@ -406,6 +407,15 @@ class EcsRunner(PollingThread):
         with self._lock:
             run = self._runs.get(arn)
         return run is not None and run.holding
+
+    def interrupt_like_spot(self, task_arn: str) -> None:
+        """Stop one of this runner's tasks as a Fargate Spot interruption does: at once its stop
+        code SpotInterruption and ECS's reason (DescribeTasks), then SIGTERM to its containers
+        and SIGKILL after their stop timeout. ValueError when this runner runs no such task."""
+        if not self.holds(task_arn) or not stop_like_spot(task_arn):
+            raise ValueError(f"the local cloud runs no task {task_arn}")
+        # The next poll finds the task no longer running and stops its containers gracefully.
+        self.wake()
 
     def active_tasks(self) -> list[str]:
         with self._lock:

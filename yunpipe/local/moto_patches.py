@@ -23,7 +23,8 @@ Hooks of the local cloud's data plane: Lambda invocations routed to the launcher
 (lambda_invocations_routed, for yunpipe.local.lambda_host), RunTask waking the ECS runners
 (run_task_observed, for yunpipe.local.ecs_runner; bench/latency.py times RunTask with it too),
 StopTask leaving a task whose containers run STOPPING until they have exited (stop_task_deferred,
-for the same runner).
+for the same runner), and a task stopped as a Fargate Spot interruption stops it (stop_like_spot,
+a state change rather than a patch, for EcsRunner.interrupt_like_spot).
 
 Not here: the tests' strict layer (tests/strict_aws.py), which makes moto refuse what real AWS
 refuses; it is the tests' own model of AWS, not a change the local cloud makes, and uses the
@@ -438,3 +439,28 @@ def stop_task_deferred(running: Callable[[str], bool]) -> Iterator[None]:
 
     with mock.patch.object(backend, "stop_task", stop_task):
         yield
+
+
+# What a Fargate Spot interruption leaves in DescribeTasks: ECS's stop code and reason.
+SPOT_STOP_CODE = "SpotInterruption"
+SPOT_STOPPED_REASON = "Your Spot Task was interrupted."
+
+
+def stop_like_spot(task_arn: str) -> bool:
+    """Mark a running task as stopped by a Spot interruption: desired status STOPPED (list_tasks
+    no longer counts it as running), last status STOPPING, and the stop code and reason ECS
+    gives. Whoever runs its containers then stops them, SIGTERM first, and completes the stop
+    (stop_task_deferred keeps this reason). False when no running task has that ARN."""
+    task_id = task_arn.rsplit("/", 1)[-1]
+    for regions in ecs_models.ecs_backends.values():
+        for backend in regions.values():
+            for tasks in backend.tasks.values():
+                task = next((t for arn, t in tasks.items() if arn.endswith(task_id)), None)
+                if task is not None and task.desired_status == "RUNNING":
+                    # moto's Task has no stop code of its own; DescribeTasks answers with any
+                    # attribute the API's shape names.
+                    task.stop_code = SPOT_STOP_CODE  # type: ignore[attr-defined]
+                    task.stopped_reason = SPOT_STOPPED_REASON
+                    task.desired_status, task.last_status = "STOPPED", "STOPPING"
+                    return True
+    return False

@@ -2,7 +2,6 @@
 once when it settled); an open run's is the same shape computed from its records so far, marked
 open. `yunpipe report` prints it as text or JSON; report_html draws it.
 """
-import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -12,6 +11,7 @@ from yunpipe.engine.state import PipelineSummary
 from yunpipe.operations import prices, runs
 from yunpipe.operations.runs import is_number, mapping
 from yunpipe.runtime.accounting import cost, records
+from yunpipe.runtime.accounting import summary as settled
 
 
 @dataclass
@@ -22,18 +22,6 @@ class Report:
     records: runs.RunRecords
 
 
-def percentile(values: list[float], share: float) -> float | None:
-    """The nearest-rank percentile (share in 0..1) of the values, None of none."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(math.ceil(share * len(ordered)) - 1, 0)]
-
-
-def _numbers(jobs: list[dict], name: str) -> list[float]:
-    return [float(j[name]) for j in jobs if is_number(j.get(name))]
-
-
 def summarize(summary: PipelineSummary, found: runs.RunRecords, prices: dict[str, Any],
               now: str | None = None) -> dict[str, Any]:
     """The run's summary from its records (the fields of records.py's summary), as of `now`."""
@@ -41,19 +29,11 @@ def summarize(summary: PipelineSummary, found: runs.RunRecords, prices: dict[str
     finals = [j for j in found.jobs if runs.ended(j)]
     steps: dict[str, dict[str, Any]] = {}
     for name in dict.fromkeys([s.name for s in summary.steps] + [j["step"] for j in found.jobs]):
-        mine = [j for j in finals if j["step"] == name]
-        counts = {o: sum(1 for j in mine if j["outcome"] == o) for o in records.OUTCOMES}
         # Of the jobs' final records, as settle counts them (the charts show every try).
-        walls, peaks, limits = (_numbers(mine, n) for n in ("wall_seconds", "peak_memory_mib", "memory_limit_mib"))
-        steps[name] = {**counts,
-                       "wall_seconds": {"p50": percentile(walls, 0.5), "p95": percentile(walls, 0.95),
-                                        "max": max(walls, default=None)},
-                       "peak_memory_mib": {"p50": percentile(peaks, 0.5), "max": max(peaks, default=None)},
-                       "memory_limit_mib": max(limits, default=None)}
-    failures = [{"step": j["step"], "key": j["key"], "outcome": j["outcome"], "reason": j.get("reason"),
-                 "exit_code": j.get("exit_code"), "attempts": j.get("attempt"), "report": j.get("report"),
-                 "log_tail": j.get("log_tail")}
-                for j in sorted(finals, key=lambda j: (j["step"], j["key"])) if j["outcome"] in runs.FAILED_OUTCOMES]
+        steps[name] = {**dict.fromkeys(records.OUTCOMES, 0),
+                       **settled.step_stats([j for j in finals if j["step"] == name], None)}
+    failures = [settled.failure(j) for j in sorted(finals, key=lambda j: (j["step"], j["key"]))
+                if j["outcome"] in runs.FAILED_OUTCOMES]
     spent = cost.run_cost(found.tasks, found.jobs, prices, summary.region, found.run, now) if found.jobs else None
     inputs, entry = manifest.get("inputs"), runs.entry_steps(summary)
     finished = max((j["finished_at"] for j in finals if j.get("finished_at")), key=records.parse_iso, default=None)

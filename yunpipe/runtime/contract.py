@@ -6,7 +6,9 @@ with to_env, the worker and the launcher read them back with from_env, and the w
 algorithm specs take their defaults from here, once.
 
 Shipped whole into every wrapped image (next to the worker) and into the launcher's zip, so it
-imports only the standard library and runs on Python 3.7+.
+imports only the standard library and runs on Python 3.7+. It is past 500 lines as one job: both
+environments, whose settings refer to each other (a step's queues, its larger sizes), are read
+and written here so the two sides cannot drift; split, each side would still need the other.
 """
 from __future__ import annotations
 
@@ -25,6 +27,9 @@ QUEUE_URL_VARIABLE = "YUNPIPE_QUEUE_URL"
 # wakes its launcher with an event of GROW_EVENT_SOURCE, which starts the larger size's task.
 GROW_QUEUE_URL_VARIABLE = "YUNPIPE_GROW_QUEUE_URL"
 GROW_EVENT_SOURCE = "yunpipe.grow"
+# The step's dead-letter queue, where the worker sends a file at once (a permanent exit code, or
+# a last try that SQS's own count would not yet move): filled in the same way.
+DEAD_LETTER_URL_VARIABLE = "YUNPIPE_DEAD_LETTER_URL"
 # The launcher's queue of events Lambda could not deliver (its on-failure destination): also a
 # queue URL, filled in the same way.
 FAILED_EVENTS_URL_VARIABLE = "YUNPIPE_FAILED_EVENTS_URL"
@@ -50,6 +55,15 @@ DEFAULT_VISIBILITY_SECONDS = 300
 # would lose its message, and another task would run the same file again. So a job's
 # timeout_seconds and a queue's visibility timeout are at most this.
 MAX_VISIBILITY_SECONDS = 43200
+# A file the worker hands back when its task is stopped (a Spot interruption) is queued again with
+# these message attributes: how many receives it had, and how many of them were interrupted. Its
+# tries are the receives less the interruptions, so an interruption uses up none. A message
+# without them (the launcher's, `yunpipe retry`'s) is a file's first.
+RECEIVES_ATTRIBUTE = "yunpipe-receives"
+INTERRUPTIONS_ATTRIBUTE = "yunpipe-interruptions"
+# A file interrupted this often is released as any failure is: each further interruption uses up
+# a try, so a file no task ever finishes still reaches the dead-letter queue.
+MAX_INTERRUPTIONS = 10
 # A drop-run (the files other S3 clients drop) closes once no new file came for this long.
 DEFAULT_QUIET_SECONDS = 120
 # Jobs one worker runs at once. 1 for a task definition that does not say (it behaves as
@@ -63,6 +77,8 @@ ALGORITHM_DEFAULTS: dict[str, Any] = {
     "output_adapter": "path",
     "timeout_seconds": 3600,
     "environment": {},
+    # Exit codes that say the input is bad: no retry, the dead-letter queue at once.
+    "permanent_exit_codes": [],
 }
 # One job from a file on this machine, no AWS (`yunpipe try`, `yunpipe replay`): the wrapped
 # image's entrypoint takes `--one-job FILE [--shell]` and ends its stdout with a line of this
@@ -132,6 +148,8 @@ class WorkerConfig:
     grow_queue_url: str = ""
     grow_memory: int = 0
     launcher: str = ""
+    # The step's dead-letter queue ("": the worker leaves every last try to SQS's redrive).
+    dead_letter_url: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], strict: bool = True) -> WorkerConfig:
@@ -190,6 +208,7 @@ class WorkerConfig:
             grow_queue_url=environ.get(GROW_QUEUE_URL_VARIABLE, ""),
             grow_memory=_int("YUNPIPE_GROW_MEMORY", 0, 0),
             launcher=environ.get("YUNPIPE_LAUNCHER", ""),
+            dead_letter_url=environ.get(DEAD_LETTER_URL_VARIABLE, ""),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -221,6 +240,7 @@ class WorkerConfig:
             GROW_QUEUE_URL_VARIABLE: self.grow_queue_url,
             "YUNPIPE_GROW_MEMORY": str(self.grow_memory),
             "YUNPIPE_LAUNCHER": self.launcher,
+            DEAD_LETTER_URL_VARIABLE: self.dead_letter_url,
         }
 
 

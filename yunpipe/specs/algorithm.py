@@ -96,6 +96,12 @@ ENVIRONMENT_SCHEMA = {"type": "object", "propertyNames": {"pattern": r"\A[^=\x00
                       "additionalProperties": {"type": "string", "pattern": r"\A[^\x00]*\Z",
                                                "description": "text without NUL"}}
 
+# 0 is success and a shell's codes stop at 255.
+PERMANENT_EXIT_CODES_SCHEMA = {"type": "array", "uniqueItems": True,
+                               "items": {"type": "integer", "minimum": 1, "maximum": 255,
+                                         "description": "an exit code from 1 to 255"},
+                               "description": "a list of distinct exit codes from 1 to 255"}
+
 
 def _vcpus(value: Any) -> float:
     # 0.0.3 files carry a number, or an empty object when the developer skipped it.
@@ -164,6 +170,10 @@ class AlgorithmSpec:
                                      {"type": "string", "enum": list(contract.ADAPTERS["output_adapter"])}, "path")
     # Variables ECS sets from SSM or Secrets Manager (yunpipe.specs.secrets); read by parse_algorithm.
     secrets: tuple[Secret, ...] = spec_field("secrets", SECRETS_SCHEMA, ())
+    # Exit codes that mean the input is bad, so another try cannot help: the worker sends the
+    # file to the dead-letter queue at once, with its report.
+    permanent_exit_codes: tuple[int, ...] = spec_field("permanent_exit_codes", PERMANENT_EXIT_CODES_SCHEMA, (),
+                                                       convert=lambda codes: tuple(sorted(int(c) for c in codes)))
 
     def parameter(self, name: str) -> Parameter | None:
         return next((p for p in self.parameters if p.name == name), None)
@@ -199,6 +209,8 @@ class AlgorithmSpec:
             doc["gpu"] = self.gpu
         if self.secrets:
             doc["secrets"] = [s.to_document() for s in self.secrets]
+        if self.permanent_exit_codes:
+            doc["permanent_exit_codes"] = list(self.permanent_exit_codes)
         return doc
 
 

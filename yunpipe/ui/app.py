@@ -107,7 +107,8 @@ def _pages(app: Flask) -> None:
         # The report and charts of `yunpipe report --html`, in the page.
         report = build_report(reader, summary, run)
         return render_template("run.html", summary=summary, run=found, report=report.summary,
-                               bars=found.bars([s.name for s in summary.steps]),
+                               bars=found.bars([s.name for s in summary.steps],
+                                               pipelines.gathers(pipelines.layout_of(summary))),
                                charts=pictures.run_charts(report, [s.name for s in summary.steps]))
 
     @app.get("/pipelines/<name>/failure")

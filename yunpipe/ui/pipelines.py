@@ -43,6 +43,11 @@ def layout_of(summary: PipelineSummary) -> Layout:
     return Layout.from_document(summary.layout) if summary.layout else chain_of(summary)
 
 
+def gathers(layout: Layout) -> frozenset[str]:
+    """The steps that gather: one job per gathering, not one per file."""
+    return frozenset(p.step for p in layout.steps if p.gather)
+
+
 @dataclass(frozen=True)
 class Health:
     """A pipeline's line on the Pipelines page; `problem` when it cannot be reached."""
@@ -133,4 +138,4 @@ def live(name: str) -> dict[str, Any]:
     failures = sorted((f for s in slow.status.steps for f in s.failures), key=lambda f: str(f.get("finished_at", "")),
                       reverse=True)
     return {"summary": summary, "steps": steps, "failures": failures, "runs_total": slow.runs_total,
-            "runs": [(run, run.bars(order)) for run in slow.runs], "cost": slow.cost}
+            "runs": [(run, run.bars(order, gathers(layout))) for run in slow.runs], "cost": slow.cost}

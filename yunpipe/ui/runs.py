@@ -82,9 +82,10 @@ class Run:
     def kind(self) -> str:
         return str(self.manifest.get("kind") or (self.summary or {}).get("kind") or "?")
 
-    def bars(self, order: list[str]) -> list[dict]:
+    def bars(self, order: list[str], gathers: frozenset[str] = frozenset()) -> list[dict]:
         """Each step's progress bar: done, failed and retrying as shares of the run's inputs (for a
-        drop-run, whose inputs nobody listed, of the most files any step has seen)."""
+        drop-run, whose inputs nobody listed, of the most files any step has seen); a gather
+        step's of its own jobs, one per gathering, not of the files."""
         seen = {step: sum(self.steps.get(step, Counter())[o] for o in records.OUTCOMES) + self.retrying[step]
                 for step in order}
         most = max([self.inputs or 0, *seen.values(), 1])
@@ -94,7 +95,7 @@ class Run:
             done = counts["ok"] + counts["skipped"]
             failed = sum(counts[o] for o in FAILED)
             retrying = self.retrying[step]
-            whole = max(most, done + failed + retrying)
+            whole = max(1 if step in gathers else most, done + failed + retrying)
             bars.append({"step": step, "done": done, "failed": failed, "retrying": retrying, "of": whole,
                          "skipped": counts["skipped"],
                          "done_pc": 100 * done / whole, "failed_pc": 100 * failed / whole,

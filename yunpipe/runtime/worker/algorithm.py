@@ -29,6 +29,9 @@ def load_algorithm(path: str) -> dict:
     for name, allowed in ADAPTERS.items():
         if algorithm[name] not in allowed:
             raise ValueError(f"{path}: {name} must be one of {allowed}, got {algorithm[name]!r}")
+    codes = algorithm["permanent_exit_codes"]
+    if not isinstance(codes, list) or not all(type(c) is int and 1 <= c <= 255 for c in codes):
+        raise ValueError(f"{path}: permanent_exit_codes must be a list of exit codes from 1 to 255, got {codes!r}")
     return algorithm
 
 

@@ -15,7 +15,8 @@ from typing import Any
 import botocore.session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..contract import GROW_EVENT_SOURCE, WorkerConfig
+from ..contract import GROW_EVENT_SOURCE, INTERRUPTIONS_ATTRIBUTE, RECEIVES_ATTRIBUTE, WorkerConfig
+from .message import receipt
 
 log = logging.getLogger("yunpipe.worker")
 # The Lambda client that wakes the launcher: made once, by the first job that grows (a botocore
@@ -29,14 +30,17 @@ def grows(config: WorkerConfig, reason: str | None) -> bool:
     return reason == "oom" and bool(config.grow_queue_url)
 
 
-def forward(sqs: Any, config: WorkerConfig, message: dict, attempt: int) -> bool:
-    """Send the job to the next size's queue with the tries it had so far, then delete it here.
-    False (logged) when it could not be sent: the message stays for SQS to try again here."""
+def forward(sqs: Any, config: WorkerConfig, message: dict) -> bool:
+    """Send the job to the next size's queue, body unchanged, carrying its receives and
+    interruptions so far (message.Receipt: its tries there are numbered on from them), then
+    delete it here. False (logged) when it could not be sent: the message stays for SQS to try
+    again here."""
+    got = receipt(message)
+    attributes = {RECEIVES_ATTRIBUTE: {"DataType": "Number", "StringValue": str(got.attempt)},
+                  INTERRUPTIONS_ATTRIBUTE: {"DataType": "Number", "StringValue": str(got.interruptions)}}
     try:
-        body = json.loads(message["Body"])
-        body["attempts"] = attempt
-        sqs.send_message(QueueUrl=config.grow_queue_url, MessageBody=json.dumps(body))
-    except (BotoCoreError, ClientError, ValueError, TypeError, KeyError) as exc:
+        sqs.send_message(QueueUrl=config.grow_queue_url, MessageBody=message["Body"], MessageAttributes=attributes)
+    except (BotoCoreError, ClientError) as exc:
         log.error("cannot send message %s on to %s MiB: %s", message.get("MessageId"), config.grow_memory, exc)
         return False
     log.info("out of memory at %s MiB: message %s goes on at %s MiB", config.task_memory, message.get("MessageId"),

@@ -20,7 +20,7 @@ from .command import substitute
 from .grow import grows
 from .ledger import FAILURE_OUTCOMES, Ledger
 from .locks import PathLocks, Scratch
-from .message import Job, JobFailure, parse_body
+from .message import Job, JobFailure, parse_body, receipt
 from .paths import job_paths, result_objects
 from .process import RunOutcome, run_command
 from .provenance import provenance, variables_digest
@@ -29,6 +29,8 @@ from .staging import Staged, gather_listing, stage
 from .transfers import Meter, upload
 
 log = logging.getLogger("yunpipe.worker")
+# The failure reason of an exit code the algorithm declares permanent.
+PERMANENT_EXIT = "permanent_exit"
 
 @dataclasses.dataclass
 class JobResult:
@@ -39,6 +41,9 @@ class JobResult:
     result_keys: list[str] = dataclasses.field(default_factory=list)
     # Set when the job was abandoned because the worker is stopping: no report, no retry delay.
     interrupted: bool = False
+    # Abandoned before anything of it ran (received as the worker stopped, or waiting for
+    # another job's paths): its receive was no attempt.
+    untouched: bool = False
     # Its results were already there with matching provenance: nothing was run.
     skipped: bool = False
     reason: str | None = None
@@ -84,20 +89,20 @@ def process_message(
     `stop` is set first (then it is abandoned untouched). `ledger` records the job once its
     result or failure report is written (a Ledger of its own when not given)."""
     ledger = ledger or Ledger(config, s3, environ=environ)
-    received = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
-    # Numbered on from the tries at smaller sizes (grow.py); the last try is this queue's.
-    attempt, final = received, received >= config.max_receive_count
+    received = receipt(message)
+    attempt = received.attempt
+    final = received.tries >= config.max_receive_count
     job: Job | None = None
     key: str | None = None
     scratch = Scratch(locks or PathLocks())
     measured = Measured()
     try:
         job = parse_body(message.get("Body", ""))
-        key, attempt = job.source.key, job.attempts + received
+        key = job.source.key
         if config_error:
             raise JobFailure("config_error", f"the worker's configuration is bad: {config_error}")
         if not scratch.hold(job_paths(algorithm, job), stop):
-            return _abandoned(key, attempt, final)
+            return _abandoned(key, attempt, final, untouched=True)
         # Measured from here: waiting for another job's paths is not this job's time.
         measured.restart()
         # A gather's objects, listed once: what the check compares is what the job would gather.
@@ -135,11 +140,13 @@ def process_message(
         _record(ledger, job, key, measured, result, "")
         return result
     except JobFailure as failure:
+        # Another try cannot help: the file goes to the dead-letter queue now (lease.settle); out of
+        # memory with a larger size left, it goes on there (grow.py), its last try or not.
+        grown = grows(config, failure.reason)
+        final = (final or failure.reason == PERMANENT_EXIT) and not grown
         # A job that failed before or outside the command reports why in place of stderr.
         stderr_tail = (measured.command.stderr_tail if measured.command else "") or failure.detail
         report_name = key if key is not None else f"_invalid-message/{message.get('MessageId', 'unknown')}"
-        grown = grows(config, failure.reason)
-        final = final and not grown
         report = {
             "pipeline": config.pipeline,
             "step": config.step,
@@ -147,6 +154,8 @@ def process_message(
             "key": key,
             "etag": job.source.etag if job else None,
             "attempt": attempt,
+            # Of its attempts, those its tasks were stopped in (a Spot interruption): no tries.
+            "interruptions": received.interruptions,
             "final": final,
             "reason": failure.reason,
             "exit_code": failure.exit_code,
@@ -158,8 +167,8 @@ def process_message(
             "finished_at": _now(),
         }
         log.error(
-            "failed key=%s reason=%s attempt=%d/%d final=%s duration=%.2fs: %s",
-            key, failure.reason, attempt, config.max_receive_count, final, time.monotonic() - measured.t0,
+            "failed key=%s reason=%s try=%d/%d final=%s duration=%.2fs: %s",
+            key, failure.reason, received.tries, config.max_receive_count, final, time.monotonic() - measured.t0,
             failure.detail,
         )
         where = report_key(config, report_name, attempt)
@@ -198,6 +207,9 @@ def run_staged(config: WorkerConfig, algorithm: dict, staged: Staged, environ: M
     if outcome.oom:
         raise JobFailure("oom", "killed by the kernel for exceeding the task's memory limit "
                                 f"({ledger.memory_limit_mib or '?'} MiB)", outcome.exit_code)
+    if outcome.exit_code in algorithm["permanent_exit_codes"]:
+        raise JobFailure(PERMANENT_EXIT, f"command exited with {outcome.exit_code}, which the algorithm declares "
+                                         "permanent (permanent_exit_codes): no retry", outcome.exit_code)
     if outcome.exit_code != 0:
         raise JobFailure("nonzero_exit", f"command exited with {outcome.exit_code}", outcome.exit_code)
     return outcome
@@ -239,9 +251,10 @@ def _record(ledger: Ledger, job: Job, key: str, measured: Measured, result: JobR
         log.exception("cannot record the job of %s", key)
 
 
-def _abandoned(key: str | None, attempt: int, final: bool) -> JobResult:
+def _abandoned(key: str | None, attempt: int, final: bool, untouched: bool = False) -> JobResult:
     log.warning("abandoned key=%s attempt=%d: worker is stopping", key, attempt)
-    return JobResult(ok=False, key=key, attempt=attempt, final=final, interrupted=True, reason="interrupted")
+    return JobResult(ok=False, key=key, attempt=attempt, final=final, interrupted=True, untouched=untouched,
+                     reason="interrupted")
 
 
 def report_key(config: WorkerConfig, key: str, attempt: int) -> str:

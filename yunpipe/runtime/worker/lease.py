@@ -8,9 +8,16 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..contract import MAX_VISIBILITY_SECONDS, WorkerConfig
+from ..contract import (
+    INTERRUPTIONS_ATTRIBUTE,
+    MAX_INTERRUPTIONS,
+    MAX_VISIBILITY_SECONDS,
+    RECEIVES_ATTRIBUTE,
+    WorkerConfig,
+)
 from .grow import forward
 from .job import JobResult
+from .message import receipt
 
 log = logging.getLogger("yunpipe.worker")
 
@@ -71,13 +78,20 @@ class VisibilityHeartbeat:
 
 
 def settle(sqs: Any, config: WorkerConfig, message: dict, result: JobResult, retry_delay: int) -> None:
-    """Delete the message of a successful job; send one out of memory on to the next size;
-    otherwise leave it for SQS to retry."""
-    if result.grows and forward(sqs, config, message, result.attempt):
+    """Delete the message of a successful job. A job out of memory is sent on to the step's next
+    size (grow.py). An interrupted job's file is handed back without using up a try, a last
+    try's sent to the dead-letter queue when SQS would not yet move it (a permanent exit code,
+    or a file handed back before); otherwise the message is left for SQS to retry."""
+    if result.grows and forward(sqs, config, message):
         return
     try:
         if result.ok:
             sqs.delete_message(QueueUrl=config.queue_url, ReceiptHandle=message["ReceiptHandle"])
+            return
+        if result.interrupted and hand_back(sqs, config, message, result.untouched):
+            return
+        if (result.final and receipt(message).received < config.max_receive_count
+                and dead_letter(sqs, config, message)):
             return
         if result.interrupted or result.final:
             delay = 0
@@ -89,6 +103,62 @@ def settle(sqs: Any, config: WorkerConfig, message: dict, result: JobResult, ret
     except (BotoCoreError, ClientError) as exc:
         # Typically an expired receipt handle: SQS already made the message visible again.
         log.warning("cannot settle message %s: %s", message.get("MessageId"), exc)
+
+
+def _number(value: int) -> dict:
+    return {"DataType": "Number", "StringValue": str(value)}
+
+
+def hand_back(sqs: Any, config: WorkerConfig, message: dict, untouched: bool = False) -> bool:
+    """Queue an interrupted job's file again as a new message that carries its receives and
+    interruptions (message.Receipt), then delete this one: SQS's receive count, which its
+    redrive goes by, starts again, so the interruption uses up no try. A job `untouched` (none
+    of it ran: received as the worker stopped) hands back the counts it came with, as if never
+    received: a stopping worker's last receive returns such messages, and counting them would
+    spend two interruptions of the bound on one stop. False, and nothing sent, once the file
+    was interrupted MAX_INTERRUPTIONS times or when SQS refuses: the caller then releases the
+    message, and this receive counts as a try."""
+    got = receipt(message)
+    if untouched:
+        receives, interruptions = got.attempt - 1, got.interruptions
+    elif got.interruptions >= MAX_INTERRUPTIONS:
+        log.warning("message %s was interrupted %d times: this interruption counts as a try",
+                    message.get("MessageId"), got.interruptions)
+        return False
+    else:
+        receives, interruptions = got.attempt, got.interruptions + 1
+    attributes = {RECEIVES_ATTRIBUTE: _number(receives), INTERRUPTIONS_ATTRIBUTE: _number(interruptions)}
+    try:
+        sqs.send_message(QueueUrl=config.queue_url, MessageBody=message["Body"], MessageAttributes=attributes)
+    except (BotoCoreError, ClientError) as exc:
+        log.warning("cannot hand back message %s (%s): it is released and this receive counts as a try",
+                    message.get("MessageId"), exc)
+        return False
+    # Should this fail, the old message turns visible again and the file is queued twice; the
+    # later of its two jobs finds the earlier one's results and skips.
+    sqs.delete_message(QueueUrl=config.queue_url, ReceiptHandle=message["ReceiptHandle"])
+    log.info("handed back message %s (%d interruption(s) of at most %d)", message.get("MessageId"),
+             interruptions, MAX_INTERRUPTIONS)
+    return True
+
+
+def dead_letter(sqs: Any, config: WorkerConfig, message: dict) -> bool:
+    """Send a failed file's message to the step's dead-letter queue now, body unchanged (so
+    `yunpipe retry` queues it as a first try), and delete it here. False, and nothing sent,
+    without a dead-letter queue or when SQS refuses: the caller then leaves it to SQS's redrive."""
+    if not config.dead_letter_url:
+        log.warning("no dead-letter queue set (YUNPIPE_DEAD_LETTER_URL): message %s is left for SQS's redrive",
+                    message.get("MessageId"))
+        return False
+    try:
+        sqs.send_message(QueueUrl=config.dead_letter_url, MessageBody=message["Body"])
+    except (BotoCoreError, ClientError) as exc:
+        log.warning("cannot send message %s to the dead-letter queue (%s): it is left for SQS's redrive",
+                    message.get("MessageId"), exc)
+        return False
+    sqs.delete_message(QueueUrl=config.queue_url, ReceiptHandle=message["ReceiptHandle"])
+    log.info("sent message %s to the dead-letter queue", message.get("MessageId"))
+    return True
 
 
 def release(sqs: Any, config: WorkerConfig, message: dict) -> None:

@@ -10,9 +10,10 @@ from datetime import datetime, timezone
 from typing import Any, Mapping
 
 import botocore.session
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ..accounting.settle import settle_open_runs
-from ..contract import WorkerConfig
+from ..contract import INTERRUPTIONS_ATTRIBUTE, RECEIVES_ATTRIBUTE, WorkerConfig
 from .job import JobResult, process_message
 from .lease import RETRY_DELAY_SECONDS, VisibilityHeartbeat, release, settle
 from .ledger import Ledger
@@ -24,7 +25,13 @@ log = logging.getLogger("yunpipe.worker")
 RECEIVE_BATCH = 10
 # After an empty short poll (YUNPIPE_WAIT_SECONDS 0), the next receive waits this long.
 EMPTY_POLL_PAUSE_SECONDS = 0.2
-
+# A worker looks for runs to settle at most this often while it keeps working (a look reads the
+# run's records; every worker looking after each lull cost 6% of a busy pipeline's files/s). The
+# look before it exits idle is never skipped, and the launcher's schedule looks too.
+SETTLE_INTERVAL_SECONDS = 5.0
+# The counts that say whether any message of the step waits, runs or waits for its retry.
+STEP_QUEUE_COUNTS = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                     "ApproximateNumberOfMessagesDelayed")
 
 
 def receive_count_attribute(sqs: Any) -> dict:
@@ -74,6 +81,19 @@ class _Slots:
         """Seconds since the last job ended (or the worker started), None while one runs."""
         with self._changed:
             return None if self.busy else time.monotonic() - self.idle_since
+
+
+def step_drained(sqs: Any, config: WorkerConfig) -> bool:
+    """Whether the step's queue holds nothing (waiting, in another worker's hands, or waiting for
+    its retry): only then can a job of this worker have been a run's last in this step. An
+    unreadable count says yes: looking once too often costs little."""
+    try:
+        counts = sqs.get_queue_attributes(QueueUrl=config.queue_url,
+                                          AttributeNames=list(STEP_QUEUE_COUNTS))["Attributes"]
+        return not any(int(counts.get(name, 0)) for name in STEP_QUEUE_COUNTS)
+    except (BotoCoreError, ClientError, ValueError) as error:
+        log.warning("cannot count the messages of %s: %s", config.queue_url, error)
+        return True
 
 
 def settle_runs(config: WorkerConfig, s3: Any, sqs: Any, environ: Mapping[str, str]) -> None:
@@ -157,6 +177,7 @@ def _drain(config: WorkerConfig, algorithm: dict, sqs: Any, s3: Any, environ: Ma
             slots.end(result)
 
     checked = 0  # jobs ended when the worker last looked for runs to settle
+    looked = -SETTLE_INTERVAL_SECONDS  # when (monotonic) it last looked
     heartbeat.start()
     try:
         with ThreadPoolExecutor(max_workers=config.parallelism, thread_name_prefix="job") as pool:
@@ -169,16 +190,22 @@ def _drain(config: WorkerConfig, algorithm: dict, sqs: Any, s3: Any, environ: Ma
                     MaxNumberOfMessages=min(RECEIVE_BATCH, free),
                     WaitTimeSeconds=config.wait_seconds,
                     VisibilityTimeout=config.visibility_seconds,
+                    # A handed-back file's receives and interruptions (message.Receipt).
+                    MessageAttributeNames=[RECEIVES_ATTRIBUTE, INTERRUPTIONS_ATTRIBUTE],
                     **receive_count_attribute(sqs),
                 )
                 messages = response.get("Messages", [])
                 if not messages:
                     idle = slots.idle_for()
-                    if idle is not None and slots.ok + slots.failed > checked:
-                        # The queue's first empty answer since jobs ended: a run may have ended with them.
-                        checked = slots.ok + slots.failed
-                        settle_runs(config, s3, sqs, environ)
-                    if idle is not None and idle >= config.idle_seconds:
+                    leaving = idle is not None and idle >= config.idle_seconds
+                    if (idle is not None and slots.ok + slots.failed > checked
+                            and (leaving or time.monotonic() - looked >= SETTLE_INTERVAL_SECONDS)):
+                        # An empty answer after jobs ended: a run may have ended with them, if
+                        # nothing else of the step is left.
+                        checked, looked = slots.ok + slots.failed, time.monotonic()
+                        if step_drained(sqs, config):
+                            settle_runs(config, s3, sqs, environ)
+                    if leaving:
                         log.info("queue empty for %ss, exiting: %d ok, %d failed",
                                  config.idle_seconds, slots.ok, slots.failed)
                         return "idle"

@@ -48,8 +48,9 @@ def main() -> int:
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
-        # ECS sends SIGTERM, then SIGKILL after its stop timeout: abandon the running jobs
-        # (their messages are released for other workers) and exit.
+        # ECS sends SIGTERM (a Spot interruption, a StopTask), then SIGKILL after its stop
+        # timeout: abandon the running jobs (their files are handed back for other workers,
+        # using up no try) and exit.
         log.warning("signal %d received, stopping", signum)
         stop.set()
 

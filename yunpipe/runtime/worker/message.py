@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from ..accounting.runs import RUN_NAME
+from ..contract import INTERRUPTIONS_ATTRIBUTE, RECEIVES_ATTRIBUTE
 
 # A join input's step id, as the workflow spec allows it.
 STEP_ID = re.compile(r"[a-z0-9][a-z0-9-]*")
@@ -47,9 +48,41 @@ class Job:
     run: str | None = None
     # Run even when the results are there with matching provenance (`yunpipe submit --force`).
     force: bool = False
-    # Tries the file had on the step's smaller sizes before this queue (worker/grow.py): a try's
-    # number goes on from them, so its report and record do not replace an earlier one's.
-    attempts: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Receipt:
+    """Which receive of its file a message is: `received` is SQS's count for this message, and
+    a message handed back by an interrupted task (lease.hand_back) carries the receives and
+    interruptions of the messages before it."""
+
+    received: int
+    earlier: int = 0
+    interruptions: int = 0
+
+    @property
+    def attempt(self) -> int:
+        """This receive's number among all of the file's: names its report and its record."""
+        return self.earlier + self.received
+
+    @property
+    def tries(self) -> int:
+        """The receives that count toward max_receive_count: all but the interrupted ones."""
+        return self.attempt - self.interruptions
+
+
+def _count(attributes: Any, name: str) -> int:
+    value = attributes.get(name, {}).get("StringValue", "") if isinstance(attributes, dict) else ""
+    return int(value) if isinstance(value, str) and value.isdigit() else 0
+
+
+def receipt(message: dict) -> Receipt:
+    """The message's Receipt; counts that are missing or not whole numbers are 0."""
+    received = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+    attributes = message.get("MessageAttributes")
+    earlier = _count(attributes, RECEIVES_ATTRIBUTE)
+    # Never more interruptions than receives: a hand-made attribute cannot make tries negative.
+    return Receipt(received, earlier, min(_count(attributes, INTERRUPTIONS_ATTRIBUTE), earlier))
 
 
 def _source(data: Any, what: str, step: str = "") -> Source:
@@ -95,12 +128,10 @@ def parse_body(body: str) -> Job:
     run = data.get("run")
     run = run if isinstance(run, str) and RUN_NAME.match(run) else None
     force = data.get("force") is True
-    attempts = data.get("attempts")
-    attempts = attempts if isinstance(attempts, int) and not isinstance(attempts, bool) and attempts > 0 else 0
     if inputs is not None and gather is not None:
         raise JobFailure("bad_message", "message has both inputs and gather")
     if inputs is not None:
-        return Job(source, inputs=_join_inputs(inputs), run=run, force=force, attempts=attempts)
+        return Job(source, inputs=_join_inputs(inputs), run=run, force=force)
     if gather is not None:
-        return Job(source, gather_prefix=_gather_prefix(gather), run=run, force=force, attempts=attempts)
-    return Job(source, run=run, force=force, attempts=attempts)
+        return Job(source, gather_prefix=_gather_prefix(gather), run=run, force=force)
+    return Job(source, run=run, force=force)
