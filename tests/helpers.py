@@ -116,3 +116,11 @@ def foreign_notification(strict, bucket: str, events: list[str], filter_rules: l
         entry["Filter"] = {"Key": {"FilterRules": filter_rules}}
     client("s3").put_bucket_notification_configuration(
         Bucket=bucket, NotificationConfiguration={"LambdaFunctionConfigurations": [entry]})
+
+
+def queue_urls_filled(environment) -> dict:
+    """A compiled environment with each queue URL marker (known once the queue exists) as a URL."""
+    from yunpipe.engine.kinds.base import QueueUrl
+
+    return {k: f"https://sqs.{REGION}.amazonaws.com/123456789012/{v.queue}" if isinstance(v, QueueUrl) else v
+            for k, v in environment.items()}

@@ -97,10 +97,11 @@ def test_the_slimmed_data_is_compact_ungzipped_and_lists_only_the_runtime_servic
     assert not [name for name, op in model["operations"].items() if "documentation" in op]
     assert not [name for name, shape in model["shapes"].items() if "documentation" in shape]
     endpoints = json.loads((data / "endpoints.json").read_text())
-    assert all(set(partition["services"]) <= {"s3", "sqs", "sns"} for partition in endpoints["partitions"])
-    assert {"s3", "sqs", "sns"} <= set(endpoints["partitions"][0]["services"])
-    # Everything the runtime loads is a fraction of botocore's own files.
-    assert sum(p.stat().st_size for p in data.rglob("*.json")) < 600_000
+    assert all(set(partition["services"]) <= {"s3", "sqs", "sns", "lambda"} for partition in endpoints["partitions"])
+    assert {"s3", "sqs", "sns", "lambda"} <= set(endpoints["partitions"][0]["services"])
+    # Everything the runtime loads is a fraction of botocore's own files (with Lambda's model, for
+    # the worker that wakes its launcher, 737 kB; it is read only when that happens).
+    assert sum(p.stat().st_size for p in data.rglob("*.json")) < 800_000
 
 
 def test_only_documentation_botocore_reads_with_a_default_is_dropped(tmp_path):

@@ -3,7 +3,7 @@ no AWS involved). The e2e suite runs such a graph on the local cloud."""
 import json
 
 import pytest
-from helpers import record_algorithm
+from helpers import queue_urls_filled, record_algorithm
 
 from yunpipe.engine import compiler, graph
 from yunpipe.engine.target import Target
@@ -199,8 +199,7 @@ def test_files_per_task_and_spot_capacity_reach_the_launcher_and_only_spot_adds_
 
     assert plain.cluster_capacity_providers == ()
     assert spot.cluster_capacity_providers[0].capacity_providers == ("FARGATE", "FARGATE_SPOT")
-    configs = [contract.LauncherConfig.from_env({**s.function.environment, "YUNPIPE_QUEUE_URL": "url",
-                                                 contract.FAILED_EVENTS_URL_VARIABLE: "url"}) for s in spot.steps]
+    configs = [contract.LauncherConfig.from_env(queue_urls_filled(s.function.environment)) for s in spot.steps]
     assert [(c.files_per_task, c.capacity_provider, c.launch_type) for c in configs] == [
         (5, "", "FARGATE"), (contract.DEFAULT_FILES_PER_TASK, "FARGATE_SPOT", "FARGATE")]
     # Without Spot every launcher keeps the plain launch type.

@@ -1091,3 +1091,62 @@ def test_records_whose_objects_cannot_be_queued_stay_for_the_next_run(step, fail
     # until its visibility timeout, for a later run. The scheduled run itself does not fail.
     assert summary["recovered"] == 1 and summary["enqueued"] == 1
     assert waiting(step.sqs, failed_events) == 1
+
+
+def test_a_scheduled_run_starts_the_larger_sizes_tasks_for_jobs_out_of_memory_and_events_do_not(step, monkeypatch):
+    """A job out of memory waits in its larger size's queue (runtime/worker/grow.py); the schedule
+    starts that size's task definition for it, counted by its own startedBy."""
+    grown = step.sqs.create_queue(QueueName="yunpipe-demo-step1-grow1024")["QueueUrl"]
+    step.ecs.register_task_definition(
+        family="yunpipe-demo-step1-grow1024", requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256",
+        memory="1024", containerDefinitions=[{"name": "step1", "image": "step1:latest", "memory": 1024, "essential": True}])
+    path = contract.GrowPath(1024, "yunpipe-demo-step1-grow1024", "yunpipe-demo-step1-g1024", grown)
+    config = contract.LauncherConfig.from_env(step.env)
+    for name, value in contract.LauncherConfig(**{**config.__dict__, "grow": (path,)}).to_env().items():
+        monkeypatch.setenv(name, value)
+    step.sqs.send_message(QueueUrl=grown, MessageBody=json.dumps({"bucket": "in-bucket", "key": "big.txt",
+                                                                  "attempts": 1}))
+
+    event = launcher.handler(s3_event(s3_record("a.txt")), None)
+    assert "grow" not in event
+    assert step.ecs.list_tasks(cluster="yunpipe-demo", startedBy=path.started_by)["taskArns"] == []
+
+    scheduled = launcher.handler(SCHEDULED_EVENT, None)
+    assert scheduled["grow"] == {"1024": {"started": 1, "running": 0, "failures": []}}
+    [arn] = step.ecs.list_tasks(cluster="yunpipe-demo", startedBy=path.started_by)["taskArns"]
+    task = step.ecs.describe_tasks(cluster="yunpipe-demo", tasks=[arn])["tasks"][0]
+    assert task["taskDefinitionArn"].endswith("task-definition/yunpipe-demo-step1-grow1024:1")
+    # Started once: the next scheduled run finds it running.
+    assert launcher.handler(SCHEDULED_EVENT, None)["grow"]["1024"]["started"] == 0
+
+
+def test_a_worker_s_wake_up_starts_the_larger_size_s_task_at_once(step, monkeypatch):
+    """The worker that sends a job on to a larger size invokes the launcher with a grow event
+    (runtime/worker/grow.py): it starts that size's task without waiting for the schedule."""
+    grown = step.sqs.create_queue(QueueName="yunpipe-demo-step1-grow1024")["QueueUrl"]
+    step.ecs.register_task_definition(
+        family="yunpipe-demo-step1-grow1024", requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256",
+        memory="1024", containerDefinitions=[{"name": "step1", "image": "step1:latest", "memory": 1024, "essential": True}])
+    path = contract.GrowPath(1024, "yunpipe-demo-step1-grow1024", "yunpipe-demo-step1-g1024", grown)
+    config = contract.LauncherConfig.from_env(step.env)
+    for name, value in contract.LauncherConfig(**{**config.__dict__, "grow": (path,)}).to_env().items():
+        monkeypatch.setenv(name, value)
+    step.sqs.send_message(QueueUrl=grown, MessageBody=json.dumps({"bucket": "in-bucket", "key": "big.txt"}))
+
+    summary = launcher.handler({"source": contract.GROW_EVENT_SOURCE}, None)
+
+    assert summary["grow"] == {"1024": {"started": 1, "running": 0, "failures": []}}
+    assert (summary["enqueued"], summary["started"]) == (0, 0)
+    assert "settled" not in summary and "recovered" not in summary
+
+
+def test_grow_paths_round_trip_through_the_environment_and_a_bad_one_is_refused(step):
+    path = contract.GrowPath(2048, "family-grow2048", "started-g2048", "https://queue/grow2048")
+    config = contract.LauncherConfig.from_env(step.env)
+    grown = contract.LauncherConfig(**{**config.__dict__, "grow": (path,)})
+    assert contract.LauncherConfig.from_env(grown.to_env()) == grown
+    without_url = {**grown.to_env(), contract.grow_queue_variable(2048): ""}
+    with pytest.raises(contract.ConfigError, match="YUNPIPE_GROW names a queue without its"):
+        contract.LauncherConfig.from_env(without_url)
+    with pytest.raises(contract.ConfigError, match="YUNPIPE_GROW must be a JSON list"):
+        contract.LauncherConfig.from_env({**grown.to_env(), "YUNPIPE_GROW": '[{"memory": "x"}]'})

@@ -356,6 +356,25 @@ def test_the_launcher_role_only_queues_and_starts_its_step(pipeline, enforced):
                       "ecs:RunTask")
 
 
+def test_out_of_memory_the_task_role_sends_on_to_its_larger_sizes_and_the_launcher_only_counts_them(pipeline, enforced):
+    """A job out of memory goes on at the step's next size (runtime/worker/grow.py): its worker
+    sends it there and drains that size's queue with the same role; the launcher counts what
+    waits there, and sends nothing."""
+    admin_sqs = admin("sqs")
+    larger = [admin_sqs.get_queue_url(QueueName=f"{PREFIX}-grow{size}")["QueueUrl"] for size in (4096, 8192)]
+    task_sqs, launcher_sqs = as_role("sqs", pipeline["task"]), as_role("sqs", pipeline["launcher"])
+    with enforced():
+        for url in larger:
+            task_sqs.send_message(QueueUrl=url, MessageBody="{}")
+            [message] = task_sqs.receive_message(QueueUrl=url)["Messages"]
+            task_sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+            launcher_sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+            assert_denied(lambda url=url: launcher_sqs.send_message(QueueUrl=url, MessageBody="x"), "sqs:SendMessage")
+            assert_denied(lambda url=url: launcher_sqs.receive_message(QueueUrl=url), "sqs:ReceiveMessage")
+        assert_denied(lambda: task_sqs.send_message(QueueUrl=pipeline["unrelated_queue"], MessageBody="x"),
+                      "sqs:SendMessage")
+
+
 def test_a_sequence_step_s_task_role_reaches_only_its_own_buckets_and_queue(moto, write_workflow, s3_events, enforced):
     for name in ("step-a", "step-b"):
         record_algorithm(name, f"user/{name}:1", variables=[])
@@ -402,7 +421,9 @@ def test_what_moto_cannot_enforce_is_pinned_as_deployed(pipeline):
     policy = iam.get_role_policy(RoleName=f"{PREFIX}-launcher-role", PolicyName="yunpipe")["PolicyDocument"]
     statements = {s["Sid"]: s for s in policy["Statement"]}
     cluster = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/yunpipe-demo"
-    assert statements["StartTasks"]["Resource"] == f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{PREFIX}-task:*"
+    # Its step's tasks and those of its larger sizes, for jobs out of memory.
+    assert statements["StartTasks"]["Resource"] == [f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{PREFIX}-task{size}:*"
+                                                    for size in ("", "-grow4096", "-grow8192")]
     assert statements["StartTasks"]["Condition"] == {"ArnEquals": {"ecs:cluster": cluster}}
     assert statements["CountTasks"]["Condition"] == {"ArnEquals": {"ecs:cluster": cluster}}
     assert statements["KeepWithinCap"]["Resource"] == f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/yunpipe-demo/*"

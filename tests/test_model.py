@@ -107,7 +107,8 @@ def test_single_run_model(change123):
     assert step.function.environment["YUNPIPE_STARTED_BY"] == step.started_by
     # The step's own resources also carry the step's name (cost allocation by step).
     stepped = {id(r) for r in (step.queue, step.dead_letter_queue, step.failed_events, step.launcher_role, step.task_role,
-                                step.execution_role, step.task_definition, step.function, step.rule, step.function_log_group)}
+                                step.execution_role, step.task_definition, step.function, step.rule, step.function_log_group,
+                                *(r for g in step.grow for r in (g.queue, g.task_definition)))}
     assert all(r.tags == ({m.TAG_KEY: "demo", m.STEP_TAG_KEY: "change123-s3"} if id(r) in stepped else {m.TAG_KEY: "demo"})
                for r in model.resources() if hasattr(r, "tags"))
 
@@ -135,7 +136,13 @@ def test_policies_name_exact_arns(change123):
     step = compile_model(single_run()).steps[0]
     launcher = {s["Sid"]: s for s in step.launcher_role.policy["Statement"]}
     assert launcher["QueueObjects"]["Resource"] == "arn:aws:sqs:us-east-1:123456789012:yunpipe-demo-change123-s3-queue"
-    assert launcher["StartTasks"]["Resource"] == "arn:aws:ecs:us-east-1:123456789012:task-definition/yunpipe-demo-change123-s3-task:*"
+    # Its own tasks and those of its larger sizes (2048 MiB grows to 4096 and 8192 for jobs out of memory).
+    assert launcher["StartTasks"]["Resource"] == [
+        f"arn:aws:ecs:us-east-1:123456789012:task-definition/yunpipe-demo-change123-s3-task{size}:*"
+        for size in ("", "-grow4096", "-grow8192")]
+    assert launcher["SeeGrowQueues"] == {
+        "Sid": "SeeGrowQueues", "Effect": "Allow", "Action": "sqs:GetQueueAttributes",
+        "Resource": [f"arn:aws:sqs:us-east-1:123456789012:yunpipe-demo-change123-s3-grow{size}" for size in (4096, 8192)]}
     assert launcher["PassTaskRoles"]["Resource"] == [step.task_role.arn, step.execution_role.arn]
     task = {s["Sid"]: s for s in step.task_role.policy["Statement"]}
     assert task["ReadInputs"]["Resource"] == "arn:aws:s3:::demo-in-bucket/*"
@@ -231,7 +238,9 @@ def test_the_model_s_environments_reach_the_worker_and_the_launcher_whole(change
         max_receive_count=5, idle_seconds=45, wait_seconds=contract.DEFAULT_WAIT_SECONDS, visibility_seconds=90,
         parallelism=3, algorithm_path=contract.DEFAULT_ALGORITHM_PATH, algorithm_ref="change123-s3@1", image=change123.image_uri,
         task_cpu=int(step.task_definition.registration["cpu"]), task_memory=int(step.task_definition.registration["memory"]),
-        capacity="EC2", accounting=True, quiet_seconds=contract.DEFAULT_QUIET_SECONDS)
+        capacity="EC2", accounting=True, quiet_seconds=contract.DEFAULT_QUIET_SECONDS,
+        grow_queue_url=queue_url.replace("-queue", "-grow4096"), grow_memory=4096, launcher=step.function.name,
+        dead_letter_url=queue_url.replace("-queue", "-dlq"))
     assert set(worker.to_env()) <= set(task_environment)
     assert task_environment["TEST_ENV"] == "blah blah blah" and task_environment["AWS_REGION"] == "us-east-1"
 
@@ -241,7 +250,11 @@ def test_the_model_s_environments_reach_the_worker_and_the_launcher_whole(change
         task_definition="yunpipe-demo-change123-s3-task", started_by=step.started_by, concurrency=4,
         files_per_task=7, launch_type="EC2", subnets=("subnet-1", "subnet-2"), security_groups=("sg-1",), assign_public_ip="ENABLED",
         failed_events_url=queue_url.replace("-queue", "-launcher-failed"),
-        report_bucket="yunpipe-demo-reports-123456789012", accounting=True)
+        report_bucket="yunpipe-demo-reports-123456789012", accounting=True,
+        grow=tuple(contract.GrowPath(level.memory, f"yunpipe-demo-change123-s3-task-grow{level.memory}",
+                                     level.started_by, queue_url.replace("-queue", f"-grow{level.memory}"))
+                   for level in step.grow))
+    assert [level.memory for level in step.grow] == [4096, 8192]
     assert set(launch.to_env()) == set(step.function.environment)
 
 
@@ -291,3 +304,95 @@ def test_the_contract_s_defaults_are_the_specs_defaults(change123):
     assert step.function.environment["YUNPIPE_CONCURRENCY"] == str(launch_defaults.concurrency)
     assert step.function.environment["YUNPIPE_FILES_PER_TASK"] == str(launch_defaults.files_per_task)
     assert step.function.environment["YUNPIPE_CAPACITY_PROVIDER"] == launch_defaults.capacity_provider == ""
+
+
+def grow_model(workflow_fields=None, **step_fields):
+    document = single_run(**(workflow_fields or {}))
+    document["process"]["algorithms"][0].update(step_fields)
+    return compile_model(document).steps[0]
+
+
+def environment_of(task_definition):
+    return {e["name"]: e["value"] for e in task_definition.registration["containerDefinitions"][0]["environment"]}
+
+
+@pytest.mark.parametrize(("workflow_fields", "step_fields", "sizes"), [
+    # By default four times the step's memory, within Fargate's sizes for its CPU.
+    ({}, {"cpu": 0.25, "memory": 512}, [1024, 2048]),
+    ({}, {"cpu": 0.25, "memory": 1024}, [2048]),
+    ({}, {"cpu": 0.5, "memory": 3072}, [4096]),
+    ({}, {"cpu": 8, "memory": 16384}, [32768, 61440]),
+    # Doubling up to max_memory; the last size is max_memory itself.
+    ({}, {"cpu": 4, "memory": 8192, "max_memory": 30720}, [16384, 30720]),
+    ({"max_memory": 1024}, {"cpu": 0.25, "memory": 512}, [1024]),
+    ({"max_memory": 1024}, {"cpu": 0.25, "memory": 512, "max_memory": 2048}, [1024, 2048]),
+    # The step's own memory turns growing off.
+    ({}, {"cpu": 0.25, "memory": 512, "max_memory": 512}, []),
+    ({"max_memory": 2048}, {"cpu": 0.25, "memory": 2048}, []),
+])
+def test_a_step_grows_by_doubling_up_to_its_max_memory(change123, workflow_fields, step_fields, sizes):
+    assert [level.memory for level in grow_model(workflow_fields, **step_fields).grow] == sizes
+
+
+def test_each_larger_size_is_a_queue_and_a_task_definition_of_its_own_chained_to_the_next(change123):
+    step = grow_model(cpu=0.25, memory=512, max_receive_count=5)
+    small, large = step.grow
+    assert (small.queue.name, large.queue.name) == ("yunpipe-demo-change123-s3-grow1024", "yunpipe-demo-change123-s3-grow2048")
+    dlq = step.dead_letter_queue.arn
+    # A try at the largest size is the last: out of memory there, the file is dead-lettered.
+    assert [json.loads(level.queue.attributes["RedrivePolicy"]) for level in step.grow] == [
+        {"deadLetterTargetArn": dlq, "maxReceiveCount": 5}, {"deadLetterTargetArn": dlq, "maxReceiveCount": 1}]
+    chain = [environment_of(t) for t in (step.task_definition, small.task_definition, large.task_definition)]
+    assert [e["YUNPIPE_QUEUE_URL"] for e in chain] == [m.QueueUrl(q.name) for q in (step.queue, small.queue, large.queue)]
+    assert [e["YUNPIPE_GROW_QUEUE_URL"] for e in chain] == [m.QueueUrl(small.queue.name), m.QueueUrl(large.queue.name), ""]
+    assert [e["YUNPIPE_GROW_MEMORY"] for e in chain] == ["1024", "2048", "0"]
+    # A worker that sends a job on wakes its launcher, which starts the larger task at once.
+    assert [e["YUNPIPE_LAUNCHER"] for e in chain] == [step.function.name, step.function.name, ""]
+    assert [e["YUNPIPE_TASK_MEMORY"] for e in chain] == ["512", "1024", "2048"]
+    assert [e["YUNPIPE_MAX_RECEIVE_COUNT"] for e in chain] == ["5", "5", "1"]
+    # The job that ran out of memory gets the whole larger task.
+    assert [e["YUNPIPE_PARALLELISM"] for e in chain][1:] == ["1", "1"]
+    for level in step.grow:
+        registration = level.task_definition.registration
+        assert registration["memory"] == str(level.memory) and registration["cpu"] == "256"
+        assert registration["containerDefinitions"][0]["memory"] == level.memory
+        assert registration["family"] == f"yunpipe-demo-change123-s3-task-grow{level.memory}"
+    assert len({step.started_by, small.started_by, large.started_by}) == 3
+    # The task role drains every size's queue, hands files back to it and sends them on to the next.
+    task = {s["Sid"]: s for s in step.task_role.policy["Statement"]}
+    assert task["DrainQueue"]["Resource"] == [step.queue.arn, small.queue.arn, large.queue.arn]
+    assert "sqs:SendMessage" in task["DrainQueue"]["Action"]
+    assert (task["WakeLauncher"]["Action"], task["WakeLauncher"]["Resource"]) == ("lambda:InvokeFunction",
+                                                                                 step.function.arn)
+
+
+def test_a_step_that_does_not_grow_has_no_larger_size_nor_its_grants(change123):
+    step = grow_model(cpu=0.25, memory=512, max_memory=512)
+    assert step.grow == ()
+    assert environment_of(step.task_definition)["YUNPIPE_GROW_QUEUE_URL"] == ""
+    task = {s["Sid"]: s for s in step.task_role.policy["Statement"]}
+    assert "WakeLauncher" not in task and task["DrainQueue"]["Resource"] == step.queue.arn
+    assert "SeeGrowQueues" not in {s["Sid"] for s in step.launcher_role.policy["Statement"]}
+    assert step.function.environment["YUNPIPE_GROW"] == ""
+
+
+@pytest.mark.parametrize(("workflow_fields", "step_fields", "field", "message"), [
+    ({}, {"cpu": 0.25, "memory": 1024, "max_memory": 512}, "process.algorithms[0].max_memory",
+     "expected at least the step's memory, 1024 MiB (equal turns growing off), got 512"),
+    ({}, {"cpu": 0.25, "memory": 512, "max_memory": 4096}, "process.algorithms[0].max_memory",
+     "expected one of Fargate's memories for 256 CPU units (the step's task): 512, 1024, 2048 MiB, got 4096"),
+    ({}, {"cpu": 1, "memory": 2048, "max_memory": 5000}, "process.algorithms[0].max_memory",
+     "expected one of Fargate's memories for 1024 CPU units (the step's task): 2048, 3072, 4096, 5120"),
+    ({"max_memory": 256}, {"cpu": 0.25, "memory": 512}, "max_memory", "expected at least the step's memory, 512 MiB"),
+    ({}, {"memory": 1024, "instance_type": "m5.large", "max_memory": 2048}, "process.algorithms[0].max_memory",
+     "expected at most the step's 1024 MiB on m5.large instances: larger sizes for jobs out of memory are Fargate's only"),
+])
+def test_a_max_memory_the_step_s_compute_cannot_give_is_refused_naming_its_field(
+        change123, workflow_fields, step_fields, field, message):
+    with pytest.raises(InputError) as error:
+        grow_model(workflow_fields, **step_fields)
+    assert error.value.field == field and message in str(error.value), str(error.value)
+
+
+def test_a_step_on_ec2_instances_does_not_grow_by_default(change123):
+    assert grow_model(memory=1024, instance_type="m5.large").grow == ()

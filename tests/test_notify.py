@@ -9,7 +9,7 @@ import threading
 
 import boto3
 import pytest
-from helpers import REGION, single_run
+from helpers import REGION, queue_urls_filled, single_run
 from moto.sns.models import sns_backends
 from test_setup_pipe import mutating, tagged_arns
 
@@ -123,8 +123,7 @@ def test_the_topic_reaches_workers_launchers_and_roles_only_with_notify(change12
     environment = {e["name"]: e["value"] for e in
                    step.task_definition.registration["containerDefinitions"][0]["environment"]}
     assert contract.WorkerConfig.from_env({**environment, contract.QUEUE_URL_VARIABLE: "q"}).topic_arn == TOPIC
-    assert contract.LauncherConfig.from_env({**step.function.environment, contract.QUEUE_URL_VARIABLE: "q",
-                                             contract.FAILED_EVENTS_URL_VARIABLE: "f"}).topic_arn == TOPIC
+    assert contract.LauncherConfig.from_env(queue_urls_filled(step.function.environment)).topic_arn == TOPIC
     for role in (step.task_role, step.launcher_role):
         notify = [s for s in role.policy["Statement"] if s["Sid"] == "Notify"]
         assert notify == [{"Sid": "Notify", "Effect": "Allow", "Action": "sns:Publish", "Resource": TOPIC}]

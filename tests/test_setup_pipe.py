@@ -134,18 +134,21 @@ def test_changed_variable_registers_only_a_new_task_definition_revision(demo, wr
         {"name": "change123-s3", "variables": {"TEST_ENV": "changed"}}]}}, "changed.json")
     with watch_calls() as calls:
         assert cli.setup_pipe_main(["-f", changed]) == 0
-    assert mutating(calls) == [("ecs", "RegisterTaskDefinition")]
-    task = client("ecs").describe_task_definition(taskDefinition="yunpipe-demo-change123-s3-task")["taskDefinition"]
-    assert task["revision"] == 2
+    # The step's task definition and those of its larger sizes (jobs out of memory) run the same command.
+    assert mutating(calls) == [("ecs", "RegisterTaskDefinition")] * 3
+    for family in ("task", "task-grow4096", "task-grow8192"):
+        task = client("ecs").describe_task_definition(taskDefinition=f"yunpipe-demo-change123-s3-{family}")["taskDefinition"]
+        assert task["revision"] == 2
 
 
 def test_new_algorithm_version_registers_only_a_new_revision(demo):
     record_algorithm("change123-s3", "user/change123-s3:2")
     with watch_calls() as calls:
         assert cli.setup_pipe_main(["-f", demo]) == 0
-    assert mutating(calls) == [("ecs", "RegisterTaskDefinition")]
-    task = client("ecs").describe_task_definition(taskDefinition="yunpipe-demo-change123-s3-task")["taskDefinition"]
-    assert task["containerDefinitions"][0]["image"] == "user/change123-s3:2"
+    assert mutating(calls) == [("ecs", "RegisterTaskDefinition")] * 3
+    for family in ("task", "task-grow4096", "task-grow8192"):
+        task = client("ecs").describe_task_definition(taskDefinition=f"yunpipe-demo-change123-s3-{family}")["taskDefinition"]
+        assert task["containerDefinitions"][0]["image"] == "user/change123-s3:2"
 
 
 def test_sequence_run_of_three_steps(moto, write_workflow):

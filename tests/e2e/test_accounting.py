@@ -32,7 +32,9 @@ def task_records(s3, bucket: str, pipeline: str) -> dict[str, dict]:
 
 def test_a_job_over_its_task_s_memory_is_recorded_oom_and_a_normal_one_ok_with_its_measurements(
         pipeline, aws, tmp_path):
-    tester = pipeline([{"name": "tester", "cpu": 0.25, "memory": 512, "max_receive_count": 1}], idle_seconds=1)
+    # max_memory 512: the job out of memory is not tried at a larger size (test_grow.py does that).
+    tester = pipeline([{"name": "tester", "cpu": 0.25, "memory": 512, "max_receive_count": 1, "max_memory": 512}],
+                      idle_seconds=1)
     files = {"fine.txt": "a normal file\n", "greedy.txt": "ALLOCATE 800\nmore than the task has\n"}
     run_ok("upload", "--local", tester.name, str(write_inputs(tmp_path / "in", files)))
     s3, reports = aws("s3"), tester.summary.reports_bucket

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from yunpipe.aws.ecr import ecr_image
-from yunpipe.engine import limits, notifications
+from yunpipe.engine import grow, limits, notifications
 from yunpipe.engine.accounting import accounting_arns, accounting_descriptor
 from yunpipe.engine.graph import Layout, Placement, lay_out
 from yunpipe.engine.instances import capacity_provider_name, instances, service_linked_roles
@@ -33,6 +33,7 @@ from yunpipe.engine.model import (
     ROLE_PATH,
     STEP_TAG_KEY,
     TAG_KEY,
+    GrowLevel,
     PipelineModel,
     QueueUrl,
     StepModel,
@@ -234,6 +235,9 @@ def _registry_host(image: str) -> str:
 
 def build_step(ctx: StepContext, code: bytes) -> StepModel:
     queue, dead_letter_queue = step_queues(ctx)
+    base = task_definition(ctx)
+    size = base.registration
+    definition, levels = grow.levels(ctx, base, dead_letter_queue.arn, int(size["cpu"]), int(size["memory"]))
     failed_events = failed_events_queue(ctx)
     function_log_group = LogGroup(f"/aws/lambda/{ctx.function_name}", ctx.spec.log_retention_days, ctx.tags)
     rule = Rule(ctx.rule_name, ctx.arn("events", f"rule/{ctx.rule_name}"), ctx.function_arn, ctx.tags, SCHEDULE)
@@ -243,11 +247,11 @@ def build_step(ctx: StepContext, code: bytes) -> StepModel:
         placement=ctx.placement,
         queue=queue,
         dead_letter_queue=dead_letter_queue,
-        launcher_role=launcher_role(ctx, function_log_group),
-        task_role=task_role(ctx),
+        launcher_role=launcher_role(ctx, function_log_group, levels),
+        task_role=task_role(ctx, levels),
         execution_role=execution_role(ctx),
-        task_definition=task_definition(ctx),
-        function=launcher_function(ctx, code),
+        task_definition=definition,
+        function=launcher_function(ctx, code, levels),
         failed_events=failed_events,
         event_invoke_config=EventInvokeConfig(ctx.function_name, failed_events.arn),
         permissions=(*permissions, Permission(ctx.function_name, SCHEDULE_PERMISSION_SID, "events.amazonaws.com",
@@ -257,6 +261,7 @@ def build_step(ctx: StepContext, code: bytes) -> StepModel:
         rule=rule,
         function_log_group=function_log_group,
         started_by=ctx.started_by,
+        grow=levels,
     )
 
 
@@ -286,20 +291,22 @@ def _role(ctx: StepContext, kind: str, service: str, template: str, what: str, *
                 render_policy(template, **values), f"yunpipe {ctx.pipeline}/{ctx.name}: {what}", ctx.tags)
 
 
-def launcher_role(ctx: StepContext, function_log_group: LogGroup) -> Role:
+def launcher_role(ctx: StepContext, function_log_group: LogGroup, levels: tuple[GrowLevel, ...] = ()) -> Role:
     # A join's launcher looks for the key in each bucket it joins, and claims the join once.
     joins = [ctx.bucket_arn(s.bucket) + "/*" for s in ctx.placement.sources] if ctx.placement.join else []
     return _role(ctx, "launcher", "lambda.amazonaws.com", "launcher", "launcher Lambda", **accounting_arns(ctx),
                  join_object_arns=joins, claims_arn=ctx.bucket_arn(ctx.reports_bucket) + "/" + join_claims(ctx) + "*",
                  queue_arn=ctx.arn("sqs", ctx.queue_name()),
                  failed_events_arn=ctx.arn("sqs", ctx.failed_events_name),
-                 task_definition_arn=ctx.arn("ecs", f"task-definition/{ctx.family}:*"),
+                 task_definition_arns=[ctx.arn("ecs", f"task-definition/{family}:*") for family in
+                                       (ctx.family, *(g.task_definition.family for g in levels))],
+                 grow_queue_arns=[g.queue.arn for g in levels],
                  cluster_arn=ctx.cluster.arn, tasks_arn=ctx.arn("ecs", f"task/{ctx.cluster.name}/*"),
                  task_role_arn=ctx.role_arn("task"), execution_role_arn=ctx.role_arn("exec"),
                  log_group_arn=ctx.arn("logs", f"log-group:{function_log_group.name}"), topic_arn=ctx.topic_arn)
 
 
-def task_role(ctx: StepContext) -> Role:
+def task_role(ctx: StepContext, levels: tuple[GrowLevel, ...] = ()) -> Role:
     sources = [ctx.bucket_arn(s.bucket) for s in ctx.placement.sources]
     return _role(ctx, "task", "ecs-tasks.amazonaws.com", "task", "ECS task", **accounting_arns(ctx),
                  input_bucket_arns=sources, gather=ctx.placement.gather,
@@ -307,7 +314,10 @@ def task_role(ctx: StepContext) -> Role:
                  # Skipping what is done reads the results' provenance, and lists a folder result.
                  output_bucket_arn="" if ctx.step.spec.force else ctx.bucket_arn(ctx.output_bucket),
                  output_prefix=ctx.placement.output_prefix,
-                 queue_arn=ctx.arn("sqs", ctx.queue_name()), dead_letter_queue_arn=ctx.arn("sqs", ctx.queue_name("dlq")),
+                 # Every size's queue: drained, a stopped task's files handed back, a job out of memory sent on.
+                 queue_arns=[ctx.arn("sqs", ctx.queue_name()), *(g.queue.arn for g in levels)],
+                 dead_letter_queue_arn=ctx.arn("sqs", ctx.queue_name("dlq")),
+                 launcher_arn=ctx.function_arn if levels else "",
                  topic_arn=ctx.topic_arn)
 
 
@@ -415,7 +425,7 @@ def task_definition(ctx: StepContext) -> TaskDefinition:
     return TaskDefinition(ctx.family, registration, ctx.tags, sizing, where)
 
 
-def launcher_function(ctx: StepContext, code: bytes) -> Function:
+def launcher_function(ctx: StepContext, code: bytes, levels: tuple[GrowLevel, ...] = ()) -> Function:
     placement = ctx.placement
     launch = contract.LauncherConfig(pipeline=ctx.pipeline, step=ctx.name, queue_url="", cluster=ctx.cluster.name,
                              task_definition=ctx.family, started_by=ctx.started_by, concurrency=ctx.step.concurrency,
@@ -427,9 +437,10 @@ def launcher_function(ctx: StepContext, code: bytes) -> Function:
                              join=tuple(contract.JoinInput(s.step, s.bucket) for s in placement.sources) if placement.join else (),
                              claim_bucket=ctx.reports_bucket if placement.join else "", gather=placement.gather,
                              report_bucket=ctx.reports_bucket, accounting=ctx.spec.accounting,
-                             topic_arn=ctx.topic_arn)
+                             topic_arn=ctx.topic_arn, grow=grow.launcher_paths(levels))
     return Function(ctx.function_name, ctx.function_arn, ctx.role_arn("launcher"),
-                    {**launch.to_env(), contract.QUEUE_URL_VARIABLE: QueueUrl(ctx.queue_name()),
+                    {**launch.to_env(), **grow.launcher_environment(levels),
+                     contract.QUEUE_URL_VARIABLE: QueueUrl(ctx.queue_name()),
                      contract.FAILED_EVENTS_URL_VARIABLE: QueueUrl(ctx.failed_events_name)}, code, ctx.tags)
 
 

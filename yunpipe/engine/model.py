@@ -36,7 +36,7 @@ from yunpipe.engine.target import Target
 from yunpipe.runtime.contract import MAX_STARTED_BY
 
 # The names model users need, whether defined here or in kinds/.
-__all__ = ["CREATION_ORDER", "ROLE_PATH", "SPEC_TAG_KEY", "STEP_TAG_KEY", "TAG_KEY", "InstanceGroup", "PipelineModel", "QueueUrl",
+__all__ = ["CREATION_ORDER", "ROLE_PATH", "SPEC_TAG_KEY", "STEP_TAG_KEY", "TAG_KEY", "GrowLevel", "InstanceGroup", "PipelineModel", "QueueUrl",
            "StepModel", "container_name", "notification_id", "resource_name"]
 
 # AWS name limits: (length, characters not allowed).
@@ -81,6 +81,16 @@ def container_name(step: str) -> str:
 
 
 @dataclass(frozen=True)
+class GrowLevel:
+    """A step's path at a larger memory, for its jobs out of memory (engine/grow.py)."""
+
+    memory: int
+    queue: Queue
+    task_definition: TaskDefinition
+    started_by: str
+
+
+@dataclass(frozen=True)
 class StepModel:
     name: str
     placement: Placement
@@ -103,6 +113,8 @@ class StepModel:
     rule: Rule
     function_log_group: LogGroup
     started_by: str
+    # Its larger sizes, smallest first (none: it does not grow).
+    grow: tuple[GrowLevel, ...] = ()
 
     @property
     def input_bucket(self) -> str:
@@ -159,7 +171,7 @@ class PipelineModel:
             *self.accounting,
             self.log_group,
             *(s.function_log_group for s in steps),
-            *(q for s in steps for q in (s.dead_letter_queue, s.queue, s.failed_events)),
+            *(q for s in steps for q in (s.dead_letter_queue, s.queue, *(g.queue for g in s.grow), s.failed_events)),
             *self.parameters,
             *(r for s in steps for r in (s.launcher_role, s.task_role, s.execution_role)),
             *self.instance_role,
@@ -171,7 +183,7 @@ class PipelineModel:
             self.cluster,
             *(g.capacity_provider for g in groups),
             *self.cluster_capacity_providers,
-            *(s.task_definition for s in steps),
+            *(t for s in steps for t in (s.task_definition, *(g.task_definition for g in s.grow))),
             *(s.function for s in steps),
             *(s.event_invoke_config for s in steps),
             *(p for s in steps for p in s.permissions),
@@ -197,7 +209,7 @@ class PipelineModel:
             steps=tuple(
                 StepSummary(name=s.name, input_bucket=s.input_bucket, output_bucket=s.output_bucket,
                             queue=s.queue.name, dead_letter_queue=s.dead_letter_queue.name,
-                            failed_events_queue=s.failed_events.name,
+                            failed_events_queue=s.failed_events.name, grow_queues=tuple(g.queue.name for g in s.grow),
                             task_family=s.task_definition.family, function=s.function.name, started_by=s.started_by)
                 for s in self.steps
             ),

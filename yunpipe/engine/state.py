@@ -39,6 +39,8 @@ class StepSummary:
     started_by: str
     # The launcher's on-failure destination; "" in a summary written before it existed.
     failed_events_queue: str = ""
+    # The queues of its larger sizes, for jobs out of memory (engine/grow.py), smallest first.
+    grow_queues: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,12 +65,16 @@ class PipelineSummary:
 
     def to_document(self) -> dict:
         """The state file's `summary` object (schema 1): keys in this order, no "location" or
-        "layout" key (nor a step's "failed_events_queue") when none is recorded."""
+        "layout" key (nor a step's "failed_events_queue" or "grow_queues") when none is recorded."""
         document = asdict(self)
         document["steps"] = list(document["steps"])
         for step in document["steps"]:
-            if not step["failed_events_queue"]:  # as a summary written before it existed has it
-                del step["failed_events_queue"]
+            # As a summary written before they existed has them.
+            for optional in ("failed_events_queue", "grow_queues"):
+                if not step[optional]:
+                    del step[optional]
+            if "grow_queues" in step:
+                step["grow_queues"] = list(step["grow_queues"])
         for optional in ("location", "layout"):
             if document[optional] is None:
                 del document[optional]
@@ -78,8 +84,9 @@ class PipelineSummary:
     def from_document(cls, document: dict) -> "PipelineSummary":
         values = {f.name: document[f.name] for f in fields(cls) if f.name not in ("steps", "location", "layout")}
         steps = tuple(StepSummary(**{f.name: step[f.name] for f in fields(StepSummary)
-                                     if f.name != "failed_events_queue"},
-                                  failed_events_queue=step.get("failed_events_queue", ""))
+                                     if f.name not in ("failed_events_queue", "grow_queues")},
+                                  failed_events_queue=step.get("failed_events_queue", ""),
+                                  grow_queues=tuple(step.get("grow_queues", ())))
                       for step in document["steps"])
         return cls(**values, steps=steps, location=document.get("location"), layout=document.get("layout"))
 

@@ -109,6 +109,9 @@ def step_line(name: str, step: Any, progress: Any = None) -> str:
         line += f"; peak memory p50 {_mib(peak.get('p50'))}, max {_mib(peak['max'])}"
         if step.get("memory_limit_mib") is not None:
             line += f" of {_mib(step['memory_limit_mib'])}"
+    grown = mapping(step.get("grown"))
+    if is_number(grown.get("jobs")) and grown["jobs"]:
+        line += f"; {grown['jobs']} out of memory, run again at up to {_mib(grown.get('max_memory_mib'))}"
     return line
 
 

@@ -60,6 +60,8 @@ class StepStatus:
     undelivered: int = 0
     # Results the step has written (None: not counted, as in the demo's polling).
     done: int | None = None
+    # Files out of memory waiting or running at the step's larger sizes (engine/grow.py).
+    growing: int = 0
 
 
 @dataclass(frozen=True)
@@ -183,13 +185,14 @@ def collect(reader: Reader, summary: PipelineSummary, failures: int | None = 5,
         reports = latest_failures(reader, summary, step.name, failures) if failures != 0 else ()
         not_started = latest_not_started(reader, step.function) if failures != 0 else None
         undelivered = sum(_queue_counts(reader, step.failed_events_queue)) if step.failed_events_queue else 0
+        growing = sum(sum(_queue_counts(reader, queue)) for queue in step.grow_queues)
         done = None
         if failures != 0:
             written = step_results(reader, layout.step(step.name))
             done = len(written)
             reports = tuple({**r, "superseded": superseded(r, written)} for r in reports)
         steps.append(StepStatus(step.name, waiting, in_flight, dead + dead_in_flight, running, reports, not_started,
-                                undelivered, done))
+                                undelivered, done, growing))
     results = None
     if count_results:
         results = len(reader.pages("s3", "list_objects_v2", "Contents", ("NoSuchBucket",), Bucket=summary.output_bucket))
@@ -209,11 +212,13 @@ def render(summary: PipelineSummary, status: PipelineStatus) -> str:
     for step in status.steps:
         # Done out of what the step has been given: its results, and the files it still holds.
         done = "" if step.done is None else \
-            f"{step.done} of {step.done + step.waiting + step.in_flight + step.dead} done, "
+            f"{step.done} of {step.done + step.waiting + step.in_flight + step.dead + step.growing} done, "
         lines.append(f"step {step.name}: {done}{step.waiting} waiting, {step.in_flight} in flight, "
                      f"{step.dead} in the dead-letter queue, {step.running} task(s) running")
         if step.not_started:
             lines += render_not_started(step.not_started, summary.region)
+        if step.growing:
+            lines.append(f"  {step.growing} file(s) out of memory waiting or running at a larger memory")
         if step.undelivered:
             lines.append(f"  {step.undelivered} event(s) Lambda could not deliver to the launcher (throttled or "
                          "failing): its next scheduled run queues their files")
@@ -222,8 +227,18 @@ def render(summary: PipelineSummary, status: PipelineStatus) -> str:
             exit_code = f" exit {report['exit_code']}" if report.get("exit_code") is not None else ""
             later = " (a later try succeeded)" if report.get("superseded") else ""
             lines.append(f"  failed {report.get('key', '?')} attempt {report.get('attempt', '?')}{final}: "
-                         f"{report.get('reason', '')}{exit_code} {report.get('finished_at', '')}".rstrip() + later)
+                         f"{report.get('reason', '')}{exit_code}{_memory(report)} {report.get('finished_at', '')}".rstrip()
+                         + later)
             tail = (report.get("stderr_tail") or "").strip().splitlines()
             if tail:
                 lines.append(f"    stderr: {tail[-1]}")
     return "\n".join(lines)
+
+
+def _memory(report: dict) -> str:
+    """An out-of-memory report's sizes: the one it ran at, and the one it went on at (or none left)."""
+    if report.get("reason") != "oom" or not report.get("memory_mib"):
+        return ""
+    if report.get("retry_memory_mib"):
+        return f" at {report['memory_mib']} MiB, tried again at {report['retry_memory_mib']} MiB"
+    return f" at {report['memory_mib']} MiB" + (", the largest size" if report.get("final") else "")

@@ -6,7 +6,9 @@ with to_env, the worker and the launcher read them back with from_env, and the w
 algorithm specs take their defaults from here, once.
 
 Shipped whole into every wrapped image (next to the worker) and into the launcher's zip, so it
-imports only the standard library and runs on Python 3.7+.
+imports only the standard library and runs on Python 3.7+. It is past 500 lines as one job: both
+environments, whose settings refer to each other (a step's queues, its larger sizes), are read
+and written here so the two sides cannot drift; split, each side would still need the other.
 """
 from __future__ import annotations
 
@@ -20,6 +22,11 @@ from typing import Any, NamedTuple
 # The queue of a step's jobs: the one value of both environments that AWS hands out (a queue's
 # URL), so the compiler sets it apart and fills it in once the queue exists.
 QUEUE_URL_VARIABLE = "YUNPIPE_QUEUE_URL"
+# The queue of a step's next larger size, where a worker sends a job the kernel killed for its
+# memory (its grow path): a queue URL too, "" where the step grows no further. The worker then
+# wakes its launcher with an event of GROW_EVENT_SOURCE, which starts the larger size's task.
+GROW_QUEUE_URL_VARIABLE = "YUNPIPE_GROW_QUEUE_URL"
+GROW_EVENT_SOURCE = "yunpipe.grow"
 # The step's dead-letter queue, where the worker sends a file at once (a permanent exit code, or
 # a last try that SQS's own count would not yet move): filled in the same way.
 DEAD_LETTER_URL_VARIABLE = "YUNPIPE_DEAD_LETTER_URL"
@@ -136,6 +143,11 @@ class WorkerConfig:
     topic_arn: str = ""
     # Run every job even when its results are there with matching provenance (a step's `force`).
     force: bool = False
+    # Out of memory -> more memory: the queue of the step's next larger size ("" at the largest or
+    # without growth), that size in MiB, and the step's launcher (a Lambda function), woken for it.
+    grow_queue_url: str = ""
+    grow_memory: int = 0
+    launcher: str = ""
     # The step's dead-letter queue ("": the worker leaves every last try to SQS's redrive).
     dead_letter_url: str = ""
 
@@ -193,6 +205,9 @@ class WorkerConfig:
             quiet_seconds=_int("YUNPIPE_QUIET_SECONDS", DEFAULT_QUIET_SECONDS, 1),
             topic_arn=environ.get("YUNPIPE_TOPIC_ARN", ""),
             force=force,
+            grow_queue_url=environ.get(GROW_QUEUE_URL_VARIABLE, ""),
+            grow_memory=_int("YUNPIPE_GROW_MEMORY", 0, 0),
+            launcher=environ.get("YUNPIPE_LAUNCHER", ""),
             dead_letter_url=environ.get(DEAD_LETTER_URL_VARIABLE, ""),
         )
 
@@ -222,6 +237,9 @@ class WorkerConfig:
             "YUNPIPE_QUIET_SECONDS": str(self.quiet_seconds),
             "YUNPIPE_TOPIC_ARN": self.topic_arn,
             "YUNPIPE_FORCE": "1" if self.force else "0",
+            GROW_QUEUE_URL_VARIABLE: self.grow_queue_url,
+            "YUNPIPE_GROW_MEMORY": str(self.grow_memory),
+            "YUNPIPE_LAUNCHER": self.launcher,
             DEAD_LETTER_URL_VARIABLE: self.dead_letter_url,
         }
 
@@ -282,6 +300,33 @@ REQUIRED_VARS = {
     "task_definition": "YUNPIPE_TASK_DEFINITION",
     "started_by": "YUNPIPE_STARTED_BY",
 }
+
+
+class GrowPath(NamedTuple):
+    """A larger size of a step (YUNPIPE_GROW, JSON; its queue's URL: YUNPIPE_GROW_QUEUE_URL_<MiB>)."""
+
+    memory: int
+    task_definition: str
+    started_by: str
+    queue_url: str = ""
+
+
+def grow_queue_variable(memory: int) -> str:
+    return f"{GROW_QUEUE_URL_VARIABLE}_{memory}"
+
+
+def _grow_paths(env: Mapping[str, str]) -> tuple[GrowPath, ...]:
+    raw = env.get("YUNPIPE_GROW", "").strip()
+    try:
+        paths = tuple(GrowPath(int(e["memory"]), str(e["task_definition"]), str(e["started_by"]),
+                               env.get(grow_queue_variable(int(e["memory"])), "").strip())
+                      for e in (json.loads(raw) if raw else ()))
+    except (ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f'YUNPIPE_GROW must be a JSON list of {{"memory", "task_definition", "started_by"}}, '
+                          f"got {raw!r} ({error})") from None
+    if any(not p.queue_url for p in paths):
+        raise ConfigError(f"YUNPIPE_GROW names a queue without its {grow_queue_variable(0)[:-1]}<MiB> URL")
+    return paths
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -353,6 +398,8 @@ class LauncherConfig:
     report_bucket: str = ""
     accounting: bool = True
     topic_arn: str = ""
+    # The step's paths at larger memories, smallest first (a job out of memory takes the next).
+    grow: tuple[GrowPath, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LauncherConfig:
@@ -411,6 +458,7 @@ class LauncherConfig:
             report_bucket=env.get("YUNPIPE_REPORT_BUCKET", "").strip(),
             accounting=_flag(env, "YUNPIPE_ACCOUNTING", default=True),
             topic_arn=env.get("YUNPIPE_TOPIC_ARN", "").strip(),
+            grow=_grow_paths(env),
         )
 
     @property
@@ -437,6 +485,9 @@ class LauncherConfig:
             "YUNPIPE_REPORT_BUCKET": self.report_bucket,
             "YUNPIPE_ACCOUNTING": "1" if self.accounting else "0",
             "YUNPIPE_TOPIC_ARN": self.topic_arn,
+            "YUNPIPE_GROW": json.dumps([{"memory": p.memory, "task_definition": p.task_definition,
+                                         "started_by": p.started_by} for p in self.grow]) if self.grow else "",
+            **{grow_queue_variable(p.memory): p.queue_url for p in self.grow},
         }
 
 

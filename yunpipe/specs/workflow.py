@@ -51,6 +51,9 @@ TIMEOUT_SCHEMA = {"type": "integer", "minimum": 1, "maximum": contract.MAX_VISIB
                   "description": "a number of seconds from 1 to 43200 (SQS holds a message at most 12 h)"}
 RUN_QUIET_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_QUIET_SECONDS,
                     "description": "a number of seconds from 1 to 604800 (a week)"}
+# How far a step's memory grows for a job that ran out of it (engine/grow.py): the step's memory
+# turns growing off; unset: a few times the memory, within what the step's compute offers.
+MAX_MEMORY_SCHEMA = {"type": "integer", "minimum": 1, "maximum": 122880, "description": "a number of MiB from 1 to 122880"}
 GPU_SCHEMA = {"type": "integer", "minimum": 0, "maximum": 8, "description": "a number of GPUs from 0 to 8"}
 # A Fargate task's public IP; unset: one only where the subnets route to an internet gateway (engine/network.py).
 PUBLIC_IP_SCHEMA = {"type": "boolean"}
@@ -111,6 +114,8 @@ class StepSpec:
                                                "description": "a number of MiB from 1 to 122880"}, None)
     # Jobs one task runs at once; None: one per vCPU, or as many as the task's memory holds at
     # the step's memory (at most 4), whichever is more (model.default_parallelism).
+    # A job out of memory is tried again at double the memory, up to this (MiB); None: the workflow's.
+    max_memory: int | None = spec_field("max_memory", MAX_MEMORY_SCHEMA, None)
     parallelism: int | None = spec_field("parallelism", {"type": "integer", "minimum": 1, "maximum": 64,
                                                          "description": "a number of jobs from 1 to 64"}, None)
     timeout_seconds: int | None = spec_field("timeout_seconds", TIMEOUT_SCHEMA, None)
@@ -180,6 +185,8 @@ class WorkflowSpec:
                                        "description": "seconds from 5 to 43200"}, contract.DEFAULT_VISIBILITY_SECONDS)
     ephemeral_storage_gib: int | None = spec_field("ephemeral_storage_gib", EPHEMERAL_STORAGE_SCHEMA, None)
     assign_public_ip: bool | None = spec_field("assign_public_ip", PUBLIC_IP_SCHEMA, None)
+    # Every step's max_memory unless it sets its own (None: engine/grow.py's default).
+    max_memory: int | None = spec_field("max_memory", MAX_MEMORY_SCHEMA, None)
     # Who hears of the pipeline's runs (yunpipe.specs.notify): the subscribers of its SNS topic.
     notify: tuple[Subscriber, ...] = spec_field("notify", NOTIFY_SCHEMA, (), convert=tuple)
     # Every job and task recorded in the reports bucket, and runs (yunpipe/runtime/accounting).

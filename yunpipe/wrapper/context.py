@@ -75,8 +75,9 @@ BOTO3_FOR_OLD_PYTHON: dict[tuple[int, int], tuple[tuple[str, str], ...]] = {
         ("urllib3-1.26.20-py2.py3-none-any.whl", "0ed14ccfbf1c30a9072c7ca157e4319b70d65f623e91e7b32fadb2853431016e"),
     ),
 }
-# The services the worker calls; botocore's data for the other ~400 is left out (~25 MB).
-RUNTIME_SERVICES = ("s3", "sqs", "sns")
+# The services the worker calls (Lambda: it wakes its launcher for a job out of memory);
+# botocore's data for the other ~400 is left out (~25 MB).
+RUNTIME_SERVICES = ("s3", "sqs", "sns", "lambda")
 SITE_PACKAGES = PurePosixPath("opt/yunpipe/site-packages")
 LIB = PurePosixPath("opt/yunpipe/lib")
 # What a Dockerfile FROM line accepts (name[:tag][@digest]); anything else could inject lines.

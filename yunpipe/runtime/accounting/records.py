@@ -129,8 +129,9 @@ def run_id(kind: str, at: datetime, serial: int = 1) -> str:
 # task record: TASK_FIELDS plus pipeline, step, stopped_at, jobs (count), job_seconds
 #   ({run: seconds of jobs of that run}), exit (why it stopped: "idle", "signal", "error").
 # summary: pipeline, run, kind, opened_at, settled_at, inputs (count), steps ({step: {outcome:
-#   count, "wall_seconds": {p50, p95, max}, "peak_memory_mib": {p50, max}, "memory_limit_mib"}}),
-#   failures ([{step, key, outcome, reason, exit_code, attempts, report, log_tail}]),
+#   count, "wall_seconds": {p50, p95, max}, "peak_memory_mib": {p50, max}, "memory_limit_mib", and
+#   "grown": {jobs, max_memory_mib} when jobs ended at a larger memory than the step's}}),
+#   failures ([{step, key, outcome, reason, exit_code, attempts, report, log_tail, memory_mib}]),
 #   task_seconds, cost (cost.run_cost), report (its own key); also finished_at (its last job's
 #   end), duration_seconds (opened_at to finished_at) and jobs (count).
 TASK_FIELDS = ("id", "started_at", "cpu", "memory_mib", "capacity")

@@ -45,13 +45,25 @@ def step_stats(records: Sequence[Mapping[str, Any]], limit_mib: int | None) -> d
     stats["peak_memory_mib"] = {"p50": percentile(peaks, 0.5), "max": max(peaks) if peaks else None}
     limits = _numbers(records, "memory_limit_mib")
     stats["memory_limit_mib"] = max(limits) if limits else limit_mib
+    # Jobs that ended at a larger memory than the step's (out of memory, runtime/worker/grow.py).
+    grown = [m for m in (_task_memory(r) for r in records) if limit_mib and m and m > limit_mib]
+    if grown:
+        stats["grown"] = {"jobs": len(grown), "max_memory_mib": max(grown)}
     return stats
+
+
+def _task_memory(record: Mapping[str, Any]) -> int | None:
+    task = record.get("task")
+    memory = task.get("memory_mib") if isinstance(task, dict) else None
+    return memory if isinstance(memory, int) and not isinstance(memory, bool) else None
 
 
 def failure(record: Mapping[str, Any]) -> dict[str, Any]:
     return {"step": record["step"], "key": record.get("key"), "outcome": record["outcome"],
             "reason": record.get("reason"), "exit_code": record.get("exit_code"), "attempts": record.get("attempt"),
-            "report": record.get("report"), "log_tail": record.get("log_tail")}
+            "report": record.get("report"), "log_tail": record.get("log_tail"),
+            # The task's memory: for an oom at the largest size, the largest tried.
+            "memory_mib": _task_memory(record)}
 
 
 def task_records(s3: Any, bucket: str, pipeline: str, jobs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

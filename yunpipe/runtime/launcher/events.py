@@ -6,7 +6,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from ..contract import LauncherConfig
+from ..contract import GROW_EVENT_SOURCE, LauncherConfig
 
 
 class NewObject(NamedTuple):
@@ -21,6 +21,9 @@ class NewObject(NamedTuple):
 def read_event(event: Mapping[str, Any]) -> tuple[str, list[NewObject], int]:
     """The trigger's name, the distinct new objects the event reports, and how many of its
     entries were skipped (no creation, a folder marker, or one already reported)."""
+    if event.get("source") == GROW_EVENT_SOURCE:
+        # A worker sent a job out of memory on to a larger size (runtime/worker/grow.py).
+        return "grow", [], 0
     if event.get("source") == "aws.s3":
         trigger, entries = "eventbridge", [_from_eventbridge(event)]
     elif event.get("Records"):

@@ -1,6 +1,6 @@
 """The Lambda handler: queue the event's new objects for the step (on a scheduled run, those of
 the events Lambda could not deliver, and settle the pipeline's runs that have ended), then top
-up its workers."""
+up its workers (on a scheduled run also those of its larger sizes)."""
 from __future__ import annotations
 
 import json
@@ -16,7 +16,7 @@ from .events import NewObject, gather_body, object_body, read_event
 from .joins import queue_joins
 from .log import LOG
 from .recovery import recover_failed_events
-from .scaling import top_up_workers
+from .scaling import top_up_grow_paths, top_up_workers
 from .sending import send_messages
 
 
@@ -46,6 +46,10 @@ def handle(
         counts.update(recovered)
     keys = tuple(obj.key for obj in objects)
     summary: dict[str, Any] = {**counts, **top_up_workers(config, clients, counts["enqueued"], sleep, keys)}
+    if trigger in ("schedule", "grow") and config.grow:
+        # Jobs out of memory wait for the larger sizes: a worker that sends one there wakes the
+        # launcher, and the schedule looks too (S3 events do not: no calls on their hot path).
+        summary["grow"] = top_up_grow_paths(config, clients, sleep)
     if trigger == "schedule" and config.report_bucket and config.accounting:
         summary["settled"] = settle_runs(config, clients)
     _log_summary(config, trigger, summary)

@@ -1,6 +1,7 @@
 """The scaling policy: how many workers a step's backlog wants, when to look at it, and the cap."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from collections.abc import Callable, Mapping
@@ -55,6 +56,17 @@ def top_up_workers(config: LauncherConfig, clients: Clients, just_sent: int, sle
         report_task_starts(config, len(started), max(wanted - len(started), 0), failures)
         return {"started": len(started) - stopped, "running": running, "failures": failures}
     return {"started": len(started) - stopped, "running": running, "failures": failures}
+
+
+def top_up_grow_paths(config: LauncherConfig, clients: Clients, sleep: Callable[[float], None]) -> dict[str, Any]:
+    """Start tasks of each larger size for the jobs that ran out of memory and wait in its queue
+    (the worker sends them there, runtime/worker/grow.py), as for the step's own queue: by
+    {memory MiB: top_up_workers' summary}."""
+    return {str(path.memory): top_up_workers(dataclasses.replace(config, queue_url=path.queue_url,
+                                                                 task_definition=path.task_definition,
+                                                                 started_by=path.started_by, grow=()),
+                                             clients, 0, sleep)
+            for path in config.grow}
 
 
 def tasks_wanted(config: LauncherConfig, waiting: int, running: int) -> int:

@@ -17,6 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..contract import WorkerConfig
 from .algorithm import command_env
 from .command import substitute
+from .grow import grows
 from .ledger import FAILURE_OUTCOMES, Ledger
 from .locks import PathLocks, Scratch
 from .message import Job, JobFailure, parse_body, receipt
@@ -47,6 +48,8 @@ class JobResult:
     skipped: bool = False
     reason: str | None = None
     report: dict | None = None
+    # Out of memory with a larger size to go on at (grow.py): the message is sent on there.
+    grows: bool = False
 
 
 def _now() -> str:
@@ -137,8 +140,10 @@ def process_message(
         _record(ledger, job, key, measured, result, "")
         return result
     except JobFailure as failure:
-        # Another try cannot help: the file goes to the dead-letter queue now (lease.settle).
-        final = final or failure.reason == PERMANENT_EXIT
+        # Another try cannot help: the file goes to the dead-letter queue now (lease.settle); out of
+        # memory with a larger size left, it goes on there (grow.py), its last try or not.
+        grown = grows(config, failure.reason)
+        final = (final or failure.reason == PERMANENT_EXIT) and not grown
         # A job that failed before or outside the command reports why in place of stderr.
         stderr_tail = (measured.command.stderr_tail if measured.command else "") or failure.detail
         report_name = key if key is not None else f"_invalid-message/{message.get('MessageId', 'unknown')}"
@@ -155,6 +160,9 @@ def process_message(
             "reason": failure.reason,
             "exit_code": failure.exit_code,
             "stderr_tail": stderr_tail,
+            # The size it ran at, and the one it goes on at when it ran out of memory.
+            "memory_mib": config.task_memory or ledger.memory_limit_mib,
+            "retry_memory_mib": config.grow_memory if grown else None,
             "started_at": measured.started_at,
             "finished_at": _now(),
         }
@@ -165,7 +173,8 @@ def process_message(
         )
         where = report_key(config, report_name, attempt)
         written = write_report(s3, config, where, report)
-        result = JobResult(ok=False, key=key, attempt=attempt, final=final, reason=failure.reason, report=report)
+        result = JobResult(ok=False, key=key, attempt=attempt, final=final, reason=failure.reason, report=report,
+                           grows=grown)
         if job is not None and key is not None:
             _record(ledger, job, key, measured, result, stderr_tail, report=where if written else None)
         return result

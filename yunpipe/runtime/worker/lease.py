@@ -15,6 +15,7 @@ from ..contract import (
     RECEIVES_ATTRIBUTE,
     WorkerConfig,
 )
+from .grow import forward
 from .job import JobResult
 from .message import receipt
 
@@ -77,10 +78,12 @@ class VisibilityHeartbeat:
 
 
 def settle(sqs: Any, config: WorkerConfig, message: dict, result: JobResult, retry_delay: int) -> None:
-    """Delete the message of a successful job. An interrupted job's file is handed back without
-    using up a try, a last try's sent to the dead-letter queue when SQS would not yet move it
-    (a permanent exit code, or a file handed back before); otherwise the message is left for
-    SQS to retry."""
+    """Delete the message of a successful job. A job out of memory is sent on to the step's next
+    size (grow.py). An interrupted job's file is handed back without using up a try, a last
+    try's sent to the dead-letter queue when SQS would not yet move it (a permanent exit code,
+    or a file handed back before); otherwise the message is left for SQS to retry."""
+    if result.grows and forward(sqs, config, message):
+        return
     try:
         if result.ok:
             sqs.delete_message(QueueUrl=config.queue_url, ReceiptHandle=message["ReceiptHandle"])
