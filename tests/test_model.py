@@ -282,6 +282,20 @@ def test_accounting_settings_reach_the_worker_and_the_launcher(change123):
     assert seen["gpu"][2] == compiler.capacity_provider_name("acct", "g5.xlarge")
 
 
+ACCOUNTING_GRANTS = {"task": {"KeepRunRecords", "SettleRuns", "CloseRuns", "ListRunRecords", "SeeEntryQueues"},
+                     "launcher": {"SettleRuns", "WriteSummaries", "CloseRuns", "ListRunRecords", "SeeEntryQueues"}}
+
+
+@pytest.mark.parametrize("accounting", [True, False])
+def test_the_roles_reach_the_run_records_only_with_accounting_on(change123, accounting):
+    """Without accounting nothing records or settles runs: neither role may read or write them."""
+    document = {**single_run(), "accounting": accounting}
+    step = compile_model(document).steps[0]
+    for kind, role in (("task", step.task_role), ("launcher", step.launcher_role)):
+        sids = {s["Sid"] for s in role.policy["Statement"]}
+        assert ACCOUNTING_GRANTS[kind] & sids == (ACCOUNTING_GRANTS[kind] if accounting else set()), (kind, sorted(sids))
+
+
 def test_accounting_is_on_by_default_with_the_contract_s_quiet_period(change123):
     step = compile_model(single_run()).steps[0]
     container = step.task_definition.registration["containerDefinitions"][0]

@@ -44,7 +44,8 @@ def accounting_arns(ctx: StepContext) -> dict[str, Any]:
     closes once they are empty)."""
     reports = ctx.bucket_arn(ctx.reports_bucket)
     entry = [p.step for p in ctx.layout.steps if any(s.step == INPUT for s in p.sources)]
-    return {"reports_bucket_arn": reports,
+    # Without accounting no job, task or run is recorded, nor a run settled: none of it is granted.
+    return {"accounting": ctx.spec.accounting, "reports_bucket_arn": reports,
             "runs_arn": f"{reports}/runs/{ctx.pipeline}/*",
             "summaries_arn": f"{reports}/runs/{ctx.pipeline}/*/summary.json",
             "open_runs_arn": f"{reports}/runs/{ctx.pipeline}/open/*",
