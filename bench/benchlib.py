@@ -117,6 +117,25 @@ def peak_rss_mib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def reset_peak_rss() -> float:
+    """Start measuring this process's peak resident memory anew (Linux's clear_refs 5 resets VmHWM
+    to the present RSS: ru_maxrss keeps the whole process's peak); returns the present RSS in MiB."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return _status_mib("VmRSS")
+
+
+def peak_rss_since_reset_mib() -> float:
+    """Peak resident memory of this process since reset_peak_rss (VmHWM)."""
+    return _status_mib("VmHWM")
+
+
+def _status_mib(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return round(int(line.split()[1]) / 1024, 1)  # kB
+    raise YunpipeError(f"/proc/self/status has no {field}")
+
+
 def print_rows(rows: list[tuple[str, str]]) -> None:
     """A benchmark's figures, one labelled line each, the values aligned."""
     width = max(len(label) for label, _ in rows)

@@ -20,15 +20,14 @@ naive baseline), --rounds times each, alternating; prints both files/s and their
 writes bench/results/e2e-accounting.json. With accounting on, every job's record is checked too.
 """
 import collections
-import hashlib
-import math
-import shutil
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import benchlib
+from baselines import percentile, run_floor, run_naive, upload, verify
 
 from yunpipe.aws.location import open_aws
 from yunpipe.aws.reader import Reader
@@ -38,7 +37,6 @@ from yunpipe.errors import YunpipeError
 from yunpipe.local import cloud
 from yunpipe.operations import status as pipeline_status
 from yunpipe.registry import AlgorithmRegistry
-from yunpipe.runtime.worker.command import substitute
 
 PIPELINE = "bench-e2e"
 POLL_SECONDS = 0.25
@@ -46,24 +44,17 @@ POLL_SECONDS = 0.25
 STATUS_EVERY_SECONDS = 2.0
 # Bounds a broken run only; a healthy one takes well under a minute.
 WAIT_SECONDS = 300
+WAIT_SECONDS_PER_FILE = 0.25
 # Workers exit after the queue stayed empty this long (as in the demo).
 IDLE_SECONDS = 10
 CLEAN_EXIT = "Essential container exited with code 0"
 WARM_UP_FILES = 20
+# The floor's threads per step: beyond 4 its files/s no longer rises here (the upload bounds it).
+FLOOR_THREADS = 4
 
 
-def expected_result(text: bytes, steps: int) -> bytes:
-    """What the pipeline must produce, computed without any container."""
-    upper = text.upper()  # `tr '[:lower:]' '[:upper:]'` on the ASCII samples
-    if steps == 1:
-        return upper
-    return hashlib.sha256(upper).hexdigest().encode() + b"\n"
 
 
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
 def workflow_steps(references: list[str], concurrency: int, files_per_task: int | None) -> list[dict]:
@@ -73,11 +64,6 @@ def workflow_steps(references: list[str], concurrency: int, files_per_task: int 
     return [{"name": ref, **step} for ref in references]
 
 
-def upload(s3, bucket: str, files: list[Path], finished: dict[str, float]) -> None:
-    """Put the files one by one, noting when each put returned (its drop time)."""
-    for path in files:
-        s3.put_object(Bucket=bucket, Key=path.name, Body=path.read_bytes())
-        finished[path.name] = time.time()
 
 
 def watch_results(summary: PipelineSummary, files: list[Path]) -> tuple[float, dict[str, float], dict[str, float]]:
@@ -92,7 +78,7 @@ def watch_results(summary: PipelineSummary, files: list[Path]) -> tuple[float, d
     seen: dict[str, float] = {}
     started = time.time()
     next_status = time.monotonic() + STATUS_EVERY_SECONDS
-    deadline = time.monotonic() + WAIT_SECONDS
+    deadline = time.monotonic() + WAIT_SECONDS + len(files) * WAIT_SECONDS_PER_FILE
     with ThreadPoolExecutor(1) as pool:
         uploading = pool.submit(upload, s3_upload, summary.input_bucket, files, dropped)
         while len(seen) < len(keys):
@@ -148,12 +134,6 @@ def check_clean_exits(tasks: dict[str, list[dict]]) -> None:
         raise YunpipeError(f"broken run: workers stopped with {dict(reasons.most_common(3))}")
 
 
-def verify(read, files: list[Path], steps: int, where: str) -> int:
-    """Every result's content, so a broken run cannot report a fast number."""
-    wrong = [f.name for f in files if read(f.name) != expected_result(f.read_bytes(), steps)]
-    if wrong:
-        raise YunpipeError(f"{where}: {len(wrong)} of {len(files)} results are wrong, e.g. {wrong[:3]}")
-    return len(files)
 
 
 def check_records(s3, summary: PipelineSummary, files: list[Path], steps: int, accounting: bool) -> int:
@@ -174,6 +154,7 @@ def run_pipeline(steps: int, concurrency: int, files_per_task: int | None, refer
     # settings, a run was seen working with the other setting's workers (a local cloud's state
     # outlives it in this process).
     name = PIPELINE if accounting else f"{PIPELINE}-off"
+    rss_at_start = benchlib.reset_peak_rss()
     # Scheduled top-ups every 5 s instead of 5 min, as in the demo.
     with cloud.LocalCloud(port=0, schedule_speedup=60):
         demo.run("setup-pipe", "--local", "-f", str(benchlib.write_workflow(
@@ -192,6 +173,8 @@ def run_pipeline(steps: int, concurrency: int, files_per_task: int | None, refer
         tasks = worker_tasks(aws, summary)
         check_clean_exits(tasks)
         job_records = check_records(s3, summary, files, steps, accounting)
+        # Before clean-up, whose own calls are not the run's.
+        peak_rss = benchlib.peak_rss_since_reset_mib()
         demo.run("clean-up", "--local", "--purge", name)
     seconds = max(seen.values()) - started
     latencies = [seen[k] - dropped[k] for k in dropped]
@@ -207,6 +190,8 @@ def run_pipeline(steps: int, concurrency: int, files_per_task: int | None, refer
         "containers_per_100_files": round(100 * sum(containers.values()) / len(files), 1),
         "verified_results": verified,
         "job_records": job_records,
+        "rss_at_start_mib": rss_at_start,
+        "peak_rss_mib": peak_rss,
     }
 
 
@@ -217,29 +202,10 @@ def median_run(runs: list[dict]) -> dict:
     return {**ordered[(len(ordered) - 1) // 2], "files_per_second_runs": [run["files_per_second"] for run in runs]}
 
 
-def run_naive(client, registry: AlgorithmRegistry, references: list[str], work: Path, files: list[Path], steps: int) -> dict:
-    """What a researcher scripts by hand: for each file, for each step, `docker run --rm -v`
-    the developer's image with its run_command, waiting for each before the next."""
-    specs = [registry.resolve(ref, "bench", "algorithm").spec for ref in references]
-    root = work / "naive"
-    shutil.copytree(files[0].parent, root / "step0")
-    for index in range(1, steps + 1):
-        (root / f"step{index}").mkdir()
-    mount = {str(root): {"bind": "/bench", "mode": "rw"}}
-    demo.say(f"naive baseline: {len(files) * steps} sequential docker runs")
-    started = time.monotonic()
-    for path in files:
-        for index, spec in enumerate(specs, start=1):
-            argv = substitute(spec.run_command, f"/bench/step{index - 1}/{path.name}", f"/bench/step{index}/{path.name}")
-            client.containers.run(spec.container_name, argv, volumes=mount, remove=True)
-    seconds = time.monotonic() - started
-    verified = verify(lambda key: (root / f"step{steps}" / key).read_bytes(), files, steps, "naive")
-    return {"docker_runs": len(files) * steps, "seconds": round(seconds, 2),
-            "files_per_second": round(len(files) / seconds, 2), "verified_results": verified}
 
 
 def report(doc: dict) -> None:
-    p, n = doc["pipeline"], doc["naive"]
+    p, n, f = doc["pipeline"], doc["naive"], doc["floor"]
     caps = [(f"  cap {cap}, a task per file: files/s (runs), containers per 100 files",
              f"{c['files_per_second']}  {c['files_per_second_runs']}, {c['containers_per_100_files']}")
             for cap, c in doc["caps"].items()]
@@ -254,6 +220,14 @@ def report(doc: dict) -> None:
         ("containers started per 100 files", f"{p['containers_per_100_files']}  {p['containers_per_step']}"),
         ("naive files/s (sequential docker run)", f"{n['files_per_second']}  ({n['docker_runs']} runs, {n['seconds']} s)"),
         ("pipeline / naive", f"{doc['speedup']}x"),
+        *[(f"naive files/s, {parallel} files at once", f"{run['files_per_second']}  ({run['seconds']} s)")
+          for parallel, run in doc["naive_parallel"].items()],
+        ("pipeline / best parallel naive (target: at least 8)",
+         f"{doc['vs_best_naive']}x  (best: {doc['best_naive_parallel']} at once)"),
+        ("floor files/s (receive, get, put, delete; no container), median (runs)",
+         f"{f['files_per_second']}  ({f['seconds']} s)  {f['files_per_second_runs']}; "
+         f"latency p50 / p95 {f['latency_p50_seconds']} / {f['latency_p95_seconds']} s"),
+        ("pipeline / floor (target: at least 0.5)", f"{doc['vs_floor']}"),
         *caps,
         ("peak RSS of this process", f"{doc['peak_rss_mib']} MiB"),
     ]
@@ -299,6 +273,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="hand-tuned caps to compare, comma-separated (default 1,2,4; '' for none)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="runs of each configuration, reported by the median (default 3)")
+    parser.add_argument("--floor-threads", type=int, default=FLOOR_THREADS,
+                        help=f"the floor's threads per step (default {FLOOR_THREADS})")
+    parser.add_argument("--sizes", default="",
+                        help="scale instead: the defaults at each of these file counts, comma-separated (e.g. 200,2000)")
     parser.add_argument("--accounting-cost", action="store_true",
                         help="compare the defaults with accounting on and off instead of caps and naive")
     args = parser.parse_args(argv)
@@ -307,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     caps = [int(cap) for cap in args.caps.split(",") if cap.strip()]
     if args.accounting_cost:
         return main_accounting(args)
+    if args.sizes:
+        return main_scale(args, [int(size) for size in args.sizes.split(",") if size.strip()])
     with benchlib.bench() as bench:
         client, work = bench.client, bench.work
         registry = AlgorithmRegistry()
@@ -334,16 +314,26 @@ def main(argv: list[str] | None = None) -> int:
                 runs[configuration].append(run)
         pipeline = median_run(runs[None])
         by_cap = {str(cap): median_run(runs[cap]) for cap in caps}
-        naive = run_naive(client, registry, references, work, files, args.steps)
+        floor = median_run([run_floor(files, args.steps, args.floor_threads) for _ in range(args.rounds)])
+        # After every local cloud has stopped: the naive runs have the machine to themselves.
+        nproc = os.cpu_count() or 1
+        naive = {str(p): run_naive(client, registry, references, work, files, args.steps, p) for p in (1, nproc, 2 * nproc)}
+    best_naive = max(naive.values(), key=lambda run: run["files_per_second"])
     doc = {
         "benchmark": "e2e",
         "machine": bench.machine,
         "parameters": {"files": args.files, "steps": args.steps, "algorithms": references,
                        "concurrency": args.concurrency, "files_per_task": args.files_per_task, "caps": caps,
-                       "rounds": args.rounds, "idle_seconds": IDLE_SECONDS, "poll_seconds": POLL_SECONDS},
+                       "rounds": args.rounds, "idle_seconds": IDLE_SECONDS, "poll_seconds": POLL_SECONDS,
+                       "floor_threads": args.floor_threads},
         "pipeline": pipeline,
-        "naive": naive,
-        "speedup": round(pipeline["files_per_second"] / naive["files_per_second"], 2),
+        "naive": naive["1"],
+        "speedup": round(pipeline["files_per_second"] / naive["1"]["files_per_second"], 2),
+        "naive_parallel": {p: run for p, run in naive.items() if p != "1"},
+        "best_naive_parallel": best_naive["parallel"],
+        "vs_best_naive": round(pipeline["files_per_second"] / best_naive["files_per_second"], 2),
+        "floor": floor,
+        "vs_floor": round(pipeline["files_per_second"] / floor["files_per_second"], 2),
         "caps": by_cap,
         "peak_rss_mib": benchlib.peak_rss_mib(),
     }
@@ -352,13 +342,15 @@ def main(argv: list[str] | None = None) -> int:
         doc["best_cap"] = int(best)
         doc["default_vs_best_cap"] = round(pipeline["files_per_second"] / by_cap[best]["files_per_second"], 2)
     # Only a run with the defaults replaces e2e.json, the run bench/README.md reports.
-    defaults = (args.files, args.steps, args.concurrency, args.files_per_task, caps, args.rounds) == (
-        200, 2, 10, None, [1, 2, 4], 3)
+    defaults = (args.files, args.steps, args.concurrency, args.files_per_task, caps, args.rounds, args.floor_threads) == (
+        200, 2, 10, None, [1, 2, 4], 3, FLOOR_THREADS)
     name = "e2e" if defaults else f"e2e-{args.files}x{args.steps}-c{args.concurrency}"
     if args.files_per_task is not None:
         name += f"-f{args.files_per_task}"
     if args.rounds != 3:
         name += f"-r{args.rounds}"
+    if args.floor_threads != FLOOR_THREADS:
+        name += f"-t{args.floor_threads}"
     return benchlib.finish(name, doc, report)
 
 
@@ -383,6 +375,65 @@ def main_accounting(args) -> int:
     defaults = (args.files, args.steps, args.concurrency, args.files_per_task, args.rounds) == (200, 2, 10, None, 3)
     name = "e2e-accounting" if defaults else f"e2e-accounting-{args.files}x{args.steps}-r{args.rounds}"
     return benchlib.finish(name, doc, report_accounting)
+
+
+
+def main_scale(args, sizes: list[int]) -> int:
+    """The defaults at each size, --rounds times, sizes alternating in order each round; each size
+    reported by its median run, with the largest size's figures over the smallest's."""
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise SystemExit("bench/e2e.py: --sizes takes at least two file counts, e.g. 200,2000")
+    with benchlib.bench() as bench:
+        registry = AlgorithmRegistry()
+        references = [demo.wrap_algorithm(bench.client, registry, spec)
+                      for spec in (benchlib.UPPERCASE, benchlib.CHECKSUM)[:args.steps]]
+        files = [bench.work / "samples" / name for name in demo.write_samples(bench.work / "samples", max(sizes))]
+        demo.say(f"warm-up: {WARM_UP_FILES} files, not counted")
+        run_pipeline(args.steps, args.concurrency, args.files_per_task, references, bench.work, files[:WARM_UP_FILES])
+        runs: dict[int, list[dict]] = {size: [] for size in sizes}
+        for round_ in range(args.rounds):
+            order = sizes if round_ % 2 == 0 else sizes[::-1]
+            for size in order:
+                demo.say(f"round {round_ + 1}/{args.rounds}: {size} files, the defaults")
+                runs[size].append(run_pipeline(args.steps, args.concurrency, args.files_per_task, references,
+                                               bench.work, files[:size]))
+    by_size = {str(size): median_run(runs[size]) for size in sizes}
+    small, large = by_size[str(min(sizes))], by_size[str(max(sizes))]
+    doc = {
+        "benchmark": "e2e-scale",
+        "machine": bench.machine,
+        "parameters": {"sizes": sizes, "steps": args.steps, "algorithms": references,
+                       "concurrency": args.concurrency, "files_per_task": args.files_per_task,
+                       "rounds": args.rounds, "idle_seconds": IDLE_SECONDS, "poll_seconds": POLL_SECONDS},
+        "sizes": by_size,
+        # Targets (issue 26): files/s at least 0.9, p95 at most 2, peak memory under 1.5.
+        "largest_vs_smallest": {
+            "files_per_second": round(large["files_per_second"] / small["files_per_second"], 2),
+            "latency_p95": round(large["latency_p95_seconds"] / small["latency_p95_seconds"], 2),
+            "peak_rss": round(large["peak_rss_mib"] / small["peak_rss_mib"], 2),
+        },
+    }
+    name = "e2e-scale" if (sizes, args.steps, args.concurrency, args.files_per_task, args.rounds) == (
+        [200, 2000], 2, 10, None, 3) else f"e2e-scale-{'-'.join(map(str, sizes))}x{args.steps}-r{args.rounds}"
+    return benchlib.finish(name, doc, report_scale)
+
+
+def report_scale(doc: dict) -> None:
+    rows = []
+    for size, run in doc["sizes"].items():
+        rows += [
+            (f"{size} files: files/s, median (runs)", f"{run['files_per_second']}  ({run['seconds']} s)  "
+                                                      f"{run['files_per_second_runs']}; upload {run['upload_seconds']} s"),
+            (f"{size} files: latency p50 / p95 / max",
+             f"{run['latency_p50_seconds']} / {run['latency_p95_seconds']} / {run['latency_max_seconds']} s"),
+            (f"{size} files: containers per 100 files", f"{run['containers_per_100_files']}  {run['containers_per_step']}"),
+            (f"{size} files: peak RSS of this process (local cloud)",
+             f"{run['peak_rss_mib']} MiB (at start {run['rss_at_start_mib']})"),
+        ]
+    ratio = doc["largest_vs_smallest"]
+    rows.append(("largest / smallest: files/s (>= 0.9), p95 (<= 2), peak RSS (< 1.5)",
+                 f"{ratio['files_per_second']}, {ratio['latency_p95']}, {ratio['peak_rss']}"))
+    benchlib.print_rows(rows)
 
 
 if __name__ == "__main__":
