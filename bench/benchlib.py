@@ -17,6 +17,7 @@ from pathlib import Path
 
 import docker
 
+from yunpipe.commands import demo
 from yunpipe.errors import YunpipeError
 from yunpipe.local.ecs_runner import LABEL
 from yunpipe.wrapper import images
@@ -60,6 +61,19 @@ def bench() -> Iterator[Bench]:
         work = home / "bench"
         work.mkdir()
         yield Bench(home, work, client, machine)
+
+
+def write_samples(folder: Path, count: int) -> list[Path]:
+    """The demo's `count` sample files (yunpipe.commands.demo.write_samples), named so that key
+    order is the order written (sample-0000.txt .. at 1,000 files or more: the demo's sample-1000
+    sorts before sample-101), which bench/e2e.py's listing of the results relies on."""
+    width = len(str(count - 1))
+    paths = []
+    for index, name in enumerate(demo.write_samples(folder, count)):
+        path = folder / f"sample-{index:0{width}d}.txt"
+        (folder / name).rename(path)
+        paths.append(path)
+    return paths
 
 
 def arguments(doc: str | None) -> argparse.ArgumentParser:
