@@ -1,7 +1,8 @@
 """End-to-end benchmark: N small files through a local pipeline, against the naive way.
 
     .venv/bin/python bench/e2e.py [--files 200] [--steps 2] [--concurrency 10] [--files-per-task N]
-                                  [--caps 1,2,4] [--rounds 3] [--accounting-cost]
+                                  [--caps 1,2,4] [--rounds 3] [--floor-threads 4] [--accounting-cost]
+    .venv/bin/python bench/e2e.py --sizes 200,2000 [--rounds 3]
 
 Pipeline: uppercase (examples/) then checksum (tests/e2e/algorithms/), wrapped with
 `wrap --local`, deployed with setup-pipe on an in-process LocalCloud; the files are put
@@ -10,14 +11,20 @@ The same files then go through the pipeline again for each hand-tuned cap of --c
 that many tasks per step, one task started per waiting file: the scaling before issue 11).
 All of that --rounds times, each round in another order; each configuration is reported by its
 median run, since one run of each differs from the next by +-15% on a shared 2-core machine.
+The floor (bench/floor.py, on a local cloud of its own): a plain Python process making per file
+per step exactly a job's AWS calls (receive, get, put, delete), no container.
 Naive: the same developer images (unwrapped) on the same files, one `docker run` per file
-per step, sequentially, through the Docker SDK. Every result of all is checked.
+per step through the Docker SDK: sequentially, then nproc and 2 x nproc files at once.
+Every result of all is checked.
 Figures go to stdout and bench/results/e2e.json (e2e-<files>x<steps>-c<concurrency>[-f<N>].json
 when not run with the defaults); see bench/README.md.
 
 --accounting-cost: the defaults with the workflow's accounting on and off instead (no caps, no
 naive baseline), --rounds times each, alternating; prints both files/s and their ratio, and
 writes bench/results/e2e-accounting.json. With accounting on, every job's record is checked too.
+
+--sizes 200,2000: the defaults at each file count instead (no caps, no baselines), each run's
+files/s, latency, containers per 100 files and peak memory, and the largest over the smallest.
 """
 import collections
 import os
