@@ -52,6 +52,9 @@ STATUS_EVERY_SECONDS = 2.0
 # Bounds a broken run only; a healthy one takes well under a minute.
 WAIT_SECONDS = 300
 WAIT_SECONDS_PER_FILE = 0.25
+# How long after IDLE_SECONDS every worker must have exited. A minute was seen too short for a
+# 2,000-file run on a 2-core machine under a load average of 50 (other sessions' tests).
+WORKER_EXIT_SECONDS = 180
 # Workers exit after the queue stayed empty this long (as in the demo).
 IDLE_SECONDS = 10
 CLEAN_EXIT = "Essential container exited with code 0"
@@ -119,11 +122,17 @@ def watch_results(summary: PipelineSummary, files: list[Path]) -> tuple[float, d
 
 def wait_for_workers(reader: Reader, summary: PipelineSummary) -> None:
     """Workers exit IDLE_SECONDS after their queue emptied; count containers only after that."""
-    deadline = time.monotonic() + IDLE_SECONDS + 60
-    while any(reader.pages("ecs", "list_tasks", "taskArns", cluster=summary.cluster,
-                           startedBy=step.started_by, desiredStatus="RUNNING") for step in summary.steps):
+    deadline = time.monotonic() + IDLE_SECONDS + WORKER_EXIT_SECONDS
+    while True:
+        running = {step.name: list(reader.pages("ecs", "list_tasks", "taskArns", cluster=summary.cluster,
+                                                startedBy=step.started_by, desiredStatus="RUNNING"))
+                   for step in summary.steps}
+        if not any(running.values()):
+            return
         if time.monotonic() > deadline:
-            raise YunpipeError("workers still running a minute after the queues emptied")
+            print(pipeline_status.render(summary, pipeline_status.collect(reader, summary)))
+            raise YunpipeError(f"workers still running {WORKER_EXIT_SECONDS} s after the queues emptied: "
+                               f"{ {step: len(arns) for step, arns in running.items()} }")
         time.sleep(1)
 
 
