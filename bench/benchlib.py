@@ -17,6 +17,7 @@ from pathlib import Path
 
 import docker
 
+from yunpipe.commands import demo
 from yunpipe.errors import YunpipeError
 from yunpipe.local.ecs_runner import LABEL
 from yunpipe.wrapper import images
@@ -60,6 +61,19 @@ def bench() -> Iterator[Bench]:
         work = home / "bench"
         work.mkdir()
         yield Bench(home, work, client, machine)
+
+
+def write_samples(folder: Path, count: int) -> list[Path]:
+    """The demo's `count` sample files (yunpipe.commands.demo.write_samples), named so that key
+    order is the order written (sample-0000.txt .. at 1,000 files or more: the demo's sample-1000
+    sorts before sample-101), which bench/e2e.py's listing of the results relies on."""
+    width = len(str(count - 1))
+    paths = []
+    for index, name in enumerate(demo.write_samples(folder, count)):
+        path = folder / f"sample-{index:0{width}d}.txt"
+        (folder / name).rename(path)
+        paths.append(path)
+    return paths
 
 
 def arguments(doc: str | None) -> argparse.ArgumentParser:
@@ -115,6 +129,25 @@ def machine_facts(client: docker.DockerClient) -> dict:
 def peak_rss_mib() -> float:
     """Peak resident memory of this process (it hosts the local cloud too); Linux reports KiB."""
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def reset_peak_rss() -> float:
+    """Start measuring this process's peak resident memory anew (Linux's clear_refs 5 resets VmHWM
+    to the present RSS: ru_maxrss keeps the whole process's peak); returns the present RSS in MiB."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return _status_mib("VmRSS")
+
+
+def peak_rss_since_reset_mib() -> float:
+    """Peak resident memory of this process since reset_peak_rss (VmHWM)."""
+    return _status_mib("VmHWM")
+
+
+def _status_mib(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return round(int(line.split()[1]) / 1024, 1)  # kB
+    raise YunpipeError(f"/proc/self/status has no {field}")
 
 
 def print_rows(rows: list[tuple[str, str]]) -> None:

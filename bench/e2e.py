@@ -1,7 +1,8 @@
 """End-to-end benchmark: N small files through a local pipeline, against the naive way.
 
     .venv/bin/python bench/e2e.py [--files 200] [--steps 2] [--concurrency 10] [--files-per-task N]
-                                  [--caps 1,2,4] [--rounds 3] [--accounting-cost]
+                                  [--caps 1,2,4] [--rounds 3] [--floor-threads 4] [--accounting-cost]
+    .venv/bin/python bench/e2e.py --sizes 200,2000 [--rounds 3]
 
 Pipeline: uppercase (examples/) then checksum (tests/e2e/algorithms/), wrapped with
 `wrap --local`, deployed with setup-pipe on an in-process LocalCloud; the files are put
@@ -10,25 +11,30 @@ The same files then go through the pipeline again for each hand-tuned cap of --c
 that many tasks per step, one task started per waiting file: the scaling before issue 11).
 All of that --rounds times, each round in another order; each configuration is reported by its
 median run, since one run of each differs from the next by +-15% on a shared 2-core machine.
+The floor (bench/floor.py, on a local cloud of its own): a plain Python process making per file
+per step exactly a job's AWS calls (receive, get, put, delete), no container.
 Naive: the same developer images (unwrapped) on the same files, one `docker run` per file
-per step, sequentially, through the Docker SDK. Every result of all is checked.
+per step through the Docker SDK: sequentially, then nproc and 2 x nproc files at once.
+Every result of all is checked.
 Figures go to stdout and bench/results/e2e.json (e2e-<files>x<steps>-c<concurrency>[-f<N>].json
 when not run with the defaults); see bench/README.md.
 
 --accounting-cost: the defaults with the workflow's accounting on and off instead (no caps, no
 naive baseline), --rounds times each, alternating; prints both files/s and their ratio, and
 writes bench/results/e2e-accounting.json. With accounting on, every job's record is checked too.
+
+--sizes 200,2000: the defaults at each file count instead (no caps, no baselines), each run's
+files/s, latency, containers per 100 files and peak memory, and the largest over the smallest.
 """
 import collections
-import hashlib
-import math
-import shutil
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import benchlib
+from baselines import percentile, run_floor, run_naive, upload, verify
 
 from yunpipe.aws.location import open_aws
 from yunpipe.aws.reader import Reader
@@ -38,7 +44,6 @@ from yunpipe.errors import YunpipeError
 from yunpipe.local import cloud
 from yunpipe.operations import status as pipeline_status
 from yunpipe.registry import AlgorithmRegistry
-from yunpipe.runtime.worker.command import substitute
 
 PIPELINE = "bench-e2e"
 POLL_SECONDS = 0.25
@@ -46,24 +51,20 @@ POLL_SECONDS = 0.25
 STATUS_EVERY_SECONDS = 2.0
 # Bounds a broken run only; a healthy one takes well under a minute.
 WAIT_SECONDS = 300
+WAIT_SECONDS_PER_FILE = 0.25
+# How long after IDLE_SECONDS every worker must have exited. A minute was seen too short for a
+# 2,000-file run on a 2-core machine under a load average of 50 (other sessions' tests).
+WORKER_EXIT_SECONDS = 180
 # Workers exit after the queue stayed empty this long (as in the demo).
 IDLE_SECONDS = 10
 CLEAN_EXIT = "Essential container exited with code 0"
 WARM_UP_FILES = 20
+# The floor's threads per step: beyond 4 its files/s no longer rises here (the upload bounds it).
+FLOOR_THREADS = 4
 
 
-def expected_result(text: bytes, steps: int) -> bytes:
-    """What the pipeline must produce, computed without any container."""
-    upper = text.upper()  # `tr '[:lower:]' '[:upper:]'` on the ASCII samples
-    if steps == 1:
-        return upper
-    return hashlib.sha256(upper).hexdigest().encode() + b"\n"
 
 
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
 def workflow_steps(references: list[str], concurrency: int, files_per_task: int | None) -> list[dict]:
@@ -73,11 +74,6 @@ def workflow_steps(references: list[str], concurrency: int, files_per_task: int 
     return [{"name": ref, **step} for ref in references]
 
 
-def upload(s3, bucket: str, files: list[Path], finished: dict[str, float]) -> None:
-    """Put the files one by one, noting when each put returned (its drop time)."""
-    for path in files:
-        s3.put_object(Bucket=bucket, Key=path.name, Body=path.read_bytes())
-        finished[path.name] = time.time()
 
 
 def watch_results(summary: PipelineSummary, files: list[Path]) -> tuple[float, dict[str, float], dict[str, float]]:
@@ -88,20 +84,28 @@ def watch_results(summary: PipelineSummary, files: list[Path]) -> tuple[float, d
     # The upload has its own client: boto3 clients are not shared across threads here.
     s3_upload = open_aws(demo.LOCAL, summary.region).client("s3")
     keys = {f.name for f in files}
+    # The results in key order (which is the upload's, benchlib.write_samples) and the first not yet
+    # seen: a listing starts after those before it, so each lists about the files in flight rather
+    # than all results so far (2,000 of them: most of the emulator's time went to answering it).
+    ordered, first_unseen = sorted(keys), 0
     dropped: dict[str, float] = {}
     seen: dict[str, float] = {}
     started = time.time()
     next_status = time.monotonic() + STATUS_EVERY_SECONDS
-    deadline = time.monotonic() + WAIT_SECONDS
+    deadline = time.monotonic() + WAIT_SECONDS + len(files) * WAIT_SECONDS_PER_FILE
     with ThreadPoolExecutor(1) as pool:
         uploading = pool.submit(upload, s3_upload, summary.input_bucket, files, dropped)
         while len(seen) < len(keys):
             if uploading.done():
                 uploading.result()  # re-raises a failed upload
-            listed = [o["Key"] for o in aws.pages("s3", "list_objects_v2", "Contents", Bucket=summary.output_bucket)]
+            after = {"StartAfter": ordered[first_unseen - 1]} if first_unseen else {}
+            listed = [o["Key"] for o in aws.pages("s3", "list_objects_v2", "Contents", Bucket=summary.output_bucket,
+                                                  **after)]
             now = time.time()
             for key in listed:
                 seen.setdefault(key, now)
+            while first_unseen < len(ordered) and ordered[first_unseen] in seen:
+                first_unseen += 1
             if time.monotonic() >= next_status or time.monotonic() > deadline:
                 next_status = time.monotonic() + STATUS_EVERY_SECONDS
                 dead = pipeline_status.collect(reader, summary, failures=0).dead
@@ -118,11 +122,17 @@ def watch_results(summary: PipelineSummary, files: list[Path]) -> tuple[float, d
 
 def wait_for_workers(reader: Reader, summary: PipelineSummary) -> None:
     """Workers exit IDLE_SECONDS after their queue emptied; count containers only after that."""
-    deadline = time.monotonic() + IDLE_SECONDS + 60
-    while any(reader.pages("ecs", "list_tasks", "taskArns", cluster=summary.cluster,
-                           startedBy=step.started_by, desiredStatus="RUNNING") for step in summary.steps):
+    deadline = time.monotonic() + IDLE_SECONDS + WORKER_EXIT_SECONDS
+    while True:
+        running = {step.name: list(reader.pages("ecs", "list_tasks", "taskArns", cluster=summary.cluster,
+                                                startedBy=step.started_by, desiredStatus="RUNNING"))
+                   for step in summary.steps}
+        if not any(running.values()):
+            return
         if time.monotonic() > deadline:
-            raise YunpipeError("workers still running a minute after the queues emptied")
+            print(pipeline_status.render(summary, pipeline_status.collect(reader, summary)))
+            raise YunpipeError(f"workers still running {WORKER_EXIT_SECONDS} s after the queues emptied: "
+                               f"{ {step: len(arns) for step, arns in running.items()} }")
         time.sleep(1)
 
 
@@ -148,12 +158,6 @@ def check_clean_exits(tasks: dict[str, list[dict]]) -> None:
         raise YunpipeError(f"broken run: workers stopped with {dict(reasons.most_common(3))}")
 
 
-def verify(read, files: list[Path], steps: int, where: str) -> int:
-    """Every result's content, so a broken run cannot report a fast number."""
-    wrong = [f.name for f in files if read(f.name) != expected_result(f.read_bytes(), steps)]
-    if wrong:
-        raise YunpipeError(f"{where}: {len(wrong)} of {len(files)} results are wrong, e.g. {wrong[:3]}")
-    return len(files)
 
 
 def check_records(s3, summary: PipelineSummary, files: list[Path], steps: int, accounting: bool) -> int:
@@ -174,6 +178,7 @@ def run_pipeline(steps: int, concurrency: int, files_per_task: int | None, refer
     # settings, a run was seen working with the other setting's workers (a local cloud's state
     # outlives it in this process).
     name = PIPELINE if accounting else f"{PIPELINE}-off"
+    rss_at_start = benchlib.reset_peak_rss()
     # Scheduled top-ups every 5 s instead of 5 min, as in the demo.
     with cloud.LocalCloud(port=0, schedule_speedup=60):
         demo.run("setup-pipe", "--local", "-f", str(benchlib.write_workflow(
@@ -192,6 +197,8 @@ def run_pipeline(steps: int, concurrency: int, files_per_task: int | None, refer
         tasks = worker_tasks(aws, summary)
         check_clean_exits(tasks)
         job_records = check_records(s3, summary, files, steps, accounting)
+        # Before clean-up, whose own calls are not the run's.
+        peak_rss = benchlib.peak_rss_since_reset_mib()
         demo.run("clean-up", "--local", "--purge", name)
     seconds = max(seen.values()) - started
     latencies = [seen[k] - dropped[k] for k in dropped]
@@ -207,6 +214,8 @@ def run_pipeline(steps: int, concurrency: int, files_per_task: int | None, refer
         "containers_per_100_files": round(100 * sum(containers.values()) / len(files), 1),
         "verified_results": verified,
         "job_records": job_records,
+        "rss_at_start_mib": rss_at_start,
+        "peak_rss_mib": peak_rss,
     }
 
 
@@ -217,29 +226,10 @@ def median_run(runs: list[dict]) -> dict:
     return {**ordered[(len(ordered) - 1) // 2], "files_per_second_runs": [run["files_per_second"] for run in runs]}
 
 
-def run_naive(client, registry: AlgorithmRegistry, references: list[str], work: Path, files: list[Path], steps: int) -> dict:
-    """What a researcher scripts by hand: for each file, for each step, `docker run --rm -v`
-    the developer's image with its run_command, waiting for each before the next."""
-    specs = [registry.resolve(ref, "bench", "algorithm").spec for ref in references]
-    root = work / "naive"
-    shutil.copytree(files[0].parent, root / "step0")
-    for index in range(1, steps + 1):
-        (root / f"step{index}").mkdir()
-    mount = {str(root): {"bind": "/bench", "mode": "rw"}}
-    demo.say(f"naive baseline: {len(files) * steps} sequential docker runs")
-    started = time.monotonic()
-    for path in files:
-        for index, spec in enumerate(specs, start=1):
-            argv = substitute(spec.run_command, f"/bench/step{index - 1}/{path.name}", f"/bench/step{index}/{path.name}")
-            client.containers.run(spec.container_name, argv, volumes=mount, remove=True)
-    seconds = time.monotonic() - started
-    verified = verify(lambda key: (root / f"step{steps}" / key).read_bytes(), files, steps, "naive")
-    return {"docker_runs": len(files) * steps, "seconds": round(seconds, 2),
-            "files_per_second": round(len(files) / seconds, 2), "verified_results": verified}
 
 
 def report(doc: dict) -> None:
-    p, n = doc["pipeline"], doc["naive"]
+    p, n, f = doc["pipeline"], doc["naive"], doc["floor"]
     caps = [(f"  cap {cap}, a task per file: files/s (runs), containers per 100 files",
              f"{c['files_per_second']}  {c['files_per_second_runs']}, {c['containers_per_100_files']}")
             for cap, c in doc["caps"].items()]
@@ -254,6 +244,14 @@ def report(doc: dict) -> None:
         ("containers started per 100 files", f"{p['containers_per_100_files']}  {p['containers_per_step']}"),
         ("naive files/s (sequential docker run)", f"{n['files_per_second']}  ({n['docker_runs']} runs, {n['seconds']} s)"),
         ("pipeline / naive", f"{doc['speedup']}x"),
+        *[(f"naive files/s, {parallel} files at once", f"{run['files_per_second']}  ({run['seconds']} s)")
+          for parallel, run in doc["naive_parallel"].items()],
+        ("pipeline / best parallel naive (target: at least 8)",
+         f"{doc['vs_best_naive']}x  (best: {doc['best_naive_parallel']} at once)"),
+        ("floor files/s (receive, get, put, delete; no container), median (runs)",
+         f"{f['files_per_second']}  ({f['seconds']} s)  {f['files_per_second_runs']}; "
+         f"latency p50 / p95 {f['latency_p50_seconds']} / {f['latency_p95_seconds']} s"),
+        ("pipeline / floor (target: at least 0.5)", f"{doc['vs_floor']}"),
         *caps,
         ("peak RSS of this process", f"{doc['peak_rss_mib']} MiB"),
     ]
@@ -299,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="hand-tuned caps to compare, comma-separated (default 1,2,4; '' for none)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="runs of each configuration, reported by the median (default 3)")
+    parser.add_argument("--floor-threads", type=int, default=FLOOR_THREADS,
+                        help=f"the floor's threads per step (default {FLOOR_THREADS})")
+    parser.add_argument("--sizes", default="",
+                        help="scale instead: the defaults at each of these file counts, comma-separated (e.g. 200,2000)")
     parser.add_argument("--accounting-cost", action="store_true",
                         help="compare the defaults with accounting on and off instead of caps and naive")
     args = parser.parse_args(argv)
@@ -307,12 +309,14 @@ def main(argv: list[str] | None = None) -> int:
     caps = [int(cap) for cap in args.caps.split(",") if cap.strip()]
     if args.accounting_cost:
         return main_accounting(args)
+    if args.sizes:
+        return main_scale(args, [int(size) for size in args.sizes.split(",") if size.strip()])
     with benchlib.bench() as bench:
         client, work = bench.client, bench.work
         registry = AlgorithmRegistry()
         references = [demo.wrap_algorithm(client, registry, spec)
                       for spec in (benchlib.UPPERCASE, benchlib.CHECKSUM)[:args.steps]]
-        files = [work / "samples" / name for name in demo.write_samples(work / "samples", args.files)]
+        files = benchlib.write_samples(work / "samples", args.files)
         # Not counted: the process's first pipeline pays for imports, connections and a cold
         # page cache, which would otherwise count against whichever configuration runs first.
         demo.say(f"warm-up: {WARM_UP_FILES} files, not counted")
@@ -334,16 +338,26 @@ def main(argv: list[str] | None = None) -> int:
                 runs[configuration].append(run)
         pipeline = median_run(runs[None])
         by_cap = {str(cap): median_run(runs[cap]) for cap in caps}
-        naive = run_naive(client, registry, references, work, files, args.steps)
+        floor = median_run([run_floor(files, args.steps, args.floor_threads) for _ in range(args.rounds)])
+        # After every local cloud has stopped: the naive runs have the machine to themselves.
+        nproc = os.cpu_count() or 1
+        naive = {str(p): run_naive(client, registry, references, work, files, args.steps, p) for p in (1, nproc, 2 * nproc)}
+    best_naive = max(naive.values(), key=lambda run: run["files_per_second"])
     doc = {
         "benchmark": "e2e",
         "machine": bench.machine,
         "parameters": {"files": args.files, "steps": args.steps, "algorithms": references,
                        "concurrency": args.concurrency, "files_per_task": args.files_per_task, "caps": caps,
-                       "rounds": args.rounds, "idle_seconds": IDLE_SECONDS, "poll_seconds": POLL_SECONDS},
+                       "rounds": args.rounds, "idle_seconds": IDLE_SECONDS, "poll_seconds": POLL_SECONDS,
+                       "floor_threads": args.floor_threads},
         "pipeline": pipeline,
-        "naive": naive,
-        "speedup": round(pipeline["files_per_second"] / naive["files_per_second"], 2),
+        "naive": naive["1"],
+        "speedup": round(pipeline["files_per_second"] / naive["1"]["files_per_second"], 2),
+        "naive_parallel": {p: run for p, run in naive.items() if p != "1"},
+        "best_naive_parallel": best_naive["parallel"],
+        "vs_best_naive": round(pipeline["files_per_second"] / best_naive["files_per_second"], 2),
+        "floor": floor,
+        "vs_floor": round(pipeline["files_per_second"] / floor["files_per_second"], 2),
         "caps": by_cap,
         "peak_rss_mib": benchlib.peak_rss_mib(),
     }
@@ -352,13 +366,15 @@ def main(argv: list[str] | None = None) -> int:
         doc["best_cap"] = int(best)
         doc["default_vs_best_cap"] = round(pipeline["files_per_second"] / by_cap[best]["files_per_second"], 2)
     # Only a run with the defaults replaces e2e.json, the run bench/README.md reports.
-    defaults = (args.files, args.steps, args.concurrency, args.files_per_task, caps, args.rounds) == (
-        200, 2, 10, None, [1, 2, 4], 3)
+    defaults = (args.files, args.steps, args.concurrency, args.files_per_task, caps, args.rounds, args.floor_threads) == (
+        200, 2, 10, None, [1, 2, 4], 3, FLOOR_THREADS)
     name = "e2e" if defaults else f"e2e-{args.files}x{args.steps}-c{args.concurrency}"
     if args.files_per_task is not None:
         name += f"-f{args.files_per_task}"
     if args.rounds != 3:
         name += f"-r{args.rounds}"
+    if args.floor_threads != FLOOR_THREADS:
+        name += f"-t{args.floor_threads}"
     return benchlib.finish(name, doc, report)
 
 
@@ -367,7 +383,7 @@ def main_accounting(args) -> int:
         registry = AlgorithmRegistry()
         references = [demo.wrap_algorithm(bench.client, registry, spec)
                       for spec in (benchlib.UPPERCASE, benchlib.CHECKSUM)[:args.steps]]
-        files = [bench.work / "samples" / name for name in demo.write_samples(bench.work / "samples", args.files)]
+        files = benchlib.write_samples(bench.work / "samples", args.files)
         demo.say(f"warm-up: {WARM_UP_FILES} files, not counted")
         run_pipeline(args.steps, args.concurrency, args.files_per_task, references, bench.work, files[:WARM_UP_FILES])
         compared = compare_accounting(args, references, bench.work, files)
@@ -383,6 +399,65 @@ def main_accounting(args) -> int:
     defaults = (args.files, args.steps, args.concurrency, args.files_per_task, args.rounds) == (200, 2, 10, None, 3)
     name = "e2e-accounting" if defaults else f"e2e-accounting-{args.files}x{args.steps}-r{args.rounds}"
     return benchlib.finish(name, doc, report_accounting)
+
+
+
+def main_scale(args, sizes: list[int]) -> int:
+    """The defaults at each size, --rounds times, sizes alternating in order each round; each size
+    reported by its median run, with the largest size's figures over the smallest's."""
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise SystemExit("bench/e2e.py: --sizes takes at least two file counts, e.g. 200,2000")
+    with benchlib.bench() as bench:
+        registry = AlgorithmRegistry()
+        references = [demo.wrap_algorithm(bench.client, registry, spec)
+                      for spec in (benchlib.UPPERCASE, benchlib.CHECKSUM)[:args.steps]]
+        files = benchlib.write_samples(bench.work / "samples", max(sizes))
+        demo.say(f"warm-up: {WARM_UP_FILES} files, not counted")
+        run_pipeline(args.steps, args.concurrency, args.files_per_task, references, bench.work, files[:WARM_UP_FILES])
+        runs: dict[int, list[dict]] = {size: [] for size in sizes}
+        for round_ in range(args.rounds):
+            order = sizes if round_ % 2 == 0 else sizes[::-1]
+            for size in order:
+                demo.say(f"round {round_ + 1}/{args.rounds}: {size} files, the defaults")
+                runs[size].append(run_pipeline(args.steps, args.concurrency, args.files_per_task, references,
+                                               bench.work, files[:size]))
+    by_size = {str(size): median_run(runs[size]) for size in sizes}
+    small, large = by_size[str(min(sizes))], by_size[str(max(sizes))]
+    doc = {
+        "benchmark": "e2e-scale",
+        "machine": bench.machine,
+        "parameters": {"sizes": sizes, "steps": args.steps, "algorithms": references,
+                       "concurrency": args.concurrency, "files_per_task": args.files_per_task,
+                       "rounds": args.rounds, "idle_seconds": IDLE_SECONDS, "poll_seconds": POLL_SECONDS},
+        "sizes": by_size,
+        # Targets (issue 26): files/s at least 0.9, p95 at most 2, peak memory under 1.5.
+        "largest_vs_smallest": {
+            "files_per_second": round(large["files_per_second"] / small["files_per_second"], 2),
+            "latency_p95": round(large["latency_p95_seconds"] / small["latency_p95_seconds"], 2),
+            "peak_rss": round(large["peak_rss_mib"] / small["peak_rss_mib"], 2),
+        },
+    }
+    name = "e2e-scale" if (sizes, args.steps, args.concurrency, args.files_per_task, args.rounds) == (
+        [200, 2000], 2, 10, None, 3) else f"e2e-scale-{'-'.join(map(str, sizes))}x{args.steps}-r{args.rounds}"
+    return benchlib.finish(name, doc, report_scale)
+
+
+def report_scale(doc: dict) -> None:
+    rows = []
+    for size, run in doc["sizes"].items():
+        rows += [
+            (f"{size} files: files/s, median (runs)", f"{run['files_per_second']}  ({run['seconds']} s)  "
+                                                      f"{run['files_per_second_runs']}; upload {run['upload_seconds']} s"),
+            (f"{size} files: latency p50 / p95 / max",
+             f"{run['latency_p50_seconds']} / {run['latency_p95_seconds']} / {run['latency_max_seconds']} s"),
+            (f"{size} files: containers per 100 files", f"{run['containers_per_100_files']}  {run['containers_per_step']}"),
+            (f"{size} files: peak RSS of this process (local cloud)",
+             f"{run['peak_rss_mib']} MiB (at start {run['rss_at_start_mib']})"),
+        ]
+    ratio = doc["largest_vs_smallest"]
+    rows.append(("largest / smallest: files/s (>= 0.9), p95 (<= 2), peak RSS (< 1.5)",
+                 f"{ratio['files_per_second']}, {ratio['latency_p95']}, {ratio['peak_rss']}"))
+    benchlib.print_rows(rows)
 
 
 if __name__ == "__main__":

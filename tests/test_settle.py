@@ -275,6 +275,32 @@ def test_a_drop_run_closes_once_the_next_one_opened(aws):
     assert check(aws, now=T0 + timedelta(seconds=601)) == [first]
 
 
+def test_an_open_drop_run_is_judged_without_listing_its_records(aws):
+    # Each worker whose queue empties checks; a drop-run's records grow by one per job, so a
+    # listing per check made a large batch slower per file.
+    describe(aws, [step("a")], quiet=60)
+    run = runs.drop_run(aws, BUCKET, PIPELINE, T0, 60)
+    for index in range(3):
+        job(aws, run, "a", f"dropped-{index}")
+    listed = []
+    aws.meta.events.register("provide-client-params.s3.ListObjectsV2",
+                             lambda params, **_: listed.append(params["Prefix"]))
+    assert check(aws, now=T0 + timedelta(seconds=30)) == []
+    assert listed == [records.open_prefix(PIPELINE)]  # the open runs, not the run's records
+
+
+def test_a_manifest_of_another_kind_than_its_run_name_says_is_not_settled(aws, caplog):
+    describe(aws, [step("a")])
+    run = open_run(aws, ["x"], kind="upload")
+    manifest = json.loads(aws.get_object(Bucket=BUCKET, Key=records.manifest_key(PIPELINE, run))["Body"].read())
+    aws.put_object(Bucket=BUCKET, Key=records.manifest_key(PIPELINE, run),
+                   Body=json.dumps({**manifest, "kind": "drop"}).encode())
+    job(aws, run, "a", "x")
+    with caplog.at_level(logging.ERROR):
+        assert check(aws) == []
+    assert "the kind its name says" in caplog.text
+
+
 def test_two_settlers_racing_write_one_summary_and_one_notification(aws):
     sns = boto3.client("sns", region_name=REGION)
     sqs = boto3.client("sqs", region_name=REGION)

@@ -125,6 +125,12 @@ def settle_open_runs(s3: Any, sns: Any, report_bucket: str, pipeline: str, now: 
 def settle_run(s3: Any, sns: Any, sqs: Any, bucket: str, descriptor: Mapping[str, Any], steps: dict[str, Step],
                run: str, now: datetime) -> bool:
     pipeline = descriptor["pipeline"]
+    # A run's name says its kind (_check_manifest holds the manifest to it). A drop-run that files
+    # may still join is judged before its listing, which grows by a record per job: read on every
+    # check, each time a worker's queue went empty, it made a large batch slower per file.
+    drop = _run_kind(run) == "drop"
+    if drop and not _drop_closed(s3, sqs, bucket, descriptor, steps, run, now):
+        return False
     listing = list_run(s3, bucket, pipeline, run)
     if listing.summary:
         # Settled by a writer that stopped before it closed the run: close it (it announced, or
@@ -135,8 +141,6 @@ def settle_run(s3: Any, sns: Any, sqs: Any, bucket: str, descriptor: Mapping[str
         return False  # opened a moment ago, or never: nothing to judge yet
     manifest = _body(s3, bucket, manifest_key(pipeline, run), listing.manifest)
     _check_manifest(manifest, run)
-    if manifest["kind"] == "drop" and not _drop_closed(s3, sqs, bucket, descriptor, steps, run, now):
-        return False
     jobs = expected_jobs(s3, bucket, pipeline, run, manifest, steps, listing)
     if jobs is None:
         return False
@@ -368,9 +372,17 @@ def _open_runs(s3: Any, bucket: str, pipeline: str) -> list[str]:
     return runs
 
 
+def _run_kind(run: str) -> str:
+    """upload, submit or drop (_open_runs passes only names RUN_NAME matches)."""
+    match = RUN_NAME.match(run)
+    if match is None:
+        raise Malformed(f"{run} is no run's name")
+    return match.group(1)
+
+
 def _check_manifest(manifest: Any, run: str) -> None:
-    if not isinstance(manifest, dict) or manifest.get("run") != run or manifest.get("kind") not in ("upload", "submit", "drop"):
-        raise Malformed(f"manifest of {run} lacks its run or kind")
+    if not isinstance(manifest, dict) or manifest.get("run") != run or manifest.get("kind") != _run_kind(run):
+        raise Malformed(f"manifest of {run} lacks its run or the kind its name says")
     inputs = manifest.get("inputs")
     if inputs is not None and not (isinstance(inputs, list) and all(
             isinstance(i, dict) and isinstance(i.get("key"), str) and isinstance(i.get("bucket"), str) for i in inputs)):
