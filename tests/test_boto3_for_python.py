@@ -97,7 +97,7 @@ def test_a_wrap_for_an_older_python3_carries_that_release_pruned_and_importable(
     write_build_context(spec, 1, tmp_path, BaseImage(python=(3, 8)))
     site = tmp_path / "opt" / "yunpipe" / "site-packages"
     assert (site / "boto3-1.37.38.dist-info").is_dir() and (site / "botocore-1.37.38.dist-info").is_dir()
-    assert sorted(p.name for p in (site / "botocore" / "data").iterdir() if p.is_dir()) == ["s3", "sns", "sqs"]
+    assert sorted(p.name for p in (site / "botocore" / "data").iterdir() if p.is_dir()) == ["lambda", "s3", "sns", "sqs"]
     # Nothing pip would put outside site-packages (jmespath's jp.py), no bytecode.
     assert not list(site.glob("*.data")) and not list(site.rglob("__pycache__"))
     # The folder is a working boto3 on its own (this python is one it supports too).

@@ -2,6 +2,7 @@
 cloud at a few sizes, advises from the workers' job records, writes the advice into a workflow
 and leaves no pipeline behind. About 40 s on an idle 2-core machine (three sizes of two files)."""
 import json
+import os
 
 import pytest
 
@@ -47,9 +48,11 @@ def test_calibrate_measures_the_sample_at_several_sizes_and_writes_its_advice(lo
     assert status == 0, out
     table = out[out.index("peak MiB"):out.index("Recommended")].splitlines()[1:-1]
     # One file at a time at 0.25 vCPU first, with the most memory Fargate gives it; then larger
-    # CPUs while they pay, and 2 at once (the sample has 2 files, so never 4).
+    # CPUs (up to this machine's cores) while they pay, and 2 at once (the sample has 2 files, so
+    # never 4). How many CPUs pay depends on the machine's load: only the bounds are fixed.
     assert table[0].split()[:3] == ["0.25", "2048", "1"], out
-    assert 2 <= len(table) <= 4 and {row.split()[2] for row in table} <= {"1", "2"}, out
+    cpus = [c for c in (0.25, 0.5, 1, 2, 4) if c <= (os.cpu_count() or 1)]
+    assert 2 <= len(table) <= len(cpus) + 1 and {row.split()[2] for row in table} <= {"1", "2"}, out
     peaks = [float(row.split()[6]) for row in table]
     assert min(peaks) >= HOLD_MIB, out
     step = load_workflow(workflow).steps[0]
