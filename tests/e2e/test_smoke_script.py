@@ -17,7 +17,7 @@ def test_the_aws_smoke_script_passes_on_the_local_cloud(docker_client, tmp_path)
     # A home of its own: the script starts (and stops) its own local cloud, not this suite's.
     env = {**os.environ, "YUNPIPE_HOME": str(tmp_path / "home")}
     done = subprocess.run([str(SCRIPT), "--local", "--port", str(free_port())], env=env, capture_output=True,
-                          text=True, timeout=540)
+                          text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
     for seen in ("smoke-fargate-", "smoke-gpu-", ": 3 results, each the upper-cased input:",
                  "== round 2: setting up both pipelines", "== smoke test passed on the local cloud"):
