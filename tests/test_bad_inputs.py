@@ -42,6 +42,9 @@ CASES = {
                                  'accounting: expected boolean, got "yes"'),
     "force not a boolean": ("workflow.json", _with_algorithm(variables={"TEST_ENV": "x"}, force="yes"),
                             'process.algorithms[0].force: expected boolean, got "yes"'),
+    "force where jobs always run": ("workflow.json", {**single_run(algorithm="dice"), "process": {
+        "type": "single_run", "algorithms": [{"name": "dice", "variables": {"TEST_ENV": "x"}, "force": True}]}},
+        "process.algorithms[0].force: expected no force on a step whose algorithm is not deterministic: dice@1"),
     "quiet period of 0 s": ("workflow.json", {**single_run(), "run_quiet_seconds": 0},
                             "run_quiet_seconds: expected a number of seconds from 1 to 604800"),
     "quiet period not a number": ("workflow.json", {**single_run(), "run_quiet_seconds": "2m"}, "run_quiet_seconds"),
@@ -55,6 +58,7 @@ CASES = {
 def test_bad_input_exits_2_naming_the_field_without_aws(case, change123, tmp_path, capsys):
     record_algorithm("typed", "user/typed:1",
                      variables=[{"name": "TEST_ENV", "required": True, "schema": {"type": "integer"}}])
+    record_algorithm("dice", "user/dice:1", deterministic=False)
     filename, content, field = CASES[case]
     path = tmp_path / filename
     path.write_text(content if isinstance(content, str) else json.dumps(content))

@@ -92,6 +92,7 @@ def test_normalized_document_reads_back_to_the_same_spec():
     ({"permanent_exit_codes": [2, 256]}, "permanent_exit_codes[1]", "from 1 to 255"),
     ({"permanent_exit_codes": [3, 3]}, "permanent_exit_codes", "distinct"),
     ({"permanent_exit_codes": 3}, "permanent_exit_codes", "expected array"),
+    ({"deterministic": "no"}, "deterministic", "expected boolean"),
 ])
 def test_bad_algorithm_field_is_named(overrides, field, expected):
     error = error_of(lambda: parse_algorithm(algorithm(**overrides), "alg.json"))
@@ -104,6 +105,13 @@ def test_permanent_exit_codes_default_to_none_and_stay_out_of_the_document():
     declared = parse_algorithm(algorithm(permanent_exit_codes=[65, 3]), "alg.json")
     assert declared.permanent_exit_codes == (3, 65)
     assert parse_algorithm(json.loads(json.dumps(declared.to_document())), "again") == declared
+
+
+def test_an_algorithm_is_deterministic_unless_it_says_not_and_only_then_the_document_says_so():
+    assert parse_algorithm(algorithm(), "alg.json").deterministic is True
+    assert "deterministic" not in parse_algorithm(algorithm(), "alg.json").to_document()
+    dice = parse_algorithm(algorithm(deterministic=False), "alg.json")
+    assert dice.deterministic is False and dice.to_document()["deterministic"] is False
 
 
 def test_a_timeout_of_twelve_hours_is_accepted():

@@ -129,6 +129,20 @@ def test_force_on_the_step_or_in_the_message_runs_it_again(step, tmp_path, force
     assert [r["outcome"] for r in records(step)] == ["ok"]  # the same run's ends/ record, rewritten
 
 
+def test_an_algorithm_that_is_not_deterministic_always_runs_without_looking_for_its_result(step, tmp_path):
+    counted = Counted(step, tmp_path, "tr a-z A-Z < $input > $output", deterministic=False)
+    step.put("a.txt")
+    counted.run(body("a.txt"))
+    requests = counted.run(body("a.txt"))
+    assert counted.runs == 2
+    assert ("HeadObject", "out-bucket") not in requests, requests
+
+
+def test_a_deterministic_flag_that_is_no_boolean_is_a_configuration_error(step, tmp_path):
+    with pytest.raises(ValueError, match="deterministic must be true or false, got 'no'"):
+        Counted(step, tmp_path, "true", deterministic="no")
+
+
 def test_a_message_without_the_input_s_etag_runs(step, tmp_path):
     counted = Counted(step, tmp_path, "tr a-z A-Z < $input > $output")
     step.put("a.txt")

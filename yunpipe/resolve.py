@@ -123,6 +123,10 @@ def resolve_workflow(spec: WorkflowSpec, registry: Algorithms) -> ResolvedWorkfl
         if step.gather and algorithm.input_adapter == "stdin":
             raise InputError(spec.source, f"{where}.gather",
                              f"expected an algorithm that reads a folder: {record.reference} reads its input from stdin")
+        if step.force and not algorithm.deterministic:
+            raise InputError(spec.source, f"{where}.force",
+                             f"expected no force on a step whose algorithm is not deterministic: {record.reference} "
+                             "declares deterministic false, so its jobs always run")
         variables = {p.name for p in algorithm.parameters} | set(environment)
         for secret_index, secret in enumerate(step.secrets):
             if secret.name in variables:

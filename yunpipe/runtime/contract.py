@@ -79,6 +79,8 @@ ALGORITHM_DEFAULTS: dict[str, Any] = {
     "environment": {},
     # Exit codes that say the input is bad: no retry, the dead-letter queue at once.
     "permanent_exit_codes": [],
+    # False: a result already there is never the job's (the worker never skips).
+    "deterministic": True,
 }
 # One job from a file on this machine, no AWS (`yunpipe try`, `yunpipe replay`): the wrapped
 # image's entrypoint takes `--one-job FILE [--shell]` and ends its stdout with a line of this

@@ -174,6 +174,9 @@ class AlgorithmSpec:
     # file to the dead-letter queue at once, with its report.
     permanent_exit_codes: tuple[int, ...] = spec_field("permanent_exit_codes", PERMANENT_EXIT_CODES_SCHEMA, (),
                                                        convert=lambda codes: tuple(sorted(int(c) for c in codes)))
+    # False: the same input may give another result (a random seed, the time), so a result already
+    # there is never taken for the job's and every job runs (the worker never skips).
+    deterministic: bool = spec_field("deterministic", {"type": "boolean"}, True)
 
     def parameter(self, name: str) -> Parameter | None:
         return next((p for p in self.parameters if p.name == name), None)
@@ -211,6 +214,8 @@ class AlgorithmSpec:
             doc["secrets"] = [s.to_document() for s in self.secrets]
         if self.permanent_exit_codes:
             doc["permanent_exit_codes"] = list(self.permanent_exit_codes)
+        if not self.deterministic:
+            doc["deterministic"] = False
         return doc
 
 

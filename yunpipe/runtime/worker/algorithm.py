@@ -32,6 +32,8 @@ def load_algorithm(path: str) -> dict:
     codes = algorithm["permanent_exit_codes"]
     if not isinstance(codes, list) or not all(type(c) is int and 1 <= c <= 255 for c in codes):
         raise ValueError(f"{path}: permanent_exit_codes must be a list of exit codes from 1 to 255, got {codes!r}")
+    if type(algorithm["deterministic"]) is not bool:
+        raise ValueError(f"{path}: deterministic must be true or false, got {algorithm['deterministic']!r}")
     return algorithm
 
 

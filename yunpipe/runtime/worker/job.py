@@ -107,8 +107,8 @@ def process_message(
         measured.restart()
         # A gather's objects, listed once: what the check compares is what the job would gather.
         listing = gather_listing(s3, job.source, job.gather_prefix) if job.gather_prefix is not None else None
-        done = [] if config.force or job.force else done_results(s3, config, algorithm, job,
-                                                                 command_env(algorithm, environ), listing)
+        rerun = config.force or job.force or not algorithm["deterministic"]
+        done = [] if rerun else done_results(s3, config, algorithm, job, command_env(algorithm, environ), listing)
         if done:
             log.info("skipped key=%s: results %s are there with matching provenance", key, ",".join(done))
             result = JobResult(ok=True, key=key, attempt=attempt, final=final, result_keys=done, skipped=True)
