@@ -1093,9 +1093,9 @@ def test_records_whose_objects_cannot_be_queued_stay_for_the_next_run(step, fail
     assert waiting(step.sqs, failed_events) == 1
 
 
-def test_a_scheduled_run_starts_the_larger_sizes_tasks_for_jobs_out_of_memory_and_events_do_not(step, monkeypatch):
-    """A job out of memory waits in its larger size's queue (runtime/worker/grow.py); the schedule
-    starts that size's task definition for it, counted by its own startedBy."""
+def grow_path(step, monkeypatch):
+    """Step step1's 1024 MiB size (its queue and task definition) in the launcher's environment:
+    the queue's URL and the GrowPath."""
     grown = step.sqs.create_queue(QueueName="yunpipe-demo-step1-grow1024")["QueueUrl"]
     step.ecs.register_task_definition(
         family="yunpipe-demo-step1-grow1024", requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256",
@@ -1104,6 +1104,13 @@ def test_a_scheduled_run_starts_the_larger_sizes_tasks_for_jobs_out_of_memory_an
     config = contract.LauncherConfig.from_env(step.env)
     for name, value in contract.LauncherConfig(**{**config.__dict__, "grow": (path,)}).to_env().items():
         monkeypatch.setenv(name, value)
+    return grown, path
+
+
+def test_a_scheduled_run_starts_the_larger_sizes_tasks_for_jobs_out_of_memory_and_events_do_not(step, monkeypatch):
+    """A job out of memory waits in its larger size's queue (runtime/worker/grow.py); the schedule
+    starts that size's task definition for it, counted by its own startedBy."""
+    grown, path = grow_path(step, monkeypatch)
     step.sqs.send_message(QueueUrl=grown, MessageBody=json.dumps({"bucket": "in-bucket", "key": "big.txt",
                                                                   "attempts": 1}))
 
@@ -1123,14 +1130,7 @@ def test_a_scheduled_run_starts_the_larger_sizes_tasks_for_jobs_out_of_memory_an
 def test_a_worker_s_wake_up_starts_the_larger_size_s_task_at_once(step, monkeypatch):
     """The worker that sends a job on to a larger size invokes the launcher with a grow event
     (runtime/worker/grow.py): it starts that size's task without waiting for the schedule."""
-    grown = step.sqs.create_queue(QueueName="yunpipe-demo-step1-grow1024")["QueueUrl"]
-    step.ecs.register_task_definition(
-        family="yunpipe-demo-step1-grow1024", requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256",
-        memory="1024", containerDefinitions=[{"name": "step1", "image": "step1:latest", "memory": 1024, "essential": True}])
-    path = contract.GrowPath(1024, "yunpipe-demo-step1-grow1024", "yunpipe-demo-step1-g1024", grown)
-    config = contract.LauncherConfig.from_env(step.env)
-    for name, value in contract.LauncherConfig(**{**config.__dict__, "grow": (path,)}).to_env().items():
-        monkeypatch.setenv(name, value)
+    grown, _ = grow_path(step, monkeypatch)
     step.sqs.send_message(QueueUrl=grown, MessageBody=json.dumps({"bucket": "in-bucket", "key": "big.txt"}))
 
     summary = launcher.handler({"source": contract.GROW_EVENT_SOURCE}, None)

@@ -245,13 +245,11 @@ def test_running_task_container_has_limits_host_network_labels_and_emulator_endp
     assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == REGION
 
 
-def test_stop_task_through_the_api_terms_the_container_and_is_stopping_until_it_exits(cloud, docker_client):
-    """As on ECS: SIGTERM, the task STOPPING (no longer desired RUNNING) while its container runs
-    on, STOPPED with the API's reason once it has exited. A caller waiting for STOPPED knows the
-    container is gone."""
+def _graceful_task(cloud, docker_client):
+    """A running task of cluster demo whose container, on SIGTERM, says so and exits only once
+    /tmp/go exists (which a test writes after looking at the stopping task): its ARN and container."""
     _client(cloud, "logs").create_log_group(logGroupName="/yunpipe/demo")
     _client(cloud, "ecs").create_cluster(clusterName="demo")
-    # It exits only once a file exists, which the test writes after looking at the stopping task.
     graceful = ("import os, signal, sys, time\n"
                 "def leave(*_):\n"
                 "    print('terminated', flush=True)\n"
@@ -264,6 +262,14 @@ def test_stop_task_through_the_api_terms_the_container_and_is_stopping_until_it_
     arn = _run(cloud, "demo", "graceful")
     [container] = wait_for(lambda: [c for c in _task_containers(docker_client, arn)
                                     if c.status == "running" and b"ready" in c.logs()], what="a running container")
+    return arn, container
+
+
+def test_stop_task_through_the_api_terms_the_container_and_is_stopping_until_it_exits(cloud, docker_client):
+    """As on ECS: SIGTERM, the task STOPPING (no longer desired RUNNING) while its container runs
+    on, STOPPED with the API's reason once it has exited. A caller waiting for STOPPED knows the
+    container is gone."""
+    arn, container = _graceful_task(cloud, docker_client)
     ecs = _client(cloud, "ecs")
 
     ecs.stop_task(cluster="demo", task=arn, reason="stopped by the user")
@@ -281,20 +287,7 @@ def test_stop_task_through_the_api_terms_the_container_and_is_stopping_until_it_
 def test_a_task_interrupted_like_spot_says_so_at_once_then_gets_sigterm(cloud, docker_client):
     """As a Fargate Spot interruption: stop code SpotInterruption and ECS's reason in DescribeTasks
     while the container still runs, SIGTERM to it, STOPPED with that reason once it has exited."""
-    _client(cloud, "logs").create_log_group(logGroupName="/yunpipe/demo")
-    _client(cloud, "ecs").create_cluster(clusterName="demo")
-    graceful = ("import os, signal, sys, time\n"
-                "def leave(*_):\n"
-                "    print('terminated', flush=True)\n"
-                "    while not os.path.exists('/tmp/go'): time.sleep(0.1)\n"
-                "    sys.exit(0)\n"
-                "signal.signal(signal.SIGTERM, leave)\n"
-                "print('ready', flush=True)\n"
-                "time.sleep(300)\n")
-    _register(cloud, "graceful", ["python3", "-c", graceful], log_group="/yunpipe/demo")
-    arn = _run(cloud, "demo", "graceful")
-    [container] = wait_for(lambda: [c for c in _task_containers(docker_client, arn)
-                                    if c.status == "running" and b"ready" in c.logs()], what="a running container")
+    arn, container = _graceful_task(cloud, docker_client)
     ecs = _client(cloud, "ecs")
 
     cloud.interrupt_like_spot(arn)
