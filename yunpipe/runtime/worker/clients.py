@@ -19,6 +19,12 @@ log = logging.getLogger("yunpipe.worker")
 RETRIES = {"mode": "standard", "max_attempts": 8}
 
 
+def endpoint_url(service: str, environ: Mapping[str, str]) -> str | None:
+    """The service's endpoint from the environment (None: AWS's own), passed to botocore
+    explicitly because older botocore ignores AWS_ENDPOINT_URL."""
+    return environ.get(f"AWS_ENDPOINT_URL_{service.upper()}") or environ.get("AWS_ENDPOINT_URL")
+
+
 def make_clients(environ: Mapping[str, str], parallelism: int, topic_arn: str = "") -> tuple[Any, Any, Any]:
     """SQS, S3 and (with a topic_arn, else None) SNS clients, made once in the main thread (a session is not thread-safe, its
     clients are) and shared by the jobs. botocore's own session: boto3's costs a 0.25 vCPU task
@@ -33,7 +39,7 @@ def make_clients(environ: Mapping[str, str], parallelism: int, topic_arn: str = 
     session = botocore.session.get_session()
 
     def client(service: str) -> Any:
-        endpoint = environ.get(f"AWS_ENDPOINT_URL_{service.upper()}") or environ.get("AWS_ENDPOINT_URL")
+        endpoint = endpoint_url(service, environ)
         s3_options = {"addressing_style": "path"} if endpoint and service == "s3" else None
         config = BotoConfig(s3=s3_options, max_pool_connections=connections, retries=RETRIES)
         return session.create_client(service, region_name=region, endpoint_url=endpoint, config=config)

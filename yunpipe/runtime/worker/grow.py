@@ -16,6 +16,7 @@ import botocore.session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..contract import GROW_EVENT_SOURCE, INTERRUPTIONS_ATTRIBUTE, RECEIVES_ATTRIBUTE, WorkerConfig
+from .clients import endpoint_url
 from .message import receipt
 
 log = logging.getLogger("yunpipe.worker")
@@ -60,8 +61,7 @@ def wake(config: WorkerConfig, region: str) -> None:
     raises: without it the launcher's scheduled run starts the task."""
     if not config.launcher:
         return
-    # Passed explicitly: older botocore ignores AWS_ENDPOINT_URL (worker/clients.py).
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_LAMBDA") or os.environ.get("AWS_ENDPOINT_URL")
+    endpoint = endpoint_url("lambda", os.environ)
     try:
         with _lambda_lock:
             if (region, endpoint) not in _lambda:

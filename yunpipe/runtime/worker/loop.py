@@ -14,6 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..accounting.settle import settle_open_runs
 from ..contract import INTERRUPTIONS_ATTRIBUTE, RECEIVES_ATTRIBUTE, WorkerConfig
+from .clients import endpoint_url
 from .job import JobResult, process_message
 from .lease import RETRY_DELAY_SECONDS, VisibilityHeartbeat, release, settle
 from .ledger import Ledger
@@ -104,9 +105,8 @@ def settle_runs(config: WorkerConfig, s3: Any, sqs: Any, environ: Mapping[str, s
 
     def sns() -> Any:
         # Made only to announce a settled run.
-        endpoint = environ.get("AWS_ENDPOINT_URL_SNS") or environ.get("AWS_ENDPOINT_URL")
         return botocore.session.get_session().create_client("sns", region_name=sqs.meta.region_name,
-                                                             endpoint_url=endpoint)
+                                                             endpoint_url=endpoint_url("sns", environ))
 
     try:
         settled = settle_open_runs(s3, sns, config.report_bucket, config.pipeline, datetime.now(timezone.utc), sqs=sqs)
