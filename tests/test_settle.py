@@ -412,12 +412,16 @@ def test_the_worker_settles_when_its_queue_first_comes_back_empty_after_its_jobs
     assert aws.get_object(Bucket="out-bucket", Key="x")["Body"].read() == b"x"
     assert f"settled run(s) {run}" in caplog.text
     assert summary_of(aws, run)["steps"]["upper"]["ok"] == 1
-    # Without accounting, the worker leaves runs alone.
+    # Without accounting, the worker leaves runs alone, and does not even count its queue's
+    # messages to see whether a run may have ended.
     second = open_run(aws, ["x"], serial=2)
     job(aws, second, "upper", "x")
     sqs.send_message(QueueUrl=config.queue_url, MessageBody=json.dumps({"bucket": "in-bucket", "key": "x"}))
+    counted = []
+    sqs.meta.events.register("before-call.sqs.GetQueueAttributes", lambda **kwargs: counted.append(kwargs))
     assert run_worker(dataclasses.replace(config, accounting=False), algorithm, sqs, aws, environ={}, retry_delay=0) == 0
     assert is_open(aws, second)
+    assert counted == []
 
 
 def test_a_worker_leaves_settling_to_the_step_s_last_worker(aws, tmp_path, caplog):

@@ -97,10 +97,15 @@ def step_drained(sqs: Any, config: WorkerConfig) -> bool:
         return True
 
 
+def settles(config: WorkerConfig) -> bool:
+    """Whether this worker settles runs at all (a pipeline with accounting off has no runs)."""
+    return bool(config.accounting and config.report_bucket and config.pipeline)
+
+
 def settle_runs(config: WorkerConfig, s3: Any, sqs: Any, environ: Mapping[str, str]) -> None:
     """Settle the pipeline's runs that have ended: the worker that finds its queue empty after
     its jobs may have ended a run's last job. Never raises: settling never stops the work."""
-    if not (config.accounting and config.report_bucket and config.pipeline):
+    if not settles(config):
         return
 
     def sns() -> Any:
@@ -198,7 +203,7 @@ def _drain(config: WorkerConfig, algorithm: dict, sqs: Any, s3: Any, environ: Ma
                 if not messages:
                     idle = slots.idle_for()
                     leaving = idle is not None and idle >= config.idle_seconds
-                    if (idle is not None and slots.ok + slots.failed > checked
+                    if (settles(config) and idle is not None and slots.ok + slots.failed > checked
                             and (leaving or time.monotonic() - looked >= SETTLE_INTERVAL_SECONDS)):
                         # An empty answer after jobs ended: a run may have ended with them, if
                         # nothing else of the step is left.
