@@ -61,7 +61,18 @@ def records(step):
     return sorted(found, key=lambda r: r["finished_at"])
 
 
-def test_an_identical_input_is_skipped_with_one_head_request_and_its_record_says_skipped(step, tmp_path):
+def test_a_new_input_costs_the_check_one_listing_and_a_sibling_of_its_result_is_not_one(step, tmp_path):
+    counted = Counted(step, tmp_path, "tr a-z A-Z < $input > $output")
+    step.put("a.txt")
+    step.s3.put_object(Bucket="out-bucket", Key="a.txt.bak", Body=b"not a result")
+    requests = counted.run(body("a.txt"), YUNPIPE_ACCOUNTING="0")
+    assert counted.runs == 1
+    checks = [r for r in requests if r[1] == "out-bucket" and r[0] != "PutObject"]
+    assert checks == [("ListObjectsV2", "out-bucket")]
+    assert step.output("a.txt") == b"HELLO WORLD\n"
+
+
+def test_an_identical_input_is_skipped_after_a_listing_and_one_head_request_and_its_record_says_skipped(step, tmp_path):
     counted = Counted(step, tmp_path, "tr a-z A-Z < $input > $output")
     step.put("a.txt")
     counted.run(body("a.txt", run="20261207T131500Z-upload"))
@@ -69,7 +80,7 @@ def test_an_identical_input_is_skipped_with_one_head_request_and_its_record_says
     requests = counted.run(body("a.txt", run="20261207T131600Z-upload"), YUNPIPE_ACCOUNTING="0")
     assert counted.runs == 1
     # The check alone: no download, no upload.
-    assert requests == [("HeadObject", "out-bucket")]
+    assert requests == [("ListObjectsV2", "out-bucket"), ("HeadObject", "out-bucket")]
     again = step.s3.head_object(Bucket="out-bucket", Key="a.txt")
     assert (again["ETag"], again["LastModified"], again["Metadata"]) == (first["ETag"], first["LastModified"],
                                                                           first["Metadata"])
@@ -168,9 +179,8 @@ def test_a_folder_result_is_skipped_only_when_every_result_is_there_with_its_pro
     counted.run(body("d.txt"))
     requests = counted.run(body("d.txt"), YUNPIPE_ACCOUNTING="0")
     assert counted.runs == 1
-    # The file result's HEAD finds none; then the folder's listing and a HEAD per result.
-    assert requests == [("HeadObject", "out-bucket"), ("ListObjectsV2", "out-bucket"),
-                        ("HeadObject", "out-bucket"), ("HeadObject", "out-bucket")]
+    # The listing of the result's name finds the folder's results; then a HEAD per result.
+    assert requests == [("ListObjectsV2", "out-bucket"), ("HeadObject", "out-bucket"), ("HeadObject", "out-bucket")]
     # Half a folder (an upload that failed midway) is not done.
     step.s3.delete_object(Bucket="out-bucket", Key="d.txt/sub/b")
     counted.run(body("d.txt"))

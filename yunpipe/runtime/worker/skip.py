@@ -20,8 +20,10 @@ _MISSING = ("404", "NoSuchKey", "NotFound", "403", "AccessDenied")
 
 def done_results(s3: Any, config: WorkerConfig, algorithm: dict, job: Job, env: Mapping[str, str],
                  listing: list[Source] | None = None) -> list[str]:
-    """The job's result keys when it is done, else [] (it runs). One HeadObject for a file result;
-    for a folder one ListObjectsV2 and a HeadObject per result, since a listing has no metadata.
+    """The job's result keys when it is done, else [] (it runs). A stdout result is one file: one
+    HeadObject. Any other is a file or a folder, which only the command decided: one
+    ListObjectsV2 of the result's name finds either, and a job not done (the usual case) asks S3
+    nothing more; a done one takes a HeadObject per result, since a listing has no metadata.
     A gather's `listing`: the objects it would gather (staging.gather_listing)."""
     gathered = ""
     try:
@@ -35,13 +37,13 @@ def done_results(s3: Any, config: WorkerConfig, algorithm: dict, job: Job, env: 
         expected = provenance(config, job, job.source.key, variables=variables_digest(algorithm, env),
                               gathered=gathered)
         result_key = config.output_prefix + job.source.key
-        metadata = _metadata(s3, config.output_bucket, result_key)
-        if metadata is not None:
-            return [result_key] if _matches(metadata, expected, 1) else []
         if algorithm["output_adapter"] == "stdout":
-            return []
-        keys = [obj["Key"] for page in s3.get_paginator("list_objects_v2").paginate(
-            Bucket=config.output_bucket, Prefix=result_key + "/") for obj in page.get("Contents", [])]
+            metadata = _metadata(s3, config.output_bucket, result_key)
+            return [result_key] if metadata is not None and _matches(metadata, expected, 1) else []
+        keys = _results(s3, config.output_bucket, result_key)
+        if result_key in keys:
+            # A file result stands for the job whatever a folder of the same name holds.
+            keys = [result_key]
         for key in keys:
             metadata = _metadata(s3, config.output_bucket, key)
             if metadata is None or not _matches(metadata, expected, len(keys)):
@@ -51,6 +53,14 @@ def done_results(s3: Any, config: WorkerConfig, algorithm: dict, job: Job, env: 
         # Not knowing is no reason to fail the job: it runs.
         log.warning("cannot tell whether the job of %s is done, running it: %s", job.source.uri, exc)
         return []
+
+
+def _results(s3: Any, bucket: str, result_key: str) -> list[str]:
+    """The file `result_key` and the objects of the folder `result_key/`, if any: the listing of
+    the bare name also holds its siblings (a.txt.bak for a.txt), which are no result."""
+    folder = result_key + "/"
+    return [obj["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=result_key)
+            for obj in page.get("Contents", []) if obj["Key"] == result_key or obj["Key"].startswith(folder)]
 
 
 def _metadata(s3: Any, bucket: str, key: str) -> dict[str, str] | None:
