@@ -105,7 +105,8 @@ def settles(config: WorkerConfig) -> bool:
 def settle_runs(config: WorkerConfig, s3: Any, sqs: Any, environ: Mapping[str, str]) -> None:
     """Settle the pipeline's runs that have ended: the worker that finds its queue empty after
     its jobs may have ended a run's last job. Never raises: settling never stops the work."""
-    if not settles(config):
+    bucket = config.report_bucket
+    if not settles(config) or bucket is None:  # the second only tells mypy what settles() checked
         return
 
     def sns() -> Any:
@@ -114,7 +115,7 @@ def settle_runs(config: WorkerConfig, s3: Any, sqs: Any, environ: Mapping[str, s
                                                              endpoint_url=endpoint_url("sns", environ))
 
     try:
-        settled = settle_open_runs(s3, sns, config.report_bucket, config.pipeline, datetime.now(timezone.utc), sqs=sqs)
+        settled = settle_open_runs(s3, sns, bucket, config.pipeline, datetime.now(timezone.utc), sqs=sqs)
         if settled:
             log.info("settled run(s) %s", ", ".join(settled))
     except Exception:
