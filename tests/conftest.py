@@ -49,6 +49,15 @@ def botocore_model_checked():
         yield
 
 
+@pytest.fixture(autouse=True)
+def launcher_memo_forgotten(monkeypatch):
+    """Each test's launcher starts cold: a warm one trusts a listing of the step's tasks for a
+    second (scaling.RUNNING_MEMO_SECONDS), and tests reuse step names within one."""
+    from yunpipe.runtime.launcher import scaling
+
+    monkeypatch.setattr(scaling, "_running_seen", {})
+
+
 @pytest.fixture(scope="session")
 def docker_client():
     """The Docker daemon, with the offline base image every test image is built FROM. Tests

@@ -475,6 +475,40 @@ def test_a_busy_step_looks_at_its_backlog_on_one_event_in_files_per_task_over_5(
     assert scaling.backlog_check_due(config, (), 0)
 
 
+def test_a_busy_step_lists_its_tasks_once_a_second_and_a_stopped_step_at_once(step, monkeypatch):
+    """With its workers at work, a warm launcher's events within RUNNING_MEMO_SECONDS of its last
+    ListTasks trust it; a later one, one whose backlog check is due, and the schedule list again.
+    A listing that found nothing is not trusted: the next event lists, and starts a task."""
+    monkeypatch.setenv("YUNPIPE_FILES_PER_TASK", "1000")  # no backlog check on a single file's event
+    now = [100.0]
+    monkeypatch.setattr(scaling, "_clock", lambda: now[0])
+    calls = record_calls(launcher_clients().ecs, "ListTasks")
+
+    def lists(event):
+        """How many times the launcher listed the step's tasks for `event`; its summary."""
+        before = len(calls)
+        summary = launcher.handler(event, None)
+        return len(calls) - before, summary
+
+    # None runs: it lists, starts one, and lists again to keep within the cap.
+    assert lists(s3_event(s3_record("a.txt", etag="a")))[0] == 2
+    # A listing that found none is not trusted.
+    assert lists(s3_event(s3_record("b.txt", etag="b")))[0] == 1
+    now[0] += scaling.RUNNING_MEMO_SECONDS / 2
+    listed, trusted = lists(s3_event(s3_record("c.txt", etag="c")))
+    assert (listed, trusted["enqueued"], trusted["started"], trusted["running"]) == (0, 1, 0, 1)
+    assert lists(SCHEDULED_EVENT)[0] == 1
+    now[0] += scaling.RUNNING_MEMO_SECONDS
+    assert lists(s3_event(s3_record("d.txt", etag="d")))[0] == 1
+    # The step's task is gone: the next listing says so, and the event starts one.
+    [arn] = running_tasks(step)
+    step.ecs.stop_task(cluster="yunpipe-demo", task=arn)
+    now[0] += scaling.RUNNING_MEMO_SECONDS
+    listed, restarted = lists(s3_event(s3_record("e.txt", etag="e")))
+    assert (listed, restarted["started"]) == (2, 1)
+    assert len(queued_bodies(step)) == 5
+
+
 def test_backlog_scaling_subtracts_running_tasks_and_keeps_the_cap(step, monkeypatch):
     monkeypatch.setenv("YUNPIPE_FILES_PER_TASK", "10")
     monkeypatch.setenv("YUNPIPE_CONCURRENCY", "4")

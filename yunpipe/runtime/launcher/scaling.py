@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -16,13 +17,25 @@ from .tasks import DESCRIBE_BATCH, count_running_tasks, report_task_starts, run_
 
 # How often per files_per_task waiting files a busy step looks at its backlog (backlog_check_due).
 BACKLOG_CHECKS_PER_TASK = 5
+# A warm launcher remembers, per step, when ListTasks last found the step's workers at work; an
+# event this soon after it, with no backlog check due, trusts that instead of asking again.
+# ListTasks on every file's event was a burst's busiest call (and ECS rate-limits it per
+# account). The race a listing always had (it counts a task that is just leaving, until ECS has
+# seen it stop) lasts at most this much longer; the next event after it, or the schedule, starts
+# a task for what waits.
+RUNNING_MEMO_SECONDS = 1.0
+# (cluster, startedBy) -> (_clock() of the listing, the tasks it found). Module state
+# outlives an invocation in a warm Lambda, as the clients do.
+_running_seen: dict[tuple[str, str], tuple[float, int]] = {}
+_clock = time.monotonic
 
 
 def top_up_workers(config: LauncherConfig, clients: Clients, just_sent: int, sleep: Callable[[float], None],
                    keys: tuple[str, ...] = ()) -> dict[str, Any]:
     """Start tasks so that min(one per files_per_task messages waiting, cap) are running, at least
     one while anything waits; never raises on AWS errors. With tasks running, an event of a few
-    files looks at the backlog only when backlog_check_due says so.
+    files looks at the backlog only when backlog_check_due says so, and lists the step's tasks
+    at most once in RUNNING_MEMO_SECONDS.
 
     The messages are already safe in the queue, so a failure here is logged and left to the
     scheduled run rather than failing the event (a retried event would queue duplicates).
@@ -30,8 +43,17 @@ def top_up_workers(config: LauncherConfig, clients: Clients, just_sent: int, sle
     """
     running, stopped, wanted = 0, 0, 0
     started: list[str] = []
+    step = (config.cluster, config.started_by)
+    seen = _running_seen.get(step)
+    if seen and _clock() - seen[0] < RUNNING_MEMO_SECONDS and keys \
+            and not backlog_check_due(config, keys, just_sent):
+        return {"started": 0, "running": seen[1], "failures": []}
     try:
         running = count_running_tasks(clients.ecs, config)
+        if running:
+            _running_seen[step] = (_clock(), running)
+        else:
+            _running_seen.pop(step, None)
         if running >= config.concurrency:
             # At the cap nothing can start, whatever waits: a busy step's invocations skip the
             # queue's attributes (one call per file otherwise).
