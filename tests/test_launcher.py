@@ -475,38 +475,64 @@ def test_a_busy_step_looks_at_its_backlog_on_one_event_in_files_per_task_over_5(
     assert scaling.backlog_check_due(config, (), 0)
 
 
-def test_a_busy_step_lists_its_tasks_once_a_second_and_a_stopped_step_at_once(step, monkeypatch):
-    """With its workers at work, a warm launcher's events within RUNNING_MEMO_SECONDS of its last
-    ListTasks trust it; a later one, one whose backlog check is due, and the schedule list again.
-    A listing that found nothing is not trusted: the next event lists, and starts a task."""
-    monkeypatch.setenv("YUNPIPE_FILES_PER_TASK", "1000")  # no backlog check on a single file's event
+def lists_per_event(step, monkeypatch):
+    """A launcher on a clock of the test's own (now[0], seconds); lists(event) -> how many times it
+    listed the step's tasks for the event, and its summary."""
     now = [100.0]
     monkeypatch.setattr(scaling, "_clock", lambda: now[0])
     calls = record_calls(launcher_clients().ecs, "ListTasks")
 
     def lists(event):
-        """How many times the launcher listed the step's tasks for `event`; its summary."""
         before = len(calls)
         summary = launcher.handler(event, None)
         return len(calls) - before, summary
 
+    return now, lists
+
+
+def test_a_busy_step_lists_its_tasks_once_a_second_and_a_stopped_step_at_once(step, monkeypatch):
+    """A warm launcher's events within RUNNING_MEMO_SECONDS of its last ListTasks trust what it
+    found, plus the tasks it started since; a later event and the schedule list again, and a
+    listing that finds none is not trusted."""
+    monkeypatch.setenv("YUNPIPE_FILES_PER_TASK", "1000")  # no backlog check on a single file's event
+    now, lists = lists_per_event(step, monkeypatch)
     # None runs: it lists, starts one, and lists again to keep within the cap.
     assert lists(s3_event(s3_record("a.txt", etag="a")))[0] == 2
-    # A listing that found none is not trusted.
-    assert lists(s3_event(s3_record("b.txt", etag="b")))[0] == 1
     now[0] += scaling.RUNNING_MEMO_SECONDS / 2
-    listed, trusted = lists(s3_event(s3_record("c.txt", etag="c")))
+    listed, trusted = lists(s3_event(s3_record("b.txt", etag="b")))
     assert (listed, trusted["enqueued"], trusted["started"], trusted["running"]) == (0, 1, 0, 1)
     assert lists(SCHEDULED_EVENT)[0] == 1
     now[0] += scaling.RUNNING_MEMO_SECONDS
-    assert lists(s3_event(s3_record("d.txt", etag="d")))[0] == 1
-    # The step's task is gone: the next listing says so, and the event starts one.
+    assert lists(s3_event(s3_record("c.txt", etag="c")))[0] == 1
+    # The step's task is gone: the next listing after the memo says so, and the event starts one.
     [arn] = running_tasks(step)
     step.ecs.stop_task(cluster="yunpipe-demo", task=arn)
     now[0] += scaling.RUNNING_MEMO_SECONDS
-    listed, restarted = lists(s3_event(s3_record("e.txt", etag="e")))
+    listed, restarted = lists(s3_event(s3_record("d.txt", etag="d")))
     assert (listed, restarted["started"]) == (2, 1)
+    # A listing that finds none is not kept: the next event lists again at once.
+    step.ecs.stop_task(cluster="yunpipe-demo", task=running_tasks(step)[0])
+    now[0] += scaling.RUNNING_MEMO_SECONDS
+    assert lists(SCHEDULED_EVENT)[1]["started"] == 1
+    step.ecs.stop_task(cluster="yunpipe-demo", task=running_tasks(step)[0])
+    monkeypatch.setattr(scaling, "run_tasks", lambda *args: ([], []))  # nothing can start now
+    now[0] += scaling.RUNNING_MEMO_SECONDS
+    lists(SCHEDULED_EVENT)
+    assert lists(s3_event(s3_record("e.txt", etag="e")))[0] == 1
     assert len(queued_bodies(step)) == 5
+
+
+def test_a_burst_s_backlog_checks_count_the_tasks_started_since_the_listing_and_start_no_more(step, monkeypatch):
+    """Every event's backlog check is due here (one task per file): within the memo's second they
+    ask the queue but not ECS, and count the tasks the launcher started since its listing, so the
+    burst starts one task per file, not more."""
+    monkeypatch.setenv("YUNPIPE_FILES_PER_TASK", "1")
+    monkeypatch.setenv("YUNPIPE_CONCURRENCY", "5")
+    _now, lists = lists_per_event(step, monkeypatch)
+    listings = [lists(s3_event(s3_record(f"{i}.txt", etag=str(i))))[0] for i in range(4)]
+    # The first counts what runs; every one that starts a task lists once more to keep the cap.
+    assert listings == [2, 1, 1, 1]
+    assert len(running_tasks(step)) == 4
 
 
 def test_backlog_scaling_subtracts_running_tasks_and_keeps_the_cap(step, monkeypatch):

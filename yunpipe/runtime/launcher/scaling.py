@@ -17,8 +17,9 @@ from .tasks import DESCRIBE_BATCH, count_running_tasks, report_task_starts, run_
 
 # How often per files_per_task waiting files a busy step looks at its backlog (backlog_check_due).
 BACKLOG_CHECKS_PER_TASK = 5
-# A warm launcher remembers, per step, when ListTasks last found the step's workers at work; an
-# event this soon after it, with no backlog check due, trusts that instead of asking again.
+# A warm launcher remembers, per step, when ListTasks last found the step's workers at work and
+# how many (plus those it started since); an event this soon after it trusts that count instead
+# of asking again.
 # ListTasks on every file's event was a burst's busiest call (and ECS rate-limits it per
 # account). The race a listing always had (it counts a task that is just leaving, until ECS has
 # seen it stop) lasts at most this much longer; the next event after it, or the schedule, starts
@@ -35,7 +36,7 @@ def top_up_workers(config: LauncherConfig, clients: Clients, just_sent: int, sle
     """Start tasks so that min(one per files_per_task messages waiting, cap) are running, at least
     one while anything waits; never raises on AWS errors. With tasks running, an event of a few
     files looks at the backlog only when backlog_check_due says so, and lists the step's tasks
-    at most once in RUNNING_MEMO_SECONDS.
+    at most once in RUNNING_MEMO_SECONDS (counting those it started since).
 
     The messages are already safe in the queue, so a failure here is logged and left to the
     scheduled run rather than failing the event (a retried event would queue duplicates).
@@ -45,15 +46,13 @@ def top_up_workers(config: LauncherConfig, clients: Clients, just_sent: int, sle
     started: list[str] = []
     step = (config.cluster, config.started_by)
     seen = _running_seen.get(step)
-    if seen and _clock() - seen[0] < RUNNING_MEMO_SECONDS and keys \
-            and not backlog_check_due(config, keys, just_sent):
-        return {"started": 0, "running": seen[1], "failures": []}
+    trusted = seen if keys and seen and _clock() - seen[0] < RUNNING_MEMO_SECONDS else None
     try:
-        running = count_running_tasks(clients.ecs, config)
-        if running:
-            _running_seen[step] = (_clock(), running)
+        if trusted:
+            listed_at, running = trusted
         else:
-            _running_seen.pop(step, None)
+            listed_at, running = _clock(), count_running_tasks(clients.ecs, config)
+            _remember(step, listed_at, running)
         if running >= config.concurrency:
             # At the cap nothing can start, whatever waits: a busy step's invocations skip the
             # queue's attributes (one call per file otherwise).
@@ -71,6 +70,8 @@ def top_up_workers(config: LauncherConfig, clients: Clients, just_sent: int, sle
             report_task_starts(config, len(started), wanted - len(started), failures)
         if started:
             stopped = keep_within_cap(clients.ecs, config, started)
+            # The tasks this launch added count until the next listing, whose time stays the memo's.
+            _remember(step, listed_at, running + len(started) - stopped)
     except (ClientError, BotoCoreError) as error:
         LOG.exception("yunpipe launcher %s/%s: could not top up workers", config.pipeline, config.step)
         code = error.response["Error"].get("Code", "") if isinstance(error, ClientError) else type(error).__name__
@@ -78,6 +79,15 @@ def top_up_workers(config: LauncherConfig, clients: Clients, just_sent: int, sle
         report_task_starts(config, len(started), max(wanted - len(started), 0), failures)
         return {"started": len(started) - stopped, "running": running, "failures": failures}
     return {"started": len(started) - stopped, "running": running, "failures": failures}
+
+
+def _remember(step: tuple[str, str], listed_at: float, running: int) -> None:
+    """Keep what a listing found (and what was started since), only while something runs: a step
+    without workers is listed again on its next event."""
+    if running:
+        _running_seen[step] = (listed_at, running)
+    else:
+        _running_seen.pop(step, None)
 
 
 def top_up_grow_paths(config: LauncherConfig, clients: Clients, sleep: Callable[[float], None]) -> dict[str, Any]:
