@@ -4,6 +4,7 @@ asynchronous invocation (yunpipe.local.lambda_retries): on a real local cloud, D
 About 15 s: each test starts its own local cloud; the retries wait 1 then 2 s (speed-up 60).
 """
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import pytest
@@ -110,6 +111,24 @@ def test_s3_stops_answering_for_the_outage_only_and_other_services_answer_throug
         wait_for(lambda: _answers(s3), timeout=30, what="S3 answering")
     s3.put_object(Bucket="outage", Key="after", Body=b"y")
     assert s3.get_object(Bucket="outage", Key="after")["Body"].read() == b"y"
+
+
+def test_the_worker_s_requests_outlast_a_few_seconds_of_s3_refusing_all_of_them(cloud, monkeypatch):
+    """Eight requests of a worker's S3 client at once, all met by a 3-second outage: each is tried
+    again until S3 answers (clients.RETRIES), so such a blip costs no job a try."""
+    from yunpipe.runtime.worker.clients import make_clients
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    _sqs, s3, _sns = make_clients({"AWS_ENDPOINT_URL": cloud.endpoint_url, "AWS_REGION": REGION}, parallelism=4)
+    s3.create_bucket(Bucket="blip")
+    keys = [f"k{i}" for i in range(8)]
+    with cloud.inject_faults(FaultPlan(s3_outage_after_seconds=0, s3_outage_seconds=3)) as counts:
+        wait_for(lambda: counts.s3_outage_window, timeout=10, what="the outage")
+        with ThreadPoolExecutor(len(keys)) as pool:
+            list(pool.map(lambda key: s3.put_object(Bucket="blip", Key=key, Body=key.encode()), keys))
+        assert counts.s3_refused >= len(keys)
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="blip")["Contents"]] == keys
 
 
 def test_a_doomed_worker_container_is_killed_and_its_task_stops_with_137(cloud):

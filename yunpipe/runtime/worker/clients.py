@@ -12,11 +12,13 @@ from .transfers import TRANSFER_CONCURRENCY
 
 log = logging.getLogger("yunpipe.worker")
 
-# A few seconds of S3 errors (a burst of 503 SlowDown, a brief outage) are outlasted: botocore's
-# standard mode backs off up to 20 s per retry, about half a minute in all on average at 8 tries.
-# With its default 3 tries such a blip failed the jobs in flight (a try of each file used up) and
-# lost the record of jobs that had done their work (bench/chaos.py).
-RETRIES = {"mode": "standard", "max_attempts": 8}
+# A few seconds of S3 errors (a burst of 503s, a brief outage) are outlasted: botocore's legacy
+# mode waits rand(0, 1) * 2**n s before its n-th retry, about a minute in all at 8 tries, with no
+# quota. Its standard mode does not in the botocore installed here (1.44): 50 ms * 2**n for errors
+# other than throttling (about 3 s in all at 8 tries) and a per-client quota of some 35 retries, so a 3 s
+# outage failed the jobs in flight (a try of each file used up; tests/e2e/test_chaos.py now and
+# then) and lost the record of jobs that had done their work (bench/chaos.py).
+RETRIES = {"mode": "legacy", "max_attempts": 8}
 
 
 def endpoint_url(service: str, environ: Mapping[str, str]) -> str | None:
