@@ -52,7 +52,7 @@ def top_up_workers(config: LauncherConfig, clients: Clients, just_sent: int, sle
             listed_at, running = trusted
         else:
             listed_at, running = _clock(), count_running_tasks(clients.ecs, config)
-            _remember(step, listed_at, running)
+            _remember(step, keys, listed_at, running)
         if running >= config.concurrency:
             # At the cap nothing can start, whatever waits: a busy step's invocations skip the
             # queue's attributes (one call per file otherwise).
@@ -71,7 +71,7 @@ def top_up_workers(config: LauncherConfig, clients: Clients, just_sent: int, sle
         if started:
             stopped = keep_within_cap(clients.ecs, config, started)
             # The tasks this launch added count until the next listing, whose time stays the memo's.
-            _remember(step, listed_at, running + len(started) - stopped)
+            _remember(step, keys, listed_at, running + len(started) - stopped)
     except (ClientError, BotoCoreError) as error:
         LOG.exception("yunpipe launcher %s/%s: could not top up workers", config.pipeline, config.step)
         code = error.response["Error"].get("Code", "") if isinstance(error, ClientError) else type(error).__name__
@@ -81,10 +81,13 @@ def top_up_workers(config: LauncherConfig, clients: Clients, just_sent: int, sle
     return {"started": len(started) - stopped, "running": running, "failures": failures}
 
 
-def _remember(step: tuple[str, str], listed_at: float, running: int) -> None:
-    """Keep what a listing found (and what was started since), only while something runs: a step
-    without workers is listed again on its next event."""
-    if running:
+def _remember(step: tuple[str, str], keys: tuple[str, ...], listed_at: float, running: int) -> None:
+    """Keep what an S3 event's listing found (and what was started since), only while something
+    runs: a step without workers is listed again on its next event. A scheduled run's listing
+    is not kept but clears the memo: between bursts it may count a worker that is leaving idle,
+    and a file dropped just after would have waited for the next schedule (bench/latency.py saw
+    it); within a burst no worker leaves."""
+    if running and keys:
         _running_seen[step] = (listed_at, running)
     else:
         _running_seen.pop(step, None)
