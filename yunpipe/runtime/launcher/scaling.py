@@ -17,13 +17,12 @@ from .tasks import DESCRIBE_BATCH, count_running_tasks, report_task_starts, run_
 
 # How often per files_per_task waiting files a busy step looks at its backlog (backlog_check_due).
 BACKLOG_CHECKS_PER_TASK = 5
-# A warm launcher remembers, per step, when ListTasks last found the step's workers at work and
-# how many (plus those it started since); an event this soon after it trusts that count instead
-# of asking again.
-# ListTasks on every file's event was a burst's busiest call (and ECS rate-limits it per
-# account). The race a listing always had (it counts a task that is just leaving, until ECS has
-# seen it stop) lasts at most this much longer; the next event after it, or the schedule, starts
-# a task for what waits.
+# A warm launcher remembers, per step, when an S3 event's ListTasks last found the step's workers
+# at work and how many (plus those it started since); an event this soon after it trusts that
+# count instead of asking again (_remember says which listings are kept). ListTasks on every
+# file's event was a burst's busiest call, and ECS rate-limits it per account. The race a
+# listing always had (it counts a task that is just leaving, until ECS has seen it stop) lasts at
+# most this much longer; the next event after it, or the schedule, starts a task for what waits.
 RUNNING_MEMO_SECONDS = 1.0
 # (cluster, startedBy) -> (_clock() of the listing, the tasks it found). Module state
 # outlives an invocation in a warm Lambda, as the clients do.
