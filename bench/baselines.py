@@ -52,11 +52,43 @@ def verify(read, files: list[Path], steps: int, where: str) -> int:
     return len(files)
 
 
-def upload(s3, bucket: str, files: list[Path], finished: dict[str, float]) -> None:
-    """Put the files one by one, noting when each put returned (its drop time)."""
-    for path in files:
-        s3.put_object(Bucket=bucket, Key=path.name, Body=path.read_bytes())
-        finished[path.name] = time.time()
+class Drop:
+    """bench/dropper.py in a process of its own: another S3 client putting `files` into `bucket`
+    and, with `results`, listing that bucket until each file's result is there. Started, it has
+    answered once; start() sets it going; result() waits for its times."""
+
+    def __init__(self, endpoint_url: str, region: str, bucket: str, files: list[Path], results: str | None = None):
+        self.process = subprocess.Popen(
+            [sys.executable, str(benchlib.BENCH / "dropper.py"), endpoint_url, region, bucket, *([results] if results else [])],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps([str(path) for path in files]) + "\n")
+        self.process.stdin.flush()
+        if self.process.stdout.readline().strip() != "ready":
+            self.close()
+            raise YunpipeError("broken run: bench/dropper.py did not start")
+
+    def start(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write("go\n")
+        self.process.stdin.flush()
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def result(self, timeout: float) -> tuple[float, dict[str, float], dict[str, float]]:
+        """The time of the first put, each key's drop time and the time its result was first
+        listed ({} without `results`)."""
+        output, _ = self.process.communicate(timeout=timeout)
+        if self.process.returncode:
+            raise YunpipeError(f"broken run: bench/dropper.py exited {self.process.returncode}")
+        times = json.loads(output)
+        return times["started"], times["dropped"], times["seen"]
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
 
 def run_naive(client, registry: AlgorithmRegistry, references: list[str], work: Path, files: list[Path], steps: int,
@@ -90,8 +122,8 @@ def run_naive(client, registry: AlgorithmRegistry, references: list[str], work: 
 def run_floor(files: list[Path], steps: int, threads: int) -> dict:
     """The files through `steps` steps of bench/floor.py on a local cloud of its own: buckets
     bench-floor-0 (input) .. -<steps> (results), each but the last notifying its step's queue
-    (S3 to SQS, as moto's S3 does it), and the files put as the pipeline's are, from this process,
-    which hosts the emulator. files/s and latency as the pipeline's, with the time each result's
+    (S3 to SQS, as moto's S3 does it), and the files put as the pipeline's are, by a Drop (another
+    process). files/s and latency as the pipeline's, with the time each result's
     put returned instead of its first listing."""
     with cloud.LocalCloud(port=0, schedule_speedup=60) as local:
         aws = open_aws(demo.LOCAL, REGION)
@@ -111,10 +143,13 @@ def run_floor(files: list[Path], steps: int, threads: int) -> dict:
         try:
             if process.stdout is None or process.stdout.readline().strip() != "ready":
                 raise YunpipeError("broken floor run: bench/floor.py did not start")
+            drop = Drop(local.endpoint_url, REGION, buckets[0], files)
             demo.say(f"floor: {len(files)} files through {steps} step(s), {threads} thread(s) per step, no container")
-            dropped: dict[str, float] = {}
-            started = time.time()
-            upload(s3, buckets[0], files, dropped)
+            try:
+                drop.start()
+                started, dropped, _ = drop.result(timeout=FLOOR_WAIT_SECONDS)
+            finally:
+                drop.close()
             output, _ = process.communicate(timeout=FLOOR_WAIT_SECONDS)
         finally:
             if process.poll() is None:

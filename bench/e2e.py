@@ -6,7 +6,8 @@
 
 Pipeline: uppercase (examples/) then checksum (tests/e2e/algorithms/), wrapped with
 `wrap --local`, deployed with setup-pipe on an in-process LocalCloud; the files are put
-into the input bucket one after another while the output bucket is listed every 0.25 s.
+into the input bucket one after another while the output bucket is listed every 0.25 s, both
+by another process (bench/dropper.py), as a user's upload comes from one.
 The same files then go through the pipeline again for each hand-tuned cap of --caps (at most
 that many tasks per step, one task started per waiting file: the scaling before issue 11).
 All of that --rounds times, each round in another order; each configuration is reported by its
@@ -30,11 +31,11 @@ import collections
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import benchlib
-from baselines import percentile, run_floor, run_naive, upload, verify
+import dropper
+from baselines import Drop, percentile, run_floor, run_naive, verify
 
 from yunpipe.aws.location import open_aws
 from yunpipe.aws.reader import Reader
@@ -46,7 +47,6 @@ from yunpipe.operations import status as pipeline_status
 from yunpipe.registry import AlgorithmRegistry
 
 PIPELINE = "bench-e2e"
-POLL_SECONDS = 0.25
 # Dead letters are looked for this often while waiting: each look is a dozen API calls the
 # emulator answers in this process, which at 2 s took 3% of its CPU (the floor makes none).
 STATUS_EVERY_SECONDS = 10.0
@@ -77,44 +77,29 @@ def workflow_steps(references: list[str], concurrency: int, files_per_task: int 
 
 
 
-def watch_results(summary: PipelineSummary, files: list[Path]) -> tuple[float, dict[str, float], dict[str, float]]:
-    """Upload while polling the output bucket; returns the start time, each key's drop time
-    and the time its result was first listed."""
-    aws = open_aws(demo.LOCAL, summary.region)
-    reader = Reader(aws)
-    # The upload has its own client: boto3 clients are not shared across threads here.
-    s3_upload = open_aws(demo.LOCAL, summary.region).client("s3")
-    keys = {f.name for f in files}
-    # The results in key order (which is the upload's, benchlib.write_samples) and the first not yet
-    # seen: a listing starts after those before it, so each lists about the files in flight rather
-    # than all results so far (2,000 of them: most of the emulator's time went to answering it).
-    ordered, first_unseen = sorted(keys), 0
-    dropped: dict[str, float] = {}
-    seen: dict[str, float] = {}
-    started = time.time()
-    next_status = time.monotonic() + STATUS_EVERY_SECONDS
+def watch_results(endpoint_url: str, summary: PipelineSummary, files: list[Path]) -> tuple[float, dict[str, float], dict[str, float]]:
+    """The files dropped and their results watched by a Drop (another process, as a user's upload
+    is), while this one looks for dead letters now and then; returns the start time, each key's
+    drop time and the time its result was first listed."""
+    reader = Reader(open_aws(demo.LOCAL, summary.region))
     deadline = time.monotonic() + WAIT_SECONDS + len(files) * WAIT_SECONDS_PER_FILE
-    with ThreadPoolExecutor(1) as pool:
-        uploading = pool.submit(upload, s3_upload, summary.input_bucket, files, dropped)
-        while len(seen) < len(keys):
-            if uploading.done():
-                uploading.result()  # re-raises a failed upload
-            after = {"StartAfter": ordered[first_unseen - 1]} if first_unseen else {}
-            listed = [o["Key"] for o in aws.pages("s3", "list_objects_v2", "Contents", Bucket=summary.output_bucket,
-                                                  **after)]
-            now = time.time()
-            for key in listed:
-                seen.setdefault(key, now)
-            while first_unseen < len(ordered) and ordered[first_unseen] in seen:
-                first_unseen += 1
+    drop = Drop(endpoint_url, summary.region, summary.input_bucket, files, results=summary.output_bucket)
+    try:
+        drop.start()
+        next_status = time.monotonic() + STATUS_EVERY_SECONDS
+        while drop.running():
+            time.sleep(dropper.POLL_SECONDS)
             if time.monotonic() >= next_status or time.monotonic() > deadline:
                 next_status = time.monotonic() + STATUS_EVERY_SECONDS
                 dead = pipeline_status.collect(reader, summary, failures=0).dead
                 if dead or time.monotonic() > deadline:
                     print(pipeline_status.render(summary, pipeline_status.collect(reader, summary)))
-                    raise YunpipeError(f"broken run: {len(seen)} of {len(keys)} results, {dead} dead-lettered")
-            time.sleep(POLL_SECONDS)
-        uploading.result()
+                    raise YunpipeError(f"broken run: {dead} dead-lettered, or no end after "
+                                       f"{WAIT_SECONDS + len(files) * WAIT_SECONDS_PER_FILE:.0f} s")
+        started, dropped, seen = drop.result(timeout=60)  # it has exited: its output is all there
+    finally:
+        drop.close()
+    keys = {f.name for f in files}
     unexpected = set(seen) - keys
     if unexpected:
         raise YunpipeError(f"broken run: unexpected result keys {sorted(unexpected)[:5]}")
@@ -181,13 +166,13 @@ def run_pipeline(steps: int, concurrency: int, files_per_task: int | None, refer
     name = PIPELINE if accounting else f"{PIPELINE}-off"
     rss_at_start = benchlib.reset_peak_rss()
     # Scheduled top-ups every 5 s instead of 5 min, as in the demo.
-    with cloud.LocalCloud(port=0, schedule_speedup=60):
+    with cloud.LocalCloud(port=0, schedule_speedup=60) as local:
         demo.run("setup-pipe", "--local", "-f", str(benchlib.write_workflow(
             work, name, "sequence_run", workflow_steps(references, concurrency, files_per_task), IDLE_SECONDS,
             accounting=accounting)))
         summary = require_summary(name)
-        demo.say(f"uploading {len(files)} files; listing the output bucket every {POLL_SECONDS} s")
-        started, dropped, seen = watch_results(summary, files)
+        demo.say(f"uploading {len(files)} files; listing the output bucket every {dropper.POLL_SECONDS} s, from another process")
+        started, dropped, seen = watch_results(local.endpoint_url, summary, files)
         aws = open_aws(demo.LOCAL, summary.region)
         s3 = aws.client("s3")
         verified = verify(lambda key: s3.get_object(Bucket=summary.output_bucket, Key=key)["Body"].read(),
@@ -349,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": bench.machine,
         "parameters": {"files": args.files, "steps": args.steps, "algorithms": references,
                        "concurrency": args.concurrency, "files_per_task": args.files_per_task, "caps": caps,
-                       "rounds": args.rounds, "idle_seconds": IDLE_SECONDS, "poll_seconds": POLL_SECONDS,
+                       "rounds": args.rounds, "idle_seconds": IDLE_SECONDS, "poll_seconds": dropper.POLL_SECONDS,
                        "floor_threads": args.floor_threads},
         "pipeline": pipeline,
         "naive": naive["1"],
@@ -393,7 +378,7 @@ def main_accounting(args) -> int:
         "machine": bench.machine,
         "parameters": {"files": args.files, "steps": args.steps, "algorithms": references,
                        "concurrency": args.concurrency, "files_per_task": args.files_per_task,
-                       "rounds": args.rounds, "idle_seconds": IDLE_SECONDS, "poll_seconds": POLL_SECONDS},
+                       "rounds": args.rounds, "idle_seconds": IDLE_SECONDS, "poll_seconds": dropper.POLL_SECONDS},
         **compared,
         "peak_rss_mib": benchlib.peak_rss_mib(),
     }
@@ -429,7 +414,7 @@ def main_scale(args, sizes: list[int]) -> int:
         "machine": bench.machine,
         "parameters": {"sizes": sizes, "steps": args.steps, "algorithms": references,
                        "concurrency": args.concurrency, "files_per_task": args.files_per_task,
-                       "rounds": args.rounds, "idle_seconds": IDLE_SECONDS, "poll_seconds": POLL_SECONDS},
+                       "rounds": args.rounds, "idle_seconds": IDLE_SECONDS, "poll_seconds": dropper.POLL_SECONDS},
         "sizes": by_size,
         # Targets (issue 26): files/s at least 0.9, p95 at most 2, peak memory under 1.5.
         "largest_vs_smallest": {
