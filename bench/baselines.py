@@ -53,37 +53,42 @@ def verify(read, files: list[Path], steps: int, where: str) -> int:
 
 
 class Drop:
-    """bench/dropper.py in a process of its own: another S3 client putting `files` into `bucket`
-    and, with `results`, listing that bucket until each file's result is there. Started, it has
-    answered once; start() sets it going; result() waits for its times."""
+    """bench/dropper.py in a process of its own (`mode` put: the files into `bucket`; watch:
+    `bucket` listed until each file has a result there), as another S3 client. Constructed, it
+    has answered once; start() sets it going; once finished(), result() has its times."""
 
-    def __init__(self, endpoint_url: str, region: str, bucket: str, files: list[Path], results: str | None = None):
+    def __init__(self, endpoint_url: str, region: str, mode: str, bucket: str, files: list[Path]):
+        self.mode = mode
         self.process = subprocess.Popen(
-            [sys.executable, str(benchlib.BENCH / "dropper.py"), endpoint_url, region, bucket, *([results] if results else [])],
+            [sys.executable, str(benchlib.BENCH / "dropper.py"), endpoint_url, region, mode, bucket],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.write(json.dumps([str(path) for path in files]) + "\n")
         self.process.stdin.flush()
+        self._output = ""
         if self.process.stdout.readline().strip() != "ready":
             self.close()
-            raise YunpipeError("broken run: bench/dropper.py did not start")
+            raise YunpipeError(f"broken run: bench/dropper.py {mode} did not start")
 
     def start(self) -> None:
         assert self.process.stdin is not None
         self.process.stdin.write("go\n")
         self.process.stdin.flush()
 
-    def running(self) -> bool:
-        return self.process.poll() is None
-
-    def result(self, timeout: float) -> tuple[float, dict[str, float], dict[str, float]]:
-        """The time of the first put, each key's drop time and the time its result was first
-        listed ({} without `results`)."""
-        output, _ = self.process.communicate(timeout=timeout)
+    def finished(self, timeout: float) -> bool:
+        """Waits up to `timeout` seconds for it to exit, reading its output meanwhile (2,000
+        files' times fill a pipe's buffer: a child left to write them would never exit)."""
+        try:
+            self._output, _ = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return False  # communicate keeps what it read for the next call
         if self.process.returncode:
-            raise YunpipeError(f"broken run: bench/dropper.py exited {self.process.returncode}")
-        times = json.loads(output)
-        return times["started"], times["dropped"], times["seen"]
+            raise YunpipeError(f"broken run: bench/dropper.py {self.mode} exited {self.process.returncode}")
+        return True
+
+    def result(self) -> dict:
+        """Once finished: put {"started", "dropped"}, watch {"seen"} (see bench/dropper.py)."""
+        return json.loads(self._output)
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -143,11 +148,13 @@ def run_floor(files: list[Path], steps: int, threads: int) -> dict:
         try:
             if process.stdout is None or process.stdout.readline().strip() != "ready":
                 raise YunpipeError("broken floor run: bench/floor.py did not start")
-            drop = Drop(local.endpoint_url, REGION, buckets[0], files)
+            drop = Drop(local.endpoint_url, REGION, "put", buckets[0], files)
             demo.say(f"floor: {len(files)} files through {steps} step(s), {threads} thread(s) per step, no container")
             try:
                 drop.start()
-                started, dropped, _ = drop.result(timeout=FLOOR_WAIT_SECONDS)
+                if not drop.finished(FLOOR_WAIT_SECONDS):
+                    raise YunpipeError(f"broken floor run: the files were not put in {FLOOR_WAIT_SECONDS} s")
+                put = drop.result()
             finally:
                 drop.close()
             output, _ = process.communicate(timeout=FLOOR_WAIT_SECONDS)
@@ -159,10 +166,10 @@ def run_floor(files: list[Path], steps: int, threads: int) -> dict:
             raise YunpipeError(f"broken floor run: bench/floor.py exited {process.returncode}")
         finished = json.loads(output)
         verified = verify(lambda key: s3.get_object(Bucket=buckets[-1], Key=key)["Body"].read(), files, steps, "floor")
-    seconds = max(finished.values()) - started
-    latencies = [finished[key] - dropped[key] for key in dropped]
+    seconds = max(finished.values()) - put["started"]
+    latencies = [finished[key] - put["dropped"][key] for key in put["dropped"]]
     return {"threads_per_step": threads, "seconds": round(seconds, 2),
             "files_per_second": round(len(files) / seconds, 2),
-            "upload_seconds": round(max(dropped.values()) - started, 2),
+            "upload_seconds": round(max(put["dropped"].values()) - put["started"], 2),
             "latency_p50_seconds": round(percentile(latencies, 50), 2),
             "latency_p95_seconds": round(percentile(latencies, 95), 2), "verified_results": verified}

@@ -78,17 +78,23 @@ def workflow_steps(references: list[str], concurrency: int, files_per_task: int 
 
 
 def watch_results(endpoint_url: str, summary: PipelineSummary, files: list[Path]) -> tuple[float, dict[str, float], dict[str, float]]:
-    """The files dropped and their results watched by a Drop (another process, as a user's upload
-    is), while this one looks for dead letters now and then; returns the start time, each key's
-    drop time and the time its result was first listed."""
+    """The files put by one Drop and their results watched by another (processes of their own, as
+    a user's upload is), while this one looks for dead letters now and then; returns the start
+    time, each key's drop time and the time its result was first listed."""
     reader = Reader(open_aws(demo.LOCAL, summary.region))
     deadline = time.monotonic() + WAIT_SECONDS + len(files) * WAIT_SECONDS_PER_FILE
-    drop = Drop(endpoint_url, summary.region, summary.input_bucket, files, results=summary.output_bucket)
+    drops: list[Drop] = []
     try:
-        drop.start()
+        watching = Drop(endpoint_url, summary.region, "watch", summary.output_bucket, files)
+        drops.append(watching)
+        putting = Drop(endpoint_url, summary.region, "put", summary.input_bucket, files)
+        drops.append(putting)
+        watching.start()
+        putting.start()
         next_status = time.monotonic() + STATUS_EVERY_SECONDS
-        while drop.running():
-            time.sleep(dropper.POLL_SECONDS)
+        while not watching.finished(dropper.POLL_SECONDS):
+            if putting.process.poll():
+                raise YunpipeError(f"broken run: the upload failed (bench/dropper.py put exited {putting.process.returncode})")
             if time.monotonic() >= next_status or time.monotonic() > deadline:
                 next_status = time.monotonic() + STATUS_EVERY_SECONDS
                 dead = pipeline_status.collect(reader, summary, failures=0).dead
@@ -96,14 +102,16 @@ def watch_results(endpoint_url: str, summary: PipelineSummary, files: list[Path]
                     print(pipeline_status.render(summary, pipeline_status.collect(reader, summary)))
                     raise YunpipeError(f"broken run: {dead} dead-lettered, or no end after "
                                        f"{WAIT_SECONDS + len(files) * WAIT_SECONDS_PER_FILE:.0f} s")
-        started, dropped, seen = drop.result(timeout=60)  # it has exited: its output is all there
+        if not putting.finished(WAIT_SECONDS):
+            raise YunpipeError("broken run: every result is there but the upload has not ended")
+        put, seen = putting.result(), watching.result()["seen"]
     finally:
-        drop.close()
-    keys = {f.name for f in files}
-    unexpected = set(seen) - keys
+        for drop in drops:
+            drop.close()
+    unexpected = set(seen) - {f.name for f in files}
     if unexpected:
         raise YunpipeError(f"broken run: unexpected result keys {sorted(unexpected)[:5]}")
-    return started, dropped, seen
+    return put["started"], put["dropped"], seen
 
 
 def wait_for_workers(reader: Reader, summary: PipelineSummary) -> None:
