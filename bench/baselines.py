@@ -82,9 +82,13 @@ class Drop:
             self._output, _ = self.process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             return False  # communicate keeps what it read for the next call
-        if self.process.returncode:
-            raise YunpipeError(f"broken run: bench/dropper.py {self.mode} exited {self.process.returncode}")
+        self.check()
         return True
+
+    def check(self) -> None:
+        """Raises if it has exited with an error."""
+        if self.process.poll():
+            raise YunpipeError(f"broken run: bench/dropper.py {self.mode} exited {self.process.returncode}")
 
     def result(self) -> dict:
         """Once finished: put {"started", "dropped"}, watch {"seen"} (see bench/dropper.py)."""

@@ -59,12 +59,13 @@ def watch(s3, bucket: str, files: list[Path]) -> dict:
 
 def main(argv: list[str]) -> int:
     endpoint, region, mode, bucket = argv
+    work = {"put": upload, "watch": watch}[mode]
     files = [Path(path) for path in json.loads(sys.stdin.readline())]
     s3 = local_client("s3", endpoint, region)
     s3.head_bucket(Bucket=bucket)  # the client works
     print("ready", flush=True)
     sys.stdin.readline()
-    print(json.dumps(upload(s3, bucket, files) if mode == "put" else watch(s3, bucket, files)), flush=True)
+    print(json.dumps(work(s3, bucket, files)), flush=True)
     return 0
 
 

@@ -6,8 +6,8 @@
 
 Pipeline: uppercase (examples/) then checksum (tests/e2e/algorithms/), wrapped with
 `wrap --local`, deployed with setup-pipe on an in-process LocalCloud; the files are put
-into the input bucket one after another while the output bucket is listed every 0.25 s, both
-by another process (bench/dropper.py), as a user's upload comes from one.
+into the input bucket one after another while the output bucket is listed every 0.25 s, each
+from a process of its own (bench/dropper.py put and watch), as a user's upload comes from one.
 The same files then go through the pipeline again for each hand-tuned cap of --caps (at most
 that many tasks per step, one task started per waiting file: the scaling before issue 11).
 All of that --rounds times, each round in another order; each configuration is reported by its
@@ -93,8 +93,7 @@ def watch_results(endpoint_url: str, summary: PipelineSummary, files: list[Path]
         putting.start()
         next_status = time.monotonic() + STATUS_EVERY_SECONDS
         while not watching.finished(dropper.POLL_SECONDS):
-            if putting.process.poll():
-                raise YunpipeError(f"broken run: the upload failed (bench/dropper.py put exited {putting.process.returncode})")
+            putting.check()
             if time.monotonic() >= next_status or time.monotonic() > deadline:
                 next_status = time.monotonic() + STATUS_EVERY_SECONDS
                 dead = pipeline_status.collect(reader, summary, failures=0).dead
