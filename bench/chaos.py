@@ -45,7 +45,7 @@ from yunpipe.errors import YunpipeError
 from yunpipe.local import cloud
 from yunpipe.local.faults import FaultCounts, FaultPlan
 from yunpipe.registry import AlgorithmRegistry
-from yunpipe.runtime.accounting.records import DONE_OUTCOMES
+from yunpipe.runtime.accounting.records import DONE_OUTCOMES, page_records
 from yunpipe.specs.algorithm import load_algorithm
 from yunpipe.wrapper import images
 
@@ -171,21 +171,30 @@ def check_queues(sqs, summary: PipelineSummary) -> None:
 
 
 def check_records(s3, summary: PipelineSummary, files: list[Path]) -> dict[str, int]:
-    """One final job record per file per step, each ok or skipped; returns the counts of final
-    records and of the tries before them (tries/: failed or interrupted ones)."""
+    """A final job record per file per step, each ok or skipped, single (ends/) or in a page; a
+    file redone after its worker was killed between writing its page and deleting its message has
+    more than one (repeated_final_records). Returns the counts of files' final records, of those
+    repeats, and of the tries before them (tries/: failed or interrupted ones)."""
     keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(
         Bucket=summary.reports_bucket, Prefix=f"runs/{summary.pipeline}/") for o in page.get("Contents", [])]
-    ends = [key for key in keys if "/ends/" in key]
+
+    def read(key: str):
+        return json.loads(s3.get_object(Bucket=summary.reports_bucket, Key=key)["Body"].read())
+
+    finals = [read(key) for key in keys if "/ends/" in key]
+    finals += [record for key in keys if "/pages/" in key for record in page_records(read(key))]
+    ended = {f"{record.get('step')}/{record.get('key')}" for record in finals}
     wanted = {f"{step.name}/{path.name}" for step in summary.steps for path in files}
-    missing = sorted(wanted - {key.split("/ends/")[1].removesuffix(".json") for key in ends})
-    if missing or len(ends) != len(wanted):
-        raise YunpipeError(f"broken run: {len(ends)} final job records, expected {len(wanted)}; missing {missing[:5]}; "
-                           f"what the workers logged of them:\n" + "\n".join(worker_lines(summary, missing)))
-    outcomes = collections.Counter(json.loads(s3.get_object(Bucket=summary.reports_bucket, Key=key)["Body"].read())
-                                   .get("outcome") for key in ends)
+    missing = sorted(wanted - ended)
+    if ended != wanted:
+        raise YunpipeError(f"broken run: {len(ended)} files' final job records, expected {len(wanted)}; "
+                           f"missing {missing[:5]}; what the workers logged of them:\n"
+                           + "\n".join(worker_lines(summary, missing)))
+    outcomes = collections.Counter(record.get("outcome") for record in finals)
     if set(outcomes) - set(DONE_OUTCOMES):
         raise YunpipeError(f"broken run: final job records' outcomes {dict(outcomes)}")
-    return {"final_job_records": len(ends), "earlier_tries": sum("/tries/" in key for key in keys)}
+    return {"final_job_records": len(ended), "repeated_final_records": len(finals) - len(ended),
+            "earlier_tries": sum("/tries/" in key for key in keys)}
 
 
 def worker_lines(summary: PipelineSummary, records: list[str]) -> list[str]:

@@ -43,6 +43,7 @@ from yunpipe.commands import demo
 from yunpipe.engine.state import PipelineSummary, require_summary
 from yunpipe.errors import YunpipeError
 from yunpipe.local import cloud
+from yunpipe.operations import runs as pipeline_runs
 from yunpipe.operations import status as pipeline_status
 from yunpipe.registry import AlgorithmRegistry
 
@@ -153,16 +154,14 @@ def check_clean_exits(tasks: dict[str, list[dict]]) -> None:
 
 
 
-def check_records(s3, summary: PipelineSummary, files: list[Path], steps: int, accounting: bool) -> int:
-    """With accounting, each file's final job record in each step (a fast run that lost its
-    records measures nothing); without, none at all. Returns the number of records."""
-    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(
-        Bucket=summary.reports_bucket, Prefix=f"runs/{summary.pipeline}/") for o in page.get("Contents", [])]
-    ends = [key for key in keys if "/ends/" in key]
+def check_records(reader: Reader, summary: PipelineSummary, files: list[Path], steps: int, accounting: bool) -> int:
+    """With accounting, each file's final job record in each step, single or in a page (a fast run
+    that lost its records measures nothing); without, none at all. Returns the number of records."""
+    ended = sum(pipeline_runs.ended_count(reader, summary, run) for run in pipeline_runs.list_runs(reader, summary))
     expected = len(files) * steps if accounting else 0
-    if len(ends) != expected:
-        raise YunpipeError(f"broken run: {len(ends)} job records, expected {expected}")
-    return len(ends)
+    if ended != expected:
+        raise YunpipeError(f"broken run: {ended} job records, expected {expected}")
+    return ended
 
 
 def run_pipeline(steps: int, concurrency: int, files_per_task: int | None, references: list[str], work: Path,
@@ -189,7 +188,7 @@ def run_pipeline(steps: int, concurrency: int, files_per_task: int | None, refer
         wait_for_workers(reader, summary)
         tasks = worker_tasks(aws, summary)
         check_clean_exits(tasks)
-        job_records = check_records(s3, summary, files, steps, accounting)
+        job_records = check_records(reader, summary, files, steps, accounting)
         # Before clean-up, whose own calls are not the run's.
         peak_rss = benchlib.peak_rss_since_reset_mib()
         demo.run("clean-up", "--local", "--purge", name)

@@ -7,6 +7,7 @@ and one `oom` (huge.tif); count ran the 18. Its summary.json is written as settl
 with figures worked by hand, so the report must show them, not recompute them.
 OPEN: 5 files, still running; resize has 2 done, 1 retrying and 2 waiting; count has 1 done,
 and its task is still running (no task record yet).
+into_pages moves a run's done jobs' records into pages, as the workers write them now.
 """
 import json
 from datetime import datetime, timedelta, timezone
@@ -145,3 +146,21 @@ def write_open(s3) -> None:
             reason="timed out", base=OPENED),
         job(OPEN, "count", "a.tif", counting, 9, 2.0, 70, base=OPENED),
     ], [])  # both tasks still run: no task record yet
+
+
+def into_pages(s3, run: str) -> list[str]:
+    """The run's done jobs' ends/ records moved into pages of at most PAGE_RECORDS, a series per
+    task, as the workers write them now; returns the pages' keys."""
+    done: dict[tuple[str, str], list[dict]] = {}
+    for obj in s3.list_objects_v2(Bucket=REPORTS, Prefix=records.run_prefix(PIPELINE, run) + "ends/")["Contents"]:
+        record = json.loads(s3.get_object(Bucket=REPORTS, Key=obj["Key"])["Body"].read())
+        if record["outcome"] in records.DONE_OUTCOMES:
+            done.setdefault((record["step"], record["task"]["id"]), []).append(record)
+            s3.delete_object(Bucket=REPORTS, Key=obj["Key"])
+    keys = []
+    for (step, task_id), jobs in done.items():
+        for serial, first in enumerate(range(0, len(jobs), records.PAGE_RECORDS), 1):
+            page = jobs[first:first + records.PAGE_RECORDS]
+            keys.append(records.page_key(PIPELINE, run, step, task_id, serial, len(page)))
+            put(s3, keys[-1], {"version": records.VERSION, "records": page})
+    return keys

@@ -2,19 +2,24 @@
 workers write them), --write, and every bad input refused (exit 2) before anything runs.
 The run on the local cloud is tests/e2e/test_calibrate.py."""
 import json
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import accounting_runs as acct
+import boto3
 import pytest
 import yaml
 from helpers import record_algorithm
 
 from yunpipe import cli
-from yunpipe.aws.facade import watch_calls
+from yunpipe.aws.facade import Aws, watch_calls
+from yunpipe.aws.reader import Reader
+from yunpipe.engine.state import require_summary
 from yunpipe.errors import YunpipeError
 from yunpipe.operations import calibrate as calibration
 from yunpipe.operations.calibrate_advice import Trial, project, recommend
-from yunpipe.runtime.accounting import cost
+from yunpipe.runtime.accounting import cost, records
 from yunpipe.specs.workflow import load_workflow
 
 PRICES = cost.load_prices()
@@ -103,6 +108,24 @@ def test_the_local_projection_slows_down_when_the_tasks_want_more_cpus_than_the_
     shared = project(advice, 600, 4, 1, PRICES, "us-east-1", start_seconds=1.0, machine_cpus=2)
     assert alone.tasks == shared.tasks == 4
     assert shared.wall_seconds - 1.0 == pytest.approx(2 * (alone.wall_seconds - 1.0))
+
+
+def test_the_wait_for_a_samples_jobs_counts_single_records_and_pages_records_from_a_listing(moto, write_workflow):
+    acct.deploy(write_workflow)
+    s3 = boto3.client("s3")
+    acct.write_open(s3)  # resize: a.tif and b.tif done, c.tif to be tried again; count: a.tif done
+    acct.into_pages(s3, acct.OPEN)
+    dead = acct.job(acct.OPEN, "resize", "d.tif", acct.task("resize", 7, 0, None, acct.OPENED), 20, 1.0, 90,
+                    outcome="failed", reason="exit status 1", base=acct.OPENED)
+    acct.put(s3, records.job_record_key(dead), dead)
+    # Not a page's key: it counts no job.
+    acct.put(s3, records.page_prefix(acct.PIPELINE, acct.OPEN) + "resize/notes.txt", b"?")
+    summary, reader = require_summary(acct.PIPELINE), Reader(Aws(boto3.Session()))
+    jobs = calibration.wait_for_jobs(reader, summary, acct.OPEN, 4, time.monotonic() + 5)
+    assert sorted((j["step"], j["key"], j["outcome"]) for j in jobs) == [
+        ("count", "a.tif", "ok"), ("resize", "a.tif", "ok"), ("resize", "b.tif", "ok"), ("resize", "d.tif", "failed")]
+    with pytest.raises(YunpipeError, match=r"^1 of 5 sample files had no outcome in time"):
+        calibration.wait_for_jobs(reader, summary, acct.OPEN, 5, time.monotonic())
 
 
 # ---------------------------------------------------------------------------- --write

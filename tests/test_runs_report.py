@@ -196,6 +196,76 @@ def test_report_and_runs_skip_malformed_and_missing_records_and_say_so(s3, both,
     assert "Records skipped (2)" in html and "not valid JSON" in html and f"{bad_task}</code>: no id" in html
 
 
+def read_all(capsys) -> tuple:
+    """What runs, report and cost say of both runs, as JSON (an open run's report without its
+    figures counted up to now)."""
+    listed = json.loads(run(["runs", "acct", "--json"], capsys)[1])
+    settled = json.loads(run(["report", "acct", acct.SETTLED, "--json"], capsys)[1])
+    opened = json.loads(run(["report", "acct", acct.OPEN, "--json"], capsys)[1])
+    spent = json.loads(run(["cost", "acct", "--run", acct.SETTLED, "--json"], capsys)[1])
+    return listed, settled, {k: opened[k] for k in ("steps", "progress", "jobs", "finished_at", "skipped")}, spent
+
+
+def test_done_jobs_recorded_in_pages_count_as_their_single_records(s3, both, capsys):
+    acct.write_open(s3)
+    # The settled run's summary unreadable: its report and cost come from its records too.
+    acct.put(s3, records.summary_key("acct", acct.SETTLED), b"\xff\xfe")
+    singles = read_all(capsys)
+    pages = acct.into_pages(s3, acct.SETTLED) + acct.into_pages(s3, acct.OPEN)
+    # Settled: resize's two tasks' 9 each, count's 18 in a page of 10 and one of 8; open: one a step.
+    assert len(pages) == 6
+    assert read_all(capsys) == singles
+    status, out, _ = run(["report", "acct", acct.SETTLED], capsys)
+    assert status == 0 and "step resize: 18 ok, 1 failed, 1 oom" in out
+
+
+def test_a_job_a_page_repeats_counts_once_as_its_last_record(s3, both, capsys):
+    """A worker stopped after writing its page, before deleting its messages: the file is done again
+    (found done: skipped) and recorded again; its last record stands for it, as the last write of
+    its ends/ record did."""
+    acct.put(s3, records.summary_key("acct", acct.SETTLED), b"\xff\xfe")
+    acct.into_pages(s3, acct.SETTLED)
+    again = acct.task("resize", 3, 140, None)
+    repeat = acct.job(acct.SETTLED, "resize", "img-00.tif", again, 141, 0.5, 50, outcome="skipped")
+    acct.put(s3, records.page_key("acct", acct.SETTLED, "resize", again["id"], 1, 1),
+             {"version": records.VERSION, "records": [repeat]})
+    status, out, _ = run(["report", "acct", acct.SETTLED, "--json"], capsys)
+    document = json.loads(out)
+    assert status == 0
+    assert (document["steps"]["resize"]["ok"], document["steps"]["resize"]["skipped"], document["jobs"]) == (17, 1, 38)
+    listed = json.loads(run(["runs", "acct", "--json"], capsys)[1])
+    assert listed[0]["steps"]["resize"] == {"done": 18, "failed": 2, "retrying": 0, "waiting": 0}
+
+
+def test_a_malformed_page_is_skipped_and_named_and_its_good_records_still_count(s3, both, capsys):
+    acct.write_open(s3)
+    acct.into_pages(s3, acct.OPEN)
+    owner = acct.task("resize", 7, 0, None, acct.OPENED)
+    good = acct.job(acct.OPEN, "resize", "d.tif", owner, 14, 3.0, 300, base=acct.OPENED)
+    failed = acct.job(acct.OPEN, "resize", "e.tif", owner, 18, 1.0, 100, outcome="failed", base=acct.OPENED)
+    bad = [records.page_key("acct", acct.OPEN, "resize", "bad", serial, 3) for serial in (1, 2, 3)]
+    acct.put(s3, bad[0], b"{not json")
+    acct.put(s3, bad[1], {"version": records.VERSION, "records": "d.tif"})
+    acct.put(s3, bad[2], {"version": records.VERSION,
+                          "records": [good, {"step": "resize", "key": "e.tif", "outcome": "exploded"}, failed]})
+    status, out, _ = run(["report", "acct", acct.OPEN, "--json"], capsys)
+    assert status == 0
+    document = json.loads(out)
+    assert document["skipped"] == [
+        {"key": bad[0], "why": "not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 "
+                               "(char 1))"},
+        {"key": bad[1], "why": "a page is a JSON object whose records are a list of job records"},
+        {"key": bad[2], "why": "record 2: outcome 'exploded' is not one of ok, skipped, failed, timeout, oom, "
+                               "interrupted"},
+        {"key": bad[2], "why": "record 3: outcome 'failed' in a page, which holds ok and skipped jobs only"},
+    ]
+    # d.tif's record, the good one of its page, counts.
+    assert document["progress"]["resize"] == {"done": 3, "failed": 0, "retrying": 1, "waiting": 1}
+    status, out, _ = run(["runs", "acct"], capsys)
+    assert status == 0 and "    resize: 3 done, 0 failed, 1 retrying, 1 waiting" in out
+    assert f"    skipped 4 unreadable record(s): `yunpipe report acct {acct.OPEN}` names them" in out
+
+
 def test_status_json(s3, capsys):
     sqs = boto3.client("sqs")
     url = sqs.get_queue_url(QueueName="yunpipe-acct-resize-queue")["QueueUrl"]

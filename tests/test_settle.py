@@ -72,6 +72,15 @@ def job(s3, run, step_name, key, outcome="ok", results=None, attempt=1, final=No
     return record
 
 
+def page(s3, run, step_name, done, task="t1", serial=1):
+    """A worker's page of done jobs: `done` the records job() made (their own objects removed)."""
+    for record in done:
+        s3.delete_object(Bucket=BUCKET, Key=job_record_key(record))
+    key = records.page_key(PIPELINE, run, step_name, task, serial, len(done))
+    s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps({"version": 1, "records": list(done)}).encode())
+    return key
+
+
 def check(s3, now=T0 + timedelta(hours=1), sns=None, sqs=None):
     return settle_open_runs(s3, sns, BUCKET, PIPELINE, now, sqs=sqs)
 
@@ -107,6 +116,55 @@ def test_a_chain_settles_once_every_file_has_an_end_in_every_step(aws):
     assert not is_open(aws, run)
     # Settled once: a later check finds nothing open.
     assert check(aws) == []
+
+
+def test_a_run_whose_done_jobs_are_in_pages_settles_like_one_with_a_record_each(aws):
+    describe(aws, CHAIN)
+    run = open_run(aws, ["x.txt", "y.txt", "z.txt"])
+    page(aws, run, "a", [job(aws, run, "a", "x.txt"), job(aws, run, "a", "y.txt")])
+    page(aws, run, "a", [job(aws, run, "a", "z.txt")], task="t2")
+    page(aws, run, "b", [job(aws, run, "b", "x.txt"), job(aws, run, "b", "y.txt")])
+    assert check(aws) == [] and is_open(aws, run)
+    # z.txt failed in b for good: a record of its own beside the pages.
+    job(aws, run, "b", "z.txt", outcome="failed", attempt=3, reason="nonzero_exit")
+    assert check(aws) == [run]
+    summary = summary_of(aws, run)
+    assert (summary["inputs"], summary["jobs"]) == (3, 6)
+    assert summary["steps"]["a"]["ok"] == 3 and summary["steps"]["b"]["ok"] == 2 and summary["steps"]["b"]["failed"] == 1
+    assert [f["key"] for f in summary["failures"]] == ["z.txt"]
+
+
+def test_pages_too_few_for_the_entry_jobs_are_not_read_and_a_job_in_two_pages_counts_once(aws):
+    describe(aws, [step("a")])
+    run = open_run(aws, ["x.txt", "y.txt"])
+    first = job(aws, run, "a", "x.txt", wall=1.0)
+    page(aws, run, "a", [first])
+    reads = []
+    aws.meta.events.register("before-parameter-build.s3.GetObject",
+                             lambda params, **_: reads.append(params["Key"]))
+    assert check(aws) == []
+    assert not [key for key in reads if "/pages/" in key]  # one page of one record cannot end two jobs
+    # x.txt again (a duplicate delivery), in another task's page: the two pages' names count 2, so
+    # they are read, and x.txt counts once; y.txt still has no record.
+    page(aws, run, "a", [job(aws, run, "a", "x.txt", wall=3.0)], task="t2")
+    assert check(aws) == []
+    assert len([key for key in reads if "/pages/" in key]) == 2
+    page(aws, run, "a", [job(aws, run, "a", "y.txt")], task="t2", serial=2)
+    assert check(aws) == [run]
+    summary = summary_of(aws, run)
+    assert summary["steps"]["a"]["ok"] == 2 and summary["jobs"] == 2
+    assert summary["steps"]["a"]["wall_seconds"]["max"] == 3.0  # the latest record of x.txt
+
+
+def test_a_malformed_page_leaves_the_run_open_and_others_settle(aws, caplog):
+    describe(aws, [step("a")])
+    run = open_run(aws, ["x.txt"])
+    aws.put_object(Bucket=BUCKET, Key=records.page_key(PIPELINE, run, "a", "t1", 1, 1), Body=b"{not json")
+    other = open_run(aws, ["y.txt"], serial=2)
+    job(aws, other, "a", "y.txt")
+    with caplog.at_level(logging.ERROR):
+        assert check(aws) == [other]
+    assert is_open(aws, run) and "is not JSON" in caplog.text
 
 
 def test_an_entry_filter_decides_which_inputs_a_step_expects(aws):

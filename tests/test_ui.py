@@ -194,6 +194,22 @@ def test_a_settled_run_shows_its_summary(a_run, client):
     assert "3/4, 1 failed" in client.get("/pipelines/demo/live", base_url=ROOT).text
 
 
+def test_done_jobs_in_a_page_count_as_their_single_records_and_a_bad_page_is_left_out(a_run, client):
+    bucket, step = a_run.reports_bucket, a_run.steps[0].name
+    s3 = boto3.client("s3")
+    done = []
+    for key in ("f0.txt", "f1.txt"):
+        single = records.end_key("demo", RUN, step, key)
+        done.append(json.loads(s3.get_object(Bucket=bucket, Key=single)["Body"].read()))
+        s3.delete_object(Bucket=bucket, Key=single)
+    put(bucket, records.page_key("demo", RUN, step, "task-1", 1, 2), {"version": 1, "records": done})
+    # Left out, as a single record that is not JSON is.
+    s3.put_object(Bucket=bucket, Key=records.page_key("demo", RUN, step, "task-1", 2, 1), Body=b"{not json")
+    client.get(f"/?token={TOKEN}", base_url=ROOT)
+    assert "2/4, 1 failed, 1 retrying" in client.get("/pipelines/demo/live", base_url=ROOT).text
+    assert client.get(f"/pipelines/demo/runs/{RUN}", base_url=ROOT).status_code == 200
+
+
 def test_submit_asks_first_then_queues_what_the_steps_input_holds(client, deployed):
     step = deployed.steps[0]
     s3, sqs = boto3.client("s3"), boto3.client("sqs")

@@ -249,15 +249,14 @@ def wait_idle(aws: Aws, summary: PipelineSummary) -> None:
 
 
 def wait_for_jobs(reader: Reader, summary: PipelineSummary, run: str, count: int, deadline: float) -> list[dict]:
-    """The final record of each file of the run (ok, or its one try's failure)."""
-    prefix = records.run_prefix(summary.pipeline, run) + "ends/"
+    """The final record of each file of the run (ok, or its one try's failure), once a listing of
+    its records counts them all."""
     while True:
-        ended = reader.pages("s3", "list_objects_v2", "Contents", ("NoSuchBucket",), Bucket=summary.reports_bucket,
-                             Prefix=prefix)
-        if len(ended) >= count:
+        ended = runs.ended_count(reader, summary, run)
+        if ended >= count:
             break
         if time.monotonic() > deadline:
-            raise YunpipeError(f"{count - len(ended)} of {count} sample files had no outcome in time: "
+            raise YunpipeError(f"{count - ended} of {count} sample files had no outcome in time: "
                                f"`yunpipe status {summary.pipeline}` and `yunpipe logs {summary.pipeline}` say why")
         time.sleep(POLL_SECONDS)
     found = runs.read_jobs(reader, summary, runs.read_run(reader, summary, run))

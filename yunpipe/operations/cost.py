@@ -1,7 +1,7 @@
 """What a pipeline's runs cost, from the measured task-seconds in its reports bucket
 (runtime/accounting/records.py): a settled run's summary.json holds its cost as settled; a run
-still open is priced here from its ends/ and tries/ job records and the tasks/ records of the
-tasks that ran them (cost.run_cost, with this machine's price table: operations/prices.py).
+still open is priced here from its job records (ends/, tries/ and pages/) and the tasks/ records
+of the tasks that ran them (cost.run_cost, with this machine's price table: operations/prices.py).
 """
 from dataclasses import dataclass
 from typing import Any

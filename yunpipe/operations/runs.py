@@ -3,7 +3,8 @@ which are open and which settled, and how far each has come. `yunpipe runs` prin
 and the dashboard read a run's records through it.
 
 A record that is missing or malformed is never fatal: it is left out and named in `skipped`
-(the S3 key and why), so one bad object cannot hide the rest of a run.
+(the S3 key and why), so one bad object cannot hide the rest of a run. A page of done jobs'
+records counts as the ends/ records it stands for, and one that cannot be read is skipped whole.
 """
 import difflib
 import json
@@ -21,6 +22,8 @@ FAILED_OUTCOMES = tuple(o for o in records.OUTCOMES if o not in records.DONE_OUT
 # Records are read this many at a time: a run of thousands of files has as many records, and
 # each is one small GET.
 READERS = 16
+# The folders of a run's job records: single records (ends/, tries/) and pages of done jobs' records.
+FOLDERS = ("ends/", "tries/", "pages/")
 _NUMBERS = ("attempt", "exit_code", "wall_seconds", "cpu_seconds", "peak_memory_mib", "memory_limit_mib",
             "bytes_in", "bytes_out")
 
@@ -33,7 +36,7 @@ class RunRecords:
     manifest: dict | None
     settled: bool
     summary: dict | None
-    jobs: list[dict] = field(default_factory=list)  # ends/ and tries/ records
+    jobs: list[dict] = field(default_factory=list)  # ends/ and tries/ records, and the pages' records
     tasks: list[dict] = field(default_factory=list)  # the task records of the tasks that ran its jobs
     skipped: list[dict] = field(default_factory=list)  # [{"key", "why"}]
 
@@ -95,7 +98,7 @@ def _time_problem(record: dict, name: str, required: bool = False) -> str | None
         return f"no {name}" if required else None
     try:
         records.parse_iso(value)
-    except (TypeError, ValueError):
+    except (AttributeError, TypeError, ValueError):  # AttributeError: not a string
         return f"{name} {value!r} is not an ISO 8601 time"
     return None
 
@@ -117,6 +120,31 @@ def job_problem(record: Any) -> str | None:
         if why:
             return f"task: {why}"
     return _time_problem(record, "started_at") or _time_problem(record, "finished_at")
+
+
+def page_job_problem(record: Any) -> str | None:
+    """Why a page's job record cannot be used, or None: a page holds done jobs only."""
+    why = job_problem(record)
+    if why is None and record["outcome"] not in records.DONE_OUTCOMES:
+        return f"outcome {record['outcome']!r} in a page, which holds {' and '.join(records.DONE_OUTCOMES)} jobs only"
+    return why
+
+
+def page_jobs(page: Any) -> tuple[list[dict], list[str]]:
+    """The usable job records of a page's JSON, and why each other one cannot be used (or, with no
+    records, why the page cannot be)."""
+    try:
+        found = records.page_records(page)
+    except ValueError as error:
+        return [], [str(error)]
+    jobs, problems = [], []
+    for number, record in enumerate(found, 1):
+        why = page_job_problem(record)
+        if why is None:
+            jobs.append(record)
+        else:
+            problems.append(f"record {number}: {why}")
+    return jobs, problems
 
 
 def task_problem(record: Any) -> str | None:
@@ -159,6 +187,41 @@ def _read_all(reader: Reader, bucket: str, keys: list[str], problem: Any, skippe
     return [record for record in found if record is not None]
 
 
+def _read_page(reader: Reader, bucket: str, key: str, skipped: list[dict]) -> list[dict]:
+    page = read_json(reader, bucket, key, skipped)
+    if page is None:
+        return []
+    jobs, problems = page_jobs(page)
+    skipped.extend({"key": key, "why": why} for why in problems)
+    return jobs
+
+
+def list_jobs(reader: Reader, summary: PipelineSummary, run: str) -> dict[str, list[str]]:
+    """The keys of the run's job records by folder (FOLDERS): one listing of the run."""
+    base = records.run_prefix(summary.pipeline, run)
+    keys: dict[str, list[str]] = {folder: [] for folder in FOLDERS}
+    for obj in reader.pages("s3", "list_objects_v2", "Contents", ("NoSuchBucket",), Bucket=summary.reports_bucket,
+                            Prefix=base):
+        folder = obj["Key"][len(base):].partition("/")[0] + "/"
+        if folder in keys:
+            keys[folder].append(obj["Key"])
+    return keys
+
+
+def ended_count(reader: Reader, summary: PipelineSummary, run: str) -> int:
+    """How many of the run's jobs have ended, from a listing alone: its ends/ records and its pages'
+    (each page's count is in its key; an object there that is not a page's counts none)."""
+    keys, prefix = list_jobs(reader, summary, run), records.page_prefix(summary.pipeline, run)
+    return len(keys["ends/"]) + sum(_page_count(prefix, key) for key in keys["pages/"])
+
+
+def _page_count(prefix: str, key: str) -> int:
+    try:
+        return records.page_parts(prefix, key)[1]
+    except ValueError:
+        return 0
+
+
 def read_run(reader: Reader, summary: PipelineSummary, run: str) -> RunRecords:
     """A run's manifest and, when it has settled, its summary (read_jobs reads the rest)."""
     bucket, skipped = summary.reports_bucket, list[dict]()
@@ -174,12 +237,13 @@ def read_run(reader: Reader, summary: PipelineSummary, run: str) -> RunRecords:
 
 
 def read_jobs(reader: Reader, summary: PipelineSummary, found: RunRecords) -> RunRecords:
-    """The run's job records, and the records of the tasks that ran them (a task still running
-    has none yet: its jobs' `task` field stands for it)."""
-    bucket, base = summary.reports_bucket, records.run_prefix(summary.pipeline, found.run)
-    keys = [o["Key"] for folder in ("ends/", "tries/") for o in reader.pages(
-        "s3", "list_objects_v2", "Contents", ("NoSuchBucket",), Bucket=bucket, Prefix=base + folder)]
-    found.jobs = _read_all(reader, bucket, keys, job_problem, found.skipped)
+    """The run's job records (single ones and the pages'), and the records of the tasks that ran
+    them (a task still running has none yet: its jobs' `task` field stands for it)."""
+    bucket, keys = summary.reports_bucket, list_jobs(reader, summary, found.run)
+    singles = _read_all(reader, bucket, keys["ends/"] + keys["tries/"], job_problem, found.skipped)
+    with ThreadPoolExecutor(READERS) as pool:
+        pages = list(pool.map(lambda key: _read_page(reader, bucket, key, found.skipped), keys["pages/"]))
+    found.jobs = one_end_each(singles + [job for page in pages for job in page])
     ran = {(job.get("task") or {}).get("id"): job["step"] for job in found.jobs}
     task_keys = sorted(records.task_key(summary.pipeline, step, task_id) for task_id, step in ran.items()
                        if isinstance(task_id, str) and task_id)
@@ -191,6 +255,22 @@ def read_jobs(reader: Reader, summary: PipelineSummary, found: RunRecords) -> Ru
 def ended(job: dict) -> bool:
     """Whether the job's file is done with its step (records.job_record_key's ends/)."""
     return job["outcome"] in records.DONE_OUTCOMES or (bool(job.get("final")) and job["outcome"] != "interrupted")
+
+
+def one_end_each(jobs: list[dict]) -> list[dict]:
+    """The jobs with one ended record per step and file, the last to finish, as its ends/ record was
+    the last written: pages can repeat a job (a worker stopped after writing its page, before
+    deleting its messages, leaves those files to be done again, and recorded again as skipped)."""
+    last = {(job["step"], job.get("key")): job for job in sorted(filter(ended, jobs), key=_finish)}
+    return [job for job in jobs if not ended(job) or last[(job["step"], job.get("key"))] is job]
+
+
+def _finish(job: dict) -> float:
+    # Timestamps, not datetimes: a record's time may lack an offset, and the dashboard's are unchecked.
+    try:
+        return records.parse_iso(job["finished_at"]).timestamp()
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return float("-inf")  # it does not say: the earliest
 
 
 def entry_steps(summary: PipelineSummary) -> dict[str, tuple[str, str]]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from yunpipe.aws.reader import Reader
 from yunpipe.engine.state import PipelineSummary
-from yunpipe.operations import prices
+from yunpipe.operations import prices, runs
 from yunpipe.runtime.accounting import cost, records
 
 FAILED = ("failed", "timeout", "oom")
@@ -135,18 +135,28 @@ def read_run(reader: Reader, summary: PipelineSummary, name: str, opened: bool) 
         for step, counts in (run.summary.get("steps") or {}).items():
             run.steps[step] = Counter({o: int(counts.get(o) or 0) for o in records.OUTCOMES if isinstance(counts, dict)})
         return run
-    wanted = [o for o in objects if "/ends/" in o["Key"] or "/tries/" in o["Key"]]
-    found = zip(wanted, CACHE.all(reader, bucket, wanted), strict=True)
-    pairs = [(o["Key"], j) for o, j in found if isinstance(j, dict) and j.get("step") and j.get("outcome") in records.OUTCOMES]
-    ends = records.run_prefix(summary.pipeline, name) + "ends/"
-    ended = {(j["step"], j.get("key")) for key, j in pairs if key.startswith(ends)}
-    for key, job in pairs:
-        if key.startswith(ends):
-            run.steps.setdefault(job["step"], Counter())[job["outcome"]] += 1
+    jobs = runs.one_end_each(_jobs(reader, summary, name, objects))
+    ended = {(j["step"], j.get("key")) for j in jobs if runs.ended(j)}
+    for job in filter(runs.ended, jobs):
+        run.steps.setdefault(job["step"], Counter())[job["outcome"]] += 1
     # A file whose try failed and that waits for the next one, counted once however many tries it had.
-    for step, _ in {(j["step"], j.get("key")) for key, j in pairs if not key.startswith(ends)} - ended:
+    for step, _ in {(j["step"], j.get("key")) for j in jobs if not runs.ended(j)} - ended:
         run.retrying[step] += 1
     return run
+
+
+def _jobs(reader: Reader, summary: PipelineSummary, name: str, objects: list[dict]) -> list[dict]:
+    """The run's job records among its objects, single ones and the pages' (checked by
+    operations.runs); a record or a page that cannot be read is left out."""
+    base = records.run_prefix(summary.pipeline, name)
+    wanted = [o for o in objects if o["Key"].startswith(tuple(base + folder for folder in runs.FOLDERS))]
+    jobs = []
+    for obj, document in zip(wanted, CACHE.all(reader, summary.reports_bucket, wanted), strict=True):
+        if obj["Key"].startswith(records.page_prefix(summary.pipeline, name)):
+            jobs += runs.page_jobs(document)[0]
+        elif isinstance(document, dict) and document.get("step") and document.get("outcome") in records.OUTCOMES:
+            jobs.append(document)
+    return jobs
 
 
 def recent_runs(reader: Reader, summary: PipelineSummary, count: int = 10) -> tuple[list[Run], int]:

@@ -8,13 +8,20 @@ from these objects; the worker, the launcher and the host all build their keys h
     runs/<pipeline>/<run>/manifest.json                 the run: who opened it, its inputs (None: a drop-run)
     runs/<pipeline>/<run>/ends/<step>/<key>.json        the job's final record (ok, skipped, dead-lettered)
     runs/<pipeline>/<run>/tries/<step>/<key>/<N>.json   a try that will be tried again (or was interrupted)
+    runs/<pipeline>/<run>/pages/<step>/<task>-<N>-<count>.json   a task's page of done jobs' records (ok, skipped)
     runs/<pipeline>/<run>/summary.json                  written once, with If-None-Match: the run settled
     runs/<pipeline>/<run>/first-failure.json            written once: the run's first dead-lettered file
     runs/<pipeline>/open/<run>                          an empty marker while the run is open
     runs/<pipeline>/drop.json                           the pipeline's open drop-run and its last upload
     tasks/<pipeline>/<step>/<task-id>.json              a task's own record, written as it exits
 
-One write per job (its ends/ or tries/ record), one per task. A record is small (a log tail of at
+At most one write per job, one per task. A done job's record (ok, skipped) goes into its task's
+next page: a page holds the records of the jobs a worker finished within two seconds (at most
+PAGE_RECORDS), written before their messages are deleted, so a worker stopped in between leaves
+its files queued (their next job finds the results and records a skip), never done unrecorded. A
+page's count is in its name, so a reader can tell from a listing alone whether a step can have
+ended. Any other record (a failure, a try to be retried) is written on its own at once: it is
+rare, and a run's first failure is announced as it happens. A record is small (a log tail of at
 most LOG_TAIL_CHARS) and is written after the job's results, never before or in their way.
 """
 from __future__ import annotations
@@ -39,6 +46,9 @@ LOG_TAIL_CHARS = 2048
 # S3 keys are at most 1024 bytes (UTF-8); a record whose key would be longer is named by its
 # input key's SHA-256 instead (the record's body still holds the key).
 MAX_KEY_BYTES = 1024
+# The most records a page holds: a worker writes its page when it has this many (or a second
+# after its first), so a busy step writes a tenth of the objects one record per job would.
+PAGE_RECORDS = 10
 
 
 def now_iso() -> str:
@@ -97,6 +107,33 @@ def drop_key(pipeline: str) -> str:
     return f"runs/{pipeline}/drop.json"
 
 
+def page_prefix(pipeline: str, run: str) -> str:
+    return run_prefix(pipeline, run) + "pages/"
+
+
+def page_key(pipeline: str, run: str, step: str, task_id: str, serial: int, count: int) -> str:
+    """Where a task's `serial`-th page of `count` done jobs' records of the run goes."""
+    return f"{page_prefix(pipeline, run)}{step}/{task_id}-{serial:06d}-{count}.json"
+
+
+def page_parts(prefix: str, key: str) -> tuple[str, int]:
+    """(step, count of records) of a page's key under the run's page_prefix; ValueError otherwise."""
+    step, _, name = key[len(prefix):].partition("/")
+    task, _, rest = name.removesuffix(".json").rpartition("-")
+    if not key.startswith(prefix) or not step or "/" in name or not name.endswith(".json") \
+            or not task or not rest.isdigit() or int(rest) < 1:
+        raise ValueError(f"{key} is not a page's key")
+    return step, int(rest)
+
+
+def page_records(body: Any) -> list[dict[str, Any]]:
+    """The job records of a page's JSON body; ValueError when it is not a page."""
+    found = body.get("records") if isinstance(body, dict) else None
+    if not isinstance(found, list) or not all(isinstance(r, dict) for r in found):
+        raise ValueError("a page is a JSON object whose records are a list of job records")
+    return found
+
+
 def task_key(pipeline: str, step: str, task_id: str) -> str:
     return f"tasks/{pipeline}/{step}/{task_id}.json"
 
@@ -120,7 +157,8 @@ def run_id(kind: str, at: datetime, serial: int = 1) -> str:
 #   topic_arn, steps ([{name, sources [{step ("input": the input bucket), bucket}], entry,
 #   downstream, triggered, join, gather, marker, prefix, suffix, output_bucket, output_prefix,
 #   cpu (units), memory_mib, max_receive_count, queue, failed_events_queue}], workflow order).
-# job record (ends/ and tries/): pipeline, run, step, key, inputs ([{"bucket", "key", "etag"}]),
+# page: version, records (job records, each with outcome ok or skipped).
+# job record (ends/, tries/ and in pages): pipeline, run, step, key, inputs ([{"bucket", "key", "etag"}]),
 #   attempt, final, outcome (OUTCOMES), reason (the failure reason of the report, or None),
 #   exit_code, started_at, finished_at, wall_seconds, cpu_seconds, peak_memory_mib,
 #   memory_limit_mib, bytes_in, bytes_out, results ([keys] in result_bucket), result_bucket,

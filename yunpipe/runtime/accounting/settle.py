@@ -1,8 +1,8 @@
 """A run that has ended: detected, summarised once, announced once.
 
-A run is settled when every job it should have has an outcome (an ends/ record: ok, skipped, or
-a last try's failure, which SQS dead-letters; or an interrupted last try in tries/, which SQS
-dead-letters at its next receive) and nothing of it waits or runs. Its jobs are worked out from
+A run is settled when every job it should have has an outcome (an ends/ record or a page's: ok,
+skipped, or a last try's failure, which SQS dead-letters; or an interrupted last try in tries/,
+which SQS dead-letters at its next receive) and nothing of it waits or runs. Its jobs are worked out from
 the pipeline's descriptor (records.pipeline_key) and the run's own records:
 
 - the manifest's inputs, in each entry step that takes them (the step's key filter), or in the
@@ -18,9 +18,10 @@ and the entry steps' queues and failed-events queues hold nothing: a file upload
 window but still queued would join it when a worker takes it.
 
 The frequent check is cheap: one ListObjectsV2 of the run's folder decides most checks (an
-expected entry job without its record); record bodies are read only for steps with downstream
-steps, walking the graph in order and stopping at the first job missing, and kept in memory by
-ETag, so a warm launcher or a long-lived worker reads each once. Exactly once: summary.json is
+expected entry job without its record, told by name or, for pages, by the counts their names
+carry); pages are read once an entry step's count is complete, other record bodies only for
+steps with downstream steps, walking the graph in order and stopping at the first job missing,
+and all are kept in memory by ETag, so a warm launcher or a long-lived worker reads each once. Exactly once: summary.json is
 written with If-None-Match; the one writer that wins deletes the open marker and announces.
 """
 from __future__ import annotations
@@ -42,6 +43,9 @@ from .records import (
     manifest_key,
     open_key,
     open_prefix,
+    page_parts,
+    page_prefix,
+    page_records,
     parse_iso,
     pipeline_key,
     run_prefix,
@@ -69,13 +73,20 @@ class Malformed(ValueError):
 
 @dataclass
 class Listing:
-    """What ListObjectsV2 of a run's folder says: its records' keys (with ETags), its manifest's
-    ETag, whether its summary exists."""
+    """What ListObjectsV2 of a run's folder says: its records' and pages' keys (with ETags), its
+    manifest's ETag, whether its summary exists; and, once read (read_pages), the pages' records
+    by the ends/ key each would have on its own."""
 
     ends: dict[str, str] = field(default_factory=dict)
     tries: dict[str, str] = field(default_factory=dict)
+    pages: dict[str, str] = field(default_factory=dict)
     manifest: str | None = None
     summary: bool = False
+    paged: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def paged_count(self, prefix: str, step: str) -> int:
+        """How many records the step's pages hold, by their names."""
+        return sum(count for name, count in (page_parts(prefix, key) for key in self.pages) if name == step)
 
 
 @dataclass
@@ -184,6 +195,9 @@ def list_run(s3: Any, bucket: str, pipeline: str, run: str) -> Listing:
                 listing.ends[obj["Key"]] = etag
             elif rest.startswith("tries/"):
                 listing.tries[obj["Key"]] = etag
+            elif rest.startswith("pages/"):
+                page_parts(page_prefix(pipeline, run), obj["Key"])  # Malformed names fail the check here
+                listing.pages[obj["Key"]] = etag
             elif rest == "manifest.json":
                 listing.manifest = etag
             elif rest == "summary.json":
@@ -193,9 +207,15 @@ def list_run(s3: Any, bucket: str, pipeline: str, run: str) -> Listing:
 
 def expected_jobs(s3: Any, bucket: str, pipeline: str, run: str, manifest: Mapping[str, Any],
                   steps: dict[str, Step], listing: Listing) -> list[dict[str, Any]] | None:
-    """The run's job records (its ends/, and its interrupted last tries), once every job it
-    should have has one; None while one is missing."""
+    """The run's job records (its ends/ and pages', and its interrupted last tries), once every
+    job it should have has one; None while one is missing."""
     prefix = run_prefix(pipeline, run)
+    wanted: dict[str, set[str]] = {name: set() for name in steps}
+    for entry, key in _entry_jobs(manifest, steps):
+        wanted[entry].add(key)
+    if not _may_have_ended(pipeline, run, wanted, listing):
+        return None
+    read_pages(s3, bucket, listing)
     ended = _ended(pipeline, run, steps, listing)
     if ended is None:
         return None
@@ -203,13 +223,7 @@ def expected_jobs(s3: Any, bucket: str, pipeline: str, run: str, manifest: Mappi
     def has_end(step: str, key: str) -> bool:
         return end_key(pipeline, run, step, key) in ended
 
-    # Cheap first: the manifest's entry jobs, by name, before any record is read.
-    wanted: dict[str, set[str]] = {name: set() for name in steps}
-    for entry, key in _entry_jobs(manifest, steps):
-        wanted[entry].add(key)
-        if not has_end(entry, key):
-            return None
-    # Then step by step, each after those it reads: what the ok records produced is wanted next.
+    # Then step by step (the entry steps first), each after those it reads: what the ok records produced is wanted next.
     produced: dict[str, set[str]] = {name: set() for name in steps}
     for name in _order(steps):
         step = steps[name]
@@ -234,14 +248,44 @@ def expected_jobs(s3: Any, bucket: str, pipeline: str, run: str, manifest: Mappi
     return jobs
 
 
+def _may_have_ended(pipeline: str, run: str, wanted: dict[str, set[str]], listing: Listing) -> bool:
+    """Cheap first, before any record is read: whether each entry step's expected jobs can all
+    have records, by name (ends/, tries/) or by the counts of the pages' names."""
+    prefix = run_prefix(pipeline, run)
+    named = {*listing.ends, *(_try_parts(pipeline, run, prefix, key)[1] for key in listing.tries)}
+    for entry, keys in wanted.items():
+        unnamed = sum(end_key(pipeline, run, entry, key) not in named for key in keys)
+        if unnamed > listing.paged_count(page_prefix(pipeline, run), entry):
+            return False
+    return True
+
+
+def read_pages(s3: Any, bucket: str, listing: Listing) -> None:
+    """Read the run's pages (each once per process, by ETag) into listing.paged; a job done twice
+    (a duplicate, a forced re-run) keeps its latest record, as a rewritten ends/ record would."""
+    _prefetch(s3, bucket, listing, list(listing.pages))
+    for key, etag in sorted(listing.pages.items()):
+        try:
+            found = page_records(_body(s3, bucket, key, etag))
+        except ValueError as error:
+            raise Malformed(f"s3://{bucket}/{key}: {error}") from None
+        for record in found:
+            if not all(isinstance(record.get(f), str) for f in ("pipeline", "run", "step", "key", "finished_at")):
+                raise Malformed(f"s3://{bucket}/{key} holds a record without its pipeline, run, step, key or end")
+            end = end_key(record["pipeline"], record["run"], record["step"], record["key"])
+            if end not in listing.paged or listing.paged[end]["finished_at"] < record["finished_at"]:
+                listing.paged[end] = record
+
+
 def _ended(pipeline: str, run: str, steps: dict[str, Step], listing: Listing) -> dict[str, str] | None:
-    """Each ended job's end key -> the key of the record that ends it: its ends/ record, or an
-    interrupted last try (SQS dead-letters it at its next receive). None while a try waits for
-    its retry: every job with a record in the run must end."""
-    ended = {end: end for end in listing.ends}
+    """Each ended job's end key -> the key of the record that ends it: its ends/ record or its
+    page's, or an interrupted last try (SQS dead-letters it at its next receive). None while a
+    try waits for its retry: every job with a record in the run must end."""
+    done = {*listing.ends, *listing.paged}
+    ended = {end: end for end in done}
     for key in listing.tries:
         step, end, attempt = _try_parts(pipeline, run, run_prefix(pipeline, run), key)
-        if end in listing.ends:
+        if end in done:
             continue
         if step not in steps or attempt < steps[step].max_receive_count:
             return None
@@ -250,7 +294,12 @@ def _ended(pipeline: str, run: str, steps: dict[str, Step], listing: Listing) ->
 
 
 def _record(s3: Any, bucket: str, listing: Listing, key: str) -> dict[str, Any]:
+    paged = listing.paged.get(key)
+    if paged is not None and key not in listing.ends:
+        return paged
     record = _body(s3, bucket, key, listing.ends.get(key) or listing.tries[key])
+    if paged is not None and str(record.get("finished_at")) < paged["finished_at"]:
+        return paged  # done again after a failure that ended it (`yunpipe retry`)
     if not isinstance(record.get("outcome"), str) or not isinstance(record.get("step"), str):
         raise Malformed(f"s3://{bucket}/{key} is not a job record (no outcome or step)")
     return record
@@ -394,7 +443,9 @@ def _check_manifest(manifest: Any, run: str) -> None:
 def _prefetch(s3: Any, bucket: str, listing: Listing, keys: list[str]) -> None:
     """Read the records not in memory yet, READERS at a time: a run of thousands of files is read
     within the launcher's minute. A record that cannot be read is read again, and fails, in turn."""
-    missing = [(key, listing.ends.get(key) or listing.tries[key]) for key in keys]
+    # A paged record's key has no object of its own: its page was read.
+    missing = [(key, listing.ends.get(key) or listing.tries.get(key) or listing.pages[key])
+               for key in keys if key in listing.ends or key in listing.tries or key in listing.pages]
     missing = [(key, etag) for key, etag in missing if (bucket, key, etag) not in _bodies]
     if len(missing) < 2:
         return
