@@ -269,7 +269,9 @@ def test_a_file_goes_end_to_end_with_each_role_s_own_credentials(pipeline, s3_ev
     assert len(tasks["taskArns"]) == 1
     # Accounting, with the same keys: the drop-run the files joined, each job's record, the task's.
     kept = [o["Key"] for o in s3.list_objects_v2(Bucket=REPORTS).get("Contents", [])]
-    assert any(k.startswith("runs/demo/") and k.endswith("/ends/" + STEP + "/data/good one.txt.json") for k in kept), kept
+    (page,) = [k for k in kept if k.startswith("runs/demo/") and f"/pages/{STEP}/" in k]
+    page_body = json.loads(s3.get_object(Bucket=REPORTS, Key=page)["Body"].read())
+    assert [r["key"] for r in page_body["records"]] == ["data/good one.txt"]
     assert any(k.startswith("runs/demo/") and k.endswith(f"/tries/{STEP}/bad.txt/1.json") for k in kept), kept
     assert "runs/demo/drop.json" in kept and any(k.startswith(f"tasks/demo/{STEP}/") for k in kept), kept
 

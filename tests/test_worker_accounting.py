@@ -41,9 +41,25 @@ def objects(step, prefix):
     return {key: json.loads(body) if body else None for key, body in bodies.items()}
 
 
+def job_records(step):
+    """The job records in the reports bucket by their ends/ or tries/ key; a page's records by the
+    ends/ key each would have on its own."""
+    found = {}
+    for key, body in objects(step, "runs/").items():
+        if "/ends/" in key or "/tries/" in key:
+            found[key] = body
+        elif "/pages/" in key:
+            for record in records.page_records(body):
+                end = records.end_key(record["pipeline"], record["run"], record["step"], record["key"])
+                # A job done twice (a duplicate, a forced re-run): its latest record, as on its own.
+                if end not in found or found[end]["finished_at"] < record["finished_at"]:
+                    found[end] = record
+    return found
+
+
 def the_record(step):
-    """The one job record in the reports bucket (ends/ or tries/)."""
-    found = {k: v for k, v in objects(step, "runs/").items() if "/ends/" in k or "/tries/" in k}
+    """The one job record in the reports bucket."""
+    found = job_records(step)
     assert len(found) == 1, sorted(found)
     return found.popitem()
 
@@ -263,8 +279,75 @@ def test_the_run_comes_from_the_message_then_from_the_input_s_metadata(step):
     head = step.s3.head_object
     assert head(Bucket="out-bucket", Key="a.txt")["Metadata"]["yunpipe-run"] == "20261207T120000Z-upload"
     assert head(Bucket="out-bucket", Key="b.txt")["Metadata"]["yunpipe-run"] == "20261207T130000Z-submit"
-    assert set(objects(step, "runs/")) == {records.end_key("demo", "20261207T120000Z-upload", "upper", "a.txt"),
-                                           records.end_key("demo", "20261207T130000Z-submit", "upper", "b.txt")}
+    assert set(job_records(step)) == {records.end_key("demo", "20261207T120000Z-upload", "upper", "a.txt"),
+                                      records.end_key("demo", "20261207T130000Z-submit", "upper", "b.txt")}
+
+
+def test_done_jobs_records_are_written_in_pages_a_page_per_run_with_its_count_in_its_name(step):
+    alg = step.algorithm("sh -c 'cp $input $output'")
+    runs = {"a.txt": "20261207T120000Z-upload", "b.txt": "20261207T120000Z-upload", "c.txt": "20261207T130000Z-submit"}
+    for key, run in runs.items():
+        step.put(key)
+        step.send(key, body=json.dumps({"bucket": "in-bucket", "key": key, "size": 11, "run": run}))
+    step.run(alg, step.config(YUNPIPE_PARALLELISM="3"))
+    pages = {key: body for key, body in objects(step, "runs/").items() if "/pages/" in key}
+    by_run = {}
+    for key, body in pages.items():
+        run = key.split("/")[2]
+        step_name, count = records.page_parts(records.page_prefix("demo", run), key)
+        assert step_name == "upper" and count == len(records.page_records(body))
+        by_run.setdefault(run, set()).update(r["key"] for r in records.page_records(body))
+    assert by_run == {"20261207T120000Z-upload": {"a.txt", "b.txt"}, "20261207T130000Z-submit": {"c.txt"}}
+    # No job of them has a record of its own.
+    assert not [key for key in objects(step, "runs/") if "/ends/" in key or "/tries/" in key]
+
+
+def test_a_done_job_s_message_is_deleted_only_after_its_page_is_written_and_in_one_batch(step):
+    alg = step.algorithm("sh -c 'cp $input $output'")
+    for n in range(4):
+        step.put(f"{n}.txt")
+        step.send(f"{n}.txt")
+    calls = []
+    step.s3.meta.events.register("before-parameter-build.s3.PutObject", lambda params, **_: calls.append(("put", params["Key"])))
+    step.sqs.meta.events.register("before-parameter-build.sqs.DeleteMessage", lambda **_: calls.append(("delete", 1)))
+    step.sqs.meta.events.register("before-parameter-build.sqs.DeleteMessageBatch",
+                                  lambda params, **_: calls.append(("delete", len(params["Entries"]))))
+    assert step.run(alg, step.config(YUNPIPE_PARALLELISM="4")) == 0
+    deletes = [n for kind, n in calls if kind == "delete"]
+    assert sum(deletes) == 4 and len(deletes) < 4  # in batches, not one request per file
+    first_delete = next(i for i, (kind, _) in enumerate(calls) if kind == "delete")
+    paged = [key for kind, key in calls[:first_delete] if kind == "put" and "/pages/" in str(key)]
+    assert paged, calls
+    assert step.sqs.get_queue_attributes(QueueUrl=step.queue_url, AttributeNames=["All"])["Attributes"][
+        "ApproximateNumberOfMessagesNotVisible"] == "0"
+
+
+def test_a_worker_stopped_before_its_page_is_written_leaves_the_file_queued_and_its_next_job_records_a_skip(
+        aws_env, tmp_path, monkeypatch):
+    with mock_aws():
+        from yunpipe.runtime.worker import ledger as ledger_module
+        step = Step(tmp_path, max_receive_count=2)
+        alg = step.algorithm("sh -c 'cp $input $output'")
+        step.put("a.txt")
+        step.send("a.txt", body=json.dumps({"bucket": "in-bucket", "key": "a.txt", "etag": "e", "size": 11,
+                                            "run": "20261207T120000Z-upload"}))
+
+        class Killed(BaseException):
+            """Stands for the task's end between the job's result and its page (a SIGKILL)."""
+
+        def killed(self):
+            raise Killed()
+
+        with monkeypatch.context() as patched:
+            patched.setattr(ledger_module.Ledger, "write_pages", killed)
+            with pytest.raises(Killed):
+                step.run(alg, step.config(YUNPIPE_VISIBILITY_SECONDS="1"))
+        assert step.output("a.txt") == b"hello world\n"
+        assert job_records(step) == {}
+        time.sleep(1.5)  # the message turns visible again
+        assert step.run(alg) == 0
+        (record,) = job_records(step).values()
+        assert record["outcome"] == "skipped" and record["results"] == ["a.txt"] and record["attempt"] == 2
 
 
 def test_a_large_input_s_run_is_read_with_a_head_request(step, monkeypatch):
@@ -291,8 +374,7 @@ def test_a_join_takes_its_first_input_s_run_and_a_gather_its_marker_s(step):
     head = step.s3.head_object
     assert head(Bucket="out-bucket", Key="k.txt")["Metadata"]["yunpipe-run"] == "20261207T120000Z-upload"
     assert head(Bucket="out-bucket", Key="batch/_done")["Metadata"]["yunpipe-run"] == "20261207T100000Z-upload"
-    join = objects(step, records.end_key("demo", "20261207T120000Z-upload", "upper", "k.txt"))
-    (record,) = join.values()
+    record = job_records(step)[records.end_key("demo", "20261207T120000Z-upload", "upper", "k.txt")]
     assert [i["bucket"] for i in record["inputs"]] == ["in-bucket", "mask-bucket"] and record["bytes_in"] == 2
 
 
@@ -315,7 +397,7 @@ def test_the_task_record_counts_its_jobs_and_their_seconds_per_run(step):
     assert key == records.task_key("demo", "upper", task["id"])
     assert task["exit"] == "idle" and task["jobs"] == 3
     assert set(task["job_seconds"]) == {"20261207T120000Z-upload", "20261207T130000Z-submit"}
-    ends = objects(step, "runs/")
+    ends = job_records(step)
     assert task["job_seconds"]["20261207T130000Z-submit"] == pytest.approx(
         ends[records.end_key("demo", "20261207T130000Z-submit", "upper", "c.txt")]["wall_seconds"], abs=0.002)
     assert {k: task[k] for k in ("cpu", "memory_mib", "capacity", "pipeline", "step")} == {

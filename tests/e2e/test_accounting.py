@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from . import helpers
 from .helpers import run_ok, wait_until, write_inputs
 
 pytestmark = pytest.mark.e2e
@@ -14,13 +15,8 @@ pytestmark = pytest.mark.e2e
 
 def job_records(s3, bucket: str, pipeline: str) -> dict[str, dict]:
     """The final job records of the pipeline's runs, by input key."""
-    found = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"runs/{pipeline}/"):
-        for item in page.get("Contents", []):
-            if "/ends/" in item["Key"]:
-                record = json.loads(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
-                found[record["key"]] = record
-    return found
+    return {record["key"]: record for key, record in helpers.job_records(s3, bucket, f"runs/{pipeline}/").items()
+            if "/ends/" in key}
 
 
 def task_records(s3, bucket: str, pipeline: str) -> dict[str, dict]:

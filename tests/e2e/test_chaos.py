@@ -18,7 +18,7 @@ from yunpipe.local.faults import FaultPlan
 from yunpipe.registry import AlgorithmRegistry
 
 from .conftest import ALGORITHM_FOLDERS
-from .helpers import run_ok, wait_until, write_inputs
+from .helpers import job_records, run_ok, wait_until, write_inputs
 
 pytestmark = pytest.mark.e2e
 
@@ -88,8 +88,7 @@ def test_under_killed_workers_failing_launchers_and_an_s3_outage_every_result_ar
     assert all(queued(sqs, step.failed_events_queue) == 0 for step in chaos.summary.steps)
 
     # Accounting: one final record per file per step (the poison file's in the first step only).
-    records = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(
-        Bucket=chaos.summary.reports_bucket, Prefix=f"runs/{chaos.name}/") for o in page.get("Contents", [])]
+    records = job_records(s3, chaos.summary.reports_bucket, f"runs/{chaos.name}/")
     ends = collections.Counter(key.split("/ends/")[1].rsplit(".json", 1)[0] for key in records if "/ends/" in key)
     wanted = collections.Counter([f"{step.name}/{key}" for step in (first, last) for key in good]
                                  + [f"{first.name}/poison.txt"])
@@ -99,11 +98,9 @@ def test_under_killed_workers_failing_launchers_and_an_s3_outage_every_result_ar
     # jobs (a killed worker's job leaves no record; a try whose task was stopped, by the launcher
     # above its cap say, is `interrupted` and handed back: not the file's failure).
     failed = {}
-    for key in records:
-        if "/tries/" in key:
-            record = json.loads(s3.get_object(Bucket=chaos.summary.reports_bucket, Key=key)["Body"].read())
-            if record["outcome"] != "interrupted":
-                failed[key.split("/tries/")[1].split("/")[1]] = (record["outcome"], record.get("reason"))
+    for key, record in records.items():
+        if "/tries/" in key and record["outcome"] != "interrupted":
+            failed[key.split("/tries/")[1].split("/")[1]] = (record["outcome"], record.get("reason"))
     assert set(failed) == {"poison.txt"}, failed
 
     # Provenance: each result names its step, its input, and that input's ETag.

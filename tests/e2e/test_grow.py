@@ -14,7 +14,7 @@ from yunpipe.registry import AlgorithmRegistry
 from yunpipe.runtime.accounting import records
 
 from .conftest import ALGORITHM_FOLDERS
-from .helpers import run_ok, wait_until, write_inputs
+from .helpers import job_records, run_ok, wait_until, write_inputs
 
 pytestmark = pytest.mark.e2e
 
@@ -60,10 +60,9 @@ def test_a_job_out_of_memory_succeeds_at_double_the_memory_and_one_out_of_memory
     tester.wait_for_results({key: f"{text.rstrip()}\n-- tested\n".encode()
                              for key, text in {**normal, "greedy.txt": greedy["greedy.txt"]}.items()}, timeout=30)
 
-    ends = {r["key"]: r for r in (read_json(s3, reports, k) for k in listed(s3, reports, records.run_prefix(
-        tester.name, run)) if "/ends/" in k)}
-    tries = [read_json(s3, reports, k) for k in listed(s3, reports, records.run_prefix(tester.name, run))
-             if "/tries/" in k]
+    found = job_records(s3, reports, records.run_prefix(tester.name, run))
+    ends = {r["key"]: r for k, r in found.items() if "/ends/" in k}
+    tries = [r for k, r in found.items() if "/tries/" in k]
     # The normal files ran once, at the step's size.
     for key in normal:
         assert (ends[key]["outcome"], ends[key]["attempt"], ends[key]["task"]["memory_mib"]) == ("ok", 1, 512), ends[key]

@@ -17,7 +17,7 @@ from ui_browser import screenshot
 
 from yunpipe.runtime.accounting import cost, records
 
-from .helpers import run_ok, wait_until, write_inputs
+from .helpers import job_records, run_ok, wait_until, write_inputs
 
 pytestmark = pytest.mark.e2e
 
@@ -59,8 +59,7 @@ def read_json(s3, bucket: str, key: str) -> dict:
 
 
 def read_jobs(s3, bucket: str, pipeline: str, run: str) -> list[dict]:
-    return [read_json(s3, bucket, key) for key in listed(s3, bucket, records.run_prefix(pipeline, run))
-            if "/ends/" in key or "/tries/" in key]
+    return list(job_records(s3, bucket, records.run_prefix(pipeline, run)).values())
 
 
 def listed(s3, bucket: str, prefix: str) -> list[str]:

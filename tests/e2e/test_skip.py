@@ -3,25 +3,18 @@ result; the identical file uploaded again is skipped by the worker (its job reco
 the result is not written again); `yunpipe submit --force` runs it again. One pipeline, one small
 file, three jobs: about 30 s on top of the suite's fixtures.
 """
-import json
 
 import pytest
 
-from .helpers import run_ok, wait_until, write_inputs
+from .helpers import job_records, run_ok, wait_until, write_inputs
 
 pytestmark = pytest.mark.e2e
 
 
 def outcomes(s3, bucket: str, pipeline: str, key: str) -> list[str]:
     """The outcomes of the final job records of `key` in every run of the pipeline."""
-    found = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"runs/{pipeline}/"):
-        for item in page.get("Contents", []):
-            if "/ends/" in item["Key"]:
-                record = json.loads(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
-                if record["key"] == key:
-                    found.append(record["outcome"])
-    return found
+    return [record["outcome"] for end, record in job_records(s3, bucket, f"runs/{pipeline}/").items()
+            if "/ends/" in end and record["key"] == key]
 
 
 def test_an_identical_upload_is_skipped_and_submit_force_runs_it_again(pipeline, aws, tmp_path):

@@ -4,10 +4,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..accounting.records import PAGE_RECORDS
 from ..contract import (
     INTERRUPTIONS_ATTRIBUTE,
     MAX_INTERRUPTIONS,
@@ -26,6 +27,10 @@ log = logging.getLogger("yunpipe.worker")
 # not burn every try within a second. The final try is released at once so SQS can move it
 # to the dead-letter queue on the next receive.
 RETRY_DELAY_SECONDS = 10
+# A done job's message waits at most about this long to be deleted with others (DoneMessages).
+DONE_WAIT_SECONDS = 2.0
+# SQS deletes at most this many messages per DeleteMessageBatch.
+DELETE_BATCH = 10
 
 
 class VisibilityHeartbeat:
@@ -77,17 +82,84 @@ class VisibilityHeartbeat:
                         log.warning("cannot extend visibility of message %s: %s", message_id, exc)
 
 
+class DoneMessages:
+    """The messages of jobs that have their results, deleted together: when PAGE_RECORDS of them
+    wait, when the first has waited DONE_WAIT_SECONDS, or when the worker asks (it is about to
+    count its queue, or to exit). `before_delete` runs first and writes their jobs' records (the
+    ledger's pages): a worker stopped in between leaves the files queued, and their next job
+    finds the results and records a skip, so no done file goes unrecorded. One DeleteMessageBatch
+    for up to ten files, not a DeleteMessage each, saves the queue a request per file."""
+
+    def __init__(self, sqs: Any, queue_url: str, heartbeat: VisibilityHeartbeat,
+                 before_delete: Callable[[], None]) -> None:
+        self._sqs, self._queue_url, self._heartbeat = sqs, queue_url, heartbeat
+        self._before_delete = before_delete
+        self._waiting: list[dict] = []
+        self._since = 0.0  # when (monotonic) the first waiting message was added
+        self._lock = threading.Lock()
+        self._deleting = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="done-messages", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Delete what waits, then stop the timer."""
+        self._stopped.set()
+        self._thread.join()
+        self.flush()
+
+    def add(self, message: dict) -> None:
+        with self._lock:
+            if not self._waiting:
+                self._since = time.monotonic()
+            self._waiting.append(message)
+            full = len(self._waiting) >= PAGE_RECORDS
+        if full:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the waiting messages' records, then delete the messages. The heartbeat keeps
+        them invisible until then."""
+        with self._deleting:
+            with self._lock:
+                waiting, self._waiting = self._waiting, []
+            # Records first: every message taken above had its record kept before it was added.
+            self._before_delete()
+            for start in range(0, len(waiting), DELETE_BATCH):
+                self._delete(waiting[start:start + DELETE_BATCH])
+
+    def _delete(self, messages: list[dict]) -> None:
+        for message in messages:
+            self._heartbeat.drop(message)
+        entries = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)]
+        try:
+            answer = self._sqs.delete_message_batch(QueueUrl=self._queue_url, Entries=entries)
+        except (BotoCoreError, ClientError) as exc:
+            # Left for SQS to hand out again: the next job finds the results and skips.
+            log.warning("cannot delete %d done message(s): %s", len(messages), exc)
+            return
+        for failed in answer.get("Failed", []):
+            message = messages[int(failed["Id"])]
+            log.warning("cannot delete message %s: %s", message.get("MessageId"), failed.get("Message"))
+
+    def _run(self) -> None:
+        while not self._stopped.wait(DONE_WAIT_SECONDS / 4):
+            with self._lock:
+                due = bool(self._waiting) and time.monotonic() - self._since >= DONE_WAIT_SECONDS
+            if due:
+                self.flush()
+
+
 def settle(sqs: Any, config: WorkerConfig, message: dict, result: JobResult, retry_delay: int) -> None:
-    """Delete the message of a successful job. A job out of memory is sent on to the step's next
-    size (grow.py). An interrupted job's file is handed back without using up a try, a last
+    """Settle the message of a job that did not end with its results (DoneMessages deletes those
+    that did). A job out of memory is sent on to the step's next size (grow.py). An interrupted job's file is handed back without using up a try, a last
     try's sent to the dead-letter queue when SQS would not yet move it (a permanent exit code,
     or a file handed back before); otherwise the message is left for SQS to retry."""
     if result.grows and forward(sqs, config, message):
         return
     try:
-        if result.ok:
-            sqs.delete_message(QueueUrl=config.queue_url, ReceiptHandle=message["ReceiptHandle"])
-            return
         if result.interrupted and hand_back(sqs, config, message, result.untouched):
             return
         if (result.final and receipt(message).received < config.max_receive_count

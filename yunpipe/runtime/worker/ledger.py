@@ -1,6 +1,7 @@
-"""What the worker keeps of its work in the reports bucket (accounting/records.py): one record per
-job, written after its results or its failure report, and the task's own record as it exits.
-Also the run each job belongs to, which its results carry.
+"""What the worker keeps of its work in the reports bucket (accounting/records.py): a record per
+job, after its results or its failure report (a done job's in its task's next page, written by
+write_pages before the job's message is deleted), and the task's own record as it exits. Also
+the run each job belongs to, which its results carry.
 
 A record that cannot be written is logged, never raised: accounting never loses, fails or holds
 back a result. With accounting off (WorkerConfig.accounting) or no reports bucket nothing is
@@ -19,7 +20,7 @@ from typing import Any, Mapping
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..accounting import notify
-from ..accounting.records import job_record, job_record_key, now_iso, task_key
+from ..accounting.records import DONE_OUTCOMES, job_record, job_record_key, now_iso, page_key, task_key
 from ..accounting.runs import RunError, drop_run, run_from_metadata
 from ..contract import WorkerConfig
 from .cgroup import MemoryCgroup, memory_cgroup
@@ -69,7 +70,11 @@ class Ledger:
         self.memory_limit_mib = round(limit) if limit is not None else (config.task_memory or None)
         self.jobs = 0
         self.job_seconds: dict[str, float] = {}
+        # Done jobs' records not written yet, by run; and how many pages this task wrote.
+        self._pages: dict[str, list[dict[str, Any]]] = {}
+        self._serial = 0
         self._lock = threading.Lock()
+        self._writing = threading.Lock()
         self._drop_run_lock = threading.Lock()
 
     # ------------------------------------------------------------------ runs
@@ -128,15 +133,32 @@ class Ledger:
         except (ValueError, KeyError) as exc:
             log.error("cannot make the record of the job of %s: %s", fields.get("key"), exc)
             return
-        failed = record["final"] and record["outcome"] not in ("ok", "skipped", "interrupted")
+        if record["outcome"] in DONE_OUTCOMES:
+            with self._lock:
+                self._pages.setdefault(run, []).append(record)
+            return
+        failed = record["final"] and record["outcome"] != "interrupted"
         if self._put(key, record) and failed and self.sns is not None:
             # The file is dead-lettered: tell the pipeline's topic if it is its run's first.
             notify.first_failure(self.s3, self.sns, str(self.config.report_bucket), self.config.topic_arn, record)
 
+    def write_pages(self) -> None:
+        """Write the done jobs' records kept so far, a page per run (the caller then deletes their
+        messages). A page that cannot be written is logged and dropped: its results stand."""
+        with self._writing:
+            with self._lock:
+                pages, self._pages = self._pages, {}
+            for run, found in pages.items():
+                self._serial += 1
+                key = page_key(self.config.pipeline, run, self.config.step, str(self.task["id"]), self._serial,
+                               len(found))
+                self._put(key, {"version": 1, "records": found})
+
     def task_ended(self, exit_reason: str) -> None:
-        """The task's own record, as it exits ("idle", "signal" or "error")."""
+        """The task's own record, as it exits ("idle", "signal" or "error"), after its last page."""
         if not self.enabled:
             return
+        self.write_pages()
         peak = self.cgroup.peak_mib() if self.cgroup else None
         with self._lock:
             record = {"version": 1, **self.task, "pipeline": self.config.pipeline, "step": self.config.step,

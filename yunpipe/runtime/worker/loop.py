@@ -16,7 +16,7 @@ from ..accounting.settle import settle_open_runs
 from ..contract import INTERRUPTIONS_ATTRIBUTE, RECEIVES_ATTRIBUTE, WorkerConfig
 from .clients import endpoint_url
 from .job import JobResult, process_message
-from .lease import RETRY_DELAY_SECONDS, VisibilityHeartbeat, release, settle
+from .lease import RETRY_DELAY_SECONDS, DoneMessages, VisibilityHeartbeat, release, settle
 from .ledger import Ledger
 from .locks import PathLocks
 
@@ -157,10 +157,26 @@ def run_worker(
         ledger.task_ended(exit_reason)
 
 
+def _let_go(sqs: Any, config: WorkerConfig, message: dict, result: JobResult | None, retry_delay: int,
+            heartbeat: VisibilityHeartbeat, done: DoneMessages) -> None:
+    """A job's message once the job ended: a done one is deleted with others once its record is
+    written (the heartbeat holds it until then); any other is settled now, or released when the
+    job crashed (result None)."""
+    if result is not None and result.ok:
+        done.add(message)
+        return
+    heartbeat.drop(message)
+    if result is None:
+        release(sqs, config, message)
+    else:
+        settle(sqs, config, message, result, retry_delay)
+
+
 def _drain(config: WorkerConfig, algorithm: dict, sqs: Any, s3: Any, environ: Mapping[str, str],
            stop: threading.Event, retry_delay: int, config_error: str | None, ledger: Ledger) -> str:
     """run_worker's loop; returns why it ended: "idle" or "signal"."""
     heartbeat = VisibilityHeartbeat(sqs, config.queue_url, config.visibility_seconds)
+    done = DoneMessages(sqs, config.queue_url, heartbeat, ledger.write_pages)
     locks = PathLocks()
     slots = _Slots(config.parallelism)
 
@@ -175,16 +191,13 @@ def _drain(config: WorkerConfig, algorithm: dict, sqs: Any, s3: Any, environ: Ma
             # A bug, not the job's failure: the message goes back to SQS, the worker goes on.
             log.exception("job of message %s crashed", message.get("MessageId"))
         finally:
-            heartbeat.drop(message)
-            if result is None:
-                release(sqs, config, message)
-            else:
-                settle(sqs, config, message, result, retry_delay)
+            _let_go(sqs, config, message, result, retry_delay, heartbeat, done)
             slots.end(result)
 
     checked = 0  # jobs ended when the worker last looked for runs to settle
     looked = -SETTLE_INTERVAL_SECONDS  # when (monotonic) it last looked
     heartbeat.start()
+    done.start()
     try:
         with ThreadPoolExecutor(max_workers=config.parallelism, thread_name_prefix="job") as pool:
             while True:
@@ -209,6 +222,8 @@ def _drain(config: WorkerConfig, algorithm: dict, sqs: Any, s3: Any, environ: Ma
                         # An empty answer after jobs ended: a run may have ended with them, if
                         # nothing else of the step is left.
                         checked, looked = slots.ok + slots.failed, time.monotonic()
+                        # This worker's done messages must not count as the step's work left.
+                        done.flush()
                         if step_drained(sqs, config):
                             settle_runs(config, s3, sqs, environ)
                     if leaving:
@@ -228,4 +243,8 @@ def _drain(config: WorkerConfig, algorithm: dict, sqs: Any, s3: Any, environ: Ma
         log.info("stopped on request: %d ok, %d failed", slots.ok, slots.failed)
         return "signal"
     finally:
-        heartbeat.stop()
+        # The pool has ended every job: delete their messages before the heartbeat stops.
+        try:
+            done.stop()
+        finally:
+            heartbeat.stop()
