@@ -251,8 +251,9 @@ def run(references: list[str], work: Path, files: list[Path], plan: FaultPlan | 
             started, dropped, seen = watch(summary, files)
         s3 = aws.client("s3")
         verified = check_results(s3, summary, files)
-        records = check_records(s3, summary, files)
+        # Once every worker has exited: a done job's record may wait up to 2 s for its page.
         reasons = stopped_tasks(aws, summary)
+        records = check_records(s3, summary, files)
         check_queues(aws.client("sqs"), summary)
         demo.say("every result once, correct, with its provenance; no dead letter")
         demo.run("clean-up", "--local", "--purge", PIPELINE)
