@@ -99,14 +99,18 @@ class DoneMessages:
         self._lock = threading.Lock()
         self._deleting = threading.Lock()
         self._stopped = threading.Event()
+        # Set when PAGE_RECORDS wait: the thread writes and deletes them, so a job's thread never
+        # waits for those requests before it takes its next job.
+        self._full = threading.Event()
         self._thread = threading.Thread(target=self._run, name="done-messages", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
-        """Delete what waits, then stop the timer."""
+        """Stop the thread, then delete what waits."""
         self._stopped.set()
+        self._full.set()
         self._thread.join()
         self.flush()
 
@@ -115,9 +119,8 @@ class DoneMessages:
             if not self._waiting:
                 self._since = time.monotonic()
             self._waiting.append(message)
-            full = len(self._waiting) >= PAGE_RECORDS
-        if full:
-            self.flush()
+            if len(self._waiting) >= PAGE_RECORDS:
+                self._full.set()
 
     def flush(self) -> None:
         """Write the waiting messages' records, then delete the messages. The heartbeat keeps
@@ -145,9 +148,12 @@ class DoneMessages:
             log.warning("cannot delete message %s: %s", message.get("MessageId"), failed.get("Message"))
 
     def _run(self) -> None:
-        while not self._stopped.wait(DONE_WAIT_SECONDS / 4):
+        while not self._stopped.is_set():
+            self._full.wait(DONE_WAIT_SECONDS / 4)
             with self._lock:
-                due = bool(self._waiting) and time.monotonic() - self._since >= DONE_WAIT_SECONDS
+                due = bool(self._waiting) and (self._full.is_set()
+                                               or time.monotonic() - self._since >= DONE_WAIT_SECONDS)
+                self._full.clear()
             if due:
                 self.flush()
 
