@@ -87,7 +87,9 @@ def process_message(
     With a config_error the job fails at once, reporting it. `locks` holds the local paths of
     the jobs running at once: the job starts once none of its own is among them, unless
     `stop` is set first (then it is abandoned untouched). `ledger` records the job once its
-    result or failure report is written (a Ledger of its own when not given)."""
+    result or failure report is written (a Ledger of its own when not given); a done job's record
+    waits in the ledger's pages until its write_pages, which the caller runs before it deletes
+    the message (run_worker's DoneMessages)."""
     ledger = ledger or Ledger(config, s3, environ=environ)
     received = receipt(message)
     attempt = received.attempt
