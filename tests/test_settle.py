@@ -167,6 +167,20 @@ def test_a_malformed_page_leaves_the_run_open_and_others_settle(aws, caplog):
     assert is_open(aws, run) and "is not JSON" in caplog.text
 
 
+def test_a_stray_object_under_pages_is_ignored_and_a_page_of_an_undone_job_leaves_the_run_open(aws, caplog):
+    describe(aws, [step("a")])
+    run = open_run(aws, ["x.txt"])
+    aws.put_object(Bucket=BUCKET, Key=records.page_prefix(PIPELINE, run), Body=b"")  # a console's folder
+    page(aws, run, "a", [job(aws, run, "a", "x.txt")])
+    assert check(aws) == [run]
+    other = open_run(aws, ["y.txt"], serial=2)
+    failed = job(aws, other, "a", "y.txt", outcome="failed", attempt=3, reason="nonzero_exit")
+    page(aws, other, "a", [failed])
+    with caplog.at_level(logging.ERROR):
+        assert check(aws) == []
+    assert is_open(aws, other) and "not done" in caplog.text
+
+
 def test_an_entry_filter_decides_which_inputs_a_step_expects(aws):
     describe(aws, [step("a", suffix=".tif")])
     run = open_run(aws, ["scan.tif", "notes.txt", "folder/"])

@@ -322,6 +322,48 @@ def test_a_done_job_s_message_is_deleted_only_after_its_page_is_written_and_in_o
         "ApproximateNumberOfMessagesNotVisible"] == "0"
 
 
+def test_a_page_that_cannot_be_written_keeps_its_messages_until_a_later_write_succeeds(step, monkeypatch):
+    from yunpipe.runtime.worker import ledger as ledger_module
+    alg = step.algorithm("sh -c 'cp $input $output'")
+    for n in range(3):
+        step.put(f"{n}.txt")
+        step.send(f"{n}.txt", body=json.dumps({"bucket": "in-bucket", "key": f"{n}.txt", "size": 11,
+                                               "run": "20261207T120000Z-upload"}))
+    calls = []
+    original = ledger_module.Ledger._put_page
+
+    def flaky(self, run, found):
+        calls.append(("page", len(found)))
+        return False if len(calls) == 1 else original(self, run, found)
+
+    monkeypatch.setattr(ledger_module.Ledger, "_put_page", flaky)
+    step.sqs.meta.events.register("before-parameter-build.sqs.DeleteMessageBatch",
+                                  lambda params, **_: calls.append(("delete", len(params["Entries"]))))
+    assert step.run(alg, step.config(YUNPIPE_PARALLELISM="3")) == 0
+    # Nothing deleted after the failed write; the records of the first try were written later.
+    assert calls[0][0] == "page" and calls[1][0] == "page", calls
+    assert sum(n for kind, n in calls if kind == "delete") == 3
+    assert sorted(r["key"] for r in job_records(step).values()) == ["0.txt", "1.txt", "2.txt"]
+    assert step.queue_counts() == (0, 0)
+
+
+def test_a_page_whose_name_is_taken_goes_under_the_next_serial(step):
+    import socket
+    alg = step.algorithm("sh -c 'cp $input $output'")
+    run = "20261207T120000Z-upload"
+    taken = records.page_key("demo", run, "upper", socket.gethostname(), 1, 1)
+    other = {"version": 1, "records": [{"pipeline": "demo", "run": run, "step": "upper", "key": "other.txt",
+                                        "outcome": "ok", "finished_at": "2026-12-07T12:00:00.000Z"}]}
+    step.s3.put_object(Bucket="report-bucket", Key=taken, Body=json.dumps(other).encode())
+    step.put("a.txt")
+    step.send("a.txt", body=json.dumps({"bucket": "in-bucket", "key": "a.txt", "size": 11, "run": run}))
+    assert step.run(alg) == 0
+    pages = {k: v for k, v in objects(step, "runs/").items() if "/pages/" in k}
+    assert pages[taken] == other  # another task's page, not overwritten
+    assert [r["key"] for r in pages[records.page_key("demo", run, "upper", socket.gethostname(), 2, 1)]["records"]] \
+        == ["a.txt"]
+
+
 def test_a_worker_stopped_before_its_page_is_written_leaves_the_file_queued_and_its_next_job_records_a_skip(
         aws_env, tmp_path, monkeypatch):
     with mock_aws():

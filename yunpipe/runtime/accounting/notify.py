@@ -54,3 +54,35 @@ def first_failure(s3: Any, sns: Any, bucket: str, topic_arn: str, record: Mappin
                "report": record.get("report"), "log_tail": record.get("log_tail")}
     subject = f"yunpipe {record['pipeline']}: {record['key']} failed in {record['step']} ({record['outcome']})"
     return publish(sns, topic_arn, subject, message)
+
+
+def settled(sns: Any, topic: str, summary: Mapping[str, Any], bucket: str) -> None:
+    """Publish a run's settled message (settle.py); `sns` is the client, or a function that makes
+    one. The run is settled whether or not it goes out."""
+    try:
+        client = sns() if callable(sns) else sns
+    except (BotoCoreError, ValueError) as error:  # no SNS in this botocore, say
+        log.error("run %s settled but not announced: no SNS client (%s)", summary["run"], error)
+        return
+    if client is None:
+        log.error("run %s settled but not announced: no SNS client", summary["run"])
+        return
+    publish(client, topic, subject(summary), announcement(summary, bucket))
+
+
+def subject(summary: Mapping[str, Any]) -> str:
+    failed = len(summary.get("failures") or [])
+    return f"yunpipe {summary['pipeline']}: run {summary['run']} settled, {failed} failure(s)"
+
+
+def announcement(summary: Mapping[str, Any], bucket: str) -> dict[str, Any]:
+    """The settled message: counts, duration, cost and where the report is."""
+    counts = {step: {k: v for k, v in values.items() if isinstance(v, int)} for step, values in summary["steps"].items()}
+    cost = summary.get("cost") or {}
+    return {"event": "settled", "pipeline": summary["pipeline"], "run": summary["run"], "kind": summary["kind"],
+            "inputs": summary["inputs"], "counts": counts, "failures": len(summary.get("failures") or []),
+            "opened_at": summary["opened_at"], "settled_at": summary["settled_at"],
+            "duration_seconds": summary.get("duration_seconds"),
+            "cost": {k: cost.get(k) for k in ("total", "currency", "estimated")},
+            "summary": f"s3://{bucket}/{summary['report']}",
+            "report": f"yunpipe report {summary['pipeline']} {summary['run']}"}

@@ -46,8 +46,8 @@ LOG_TAIL_CHARS = 2048
 # S3 keys are at most 1024 bytes (UTF-8); a record whose key would be longer is named by its
 # input key's SHA-256 instead (the record's body still holds the key).
 MAX_KEY_BYTES = 1024
-# The most records a page holds: a worker writes its page when it has this many (or a second
-# after its first), so a busy step writes a tenth of the objects one record per job would.
+# The most records a page holds: a worker writes its page when it has this many (or 2 s after
+# its first), so a busy step writes a tenth of the objects one record per job would.
 PAGE_RECORDS = 10
 
 

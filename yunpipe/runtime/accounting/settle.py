@@ -38,6 +38,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from . import notify
 from .records import (
+    DONE_OUTCOMES,
     drop_key,
     end_key,
     manifest_key,
@@ -168,21 +169,8 @@ def settle_run(s3: Any, sns: Any, sqs: Any, bucket: str, descriptor: Mapping[str
     log.info("run %s of %s settled: s3://%s/%s", run, pipeline, bucket, summary_key(pipeline, run))
     topic = str(descriptor.get("topic_arn") or "")
     if topic:
-        _announce(sns, topic, summary, bucket)
+        notify.settled(sns, topic, summary, bucket)
     return True
-
-
-def _announce(sns: Any, topic: str, summary: Mapping[str, Any], bucket: str) -> None:
-    """Publish the settled message; the run is settled whether or not it goes out."""
-    try:
-        client = sns() if callable(sns) else sns
-    except (BotoCoreError, ValueError) as error:  # no SNS in this botocore, say
-        log.error("run %s settled but not announced: no SNS client (%s)", summary["run"], error)
-        return
-    if client is None:
-        log.error("run %s settled but not announced: no SNS client", summary["run"])
-        return
-    notify.publish(client, topic, subject(summary), announcement(summary, bucket))
 
 
 def list_run(s3: Any, bucket: str, pipeline: str, run: str) -> Listing:
@@ -195,14 +183,24 @@ def list_run(s3: Any, bucket: str, pipeline: str, run: str) -> Listing:
                 listing.ends[obj["Key"]] = etag
             elif rest.startswith("tries/"):
                 listing.tries[obj["Key"]] = etag
-            elif rest.startswith("pages/"):
-                page_parts(page_prefix(pipeline, run), obj["Key"])  # Malformed names fail the check here
+            elif rest.startswith("pages/") and _is_page(page_prefix(pipeline, run), obj["Key"]):
                 listing.pages[obj["Key"]] = etag
             elif rest == "manifest.json":
                 listing.manifest = etag
             elif rest == "summary.json":
                 listing.summary = True
     return listing
+
+
+def _is_page(prefix: str, key: str) -> bool:
+    """Whether a key under the run's pages/ is a page's (a folder marker or a stray object is none,
+    and is left out as the other readers leave it out)."""
+    try:
+        page_parts(prefix, key)
+        return True
+    except ValueError:
+        log.warning("%s is no page's key; ignored", key)
+        return False
 
 
 def expected_jobs(s3: Any, bucket: str, pipeline: str, run: str, manifest: Mapping[str, Any],
@@ -270,8 +268,10 @@ def read_pages(s3: Any, bucket: str, listing: Listing) -> None:
         except ValueError as error:
             raise Malformed(f"s3://{bucket}/{key}: {error}") from None
         for record in found:
-            if not all(isinstance(record.get(f), str) for f in ("pipeline", "run", "step", "key", "finished_at")):
-                raise Malformed(f"s3://{bucket}/{key} holds a record without its pipeline, run, step, key or end")
+            if not all(isinstance(record.get(f), str) for f in ("pipeline", "run", "step", "key", "finished_at")) \
+                    or record.get("outcome") not in DONE_OUTCOMES:
+                raise Malformed(f"s3://{bucket}/{key} holds a record without its pipeline, run, step, key or end, "
+                                f"or not done ({', '.join(DONE_OUTCOMES)})")
             end = end_key(record["pipeline"], record["run"], record["step"], record["key"])
             if end not in listing.paged or listing.paged[end]["finished_at"] < record["finished_at"]:
                 listing.paged[end] = record
@@ -473,22 +473,3 @@ def _body(s3: Any, bucket: str, key: str, etag: str) -> dict[str, Any]:
         _bodies.clear()
     _bodies[(bucket, key, etag)] = body
     return body
-
-
-def subject(summary: Mapping[str, Any]) -> str:
-    failed = len(summary.get("failures") or [])
-    return f"yunpipe {summary['pipeline']}: run {summary['run']} settled, {failed} failure(s)"
-
-
-def announcement(summary: Mapping[str, Any], bucket: str) -> dict[str, Any]:
-    """The settled message: counts, duration, cost and where the report is."""
-    counts = {step: {k: v for k, v in values.items() if isinstance(v, int)} for step, values in summary["steps"].items()}
-    cost = summary.get("cost") or {}
-    return {"event": "settled", "pipeline": summary["pipeline"], "run": summary["run"], "kind": summary["kind"],
-            "inputs": summary["inputs"], "counts": counts, "failures": len(summary.get("failures") or []),
-            "opened_at": summary["opened_at"], "settled_at": summary["settled_at"],
-            "duration_seconds": summary.get("duration_seconds"),
-            "cost": {k: cost.get(k) for k in ("total", "currency", "estimated")},
-            "summary": f"s3://{bucket}/{summary['report']}",
-            "report": f"yunpipe report {summary['pipeline']} {summary['run']}"}
-

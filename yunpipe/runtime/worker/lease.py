@@ -91,7 +91,7 @@ class DoneMessages:
     for up to ten files, not a DeleteMessage each, saves the queue a request per file."""
 
     def __init__(self, sqs: Any, queue_url: str, heartbeat: VisibilityHeartbeat,
-                 before_delete: Callable[[], None]) -> None:
+                 before_delete: Callable[[], bool]) -> None:
         self._sqs, self._queue_url, self._heartbeat = sqs, queue_url, heartbeat
         self._before_delete = before_delete
         self._waiting: list[dict] = []
@@ -108,11 +108,17 @@ class DoneMessages:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the thread, then delete what waits."""
+        """Stop the thread, then delete what waits. Messages whose records still cannot be written
+        are left to turn visible again: their next job finds the results and records a skip."""
         self._stopped.set()
         self._full.set()
         self._thread.join()
-        self.flush()
+        if not self.flush():
+            with self._lock:
+                left, self._waiting = self._waiting, []
+            for message in left:
+                self._heartbeat.drop(message)
+            log.warning("%d done message(s) left undeleted: their records could not be written", len(left))
 
     def add(self, message: dict) -> None:
         with self._lock:
@@ -122,16 +128,27 @@ class DoneMessages:
             if len(self._waiting) >= PAGE_RECORDS:
                 self._full.set()
 
-    def flush(self) -> None:
-        """Write the waiting messages' records, then delete the messages. The heartbeat keeps
-        them invisible until then."""
+    def flush(self) -> bool:
+        """Write the waiting messages' records, then delete the messages; False, and nothing
+        deleted, when a record could not be written (the messages wait for the next flush). The
+        heartbeat keeps them invisible until then."""
         with self._deleting:
             with self._lock:
                 waiting, self._waiting = self._waiting, []
             # Records first: every message taken above had its record kept before it was added.
-            self._before_delete()
+            try:
+                written = self._before_delete()
+            except Exception:  # a bug in accounting must not lose a message or stop this thread
+                log.exception("cannot write the records of %d done job(s)", len(waiting))
+                written = False
+            if not written:
+                with self._lock:
+                    self._waiting[:0] = waiting
+                    self._since = time.monotonic()
+                return False
             for start in range(0, len(waiting), DELETE_BATCH):
                 self._delete(waiting[start:start + DELETE_BATCH])
+            return True
 
     def _delete(self, messages: list[dict]) -> None:
         for message in messages:

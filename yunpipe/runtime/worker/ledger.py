@@ -20,8 +20,8 @@ from typing import Any, Mapping
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..accounting import notify
-from ..accounting.records import DONE_OUTCOMES, job_record, job_record_key, now_iso, page_key, task_key
-from ..accounting.runs import RunError, drop_run, run_from_metadata
+from ..accounting.records import DONE_OUTCOMES, PAGE_RECORDS, job_record, job_record_key, now_iso, page_key, task_key
+from ..accounting.runs import RunError, _precondition_failed, drop_run, run_from_metadata
 from ..contract import WorkerConfig
 from .cgroup import MemoryCgroup, memory_cgroup
 from .message import Job, Source
@@ -142,17 +142,44 @@ class Ledger:
             # The file is dead-lettered: tell the pipeline's topic if it is its run's first.
             notify.first_failure(self.s3, self.sns, str(self.config.report_bucket), self.config.topic_arn, record)
 
-    def write_pages(self) -> None:
-        """Write the done jobs' records kept so far, a page per run (the caller then deletes their
-        messages). A page that cannot be written is logged and dropped: its results stand."""
+    def write_pages(self) -> bool:
+        """Write the done jobs' records kept so far, pages of at most PAGE_RECORDS per run; whether
+        all were written (the caller then deletes their jobs' messages). A page that cannot be
+        written (logged) keeps its records for the next call."""
         with self._writing:
             with self._lock:
                 pages, self._pages = self._pages, {}
+            failed: dict[str, list[dict[str, Any]]] = {}
             for run, found in pages.items():
-                self._serial += 1
-                key = page_key(self.config.pipeline, run, self.config.step, str(self.task["id"]), self._serial,
-                               len(found))
-                self._put(key, {"version": 1, "records": found})
+                for start in range(0, len(found), PAGE_RECORDS):
+                    chunk = found[start:start + PAGE_RECORDS]
+                    if not self._put_page(run, chunk):
+                        failed.setdefault(run, []).extend(chunk)
+            with self._lock:
+                for run, found in failed.items():
+                    self._pages[run] = found + self._pages.get(run, [])
+            return not failed
+
+    def _put_page(self, run: str, found: list[dict[str, Any]]) -> bool:
+        """One page, written only where no object is: a task named by its host (no task metadata)
+        may share the name with another task's, and then takes the next serial."""
+        body = json.dumps({"version": 1, "records": found}).encode()
+        for _ in range(PAGE_RECORDS):
+            self._serial += 1
+            key = page_key(self.config.pipeline, run, self.config.step, str(self.task["id"]), self._serial, len(found))
+            try:
+                self.s3.put_object(Bucket=self.config.report_bucket, Key=key, Body=body, IfNoneMatch="*",
+                                   ContentType="application/json")
+                return True
+            except ClientError as exc:
+                if not _precondition_failed(exc):
+                    log.error("cannot write the page s3://%s/%s: %s", self.config.report_bucket, key, exc)
+                    return False
+            except BotoCoreError as exc:
+                log.error("cannot write the page s3://%s/%s: %s", self.config.report_bucket, key, exc)
+                return False
+        log.error("cannot write a page of run %s: every name tried is taken", run)
+        return False
 
     def task_ended(self, exit_reason: str) -> None:
         """The task's own record, as it exits ("idle", "signal" or "error"), after its last page."""
