@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from yunpipe.registry import AlgorithmRegistry
+from yunpipe.runtime.accounting import records
 from yunpipe.specs.algorithm import parse_algorithm
 
 REGION = "us-east-1"
@@ -124,3 +125,24 @@ def queue_urls_filled(environment) -> dict:
 
     return {k: f"https://sqs.{REGION}.amazonaws.com/123456789012/{v.queue}" if isinstance(v, QueueUrl) else v
             for k, v in environment.items()}
+
+
+def job_records(s3, bucket: str, prefix: str) -> dict[str, dict]:
+    """Every job record under `prefix` of the reports bucket by the key it has on its own: an ends/
+    or tries/ record's, and each record of a page by the ends/ key it would have. A job done twice
+    (in two pages) keeps its latest record, as a rewritten ends/ record would."""
+    found: dict[str, dict] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            key = item["Key"]
+            if "/ends/" not in key and "/tries/" not in key and "/pages/" not in key:
+                continue
+            body = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+            if "/pages/" not in key:
+                found[key] = body
+                continue
+            for record in records.page_records(body):
+                end = records.end_key(record["pipeline"], record["run"], record["step"], record["key"])
+                if end not in found or found[end]["finished_at"] < record["finished_at"]:
+                    found[end] = record
+    return found

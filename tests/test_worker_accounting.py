@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import boto3
+import helpers
 import pytest
 from moto import mock_aws
 from test_worker import PATIENCE, Step, gather_body, join_body
@@ -42,19 +43,8 @@ def objects(step, prefix):
 
 
 def job_records(step):
-    """The job records in the reports bucket by their ends/ or tries/ key; a page's records by the
-    ends/ key each would have on its own."""
-    found = {}
-    for key, body in objects(step, "runs/").items():
-        if "/ends/" in key or "/tries/" in key:
-            found[key] = body
-        elif "/pages/" in key:
-            for record in records.page_records(body):
-                end = records.end_key(record["pipeline"], record["run"], record["step"], record["key"])
-                # A job done twice (a duplicate, a forced re-run): its latest record, as on its own.
-                if end not in found or found[end]["finished_at"] < record["finished_at"]:
-                    found[end] = record
-    return found
+    """The job records in the reports bucket by their ends/ or tries/ key (helpers.job_records)."""
+    return helpers.job_records(step.s3, "report-bucket", "runs/")
 
 
 def the_record(step):

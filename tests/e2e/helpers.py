@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from yunpipe import cli
-from yunpipe.runtime.accounting import records
 
 
 def run_cli(*argv: str) -> tuple[int, str]:
@@ -50,23 +48,3 @@ def write_inputs(folder: Path, files: dict[str, str]) -> Path:
         path.write_text(text)
     return folder
 
-
-def job_records(s3, bucket: str, prefix: str) -> dict[str, dict]:
-    """Every job record under `prefix` of the reports bucket by the key it has on its own: an ends/
-    or tries/ record's, and each record of a page by the ends/ key it would have. A job done twice
-    (in two pages) keeps its latest record, as a rewritten ends/ record would."""
-    found: dict[str, dict] = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            key = item["Key"]
-            if "/ends/" not in key and "/tries/" not in key and "/pages/" not in key:
-                continue
-            body = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-            if "/pages/" not in key:
-                found[key] = body
-                continue
-            for record in records.page_records(body):
-                end = records.end_key(record["pipeline"], record["run"], record["step"], record["key"])
-                if end not in found or found[end]["finished_at"] < record["finished_at"]:
-                    found[end] = record
-    return found

@@ -6,8 +6,8 @@ it measured. One pipeline, one task, two small files: about 20 s on top of the s
 import json
 
 import pytest
+from helpers import job_records as all_job_records
 
-from . import helpers
 from .helpers import run_ok, wait_until, write_inputs
 
 pytestmark = pytest.mark.e2e
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 
 def job_records(s3, bucket: str, pipeline: str) -> dict[str, dict]:
     """The final job records of the pipeline's runs, by input key."""
-    return {record["key"]: record for key, record in helpers.job_records(s3, bucket, f"runs/{pipeline}/").items()
+    return {record["key"]: record for key, record in all_job_records(s3, bucket, f"runs/{pipeline}/").items()
             if "/ends/" in key}
 
 

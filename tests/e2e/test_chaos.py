@@ -13,12 +13,13 @@ import json
 import time
 
 import pytest
+from helpers import job_records
 
 from yunpipe.local.faults import FaultPlan
 from yunpipe.registry import AlgorithmRegistry
 
 from .conftest import ALGORITHM_FOLDERS
-from .helpers import job_records, run_ok, wait_until, write_inputs
+from .helpers import run_ok, wait_until, write_inputs
 
 pytestmark = pytest.mark.e2e
 

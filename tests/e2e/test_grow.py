@@ -9,12 +9,13 @@ run summary and `yunpipe status` say so. About 40 s on top of the suite's fixtur
 import json
 
 import pytest
+from helpers import job_records
 
 from yunpipe.registry import AlgorithmRegistry
 from yunpipe.runtime.accounting import records
 
 from .conftest import ALGORITHM_FOLDERS
-from .helpers import job_records, run_ok, wait_until, write_inputs
+from .helpers import run_ok, wait_until, write_inputs
 
 pytestmark = pytest.mark.e2e
 

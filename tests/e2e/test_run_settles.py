@@ -12,12 +12,13 @@ import threading
 from datetime import datetime
 
 import pytest
+from helpers import job_records
 from selenium.webdriver.common.by import By
 from ui_browser import screenshot
 
 from yunpipe.runtime.accounting import cost, records
 
-from .helpers import job_records, run_ok, wait_until, write_inputs
+from .helpers import run_ok, wait_until, write_inputs
 
 pytestmark = pytest.mark.e2e
 

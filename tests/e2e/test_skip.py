@@ -5,8 +5,9 @@ file, three jobs: about 30 s on top of the suite's fixtures.
 """
 
 import pytest
+from helpers import job_records
 
-from .helpers import job_records, run_ok, wait_until, write_inputs
+from .helpers import run_ok, wait_until, write_inputs
 
 pytestmark = pytest.mark.e2e
 

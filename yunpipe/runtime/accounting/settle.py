@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -85,9 +86,12 @@ class Listing:
     summary: bool = False
     paged: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def paged_count(self, prefix: str, step: str) -> int:
-        """How many records the step's pages hold, by their names."""
-        return sum(count for name, count in (page_parts(prefix, key) for key in self.pages) if name == step)
+    def paged_counts(self, prefix: str) -> Counter[str]:
+        """How many records each step's pages hold, by their names."""
+        counts: Counter[str] = Counter()
+        for step, count in (page_parts(prefix, key) for key in self.pages):
+            counts[step] += count
+        return counts
 
 
 @dataclass
@@ -251,11 +255,9 @@ def _may_have_ended(pipeline: str, run: str, wanted: dict[str, set[str]], listin
     have records, by name (ends/, tries/) or by the counts of the pages' names."""
     prefix = run_prefix(pipeline, run)
     named = {*listing.ends, *(_try_parts(pipeline, run, prefix, key)[1] for key in listing.tries)}
-    for entry, keys in wanted.items():
-        unnamed = sum(end_key(pipeline, run, entry, key) not in named for key in keys)
-        if unnamed > listing.paged_count(page_prefix(pipeline, run), entry):
-            return False
-    return True
+    paged = listing.paged_counts(page_prefix(pipeline, run))
+    return all(sum(end_key(pipeline, run, entry, key) not in named for key in keys) <= paged[entry]
+               for entry, keys in wanted.items())
 
 
 def read_pages(s3: Any, bucket: str, listing: Listing) -> None:
